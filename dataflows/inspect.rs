@@ -1,0 +1,44 @@
+//! `cortexflow inspect` and `cortexflow discover`: what is in a file or a dataset.
+
+use std::path::Path;
+
+use anyhow::Result;
+use cortexflow::io::{bids, nifti, stimulus};
+
+/// One paragraph per file: NIfTI header facts or stimulus word counts.
+pub fn inspect(path: &Path, tier: Option<&str>) -> Result<String> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        let h = nifti::read_header(path)?;
+        let tr = h.tr.map_or("none".to_string(), |t| format!("{t} s"));
+        let mut s = format!(
+            "{}\n  NIfTI-1 {:?}, grid {:?} × {} volumes, TR {tr}\n  affine {:?}",
+            path.display(),
+            h.datatype,
+            h.grid.shape,
+            h.n_vols,
+            h.grid.affine.0
+        );
+        if let Some(note) = &h.tr_note {
+            s.push_str(&format!("\n  note: {note}"));
+        }
+        Ok(s)
+    } else {
+        let st = stimulus::read_stimulus(path, tier)?;
+        let (first, last) = (&st.words[0], &st.words[st.words.len() - 1]);
+        Ok(format!(
+            "{}\n  {} words from {:.3} s ('{}') to {:.3} s ('{}'), recording ends at {:.3} s",
+            path.display(),
+            st.words.len(),
+            first.onset,
+            first.text,
+            last.offset,
+            last.text,
+            st.end
+        ))
+    }
+}
+
+pub fn discover(root: &Path) -> Result<String> {
+    Ok(bids::discover(root)?.to_string())
+}

@@ -1,0 +1,191 @@
+//! The `cortexflow` command line.
+
+mod embedded;
+mod inspect;
+mod progress;
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// cortexflow maps groups of artificial neurons (ANs) inside language models onto
+/// functional brain networks: a story streams through a model, each AN becomes a regressor
+/// on the fMRI clock, a basis of temporal patterns is learned, voxel-wise encoding models
+/// fit the patterns to fMRI, and group maps of each pattern are matched to brain networks.
+#[derive(Debug, Parser)]
+#[command(name = "cortexflow", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a BIDS-like dataset with planted structure and its ground truth.
+    ///
+    /// The story is the English Le Petit Prince (one section per run, embedded in the
+    /// binary); BOLD lies on the MNI grid of the Yeo 2011 atlas; a few AN groups drive a few
+    /// Yeo-7 networks. Written under OUT: sub-*/func/*_bold.nii.gz, stimuli/*.tsv,
+    /// mask.nii.gz, atlas/, dataset_description.json and truth/ (planted.json, maps.nii.gz,
+    /// timecourses/*.parquet, neurons.parquet, responses/*.parquet).
+    Simulate(SimulateArgs),
+    /// Report the runs, stimuli and mask found in a BIDS-like dataset, and what is missing.
+    Discover {
+        /// Dataset root (holding sub-*/ folders).
+        dir: PathBuf,
+    },
+    /// Print what a NIfTI image (.nii, .nii.gz) or stimulus (.TextGrid, .tsv, .csv) holds.
+    Inspect {
+        /// Files to inspect.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// TextGrid tier holding the words [default: the first interval tier].
+        #[arg(long)]
+        tier: Option<String>,
+    },
+    /// Print the schema of an output table (all tables when no name is given).
+    Schema {
+        /// Table name: neurons, responses, atoms, codes, voxel_fits, atom_fbn, subgroups,
+        /// metrics, planted_timecourses.
+        table: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GridRes {
+    /// 4 mm isotropic, 45×54×45 (8,268 cortical voxels).
+    #[value(name = "4mm")]
+    Mm4,
+    /// 2 mm isotropic, 91×109×91 (65,984 cortical voxels; ~1 GB per run in memory).
+    #[value(name = "2mm")]
+    Mm2,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Output directory (created; existing files are replaced atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of subjects.
+    #[arg(long, default_value_t = 3)]
+    subjects: usize,
+    /// Number of runs per subject: LPP sections 1..R (at most 9).
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Random seed: the same seed gives the same dataset, byte for byte.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Signal-to-noise ratio: variance of the planted signal over the variance of the AR(1)
+    /// noise, at a voxel of unit gain and weight.
+    #[arg(long, default_value_t = 0.5)]
+    snr: f64,
+    /// Voxel grid of the Yeo 2011 atlas (MNI152NLin6).
+    #[arg(long, value_enum, default_value = "4mm")]
+    grid: GridRes,
+    /// Repetition time in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    tr: f64,
+    /// Scans per run; words after the last scan are cut [default: the whole section,
+    /// ceil(duration / TR)].
+    #[arg(long)]
+    scans: Option<usize>,
+    /// Yeo-7 labels of the planted networks, comma-separated (1 Visual, 2 Somatomotor,
+    /// 3 Dorsal attention, 4 Ventral attention, 5 Limbic, 6 Frontoparietal, 7 Default).
+    #[arg(long, value_delimiter = ',', default_value = "7,6,2")]
+    networks: Vec<u16>,
+    /// Number of artificial neurons in the synthetic population.
+    #[arg(long, default_value_t = 384)]
+    neurons: usize,
+    /// ANs per planted group.
+    #[arg(long, default_value_t = 24)]
+    group_size: usize,
+    /// Unplanted latent factors shared by the remaining ANs (they drive no voxel).
+    #[arg(long, default_value_t = 4)]
+    factors: usize,
+    /// AR(1) coefficient of the voxel noise.
+    #[arg(long, default_value_t = 0.3)]
+    ar1: f64,
+    /// Plant nothing: BOLD is noise and drift only (for false-positive checks). The truth
+    /// files still name the groups that would have been planted.
+    #[arg(long)]
+    null: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CORTEXFLOW_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Simulate(a) => {
+            let opt = simulate::SimulateOptions {
+                out: a.out.clone(),
+                subjects: a.subjects,
+                runs: a.runs,
+                seed: a.seed,
+                snr: a.snr,
+                grid_mm: match a.grid {
+                    GridRes::Mm4 => 4,
+                    GridRes::Mm2 => 2,
+                },
+                tr: a.tr,
+                scans: a.scans,
+                networks: a.networks,
+                neurons: a.neurons,
+                group_size: a.group_size,
+                factors: a.factors,
+                ar1: a.ar1,
+                null: a.null,
+            };
+            let summary = simulate::run(&opt)?;
+            println!(
+                "simulated {} subjects × {} runs ({} scans each, {} masked voxels) in {}",
+                a.subjects,
+                a.runs,
+                summary.scans.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("/"),
+                summary.n_voxels,
+                a.out.display()
+            );
+            for f in &summary.files {
+                println!("  {}", f.strip_prefix(&a.out).unwrap_or(f).display());
+            }
+        }
+        Command::Discover { dir } => print!("{}", inspect::discover(&dir)?),
+        Command::Inspect { files, tier } => {
+            for f in files {
+                println!("{}", inspect::inspect(&f, tier.as_deref())?);
+            }
+        }
+        Command::Schema { table } => {
+            let names: Vec<&str> = match &table {
+                Some(t) => vec![t.as_str()],
+                None => cortexflow::io::schema::TABLES.iter().map(|(n, _)| *n).collect(),
+            };
+            for n in names {
+                let t = cortexflow::io::schema::table(n)?;
+                println!("{}: {}", t.name, t.doc);
+                for c in &t.columns {
+                    let size = c.size.as_ref().map(|s| format!("[{s}]")).unwrap_or_default();
+                    let null = if c.nullable { ", nullable" } else { "" };
+                    println!("  {:<14} {}{size}{null}  {}", c.name, c.ty, c.doc);
+                }
+            }
+        }
+    }
+    Ok(())
+}

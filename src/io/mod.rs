@@ -1,0 +1,9 @@
+//! Readers and writers: leaves of the dependency graph, no numerics beyond decoding.
+
+pub mod affine;
+pub mod bids;
+pub mod nifti;
+pub mod parquet;
+pub mod schema;
+pub mod stimulus;
+pub mod store;

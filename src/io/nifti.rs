@@ -1,0 +1,501 @@
+//! NIfTI-1 images: header validation, the affine and TR rules, streaming reads of 4D BOLD
+//! inside a mask, and atomic float32 writes on the grid of an input image.
+//!
+//! The header is parsed by the `nifti` crate; voxel data are decoded here, one 3D volume
+//! at a time, so a 4D run never needs more memory than its masked voxels plus one volume.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, Axis};
+use ndarray::ShapeBuilder;
+use nifti::writer::WriterOptions;
+use nifti::{Endianness, NiftiHeader, NiftiType};
+
+use super::affine::Affine;
+use crate::error::{Error, Result};
+
+/// Plausible repetition times, in seconds. Outside this range the TR rule below applies.
+pub const PLAUSIBLE_TR_S: std::ops::RangeInclusive<f64> = 0.05..=100.0;
+
+/// The spatial frame of an image: its shape and the header fields that place it in the world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub shape: [usize; 3],
+    pub affine: Affine,
+    /// The source header's spatial fields (qform, sform code, zooms), copied into every map
+    /// written on this grid so that readers that prefer the qform see the same space.
+    spatial: SpatialFields,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SpatialFields {
+    pixdim_xyz: [f32; 4],
+    qform_code: i16,
+    sform_code: i16,
+    quatern: [f32; 6],
+}
+
+impl Grid {
+    pub fn n_voxels(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Same shape and affines equal within `tol_mm` (the header stores them in float32).
+    pub fn matches(&self, other: &Grid, tol_mm: f64) -> bool {
+        self.shape == other.shape && self.affine.max_abs_diff(&other.affine) <= tol_mm
+    }
+
+    /// Errors unless `other` (read from `other_path`) lies on this grid (read from `path`).
+    pub fn ensure_same(&self, path: &Path, other: &Grid, other_path: &Path) -> Result<()> {
+        if self.matches(other, 1e-4) {
+            return Ok(());
+        }
+        Err(Error::format(
+            other_path,
+            format!(
+                "image grid {:?} with affine {:?} differs from the grid of {} ({:?}, affine {:?}); resample it onto that grid first",
+                other.shape, other.affine.0, path.display(), self.shape, self.affine.0
+            ),
+        ))
+    }
+}
+
+/// A validated NIfTI-1 header.
+#[derive(Debug, Clone)]
+pub struct ImageHeader {
+    pub path: PathBuf,
+    pub grid: Grid,
+    /// Number of 3D volumes (the 4th dimension; 1 for a 3D image).
+    pub n_vols: usize,
+    /// Repetition time in seconds, after the unit rule; `None` for 3D images or pixdim[4] = 0.
+    pub tr: Option<f64>,
+    /// A note when the TR rule had to reinterpret the header (also logged as a warning).
+    pub tr_note: Option<String>,
+    pub datatype: NiftiType,
+    raw: NiftiHeader,
+}
+
+/// A whole image in memory, voxel values after scl_slope/scl_inter, shape (x, y, z, t).
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub header: ImageHeader,
+    pub data: Array4<f32>,
+}
+
+/// A set of voxels on a grid, in x-fastest (NIfTI file) order.
+#[derive(Debug, Clone)]
+pub struct Mask {
+    pub grid: Grid,
+    /// Linear index of each voxel in the file's x-fastest order.
+    pub linear: Vec<usize>,
+}
+
+/// BOLD time series inside a mask: `data` is T × V (scans × masked voxels), f32.
+#[derive(Debug, Clone)]
+pub struct MaskedBold {
+    pub header: ImageHeader,
+    pub data: Array2<f32>,
+}
+
+impl MaskedBold {
+    /// Consecutive voxel blocks of at most `size` columns (the unit the encoders stream over).
+    pub fn blocks(&self, size: usize) -> impl Iterator<Item = (usize, ArrayView2<'_, f32>)> {
+        let size = size.max(1);
+        self.data.axis_chunks_iter(Axis(1), size).enumerate().map(move |(b, v)| (b * size, v))
+    }
+}
+
+impl Mask {
+    /// Every voxel of the grid.
+    pub fn full(grid: &Grid) -> Mask {
+        Mask { grid: grid.clone(), linear: (0..grid.n_voxels()).collect() }
+    }
+
+    /// Voxels where `keep` holds for the first volume of `image`.
+    pub fn from_image(image: &Image, keep: impl Fn(f32) -> bool) -> Mask {
+        let vol = image.data.index_axis(Axis(3), 0);
+        let linear = fortran_indices(image.header.grid.shape)
+            .filter(|&(_, [i, j, k])| keep(vol[[i, j, k]]))
+            .map(|(l, _)| l)
+            .collect();
+        Mask { grid: image.header.grid.clone(), linear }
+    }
+
+    pub fn len(&self) -> usize {
+        self.linear.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.linear.is_empty()
+    }
+
+    /// (i, j, k) of each masked voxel.
+    pub fn ijk(&self) -> impl Iterator<Item = [usize; 3]> + '_ {
+        let [nx, ny, _] = self.grid.shape;
+        self.linear.iter().map(move |&l| [l % nx, (l / nx) % ny, l / (nx * ny)])
+    }
+
+    /// Scatters one value per masked voxel into a volume (zero elsewhere).
+    pub fn unmask(&self, values: &[f32]) -> Array3<f32> {
+        let mut vol = Array3::zeros(self.grid.shape);
+        for (ijk, &v) in self.ijk().zip(values) {
+            vol[ijk] = v;
+        }
+        vol
+    }
+}
+
+/// Linear (x-fastest) index with its (i, j, k).
+fn fortran_indices(shape: [usize; 3]) -> impl Iterator<Item = (usize, [usize; 3])> {
+    let [nx, ny, nz] = shape;
+    (0..nz).flat_map(move |k| (0..ny).flat_map(move |j| (0..nx).map(move |i| (i + nx * (j + ny * k), [i, j, k]))))
+}
+
+/// Reads and validates the header of a `.nii` or `.nii.gz` file.
+pub fn read_header(path: &Path) -> Result<ImageHeader> {
+    if !path.exists() {
+        return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+    let raw = NiftiHeader::from_file(path).map_err(|e| Error::format(path, format!("not a readable NIfTI-1 header: {e}")))?;
+    validate(path, raw)
+}
+
+fn validate(path: &Path, raw: NiftiHeader) -> Result<ImageHeader> {
+    let bad = |msg: String| Error::format(path, msg);
+    if &raw.magic != b"n+1\0" {
+        return Err(bad(format!(
+            "magic {:?} is not \"n+1\": only single-file NIfTI-1 (.nii, .nii.gz) is supported",
+            String::from_utf8_lossy(&raw.magic)
+        )));
+    }
+    let ndim = raw.dim[0] as usize;
+    if !(1..=7).contains(&ndim) {
+        return Err(bad(format!("dim[0] = {ndim}, expected 1 to 7")));
+    }
+    let dim = |d: usize| if d <= ndim { raw.dim[d] as usize } else { 1 };
+    if let Some(d) = (1..=ndim).find(|&d| raw.dim[d] == 0) {
+        return Err(bad(format!("dim[{d}] = 0, every used dimension must be at least 1")));
+    }
+    if (5..=ndim).any(|d| raw.dim[d] > 1) {
+        return Err(bad(format!("dims {:?}: images of more than 4 dimensions are not supported", &raw.dim[1..=ndim])));
+    }
+    let datatype = raw.data_type().ok().filter(|t| element_size(*t).is_some());
+    let datatype = datatype.ok_or_else(|| bad(format!("datatype code {} is not one of uint8, int8, int16, uint16, int32, uint32, float32, float64", raw.datatype)))?;
+    let size = element_size(datatype).unwrap_or(0);
+    if raw.bitpix as usize != size * 8 {
+        return Err(bad(format!("bitpix = {} but datatype {datatype:?} has {} bits", raw.bitpix, size * 8)));
+    }
+    if !(raw.vox_offset.is_finite() && raw.vox_offset >= 348.0) {
+        return Err(bad(format!("vox_offset = {}, expected at least 348", raw.vox_offset)));
+    }
+    let shape = [dim(1), dim(2), dim(3)];
+    let zooms = [raw.pixdim[1], raw.pixdim[2], raw.pixdim[3]];
+    if zooms.iter().any(|z| !z.is_finite() || *z == 0.0) {
+        return Err(bad(format!("voxel sizes pixdim[1..3] = {zooms:?} must be finite and non-zero")));
+    }
+    let affine = best_affine(&raw, shape);
+    if affine.inverse().is_none() || affine.0.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(bad(format!("the voxel-to-world affine {:?} is not invertible", affine.0)));
+    }
+    let n_vols = dim(4);
+    let (tr, tr_note) = if n_vols > 1 || ndim >= 4 { repetition_time(&raw) } else { (None, None) };
+    if let Some(note) = &tr_note {
+        tracing::warn!("{}: {note}", path.display());
+    }
+    let spatial = SpatialFields {
+        pixdim_xyz: [raw.pixdim[0], raw.pixdim[1], raw.pixdim[2], raw.pixdim[3]],
+        qform_code: raw.qform_code,
+        sform_code: raw.sform_code,
+        quatern: [raw.quatern_b, raw.quatern_c, raw.quatern_d, raw.quatern_x, raw.quatern_y, raw.quatern_z],
+    };
+    let header = ImageHeader { path: path.to_path_buf(), grid: Grid { shape, affine, spatial }, n_vols, tr, tr_note, datatype, raw };
+    check_uncompressed_size(&header)?;
+    Ok(header)
+}
+
+/// sform when sform_code > 0, else qform when qform_code > 0, else the base affine
+/// (nibabel's `get_best_affine`).
+fn best_affine(h: &NiftiHeader, shape: [usize; 3]) -> Affine {
+    if h.sform_code > 0 {
+        Affine::from_sform(h)
+    } else if h.qform_code > 0 {
+        Affine::from_qform(h)
+    } else {
+        Affine::base(shape, [h.pixdim[1], h.pixdim[2], h.pixdim[3]].map(|z| z.abs() as f64))
+    }
+}
+
+/// The TR rule. pixdim[4] is converted to seconds by `xyzt_units` (unknown units = seconds).
+/// If the result is outside [`PLAUSIBLE_TR_S`], the header's unit is taken to be wrong:
+/// a value that is plausible in milliseconds (e.g. 2000 labelled seconds) is divided by
+/// 1000, one plausible in seconds (e.g. 2 labelled milliseconds) is kept as seconds; a
+/// note says so. Otherwise the value is kept with a note that it is implausible.
+pub fn repetition_time(h: &NiftiHeader) -> (Option<f64>, Option<String>) {
+    let raw = h.pixdim[4] as f64;
+    if !raw.is_finite() || raw <= 0.0 {
+        return (None, Some(format!("pixdim[4] = {raw}: no repetition time in the header")));
+    }
+    let (unit, to_s) = match h.xyzt_units & 0x38 {
+        16 => ("ms", 1e-3),
+        24 => ("us", 1e-6),
+        8 => ("s", 1.0),
+        _ => ("unknown units (taken as s)", 1.0),
+    };
+    let tr = raw * to_s;
+    if PLAUSIBLE_TR_S.contains(&tr) {
+        return (Some(tr), None);
+    }
+    for (guess, factor) in [("ms", 1e-3), ("s", 1.0)] {
+        if PLAUSIBLE_TR_S.contains(&(raw * factor)) {
+            let note = format!("TR {raw} {unit} is implausible; read as {raw} {guess} = {} s", raw * factor);
+            return (Some(raw * factor), Some(note));
+        }
+    }
+    (Some(tr), Some(format!("TR {raw} {unit} = {tr} s is outside {PLAUSIBLE_TR_S:?} s; kept as is")))
+}
+
+fn element_size(t: NiftiType) -> Option<usize> {
+    use NiftiType::*;
+    match t {
+        Uint8 | Int8 => Some(1),
+        Int16 | Uint16 => Some(2),
+        Int32 | Uint32 | Float32 => Some(4),
+        Float64 => Some(8),
+        _ => None,
+    }
+}
+
+impl ImageHeader {
+    fn volume_bytes(&self) -> usize {
+        self.grid.n_voxels() * element_size(self.datatype).unwrap_or(1)
+    }
+
+    fn is_gz(&self) -> bool {
+        self.path.extension().is_some_and(|e| e == "gz")
+    }
+
+    /// (slope, intercept) as nibabel applies them: a zero or non-finite slope means none.
+    fn scaling(&self) -> (f64, f64) {
+        let (m, b) = (self.raw.scl_slope as f64, self.raw.scl_inter as f64);
+        if m == 0.0 || !m.is_finite() {
+            (1.0, 0.0)
+        } else {
+            (m, if b.is_finite() { b } else { 0.0 })
+        }
+    }
+}
+
+fn check_uncompressed_size(h: &ImageHeader) -> Result<()> {
+    if h.is_gz() {
+        return Ok(()); // checked while decompressing
+    }
+    let need = h.raw.vox_offset as u64 + (h.volume_bytes() * h.n_vols) as u64;
+    let have = std::fs::metadata(&h.path).map_err(|e| Error::io(&h.path, e))?.len();
+    if have < need {
+        return Err(Error::format(
+            &h.path,
+            format!("dims {:?} × {} volumes of {:?} need {need} bytes but the file holds {have}", h.grid.shape, h.n_vols, h.datatype),
+        ));
+    }
+    Ok(())
+}
+
+/// Streams the volumes of an image, decoding each into f32 with scaling applied.
+struct VolumeReader {
+    header: ImageHeader,
+    source: Box<dyn Read>,
+    bytes: Vec<u8>,
+    next: usize,
+}
+
+impl VolumeReader {
+    fn open(header: ImageHeader) -> Result<Self> {
+        let file = File::open(&header.path).map_err(|e| Error::io(&header.path, e))?;
+        let mut source: Box<dyn Read> =
+            if header.is_gz() { Box::new(MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
+        let offset = header.raw.vox_offset as u64;
+        let skipped = std::io::copy(&mut (&mut source).take(offset), &mut std::io::sink()).map_err(|e| Error::format(&header.path, format!("cannot read past the header: {e}")))?;
+        if skipped < offset {
+            return Err(Error::format(&header.path, format!("file ends inside the header ({skipped} of {offset} bytes)")));
+        }
+        let bytes = vec![0; header.volume_bytes()];
+        Ok(VolumeReader { header, source, bytes, next: 0 })
+    }
+
+    /// Decodes the next volume into `out` (x-fastest order). Returns false after the last.
+    fn next_into(&mut self, out: &mut [f32]) -> Result<bool> {
+        if self.next == self.header.n_vols {
+            return Ok(false);
+        }
+        let h = &self.header;
+        self.source.read_exact(&mut self.bytes).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "data ends early (truncated file?)".to_string() } else { e.to_string() };
+            Error::format(&h.path, format!("volume {} of {}: {what}; dims {:?} of {:?}", self.next + 1, h.n_vols, h.grid.shape, h.datatype))
+        })?;
+        decode(&self.bytes, h.datatype, h.raw.endianness, h.scaling(), out);
+        self.next += 1;
+        Ok(true)
+    }
+}
+
+fn decode(bytes: &[u8], t: NiftiType, endian: Endianness, (m, b): (f64, f64), out: &mut [f32]) {
+    fn each<const N: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn([u8; N]) -> f64, m: f64, b: f64) {
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(N)) {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            *o = (f(a) * m + b) as f32;
+        }
+    }
+    let le = endian == Endianness::Little;
+    macro_rules! num {
+        ($t:ty, $n:literal) => {
+            each::<$n>(bytes, out, |a| (if le { <$t>::from_le_bytes(a) } else { <$t>::from_be_bytes(a) }) as f64, m, b)
+        };
+    }
+    use NiftiType::*;
+    match t {
+        Uint8 => num!(u8, 1),
+        Int8 => num!(i8, 1),
+        Int16 => num!(i16, 2),
+        Uint16 => num!(u16, 2),
+        Int32 => num!(i32, 4),
+        Uint32 => num!(u32, 4),
+        Float32 => num!(f32, 4),
+        Float64 => num!(f64, 8),
+        _ => unreachable!("datatypes are validated in read_header"),
+    }
+}
+
+/// Reads a whole 3D or 4D image into memory (x, y, z, t).
+pub fn read_image(path: &Path) -> Result<Image> {
+    let header = read_header(path)?;
+    let [nx, ny, nz] = header.grid.shape;
+    let mut data = Array4::<f32>::zeros((nx, ny, nz, header.n_vols).f());
+    let mut reader = VolumeReader::open(header.clone())?;
+    let mut buf = vec![0f32; header.grid.n_voxels()];
+    let mut t = 0;
+    while reader.next_into(&mut buf)? {
+        let vol = ArrayView3F::from_shape((nx, ny, nz).f(), &buf).expect("buffer sized from the grid");
+        data.index_axis_mut(Axis(3), t).assign(&vol);
+        t += 1;
+    }
+    Ok(Image { header, data })
+}
+
+type ArrayView3F<'a> = ndarray::ArrayView3<'a, f32>;
+
+/// Reads a mask image: voxels whose value is non-zero (and not NaN) in the first volume.
+pub fn read_mask(path: &Path) -> Result<Mask> {
+    let mask = Mask::from_image(&read_image(path)?, |v| v != 0.0 && !v.is_nan());
+    if mask.is_empty() {
+        return Err(Error::format(path, "the mask has no non-zero voxel"));
+    }
+    Ok(mask)
+}
+
+/// Reads a 4D BOLD run inside `mask` (all voxels when `None`), one volume at a time.
+/// The mask must lie on the run's grid.
+pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold> {
+    let header = read_header(path)?;
+    let full;
+    let mask = match mask {
+        Some((mask_path, m)) => {
+            m.grid.ensure_same(mask_path, &header.grid, path)?;
+            m
+        }
+        None => {
+            full = Mask::full(&header.grid);
+            &full
+        }
+    };
+    let mut data = Array2::<f32>::zeros((header.n_vols, mask.len()));
+    let mut reader = VolumeReader::open(header.clone())?;
+    let mut buf = vec![0f32; header.grid.n_voxels()];
+    let mut t = 0;
+    while reader.next_into(&mut buf)? {
+        for (dst, &l) in data.row_mut(t).iter_mut().zip(&mask.linear) {
+            *dst = buf[l];
+        }
+        t += 1;
+    }
+    Ok(MaskedBold { header, data })
+}
+
+/// Writes a float32 map on `grid` — a 3D volume when `data` has one volume, else 4D with
+/// `tr` seconds in pixdim[4] (units mm and s). The affine goes in the sform (with the
+/// source's sform code, or its qform code when it had only a qform) and the source's qform
+/// fields are copied, so nibabel and FSL-style readers agree. Written atomically.
+pub fn write_map(path: &Path, grid: &Grid, data: &Array4<f32>, tr: Option<f64>) -> Result<()> {
+    let [nx, ny, nz] = grid.shape;
+    let (dx, dy, dz, nt) = data.dim();
+    if [dx, dy, dz] != [nx, ny, nz] {
+        return Err(Error::Invalid(format!("{}: map shape {:?} does not match the grid {:?}", path.display(), [dx, dy, dz], grid.shape)));
+    }
+    let header = map_header(grid, tr);
+    super::store::write_atomically(path, |tmp| {
+        let writer = WriterOptions::new(tmp).reference_header(&header);
+        let result = if nt == 1 { writer.write_nifti(&data.index_axis(Axis(3), 0)) } else { writer.write_nifti(data) };
+        result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {e}")))
+    })
+}
+
+fn map_header(grid: &Grid, tr: Option<f64>) -> NiftiHeader {
+    let sp = &grid.spatial;
+    let a = grid.affine.0.map(|r| r.map(|v| v as f32));
+    let mut h = NiftiHeader {
+        pixdim: [sp.pixdim_xyz[0], sp.pixdim_xyz[1], sp.pixdim_xyz[2], sp.pixdim_xyz[3], tr.unwrap_or(0.0) as f32, 0.0, 0.0, 0.0],
+        xyzt_units: 2 | 8, // NIFTI_UNITS_MM | NIFTI_UNITS_SEC
+        sform_code: if sp.sform_code > 0 { sp.sform_code } else { sp.qform_code.max(2) },
+        qform_code: sp.qform_code,
+        srow_x: a[0],
+        srow_y: a[1],
+        srow_z: a[2],
+        quatern_b: sp.quatern[0],
+        quatern_c: sp.quatern[1],
+        quatern_d: sp.quatern[2],
+        quatern_x: sp.quatern[3],
+        quatern_y: sp.quatern[4],
+        quatern_z: sp.quatern[5],
+        ..NiftiHeader::default()
+    };
+    if h.pixdim[0] != -1.0 {
+        h.pixdim[0] = 1.0;
+    }
+    h.descrip = b"cortexflow".to_vec();
+    h
+}
+
+/// Nearest-neighbour resampling of a label image onto `target`: each target voxel takes
+/// the label of the source voxel nearest to its centre (world = A_target·ijk,
+/// source ijk = round(A_source⁻¹·world)); voxels outside the source get 0.
+pub fn resample_nearest(source: &Image, target: &Grid) -> Array3<f32> {
+    let src_grid = &source.header.grid;
+    let inv = src_grid.affine.inverse().expect("validated headers have invertible affines");
+    let vol = source.data.index_axis(Axis(3), 0);
+    let mut out = Array3::zeros(target.shape);
+    for ((i, j, k), o) in out.indexed_iter_mut() {
+        let p = inv.apply(target.affine.apply([i as f64, j as f64, k as f64]));
+        let idx: Option<Vec<usize>> = (0..3)
+            .map(|d| {
+                let r = (p[d] + 0.5).floor();
+                (r >= 0.0 && (r as usize) < src_grid.shape[d]).then_some(r as usize)
+            })
+            .collect();
+        if let Some(idx) = idx {
+            *o = vol[[idx[0], idx[1], idx[2]]];
+        }
+    }
+    out
+}
+
+/// A label image as a [`Grid`]-sized volume, resampled when its grid differs.
+pub fn labels_on(source: &Image, target: &Grid) -> Array3<f32> {
+    if source.header.grid.matches(target, 1e-4) {
+        source.data.slice(s![.., .., .., 0]).to_owned()
+    } else {
+        resample_nearest(source, target)
+    }
+}

@@ -1,0 +1,153 @@
+//! Parquet writers for the tables in `schemas/`. Columns are handed over as typed vectors,
+//! checked against the table's schema, and written to a temporary file that is renamed
+//! into place by [`TableWriter::finish`] — a crash never leaves a half-written table.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::schema::{self, TableSchema};
+use super::store::temp_sibling;
+use crate::error::{Error, Result};
+
+/// The values of one column. `F32List` holds `values.len() / size` lists of `size` floats.
+#[derive(Debug, Clone)]
+pub enum Column {
+    Utf8(Vec<String>),
+    /// Nullable strings.
+    OptUtf8(Vec<Option<String>>),
+    Bool(Vec<bool>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I32(Vec<i32>),
+    OptI32(Vec<Option<i32>>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    F32List { size: usize, values: Vec<f32> },
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Column::Utf8(v) => v.len(),
+            Column::OptUtf8(v) => v.len(),
+            Column::Bool(v) => v.len(),
+            Column::U16(v) => v.len(),
+            Column::U32(v) => v.len(),
+            Column::U64(v) => v.len(),
+            Column::I32(v) => v.len(),
+            Column::OptI32(v) => v.len(),
+            Column::I64(v) => v.len(),
+            Column::F32(v) => v.len(),
+            Column::F64(v) => v.len(),
+            Column::F32List { size, values } => values.len() / (*size).max(1),
+        }
+    }
+
+    fn into_array(self, field: &Field) -> Result<ArrayRef> {
+        let array: ArrayRef = match self {
+            Column::Utf8(v) => Arc::new(StringArray::from(v)),
+            Column::OptUtf8(v) => Arc::new(StringArray::from(v)),
+            Column::Bool(v) => Arc::new(BooleanArray::from(v)),
+            Column::U16(v) => Arc::new(UInt16Array::from(v)),
+            Column::U32(v) => Arc::new(UInt32Array::from(v)),
+            Column::U64(v) => Arc::new(UInt64Array::from(v)),
+            Column::I32(v) => Arc::new(Int32Array::from(v)),
+            Column::OptI32(v) => Arc::new(Int32Array::from(v)),
+            Column::I64(v) => Arc::new(Int64Array::from(v)),
+            Column::F32(v) => Arc::new(Float32Array::from(v)),
+            Column::F64(v) => Arc::new(Float64Array::from(v)),
+            Column::F32List { size, values } => {
+                let DataType::FixedSizeList(item, n) = field.data_type() else {
+                    return Err(Error::Invalid(format!("column '{}' is not a list", field.name())));
+                };
+                if size != *n as usize || values.len() % size.max(1) != 0 {
+                    return Err(Error::Invalid(format!("column '{}': lists of {size} floats ({} values) for a table of lists of {n}", field.name(), values.len())));
+                }
+                Arc::new(FixedSizeListArray::try_new(item.clone(), *n, Arc::new(Float32Array::from(values)), None).map_err(|e| Error::Invalid(e.to_string()))?)
+            }
+        };
+        if array.data_type() != field.data_type() {
+            return Err(Error::Invalid(format!("column '{}' is {:?}, the schema says {:?}", field.name(), array.data_type(), field.data_type())));
+        }
+        Ok(array)
+    }
+}
+
+/// A Parquet file of one table being written.
+pub struct TableWriter {
+    dest: PathBuf,
+    tmp: PathBuf,
+    table: TableSchema,
+    schema: Arc<Schema>,
+    writer: Option<ArrowWriter<File>>,
+    rows: usize,
+}
+
+impl TableWriter {
+    /// Starts `dest` as table `name`; `list_size` is the length T of its vector column, if any.
+    pub fn create(dest: &Path, name: &str, list_size: Option<usize>) -> Result<Self> {
+        let table = schema::table(name)?;
+        let schema = Arc::new(table.arrow(list_size)?);
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let tmp = temp_sibling(dest);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::format(dest, e.to_string()))?;
+        Ok(TableWriter { dest: dest.to_path_buf(), tmp, table, schema, writer: Some(writer), rows: 0 })
+    }
+
+    /// Appends rows given as one [`Column`] per schema column, in schema order.
+    pub fn write(&mut self, columns: Vec<Column>) -> Result<()> {
+        let names: Vec<&str> = self.table.columns.iter().map(|c| c.name.as_str()).collect();
+        if columns.len() != names.len() {
+            return Err(Error::Invalid(format!("table {}: {} columns given, the schema has {names:?}", self.table.name, columns.len())));
+        }
+        let n = columns.first().map_or(0, Column::len);
+        if let Some((i, c)) = columns.iter().enumerate().find(|(_, c)| c.len() != n) {
+            return Err(Error::Invalid(format!("table {}: column '{}' has {} rows, '{}' has {n}", self.table.name, names[i], c.len(), names[0])));
+        }
+        let arrays = columns.into_iter().zip(self.schema.fields()).map(|(c, f)| c.into_array(f)).collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Invalid(format!("table {}: {e}", self.table.name)))?;
+        let writer = self.writer.as_mut().ok_or_else(|| Error::Invalid("table already finished".into()))?;
+        writer.write(&batch).map_err(|e| Error::format(&self.dest, e.to_string()))?;
+        self.rows += n;
+        Ok(())
+    }
+
+    /// Closes the file, syncs it and renames it into place. Returns the number of rows.
+    pub fn finish(mut self) -> Result<usize> {
+        let writer = self.writer.take().ok_or_else(|| Error::Invalid("table already finished".into()))?;
+        let file = writer.into_inner().map_err(|e| Error::format(&self.dest, e.to_string()))?;
+        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        Ok(self.rows)
+    }
+}
+
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes a whole table in one call.
+pub fn write_table(dest: &Path, name: &str, list_size: Option<usize>, columns: Vec<Column>) -> Result<usize> {
+    let mut w = TableWriter::create(dest, name, list_size)?;
+    w.write(columns)?;
+    w.finish()
+}

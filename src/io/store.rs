@@ -1,0 +1,68 @@
+//! Atomic file writes: every output is written to a temporary file in the same directory,
+//! flushed to disk, then renamed over the destination. A killed run therefore leaves either
+//! the old file or the new one, never a torn one.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The temporary sibling of `dest`: same directory (so the rename is atomic on one file
+/// system) and same extension chain (so format writers that look at `.nii.gz` still work).
+pub fn temp_sibling(dest: &Path) -> PathBuf {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".tmp-{}-{}", std::process::id(), name))
+}
+
+/// Runs `write` against a temporary path, fsyncs it and renames it to `dest`.
+/// The temporary file is removed if `write` fails.
+pub fn write_atomically<F>(dest: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = temp_sibling(dest);
+    let outcome = write(&tmp).and_then(|()| {
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
+    });
+    if outcome.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    outcome
+}
+
+/// Atomically writes bytes produced by `fill` through a buffered writer.
+pub fn write_file_atomically<F>(dest: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    write_atomically(dest, |tmp| {
+        let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        let mut out = BufWriter::new(file);
+        fill(&mut out).and_then(|()| out.flush()).map_err(|e| Error::io(dest, e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_destination_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("table.tsv");
+        write_file_atomically(&dest, |w| w.write_all(b"old")).unwrap();
+        let failed = write_file_atomically(&dest, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("killed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary file must be cleaned up");
+    }
+}

@@ -1,0 +1,176 @@
+//! Haemodynamic response models and event regressors on the scan clock, computed the way
+//! nilearn's `compute_regressor` computes them (nilearn 0.14,
+//! `glm/first_level/hemodynamic_models.py`):
+//!
+//! 1. events become a boxcar on a fine grid of `n_hr` points from `t₀ + min_onset` to
+//!    `t_max·(1 + 1/(n−1))` (n frames, oversampling `o`): +amplitude at the first fine
+//!    sample ≥ onset, −amplitude at the first ≥ onset + duration (at least one sample
+//!    later), cumulative sum;
+//! 2. convolution with the HRF sampled every dt = TR/o over 32 s (truncated to `n_hr`);
+//! 3. linear interpolation at the frame times.
+//!
+//! Every step is linear in the amplitudes, so the regressor of any amplitude vector `a`
+//! is `W·a` with one design column per event; [`EventDesign`] builds W once per run and
+//! the responses of many artificial neurons are a single matrix product.
+
+use ndarray::{Array2, ArrayView2};
+use statrs::function::gamma::ln_gamma;
+
+/// An HRF model of the difference-of-gammas family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HrfModel {
+    /// SPM canonical: peak delay 6 s, undershoot 16 s, dispersions 1, ratio 0.167.
+    Spm,
+    /// Glover (1999): delay 6 s, undershoot 12 s, dispersions 0.9, ratio 0.48.
+    Glover,
+}
+
+impl HrfModel {
+    /// (delay, undershoot, dispersion, undershoot dispersion, ratio).
+    fn params(self) -> (f64, f64, f64, f64, f64) {
+        match self {
+            HrfModel::Spm => (6.0, 16.0, 1.0, 1.0, 0.167),
+            HrfModel::Glover => (6.0, 12.0, 0.9, 0.9, 0.48),
+        }
+    }
+
+    /// The kernel on the fine grid: h(t) = Γpdf(t; delay/d, loc = dt, scale = d)
+    /// − ratio·Γpdf(t; undershoot/u, loc = dt, scale = u), t = linspace(0, 32, round(32/dt)),
+    /// normalised to unit sum (nilearn `_gamma_difference_hrf`).
+    pub fn kernel(self, tr: f64, oversampling: usize) -> Vec<f64> {
+        let (delay, undershoot, disp, u_disp, ratio) = self.params();
+        let time_length = 32.0;
+        let dt = tr / oversampling as f64;
+        let n = (time_length / dt).round() as usize;
+        let mut h: Vec<f64> = linspace(0.0, time_length, n)
+            .map(|t| gamma_pdf(t, delay / disp, dt, disp) - ratio * gamma_pdf(t, undershoot / u_disp, dt, u_disp))
+            .collect();
+        let sum: f64 = h.iter().sum();
+        h.iter_mut().for_each(|v| *v /= sum);
+        h
+    }
+}
+
+/// scipy's `gamma.pdf(x, a, loc, scale)`: the Gamma(a, scale) density at x − loc.
+fn gamma_pdf(x: f64, a: f64, loc: f64, scale: f64) -> f64 {
+    let z = (x - loc) / scale;
+    if z <= 0.0 {
+        return 0.0;
+    }
+    ((a - 1.0) * z.ln() - z - ln_gamma(a)).exp() / scale
+}
+
+/// numpy's `linspace(a, b, n)` (endpoint included).
+fn linspace(a: f64, b: f64, n: usize) -> impl Iterator<Item = f64> {
+    let step = if n > 1 { (b - a) / (n - 1) as f64 } else { 0.0 };
+    (0..n).map(move |i| if i + 1 == n && n > 1 { b } else { a + step * i as f64 })
+}
+
+/// Frame times k·TR + offset, k = 0..n (offset = slice-time reference × TR).
+pub fn frame_times(n_scans: usize, tr: f64, offset: f64) -> Vec<f64> {
+    (0..n_scans).map(|k| k as f64 * tr + offset).collect()
+}
+
+/// The linear map from event amplitudes to a regressor: `design` is T × n_events.
+#[derive(Debug, Clone)]
+pub struct EventDesign {
+    pub design: Array2<f64>,
+}
+
+/// Settings of [`EventDesign::new`] (nilearn's defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct RegressorOptions {
+    pub model: HrfModel,
+    pub oversampling: usize,
+    /// Events earlier than frame_times[0] + min_onset are dropped (nilearn: −24 s).
+    pub min_onset: f64,
+}
+
+impl Default for RegressorOptions {
+    fn default() -> Self {
+        RegressorOptions { model: HrfModel::Spm, oversampling: 50, min_onset: -24.0 }
+    }
+}
+
+impl EventDesign {
+    /// Builds W for events (onsets, durations) sampled at `frame_times` (at least two,
+    /// increasing). TR is the smallest frame spacing, as nilearn takes it.
+    pub fn new(onsets: &[f64], durations: &[f64], frame_times: &[f64], opt: RegressorOptions) -> Self {
+        assert_eq!(onsets.len(), durations.len(), "one duration per onset");
+        assert!(frame_times.len() >= 2, "at least two frame times");
+        let n = frame_times.len();
+        let tr = frame_times.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+        let (t0, t1) = (frame_times[0], frame_times[n - 1]);
+        // nilearn _compute_n_frames_high_res
+        let n_hr_f = (n as f64 - 1.0) / (t1 - t0) * ((t1 * (1.0 + 1.0 / (n as f64 - 1.0)) - t0 - opt.min_onset) * opt.oversampling as f64) + 1.0;
+        let n_hr = n_hr_f.round() as usize;
+        let hr: Vec<f64> = linspace(t0 + opt.min_onset, t1 * (1.0 + 1.0 / (n as f64 - 1.0)), n_hr).collect();
+        let kernel = opt.model.kernel(tr, opt.oversampling);
+        let cum_kernel = prefix_sums(&kernel);
+        // Interpolation of each frame time between fine samples j and j+1.
+        let interp: Vec<(usize, f64)> = frame_times
+            .iter()
+            .map(|&ft| {
+                let j = hr.partition_point(|&t| t <= ft).saturating_sub(1).min(n_hr.saturating_sub(2));
+                (j, (ft - hr[j]) / (hr[j + 1] - hr[j]))
+            })
+            .collect();
+        let first_valid = t0 + opt.min_onset;
+        let mut design = Array2::zeros((n, onsets.len()));
+        for (e, (&on, &dur)) in onsets.iter().zip(durations).enumerate() {
+            if on < first_valid {
+                continue; // nilearn warns and ignores such events
+            }
+            let start = hr.partition_point(|&t| t < on).min(n_hr - 1);
+            let mut stop = hr.partition_point(|&t| t < on + dur).min(n_hr - 1);
+            if stop < n_hr - 1 && stop == start {
+                stop += 1;
+            }
+            // The boxcar [start, stop) convolved with h: c[m] = Σ_{s=start}^{stop−1} h[m − s].
+            let conv = |m: usize| -> f64 {
+                if m < start || stop <= start {
+                    return 0.0;
+                }
+                let hi = m - start; // largest kernel index used
+                let lo = (m + 1).saturating_sub(stop); // smallest
+                let hi = hi.min(kernel.len() - 1);
+                if lo > hi { 0.0 } else { cum_kernel[hi + 1] - cum_kernel[lo] }
+            };
+            for (row, &(j, w)) in interp.iter().enumerate() {
+                design[[row, e]] = (1.0 - w) * conv(j) + w * conv(j + 1);
+            }
+        }
+        EventDesign { design }
+    }
+
+    /// Regressors for several amplitude vectors: `amplitudes` is n_events × N, result T × N.
+    pub fn apply(&self, amplitudes: ArrayView2<'_, f64>) -> Array2<f64> {
+        self.design.dot(&amplitudes)
+    }
+}
+
+/// s[i] = Σ_{k<i} x[k].
+fn prefix_sums(x: &[f64]) -> Vec<f64> {
+    let mut s = Vec::with_capacity(x.len() + 1);
+    s.push(0.0);
+    for v in x {
+        s.push(s.last().copied().unwrap_or(0.0) + v);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nilearn's doctest: spm_hrf(t_r=2, oversampling=1, time_length=20) rounded to 3 decimals.
+    #[test]
+    fn spm_kernel_matches_nilearn_doctest_shape() {
+        let h = HrfModel::Spm.kernel(2.0, 50);
+        assert_eq!(h.len(), 800);
+        assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let peak = h.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        // The SPM HRF peaks near 5 s after onset (mode of Γ(6,1) shifted by dt).
+        assert!((peak as f64 * 0.04 - 5.0).abs() < 0.1, "peak at {} s", peak as f64 * 0.04);
+    }
+}

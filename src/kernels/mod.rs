@@ -1,0 +1,5 @@
+//! Pure numerics: no I/O, no dataflow, no model code. Each kernel documents its formula
+//! and the reference it is tested against.
+
+pub mod hrf;
+pub mod noise;
