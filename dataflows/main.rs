@@ -108,6 +108,10 @@ struct SimulateArgs {
     /// AR(1) coefficient of the voxel noise.
     #[arg(long, default_value_t = 0.3)]
     ar1: f64,
+    /// Per-subject spatial jitter of the planted networks: a random integer voxel shift of
+    /// at most this Manhattan length (1 = none or one voxel along one axis; 0 = none).
+    #[arg(long, default_value_t = 1)]
+    jitter: i32,
     /// Plant nothing: BOLD is noise and drift only (for false-positive checks). The truth
     /// files still name the groups that would have been planted.
     #[arg(long)]
@@ -150,6 +154,7 @@ fn run(cli: Cli) -> Result<()> {
                 group_size: a.group_size,
                 factors: a.factors,
                 ar1: a.ar1,
+                jitter: a.jitter,
                 null: a.null,
             };
             let summary = simulate::run(&opt)?;

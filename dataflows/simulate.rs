@@ -11,8 +11,8 @@
 //! drives the voxels of one Yeo-7 network in every subject:
 //!   y_v(t) = μ_v + σ·(γ_s·w_v·√snr·tc_g(t) + ε_v(t) + drift_v(t)),
 //! ε AR(1) with unit variance, γ_s a per-subject gain (log-normal, sd 0.2), w_v ~ U(0.5, 1.5)
-//! a per-voxel weight, the network shifted by a per-subject jitter of up to one voxel per
-//! axis, and drift a sum of three slow cosines. SNR is the signal-to-AR-noise variance
+//! a per-voxel weight, the network shifted by a per-subject jitter (`--jitter`, at most that
+//! many voxels in Manhattan distance), and drift a sum of three slow cosines. SNR is the signal-to-AR-noise variance
 //! ratio at a voxel with γ_s·w_v = 1.
 
 use std::collections::BTreeSet;
@@ -49,6 +49,7 @@ pub struct SimulateOptions {
     pub group_size: usize,
     pub factors: usize,
     pub ar1: f64,
+    pub jitter: i32,
     pub null: bool,
 }
 
@@ -200,7 +201,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     for s in 1..=opt.subjects {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 1, s as u64));
         let gain = (0.2 * rng.sample::<f64, _>(StandardNormal)).exp();
-        let shift: [i32; 3] = std::array::from_fn(|_| rng.random_range(-1..=1));
+        let shift = jitter_offset(&mut rng, opt.jitter);
         let subject = format!("{s:02}");
         let weights = subject_weights(&mut rng, &labels, &mask, shift, &opt.networks);
         let baseline: Vec<f64> = (0..mask.len()).map(|_| 100.0 * (1.0 + 0.1 * rng.sample::<f64, _>(StandardNormal))).collect();
@@ -390,6 +391,17 @@ fn zscore(x: &[f64]) -> Vec<f64> {
     let mean = x.iter().sum::<f64>() / n;
     let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
     x.iter().map(|v| if sd > 0.0 { (v - mean) / sd } else { 0.0 }).collect()
+}
+
+/// A subject's misregistration: an integer voxel offset drawn uniformly from those with
+/// |dx| + |dy| + |dz| ≤ `radius` (radius 1: no shift or one voxel along one axis).
+fn jitter_offset(rng: &mut ChaCha8Rng, radius: i32) -> [i32; 3] {
+    let r = radius.max(0);
+    let offsets: Vec<[i32; 3]> = (-r..=r)
+        .flat_map(|x| (-r..=r).flat_map(move |y| (-r..=r).map(move |z| [x, y, z])))
+        .filter(|o| o.iter().map(|c| c.abs()).sum::<i32>() <= r)
+        .collect();
+    offsets[rng.random_range(0..offsets.len())]
 }
 
 /// Per masked voxel: (planted group index, weight w_v) when the subject's shifted network

@@ -1,0 +1,7 @@
+mod cli;
+mod common;
+mod hrf;
+mod nifti;
+mod parquet;
+mod simulate;
+mod stimulus;
