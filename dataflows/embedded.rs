@@ -22,8 +22,10 @@ pub fn lpp_section(k: usize) -> Option<&'static [u8]> {
 }
 
 /// The Yeo 2011 7-network atlas at 4 mm and 2 mm (MNI152NLin6).
-pub const YEO7_4MM: &[u8] = include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz");
-pub const YEO7_2MM: &[u8] = include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz");
+pub const YEO7_4MM: &[u8] =
+    include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz");
+pub const YEO7_2MM: &[u8] =
+    include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz");
 /// Network names, `label,name` per line (label 0 = "empty").
 pub const YEO7_NAMES: &str = include_str!("../tests/data/yeo2011/Yeo-7.csv");
 

@@ -9,10 +9,19 @@ use cortexflow::io::{bids, nifti, stimulus};
 pub fn inspect(path: &Path, tier: Option<&str>) -> Result<String> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        let h = nifti::read_header(path)?;
-        let tr = h.tr.map_or("none".to_string(), |t| format!("{t} s"));
+        let img = nifti::read_image(path)?;
+        let h = &img.header;
+        let (lo, hi) = img
+            .data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let nonzero = img.data.iter().filter(|&&v| v != 0.0).count();
+        let tr =
+            h.tr.map_or("none".to_string(), |t| format!("{} s", t as f32));
         let mut s = format!(
-            "{}\n  NIfTI-1 {:?}, grid {:?} × {} volumes, TR {tr}\n  affine {:?}",
+            "{}\n  NIfTI-1 {:?}, grid {:?} × {} volumes, TR {tr}\n  affine {:?}\n  values {lo} to {hi}, {nonzero} non-zero",
             path.display(),
             h.datatype,
             h.grid.shape,

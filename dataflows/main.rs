@@ -120,7 +120,10 @@ struct SimulateArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CORTEXFLOW_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORTEXFLOW_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
@@ -162,7 +165,12 @@ fn run(cli: Cli) -> Result<()> {
                 "simulated {} subjects × {} runs ({} scans each, {} masked voxels) in {}",
                 a.subjects,
                 a.runs,
-                summary.scans.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("/"),
+                summary
+                    .scans
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/"),
                 summary.n_voxels,
                 a.out.display()
             );
@@ -179,13 +187,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Schema { table } => {
             let names: Vec<&str> = match &table {
                 Some(t) => vec![t.as_str()],
-                None => cortexflow::io::schema::TABLES.iter().map(|(n, _)| *n).collect(),
+                None => cortexflow::io::schema::TABLES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect(),
             };
             for n in names {
                 let t = cortexflow::io::schema::table(n)?;
                 println!("{}: {}", t.name, t.doc);
                 for c in &t.columns {
-                    let size = c.size.as_ref().map(|s| format!("[{s}]")).unwrap_or_default();
+                    let size = c
+                        .size
+                        .as_ref()
+                        .map(|s| format!("[{s}]"))
+                        .unwrap_or_default();
                     let null = if c.nullable { ", nullable" } else { "" };
                     println!("  {:<14} {}{size}{null}  {}", c.name, c.ty, c.doc);
                 }

@@ -114,8 +114,14 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     let mut files = Vec::new();
     // The atlas travels with the dataset: it defines the grid and the planted networks.
     let (atlas_bytes, atlas_name) = match opt.grid_mm {
-        4 => (embedded::YEO7_4MM, "Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz"),
-        _ => (embedded::YEO7_2MM, "Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
+        4 => (
+            embedded::YEO7_4MM,
+            "Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz",
+        ),
+        _ => (
+            embedded::YEO7_2MM,
+            "Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz",
+        ),
     };
     let atlas_path = out.join("atlas").join(atlas_name);
     cortexflow::io::store::write_file_atomically(&atlas_path, |w| w.write_all(atlas_bytes))?;
@@ -125,7 +131,12 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     let names = embedded::yeo7_names();
     let mask = Mask::from_image(&atlas, |v| v > 0.0);
     let mask_path = out.join("mask.nii.gz");
-    nifti::write_map(&mask_path, &grid, &mask.unmask(&vec![1.0; mask.len()]).insert_axis(Axis(3)), None)?;
+    nifti::write_map(
+        &mask_path,
+        &grid,
+        &mask.unmask(&vec![1.0; mask.len()]).insert_axis(Axis(3)),
+        None,
+    )?;
     files.extend([atlas_path, mask_path.clone()]);
 
     // Stories: LPP sections, cut to the requested scan count.
@@ -135,11 +146,24 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         let bytes = embedded::lpp_section(r).context("embedded LPP section")?;
         let full = stimulus::parse_stimulus(Path::new(&name), bytes, Some("TokensAlign"))?;
         let n_scans = opt.scans.unwrap_or((full.end / opt.tr).ceil() as usize);
-        let words: Vec<Word> = full.words.iter().filter(|w| w.onset < n_scans as f64 * opt.tr).cloned().collect();
+        let words: Vec<Word> = full
+            .words
+            .iter()
+            .filter(|w| w.onset < n_scans as f64 * opt.tr)
+            .cloned()
+            .collect();
         let path = out.join("stimuli").join(format!("task-{TASK}_run-{r}.tsv"));
         stimulus::write_tsv(&path, &words)?;
         files.push(path.clone());
-        stories.push((r, n_scans, Stimulus { path, words, end: n_scans as f64 * opt.tr }));
+        stories.push((
+            r,
+            n_scans,
+            Stimulus {
+                path,
+                words,
+                end: n_scans as f64 * opt.tr,
+            },
+        ));
     }
 
     // The synthetic AN population and its planted groups.
@@ -150,7 +174,11 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         .enumerate()
         .map(|(g, &label)| PlantedNetwork {
             label,
-            name: names.iter().find(|(k, _)| *k == label).map(|(_, n)| n.clone()).unwrap_or_default(),
+            name: names
+                .iter()
+                .find(|(k, _)| *k == label)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
             volume: g,
             an_ids: population.groups[g].clone(),
             n_voxels: labels.iter().filter(|&&v| v as u16 == label).count(),
@@ -172,10 +200,21 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             &path,
             "responses",
             Some(*n_scans),
-            vec![Column::U64(ids), Column::Utf8(vec![run_key.clone(); opt.neurons]), Column::F32List { size: *n_scans, values: responses.t().iter().map(|&v| v as f32).collect() }],
+            vec![
+                Column::U64(ids),
+                Column::Utf8(vec![run_key.clone(); opt.neurons]),
+                Column::F32List {
+                    size: *n_scans,
+                    values: responses.t().iter().map(|&v| v as f32).collect(),
+                },
+            ],
         )?;
         files.push(path);
-        let tcs: Vec<Vec<f64>> = population.groups.iter().map(|g| zscore(&mean_columns(&responses, g))).collect();
+        let tcs: Vec<Vec<f64>> = population
+            .groups
+            .iter()
+            .map(|g| zscore(&mean_columns(&responses, g)))
+            .collect();
         let path = truth.join("timecourses").join(format!("{run_key}.parquet"));
         write_table(
             &path,
@@ -185,7 +224,10 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
                 Column::Utf8(planted_groups.iter().map(|p| p.name.clone()).collect()),
                 Column::U16(planted_groups.iter().map(|p| p.label).collect()),
                 Column::Utf8(vec![run_key.clone(); planted_groups.len()]),
-                Column::F32List { size: *n_scans, values: tcs.iter().flatten().map(|&v| v as f32).collect() },
+                Column::F32List {
+                    size: *n_scans,
+                    values: tcs.iter().flatten().map(|&v| v as f32).collect(),
+                },
             ],
         )?;
         files.push(path);
@@ -204,17 +246,35 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         let shift = jitter_offset(&mut rng, opt.jitter);
         let subject = format!("{s:02}");
         let weights = subject_weights(&mut rng, &labels, &mask, shift, &opt.networks);
-        let baseline: Vec<f64> = (0..mask.len()).map(|_| 100.0 * (1.0 + 0.1 * rng.sample::<f64, _>(StandardNormal))).collect();
+        let baseline: Vec<f64> = (0..mask.len())
+            .map(|_| 100.0 * (1.0 + 0.1 * rng.sample::<f64, _>(StandardNormal)))
+            .collect();
         for ((r, n_scans, _), tcs) in stories.iter().zip(&courses) {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 2, (s * 1000 + r) as u64));
-            let path = out.join(format!("sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}_bold.nii.gz"));
+            let path = out.join(format!(
+                "sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}_bold.nii.gz"
+            ));
             let signal_scale = if opt.null { 0.0 } else { gain * opt.snr.sqrt() };
-            let data = bold_run(&mut rng, &mask, &grid, &weights, &baseline, tcs, *n_scans, signal_scale, opt.ar1);
+            let data = bold_run(
+                &mut rng,
+                &mask,
+                &grid,
+                &weights,
+                &baseline,
+                tcs,
+                *n_scans,
+                signal_scale,
+                opt.ar1,
+            );
             nifti::write_map(&path, &grid, &data, Some(opt.tr))?;
             files.push(path);
             bar.inc(1);
         }
-        subjects.push(PlantedSubject { id: subject, gain, shift_voxels: shift });
+        subjects.push(PlantedSubject {
+            id: subject,
+            gain,
+            shift_voxels: shift,
+        });
     }
     bar.finish_and_clear();
 
@@ -243,9 +303,15 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     files.push(planted_path);
     let description = serde_json::json!({"Name": "cortexflow simulation", "BIDSVersion": "1.9.0", "DatasetType": "raw", "GeneratedBy": [{"Name": "cortexflow simulate", "Version": env!("CARGO_PKG_VERSION")}]});
     let desc_path = out.join("dataset_description.json");
-    cortexflow::io::store::write_file_atomically(&desc_path, |w| w.write_all(description.to_string().as_bytes()))?;
+    cortexflow::io::store::write_file_atomically(&desc_path, |w| {
+        w.write_all(description.to_string().as_bytes())
+    })?;
     files.push(desc_path);
-    Ok(SimulationSummary { files, n_voxels: mask.len(), scans: stories.iter().map(|s| s.1).collect() })
+    Ok(SimulationSummary {
+        files,
+        n_voxels: mask.len(),
+        scans: stories.iter().map(|s| s.1).collect(),
+    })
 }
 
 fn validate(opt: &SimulateOptions) -> Result<()> {
@@ -253,7 +319,11 @@ fn validate(opt: &SimulateOptions) -> Result<()> {
         bail!("--subjects and --runs must be at least 1");
     }
     if opt.runs > embedded::LPP_RUNS {
-        bail!("--runs {} exceeds the {} sections of the embedded story", opt.runs, embedded::LPP_RUNS);
+        bail!(
+            "--runs {} exceeds the {} sections of the embedded story",
+            opt.runs,
+            embedded::LPP_RUNS
+        );
     }
     if !(opt.snr.is_finite() && opt.snr >= 0.0) {
         bail!("--snr must be a finite number ≥ 0, got {}", opt.snr);
@@ -264,25 +334,35 @@ fn validate(opt: &SimulateOptions) -> Result<()> {
     if opt.scans.is_some_and(|n| n < 10) {
         bail!("--scans must be at least 10");
     }
-    if !(opt.ar1.abs() < 1.0) {
+    if opt.ar1.is_nan() || opt.ar1.abs() >= 1.0 {
         bail!("--ar1 must be in (-1, 1), got {}", opt.ar1);
     }
     let names = embedded::yeo7_names();
-    if let Some(bad) = opt.networks.iter().find(|n| !names.iter().any(|(k, _)| k == *n)) {
+    if let Some(bad) = opt
+        .networks
+        .iter()
+        .find(|n| !names.iter().any(|(k, _)| k == *n))
+    {
         bail!("--networks: {bad} is not a Yeo-7 label (1..7)");
     }
     if opt.networks.iter().collect::<BTreeSet<_>>().len() != opt.networks.len() {
         bail!("--networks lists a network twice");
     }
     if opt.group_size == 0 || opt.group_size * opt.networks.len() > opt.neurons {
-        bail!("--group-size {} × {} networks must be between 1 and --neurons {}", opt.group_size, opt.networks.len(), opt.neurons);
+        bail!(
+            "--group-size {} × {} networks must be between 1 and --neurons {}",
+            opt.group_size,
+            opt.networks.len(),
+            opt.neurons
+        );
     }
     Ok(())
 }
 
 /// A seed for stream `kind`/`index` derived from the user seed (SplitMix64 finaliser).
 fn mix(seed: u64, kind: u64, index: u64) -> u64 {
-    let mut z = seed ^ kind.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z =
+        seed ^ kind.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -308,7 +388,11 @@ impl Population {
             .filter_map(embedded::lpp_section)
             .filter_map(|b| stimulus::parse_stimulus(Path::new("lpp.TextGrid"), b, None).ok())
             .flat_map(|s| s.words.into_iter().map(|w| w.text.to_lowercase()))
-            .chain(stories.iter().flat_map(|s| s.2.words.iter().map(|w| w.text.to_lowercase())))
+            .chain(
+                stories
+                    .iter()
+                    .flat_map(|s| s.2.words.iter().map(|w| w.text.to_lowercase())),
+            )
             .collect();
         let vocab: Vec<String> = vocab.into_iter().collect();
         let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 3, 0));
@@ -333,13 +417,32 @@ impl Population {
             }
         }
         for &u in &ids[n_planted * opt.group_size..] {
-            let f = if opt.factors > 0 { n_planted + rng.random_range(0..opt.factors) } else { usize::MAX };
-            membership[u as usize] = (f, if opt.factors > 0 { rng.random_range(0.3..0.8) } else { 0.0 });
+            let f = if opt.factors > 0 {
+                n_planted + rng.random_range(0..opt.factors)
+            } else {
+                usize::MAX
+            };
+            membership[u as usize] = (
+                f,
+                if opt.factors > 0 {
+                    rng.random_range(0.3..0.8)
+                } else {
+                    0.0
+                },
+            );
         }
-        let normal_table = |rng: &mut ChaCha8Rng, rows: usize| Array2::from_shape_simple_fn((rows, vocab.len()), || rng.sample(StandardNormal));
+        let normal_table = |rng: &mut ChaCha8Rng, rows: usize| {
+            Array2::from_shape_simple_fn((rows, vocab.len()), || rng.sample(StandardNormal))
+        };
         let factor_values = normal_table(&mut rng, n_factors);
         let own_values = normal_table(&mut rng, opt.neurons);
-        Population { vocab, groups, membership, factor_values, own_values }
+        Population {
+            vocab,
+            groups,
+            membership,
+            factor_values,
+            own_values,
+        }
     }
 
     /// Word activations (n_words × N) of one story.
@@ -347,9 +450,16 @@ impl Population {
         let n = self.membership.len();
         let mut a = Array2::zeros((stim.words.len(), n));
         for (i, w) in stim.words.iter().enumerate() {
-            let v = self.vocab.binary_search(&w.text.to_lowercase()).expect("vocabulary covers every story word");
+            let v = self
+                .vocab
+                .binary_search(&w.text.to_lowercase())
+                .expect("vocabulary covers every story word");
             for (u, &(f, lambda)) in self.membership.iter().enumerate() {
-                let shared = if lambda > 0.0 { lambda * self.factor_values[[f, v]] } else { 0.0 };
+                let shared = if lambda > 0.0 {
+                    lambda * self.factor_values[[f, v]]
+                } else {
+                    0.0
+                };
                 a[[i, u]] = shared + (1.0 - lambda * lambda).sqrt() * self.own_values[[u, v]];
             }
         }
@@ -360,7 +470,12 @@ impl Population {
     /// with the SPM HRF and sampled at k·TR (nilearn `compute_regressor`, durations 0).
     fn responses(&self, stim: &Stimulus, n_scans: usize, tr: f64) -> Array2<f64> {
         let onsets: Vec<f64> = stim.words.iter().map(|w| w.onset).collect();
-        let design = EventDesign::new(&onsets, &vec![0.0; onsets.len()], &frame_times(n_scans, tr, 0.0), RegressorOptions::default());
+        let design = EventDesign::new(
+            &onsets,
+            &vec![0.0; onsets.len()],
+            &frame_times(n_scans, tr, 0.0),
+            RegressorOptions::default(),
+        );
         design.apply(self.activations(stim).view())
     }
 
@@ -383,14 +498,18 @@ impl Population {
 }
 
 fn mean_columns(x: &Array2<f64>, cols: &[u64]) -> Vec<f64> {
-    (0..x.nrows()).map(|t| cols.iter().map(|&c| x[[t, c as usize]]).sum::<f64>() / cols.len() as f64).collect()
+    (0..x.nrows())
+        .map(|t| cols.iter().map(|&c| x[[t, c as usize]]).sum::<f64>() / cols.len() as f64)
+        .collect()
 }
 
 fn zscore(x: &[f64]) -> Vec<f64> {
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
     let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    x.iter().map(|v| if sd > 0.0 { (v - mean) / sd } else { 0.0 }).collect()
+    x.iter()
+        .map(|v| if sd > 0.0 { (v - mean) / sd } else { 0.0 })
+        .collect()
 }
 
 /// A subject's misregistration: an integer voxel offset drawn uniformly from those with
@@ -406,13 +525,30 @@ fn jitter_offset(rng: &mut ChaCha8Rng, radius: i32) -> [i32; 3] {
 
 /// Per masked voxel: (planted group index, weight w_v) when the subject's shifted network
 /// covers it. Shift: the subject's network at voxel v is the atlas network at v − shift.
-fn subject_weights(rng: &mut ChaCha8Rng, labels: &Array3<f32>, mask: &Mask, shift: [i32; 3], networks: &[u16]) -> Vec<Option<(usize, f64)>> {
+fn subject_weights(
+    rng: &mut ChaCha8Rng,
+    labels: &Array3<f32>,
+    mask: &Mask,
+    shift: [i32; 3],
+    networks: &[u16],
+) -> Vec<Option<(usize, f64)>> {
     let shape = labels.shape();
     mask.ijk()
         .map(|[i, j, k]| {
-            let src = [i as i32 - shift[0], j as i32 - shift[1], k as i32 - shift[2]];
-            let inside = src.iter().zip(shape).all(|(&c, &n)| c >= 0 && (c as usize) < n);
-            let label = if inside { labels[[src[0] as usize, src[1] as usize, src[2] as usize]] as u16 } else { 0 };
+            let src = [
+                i as i32 - shift[0],
+                j as i32 - shift[1],
+                k as i32 - shift[2],
+            ];
+            let inside = src
+                .iter()
+                .zip(shape)
+                .all(|(&c, &n)| c >= 0 && (c as usize) < n);
+            let label = if inside {
+                labels[[src[0] as usize, src[1] as usize, src[2] as usize]] as u16
+            } else {
+                0
+            };
             let w = rng.random_range(0.5..1.5);
             networks.iter().position(|&n| n == label).map(|g| (g, w))
         })
@@ -441,16 +577,26 @@ fn bold_run(
         let drift: [f64; 3] = std::array::from_fn(|_| 0.5 * rng.sample::<f64, _>(StandardNormal));
         let sigma = baseline[v] * PERCENT / 100.0;
         for t in 0..n_scans {
-            let slow: f64 = drift.iter().enumerate().map(|(k, c)| c * cosine(k + 1, t, n_scans)).sum();
+            let slow: f64 = drift
+                .iter()
+                .enumerate()
+                .map(|(k, c)| c * cosine(k + 1, t, n_scans))
+                .sum();
             let signal = weights[v].map_or(0.0, |(g, w)| signal_scale * w * tcs[g][t]);
-            data[[ijk[0], ijk[1], ijk[2], t]] = (baseline[v] + sigma * (signal + noise[t] + slow)) as f32;
+            data[[ijk[0], ijk[1], ijk[2], t]] =
+                (baseline[v] + sigma * (signal + noise[t] + slow)) as f32;
         }
     }
     data
 }
 
 /// One indicator volume per planted network (the atlas network, unshifted).
-fn write_truth_maps(path: &Path, grid: &Grid, labels: &Array3<f32>, networks: &[u16]) -> Result<()> {
+fn write_truth_maps(
+    path: &Path,
+    grid: &Grid,
+    labels: &Array3<f32>,
+    networks: &[u16],
+) -> Result<()> {
     let [nx, ny, nz] = grid.shape;
     let mut maps = Array4::<f32>::zeros((nx, ny, nz, networks.len()));
     for ((i, j, k), &l) in labels.indexed_iter() {

@@ -31,16 +31,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// A content error in `path` (no line number).
     pub fn format(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::Format { path: path.as_ref().to_path_buf(), line: None, msg: msg.into() }
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            line: None,
+            msg: msg.into(),
+        }
     }
 
     /// A content error at a 1-based `line` of a text file.
     pub fn at_line(path: impl AsRef<Path>, line: usize, msg: impl Into<String>) -> Self {
-        Error::Format { path: path.as_ref().to_path_buf(), line: Some(line), msg: msg.into() }
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            line: Some(line),
+            msg: msg.into(),
+        }
     }
 }

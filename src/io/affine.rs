@@ -17,7 +17,9 @@ impl Affine {
     /// Inverse of the linear part by the adjugate: A⁻¹ = adj(A)/det(A).
     pub fn inverse(&self) -> Option<Affine> {
         let a = &self.0;
-        let cof = |r0: usize, r1: usize, c0: usize, c1: usize| a[r0][c0] * a[r1][c1] - a[r0][c1] * a[r1][c0];
+        let cof = |r0: usize, r1: usize, c0: usize, c1: usize| {
+            a[r0][c0] * a[r1][c1] - a[r0][c1] * a[r1][c0]
+        };
         let adj = [
             [cof(1, 2, 1, 2), -cof(0, 2, 1, 2), cof(0, 1, 1, 2)],
             [-cof(1, 2, 0, 2), cof(0, 2, 0, 2), -cof(0, 1, 0, 2)],
@@ -39,7 +41,12 @@ impl Affine {
 
     /// Largest absolute difference between two affines' entries.
     pub fn max_abs_diff(&self, other: &Affine) -> f64 {
-        self.0.iter().flatten().zip(other.0.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+        self.0
+            .iter()
+            .flatten()
+            .zip(other.0.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
     }
 
     /// The sform rows of a header.
@@ -56,9 +63,20 @@ impl Affine {
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         let rot = quat_to_matrix(a, b, c, d);
         let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
-        let zooms = [h.pixdim[1] as f64, h.pixdim[2] as f64, h.pixdim[3] as f64 * qfac];
+        let zooms = [
+            h.pixdim[1] as f64,
+            h.pixdim[2] as f64,
+            h.pixdim[3] as f64 * qfac,
+        ];
         let offs = [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64];
-        Affine(std::array::from_fn(|r| [rot[r][0] * zooms[0], rot[r][1] * zooms[1], rot[r][2] * zooms[2], offs[r]]))
+        Affine(std::array::from_fn(|r| {
+            [
+                rot[r][0] * zooms[0],
+                rot[r][1] * zooms[1],
+                rot[r][2] * zooms[2],
+                offs[r],
+            ]
+        }))
     }
 
     /// The affine nibabel falls back to when neither sform nor qform is set: zooms on the
@@ -98,7 +116,11 @@ mod tests {
 
     #[test]
     fn inverse_round_trips() {
-        let a = Affine([[-2.0, 0.1, 0.0, 90.0], [0.0, 2.0, 0.3, -126.0], [0.2, 0.0, 2.5, -72.0]]);
+        let a = Affine([
+            [-2.0, 0.1, 0.0, 90.0],
+            [0.0, 2.0, 0.3, -126.0],
+            [0.2, 0.0, 2.5, -72.0],
+        ]);
         let inv = a.inverse().unwrap();
         for p in [[0.0, 0.0, 0.0], [10.0, -3.0, 7.5], [44.0, 53.0, 44.0]] {
             let back = inv.apply(a.apply(p));
@@ -110,14 +132,29 @@ mod tests {
 
     #[test]
     fn singular_affine_has_no_inverse() {
-        let a = Affine([[1.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]);
+        let a = Affine([
+            [1.0, 0.0, 0.0, 0.0],
+            [2.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ]);
         assert!(a.inverse().is_none());
     }
 
     #[test]
     fn identity_quaternion_gives_zooms() {
-        let h = NiftiHeader { pixdim: [-1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0], quatern_x: 5.0, ..Default::default() };
+        let h = NiftiHeader {
+            pixdim: [-1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0],
+            quatern_x: 5.0,
+            ..Default::default()
+        };
         let a = Affine::from_qform(&h);
-        assert_eq!(a.0, [[2.0, 0.0, 0.0, 5.0], [0.0, 3.0, 0.0, 0.0], [0.0, 0.0, -4.0, 0.0]]);
+        assert_eq!(
+            a.0,
+            [
+                [2.0, 0.0, 0.0, 5.0],
+                [0.0, 3.0, 0.0, 0.0],
+                [0.0, 0.0, -4.0, 0.0]
+            ]
+        );
     }
 }

@@ -24,8 +24,15 @@ pub struct Run {
 impl Run {
     /// `sub-S/task-T/run-R` (with `ses-X/` when present): the run's key in the store.
     pub fn key(&self) -> String {
-        let ses = self.session.as_ref().map(|s| format!("ses-{s}/")).unwrap_or_default();
-        format!("sub-{}/{ses}task-{}/run-{}", self.subject, self.task, self.run)
+        let ses = self
+            .session
+            .as_ref()
+            .map(|s| format!("ses-{s}/"))
+            .unwrap_or_default();
+        format!(
+            "sub-{}/{ses}task-{}/run-{}",
+            self.subject, self.task, self.run
+        )
     }
 }
 
@@ -49,7 +56,10 @@ pub fn discover(root: &Path) -> Result<Dataset> {
     let mut runs = Vec::new();
     for sub_dir in list_dir(root)?.into_iter().filter(|p| dir_named(p, "sub-")) {
         let mut func_dirs = vec![sub_dir.join("func")];
-        for ses in list_dir(&sub_dir)?.into_iter().filter(|p| dir_named(p, "ses-")) {
+        for ses in list_dir(&sub_dir)?
+            .into_iter()
+            .filter(|p| dir_named(p, "ses-"))
+        {
             func_dirs.push(ses.join("func"));
         }
         for func in func_dirs.into_iter().filter(|d| d.is_dir()) {
@@ -78,18 +88,34 @@ pub fn discover(root: &Path) -> Result<Dataset> {
     let subjects: BTreeSet<&str> = runs.iter().map(|r| r.subject.as_str()).collect();
     let mut per_run: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
     for r in &runs {
-        per_run.entry((r.task.clone(), r.run.clone())).or_default().insert(r.subject.as_str());
+        per_run
+            .entry((r.task.clone(), r.run.clone()))
+            .or_default()
+            .insert(r.subject.as_str());
     }
     for ((task, run), have) in &per_run {
         for s in subjects.difference(have) {
-            missing.push(format!("sub-{s}: no BOLD for task-{task} run-{run}, which other subjects have"));
+            missing.push(format!(
+                "sub-{s}: no BOLD for task-{task} run-{run}, which other subjects have"
+            ));
         }
     }
     if runs.is_empty() {
-        missing.push(format!("no sub-*/func/*_task-*_run-*_bold.nii[.gz] under {}", root.display()));
+        missing.push(format!(
+            "no sub-*/func/*_task-*_run-*_bold.nii[.gz] under {}",
+            root.display()
+        ));
     }
-    let mask = ["mask.nii.gz", "mask.nii"].iter().map(|m| root.join(m)).find(|p| p.is_file());
-    Ok(Dataset { root: root.to_path_buf(), runs, mask, missing })
+    let mask = ["mask.nii.gz", "mask.nii"]
+        .iter()
+        .map(|m| root.join(m))
+        .find(|p| p.is_file());
+    Ok(Dataset {
+        root: root.to_path_buf(),
+        runs,
+        mask,
+        missing,
+    })
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -102,14 +128,21 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn dir_named(p: &Path, prefix: &str) -> bool {
-    p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+    p.is_dir()
+        && p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
 }
 
 /// Entities of a `…_bold.nii[.gz]` file name, as key → value.
 fn parse_bold_name(path: &Path) -> Option<Run> {
     let name = path.file_name()?.to_string_lossy().into_owned();
-    let stem = name.strip_suffix("_bold.nii.gz").or_else(|| name.strip_suffix("_bold.nii"))?;
-    let entities: BTreeMap<&str, &str> = stem.split('_').filter_map(|kv| kv.split_once('-')).collect();
+    let stem = name
+        .strip_suffix("_bold.nii.gz")
+        .or_else(|| name.strip_suffix("_bold.nii"))?;
+    let entities: BTreeMap<&str, &str> = stem
+        .split('_')
+        .filter_map(|kv| kv.split_once('-'))
+        .collect();
     Some(Run {
         subject: entities.get("sub")?.to_string(),
         session: entities.get("ses").map(|s| s.to_string()),
@@ -121,7 +154,11 @@ fn parse_bold_name(path: &Path) -> Option<Run> {
 }
 
 fn events_path(run: &Run) -> PathBuf {
-    let name = run.bold.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = run
+        .bold
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.split("_bold.nii").next().unwrap_or(&name);
     run.bold.with_file_name(format!("{stem}_events.tsv"))
 }
@@ -131,20 +168,43 @@ fn find_stimulus(root: &Path, run: &Run) -> Option<PathBuf> {
     if events.is_file() {
         return Some(events);
     }
-    STIM_EXTS.iter().map(|ext| root.join("stimuli").join(format!("task-{}_run-{}.{ext}", run.task, run.run))).find(|p| p.is_file())
+    STIM_EXTS
+        .iter()
+        .map(|ext| {
+            root.join("stimuli")
+                .join(format!("task-{}_run-{}.{ext}", run.task, run.run))
+        })
+        .find(|p| p.is_file())
 }
 
 impl fmt::Display for Dataset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let subjects: BTreeSet<&str> = self.runs.iter().map(|r| r.subject.as_str()).collect();
-        writeln!(f, "dataset {}: {} subjects, {} runs", self.root.display(), subjects.len(), self.runs.len())?;
+        writeln!(
+            f,
+            "dataset {}: {} subjects, {} runs",
+            self.root.display(),
+            subjects.len(),
+            self.runs.len()
+        )?;
         match &self.mask {
             Some(m) => writeln!(f, "  mask: {}", m.display())?,
-            None => writeln!(f, "  mask: none (mask.nii[.gz] not found; give one with --mask)")?,
+            None => writeln!(
+                f,
+                "  mask: none (mask.nii[.gz] not found; give one with --mask)"
+            )?,
         }
         for r in &self.runs {
-            let stim = r.stimulus.as_ref().map_or("MISSING".to_string(), |s| s.display().to_string());
-            writeln!(f, "  {}  bold={}  stimulus={stim}", r.key(), r.bold.display())?;
+            let stim = r
+                .stimulus
+                .as_ref()
+                .map_or("MISSING".to_string(), |s| s.display().to_string());
+            writeln!(
+                f,
+                "  {}  bold={}  stimulus={stim}",
+                r.key(),
+                r.bold.display()
+            )?;
         }
         for m in &self.missing {
             writeln!(f, "  missing: {m}")?;

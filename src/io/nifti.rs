@@ -9,8 +9,8 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
-use ndarray::{s, Array2, Array3, Array4, ArrayView2, Axis};
 use ndarray::ShapeBuilder;
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, Axis};
 use nifti::writer::WriterOptions;
 use nifti::{Endianness, NiftiHeader, NiftiType};
 
@@ -104,14 +104,20 @@ impl MaskedBold {
     /// Consecutive voxel blocks of at most `size` columns (the unit the encoders stream over).
     pub fn blocks(&self, size: usize) -> impl Iterator<Item = (usize, ArrayView2<'_, f32>)> {
         let size = size.max(1);
-        self.data.axis_chunks_iter(Axis(1), size).enumerate().map(move |(b, v)| (b * size, v))
+        self.data
+            .axis_chunks_iter(Axis(1), size)
+            .enumerate()
+            .map(move |(b, v)| (b * size, v))
     }
 }
 
 impl Mask {
     /// Every voxel of the grid.
     pub fn full(grid: &Grid) -> Mask {
-        Mask { grid: grid.clone(), linear: (0..grid.n_voxels()).collect() }
+        Mask {
+            grid: grid.clone(),
+            linear: (0..grid.n_voxels()).collect(),
+        }
     }
 
     /// Voxels where `keep` holds for the first volume of `image`.
@@ -121,7 +127,10 @@ impl Mask {
             .filter(|&(_, [i, j, k])| keep(vol[[i, j, k]]))
             .map(|(l, _)| l)
             .collect();
-        Mask { grid: image.header.grid.clone(), linear }
+        Mask {
+            grid: image.header.grid.clone(),
+            linear,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -135,7 +144,9 @@ impl Mask {
     /// (i, j, k) of each masked voxel.
     pub fn ijk(&self) -> impl Iterator<Item = [usize; 3]> + '_ {
         let [nx, ny, _] = self.grid.shape;
-        self.linear.iter().map(move |&l| [l % nx, (l / nx) % ny, l / (nx * ny)])
+        self.linear
+            .iter()
+            .map(move |&l| [l % nx, (l / nx) % ny, l / (nx * ny)])
     }
 
     /// Scatters one value per masked voxel into a volume (zero elsewhere).
@@ -151,15 +162,21 @@ impl Mask {
 /// Linear (x-fastest) index with its (i, j, k).
 fn fortran_indices(shape: [usize; 3]) -> impl Iterator<Item = (usize, [usize; 3])> {
     let [nx, ny, nz] = shape;
-    (0..nz).flat_map(move |k| (0..ny).flat_map(move |j| (0..nx).map(move |i| (i + nx * (j + ny * k), [i, j, k]))))
+    (0..nz).flat_map(move |k| {
+        (0..ny).flat_map(move |j| (0..nx).map(move |i| (i + nx * (j + ny * k), [i, j, k])))
+    })
 }
 
 /// Reads and validates the header of a `.nii` or `.nii.gz` file.
 pub fn read_header(path: &Path) -> Result<ImageHeader> {
     if !path.exists() {
-        return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(Error::io(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
     }
-    let raw = NiftiHeader::from_file(path).map_err(|e| Error::format(path, format!("not a readable NIfTI-1 header: {e}")))?;
+    let raw = NiftiHeader::from_file(path)
+        .map_err(|e| Error::format(path, format!("not a readable NIfTI-1 header: {e}")))?;
     validate(path, raw)
 }
 
@@ -177,31 +194,52 @@ fn validate(path: &Path, raw: NiftiHeader) -> Result<ImageHeader> {
     }
     let dim = |d: usize| if d <= ndim { raw.dim[d] as usize } else { 1 };
     if let Some(d) = (1..=ndim).find(|&d| raw.dim[d] == 0) {
-        return Err(bad(format!("dim[{d}] = 0, every used dimension must be at least 1")));
+        return Err(bad(format!(
+            "dim[{d}] = 0, every used dimension must be at least 1"
+        )));
     }
     if (5..=ndim).any(|d| raw.dim[d] > 1) {
-        return Err(bad(format!("dims {:?}: images of more than 4 dimensions are not supported", &raw.dim[1..=ndim])));
+        return Err(bad(format!(
+            "dims {:?}: images of more than 4 dimensions are not supported",
+            &raw.dim[1..=ndim]
+        )));
     }
     let datatype = raw.data_type().ok().filter(|t| element_size(*t).is_some());
     let datatype = datatype.ok_or_else(|| bad(format!("datatype code {} is not one of uint8, int8, int16, uint16, int32, uint32, float32, float64", raw.datatype)))?;
     let size = element_size(datatype).unwrap_or(0);
     if raw.bitpix as usize != size * 8 {
-        return Err(bad(format!("bitpix = {} but datatype {datatype:?} has {} bits", raw.bitpix, size * 8)));
+        return Err(bad(format!(
+            "bitpix = {} but datatype {datatype:?} has {} bits",
+            raw.bitpix,
+            size * 8
+        )));
     }
     if !(raw.vox_offset.is_finite() && raw.vox_offset >= 348.0) {
-        return Err(bad(format!("vox_offset = {}, expected at least 348", raw.vox_offset)));
+        return Err(bad(format!(
+            "vox_offset = {}, expected at least 348",
+            raw.vox_offset
+        )));
     }
     let shape = [dim(1), dim(2), dim(3)];
     let zooms = [raw.pixdim[1], raw.pixdim[2], raw.pixdim[3]];
     if zooms.iter().any(|z| !z.is_finite() || *z == 0.0) {
-        return Err(bad(format!("voxel sizes pixdim[1..3] = {zooms:?} must be finite and non-zero")));
+        return Err(bad(format!(
+            "voxel sizes pixdim[1..3] = {zooms:?} must be finite and non-zero"
+        )));
     }
     let affine = best_affine(&raw, shape);
     if affine.inverse().is_none() || affine.0.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(bad(format!("the voxel-to-world affine {:?} is not invertible", affine.0)));
+        return Err(bad(format!(
+            "the voxel-to-world affine {:?} is not invertible",
+            affine.0
+        )));
     }
     let n_vols = dim(4);
-    let (tr, tr_note) = if n_vols > 1 || ndim >= 4 { repetition_time(&raw) } else { (None, None) };
+    let (tr, tr_note) = if n_vols > 1 || ndim >= 4 {
+        repetition_time(&raw)
+    } else {
+        (None, None)
+    };
     if let Some(note) = &tr_note {
         tracing::warn!("{}: {note}", path.display());
     }
@@ -209,9 +247,28 @@ fn validate(path: &Path, raw: NiftiHeader) -> Result<ImageHeader> {
         pixdim_xyz: [raw.pixdim[0], raw.pixdim[1], raw.pixdim[2], raw.pixdim[3]],
         qform_code: raw.qform_code,
         sform_code: raw.sform_code,
-        quatern: [raw.quatern_b, raw.quatern_c, raw.quatern_d, raw.quatern_x, raw.quatern_y, raw.quatern_z],
+        quatern: [
+            raw.quatern_b,
+            raw.quatern_c,
+            raw.quatern_d,
+            raw.quatern_x,
+            raw.quatern_y,
+            raw.quatern_z,
+        ],
     };
-    let header = ImageHeader { path: path.to_path_buf(), grid: Grid { shape, affine, spatial }, n_vols, tr, tr_note, datatype, raw };
+    let header = ImageHeader {
+        path: path.to_path_buf(),
+        grid: Grid {
+            shape,
+            affine,
+            spatial,
+        },
+        n_vols,
+        tr,
+        tr_note,
+        datatype,
+        raw,
+    };
     check_uncompressed_size(&header)?;
     Ok(header)
 }
@@ -224,7 +281,10 @@ fn best_affine(h: &NiftiHeader, shape: [usize; 3]) -> Affine {
     } else if h.qform_code > 0 {
         Affine::from_qform(h)
     } else {
-        Affine::base(shape, [h.pixdim[1], h.pixdim[2], h.pixdim[3]].map(|z| z.abs() as f64))
+        Affine::base(
+            shape,
+            [h.pixdim[1], h.pixdim[2], h.pixdim[3]].map(|z| z.abs() as f64),
+        )
     }
 }
 
@@ -236,7 +296,12 @@ fn best_affine(h: &NiftiHeader, shape: [usize; 3]) -> Affine {
 pub fn repetition_time(h: &NiftiHeader) -> (Option<f64>, Option<String>) {
     let raw = h.pixdim[4] as f64;
     if !raw.is_finite() || raw <= 0.0 {
-        return (None, Some(format!("pixdim[4] = {raw}: no repetition time in the header")));
+        return (
+            None,
+            Some(format!(
+                "pixdim[4] = {raw}: no repetition time in the header"
+            )),
+        );
     }
     let (unit, to_s) = match h.xyzt_units & 0x38 {
         16 => ("ms", 1e-3),
@@ -250,11 +315,19 @@ pub fn repetition_time(h: &NiftiHeader) -> (Option<f64>, Option<String>) {
     }
     for (guess, factor) in [("ms", 1e-3), ("s", 1.0)] {
         if PLAUSIBLE_TR_S.contains(&(raw * factor)) {
-            let note = format!("TR {raw} {unit} is implausible; read as {raw} {guess} = {} s", raw * factor);
+            let note = format!(
+                "TR {raw} {unit} is implausible; read as {raw} {guess} = {} s",
+                raw * factor
+            );
             return (Some(raw * factor), Some(note));
         }
     }
-    (Some(tr), Some(format!("TR {raw} {unit} = {tr} s is outside {PLAUSIBLE_TR_S:?} s; kept as is")))
+    (
+        Some(tr),
+        Some(format!(
+            "TR {raw} {unit} = {tr} s is outside {PLAUSIBLE_TR_S:?} s; kept as is"
+        )),
+    )
 }
 
 fn element_size(t: NiftiType) -> Option<usize> {
@@ -293,11 +366,16 @@ fn check_uncompressed_size(h: &ImageHeader) -> Result<()> {
         return Ok(()); // checked while decompressing
     }
     let need = h.raw.vox_offset as u64 + (h.volume_bytes() * h.n_vols) as u64;
-    let have = std::fs::metadata(&h.path).map_err(|e| Error::io(&h.path, e))?.len();
+    let have = std::fs::metadata(&h.path)
+        .map_err(|e| Error::io(&h.path, e))?
+        .len();
     if have < need {
         return Err(Error::format(
             &h.path,
-            format!("dims {:?} × {} volumes of {:?} need {need} bytes but the file holds {have}", h.grid.shape, h.n_vols, h.datatype),
+            format!(
+                "dims {:?} × {} volumes of {:?} need {need} bytes but the file holds {have}",
+                h.grid.shape, h.n_vols, h.datatype
+            ),
         ));
     }
     Ok(())
@@ -314,15 +392,29 @@ struct VolumeReader {
 impl VolumeReader {
     fn open(header: ImageHeader) -> Result<Self> {
         let file = File::open(&header.path).map_err(|e| Error::io(&header.path, e))?;
-        let mut source: Box<dyn Read> =
-            if header.is_gz() { Box::new(MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
+        let mut source: Box<dyn Read> = if header.is_gz() {
+            Box::new(MultiGzDecoder::new(BufReader::new(file)))
+        } else {
+            Box::new(BufReader::new(file))
+        };
         let offset = header.raw.vox_offset as u64;
-        let skipped = std::io::copy(&mut (&mut source).take(offset), &mut std::io::sink()).map_err(|e| Error::format(&header.path, format!("cannot read past the header: {e}")))?;
+        let skipped = std::io::copy(&mut (&mut source).take(offset), &mut std::io::sink())
+            .map_err(|e| {
+                Error::format(&header.path, format!("cannot read past the header: {e}"))
+            })?;
         if skipped < offset {
-            return Err(Error::format(&header.path, format!("file ends inside the header ({skipped} of {offset} bytes)")));
+            return Err(Error::format(
+                &header.path,
+                format!("file ends inside the header ({skipped} of {offset} bytes)"),
+            ));
         }
         let bytes = vec![0; header.volume_bytes()];
-        Ok(VolumeReader { header, source, bytes, next: 0 })
+        Ok(VolumeReader {
+            header,
+            source,
+            bytes,
+            next: 0,
+        })
     }
 
     /// Decodes the next volume into `out` (x-fastest order). Returns false after the last.
@@ -332,8 +424,21 @@ impl VolumeReader {
         }
         let h = &self.header;
         self.source.read_exact(&mut self.bytes).map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "data ends early (truncated file?)".to_string() } else { e.to_string() };
-            Error::format(&h.path, format!("volume {} of {}: {what}; dims {:?} of {:?}", self.next + 1, h.n_vols, h.grid.shape, h.datatype))
+            let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "data ends early (truncated file?)".to_string()
+            } else {
+                e.to_string()
+            };
+            Error::format(
+                &h.path,
+                format!(
+                    "volume {} of {}: {what}; dims {:?} of {:?}",
+                    self.next + 1,
+                    h.n_vols,
+                    h.grid.shape,
+                    h.datatype
+                ),
+            )
         })?;
         decode(&self.bytes, h.datatype, h.raw.endianness, h.scaling(), out);
         self.next += 1;
@@ -342,7 +447,13 @@ impl VolumeReader {
 }
 
 fn decode(bytes: &[u8], t: NiftiType, endian: Endianness, (m, b): (f64, f64), out: &mut [f32]) {
-    fn each<const N: usize>(bytes: &[u8], out: &mut [f32], f: impl Fn([u8; N]) -> f64, m: f64, b: f64) {
+    fn each<const N: usize>(
+        bytes: &[u8],
+        out: &mut [f32],
+        f: impl Fn([u8; N]) -> f64,
+        m: f64,
+        b: f64,
+    ) {
         for (o, c) in out.iter_mut().zip(bytes.chunks_exact(N)) {
             let mut a = [0u8; N];
             a.copy_from_slice(c);
@@ -352,7 +463,19 @@ fn decode(bytes: &[u8], t: NiftiType, endian: Endianness, (m, b): (f64, f64), ou
     let le = endian == Endianness::Little;
     macro_rules! num {
         ($t:ty, $n:literal) => {
-            each::<$n>(bytes, out, |a| (if le { <$t>::from_le_bytes(a) } else { <$t>::from_be_bytes(a) }) as f64, m, b)
+            each::<$n>(
+                bytes,
+                out,
+                |a| {
+                    (if le {
+                        <$t>::from_le_bytes(a)
+                    } else {
+                        <$t>::from_be_bytes(a)
+                    }) as f64
+                },
+                m,
+                b,
+            )
         };
     }
     use NiftiType::*;
@@ -378,7 +501,8 @@ pub fn read_image(path: &Path) -> Result<Image> {
     let mut buf = vec![0f32; header.grid.n_voxels()];
     let mut t = 0;
     while reader.next_into(&mut buf)? {
-        let vol = ArrayView3F::from_shape((nx, ny, nz).f(), &buf).expect("buffer sized from the grid");
+        let vol =
+            ArrayView3F::from_shape((nx, ny, nz).f(), &buf).expect("buffer sized from the grid");
         data.index_axis_mut(Axis(3), t).assign(&vol);
         t += 1;
     }
@@ -432,12 +556,21 @@ pub fn write_map(path: &Path, grid: &Grid, data: &Array4<f32>, tr: Option<f64>) 
     let [nx, ny, nz] = grid.shape;
     let (dx, dy, dz, nt) = data.dim();
     if [dx, dy, dz] != [nx, ny, nz] {
-        return Err(Error::Invalid(format!("{}: map shape {:?} does not match the grid {:?}", path.display(), [dx, dy, dz], grid.shape)));
+        return Err(Error::Invalid(format!(
+            "{}: map shape {:?} does not match the grid {:?}",
+            path.display(),
+            [dx, dy, dz],
+            grid.shape
+        )));
     }
     let header = map_header(grid, tr);
     super::store::write_atomically(path, |tmp| {
         let writer = WriterOptions::new(tmp).reference_header(&header);
-        let result = if nt == 1 { writer.write_nifti(&data.index_axis(Axis(3), 0)) } else { writer.write_nifti(data) };
+        let result = if nt == 1 {
+            writer.write_nifti(&data.index_axis(Axis(3), 0))
+        } else {
+            writer.write_nifti(data)
+        };
         result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {e}")))
     })
 }
@@ -446,9 +579,22 @@ fn map_header(grid: &Grid, tr: Option<f64>) -> NiftiHeader {
     let sp = &grid.spatial;
     let a = grid.affine.0.map(|r| r.map(|v| v as f32));
     let mut h = NiftiHeader {
-        pixdim: [sp.pixdim_xyz[0], sp.pixdim_xyz[1], sp.pixdim_xyz[2], sp.pixdim_xyz[3], tr.unwrap_or(0.0) as f32, 0.0, 0.0, 0.0],
+        pixdim: [
+            sp.pixdim_xyz[0],
+            sp.pixdim_xyz[1],
+            sp.pixdim_xyz[2],
+            sp.pixdim_xyz[3],
+            tr.unwrap_or(0.0) as f32,
+            0.0,
+            0.0,
+            0.0,
+        ],
         xyzt_units: 2 | 8, // NIFTI_UNITS_MM | NIFTI_UNITS_SEC
-        sform_code: if sp.sform_code > 0 { sp.sform_code } else { sp.qform_code.max(2) },
+        sform_code: if sp.sform_code > 0 {
+            sp.sform_code
+        } else {
+            sp.qform_code.max(2)
+        },
         qform_code: sp.qform_code,
         srow_x: a[0],
         srow_y: a[1],
@@ -473,7 +619,10 @@ fn map_header(grid: &Grid, tr: Option<f64>) -> NiftiHeader {
 /// source ijk = round(A_source⁻¹·world)); voxels outside the source get 0.
 pub fn resample_nearest(source: &Image, target: &Grid) -> Array3<f32> {
     let src_grid = &source.header.grid;
-    let inv = src_grid.affine.inverse().expect("validated headers have invertible affines");
+    let inv = src_grid
+        .affine
+        .inverse()
+        .expect("validated headers have invertible affines");
     let vol = source.data.index_axis(Axis(3), 0);
     let mut out = Array3::zeros(target.shape);
     for ((i, j, k), o) in out.indexed_iter_mut() {

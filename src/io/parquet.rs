@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -33,7 +34,10 @@ pub enum Column {
     I64(Vec<i64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
-    F32List { size: usize, values: Vec<f32> },
+    F32List {
+        size: usize,
+        values: Vec<f32>,
+    },
 }
 
 impl Column {
@@ -69,16 +73,32 @@ impl Column {
             Column::F64(v) => Arc::new(Float64Array::from(v)),
             Column::F32List { size, values } => {
                 let DataType::FixedSizeList(item, n) = field.data_type() else {
-                    return Err(Error::Invalid(format!("column '{}' is not a list", field.name())));
+                    return Err(Error::Invalid(format!(
+                        "column '{}' is not a list",
+                        field.name()
+                    )));
                 };
                 if size != *n as usize || values.len() % size.max(1) != 0 {
                     return Err(Error::Invalid(format!("column '{}': lists of {size} floats ({} values) for a table of lists of {n}", field.name(), values.len())));
                 }
-                Arc::new(FixedSizeListArray::try_new(item.clone(), *n, Arc::new(Float32Array::from(values)), None).map_err(|e| Error::Invalid(e.to_string()))?)
+                Arc::new(
+                    FixedSizeListArray::try_new(
+                        item.clone(),
+                        *n,
+                        Arc::new(Float32Array::from(values)),
+                        None,
+                    )
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+                )
             }
         };
         if array.data_type() != field.data_type() {
-            return Err(Error::Invalid(format!("column '{}' is {:?}, the schema says {:?}", field.name(), array.data_type(), field.data_type())));
+            return Err(Error::Invalid(format!(
+                "column '{}' is {:?}, the schema says {:?}",
+                field.name(),
+                array.data_type(),
+                field.data_type()
+            )));
         }
         Ok(array)
     }
@@ -104,33 +124,68 @@ impl TableWriter {
         }
         let tmp = temp_sibling(dest);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| Error::format(dest, e.to_string()))?;
-        Ok(TableWriter { dest: dest.to_path_buf(), tmp, table, schema, writer: Some(writer), rows: 0 })
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(|e| Error::format(dest, e.to_string()))?;
+        Ok(TableWriter {
+            dest: dest.to_path_buf(),
+            tmp,
+            table,
+            schema,
+            writer: Some(writer),
+            rows: 0,
+        })
     }
 
     /// Appends rows given as one [`Column`] per schema column, in schema order.
     pub fn write(&mut self, columns: Vec<Column>) -> Result<()> {
         let names: Vec<&str> = self.table.columns.iter().map(|c| c.name.as_str()).collect();
         if columns.len() != names.len() {
-            return Err(Error::Invalid(format!("table {}: {} columns given, the schema has {names:?}", self.table.name, columns.len())));
+            return Err(Error::Invalid(format!(
+                "table {}: {} columns given, the schema has {names:?}",
+                self.table.name,
+                columns.len()
+            )));
         }
         let n = columns.first().map_or(0, Column::len);
         if let Some((i, c)) = columns.iter().enumerate().find(|(_, c)| c.len() != n) {
-            return Err(Error::Invalid(format!("table {}: column '{}' has {} rows, '{}' has {n}", self.table.name, names[i], c.len(), names[0])));
+            return Err(Error::Invalid(format!(
+                "table {}: column '{}' has {} rows, '{}' has {n}",
+                self.table.name,
+                names[i],
+                c.len(),
+                names[0]
+            )));
         }
-        let arrays = columns.into_iter().zip(self.schema.fields()).map(|(c, f)| c.into_array(f)).collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Invalid(format!("table {}: {e}", self.table.name)))?;
-        let writer = self.writer.as_mut().ok_or_else(|| Error::Invalid("table already finished".into()))?;
-        writer.write(&batch).map_err(|e| Error::format(&self.dest, e.to_string()))?;
+        let arrays = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| c.into_array(f))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| Error::Invalid(format!("table {}: {e}", self.table.name)))?;
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("table already finished".into()))?;
+        writer
+            .write(&batch)
+            .map_err(|e| Error::format(&self.dest, e.to_string()))?;
         self.rows += n;
         Ok(())
     }
 
     /// Closes the file, syncs it and renames it into place. Returns the number of rows.
     pub fn finish(mut self) -> Result<usize> {
-        let writer = self.writer.take().ok_or_else(|| Error::Invalid("table already finished".into()))?;
-        let file = writer.into_inner().map_err(|e| Error::format(&self.dest, e.to_string()))?;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::Invalid("table already finished".into()))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| Error::format(&self.dest, e.to_string()))?;
         file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         Ok(self.rows)
@@ -146,7 +201,12 @@ impl Drop for TableWriter {
 }
 
 /// Writes a whole table in one call.
-pub fn write_table(dest: &Path, name: &str, list_size: Option<usize>, columns: Vec<Column>) -> Result<usize> {
+pub fn write_table(
+    dest: &Path,
+    name: &str,
+    list_size: Option<usize>,
+    columns: Vec<Column>,
+) -> Result<usize> {
     let mut w = TableWriter::create(dest, name, list_size)?;
     w.write(columns)?;
     w.finish()

@@ -40,14 +40,31 @@ macro_rules! tables {
         pub const TABLES: &[(&str, &str)] = &[$(($name, include_str!(concat!("../../schemas/", $name, ".json")))),*];
     };
 }
-tables!("neurons", "responses", "atoms", "codes", "voxel_fits", "atom_fbn", "subgroups", "metrics", "planted_timecourses");
+tables!(
+    "neurons",
+    "responses",
+    "atoms",
+    "codes",
+    "voxel_fits",
+    "atom_fbn",
+    "subgroups",
+    "metrics",
+    "planted_timecourses"
+);
 
 /// The schema of table `name`.
 pub fn table(name: &str) -> Result<TableSchema> {
-    let (_, text) = TABLES.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::Invalid(format!("no table schema named '{name}'")))?;
-    let schema: TableSchema = serde_json::from_str(text).map_err(|e| Error::format(format!("schemas/{name}.json"), e.to_string()))?;
+    let (_, text) = TABLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| Error::Invalid(format!("no table schema named '{name}'")))?;
+    let schema: TableSchema = serde_json::from_str(text)
+        .map_err(|e| Error::format(format!("schemas/{name}.json"), e.to_string()))?;
     if schema.name != name {
-        return Err(Error::format(format!("schemas/{name}.json"), format!("declares name '{}'", schema.name)));
+        return Err(Error::format(
+            format!("schemas/{name}.json"),
+            format!("declares name '{}'", schema.name),
+        ));
     }
     Ok(schema)
 }
@@ -66,11 +83,23 @@ impl ColumnSchema {
             "float32" => DataType::Float32,
             "float64" => DataType::Float64,
             "fixed_size_list<float32>" => {
-                let n = list_size.ok_or_else(|| Error::Invalid(format!("column '{}' needs its list length {}", self.name, self.size.as_deref().unwrap_or("?"))))?;
-                let n = i32::try_from(n).map_err(|_| Error::Invalid(format!("list length {n} is too large")))?;
+                let n = list_size.ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "column '{}' needs its list length {}",
+                        self.name,
+                        self.size.as_deref().unwrap_or("?")
+                    ))
+                })?;
+                let n = i32::try_from(n)
+                    .map_err(|_| Error::Invalid(format!("list length {n} is too large")))?;
                 DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), n)
             }
-            other => return Err(Error::Invalid(format!("column '{}': unknown type '{other}'", self.name))),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "column '{}': unknown type '{other}'",
+                    self.name
+                )))
+            }
         })
     }
 
@@ -87,10 +116,16 @@ impl TableSchema {
             .iter()
             .map(|c| {
                 let f = Field::new(&c.name, c.data_type(list_size)?, c.nullable);
-                Ok(f.with_metadata(std::collections::HashMap::from([("doc".to_string(), c.doc.clone())])))
+                Ok(f.with_metadata(std::collections::HashMap::from([(
+                    "doc".to_string(),
+                    c.doc.clone(),
+                )])))
             })
             .collect::<Result<Vec<_>>>()?;
-        let meta = std::collections::HashMap::from([("table".to_string(), self.name.clone()), ("doc".to_string(), self.doc.clone())]);
+        let meta = std::collections::HashMap::from([
+            ("table".to_string(), self.name.clone()),
+            ("doc".to_string(), self.doc.clone()),
+        ]);
         Ok(Schema::new_with_metadata(fields, meta))
     }
 }
@@ -106,7 +141,12 @@ mod tests {
             assert!(!t.columns.is_empty(), "{name}");
             for c in &t.columns {
                 assert!(!c.doc.is_empty(), "{name}.{} has no doc", c.name);
-                assert_eq!(c.is_list(), c.size.is_some(), "{name}.{}: lists and only lists have a size", c.name);
+                assert_eq!(
+                    c.is_list(),
+                    c.size.is_some(),
+                    "{name}.{}: lists and only lists have a size",
+                    c.name
+                );
                 c.data_type(Some(3)).unwrap();
             }
             t.arrow(Some(3)).unwrap();

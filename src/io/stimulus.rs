@@ -28,7 +28,11 @@ const TIME_EPS: f64 = 1e-6;
 /// Silence and pause markers that are not words: `#`, `sp`, `sil`, `<sil>` and empty text.
 pub fn is_silence(text: &str) -> bool {
     let t = text.trim();
-    t.is_empty() || t == "#" || ["sp", "sil", "<sil>"].iter().any(|m| t.eq_ignore_ascii_case(m))
+    t.is_empty()
+        || t == "#"
+        || ["sp", "sil", "<sil>"]
+            .iter()
+            .any(|m| t.eq_ignore_ascii_case(m))
 }
 
 /// Reads a stimulus file; the format follows the extension (`.TextGrid`, `.tsv`, `.csv`).
@@ -41,12 +45,18 @@ pub fn read_stimulus(path: &Path, tier: Option<&str>) -> Result<Stimulus> {
 /// Parses stimulus `bytes` as if read from `path` (whose extension picks the format and
 /// which names the source in errors).
 pub fn parse_stimulus(path: &Path, bytes: &[u8], tier: Option<&str>) -> Result<Stimulus> {
-    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "textgrid" => parse_textgrid(path, bytes, tier),
         "tsv" | "txt" => parse_table(path, bytes, b'\t'),
         "csv" => parse_table(path, bytes, b','),
-        _ => Err(Error::format(path, format!("unknown stimulus extension '.{ext}': expected .TextGrid, .tsv or .csv"))),
+        _ => Err(Error::format(
+            path,
+            format!("unknown stimulus extension '.{ext}': expected .TextGrid, .tsv or .csv"),
+        )),
     }
 }
 
@@ -54,14 +64,25 @@ pub fn parse_stimulus(path: &Path, bytes: &[u8], tier: Option<&str>) -> Result<S
 /// text) or UTF-8.
 fn decode_text(path: &Path, bytes: &[u8]) -> Result<String> {
     let utf16 = |be: bool| {
-        let units: Vec<u16> = bytes[2..].chunks_exact(2).map(|c| if be { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) }).collect();
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| {
+                if be {
+                    u16::from_be_bytes([c[0], c[1]])
+                } else {
+                    u16::from_le_bytes([c[0], c[1]])
+                }
+            })
+            .collect();
         String::from_utf16(&units).map_err(|_| Error::format(path, "invalid UTF-16 text"))
     };
     match bytes {
         [0xFE, 0xFF, ..] => utf16(true),
         [0xFF, 0xFE, ..] => utf16(false),
-        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec()).map_err(|e| Error::format(path, format!("invalid UTF-8: {e}"))),
-        _ => String::from_utf8(bytes.to_vec()).map_err(|e| Error::format(path, format!("invalid UTF-8 (not a text file?): {e}"))),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec())
+            .map_err(|e| Error::format(path, format!("invalid UTF-8: {e}"))),
+        _ => String::from_utf8(bytes.to_vec())
+            .map_err(|e| Error::format(path, format!("invalid UTF-8 (not a text file?): {e}"))),
     }
 }
 
@@ -69,7 +90,16 @@ fn decode_text(path: &Path, bytes: &[u8]) -> Result<String> {
 struct Tier {
     class: String,
     name: String,
-    intervals: Vec<(usize, Option<f64>, Option<f64>, Option<String>)>,
+    intervals: Vec<Interval>,
+}
+
+/// An interval (or point) as read, with the line it starts on.
+#[derive(Debug)]
+struct Interval {
+    line: usize,
+    xmin: Option<f64>,
+    xmax: Option<f64>,
+    text: Option<String>,
 }
 
 /// Long-form ("ooTextFile") TextGrid parser: a line-oriented walk over `item [n]:`,
@@ -93,7 +123,12 @@ fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<
         let Some((key, value)) = l.split_once('=') else {
             if l.starts_with("intervals [") || l.starts_with("points [") {
                 if let Some(t) = tiers.last_mut() {
-                    t.intervals.push((no, None, None, None));
+                    t.intervals.push(Interval {
+                        line: no,
+                        xmin: None,
+                        xmax: None,
+                        text: None,
+                    });
                 }
             }
             continue;
@@ -104,23 +139,33 @@ fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<
             "class" | "name" if !in_interval => {
                 let v = unquote(path, no, value, &mut lines)?;
                 if let Some(t) = tiers.last_mut() {
-                    if key == "class" { t.class = v } else { t.name = v }
+                    if key == "class" {
+                        t.class = v
+                    } else {
+                        t.name = v
+                    }
                 }
             }
             "xmin" | "xmax" | "number" => {
-                let v: f64 = value.parse().map_err(|_| Error::at_line(path, no, format!("{key} = '{value}' is not a number")))?;
+                let v: f64 = value.parse().map_err(|_| {
+                    Error::at_line(path, no, format!("{key} = '{value}' is not a number"))
+                })?;
                 if tiers.is_empty() {
                     if key == "xmax" {
                         file_xmax = Some(v);
                     }
                 } else if let Some(iv) = tiers.last_mut().and_then(|t| t.intervals.last_mut()) {
-                    if key == "xmax" { iv.2 = Some(v) } else { iv.1 = Some(v) }
+                    if key == "xmax" {
+                        iv.xmax = Some(v)
+                    } else {
+                        iv.xmin = Some(v)
+                    }
                 }
             }
             "text" | "mark" => {
                 let v = unquote(path, no, value, &mut lines)?;
                 if let Some(iv) = tiers.last_mut().and_then(|t| t.intervals.last_mut()) {
-                    iv.3 = Some(v);
+                    iv.text = Some(v);
                 }
             }
             _ => {}
@@ -129,30 +174,72 @@ fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<
     if tiers.is_empty() {
         return Err(Error::format(path, "no tiers found; only the long text form of TextGrid is read (in Praat: Save as text file)"));
     }
-    let names = || tiers.iter().map(|t| format!("'{}' ({})", t.name, t.class)).collect::<Vec<_>>().join(", ");
+    let names = || {
+        tiers
+            .iter()
+            .map(|t| format!("'{}' ({})", t.name, t.class))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let tier = match tier_name {
-        Some(name) => tiers.iter().find(|t| t.name == name).ok_or_else(|| Error::format(path, format!("no tier named '{name}'; tiers: {}", names())))?,
-        None => tiers.iter().find(|t| t.class == "IntervalTier").ok_or_else(|| Error::format(path, format!("no interval tier holding words; tiers: {}", names())))?,
+        Some(name) => tiers.iter().find(|t| t.name == name).ok_or_else(|| {
+            Error::format(path, format!("no tier named '{name}'; tiers: {}", names()))
+        })?,
+        None => tiers
+            .iter()
+            .find(|t| t.class == "IntervalTier")
+            .ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("no interval tier holding words; tiers: {}", names()),
+                )
+            })?,
     };
     if tier.class != "IntervalTier" {
-        return Err(Error::format(path, format!("tier '{}' is a {}, not an IntervalTier", tier.name, tier.class)));
+        return Err(Error::format(
+            path,
+            format!(
+                "tier '{}' is a {}, not an IntervalTier",
+                tier.name, tier.class
+            ),
+        ));
     }
     let mut words = Vec::new();
-    for &(no, xmin, xmax, ref text) in &tier.intervals {
-        let (Some(onset), Some(offset), Some(text)) = (xmin, xmax, text) else {
-            return Err(Error::at_line(path, no, "interval without xmin, xmax and text"));
+    for iv in &tier.intervals {
+        let (Some(onset), Some(offset), Some(text)) = (iv.xmin, iv.xmax, &iv.text) else {
+            return Err(Error::at_line(
+                path,
+                iv.line,
+                "interval without xmin, xmax and text",
+            ));
         };
         if !is_silence(text) {
-            words.push((no, Word { text: text.trim().to_string(), onset, offset }));
+            words.push((
+                iv.line,
+                Word {
+                    text: text.trim().to_string(),
+                    onset,
+                    offset,
+                },
+            ));
         }
     }
     finish(path, words, file_xmax)
 }
 
 /// The content of a `"..."` value, reading further lines while the string is open.
-fn unquote<'a>(path: &Path, no: usize, value: &str, lines: &mut impl Iterator<Item = (usize, &'a str)>) -> Result<String> {
+fn unquote<'a>(
+    path: &Path,
+    no: usize,
+    value: &str,
+    lines: &mut impl Iterator<Item = (usize, &'a str)>,
+) -> Result<String> {
     let Some(mut rest) = value.strip_prefix('"').map(str::to_string) else {
-        return Err(Error::at_line(path, no, format!("expected a quoted string, found '{value}'")));
+        return Err(Error::at_line(
+            path,
+            no,
+            format!("expected a quoted string, found '{value}'"),
+        ));
     };
     loop {
         // The string closes at a quote not followed by another quote.
@@ -180,11 +267,24 @@ fn unquote<'a>(path: &Path, no: usize, value: &str, lines: &mut impl Iterator<It
 /// Reads a delimited table with a header row naming `word`, `onset` and `offset` (or
 /// `duration`) columns; other columns are ignored.
 fn parse_table(path: &Path, bytes: &[u8], delimiter: u8) -> Result<Stimulus> {
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(bytes);
     let header = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-    let find = |names: &[&str]| header.iter().position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)));
+    let find = |names: &[&str]| {
+        header
+            .iter()
+            .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
+    };
     let columns: Vec<&str> = header.iter().collect();
-    let missing = |what: &str| Error::at_line(path, 1, format!("missing column {what}; the header has {columns:?}"));
+    let missing = |what: &str| {
+        Error::at_line(
+            path,
+            1,
+            format!("missing column {what}; the header has {columns:?}"),
+        )
+    };
     let word_col = find(&["word"]).ok_or_else(|| missing("'word'"))?;
     let onset_col = find(&["onset"]).ok_or_else(|| missing("'onset'"))?;
     let end_col = match (find(&["offset"]), find(&["duration"])) {
@@ -197,11 +297,19 @@ fn parse_table(path: &Path, bytes: &[u8], delimiter: u8) -> Result<Stimulus> {
         let record = record.map_err(|e| csv_error(path, e))?;
         let no = record.position().map_or(0, |p| p.line() as usize);
         let field = |c: usize, name: &str| {
-            record.get(c).ok_or_else(|| Error::at_line(path, no, format!("row has {} fields, no '{name}'", record.len())))
+            record.get(c).ok_or_else(|| {
+                Error::at_line(
+                    path,
+                    no,
+                    format!("row has {} fields, no '{name}'", record.len()),
+                )
+            })
         };
         let time = |c: usize, name: &str| -> Result<f64> {
             let v = field(c, name)?;
-            v.trim().parse::<f64>().map_err(|_| Error::at_line(path, no, format!("{name} '{v}' is not a number of seconds")))
+            v.trim().parse::<f64>().map_err(|_| {
+                Error::at_line(path, no, format!("{name} '{v}' is not a number of seconds"))
+            })
         };
         let text = field(word_col, "word")?;
         if is_silence(text) {
@@ -210,7 +318,14 @@ fn parse_table(path: &Path, bytes: &[u8], delimiter: u8) -> Result<Stimulus> {
         let onset = time(onset_col, "onset")?;
         let end = time(end_col.0, if end_col.1 { "duration" } else { "offset" })?;
         let offset = if end_col.1 { onset + end } else { end };
-        words.push((no, Word { text: text.trim().to_string(), onset, offset }));
+        words.push((
+            no,
+            Word {
+                text: text.trim().to_string(),
+                onset,
+                offset,
+            },
+        ));
     }
     finish(path, words, None)
 }
@@ -231,24 +346,40 @@ fn finish(path: &Path, words: Vec<(usize, Word)>, end: Option<f64>) -> Result<St
             return at(format!("word '{}' has non-finite times", w.text));
         }
         if w.offset < w.onset {
-            return at(format!("word '{}' ends ({}) before it starts ({})", w.text, w.offset, w.onset));
+            return at(format!(
+                "word '{}' ends ({}) before it starts ({})",
+                w.text, w.offset, w.onset
+            ));
         }
         if let Some(p) = prev {
             if w.onset < p.onset {
-                return at(format!("onset {} of '{}' is earlier than the previous onset {} (times must increase)", w.onset, w.text, p.onset));
+                return at(format!(
+                    "onset {} of '{}' is earlier than the previous onset {} (times must increase)",
+                    w.onset, w.text, p.onset
+                ));
             }
             if w.onset < p.offset - TIME_EPS {
-                return at(format!("word '{}' starts at {} before the previous word '{}' ends at {} (overlap)", w.text, w.onset, p.text, p.offset));
+                return at(format!(
+                    "word '{}' starts at {} before the previous word '{}' ends at {} (overlap)",
+                    w.text, w.onset, p.text, p.offset
+                ));
             }
         }
         prev = Some(w);
     }
     if words.is_empty() {
-        return Err(Error::format(path, "no words (only silence markers or no rows)"));
+        return Err(Error::format(
+            path,
+            "no words (only silence markers or no rows)",
+        ));
     }
     let words: Vec<Word> = words.into_iter().map(|(_, w)| w).collect();
     let last = words.last().map_or(0.0, |w| w.offset);
-    Ok(Stimulus { path: path.to_path_buf(), end: end.unwrap_or(last).max(last), words })
+    Ok(Stimulus {
+        path: path.to_path_buf(),
+        end: end.unwrap_or(last).max(last),
+        words,
+    })
 }
 
 /// Writes words as a TSV table (`word`, `onset`, `offset`), atomically.
@@ -256,9 +387,14 @@ pub fn write_tsv(path: &Path, words: &[Word]) -> Result<()> {
     super::store::write_file_atomically(path, |out| {
         writeln!(out, "word\tonset\toffset")?;
         for w in words {
-            writeln!(out, "{}\t{}\t{}", w.text.replace(['\t', '\n'], " "), w.onset, w.offset)?;
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                w.text.replace(['\t', '\n'], " "),
+                w.onset,
+                w.offset
+            )?;
         }
         Ok(())
     })
 }
-

@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 /// The temporary sibling of `dest`: same directory (so the rename is atomic on one file
 /// system) and same extension chain (so format writers that look at `.nii.gz` still work).
 pub fn temp_sibling(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dest.with_file_name(format!(".tmp-{}-{}", std::process::id(), name))
 }
 
@@ -26,7 +29,9 @@ where
     }
     let tmp = temp_sibling(dest);
     let outcome = write(&tmp).and_then(|()| {
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
     });
     if outcome.is_err() {
@@ -43,7 +48,9 @@ where
     write_atomically(dest, |tmp| {
         let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
         let mut out = BufWriter::new(file);
-        fill(&mut out).and_then(|()| out.flush()).map_err(|e| Error::io(dest, e))
+        fill(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io(dest, e))
     })
 }
 

@@ -43,7 +43,10 @@ impl HrfModel {
         let dt = tr / oversampling as f64;
         let n = (time_length / dt).round() as usize;
         let mut h: Vec<f64> = linspace(0.0, time_length, n)
-            .map(|t| gamma_pdf(t, delay / disp, dt, disp) - ratio * gamma_pdf(t, undershoot / u_disp, dt, u_disp))
+            .map(|t| {
+                gamma_pdf(t, delay / disp, dt, disp)
+                    - ratio * gamma_pdf(t, undershoot / u_disp, dt, u_disp)
+            })
             .collect();
         let sum: f64 = h.iter().sum();
         h.iter_mut().for_each(|v| *v /= sum);
@@ -63,7 +66,13 @@ fn gamma_pdf(x: f64, a: f64, loc: f64, scale: f64) -> f64 {
 /// numpy's `linspace(a, b, n)` (endpoint included).
 fn linspace(a: f64, b: f64, n: usize) -> impl Iterator<Item = f64> {
     let step = if n > 1 { (b - a) / (n - 1) as f64 } else { 0.0 };
-    (0..n).map(move |i| if i + 1 == n && n > 1 { b } else { a + step * i as f64 })
+    (0..n).map(move |i| {
+        if i + 1 == n && n > 1 {
+            b
+        } else {
+            a + step * i as f64
+        }
+    })
 }
 
 /// Frame times k·TR + offset, k = 0..n (offset = slice-time reference × TR).
@@ -88,30 +97,53 @@ pub struct RegressorOptions {
 
 impl Default for RegressorOptions {
     fn default() -> Self {
-        RegressorOptions { model: HrfModel::Spm, oversampling: 50, min_onset: -24.0 }
+        RegressorOptions {
+            model: HrfModel::Spm,
+            oversampling: 50,
+            min_onset: -24.0,
+        }
     }
 }
 
 impl EventDesign {
     /// Builds W for events (onsets, durations) sampled at `frame_times` (at least two,
     /// increasing). TR is the smallest frame spacing, as nilearn takes it.
-    pub fn new(onsets: &[f64], durations: &[f64], frame_times: &[f64], opt: RegressorOptions) -> Self {
+    pub fn new(
+        onsets: &[f64],
+        durations: &[f64],
+        frame_times: &[f64],
+        opt: RegressorOptions,
+    ) -> Self {
         assert_eq!(onsets.len(), durations.len(), "one duration per onset");
         assert!(frame_times.len() >= 2, "at least two frame times");
         let n = frame_times.len();
-        let tr = frame_times.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+        let tr = frame_times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(f64::INFINITY, f64::min);
         let (t0, t1) = (frame_times[0], frame_times[n - 1]);
         // nilearn _compute_n_frames_high_res
-        let n_hr_f = (n as f64 - 1.0) / (t1 - t0) * ((t1 * (1.0 + 1.0 / (n as f64 - 1.0)) - t0 - opt.min_onset) * opt.oversampling as f64) + 1.0;
+        let n_hr_f = (n as f64 - 1.0) / (t1 - t0)
+            * ((t1 * (1.0 + 1.0 / (n as f64 - 1.0)) - t0 - opt.min_onset)
+                * opt.oversampling as f64)
+            + 1.0;
         let n_hr = n_hr_f.round() as usize;
-        let hr: Vec<f64> = linspace(t0 + opt.min_onset, t1 * (1.0 + 1.0 / (n as f64 - 1.0)), n_hr).collect();
+        let hr: Vec<f64> = linspace(
+            t0 + opt.min_onset,
+            t1 * (1.0 + 1.0 / (n as f64 - 1.0)),
+            n_hr,
+        )
+        .collect();
         let kernel = opt.model.kernel(tr, opt.oversampling);
         let cum_kernel = prefix_sums(&kernel);
         // Interpolation of each frame time between fine samples j and j+1.
         let interp: Vec<(usize, f64)> = frame_times
             .iter()
             .map(|&ft| {
-                let j = hr.partition_point(|&t| t <= ft).saturating_sub(1).min(n_hr.saturating_sub(2));
+                let j = hr
+                    .partition_point(|&t| t <= ft)
+                    .saturating_sub(1)
+                    .min(n_hr.saturating_sub(2));
                 (j, (ft - hr[j]) / (hr[j + 1] - hr[j]))
             })
             .collect();
@@ -134,7 +166,11 @@ impl EventDesign {
                 let hi = m - start; // largest kernel index used
                 let lo = (m + 1).saturating_sub(stop); // smallest
                 let hi = hi.min(kernel.len() - 1);
-                if lo > hi { 0.0 } else { cum_kernel[hi + 1] - cum_kernel[lo] }
+                if lo > hi {
+                    0.0
+                } else {
+                    cum_kernel[hi + 1] - cum_kernel[lo]
+                }
             };
             for (row, &(j, w)) in interp.iter().enumerate() {
                 design[[row, e]] = (1.0 - w) * conv(j) + w * conv(j + 1);
@@ -169,8 +205,17 @@ mod tests {
         let h = HrfModel::Spm.kernel(2.0, 50);
         assert_eq!(h.len(), 800);
         assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        let peak = h.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let peak = h
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
         // The SPM HRF peaks near 5 s after onset (mode of Γ(6,1) shifted by dt).
-        assert!((peak as f64 * 0.04 - 5.0).abs() < 0.1, "peak at {} s", peak as f64 * 0.04);
+        assert!(
+            (peak as f64 * 0.04 - 5.0).abs() < 0.1,
+            "peak at {} s",
+            peak as f64 * 0.04
+        );
     }
 }

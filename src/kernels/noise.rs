@@ -36,7 +36,12 @@ mod tests {
         let n = x.len() as f64;
         let mean = x.iter().sum::<f64>() / n;
         let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        let lag1 = x.windows(2).map(|w| (w[0] - mean) * (w[1] - mean)).sum::<f64>() / (n - 1.0) / var;
+        let lag1 = x
+            .windows(2)
+            .map(|w| (w[0] - mean) * (w[1] - mean))
+            .sum::<f64>()
+            / (n - 1.0)
+            / var;
         // Standard errors at n = 2e5 are ~0.003 for both; 0.02 is ~6 SE.
         assert!((var - 1.0).abs() < 0.02, "variance {var}");
         assert!((lag1 - 0.4).abs() < 0.02, "lag-1 autocorrelation {lag1}");

@@ -9,7 +9,11 @@ pub fn shared_data() -> PathBuf {
     let dir = std::env::var_os("CORTEXFLOW_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(dir.join("README.md").is_file(), "shared test data not found at {} (set CORTEXFLOW_SHARED_DATA)", dir.display());
+    assert!(
+        dir.join("README.md").is_file(),
+        "shared test data not found at {} (set CORTEXFLOW_SHARED_DATA)",
+        dir.display()
+    );
     dir
 }
 
@@ -19,22 +23,36 @@ pub fn fixtures() -> PathBuf {
 
 pub fn fixture_json(name: &str) -> serde_json::Value {
     let path = fixtures().join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 /// Runs the `cortexflow` binary.
 pub fn cortexflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cortexflow")).args(args).output().expect("run cortexflow")
+    Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+        .args(args)
+        .output()
+        .expect("run cortexflow")
 }
 
 /// Runs `cortexflow` expecting failure; returns stderr and checks it is one clean error.
 pub fn cortexflow_fails(args: &[&str]) -> String {
     let out = cortexflow(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}, stderr: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1 for {args:?}, stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic for {args:?}: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected for {args:?}: {stderr}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error line expected for {args:?}: {stderr}"
+    );
     errors[0].to_string()
 }
 
@@ -42,15 +60,32 @@ pub fn cortexflow_fails(args: &[&str]) -> String {
 /// (`CORTEXFLOW_REQUIRE_PYTHON=1`, set by `.ci/run`) a missing module is a failure;
 /// elsewhere the check is reported as not run.
 pub fn python_check(script: &str, args: &[&Path]) -> bool {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/checks").join(script);
-    let probe = Command::new("python3").args(["-c", "import numpy, nibabel, pyarrow"]).output();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/checks")
+        .join(script);
+    let probe = Command::new("python3")
+        .args(["-c", "import numpy, nibabel, pyarrow"])
+        .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         assert!(std::env::var_os("CORTEXFLOW_REQUIRE_PYTHON").is_none(), "python3 with numpy, nibabel and pyarrow is required (CORTEXFLOW_REQUIRE_PYTHON is set)");
-        eprintln!("note: {} not run: python3 with numpy, nibabel, pyarrow not found", script.display());
+        eprintln!(
+            "note: {} not run: python3 with numpy, nibabel, pyarrow not found",
+            script.display()
+        );
         return false;
     }
-    let out = Command::new("python3").arg(&script).args(args).output().expect("run python3");
-    assert!(out.status.success(), "{} failed:\n{}{}", script.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     true
 }
 

@@ -6,7 +6,11 @@ use ndarray::Array2;
 use super::common::fixture_json;
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 /// Same algorithm in float64 on both sides; the only differences are summation order in
@@ -20,15 +24,35 @@ fn regressors_match_nilearn_compute_regressor() {
             "spm" => HrfModel::Spm,
             _ => HrfModel::Glover,
         };
-        let (tr, n, offset) = (case["tr"].as_f64().unwrap(), case["n_scans"].as_u64().unwrap() as usize, case["offset"].as_f64().unwrap());
+        let (tr, n, offset) = (
+            case["tr"].as_f64().unwrap(),
+            case["n_scans"].as_u64().unwrap() as usize,
+            case["offset"].as_f64().unwrap(),
+        );
         let onsets = floats(&case["onsets"]);
         let amps = floats(&case["amplitudes"]);
-        let design = EventDesign::new(&onsets, &floats(&case["durations"]), &frame_times(n, tr, offset), RegressorOptions { model, ..Default::default() });
-        let reg = design.apply(Array2::from_shape_vec((amps.len(), 1), amps).unwrap().view());
+        let design = EventDesign::new(
+            &onsets,
+            &floats(&case["durations"]),
+            &frame_times(n, tr, offset),
+            RegressorOptions {
+                model,
+                ..Default::default()
+            },
+        );
+        let reg = design.apply(
+            Array2::from_shape_vec((amps.len(), 1), amps)
+                .unwrap()
+                .view(),
+        );
         let expected = floats(&case["regressor"]);
         let peak = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (t, (ours, theirs)) in reg.column(0).iter().zip(&expected).enumerate() {
-            assert!((ours - theirs).abs() <= 1e-10 * peak, "{} tr={tr} scan {t}: {ours} vs {theirs}", case["model"]);
+            assert!(
+                (ours - theirs).abs() <= 1e-10 * peak,
+                "{} tr={tr} scan {t}: {ours} vs {theirs}",
+                case["model"]
+            );
         }
     }
 }

@@ -31,37 +31,71 @@ fn every_nifti_matches_nibabel() {
         let path = path_of(fact);
         let img = nifti::read_image(&path).unwrap_or_else(|e| panic!("{e}"));
         let name = path.display();
-        let shape: Vec<usize> = fact["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = fact["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         let (nx, ny, nz, nt) = img.data.dim();
         assert_eq!(&[nx, ny, nz], &shape[..3], "{name}");
         assert_eq!(nt, shape.get(3).copied().unwrap_or(1), "{name}");
         for (r, row) in fact["affine"].as_array().unwrap().iter().enumerate() {
             for (c, v) in row.as_array().unwrap().iter().enumerate() {
                 let ours = img.header.grid.affine.0[r][c];
-                assert!((ours - v.as_f64().unwrap()).abs() < 1e-5, "{name}: affine[{r}][{c}] {ours} vs {v}");
+                assert!(
+                    (ours - v.as_f64().unwrap()).abs() < 1e-5,
+                    "{name}: affine[{r}][{c}] {ours} vs {v}"
+                );
             }
         }
         if let Some(pixdim4) = fact["pixdim4"].as_f64() {
             let unit = fact["time_unit"].as_str().unwrap();
-            let mut expected = if unit == "msec" { pixdim4 / 1000.0 } else { pixdim4 };
+            let mut expected = if unit == "msec" {
+                pixdim4 / 1000.0
+            } else {
+                pixdim4
+            };
             if expected > 100.0 {
                 expected /= 1000.0; // the documented rule: 2000 "s" is read as 2000 ms
-                assert!(img.header.tr_note.is_some(), "{name}: the reinterpretation is reported");
+                assert!(
+                    img.header.tr_note.is_some(),
+                    "{name}: the reinterpretation is reported"
+                );
             }
-            assert!(close(img.header.tr.unwrap(), expected, 1e-9), "{name}: TR {:?} vs {expected}", img.header.tr);
+            assert!(
+                close(img.header.tr.unwrap(), expected, 1e-9),
+                "{name}: TR {:?} vs {expected}",
+                img.header.tr
+            );
         }
         // Values in file (x-fastest) order.
         let flat: Vec<f64> = img.data.t().iter().map(|&v| v as f64).collect();
         let fp = &fact["fingerprint"];
         let sum: f64 = flat.iter().sum();
         let sum_sq: f64 = flat.iter().map(|v| v * v).sum();
-        let weighted: f64 = flat.iter().enumerate().map(|(i, v)| v * (i % 9973) as f64).sum();
-        for (what, ours, theirs) in [("sum", sum, &fp["sum"]), ("sum_sq", sum_sq, &fp["sum_sq"]), ("sum_weighted", weighted, &fp["sum_weighted"])] {
-            assert!(close(ours, theirs.as_f64().unwrap(), 1e-6), "{name}: {what} {ours} vs {theirs}");
+        let weighted: f64 = flat
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (i % 9973) as f64)
+            .sum();
+        for (what, ours, theirs) in [
+            ("sum", sum, &fp["sum"]),
+            ("sum_sq", sum_sq, &fp["sum_sq"]),
+            ("sum_weighted", weighted, &fp["sum_weighted"]),
+        ] {
+            assert!(
+                close(ours, theirs.as_f64().unwrap(), 1e-6),
+                "{name}: {what} {ours} vs {theirs}"
+            );
         }
         for s in fact["samples"].as_array().unwrap() {
             let (i, v) = (s[0].as_u64().unwrap() as usize, s[1].as_f64().unwrap());
-            assert!(close(flat[i], v, 1e-6), "{name}: voxel {i}: {} vs {v}", flat[i]);
+            assert!(
+                close(flat[i], v, 1e-6),
+                "{name}: voxel {i}: {} vs {v}",
+                flat[i]
+            );
         }
     }
 }
@@ -103,7 +137,9 @@ fn written_map_is_byte_stable_and_reads_in_nibabel() {
     let grid_src = nifti::read_header(&fixtures().join("nifti/qform_only.nii.gz")).unwrap();
     let grid = grid_src.grid.clone();
     let [nx, ny, nz] = grid.shape;
-    let data = Array4::from_shape_fn((nx, ny, nz, 3), |(i, j, k, t)| (i as f32) + 10.0 * j as f32 + 100.0 * k as f32 - 0.25 * t as f32);
+    let data = Array4::from_shape_fn((nx, ny, nz, 3), |(i, j, k, t)| {
+        (i as f32) + 10.0 * j as f32 + 100.0 * k as f32 - 0.25 * t as f32
+    });
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("map.nii.gz");
     nifti::write_map(&out, &grid, &data, Some(1.25)).unwrap();
@@ -111,7 +147,11 @@ fn written_map_is_byte_stable_and_reads_in_nibabel() {
     if std::env::var_os("CORTEXFLOW_BLESS").is_some() {
         std::fs::copy(&out, &blessed).unwrap();
     }
-    assert_eq!(gunzip(&out), gunzip(&blessed), "written bytes differ from the blessed map");
+    assert_eq!(
+        gunzip(&out),
+        gunzip(&blessed),
+        "written bytes differ from the blessed map"
+    );
 
     let nib = fixture_json("written_map_nibabel.json");
     assert_eq!(nib["shape"], serde_json::json!([nx, ny, nz, 3]));
@@ -119,10 +159,18 @@ fn written_map_is_byte_stable_and_reads_in_nibabel() {
     assert_eq!(nib["time_unit"], "sec");
     for r in 0..3 {
         for c in 0..4 {
-            assert!((nib["affine"][r][c].as_f64().unwrap() - grid.affine.0[r][c]).abs() < 1e-5, "affine[{r}][{c}]");
+            assert!(
+                (nib["affine"][r][c].as_f64().unwrap() - grid.affine.0[r][c]).abs() < 1e-5,
+                "affine[{r}][{c}]"
+            );
         }
     }
-    let theirs: Vec<f64> = nib["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let theirs: Vec<f64> = nib["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let ours: Vec<f64> = data.t().iter().map(|&v| v as f64).collect();
     assert_eq!(ours, theirs, "nibabel reads the values written");
 
@@ -130,12 +178,19 @@ fn written_map_is_byte_stable_and_reads_in_nibabel() {
     let back = nifti::read_image(&out).unwrap();
     assert_eq!(back.data, data);
     assert!(back.header.grid.matches(&grid, 1e-5));
-    python_check("check_map.py", &[&out, &fixtures().join("written_map_nibabel.json")]);
+    python_check(
+        "check_map.py",
+        &[&out, &fixtures().join("written_map_nibabel.json")],
+    );
 }
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()), &mut out).unwrap();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut out,
+    )
+    .unwrap();
     out
 }
 
@@ -144,24 +199,45 @@ fn gunzip(path: &Path) -> Vec<u8> {
 #[test]
 fn nearest_resampling_matches_nilearn() {
     let refs = fixture_json("resample_nilearn.json");
-    let src = nifti::read_image(&shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz")).unwrap();
+    let src = nifti::read_image(
+        &shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
+    )
+    .unwrap();
     for (name, r) in refs.as_object().unwrap() {
-        let target = nifti::read_header(&shared_data().join(r["target"].as_str().unwrap())).unwrap();
+        let target =
+            nifti::read_header(&shared_data().join(r["target"].as_str().unwrap())).unwrap();
         let out = nifti::resample_nearest(&src, &target.grid);
         let flat: Vec<f64> = out.t().iter().map(|&v| v as f64).collect();
         for k in 0..8 {
             let n = flat.iter().filter(|&&v| v == k as f64).count() as u64;
-            assert_eq!(Some(n), r["counts"][k.to_string()].as_u64(), "{name}: label {k}");
+            assert_eq!(
+                Some(n),
+                r["counts"][k.to_string()].as_u64(),
+                "{name}: label {k}"
+            );
         }
-        let weighted: f64 = flat.iter().enumerate().map(|(i, v)| v * (i % 9973) as f64).sum();
-        assert_eq!(weighted, r["fingerprint"]["sum_weighted"].as_f64().unwrap(), "{name}: voxel placement");
+        let weighted: f64 = flat
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (i % 9973) as f64)
+            .sum();
+        assert_eq!(
+            weighted,
+            r["fingerprint"]["sum_weighted"].as_f64().unwrap(),
+            "{name}: voxel placement"
+        );
     }
 }
 
 mod bad_input {
     use super::*;
 
-    fn copy_with(dir: &Path, src: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
+    fn copy_with(
+        dir: &Path,
+        src: &Path,
+        name: &str,
+        edit: impl FnOnce(&mut Vec<u8>),
+    ) -> std::path::PathBuf {
         let mut bytes = std::fs::read(src).unwrap();
         edit(&mut bytes);
         let p = dir.join(name);
@@ -170,8 +246,13 @@ mod bad_input {
     }
 
     fn error_of(path: &Path) -> String {
-        let e = nifti::read_image(path).expect_err("bad input must be an error").to_string();
-        assert!(e.contains(&path.display().to_string()), "error names the file: {e}");
+        let e = nifti::read_image(path)
+            .expect_err("bad input must be an error")
+            .to_string();
+        assert!(
+            e.contains(&path.display().to_string()),
+            "error names the file: {e}"
+        );
         assert!(!e.contains('\n'), "one line: {e}");
         e
     }
@@ -182,14 +263,19 @@ mod bad_input {
         let src = shared_data().join("fmri/nitime/fmri1.nii.gz");
         let p = copy_with(dir.path(), &src, "cut.nii.gz", |b| b.truncate(b.len() / 2));
         let e = error_of(&p);
-        assert!(e.contains("truncated") || e.contains("ends early") || e.contains("corrupt"), "{e}");
+        assert!(
+            e.contains("truncated") || e.contains("ends early") || e.contains("corrupt"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_magic_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let src = shared_data().join("fmri/nibabel/functional.nii");
-        let p = copy_with(dir.path(), &src, "magic.nii", |b| b[344..348].copy_from_slice(b"xyz\0"));
+        let p = copy_with(dir.path(), &src, "magic.nii", |b| {
+            b[344..348].copy_from_slice(b"xyz\0")
+        });
         let e = error_of(&p);
         assert!(e.contains("magic") || e.contains("NIfTI"), "{e}");
     }
@@ -199,12 +285,17 @@ mod bad_input {
         let dir = tempfile::tempdir().unwrap();
         let src = shared_data().join("fmri/nibabel/functional.nii");
         // dim[4] (little-endian int16 at byte 48): 20 → 40 volumes.
-        let p = copy_with(dir.path(), &src, "dims.nii", |b| b[48..50].copy_from_slice(&40i16.to_le_bytes()));
+        let p = copy_with(dir.path(), &src, "dims.nii", |b| {
+            b[48..50].copy_from_slice(&40i16.to_le_bytes())
+        });
         let e = error_of(&p);
         assert!(e.contains("need") && e.contains("holds"), "{e}");
         // The same lie inside a .nii.gz is caught while decompressing.
         let gz = dir.path().join("dims.nii.gz");
-        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
         std::io::Write::write_all(&mut enc, &std::fs::read(&p).unwrap()).unwrap();
         enc.finish().unwrap();
         let e = error_of(&gz);
@@ -215,7 +306,13 @@ mod bad_input {
     fn garbage_and_missing_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("noise.nii.gz");
-        std::fs::write(&p, (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>()).unwrap();
+        std::fs::write(
+            &p,
+            (0..5000u32)
+                .map(|i| (i * 7919 % 251) as u8)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         error_of(&p);
         let p = dir.path().join("empty.nii");
         std::fs::write(&p, b"").unwrap();
@@ -228,12 +325,23 @@ mod bad_input {
         let bold = shared_data().join("fmri/nitime/fmri1.nii.gz");
         let mask_path = shared_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
         let mask = nifti::read_mask(&mask_path).unwrap();
-        let e = nifti::read_bold(&bold, Some((&mask_path, &mask))).expect_err("grids differ").to_string();
-        assert!(e.contains("fmri1.nii.gz") && e.contains("mask_lpp_en.nii.gz") && e.contains("grid"), "{e}");
+        let e = nifti::read_bold(&bold, Some((&mask_path, &mask)))
+            .expect_err("grids differ")
+            .to_string();
+        assert!(
+            e.contains("fmri1.nii.gz") && e.contains("mask_lpp_en.nii.gz") && e.contains("grid"),
+            "{e}"
+        );
         // A mask on the right grid works.
         let img = nifti::read_image(&bold).unwrap();
         let own = Mask::from_image(&img, |v| v > 0.0);
-        assert_eq!(nifti::read_bold(&bold, Some((&bold, &own))).unwrap().data.ncols(), own.len());
+        assert_eq!(
+            nifti::read_bold(&bold, Some((&bold, &own)))
+                .unwrap()
+                .data
+                .ncols(),
+            own.len()
+        );
         assert_eq!(img.data.len_of(Axis(3)), 40);
     }
 }

@@ -8,7 +8,12 @@ use cortexflow::io::stimulus::{read_stimulus, Word};
 use super::common::{fixture_json, fixtures, shared_data};
 
 fn section(k: usize) -> Vec<Word> {
-    read_stimulus(&shared_data().join(format!("stimuli/lpp-en/lppEN_section{k}.TextGrid")), Some("TokensAlign")).unwrap().words
+    read_stimulus(
+        &shared_data().join(format!("stimuli/lpp-en/lppEN_section{k}.TextGrid")),
+        Some("TokensAlign"),
+    )
+    .unwrap()
+    .words
 }
 
 /// All nine TextGrids (UTF-8 and UTF-16) parse to exactly the words and times of the
@@ -16,18 +21,31 @@ fn section(k: usize) -> Vec<Word> {
 /// 1e-9 s — the same decimal strings parsed by two float parsers).
 #[test]
 fn lpp_textgrids_match_the_reference_parse() {
-    for r in fixture_json("lpp_textgrid_reference.json").as_array().unwrap() {
+    for r in fixture_json("lpp_textgrid_reference.json")
+        .as_array()
+        .unwrap()
+    {
         let k = r["section"].as_u64().unwrap() as usize;
         let words = section(k);
-        assert_eq!(words.len() as u64, r["n_words"].as_u64().unwrap(), "section {k}");
+        assert_eq!(
+            words.len() as u64,
+            r["n_words"].as_u64().unwrap(),
+            "section {k}"
+        );
         let first = &words[0];
         let last = &words[words.len() - 1];
         assert_eq!(first.text, r["first"][0].as_str().unwrap(), "section {k}");
         assert_eq!(last.text, r["last"][0].as_str().unwrap(), "section {k}");
         let on: f64 = words.iter().map(|w| w.onset).sum();
         let off: f64 = words.iter().map(|w| w.offset).sum();
-        assert!((on - r["sum_onset"].as_f64().unwrap()).abs() < 1e-9, "section {k}");
-        assert!((off - r["sum_offset"].as_f64().unwrap()).abs() < 1e-9, "section {k}");
+        assert!(
+            (on - r["sum_onset"].as_f64().unwrap()).abs() < 1e-9,
+            "section {k}"
+        );
+        assert!(
+            (off - r["sum_offset"].as_f64().unwrap()).abs() < 1e-9,
+            "section {k}"
+        );
     }
 }
 
@@ -72,11 +90,33 @@ fn lpp_textgrids_agree_with_the_word_table_except_the_listed_edits() {
 fn tables_read_offsets_or_durations_and_skip_silence() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("words.csv");
-    std::fs::write(&p, "onset,word,duration,extra\n0.5,hello,0.25,x\n0.8,#,0.1,x\n1.0,\"big, world\",0.5,y\n").unwrap();
+    std::fs::write(
+        &p,
+        "onset,word,duration,extra\n0.5,hello,0.25,x\n0.8,#,0.1,x\n1.0,\"big, world\",0.5,y\n",
+    )
+    .unwrap();
     let s = read_stimulus(&p, None).unwrap();
-    assert_eq!(s.words, vec![Word { text: "hello".into(), onset: 0.5, offset: 0.75 }, Word { text: "big, world".into(), onset: 1.0, offset: 1.5 }]);
+    assert_eq!(
+        s.words,
+        vec![
+            Word {
+                text: "hello".into(),
+                onset: 0.5,
+                offset: 0.75
+            },
+            Word {
+                text: "big, world".into(),
+                onset: 1.0,
+                offset: 1.5
+            }
+        ]
+    );
     let p = dir.path().join("words.tsv");
-    std::fs::write(&p, "word\tonset\toffset\nsp\t0\t0.2\na\t0.2\t0.4\nb\t0.4\t0.9\n").unwrap();
+    std::fs::write(
+        &p,
+        "word\tonset\toffset\nsp\t0\t0.2\na\t0.2\t0.4\nb\t0.4\t0.9\n",
+    )
+    .unwrap();
     assert_eq!(read_stimulus(&p, None).unwrap().words.len(), 2);
 }
 
@@ -88,7 +128,10 @@ mod bad_input {
         let p = dir.path().join(name);
         std::fs::write(&p, content).unwrap();
         let e = read_stimulus(&p, None).expect_err("bad input").to_string();
-        assert!(e.starts_with(&p.display().to_string()), "names the file: {e}");
+        assert!(
+            e.starts_with(&p.display().to_string()),
+            "names the file: {e}"
+        );
         e
     }
 
@@ -96,9 +139,16 @@ mod bad_input {
     fn table_errors_name_file_and_line() {
         assert!(error("a.tsv", "word\tonset\nx\t1\n").contains(":1: missing column 'offset'"));
         assert!(error("a.tsv", "text\tonset\toffset\n").contains(":1: missing column 'word'"));
-        assert!(error("a.tsv", "word\tonset\toffset\na\t0\t1\nb\tsoon\t2\n").contains(":3: onset 'soon' is not a number"));
-        assert!(error("a.tsv", "word\tonset\toffset\na\t1\t2\nb\t0.5\t0.7\n").contains(":3: onset 0.5"));
-        assert!(error("a.tsv", "word\tonset\toffset\na\t1\t2\nb\t1.5\t2.5\n").contains(":3: word 'b' starts at 1.5 before the previous word 'a' ends at 2 (overlap)"));
+        assert!(error("a.tsv", "word\tonset\toffset\na\t0\t1\nb\tsoon\t2\n")
+            .contains(":3: onset 'soon' is not a number"));
+        assert!(
+            error("a.tsv", "word\tonset\toffset\na\t1\t2\nb\t0.5\t0.7\n").contains(":3: onset 0.5")
+        );
+        assert!(
+            error("a.tsv", "word\tonset\toffset\na\t1\t2\nb\t1.5\t2.5\n").contains(
+                ":3: word 'b' starts at 1.5 before the previous word 'a' ends at 2 (overlap)"
+            )
+        );
         assert!(error("a.tsv", "word\tonset\toffset\na\t1\t0.5\n").contains(":2: word 'a' ends"));
         assert!(error("a.csv", "word,onset,offset\n#,0,1\n").contains("no words"));
         assert!(error("a.wav", "RIFF").contains("unknown stimulus extension"));
@@ -108,7 +158,8 @@ mod bad_input {
     fn textgrid_errors() {
         let head = "File type = \"ooTextFile\"\nObject class = \"TextGrid\"\n\nxmin = 0\nxmax = 3\ntiers? <exists>\nsize = 1\nitem []:\n";
         let points = format!("{head}    item [1]:\n        class = \"TextTier\"\n        name = \"events\"\n        xmin = 0\n        xmax = 3\n        points: size = 1\n        points [1]:\n            number = 1.5\n            mark = \"beep\"\n");
-        assert!(error("a.TextGrid", &points).contains("no interval tier holding words; tiers: 'events' (TextTier)"));
+        assert!(error("a.TextGrid", &points)
+            .contains("no interval tier holding words; tiers: 'events' (TextTier)"));
         let bad_time = format!("{head}    item [1]:\n        class = \"IntervalTier\"\n        name = \"words\"\n        xmin = 0\n        xmax = 3\n        intervals: size = 1\n        intervals [1]:\n            xmin = zero\n            xmax = 1\n            text = \"a\"\n");
         assert!(error("a.TextGrid", &bad_time).contains(":16: xmin = 'zero' is not a number"));
         assert!(error("a.TextGrid", "just some text\n").contains("not a Praat TextGrid"));
@@ -122,7 +173,13 @@ mod bad_input {
     fn a_missing_tier_name_lists_the_tiers() {
         let p = shared_data().join("stimuli/lpp-en/lppEN_section1.TextGrid");
         let e = read_stimulus(&p, Some("words")).unwrap_err().to_string();
-        assert!(e.contains("no tier named 'words'; tiers: 'TokensAlign' (IntervalTier)"), "{e}");
-        assert!(read_stimulus(Path::new("/nonexistent/x.TextGrid"), None).unwrap_err().to_string().contains("/nonexistent/x.TextGrid"));
+        assert!(
+            e.contains("no tier named 'words'; tiers: 'TokensAlign' (IntervalTier)"),
+            "{e}"
+        );
+        assert!(read_stimulus(Path::new("/nonexistent/x.TextGrid"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/x.TextGrid"));
     }
 }

@@ -1,0 +1,106 @@
+//! Shared by the comparison benches: each side runs in its own child process (ours: this
+//! bench binary re-invoked with `--child`; the anchor: a Python script in benches/anchors),
+//! reporting wall seconds and peak resident memory, so the two are measured alike.
+
+use std::path::Path;
+use std::process::Command;
+
+/// One measurement: wall seconds of the timed section, peak RSS of the whole process in MiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub seconds: f64,
+    pub peak_mib: f64,
+    /// The child's result summary `rows cols sum`, compared between the two sides.
+    pub result: [f64; 3],
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+pub fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Runs a child that prints `rows cols sum` of its result, then `seconds peak_mib`.
+pub fn run_child(cmd: &mut Command) -> Sample {
+    let out = cmd.output().expect("start child");
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<f64>> = text
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|v| v.parse::<f64>().expect("numbers"))
+                .collect()
+        })
+        .collect();
+    let [result, timing] = &lines[lines.len() - 2..] else {
+        panic!("child printed {text}")
+    };
+    Sample {
+        seconds: timing[0],
+        peak_mib: timing[1],
+        result: [result[0], result[1], result[2]],
+    }
+}
+
+/// The median-time sample of `n` runs.
+pub fn median(mut runs: Vec<Sample>) -> Sample {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    runs[runs.len() / 2]
+}
+
+/// Ours against the anchor, `repeats` times each, then one line with the ratio.
+pub fn compare(
+    what: &str,
+    repeats: usize,
+    ours: impl Fn() -> Sample,
+    anchor_name: &str,
+    anchor: impl Fn() -> Sample,
+) {
+    let o = median((0..repeats).map(|_| ours()).collect());
+    let a = median((0..repeats).map(|_| anchor()).collect());
+    let same_sum = (o.result[2] - a.result[2]).abs() <= 1e-5 * a.result[2].abs().max(1.0);
+    assert!(
+        o.result[..2] == a.result[..2] && same_sum,
+        "results differ: cortexflow {:?}, anchor {:?}",
+        o.result,
+        a.result
+    );
+    println!("{what}");
+    println!(
+        "  cortexflow   {:>9.3} s  peak {:>8.1} MiB",
+        o.seconds, o.peak_mib
+    );
+    println!(
+        "  {anchor_name:<12} {:>9.3} s  peak {:>8.1} MiB",
+        a.seconds, a.peak_mib
+    );
+    println!(
+        "  ratio        {:>9.2}× faster, {:.2}× the anchor's peak memory",
+        a.seconds / o.seconds,
+        o.peak_mib / a.peak_mib
+    );
+}
+
+pub fn python_has(modules: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn anchor_script(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/anchors")
+        .join(name)
+}
