@@ -1,3 +1,249 @@
-//! Language models with artificial-neuron taps (BERT, Llama, GGUF), one file per family.
-//! The model stage is tracked by issue 3; until it lands the simulator plants signals
-//! from a synthetic AN population (see `cortexflow simulate --help`).
+//! Language models with artificial-neuron taps, one file per family: [`bert`] (encoders,
+//! safetensors), [`llama`] (Llama 1–3 decoders, safetensors) and [`gguf`] (the same Llama
+//! from a llama.cpp GGUF file). Each exposes a forward pass that returns, per requested
+//! layer, the feed-forward taps:
+//!
+//! - `ffn.out`: the output of the FFN's second linear layer (before the residual add);
+//! - `ffn.inner`: that layer's input, after the activation (GELU, or SiLU(gate)⊙up).
+//!
+//! An artificial neuron (AN) is (layer, tap, unit). The forward pass stops after the last
+//! requested layer and keeps only the requested taps.
+
+pub mod align;
+pub mod bert;
+pub mod gguf;
+pub mod llama;
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+
+/// A tap point inside a transformer layer's feed-forward block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tap {
+    FfnOut,
+    FfnInner,
+}
+
+impl Tap {
+    pub const ALL: [Tap; 2] = [Tap::FfnOut, Tap::FfnInner];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tap::FfnOut => "ffn.out",
+            Tap::FfnInner => "ffn.inner",
+        }
+    }
+
+    /// Small integer code used in AN ids.
+    pub fn code(self) -> u64 {
+        match self {
+            Tap::FfnOut => 0,
+            Tap::FfnInner => 1,
+        }
+    }
+}
+
+impl std::str::FromStr for Tap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "ffn.out" => Ok(Tap::FfnOut),
+            "ffn.inner" => Ok(Tap::FfnInner),
+            other => Err(Error::Invalid(format!(
+                "unknown tap '{other}': expected ffn.out or ffn.inner"
+            ))),
+        }
+    }
+}
+
+/// The stable id of an AN: layer in bits 40.., tap in bits 32..40, unit in bits 0..32.
+pub fn an_id(layer: usize, tap: Tap, unit: usize) -> u64 {
+    ((layer as u64) << 40) | (tap.code() << 32) | unit as u64
+}
+
+/// Which layers and taps to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapRequest {
+    /// Sorted, distinct, 0-based.
+    pub layers: Vec<usize>,
+    /// Sorted, distinct.
+    pub taps: Vec<Tap>,
+}
+
+impl TapRequest {
+    pub fn new(mut layers: Vec<usize>, mut taps: Vec<Tap>) -> Self {
+        layers.sort_unstable();
+        layers.dedup();
+        taps.sort_unstable();
+        taps.dedup();
+        TapRequest { layers, taps }
+    }
+
+    pub fn wants(&self, layer: usize) -> bool {
+        self.layers.binary_search(&layer).is_ok()
+    }
+
+    /// The last layer the forward pass has to run.
+    pub fn last_layer(&self) -> Option<usize> {
+        self.layers.last().copied()
+    }
+
+    /// Errors if a layer is beyond the model's depth.
+    pub fn check(&self, model: &dyn LanguageModel) -> Result<()> {
+        match self.layers.iter().find(|&&l| l >= model.n_layers()) {
+            Some(l) => Err(Error::Invalid(format!(
+                "layer {l} requested but {} has {} layers (0..{})",
+                model.name(),
+                model.n_layers(),
+                model.n_layers() - 1
+            ))),
+            None if self.layers.is_empty() || self.taps.is_empty() => {
+                Err(Error::Invalid("no layer or no tap requested".into()))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// One tap of one layer for a window of tokens: (tokens × width) f32.
+#[derive(Debug, Clone)]
+pub struct TapOutput {
+    pub layer: usize,
+    pub tap: Tap,
+    pub values: Tensor,
+}
+
+/// Whether the model reads both directions (encoder) or only left context (decoder);
+/// this decides how a long story is cut into context windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Encoder,
+    Decoder,
+}
+
+/// A language model whose feed-forward taps can be read.
+pub trait LanguageModel {
+    /// Short name (folder or file stem), used in the `neurons` table.
+    fn name(&self) -> &str;
+    fn n_layers(&self) -> usize;
+    /// Number of units of a tap (hidden size for ffn.out, FFN size for ffn.inner).
+    fn tap_width(&self, tap: Tap) -> usize;
+    fn direction(&self) -> Direction;
+    /// The most tokens one forward pass accepts, special tokens included.
+    fn max_positions(&self) -> usize;
+    fn tokenizer(&self) -> &Tokenizer;
+    /// Ids to put before / after every window (e.g. BERT's [CLS] / [SEP], a Llama BOS).
+    fn window_specials(&self) -> (Vec<u32>, Vec<u32>);
+    /// Runs the model on one window of token ids (specials included) and returns the
+    /// requested taps, rows aligned with `ids`.
+    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>>;
+}
+
+/// Loads a model: a folder with `config.json` (`model_type` bert or llama),
+/// `tokenizer.json` and `*.safetensors`, or a `.gguf` file (architecture llama).
+pub fn load(path: &Path) -> Result<Box<dyn LanguageModel>> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return Ok(Box::new(gguf::load(path)?));
+    }
+    if !path.is_dir() {
+        return Err(Error::format(
+            path,
+            "not a model folder (config.json, tokenizer.json, *.safetensors) nor a .gguf file",
+        ));
+    }
+    let config_path = path.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&config_path, format!("invalid JSON: {e}")))?;
+    match value.get("model_type").and_then(|v| v.as_str()) {
+        Some("bert") => Ok(Box::new(bert::Bert::load(path, &text)?)),
+        Some("llama") => Ok(Box::new(llama::Llama::load(path, &text)?)),
+        Some(other) => Err(Error::format(&config_path, format!("model_type '{other}' is not supported (supported: bert, llama; or a llama GGUF file)"))),
+        None => Err(Error::format(&config_path, "no model_type field")),
+    }
+}
+
+/// Converts a candle error into a library error about `path`.
+pub(crate) fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
+    move |e| Error::format(path, format!("model error: {e}"))
+}
+
+/// The safetensors files of a model folder, sorted.
+pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::format(
+            dir,
+            "no *.safetensors weights in the model folder",
+        ));
+    }
+    Ok(files)
+}
+
+/// Reads `tokenizer.json` of a model folder, without padding or truncation (some
+/// packaged tokenizers pad every input to a fixed length).
+pub(crate) fn folder_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Err(Error::format(dir, "the model folder has no tokenizer.json"));
+    }
+    let mut tok = Tokenizer::from_file(&path)
+        .map_err(|e| Error::format(&path, format!("cannot read tokenizer: {e}")))?;
+    tok.with_padding(None);
+    tok.with_truncation(None)
+        .map_err(|e| Error::format(&path, e.to_string()))?;
+    Ok(tok)
+}
+
+/// Scaled dot-product attention on (1, heads, t, d) tensors, with an optional additive
+/// mask broadcast over heads: softmax(q·kᵀ/√d + mask)·v.
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let d = q.dim(3)? as f64;
+    let scores = (q.matmul(&k.t()?)? / d.sqrt())?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
+}
+
+/// Appends the requested taps of `layer` (tensors of shape (1, t, ·)) to `out`.
+pub(crate) fn push_taps(
+    out: &mut Vec<TapOutput>,
+    request: &TapRequest,
+    layer: usize,
+    inner: &Tensor,
+    ffn_out: &Tensor,
+) -> candle_core::Result<()> {
+    if request.wants(layer) {
+        for &tap in &request.taps {
+            let values = match tap {
+                Tap::FfnOut => ffn_out,
+                Tap::FfnInner => inner,
+            };
+            out.push(TapOutput {
+                layer,
+                tap,
+                values: values.squeeze(0)?,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 mod cli;
 mod common;
 mod hrf;
+mod models;
 mod nifti;
 mod parquet;
 mod simulate;

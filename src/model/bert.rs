@@ -1,0 +1,261 @@
+//! BERT encoders (BERT, MiniLM, …) from a Hugging Face folder, written on `candle_nn`
+//! layers with the checkpoint's tensor names so the FFN internals can be tapped:
+//! `encoder.layer.N.intermediate.dense` → GELU (erf) = ffn.inner,
+//! `encoder.layer.N.output.dense` = ffn.out.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use super::{
+    attention, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
+    LanguageModel, Tap, TapOutput, TapRequest,
+};
+use crate::error::{Error, Result};
+
+/// The fields of `config.json` a BERT forward pass needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_position")]
+    pub position_embedding_type: String,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_position() -> String {
+    "absolute".into()
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Embeddings {
+            word: embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?,
+            position: embedding(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: embedding(
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
+            norm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let t = ids.dim(1)?;
+        let positions = Tensor::arange(0u32, t as u32, ids.device())?.unsqueeze(0)?;
+        let types = ids.zeros_like()?;
+        let x = self
+            .word
+            .forward(ids)?
+            .add(&self.position.forward(&positions)?)?
+            .add(&self.token_type.forward(&types)?)?;
+        self.norm.forward(&x)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+}
+
+impl Layer {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        let att = vb.pp("attention");
+        Ok(Layer {
+            query: linear(h, h, att.pp("self.query"))?,
+            key: linear(h, h, att.pp("self.key"))?,
+            value: linear(h, h, att.pp("self.value"))?,
+            attn_out: linear(h, h, att.pp("output.dense"))?,
+            attn_norm: layer_norm(h, cfg.layer_norm_eps, att.pp("output.LayerNorm"))?,
+            intermediate: linear(h, f, vb.pp("intermediate.dense"))?,
+            output: linear(f, h, vb.pp("output.dense"))?,
+            out_norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+        })
+    }
+
+    /// Returns (next hidden state, ffn.inner, ffn.out), each (1, t, ·).
+    fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, h) = x.dims3()?;
+        let split = |y: Tensor| {
+            y.reshape((b, t, self.heads, h / self.heads))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let ctx = attention(&q, &k, &v, None)?
+            .transpose(1, 2)?
+            .reshape((b, t, h))?;
+        let x = self
+            .attn_norm
+            .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let inner = self.intermediate.forward(&x)?.gelu_erf()?;
+        let out = self.output.forward(&inner)?;
+        let next = self.out_norm.forward(&(&out + &x)?)?;
+        Ok((next, inner, out))
+    }
+}
+
+/// A BERT encoder with FFN taps.
+pub struct Bert {
+    name: String,
+    path: PathBuf,
+    cfg: Config,
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    tokenizer: Tokenizer,
+    cls_sep: (u32, u32),
+}
+
+impl Bert {
+    /// Loads `dir` (config.json text already read as `config`).
+    pub fn load(dir: &Path, config: &str) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let cfg: Config = serde_json::from_str(config)
+            .map_err(|e| Error::format(&config_path, format!("not a BERT config: {e}")))?;
+        if cfg.hidden_act != "gelu" {
+            return Err(Error::format(
+                &config_path,
+                format!("hidden_act '{}' is not supported (gelu)", cfg.hidden_act),
+            ));
+        }
+        if cfg.position_embedding_type != "absolute" {
+            return Err(Error::format(
+                &config_path,
+                format!(
+                    "position_embedding_type '{}' is not supported (absolute)",
+                    cfg.position_embedding_type
+                ),
+            ));
+        }
+        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(Error::format(
+                &config_path,
+                "hidden_size must be a multiple of num_attention_heads",
+            ));
+        }
+        let tokenizer = folder_tokenizer(dir)?;
+        let files = safetensors_files(dir)?;
+        // SAFETY: the weights are memory-mapped read-only; the files must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }
+            .map_err(candle_err(&files[0]))?;
+        // Checkpoints saved from BertModel have bare names; BertFor* ones prefix "bert.".
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let embeddings =
+            Embeddings::new(&cfg, vb.pp("embeddings")).map_err(candle_err(&files[0]))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(&cfg, vb.pp(format!("encoder.layer.{i}"))))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(candle_err(&files[0]))?;
+        let id = |t: &str| {
+            tokenizer
+                .token_to_id(t)
+                .ok_or_else(|| Error::format(dir.join("tokenizer.json"), format!("no {t} token")))
+        };
+        let cls_sep = (id("[CLS]")?, id("[SEP]")?);
+        let name = dir
+            .file_name()
+            .map_or("bert".into(), |n| n.to_string_lossy().into_owned());
+        Ok(Bert {
+            name,
+            path: dir.to_path_buf(),
+            cfg,
+            embeddings,
+            layers,
+            tokenizer,
+            cls_sep,
+        })
+    }
+}
+
+impl LanguageModel for Bert {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn n_layers(&self) -> usize {
+        self.cfg.num_hidden_layers
+    }
+    fn tap_width(&self, tap: Tap) -> usize {
+        match tap {
+            Tap::FfnOut => self.cfg.hidden_size,
+            Tap::FfnInner => self.cfg.intermediate_size,
+        }
+    }
+    fn direction(&self) -> Direction {
+        Direction::Encoder
+    }
+    fn max_positions(&self) -> usize {
+        self.cfg.max_position_embeddings
+    }
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    fn window_specials(&self) -> (Vec<u32>, Vec<u32>) {
+        (vec![self.cls_sep.0], vec![self.cls_sep.1])
+    }
+
+    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>> {
+        let err = candle_err(&self.path);
+        let Some(last) = request.last_layer() else {
+            return Ok(Vec::new());
+        };
+        let input = Tensor::new(ids, &Device::Cpu)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(&err)?;
+        let mut x = self.embeddings.forward(&input).map_err(&err)?;
+        let mut out = Vec::new();
+        for (layer, block) in self.layers.iter().enumerate().take(last + 1) {
+            let (next, inner, ffn_out) = block.forward(&x).map_err(&err)?;
+            push_taps(&mut out, request, layer, &inner, &ffn_out).map_err(&err)?;
+            x = next;
+        }
+        Ok(out)
+    }
+}

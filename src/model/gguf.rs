@@ -1,0 +1,304 @@
+//! Llama from a llama.cpp GGUF file: configuration and tokenizer from the metadata, weights
+//! from the tensors. Quantised weights are dequantised to f32 when the whole model then
+//! fits in 4 GiB (so the taps equal a float32 forward of the same weights, as transformers
+//! computes it); larger models keep candle's quantised matmul, which also quantises the
+//! activations and so drifts by ~1e-2 from a float32 forward.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::QMatMul;
+use candle_core::{Device, Tensor};
+use candle_nn::Linear;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use super::llama::{Config, Llama, Part, Proj, RopeLayout, WeightSource};
+use crate::error::{Error, Result};
+
+/// Dequantised models up to this many bytes of f32 weights run in f32.
+const DEQUANTIZE_LIMIT: usize = 4 << 30;
+
+/// Loads a Llama-architecture GGUF file.
+pub fn load(path: &Path) -> Result<Llama> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader)
+        .map_err(|e| Error::format(path, format!("not a readable GGUF file: {e}")))?;
+    let meta = Meta {
+        path,
+        map: &content.metadata,
+    };
+    let arch = meta.string("general.architecture")?;
+    if arch != "llama" {
+        return Err(Error::format(
+            path,
+            format!("GGUF architecture '{arch}' is not supported (llama)"),
+        ));
+    }
+    let heads = meta.usize("llama.attention.head_count")?;
+    let hidden = meta.usize("llama.embedding_length")?;
+    let cfg = Config {
+        vocab_size: meta.array_len("tokenizer.ggml.tokens")?,
+        hidden_size: hidden,
+        intermediate_size: meta.usize("llama.feed_forward_length")?,
+        num_hidden_layers: meta.usize("llama.block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: Some(meta.usize_or("llama.attention.head_count_kv", heads)?),
+        head_dim: Some(meta.usize_or("llama.rope.dimension_count", hidden / heads.max(1))?),
+        rms_norm_eps: meta.f64_or("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+        rope_theta: meta.f64_or("llama.rope.freq_base", 10_000.0)?,
+        rope_scaling: None,
+        max_position_embeddings: meta.usize_or("llama.context_length", 2048)?,
+        hidden_act: "silu".into(),
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+    };
+    cfg.validate(path)?;
+    let tokenizer = tokenizer_from_metadata(&meta)?;
+    let add_bos = meta
+        .map
+        .get("tokenizer.ggml.add_bos_token")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(true);
+    let prefix = match (add_bos, meta.map.get("tokenizer.ggml.bos_token_id")) {
+        (true, Some(v)) => vec![v.to_u32().map_err(|e| Error::format(path, e.to_string()))?],
+        _ => Vec::new(),
+    };
+    let f32_bytes: usize = content
+        .tensor_infos
+        .values()
+        .map(|t| t.shape.elem_count() * 4)
+        .sum();
+    let dequantize = f32_bytes <= DEQUANTIZE_LIMIT;
+    tracing::info!(
+        "{}: {} weights",
+        path.display(),
+        if dequantize {
+            "dequantised to f32"
+        } else {
+            "kept quantised"
+        }
+    );
+    let source = GgufSource {
+        content: &content,
+        reader: RefCell::new(reader),
+        dequantize,
+    };
+    let name = path
+        .file_stem()
+        .map_or("gguf".into(), |n| n.to_string_lossy().into_owned());
+    Llama::build(
+        name,
+        path,
+        cfg,
+        &source,
+        RopeLayout::Interleaved,
+        tokenizer,
+        prefix,
+    )
+}
+
+/// Typed access to GGUF metadata with errors that name the file and key.
+struct Meta<'a> {
+    path: &'a Path,
+    map: &'a HashMap<String, Value>,
+}
+
+impl Meta<'_> {
+    fn get(&self, key: &str) -> Result<&Value> {
+        self.map
+            .get(key)
+            .ok_or_else(|| Error::format(self.path, format!("GGUF metadata has no '{key}'")))
+    }
+    fn typed<T>(&self, key: &str, v: candle_core::Result<T>) -> Result<T> {
+        v.map_err(|e| Error::format(self.path, format!("GGUF metadata '{key}': {e}")))
+    }
+    fn string(&self, key: &str) -> Result<String> {
+        self.typed(key, self.get(key)?.to_string().cloned())
+    }
+    fn usize(&self, key: &str) -> Result<usize> {
+        let v = self.get(key)?;
+        self.typed(key, v.to_u64().or_else(|_| v.to_u32().map(u64::from)))
+            .map(|v| v as usize)
+    }
+    fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
+        if self.map.contains_key(key) {
+            self.usize(key)
+        } else {
+            Ok(default)
+        }
+    }
+    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.map.get(key) {
+            Some(v) => self.typed(key, v.to_f32().map(f64::from).or_else(|_| v.to_f64())),
+            None => Ok(default),
+        }
+    }
+    fn array_len(&self, key: &str) -> Result<usize> {
+        Ok(self.typed(key, self.get(key)?.to_vec())?.len())
+    }
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        let items = self.typed(key, self.get(key)?.to_vec())?;
+        items
+            .iter()
+            .map(|v| self.typed(key, v.to_string().cloned()))
+            .collect()
+    }
+}
+
+/// Rebuilds a byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = gpt2`, as used by
+/// Llama 3, SmolLM and most BPE models) from the vocabulary, merges and pre-tokenizer
+/// type stored in the metadata; control tokens become special tokens.
+fn tokenizer_from_metadata(meta: &Meta) -> Result<Tokenizer> {
+    let model = meta.string("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(Error::format(meta.path, format!("GGUF tokenizer model '{model}' is not supported (gpt2 byte-level BPE); use the Hugging Face folder of this model")));
+    }
+    let tokens = meta.strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = meta
+        .strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| Error::format(meta.path, format!("malformed merge '{m}'")))
+        })
+        .collect::<Result<_>>()?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| Error::format(meta.path, format!("cannot build the BPE tokenizer: {e}")))?;
+    let mut tok = Tokenizer::new(bpe);
+    let byte_level = ByteLevel::new(false, true, true);
+    let pre = meta
+        .map
+        .get("tokenizer.ggml.pre")
+        .and_then(|v| v.to_string().ok())
+        .map_or("gpt2", |s| s.as_str());
+    let err = |e: tokenizers::Error| Error::format(meta.path, e.to_string());
+    match pre {
+        // llama.cpp splits digits one by one before the GPT-2 pattern for these.
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" => {
+            tok.with_pre_tokenizer(Some(Sequence::new(vec![
+                Digits::new(true).into(),
+                byte_level.into(),
+            ])));
+        }
+        "llama-bpe" | "llama3" => {
+            const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+            let split = Split::new(
+                SplitPattern::Regex(LLAMA3.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(err)?;
+            tok.with_pre_tokenizer(Some(Sequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, true, false).into(),
+            ])));
+        }
+        _ => {
+            tok.with_pre_tokenizer(Some(byte_level));
+        }
+    }
+    tok.with_decoder(Some(ByteLevel::default()));
+    if let Ok(types) = meta
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| meta.typed("tokenizer.ggml.token_type", v.to_vec()))
+    {
+        let specials: Vec<AddedToken> = types
+            .iter()
+            .zip(&tokens)
+            .filter(|(t, _)| t.to_i32().is_ok_and(|t| t == 3))
+            .map(|(_, s)| AddedToken::from(s.clone(), true))
+            .collect();
+        tok.add_special_tokens(specials).map_err(err)?;
+    }
+    Ok(tok)
+}
+
+/// GGUF tensor names (`blk.N.attn_q.weight`, …).
+struct GgufSource<'a> {
+    content: &'a Content,
+    reader: RefCell<BufReader<File>>,
+    dequantize: bool,
+}
+
+impl GgufSource<'_> {
+    fn tensor(&self, name: &str) -> candle_core::Result<candle_core::quantized::QTensor> {
+        self.content
+            .tensor(&mut *self.reader.borrow_mut(), name, &Device::Cpu)
+    }
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn proj(
+        &self,
+        layer: usize,
+        part: Part,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> candle_core::Result<Proj> {
+        let name = match part {
+            Part::Q => "attn_q",
+            Part::K => "attn_k",
+            Part::V => "attn_v",
+            Part::O => "attn_output",
+            Part::Gate => "ffn_gate",
+            Part::Up => "ffn_up",
+            Part::Down => "ffn_down",
+            Part::AttnNorm | Part::FfnNorm => candle_core::bail!("{part:?} is a norm"),
+        };
+        let q = self.tensor(&format!("blk.{layer}.{name}.weight"))?;
+        if q.shape().dims() != [out_dim, in_dim] {
+            candle_core::bail!(
+                "blk.{layer}.{name}.weight has shape {:?}, expected [{out_dim}, {in_dim}]",
+                q.shape()
+            );
+        }
+        Ok(if self.dequantize {
+            Proj::Dense(Linear::new(q.dequantize(&Device::Cpu)?, None))
+        } else {
+            Proj::Quantized(QMatMul::from_qtensor(q)?)
+        })
+    }
+    fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor> {
+        let name = match part {
+            Part::AttnNorm => "attn_norm",
+            _ => "ffn_norm",
+        };
+        let t = self
+            .tensor(&format!("blk.{layer}.{name}.weight"))?
+            .dequantize(&Device::Cpu)?;
+        if t.dims() != [dim] {
+            candle_core::bail!(
+                "blk.{layer}.{name}.weight has shape {:?}, expected [{dim}]",
+                t.shape()
+            );
+        }
+        Ok(t)
+    }
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor> {
+        let t = self.tensor("token_embd.weight")?.dequantize(&Device::Cpu)?;
+        if t.dims() != [vocab, hidden] {
+            candle_core::bail!(
+                "token_embd.weight has shape {:?}, expected [{vocab}, {hidden}]",
+                t.shape()
+            );
+        }
+        Ok(t)
+    }
+}

@@ -1,0 +1,512 @@
+//! Llama-family decoders (Llama 1, 2, 3, SmolLM, …): RMSNorm, rotary position embeddings
+//! (with Llama 3 / linear scaling), grouped-query attention, and the SwiGLU feed-forward
+//! block down(SiLU(gate(x)) ⊙ up(x)), whose input is ffn.inner and output ffn.out.
+//! The same blocks are built from a Hugging Face folder (this file) or a GGUF file
+//! ([`super::gguf`]) through a [`WeightSource`].
+
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{linear_no_bias, Linear, RmsNorm, VarBuilder};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use super::{
+    attention, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
+    LanguageModel, Tap, TapOutput, TapRequest,
+};
+use crate::error::{Error, Result};
+
+/// The fields of a Llama `config.json` (Llama 1–3 style).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_positions() -> usize {
+    2048
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+/// `rope_scaling` of config.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    #[serde(default = "one")]
+    pub factor: f64,
+    #[serde(default = "one")]
+    pub low_freq_factor: f64,
+    #[serde(default = "four")]
+    pub high_freq_factor: f64,
+    #[serde(default)]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn four() -> f64 {
+    4.0
+}
+
+impl Config {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Errors for configurations this implementation does not compute faithfully.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |m: String| Err(Error::format(path, m));
+        if self.hidden_act != "silu" {
+            return bad(format!(
+                "hidden_act '{}' is not supported (silu)",
+                self.hidden_act
+            ));
+        }
+        if self.num_attention_heads == 0
+            || self.kv_heads() == 0
+            || self.num_attention_heads % self.kv_heads() != 0
+        {
+            return bad(format!(
+                "{} attention heads are not a multiple of {} key/value heads",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return bad(format!(
+                "head_dim {} must be even for rotary embeddings",
+                self.head_dim()
+            ));
+        }
+        if let Some(s) = &self.rope_scaling {
+            if !["llama3", "linear", "default"].contains(&s.rope_type.as_str()) {
+                return bad(format!(
+                    "rope_scaling type '{}' is not supported (llama3, linear)",
+                    s.rope_type
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rotary inverse frequencies θ_i = base^(−2i/d), rescaled as `rope_scaling` says
+    /// (Llama 3: wavelengths above original_ctx/low_freq_factor are divided by `factor`,
+    /// those below original_ctx/high_freq_factor kept, and a smooth blend between).
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let d = self.head_dim();
+        let base: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        match &self.rope_scaling {
+            Some(s) if s.rope_type == "linear" => base.iter().map(|f| f / s.factor).collect(),
+            Some(s) if s.rope_type == "llama3" => {
+                let old = s.original_max_position_embeddings.unwrap_or(8192) as f64;
+                let (low_wl, high_wl) = (old / s.low_freq_factor, old / s.high_freq_factor);
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_wl {
+                            f
+                        } else if wavelen > low_wl {
+                            f / s.factor
+                        } else {
+                            let smooth = (old / wavelen - s.low_freq_factor)
+                                / (s.high_freq_factor - s.low_freq_factor);
+                            (1.0 - smooth) * f / s.factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+            _ => base,
+        }
+    }
+}
+
+/// A projection y = x·Wᵀ with dense or quantised weights.
+pub enum Proj {
+    Dense(Linear),
+    Quantized(QMatMul),
+}
+
+impl Module for Proj {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Proj::Dense(l) => l.forward(x),
+            Proj::Quantized(q) => q.forward(x),
+        }
+    }
+}
+
+/// The parts of a Llama block, named independently of the file format.
+#[derive(Debug, Clone, Copy)]
+pub enum Part {
+    AttnNorm,
+    Q,
+    K,
+    V,
+    O,
+    FfnNorm,
+    Gate,
+    Up,
+    Down,
+}
+
+/// Where weights come from: a safetensors folder or a GGUF file.
+pub trait WeightSource {
+    /// Projection of `part` in `layer`, mapping `in_dim` → `out_dim`.
+    fn proj(
+        &self,
+        layer: usize,
+        part: Part,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> candle_core::Result<Proj>;
+    /// Norm weight vector of `part` in `layer`.
+    fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor>;
+    /// The token embedding matrix (vocab × hidden), f32.
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor>;
+}
+
+/// Weight order of rotary pairs: Hugging Face checkpoints rotate (x_i, x_{i+d/2});
+/// llama.cpp permutes q/k rows so GGUF files rotate adjacent pairs (x_2i, x_2i+1).
+/// Both give the same attention, so the taps agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    Halves,
+    Interleaved,
+}
+
+pub(crate) struct Block {
+    attn_norm: RmsNorm,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
+    ffn_norm: RmsNorm,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Block {
+    pub(crate) fn new(
+        cfg: &Config,
+        src: &dyn WeightSource,
+        layer: usize,
+    ) -> candle_core::Result<Self> {
+        let (h, f, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        Ok(Block {
+            attn_norm: RmsNorm::new(src.norm(layer, Part::AttnNorm, h)?, cfg.rms_norm_eps),
+            q: src.proj(layer, Part::Q, h, nh * hd)?,
+            k: src.proj(layer, Part::K, h, nkv * hd)?,
+            v: src.proj(layer, Part::V, h, nkv * hd)?,
+            o: src.proj(layer, Part::O, nh * hd, h)?,
+            ffn_norm: RmsNorm::new(src.norm(layer, Part::FfnNorm, h)?, cfg.rms_norm_eps),
+            gate: src.proj(layer, Part::Gate, h, f)?,
+            up: src.proj(layer, Part::Up, h, f)?,
+            down: src.proj(layer, Part::Down, f, h)?,
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+        })
+    }
+
+    /// Returns (next hidden state, ffn.inner, ffn.out).
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        mask: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.dims3()?;
+        let n = self.attn_norm.forward(x)?;
+        let heads = |y: Tensor, nh: usize| {
+            y.reshape((b, t, nh, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = rope.apply(&heads(self.q.forward(&n)?, self.heads)?)?;
+        let k = rope.apply(&heads(self.k.forward(&n)?, self.kv_heads)?)?;
+        let v = heads(self.v.forward(&n)?, self.kv_heads)?;
+        let rep = self.heads / self.kv_heads;
+        let (k, v) = (repeat_kv(k, rep)?, repeat_kv(v, rep)?);
+        let ctx = attention(&q, &k, &v, Some(mask))?
+            .transpose(1, 2)?
+            .reshape((b, t, self.heads * self.head_dim))?;
+        let x = (x + self.o.forward(&ctx)?)?;
+        let n = self.ffn_norm.forward(&x)?;
+        let inner = (candle_nn::ops::silu(&self.gate.forward(&n)?)? * self.up.forward(&n)?)?;
+        let out = self.down.forward(&inner)?;
+        let next = (&x + &out)?;
+        Ok((next, inner, out))
+    }
+}
+
+/// Repeats each key/value head `rep` times (grouped-query attention), as HF `repeat_kv`.
+fn repeat_kv(x: Tensor, rep: usize) -> candle_core::Result<Tensor> {
+    if rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, kv, rep, t, d))?
+        .reshape((b, kv * rep, t, d))
+}
+
+/// Rotary tables for positions 0..max: cos and sin of p·θ_i, (max × d/2).
+pub(crate) struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    layout: RopeLayout,
+}
+
+impl Rope {
+    pub(crate) fn new(
+        inv_freq: &[f64],
+        max: usize,
+        layout: RopeLayout,
+    ) -> candle_core::Result<Self> {
+        let angles: Vec<f32> = (0..max)
+            .flat_map(|p| inv_freq.iter().map(move |f| (p as f64 * f) as f32))
+            .collect();
+        let angles = Tensor::from_vec(angles, (max, inv_freq.len()), &Device::Cpu)?;
+        Ok(Rope {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+            layout,
+        })
+    }
+
+    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(2)?;
+        let (cos, sin) = (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?);
+        match self.layout {
+            RopeLayout::Halves => candle_nn::rotary_emb::rope(x, &cos, &sin),
+            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
+        }
+    }
+}
+
+/// Causal mask: 0 on and below the diagonal, −∞ above, (t × t).
+fn causal_mask(t: usize) -> candle_core::Result<Tensor> {
+    let m: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(m, (t, t), &Device::Cpu)
+}
+
+/// A Llama decoder with FFN taps.
+pub struct Llama {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) cfg: Config,
+    pub(crate) embedding: Tensor,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) rope: Rope,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) prefix: Vec<u32>,
+}
+
+/// Hugging Face tensor names.
+struct SafetensorsSource<'a>(VarBuilder<'a>);
+
+impl WeightSource for SafetensorsSource<'_> {
+    fn proj(
+        &self,
+        layer: usize,
+        part: Part,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> candle_core::Result<Proj> {
+        let name = match part {
+            Part::Q => "self_attn.q_proj",
+            Part::K => "self_attn.k_proj",
+            Part::V => "self_attn.v_proj",
+            Part::O => "self_attn.o_proj",
+            Part::Gate => "mlp.gate_proj",
+            Part::Up => "mlp.up_proj",
+            Part::Down => "mlp.down_proj",
+            Part::AttnNorm | Part::FfnNorm => candle_core::bail!("{part:?} is a norm"),
+        };
+        Ok(Proj::Dense(linear_no_bias(
+            in_dim,
+            out_dim,
+            self.0.pp(format!("model.layers.{layer}.{name}")),
+        )?))
+    }
+    fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor> {
+        let name = match part {
+            Part::AttnNorm => "input_layernorm",
+            _ => "post_attention_layernorm",
+        };
+        self.0
+            .get(dim, &format!("model.layers.{layer}.{name}.weight"))
+    }
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor> {
+        self.0.get((vocab, hidden), "model.embed_tokens.weight")
+    }
+}
+
+impl Llama {
+    /// Loads a Hugging Face Llama folder (config.json text already read as `config`).
+    /// f16 and bf16 weights are converted to f32 as they are read.
+    pub fn load(dir: &Path, config: &str) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let cfg: Config = serde_json::from_str(config)
+            .map_err(|e| Error::format(&config_path, format!("not a Llama config: {e}")))?;
+        cfg.validate(&config_path)?;
+        let tokenizer = folder_tokenizer(dir)?;
+        let files = safetensors_files(dir)?;
+        // SAFETY: the weights are memory-mapped read-only; the files must not change while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }
+            .map_err(candle_err(&files[0]))?;
+        let prefix = tokenizer
+            .encode("", true)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map_or("llama".into(), |n| n.to_string_lossy().into_owned());
+        Self::build(
+            name,
+            dir,
+            cfg,
+            &SafetensorsSource(vb),
+            RopeLayout::Halves,
+            tokenizer,
+            prefix,
+        )
+    }
+
+    pub(crate) fn build(
+        name: String,
+        path: &Path,
+        cfg: Config,
+        src: &dyn WeightSource,
+        layout: RopeLayout,
+        tokenizer: Tokenizer,
+        prefix: Vec<u32>,
+    ) -> Result<Self> {
+        let err = candle_err(path);
+        let embedding = src
+            .embedding(cfg.vocab_size, cfg.hidden_size)
+            .map_err(&err)?;
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| Block::new(&cfg, src, i))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map_err(&err)?;
+        let rope = Rope::new(&cfg.inv_freq(), cfg.max_position_embeddings, layout).map_err(&err)?;
+        Ok(Llama {
+            name,
+            path: path.to_path_buf(),
+            cfg,
+            embedding,
+            blocks,
+            rope,
+            tokenizer,
+            prefix,
+        })
+    }
+}
+
+impl LanguageModel for Llama {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn n_layers(&self) -> usize {
+        self.cfg.num_hidden_layers
+    }
+    fn tap_width(&self, tap: Tap) -> usize {
+        match tap {
+            Tap::FfnOut => self.cfg.hidden_size,
+            Tap::FfnInner => self.cfg.intermediate_size,
+        }
+    }
+    fn direction(&self) -> Direction {
+        Direction::Decoder
+    }
+    fn max_positions(&self) -> usize {
+        self.cfg.max_position_embeddings
+    }
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    fn window_specials(&self) -> (Vec<u32>, Vec<u32>) {
+        (self.prefix.clone(), Vec::new())
+    }
+
+    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>> {
+        let err = candle_err(&self.path);
+        let Some(last) = request.last_layer() else {
+            return Ok(Vec::new());
+        };
+        if ids.len() > self.cfg.max_position_embeddings {
+            return Err(Error::Invalid(format!(
+                "{} tokens exceed the {} positions of {}",
+                ids.len(),
+                self.cfg.max_position_embeddings,
+                self.name
+            )));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.name
+            )));
+        }
+        let input = Tensor::new(ids, &Device::Cpu).map_err(&err)?;
+        let mut x = self
+            .embedding
+            .index_select(&input, 0)
+            .and_then(|e| e.unsqueeze(0))
+            .map_err(&err)?;
+        let mask = causal_mask(ids.len()).map_err(&err)?;
+        let mut out = Vec::new();
+        for (layer, block) in self.blocks.iter().enumerate().take(last + 1) {
+            let (next, inner, ffn_out) = block.forward(&x, &self.rope, &mask).map_err(&err)?;
+            push_taps(&mut out, request, layer, &inner, &ffn_out).map_err(&err)?;
+            x = next;
+        }
+        Ok(out)
+    }
+}
