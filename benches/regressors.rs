@@ -31,8 +31,9 @@ fn main() {
             &onsets,
             &vec![0.0; onsets.len()],
             &frame_times(n_scans, TR, 0.0),
-            RegressorOptions::default(),
-        );
+            &RegressorOptions::default(),
+        )
+        .remove(0);
         let x = design.apply(amps.view());
         let secs = t.elapsed().as_secs_f64();
         println!("{} {} {}", x.nrows(), x.ncols(), x.sum());

@@ -3,6 +3,7 @@
 mod embedded;
 mod inspect;
 mod progress;
+mod responses;
 mod simulate;
 
 use std::path::PathBuf;
@@ -32,6 +33,54 @@ enum Command {
     /// mask.nii.gz, atlas/, dataset_description.json and truth/ (planted.json, maps.nii.gz,
     /// timecourses/*.parquet, neurons.parquet, responses/*.parquet).
     Simulate(SimulateArgs),
+    /// Token-level activations of a language model's feed-forward taps, for inspection and
+    /// parity checks: one row per token and layer (token, token_text, word, layer, tap,
+    /// values). Taps of different widths go to separate files OUT_STEM.<tap>.parquet.
+    Activations {
+        #[command(flatten)]
+        taps: TapArgs,
+        /// A stimulus (.TextGrid, .tsv, .csv) or a plain text file (.txt, split at white space).
+        #[arg(long, alias = "stimulus", value_name = "FILE")]
+        text: PathBuf,
+        /// TextGrid tier holding the words [default: the first interval tier].
+        #[arg(long)]
+        tier: Option<String>,
+        /// Output Parquet file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// One regressor per artificial neuron (AN) on the scan clock, as nilearn's
+    /// compute_regressor builds it: each word's activation (mean of its tokens) is a stick
+    /// at the word onset, convolved with the HRF on a 50× finer grid and sampled at k·TR.
+    /// Writes OUT/neurons.parquet and OUT/responses/<stimulus stem>.parquet per run.
+    Responses {
+        #[command(flatten)]
+        taps: TapArgs,
+        /// Stimulus files, one per run (repeat the option or separate with commas).
+        #[arg(long, required = true, value_delimiter = ',')]
+        stimulus: Vec<PathBuf>,
+        /// Repetition time in seconds.
+        #[arg(long)]
+        tr: f64,
+        /// Scans per run: one value for every run, or one per stimulus (comma-separated).
+        #[arg(long, required = true, value_delimiter = ',')]
+        n_scans: Vec<usize>,
+        /// HRF model.
+        #[arg(long, value_enum, default_value = "spm")]
+        hrf: HrfArg,
+        /// FIR delays in scans (with --hrf fir), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4,5")]
+        delays: Vec<usize>,
+        /// z-score each regressor within its run.
+        #[arg(long)]
+        zscore: bool,
+        /// TextGrid tier holding the words [default: the first interval tier].
+        #[arg(long)]
+        tier: Option<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Report the runs, stimuli and mask found in a BIDS-like dataset, and what is missing.
     Discover {
         /// Dataset root (holding sub-*/ folders).
@@ -48,10 +97,72 @@ enum Command {
     },
     /// Print the schema of an output table (all tables when no name is given).
     Schema {
-        /// Table name: neurons, responses, atoms, codes, voxel_fits, atom_fbn, subgroups,
-        /// metrics, planted_timecourses.
+        /// Table name: activations, neurons, responses, atoms, codes, voxel_fits, atom_fbn,
+        /// subgroups, metrics, planted_timecourses.
         table: Option<String>,
     },
+}
+
+/// Options shared by the commands that run a language model.
+#[derive(Debug, clap::Args)]
+struct TapArgs {
+    /// Model: a Hugging Face folder (config.json with model_type bert or llama,
+    /// tokenizer.json, *.safetensors) or a llama GGUF file. scripts/fetch-models puts
+    /// MiniLM-L6 and SmolLM2-135M in models/.
+    #[arg(long)]
+    model: PathBuf,
+    /// Taps, comma-separated: ffn.out (output of the FFN's second linear layer) and/or
+    /// ffn.inner (its input, after GELU or SiLU(gate)⊙up).
+    #[arg(long, value_delimiter = ',', default_value = "ffn.out,ffn.inner")]
+    taps: Vec<String>,
+    /// Layers (0-based): `all`, or indices and ranges such as 0,3,6-11.
+    #[arg(long, default_value = "all")]
+    layers: String,
+    /// Story tokens per context window (special tokens excluded). Windows overlap by
+    /// half; an encoder keeps each token from the window where it is most central, a
+    /// decoder from the one with the most left context.
+    #[arg(long, default_value_t = 256)]
+    context: usize,
+    /// How a word's activation is made from its tokens'.
+    #[arg(long, value_enum, default_value = "mean")]
+    pooling: PoolingArg,
+}
+
+impl TapArgs {
+    fn options(&self) -> Result<responses::TapOptions> {
+        Ok(responses::TapOptions {
+            model: self.model.clone(),
+            taps: self
+                .taps
+                .iter()
+                .map(|t| t.parse())
+                .collect::<Result<_, _>>()?,
+            layers: responses::parse_layers(&self.layers)?,
+            context: self.context,
+            pooling: match self.pooling {
+                PoolingArg::Mean => cortexflow::model::extract::Pooling::Mean,
+                PoolingArg::Last => cortexflow::model::extract::Pooling::Last,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    /// Mean of the word's tokens.
+    Mean,
+    /// The word's last token.
+    Last,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum HrfArg {
+    /// SPM canonical HRF.
+    Spm,
+    /// Glover HRF.
+    Glover,
+    /// Finite impulse response at --delays (one regressor per delay).
+    Fir,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -176,6 +287,57 @@ fn run(cli: Cli) -> Result<()> {
             );
             for f in &summary.files {
                 println!("  {}", f.strip_prefix(&a.out).unwrap_or(f).display());
+            }
+        }
+        Command::Activations {
+            taps,
+            text,
+            tier,
+            out,
+        } => {
+            for f in responses::activations(&taps.options()?, &text, tier.as_deref(), &out)? {
+                println!("wrote {}", f.display());
+            }
+        }
+        Command::Responses {
+            taps,
+            stimulus,
+            tr,
+            n_scans,
+            hrf,
+            delays,
+            zscore,
+            tier,
+            out,
+        } => {
+            if n_scans.len() != 1 && n_scans.len() != stimulus.len() {
+                anyhow::bail!(
+                    "--n-scans gives {} values for {} stimuli: give one, or one per stimulus",
+                    n_scans.len(),
+                    stimulus.len()
+                );
+            }
+            let runs: Vec<responses::RunSpec> = stimulus
+                .iter()
+                .enumerate()
+                .map(|(i, s)| responses::RunSpec {
+                    stimulus: s.clone(),
+                    n_scans: n_scans[if n_scans.len() == 1 { 0 } else { i }],
+                })
+                .collect();
+            let hrf = match hrf {
+                HrfArg::Spm => cortexflow::kernels::hrf::HrfModel::Spm,
+                HrfArg::Glover => cortexflow::kernels::hrf::HrfModel::Glover,
+                HrfArg::Fir => cortexflow::kernels::hrf::HrfModel::Fir { delays },
+            };
+            let ro = responses::ResponseOptions {
+                tr,
+                hrf,
+                zscore,
+                tier,
+            };
+            for f in responses::responses(&taps.options()?, &runs, &ro, &out)? {
+                println!("wrote {}", f.display());
             }
         }
         Command::Discover { dir } => print!("{}", inspect::discover(&dir)?),

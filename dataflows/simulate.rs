@@ -203,6 +203,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             vec![
                 Column::U64(ids),
                 Column::Utf8(vec![run_key.clone(); opt.neurons]),
+                Column::OptU16(vec![None; opt.neurons]),
                 Column::F32List {
                     size: *n_scans,
                     values: responses.t().iter().map(|&v| v as f32).collect(),
@@ -474,8 +475,9 @@ impl Population {
             &onsets,
             &vec![0.0; onsets.len()],
             &frame_times(n_scans, tr, 0.0),
-            RegressorOptions::default(),
-        );
+            &RegressorOptions::default(),
+        )
+        .remove(0);
         design.apply(self.activations(stim).view())
     }
 

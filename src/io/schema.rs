@@ -41,6 +41,7 @@ macro_rules! tables {
     };
 }
 tables!(
+    "activations",
     "neurons",
     "responses",
     "atoms",

@@ -7,6 +7,8 @@
 //!    sample ≥ onset, −amplitude at the first ≥ onset + duration (at least one sample
 //!    later), cumulative sum;
 //! 2. convolution with the HRF sampled every dt = TR/o over 32 s (truncated to `n_hr`);
+//!    for the FIR basis, with one box kernel per delay d (zeros for d·o samples, then o
+//!    samples of 1/o), the result shifted back by o − 1 samples;
 //! 3. linear interpolation at the frame times.
 //!
 //! Every step is linear in the amplitudes, so the regressor of any amplitude vector `a`
@@ -16,28 +18,67 @@
 use ndarray::{Array2, ArrayView2};
 use statrs::function::gamma::ln_gamma;
 
-/// An HRF model of the difference-of-gammas family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A haemodynamic response model: one kernel (canonical shapes) or one per delay (FIR).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HrfModel {
     /// SPM canonical: peak delay 6 s, undershoot 16 s, dispersions 1, ratio 0.167.
     Spm,
     /// Glover (1999): delay 6 s, undershoot 12 s, dispersions 0.9, ratio 0.48.
     Glover,
+    /// Finite impulse response: one regressor per delay, in scans.
+    Fir { delays: Vec<usize> },
+}
+
+/// A kernel on the fine grid and the shift (in fine samples) applied after convolution.
+struct Kernel {
+    h: Vec<f64>,
+    shift: usize,
 }
 
 impl HrfModel {
-    /// (delay, undershoot, dispersion, undershoot dispersion, ratio).
-    fn params(self) -> (f64, f64, f64, f64, f64) {
+    /// (delay, undershoot, dispersion, undershoot dispersion, ratio) of the canonical shapes.
+    fn params(&self) -> (f64, f64, f64, f64, f64) {
         match self {
             HrfModel::Spm => (6.0, 16.0, 1.0, 1.0, 0.167),
-            HrfModel::Glover => (6.0, 12.0, 0.9, 0.9, 0.48),
+            _ => (6.0, 12.0, 0.9, 0.9, 0.48),
+        }
+    }
+
+    /// Number of regressors per event type (1, or the number of FIR delays).
+    pub fn n_basis(&self) -> usize {
+        match self {
+            HrfModel::Fir { delays } => delays.len(),
+            _ => 1,
+        }
+    }
+
+    fn kernels(&self, tr: f64, oversampling: usize) -> Vec<Kernel> {
+        match self {
+            HrfModel::Fir { delays } => delays
+                .iter()
+                .map(|&d| {
+                    let mut h = vec![0.0; (d + 1) * oversampling];
+                    h[d * oversampling..]
+                        .iter_mut()
+                        .for_each(|v| *v = 1.0 / oversampling as f64);
+                    Kernel {
+                        h,
+                        shift: oversampling - 1,
+                    }
+                })
+                .collect(),
+            _ => vec![Kernel {
+                h: self.kernel(tr, oversampling),
+                shift: 0,
+            }],
         }
     }
 
     /// The kernel on the fine grid: h(t) = Γpdf(t; delay/d, loc = dt, scale = d)
     /// − ratio·Γpdf(t; undershoot/u, loc = dt, scale = u), t = linspace(0, 32, round(32/dt)),
     /// normalised to unit sum (nilearn `_gamma_difference_hrf`).
-    pub fn kernel(self, tr: f64, oversampling: usize) -> Vec<f64> {
+    /// (FIR: the first delay's box, see `kernels`.)
+    pub fn kernel(&self, tr: f64, oversampling: usize) -> Vec<f64> {
         let (delay, undershoot, disp, u_disp, ratio) = self.params();
         let time_length = 32.0;
         let dt = tr / oversampling as f64;
@@ -87,7 +128,7 @@ pub struct EventDesign {
 }
 
 /// Settings of [`EventDesign::new`] (nilearn's defaults).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RegressorOptions {
     pub model: HrfModel,
     pub oversampling: usize,
@@ -107,13 +148,14 @@ impl Default for RegressorOptions {
 
 impl EventDesign {
     /// Builds W for events (onsets, durations) sampled at `frame_times` (at least two,
-    /// increasing). TR is the smallest frame spacing, as nilearn takes it.
+    /// increasing): one design per basis function of the model (one for SPM and Glover,
+    /// one per delay for FIR). TR is the smallest frame spacing, as nilearn takes it.
     pub fn new(
         onsets: &[f64],
         durations: &[f64],
         frame_times: &[f64],
-        opt: RegressorOptions,
-    ) -> Self {
+        opt: &RegressorOptions,
+    ) -> Vec<Self> {
         assert_eq!(onsets.len(), durations.len(), "one duration per onset");
         assert!(frame_times.len() >= 2, "at least two frame times");
         let n = frame_times.len();
@@ -134,42 +176,64 @@ impl EventDesign {
             n_hr,
         )
         .collect();
-        let kernel = opt.model.kernel(tr, opt.oversampling);
-        let cum_kernel = prefix_sums(&kernel);
-        // Interpolation of each frame time between fine samples j and j+1.
+        // Each event's boxcar [start, stop) on the fine grid (nilearn _sample_condition).
+        let first_valid = t0 + opt.min_onset;
+        let boxes: Vec<Option<(usize, usize)>> = onsets
+            .iter()
+            .zip(durations)
+            .map(|(&on, &dur)| {
+                if on < first_valid {
+                    return None; // nilearn warns and ignores such events
+                }
+                let start = hr.partition_point(|&t| t < on).min(n_hr - 1);
+                let mut stop = hr.partition_point(|&t| t < on + dur).min(n_hr - 1);
+                if stop < n_hr - 1 && stop == start {
+                    stop += 1;
+                }
+                Some((start, stop))
+            })
+            .collect();
+        opt.model
+            .kernels(tr, opt.oversampling)
+            .into_iter()
+            .map(|k| Self::for_kernel(&k, &hr, &boxes, frame_times))
+            .collect()
+    }
+
+    fn for_kernel(
+        kernel: &Kernel,
+        hr: &[f64],
+        boxes: &[Option<(usize, usize)>],
+        frame_times: &[f64],
+    ) -> Self {
+        // After the shift the regressor lives on hr[0 .. n_hr − shift].
+        let grid = &hr[..hr.len() - kernel.shift];
         let interp: Vec<(usize, f64)> = frame_times
             .iter()
             .map(|&ft| {
-                let j = hr
+                let j = grid
                     .partition_point(|&t| t <= ft)
                     .saturating_sub(1)
-                    .min(n_hr.saturating_sub(2));
-                (j, (ft - hr[j]) / (hr[j + 1] - hr[j]))
+                    .min(grid.len().saturating_sub(2));
+                (j, (ft - grid[j]) / (grid[j + 1] - grid[j]))
             })
             .collect();
-        let first_valid = t0 + opt.min_onset;
-        let mut design = Array2::zeros((n, onsets.len()));
-        for (e, (&on, &dur)) in onsets.iter().zip(durations).enumerate() {
-            if on < first_valid {
-                continue; // nilearn warns and ignores such events
-            }
-            let start = hr.partition_point(|&t| t < on).min(n_hr - 1);
-            let mut stop = hr.partition_point(|&t| t < on + dur).min(n_hr - 1);
-            if stop < n_hr - 1 && stop == start {
-                stop += 1;
-            }
-            // The boxcar [start, stop) convolved with h: c[m] = Σ_{s=start}^{stop−1} h[m − s].
+        let cum = prefix_sums(&kernel.h);
+        let mut design = Array2::zeros((frame_times.len(), boxes.len()));
+        for (e, b) in boxes.iter().enumerate() {
+            let Some((start, stop)) = *b else { continue };
+            // The boxcar convolved with h, shifted: c[m] = Σ_{s=start}^{stop−1} h[m + shift − s].
             let conv = |m: usize| -> f64 {
+                let m = m + kernel.shift;
                 if m < start || stop <= start {
                     return 0.0;
                 }
-                let hi = m - start; // largest kernel index used
+                let hi = (m - start).min(kernel.h.len() - 1); // largest kernel index used
                 let lo = (m + 1).saturating_sub(stop); // smallest
-                let hi = hi.min(kernel.len() - 1);
                 if lo > hi {
                     0.0
                 } else {
-                    cum_kernel[hi + 1] - cum_kernel[lo]
+                    cum[hi + 1] - cum[lo]
                 }
             };
             for (row, &(j, w)) in interp.iter().enumerate() {

@@ -510,3 +510,161 @@ impl LanguageModel for Llama {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarBuilder;
+    use std::collections::HashMap;
+
+    fn tiny_config() -> Config {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 32, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8},
+            "max_position_embeddings": 64
+        }))
+        .unwrap()
+    }
+
+    fn random_weights(cfg: &Config) -> HashMap<String, Tensor> {
+        let dev = Device::Cpu;
+        let (h, f, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let mut w = HashMap::new();
+        let mut add = |name: String, shape: &[usize]| {
+            w.insert(name, Tensor::randn(0f32, 0.3, shape, &dev).unwrap());
+        };
+        add("model.embed_tokens.weight".into(), &[cfg.vocab_size, h]);
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            add(
+                format!("{p}.self_attn.q_proj.weight"),
+                &[cfg.num_attention_heads * hd, h],
+            );
+            add(
+                format!("{p}.self_attn.k_proj.weight"),
+                &[cfg.kv_heads() * hd, h],
+            );
+            add(
+                format!("{p}.self_attn.v_proj.weight"),
+                &[cfg.kv_heads() * hd, h],
+            );
+            add(
+                format!("{p}.self_attn.o_proj.weight"),
+                &[h, cfg.num_attention_heads * hd],
+            );
+            add(format!("{p}.mlp.gate_proj.weight"), &[f, h]);
+            add(format!("{p}.mlp.up_proj.weight"), &[f, h]);
+            add(format!("{p}.mlp.down_proj.weight"), &[h, f]);
+            add(format!("{p}.input_layernorm.weight"), &[h]);
+            add(format!("{p}.post_attention_layernorm.weight"), &[h]);
+        }
+        w
+    }
+
+    /// llama.cpp's conversion permutes q/k rows per head, (2, d/2) → (d/2, 2), so that
+    /// interleaved rotary pairs equal Hugging Face's half-split pairs.
+    fn permute_rows(w: &Tensor, heads: usize) -> Tensor {
+        let (out, inp) = w.dims2().unwrap();
+        let hd = out / heads;
+        w.reshape((heads, 2, hd / 2, inp))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((out, inp))
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    }
+
+    fn build(cfg: &Config, weights: HashMap<String, Tensor>, layout: RopeLayout) -> Llama {
+        let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+        let tok = Tokenizer::new(tokenizers::models::wordlevel::WordLevel::default());
+        Llama::build(
+            "tiny".into(),
+            Path::new("tiny"),
+            cfg.clone(),
+            &SafetensorsSource(vb),
+            layout,
+            tok,
+            vec![],
+        )
+        .unwrap()
+    }
+
+    /// The GGUF path (interleaved rotary pairs on permuted q/k weights) computes the same
+    /// taps as the Hugging Face path: an independent check of both rotary layouts, with
+    /// grouped-query attention and Llama 3 frequency scaling.
+    #[test]
+    fn interleaved_rope_on_permuted_weights_equals_half_split_rope() {
+        let cfg = tiny_config();
+        let weights = random_weights(&cfg);
+        let mut permuted = weights.clone();
+        for l in 0..cfg.num_hidden_layers {
+            for (name, heads) in [
+                ("q_proj", cfg.num_attention_heads),
+                ("k_proj", cfg.kv_heads()),
+            ] {
+                let key = format!("model.layers.{l}.self_attn.{name}.weight");
+                permuted.insert(key.clone(), permute_rows(&weights[&key], heads));
+            }
+        }
+        let hf = build(&cfg, weights, RopeLayout::Halves);
+        let gg = build(&cfg, permuted, RopeLayout::Interleaved);
+        let ids: Vec<u32> = (0..20).map(|i| (i * 7 % 32) as u32).collect();
+        let req = TapRequest::new(vec![0, 1], Tap::ALL.to_vec());
+        let (a, b) = (
+            hf.forward_taps(&ids, &req).unwrap(),
+            gg.forward_taps(&ids, &req).unwrap(),
+        );
+        assert_eq!(a.len(), 4);
+        for (x, y) in a.iter().zip(&b) {
+            let diff = (&x.values - &y.values)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = x
+                .values
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff <= 1e-5 * scale,
+                "layer {} {:?}: {diff} vs scale {scale}",
+                x.layer,
+                x.tap
+            );
+        }
+    }
+
+    /// Closed form of the Llama 3 rule with original context 8: θ₀ = 1 has wavelength 2π,
+    /// between 8/4 and 8/1, so it is blended with s = (8/2π − 1)/(4 − 1); θ₁ = 500000^(−1/2)
+    /// has wavelength ≈ 4443 > 8, so it is divided by the factor 8.
+    #[test]
+    fn llama3_frequency_scaling() {
+        let f = tiny_config().inv_freq();
+        let s = (8.0 / (2.0 * std::f64::consts::PI) - 1.0) / 3.0;
+        assert!((f[0] - ((1.0 - s) / 8.0 + s)).abs() < 1e-15, "{}", f[0]);
+        assert!(
+            (f[1] - 500000f64.powf(-0.5) / 8.0).abs() < 1e-15,
+            "{}",
+            f[1]
+        );
+    }
+
+    /// A token that is not in the vocabulary is an error, not a panic.
+    #[test]
+    fn out_of_vocabulary_ids_are_errors() {
+        let cfg = tiny_config();
+        let m = build(&cfg, random_weights(&cfg), RopeLayout::Halves);
+        let req = TapRequest::new(vec![0], vec![Tap::FfnOut]);
+        assert!(m.forward_taps(&[1, 99], &req).is_err());
+    }
+}

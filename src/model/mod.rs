@@ -11,6 +11,7 @@
 
 pub mod align;
 pub mod bert;
+pub mod extract;
 pub mod gguf;
 pub mod llama;
 

@@ -6,3 +6,4 @@ mod nifti;
 mod parquet;
 mod simulate;
 mod stimulus;
+mod tiny_models;

@@ -127,3 +127,155 @@ fn minilm_taps_match_transformers() {
 fn smollm2_gguf_taps_match_transformers() {
     check_parity("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 1e-3);
 }
+
+fn read_rows(path: &Path) -> Vec<(Vec<String>, Vec<f64>)> {
+    use arrow_array::{
+        Array, FixedSizeListArray, Float32Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        for r in 0..batch.num_rows() {
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            for c in batch.columns() {
+                let a = c.as_any();
+                if let Some(v) = a.downcast_ref::<FixedSizeListArray>() {
+                    let f = v.value(r);
+                    values = f
+                        .as_any()
+                        .downcast_ref::<Float32Array>()
+                        .unwrap()
+                        .values()
+                        .iter()
+                        .map(|&x| x as f64)
+                        .collect();
+                } else if let Some(v) = a.downcast_ref::<StringArray>() {
+                    keys.push(v.value(r).to_string());
+                } else if let Some(v) = a.downcast_ref::<UInt64Array>() {
+                    keys.push(v.value(r).to_string());
+                } else if let Some(v) = a.downcast_ref::<UInt32Array>() {
+                    keys.push(v.value(r).to_string());
+                } else if let Some(v) = a.downcast_ref::<UInt16Array>() {
+                    keys.push(if v.is_null(r) {
+                        "null".into()
+                    } else {
+                        v.value(r).to_string()
+                    });
+                }
+            }
+            rows.push((keys, values));
+        }
+    }
+    rows
+}
+
+/// `responses` equals the nilearn-style regressor (kernel checked against nilearn in
+/// tests/it/hrf.rs) of the word means of `activations`' token rows, with several context
+/// windows in play: the two commands agree on tokens, words, windows and pooling.
+#[test]
+fn responses_are_regressors_of_word_mean_activations() {
+    use cortexflow::kernels::hrf::{frame_times, EventDesign, RegressorOptions};
+    let Some(model) = model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let words = cortexflow::io::stimulus::read_stimulus(
+        &super::common::shared_data().join("stimuli/lpp-en/lppEN_section1.TextGrid"),
+        None,
+    )
+    .unwrap()
+    .words;
+    let words = &words[..150];
+    let stim = dir.path().join("cut.tsv");
+    cortexflow::io::stimulus::write_tsv(&stim, words).unwrap();
+    let n_scans = (words.last().unwrap().onset / 2.0) as usize + 10;
+    let (m, s, o) = (
+        model.to_str().unwrap(),
+        stim.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    );
+    let acts = dir.path().join("acts.parquet");
+    let common = [
+        "--model",
+        m,
+        "--layers",
+        "1,4",
+        "--taps",
+        "ffn.out",
+        "--context",
+        "48",
+    ];
+    let run = |args: Vec<&str>| {
+        assert!(
+            super::common::cortexflow(&args).status.success(),
+            "{args:?}"
+        )
+    };
+    run([
+        &["activations", "--text", s, "--out", acts.to_str().unwrap()][..],
+        &common,
+    ]
+    .concat());
+    let n_str = n_scans.to_string();
+    run([
+        &[
+            "responses",
+            "--stimulus",
+            s,
+            "--tr",
+            "2",
+            "--n-scans",
+            &n_str,
+            "--out",
+            o,
+        ][..],
+        &common,
+    ]
+    .concat());
+
+    // Word means per layer from the token rows (keys: token, token_text, word, layer, tap).
+    let mut sums: HashMap<(usize, usize), (Vec<f64>, usize)> = HashMap::new();
+    for (keys, values) in read_rows(&acts) {
+        let (word, layer): (usize, usize) = (keys[2].parse().unwrap(), keys[3].parse().unwrap());
+        let e = sums
+            .entry((layer, word))
+            .or_insert((vec![0.0; values.len()], 0));
+        e.0.iter_mut().zip(&values).for_each(|(a, b)| *a += b);
+        e.1 += 1;
+    }
+    let onsets: Vec<f64> = words.iter().map(|w| w.onset).collect();
+    let design = EventDesign::new(
+        &onsets,
+        &vec![0.0; onsets.len()],
+        &frame_times(n_scans, 2.0, 0.0),
+        &RegressorOptions::default(),
+    )
+    .remove(0);
+    let rows = read_rows(&dir.path().join("responses/cut.parquet"));
+    assert_eq!(rows.len(), 2 * 384);
+    let mut worst: f64 = 0.0;
+    for (keys, values) in rows.iter().step_by(37) {
+        let id: u64 = keys[0].parse().unwrap();
+        let (layer, unit) = ((id >> 40) as usize, (id & 0xFFFF_FFFF) as usize);
+        let amps = ndarray::Array2::from_shape_fn((words.len(), 1), |(w, _)| {
+            let (s, n) = &sums[&(layer, w)];
+            s[unit] / *n as f64
+        });
+        let expected = design.apply(amps.view());
+        let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in values.iter().zip(expected.column(0)) {
+            worst = worst.max((a - b).abs() / scale);
+        }
+    }
+    // float32 storage of activations and regressors: 1e-5 of the peak.
+    assert!(worst < 1e-5, "worst relative difference {worst}");
+}
+
+use std::collections::HashMap;

@@ -38,6 +38,13 @@ fn sample(c: &ColumnSchema, col: usize) -> (Column, Vec<Value>) {
             Column::Bool(r.clone().map(|i| i % 3 == 0).collect()),
             r.map(|i| json!(i % 3 == 0)).collect(),
         ),
+        "uint16" if c.nullable => {
+            let v: Vec<Option<u16>> = r.map(|i| (i % 2 == 1).then_some(i as u16)).collect();
+            (
+                Column::OptU16(v.clone()),
+                v.into_iter().map(|s| json!(s)).collect(),
+            )
+        }
         "uint16" => (
             Column::U16(r.clone().map(|i| (i * 11) as u16).collect()),
             r.map(|i| json!(i * 11)).collect(),

@@ -1,0 +1,161 @@
+//! Running a model over a whole story: context windows, token-level taps, and word-level
+//! activations (the mean, or the last, of each word's tokens). Results leave as ndarray
+//! matrices; candle tensors stay inside this module.
+
+use ndarray::{s, Array2};
+
+use super::align::{plan_windows, tokenize_words, StoryTokens, Window};
+use super::{an_id, LanguageModel, Tap, TapRequest};
+use crate::error::{Error, Result};
+
+/// How a word's activation is made from its tokens'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Last,
+}
+
+/// The ANs of a request, in column order: for each layer, for each tap, every unit.
+#[derive(Debug, Clone)]
+pub struct NeuronLayout {
+    /// (layer, tap, first column, width).
+    pub blocks: Vec<(usize, Tap, usize, usize)>,
+    pub n_columns: usize,
+}
+
+impl NeuronLayout {
+    pub fn new(model: &dyn LanguageModel, request: &TapRequest) -> Self {
+        let mut blocks = Vec::new();
+        let mut col = 0;
+        for &layer in &request.layers {
+            for &tap in &request.taps {
+                let w = model.tap_width(tap);
+                blocks.push((layer, tap, col, w));
+                col += w;
+            }
+        }
+        NeuronLayout {
+            blocks,
+            n_columns: col,
+        }
+    }
+
+    /// (an_id, layer, tap, unit) of every column.
+    pub fn neurons(&self) -> impl Iterator<Item = (u64, usize, Tap, usize)> + '_ {
+        self.blocks.iter().flat_map(|&(layer, tap, _, w)| {
+            (0..w).map(move |u| (an_id(layer, tap, u), layer, tap, u))
+        })
+    }
+
+    fn column(&self, layer: usize, tap: Tap) -> Option<(usize, usize)> {
+        self.blocks
+            .iter()
+            .find(|b| b.0 == layer && b.1 == tap)
+            .map(|b| (b.2, b.3))
+    }
+}
+
+/// Settings of a story run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub request: TapRequest,
+    /// Story tokens per window (special tokens excluded).
+    pub context: usize,
+    pub pooling: Pooling,
+}
+
+/// Runs `model` over the story's tokens window by window and hands each window's kept
+/// tokens to `visit(story, kept range, rows)`: `rows` is kept × n_columns in the layout's
+/// column order. `progress` gets the number of tokens done after each window.
+pub fn run_story(
+    model: &dyn LanguageModel,
+    story: &StoryTokens,
+    opt: &RunOptions,
+    layout: &NeuronLayout,
+    mut visit: impl FnMut(&Window, Array2<f32>) -> Result<()>,
+    mut progress: impl FnMut(usize),
+) -> Result<()> {
+    opt.request.check(model)?;
+    let (prefix, suffix) = model.window_specials();
+    let room = model
+        .max_positions()
+        .saturating_sub(prefix.len() + suffix.len());
+    if opt.context == 0 || opt.context > room {
+        return Err(Error::Invalid(format!(
+            "--context {} must be between 1 and {room} for {} ({} positions less special tokens)",
+            opt.context,
+            model.name(),
+            model.max_positions()
+        )));
+    }
+    for window in plan_windows(story.ids.len(), opt.context, model.direction()) {
+        let ids: Vec<u32> = prefix
+            .iter()
+            .chain(&story.ids[window.start..window.end])
+            .chain(&suffix)
+            .copied()
+            .collect();
+        let outputs = model.forward_taps(&ids, &opt.request)?;
+        let first = prefix.len() + window.keep.start - window.start;
+        let n = window.keep.len();
+        let mut rows = Array2::<f32>::zeros((n, layout.n_columns));
+        for out in outputs {
+            let (col, w) = layout
+                .column(out.layer, out.tap)
+                .ok_or_else(|| Error::Invalid("model returned an unrequested tap".into()))?;
+            let values: Vec<f32> = out
+                .values
+                .narrow(0, first, n)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| Error::Invalid(format!("{}: {e}", model.name())))?;
+            let block = ndarray::ArrayView2::from_shape((n, w), &values)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            rows.slice_mut(s![.., col..col + w]).assign(&block);
+        }
+        visit(&window, rows)?;
+        progress(window.keep.end);
+    }
+    Ok(())
+}
+
+/// Word activations of a story: n_words × n_columns, plus the number of words that got no
+/// token (their row is zero).
+pub fn word_activations(
+    model: &dyn LanguageModel,
+    words: &[String],
+    opt: &RunOptions,
+    layout: &NeuronLayout,
+    progress: impl FnMut(usize),
+) -> Result<(Array2<f32>, usize)> {
+    let story = tokenize_words(model.tokenizer(), words)?;
+    let mut sums = Array2::<f32>::zeros((words.len(), layout.n_columns));
+    let mut counts = vec![0u32; words.len()];
+    run_story(
+        model,
+        &story,
+        opt,
+        layout,
+        |window, rows| {
+            for (r, t) in window.keep.clone().enumerate() {
+                let w = story.word_of[t];
+                let mut dst = sums.row_mut(w);
+                match opt.pooling {
+                    Pooling::Mean => dst += &rows.row(r),
+                    Pooling::Last => dst.assign(&rows.row(r)),
+                }
+                counts[w] += 1;
+            }
+            Ok(())
+        },
+        progress,
+    )?;
+    if opt.pooling == Pooling::Mean {
+        for (mut row, &c) in sums.rows_mut().into_iter().zip(&counts) {
+            if c > 1 {
+                row /= c as f32;
+            }
+        }
+    }
+    Ok((sums, counts.iter().filter(|&&c| c == 0).count()))
+}
