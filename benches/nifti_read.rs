@@ -71,6 +71,7 @@ fn main() {
     compare(
         "nifti_read: 45×54×45×300 float32 .nii.gz → 300 × 8,268 masked matrix",
         3,
+        1e-5,
         ours,
         "nibabel",
         anchor,

@@ -61,6 +61,7 @@ fn main() {
     compare(
         "regressors: LPP section 1, 512 ANs, SPM HRF, oversampling 50",
         3,
+        1e-6,
         ours,
         "nilearn",
         anchor,

@@ -12,6 +12,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
+// Model forward passes allocate and free multi-megabyte tensors at a high rate; glibc
+// returns such blocks to the OS and pays page faults on every reuse, mimalloc keeps them
+// (attention ran 2.7× faster in a measurement with it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// cortexflow maps groups of artificial neurons (ANs) inside language models onto
 /// functional brain networks: a story streams through a model, each AN becomes a regressor
 /// on the fMRI clock, a basis of temporal patterns is learned, voxel-wise encoding models
@@ -123,6 +129,10 @@ struct TapArgs {
     /// decoder from the one with the most left context.
     #[arg(long, default_value_t = 256)]
     context: usize,
+    /// Context windows per forward pass: larger batches make larger matrix products
+    /// (faster) and hold batch × context × taps activations in memory.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
     /// How a word's activation is made from its tokens'.
     #[arg(long, value_enum, default_value = "mean")]
     pooling: PoolingArg,
@@ -139,6 +149,7 @@ impl TapArgs {
                 .collect::<Result<_, _>>()?,
             layers: responses::parse_layers(&self.layers)?,
             context: self.context,
+            batch: self.batch,
             pooling: match self.pooling {
                 PoolingArg::Mean => cortexflow::model::extract::Pooling::Mean,
                 PoolingArg::Last => cortexflow::model::extract::Pooling::Last,

@@ -28,6 +28,7 @@ pub struct TapOptions {
     /// None = every layer.
     pub layers: Option<Vec<usize>>,
     pub context: usize,
+    pub batch: usize,
     pub pooling: Pooling,
 }
 
@@ -46,6 +47,7 @@ impl TapOptions {
             RunOptions {
                 request,
                 context: self.context,
+                batch: self.batch,
                 pooling: self.pooling,
             },
             layout,

@@ -63,13 +63,14 @@ pub fn median(mut runs: Vec<Sample>) -> Sample {
 pub fn compare(
     what: &str,
     repeats: usize,
+    rel_tol: f64,
     ours: impl Fn() -> Sample,
     anchor_name: &str,
     anchor: impl Fn() -> Sample,
 ) {
     let o = median((0..repeats).map(|_| ours()).collect());
     let a = median((0..repeats).map(|_| anchor()).collect());
-    let same_sum = (o.result[2] - a.result[2]).abs() <= 1e-5 * a.result[2].abs().max(1.0);
+    let same_sum = (o.result[2] - a.result[2]).abs() <= rel_tol * a.result[2].abs().max(1.0);
     assert!(
         o.result[..2] == a.result[..2] && same_sum,
         "results differ: cortexflow {:?}, anchor {:?}",

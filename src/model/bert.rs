@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{
-    attention, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
+    attention, batch_tensor, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
     LanguageModel, Tap, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
@@ -80,7 +80,7 @@ impl Embeddings {
         let x = self
             .word
             .forward(ids)?
-            .add(&self.position.forward(&positions)?)?
+            .broadcast_add(&self.position.forward(&positions)?)?
             .add(&self.token_type.forward(&types)?)?;
         self.norm.forward(&x)
     }
@@ -132,7 +132,7 @@ impl Layer {
         let x = self
             .attn_norm
             .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let inner = self.intermediate.forward(&x)?.gelu_erf()?;
+        let inner = super::ops::gelu_erf(&self.intermediate.forward(&x)?)?;
         let out = self.output.forward(&inner)?;
         let next = self.out_norm.forward(&(&out + &x)?)?;
         Ok((next, inner, out))
@@ -241,14 +241,17 @@ impl LanguageModel for Bert {
         (vec![self.cls_sep.0], vec![self.cls_sep.1])
     }
 
-    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>> {
+    fn forward_batch(&self, batch: &[Vec<u32>], request: &TapRequest) -> Result<Vec<TapOutput>> {
         let err = candle_err(&self.path);
         let Some(last) = request.last_layer() else {
             return Ok(Vec::new());
         };
-        let input = Tensor::new(ids, &Device::Cpu)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(&err)?;
+        let input = batch_tensor(
+            batch,
+            self.cfg.vocab_size,
+            self.cfg.max_position_embeddings,
+            &self.name,
+        )?;
         let mut x = self.embeddings.forward(&input).map_err(&err)?;
         let mut out = Vec::new();
         for (layer, block) in self.layers.iter().enumerate().take(last + 1) {

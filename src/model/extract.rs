@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub request: TapRequest,
     /// Story tokens per window (special tokens excluded).
     pub context: usize,
+    /// Windows per forward pass (larger matrix products; memory grows with it).
+    pub batch: usize,
     pub pooling: Pooling,
 }
 
@@ -88,33 +90,45 @@ pub fn run_story(
             model.max_positions()
         )));
     }
-    for window in plan_windows(story.ids.len(), opt.context, model.direction()) {
-        let ids: Vec<u32> = prefix
-            .iter()
-            .chain(&story.ids[window.start..window.end])
-            .chain(&suffix)
-            .copied()
-            .collect();
-        let outputs = model.forward_taps(&ids, &opt.request)?;
-        let first = prefix.len() + window.keep.start - window.start;
-        let n = window.keep.len();
-        let mut rows = Array2::<f32>::zeros((n, layout.n_columns));
-        for out in outputs {
-            let (col, w) = layout
-                .column(out.layer, out.tap)
-                .ok_or_else(|| Error::Invalid("model returned an unrequested tap".into()))?;
-            let values: Vec<f32> = out
-                .values
-                .narrow(0, first, n)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1())
-                .map_err(|e| Error::Invalid(format!("{}: {e}", model.name())))?;
-            let block = ndarray::ArrayView2::from_shape((n, w), &values)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            rows.slice_mut(s![.., col..col + w]).assign(&block);
+    let windows = plan_windows(story.ids.len(), opt.context, model.direction());
+    // Windows of one length share a forward pass (all but a lone short story's are `context` long).
+    for group in windows.chunk_by(|a, b| a.end - a.start == b.end - b.start) {
+        for chunk in group.chunks(opt.batch.max(1)) {
+            let batch: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|w| {
+                    prefix
+                        .iter()
+                        .chain(&story.ids[w.start..w.end])
+                        .chain(&suffix)
+                        .copied()
+                        .collect()
+                })
+                .collect();
+            let outputs = model.forward_batch(&batch, &opt.request)?;
+            for (b, window) in chunk.iter().enumerate() {
+                let first = prefix.len() + window.keep.start - window.start;
+                let n = window.keep.len();
+                let mut rows = Array2::<f32>::zeros((n, layout.n_columns));
+                for out in &outputs {
+                    let (col, w) = layout.column(out.layer, out.tap).ok_or_else(|| {
+                        Error::Invalid("model returned an unrequested tap".into())
+                    })?;
+                    let values: Vec<f32> = out
+                        .values
+                        .get(b)
+                        .and_then(|t| t.narrow(0, first, n))
+                        .and_then(|t| t.flatten_all())
+                        .and_then(|t| t.to_vec1())
+                        .map_err(|e| Error::Invalid(format!("{}: {e}", model.name())))?;
+                    let block = ndarray::ArrayView2::from_shape((n, w), &values)
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                    rows.slice_mut(s![.., col..col + w]).assign(&block);
+                }
+                visit(window, rows)?;
+                progress(window.keep.end);
+            }
         }
-        visit(&window, rows)?;
-        progress(window.keep.end);
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{
-    attention, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
+    attention, batch_tensor, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
     LanguageModel, Tap, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
@@ -475,32 +475,24 @@ impl LanguageModel for Llama {
         (self.prefix.clone(), Vec::new())
     }
 
-    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>> {
+    fn forward_batch(&self, batch: &[Vec<u32>], request: &TapRequest) -> Result<Vec<TapOutput>> {
         let err = candle_err(&self.path);
         let Some(last) = request.last_layer() else {
             return Ok(Vec::new());
         };
-        if ids.len() > self.cfg.max_position_embeddings {
-            return Err(Error::Invalid(format!(
-                "{} tokens exceed the {} positions of {}",
-                ids.len(),
-                self.cfg.max_position_embeddings,
-                self.name
-            )));
-        }
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
-            return Err(Error::Invalid(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.name
-            )));
-        }
-        let input = Tensor::new(ids, &Device::Cpu).map_err(&err)?;
+        let input = batch_tensor(
+            batch,
+            self.cfg.vocab_size,
+            self.cfg.max_position_embeddings,
+            &self.name,
+        )?;
+        let (b, t) = input.dims2().map_err(&err)?;
         let mut x = self
             .embedding
-            .index_select(&input, 0)
-            .and_then(|e| e.unsqueeze(0))
+            .index_select(&input.flatten_all().map_err(&err)?, 0)
+            .and_then(|e| e.reshape((b, t, self.cfg.hidden_size)))
             .map_err(&err)?;
-        let mask = causal_mask(ids.len()).map_err(&err)?;
+        let mask = causal_mask(t).map_err(&err)?;
         let mut out = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate().take(last + 1) {
             let (next, inner, ffn_out) = block.forward(&x, &self.rope, &mask).map_err(&err)?;
@@ -666,5 +658,9 @@ mod tests {
         let m = build(&cfg, random_weights(&cfg), RopeLayout::Halves);
         let req = TapRequest::new(vec![0], vec![Tap::FfnOut]);
         assert!(m.forward_taps(&[1, 99], &req).is_err());
+        assert!(
+            m.forward_batch(&[vec![1, 2], vec![3]], &req).is_err(),
+            "ragged batch"
+        );
     }
 }

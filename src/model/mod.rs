@@ -14,6 +14,7 @@ pub mod bert;
 pub mod extract;
 pub mod gguf;
 pub mod llama;
+mod ops;
 
 use std::path::Path;
 
@@ -110,7 +111,8 @@ impl TapRequest {
     }
 }
 
-/// One tap of one layer for a window of tokens: (tokens × width) f32.
+/// One tap of one layer: (batch × tokens × width) from `forward_batch`, (tokens × width)
+/// from `forward_taps`; f32.
 #[derive(Debug, Clone)]
 pub struct TapOutput {
     pub layer: usize,
@@ -139,9 +141,25 @@ pub trait LanguageModel {
     fn tokenizer(&self) -> &Tokenizer;
     /// Ids to put before / after every window (e.g. BERT's [CLS] / [SEP], a Llama BOS).
     fn window_specials(&self) -> (Vec<u32>, Vec<u32>);
-    /// Runs the model on one window of token ids (specials included) and returns the
-    /// requested taps, rows aligned with `ids`.
-    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>>;
+    /// Runs the model on a batch of windows of token ids (specials included), all of one
+    /// length, and returns the requested taps as (batch × tokens × width) tensors.
+    fn forward_batch(&self, batch: &[Vec<u32>], request: &TapRequest) -> Result<Vec<TapOutput>>;
+
+    /// One window: the requested taps as (tokens × width), rows aligned with `ids`.
+    fn forward_taps(&self, ids: &[u32], request: &TapRequest) -> Result<Vec<TapOutput>> {
+        self.forward_batch(&[ids.to_vec()], request)?
+            .into_iter()
+            .map(|o| {
+                Ok(TapOutput {
+                    values: o
+                        .values
+                        .squeeze(0)
+                        .map_err(|e| Error::Invalid(e.to_string()))?,
+                    ..o
+                })
+            })
+            .collect()
+    }
 }
 
 /// Loads a model: a folder with `config.json` (`model_type` bert or llama),
@@ -225,7 +243,7 @@ pub(crate) fn attention(
     candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
 }
 
-/// Appends the requested taps of `layer` (tensors of shape (1, t, ·)) to `out`.
+/// Appends the requested taps of `layer` (tensors of shape (b, t, ·)) to `out`.
 pub(crate) fn push_taps(
     out: &mut Vec<TapOutput>,
     request: &TapRequest,
@@ -242,9 +260,38 @@ pub(crate) fn push_taps(
             out.push(TapOutput {
                 layer,
                 tap,
-                values: values.squeeze(0)?,
+                values: values.clone(),
             });
         }
     }
     Ok(())
+}
+
+/// The (batch × tokens) id tensor of equal-length windows, checked against the model's
+/// vocabulary and positions so bad ids are errors rather than index panics.
+pub(crate) fn batch_tensor(
+    batch: &[Vec<u32>],
+    vocab: usize,
+    positions: usize,
+    name: &str,
+) -> Result<Tensor> {
+    let t = batch.first().map_or(0, Vec::len);
+    if t == 0 || batch.iter().any(|w| w.len() != t) {
+        return Err(Error::Invalid(format!(
+            "{name}: a batch needs non-empty windows of one length"
+        )));
+    }
+    if t > positions {
+        return Err(Error::Invalid(format!(
+            "{t} tokens exceed the {positions} positions of {name}"
+        )));
+    }
+    if let Some(bad) = batch.iter().flatten().find(|&&i| i as usize >= vocab) {
+        return Err(Error::Invalid(format!(
+            "token id {bad} is outside the vocabulary of {name}"
+        )));
+    }
+    let flat: Vec<u32> = batch.iter().flatten().copied().collect();
+    Tensor::from_vec(flat, (batch.len(), t), &candle_core::Device::Cpu)
+        .map_err(|e| Error::Invalid(e.to_string()))
 }

@@ -186,6 +186,7 @@ fn writes_that_break_the_schema_are_refused_and_leave_no_file() {
         vec![
             Column::U64(vec![1]),
             Column::Utf8(vec!["s".into()]),
+            Column::OptU16(vec![None]),
             Column::F32List {
                 size: 4,
                 values: vec![0.0; 4],

@@ -114,6 +114,7 @@ fn run_tiny(dir: &Path, inner: usize) {
     let opt = RunOptions {
         request,
         context: 8,
+        batch: 3,
         pooling: Pooling::Mean,
     };
     let mut seen = 0;
