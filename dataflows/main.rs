@@ -2,6 +2,7 @@
 
 mod embedded;
 mod inspect;
+mod population;
 mod progress;
 mod responses;
 mod simulate;
@@ -218,13 +219,13 @@ struct SimulateArgs {
     /// 3 Dorsal attention, 4 Ventral attention, 5 Limbic, 6 Frontoparietal, 7 Default).
     #[arg(long, value_delimiter = ',', default_value = "7,6,2")]
     networks: Vec<u16>,
-    /// Number of artificial neurons in the synthetic population.
+    /// Number of artificial neurons in the synthetic population (without --model).
     #[arg(long, default_value_t = 384)]
     neurons: usize,
     /// ANs per planted group.
     #[arg(long, default_value_t = 24)]
     group_size: usize,
-    /// Unplanted latent factors shared by the remaining ANs (they drive no voxel).
+    /// Unplanted latent factors shared by the remaining synthetic ANs (they drive no voxel).
     #[arg(long, default_value_t = 4)]
     factors: usize,
     /// AR(1) coefficient of the voxel noise.
@@ -234,6 +235,17 @@ struct SimulateArgs {
     /// at most this Manhattan length (1 = none or one voxel along one axis; 0 = none).
     #[arg(long, default_value_t = 1)]
     jitter: i32,
+    /// A language model (Hugging Face folder or llama GGUF) whose ANs drive the planted
+    /// networks: groups of ANs with correlated responses to the story. Without it the ANs are
+    /// a synthetic population (--neurons, --factors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// With --model: taps whose units are the ANs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "ffn.out")]
+    model_taps: Vec<String>,
+    /// With --model: layers (0-based), `all` or indices and ranges such as 0,3,6-11.
+    #[arg(long, default_value = "all")]
+    model_layers: String,
     /// Plant nothing: BOLD is noise and drift only (for false-positive checks). The truth
     /// files still name the groups that would have been planted.
     #[arg(long)]
@@ -281,6 +293,21 @@ fn run(cli: Cli) -> Result<()> {
                 ar1: a.ar1,
                 jitter: a.jitter,
                 null: a.null,
+                model: match &a.model {
+                    Some(path) => Some(responses::TapOptions {
+                        model: path.clone(),
+                        taps: a
+                            .model_taps
+                            .iter()
+                            .map(|t| t.parse())
+                            .collect::<Result<_, _>>()?,
+                        layers: responses::parse_layers(&a.model_layers)?,
+                        context: 256,
+                        batch: 4,
+                        pooling: cortexflow::model::extract::Pooling::Mean,
+                    }),
+                    None => None,
+                },
             };
             let summary = simulate::run(&opt)?;
             println!(

@@ -33,7 +33,7 @@ pub struct TapOptions {
 }
 
 impl TapOptions {
-    fn load(&self) -> Result<(Box<dyn LanguageModel>, RunOptions, NeuronLayout)> {
+    pub fn load(&self) -> Result<(Box<dyn LanguageModel>, RunOptions, NeuronLayout)> {
         let m = model::load(&self.model)?;
         let layers = self
             .layers

@@ -1,19 +1,15 @@
 //! `cortexflow simulate`: a BIDS-like dataset with planted structure and its ground truth.
 //!
-//! The story is the real Le Petit Prince text (one section per run). Until the model stage
-//! (issue 3) exists, the artificial neurons are a *synthetic* population, documented as
-//! such in `truth/planted.json`: every AN's activation for a word is a deterministic
-//! function of the word (lower-cased), drawn from seeded normal tables —
-//! planted-group AN u of group g: a_u(w) = λ_u·s_g(w) + √(1−λ_u²)·e_u(w);
-//! every other AN loads on one of a few unplanted factors f the same way.
-//! Responses are nilearn-style regressors (SPM HRF, oversampling 50) of those amplitudes;
-//! the planted time course of group g is the z-scored mean response of its ANs, and it
-//! drives the voxels of one Yeo-7 network in every subject:
+//! The story is the real Le Petit Prince text (one section per run). The artificial
+//! neurons are a language model's taps (`--model`) or a synthetic population (see
+//! `population.rs`); planted.json says which. The planted time course of group g is the
+//! z-scored mean response of its ANs, and it drives the voxels of one Yeo-7 network in
+//! every subject:
 //!   y_v(t) = μ_v + σ·(γ_s·w_v·√snr·tc_g(t) + ε_v(t) + drift_v(t)),
 //! ε AR(1) with unit variance, γ_s a per-subject gain (log-normal, sd 0.2), w_v ~ U(0.5, 1.5)
 //! a per-voxel weight, the network shifted by a per-subject jitter (`--jitter`, at most that
-//! many voxels in Manhattan distance), and drift a sum of three slow cosines. SNR is the signal-to-AR-noise variance
-//! ratio at a voxel with γ_s·w_v = 1.
+//! many voxels in Manhattan distance), and drift a sum of three slow cosines. SNR is the
+//! signal-to-AR-noise variance ratio at a voxel with γ_s·w_v = 1.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,16 +18,17 @@ use anyhow::{bail, Context, Result};
 use cortexflow::io::nifti::{self, Grid, Mask};
 use cortexflow::io::parquet::{write_table, Column};
 use cortexflow::io::stimulus::{self, Stimulus, Word};
-use cortexflow::kernels::hrf::{frame_times, EventDesign, RegressorOptions};
 use cortexflow::kernels::noise::{ar1, cosine};
-use ndarray::{Array2, Array3, Array4, Axis};
+use ndarray::{Array3, Array4, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
 use crate::embedded;
+use crate::population::Population;
 use crate::progress;
+use crate::responses::TapOptions;
 
 /// Options of `cortexflow simulate` (see the CLI help for each).
 #[derive(Debug, Clone)]
@@ -51,11 +48,11 @@ pub struct SimulateOptions {
     pub ar1: f64,
     pub jitter: i32,
     pub null: bool,
+    /// A language model whose ANs drive the planted networks; None = synthetic ANs.
+    pub model: Option<TapOptions>,
 }
 
 const TASK: &str = "lpp";
-const MODEL: &str = "synthetic-lexical";
-const TAP: &str = "word.latent";
 
 /// What `simulate` wrote, for the summary line and the tests.
 #[derive(Debug)]
@@ -67,9 +64,9 @@ pub struct SimulationSummary {
 
 #[derive(Serialize)]
 struct Planted {
-    model: &'static str,
-    tap: &'static str,
-    model_note: &'static str,
+    model: String,
+    tap: String,
+    model_note: String,
     atlas: &'static str,
     task: &'static str,
     tr: f64,
@@ -166,8 +163,27 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         ));
     }
 
-    // The synthetic AN population and its planted groups.
-    let population = Population::new(opt, &stories);
+    // The AN population (a real model's taps, or synthetic) and its planted groups.
+    let n_groups = opt.networks.len();
+    let population = match &opt.model {
+        Some(taps) => Population::from_model(
+            taps,
+            &stories,
+            opt.tr,
+            n_groups,
+            opt.group_size,
+            mix(opt.seed, 3, 0),
+        )?,
+        None => Population::synthetic(
+            &stories,
+            opt.tr,
+            opt.neurons,
+            n_groups,
+            opt.group_size,
+            opt.factors,
+            mix(opt.seed, 3, 0),
+        ),
+    };
     let planted_groups: Vec<PlantedNetwork> = opt
         .networks
         .iter()
@@ -180,7 +196,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
                 .map(|(_, n)| n.clone())
                 .unwrap_or_default(),
             volume: g,
-            an_ids: population.groups[g].clone(),
+            an_ids: population.group_ids(g),
             n_voxels: labels.iter().filter(|&&v| v as u16 == label).count(),
         })
         .collect();
@@ -191,19 +207,19 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     population.write_neurons(&neurons_path)?;
     files.push(neurons_path);
     let mut courses = Vec::new();
-    for (r, n_scans, stim) in &stories {
-        let responses = population.responses(stim, *n_scans, opt.tr);
+    for (s_idx, (r, n_scans, _)) in stories.iter().enumerate() {
+        let responses = &population.responses[s_idx];
         let run_key = format!("task-{TASK}_run-{r}");
         let path = truth.join("responses").join(format!("{run_key}.parquet"));
-        let ids: Vec<u64> = (0..opt.neurons as u64).collect();
+        let n_an = population.neurons.len();
         write_table(
             &path,
             "responses",
             Some(*n_scans),
             vec![
-                Column::U64(ids),
-                Column::Utf8(vec![run_key.clone(); opt.neurons]),
-                Column::OptU16(vec![None; opt.neurons]),
+                Column::U64(population.neurons.iter().map(|n| n.0).collect()),
+                Column::Utf8(vec![run_key.clone(); n_an]),
+                Column::OptU16(vec![None; n_an]),
                 Column::F32List {
                     size: *n_scans,
                     values: responses.t().iter().map(|&v| v as f32).collect(),
@@ -211,11 +227,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             ],
         )?;
         files.push(path);
-        let tcs: Vec<Vec<f64>> = population
-            .groups
-            .iter()
-            .map(|g| zscore(&mean_columns(&responses, g)))
-            .collect();
+        let tcs: Vec<Vec<f64>> = (0..n_groups).map(|g| population.course(g, s_idx)).collect();
         let path = truth.join("timecourses").join(format!("{run_key}.parquet"));
         write_table(
             &path,
@@ -280,9 +292,9 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     bar.finish_and_clear();
 
     let planted = Planted {
-        model: MODEL,
-        tap: TAP,
-        model_note: "synthetic AN population (deterministic word-level latent factors); the model stage (issue 3) will replace it with real model activations",
+        model: population.model.clone(),
+        tap: population.tap.clone(),
+        model_note: population.note.clone(),
         atlas: "yeo7",
         task: TASK,
         tr: opt.tr,
@@ -290,12 +302,17 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         ar1: opt.ar1,
         seed: opt.seed,
         null: opt.null,
-        n_neurons: opt.neurons,
+        n_neurons: population.neurons.len(),
         networks: planted_groups,
         subjects,
         runs: stories
             .iter()
-            .map(|(r, n, s)| PlantedRun { run: r.to_string(), n_scans: *n, n_words: s.words.len(), stimulus: relative(out, &s.path) })
+            .map(|(r, n, s)| PlantedRun {
+                run: r.to_string(),
+                n_scans: *n,
+                n_words: s.words.len(),
+                stimulus: relative(out, &s.path),
+            })
             .collect(),
     };
     let planted_path = truth.join("planted.json");
@@ -367,151 +384,6 @@ fn mix(seed: u64, kind: u64, index: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// The synthetic AN population: who belongs to which factor, with which loading, and
-/// each factor's and AN's value for every vocabulary word.
-struct Population {
-    vocab: Vec<String>,
-    /// Planted groups: AN ids per planted network (in `--networks` order).
-    groups: Vec<Vec<u64>>,
-    /// Per AN: (factor index, loading). Factors 0..P are planted, P.. unplanted.
-    membership: Vec<(usize, f64)>,
-    /// factor × vocab and AN × vocab standard-normal tables.
-    factor_values: Array2<f64>,
-    own_values: Array2<f64>,
-}
-
-impl Population {
-    fn new(opt: &SimulateOptions, stories: &[(usize, usize, Stimulus)]) -> Self {
-        // Vocabulary over the whole embedded story, so a word's value does not depend on --runs.
-        let vocab: BTreeSet<String> = (1..=embedded::LPP_RUNS)
-            .filter_map(embedded::lpp_section)
-            .filter_map(|b| stimulus::parse_stimulus(Path::new("lpp.TextGrid"), b, None).ok())
-            .flat_map(|s| s.words.into_iter().map(|w| w.text.to_lowercase()))
-            .chain(
-                stories
-                    .iter()
-                    .flat_map(|s| s.2.words.iter().map(|w| w.text.to_lowercase())),
-            )
-            .collect();
-        let vocab: Vec<String> = vocab.into_iter().collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 3, 0));
-        let n_planted = opt.networks.len();
-        let n_factors = n_planted + opt.factors;
-        // Planted ANs are scattered over the id range by a seeded shuffle.
-        let mut ids: Vec<u64> = (0..opt.neurons as u64).collect();
-        for i in (1..ids.len()).rev() {
-            ids.swap(i, rng.random_range(0..=i));
-        }
-        let groups: Vec<Vec<u64>> = (0..n_planted)
-            .map(|g| {
-                let mut v = ids[g * opt.group_size..(g + 1) * opt.group_size].to_vec();
-                v.sort_unstable();
-                v
-            })
-            .collect();
-        let mut membership = vec![(0, 0.0); opt.neurons];
-        for (g, members) in groups.iter().enumerate() {
-            for &u in members {
-                membership[u as usize] = (g, rng.random_range(0.6..0.9));
-            }
-        }
-        for &u in &ids[n_planted * opt.group_size..] {
-            let f = if opt.factors > 0 {
-                n_planted + rng.random_range(0..opt.factors)
-            } else {
-                usize::MAX
-            };
-            membership[u as usize] = (
-                f,
-                if opt.factors > 0 {
-                    rng.random_range(0.3..0.8)
-                } else {
-                    0.0
-                },
-            );
-        }
-        let normal_table = |rng: &mut ChaCha8Rng, rows: usize| {
-            Array2::from_shape_simple_fn((rows, vocab.len()), || rng.sample(StandardNormal))
-        };
-        let factor_values = normal_table(&mut rng, n_factors);
-        let own_values = normal_table(&mut rng, opt.neurons);
-        Population {
-            vocab,
-            groups,
-            membership,
-            factor_values,
-            own_values,
-        }
-    }
-
-    /// Word activations (n_words × N) of one story.
-    fn activations(&self, stim: &Stimulus) -> Array2<f64> {
-        let n = self.membership.len();
-        let mut a = Array2::zeros((stim.words.len(), n));
-        for (i, w) in stim.words.iter().enumerate() {
-            let v = self
-                .vocab
-                .binary_search(&w.text.to_lowercase())
-                .expect("vocabulary covers every story word");
-            for (u, &(f, lambda)) in self.membership.iter().enumerate() {
-                let shared = if lambda > 0.0 {
-                    lambda * self.factor_values[[f, v]]
-                } else {
-                    0.0
-                };
-                a[[i, u]] = shared + (1.0 - lambda * lambda).sqrt() * self.own_values[[u, v]];
-            }
-        }
-        a
-    }
-
-    /// Responses (T × N): word activations as stick amplitudes at word onsets, convolved
-    /// with the SPM HRF and sampled at k·TR (nilearn `compute_regressor`, durations 0).
-    fn responses(&self, stim: &Stimulus, n_scans: usize, tr: f64) -> Array2<f64> {
-        let onsets: Vec<f64> = stim.words.iter().map(|w| w.onset).collect();
-        let design = EventDesign::new(
-            &onsets,
-            &vec![0.0; onsets.len()],
-            &frame_times(n_scans, tr, 0.0),
-            &RegressorOptions::default(),
-        )
-        .remove(0);
-        design.apply(self.activations(stim).view())
-    }
-
-    fn write_neurons(&self, path: &Path) -> Result<()> {
-        let n = self.membership.len();
-        write_table(
-            path,
-            "neurons",
-            None,
-            vec![
-                Column::U64((0..n as u64).collect()),
-                Column::Utf8(vec![MODEL.to_string(); n]),
-                Column::U16(vec![0; n]),
-                Column::Utf8(vec![TAP.to_string(); n]),
-                Column::U32((0..n as u32).collect()),
-            ],
-        )?;
-        Ok(())
-    }
-}
-
-fn mean_columns(x: &Array2<f64>, cols: &[u64]) -> Vec<f64> {
-    (0..x.nrows())
-        .map(|t| cols.iter().map(|&c| x[[t, c as usize]]).sum::<f64>() / cols.len() as f64)
-        .collect()
-}
-
-fn zscore(x: &[f64]) -> Vec<f64> {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    x.iter()
-        .map(|v| if sd > 0.0 { (v - mean) / sd } else { 0.0 })
-        .collect()
 }
 
 /// A subject's misregistration: an integer voxel offset drawn uniformly from those with

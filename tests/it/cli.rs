@@ -11,7 +11,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_lists_every_subcommand_and_option_with_defaults() {
     let top = help(&["--help"]);
-    for sub in ["simulate", "discover", "inspect", "schema"] {
+    for sub in ["simulate", "activations", "responses", "discover", "inspect", "schema"] {
         assert!(top.contains(sub), "top-level help lists {sub}");
     }
     let sim = help(&["simulate", "--help"]);
@@ -31,6 +31,9 @@ fn help_lists_every_subcommand_and_option_with_defaults() {
         ("--ar1", Some("0.3")),
         ("--jitter", Some("1")),
         ("--null", None),
+        ("--model", None),
+        ("--model-taps", Some("ffn.out")),
+        ("--model-layers", Some("all")),
     ] {
         assert!(sim.contains(opt), "simulate help names {opt}");
         if let Some(d) = default {
@@ -39,6 +42,31 @@ fn help_lists_every_subcommand_and_option_with_defaults() {
                 "simulate help gives the default of {opt}"
             );
         }
+    }
+    let responses = help(&["responses", "--help"]);
+    for (opt, default) in [
+        ("--model", None),
+        ("--stimulus", None),
+        ("--tr", None),
+        ("--n-scans", None),
+        ("--hrf", Some("spm")),
+        ("--delays", Some("0,1,2,3,4,5")),
+        ("--zscore", None),
+        ("--taps", Some("ffn.out,ffn.inner")),
+        ("--layers", Some("all")),
+        ("--context", Some("256")),
+        ("--batch", Some("4")),
+        ("--pooling", Some("mean")),
+        ("--out", None),
+    ] {
+        assert!(responses.contains(opt), "responses help names {opt}");
+        if let Some(d) = default {
+            assert!(responses.contains(&format!("[default: {d}]")), "responses help gives the default of {opt}");
+        }
+    }
+    let acts = help(&["activations", "--help"]);
+    for opt in ["--model", "--text", "--taps", "--layers", "--context", "--batch", "--pooling", "--tier", "--out"] {
+        assert!(acts.contains(opt), "activations help names {opt}");
     }
     assert!(help(&["inspect", "--help"]).contains("--tier"));
     assert!(help(&["discover", "--help"]).contains("<DIR>"));

@@ -279,3 +279,47 @@ fn responses_are_regressors_of_word_mean_activations() {
 }
 
 use std::collections::HashMap;
+
+/// `simulate --model` plants the model's own AN responses: truth/responses equals what
+/// `cortexflow responses` computes for the same stimulus, and each planted time course is
+/// the z-scored mean response of the group's ANs, which really share a time course.
+#[test]
+fn simulate_with_a_model_plants_its_own_responses() {
+    let Some(model) = model_path("all-MiniLM-L6-v2") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let m = model.to_str().unwrap();
+    let ok = |args: &[&str]| assert!(super::common::cortexflow(args).status.success(), "{args:?}");
+    ok(&["simulate", "--out", sim.to_str().unwrap(), "--subjects", "1", "--runs", "1", "--scans", "120", "--model", m, "--model-layers", "2,5"]);
+    let planted: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sim.join("truth/planted.json")).unwrap()).unwrap();
+    assert_eq!(planted["model"], "all-MiniLM-L6-v2");
+    assert_eq!(planted["n_neurons"], 2 * 384);
+    let out = dir.path().join("resp");
+    ok(&["responses", "--model", m, "--layers", "2,5", "--taps", "ffn.out", "--stimulus", sim.join("stimuli/task-lpp_run-1.tsv").to_str().unwrap(), "--tr", "2", "--n-scans", "120", "--out", out.to_str().unwrap()]);
+    let truth: HashMap<String, Vec<f64>> = read_rows(&sim.join("truth/responses/task-lpp_run-1.parquet")).into_iter().map(|(k, v)| (k[0].clone(), v)).collect();
+    let ours = read_rows(&out.join("responses/task-lpp_run-1.parquet"));
+    assert_eq!(ours.len(), truth.len());
+    for (keys, values) in &ours {
+        assert_eq!(&truth[&keys[0]], values, "AN {}", keys[0]);
+    }
+    let courses = read_rows(&sim.join("truth/timecourses/task-lpp_run-1.parquet"));
+    for (g, net) in planted["networks"].as_array().unwrap().iter().enumerate() {
+        let ids: Vec<String> = net["an_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap().to_string()).collect();
+        assert_eq!(ids.len(), 24);
+        let mean: Vec<f64> = (0..120).map(|t| ids.iter().map(|id| truth[id][t]).sum::<f64>() / 24.0).collect();
+        let r = pearson(&mean, &courses[g].1);
+        assert!(r > 0.99999, "course {g} is the group's mean response (r = {r})");
+        // Members follow the group's course: mean member–course correlation well above 0.
+        let member_r: f64 = ids.iter().map(|id| pearson(&truth[id], &courses[g].1)).sum::<f64>() / 24.0;
+        assert!(member_r > 0.5, "group {g}: mean member r = {member_r}");
+    }
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    sxy / (sxx * syy).sqrt()
+}
