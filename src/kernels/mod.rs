@@ -2,4 +2,5 @@
 //! and the reference it is tested against.
 
 pub mod hrf;
+pub mod lasso;
 pub mod noise;
