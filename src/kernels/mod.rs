@@ -3,5 +3,6 @@
 
 pub mod dictionary;
 pub mod hrf;
+pub mod ipca;
 pub mod lasso;
 pub mod noise;
