@@ -1,5 +1,6 @@
 //! The `cortexflow` command line.
 
+mod basis;
 mod embedded;
 mod inspect;
 mod population;
@@ -88,6 +89,44 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Learn K temporal atoms from AN responses (stories concatenated in time, each AN's
+    /// series centred and ℓ2-normalised) and the ANs' sparse codes: online dictionary
+    /// learning (Mairal et al. 2010), or incremental PCA. Writes OUT/atoms/<story>.parquet,
+    /// OUT/codes.parquet (non-zero weights), OUT/subgroups.parquet (each AN's dominant atom),
+    /// OUT/objective.tsv and OUT/state/ (atoms and statistics to continue).
+    Basis {
+        /// Responses files (one per story, as written by `cortexflow responses`), repeat the
+        /// option or separate with commas.
+        #[arg(long, required = true, value_delimiter = ',')]
+        responses: Vec<PathBuf>,
+        /// Basis method.
+        #[arg(long, value_enum, default_value = "odl")]
+        method: MethodArg,
+        /// Number of atoms K.
+        #[arg(long, default_value_t = 64)]
+        atoms: usize,
+        /// Sparsity penalty λ of ½‖x − D·a‖² + λ‖a‖₁ (samples have unit norm).
+        #[arg(long, default_value_t = 0.1)]
+        lambda: f64,
+        /// Constrain codes to be non-negative.
+        #[arg(long)]
+        positive: bool,
+        /// Most passes over the ANs.
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        /// Stop when the mean objective of a pass changes by less than this fraction.
+        #[arg(long, default_value_t = 1e-4)]
+        tol: f64,
+        /// ANs per mini-batch.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Random seed (initial atoms, sample order): the same seed gives the same basis.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Report the runs, stimuli and mask found in a BIDS-like dataset, and what is missing.
     Discover {
         /// Dataset root (holding sub-*/ folders).
@@ -157,6 +196,14 @@ impl TapArgs {
             },
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MethodArg {
+    /// Online dictionary learning (sparse codes).
+    Odl,
+    /// Incremental PCA (dense scores; sub-group = dominant component).
+    Pca,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -375,6 +422,42 @@ fn run(cli: Cli) -> Result<()> {
                 tier,
             };
             for f in responses::responses(&taps.options()?, &runs, &ro, &out)? {
+                println!("wrote {}", f.display());
+            }
+        }
+        Command::Basis {
+            responses,
+            method,
+            atoms,
+            lambda,
+            positive,
+            epochs,
+            tol,
+            batch,
+            seed,
+            out,
+        } => {
+            let opt = basis::BasisOptions {
+                method: match method {
+                    MethodArg::Odl => basis::Method::Odl,
+                    MethodArg::Pca => basis::Method::Pca,
+                },
+                odl: cortexflow::kernels::dictionary::OdlOptions {
+                    atoms,
+                    lambda,
+                    positive_codes: positive,
+                    batch,
+                    max_epochs: epochs,
+                    tol,
+                    seed,
+                    shards: 1,
+                },
+            };
+            let summary = basis::run(&responses, &opt, &out)?;
+            for l in &summary.lines {
+                println!("{l}");
+            }
+            for f in &summary.files {
                 println!("wrote {}", f.display());
             }
         }

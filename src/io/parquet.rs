@@ -215,3 +215,85 @@ pub fn write_table(
     w.write(columns)?;
     w.finish()
 }
+
+/// A `responses` file read back: one row per AN (and FIR delay), values N × T.
+#[derive(Debug, Clone)]
+pub struct ResponseTable {
+    pub story: String,
+    pub an_ids: Vec<u64>,
+    pub delays: Vec<Option<u16>>,
+    pub values: ndarray::Array2<f32>,
+}
+
+/// Reads a `responses` table written by `cortexflow responses` (or any writer following
+/// schemas/responses.json). One story per file.
+pub fn read_responses(path: &Path) -> Result<ResponseTable> {
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |msg: String| Error::format(path, msg);
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
+    let want = schema::table("responses")?;
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let expected: Vec<String> = want.columns.iter().map(|c| c.name.clone()).collect();
+    if names != expected {
+        return Err(bad(format!(
+            "columns {names:?} are not those of a responses table {expected:?}"
+        )));
+    }
+    let reader = builder.build().map_err(|e| bad(e.to_string()))?;
+    let (mut story, mut an_ids, mut delays, mut values, mut t) =
+        (None::<String>, Vec::new(), Vec::new(), Vec::new(), 0usize);
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        let col = |i: usize| batch.column(i).as_any();
+        let ids = col(0)
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| bad("an_id is not uint64".into()))?;
+        let stories = col(1)
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| bad("story is not utf8".into()))?;
+        let dl = col(2)
+            .downcast_ref::<UInt16Array>()
+            .ok_or_else(|| bad("delay is not uint16".into()))?;
+        let lists = col(3)
+            .downcast_ref::<FixedSizeListArray>()
+            .ok_or_else(|| bad("values is not a fixed-size list".into()))?;
+        t = lists.value_length() as usize;
+        let floats = lists
+            .values()
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .ok_or_else(|| bad("values are not float32".into()))?;
+        for r in 0..batch.num_rows() {
+            let s = stories.value(r);
+            match &story {
+                None => story = Some(s.to_string()),
+                Some(prev) if prev != s => {
+                    return Err(bad(format!(
+                        "holds two stories ('{prev}', '{s}'); one story per file"
+                    )))
+                }
+                _ => {}
+            }
+            an_ids.push(ids.value(r));
+            delays.push(dl.is_valid(r).then(|| dl.value(r)));
+        }
+        let off = lists.offset() * t;
+        values.extend_from_slice(&floats.values()[off..off + batch.num_rows() * t]);
+    }
+    let n = an_ids.len();
+    let values = ndarray::Array2::from_shape_vec((n, t), values).map_err(|e| bad(e.to_string()))?;
+    Ok(ResponseTable {
+        story: story.ok_or_else(|| bad("no rows".into()))?,
+        an_ids,
+        delays,
+        values,
+    })
+}

@@ -36,7 +36,16 @@ pub struct OdlOptions {
 
 impl Default for OdlOptions {
     fn default() -> Self {
-        OdlOptions { atoms: 64, lambda: 0.1, positive_codes: false, batch: 256, max_epochs: 20, tol: 1e-4, seed: 0, shards: 1 }
+        OdlOptions {
+            atoms: 64,
+            lambda: 0.1,
+            positive_codes: false,
+            batch: 256,
+            max_epochs: 20,
+            tol: 1e-4,
+            seed: 0,
+            shards: 1,
+        }
     }
 }
 
@@ -52,7 +61,12 @@ pub struct PartialStats {
 
 impl PartialStats {
     pub fn zeros(t: usize, k: usize) -> Self {
-        PartialStats { aa: Array2::zeros((k, k)), xa: Array2::zeros((t, k)), loss: 0.0, n: 0 }
+        PartialStats {
+            aa: Array2::zeros((k, k)),
+            xa: Array2::zeros((t, k)),
+            loss: 0.0,
+            n: 0,
+        }
     }
 
     /// Adds another shard's statistics (callers add shards in a fixed order).
@@ -66,11 +80,22 @@ impl PartialStats {
 
 /// Codes a block of samples against `dict` (with its Gram matrix) and returns the block's
 /// statistics and codes (K × n).
-pub fn block_stats(dict: ArrayView2<f64>, gram: ArrayView2<f64>, x: ArrayView2<f64>, lasso: &LassoOptions) -> (PartialStats, Array2<f64>) {
+pub fn block_stats(
+    dict: ArrayView2<f64>,
+    gram: ArrayView2<f64>,
+    x: ArrayView2<f64>,
+    lasso: &LassoOptions,
+) -> (PartialStats, Array2<f64>) {
     let codes = encode_with_gram(gram, dict.t().dot(&x).view(), lasso);
     let resid = &x - &dict.dot(&codes);
-    let loss = 0.5 * resid.iter().map(|v| v * v).sum::<f64>() + lasso.lambda * codes.iter().map(|v| v.abs()).sum::<f64>();
-    let stats = PartialStats { aa: codes.dot(&codes.t()), xa: x.dot(&codes.t()), loss, n: x.ncols() };
+    let loss = 0.5 * resid.iter().map(|v| v * v).sum::<f64>()
+        + lasso.lambda * codes.iter().map(|v| v.abs()).sum::<f64>();
+    let stats = PartialStats {
+        aa: codes.dot(&codes.t()),
+        xa: x.dot(&codes.t()),
+        loss,
+        n: x.ncols(),
+    };
     (stats, codes)
 }
 
@@ -102,7 +127,12 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> OdlFit {
         dict.column_mut(j).assign(&x.column(i));
     }
     normalise_atoms(&mut dict);
-    let lasso = LassoOptions { lambda: opt.lambda, positive: opt.positive_codes, tol: 1e-6, max_sweeps: 500 };
+    let lasso = LassoOptions {
+        lambda: opt.lambda,
+        positive: opt.positive_codes,
+        tol: 1e-6,
+        max_sweeps: 500,
+    };
     let (mut s_aa, mut s_xa) = (Array2::<f64>::zeros((k, k)), Array2::<f64>::zeros((t, k)));
     let mut trace = Vec::new();
     let b = opt.batch.clamp(1, n);
@@ -125,12 +155,18 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> OdlFit {
                 let lo = (shard * shard_len).min(batch.len());
                 let hi = ((shard + 1) * shard_len).min(batch.len());
                 if lo < hi {
-                    stats.add(&block_stats(dict.view(), gram.view(), xb.slice(s![.., lo..hi]), &lasso).0);
+                    stats.add(
+                        &block_stats(dict.view(), gram.view(), xb.slice(s![.., lo..hi]), &lasso).0,
+                    );
                 }
             }
             epoch_loss += stats.loss;
             let bs = batch.len() as f64;
-            let theta = if step < b - 1 { ((step + 1) * b) as f64 } else { (b * b + step + 1 - b) as f64 };
+            let theta = if step < b - 1 {
+                ((step + 1) * b) as f64
+            } else {
+                (b * b + step + 1 - b) as f64
+            };
             let beta = (theta + 1.0 - bs) / (theta + 1.0);
             s_aa = s_aa * beta + stats.aa / bs;
             s_xa = s_xa * beta + stats.xa / bs;
@@ -138,17 +174,32 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> OdlFit {
             step += 1;
         }
         let mean = epoch_loss / n as f64;
-        let done = trace.last().is_some_and(|&prev: &f64| (prev - mean).abs() <= opt.tol * prev.abs());
+        let done = trace
+            .last()
+            .is_some_and(|&prev: &f64| (prev - mean).abs() <= opt.tol * prev.abs());
         trace.push(mean);
         if done {
             break;
         }
     }
-    OdlFit { atoms: dict, stats_aa: s_aa, stats_xa: s_xa, objective_trace: trace, epochs, steps: step }
+    OdlFit {
+        atoms: dict,
+        stats_aa: s_aa,
+        stats_xa: s_xa,
+        objective_trace: trace,
+        epochs,
+        steps: step,
+    }
 }
 
 /// One block-coordinate pass over the atoms (Mairal 2010, Algorithm 2).
-fn update_atoms(dict: &mut Array2<f64>, s_aa: &Array2<f64>, s_xa: &Array2<f64>, batch: &Array2<f64>, rng: &mut ChaCha8Rng) {
+fn update_atoms(
+    dict: &mut Array2<f64>,
+    s_aa: &Array2<f64>,
+    s_xa: &Array2<f64>,
+    batch: &Array2<f64>,
+    rng: &mut ChaCha8Rng,
+) {
     let k = dict.ncols();
     for j in 0..k {
         let ajj = s_aa[[j, j]];
@@ -209,10 +260,38 @@ pub fn normalise_columns(x: &mut Array2<f64>) -> Vec<(usize, SkipReason)> {
 
 /// ½‖X − D·A‖²_F + λ‖A‖₁ with A re-coded against `dict`: the objective the benchmarks
 /// compare. Returns (objective, codes).
-pub fn objective(dict: ArrayView2<f64>, x: ArrayView2<f64>, lasso: &LassoOptions) -> (f64, Array2<f64>) {
+pub fn objective(
+    dict: ArrayView2<f64>,
+    x: ArrayView2<f64>,
+    lasso: &LassoOptions,
+) -> (f64, Array2<f64>) {
     let gram = dict.t().dot(&dict);
     let (stats, codes) = block_stats(dict, gram.view(), x, lasso);
     (stats.loss, codes)
+}
+
+/// Extends every atom to a new story with the codes held fixed: the least-squares atoms
+/// for the new scans, D_new = X_new·Aᵀ·(A·Aᵀ + ε·I)⁻¹ (X_new: T_new × N samples of the new
+/// story, A: K × N codes; ε ≥ 0 a ridge for atoms with few or collinear codes). Rows of the
+/// old stories are not touched. Errors if A·Aᵀ + ε·I is not positive definite.
+pub fn extend_atoms(
+    x_new: ArrayView2<f64>,
+    codes: ArrayView2<f64>,
+    ridge: f64,
+) -> Result<Array2<f64>, String> {
+    let k = codes.nrows();
+    let mut gram = codes.dot(&codes.t());
+    for j in 0..k {
+        gram[[j, j]] += ridge;
+    }
+    let rhs = codes.dot(&x_new.t()); // K × T_new: (A·Aᵀ + εI)·D_newᵀ = A·X_newᵀ
+    let g = faer::Mat::<f64>::from_fn(k, k, |i, j| gram[[i, j]]);
+    let llt = g.llt(faer::Side::Lower).map_err(|_| {
+        "codes are degenerate: A·Aᵀ + εI is not positive definite (raise the ridge)".to_string()
+    })?;
+    let mut b = faer::Mat::<f64>::from_fn(k, rhs.ncols(), |i, j| rhs[[i, j]]);
+    faer::linalg::solvers::Solve::solve_in_place(&llt, b.as_mut());
+    Ok(Array2::from_shape_fn((rhs.ncols(), k), |(t, j)| b[(j, t)]))
 }
 
 #[cfg(test)]
@@ -228,26 +307,43 @@ mod tests {
     fn recovers_planted_atoms() {
         let (t, k, n, active) = (60, 12, 4000, 2);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut d_true = Array2::from_shape_simple_fn((t, k), || rng.sample::<f64, _>(StandardNormal));
+        let mut d_true =
+            Array2::from_shape_simple_fn((t, k), || rng.sample::<f64, _>(StandardNormal));
         normalise_atoms(&mut d_true);
         let mut a_true = Array2::<f64>::zeros((k, n));
         for i in 0..n {
             for j in rand::seq::index::sample(&mut rng, k, active) {
-                a_true[[j, i]] = rng.random_range(0.5..1.5) * if rng.random::<bool>() { 1.0 } else { -1.0 };
+                a_true[[j, i]] =
+                    rng.random_range(0.5..1.5) * if rng.random::<bool>() { 1.0 } else { -1.0 };
             }
         }
         // Noise at 20 dB below the signal.
-        let noise = Array2::from_shape_simple_fn((t, n), || 0.1 * rng.sample::<f64, _>(StandardNormal)) * (active as f64).sqrt() / (t as f64).sqrt();
+        let noise =
+            Array2::from_shape_simple_fn((t, n), || 0.1 * rng.sample::<f64, _>(StandardNormal))
+                * (active as f64).sqrt()
+                / (t as f64).sqrt();
         let mut x = d_true.dot(&a_true) + noise;
         let skipped = normalise_columns(&mut x);
         assert!(skipped.is_empty());
-        let fit = fit(x.view(), &OdlOptions { atoms: k, lambda: 0.2, batch: 128, max_epochs: 15, ..Default::default() });
+        let fit = fit(
+            x.view(),
+            &OdlOptions {
+                atoms: k,
+                lambda: 0.2,
+                batch: 128,
+                max_epochs: 15,
+                ..Default::default()
+            },
+        );
         // The samples are centred, so the atoms live in the centred space: compare with the
         // centred, renormalised true atoms.
         let mut d_centred = d_true.clone();
         normalise_columns(&mut d_centred);
         let cos = fit.atoms.t().dot(&d_centred); // K × K
-        let best: f64 = (0..k).map(|j| cos.column(j).iter().fold(0.0f64, |m, v| m.max(v.abs()))).sum::<f64>() / k as f64;
+        let best: f64 = (0..k)
+            .map(|j| cos.column(j).iter().fold(0.0f64, |m, v| m.max(v.abs())))
+            .sum::<f64>()
+            / k as f64;
         eprintln!("mean best |cos| = {best:.4}");
         assert!(best >= 0.95, "mean best |cos| = {best}");
         // The objective trace decreases overall.
@@ -259,15 +355,50 @@ mod tests {
     #[test]
     fn sharded_equals_unsharded() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let mut x = Array2::from_shape_simple_fn((30, 400), || rng.sample::<f64, _>(StandardNormal));
+        let mut x =
+            Array2::from_shape_simple_fn((30, 400), || rng.sample::<f64, _>(StandardNormal));
         normalise_columns(&mut x);
-        let base = OdlOptions { atoms: 6, lambda: 0.1, batch: 64, max_epochs: 3, ..Default::default() };
+        let base = OdlOptions {
+            atoms: 6,
+            lambda: 0.1,
+            batch: 64,
+            max_epochs: 3,
+            ..Default::default()
+        };
         let one = fit(x.view(), &base);
         for shards in [2, 4] {
-            let many = fit(x.view(), &OdlOptions { shards, ..base.clone() });
-            let diff = (&one.atoms - &many.atoms).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let many = fit(
+                x.view(),
+                &OdlOptions {
+                    shards,
+                    ..base.clone()
+                },
+            );
+            let diff = (&one.atoms - &many.atoms)
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
             assert!(diff <= 1e-6, "{shards} shards: {diff}");
         }
+    }
+
+    /// Noise-free new scans generated by known atoms with the fitted codes are recovered
+    /// exactly (closed form of least squares).
+    #[test]
+    fn extension_in_time_recovers_atoms_that_fit_the_codes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let codes = Array2::from_shape_simple_fn((5, 300), || {
+            if rng.random::<f64>() < 0.3 {
+                rng.sample::<f64, _>(StandardNormal)
+            } else {
+                0.0
+            }
+        });
+        let d_new = Array2::from_shape_simple_fn((40, 5), || rng.sample::<f64, _>(StandardNormal));
+        let x_new = d_new.dot(&codes);
+        let got = extend_atoms(x_new.view(), codes.view(), 0.0).unwrap();
+        let err = (&got - &d_new).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(err < 1e-10, "{err}");
+        assert!(extend_atoms(x_new.view(), Array2::<f64>::zeros((5, 300)).view(), 0.0).is_err());
     }
 
     #[test]
@@ -276,7 +407,10 @@ mod tests {
         x.column_mut(0).fill(3.0);
         x[[2, 2]] = f64::NAN;
         let skipped = normalise_columns(&mut x);
-        assert_eq!(skipped, vec![(0, SkipReason::Constant), (2, SkipReason::NonFinite)]);
+        assert_eq!(
+            skipped,
+            vec![(0, SkipReason::Constant), (2, SkipReason::NonFinite)]
+        );
         assert!((x.column(1).dot(&x.column(1)) - 1.0).abs() < 1e-12);
         assert!(x.column(1).sum().abs() < 1e-12);
     }

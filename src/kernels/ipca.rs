@@ -22,7 +22,13 @@ pub struct Ipca {
 
 impl Ipca {
     pub fn new(t: usize, k: usize) -> Self {
-        Ipca { components: Array2::zeros((t, 0)), singular_values: Vec::new(), mean: Array1::zeros(t), n_seen: 0, k }
+        Ipca {
+            components: Array2::zeros((t, 0)),
+            singular_values: Vec::new(),
+            mean: Array1::zeros(t),
+            n_seen: 0,
+            k,
+        }
     }
 
     /// Folds in a batch of samples (T × b columns). Errors if the SVD does not converge.
@@ -53,7 +59,9 @@ impl Ipca {
                 m[(rows - 1, c)] = f * (self.mean[c] - batch_mean[c]);
             }
         }
-        let svd = m.thin_svd().map_err(|e| format!("SVD did not converge: {e:?}"))?;
+        let svd = m
+            .thin_svd()
+            .map_err(|e| format!("SVD did not converge: {e:?}"))?;
         let keep = self.k.min(rows).min(t);
         let (s, v) = (svd.S(), svd.V());
         let mut comps = Array2::zeros((t, keep));
@@ -99,8 +107,12 @@ mod tests {
         // Rank-4 signal with distinct variances plus small isotropic noise.
         let basis = Array2::from_shape_simple_fn((t, k), || rng.sample::<f64, _>(StandardNormal));
         let scale = [5.0, 3.0, 2.0, 1.0];
-        let z = Array2::from_shape_fn((k, n), |(i, _)| scale[i] * rng.sample::<f64, _>(StandardNormal));
-        let x = basis.dot(&z) + Array2::from_shape_simple_fn((t, n), || 0.01 * rng.sample::<f64, _>(StandardNormal)) + 0.5;
+        let z = Array2::from_shape_fn((k, n), |(i, _)| {
+            scale[i] * rng.sample::<f64, _>(StandardNormal)
+        });
+        let x = basis.dot(&z)
+            + Array2::from_shape_simple_fn((t, n), || 0.01 * rng.sample::<f64, _>(StandardNormal))
+            + 0.5;
         // Reference: SVD of all centred samples at once.
         let mean = x.mean_axis(ndarray::Axis(1)).unwrap();
         let centred = &x - &mean.view().insert_axis(ndarray::Axis(1));
@@ -109,11 +121,18 @@ mod tests {
         for batch in [50, 128, 600] {
             let mut ipca = Ipca::new(t, k);
             for lo in (0..n).step_by(batch) {
-                ipca.partial_fit(x.slice(ndarray::s![.., lo..(lo + batch).min(n)])).unwrap();
+                ipca.partial_fit(x.slice(ndarray::s![.., lo..(lo + batch).min(n)]))
+                    .unwrap();
             }
             for j in 0..k {
-                let dot: f64 = (0..t).map(|c| ipca.components[[c, j]] * svd.V()[(c, j)]).sum();
-                assert!((dot.abs() - 1.0).abs() < 1e-8, "batch {batch}, component {j}: |cos| = {}", dot.abs());
+                let dot: f64 = (0..t)
+                    .map(|c| ipca.components[[c, j]] * svd.V()[(c, j)])
+                    .sum();
+                assert!(
+                    (dot.abs() - 1.0).abs() < 1e-8,
+                    "batch {batch}, component {j}: |cos| = {}",
+                    dot.abs()
+                );
                 assert!((ipca.singular_values[j] - svd.S()[j]).abs() < 1e-8 * svd.S()[0]);
             }
             assert!((&ipca.mean - &mean).iter().all(|d| d.abs() < 1e-12));

@@ -24,7 +24,12 @@ pub struct LassoOptions {
 
 impl Default for LassoOptions {
     fn default() -> Self {
-        LassoOptions { lambda: 0.1, positive: false, tol: 1e-8, max_sweeps: 1000 }
+        LassoOptions {
+            lambda: 0.1,
+            positive: false,
+            tol: 1e-8,
+            max_sweeps: 1000,
+        }
     }
 }
 
@@ -38,7 +43,13 @@ fn shrink(v: f64, lambda: f64, positive: bool) -> f64 {
 
 /// Solves one lasso in place: `a` holds the warm start and receives the solution; `ga` is
 /// scratch of length K. `gram` = DᵀD, `c` = Dᵀx. Returns the number of sweeps.
-pub fn lasso_gram(gram: ArrayView2<f64>, c: ArrayView1<f64>, mut a: ArrayViewMut1<f64>, mut ga: ArrayViewMut1<f64>, opt: &LassoOptions) -> usize {
+pub fn lasso_gram(
+    gram: ArrayView2<f64>,
+    c: ArrayView1<f64>,
+    mut a: ArrayViewMut1<f64>,
+    mut ga: ArrayViewMut1<f64>,
+    opt: &LassoOptions,
+) -> usize {
     let k = c.len();
     // ga = G·a, kept current as coordinates change.
     ga.assign(&gram.dot(&a));
@@ -54,7 +65,9 @@ pub fn lasso_gram(gram: ArrayView2<f64>, c: ArrayView1<f64>, mut a: ArrayViewMut
             let new = shrink(rho, opt.lambda, opt.positive) / gjj;
             if new != old {
                 let delta = new - old;
-                Zip::from(&mut ga).and(gram.column(j)).for_each(|g, &gj| *g += gj * delta);
+                Zip::from(&mut ga)
+                    .and(gram.column(j))
+                    .for_each(|g, &gj| *g += gj * delta);
                 a[j] = new;
                 max_change = max_change.max(delta.abs());
             }
@@ -76,16 +89,28 @@ pub fn sparse_encode(dict: ArrayView2<f64>, x: ArrayView2<f64>, opt: &LassoOptio
 }
 
 /// Codes from a precomputed Gram matrix (K × K) and correlations c = Dᵀx (K × N).
-pub fn encode_with_gram(gram: ArrayView2<f64>, c: ArrayView2<f64>, opt: &LassoOptions) -> Array2<f64> {
+pub fn encode_with_gram(
+    gram: ArrayView2<f64>,
+    c: ArrayView2<f64>,
+    opt: &LassoOptions,
+) -> Array2<f64> {
     let (k, n) = c.dim();
     let mut codes = vec![0.0; n * k]; // row i = code of signal i
     codes.par_chunks_mut(k.max(1)).enumerate().for_each_init(
         || Array1::<f64>::zeros(k),
         |ga, (i, a)| {
-            lasso_gram(gram, c.column(i), ArrayViewMut1::from(a), ga.view_mut(), opt);
+            lasso_gram(
+                gram,
+                c.column(i),
+                ArrayViewMut1::from(a),
+                ga.view_mut(),
+                opt,
+            );
         },
     );
-    Array2::from_shape_vec((n, k), codes).expect("n × k codes").reversed_axes()
+    Array2::from_shape_vec((n, k), codes)
+        .expect("n × k codes")
+        .reversed_axes()
 }
 
 #[cfg(test)]
@@ -122,7 +147,11 @@ mod tests {
         }
         let x = random(12, 7, 2);
         for positive in [false, true] {
-            let opt = LassoOptions { lambda: 0.3, positive, ..Default::default() };
+            let opt = LassoOptions {
+                lambda: 0.3,
+                positive,
+                ..Default::default()
+            };
             let codes = sparse_encode(d.view(), x.view(), &opt);
             let c = d.t().dot(&x);
             for ((k, i), &a) in codes.indexed_iter() {
@@ -141,7 +170,12 @@ mod tests {
             let x = random(40, 20, 20 + seed);
             for positive in [false, true] {
                 let lambda = 0.05 + 0.1 * seed as f64;
-                let opt = LassoOptions { lambda, positive, tol: 1e-12, max_sweeps: 10_000 };
+                let opt = LassoOptions {
+                    lambda,
+                    positive,
+                    tol: 1e-12,
+                    max_sweeps: 10_000,
+                };
                 let codes = sparse_encode(d.view(), x.view(), &opt);
                 let g = d.t().dot(&(&x - &d.dot(&codes)));
                 let mut nonzero = 0;
@@ -149,7 +183,10 @@ mod tests {
                     let gk = g[[k, i]];
                     if a != 0.0 {
                         nonzero += 1;
-                        assert!((gk - lambda * a.signum()).abs() < 1e-7, "active {k},{i}: {gk}");
+                        assert!(
+                            (gk - lambda * a.signum()).abs() < 1e-7,
+                            "active {k},{i}: {gk}"
+                        );
                         assert!(!positive || a > 0.0);
                     } else if positive {
                         assert!(gk <= lambda + 1e-7, "inactive {k},{i}: {gk}");
@@ -167,7 +204,14 @@ mod tests {
         let d = unit_columns(random(10, 4, 3));
         let x = random(10, 3, 4);
         let cmax = d.t().dot(&x).iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let codes = sparse_encode(d.view(), x.view(), &LassoOptions { lambda: cmax * 1.0001, ..Default::default() });
+        let codes = sparse_encode(
+            d.view(),
+            x.view(),
+            &LassoOptions {
+                lambda: cmax * 1.0001,
+                ..Default::default()
+            },
+        );
         assert!(codes.iter().all(|&a| a == 0.0));
     }
 }

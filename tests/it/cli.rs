@@ -11,7 +11,14 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_lists_every_subcommand_and_option_with_defaults() {
     let top = help(&["--help"]);
-    for sub in ["simulate", "activations", "responses", "discover", "inspect", "schema"] {
+    for sub in [
+        "simulate",
+        "activations",
+        "responses",
+        "discover",
+        "inspect",
+        "schema",
+    ] {
         assert!(top.contains(sub), "top-level help lists {sub}");
     }
     let sim = help(&["simulate", "--help"]);
@@ -61,11 +68,24 @@ fn help_lists_every_subcommand_and_option_with_defaults() {
     ] {
         assert!(responses.contains(opt), "responses help names {opt}");
         if let Some(d) = default {
-            assert!(responses.contains(&format!("[default: {d}]")), "responses help gives the default of {opt}");
+            assert!(
+                responses.contains(&format!("[default: {d}]")),
+                "responses help gives the default of {opt}"
+            );
         }
     }
     let acts = help(&["activations", "--help"]);
-    for opt in ["--model", "--text", "--taps", "--layers", "--context", "--batch", "--pooling", "--tier", "--out"] {
+    for opt in [
+        "--model",
+        "--text",
+        "--taps",
+        "--layers",
+        "--context",
+        "--batch",
+        "--pooling",
+        "--tier",
+        "--out",
+    ] {
         assert!(acts.contains(opt), "activations help names {opt}");
     }
     assert!(help(&["inspect", "--help"]).contains("--tier"));

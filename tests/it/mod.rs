@@ -1,3 +1,4 @@
+mod basis;
 mod cli;
 mod common;
 mod hrf;

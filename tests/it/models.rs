@@ -285,18 +285,56 @@ use std::collections::HashMap;
 /// the z-scored mean response of the group's ANs, which really share a time course.
 #[test]
 fn simulate_with_a_model_plants_its_own_responses() {
-    let Some(model) = model_path("all-MiniLM-L6-v2") else { return };
+    let Some(model) = model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
     let m = model.to_str().unwrap();
     let ok = |args: &[&str]| assert!(super::common::cortexflow(args).status.success(), "{args:?}");
-    ok(&["simulate", "--out", sim.to_str().unwrap(), "--subjects", "1", "--runs", "1", "--scans", "120", "--model", m, "--model-layers", "2,5"]);
-    let planted: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sim.join("truth/planted.json")).unwrap()).unwrap();
+    ok(&[
+        "simulate",
+        "--out",
+        sim.to_str().unwrap(),
+        "--subjects",
+        "1",
+        "--runs",
+        "1",
+        "--scans",
+        "120",
+        "--model",
+        m,
+        "--model-layers",
+        "2,5",
+    ]);
+    let planted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sim.join("truth/planted.json")).unwrap())
+            .unwrap();
     assert_eq!(planted["model"], "all-MiniLM-L6-v2");
     assert_eq!(planted["n_neurons"], 2 * 384);
     let out = dir.path().join("resp");
-    ok(&["responses", "--model", m, "--layers", "2,5", "--taps", "ffn.out", "--stimulus", sim.join("stimuli/task-lpp_run-1.tsv").to_str().unwrap(), "--tr", "2", "--n-scans", "120", "--out", out.to_str().unwrap()]);
-    let truth: HashMap<String, Vec<f64>> = read_rows(&sim.join("truth/responses/task-lpp_run-1.parquet")).into_iter().map(|(k, v)| (k[0].clone(), v)).collect();
+    ok(&[
+        "responses",
+        "--model",
+        m,
+        "--layers",
+        "2,5",
+        "--taps",
+        "ffn.out",
+        "--stimulus",
+        sim.join("stimuli/task-lpp_run-1.tsv").to_str().unwrap(),
+        "--tr",
+        "2",
+        "--n-scans",
+        "120",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let truth: HashMap<String, Vec<f64>> =
+        read_rows(&sim.join("truth/responses/task-lpp_run-1.parquet"))
+            .into_iter()
+            .map(|(k, v)| (k[0].clone(), v))
+            .collect();
     let ours = read_rows(&out.join("responses/task-lpp_run-1.parquet"));
     assert_eq!(ours.len(), truth.len());
     for (keys, values) in &ours {
@@ -304,13 +342,27 @@ fn simulate_with_a_model_plants_its_own_responses() {
     }
     let courses = read_rows(&sim.join("truth/timecourses/task-lpp_run-1.parquet"));
     for (g, net) in planted["networks"].as_array().unwrap().iter().enumerate() {
-        let ids: Vec<String> = net["an_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap().to_string()).collect();
+        let ids: Vec<String> = net["an_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap().to_string())
+            .collect();
         assert_eq!(ids.len(), 24);
-        let mean: Vec<f64> = (0..120).map(|t| ids.iter().map(|id| truth[id][t]).sum::<f64>() / 24.0).collect();
+        let mean: Vec<f64> = (0..120)
+            .map(|t| ids.iter().map(|id| truth[id][t]).sum::<f64>() / 24.0)
+            .collect();
         let r = pearson(&mean, &courses[g].1);
-        assert!(r > 0.99999, "course {g} is the group's mean response (r = {r})");
+        assert!(
+            r > 0.99999,
+            "course {g} is the group's mean response (r = {r})"
+        );
         // Members follow the group's course: mean member–course correlation well above 0.
-        let member_r: f64 = ids.iter().map(|id| pearson(&truth[id], &courses[g].1)).sum::<f64>() / 24.0;
+        let member_r: f64 = ids
+            .iter()
+            .map(|id| pearson(&truth[id], &courses[g].1))
+            .sum::<f64>()
+            / 24.0;
         assert!(member_r > 0.5, "group {g}: mean member r = {member_r}");
     }
 }
