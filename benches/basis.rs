@@ -27,7 +27,10 @@ const EPOCHS: usize = 3;
 
 fn read_matrix(path: &Path) -> Array2<f64> {
     let bytes = std::fs::read(path).expect("matrix");
-    let v: Vec<f64> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect();
+    let v: Vec<f64> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+        .collect();
     Array2::from_shape_vec((T, N), v).expect("T × N")
 }
 
@@ -36,9 +39,27 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--child") {
         let x = read_matrix(Path::new(&args[2]));
         let t = Instant::now();
-        let f = fit(x.view(), &OdlOptions { atoms: K, lambda: LAMBDA, batch: 256, max_epochs: EPOCHS, tol: 0.0, ..Default::default() });
+        let f = fit(
+            x.view(),
+            &OdlOptions {
+                atoms: K,
+                lambda: LAMBDA,
+                batch: 256,
+                max_epochs: EPOCHS,
+                tol: 0.0,
+                ..Default::default()
+            },
+        );
         let secs = t.elapsed().as_secs_f64();
-        let (obj, _) = objective(f.atoms.view(), x.view(), &LassoOptions { lambda: LAMBDA, positive: false, tol: 1e-6, max_sweeps: 1000 });
+        let (obj, _) = objective(
+            f.atoms.view(),
+            x.view(),
+            &LassoOptions {
+                lambda: LAMBDA,
+                tol: 1e-6,
+                ..Default::default()
+            },
+        );
         println!("{} {} {obj}", f.atoms.nrows(), f.atoms.ncols());
         println!("{secs} {}", peak_mib());
         return;
@@ -49,26 +70,66 @@ fn main() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let d = Array2::from_shape_simple_fn((T, 96), || rng.sample::<f64, _>(StandardNormal));
-    let a = Array2::from_shape_simple_fn((96, N), || if rng.random::<f64>() < 0.05 { rng.sample::<f64, _>(StandardNormal) } else { 0.0 });
-    let mut x = d.dot(&a) + Array2::from_shape_simple_fn((T, N), || 0.5 * rng.sample::<f64, _>(StandardNormal));
+    let a = Array2::from_shape_simple_fn((96, N), || {
+        if rng.random::<f64>() < 0.05 {
+            rng.sample::<f64, _>(StandardNormal)
+        } else {
+            0.0
+        }
+    });
+    let mut x = d.dot(&a)
+        + Array2::from_shape_simple_fn((T, N), || 0.5 * rng.sample::<f64, _>(StandardNormal));
     normalise_columns(&mut x);
     let bytes: Vec<u8> = x.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect();
     std::fs::write(file.path(), bytes).unwrap();
     drop(x);
     let me = std::env::current_exe().unwrap();
-    let ours = || run_child(Command::new(&me).args(["--child", file.path().to_str().unwrap()]).env("RAYON_NUM_THREADS", "2"));
+    let ours = || {
+        run_child(
+            Command::new(&me)
+                .args(["--child", file.path().to_str().unwrap()])
+                .env("RAYON_NUM_THREADS", "2"),
+        )
+    };
     if !python_has("sklearn") {
         let s = ours();
         println!("basis: cortexflow {:.2} s, peak {:.1} MiB, objective {:.3}; anchor not run (scikit-learn not found)", s.seconds, s.peak_mib, s.result[2]);
         return;
     }
     let anchor = || {
-        run_child(Command::new("python3").arg(anchor_script("basis.py")).args([file.path().to_str().unwrap(), &T.to_string(), &N.to_string(), &K.to_string(), &LAMBDA.to_string(), &EPOCHS.to_string()]).env("OMP_NUM_THREADS", "2"))
+        run_child(
+            Command::new("python3")
+                .arg(anchor_script("basis.py"))
+                .args([
+                    file.path().to_str().unwrap(),
+                    &T.to_string(),
+                    &N.to_string(),
+                    &K.to_string(),
+                    &LAMBDA.to_string(),
+                    &EPOCHS.to_string(),
+                ])
+                .env("OMP_NUM_THREADS", "2"),
+        )
     };
     // Same shapes; ours may be lower, not more than 1% higher.
     let o = ours();
     let a = anchor();
-    println!("basis: objective cortexflow {:.3}, scikit-learn {:.3} (ratio {:.4})", o.result[2], a.result[2], o.result[2] / a.result[2]);
-    assert!(o.result[2] <= 1.01 * a.result[2], "objective above scikit-learn's");
-    compare(&format!("basis: {T} × {N}, K = {K}, λ = {LAMBDA}, {EPOCHS} passes"), 1, f64::INFINITY, || o, "scikit-learn", || a);
+    println!(
+        "basis: objective cortexflow {:.3}, scikit-learn {:.3} (ratio {:.4})",
+        o.result[2],
+        a.result[2],
+        o.result[2] / a.result[2]
+    );
+    assert!(
+        o.result[2] <= 1.01 * a.result[2],
+        "objective above scikit-learn's"
+    );
+    compare(
+        &format!("basis: {T} × {N}, K = {K}, λ = {LAMBDA}, {EPOCHS} passes"),
+        1,
+        f64::INFINITY,
+        || o,
+        "scikit-learn",
+        || a,
+    );
 }

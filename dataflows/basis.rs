@@ -92,6 +92,7 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
         positive: opt.odl.positive_codes,
         tol: 1e-6,
         max_sweeps: 1000,
+        algorithm: opt.odl.lasso,
     };
     let (atoms, codes, trace, fit_note) = match opt.method {
         Method::Odl => {
@@ -251,4 +252,110 @@ fn write_state(
         )
     })?;
     Ok(())
+}
+
+/// `basis --extend DIR`: extends the atoms of an existing basis (DIR, written by `basis`)
+/// to new stories with the codes held fixed (D_new = X_new·Aᵀ(A·Aᵀ + εI)⁻¹, ε = 1e-6·tr(A·Aᵀ)/K),
+/// writing DIR/atoms/<story>.parquet for each; the atoms of earlier stories are untouched.
+pub fn extend(dir: &Path, inputs: &[PathBuf]) -> Result<BasisSummary> {
+    let codes_path = dir.join("codes.parquet");
+    let (ids, atoms_of, weights) = read_codes(&codes_path)?;
+    let k = atoms_of.iter().map(|&a| a as usize + 1).max().unwrap_or(0);
+    if k == 0 {
+        bail!("{}: no codes to extend with", codes_path.display());
+    }
+    let mut files = Vec::new();
+    let mut lines = Vec::new();
+    for path in inputs {
+        let table = read_responses(path)?;
+        let index: std::collections::HashMap<u64, usize> = table
+            .an_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i))
+            .collect();
+        let mut x = table.values.t().mapv(f64::from); // T × N
+        normalise_columns(&mut x);
+        let mut a = Array2::<f64>::zeros((k, x.ncols()));
+        let mut missing = 0;
+        for ((&id, &atom), &w) in ids.iter().zip(&atoms_of).zip(&weights) {
+            match index.get(&id) {
+                Some(&col) => a[[atom as usize, col]] = w as f64,
+                None => missing += 1,
+            }
+        }
+        if missing > 0 {
+            bail!(
+                "{}: {missing} coded ANs of {} are not in this story's responses",
+                path.display(),
+                codes_path.display()
+            );
+        }
+        let gram_trace: f64 = (0..k).map(|j| a.row(j).dot(&a.row(j))).sum();
+        let new = dictionary::extend_atoms(x.view(), a.view(), 1e-6 * gram_trace / k as f64)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let t = new.nrows();
+        let out = dir.join("atoms").join(format!("{}.parquet", table.story));
+        let values: Vec<f32> = (0..k)
+            .flat_map(|j| new.column(j).to_vec())
+            .map(|v| v as f32)
+            .collect();
+        write_table(
+            &out,
+            "atoms",
+            Some(t),
+            vec![
+                Column::U32(vec![1; k]),
+                Column::U16((0..k as u16).collect()),
+                Column::Utf8(vec![table.story.clone(); k]),
+                Column::F32List { size: t, values },
+            ],
+        )?;
+        lines.push(format!(
+            "extended {k} atoms to story '{}' ({t} scans)",
+            table.story
+        ));
+        files.push(out);
+    }
+    Ok(BasisSummary { files, lines })
+}
+
+/// (an_id, atom, weight) rows of a `codes` table.
+fn read_codes(path: &Path) -> Result<(Vec<u64>, Vec<u16>, Vec<f32>)> {
+    use arrow_array::{Array, Float32Array, UInt16Array, UInt64Array};
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| anyhow::anyhow!("{}: not a codes table: {e}", path.display()))?;
+    let (mut ids, mut atoms, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in reader {
+        let batch = batch?;
+        let bad = || {
+            anyhow::anyhow!(
+                "{}: columns are not (an_id uint64, atom uint16, weight float32)",
+                path.display()
+            )
+        };
+        let id = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(bad)?;
+        let at = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<UInt16Array>()
+            .ok_or_else(bad)?;
+        let w = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .ok_or_else(bad)?;
+        for r in 0..batch.num_rows() {
+            ids.push(id.value(r));
+            atoms.push(at.value(r));
+            weights.push(w.value(r));
+        }
+    }
+    Ok((ids, atoms, weights))
 }

@@ -108,6 +108,9 @@ enum Command {
         /// Sparsity penalty λ of ½‖x − D·a‖² + λ‖a‖₁ (samples have unit norm).
         #[arg(long, default_value_t = 0.1)]
         lambda: f64,
+        /// Lasso solver for the codes: coordinate descent or LARS (same solutions).
+        #[arg(long, value_enum, default_value = "cd")]
+        lasso: LassoArg,
         /// Constrain codes to be non-negative.
         #[arg(long)]
         positive: bool,
@@ -123,7 +126,11 @@ enum Command {
         /// Random seed (initial atoms, sample order): the same seed gives the same basis.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Output directory.
+        /// Instead of fitting, extend the atoms of the basis in --out to the stories of
+        /// --responses with the codes held fixed (least squares; earlier stories untouched).
+        #[arg(long)]
+        extend: bool,
+        /// Output directory (with --extend: the existing basis).
         #[arg(long)]
         out: PathBuf,
     },
@@ -196,6 +203,14 @@ impl TapArgs {
             },
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LassoArg {
+    /// Coordinate descent on the Gram matrix.
+    Cd,
+    /// LARS-lasso homotopy.
+    Lars,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -430,13 +445,24 @@ fn run(cli: Cli) -> Result<()> {
             method,
             atoms,
             lambda,
+            lasso,
             positive,
             epochs,
             tol,
             batch,
             seed,
+            extend,
             out,
         } => {
+            if extend {
+                let summary = basis::extend(&out, &responses)?;
+                summary.lines.iter().for_each(|l| println!("{l}"));
+                summary
+                    .files
+                    .iter()
+                    .for_each(|f| println!("wrote {}", f.display()));
+                return Ok(());
+            }
             let opt = basis::BasisOptions {
                 method: match method {
                     MethodArg::Odl => basis::Method::Odl,
@@ -451,6 +477,12 @@ fn run(cli: Cli) -> Result<()> {
                     tol,
                     seed,
                     shards: 1,
+                    lasso: match lasso {
+                        LassoArg::Cd => {
+                            cortexflow::kernels::lasso::LassoAlgorithm::CoordinateDescent
+                        }
+                        LassoArg::Lars => cortexflow::kernels::lasso::LassoAlgorithm::Lars,
+                    },
                 },
             };
             let summary = basis::run(&responses, &opt, &out)?;

@@ -17,7 +17,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::lasso::{encode_with_gram, LassoOptions};
+use super::lasso::{encode_with_gram, LassoAlgorithm, LassoOptions};
 
 /// Settings of [`fit`].
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct OdlOptions {
     pub seed: u64,
     /// Number of shards a batch is split into for the statistics (1 = unsharded).
     pub shards: usize,
+    /// The sparse coder of each mini-batch.
+    pub lasso: LassoAlgorithm,
 }
 
 impl Default for OdlOptions {
@@ -45,6 +47,7 @@ impl Default for OdlOptions {
             tol: 1e-4,
             seed: 0,
             shards: 1,
+            lasso: LassoAlgorithm::CoordinateDescent,
         }
     }
 }
@@ -132,6 +135,7 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> OdlFit {
         positive: opt.positive_codes,
         tol: 1e-6,
         max_sweeps: 500,
+        algorithm: opt.lasso,
     };
     let (mut s_aa, mut s_xa) = (Array2::<f64>::zeros((k, k)), Array2::<f64>::zeros((t, k)));
     let mut trace = Vec::new();

@@ -35,6 +35,7 @@ fn ratio_to_sklearn(x: &Array2<f64>, reference: f64) -> f64 {
             positive: false,
             tol: 1e-8,
             max_sweeps: 2000,
+            ..Default::default()
         },
     );
     eprintln!(
@@ -225,4 +226,105 @@ fn read_codes(path: &Path) -> Vec<u64> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// `basis --extend` solves least squares for the atoms of a new story with the codes held
+/// fixed: on a story that is a copy of the fitted one, the extended atoms reconstruct it at
+/// least as well as the fitted atoms do (they minimise ‖X − D·A‖² for these codes).
+#[test]
+fn extension_to_a_new_story_is_least_squares() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u64> = (0..60).collect();
+    let f = |i: usize, s: usize| {
+        ((i * 13 + s * 7) as f32 * 0.21).sin() + ((i % 5) as f32 * s as f32 * 0.05).cos()
+    };
+    let a = dir.path().join("a.parquet");
+    responses_file(&a, &ids, 25, f);
+    let out = dir.path().join("basis");
+    let o = cortexflow(&[
+        "basis",
+        "--responses",
+        a.to_str().unwrap(),
+        "--atoms",
+        "5",
+        "--lambda",
+        "0.05",
+        "--lasso",
+        "lars",
+        "--epochs",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same series as a second story.
+    let b = dir.path().join("b.parquet");
+    let n = ids.len();
+    let values: Vec<f32> = (0..n).flat_map(|i| (0..25).map(move |s| f(i, s))).collect();
+    write_table(
+        &b,
+        "responses",
+        Some(25),
+        vec![
+            Column::U64(ids.clone()),
+            Column::Utf8(vec!["copy".into(); n]),
+            Column::OptU16(vec![None; n]),
+            Column::F32List { size: 25, values },
+        ],
+    )
+    .unwrap();
+    let o = cortexflow(&[
+        "basis",
+        "--extend",
+        "--responses",
+        b.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let atoms = |story: &str| -> Array2<f64> {
+        let rows = super::models::read_rows(&out.join(format!("atoms/{story}.parquet")));
+        Array2::from_shape_fn((25, rows.len()), |(t, j)| rows[j].1[t])
+    };
+    let (fitted, extended) = (atoms("story"), atoms("copy"));
+    let mut x = read_responses(&a).unwrap().values.t().mapv(f64::from);
+    normalise_columns(&mut x);
+    let codes = read_codes_dense(&out.join("codes.parquet"), 5, n);
+    let err = |d: &Array2<f64>| (&x - &d.dot(&codes)).iter().map(|v| v * v).sum::<f64>();
+    assert!(
+        err(&extended) <= err(&fitted) * (1.0 + 1e-4) + 1e-9,
+        "{} vs {}",
+        err(&extended),
+        err(&fitted)
+    );
+    let e = cortexflow_fails(&[
+        "basis",
+        "--extend",
+        "--responses",
+        b.to_str().unwrap(),
+        "--out",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert!(e.contains("codes.parquet"), "{e}");
+}
+
+fn read_codes_dense(path: &Path, k: usize, n: usize) -> Array2<f64> {
+    use arrow_array::{Array, Float32Array, UInt16Array, UInt64Array};
+    let mut a = Array2::zeros((k, n));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    for b in reader {
+        let b = b.unwrap();
+        let id = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+        let at = b.column(1).as_any().downcast_ref::<UInt16Array>().unwrap();
+        let w = b.column(2).as_any().downcast_ref::<Float32Array>().unwrap();
+        for r in 0..b.num_rows() {
+            a[[at.value(r) as usize, id.value(r) as usize]] = w.value(r) as f64;
+        }
+    }
+    a
 }

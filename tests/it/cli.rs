@@ -74,6 +74,29 @@ fn help_lists_every_subcommand_and_option_with_defaults() {
             );
         }
     }
+    let basis = help(&["basis", "--help"]);
+    for (opt, default) in [
+        ("--responses", None),
+        ("--method", Some("odl")),
+        ("--atoms", Some("64")),
+        ("--lambda", Some("0.1")),
+        ("--lasso", Some("cd")),
+        ("--positive", None),
+        ("--epochs", Some("20")),
+        ("--tol", Some("0.0001")),
+        ("--batch", Some("256")),
+        ("--seed", Some("0")),
+        ("--extend", None),
+        ("--out", None),
+    ] {
+        assert!(basis.contains(opt), "basis help names {opt}");
+        if let Some(d) = default {
+            assert!(
+                basis.contains(&format!("[default: {d}]")),
+                "basis help gives the default of {opt}"
+            );
+        }
+    }
     let acts = help(&["activations", "--help"]);
     for opt in [
         "--model",

@@ -128,7 +128,7 @@ fn smollm2_gguf_taps_match_transformers() {
     check_parity("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 1e-3);
 }
 
-fn read_rows(path: &Path) -> Vec<(Vec<String>, Vec<f64>)> {
+pub fn read_rows(path: &Path) -> Vec<(Vec<String>, Vec<f64>)> {
     use arrow_array::{
         Array, FixedSizeListArray, Float32Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
     };
