@@ -2,7 +2,9 @@
 //! and the reference it is tested against.
 
 pub mod dictionary;
+pub mod glm;
 pub mod hrf;
 pub mod ipca;
 pub mod lasso;
 pub mod noise;
+pub mod ridge_stats;

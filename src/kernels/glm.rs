@@ -1,0 +1,174 @@
+//! Ordinary least squares for every voxel from the sufficient statistics of
+//! [`super::ridge_stats::RunStats`]: β = G⁻¹·C, σ² = RSS/(n − p), the t statistic of each
+//! regressor t_j = β_j / √(σ²·(G⁻¹)_jj) and its two-sided p value from Student's t with
+//! n − p degrees of freedom. A design whose Gram matrix has a condition number above the
+//! limit is refused with that number, not silently solved.
+
+use faer::linalg::solvers::Solve;
+use faer::{Mat, Side};
+use ndarray::{Array1, Array2};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use super::ridge_stats::RunStats;
+
+/// Designs with cond(XᵀX) above this are refused.
+pub const MAX_CONDITION: f64 = 1e10;
+
+/// OLS results, p × V (coefficients, t, p) and V (residual variance).
+#[derive(Debug, Clone)]
+pub struct OlsFit {
+    pub beta: Array2<f64>,
+    pub t: Array2<f64>,
+    pub p: Array2<f64>,
+    pub sigma2: Array1<f64>,
+    pub dof: usize,
+    pub condition: f64,
+}
+
+/// Why OLS could not be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GlmError {
+    #[error("the design is ill-conditioned: cond(XᵀX) = {0:.3e} exceeds {MAX_CONDITION:.0e} (collinear or constant regressors?)")]
+    IllConditioned(f64),
+    #[error("{n} scans leave no residual degrees of freedom for {p} regressors")]
+    NoDegreesOfFreedom { n: usize, p: usize },
+}
+
+/// The condition number of a symmetric positive semi-definite matrix (ratio of its extreme
+/// eigenvalues; ∞ when singular).
+pub fn condition_number(gram: &Array2<f64>) -> f64 {
+    let p = gram.nrows();
+    let m = Mat::<f64>::from_fn(p, p, |i, j| gram[[i, j]]);
+    let eig = m.self_adjoint_eigenvalues(Side::Lower).unwrap_or_default();
+    let (lo, hi) = eig.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &e| {
+        (lo.min(e), hi.max(e))
+    });
+    if lo <= 0.0 {
+        f64::INFINITY
+    } else {
+        hi / lo
+    }
+}
+
+/// OLS of every voxel of `stats`.
+pub fn ols(stats: &RunStats) -> Result<OlsFit, GlmError> {
+    let (p, v) = stats.xty.dim();
+    if stats.n <= p {
+        return Err(GlmError::NoDegreesOfFreedom { n: stats.n, p });
+    }
+    let condition = condition_number(&stats.gram);
+    if !(condition <= MAX_CONDITION) {
+        return Err(GlmError::IllConditioned(condition));
+    }
+    let g = Mat::<f64>::from_fn(p, p, |i, j| stats.gram[[i, j]]);
+    let llt = g
+        .llt(Side::Lower)
+        .map_err(|_| GlmError::IllConditioned(condition))?;
+    let mut b = Mat::<f64>::from_fn(p, v, |i, j| stats.xty[[i, j]]);
+    llt.solve_in_place(b.as_mut());
+    let beta = Array2::from_shape_fn((p, v), |(i, j)| b[(i, j)]);
+    let mut inv = Mat::<f64>::identity(p, p);
+    llt.solve_in_place(inv.as_mut());
+    let dof = stats.n - p;
+    let sigma2 = stats.rss(beta.view()).mapv(|r| r.max(0.0) / dof as f64);
+    let dist = StudentsT::new(0.0, 1.0, dof as f64).expect("dof ≥ 1");
+    let t = Array2::from_shape_fn((p, v), |(i, j)| {
+        beta[[i, j]] / (sigma2[j] * inv[(i, i)]).sqrt()
+    });
+    let pv = t.mapv(|tv| {
+        if tv.is_finite() {
+            2.0 * dist.sf(tv.abs())
+        } else {
+            f64::NAN
+        }
+    });
+    Ok(OlsFit {
+        beta,
+        t,
+        p: pv,
+        sigma2,
+        dof,
+        condition,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Axis;
+    use rand::{Rng, SeedableRng};
+
+    /// Against a direct QR solution of the full least-squares problem (another algorithm on
+    /// the raw data) and the textbook t formula; p against the closed form of Student's t
+    /// with 2 degrees of freedom, P(|T| > t) = 1 − t/√(t² + 2).
+    #[test]
+    fn ols_from_statistics_equals_direct_least_squares() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let (n, p, v) = (80, 4, 12);
+        let x = Array2::from_shape_fn((n, p), |(t, j)| {
+            if j == 0 {
+                1.0
+            } else {
+                rng.random_range(-1.0..1.0)
+            }
+        });
+        let y = Array2::from_shape_fn((n, v), |(t, j)| {
+            (x[[t, 1]] * j as f64 + rng.random_range(-1.0..1.0)) as f32
+        });
+        let fit = ols(&RunStats::from_block(x.view(), y.view())).unwrap();
+        let xm = Mat::<f64>::from_fn(n, p, |i, j| x[[i, j]]);
+        let qr = xm.qr();
+        let ym = Mat::<f64>::from_fn(n, v, |i, j| y[[i, j]] as f64);
+        let direct = faer::linalg::solvers::SolveLstsq::solve_lstsq(&qr, &ym);
+        for i in 0..p {
+            for j in 0..v {
+                assert!(
+                    (fit.beta[[i, j]] - direct[(i, j)]).abs() < 1e-9,
+                    "β[{i},{j}]"
+                );
+            }
+        }
+        let resid = &y.mapv(f64::from) - &x.dot(&fit.beta);
+        let s2 = resid.mapv(|r| r * r).sum_axis(Axis(0)) / (n - p) as f64;
+        for j in 0..v {
+            assert!((s2[j] - fit.sigma2[j]).abs() < 1e-10 * s2[j]);
+        }
+        assert_eq!(fit.dof, n - p);
+        // Student t with 2 dof: closed-form tail.
+        let small = RunStats::from_block(
+            x.slice(ndarray::s![..6, ..]).view(),
+            y.slice(ndarray::s![..6, ..]).view(),
+        );
+        let f = ols(&small).unwrap();
+        for (&t, &pv) in f.t.iter().zip(&f.p) {
+            let closed = 1.0 - t.abs() / (t * t + 2.0).sqrt();
+            assert!((pv - closed).abs() < 1e-9, "t = {t}: {pv} vs {closed}");
+        }
+    }
+
+    #[test]
+    fn collinear_designs_and_too_few_scans_are_refused() {
+        let x = Array2::from_shape_fn((20, 3), |(t, j)| {
+            if j == 2 {
+                2.0 * t as f64
+            } else if j == 1 {
+                t as f64
+            } else {
+                1.0
+            }
+        });
+        let y = Array2::<f32>::ones((20, 2));
+        assert!(matches!(
+            ols(&RunStats::from_block(x.view(), y.view())),
+            Err(GlmError::IllConditioned(_))
+        ));
+        let x = Array2::from_shape_fn((3, 3), |(t, j)| ((t + 1) * (j + 2)) as f64 % 5.0);
+        assert!(matches!(
+            ols(&RunStats::from_block(
+                x.view(),
+                Array2::<f32>::ones((3, 1)).view()
+            )),
+            Err(GlmError::NoDegreesOfFreedom { .. })
+        ));
+    }
+}
