@@ -57,7 +57,7 @@ pub fn ols(stats: &RunStats) -> Result<OlsFit, GlmError> {
         return Err(GlmError::NoDegreesOfFreedom { n: stats.n, p });
     }
     let condition = condition_number(&stats.gram);
-    if !(condition <= MAX_CONDITION) {
+    if condition.is_nan() || condition > MAX_CONDITION {
         return Err(GlmError::IllConditioned(condition));
     }
     let g = Mat::<f64>::from_fn(p, p, |i, j| stats.gram[[i, j]]);
@@ -105,7 +105,7 @@ mod tests {
     fn ols_from_statistics_equals_direct_least_squares() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let (n, p, v) = (80, 4, 12);
-        let x = Array2::from_shape_fn((n, p), |(t, j)| {
+        let x = Array2::from_shape_fn((n, p), |(_, j)| {
             if j == 0 {
                 1.0
             } else {
