@@ -1,6 +1,7 @@
 //! Pure numerics: no I/O, no dataflow, no model code. Each kernel documents its formula
 //! and the reference it is tested against.
 
+pub mod cv;
 pub mod dictionary;
 pub mod glm;
 pub mod hrf;

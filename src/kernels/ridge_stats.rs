@@ -1,5 +1,5 @@
 //! Per-run sufficient statistics of a voxel-wise linear model, accumulated in f64:
-//! G = XᵀX (p × p, shared by every voxel), C = XᵀY (p × V), Σy, Σy² (per voxel) and n.
+//! G = XᵀX (p × p, shared by every voxel), Σx (p), C = XᵀY (p × V), Σy, Σy² (per voxel) and n.
 //! Statistics of runs (or of voxel blocks of one run) add and subtract exactly as sums do;
 //! the caller fixes the order in which they are added, so results are reproducible.
 //! Every fit of the encoding stage (OLS, ridge, cross-validation) reads only these.
@@ -13,6 +13,8 @@ pub struct RunStats {
     pub gram: Array2<f64>,
     /// XᵀY, p × V.
     pub xty: Array2<f64>,
+    /// Σ_t x_t per regressor (p).
+    pub sum_x: Array1<f64>,
     /// Σ_t y_t per voxel.
     pub sum_y: Array1<f64>,
     /// Σ_t y_t² per voxel.
@@ -29,6 +31,7 @@ impl RunStats {
         RunStats {
             gram: x.t().dot(&x),
             xty: x.t().dot(&y),
+            sum_x: x.sum_axis(Axis(0)),
             sum_y: y.sum_axis(Axis(0)),
             sum_y2: y.mapv(|v| v * v).sum_axis(Axis(0)),
             n: x.nrows(),
@@ -39,6 +42,7 @@ impl RunStats {
     pub fn add(&mut self, other: &RunStats) {
         self.gram += &other.gram;
         self.xty += &other.xty;
+        self.sum_x += &other.sum_x;
         self.sum_y += &other.sum_y;
         self.sum_y2 += &other.sum_y2;
         self.n += other.n;
@@ -48,6 +52,7 @@ impl RunStats {
     pub fn subtract(&mut self, other: &RunStats) {
         self.gram -= &other.gram;
         self.xty -= &other.xty;
+        self.sum_x -= &other.sum_x;
         self.sum_y -= &other.sum_y;
         self.sum_y2 -= &other.sum_y2;
         self.n -= other.n;
@@ -83,6 +88,7 @@ pub fn join_voxel_blocks(blocks: &[RunStats]) -> RunStats {
             &blocks.iter().map(|b| b.xty.view()).collect::<Vec<_>>(),
         )
         .expect("same p"),
+        sum_x: first.sum_x.clone(),
         sum_y: cat1(|b| &b.sum_y),
         sum_y2: cat1(|b| &b.sum_y2),
         n: first.n,
