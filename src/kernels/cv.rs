@@ -7,8 +7,10 @@
 //!   Σŷ = Σx_fᵀβ,  Σŷ² = βᵀG_fβ,  Σŷy = βᵀC_f,  RSS = Σy² − 2Σŷy + Σŷ².
 //! These sums add over folds, so the score of an α is that of all held-out predictions
 //! together: R² = 1 − ΣRSS / Σ(y − ȳ)² (ȳ per run) and Pearson r of (ŷ, y) over all
-//! held-out scans with run-wise centring. Each voxel keeps the α of highest R²; the final
-//! β is refitted on all runs with it.
+//! held-out scans with run-wise centring. Each voxel keeps the α of least mean held-out
+//! squared error, mean_f(RSS_f / n_f) — himalaya's `RidgeCV` criterion (its default score,
+//! the negative mean squared error, averaged over folds); the final β is refitted on all
+//! runs with it.
 
 use faer::{Mat, Side};
 use ndarray::{Array1, Array2};
@@ -90,6 +92,7 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> Result<RidgeCvFit, String>
         Array2::<f64>::zeros((na, v)),
         Array2::<f64>::zeros((na, v)),
     );
+    let mut mse = Array2::<f64>::zeros((na, v)); // Σ_f RSS_f / n_f
     let mut ss_y = Array1::<f64>::zeros(v);
     for held in runs {
         let mut train = total.clone();
@@ -106,7 +109,9 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> Result<RidgeCvFit, String>
                 let yhat_y = b.dot(&held.xty.column(j));
                 let yhat2 = b.dot(&gb.column(j));
                 let yhat = held.sum_x.dot(&b);
-                rss[[ai, j]] += held.sum_y2[j] - 2.0 * yhat_y + yhat2;
+                let fold_rss = held.sum_y2[j] - 2.0 * yhat_y + yhat2;
+                rss[[ai, j]] += fold_rss;
+                mse[[ai, j]] += fold_rss / n;
                 // Run-wise centred cross and squared sums for Pearson r.
                 sh[[ai, j]] += yhat2 - yhat * yhat / n;
                 shy[[ai, j]] += yhat_y - yhat * held.sum_y[j] / n;
@@ -123,9 +128,8 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> Result<RidgeCvFit, String>
     let mut alpha = Array1::<f64>::zeros(v);
     let mut best_idx = vec![0usize; v];
     for j in 0..v {
-        let best = (0..na)
-            .max_by(|&a, &b| r2_per_alpha[[a, j]].total_cmp(&r2_per_alpha[[b, j]]))
-            .unwrap_or(0);
+        // The first (smallest) α among ties, as an argmin does.
+        let best = (0..na).fold(0, |b, a| if mse[[a, j]] < mse[[b, j]] { a } else { b });
         best_idx[j] = best;
         alpha[j] = alphas[best];
     }

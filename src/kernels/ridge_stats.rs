@@ -24,10 +24,10 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    /// Statistics of design `x` (T × p) and BOLD `y` (T × V, any float block).
-    pub fn from_block(x: ArrayView2<f64>, y: ArrayView2<f32>) -> Self {
+    /// Statistics of design `x` (T × p) and BOLD `y` (T × V; f32 as read, or f64).
+    pub fn from_block<F: Copy + Into<f64>>(x: ArrayView2<f64>, y: ArrayView2<F>) -> Self {
         assert_eq!(x.nrows(), y.nrows(), "design and BOLD need the same scans");
-        let y = y.mapv(f64::from);
+        let y = y.mapv(Into::into);
         RunStats {
             gram: x.t().dot(&x),
             xty: x.t().dot(&y),
