@@ -2,6 +2,7 @@
 //! and the reference it is tested against.
 
 pub mod cv;
+pub mod design;
 pub mod dictionary;
 pub mod glm;
 pub mod hrf;

@@ -1,4 +1,5 @@
-//! Noise processes for simulated fMRI: AR(1) series and slow cosine drift.
+//! Noise processes for simulated fMRI: AR(1) series (slow drifts use
+//! [`super::design::cosine`]).
 
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -14,12 +15,6 @@ pub fn ar1<R: Rng>(rng: &mut R, rho: f64, out: &mut [f64]) {
         let e: f64 = rng.sample(StandardNormal);
         x = rho * x + innovation * e;
     }
-}
-
-/// The DCT-II basis function k of a run of n scans, cos(π·k·(t + ½)/n): the slow drifts
-/// that SPM's and nilearn's cosine high-pass filters remove.
-pub fn cosine(k: usize, t: usize, n: usize) -> f64 {
-    (std::f64::consts::PI * k as f64 * (t as f64 + 0.5) / n as f64).cos()
 }
 
 #[cfg(test)]

@@ -150,3 +150,18 @@ fn ridge_cv_matches_himalaya() {
         max_rel(&fit.beta, &coef)
     );
 }
+
+/// The drift basis equals nilearn's create_cosine_drift (closed-form cosines, 1e-12).
+#[test]
+fn cosine_drift_matches_nilearn() {
+    let fx = fixture_json("encoding/cosine_drift.json");
+    for (n, cols) in fx.as_object().unwrap() {
+        let theirs = grid(cols);
+        let ours = cortexflow::kernels::design::cosine_drift(n.parse().unwrap(), 2.0, 0.01);
+        assert_eq!(ours.dim(), theirs.dim(), "{n} scans");
+        assert!(
+            ours.iter().zip(&theirs).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{n} scans"
+        );
+    }
+}
