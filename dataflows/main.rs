@@ -2,6 +2,7 @@
 
 mod basis;
 mod embedded;
+mod encode;
 mod inspect;
 mod population;
 mod progress;
@@ -131,6 +132,41 @@ enum Command {
         #[arg(long)]
         extend: bool,
         /// Output directory (with --extend: the existing basis).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Voxel-wise encoding models of each subject's BOLD with the atoms as fixed regressors:
+    /// OLS on atoms + confounds + per-run cosine drift and intercept (β, t, z per atom), and
+    /// ridge with a per-voxel α by leave-one-run-out cross-validation (cv_r, cv_r2, alpha).
+    /// The i-th BOLD run of a subject (subject from the sub-<label> in its name) uses the
+    /// i-th regressors file. Writes OUT/sub-<label>/{beta,t,z,cv_r,cv_r2,alpha}.nii.gz and
+    /// OUT/voxel_fits.parquet.
+    Encode {
+        /// Atoms files (from `cortexflow basis`), one per run in run order, comma-separated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        regressors: Vec<PathBuf>,
+        /// BOLD runs (4D NIfTI), all subjects, comma-separated or repeated.
+        #[arg(long, required = true, value_delimiter = ',')]
+        bold: Vec<PathBuf>,
+        /// Analysis mask on the BOLD grid.
+        #[arg(long)]
+        mask: PathBuf,
+        /// Confounds TSVs (numeric columns with a header), one per BOLD run in the same order.
+        #[arg(long, value_delimiter = ',')]
+        confounds: Vec<PathBuf>,
+        /// Ridge penalties, comma-separated [default: 10 values log-spaced from 1e-2 to 1e5].
+        #[arg(long, value_delimiter = ',')]
+        alphas: Vec<f64>,
+        /// High-pass cut-off of the cosine drift basis, in Hz (0 for an intercept only).
+        #[arg(long, default_value_t = 0.01)]
+        high_pass: f64,
+        /// z-score each voxel's BOLD within each run.
+        #[arg(long)]
+        zscore: bool,
+        /// OLS only: skip the cross-validated ridge (needed with a single run).
+        #[arg(long)]
+        no_cv: bool,
+        /// Output directory.
         #[arg(long)]
         out: PathBuf,
     },
@@ -492,6 +528,32 @@ fn run(cli: Cli) -> Result<()> {
             for f in &summary.files {
                 println!("wrote {}", f.display());
             }
+        }
+        Command::Encode {
+            regressors,
+            bold,
+            mask,
+            confounds,
+            alphas,
+            high_pass,
+            zscore,
+            no_cv,
+            out,
+        } => {
+            let alphas = if alphas.is_empty() {
+                cortexflow::kernels::cv::alpha_grid(-2.0, 5.0, 10)
+            } else {
+                alphas
+            };
+            let opt = encode::EncodeOptions {
+                alphas,
+                high_pass: (high_pass > 0.0).then_some(high_pass),
+                zscore,
+                cv: !no_cv,
+            };
+            let (files, lines) = encode::run(&regressors, &bold, &mask, &confounds, &opt, &out)?;
+            lines.iter().for_each(|l| println!("{l}"));
+            files.iter().for_each(|f| println!("wrote {}", f.display()));
         }
         Command::Discover { dir } => print!("{}", inspect::discover(&dir)?),
         Command::Inspect { files, tier } => {

@@ -225,16 +225,14 @@ pub struct ResponseTable {
     pub values: ndarray::Array2<f32>,
 }
 
-/// Reads a `responses` table written by `cortexflow responses` (or any writer following
-/// schemas/responses.json). One story per file.
-pub fn read_responses(path: &Path) -> Result<ResponseTable> {
-    use arrow_array::Array;
+/// The record batches of a table file, after checking its columns against the schema.
+fn read_batches(path: &Path, table: &str) -> Result<Vec<RecordBatch>> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bad = |msg: String| Error::format(path, msg);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
-    let want = schema::table("responses")?;
+    let want = schema::table(table)?;
     let names: Vec<String> = builder
         .schema()
         .fields()
@@ -244,33 +242,60 @@ pub fn read_responses(path: &Path) -> Result<ResponseTable> {
     let expected: Vec<String> = want.columns.iter().map(|c| c.name.clone()).collect();
     if names != expected {
         return Err(bad(format!(
-            "columns {names:?} are not those of a responses table {expected:?}"
+            "columns {names:?} are not those of a {table} table {expected:?}"
         )));
     }
-    let reader = builder.build().map_err(|e| bad(e.to_string()))?;
+    builder
+        .build()
+        .map_err(|e| bad(e.to_string()))?
+        .map(|b| b.map_err(|e| bad(e.to_string())))
+        .collect()
+}
+
+/// Column `i` of a batch as array type `A`, or an error naming the file and column.
+fn column<'a, A: 'static>(
+    path: &Path,
+    batch: &'a RecordBatch,
+    i: usize,
+    what: &str,
+) -> Result<&'a A> {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| Error::format(path, format!("column {i} is not {what}")))
+}
+
+/// The rows of a FixedSizeList<f32> column, appended to `out`; returns the list length.
+fn list_values(path: &Path, lists: &FixedSizeListArray, out: &mut Vec<f32>) -> Result<usize> {
+    use arrow_array::Array;
+    let t = lists.value_length() as usize;
+    let floats = lists
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or_else(|| Error::format(path, "list values are not float32"))?;
+    let off = lists.offset() * t;
+    out.extend_from_slice(&floats.values()[off..off + lists.len() * t]);
+    Ok(t)
+}
+
+/// Reads a `responses` table written by `cortexflow responses` (or any writer following
+/// schemas/responses.json). One story per file.
+pub fn read_responses(path: &Path) -> Result<ResponseTable> {
+    use arrow_array::Array;
+    let bad = |msg: String| Error::format(path, msg);
     let (mut story, mut an_ids, mut delays, mut values, mut t) =
         (None::<String>, Vec::new(), Vec::new(), Vec::new(), 0usize);
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(e.to_string()))?;
-        let col = |i: usize| batch.column(i).as_any();
-        let ids = col(0)
-            .downcast_ref::<UInt64Array>()
-            .ok_or_else(|| bad("an_id is not uint64".into()))?;
-        let stories = col(1)
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| bad("story is not utf8".into()))?;
-        let dl = col(2)
-            .downcast_ref::<UInt16Array>()
-            .ok_or_else(|| bad("delay is not uint16".into()))?;
-        let lists = col(3)
-            .downcast_ref::<FixedSizeListArray>()
-            .ok_or_else(|| bad("values is not a fixed-size list".into()))?;
-        t = lists.value_length() as usize;
-        let floats = lists
-            .values()
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .ok_or_else(|| bad("values are not float32".into()))?;
+    for batch in read_batches(path, "responses")? {
+        let ids = column::<UInt64Array>(path, &batch, 0, "uint64")?;
+        let stories = column::<StringArray>(path, &batch, 1, "utf8")?;
+        let dl = column::<UInt16Array>(path, &batch, 2, "uint16")?;
+        t = list_values(
+            path,
+            column::<FixedSizeListArray>(path, &batch, 3, "a list")?,
+            &mut values,
+        )?;
         for r in 0..batch.num_rows() {
             let s = stories.value(r);
             match &story {
@@ -285,8 +310,6 @@ pub fn read_responses(path: &Path) -> Result<ResponseTable> {
             an_ids.push(ids.value(r));
             delays.push(dl.is_valid(r).then(|| dl.value(r)));
         }
-        let off = lists.offset() * t;
-        values.extend_from_slice(&floats.values()[off..off + batch.num_rows() * t]);
     }
     let n = an_ids.len();
     let values = ndarray::Array2::from_shape_vec((n, t), values).map_err(|e| bad(e.to_string()))?;
@@ -296,4 +319,32 @@ pub fn read_responses(path: &Path) -> Result<ResponseTable> {
         delays,
         values,
     })
+}
+
+/// An `atoms` file read back: the story and its atoms as columns, T × K (by atom index).
+pub fn read_atoms(path: &Path) -> Result<(String, ndarray::Array2<f64>)> {
+    let bad = |msg: String| Error::format(path, msg);
+    let (mut story, mut atoms, mut values, mut t) =
+        (None::<String>, Vec::new(), Vec::new(), 0usize);
+    for batch in read_batches(path, "atoms")? {
+        let idx = column::<UInt16Array>(path, &batch, 1, "uint16")?;
+        let stories = column::<StringArray>(path, &batch, 2, "utf8")?;
+        t = list_values(
+            path,
+            column::<FixedSizeListArray>(path, &batch, 3, "a list")?,
+            &mut values,
+        )?;
+        for r in 0..batch.num_rows() {
+            atoms.push(idx.value(r) as usize);
+            story.get_or_insert_with(|| stories.value(r).to_string());
+        }
+    }
+    let k = atoms.len();
+    if k == 0 || atoms.iter().enumerate().any(|(i, &a)| a != i) {
+        return Err(bad(format!(
+            "expected atoms 0..K in order, found {atoms:?}"
+        )));
+    }
+    let d = ndarray::Array2::from_shape_fn((t, k), |(s, j)| values[j * t + s] as f64);
+    Ok((story.unwrap_or_default(), d))
 }

@@ -1,6 +1,7 @@
 mod basis;
 mod cli;
 mod common;
+mod encode;
 mod encoding;
 mod hrf;
 mod models;

@@ -1,0 +1,309 @@
+//! `cortexflow encode`: the atoms as fixed regressors of voxel-wise models of every
+//! subject's BOLD. OLS (β, t, z per atom) on the full design — atoms, confounds, and per run
+//! a cosine drift basis and an intercept — and ridge with a per-voxel α chosen by
+//! leave-one-run-out cross-validation, on the atoms after the nuisance columns are
+//! projected out of atoms and BOLD run by run. Everything is computed from run statistics.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cortexflow::io::nifti::{self, Mask};
+use cortexflow::io::parquet::{read_atoms, write_table, Column};
+use cortexflow::kernels::cv::ridge_cv;
+use cortexflow::kernels::design::{self, project_out, RunInputs};
+use cortexflow::kernels::glm::ols;
+use cortexflow::kernels::ridge_stats::RunStats;
+use ndarray::{s, Array1, Array2, Array4, Axis};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::progress;
+
+/// Settings of `encode`.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    pub alphas: Vec<f64>,
+    pub high_pass: Option<f64>,
+    pub zscore: bool,
+    pub cv: bool,
+}
+
+/// Runs of each subject: BOLD files (with their confounds) by subject label, in run order.
+fn subjects(
+    bold: &[PathBuf],
+    confounds: &[PathBuf],
+) -> Result<BTreeMap<String, Vec<(PathBuf, Option<PathBuf>)>>> {
+    if !confounds.is_empty() && confounds.len() != bold.len() {
+        bail!("--confounds gives {} files for {} BOLD runs: give one per run, in the same order, or none", confounds.len(), bold.len());
+    }
+    let mut out: BTreeMap<String, Vec<(PathBuf, Option<PathBuf>)>> = BTreeMap::new();
+    for (i, b) in bold.iter().enumerate() {
+        let name = b
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let subject = name
+            .split('_')
+            .find_map(|e| e.strip_prefix("sub-"))
+            .unwrap_or("01")
+            .to_string();
+        out.entry(subject)
+            .or_default()
+            .push((b.clone(), confounds.get(i).cloned()));
+    }
+    Ok(out)
+}
+
+/// Numeric columns of a confounds TSV (header row; `n/a` read as 0, as fMRIPrep writes it).
+fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .from_path(path)
+        .with_context(|| format!("{}: cannot read confounds", path.display()))?;
+    let cols = rdr
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .len();
+    let mut rows = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
+        let row: Vec<f64> = rec
+            .iter()
+            .map(|v| {
+                if v == "n/a" {
+                    Ok(0.0)
+                } else {
+                    v.trim().parse::<f64>()
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                anyhow::anyhow!("{}:{}: non-numeric confound value", path.display(), i + 2)
+            })?;
+        rows.push(row);
+    }
+    if rows.len() != n {
+        bail!(
+            "{}: {} confound rows for a run of {n} scans",
+            path.display(),
+            rows.len()
+        );
+    }
+    Ok(Array2::from_shape_fn((n, cols), |(t, c)| rows[t][c]))
+}
+
+/// Encodes every subject; returns the files written and summary lines.
+pub fn run(
+    regressors: &[PathBuf],
+    bold: &[PathBuf],
+    mask_path: &Path,
+    confounds: &[PathBuf],
+    opt: &EncodeOptions,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let atoms: Vec<(String, Array2<f64>)> = regressors
+        .iter()
+        .map(|p| read_atoms(p).map_err(Into::into))
+        .collect::<Result<_>>()?;
+    let k = atoms[0].1.ncols();
+    if let Some((i, _)) = atoms.iter().enumerate().find(|(_, a)| a.1.ncols() != k) {
+        bail!(
+            "{}: {} atoms, {} has {k}",
+            regressors[i].display(),
+            atoms[i].1.ncols(),
+            regressors[0].display()
+        );
+    }
+    let mask = nifti::read_mask(mask_path)?;
+    let groups = subjects(bold, confounds)?;
+    let bar = progress::bar(bold.len() as u64, "encoding runs");
+    let mut files = Vec::new();
+    let mut lines = Vec::new();
+    let mut fits: Vec<(String, Vec<usize>, Array1<f64>, Array1<f64>, Array1<f64>)> = Vec::new();
+    for (subject, runs) in &groups {
+        if runs.len() != atoms.len() {
+            bail!("sub-{subject}: {} BOLD runs for {} regressor files (the i-th run uses the i-th regressors)", runs.len(), atoms.len());
+        }
+        if opt.cv && runs.len() < 2 {
+            bail!("sub-{subject}: leave-one-run-out cross-validation needs at least 2 runs, there is 1; give --no-cv for OLS only");
+        }
+        let first = nifti::read_header(&runs[0].0)?;
+        let mut ys = Vec::new();
+        let mut inputs = Vec::new();
+        for ((path, conf), (story, d)) in runs.iter().zip(&atoms) {
+            let h = nifti::read_header(path)?;
+            first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
+            let b = nifti::read_bold(path, Some((mask_path, &mask)))?;
+            if b.data.nrows() != d.nrows() {
+                bail!(
+                    "{}: {} scans, but the regressors of story '{story}' have {}",
+                    path.display(),
+                    b.data.nrows(),
+                    d.nrows()
+                );
+            }
+            let tr = h
+                .tr
+                .with_context(|| format!("{}: no repetition time in the header", path.display()))?;
+            let confounds = match conf {
+                Some(c) => read_confounds(c, d.nrows())?,
+                None => Array2::zeros((d.nrows(), 0)),
+            };
+            inputs.push(RunInputs {
+                regressors: d.clone(),
+                confounds,
+                tr,
+            });
+            ys.push(b.data.mapv(f64::from));
+            bar.inc(1);
+        }
+        // Voxels that are constant or non-finite in any run are excluded everywhere.
+        let valid: Vec<usize> = (0..mask.len())
+            .filter(|&v| {
+                ys.iter().all(|y| {
+                    let c = y.column(v);
+                    c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0])
+                })
+            })
+            .collect();
+        let excluded = mask.len() - valid.len();
+        let mut ys: Vec<Array2<f64>> = ys.into_iter().map(|y| y.select(Axis(1), &valid)).collect();
+        if opt.zscore {
+            for y in &mut ys {
+                for mut c in y.columns_mut() {
+                    let m = c.mean().unwrap_or(0.0);
+                    let sd =
+                        (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+                    c.mapv_inplace(|x| (x - m) / sd);
+                }
+            }
+        }
+        let (designs, _names) =
+            design::build(&inputs, opt.high_pass).map_err(anyhow::Error::msg)?;
+        let mut stats: Option<RunStats> = None;
+        for (d, y) in designs.iter().zip(&ys) {
+            let r = RunStats::from_block(d.view(), y.view());
+            match stats.as_mut() {
+                None => stats = Some(r),
+                Some(s) => s.add(&r),
+            }
+        }
+        let fit = ols(stats.as_ref().expect("≥ 1 run"))
+            .map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
+        let normal = Normal::standard();
+        let z = Array2::from_shape_fn(fit.t.dim(), |(i, j)| {
+            fit.t[[i, j]].signum() * normal.inverse_cdf(1.0 - fit.p[[i, j]] / 2.0).min(40.0)
+        });
+        let dir = out.join(format!("sub-{subject}"));
+        for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {
+            let path = dir.join(format!("{name}.nii.gz"));
+            nifti::write_map(
+                &path,
+                &mask.grid,
+                &volumes(&mask, &valid, values.slice(s![..k, ..]).to_owned()),
+                None,
+            )?;
+            files.push(path);
+        }
+        let (alpha, cv_r, cv_r2) = if opt.cv {
+            // Ridge on the atoms with each run's nuisance columns projected out of both sides.
+            let mut run_stats = Vec::new();
+            for (d, y) in designs.iter().zip(&ys) {
+                let nuisance_cols: Vec<usize> = (k..d.ncols())
+                    .filter(|&c| d.column(c).iter().any(|&x| x != 0.0))
+                    .collect();
+                let nuisance = d.select(Axis(1), &nuisance_cols);
+                let xr = project_out(&nuisance, &d.slice(s![.., ..k]).to_owned())
+                    .map_err(anyhow::Error::msg)?;
+                let yr = project_out(&nuisance, y).map_err(anyhow::Error::msg)?;
+                run_stats.push(RunStats::from_block(xr.view(), yr.view()));
+            }
+            let f = ridge_cv(&run_stats, &opt.alphas).map_err(anyhow::Error::msg)?;
+            (f.alpha, f.cv_r, f.cv_r2)
+        } else {
+            let nan = Array1::from_elem(valid.len(), f64::NAN);
+            (nan.clone(), nan.clone(), nan)
+        };
+        for (name, values) in [("cv_r", &cv_r), ("cv_r2", &cv_r2), ("alpha", &alpha)] {
+            let path = dir.join(format!("{name}.nii.gz"));
+            nifti::write_map(
+                &path,
+                &mask.grid,
+                &volumes(&mask, &valid, values.clone().insert_axis(Axis(0))),
+                None,
+            )?;
+            files.push(path);
+        }
+        let median_r = {
+            let mut r: Vec<f64> = cv_r.iter().copied().filter(|v| v.is_finite()).collect();
+            r.sort_by(f64::total_cmp);
+            r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        lines.push(format!("sub-{subject}: {} runs, {} voxels ({excluded} constant or non-finite excluded), median cv_r {median_r:.3}", runs.len(), valid.len()));
+        fits.push((subject.clone(), valid, alpha, cv_r, cv_r2));
+    }
+    bar.finish_and_clear();
+    // voxel_fits: one row per subject and fitted voxel.
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    let (mut sub, mut vox, mut i, mut j, mut kk, mut al, mut r, mut r2) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
+    for (subject, valid, alpha, cv_r, cv_r2) in &fits {
+        for (n, &v) in valid.iter().enumerate() {
+            sub.push(subject.clone());
+            vox.push(v as u32);
+            i.push(ijk[v][0] as u16);
+            j.push(ijk[v][1] as u16);
+            kk.push(ijk[v][2] as u16);
+            al.push(alpha[n] as f32);
+            r.push(cv_r[n] as f32);
+            r2.push(cv_r2[n] as f32);
+        }
+    }
+    let path = out.join("voxel_fits.parquet");
+    write_table(
+        &path,
+        "voxel_fits",
+        None,
+        vec![
+            Column::Utf8(sub),
+            Column::U32(vox),
+            Column::U16(i),
+            Column::U16(j),
+            Column::U16(kk),
+            Column::F32(al),
+            Column::F32(r),
+            Column::F32(r2),
+        ],
+    )?;
+    files.push(path);
+    Ok((files, lines))
+}
+
+/// Maps (m × valid voxels) scattered into m volumes on the mask's grid (NaN elsewhere in
+/// the mask for excluded voxels, 0 outside).
+fn volumes(mask: &Mask, valid: &[usize], values: Array2<f64>) -> Array4<f32> {
+    let [nx, ny, nz] = mask.grid.shape;
+    let m = values.nrows();
+    let mut out = Array4::<f32>::zeros((nx, ny, nz, m));
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    for v in &ijk {
+        for a in 0..m {
+            out[[v[0], v[1], v[2], a]] = f32::NAN;
+        }
+    }
+    for (n, &v) in valid.iter().enumerate() {
+        let [x, y, z] = ijk[v];
+        for a in 0..m {
+            out[[x, y, z, a]] = values[[a, n]] as f32;
+        }
+    }
+    out
+}

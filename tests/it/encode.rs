@@ -1,0 +1,224 @@
+//! `cortexflow encode` end to end on simulated data, and its input errors.
+
+use std::path::{Path, PathBuf};
+
+use super::common::{cortexflow, cortexflow_fails, fixtures, shared_data};
+
+fn ok(args: &[&str]) -> String {
+    let o = cortexflow(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// simulate → basis on the planted AN responses → encode: the fitted maps carry the planted
+/// signal (cv_r in the planted networks well above the rest of the cortex).
+fn pipeline(dir: &Path) -> (PathBuf, Vec<String>, Vec<String>) {
+    let sim = dir.join("sim");
+    ok(&[
+        "simulate",
+        "--out",
+        sim.to_str().unwrap(),
+        "--subjects",
+        "2",
+        "--runs",
+        "2",
+        "--scans",
+        "120",
+        "--seed",
+        "4",
+    ]);
+    let resp: Vec<String> = (1..=2)
+        .map(|r| {
+            sim.join(format!("truth/responses/task-lpp_run-{r}.parquet"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let basis = dir.join("basis");
+    ok(&[
+        "basis",
+        "--responses",
+        &resp.join(","),
+        "--atoms",
+        "6",
+        "--lambda",
+        "0.1",
+        "--out",
+        basis.to_str().unwrap(),
+    ]);
+    let atoms: Vec<String> = (1..=2)
+        .map(|r| {
+            basis
+                .join(format!("atoms/task-lpp_run-{r}.parquet"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let bold: Vec<String> = ["01", "02"]
+        .iter()
+        .flat_map(|s| {
+            (1..=2).map(move |r| format!("sub-{s}/func/sub-{s}_task-lpp_run-{r}_bold.nii.gz"))
+        })
+        .map(|p| sim.join(p).display().to_string())
+        .collect();
+    (sim, atoms, bold)
+}
+
+#[test]
+fn encode_recovers_the_planted_signal_and_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, atoms, bold) = pipeline(dir.path());
+    let out = dir.path().join("enc");
+    let text = ok(&[
+        "encode",
+        "--regressors",
+        &atoms.join(","),
+        "--bold",
+        &bold.join(","),
+        "--mask",
+        sim.join("mask.nii.gz").to_str().unwrap(),
+        "--zscore",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(text.contains("sub-01: 2 runs, 8268 voxels"), "{text}");
+    let maps = cortexflow::io::nifti::read_image(&sim.join("truth/maps.nii.gz")).unwrap();
+    for s in ["01", "02"] {
+        for f in ["beta", "t", "z", "cv_r", "cv_r2", "alpha"] {
+            assert!(out.join(format!("sub-{s}/{f}.nii.gz")).is_file(), "{f}");
+        }
+        let beta =
+            cortexflow::io::nifti::read_image(&out.join(format!("sub-{s}/beta.nii.gz"))).unwrap();
+        assert_eq!(beta.data.dim().3, 6, "one β volume per atom");
+        let r =
+            cortexflow::io::nifti::read_image(&out.join(format!("sub-{s}/cv_r.nii.gz"))).unwrap();
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        for ((i, j, k, _), &v) in r.data.indexed_iter() {
+            if !v.is_finite() || v == 0.0 {
+                continue;
+            }
+            let planted = (0..3).any(|g| maps.data[[i, j, k, g]] > 0.0);
+            if planted {
+                inside.push(v as f64)
+            } else {
+                outside.push(v as f64)
+            }
+        }
+        let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+        assert!(
+            mean(&inside) > mean(&outside) + 0.1,
+            "sub-{s}: cv_r inside {} outside {}",
+            mean(&inside),
+            mean(&outside)
+        );
+    }
+    assert!(out.join("voxel_fits.parquet").is_file());
+}
+
+#[test]
+fn encode_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, atoms, bold) = pipeline(dir.path());
+    let mask = sim.join("mask.nii.gz").display().to_string();
+    let out = dir.path().join("o").display().to_string();
+    // Scan counts that differ from the regressors'.
+    let short = dir.path().join("short");
+    ok(&[
+        "simulate",
+        "--out",
+        short.to_str().unwrap(),
+        "--subjects",
+        "1",
+        "--runs",
+        "2",
+        "--scans",
+        "100",
+    ]);
+    let short_bold: Vec<String> = (1..=2)
+        .map(|r| {
+            short
+                .join(format!("sub-01/func/sub-01_task-lpp_run-{r}_bold.nii.gz"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let e = cortexflow_fails(&[
+        "encode",
+        "--regressors",
+        &atoms.join(","),
+        "--bold",
+        &short_bold.join(","),
+        "--mask",
+        &mask,
+        "--out",
+        &out,
+    ]);
+    assert!(e.contains("100 scans") && e.contains("120"), "{e}");
+    // A mask on another grid.
+    let lpp_mask = shared_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
+    let e = cortexflow_fails(&[
+        "encode",
+        "--regressors",
+        &atoms.join(","),
+        "--bold",
+        &bold[..2].join(","),
+        "--mask",
+        lpp_mask.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    assert!(
+        e.contains("mask_lpp_en.nii.gz") && e.contains("grid"),
+        "{e}"
+    );
+    // Runs of different grids within a subject.
+    let odd = dir.path().join("sub-01_task-lpp_run-2_bold.nii.gz");
+    std::fs::copy(fixtures().join("nifti/bigendian_float64.nii.gz"), &odd).unwrap();
+    let e = cortexflow_fails(&[
+        "encode",
+        "--regressors",
+        &atoms.join(","),
+        "--bold",
+        &format!("{},{}", bold[0], odd.display()),
+        "--mask",
+        &mask,
+        "--out",
+        &out,
+    ]);
+    assert!(
+        e.contains("differs from the grid of") && e.contains(&bold[0]),
+        "{e}"
+    );
+    // One run with cross-validation requested; fine with --no-cv.
+    let e = cortexflow_fails(&[
+        "encode",
+        "--regressors",
+        &atoms[0],
+        "--bold",
+        &bold[0],
+        "--mask",
+        &mask,
+        "--out",
+        &out,
+    ]);
+    assert!(
+        e.contains("needs at least 2 runs") && e.contains("--no-cv"),
+        "{e}"
+    );
+    ok(&[
+        "encode",
+        "--regressors",
+        &atoms[0],
+        "--bold",
+        &bold[0],
+        "--mask",
+        &mask,
+        "--no-cv",
+        "--out",
+        &out,
+    ]);
+}
