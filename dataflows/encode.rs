@@ -36,7 +36,7 @@ fn subjects(
     if !confounds.is_empty() && confounds.len() != bold.len() {
         bail!("--confounds gives {} files for {} BOLD runs: give one per run, in the same order, or none", confounds.len(), bold.len());
     }
-    let mut out: BTreeMap<String, Vec<(PathBuf, Option<PathBuf>)>> = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<RunFiles>> = BTreeMap::new();
     for (i, b) in bold.iter().enumerate() {
         let name = b
             .file_name()
@@ -119,7 +119,7 @@ pub fn run(
     let bar = progress::bar(bold.len() as u64, "encoding runs");
     let mut files = Vec::new();
     let mut lines = Vec::new();
-    let mut fits: Vec<(String, Vec<usize>, Array1<f64>, Array1<f64>, Array1<f64>)> = Vec::new();
+    let mut fits: Vec<SubjectFit> = Vec::new();
     for (subject, runs) in &groups {
         if runs.len() != atoms.len() {
             bail!("sub-{subject}: {} BOLD runs for {} regressor files (the i-th run uses the i-th regressors)", runs.len(), atoms.len());

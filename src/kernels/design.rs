@@ -95,6 +95,26 @@ pub fn build(
     Ok((designs, names))
 }
 
+/// Removes from each column of `y` (T × V) its least-squares fit on the columns of `n`
+/// (T × q): y − N·(NᵀN)⁻¹·Nᵀy. Errors if NᵀN is singular.
+pub fn project_out(n: &Array2<f64>, y: &Array2<f64>) -> Result<Array2<f64>, String> {
+    use faer::linalg::solvers::Solve;
+    let q = n.ncols();
+    if q == 0 {
+        return Ok(y.clone());
+    }
+    let g = n.t().dot(n);
+    let gm = faer::Mat::<f64>::from_fn(q, q, |i, j| g[[i, j]]);
+    let llt = gm
+        .llt(faer::Side::Lower)
+        .map_err(|_| "nuisance regressors are collinear".to_string())?;
+    let c = n.t().dot(y);
+    let mut b = faer::Mat::<f64>::from_fn(q, y.ncols(), |i, j| c[[i, j]]);
+    llt.solve_in_place(b.as_mut());
+    let coef = Array2::from_shape_fn((q, y.ncols()), |(i, j)| b[(i, j)]);
+    Ok(y - &n.dot(&coef))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,24 +164,4 @@ mod tests {
         )
         .is_err());
     }
-}
-
-/// Removes from each column of `y` (T × V) its least-squares fit on the columns of `n`
-/// (T × q): y − N·(NᵀN)⁻¹·Nᵀy. Errors if NᵀN is singular.
-pub fn project_out(n: &Array2<f64>, y: &Array2<f64>) -> Result<Array2<f64>, String> {
-    use faer::linalg::solvers::Solve;
-    let q = n.ncols();
-    if q == 0 {
-        return Ok(y.clone());
-    }
-    let g = n.t().dot(n);
-    let gm = faer::Mat::<f64>::from_fn(q, q, |i, j| g[[i, j]]);
-    let llt = gm
-        .llt(faer::Side::Lower)
-        .map_err(|_| "nuisance regressors are collinear".to_string())?;
-    let c = n.t().dot(y);
-    let mut b = faer::Mat::<f64>::from_fn(q, y.ncols(), |i, j| c[[i, j]]);
-    llt.solve_in_place(b.as_mut());
-    let coef = Array2::from_shape_fn((q, y.ncols()), |(i, j)| b[(i, j)]);
-    Ok(y - &n.dot(&coef))
 }
