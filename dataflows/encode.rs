@@ -28,11 +28,14 @@ pub struct EncodeOptions {
     pub cv: bool,
 }
 
+/// A BOLD run and its optional confounds file.
+type RunFiles = (PathBuf, Option<PathBuf>);
+
+/// One subject's fitted voxels: (subject, mask indices, alpha, cv_r, cv_r2).
+type SubjectFit = (String, Vec<usize>, Array1<f64>, Array1<f64>, Array1<f64>);
+
 /// Runs of each subject: BOLD files (with their confounds) by subject label, in run order.
-fn subjects(
-    bold: &[PathBuf],
-    confounds: &[PathBuf],
-) -> Result<BTreeMap<String, Vec<(PathBuf, Option<PathBuf>)>>> {
+fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<String, Vec<RunFiles>>> {
     if !confounds.is_empty() && confounds.len() != bold.len() {
         bail!("--confounds gives {} files for {} BOLD runs: give one per run, in the same order, or none", confounds.len(), bold.len());
     }
