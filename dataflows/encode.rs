@@ -194,8 +194,9 @@ pub fn run(
         let fit = ols(stats.as_ref().expect("≥ 1 run"))
             .map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
         let normal = Normal::standard();
+        let pv = fit.p_values();
         let z = Array2::from_shape_fn(fit.t.dim(), |(i, j)| {
-            fit.t[[i, j]].signum() * normal.inverse_cdf(1.0 - fit.p[[i, j]] / 2.0).min(40.0)
+            fit.t[[i, j]].signum() * normal.inverse_cdf(1.0 - pv[[i, j]] / 2.0).min(40.0)
         });
         let dir = out.join(format!("sub-{subject}"));
         for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {

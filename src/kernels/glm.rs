@@ -14,12 +14,11 @@ use super::ridge_stats::RunStats;
 /// Designs with cond(XᵀX) above this are refused.
 pub const MAX_CONDITION: f64 = 1e10;
 
-/// OLS results, p × V (coefficients, t, p) and V (residual variance).
+/// OLS results, p × V (coefficients, t) and V (residual variance); p values on demand.
 #[derive(Debug, Clone)]
 pub struct OlsFit {
     pub beta: Array2<f64>,
     pub t: Array2<f64>,
-    pub p: Array2<f64>,
     pub sigma2: Array1<f64>,
     pub dof: usize,
     pub condition: f64,
@@ -71,25 +70,37 @@ pub fn ols(stats: &RunStats) -> Result<OlsFit, GlmError> {
     llt.solve_in_place(inv.as_mut());
     let dof = stats.n - p;
     let sigma2 = stats.rss(beta.view()).mapv(|r| r.max(0.0) / dof as f64);
-    let dist = StudentsT::new(0.0, 1.0, dof as f64).expect("dof ≥ 1");
     let t = Array2::from_shape_fn((p, v), |(i, j)| {
         beta[[i, j]] / (sigma2[j] * inv[(i, i)]).sqrt()
-    });
-    let pv = t.mapv(|tv| {
-        if tv.is_finite() {
-            2.0 * dist.sf(tv.abs())
-        } else {
-            f64::NAN
-        }
     });
     Ok(OlsFit {
         beta,
         t,
-        p: pv,
         sigma2,
         dof,
         condition,
     })
+}
+
+impl OlsFit {
+    /// Two-sided p values of the t statistics (Student's t, n − p dof), in parallel: the
+    /// incomplete beta function dominates the cost of a whole-brain fit.
+    pub fn p_values(&self) -> Array2<f64> {
+        use rayon::prelude::*;
+        let dist = StudentsT::new(0.0, 1.0, self.dof as f64).expect("dof ≥ 1");
+        let t: Vec<f64> = self.t.iter().copied().collect();
+        let p: Vec<f64> = t
+            .par_iter()
+            .map(|&tv| {
+                if tv.is_finite() {
+                    2.0 * dist.sf(tv.abs())
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        Array2::from_shape_vec(self.t.dim(), p).expect("same shape")
+    }
 }
 
 #[cfg(test)]
@@ -140,7 +151,7 @@ mod tests {
             y.slice(ndarray::s![..6, ..]).view(),
         );
         let f = ols(&small).unwrap();
-        for (&t, &pv) in f.t.iter().zip(&f.p) {
+        for (&t, &pv) in f.t.iter().zip(&f.p_values()) {
             let closed = 1.0 - t.abs() / (t * t + 2.0).sqrt();
             assert!((pv - closed).abs() < 1e-9, "t = {t}: {pv} vs {closed}");
         }

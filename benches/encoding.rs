@@ -1,0 +1,161 @@
+//! Cross-validated ridge encoding: 4 runs × 300 scans × V voxels × 64 regressors, 10 α,
+//! leave-one-run-out — cortexflow's run statistics (RunStats per run, one
+//! eigendecomposition per fold) against himalaya's RidgeCV (numpy backend) with a
+//! LeaveOneGroupOut splitter, at V = 12,500, 25,000 and 50,000 (linear scaling), each in its
+//! own process. Both sides read the same float32 data; the check is that they choose the
+//! same α and coefficients (sum of the refitted β). Also OLS (β and t of every regressor) at
+//! V = 50,000 against nilearn's OLSModel, the model FirstLevelModel(noise_model="ols") fits.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use common::{anchor_script, compare, peak_mib, python_has, run_child};
+use cortexflow::kernels::cv::{alpha_grid, ridge_cv};
+use cortexflow::kernels::glm::ols;
+use cortexflow::kernels::ridge_stats::RunStats;
+use ndarray::{s, Array2};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+const RUNS: usize = 4;
+const SCANS: usize = 300;
+const P: usize = 64;
+
+fn read(path: &Path, cols: usize) -> Array2<f32> {
+    let bytes = std::fs::read(path).expect("data");
+    let v: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Array2::from_shape_vec((v.len() / cols, cols), v).expect("shape")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        let v: usize = args[4].parse().unwrap();
+        let t = Instant::now();
+        let x = read(Path::new(&args[2]), P).mapv(f64::from);
+        let y = read(Path::new(&args[3]), v);
+        let runs: Vec<RunStats> = (0..RUNS)
+            .map(|r| {
+                RunStats::from_block(
+                    x.slice(s![r * SCANS..(r + 1) * SCANS, ..]),
+                    y.slice(s![r * SCANS..(r + 1) * SCANS, ..]),
+                )
+            })
+            .collect();
+        let beta = if args.get(5).map(String::as_str) == Some("ols") {
+            let mut total = runs[0].clone();
+            runs[1..].iter().for_each(|r| total.add(r));
+            let fit = ols(&total).expect("ols");
+            assert!(fit.t.iter().all(|v| v.is_finite()));
+            fit.beta
+        } else {
+            ridge_cv(&runs, &alpha_grid(-2.0, 5.0, 10))
+                .expect("ridge")
+                .beta
+        };
+        let secs = t.elapsed().as_secs_f64();
+        println!("{} {} {}", beta.nrows(), beta.ncols(), beta.sum());
+        println!("{secs} {}", peak_mib());
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    let himalaya = python_has("himalaya, sklearn");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let n = RUNS * SCANS;
+    let x = Array2::<f32>::from_shape_simple_fn((n, P), || rng.sample(StandardNormal));
+    let xp = dir.path().join("x.f32");
+    std::fs::write(
+        &xp,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    for v in [12_500usize, 25_000, 50_000] {
+        // Each voxel: a sparse mix of regressors at varied signal-to-noise, then noise.
+        let w = Array2::<f32>::from_shape_simple_fn((P, v), || {
+            if rng.random::<f32>() < 0.1 {
+                rng.sample::<f32, _>(StandardNormal) * 0.3
+            } else {
+                0.0
+            }
+        });
+        let y =
+            x.dot(&w) + Array2::<f32>::from_shape_simple_fn((n, v), || rng.sample(StandardNormal));
+        let yp = dir.path().join(format!("y{v}.f32"));
+        std::fs::write(
+            &yp,
+            y.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        drop(y);
+        let args = [
+            xp.to_str().unwrap().to_string(),
+            yp.to_str().unwrap().to_string(),
+            v.to_string(),
+        ];
+        let ours = || {
+            run_child(
+                Command::new(&me)
+                    .arg("--child")
+                    .args(&args)
+                    .env("RAYON_NUM_THREADS", "2"),
+            )
+        };
+        if !himalaya {
+            let s = ours();
+            println!("encoding V = {v}: cortexflow {:.2} s, peak {:.1} MiB; anchor not run (himalaya not found)", s.seconds, s.peak_mib);
+            continue;
+        }
+        let anchor = || {
+            run_child(
+                Command::new("python3")
+                    .arg(anchor_script("encoding.py"))
+                    .args(&args)
+                    .args([RUNS.to_string(), SCANS.to_string()])
+                    .env("OMP_NUM_THREADS", "2")
+                    .env("OPENBLAS_NUM_THREADS", "2"),
+            )
+        };
+        compare(&format!("encoding: {RUNS} runs × {SCANS} scans × {v} voxels × {P} regressors, 10 α, leave-one-run-out"), 1, 1e-4, ours, "himalaya", anchor);
+        if v == 50_000 && python_has("nilearn") {
+            let ours = || {
+                run_child(
+                    Command::new(&me)
+                        .arg("--child")
+                        .args(&args)
+                        .arg("ols")
+                        .env("RAYON_NUM_THREADS", "2"),
+                )
+            };
+            let anchor = || {
+                run_child(
+                    Command::new("python3")
+                        .arg(anchor_script("encoding_ols.py"))
+                        .args(&args)
+                        .args([RUNS.to_string(), SCANS.to_string()])
+                        .env("OMP_NUM_THREADS", "2")
+                        .env("OPENBLAS_NUM_THREADS", "2"),
+                )
+            };
+            compare(
+                &format!(
+                    "encoding OLS (β, t): {RUNS} × {SCANS} scans × {v} voxels × {P} regressors"
+                ),
+                1,
+                1e-6,
+                ours,
+                "nilearn",
+                anchor,
+            );
+        }
+    }
+}
