@@ -77,7 +77,8 @@ fn xt_y(x: ArrayView2<f64>, y: &Array2<f64>) -> Array2<f64> {
     let v = y.ncols();
     let xs = x.as_standard_layout();
     let xm = faer::MatRef::from_row_major_slice(xs.as_slice().expect("standard layout"), t, p);
-    let ym = faer::MatRef::from_row_major_slice(y.as_slice().expect("standard layout"), t, v);
+    let ys = y.as_standard_layout();
+    let ym = faer::MatRef::from_row_major_slice(ys.as_slice().expect("standard layout"), t, v);
     let mut out = faer::Mat::<f64>::zeros(p, v);
     faer::linalg::matmul::matmul(
         out.as_mut(),
