@@ -130,21 +130,13 @@ pub fn run(
         if opt.cv && runs.len() < 2 {
             bail!("sub-{subject}: leave-one-run-out cross-validation needs at least 2 runs, there is 1; give --no-cv for OLS only");
         }
+        // Designs first (headers and confounds only), so each run's BOLD can be reduced to
+        // statistics and dropped: memory holds one run's masked data at a time.
         let first = nifti::read_header(&runs[0].0)?;
-        let mut ys = Vec::new();
         let mut inputs = Vec::new();
-        for ((path, conf), (story, d)) in runs.iter().zip(&atoms) {
+        for ((path, conf), (_, d)) in runs.iter().zip(&atoms) {
             let h = nifti::read_header(path)?;
             first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
-            let b = nifti::read_bold(path, Some((mask_path, &mask)))?;
-            if b.data.nrows() != d.nrows() {
-                bail!(
-                    "{}: {} scans, but the regressors of story '{story}' have {}",
-                    path.display(),
-                    b.data.nrows(),
-                    d.nrows()
-                );
-            }
             let tr = h
                 .tr
                 .with_context(|| format!("{}: no repetition time in the header", path.display()))?;
@@ -157,42 +149,60 @@ pub fn run(
                 confounds,
                 tr,
             });
-            ys.push(b.data.mapv(f64::from));
-            bar.inc(1);
         }
-        // Voxels that are constant or non-finite in any run are excluded everywhere.
-        let valid: Vec<usize> = (0..mask.len())
-            .filter(|&v| {
-                ys.iter().all(|y| {
-                    let c = y.column(v);
-                    c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0])
-                })
-            })
-            .collect();
-        let excluded = mask.len() - valid.len();
-        let mut ys: Vec<Array2<f64>> = ys.into_iter().map(|y| y.select(Axis(1), &valid)).collect();
-        if opt.zscore {
-            for y in &mut ys {
-                for mut c in y.columns_mut() {
+        let (designs, _names) =
+            design::build(&inputs, opt.high_pass).map_err(anyhow::Error::msg)?;
+        let mut valid_all = vec![true; mask.len()];
+        let mut stats: Option<RunStats> = None;
+        let mut ridge_runs = Vec::new();
+        for (((path, _), (story, d)), dm) in runs.iter().zip(&atoms).zip(&designs) {
+            let b = nifti::read_bold(path, Some((mask_path, &mask)))?;
+            if b.data.nrows() != d.nrows() {
+                bail!(
+                    "{}: {} scans, but the regressors of story '{story}' have {}",
+                    path.display(),
+                    b.data.nrows(),
+                    d.nrows()
+                );
+            }
+            let mut y = b.data.mapv(f64::from);
+            drop(b);
+            // Constant or non-finite voxels (in any run) are excluded everywhere; they are
+            // zeroed here so they cannot disturb anything before being dropped.
+            for (v, mut c) in y.columns_mut().into_iter().enumerate() {
+                let ok = c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0]);
+                if !ok {
+                    valid_all[v] = false;
+                    c.fill(0.0);
+                } else if opt.zscore {
                     let m = c.mean().unwrap_or(0.0);
                     let sd =
                         (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
                     c.mapv_inplace(|x| (x - m) / sd);
                 }
             }
-        }
-        let (designs, _names) =
-            design::build(&inputs, opt.high_pass).map_err(anyhow::Error::msg)?;
-        let mut stats: Option<RunStats> = None;
-        for (d, y) in designs.iter().zip(&ys) {
-            let r = RunStats::from_block(d.view(), y.view());
+            let r = RunStats::from_block(dm.view(), y.view());
             match stats.as_mut() {
                 None => stats = Some(r),
                 Some(s) => s.add(&r),
             }
+            if opt.cv {
+                // Ridge on the atoms with this run's nuisance columns projected out of both sides.
+                let nuisance_cols: Vec<usize> = (k..dm.ncols())
+                    .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
+                    .collect();
+                let nuisance = dm.select(Axis(1), &nuisance_cols);
+                let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())
+                    .map_err(anyhow::Error::msg)?;
+                let yr = project_out(&nuisance, &y).map_err(anyhow::Error::msg)?;
+                ridge_runs.push(RunStats::from_block(xr.view(), yr.view()));
+            }
+            bar.inc(1);
         }
-        let fit = ols(stats.as_ref().expect("≥ 1 run"))
-            .map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
+        let valid: Vec<usize> = (0..mask.len()).filter(|&v| valid_all[v]).collect();
+        let excluded = mask.len() - valid.len();
+        let stats = stats.expect("≥ 1 run").select(&valid);
+        let fit = ols(&stats).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
         let normal = Normal::standard();
         let pv = fit.p_values();
         let z = Array2::from_shape_fn(fit.t.dim(), |(i, j)| {
@@ -210,19 +220,8 @@ pub fn run(
             files.push(path);
         }
         let (alpha, cv_r, cv_r2) = if opt.cv {
-            // Ridge on the atoms with each run's nuisance columns projected out of both sides.
-            let mut run_stats = Vec::new();
-            for (d, y) in designs.iter().zip(&ys) {
-                let nuisance_cols: Vec<usize> = (k..d.ncols())
-                    .filter(|&c| d.column(c).iter().any(|&x| x != 0.0))
-                    .collect();
-                let nuisance = d.select(Axis(1), &nuisance_cols);
-                let xr = project_out(&nuisance, &d.slice(s![.., ..k]).to_owned())
-                    .map_err(anyhow::Error::msg)?;
-                let yr = project_out(&nuisance, y).map_err(anyhow::Error::msg)?;
-                run_stats.push(RunStats::from_block(xr.view(), yr.view()));
-            }
-            let f = ridge_cv(&run_stats, &opt.alphas).map_err(anyhow::Error::msg)?;
+            let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
+            let f = ridge_cv(&runs, &opt.alphas).map_err(anyhow::Error::msg)?;
             (f.alpha, f.cv_r, f.cv_r2)
         } else {
             let nan = Array1::from_elem(valid.len(), f64::NAN);

@@ -58,6 +58,18 @@ impl RunStats {
         self.n -= other.n;
     }
 
+    /// The statistics of a subset of the voxels (columns), in the given order.
+    pub fn select(&self, voxels: &[usize]) -> RunStats {
+        RunStats {
+            gram: self.gram.clone(),
+            xty: self.xty.select(Axis(1), voxels),
+            sum_x: self.sum_x.clone(),
+            sum_y: self.sum_y.select(Axis(0), voxels),
+            sum_y2: self.sum_y2.select(Axis(0), voxels),
+            n: self.n,
+        }
+    }
+
     /// Residual sum of squares of coefficients `beta` (p × V) for every voxel:
     /// ‖y − Xβ‖² = Σy² − 2βᵀXᵀy + βᵀXᵀXβ, from the statistics alone.
     pub fn rss(&self, beta: ArrayView2<f64>) -> Array1<f64> {
