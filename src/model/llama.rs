@@ -14,7 +14,7 @@ use tokenizers::Tokenizer;
 
 use super::{
     attention, batch_tensor, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
-    LanguageModel, Tap, TapOutput, TapRequest,
+    LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
 
@@ -453,20 +453,16 @@ impl LanguageModel for Llama {
     fn name(&self) -> &str {
         &self.name
     }
-    fn n_layers(&self) -> usize {
-        self.cfg.num_hidden_layers
-    }
-    fn tap_width(&self, tap: Tap) -> usize {
-        match tap {
-            Tap::FfnOut => self.cfg.hidden_size,
-            Tap::FfnInner => self.cfg.intermediate_size,
+    fn dims(&self) -> ModelDims {
+        ModelDims {
+            layers: self.cfg.num_hidden_layers,
+            hidden: self.cfg.hidden_size,
+            ffn: self.cfg.intermediate_size,
+            max_positions: self.cfg.max_position_embeddings,
         }
     }
     fn direction(&self) -> Direction {
         Direction::Decoder
-    }
-    fn max_positions(&self) -> usize {
-        self.cfg.max_position_embeddings
     }
     fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
@@ -506,6 +502,7 @@ impl LanguageModel for Llama {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::Tap;
     use candle_nn::VarBuilder;
     use std::collections::HashMap;
 

@@ -128,16 +128,39 @@ pub enum Direction {
     Decoder,
 }
 
+/// The sizes every model family shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelDims {
+    pub layers: usize,
+    /// Width of the residual stream (= ffn.out).
+    pub hidden: usize,
+    /// Width of the FFN's inner layer (= ffn.inner).
+    pub ffn: usize,
+    /// The most tokens one forward pass accepts, special tokens included.
+    pub max_positions: usize,
+}
+
 /// A language model whose feed-forward taps can be read.
 pub trait LanguageModel {
     /// Short name (folder or file stem), used in the `neurons` table.
     fn name(&self) -> &str;
-    fn n_layers(&self) -> usize;
-    /// Number of units of a tap (hidden size for ffn.out, FFN size for ffn.inner).
-    fn tap_width(&self, tap: Tap) -> usize;
+    fn dims(&self) -> ModelDims;
     fn direction(&self) -> Direction;
+
+    fn n_layers(&self) -> usize {
+        self.dims().layers
+    }
+    /// Number of units of a tap (hidden size for ffn.out, FFN size for ffn.inner).
+    fn tap_width(&self, tap: Tap) -> usize {
+        match tap {
+            Tap::FfnOut => self.dims().hidden,
+            Tap::FfnInner => self.dims().ffn,
+        }
+    }
     /// The most tokens one forward pass accepts, special tokens included.
-    fn max_positions(&self) -> usize;
+    fn max_positions(&self) -> usize {
+        self.dims().max_positions
+    }
     fn tokenizer(&self) -> &Tokenizer;
     /// Ids to put before / after every window (e.g. BERT's [CLS] / [SEP], a Llama BOS).
     fn window_specials(&self) -> (Vec<u32>, Vec<u32>);
