@@ -42,8 +42,9 @@ enum Command {
     /// mask.nii.gz, atlas/, dataset_description.json and truth/ (planted.json, maps.nii.gz,
     /// timecourses/*.parquet, neurons.parquet, responses/*.parquet).
     Simulate(SimulateArgs),
-    /// Token-level activations of a language model's feed-forward taps, for inspection and
-    /// parity checks: one row per token and layer (token, token_text, word, layer, tap,
+    /// Token-level activations of a language model's feed-forward taps.
+    ///
+    /// For inspection and parity checks: one row per token and layer (token, token_text, word, layer, tap,
     /// values). Taps of different widths go to separate files OUT_STEM.<tap>.parquet.
     Activations {
         #[command(flatten)]
@@ -58,8 +59,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// One regressor per artificial neuron (AN) on the scan clock, as nilearn's
-    /// compute_regressor builds it: each word's activation (mean of its tokens) is a stick
+    /// One regressor per artificial neuron (AN) on the scan clock.
+    ///
+    /// Built as nilearn's compute_regressor builds it: each word's activation (mean of its tokens) is a stick
     /// at the word onset, convolved with the HRF on a 50× finer grid and sampled at k·TR.
     /// Writes OUT/neurons.parquet and OUT/responses/<stimulus stem>.parquet per run.
     Responses {
@@ -90,8 +92,10 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Learn K temporal atoms from AN responses (stories concatenated in time, each AN's
-    /// series centred and ℓ2-normalised) and the ANs' sparse codes: online dictionary
+    /// Learn K temporal atoms from AN responses and the ANs' sparse codes.
+    ///
+    /// Stories are concatenated in time, each AN's series centred and ℓ2-normalised; online
+    /// dictionary
     /// learning (Mairal et al. 2010), or incremental PCA. Writes OUT/atoms/<story>.parquet,
     /// OUT/codes.parquet (non-zero weights), OUT/subgroups.parquet (each AN's dominant atom),
     /// OUT/objective.tsv and OUT/state/ (atoms and statistics to continue).
@@ -135,7 +139,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Voxel-wise encoding models of each subject's BOLD with the atoms as fixed regressors:
+    /// Voxel-wise encoding models of each subject's BOLD with the atoms as fixed regressors.
+    ///
     /// OLS on atoms + confounds + per-run cosine drift and intercept (β, t, z per atom), and
     /// ridge with a per-voxel α by leave-one-run-out cross-validation (cv_r, cv_r2, alpha).
     /// The i-th BOLD run of a subject (subject from the sub-<label> in its name) uses the

@@ -501,8 +501,8 @@ impl LanguageModel for Llama {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::Tap;
+    use super::*;
     use candle_nn::VarBuilder;
     use std::collections::HashMap;
 
