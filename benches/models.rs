@@ -49,22 +49,18 @@ fn child(path: &Path) {
     let request = TapRequest::new((0..m.n_layers()).collect(), Tap::ALL.to_vec());
     // One untimed warm-up window on both sides (thread pools, first allocations).
     m.forward_taps(&wins[0], &request).expect("warm-up");
+    // Timed: the forward pass and copying every tap out to host vectors (the anchor's hooks
+    // copy to numpy); the checksum is computed afterwards on both sides.
     let t = Instant::now();
-    let mut sum = 0.0f64;
-    let mut n = 0usize;
-    // The 4 windows as one batch on both sides (the default --batch of the commands).
-    {
-        for out in m.forward_batch(&wins, &request).expect("forward") {
-            let v: Vec<f32> = out
-                .values
-                .flatten_all()
-                .and_then(|t| t.to_vec1())
-                .expect("copy out");
-            sum += v.iter().map(|x| x.abs() as f64).sum::<f64>();
-            n += v.len();
-        }
-    }
+    let copies: Vec<Vec<f32>> = m
+        .forward_batch(&wins, &request)
+        .expect("forward")
+        .into_iter()
+        .map(|out| out.values.flatten_all().and_then(|t| t.to_vec1()).expect("copy out"))
+        .collect();
     let secs = t.elapsed().as_secs_f64();
+    let n: usize = copies.iter().map(Vec::len).sum();
+    let sum: f64 = copies.iter().flatten().map(|x| x.abs() as f64).sum();
     println!("{} {n} {sum}", wins.len());
     println!("{secs} {}", peak_mib());
 }
