@@ -56,7 +56,12 @@ fn child(path: &Path) {
         .forward_batch(&wins, &request)
         .expect("forward")
         .into_iter()
-        .map(|out| out.values.flatten_all().and_then(|t| t.to_vec1()).expect("copy out"))
+        .map(|out| {
+            out.values
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .expect("copy out")
+        })
         .collect();
     let secs = t.elapsed().as_secs_f64();
     let n: usize = copies.iter().map(Vec::len).sum();

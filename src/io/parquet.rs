@@ -280,6 +280,21 @@ fn list_values(path: &Path, lists: &FixedSizeListArray, out: &mut Vec<f32>) -> R
     Ok(t)
 }
 
+/// Records the story of a row; tables with vectors hold one story (one T) per file.
+fn one_story(path: &Path, story: &mut Option<String>, s: &str) -> Result<()> {
+    match story {
+        None => *story = Some(s.to_string()),
+        Some(prev) if prev != s => {
+            return Err(Error::format(
+                path,
+                format!("holds two stories ('{prev}', '{s}'); one story per file"),
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Reads a `responses` table written by `cortexflow responses` (or any writer following
 /// schemas/responses.json). One story per file.
 pub fn read_responses(path: &Path) -> Result<ResponseTable> {
@@ -297,16 +312,7 @@ pub fn read_responses(path: &Path) -> Result<ResponseTable> {
             &mut values,
         )?;
         for r in 0..batch.num_rows() {
-            let s = stories.value(r);
-            match &story {
-                None => story = Some(s.to_string()),
-                Some(prev) if prev != s => {
-                    return Err(bad(format!(
-                        "holds two stories ('{prev}', '{s}'); one story per file"
-                    )))
-                }
-                _ => {}
-            }
+            one_story(path, &mut story, stories.value(r))?;
             an_ids.push(ids.value(r));
             delays.push(dl.is_valid(r).then(|| dl.value(r)));
         }
@@ -336,7 +342,7 @@ pub fn read_atoms(path: &Path) -> Result<(String, ndarray::Array2<f64>)> {
         )?;
         for r in 0..batch.num_rows() {
             atoms.push(idx.value(r) as usize);
-            story.get_or_insert_with(|| stories.value(r).to_string());
+            one_story(path, &mut story, stories.value(r))?;
         }
     }
     let k = atoms.len();

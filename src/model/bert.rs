@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{
-    attention, batch_tensor, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
-    LanguageModel, ModelDims, TapOutput, TapRequest,
+    attention, batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
+    Direction, LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
 
@@ -239,22 +239,16 @@ impl LanguageModel for Bert {
 
     fn forward_batch(&self, batch: &[Vec<u32>], request: &TapRequest) -> Result<Vec<TapOutput>> {
         let err = candle_err(&self.path);
-        let Some(last) = request.last_layer() else {
+        if request.last_layer().is_none() {
             return Ok(Vec::new());
-        };
+        }
         let input = batch_tensor(
             batch,
             self.cfg.vocab_size,
             self.cfg.max_position_embeddings,
             &self.name,
         )?;
-        let mut x = self.embeddings.forward(&input).map_err(&err)?;
-        let mut out = Vec::new();
-        for (layer, block) in self.layers.iter().enumerate().take(last + 1) {
-            let (next, inner, ffn_out) = block.forward(&x).map_err(&err)?;
-            push_taps(&mut out, request, layer, &inner, &ffn_out).map_err(&err)?;
-            x = next;
-        }
-        Ok(out)
+        let x = self.embeddings.forward(&input).map_err(&err)?;
+        run_layers(&self.layers, request, x, |block, x| block.forward(x)).map_err(&err)
     }
 }

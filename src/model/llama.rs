@@ -13,8 +13,8 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{
-    attention, batch_tensor, candle_err, folder_tokenizer, push_taps, safetensors_files, Direction,
-    LanguageModel, ModelDims, TapOutput, TapRequest,
+    attention, batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
+    Direction, LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
 
@@ -473,9 +473,9 @@ impl LanguageModel for Llama {
 
     fn forward_batch(&self, batch: &[Vec<u32>], request: &TapRequest) -> Result<Vec<TapOutput>> {
         let err = candle_err(&self.path);
-        let Some(last) = request.last_layer() else {
+        if request.last_layer().is_none() {
             return Ok(Vec::new());
-        };
+        }
         let input = batch_tensor(
             batch,
             self.cfg.vocab_size,
@@ -483,19 +483,16 @@ impl LanguageModel for Llama {
             &self.name,
         )?;
         let (b, t) = input.dims2().map_err(&err)?;
-        let mut x = self
+        let x = self
             .embedding
             .index_select(&input.flatten_all().map_err(&err)?, 0)
             .and_then(|e| e.reshape((b, t, self.cfg.hidden_size)))
             .map_err(&err)?;
         let mask = causal_mask(t).map_err(&err)?;
-        let mut out = Vec::new();
-        for (layer, block) in self.blocks.iter().enumerate().take(last + 1) {
-            let (next, inner, ffn_out) = block.forward(&x, &self.rope, &mask).map_err(&err)?;
-            push_taps(&mut out, request, layer, &inner, &ffn_out).map_err(&err)?;
-            x = next;
-        }
-        Ok(out)
+        run_layers(&self.blocks, request, x, |block, x| {
+            block.forward(x, &self.rope, &mask)
+        })
+        .map_err(&err)
     }
 }
 

@@ -266,28 +266,36 @@ pub(crate) fn attention(
     candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
 }
 
-/// Appends the requested taps of `layer` (tensors of shape (b, t, ·)) to `out`.
-pub(crate) fn push_taps(
-    out: &mut Vec<TapOutput>,
+/// Runs `blocks` in order from hidden state `x` up to the last requested layer and keeps
+/// the requested taps; `forward` returns (next state, ffn.inner, ffn.out), each (b, t, ·).
+pub(crate) fn run_layers<B>(
+    blocks: &[B],
     request: &TapRequest,
-    layer: usize,
-    inner: &Tensor,
-    ffn_out: &Tensor,
-) -> candle_core::Result<()> {
-    if request.wants(layer) {
-        for &tap in &request.taps {
-            let values = match tap {
-                Tap::FfnOut => ffn_out,
-                Tap::FfnInner => inner,
-            };
-            out.push(TapOutput {
-                layer,
-                tap,
-                values: values.clone(),
-            });
+    mut x: Tensor,
+    forward: impl Fn(&B, &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)>,
+) -> candle_core::Result<Vec<TapOutput>> {
+    let mut out = Vec::new();
+    let Some(last) = request.last_layer() else {
+        return Ok(out);
+    };
+    for (layer, block) in blocks.iter().enumerate().take(last + 1) {
+        let (next, inner, ffn_out) = forward(block, &x)?;
+        if request.wants(layer) {
+            for &tap in &request.taps {
+                let values = match tap {
+                    Tap::FfnOut => &ffn_out,
+                    Tap::FfnInner => &inner,
+                };
+                out.push(TapOutput {
+                    layer,
+                    tap,
+                    values: values.clone(),
+                });
+            }
         }
+        x = next;
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The (batch × tokens) id tensor of equal-length windows, checked against the model's
