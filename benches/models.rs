@@ -136,7 +136,7 @@ fn main() {
             )
         };
         // Σ|tap values| over every layer and token: float32 on both sides, 1e-4 relative.
-        compare(
+        let s = compare(
             &format!("models: {name}, {TOKENS} tokens, every layer, both taps"),
             3,
             1e-4,
@@ -144,7 +144,6 @@ fn main() {
             "pytorch",
             anchor,
         );
-        let s = ours();
         println!(
             "  cortexflow throughput {:.0} tokens/s",
             TOKENS as f64 / s.seconds

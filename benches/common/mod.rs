@@ -59,7 +59,8 @@ pub fn median(mut runs: Vec<Sample>) -> Sample {
     runs[runs.len() / 2]
 }
 
-/// Ours against the anchor, `repeats` times each, then one line with the ratio.
+/// Ours against the anchor, `repeats` times each, then one line with the ratio; returns
+/// our median sample.
 pub fn compare(
     what: &str,
     repeats: usize,
@@ -67,7 +68,7 @@ pub fn compare(
     ours: impl Fn() -> Sample,
     anchor_name: &str,
     anchor: impl Fn() -> Sample,
-) {
+) -> Sample {
     let o = median((0..repeats).map(|_| ours()).collect());
     let a = median((0..repeats).map(|_| anchor()).collect());
     let same_sum = (o.result[2] - a.result[2]).abs() <= rel_tol * a.result[2].abs().max(1.0);
@@ -91,6 +92,7 @@ pub fn compare(
         a.seconds / o.seconds,
         o.peak_mib / a.peak_mib
     );
+    o
 }
 
 pub fn python_has(modules: &str) -> bool {

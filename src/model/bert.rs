@@ -6,12 +6,14 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use super::attention::attention;
+use super::dense::{dense, Dense};
 use super::{
-    attention, batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
+    batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
     Direction, LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
@@ -87,13 +89,13 @@ impl Embeddings {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
     heads: usize,
 }
@@ -103,13 +105,13 @@ impl Layer {
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let att = vb.pp("attention");
         Ok(Layer {
-            query: linear(h, h, att.pp("self.query"))?,
-            key: linear(h, h, att.pp("self.key"))?,
-            value: linear(h, h, att.pp("self.value"))?,
-            attn_out: linear(h, h, att.pp("output.dense"))?,
+            query: dense(h, h, att.pp("self.query"))?,
+            key: dense(h, h, att.pp("self.key"))?,
+            value: dense(h, h, att.pp("self.value"))?,
+            attn_out: dense(h, h, att.pp("output.dense"))?,
             attn_norm: layer_norm(h, cfg.layer_norm_eps, att.pp("output.LayerNorm"))?,
-            intermediate: linear(h, f, vb.pp("intermediate.dense"))?,
-            output: linear(f, h, vb.pp("output.dense"))?,
+            intermediate: dense(h, f, vb.pp("intermediate.dense"))?,
+            output: dense(f, h, vb.pp("output.dense"))?,
             out_norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
             heads: cfg.num_attention_heads,
         })
@@ -118,17 +120,12 @@ impl Layer {
     /// Returns (next hidden state, ffn.inner, ffn.out), each (1, t, ·).
     fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, t, h) = x.dims3()?;
-        let split = |y: Tensor| {
-            y.reshape((b, t, self.heads, h / self.heads))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
+        // (b, t, h) → a (b, heads, t, d) view; the fused attention reads it strided.
+        let split = |y: Tensor| y.reshape((b, t, self.heads, h / self.heads))?.transpose(1, 2);
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
-        let ctx = attention(&q, &k, &v, None)?
-            .transpose(1, 2)?
-            .reshape((b, t, h))?;
+        let ctx = attention(&q, &k, &v, false)?;
         let x = self
             .attn_norm
             .forward(&(self.attn_out.forward(&ctx)? + x)?)?;

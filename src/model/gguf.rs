@@ -13,7 +13,6 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
-use candle_nn::Linear;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
@@ -21,6 +20,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
+use super::dense::Dense;
 use super::llama::{Config, Llama, Part, Proj, RopeLayout, WeightSource};
 use crate::error::{Error, Result};
 
@@ -270,7 +270,7 @@ impl WeightSource for GgufSource<'_> {
             );
         }
         Ok(if self.dequantize {
-            Proj::Dense(Linear::new(q.dequantize(&Device::Cpu)?, None))
+            Proj::Dense(Dense::new(&q.dequantize(&Device::Cpu)?, None)?)
         } else {
             Proj::Quantized(QMatMul::from_qtensor(q)?)
         })

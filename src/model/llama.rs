@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{linear_no_bias, Linear, RmsNorm, VarBuilder};
+use candle_nn::{RmsNorm, VarBuilder};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use super::attention::attention;
+use super::dense::{dense_no_bias, Dense};
 use super::{
-    attention, batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
+    batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
     Direction, LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
@@ -160,7 +162,7 @@ impl Config {
 
 /// A projection y = x·Wᵀ with dense or quantised weights.
 pub enum Proj {
-    Dense(Linear),
+    Dense(Dense),
     Quantized(QMatMul),
 }
 
@@ -256,10 +258,10 @@ impl Block {
         &self,
         x: &Tensor,
         rope: &Rope,
-        mask: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let n = self.attn_norm.forward(x)?;
+        // (b, t, nh·d) → (b, nh, t, d); candle's rotary kernels want it contiguous.
         let heads = |y: Tensor, nh: usize| {
             y.reshape((b, t, nh, self.head_dim))?
                 .transpose(1, 2)?
@@ -267,30 +269,19 @@ impl Block {
         };
         let q = rope.apply(&heads(self.q.forward(&n)?, self.heads)?)?;
         let k = rope.apply(&heads(self.k.forward(&n)?, self.kv_heads)?)?;
-        let v = heads(self.v.forward(&n)?, self.kv_heads)?;
-        let rep = self.heads / self.kv_heads;
-        let (k, v) = (repeat_kv(k, rep)?, repeat_kv(v, rep)?);
-        let ctx = attention(&q, &k, &v, Some(mask))?
-            .transpose(1, 2)?
-            .reshape((b, t, self.heads * self.head_dim))?;
+        let v = self
+            .v
+            .forward(&n)?
+            .reshape((b, t, self.kv_heads, self.head_dim))?
+            .transpose(1, 2)?;
+        let ctx = attention(&q, &k, &v, true)?;
         let x = (x + self.o.forward(&ctx)?)?;
         let n = self.ffn_norm.forward(&x)?;
-        let inner = (candle_nn::ops::silu(&self.gate.forward(&n)?)? * self.up.forward(&n)?)?;
+        let inner = super::ops::swiglu(&self.gate.forward(&n)?, &self.up.forward(&n)?)?;
         let out = self.down.forward(&inner)?;
         let next = (&x + &out)?;
         Ok((next, inner, out))
     }
-}
-
-/// Repeats each key/value head `rep` times (grouped-query attention), as HF `repeat_kv`.
-fn repeat_kv(x: Tensor, rep: usize) -> candle_core::Result<Tensor> {
-    if rep == 1 {
-        return Ok(x);
-    }
-    let (b, kv, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .expand((b, kv, rep, t, d))?
-        .reshape((b, kv * rep, t, d))
 }
 
 /// Rotary tables for positions 0..max: cos and sin of p·θ_i, (max × d/2).
@@ -327,14 +318,6 @@ impl Rope {
     }
 }
 
-/// Causal mask: 0 on and below the diagonal, −∞ above, (t × t).
-fn causal_mask(t: usize) -> candle_core::Result<Tensor> {
-    let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(m, (t, t), &Device::Cpu)
-}
-
 /// A Llama decoder with FFN taps.
 pub struct Llama {
     pub(crate) name: String,
@@ -368,7 +351,7 @@ impl WeightSource for SafetensorsSource<'_> {
             Part::Down => "mlp.down_proj",
             Part::AttnNorm | Part::FfnNorm => candle_core::bail!("{part:?} is a norm"),
         };
-        Ok(Proj::Dense(linear_no_bias(
+        Ok(Proj::Dense(dense_no_bias(
             in_dim,
             out_dim,
             self.0.pp(format!("model.layers.{layer}.{name}")),
@@ -488,10 +471,7 @@ impl LanguageModel for Llama {
             .index_select(&input.flatten_all().map_err(&err)?, 0)
             .and_then(|e| e.reshape((b, t, self.cfg.hidden_size)))
             .map_err(&err)?;
-        let mask = causal_mask(t).map_err(&err)?;
-        run_layers(&self.blocks, request, x, |block, x| {
-            block.forward(x, &self.rope, &mask)
-        })
+        run_layers(&self.blocks, request, x, |block, x| block.forward(x, &self.rope))
         .map_err(&err)
     }
 }

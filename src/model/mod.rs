@@ -10,7 +10,9 @@
 //! requested layer and keeps only the requested taps.
 
 pub mod align;
+mod attention;
 pub mod bert;
+mod dense;
 pub mod extract;
 pub mod gguf;
 pub mod llama;
@@ -247,23 +249,6 @@ pub(crate) fn folder_tokenizer(dir: &Path) -> Result<Tokenizer> {
     tok.with_truncation(None)
         .map_err(|e| Error::format(&path, e.to_string()))?;
     Ok(tok)
-}
-
-/// Scaled dot-product attention on (1, heads, t, d) tensors, with an optional additive
-/// mask broadcast over heads: softmax(q·kᵀ/√d + mask)·v.
-pub(crate) fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-) -> candle_core::Result<Tensor> {
-    let d = q.dim(3)? as f64;
-    let scores = (q.matmul(&k.t()?)? / d.sqrt())?;
-    let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
-        None => scores,
-    };
-    candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
 }
 
 /// Runs `blocks` in order from hidden state `x` up to the last requested layer and keeps

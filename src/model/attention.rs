@@ -1,0 +1,260 @@
+//! Scaled dot-product attention, softmax(q·kᵀ/√d + causal mask)·v, fused into one op that
+//! runs one (batch item, head) per rayon task.
+//!
+//! Why fused: candle computes the (heads × t × t) score tensor with a batched GEMM whose
+//! inner dimension (the head size, 32 in MiniLM) is too small for its kernel to be
+//! efficient, then scales, masks and normalises it in separate passes, some on one thread.
+//! Here each task keeps its t × t scores in cache-sized scratch. Grouped-query attention
+//! reads key/value head `h / (heads / kv_heads)` instead of materialising repeated heads,
+//! and the context comes out already as (batch, t, heads·d), the layout the output
+//! projection wants.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use faer::{Accum, Mat, MatRef, Par};
+use rayon::prelude::*;
+
+/// softmax(q·kᵀ/√d [+ causal mask])·v for q (b, heads, t, d) and k, v (b, kv_heads, t, d),
+/// any strides; returns (b, t, heads·d).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
+    q.apply_op3_no_bwd(k, v, &Attention { causal })
+}
+
+struct Attention {
+    causal: bool,
+}
+
+/// A strided 4-D f32 view (b, heads, t, d) of a storage buffer.
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    dims: [usize; 4],
+    strides: [usize; 4],
+}
+
+impl<'a> View<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<Self> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("attention: {what} must be f32")
+        };
+        let (Ok(dims), Ok(strides)) = (
+            <[usize; 4]>::try_from(layout.dims()),
+            <[usize; 4]>::try_from(layout.stride()),
+        ) else {
+            candle_core::bail!("attention: {what} must be 4-D, got {:?}", layout.dims())
+        };
+        let last: usize = dims.iter().zip(&strides).map(|(n, s)| n.saturating_sub(1) * s).sum();
+        if dims.contains(&0) || layout.start_offset() + last >= data.len() {
+            candle_core::bail!("attention: {what} view {dims:?} does not fit its storage")
+        }
+        Ok(View {
+            data,
+            offset: layout.start_offset(),
+            dims,
+            strides,
+        })
+    }
+
+    /// The (t × d) matrix of batch item `b`, head `h`.
+    fn mat(&self, b: usize, h: usize) -> MatRef<'a, f32> {
+        let [_, _, t, d] = self.dims;
+        let start = self.offset + b * self.strides[0] + h * self.strides[1];
+        // SAFETY: `new` checked that the view's last element lies inside `data`, and every
+        // (b, h, i, j) addressed here is inside the view's dims.
+        unsafe {
+            MatRef::from_raw_parts(
+                self.data.as_ptr().add(start),
+                t,
+                d,
+                self.strides[2] as isize,
+                self.strides[3] as isize,
+            )
+        }
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "attention-fused"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (View::new(s1, l1, "q")?, View::new(s2, l2, "k")?, View::new(s3, l3, "v")?);
+        let [b, heads, t, d] = q.dims;
+        let kv_heads = k.dims[1];
+        if k.dims != v.dims
+            || k.dims[0] != b
+            || k.dims[2] != t
+            || k.dims[3] != d
+            || heads % kv_heads != 0
+        {
+            candle_core::bail!("attention: q {:?}, k {:?}, v {:?} disagree", q.dims, k.dims, v.dims)
+        }
+        let rep = heads / kv_heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let contexts: Vec<Mat<f32>> = (0..b * heads)
+            .into_par_iter()
+            // One t × t score scratch per rayon thread, reused across heads.
+            .map_init(|| Mat::<f32>::zeros(t, t), |st, bh| {
+                let (bi, h) = (bh / heads, bh % heads);
+                let (km, vm) = (k.mat(bi, h / rep), v.mat(bi, h / rep));
+                // Column i of sᵀ = k·qᵀ holds query i's scores, contiguous in faer's layout.
+                faer::linalg::matmul::matmul(
+                    st.as_mut(),
+                    Accum::Replace,
+                    km,
+                    q.mat(bi, h).transpose(),
+                    scale,
+                    Par::Seq,
+                );
+                super::ops::vectorized(SoftmaxColumns(st, self.causal));
+                let mut ctx = Mat::<f32>::zeros(t, d);
+                faer::linalg::matmul::matmul(
+                    ctx.as_mut(),
+                    Accum::Replace,
+                    st.transpose(),
+                    vm,
+                    1.0f32,
+                    Par::Seq,
+                );
+                ctx
+            })
+            .collect();
+        let width = heads * d;
+        let mut out = vec![0f32; b * t * width];
+        for (bh, ctx) in contexts.iter().enumerate() {
+            let (bi, h) = (bh / heads, bh % heads);
+            for i in 0..t {
+                let row = &mut out[(bi * t + i) * width + h * d..][..d];
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = ctx[(i, j)];
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, t, width))))
+    }
+}
+
+/// Softmax of every column of sᵀ (one query's scores each), as a vectorised body.
+struct SoftmaxColumns<'a>(&'a mut Mat<f32>, bool);
+
+impl pulp::WithSimd for SoftmaxColumns<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let SoftmaxColumns(st, causal) = self;
+        let t = st.ncols();
+        for i in 0..t {
+            softmax_in_place(st.col_as_slice_mut(i), if causal { i + 1 } else { t });
+        }
+    }
+}
+
+/// Softmax over the first `keys` entries (max-subtracted, as PyTorch); the rest (masked
+/// future positions) get weight 0.
+#[inline(always)]
+fn softmax_in_place(col: &mut [f32], keys: usize) {
+    let (live, masked) = col.split_at_mut(keys);
+    let max = lanes(live, f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
+    live.iter_mut().for_each(|x| *x = super::ops::exp(*x - max));
+    let scale = 1.0 / lanes(live, 0.0, |s, x| s + x);
+    live.iter_mut().for_each(|x| *x *= scale);
+    masked.fill(0.0);
+}
+
+/// Reduces `xs` with `op` in 8 independent lanes, then across them: a scalar fold is one
+/// long dependency chain, this form vectorises (sums are reassociated: ±1 ulp).
+#[inline(always)]
+fn lanes(xs: &[f32], init: f32, op: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
+    let mut acc = [init; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = op(*a, x);
+        }
+    }
+    let acc = tail.iter().fold(acc, |mut acc, &x| {
+        acc[0] = op(acc[0], x);
+        acc
+    });
+    acc.into_iter().fold(init, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, D};
+
+    /// The unfused formula written with candle's own ops, repeated kv heads and all.
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Tensor {
+        let (b, heads, t, d) = q.dims4().unwrap();
+        let rep = heads / k.dim(1).unwrap();
+        let expand = |x: &Tensor| {
+            let (b, kv, t, d) = x.dims4().unwrap();
+            x.unsqueeze(2)
+                .unwrap()
+                .expand((b, kv, rep, t, d))
+                .unwrap()
+                .reshape((b, kv * rep, t, d))
+                .unwrap()
+        };
+        let (k, v) = (expand(k), expand(v));
+        let mut s = (q.matmul(&k.t().unwrap()).unwrap() / (d as f64).sqrt()).unwrap();
+        if causal {
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            let m = Tensor::from_vec(m, (t, t), &Device::Cpu).unwrap();
+            s = s.broadcast_add(&m).unwrap();
+        }
+        let p = candle_nn::ops::softmax(&s, D::Minus1).unwrap();
+        p.matmul(&v)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, t, heads * d))
+            .unwrap()
+    }
+
+    /// Both masks, grouped-query heads, and a strided (transposed, non-contiguous) q;
+    /// f32 sums over ≤ 16 keys in another order: a few ulps of the unit-scale output.
+    #[test]
+    fn equals_the_unfused_formula() {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (2, 16, 6, 8), &dev)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        let k = Tensor::randn(0f32, 1.0, (2, 2, 16, 8), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (2, 2, 16, 8), &dev).unwrap();
+        for causal in [false, true] {
+            let ours = attention(&q, &k, &v, causal).unwrap();
+            let theirs = reference(&q.contiguous().unwrap(), &k, &v, causal);
+            let worst: f32 = (ours - theirs)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(worst < 1e-5, "causal {causal}: {worst}");
+        }
+    }
+
+    #[test]
+    fn disagreeing_shapes_are_an_error() {
+        let dev = Device::Cpu;
+        let q = Tensor::zeros((1, 3, 4, 8), candle_core::DType::F32, &dev).unwrap();
+        let k = Tensor::zeros((1, 2, 4, 8), candle_core::DType::F32, &dev).unwrap();
+        assert!(attention(&q, &k, &k, false).is_err());
+    }
+}
