@@ -7,7 +7,6 @@
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 use ndarray::{Array1, Array2};
-use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::ridge_stats::RunStats;
 
@@ -87,13 +86,12 @@ impl OlsFit {
     /// incomplete beta function dominates the cost of a whole-brain fit.
     pub fn p_values(&self) -> Array2<f64> {
         use rayon::prelude::*;
-        let dist = StudentsT::new(0.0, 1.0, self.dof as f64).expect("dof ≥ 1");
         let t: Vec<f64> = self.t.iter().copied().collect();
         let p: Vec<f64> = t
             .par_iter()
             .map(|&tv| {
                 if tv.is_finite() {
-                    2.0 * dist.sf(tv.abs())
+                    super::tdist::two_sided_p(tv, self.dof as f64)
                 } else {
                     f64::NAN
                 }

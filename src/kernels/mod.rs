@@ -1,12 +1,18 @@
 //! Pure numerics: no I/O, no dataflow, no model code. Each kernel documents its formula
 //! and the reference it is tested against.
 
+pub mod cluster;
 pub mod cv;
 pub mod design;
 pub mod dictionary;
+pub mod fdr;
+pub mod group;
 pub mod glm;
 pub mod hrf;
 pub mod ipca;
 pub mod lasso;
 pub mod noise;
+pub mod organisation;
+pub mod overlap;
 pub mod ridge_stats;
+pub mod tdist;

@@ -1,0 +1,275 @@
+//! Random-effects group test: per atom and voxel, a one-sample t over subjects of the
+//! subject maps β, from the sums n, Σβ, Σβ² alone, so a subject can be added or removed.
+//!
+//! t = mean / (s/√n), s² = (Σβ² − (Σβ)²/n)/(n − 1); equivalently, with integer sums,
+//! t = Σβ·√((n − 1)/(n·Σβ² − (Σβ)²)). Two-sided p from Student's t with n − 1 dof (the
+//! reference is `scipy.stats.ttest_1samp`), z with the same p.
+//!
+//! The sums are exact: each β is rounded to a multiple of 2⁻⁴⁰ and summed as integers, so
+//! adding and removing subjects, in any order, gives bit-identical maps to never adding
+//! them — floating-point sums could not promise that. The rounding (≤ 4.6e-13 per β) is far
+//! below any β's own estimation error.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::tdist::{signed_z, two_sided_p};
+
+/// Fractional bits of the fixed-point β.
+const FRAC_BITS: i32 = 40;
+/// |β| above this is refused: it keeps β² sums of 2¹⁵ subjects inside i128.
+pub const MAX_ABS_BETA: f64 = 65_536.0;
+
+/// Why a subject map cannot enter (or leave) the sums.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GroupError {
+    #[error("map is {got:?}, the group holds {want:?} (atoms × voxels)")]
+    Shape {
+        got: (usize, usize),
+        want: (usize, usize),
+    },
+    #[error("β = {value} at atom {atom}, voxel {voxel} is outside ±{MAX_ABS_BETA} (the range of the exact group sums)")]
+    Range {
+        atom: usize,
+        voxel: usize,
+        value: f64,
+    },
+    #[error("removing a subject from a group with none at atom {atom}, voxel {voxel}")]
+    Empty { atom: usize, voxel: usize },
+}
+
+/// n, Σq, Σq² per (atom, voxel), q = round(β·2⁴⁰). NaN β (a voxel excluded in that
+/// subject) are left out of that voxel's sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSums {
+    atoms: usize,
+    voxels: usize,
+    n: Vec<u32>,
+    sum: Vec<i128>,
+    sum_sq: Vec<i128>,
+}
+
+/// Group statistics, atoms × voxels. Cells with n < 2, or zero variance and zero mean,
+/// are NaN; zero variance with a non-zero mean gives t = ±∞, p = 0.
+#[derive(Debug, Clone)]
+pub struct GroupTest {
+    pub n: Array2<u32>,
+    pub mean: Array2<f64>,
+    pub t: Array2<f64>,
+    pub p: Array2<f64>,
+    pub z: Array2<f64>,
+}
+
+impl GroupSums {
+    pub fn new(atoms: usize, voxels: usize) -> Self {
+        let len = atoms * voxels;
+        GroupSums {
+            atoms,
+            voxels,
+            n: vec![0; len],
+            sum: vec![0; len],
+            sum_sq: vec![0; len],
+        }
+    }
+
+    /// Adds one subject's map (atoms × voxels).
+    pub fn add(&mut self, beta: ArrayView2<f64>) -> Result<(), GroupError> {
+        self.update(beta, 1)
+    }
+
+    /// Removes a map previously added; the sums return exactly to what they were.
+    pub fn remove(&mut self, beta: ArrayView2<f64>) -> Result<(), GroupError> {
+        self.update(beta, -1)
+    }
+
+    fn update(&mut self, beta: ArrayView2<f64>, sign: i128) -> Result<(), GroupError> {
+        if beta.dim() != (self.atoms, self.voxels) {
+            return Err(GroupError::Shape {
+                got: beta.dim(),
+                want: (self.atoms, self.voxels),
+            });
+        }
+        // Validate everything first so a refused map leaves the sums untouched.
+        for ((atom, voxel), &value) in beta.indexed_iter() {
+            if value.abs() > MAX_ABS_BETA || value.is_infinite() {
+                return Err(GroupError::Range { atom, voxel, value });
+            }
+            if sign < 0 && !value.is_nan() && self.n[atom * self.voxels + voxel] == 0 {
+                return Err(GroupError::Empty { atom, voxel });
+            }
+        }
+        for ((atom, voxel), &value) in beta.indexed_iter() {
+            if value.is_nan() {
+                continue;
+            }
+            let i = atom * self.voxels + voxel;
+            let q = quantise(value);
+            if sign > 0 {
+                self.n[i] += 1;
+            } else {
+                self.n[i] -= 1;
+            }
+            self.sum[i] += sign * q;
+            self.sum_sq[i] += sign * q * q;
+        }
+        Ok(())
+    }
+
+    /// The t test of every cell.
+    pub fn test(&self) -> GroupTest {
+        let shape = (self.atoms, self.voxels);
+        let mut out = GroupTest {
+            n: Array2::from_shape_vec(shape, self.n.clone()).expect("atoms × voxels"),
+            mean: Array2::zeros(shape),
+            t: Array2::zeros(shape),
+            p: Array2::zeros(shape),
+            z: Array2::zeros(shape),
+        };
+        for (i, ((&n, &s), &ss)) in self.n.iter().zip(&self.sum).zip(&self.sum_sq).enumerate() {
+            let cell = (i / self.voxels, i % self.voxels);
+            let scale = (FRAC_BITS as f64).exp2();
+            out.mean[cell] = if n > 0 {
+                s as f64 / scale / n as f64
+            } else {
+                f64::NAN
+            };
+            let t = t_statistic(n, s, ss);
+            let p = two_sided_p(t, n as f64 - 1.0);
+            out.t[cell] = t;
+            out.p[cell] = p;
+            out.z[cell] = signed_z(t, p);
+        }
+        out
+    }
+}
+
+/// How a group z map is thresholded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Benjamini–Hochberg at this level over the voxels of one atom's map (two-sided p).
+    Fdr(f64),
+    /// |z| ≥ this value.
+    ZCut(f64),
+}
+
+/// The significant voxels of one atom's map (either sign), then only those in
+/// face-connected clusters of at least `min_cluster` voxels (`ijk` places the voxels).
+pub fn significant(
+    z: &[f64],
+    p: &[f64],
+    rule: Threshold,
+    ijk: &[[usize; 3]],
+    min_cluster: usize,
+) -> Vec<bool> {
+    let pass = match rule {
+        Threshold::Fdr(q) => super::fdr::rejected(p, q),
+        Threshold::ZCut(cut) => z.iter().map(|v| v.abs() >= cut).collect(),
+    };
+    super::cluster::min_cluster_size(ijk, &pass, min_cluster)
+}
+
+/// β in units of 2⁻⁴⁰ (|β| ≤ 2¹⁶ was checked, so |q| ≤ 2⁵⁶).
+fn quantise(beta: f64) -> i128 {
+    (beta * (FRAC_BITS as f64).exp2()).round() as i128
+}
+
+/// t = Σq·√((n − 1)/(n·Σq² − (Σq)²)); the denominator is exact in i128 when it fits.
+fn t_statistic(n: u32, s: i128, ss: i128) -> f64 {
+    if n < 2 {
+        return f64::NAN;
+    }
+    let n128 = n as i128;
+    let spread = n128
+        .checked_mul(ss)
+        .zip(s.checked_mul(s))
+        .and_then(|(a, b)| a.checked_sub(b))
+        .map(|d| d as f64)
+        .unwrap_or_else(|| n as f64 * ss as f64 - (s as f64).powi(2));
+    if spread <= 0.0 {
+        return if s == 0 {
+            f64::NAN
+        } else {
+            f64::INFINITY.copysign(s as f64)
+        };
+    }
+    s as f64 * ((n as f64 - 1.0) / spread).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn maps(seed: u64, subjects: usize) -> Vec<Array2<f64>> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..subjects)
+            .map(|_| Array2::from_shape_simple_fn((3, 40), || rng.random_range(-2.0..3.0)))
+            .collect()
+    }
+
+    /// Brute force: mean and sample sd in f64, t = mean/(sd/√n); the quantisation and the
+    /// two formulas differ by rounding only (1e-9 relative).
+    #[test]
+    fn equals_the_textbook_t() {
+        let ms = maps(1, 6);
+        let mut g = GroupSums::new(3, 40);
+        ms.iter().for_each(|m| g.add(m.view()).unwrap());
+        let test = g.test();
+        for a in 0..3 {
+            for v in 0..40 {
+                let x: Vec<f64> = ms.iter().map(|m| m[[a, v]]).collect();
+                let n = x.len() as f64;
+                let mean = x.iter().sum::<f64>() / n;
+                let sd = (x.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+                let t = mean / (sd / n.sqrt());
+                assert!((test.t[[a, v]] - t).abs() <= 1e-9 * t.abs().max(1.0));
+                assert!((test.mean[[a, v]] - mean).abs() <= 1e-12);
+            }
+        }
+    }
+
+    /// Add-then-remove equals never adding, bit for bit, in any order.
+    #[test]
+    fn removing_a_subject_is_exact() {
+        let ms = maps(2, 5);
+        let mut without = GroupSums::new(3, 40);
+        for m in &ms[..4] {
+            without.add(m.view()).unwrap();
+        }
+        let mut with = GroupSums::new(3, 40);
+        for i in [4, 2, 0, 3, 1] {
+            with.add(ms[i].view()).unwrap();
+        }
+        with.remove(ms[4].view()).unwrap();
+        assert_eq!(with, without);
+        let (a, b) = (with.test(), without.test());
+        let bits = |x: &Array2<f64>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.t), bits(&b.t));
+        assert_eq!(bits(&a.z), bits(&b.z));
+    }
+
+    #[test]
+    fn missing_voxels_degenerate_cells_and_bad_maps() {
+        let mut g = GroupSums::new(1, 3);
+        let one = Array2::from_shape_vec((1, 3), vec![1.0, f64::NAN, 2.0]).unwrap();
+        g.add(one.view()).unwrap();
+        g.add(one.view()).unwrap();
+        let t = g.test();
+        assert_eq!(t.n.as_slice().unwrap(), &[2, 0, 2]);
+        assert_eq!(t.t[[0, 0]], f64::INFINITY, "no spread, positive mean");
+        assert!(t.t[[0, 1]].is_nan(), "no subject");
+        assert_eq!(t.p[[0, 2]], 0.0);
+        let big = Array2::from_elem((1, 3), 1e9);
+        let before = g.clone();
+        assert!(matches!(g.add(big.view()), Err(GroupError::Range { .. })));
+        assert_eq!(g, before, "a refused map changes nothing");
+        assert!(matches!(
+            g.add(Array2::zeros((2, 3)).view()),
+            Err(GroupError::Shape { .. })
+        ));
+        let mut empty = GroupSums::new(1, 3);
+        assert!(matches!(
+            empty.remove(one.view()),
+            Err(GroupError::Empty { .. })
+        ));
+    }
+}
