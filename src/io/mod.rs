@@ -1,6 +1,7 @@
 //! Readers and writers: leaves of the dependency graph, no numerics beyond decoding.
 
 pub mod affine;
+pub mod atlas;
 pub mod bids;
 pub mod nifti;
 pub mod parquet;

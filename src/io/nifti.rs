@@ -149,6 +149,35 @@ impl Mask {
             .map(move |&l| [l % nx, (l / nx) % ny, l / (nx * ny)])
     }
 
+    /// Maps (m × len) scattered into m volumes: column n goes to masked voxel `voxels[n]`;
+    /// masked voxels not in `voxels` are NaN (excluded), voxels outside the mask 0.
+    pub fn volumes(&self, voxels: &[usize], values: ArrayView2<f64>) -> Array4<f32> {
+        let [nx, ny, nz] = self.grid.shape;
+        let m = values.nrows();
+        let mut out = Array4::<f32>::zeros((nx, ny, nz, m));
+        let ijk: Vec<[usize; 3]> = self.ijk().collect();
+        for &[x, y, z] in &ijk {
+            out.slice_mut(s![x, y, z, ..]).fill(f32::NAN);
+        }
+        for (n, &v) in voxels.iter().enumerate() {
+            let [x, y, z] = ijk[v];
+            for a in 0..m {
+                out[[x, y, z, a]] = values[[a, n]] as f32;
+            }
+        }
+        out
+    }
+
+    /// The masked voxels of every volume of `image` (on this mask's grid): volumes × len.
+    pub fn rows(&self, image: &Image) -> Array2<f64> {
+        let ijk: Vec<[usize; 3]> = self.ijk().collect();
+        let vols = image.data.dim().3;
+        Array2::from_shape_fn((vols, ijk.len()), |(a, v)| {
+            let [x, y, z] = ijk[v];
+            image.data[[x, y, z, a]] as f64
+        })
+    }
+
     /// Scatters one value per masked voxel into a volume (zero elsewhere).
     pub fn unmask(&self, values: &[f32]) -> Array3<f32> {
         let mut vol = Array3::zeros(self.grid.shape);
@@ -240,9 +269,6 @@ fn validate(path: &Path, raw: NiftiHeader) -> Result<ImageHeader> {
     } else {
         (None, None)
     };
-    if let Some(note) = &tr_note {
-        tracing::warn!("{}: {note}", path.display());
-    }
     let spatial = SpatialFields {
         pixdim_xyz: [raw.pixdim[0], raw.pixdim[1], raw.pixdim[2], raw.pixdim[3]],
         qform_code: raw.qform_code,
@@ -524,6 +550,10 @@ pub fn read_mask(path: &Path) -> Result<Mask> {
 /// The mask must lie on the run's grid.
 pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold> {
     let header = read_header(path)?;
+    // Said here, where the TR matters (maps of statistics carry none).
+    if let Some(note) = &header.tr_note {
+        tracing::warn!("{}: {note}", path.display());
+    }
     let full;
     let mask = match mask {
         Some((mask_path, m)) => {

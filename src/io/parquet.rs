@@ -354,3 +354,78 @@ pub fn read_atoms(path: &Path) -> Result<(String, ndarray::Array2<f64>)> {
     let d = ndarray::Array2::from_shape_fn((t, k), |(s, j)| values[j * t + s] as f64);
     Ok((story.unwrap_or_default(), d))
 }
+
+/// A `codes` table: one row per non-zero (AN, atom) code.
+#[derive(Debug, Clone, Default)]
+pub struct Codes {
+    pub an_ids: Vec<u64>,
+    pub atoms: Vec<u16>,
+    pub weights: Vec<f32>,
+}
+
+/// Reads a `codes` table written by `cortexflow basis`.
+pub fn read_codes(path: &Path) -> Result<Codes> {
+    let mut out = Codes::default();
+    for batch in read_batches(path, "codes")? {
+        let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
+        let atom = column::<UInt16Array>(path, &batch, 1, "uint16")?;
+        let w = column::<Float32Array>(path, &batch, 2, "float32")?;
+        out.an_ids.extend(id.values().iter());
+        out.atoms.extend(atom.values().iter());
+        out.weights.extend(w.values().iter());
+    }
+    Ok(out)
+}
+
+/// An AN's place in its model, a row of a `neurons` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neuron {
+    pub an_id: u64,
+    pub model: String,
+    pub layer: u16,
+    pub tap: String,
+    pub unit: u32,
+}
+
+/// Reads a `neurons` table (written by `responses` and `simulate`).
+pub fn read_neurons(path: &Path) -> Result<Vec<Neuron>> {
+    let mut out = Vec::new();
+    for batch in read_batches(path, "neurons")? {
+        let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
+        let model = column::<StringArray>(path, &batch, 1, "utf8")?;
+        let layer = column::<UInt16Array>(path, &batch, 2, "uint16")?;
+        let tap = column::<StringArray>(path, &batch, 3, "utf8")?;
+        let unit = column::<UInt32Array>(path, &batch, 4, "uint32")?;
+        for r in 0..batch.num_rows() {
+            out.push(Neuron {
+                an_id: id.value(r),
+                model: model.value(r).to_string(),
+                layer: layer.value(r),
+                tap: tap.value(r).to_string(),
+                unit: unit.value(r),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A `metrics` table's rows: (model, layer or None for the whole model, metric, value).
+pub fn read_metrics(path: &Path) -> Result<Vec<(String, Option<i32>, String, f64)>> {
+    use arrow_array::Array;
+    let mut out = Vec::new();
+    for batch in read_batches(path, "metrics")? {
+        let model = column::<StringArray>(path, &batch, 0, "utf8")?;
+        let layer = column::<Int32Array>(path, &batch, 1, "int32")?;
+        let metric = column::<StringArray>(path, &batch, 2, "utf8")?;
+        let value = column::<Float64Array>(path, &batch, 3, "float64")?;
+        for r in 0..batch.num_rows() {
+            out.push((
+                model.value(r).to_string(),
+                layer.is_valid(r).then(|| layer.value(r)),
+                metric.value(r).to_string(),
+                value.value(r),
+            ));
+        }
+    }
+    Ok(out)
+}
