@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use cortexflow::io::parquet::{read_responses, write_table, Column};
+use cortexflow::io::parquet::{read_codes, read_responses, write_table, Column};
 use cortexflow::io::store::write_file_atomically;
 use cortexflow::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
 use cortexflow::kernels::ipca::Ipca;
@@ -259,7 +259,8 @@ fn write_state(
 /// writing DIR/atoms/<story>.parquet for each; the atoms of earlier stories are untouched.
 pub fn extend(dir: &Path, inputs: &[PathBuf]) -> Result<BasisSummary> {
     let codes_path = dir.join("codes.parquet");
-    let (ids, atoms_of, weights) = read_codes(&codes_path)?;
+    let codes = read_codes(&codes_path)?;
+    let (ids, atoms_of, weights) = (codes.an_ids, codes.atoms, codes.weights);
     let k = atoms_of.iter().map(|&a| a as usize + 1).max().unwrap_or(0);
     if k == 0 {
         bail!("{}: no codes to extend with", codes_path.display());
@@ -318,44 +319,4 @@ pub fn extend(dir: &Path, inputs: &[PathBuf]) -> Result<BasisSummary> {
         files.push(out);
     }
     Ok(BasisSummary { files, lines })
-}
-
-/// (an_id, atom, weight) rows of a `codes` table.
-fn read_codes(path: &Path) -> Result<(Vec<u64>, Vec<u16>, Vec<f32>)> {
-    use arrow_array::{Array, Float32Array, UInt16Array, UInt64Array};
-    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| anyhow::anyhow!("{}: not a codes table: {e}", path.display()))?;
-    let (mut ids, mut atoms, mut weights) = (Vec::new(), Vec::new(), Vec::new());
-    for batch in reader {
-        let batch = batch?;
-        let bad = || {
-            anyhow::anyhow!(
-                "{}: columns are not (an_id uint64, atom uint16, weight float32)",
-                path.display()
-            )
-        };
-        let id = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .ok_or_else(bad)?;
-        let at = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<UInt16Array>()
-            .ok_or_else(bad)?;
-        let w = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .ok_or_else(bad)?;
-        for r in 0..batch.num_rows() {
-            ids.push(id.value(r));
-            atoms.push(at.value(r));
-            weights.push(w.value(r));
-        }
-    }
-    Ok((ids, atoms, weights))
 }

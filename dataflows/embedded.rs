@@ -38,3 +38,59 @@ pub fn yeo7_names() -> Vec<(u16, String)> {
         .filter(|(k, _)| *k > 0)
         .collect()
 }
+
+/// A built-in atlas of `cortexflow map --atlas NAME`.
+pub enum BuiltinAtlas {
+    /// A label volume at 4 mm and 2 mm (file name, bytes), and its `label,name` CSV.
+    Labels {
+        grids: [(&'static str, &'static [u8]); 2],
+        names: &'static str,
+    },
+    /// ROI centres with network labels (file name, text); spheres of the given radius when
+    /// the file has none.
+    Coordinates {
+        file: &'static str,
+        text: &'static str,
+        default_radius_mm: f64,
+    },
+}
+
+/// Names accepted by `--atlas` besides a path.
+pub const ATLAS_NAMES: [&str; 4] = ["yeo7", "yeo17", "seitzman2018", "dosenbach2010"];
+
+pub fn atlas(name: &str) -> Option<BuiltinAtlas> {
+    Some(match name {
+        "yeo7" => BuiltinAtlas::Labels {
+            grids: [
+                ("Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz", YEO7_4MM),
+                ("Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz", YEO7_2MM),
+            ],
+            names: YEO7_NAMES,
+        },
+        "yeo17" => BuiltinAtlas::Labels {
+            grids: [
+                (
+                    "Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz",
+                    include_bytes!("../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz"),
+                ),
+                (
+                    "Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz",
+                    include_bytes!("../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz"),
+                ),
+            ],
+            names: include_str!("../tests/data/yeo2011/Yeo-17.csv"),
+        },
+        "seitzman2018" => BuiltinAtlas::Coordinates {
+            file: "seitzman_2018_ROIs_300inVol_MNI_allInfo.txt",
+            text: include_str!("../tests/data/coordinates/seitzman_2018_ROIs_300inVol_MNI_allInfo.txt"),
+            default_radius_mm: 5.0,
+        },
+        "dosenbach2010" => BuiltinAtlas::Coordinates {
+            file: "dosenbach_2010.csv",
+            text: include_str!("../tests/data/coordinates/dosenbach_2010.csv"),
+            // Dosenbach et al. 2010 used spheres of 10 mm diameter.
+            default_radius_mm: 5.0,
+        },
+        _ => return None,
+    })
+}

@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cortexflow::io::nifti::{self, Mask};
+use cortexflow::io::nifti;
 use cortexflow::io::parquet::{read_atoms, write_table, Column};
 use cortexflow::kernels::cv::ridge_cv;
 use cortexflow::kernels::design::{self, project_out, RunInputs};
 use cortexflow::kernels::glm::ols;
 use cortexflow::kernels::ridge_stats::RunStats;
-use ndarray::{s, Array1, Array2, Array4, Axis};
-use statrs::distribution::{ContinuousCDF, Normal};
+use cortexflow::kernels::tdist::signed_z;
+use ndarray::{s, Array1, Array2, Axis};
 
 use crate::progress;
 
@@ -203,18 +203,15 @@ pub fn run(
         let excluded = mask.len() - valid.len();
         let stats = stats.expect("≥ 1 run").select(&valid);
         let fit = ols(&stats).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
-        let normal = Normal::standard();
         let pv = fit.p_values();
-        let z = Array2::from_shape_fn(fit.t.dim(), |(i, j)| {
-            fit.t[[i, j]].signum() * normal.inverse_cdf(1.0 - pv[[i, j]] / 2.0).min(40.0)
-        });
+        let z = Array2::from_shape_fn(fit.t.dim(), |ij| signed_z(fit.t[ij], pv[ij]));
         let dir = out.join(format!("sub-{subject}"));
         for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {
             let path = dir.join(format!("{name}.nii.gz"));
             nifti::write_map(
                 &path,
                 &mask.grid,
-                &volumes(&mask, &valid, values.slice(s![..k, ..]).to_owned()),
+                &mask.volumes(&valid, values.slice(s![..k, ..])),
                 None,
             )?;
             files.push(path);
@@ -232,7 +229,7 @@ pub fn run(
             nifti::write_map(
                 &path,
                 &mask.grid,
-                &volumes(&mask, &valid, values.clone().insert_axis(Axis(0))),
+                &mask.volumes(&valid, values.view().insert_axis(Axis(0))),
                 None,
             )?;
             files.push(path);
@@ -288,25 +285,4 @@ pub fn run(
     )?;
     files.push(path);
     Ok((files, lines))
-}
-
-/// Maps (m × valid voxels) scattered into m volumes on the mask's grid (NaN elsewhere in
-/// the mask for excluded voxels, 0 outside).
-fn volumes(mask: &Mask, valid: &[usize], values: Array2<f64>) -> Array4<f32> {
-    let [nx, ny, nz] = mask.grid.shape;
-    let m = values.nrows();
-    let mut out = Array4::<f32>::zeros((nx, ny, nz, m));
-    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
-    for v in &ijk {
-        for a in 0..m {
-            out[[v[0], v[1], v[2], a]] = f32::NAN;
-        }
-    }
-    for (n, &v) in valid.iter().enumerate() {
-        let [x, y, z] = ijk[v];
-        for a in 0..m {
-            out[[x, y, z, a]] = values[[a, n]] as f32;
-        }
-    }
-    out
 }

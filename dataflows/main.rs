@@ -1,9 +1,13 @@
 //! The `cortexflow` command line.
 
 mod basis;
+mod compare;
 mod embedded;
 mod encode;
+mod figures;
+mod group;
 mod inspect;
+mod map;
 mod population;
 mod progress;
 mod responses;
@@ -171,6 +175,86 @@ enum Command {
         /// OLS only: skip the cross-validated ridge (needed with a single run).
         #[arg(long)]
         no_cv: bool,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Random-effects group maps of every atom from the subjects' β maps.
+    ///
+    /// Per atom and voxel a one-sample t over subjects (exact sums: adding then removing a
+    /// subject changes nothing), two-sided p and z, thresholded by Benjamini–Hochberg FDR
+    /// over each atom's voxels (or a |z| cut) and a minimum cluster size (face-connected).
+    /// Also the split-half reproducibility (Dice) of each atom's thresholded map, subjects
+    /// alternately in two halves. Writes OUT/{mean_beta,t,z,p,n,thresholded_z}.nii.gz (one
+    /// volume per atom), OUT/mask.nii.gz, OUT/atoms.tsv and OUT/group.json.
+    Group {
+        /// Output directory of `cortexflow encode` (holding sub-*/beta.nii.gz).
+        #[arg(long)]
+        encode: PathBuf,
+        /// The analysis mask given to `encode`.
+        #[arg(long)]
+        mask: PathBuf,
+        /// FDR level (Benjamini–Hochberg, per atom map).
+        #[arg(long, default_value_t = 0.05, conflicts_with = "z_cut")]
+        fdr: f64,
+        /// Threshold |z| ≥ this value instead of FDR.
+        #[arg(long)]
+        z_cut: Option<f64>,
+        /// Drop significant clusters smaller than this many voxels (0 keeps all).
+        #[arg(long, default_value_t = 0)]
+        min_cluster: usize,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Match each atom's group map to functional brain networks and tie AN sub-groups to them.
+    ///
+    /// Per atom and network: overlap rate |M∩T|/|T|, Dice, IoU of the thresholded map M with
+    /// the template T, and the spatial r of the z map with T. An atom is assigned its best
+    /// network when the score passes --assign-threshold; each AN takes the network of its
+    /// dominant atom (largest |code|). Writes OUT/atom_fbn.parquet, OUT/subgroups.parquet
+    /// and OUT/metrics.parquet (organisation metrics per model and layer; see the README).
+    Map {
+        /// Output directory of `cortexflow group`.
+        #[arg(long)]
+        group: PathBuf,
+        /// Network atlas: yeo7, yeo17, seitzman2018, dosenbach2010, or a file (3-D label or
+        /// 4-D probability NIfTI, names from a `label,name` CSV of the same stem; or a table
+        /// of ROI centres with x, y, z and network columns).
+        #[arg(long, default_value = "yeo7")]
+        atlas: String,
+        /// 4-D atlases: a voxel belongs to a network when its value is at least this.
+        #[arg(long, default_value_t = 0.5)]
+        atlas_threshold: f64,
+        /// Coordinate atlases without a radius column: sphere radius in mm [default: 5].
+        #[arg(long)]
+        sphere_radius: Option<f64>,
+        /// The measure that ranks networks and decides assignment.
+        #[arg(long, value_enum, default_value = "iou")]
+        score: map::Score,
+        /// An atom is assigned its best network when the score is at least this.
+        #[arg(long, default_value_t = 0.2)]
+        assign_threshold: f64,
+        /// The codes table of the basis (`cortexflow basis` OUT/codes.parquet).
+        #[arg(long)]
+        codes: PathBuf,
+        /// The neurons table of the ANs (from `responses` or `simulate`) [default: the coded
+        /// ANs only, layer from the AN id].
+        #[arg(long)]
+        neurons: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare the organisation metrics of several analyses (e.g. two models).
+    ///
+    /// Reads each DIR/metrics.parquet (or DIR/map/metrics.parquet) and writes
+    /// OUT/compare.tsv (one row per metric, one column per model) and OUT/compare.svg (the
+    /// AN share per network, one bar per model).
+    Compare {
+        /// Output directories of `cortexflow map` (or analyses holding map/).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -356,6 +440,13 @@ struct SimulateArgs {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `cortexflow … | head` would panic on the next print; the
+    // default action ends the process quietly, as for any Unix filter.
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORTEXFLOW_LOG")
@@ -558,6 +649,53 @@ fn run(cli: Cli) -> Result<()> {
             };
             let (files, lines) = encode::run(&regressors, &bold, &mask, &confounds, &opt, &out)?;
             lines.iter().for_each(|l| println!("{l}"));
+            files.iter().for_each(|f| println!("wrote {}", f.display()));
+        }
+        Command::Group {
+            encode,
+            mask,
+            fdr,
+            z_cut,
+            min_cluster,
+            out,
+        } => {
+            let threshold = match z_cut {
+                Some(z) => cortexflow::kernels::group::Threshold::ZCut(z),
+                None => cortexflow::kernels::group::Threshold::Fdr(fdr),
+            };
+            let opt = group::GroupOptions {
+                threshold,
+                min_cluster,
+            };
+            let (files, lines) = group::run(&encode, &mask, &opt, &out)?;
+            lines.iter().for_each(|l| println!("{l}"));
+            files.iter().for_each(|f| println!("wrote {}", f.display()));
+        }
+        Command::Map {
+            group,
+            atlas,
+            atlas_threshold,
+            sphere_radius,
+            score,
+            assign_threshold,
+            codes,
+            neurons,
+            out,
+        } => {
+            let opt = map::MapOptions {
+                atlas,
+                atlas_threshold,
+                sphere_radius_mm: sphere_radius,
+                score,
+                assign_threshold,
+            };
+            let s = map::run(&group, &codes, neurons.as_deref(), &opt, &out)?;
+            s.lines.iter().for_each(|l| println!("{l}"));
+            s.files.iter().for_each(|f| println!("wrote {}", f.display()));
+        }
+        Command::Compare { dirs, out } => {
+            let (files, table) = compare::run(&dirs, &out)?;
+            print!("{table}");
             files.iter().for_each(|f| println!("wrote {}", f.display()));
         }
         Command::Discover { dir } => print!("{}", inspect::discover(&dir)?),

@@ -93,3 +93,49 @@ pub fn python_check(script: &str, args: &[&Path]) -> bool {
 pub fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * b.abs().max(1.0)
 }
+
+/// Every row of a Parquet table with its scalar cells rendered as text (`null` for nulls;
+/// list columns are skipped), read with the arrow reader rather than cortexflow's own.
+pub fn table_cells(path: &Path) -> Vec<Vec<String>> {
+    use arrow_array::{
+        Array, BooleanArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+        UInt16Array, UInt32Array, UInt64Array,
+    };
+    use arrow_schema::DataType;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.unwrap();
+        for r in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .filter(|c| !matches!(c.data_type(), DataType::FixedSizeList(..)))
+                    .map(|c| {
+                        if c.is_null(r) {
+                            return "null".to_string();
+                        }
+                        let a = c.as_any();
+                        macro_rules! cell {
+                            ($($t:ty),*) => {
+                                $(if let Some(v) = a.downcast_ref::<$t>() {
+                                    return v.value(r).to_string();
+                                })*
+                            };
+                        }
+                        cell!(StringArray, BooleanArray, UInt16Array, UInt32Array, UInt64Array,
+                              Int32Array, Float32Array, Float64Array);
+                        panic!("{}: column type {:?}", path.display(), c.data_type())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}

@@ -3,6 +3,7 @@ mod cli;
 mod common;
 mod encode;
 mod encoding;
+mod group_map;
 mod hrf;
 mod models;
 mod nifti;
