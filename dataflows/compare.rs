@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use cortexflow::io::parquet::read_metrics;
+use cortexflow::io::parquet::{read_metrics, MetricRow};
 
 use crate::figures;
 
@@ -28,19 +28,30 @@ pub fn run(dirs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, String)> {
     let mut tables = Vec::new();
     for dir in dirs {
         let rows = read_metrics(&metrics_file(dir)?)?;
-        tables.push((dir, rows.into_iter().filter(|r| r.1.is_none()).collect::<Vec<_>>()));
+        tables.push((
+            dir,
+            rows.into_iter()
+                .filter(|r| r.layer.is_none())
+                .collect::<Vec<_>>(),
+        ));
     }
     let mut seen: BTreeMap<String, BTreeSet<&PathBuf>> = BTreeMap::new();
     for (dir, rows) in &tables {
         for r in rows {
-            seen.entry(r.0.clone()).or_default().insert(dir);
+            seen.entry(r.model.clone()).or_default().insert(dir);
         }
     }
     let mut columns: Vec<String> = Vec::new();
     let mut values: BTreeMap<(String, String), f64> = BTreeMap::new();
     let mut metric_names: BTreeSet<String> = BTreeSet::new();
     for (dir, rows) in tables {
-        for (model, _, metric, value) in rows {
+        for MetricRow {
+            model,
+            metric,
+            value,
+            ..
+        } in rows
+        {
             let col = if seen[&model].len() > 1 {
                 format!("{model} ({})", dir.display())
             } else {
@@ -82,7 +93,11 @@ pub fn run(dirs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, String)> {
         .map(|c| {
             let v = networks
                 .iter()
-                .map(|n| *values.get(&(format!("share:{n}"), c.clone())).unwrap_or(&0.0))
+                .map(|n| {
+                    *values
+                        .get(&(format!("share:{n}"), c.clone()))
+                        .unwrap_or(&0.0)
+                })
                 .collect();
             (c.clone(), v)
         })

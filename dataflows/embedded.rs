@@ -71,18 +71,24 @@ pub fn atlas(name: &str) -> Option<BuiltinAtlas> {
             grids: [
                 (
                     "Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz",
-                    include_bytes!("../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz"),
+                    include_bytes!(
+                        "../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz"
+                    ),
                 ),
                 (
                     "Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz",
-                    include_bytes!("../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz"),
+                    include_bytes!(
+                        "../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz"
+                    ),
                 ),
             ],
             names: include_str!("../tests/data/yeo2011/Yeo-17.csv"),
         },
         "seitzman2018" => BuiltinAtlas::Coordinates {
             file: "seitzman_2018_ROIs_300inVol_MNI_allInfo.txt",
-            text: include_str!("../tests/data/coordinates/seitzman_2018_ROIs_300inVol_MNI_allInfo.txt"),
+            text: include_str!(
+                "../tests/data/coordinates/seitzman_2018_ROIs_300inVol_MNI_allInfo.txt"
+            ),
             default_radius_mm: 5.0,
         },
         "dosenbach2010" => BuiltinAtlas::Coordinates {

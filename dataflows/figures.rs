@@ -63,15 +63,21 @@ pub fn grouped_bars(
         for (s, (name, values)) in series.iter().enumerate() {
             let colour = PALETTE[s % PALETTE.len()];
             chart
-                .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(
-                    |(c, &v)| {
-                        let x0 = c as f64 + 0.1 + s as f64 * width;
-                        Rectangle::new([(x0, 0.0), (x0 + width, v)], colour.filled())
-                    },
-                ))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite())
+                        .map(|(c, &v)| {
+                            let x0 = c as f64 + 0.1 + s as f64 * width;
+                            Rectangle::new([(x0, 0.0), (x0 + width, v)], colour.filled())
+                        }),
+                )
                 .map_err(|e| err(&e))?
                 .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
+                });
         }
         chart
             .configure_series_labels()

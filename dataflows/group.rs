@@ -93,7 +93,11 @@ pub fn run(
 ) -> Result<(Vec<PathBuf>, Vec<String>)> {
     let maps = subject_maps(encode_dir)?;
     if maps.len() < 2 {
-        bail!("{}: a group test needs at least 2 subjects, found {}", encode_dir.display(), maps.len());
+        bail!(
+            "{}: a group test needs at least 2 subjects, found {}",
+            encode_dir.display(),
+            maps.len()
+        );
     }
     let mask = nifti::read_mask(mask_path)?;
     if mask.is_empty() {
@@ -140,12 +144,22 @@ pub fn run(
         ("thresholded_z", &signed_sig),
     ] {
         let path = out.join(format!("{name}.nii.gz"));
-        nifti::write_map(&path, &mask.grid, &mask.volumes(&every, values.view()), None)?;
+        nifti::write_map(
+            &path,
+            &mask.grid,
+            &mask.volumes(&every, values.view()),
+            None,
+        )?;
         files.push(path);
     }
     let mask_copy = out.join("mask.nii.gz");
     let ones = Array2::from_elem((1, mask.len()), 1.0);
-    nifti::write_map(&mask_copy, &mask.grid, &mask.volumes(&every, ones.view()), None)?;
+    nifti::write_map(
+        &mask_copy,
+        &mask.grid,
+        &mask.volumes(&every, ones.view()),
+        None,
+    )?;
     files.push(mask_copy);
 
     let rule = match opt.threshold {

@@ -691,7 +691,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             let s = map::run(&group, &codes, neurons.as_deref(), &opt, &out)?;
             s.lines.iter().for_each(|l| println!("{l}"));
-            s.files.iter().for_each(|f| println!("wrote {}", f.display()));
+            s.files
+                .iter()
+                .for_each(|f| println!("wrote {}", f.display()));
         }
         Command::Compare { dirs, out } => {
             let (files, table) = compare::run(&dirs, &out)?;

@@ -123,8 +123,8 @@ fn from_file(path: &Path, opt: &MapOptions, mask: &Mask) -> Result<Vec<Template>
             atlas::label_templates(&image, &names, mask)
         });
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let rois = atlas::read_coordinates(path, &text, opt.sphere_radius_mm.unwrap_or(5.0))?;
     Ok(atlas::sphere_templates(&rois, mask))
 }
@@ -132,8 +132,8 @@ fn from_file(path: &Path, opt: &MapOptions, mask: &Mask) -> Result<Vec<Template>
 /// Split-half Dice per atom from `group`'s atoms.tsv.
 fn split_half(group: &Path, atoms: usize) -> Result<Vec<f64>> {
     let path = group.join("atoms.tsv");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let dice: Vec<f64> = text
         .lines()
         .skip(1)
@@ -176,8 +176,11 @@ pub fn run(
     let mut assigned: Vec<Option<usize>> = vec![None; atoms];
     let mut best_score = vec![f64::NAN; atoms];
     for (a, (zr, sr)) in z.axis_iter(Axis(0)).zip(sig.axis_iter(Axis(0))).enumerate() {
-        let (zr, m): (Vec<f64>, Vec<bool>) =
-            zr.iter().zip(sr).map(|(&z, &s)| (z, s != 0.0 && s.is_finite())).unzip();
+        let (zr, m): (Vec<f64>, Vec<bool>) = zr
+            .iter()
+            .zip(sr)
+            .map(|(&z, &s)| (z, s != 0.0 && s.is_finite()))
+            .unzip();
         let measures: Vec<Overlap> = temps
             .iter()
             .map(|t| OverlapSums::over(&zr, &m, &t.voxels).measures())
@@ -216,7 +219,10 @@ pub fn run(
     // AN sub-groups: each coded AN's dominant atom (largest |weight|, lower atom on ties).
     let codes = read_codes(codes_path)?;
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
-        bail!("{}: atom {bad}, but the group maps have {atoms} atoms", codes_path.display());
+        bail!(
+            "{}: atom {bad}, but the group maps have {atoms} atoms",
+            codes_path.display()
+        );
     }
     let mut dominant: BTreeMap<u64, (u16, f32)> = BTreeMap::new();
     for ((&id, &a), &w) in codes.an_ids.iter().zip(&codes.atoms).zip(&codes.weights) {
@@ -295,7 +301,11 @@ pub fn run(
         assigned.iter().flatten().count()
     )];
     for a in 0..atoms {
-        let size = sig.row(a).iter().filter(|s| **s != 0.0 && s.is_finite()).count();
+        let size = sig
+            .row(a)
+            .iter()
+            .filter(|s| **s != 0.0 && s.is_finite())
+            .count();
         lines.push(match assigned[a] {
             Some(t) => format!(
                 "atom {a} → {} ({:?} {:.2}; {size} voxels)",

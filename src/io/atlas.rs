@@ -92,7 +92,10 @@ pub fn label_templates(image: &Image, names: &BTreeMap<u32, String>, mask: &Mask
     present
         .into_iter()
         .map(|l| Template {
-            name: names.get(&l).cloned().unwrap_or_else(|| format!("label {l}")),
+            name: names
+                .get(&l)
+                .cloned()
+                .unwrap_or_else(|| format!("label {l}")),
             voxels: on_mask.iter().map(|&x| x == l).collect(),
         })
         .collect()
@@ -131,7 +134,10 @@ pub fn probability_templates(
 /// (`network` or `netName`) and optionally a radius column (`radius…`); comma- or
 /// whitespace-separated. ROIs without a radius column get `default_radius_mm`.
 pub fn read_coordinates(path: &Path, text: &str, default_radius_mm: f64) -> Result<Vec<Roi>> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else {
         return Err(Error::format(path, "empty coordinate file"));
     };
@@ -146,7 +152,11 @@ pub fn read_coordinates(path: &Path, text: &str, default_radius_mm: f64) -> Resu
     let find = |pred: &dyn Fn(&str) -> bool| cols.iter().position(|c| pred(&c.to_lowercase()));
     let need = |name: &str, i: Option<usize>| {
         i.ok_or_else(|| {
-            Error::at_line(path, 1, format!("no '{name}' column in the header {cols:?}"))
+            Error::at_line(
+                path,
+                1,
+                format!("no '{name}' column in the header {cols:?}"),
+            )
         })
     };
     let x = need("x", find(&|c| c == "x"))?;
@@ -172,7 +182,11 @@ pub fn read_coordinates(path: &Path, text: &str, default_radius_mm: f64) -> Resu
             None => default_radius_mm,
         };
         if radius_mm <= 0.0 {
-            return Err(Error::at_line(path, n + 1, format!("radius {radius_mm} ≤ 0")));
+            return Err(Error::at_line(
+                path,
+                n + 1,
+                format!("radius {radius_mm} ≤ 0"),
+            ));
         }
         let network = f
             .get(net)
@@ -227,26 +241,39 @@ mod tests {
     #[test]
     fn coordinate_files_and_their_errors() {
         let p = Path::new("rois.csv");
-        let csv = "number,x,y,z,name,network\n1,6,64,3,vmPFC,default\n2,29,57,18,aPFC,fronto-parietal\n";
+        let csv =
+            "number,x,y,z,name,network\n1,6,64,3,vmPFC,default\n2,29,57,18,aPFC,fronto-parietal\n";
         let rois = read_coordinates(p, csv, 5.0).unwrap();
         assert_eq!(rois.len(), 2);
         assert_eq!(rois[1].centre, [29.0, 57.0, 18.0]);
         assert_eq!(rois[0].radius_mm, 5.0);
         let txt = "x y z radius(mm) netWorkbenchLabel netName\n-56.16 -44.76 -24.23 5 0 unassigned\n1 2 3 4 1 Visual\n";
         let rois = read_coordinates(p, txt, 9.0).unwrap();
-        assert_eq!(rois, vec![Roi { centre: [1.0, 2.0, 3.0], radius_mm: 4.0, network: "Visual".into() }]);
+        assert_eq!(
+            rois,
+            vec![Roi {
+                centre: [1.0, 2.0, 3.0],
+                radius_mm: 4.0,
+                network: "Visual".into()
+            }]
+        );
         let bad = "x,y,z,network\n1,2,3,a\n4,five,6,b\n";
         let e = read_coordinates(p, bad, 5.0).unwrap_err().to_string();
         assert!(e.contains("rois.csv:3") && e.contains("'five'"), "{e}");
-        let e = read_coordinates(p, "a,b\n1,2\n", 5.0).unwrap_err().to_string();
+        let e = read_coordinates(p, "a,b\n1,2\n", 5.0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no 'x' column"), "{e}");
-        let e = read_coordinates(p, "x,y,z,network\n1,2\n", 5.0).unwrap_err().to_string();
+        let e = read_coordinates(p, "x,y,z,network\n1,2\n", 5.0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(":2") && e.contains("no z"), "{e}");
     }
 
     #[test]
     fn label_names() {
-        let names = read_label_names(Path::new("n.csv"), "0,empty\n1,1_Visual\n7,Default\n").unwrap();
+        let names =
+            read_label_names(Path::new("n.csv"), "0,empty\n1,1_Visual\n7,Default\n").unwrap();
         assert_eq!(names.len(), 2);
         assert_eq!(names[&7], "Default");
         assert!(read_label_names(Path::new("n.csv"), "0,a\nx,b\n").is_err());

@@ -409,8 +409,18 @@ pub fn read_neurons(path: &Path) -> Result<Vec<Neuron>> {
     Ok(out)
 }
 
-/// A `metrics` table's rows: (model, layer or None for the whole model, metric, value).
-pub fn read_metrics(path: &Path) -> Result<Vec<(String, Option<i32>, String, f64)>> {
+/// A row of a `metrics` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub model: String,
+    /// None for the whole model.
+    pub layer: Option<i32>,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// Reads a `metrics` table (written by `cortexflow map`).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     use arrow_array::Array;
     let mut out = Vec::new();
     for batch in read_batches(path, "metrics")? {
@@ -419,12 +429,12 @@ pub fn read_metrics(path: &Path) -> Result<Vec<(String, Option<i32>, String, f64
         let metric = column::<StringArray>(path, &batch, 2, "utf8")?;
         let value = column::<Float64Array>(path, &batch, 3, "float64")?;
         for r in 0..batch.num_rows() {
-            out.push((
-                model.value(r).to_string(),
-                layer.is_valid(r).then(|| layer.value(r)),
-                metric.value(r).to_string(),
-                value.value(r),
-            ));
+            out.push(MetricRow {
+                model: model.value(r).to_string(),
+                layer: layer.is_valid(r).then(|| layer.value(r)),
+                metric: metric.value(r).to_string(),
+                value: value.value(r),
+            });
         }
     }
     Ok(out)

@@ -93,18 +93,28 @@ pub fn organisation(
             .map(|(_, &c)| c as f64)
             .collect();
         push("diversity_fbns".into(), assigned.len() as f64);
-        push("diversity_entropy".into(), normalised_entropy(&assigned, networks));
+        push(
+            "diversity_entropy".into(),
+            normalised_entropy(&assigned, networks),
+        );
         let coded = members.iter().filter(|a| !a.coded_atoms.is_empty()).count();
         push("compactness_coded_share".into(), coded as f64 / n);
         let atoms = best_score.len();
         let codes: usize = members.iter().map(|a| a.coded_atoms.len()).sum();
         push(
             "compactness_mean_subgroup_size".into(),
-            if atoms > 0 { codes as f64 / atoms as f64 } else { f64::NAN },
+            if atoms > 0 {
+                codes as f64 / atoms as f64
+            } else {
+                f64::NAN
+            },
         );
         if layer.is_none() {
             push("consistency_best_score".into(), finite_mean(best_score));
-            push("consistency_split_half_dice".into(), finite_mean(split_half_dice));
+            push(
+                "consistency_split_half_dice".into(),
+                finite_mean(split_half_dice),
+            );
             push("assigned_atoms".into(), assigned_atoms as f64);
         }
     }
@@ -180,6 +190,8 @@ mod tests {
         assert_eq!(get(Some(0), "share:A"), 1.0);
         assert_eq!(get(Some(0), "diversity_entropy"), 0.0);
         assert_eq!(get(Some(1), "compactness_coded_share"), 0.5);
-        assert!(m.iter().all(|r| r.layer.is_none() || r.metric != "assigned_atoms"));
+        assert!(m
+            .iter()
+            .all(|r| r.layer.is_none() || r.metric != "assigned_atoms"));
     }
 }

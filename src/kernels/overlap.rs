@@ -66,7 +66,12 @@ impl OverlapSums {
 
     pub fn measures(&self) -> Overlap {
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-        let (n, m, t, both) = (self.n as f64, self.map as f64, self.template as f64, self.both as f64);
+        let (n, m, t, both) = (
+            self.n as f64,
+            self.map as f64,
+            self.template as f64,
+            self.both as f64,
+        );
         let var_z = n * self.z2 - self.z * self.z;
         let var_t = n * t - t * t;
         let corr = if var_z > 0.0 && var_t > 0.0 {

@@ -42,7 +42,11 @@ impl<'a> View<'a> {
         ) else {
             candle_core::bail!("attention: {what} must be 4-D, got {:?}", layout.dims())
         };
-        let last: usize = dims.iter().zip(&strides).map(|(n, s)| n.saturating_sub(1) * s).sum();
+        let last: usize = dims
+            .iter()
+            .zip(&strides)
+            .map(|(n, s)| n.saturating_sub(1) * s)
+            .sum();
         if dims.contains(&0) || layout.start_offset() + last >= data.len() {
             candle_core::bail!("attention: {what} view {dims:?} does not fit its storage")
         }
@@ -86,7 +90,11 @@ impl CustomOp3 for Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (View::new(s1, l1, "q")?, View::new(s2, l2, "k")?, View::new(s3, l3, "v")?);
+        let (q, k, v) = (
+            View::new(s1, l1, "q")?,
+            View::new(s2, l2, "k")?,
+            View::new(s3, l3, "v")?,
+        );
         let [b, heads, t, d] = q.dims;
         let kv_heads = k.dims[1];
         if k.dims != v.dims
@@ -95,37 +103,45 @@ impl CustomOp3 for Attention {
             || k.dims[3] != d
             || heads % kv_heads != 0
         {
-            candle_core::bail!("attention: q {:?}, k {:?}, v {:?} disagree", q.dims, k.dims, v.dims)
+            candle_core::bail!(
+                "attention: q {:?}, k {:?}, v {:?} disagree",
+                q.dims,
+                k.dims,
+                v.dims
+            )
         }
         let rep = heads / kv_heads;
         let scale = 1.0 / (d as f32).sqrt();
         let contexts: Vec<Mat<f32>> = (0..b * heads)
             .into_par_iter()
             // One t × t score scratch per rayon thread, reused across heads.
-            .map_init(|| Mat::<f32>::zeros(t, t), |st, bh| {
-                let (bi, h) = (bh / heads, bh % heads);
-                let (km, vm) = (k.mat(bi, h / rep), v.mat(bi, h / rep));
-                // Column i of sᵀ = k·qᵀ holds query i's scores, contiguous in faer's layout.
-                faer::linalg::matmul::matmul(
-                    st.as_mut(),
-                    Accum::Replace,
-                    km,
-                    q.mat(bi, h).transpose(),
-                    scale,
-                    Par::Seq,
-                );
-                super::ops::vectorized(SoftmaxColumns(st, self.causal));
-                let mut ctx = Mat::<f32>::zeros(t, d);
-                faer::linalg::matmul::matmul(
-                    ctx.as_mut(),
-                    Accum::Replace,
-                    st.transpose(),
-                    vm,
-                    1.0f32,
-                    Par::Seq,
-                );
-                ctx
-            })
+            .map_init(
+                || Mat::<f32>::zeros(t, t),
+                |st, bh| {
+                    let (bi, h) = (bh / heads, bh % heads);
+                    let (km, vm) = (k.mat(bi, h / rep), v.mat(bi, h / rep));
+                    // Column i of sᵀ = k·qᵀ holds query i's scores, contiguous in faer's layout.
+                    faer::linalg::matmul::matmul(
+                        st.as_mut(),
+                        Accum::Replace,
+                        km,
+                        q.mat(bi, h).transpose(),
+                        scale,
+                        Par::Seq,
+                    );
+                    super::ops::vectorized(SoftmaxColumns(st, self.causal));
+                    let mut ctx = Mat::<f32>::zeros(t, d);
+                    faer::linalg::matmul::matmul(
+                        ctx.as_mut(),
+                        Accum::Replace,
+                        st.transpose(),
+                        vm,
+                        1.0f32,
+                        Par::Seq,
+                    );
+                    ctx
+                },
+            )
             .collect();
         let width = heads * d;
         let mut out = vec![0f32; b * t * width];

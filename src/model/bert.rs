@@ -13,8 +13,8 @@ use tokenizers::Tokenizer;
 use super::attention::attention;
 use super::dense::{dense, Dense};
 use super::{
-    batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
-    Direction, LanguageModel, ModelDims, TapOutput, TapRequest,
+    batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
+    LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
 
@@ -121,7 +121,10 @@ impl Layer {
     fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, t, h) = x.dims3()?;
         // (b, t, h) → a (b, heads, t, d) view; the fused attention reads it strided.
-        let split = |y: Tensor| y.reshape((b, t, self.heads, h / self.heads))?.transpose(1, 2);
+        let split = |y: Tensor| {
+            y.reshape((b, t, self.heads, h / self.heads))?
+                .transpose(1, 2)
+        };
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;

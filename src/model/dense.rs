@@ -22,7 +22,11 @@ impl Dense {
     /// From a (out × in) weight tensor, as stored by PyTorch's `nn.Linear`.
     pub fn new(weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
-        let flat = |t: &Tensor| t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1();
+        let flat = |t: &Tensor| {
+            t.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1()
+        };
         let bias = bias.map(flat).transpose()?;
         if bias.as_ref().is_some_and(|b| b.len() != out_dim) {
             candle_core::bail!("bias length differs from the weight's {out_dim} rows");

@@ -15,8 +15,8 @@ use tokenizers::Tokenizer;
 use super::attention::attention;
 use super::dense::{dense_no_bias, Dense};
 use super::{
-    batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files,
-    Direction, LanguageModel, ModelDims, TapOutput, TapRequest,
+    batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
+    LanguageModel, ModelDims, TapOutput, TapRequest,
 };
 use crate::error::{Error, Result};
 
@@ -254,11 +254,7 @@ impl Block {
     }
 
     /// Returns (next hidden state, ffn.inner, ffn.out).
-    fn forward(
-        &self,
-        x: &Tensor,
-        rope: &Rope,
-    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    fn forward(&self, x: &Tensor, rope: &Rope) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let n = self.attn_norm.forward(x)?;
         // (b, t, nh·d) → (b, nh, t, d); candle's rotary kernels want it contiguous.
@@ -471,7 +467,9 @@ impl LanguageModel for Llama {
             .index_select(&input.flatten_all().map_err(&err)?, 0)
             .and_then(|e| e.reshape((b, t, self.cfg.hidden_size)))
             .map_err(&err)?;
-        run_layers(&self.blocks, request, x, |block, x| block.forward(x, &self.rope))
+        run_layers(&self.blocks, request, x, |block, x| {
+            block.forward(x, &self.rope)
+        })
         .map_err(&err)
     }
 }

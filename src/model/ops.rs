@@ -28,7 +28,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     let n = shifted - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let two_n = f32::from_bits(
-        (shifted.to_bits().wrapping_sub(SHIFTER.to_bits()).wrapping_add(127)) << 23,
+        (shifted
+            .to_bits()
+            .wrapping_sub(SHIFTER.to_bits())
+            .wrapping_add(127))
+            << 23,
     );
     let mut p = 1.987_569_2e-4_f32;
     p = p * r + 1.398_2e-3;
@@ -147,7 +151,12 @@ impl<F: Fn(f32, f32) -> f32 + Send + Sync> CustomOp2 for Map<F> {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         if l1.shape() != l2.shape() {
-            candle_core::bail!("{}: shapes {:?} and {:?} differ", self.0, l1.dims(), l2.dims())
+            candle_core::bail!(
+                "{}: shapes {:?} and {:?} differ",
+                self.0,
+                l1.dims(),
+                l2.dims()
+            )
         }
         let (a, b) = (f32_slice(self.0, s1, l1)?, f32_slice(self.0, s2, l2)?);
         let mut out = vec![0f32; a.len()];
@@ -183,7 +192,10 @@ mod tests {
         for i in -60_000..=60_000 {
             let x = i as f32 * 1e-4;
             let err = (erf(x) as f64 - libm::erf(x as f64)).abs();
-            assert!(err <= 1.5e-7 + 4.0 * f32::EPSILON as f64, "erf({x}): {err:e}");
+            assert!(
+                err <= 1.5e-7 + 4.0 * f32::EPSILON as f64,
+                "erf({x}): {err:e}"
+            );
         }
     }
 

@@ -129,8 +129,16 @@ pub fn table_cells(path: &Path) -> Vec<Vec<String>> {
                                 })*
                             };
                         }
-                        cell!(StringArray, BooleanArray, UInt16Array, UInt32Array, UInt64Array,
-                              Int32Array, Float32Array, Float64Array);
+                        cell!(
+                            StringArray,
+                            BooleanArray,
+                            UInt16Array,
+                            UInt32Array,
+                            UInt64Array,
+                            Int32Array,
+                            Float32Array,
+                            Float64Array
+                        );
                         panic!("{}: column type {:?}", path.display(), c.data_type())
                     })
                     .collect(),

@@ -36,29 +36,73 @@ fn list(dir: &Path, sub: &str, suffix: &str) -> String {
 /// encode (OLS) → group (FDR 0.05) → map (Yeo-7, IoU ≥ 0.2). Returns the work dir's paths.
 fn pipeline(dir: &Path, seed: u64, extra: &[&str]) -> (PathBuf, String) {
     let p = |s: &str| dir.join(s).display().to_string();
-    let mut sim = vec!["simulate", "--out", &p("sim")].into_iter().map(String::from).collect::<Vec<_>>();
+    let mut sim = vec!["simulate", "--out", &p("sim")]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     sim.extend(
-        ["--subjects", "6", "--runs", "2", "--scans", "150", "--seed", &seed.to_string()]
-            .iter()
-            .chain(extra)
-            .map(|s| s.to_string()),
+        [
+            "--subjects",
+            "6",
+            "--runs",
+            "2",
+            "--scans",
+            "150",
+            "--seed",
+            &seed.to_string(),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string()),
     );
     ok(&sim.iter().map(String::as_str).collect::<Vec<_>>());
     let responses = list(&dir.join("sim"), "truth/responses", ".parquet");
-    ok(&["basis", "--responses", &responses, "--atoms", "16", "--out", &p("basis")]);
+    ok(&[
+        "basis",
+        "--responses",
+        &responses,
+        "--atoms",
+        "16",
+        "--out",
+        &p("basis"),
+    ]);
     let atoms = list(&dir.join("basis"), "atoms", ".parquet");
     let bold: Vec<String> = (1..=6)
         .map(|s| list(&dir.join("sim"), &format!("sub-0{s}/func"), "_bold.nii.gz"))
         .collect();
     let mask = p("sim/mask.nii.gz");
     ok(&[
-        "encode", "--regressors", &atoms, "--bold", &bold.join(","), "--mask", &mask,
-        "--zscore", "--no-cv", "--out", &p("enc"),
+        "encode",
+        "--regressors",
+        &atoms,
+        "--bold",
+        &bold.join(","),
+        "--mask",
+        &mask,
+        "--zscore",
+        "--no-cv",
+        "--out",
+        &p("enc"),
     ]);
-    ok(&["group", "--encode", &p("enc"), "--mask", &mask, "--out", &p("grp")]);
+    ok(&[
+        "group",
+        "--encode",
+        &p("enc"),
+        "--mask",
+        &mask,
+        "--out",
+        &p("grp"),
+    ]);
     let summary = ok(&[
-        "map", "--group", &p("grp"), "--codes", &p("basis/codes.parquet"), "--neurons",
-        &p("sim/truth/neurons.parquet"), "--out", &p("map"),
+        "map",
+        "--group",
+        &p("grp"),
+        "--codes",
+        &p("basis/codes.parquet"),
+        "--neurons",
+        &p("sim/truth/neurons.parquet"),
+        "--out",
+        &p("map"),
     ]);
     (dir.to_path_buf(), summary)
 }
@@ -81,10 +125,9 @@ fn significant(dir: &Path, atom: usize) -> BTreeSet<[usize; 3]> {
 fn planted_networks_are_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let (dir, summary) = pipeline(dir.path(), 1, &["--jitter", "0"]);
-    let planted: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("sim/truth/planted.json")).unwrap(),
-    )
-    .unwrap();
+    let planted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sim/truth/planted.json")).unwrap())
+            .unwrap();
     let maps = nifti::read_image(&dir.join("sim/truth/maps.nii.gz")).unwrap();
     let atom_fbn = table_cells(&dir.join("map/atom_fbn.parquet"));
     let subgroups = table_cells(&dir.join("map/subgroups.parquet"));
@@ -107,7 +150,10 @@ fn planted_networks_are_recovered() {
             .iter()
             .map(|&a| {
                 let m = significant(&dir, a);
-                (a, 2.0 * m.intersection(&truth).count() as f64 / (m.len() + truth.len()) as f64)
+                (
+                    a,
+                    2.0 * m.intersection(&truth).count() as f64 / (m.len() + truth.len()) as f64,
+                )
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap();
@@ -146,6 +192,31 @@ fn planted_networks_are_recovered() {
     assert_eq!(whole("diversity_fbns"), 3.0);
     assert_eq!(whole("assigned_atoms"), 3.0);
     assert!(whole("consistency_best_score") > 0.0);
+    // compare: one column per analysis (the same model twice is told apart by directory).
+    std::fs::create_dir_all(dir.join("again")).unwrap();
+    std::fs::copy(
+        dir.join("map/metrics.parquet"),
+        dir.join("again/metrics.parquet"),
+    )
+    .unwrap();
+    let (map, again) = (dir.join("map"), dir.join("again"));
+    let cmp = dir.join("cmp").display().to_string();
+    let table = ok(&[
+        "compare",
+        map.to_str().unwrap(),
+        again.to_str().unwrap(),
+        "--out",
+        &cmp,
+    ]);
+    let header = table.lines().next().unwrap();
+    assert_eq!(header.split('\t').count(), 3, "{table}");
+    assert!(
+        header.contains("synthetic-lexical (") && header.contains("again)"),
+        "{header}"
+    );
+    assert!(table.contains("diversity_fbns\t3.0000"), "{table}");
+    let svg = std::fs::read_to_string(dir.join("cmp/compare.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("7_Default_Network_Area"));
 }
 
 /// A null simulation (no planted signal) assigns no atom at FDR 0.05.
@@ -182,7 +253,10 @@ fn group_t_matches_scipy() {
     for a in 0..atoms {
         for v in 0..voxels {
             let want = t[a][v];
-            assert!((test.t[[a, v]] - want).abs() <= 1e-9 * want.abs().max(1.0), "t {a},{v}");
+            assert!(
+                (test.t[[a, v]] - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "t {a},{v}"
+            );
             assert!((test.p[[a, v]] - p[a][v]).abs() <= 1e-9, "p {a},{v}");
         }
     }
@@ -211,11 +285,20 @@ fn yeo_templates_match_nilearn_resampling() {
         &shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
     )
     .unwrap();
-    let names = atlas::read_label_names(Path::new("Yeo-7.csv"), include_str!("../data/yeo2011/Yeo-7.csv")).unwrap();
+    let names = atlas::read_label_names(
+        Path::new("Yeo-7.csv"),
+        include_str!("../data/yeo2011/Yeo-7.csv"),
+    )
+    .unwrap();
     let temps = atlas::label_templates(&src, &names, &Mask::full(&target.grid));
     assert_eq!(temps.len(), 7);
     for (k, t) in temps.iter().enumerate() {
-        assert_eq!(Some(t.size() as u64), r["counts"][(k + 1).to_string()].as_u64(), "{}", t.name);
+        assert_eq!(
+            Some(t.size() as u64),
+            r["counts"][(k + 1).to_string()].as_u64(),
+            "{}",
+            t.name
+        );
     }
     assert_eq!(temps[6].name, "7_Default_Network_Area");
 }
@@ -231,7 +314,11 @@ fn spheres_cover_the_voxels_within_the_radius() {
     .grid;
     let mask = Mask::full(&grid);
     let centre = grid.affine.apply([20.0, 30.0, 25.0]);
-    let roi = |r: f64, net: &str| atlas::Roi { centre, radius_mm: r, network: net.into() };
+    let roi = |r: f64, net: &str| atlas::Roi {
+        centre,
+        radius_mm: r,
+        network: net.into(),
+    };
     let t = atlas::sphere_templates(&[roi(5.0, "a"), roi(4.0, "b"), roi(5.7, "c")], &mask);
     let sizes: Vec<usize> = t.iter().map(|t| t.size()).collect();
     assert_eq!(sizes, vec![7, 7, 19]);
@@ -242,9 +329,15 @@ fn spheres_cover_the_voxels_within_the_radius() {
         ("dosenbach_2010.csv", 6),
     ] {
         let path = shared_data().join("atlases/coordinates").join(file);
-        let rois = atlas::read_coordinates(&path, &std::fs::read_to_string(&path).unwrap(), 5.0).unwrap();
+        let rois =
+            atlas::read_coordinates(&path, &std::fs::read_to_string(&path).unwrap(), 5.0).unwrap();
         let t = atlas::sphere_templates(&rois, &mask);
-        assert_eq!(t.len(), networks, "{file}: {:?}", t.iter().map(|t| &t.name).collect::<Vec<_>>());
+        assert_eq!(
+            t.len(),
+            networks,
+            "{file}: {:?}",
+            t.iter().map(|t| &t.name).collect::<Vec<_>>()
+        );
         assert!(t.iter().all(|t| t.size() > 0), "{file}");
     }
 }
@@ -272,12 +365,34 @@ fn bad_atlases_and_empty_maps() {
     };
     let all: Vec<usize> = (0..mask.len()).collect();
     for s in 1..=3 {
-        let beta = Array2::from_shape_fn((2, 64), |(a, v)| ((a * 31 + v * 17 + s * 7) % 11) as f64 - 5.0);
-        nifti::write_map(&d.join(format!("enc/sub-0{s}/beta.nii.gz")), &grid, &mask.volumes(&all, beta.view()), None).unwrap();
+        let beta = Array2::from_shape_fn((2, 64), |(a, v)| {
+            ((a * 31 + v * 17 + s * 7) % 11) as f64 - 5.0
+        });
+        nifti::write_map(
+            &d.join(format!("enc/sub-0{s}/beta.nii.gz")),
+            &grid,
+            &mask.volumes(&all, beta.view()),
+            None,
+        )
+        .unwrap();
     }
     let ones = Array2::from_elem((1, 64), 1.0);
-    nifti::write_map(&d.join("mask.nii.gz"), &grid, &mask.volumes(&all, ones.view()), None).unwrap();
-    ok(&["group", "--encode", &p("enc"), "--mask", &p("mask.nii.gz"), "--out", &p("grp")]);
+    nifti::write_map(
+        &d.join("mask.nii.gz"),
+        &grid,
+        &mask.volumes(&all, ones.view()),
+        None,
+    )
+    .unwrap();
+    ok(&[
+        "group",
+        "--encode",
+        &p("enc"),
+        "--mask",
+        &p("mask.nii.gz"),
+        "--out",
+        &p("grp"),
+    ]);
     cortexflow::io::parquet::write_table(
         &d.join("codes.parquet"),
         "codes",
@@ -290,30 +405,75 @@ fn bad_atlases_and_empty_maps() {
     )
     .unwrap();
     let map = |atlas: &str| {
-        vec!["map".to_string(), "--group".into(), p("grp"), "--codes".into(), p("codes.parquet"), "--atlas".into(), atlas.to_string(), "--out".into(), p("map")]
+        vec![
+            "map".to_string(),
+            "--group".into(),
+            p("grp"),
+            "--codes".into(),
+            p("codes.parquet"),
+            "--atlas".into(),
+            atlas.to_string(),
+            "--out".into(),
+            p("map"),
+        ]
     };
     let run = |args: Vec<String>| cortexflow(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // Coordinates near the grid: a valid atlas; every atom's map is empty → unassigned.
     let [x, y, z] = grid.affine.apply([21.0, 21.0, 21.0]);
-    std::fs::write(d.join("near.csv"), format!("x,y,z,network\n{x},{y},{z},A\n")).unwrap();
+    std::fs::write(
+        d.join("near.csv"),
+        format!("x,y,z,network\n{x},{y},{z},A\n"),
+    )
+    .unwrap();
     let o = run(map(&p("near.csv")));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("0 assigned") && out.contains("atom 0: unassigned (empty thresholded map)"), "{out}");
+    assert!(
+        out.contains("0 assigned") && out.contains("atom 0: unassigned (empty thresholded map)"),
+        "{out}"
+    );
     // Far away: no overlap with the data.
     std::fs::write(d.join("far.csv"), "x,y,z,network\n500,500,500,A\n").unwrap();
-    let e = cortexflow_fails(&map(&p("far.csv")).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(e.contains("no voxel of any network falls inside the data mask"), "{e}");
+    let e = cortexflow_fails(
+        &map(&p("far.csv"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        e.contains("no voxel of any network falls inside the data mask"),
+        "{e}"
+    );
     // A malformed line.
     std::fs::write(d.join("bad.csv"), "x,y,z,network\n0,0,0,A\n1,2,oops,B\n").unwrap();
-    let e = cortexflow_fails(&map(&p("bad.csv")).iter().map(String::as_str).collect::<Vec<_>>());
+    let e = cortexflow_fails(
+        &map(&p("bad.csv"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert!(e.contains("bad.csv:3") && e.contains("'oops'"), "{e}");
     // Not an atlas at all.
     let e = cortexflow_fails(&map("yeo8").iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(e.contains("neither a built-in atlas (yeo7, yeo17, seitzman2018, dosenbach2010)"), "{e}");
+    assert!(
+        e.contains("neither a built-in atlas (yeo7, yeo17, seitzman2018, dosenbach2010)"),
+        "{e}"
+    );
     // Too few subjects for a group test.
     std::fs::create_dir_all(d.join("one/sub-01")).unwrap();
-    std::fs::copy(d.join("enc/sub-01/beta.nii.gz"), d.join("one/sub-01/beta.nii.gz")).unwrap();
-    let e = cortexflow_fails(&["group", "--encode", &p("one"), "--mask", &p("mask.nii.gz"), "--out", &p("g1")]);
+    std::fs::copy(
+        d.join("enc/sub-01/beta.nii.gz"),
+        d.join("one/sub-01/beta.nii.gz"),
+    )
+    .unwrap();
+    let e = cortexflow_fails(&[
+        "group",
+        "--encode",
+        &p("one"),
+        "--mask",
+        &p("mask.nii.gz"),
+        "--out",
+        &p("g1"),
+    ]);
     assert!(e.contains("at least 2 subjects"), "{e}");
 }
