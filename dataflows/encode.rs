@@ -96,6 +96,71 @@ fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
 }
 
 /// Encodes every subject; returns the files written and summary lines.
+/// One run reduced to statistics: of the full design, and (for ridge) of the atoms with
+/// the run's nuisance columns (drift, intercept, confounds) projected out of atoms and BOLD
+/// (Frisch–Waugh–Lovell: the atoms' OLS coefficients are the same either way).
+pub struct Reduced {
+    pub full: RunStats,
+    pub residual: Option<RunStats>,
+    /// Voxels that are finite and not constant in this run.
+    pub valid: Vec<bool>,
+}
+
+/// Reads one BOLD run inside `mask` and reduces it against its design `dm` (atoms in the
+/// first `k` columns). Constant or non-finite voxels are zeroed (and marked invalid) so they
+/// cannot disturb anything before the caller drops them; `zscore` standardises each voxel.
+pub fn reduce_run(
+    path: &Path,
+    mask_path: &Path,
+    mask: &nifti::Mask,
+    dm: &Array2<f64>,
+    k: usize,
+    zscore: bool,
+    residual: bool,
+) -> Result<Reduced> {
+    let b = nifti::read_bold(path, Some((mask_path, mask)))?;
+    if b.data.nrows() != dm.nrows() {
+        bail!(
+            "{}: {} scans, but the regressors have {}",
+            path.display(),
+            b.data.nrows(),
+            dm.nrows()
+        );
+    }
+    let mut y = b.data.mapv(f64::from);
+    drop(b);
+    let mut valid = vec![true; y.ncols()];
+    for (v, mut c) in y.columns_mut().into_iter().enumerate() {
+        let ok = c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0]);
+        if !ok {
+            valid[v] = false;
+            c.fill(0.0);
+        } else if zscore {
+            let m = c.mean().unwrap_or(0.0);
+            let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+            c.mapv_inplace(|x| (x - m) / sd);
+        }
+    }
+    let full = RunStats::from_block(dm.view(), y.view());
+    let residual = if residual {
+        let nuisance_cols: Vec<usize> = (k..dm.ncols())
+            .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
+            .collect();
+        let nuisance = dm.select(Axis(1), &nuisance_cols);
+        let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())
+            .map_err(anyhow::Error::msg)?;
+        let yr = project_out(&nuisance, &y).map_err(anyhow::Error::msg)?;
+        Some(RunStats::from_block(xr.view(), yr.view()))
+    } else {
+        None
+    };
+    Ok(Reduced {
+        full,
+        residual,
+        valid,
+    })
+}
+
 pub fn run(
     regressors: &[PathBuf],
     bold: &[PathBuf],
@@ -155,48 +220,18 @@ pub fn run(
         let mut valid_all = vec![true; mask.len()];
         let mut stats: Option<RunStats> = None;
         let mut ridge_runs = Vec::new();
-        for (((path, _), (story, d)), dm) in runs.iter().zip(&atoms).zip(&designs) {
-            let b = nifti::read_bold(path, Some((mask_path, &mask)))?;
-            if b.data.nrows() != d.nrows() {
-                bail!(
-                    "{}: {} scans, but the regressors of story '{story}' have {}",
-                    path.display(),
-                    b.data.nrows(),
-                    d.nrows()
-                );
-            }
-            let mut y = b.data.mapv(f64::from);
-            drop(b);
-            // Constant or non-finite voxels (in any run) are excluded everywhere; they are
-            // zeroed here so they cannot disturb anything before being dropped.
-            for (v, mut c) in y.columns_mut().into_iter().enumerate() {
-                let ok = c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0]);
-                if !ok {
-                    valid_all[v] = false;
-                    c.fill(0.0);
-                } else if opt.zscore {
-                    let m = c.mean().unwrap_or(0.0);
-                    let sd =
-                        (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
-                    c.mapv_inplace(|x| (x - m) / sd);
-                }
-            }
-            let r = RunStats::from_block(dm.view(), y.view());
+        for (((path, _), (story, _)), dm) in runs.iter().zip(&atoms).zip(&designs) {
+            let r = reduce_run(path, mask_path, &mask, dm, k, opt.zscore, opt.cv)
+                .with_context(|| format!("story '{story}'"))?;
+            valid_all
+                .iter_mut()
+                .zip(&r.valid)
+                .for_each(|(a, &b)| *a &= b);
             match stats.as_mut() {
-                None => stats = Some(r),
-                Some(s) => s.add(&r),
+                None => stats = Some(r.full),
+                Some(s) => s.add(&r.full),
             }
-            if opt.cv {
-                // Ridge on the atoms with this run's nuisance columns projected out of both sides.
-                let nuisance_cols: Vec<usize> = (k..dm.ncols())
-                    .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
-                    .collect();
-                let nuisance = dm.select(Axis(1), &nuisance_cols);
-                let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())
-                    .map_err(anyhow::Error::msg)?;
-                let yr = project_out(&nuisance, &y).map_err(anyhow::Error::msg)?;
-                ridge_runs.push(RunStats::from_block(xr.view(), yr.view()));
-            }
+            ridge_runs.extend(r.residual);
             bar.inc(1);
         }
         let valid: Vec<usize> = (0..mask.len()).filter(|&v| valid_all[v]).collect();

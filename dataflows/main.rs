@@ -10,8 +10,10 @@ mod inspect;
 mod map;
 mod population;
 mod progress;
+mod recipe;
 mod responses;
 mod simulate;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -256,6 +258,76 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
         /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Create an analysis store (a directory) for a recipe.
+    ///
+    /// The store keeps the recipe, the mask, the ANs and basis, every ingested run as
+    /// statistics, and the results; `ingest` and `retract` update it incrementally.
+    Init {
+        /// Recipe file (dataflows/paper.toml, dataflows/demo.toml, or your own).
+        #[arg(long)]
+        recipe: PathBuf,
+        /// Analysis mask (can also be given at the first `ingest`).
+        #[arg(long)]
+        mask: Option<PathBuf>,
+        /// Store directory.
+        store: PathBuf,
+    },
+    /// Add stories, BOLD runs or a whole dataset to a store and update its results.
+    ///
+    /// Stories come as `responses` tables (--responses, with --neurons) and learn the basis
+    /// (later stories extend it); BOLD runs (named sub-<S>_task-<T>_run-<R>_bold.nii.gz) are
+    /// reduced to statistics against their story task-<T>_run-<R>, then the subject, the
+    /// group maps and the network mapping are refitted. A run already in is skipped.
+    Ingest {
+        /// Store directory.
+        store: PathBuf,
+        /// Responses tables (one story each), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        responses: Vec<PathBuf>,
+        /// The neurons table of those responses.
+        #[arg(long)]
+        neurons: Option<PathBuf>,
+        /// BOLD runs, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        bold: Vec<PathBuf>,
+        /// Every run of a BIDS-like dataset (and its mask.nii.gz, if the store has none).
+        #[arg(long)]
+        bids: Option<PathBuf>,
+        /// Analysis mask, if the store has none yet.
+        #[arg(long)]
+        mask: Option<PathBuf>,
+    },
+    /// Remove a run from a store; the results become those of never having ingested it.
+    Retract {
+        /// Store directory.
+        store: PathBuf,
+        /// The run, as sub-<S>/task-<T>/run-<R> (`status` lists them).
+        #[arg(long)]
+        run: String,
+    },
+    /// Show what a store holds and whether its results are up to date.
+    Status {
+        /// Store directory.
+        store: PathBuf,
+        /// Bring stale results up to date (after an interrupted command).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// The whole analysis of a dataset into a new store: init, stories, every run.
+    Run {
+        /// Recipe file.
+        recipe: PathBuf,
+        /// Dataset root (sub-*/func/*_bold.nii.gz and mask.nii.gz, as `simulate` writes).
+        #[arg(long)]
+        data: PathBuf,
+        /// Folder of `responses` tables, one per story, with neurons.parquet beside the
+        /// folder [default: DATA/truth/responses, the simulator's ANs].
+        #[arg(long)]
+        responses: Option<PathBuf>,
+        /// Store directory.
         #[arg(long)]
         out: PathBuf,
     },
@@ -699,6 +771,67 @@ fn run(cli: Cli) -> Result<()> {
             let (files, table) = compare::run(&dirs, &out)?;
             print!("{table}");
             files.iter().for_each(|f| println!("wrote {}", f.display()));
+        }
+        Command::Init {
+            recipe,
+            mask,
+            store,
+        } => {
+            let s = store::Store::init(&store, &recipe::Recipe::load(&recipe)?, mask.as_deref())?;
+            print!("{}", s.status());
+        }
+        Command::Ingest {
+            store,
+            responses,
+            neurons,
+            bold,
+            bids,
+            mask,
+        } => {
+            let mut s = store::Store::open(&store)?;
+            let mut bold = bold;
+            let mut mask = mask;
+            if let Some(root) = &bids {
+                let ds = cortexflow::io::bids::discover(root)?;
+                bold.extend(ds.runs.iter().map(|r| r.bold.clone()));
+                if mask.is_none() {
+                    mask = ds.mask.clone();
+                }
+            }
+            if responses.is_empty() && bold.is_empty() {
+                anyhow::bail!("nothing to ingest: give --responses, --bold or --bids");
+            }
+            if let Some(m) = &mask {
+                s.set_mask(m)?;
+            }
+            let mut lines = s.ingest_responses(&responses, neurons.as_deref())?;
+            if !bold.is_empty() {
+                lines.extend(s.ingest_bold(&bold)?);
+            }
+            lines.iter().for_each(|l| println!("{l}"));
+        }
+        Command::Retract { store, run } => {
+            let mut s = store::Store::open(&store)?;
+            s.retract(&run)?.iter().for_each(|l| println!("{l}"));
+        }
+        Command::Status { store, refresh } => {
+            let mut s = store::Store::open(&store)?;
+            if refresh {
+                s.refresh()?.iter().for_each(|l| println!("{l}"));
+            }
+            print!("{}", s.status());
+        }
+        Command::Run {
+            recipe,
+            data,
+            responses,
+            out,
+        } => {
+            let r = recipe::Recipe::load(&recipe)?;
+            let responses = responses.unwrap_or_else(|| data.join("truth/responses"));
+            store::run_all(&r, &data, &responses, &out)?
+                .iter()
+                .for_each(|l| println!("{l}"));
         }
         Command::Discover { dir } => print!("{}", inspect::discover(&dir)?),
         Command::Inspect { files, tier } => {

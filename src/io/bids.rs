@@ -134,7 +134,7 @@ fn dir_named(p: &Path, prefix: &str) -> bool {
 }
 
 /// Entities of a `…_bold.nii[.gz]` file name, as key → value.
-fn parse_bold_name(path: &Path) -> Option<Run> {
+pub fn parse_bold_name(path: &Path) -> Option<Run> {
     let name = path.file_name()?.to_string_lossy().into_owned();
     let stem = name
         .strip_suffix("_bold.nii.gz")

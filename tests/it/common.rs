@@ -37,6 +37,17 @@ pub fn cortexflow(args: &[&str]) -> Output {
         .expect("run cortexflow")
 }
 
+/// Runs `cortexflow` expecting success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = cortexflow(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Runs `cortexflow` expecting failure; returns stderr and checks it is one clean error.
 pub fn cortexflow_fails(args: &[&str]) -> String {
     let out = cortexflow(args);
@@ -146,4 +157,15 @@ pub fn table_cells(path: &Path) -> Vec<Vec<String>> {
         }
     }
     rows
+}
+
+/// The simulator's ground-truth responses tables of runs 1..=runs, as CLI arguments.
+pub fn truth_responses(sim: &Path, runs: usize) -> Vec<String> {
+    (1..=runs)
+        .map(|r| {
+            sim.join(format!("truth/responses/task-lpp_run-{r}.parquet"))
+                .display()
+                .to_string()
+        })
+        .collect()
 }

@@ -2,17 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{cortexflow, cortexflow_fails, fixtures, shared_data};
-
-fn ok(args: &[&str]) -> String {
-    let o = cortexflow(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use super::common::{cortexflow_fails, fixtures, ok, shared_data, truth_responses};
 
 /// simulate → basis on the planted AN responses → encode: the fitted maps carry the planted
 /// signal (cv_r in the planted networks well above the rest of the cortex).
@@ -31,13 +21,7 @@ fn pipeline(dir: &Path) -> (PathBuf, Vec<String>, Vec<String>) {
         "--seed",
         "4",
     ]);
-    let resp: Vec<String> = (1..=2)
-        .map(|r| {
-            sim.join(format!("truth/responses/task-lpp_run-{r}.parquet"))
-                .display()
-                .to_string()
-        })
-        .collect();
+    let resp = truth_responses(&sim, 2);
     let basis = dir.join("basis");
     ok(&[
         "basis",

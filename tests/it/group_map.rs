@@ -10,17 +10,7 @@ use cortexflow::io::nifti::{self, Mask};
 use cortexflow::kernels::{fdr, group::GroupSums};
 use ndarray::Array2;
 
-use super::common::{cortexflow, cortexflow_fails, fixture_json, shared_data, table_cells};
-
-fn ok(args: &[&str]) -> String {
-    let o = cortexflow(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use super::common::{cortexflow, cortexflow_fails, fixture_json, ok, shared_data, table_cells};
 
 fn list(dir: &Path, sub: &str, suffix: &str) -> String {
     let mut files: Vec<String> = std::fs::read_dir(dir.join(sub))

@@ -10,4 +10,5 @@ mod nifti;
 mod parquet;
 mod simulate;
 mod stimulus;
+mod store;
 mod tiny_models;

@@ -1,0 +1,272 @@
+//! The analysis store (issue 7): incremental ingest equals one batch `run`, a retracted run
+//! equals one never ingested, a killed `ingest` resumes to the same store, and bad input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::common::{cortexflow_fails, ok, truth_responses};
+
+/// A small simulated dataset (3 subjects × 2 runs × 100 scans) and a recipe with 8 atoms.
+fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
+    let sim = dir.join("sim");
+    ok(&[
+        "simulate",
+        "--out",
+        sim.to_str().unwrap(),
+        "--subjects",
+        "3",
+        "--runs",
+        "2",
+        "--scans",
+        "100",
+        "--seed",
+        "5",
+        "--jitter",
+        "0",
+    ]);
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        "description = \"store test\"\n[basis]\natoms = 8\n",
+    )
+    .unwrap();
+    let mut bold: Vec<String> = (1..=3)
+        .flat_map(|s| {
+            (1..=2).map(move |r| format!("sub-0{s}/func/sub-0{s}_task-lpp_run-{r}_bold.nii.gz"))
+        })
+        .map(|p| sim.join(p).display().to_string())
+        .collect();
+    bold.sort();
+    (sim, recipe, bold)
+}
+
+/// A fresh store with the dataset's stories and mask, no runs.
+fn empty_store(sim: &Path, recipe: &Path, store: &Path) {
+    let s = store.to_str().unwrap();
+    ok(&[
+        "init",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--mask",
+        sim.join("mask.nii.gz").to_str().unwrap(),
+        s,
+    ]);
+    let tables = truth_responses(sim, 2);
+    ok(&[
+        "ingest",
+        s,
+        "--responses",
+        &tables.join(","),
+        "--neurons",
+        sim.join("truth/neurons.parquet").to_str().unwrap(),
+    ]);
+}
+
+/// Every file of a store by relative path, except the manifest (its epochs count the
+/// steps taken) and group.json (it names the store's own mask path).
+fn contents(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                if rel != Path::new("manifest.json") && rel != Path::new("group/group.json") {
+                    out.insert(rel, std::fs::read(&p).unwrap());
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(store, store, &mut out);
+    out
+}
+
+fn assert_same(a: &Path, b: &Path) {
+    let (ca, cb) = (contents(a), contents(b));
+    assert_eq!(
+        ca.keys().collect::<Vec<_>>(),
+        cb.keys().collect::<Vec<_>>(),
+        "same files"
+    );
+    for (k, v) in &ca {
+        assert!(v == &cb[k], "{} differs", k.display());
+    }
+}
+
+/// Runs ingested one at a time in a shuffled order give the bytes of `run` on all of
+/// them; a retracted run gives the bytes of never ingesting it; re-ingesting is a no-op.
+#[test]
+fn incremental_equals_batch_and_retract_equals_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let batch = d.join("batch");
+    ok(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--data",
+        sim.to_str().unwrap(),
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert!(batch.join("map/atom_fbn.parquet").is_file());
+
+    let inc = d.join("inc");
+    empty_store(&sim, &recipe, &inc);
+    for i in [4, 1, 5, 0, 3, 2] {
+        ok(&["ingest", inc.to_str().unwrap(), "--bold", &bold[i]]);
+    }
+    assert_same(&batch, &inc);
+    let again = ok(&["ingest", inc.to_str().unwrap(), "--bold", &bold[0]]);
+    assert!(again.contains("already ingested (unchanged)"), "{again}");
+    assert_same(&batch, &inc);
+
+    // Retract sub-02's second run; compare with a store that never had it.
+    let out = ok(&[
+        "retract",
+        inc.to_str().unwrap(),
+        "--run",
+        "sub-02/task-lpp/run-2",
+    ]);
+    assert!(out.contains("retracted"), "{out}");
+    let never = d.join("never");
+    empty_store(&sim, &recipe, &never);
+    let without: Vec<String> = bold
+        .iter()
+        .filter(|b| !b.contains("sub-02_task-lpp_run-2"))
+        .cloned()
+        .collect();
+    ok(&[
+        "ingest",
+        never.to_str().unwrap(),
+        "--bold",
+        &without.join(","),
+    ]);
+    assert_same(&never, &inc);
+    let status = ok(&["status", inc.to_str().unwrap()]);
+    assert!(
+        status.contains("5 runs of 3 subjects") && status.contains("results: up to date"),
+        "{status}"
+    );
+
+    // Retracting every run of a subject removes its fit; below 2 subjects, the group goes.
+    ok(&[
+        "retract",
+        inc.to_str().unwrap(),
+        "--run",
+        "sub-02/task-lpp/run-1",
+    ]);
+    assert!(!inc.join("subjects/sub-02").exists());
+    ok(&[
+        "retract",
+        inc.to_str().unwrap(),
+        "--run",
+        "sub-03/task-lpp/run-1",
+    ]);
+    let out = ok(&[
+        "retract",
+        inc.to_str().unwrap(),
+        "--run",
+        "sub-03/task-lpp/run-2",
+    ]);
+    assert!(out.contains("group maps need at least 2"), "{out}");
+    assert!(!inc.join("group").exists() && !inc.join("map").exists());
+}
+
+/// `ingest` killed with SIGKILL at pseudo-random moments (several seeds), then restarted
+/// until it succeeds, ends with the store of an uninterrupted ingest; between kills the
+/// store always opens (`status` works).
+#[test]
+fn a_killed_ingest_resumes_to_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let whole = d.join("whole");
+    empty_store(&sim, &recipe, &whole);
+    let started = std::time::Instant::now();
+    ok(&["ingest", whole.to_str().unwrap(), "--bold", &bold.join(",")]);
+    let full_ms = started.elapsed().as_millis() as u64;
+    for seed in 1..=4u64 {
+        let store = d.join(format!("killed-{seed}"));
+        empty_store(&sim, &recipe, &store);
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut kills = 0;
+        loop {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+                .args(["ingest", store.to_str().unwrap(), "--bold", &bold.join(",")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let wait = (state >> 33) % full_ms.max(10);
+            std::thread::sleep(Duration::from_millis(wait));
+            let finished = child.try_wait().unwrap().is_some_and(|s| s.success());
+            if finished {
+                break;
+            }
+            child.kill().ok();
+            child.wait().unwrap();
+            kills += 1;
+            let status = ok(&["status", store.to_str().unwrap()]);
+            assert!(status.contains("runs of"), "{status}");
+            if kills >= 6 {
+                ok(&["ingest", store.to_str().unwrap(), "--bold", &bold.join(",")]);
+                break;
+            }
+        }
+        println!("seed {seed}: {kills} kills");
+        assert_same(&whole, &store);
+    }
+}
+
+#[test]
+fn store_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let store = d.join("s");
+    empty_store(&sim, &recipe, &store);
+    let s = store.to_str().unwrap();
+    let e = cortexflow_fails(&["retract", s, "--run", "sub-09/task-lpp/run-1"]);
+    assert!(e.contains("no run 'sub-09/task-lpp/run-1'"), "{e}");
+    // Another recipe on the same directory.
+    let other = d.join("other.toml");
+    std::fs::write(&other, "[basis]\natoms = 9\n").unwrap();
+    let e = cortexflow_fails(&["init", "--recipe", other.to_str().unwrap(), s]);
+    assert!(e.contains("a store made with another recipe"), "{e}");
+    // A store of another format.
+    let manifest = std::fs::read_to_string(store.join("manifest.json")).unwrap();
+    std::fs::write(
+        store.join("manifest.json"),
+        manifest.replace("\"format\": 1", "\"format\": 99"),
+    )
+    .unwrap();
+    let e = cortexflow_fails(&["status", s]);
+    assert!(e.contains("store format 99"), "{e}");
+    std::fs::write(store.join("manifest.json"), &manifest).unwrap();
+    // A BOLD run whose story is not in.
+    let stray = d.join("sub-01_task-other_run-1_bold.nii.gz");
+    std::fs::copy(&bold[0], &stray).unwrap();
+    let e = cortexflow_fails(&["ingest", s, "--bold", stray.to_str().unwrap()]);
+    assert!(e.contains("no story 'task-other_run-1'"), "{e}");
+    let e = cortexflow_fails(&["ingest", s]);
+    assert!(e.contains("nothing to ingest"), "{e}");
+    let e = cortexflow_fails(&["status", d.join("nowhere").to_str().unwrap()]);
+    assert!(e.contains("not a cortexflow store"), "{e}");
+    // A bad recipe.
+    std::fs::write(&other, "[basis]\nmethod = \"svd\"\n").unwrap();
+    let e = cortexflow_fails(&[
+        "init",
+        "--recipe",
+        other.to_str().unwrap(),
+        d.join("t").to_str().unwrap(),
+    ]);
+    assert!(e.contains("basis.method = 'svd'"), "{e}");
+}
