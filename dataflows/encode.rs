@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cortexflow::io::nifti;
 use cortexflow::io::parquet::{read_atoms, write_table, Column};
-use cortexflow::kernels::cv::ridge_cv;
+use cortexflow::kernels::cv::{ridge_cv, RidgeCvFit};
 use cortexflow::kernels::design::{self, project_out, RunInputs};
-use cortexflow::kernels::glm::ols;
+use cortexflow::kernels::glm::{ols, OlsFit};
 use cortexflow::kernels::ridge_stats::RunStats;
 use cortexflow::kernels::tdist::signed_z;
 use ndarray::{s, Array1, Array2, Axis};
@@ -161,6 +161,67 @@ pub fn reduce_run(
     })
 }
 
+/// What [`write_subject_maps`] wrote, and the ridge results per fitted voxel.
+pub struct SubjectMaps {
+    pub files: Vec<PathBuf>,
+    pub alpha: Array1<f64>,
+    pub cv_r: Array1<f64>,
+    pub cv_r2: Array1<f64>,
+    pub median_r: f64,
+}
+
+/// A subject's maps under `dir`: β, t, z of the first `k` regressors of `fit`, and the
+/// ridge's cv_r, cv_r2, alpha (NaN maps without cross-validation), on the `valid` voxels.
+pub fn write_subject_maps(
+    dir: &Path,
+    mask: &nifti::Mask,
+    valid: &[usize],
+    fit: &OlsFit,
+    k: usize,
+    ridge: Option<RidgeCvFit>,
+) -> Result<SubjectMaps> {
+    let mut files = Vec::new();
+    let pv = fit.p_values();
+    let z = Array2::from_shape_fn(fit.t.dim(), |ij| signed_z(fit.t[ij], pv[ij]));
+    for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {
+        let path = dir.join(format!("{name}.nii.gz"));
+        nifti::write_map(
+            &path,
+            &mask.grid,
+            &mask.volumes(valid, values.slice(s![..k, ..])),
+            None,
+        )?;
+        files.push(path);
+    }
+    let (alpha, cv_r, cv_r2) = match ridge {
+        Some(f) => (f.alpha, f.cv_r, f.cv_r2),
+        None => {
+            let nan = Array1::from_elem(valid.len(), f64::NAN);
+            (nan.clone(), nan.clone(), nan)
+        }
+    };
+    for (name, values) in [("cv_r", &cv_r), ("cv_r2", &cv_r2), ("alpha", &alpha)] {
+        let path = dir.join(format!("{name}.nii.gz"));
+        nifti::write_map(
+            &path,
+            &mask.grid,
+            &mask.volumes(valid, values.view().insert_axis(Axis(0))),
+            None,
+        )?;
+        files.push(path);
+    }
+    let mut r: Vec<f64> = cv_r.iter().copied().filter(|v| v.is_finite()).collect();
+    r.sort_by(f64::total_cmp);
+    let median_r = r.get(r.len() / 2).copied().unwrap_or(f64::NAN);
+    Ok(SubjectMaps {
+        files,
+        alpha,
+        cv_r,
+        cv_r2,
+        median_r,
+    })
+}
+
 pub fn run(
     regressors: &[PathBuf],
     bold: &[PathBuf],
@@ -238,44 +299,24 @@ pub fn run(
         let excluded = mask.len() - valid.len();
         let stats = stats.expect("≥ 1 run").select(&valid);
         let fit = ols(&stats).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
-        let pv = fit.p_values();
-        let z = Array2::from_shape_fn(fit.t.dim(), |ij| signed_z(fit.t[ij], pv[ij]));
-        let dir = out.join(format!("sub-{subject}"));
-        for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {
-            let path = dir.join(format!("{name}.nii.gz"));
-            nifti::write_map(
-                &path,
-                &mask.grid,
-                &mask.volumes(&valid, values.slice(s![..k, ..])),
-                None,
-            )?;
-            files.push(path);
-        }
-        let (alpha, cv_r, cv_r2) = if opt.cv {
+        let ridge = if opt.cv {
             let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
-            let f = ridge_cv(&runs, &opt.alphas).map_err(anyhow::Error::msg)?;
-            (f.alpha, f.cv_r, f.cv_r2)
+            Some(ridge_cv(&runs, &opt.alphas).map_err(anyhow::Error::msg)?)
         } else {
-            let nan = Array1::from_elem(valid.len(), f64::NAN);
-            (nan.clone(), nan.clone(), nan)
+            None
         };
-        for (name, values) in [("cv_r", &cv_r), ("cv_r2", &cv_r2), ("alpha", &alpha)] {
-            let path = dir.join(format!("{name}.nii.gz"));
-            nifti::write_map(
-                &path,
-                &mask.grid,
-                &mask.volumes(&valid, values.view().insert_axis(Axis(0))),
-                None,
-            )?;
-            files.push(path);
-        }
-        let median_r = {
-            let mut r: Vec<f64> = cv_r.iter().copied().filter(|v| v.is_finite()).collect();
-            r.sort_by(f64::total_cmp);
-            r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
-        };
+        let maps = write_subject_maps(
+            &out.join(format!("sub-{subject}")),
+            &mask,
+            &valid,
+            &fit,
+            k,
+            ridge,
+        )?;
+        files.extend(maps.files);
+        let median_r = maps.median_r;
         lines.push(format!("sub-{subject}: {} runs, {} voxels ({excluded} constant or non-finite excluded), median cv_r {median_r:.3}", runs.len(), valid.len()));
-        fits.push((subject.clone(), valid, alpha, cv_r, cv_r2));
+        fits.push((subject.clone(), valid, maps.alpha, maps.cv_r, maps.cv_r2));
     }
     bar.finish_and_clear();
     // voxel_fits: one row per subject and fitted voxel.

@@ -50,15 +50,26 @@ pub struct MapOptions {
 pub fn templates(opt: &MapOptions, mask: &Mask, out: &Path) -> Result<Vec<Template>> {
     let found = match embedded::atlas(&opt.atlas) {
         Some(BuiltinAtlas::Labels { grids, names }) => {
-            // The grid that matches the data, else the finer one, resampled.
-            let (file, bytes) = grids
-                .iter()
-                .find(|(_, b)| matches_grid(b, mask))
-                .unwrap_or(&grids[1]);
-            let path = out.join("atlas").join(file);
-            cortexflow::io::store::write_file_atomically(&path, |w| w.write_all(bytes))?;
+            // The grid that matches the data (4 mm, then 2 mm), else the finer one, resampled;
+            // written under out/atlas/ and read back from there.
+            let mut chosen = None;
+            for (file, bytes) in grids {
+                let path = out.join("atlas").join(file);
+                cortexflow::io::store::write_file_atomically(&path, |w| w.write_all(bytes))?;
+                let image = nifti::read_image(&path)?;
+                if let Some((unused, _)) = chosen.replace((path, image)) {
+                    let _ = std::fs::remove_file(unused);
+                }
+                if chosen
+                    .as_ref()
+                    .is_some_and(|(_, i)| i.header.grid.matches(&mask.grid, 1e-4))
+                {
+                    break;
+                }
+            }
+            let (path, image) = chosen.expect("two grids");
             let names = atlas::read_label_names(&path.with_extension("csv"), names)?;
-            atlas::label_templates(&nifti::read_image(&path)?, &names, mask)
+            atlas::label_templates(&image, &names, mask)
         }
         Some(BuiltinAtlas::Coordinates {
             file,
@@ -82,17 +93,6 @@ pub fn templates(opt: &MapOptions, mask: &Mask, out: &Path) -> Result<Vec<Templa
         );
     }
     Ok(found)
-}
-
-/// Whether an embedded NIfTI's grid equals the mask's (checked from its header).
-fn matches_grid(bytes: &[u8], mask: &Mask) -> bool {
-    let dir = std::env::temp_dir().join(format!("cortexflow-atlas-{}", std::process::id()));
-    let path = dir.join("probe.nii.gz");
-    let ok = std::fs::create_dir_all(&dir).is_ok()
-        && std::fs::write(&path, bytes).is_ok()
-        && nifti::read_header(&path).is_ok_and(|h| h.grid.matches(&mask.grid, 1e-4));
-    let _ = std::fs::remove_dir_all(&dir);
-    ok
 }
 
 /// A user atlas: a 3-D label or 4-D probability NIfTI (names from a `label,name` CSV beside

@@ -38,8 +38,7 @@ use cortexflow::kernels::glm::ols_absorbed;
 use cortexflow::kernels::group::Threshold;
 use cortexflow::kernels::lasso::LassoAlgorithm;
 use cortexflow::kernels::ridge_stats::RunStats;
-use cortexflow::kernels::tdist::signed_z;
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::Recipe;
@@ -517,48 +516,24 @@ impl Store {
         let stats = total.expect("≥ 1 run").select(&valid);
         let fit =
             ols_absorbed(&stats, absorbed).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
-        let pv = fit.p_values();
-        let z = Array2::from_shape_fn(fit.t.dim(), |ij| signed_z(fit.t[ij], pv[ij]));
-        for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {
-            nifti::write_map(
-                &dir.join(format!("{name}.nii.gz")),
-                &mask.grid,
-                &mask.volumes(&valid, values.view()),
-                None,
-            )?;
-        }
-        let mut line = format!(
-            "sub-{subject}: {} runs, {} voxels fitted",
-            runs.len(),
-            valid.len()
-        );
-        if self.recipe.encoding.cv && runs.len() >= 2 {
+        let ridge = if self.recipe.encoding.cv && runs.len() >= 2 {
             let alphas = if self.recipe.encoding.alphas.is_empty() {
                 alpha_grid(-2.0, 5.0, 10)
             } else {
                 self.recipe.encoding.alphas.clone()
             };
             let folds: Vec<RunStats> = per_run.iter().map(|r| r.0.select(&valid)).collect();
-            let f = ridge_cv(&folds, &alphas).map_err(anyhow::Error::msg)?;
-            for (name, values) in [("cv_r", &f.cv_r), ("cv_r2", &f.cv_r2), ("alpha", &f.alpha)] {
-                nifti::write_map(
-                    &dir.join(format!("{name}.nii.gz")),
-                    &mask.grid,
-                    &mask.volumes(&valid, values.view().insert_axis(Axis(0))),
-                    None,
-                )?;
-            }
-            let mut r: Vec<f64> = f.cv_r.iter().copied().filter(|v| v.is_finite()).collect();
-            r.sort_by(f64::total_cmp);
-            line.push_str(&format!(
-                ", median cv_r {:.3}",
-                r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
-            ));
+            Some(ridge_cv(&folds, &alphas).map_err(anyhow::Error::msg)?)
         } else {
-            for name in ["cv_r", "cv_r2", "alpha"] {
-                let _ = std::fs::remove_file(dir.join(format!("{name}.nii.gz")));
-            }
-        }
+            None
+        };
+        let maps = encode::write_subject_maps(&dir, mask, &valid, &fit, fit.beta.nrows(), ridge)?;
+        let line = format!(
+            "sub-{subject}: {} runs, {} voxels fitted, median cv_r {:.3}",
+            runs.len(),
+            valid.len(),
+            maps.median_r
+        );
         Ok(line)
     }
 

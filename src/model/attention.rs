@@ -254,14 +254,7 @@ mod tests {
         for causal in [false, true] {
             let ours = attention(&q, &k, &v, causal).unwrap();
             let theirs = reference(&q.contiguous().unwrap(), &k, &v, causal);
-            let worst: f32 = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let worst = super::super::max_abs_diff(&ours, &theirs);
             assert!(worst < 1e-5, "causal {causal}: {worst}");
         }
     }

@@ -124,14 +124,7 @@ mod tests {
                 .forward(&x)
                 .unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let worst: f32 = (ours - theirs)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let worst = super::super::max_abs_diff(&ours, &theirs);
             assert!(worst < 1e-4, "{worst}");
         }
     }

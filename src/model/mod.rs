@@ -311,3 +311,13 @@ pub(crate) fn batch_tensor(
     Tensor::from_vec(flat, (batch.len(), t), &candle_core::Device::Cpu)
         .map_err(|e| Error::Invalid(e.to_string()))
 }
+
+/// max |a − b| over all elements (for the tests of the model ops).
+#[cfg(test)]
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar())
+        .expect("same shapes")
+}

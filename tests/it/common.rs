@@ -105,23 +105,27 @@ pub fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * b.abs().max(1.0)
 }
 
-/// Every row of a Parquet table with its scalar cells rendered as text (`null` for nulls;
-/// list columns are skipped), read with the arrow reader rather than cortexflow's own.
-pub fn table_cells(path: &Path) -> Vec<Vec<String>> {
-    use arrow_array::{
-        Array, BooleanArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray,
-        UInt16Array, UInt32Array, UInt64Array,
-    };
-    use arrow_schema::DataType;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+/// The record batches of a Parquet file, read with the arrow reader (not cortexflow's).
+pub fn record_batches(path: &Path) -> impl Iterator<Item = arrow_array::RecordBatch> {
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         std::fs::File::open(path).unwrap(),
     )
     .unwrap()
     .build()
-    .unwrap();
+    .unwrap()
+    .map(|b| b.unwrap())
+}
+
+/// Every row of a Parquet table with its scalar cells rendered as text (`null` for nulls;
+/// list columns are skipped), read with the arrow reader rather than cortexflow's own.
+pub fn table_cells(path: &Path) -> Vec<Vec<String>> {
+    use arrow_array::{
+        Array, BooleanArray, Float32Array, Float64Array, Int32Array, StringArray, UInt16Array,
+        UInt32Array, UInt64Array,
+    };
+    use arrow_schema::DataType;
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch: RecordBatch = batch.unwrap();
+    for batch in record_batches(path) {
         for r in 0..batch.num_rows() {
             rows.push(
                 batch

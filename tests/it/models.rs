@@ -132,15 +132,8 @@ pub fn read_rows(path: &Path) -> Vec<(Vec<String>, Vec<f64>)> {
     use arrow_array::{
         Array, FixedSizeListArray, Float32Array, StringArray, UInt16Array, UInt32Array, UInt64Array,
     };
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(path).unwrap(),
-    )
-    .unwrap()
-    .build()
-    .unwrap();
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
+    for batch in super::common::record_batches(path) {
         for r in 0..batch.num_rows() {
             let mut keys = Vec::new();
             let mut values = Vec::new();
