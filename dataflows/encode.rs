@@ -170,6 +170,23 @@ pub struct SubjectMaps {
     pub median_r: f64,
 }
 
+/// A ridge's per-voxel results that the maps show.
+pub struct RidgeScores {
+    pub alpha: Array1<f64>,
+    pub cv_r: Array1<f64>,
+    pub cv_r2: Array1<f64>,
+}
+
+impl From<RidgeCvFit> for RidgeScores {
+    fn from(f: RidgeCvFit) -> Self {
+        RidgeScores {
+            alpha: f.alpha,
+            cv_r: f.cv_r,
+            cv_r2: f.cv_r2,
+        }
+    }
+}
+
 /// A subject's maps under `dir`: β, t, z of the first `k` regressors of `fit`, and the
 /// ridge's cv_r, cv_r2, alpha (NaN maps without cross-validation), on the `valid` voxels.
 pub fn write_subject_maps(
@@ -178,7 +195,7 @@ pub fn write_subject_maps(
     valid: &[usize],
     fit: &OlsFit,
     k: usize,
-    ridge: Option<RidgeCvFit>,
+    ridge: Option<RidgeScores>,
 ) -> Result<SubjectMaps> {
     let mut files = Vec::new();
     let pv = fit.p_values();
@@ -301,7 +318,7 @@ pub fn run(
         let fit = ols(&stats).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
         let ridge = if opt.cv {
             let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
-            Some(ridge_cv(&runs, &opt.alphas).map_err(anyhow::Error::msg)?)
+            Some(ridge_cv(&runs, &opt.alphas).map_err(anyhow::Error::msg)?.into())
         } else {
             None
         };

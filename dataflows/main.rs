@@ -1,11 +1,13 @@
 //! The `cortexflow` command line.
 
 mod basis;
+mod cluster;
 mod compare;
 mod embedded;
 mod encode;
 mod figures;
 mod group;
+mod ingest;
 mod inspect;
 mod map;
 mod population;
@@ -14,11 +16,13 @@ mod recipe;
 mod responses;
 mod simulate;
 mod store;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use cluster::Cluster;
 use clap::{Parser, Subcommand, ValueEnum};
 
 // Model forward passes allocate and free multi-megabyte tensors at a high rate; glibc
@@ -316,6 +320,21 @@ enum Command {
         #[arg(long)]
         refresh: bool,
     },
+    /// Keep a store up to date with a folder: BOLD runs copied in are ingested, runs whose
+    /// file is deleted are retracted, each as one incremental update of the dataflow.
+    Watch {
+        /// Store directory.
+        store: PathBuf,
+        /// Folder to watch (any depth; BIDS names sub-<S>_task-<T>[_run-<R>]_bold.nii[.gz]).
+        dir: PathBuf,
+        /// Polling interval in milliseconds (a file is taken once its size holds for one
+        /// interval).
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Stop after this many updates [default: run until stopped].
+        #[arg(long)]
+        updates: Option<usize>,
+    },
     /// The whole analysis of a dataset into a new store: init, stories, every run.
     Run {
         /// Recipe file.
@@ -528,7 +547,9 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    match run(Cli::parse()) {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = Cluster::extract(&mut args).map(|(c, given)| (Cli::parse_from(args), c, given));
+    match parsed.and_then(|(cli, c, given)| run(cli, c, given)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -537,7 +558,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn print_lines(lines: Vec<String>) {
+    lines.iter().for_each(|l| println!("{l}"));
+}
+
+fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
+    let computes = matches!(
+        cli.command,
+        Command::Ingest { .. }
+            | Command::Retract { .. }
+            | Command::Status { .. }
+            | Command::Run { .. }
+            | Command::Watch { .. }
+    );
+    if cluster_given && !computes {
+        anyhow::bail!(
+            "the cluster options ({}) apply to run, ingest, retract, status and watch",
+            cluster::FLAGS
+        );
+    }
     match cli.command {
         Command::Simulate(a) => {
             let opt = simulate::SimulateOptions {
@@ -788,7 +827,6 @@ fn run(cli: Cli) -> Result<()> {
             bids,
             mask,
         } => {
-            let mut s = store::Store::open(&store)?;
             let mut bold = bold;
             let mut mask = mask;
             if let Some(root) = &bids {
@@ -801,25 +839,42 @@ fn run(cli: Cli) -> Result<()> {
             if responses.is_empty() && bold.is_empty() {
                 anyhow::bail!("nothing to ingest: give --responses, --bold or --bids");
             }
-            if let Some(m) = &mask {
-                s.set_mask(m)?;
-            }
-            let mut lines = s.ingest_responses(&responses, neurons.as_deref())?;
-            if !bold.is_empty() {
-                lines.extend(s.ingest_bold(&bold)?);
-            }
-            lines.iter().for_each(|l| println!("{l}"));
+            let dir = store.clone();
+            let prepare: ingest::Prepare = Box::new(move || {
+                let mut s = store::Store::open(&dir)?;
+                if let Some(m) = &mask {
+                    s.set_mask(m)?;
+                }
+                s.ingest_responses(&responses, neurons.as_deref())
+            });
+            print_lines(ingest::run_update(&cluster, &store, bold, prepare)?);
         }
         Command::Retract { store, run } => {
-            let mut s = store::Store::open(&store)?;
-            s.retract(&run)?.iter().for_each(|l| println!("{l}"));
+            let dir = store.clone();
+            let prepare: ingest::Prepare =
+                Box::new(move || store::Store::open(&dir)?.retract_entry(&run));
+            print_lines(ingest::run_update(&cluster, &store, Vec::new(), prepare)?);
         }
         Command::Status { store, refresh } => {
-            let mut s = store::Store::open(&store)?;
             if refresh {
-                s.refresh()?.iter().for_each(|l| println!("{l}"));
+                let prepare: ingest::Prepare = Box::new(|| Ok(Vec::new()));
+                print_lines(ingest::run_update(&cluster, &store, Vec::new(), prepare)?);
             }
-            print!("{}", s.status());
+            if cluster.is_writer() {
+                print!("{}", store::Store::open_reader(&store)?.status());
+            }
+        }
+        Command::Watch {
+            store,
+            dir,
+            poll_ms,
+            updates,
+        } => {
+            let opt = watch::WatchOptions {
+                poll: std::time::Duration::from_millis(poll_ms.max(10)),
+                updates,
+            };
+            watch::watch(&store, &dir, &opt, &cluster)?;
         }
         Command::Run {
             recipe,
@@ -829,9 +884,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let r = recipe::Recipe::load(&recipe)?;
             let responses = responses.unwrap_or_else(|| data.join("truth/responses"));
-            store::run_all(&r, &data, &responses, &out)?
-                .iter()
-                .for_each(|l| println!("{l}"));
+            print_lines(store::run_all(&r, &data, &responses, &out, &cluster)?);
         }
         Command::Discover { dir } => print!("{}", inspect::discover(&dir)?),
         Command::Inspect { files, tier } => {

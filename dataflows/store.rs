@@ -30,22 +30,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cortexflow::io::bids::{self, Run};
 use cortexflow::io::nifti::{self, Mask};
-use cortexflow::io::parquet::{read_atoms, read_responses};
+use cortexflow::io::parquet::read_responses;
 use cortexflow::io::store::write_file_atomically;
-use cortexflow::kernels::cv::{alpha_grid, ridge_cv};
-use cortexflow::kernels::design::{self, RunInputs};
-use cortexflow::kernels::glm::ols_absorbed;
 use cortexflow::kernels::group::Threshold;
 use cortexflow::kernels::lasso::LassoAlgorithm;
 use cortexflow::kernels::ridge_stats::RunStats;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Cluster;
 use crate::recipe::Recipe;
-use crate::{basis, encode, group, map, progress};
+use crate::{basis, encode, group, ingest, map};
 
 /// Version of the store layout; a store of another format is refused.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -124,8 +122,16 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens a store, refusing other formats and a recipe that does not match its manifest.
+    /// Opens a store as its writer (deleting temporaries a killed writer left), refusing
+    /// other formats and a recipe that does not match its manifest.
     pub fn open(dir: &Path) -> Result<Store> {
+        let store = Self::open_reader(dir)?;
+        remove_temporaries(dir)?;
+        Ok(store)
+    }
+
+    /// Opens a store to read it (while the writer may be writing).
+    pub fn open_reader(dir: &Path) -> Result<Store> {
         let path = dir.join("manifest.json");
         if !path.is_file() {
             bail!(
@@ -144,7 +150,6 @@ impl Store {
             );
         }
         let recipe = Recipe::load(&dir.join("recipe.toml"))?;
-        remove_temporaries(dir)?;
         if recipe.fingerprint() != manifest.recipe {
             bail!(
                 "{}: recipe.toml was changed after the store was made (fingerprint {} ≠ {})",
@@ -280,9 +285,9 @@ impl Store {
         format!("task-{}_run-{}", run.task, run.run)
     }
 
-    /// Reduces BOLD runs to statistics and lists them (already-ingested runs are skipped,
-    /// and said so); then refits what changed.
-    pub fn ingest_bold(&mut self, bold: &[PathBuf]) -> Result<Vec<String>> {
+    /// The new runs among `bold` (already-ingested ones are skipped, and said so), with
+    /// their stories, which must be in.
+    pub fn new_runs(&self, bold: &[PathBuf]) -> Result<(Vec<(Run, String)>, Vec<String>)> {
         let mut runs: Vec<Run> = bold
             .iter()
             .map(|p| {
@@ -295,95 +300,53 @@ impl Store {
             })
             .collect::<Result<_>>()?;
         runs.sort();
-        if !self.mask_path().is_file() {
+        runs.dedup_by_key(|r| r.key());
+        if !runs.is_empty() && !self.mask_path().is_file() {
             bail!("{}: no analysis mask yet; give --mask", self.dir.display());
         }
-        let mask = nifti::read_mask(&self.mask_path())?;
-        let mut lines = Vec::new();
-        let bar = progress::bar(runs.len() as u64, "ingesting runs");
+        let (mut new, mut lines) = (Vec::new(), Vec::new());
         for run in runs {
             let key = run.key();
             if self.manifest.runs.contains_key(&key) {
                 lines.push(format!("{key}: already ingested (unchanged)"));
-                bar.inc(1);
                 continue;
             }
             let story = Self::story_of(&run);
             if !self.manifest.stories.contains_key(&story) {
                 bail!("{key}: no story '{story}' in the store; ingest its stimulus or responses first");
             }
-            let scans = self.reduce(&run, &story, &mask)?;
-            self.manifest.runs.insert(
-                key.clone(),
-                RunEntry {
-                    subject: run.subject.clone(),
-                    story,
-                    bold: run.bold.clone(),
-                    scans,
-                },
-            );
-            self.manifest.dirty.insert(run.subject.clone());
-            self.manifest.epoch += 1;
-            self.save()?;
-            lines.push(format!("{key}: {scans} scans ingested"));
-            bar.inc(1);
+            new.push((run, story));
         }
-        bar.finish_and_clear();
-        lines.extend(self.refresh()?);
-        Ok(lines)
+        Ok((new, lines))
     }
 
-    fn stats_path(&self, subject: &str, story: &str) -> PathBuf {
-        self.dir
-            .join("runs")
-            .join(format!("sub-{subject}"))
-            .join(format!("{story}.stats"))
+    /// The input work of an update: reduce the new runs, load the stored runs of every
+    /// subject to refit (theirs and the dirty ones); and those subjects.
+    pub fn jobs(&self, new: &[(Run, String)]) -> (Vec<ingest::Job>, BTreeSet<String>) {
+        let mut refit: BTreeSet<String> = self.manifest.dirty.clone();
+        refit.extend(new.iter().map(|(r, _)| r.subject.clone()));
+        let mut jobs: Vec<ingest::Job> = new
+            .iter()
+            .map(|(run, story)| ingest::Job::Reduce {
+                run: run.clone(),
+                story: story.clone(),
+            })
+            .collect();
+        jobs.extend(
+            self.manifest
+                .runs
+                .iter()
+                .filter(|(_, r)| refit.contains(&r.subject))
+                .map(|(key, r)| ingest::Job::Load {
+                    key: key.clone(),
+                    subject: r.subject.clone(),
+                }),
+        );
+        (jobs, refit)
     }
 
-    /// One run against its story's atoms, with its own cosine drift and intercept projected
-    /// out: the statistics of the atoms (Frisch–Waugh–Lovell), written to runs/.
-    fn reduce(&self, run: &Run, story: &str, mask: &Mask) -> Result<usize> {
-        let (_, atoms) = read_atoms(
-            &self
-                .dir
-                .join("basis/atoms")
-                .join(format!("{story}.parquet")),
-        )?;
-        let header = nifti::read_header(&run.bold)?;
-        let tr = header
-            .tr
-            .with_context(|| format!("{}: no repetition time in the header", run.bold.display()))?;
-        let k = atoms.ncols();
-        let inputs = [RunInputs {
-            regressors: atoms,
-            confounds: Array2::zeros((header.n_vols, 0)),
-            tr,
-        }];
-        let hp = self.recipe.encoding.high_pass;
-        let (designs, _) =
-            design::build(&inputs, (hp > 0.0).then_some(hp)).map_err(anyhow::Error::msg)?;
-        let dm = &designs[0];
-        let r = encode::reduce_run(
-            &run.bold,
-            &self.mask_path(),
-            mask,
-            dm,
-            k,
-            self.recipe.encoding.zscore_bold,
-            true,
-        )?;
-        let stats = r.residual.expect("asked for");
-        let absorbed = dm.ncols() - k;
-        let mut bytes = Vec::new();
-        encode_stats(&stats, absorbed, &r.valid, &mut bytes);
-        write_file_atomically(&self.stats_path(&run.subject, story), |w| {
-            w.write_all(&bytes)
-        })?;
-        Ok(stats.n)
-    }
-
-    /// Removes a run: the manifest first, then its statistics; then refits.
-    pub fn retract(&mut self, key: &str) -> Result<Vec<String>> {
+    /// Takes a run out of the manifest (its subject to refit), then deletes its statistics.
+    pub fn retract_entry(&mut self, key: &str) -> Result<Vec<String>> {
         let Some(entry) = self.manifest.runs.remove(key) else {
             bail!(
                 "{}: no run '{key}' in the store (runs look like sub-01/task-lpp/run-1; `cortexflow status` lists them)",
@@ -393,7 +356,7 @@ impl Store {
         self.manifest.dirty.insert(entry.subject.clone());
         self.manifest.epoch += 1;
         self.save()?;
-        let path = self.stats_path(&entry.subject, &entry.story);
+        let path = ingest::stats_path(&self.dir, key);
         std::fs::remove_file(&path)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -403,21 +366,59 @@ impl Store {
                 }
             })
             .with_context(|| format!("{}: cannot remove", path.display()))?;
-        let mut lines = vec![format!("{key}: retracted")];
-        lines.extend(self.refresh()?);
-        Ok(lines)
+        Ok(vec![format!("{key}: retracted")])
     }
 
-    /// Refits the dirty subjects, then the group and the map, when stale.
-    pub fn refresh(&mut self) -> Result<Vec<String>> {
-        let mut lines = Vec::new();
+    /// The writer's end of an update: lists the new runs (their statistics are written),
+    /// marks their subjects to refit, writes each refitted subject from its gathered
+    /// blocks, then the group and the map.
+    pub fn finish(&mut self, outcome: ingest::Outcome) -> Result<Vec<String>> {
+        let ingest::Outcome {
+            mut lines,
+            new,
+            refit,
+            fits,
+        } = outcome;
+        for (run, story) in new {
+            let key = run.key();
+            if !ingest::stats_path(&self.dir, &key).is_file() {
+                bail!("{key}: its statistics were not written (did another process fail?)");
+            }
+            let scans = nifti::read_header(&run.bold)?.n_vols;
+            lines.push(format!("{key}: {scans} scans ingested"));
+            let entry = RunEntry {
+                subject: run.subject.clone(),
+                story,
+                bold: run.bold.clone(),
+                scans,
+            };
+            self.manifest.runs.insert(key, entry);
+            self.manifest.epoch += 1;
+        }
+        self.manifest.dirty.extend(refit.iter().cloned());
+        self.save()?;
+        if refit.is_empty() && self.manifest.results_epoch == self.manifest.epoch {
+            return Ok(lines);
+        }
         let mask = nifti::read_mask(&self.mask_path())?;
-        let dirty: Vec<String> = self.manifest.dirty.iter().cloned().collect();
-        for subject in dirty {
-            lines.push(self.fit_subject(&subject, &mask)?);
+        let mut subjects = ingest::join_subjects(&fits, mask.len())?;
+        for subject in refit {
+            let fit = subjects.remove(&subject);
+            let expected = self.manifest.runs.values().filter(|r| r.subject == subject).count();
+            if fit.as_ref().map_or(0, |f| f.runs) != expected {
+                bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
+            }
+            lines.push(self.write_subject(&subject, fit, &mask)?);
             self.manifest.dirty.remove(&subject);
             self.save()?;
         }
+        lines.extend(self.refresh_results()?);
+        Ok(lines)
+    }
+
+    /// Refits the group and the map when stale.
+    fn refresh_results(&mut self) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
         if self.manifest.results_epoch == self.manifest.epoch {
             return Ok(lines);
         }
@@ -480,61 +481,29 @@ impl Store {
             .collect()
     }
 
-    /// A subject's OLS (β, t, z) and, with 2+ runs, its leave-one-run-out ridge, from the
-    /// statistics of its runs summed in key order.
-    fn fit_subject(&self, subject: &str, mask: &Mask) -> Result<String> {
+    /// Writes a subject's maps from its joined fit, or removes them when no run is left.
+    fn write_subject(
+        &self,
+        subject: &str,
+        fit: Option<ingest::SubjectFit>,
+        mask: &Mask,
+    ) -> Result<String> {
         let dir = self.dir.join("subjects").join(format!("sub-{subject}"));
-        let runs: Vec<&RunEntry> = self
-            .manifest
-            .runs
-            .values()
-            .filter(|r| r.subject == subject)
-            .collect();
-        if runs.is_empty() {
+        let Some(fit) = fit else {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("{}: cannot remove", dir.display()))?;
             }
             return Ok(format!("sub-{subject}: no runs left, fit removed"));
-        }
-        let mut per_run = Vec::new();
-        for r in &runs {
-            per_run.push(decode_stats(&self.stats_path(subject, &r.story))?);
-        }
-        let mut valid = vec![true; mask.len()];
-        let mut total: Option<RunStats> = None;
-        let mut absorbed = 0;
-        for (stats, nuisance, ok) in &per_run {
-            valid.iter_mut().zip(ok).for_each(|(a, &b)| *a &= b);
-            absorbed += nuisance;
-            match total.as_mut() {
-                None => total = Some(stats.clone()),
-                Some(t) => t.add(stats),
-            }
-        }
-        let valid: Vec<usize> = (0..mask.len()).filter(|&v| valid[v]).collect();
-        let stats = total.expect("≥ 1 run").select(&valid);
-        let fit =
-            ols_absorbed(&stats, absorbed).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
-        let ridge = if self.recipe.encoding.cv && runs.len() >= 2 {
-            let alphas = if self.recipe.encoding.alphas.is_empty() {
-                alpha_grid(-2.0, 5.0, 10)
-            } else {
-                self.recipe.encoding.alphas.clone()
-            };
-            let folds: Vec<RunStats> = per_run.iter().map(|r| r.0.select(&valid)).collect();
-            Some(ridge_cv(&folds, &alphas).map_err(anyhow::Error::msg)?)
-        } else {
-            None
         };
-        let maps = encode::write_subject_maps(&dir, mask, &valid, &fit, fit.beta.nrows(), ridge)?;
-        let line = format!(
+        let k = fit.ols.beta.nrows();
+        let maps = encode::write_subject_maps(&dir, mask, &fit.valid, &fit.ols, k, fit.ridge)?;
+        Ok(format!(
             "sub-{subject}: {} runs, {} voxels fitted, median cv_r {:.3}",
-            runs.len(),
-            valid.len(),
+            fit.runs,
+            fit.valid.len(),
             maps.median_r
-        );
-        Ok(line)
+        ))
     }
 
     /// What is in, and what is stale.
@@ -583,7 +552,7 @@ impl Store {
 /// gram (k·k), xty (k·v, row-major), sum_x (k), sum_y (v), sum_y2 (v), then v validity bytes.
 const MAGIC: &[u8; 8] = b"CFSTATS1";
 
-fn encode_stats(s: &RunStats, absorbed: usize, valid: &[bool], out: &mut Vec<u8>) {
+pub fn encode_stats(s: &RunStats, absorbed: usize, valid: &[bool], out: &mut Vec<u8>) {
     let (k, v) = s.xty.dim();
     out.extend_from_slice(MAGIC);
     for n in [k, v, s.n, absorbed] {
@@ -602,7 +571,7 @@ fn encode_stats(s: &RunStats, absorbed: usize, valid: &[bool], out: &mut Vec<u8>
     out.extend(valid.iter().map(|&b| b as u8));
 }
 
-fn decode_stats(path: &Path) -> Result<(RunStats, usize, Vec<bool>)> {
+pub fn decode_stats(path: &Path) -> Result<(RunStats, usize, Vec<bool>)> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -651,22 +620,25 @@ pub fn run_all(
     data: &Path,
     responses_dir: &Path,
     out: &Path,
+    cluster: &Cluster,
 ) -> Result<Vec<String>> {
     let ds = bids::discover(data)?;
     let mask = ds
         .mask
         .clone()
         .with_context(|| format!("{}: no mask.nii[.gz] at the top", data.display()))?;
-    let mut store = Store::init(out, recipe, Some(&mask))?;
     let tables: Vec<PathBuf> = list(responses_dir, ".parquet")?;
     let neurons = responses_dir
         .parent()
         .map(|p| p.join("neurons.parquet"))
         .filter(|p| p.is_file());
-    let mut lines = store.ingest_responses(&tables, neurons.as_deref())?;
     let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    lines.extend(store.ingest_bold(&bold)?);
-    Ok(lines)
+    let (recipe, dir) = (recipe.clone(), out.to_path_buf());
+    let prepare: ingest::Prepare = Box::new(move || {
+        let mut store = Store::init(&dir, &recipe, Some(&mask))?;
+        store.ingest_responses(&tables, neurons.as_deref())
+    });
+    ingest::run_update(cluster, out, bold, prepare)
 }
 
 /// Deletes the temporary files a killed writer left (`.tmp-*`; a store has one writer at a

@@ -245,7 +245,7 @@ fn store_input_errors() {
     let manifest = std::fs::read_to_string(store.join("manifest.json")).unwrap();
     std::fs::write(
         store.join("manifest.json"),
-        manifest.replace("\"format\": 1", "\"format\": 99"),
+        manifest.replace("\"format\": 2", "\"format\": 99"),
     )
     .unwrap();
     let e = cortexflow_fails(&["status", s]);

@@ -1,0 +1,138 @@
+//! `fit_blocks`: per (subject, voxel block), the subject's fit from the statistics of its
+//! current runs — OLS β, t (with the runs' nuisance columns absorbed in the degrees of
+//! freedom) and, with two or more runs, leave-one-run-out ridge. A change to one run
+//! refits only the blocks of its subject.
+
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+use super::{columns, BlockKey, Floats, RunBlock, StatsBlock};
+use crate::kernels::cv::ridge_cv;
+use crate::kernels::glm::ols_absorbed;
+use crate::kernels::ridge_stats::RunStats;
+
+/// What the fit needs besides the statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitSettings {
+    /// Cross-validate a ridge (needs ≥ 2 runs).
+    pub cv: bool,
+    pub alphas: Vec<f64>,
+}
+
+/// A subject's fit of one block, on its `voxels` (indices within the block, valid in every
+/// run). Matrices are k × voxels, row-major; a fit that failed carries its error instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlockFit {
+    pub runs: u32,
+    pub k: u32,
+    pub dof: u64,
+    /// cond(XᵀX), one value.
+    pub condition: Floats,
+    pub voxels: Vec<u32>,
+    pub beta: Floats,
+    pub t: Floats,
+    pub sigma2: Floats,
+    /// Ridge: chosen α, held-out r and R² per voxel.
+    pub ridge: Option<(Floats, Floats, Floats)>,
+    pub error: Option<String>,
+}
+
+/// The fit of one block from its runs' statistics, summed in the given order.
+pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
+    let first = runs[0];
+    let mut valid = first.valid.clone();
+    let mut total: RunStats = first.stats();
+    let mut absorbed = first.absorbed as usize;
+    let mut per_run = vec![total.clone()];
+    for r in &runs[1..] {
+        valid.iter_mut().zip(&r.valid).for_each(|(a, &b)| *a &= b);
+        let s = r.stats();
+        total.add(&s);
+        absorbed += r.absorbed as usize;
+        per_run.push(s);
+    }
+    let voxels: Vec<usize> = (0..valid.len()).filter(|&v| valid[v]).collect();
+    let mut out = BlockFit {
+        runs: runs.len() as u32,
+        k: first.k,
+        voxels: voxels.iter().map(|&v| v as u32).collect(),
+        ..BlockFit::default()
+    };
+    let fit = match ols_absorbed(&total.select(&voxels), absorbed) {
+        Ok(f) => f,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    if settings.cv && runs.len() >= 2 {
+        let folds: Vec<RunStats> = per_run.iter().map(|r| r.select(&voxels)).collect();
+        match ridge_cv(&folds, &settings.alphas) {
+            Ok(r) => {
+                out.ridge = Some((
+                    Floats(r.alpha.to_vec()),
+                    Floats(r.cv_r.to_vec()),
+                    Floats(r.cv_r2.to_vec()),
+                ))
+            }
+            Err(e) => out.error = Some(e),
+        }
+    }
+    let all: Vec<usize> = (0..voxels.len()).collect();
+    out.dof = fit.dof as u64;
+    out.condition = Floats(vec![fit.condition]);
+    out.beta = Floats(columns(&fit.beta, &all));
+    out.t = Floats(columns(&fit.t, &all));
+    out.sigma2 = Floats(fit.sigma2.to_vec());
+    out
+}
+
+/// Extension trait: the per-block fit of each subject's current runs.
+pub trait FitBlocks<'s> {
+    /// Keeps, for every (subject, block), the [`BlockFit`] of the runs present (runs with a
+    /// positive count, in run-key order).
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use cortexflow::kernels::ridge_stats::RunStats;
+    /// use cortexflow::operators::{FitBlocks, FitSettings, Gather, StatsBlock};
+    /// use ndarray::Array2;
+    ///
+    /// let x = Array2::from_shape_fn((20, 2), |(t, j)| ((t * (j + 3)) % 7) as f64);
+    /// let y = Array2::from_shape_fn((20, 3), |(t, v)| x[[t, 0]] * (v + 1) as f64 + (t % 3) as f64);
+    /// let stats = RunStats::from_block(x.view(), y.view());
+    /// let blocks = StatsBlock::split(&stats, 0, &[true; 3]);
+    /// let fits = timely::execute_directly(move |worker| {
+    ///     let (mut input, gathered, probe) = worker.dataflow::<u64, _, _>(|scope| {
+    ///         let (input, runs) = scope.new_collection();
+    ///         let settings = FitSettings { cv: false, alphas: vec![] };
+    ///         let (gathered, probe) = runs.fit_blocks(settings).gather();
+    ///         (input, gathered, probe)
+    ///     });
+    ///     for (b, block) in &blocks {
+    ///         input.insert((("01".to_string(), *b), ("sub-01/task-a/run-1".to_string(), block.clone())));
+    ///     }
+    ///     input.close();
+    ///     worker.step_while(|| !probe.done());
+    ///     gathered.take()
+    /// });
+    /// assert_eq!(fits.len(), 1);
+    /// assert_eq!(fits[0].1.voxels, vec![0, 1, 2]);
+    /// ```
+    fn fit_blocks(self, settings: FitSettings) -> VecCollection<'s, u64, (BlockKey, BlockFit)>;
+}
+
+impl<'s> FitBlocks<'s> for VecCollection<'s, u64, (BlockKey, RunBlock)> {
+    fn fit_blocks(self, settings: FitSettings) -> VecCollection<'s, u64, (BlockKey, BlockFit)> {
+        self.reduce_named("FitBlocks", move |_key, runs, out| {
+            let present: Vec<&StatsBlock> = runs
+                .iter()
+                .filter(|(_, count)| *count > 0)
+                .map(|(run, _)| &run.1)
+                .collect();
+            if !present.is_empty() {
+                out.push((fit_block(&present, &settings), 1));
+            }
+        })
+    }
+}
