@@ -90,7 +90,8 @@ impl Cluster {
                 "-n" | "--processes" => c.processes = number("the process count")?,
                 "-p" | "--process" => c.process = number("the process index")?,
                 "--connect-timeout" => {
-                    c.connect_timeout = Duration::from_secs(number("the timeout in seconds")? as u64)
+                    c.connect_timeout =
+                        Duration::from_secs(number("the timeout in seconds")? as u64)
                 }
                 _ => c.hostfile = Some(PathBuf::from(value)),
             }
@@ -125,11 +126,7 @@ impl Cluster {
                 continue;
             }
             if line.to_socket_addrs().is_err() && !line.contains(':') {
-                bail!(
-                    "{}:{}: '{line}' is not host:port",
-                    path.display(),
-                    n + 1
-                );
+                bail!("{}:{}: '{line}' is not host:port", path.display(), n + 1);
             }
             out.push(line.to_string());
         }
@@ -217,9 +214,10 @@ impl Cluster {
             .enumerate()
             .filter(|(i, _)| *i != self.process)
             .filter(|(_, a)| {
-                !a.to_socket_addrs().ok().and_then(|mut s| s.next()).is_some_and(|s| {
-                    TcpStream::connect_timeout(&s, Duration::from_secs(2)).is_ok()
-                })
+                !a.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut s| s.next())
+                    .is_some_and(|s| TcpStream::connect_timeout(&s, Duration::from_secs(2)).is_ok())
             })
             .map(|(i, a)| format!("process {i} at {a}"))
             .collect();

@@ -318,7 +318,11 @@ pub fn run(
         let fit = ols(&stats).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
         let ridge = if opt.cv {
             let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
-            Some(ridge_cv(&runs, &opt.alphas).map_err(anyhow::Error::msg)?.into())
+            Some(
+                ridge_cv(&runs, &opt.alphas)
+                    .map_err(anyhow::Error::msg)?
+                    .into(),
+            )
         } else {
             None
         };

@@ -6,7 +6,6 @@
 //! workers of all processes by position, and the fits are gathered at worker 0 of
 //! process 0, the one writer. `watch` keeps it alive and feeds one epoch per change.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,8 +30,8 @@ use timely::worker::Worker;
 
 use crate::cluster::Cluster;
 use crate::encode::{self, RidgeScores};
-use crate::recipe::Recipe;
 use crate::progress;
+use crate::recipe::Recipe;
 use crate::store::{decode_stats, encode_stats, Store};
 
 /// One piece of input work: reduce a new run, or load a stored run's statistics.
@@ -89,7 +88,12 @@ pub fn fit_settings(recipe: &Recipe) -> FitSettings {
 /// out: the statistics of the atoms (Frisch–Waugh–Lovell), written to the store. Returns
 /// the statistics, the number of absorbed nuisance columns and the valid voxels.
 pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
-    let (_, atoms) = read_atoms(&plan.dir.join("basis/atoms").join(format!("{story}.parquet")))?;
+    let (_, atoms) = read_atoms(
+        &plan
+            .dir
+            .join("basis/atoms")
+            .join(format!("{story}.parquet")),
+    )?;
     let header = nifti::read_header(&run.bold)?;
     let tr = header
         .tr
@@ -156,11 +160,7 @@ impl Engine {
             let (fits, probe) = runs.fit_blocks(settings).gather();
             (input, fits, probe)
         });
-        Engine {
-            input,
-            fits,
-            probe,
-        }
+        Engine { input, fits, probe }
     }
 
     /// Feeds this worker's share of `jobs` (positions ≡ its index mod peers); an error stops
@@ -310,7 +310,11 @@ pub fn join_subjects(
         let k = f0.k as usize;
         let valid: Vec<usize> = parts
             .iter()
-            .flat_map(|(b, f)| f.voxels.iter().map(move |&v| *b as usize * BLOCK_VOXELS + v as usize))
+            .flat_map(|(b, f)| {
+                f.voxels
+                    .iter()
+                    .map(move |&v| *b as usize * BLOCK_VOXELS + v as usize)
+            })
             .collect();
         let matrix = |get: fn(&BlockFit) -> &Vec<f64>| -> Array2<f64> {
             let views: Vec<Array2<f64>> = parts

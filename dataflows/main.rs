@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cluster::Cluster;
 use clap::{Parser, Subcommand, ValueEnum};
+use cluster::Cluster;
 
 // Model forward passes allocate and free multi-megabyte tensors at a high rate; glibc
 // returns such blocks to the OS and pays page faults on every reuse, mimalloc keeps them

@@ -404,7 +404,12 @@ impl Store {
         let mut subjects = ingest::join_subjects(&fits, mask.len())?;
         for subject in refit {
             let fit = subjects.remove(&subject);
-            let expected = self.manifest.runs.values().filter(|r| r.subject == subject).count();
+            let expected = self
+                .manifest
+                .runs
+                .values()
+                .filter(|r| r.subject == subject)
+                .count();
             if fit.as_ref().map_or(0, |f| f.runs) != expected {
                 bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
             }

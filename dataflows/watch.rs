@@ -87,7 +87,9 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
             let mut plan = Plan {
                 dir: store_dir.clone(),
                 recipe: store.recipe.clone(),
-                mask: Some(cortexflow::io::nifti::read_mask(&store_dir.join("mask.nii.gz"))?),
+                mask: Some(cortexflow::io::nifti::read_mask(
+                    &store_dir.join("mask.nii.gz"),
+                )?),
                 jobs: stored,
                 bar: indicatif::ProgressBar::hidden(),
             };
@@ -165,8 +167,10 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
                         }
                     }
                 }
-                let mut refit: BTreeSet<String> =
-                    accepted.iter().map(|(r, _): &(Run, String)| r.subject.clone()).collect();
+                let mut refit: BTreeSet<String> = accepted
+                    .iter()
+                    .map(|(r, _): &(Run, String)| r.subject.clone())
+                    .collect();
                 for key in gone {
                     let subject = store.manifest.runs[&key].subject.clone();
                     let job = Job::Load {
@@ -207,6 +211,9 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
         };
         go().map_err(|e| format!("{e:#}"))
     })?;
-    results.into_iter().collect::<std::result::Result<Vec<()>, String>>().map_err(anyhow::Error::msg)?;
+    results
+        .into_iter()
+        .collect::<std::result::Result<Vec<()>, String>>()
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }

@@ -136,3 +136,71 @@ impl<'s> FitBlocks<'s> for VecCollection<'s, u64, (BlockKey, RunBlock)> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::cv::alpha_grid;
+    use crate::operators::BLOCK_VOXELS;
+    use ndarray::Array2;
+
+    /// Fitting block by block gives the whole-brain fit of the same runs: the kernels work
+    /// voxel by voxel, so the blocks' β, t and ridge scores equal the unblocked ones.
+    #[test]
+    fn blocks_fit_like_the_whole_brain() {
+        let v = BLOCK_VOXELS + 300;
+        let runs: Vec<RunStats> = (0..3)
+            .map(|r| {
+                let x = Array2::from_shape_fn((40, 3), |(t, j)| {
+                    ((t * (j + 2) + r * 7) % 11) as f64 - 5.0
+                });
+                let y = Array2::from_shape_fn((40, v), |(t, c)| {
+                    x[[t, c % 3]] * 0.3 + (((t * 13 + c * 7 + r) % 17) as f64 - 8.0) / 8.0
+                });
+                RunStats::from_block(x.view(), y.view())
+            })
+            .collect();
+        let mut valid = vec![true; v];
+        valid[5] = false;
+        let blocks: Vec<Vec<(u32, StatsBlock)>> = runs
+            .iter()
+            .map(|s| StatsBlock::split(s, 2, &valid))
+            .collect();
+        let settings = FitSettings {
+            cv: true,
+            alphas: alpha_grid(-2.0, 3.0, 6),
+        };
+        let fits: Vec<BlockFit> = (0..2)
+            .map(|b| {
+                let parts: Vec<&StatsBlock> = blocks.iter().map(|r| &r[b].1).collect();
+                fit_block(&parts, &settings)
+            })
+            .collect();
+        let keep: Vec<usize> = (0..v).filter(|&c| valid[c]).collect();
+        let mut total = runs[0].clone();
+        runs[1..].iter().for_each(|r| total.add(r));
+        let whole = ols_absorbed(&total.select(&keep), 6).unwrap();
+        let folds: Vec<RunStats> = runs.iter().map(|r| r.select(&keep)).collect();
+        let ridge = ridge_cv(&folds, &settings.alphas).unwrap();
+        let beta: Vec<f64> = (0..3)
+            .flat_map(|i| {
+                fits.iter().flat_map(move |f| {
+                    let n = f.voxels.len();
+                    f.beta.0[i * n..(i + 1) * n].to_vec()
+                })
+            })
+            .collect();
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs()))
+        };
+        assert!(close(&beta, &whole.beta.iter().copied().collect::<Vec<_>>()));
+        assert_eq!(fits[0].dof, whole.dof as u64);
+        let cv_r: Vec<f64> = fits
+            .iter()
+            .flat_map(|f| f.ridge.as_ref().unwrap().1 .0.clone())
+            .collect();
+        assert!(close(&cv_r, &ridge.cv_r.to_vec()));
+        assert_eq!(fits[0].voxels.len(), BLOCK_VOXELS - 1, "voxel 5 left out");
+    }
+}

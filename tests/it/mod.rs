@@ -1,5 +1,6 @@
 mod basis;
 mod cli;
+mod cluster;
 mod common;
 mod encode;
 mod encoding;

@@ -66,7 +66,7 @@ fn empty_store(sim: &Path, recipe: &Path, store: &Path) {
 
 /// Every file of a store by relative path, except the manifest (its epochs count the
 /// steps taken) and group.json (it names the store's own mask path).
-fn contents(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(super) fn contents(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
@@ -85,7 +85,7 @@ fn contents(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn assert_same(a: &Path, b: &Path) {
+pub(super) fn assert_same(a: &Path, b: &Path) {
     let (ca, cb) = (contents(a), contents(b));
     assert_eq!(
         ca.keys().collect::<Vec<_>>(),
