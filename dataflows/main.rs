@@ -294,6 +294,16 @@ enum Command {
         /// The neurons table of those responses.
         #[arg(long)]
         neurons: Option<PathBuf>,
+        /// Stimuli (timed words: TextGrid, TSV or CSV), comma-separated: streamed through
+        /// the recipe's model into responses, one story each, named after the file.
+        #[arg(long, value_delimiter = ',')]
+        stimulus: Vec<PathBuf>,
+        /// With --stimulus: repetition time in seconds.
+        #[arg(long, requires = "stimulus")]
+        tr: Option<f64>,
+        /// With --stimulus: scans per run, one value or one per stimulus.
+        #[arg(long, value_delimiter = ',', requires = "stimulus")]
+        n_scans: Vec<usize>,
         /// BOLD runs, comma-separated.
         #[arg(long, value_delimiter = ',')]
         bold: Vec<PathBuf>,
@@ -823,10 +833,16 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
             store,
             responses,
             neurons,
+            stimulus,
+            tr,
+            n_scans,
             bold,
             bids,
             mask,
         } => {
+            if !stimulus.is_empty() && (tr.is_none() || n_scans.is_empty()) {
+                anyhow::bail!("--stimulus needs --tr and --n-scans (the fMRI clock of those runs)");
+            }
             let mut bold = bold;
             let mut mask = mask;
             if let Some(root) = &bids {
@@ -836,8 +852,8 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
                     mask = ds.mask.clone();
                 }
             }
-            if responses.is_empty() && bold.is_empty() {
-                anyhow::bail!("nothing to ingest: give --responses, --bold or --bids");
+            if responses.is_empty() && bold.is_empty() && stimulus.is_empty() {
+                anyhow::bail!("nothing to ingest: give --stimulus, --responses, --bold or --bids");
             }
             let dir = store.clone();
             let prepare: ingest::Prepare = Box::new(move || {
@@ -845,7 +861,14 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
                 if let Some(m) = &mask {
                     s.set_mask(m)?;
                 }
-                s.ingest_responses(&responses, neurons.as_deref())
+                let mut lines = Vec::new();
+                if !stimulus.is_empty() {
+                    lines.extend(s.ingest_stimuli(&stimulus, tr.expect("checked"), &n_scans)?);
+                }
+                if !responses.is_empty() {
+                    lines.extend(s.ingest_responses(&responses, neurons.as_deref())?);
+                }
+                Ok(lines)
             });
             print_lines(ingest::run_update(&cluster, &store, bold, prepare)?);
         }

@@ -146,7 +146,8 @@ impl Default for MapSection {
 }
 
 impl Recipe {
-    /// Reads and checks a recipe file; a relative model path is made relative to it.
+    /// Reads and checks a recipe file; a relative model path is taken relative to it and
+    /// made absolute, so the store's copy names the same model from anywhere.
     pub fn load(path: &Path) -> Result<Recipe> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read the recipe", path.display()))?;
@@ -154,7 +155,10 @@ impl Recipe {
             .map_err(|e| anyhow::anyhow!("{}: not a valid recipe: {e}", path.display()))?;
         if let Some(m) = &r.model.path {
             if m.is_relative() {
-                r.model.path = Some(path.parent().unwrap_or(Path::new(".")).join(m));
+                let joined = path.parent().unwrap_or(Path::new(".")).join(m);
+                r.model.path = Some(std::path::absolute(&joined).with_context(|| {
+                    format!("{}: model.path {} cannot be made absolute", path.display(), m.display())
+                })?);
             }
         }
         r.check().with_context(|| format!("{}", path.display()))?;

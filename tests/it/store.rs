@@ -270,3 +270,53 @@ fn store_input_errors() {
     ]);
     assert!(e.contains("basis.method = 'svd'"), "{e}");
 }
+
+/// `ingest --stimulus` streams the stories through the recipe's model (real MiniLM):
+/// the store's responses and neurons tables are those of the `responses` command with
+/// the same settings, and the runs then ingest as usual.
+#[test]
+fn ingest_stimulus_runs_the_recipes_model() {
+    let Some(model) = super::models::model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, _, bold) = dataset(d);
+    let recipe = d.join("model.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[model]\npath = \"{}\"\ntaps = [\"ffn.out\"]\nlayers = \"4-5\"\n[basis]\natoms = 8\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let store = d.join("s");
+    let s = store.to_str().unwrap();
+    let mask = sim.join("mask.nii.gz");
+    ok(&["init", "--recipe", recipe.to_str().unwrap(), "--mask", mask.to_str().unwrap(), s]);
+    let stimuli: Vec<String> = (1..=2)
+        .map(|i| sim.join(format!("stimuli/task-lpp_run-{i}.tsv")).display().to_string())
+        .collect();
+    let out = ok(&[
+        "ingest", s, "--stimulus", &stimuli.join(","), "--tr", "2", "--n-scans", "100",
+        "--bold", &bold[..2].join(","),
+    ]);
+    assert!(out.contains("sub-01: 2 runs"), "{out}");
+    let reference = d.join("ref");
+    ok(&[
+        "responses", "--model", model.to_str().unwrap(), "--taps", "ffn.out", "--layers", "4-5",
+        "--stimulus", &stimuli.join(","), "--tr", "2", "--n-scans", "100", "--out",
+        reference.to_str().unwrap(),
+    ]);
+    for story in ["task-lpp_run-1", "task-lpp_run-2"] {
+        let name = format!("responses/{story}.parquet");
+        assert!(
+            std::fs::read(store.join(&name)).unwrap() == std::fs::read(reference.join(&name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    assert!(std::fs::read(store.join("neurons.parquet")).unwrap() == std::fs::read(reference.join("neurons.parquet")).unwrap());
+    let e = cortexflow_fails(&["ingest", s, "--stimulus", &stimuli[0], "--n-scans", "100"]);
+    assert!(e.contains("--stimulus needs --tr"), "{e}");
+}
