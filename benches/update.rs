@@ -13,8 +13,15 @@ use std::time::Instant;
 const BIN: &str = env!("CARGO_BIN_EXE_cortexflow");
 
 fn cortexflow(args: &[&str]) {
-    let out = Command::new(BIN).args(args).output().expect("run cortexflow");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run cortexflow");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Wall seconds and peak RSS (MiB) of one `cortexflow` process.
@@ -53,27 +60,63 @@ fn main() {
     let sim = d.join("sim");
     let s = |p: &Path| p.display().to_string();
     cortexflow(&[
-        "simulate", "--out", &s(&sim), "--subjects", "4", "--runs", "3", "--scans", "150",
-        "--seed", "1", "--jitter", "0",
+        "simulate",
+        "--out",
+        &s(&sim),
+        "--subjects",
+        "4",
+        "--runs",
+        "3",
+        "--scans",
+        "150",
+        "--seed",
+        "1",
+        "--jitter",
+        "0",
     ]);
     let recipe = d.join("recipe.toml");
-    std::fs::write(&recipe, "description = \"update bench\"\n[basis]\natoms = 16\n").unwrap();
+    std::fs::write(
+        &recipe,
+        "description = \"update bench\"\n[basis]\natoms = 16\n",
+    )
+    .unwrap();
     // The template: stories and basis in, no runs.
     let template = d.join("template");
-    cortexflow(&["init", "--recipe", &s(&recipe), "--mask", &s(&sim.join("mask.nii.gz")), &s(&template)]);
+    cortexflow(&[
+        "init",
+        "--recipe",
+        &s(&recipe),
+        "--mask",
+        &s(&sim.join("mask.nii.gz")),
+        &s(&template),
+    ]);
     let tables: Vec<String> = (1..=3)
         .map(|i| s(&sim.join(format!("truth/responses/task-lpp_run-{i}.parquet"))))
         .collect();
-    cortexflow(&["ingest", &s(&template), "--responses", &tables.join(","), "--neurons", &s(&sim.join("truth/neurons.parquet"))]);
+    cortexflow(&[
+        "ingest",
+        &s(&template),
+        "--responses",
+        &tables.join(","),
+        "--neurons",
+        &s(&sim.join("truth/neurons.parquet")),
+    ]);
     // Runs in arrival order: subjects round-robin, so every store of 2+ runs has a group.
     let runs: Vec<PathBuf> = (1..=3)
         .flat_map(|r| (1..=4).map(move |sub| (sub, r)))
-        .map(|(sub, r)| sim.join(format!("sub-0{sub}/func/sub-0{sub}_task-lpp_run-{r}_bold.nii.gz")))
+        .map(|(sub, r)| {
+            sim.join(format!(
+                "sub-0{sub}/func/sub-0{sub}_task-lpp_run-{r}_bold.nii.gz"
+            ))
+        })
         .collect();
     let list = |n: usize| runs[..n].iter().map(|p| s(p)).collect::<Vec<_>>().join(",");
 
     println!("update cost: one more run into a store of R runs, against R + 1 runs at once");
-    println!("{:>3} {:>14} {:>10} {:>10} {:>10} {:>8}", "R", "incremental s", "peak MiB", "batch s", "peak MiB", "ratio");
+    println!(
+        "{:>3} {:>14} {:>10} {:>10} {:>10} {:>8}",
+        "R", "incremental s", "peak MiB", "batch s", "peak MiB", "ratio"
+    );
     for r in 1..=8 {
         let inc = d.join(format!("inc{r}"));
         copy_dir(&template, &inc);
@@ -82,6 +125,9 @@ fn main() {
         let batch = d.join(format!("batch{r}"));
         copy_dir(&template, &batch);
         let (tb, mb) = timed(&["ingest", &s(&batch), "--bold", &list(r + 1)]);
-        println!("{r:>3} {ti:>14.3} {mi:>10.1} {tb:>10.3} {mb:>10.1} {:>7.2}×", tb / ti);
+        println!(
+            "{r:>3} {ti:>14.3} {mi:>10.1} {tb:>10.3} {mb:>10.1} {:>7.2}×",
+            tb / ti
+        );
     }
 }

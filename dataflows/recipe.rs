@@ -157,7 +157,11 @@ impl Recipe {
             if m.is_relative() {
                 let joined = path.parent().unwrap_or(Path::new(".")).join(m);
                 r.model.path = Some(std::path::absolute(&joined).with_context(|| {
-                    format!("{}: model.path {} cannot be made absolute", path.display(), m.display())
+                    format!(
+                        "{}: model.path {} cannot be made absolute",
+                        path.display(),
+                        m.display()
+                    )
                 })?);
             }
         }

@@ -277,7 +277,10 @@ impl Store {
         }
         let m = &self.recipe.model;
         let Some(model) = m.path.clone() else {
-            bail!("{}: the recipe names no model (model.path); ingest --responses instead", self.dir.display());
+            bail!(
+                "{}: the recipe names no model (model.path); ingest --responses instead",
+                self.dir.display()
+            );
         };
         let taps = TapOptions {
             model,
@@ -285,11 +288,17 @@ impl Store {
             layers: responses::parse_layers(&m.layers)?,
             context: m.context,
             batch: 4,
-            pooling: if m.pooling == "last" { Pooling::Last } else { Pooling::Mean },
+            pooling: if m.pooling == "last" {
+                Pooling::Last
+            } else {
+                Pooling::Mean
+            },
         };
         let hrf = match m.hrf.as_str() {
             "glover" => HrfModel::Glover,
-            "fir" => HrfModel::Fir { delays: (0..6).collect() },
+            "fir" => HrfModel::Fir {
+                delays: (0..6).collect(),
+            },
             _ => HrfModel::Spm,
         };
         let runs: Vec<responses::RunSpec> = stimuli
@@ -318,7 +327,8 @@ impl Store {
             .cloned()
             .collect();
         let lines = self.ingest_responses(&tables, Some(&work.join("neurons.parquet")))?;
-        std::fs::remove_dir_all(&work).with_context(|| format!("{}: cannot remove", work.display()))?;
+        std::fs::remove_dir_all(&work)
+            .with_context(|| format!("{}: cannot remove", work.display()))?;
         Ok(lines)
     }
 

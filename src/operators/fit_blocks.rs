@@ -192,9 +192,14 @@ mod tests {
             .collect();
         let close = |a: &[f64], b: &[f64]| {
             a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs()))
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs()))
         };
-        assert!(close(&beta, &whole.beta.iter().copied().collect::<Vec<_>>()));
+        assert!(close(
+            &beta,
+            &whole.beta.iter().copied().collect::<Vec<_>>()
+        ));
         assert_eq!(fits[0].dof, whole.dof as u64);
         let cv_r: Vec<f64> = fits
             .iter()

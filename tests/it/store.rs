@@ -294,29 +294,64 @@ fn ingest_stimulus_runs_the_recipes_model() {
     let store = d.join("s");
     let s = store.to_str().unwrap();
     let mask = sim.join("mask.nii.gz");
-    ok(&["init", "--recipe", recipe.to_str().unwrap(), "--mask", mask.to_str().unwrap(), s]);
+    ok(&[
+        "init",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--mask",
+        mask.to_str().unwrap(),
+        s,
+    ]);
     let stimuli: Vec<String> = (1..=2)
-        .map(|i| sim.join(format!("stimuli/task-lpp_run-{i}.tsv")).display().to_string())
+        .map(|i| {
+            sim.join(format!("stimuli/task-lpp_run-{i}.tsv"))
+                .display()
+                .to_string()
+        })
         .collect();
     let out = ok(&[
-        "ingest", s, "--stimulus", &stimuli.join(","), "--tr", "2", "--n-scans", "100",
-        "--bold", &bold[..2].join(","),
+        "ingest",
+        s,
+        "--stimulus",
+        &stimuli.join(","),
+        "--tr",
+        "2",
+        "--n-scans",
+        "100",
+        "--bold",
+        &bold[..2].join(","),
     ]);
     assert!(out.contains("sub-01: 2 runs"), "{out}");
     let reference = d.join("ref");
     ok(&[
-        "responses", "--model", model.to_str().unwrap(), "--taps", "ffn.out", "--layers", "4-5",
-        "--stimulus", &stimuli.join(","), "--tr", "2", "--n-scans", "100", "--out",
+        "responses",
+        "--model",
+        model.to_str().unwrap(),
+        "--taps",
+        "ffn.out",
+        "--layers",
+        "4-5",
+        "--stimulus",
+        &stimuli.join(","),
+        "--tr",
+        "2",
+        "--n-scans",
+        "100",
+        "--out",
         reference.to_str().unwrap(),
     ]);
     for story in ["task-lpp_run-1", "task-lpp_run-2"] {
         let name = format!("responses/{story}.parquet");
         assert!(
-            std::fs::read(store.join(&name)).unwrap() == std::fs::read(reference.join(&name)).unwrap(),
+            std::fs::read(store.join(&name)).unwrap()
+                == std::fs::read(reference.join(&name)).unwrap(),
             "{name} differs"
         );
     }
-    assert!(std::fs::read(store.join("neurons.parquet")).unwrap() == std::fs::read(reference.join("neurons.parquet")).unwrap());
+    assert!(
+        std::fs::read(store.join("neurons.parquet")).unwrap()
+            == std::fs::read(reference.join("neurons.parquet")).unwrap()
+    );
     let e = cortexflow_fails(&["ingest", s, "--stimulus", &stimuli[0], "--n-scans", "100"]);
     assert!(e.contains("--stimulus needs --tr"), "{e}");
 }
