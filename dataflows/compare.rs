@@ -22,7 +22,27 @@ fn metrics_file(dir: &Path) -> Result<PathBuf> {
     )
 }
 
+/// The whole-model metrics of several analyses side by side: the TSV text, and the AN
+/// share per assigned network, one series per model.
+pub struct Comparison {
+    pub table: String,
+    pub networks: Vec<String>,
+    pub series: Vec<(String, Vec<f64>)>,
+}
+
 pub fn run(dirs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, String)> {
+    let c = comparison(dirs)?;
+    let tsv = out.join("compare.tsv");
+    cortexflow::io::store::write_file_atomically(&tsv, |w| w.write_all(c.table.as_bytes()))?;
+    let svg = out.join("compare.svg");
+    figures::grouped_bars(&svg, FIGURE_TITLE, FIGURE_Y, &c.networks, &c.series)?;
+    Ok((vec![tsv, svg], c.table))
+}
+
+pub const FIGURE_TITLE: &str = "AN share per functional brain network";
+pub const FIGURE_Y: &str = "share of the model's ANs";
+
+pub fn comparison(dirs: &[PathBuf]) -> Result<Comparison> {
     // Whole-model metrics of every model of every analysis; a model name found in two
     // analyses is told apart by the analysis directory.
     let mut tables = Vec::new();
@@ -79,8 +99,6 @@ pub fn run(dirs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, String)> {
             .collect();
         table.push_str(&format!("{m}\t{}\n", cells.join("\t")));
     }
-    let tsv = out.join("compare.tsv");
-    cortexflow::io::store::write_file_atomically(&tsv, |w| w.write_all(table.as_bytes()))?;
     // The figure: AN share per network (assigned networks only), one bar per model.
     let networks: Vec<String> = metric_names
         .iter()
@@ -102,13 +120,9 @@ pub fn run(dirs: &[PathBuf], out: &Path) -> Result<(Vec<PathBuf>, String)> {
             (c.clone(), v)
         })
         .collect();
-    let svg = out.join("compare.svg");
-    figures::grouped_bars(
-        &svg,
-        "AN share per functional brain network",
-        "share of the model's ANs",
-        &networks,
-        &series,
-    )?;
-    Ok((vec![tsv, svg], table))
+    Ok(Comparison {
+        table,
+        networks,
+        series,
+    })
 }

@@ -26,6 +26,9 @@ pub const YEO7_4MM: &[u8] =
     include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz");
 pub const YEO7_2MM: &[u8] =
     include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz");
+/// The MNI152 T1 template on the same two grids, uint8 (the report's background).
+pub const MNI_T1_4MM: &[u8] = include_bytes!("../tests/data/mni152/MNI152-T1_res-4x4x4.nii.gz");
+pub const MNI_T1_2MM: &[u8] = include_bytes!("../tests/data/mni152/MNI152-T1_res-2x2x2.nii.gz");
 /// Network names, `label,name` per line (label 0 = "empty").
 pub const YEO7_NAMES: &str = include_str!("../tests/data/yeo2011/Yeo-7.csv");
 

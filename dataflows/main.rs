@@ -3,6 +3,7 @@
 mod basis;
 mod cluster;
 mod compare;
+mod demo;
 mod embedded;
 mod encode;
 mod figures;
@@ -13,8 +14,11 @@ mod map;
 mod population;
 mod progress;
 mod recipe;
+mod recovery;
+mod report;
 mod responses;
 mod simulate;
+mod slices;
 mod store;
 mod watch;
 
@@ -345,6 +349,33 @@ enum Command {
         #[arg(long)]
         updates: Option<usize>,
     },
+    /// The main job: simulated Le Petit Prince fMRI with structure planted by a real
+    /// language model's ANs, the whole analysis into a store, the report, and how well the
+    /// planted networks were recovered.
+    Demo {
+        /// Output directory (data/, store/, recipe.toml, report.html).
+        #[arg(long, default_value = "cortexflow-demo")]
+        out: PathBuf,
+        /// The language model (its checkpoint from scripts/fetch-models).
+        #[arg(long, value_enum, default_value = "minilm")]
+        model: DemoModelArg,
+        /// Number of subjects.
+        #[arg(long, default_value_t = 6)]
+        subjects: usize,
+        /// Random seed of the simulation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// One self-contained HTML report of a store (figures inlined; readable offline); with
+    /// several stores, their models compared.
+    Report {
+        /// Store directories (the first is reported in full).
+        #[arg(required = true)]
+        stores: Vec<PathBuf>,
+        /// Output file [default: STORE/report.html].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The whole analysis of a dataset into a new store: init, stories, every run.
     Run {
         /// Recipe file.
@@ -429,6 +460,14 @@ impl TapArgs {
             },
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DemoModelArg {
+    /// all-MiniLM-L6-v2 (BERT family, 6 layers × 384).
+    Minilm,
+    /// SmolLM2-135M-Instruct, GGUF Q4_1 (Llama family, 30 layers × 576).
+    Smollm2,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -540,6 +579,47 @@ struct SimulateArgs {
     null: bool,
 }
 
+impl SimulateArgs {
+    fn options(&self) -> Result<simulate::SimulateOptions> {
+        let a = self;
+        Ok(simulate::SimulateOptions {
+            out: a.out.clone(),
+            subjects: a.subjects,
+            runs: a.runs,
+            seed: a.seed,
+            snr: a.snr,
+            grid_mm: match a.grid {
+                GridRes::Mm4 => 4,
+                GridRes::Mm2 => 2,
+            },
+            tr: a.tr,
+            scans: a.scans,
+            networks: a.networks.clone(),
+            neurons: a.neurons,
+            group_size: a.group_size,
+            factors: a.factors,
+            ar1: a.ar1,
+            jitter: a.jitter,
+            null: a.null,
+            model: match &a.model {
+                Some(path) => Some(responses::TapOptions {
+                    model: path.clone(),
+                    taps: a
+                        .model_taps
+                        .iter()
+                        .map(|t| t.parse())
+                        .collect::<Result<_, _>>()?,
+                    layers: responses::parse_layers(&a.model_layers)?,
+                    context: 256,
+                    batch: 4,
+                    pooling: cortexflow::model::extract::Pooling::Mean,
+                }),
+                None => None,
+            },
+        })
+    }
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so `cortexflow … | head` would panic on the next print; the
     // default action ends the process quietly, as for any Unix filter.
@@ -589,41 +669,7 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
     }
     match cli.command {
         Command::Simulate(a) => {
-            let opt = simulate::SimulateOptions {
-                out: a.out.clone(),
-                subjects: a.subjects,
-                runs: a.runs,
-                seed: a.seed,
-                snr: a.snr,
-                grid_mm: match a.grid {
-                    GridRes::Mm4 => 4,
-                    GridRes::Mm2 => 2,
-                },
-                tr: a.tr,
-                scans: a.scans,
-                networks: a.networks,
-                neurons: a.neurons,
-                group_size: a.group_size,
-                factors: a.factors,
-                ar1: a.ar1,
-                jitter: a.jitter,
-                null: a.null,
-                model: match &a.model {
-                    Some(path) => Some(responses::TapOptions {
-                        model: path.clone(),
-                        taps: a
-                            .model_taps
-                            .iter()
-                            .map(|t| t.parse())
-                            .collect::<Result<_, _>>()?,
-                        layers: responses::parse_layers(&a.model_layers)?,
-                        context: 256,
-                        batch: 4,
-                        pooling: cortexflow::model::extract::Pooling::Mean,
-                    }),
-                    None => None,
-                },
-            };
+            let opt = a.options()?;
             let summary = simulate::run(&opt)?;
             println!(
                 "simulated {} subjects × {} runs ({} scans each, {} masked voxels) in {}",
@@ -886,6 +932,43 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
             if cluster.is_writer() {
                 print!("{}", store::Store::open_reader(&store)?.status());
             }
+        }
+        Command::Demo {
+            out,
+            model,
+            subjects,
+            seed,
+        } => {
+            // The simulator's own defaults, with the demo's choices: no per-subject jitter
+            // (the README explains why 6 subjects need it) and the model's ANs.
+            let parsed = Cli::try_parse_from([
+                "cortexflow".to_string(),
+                "simulate".into(),
+                "--out".into(),
+                out.join("data").display().to_string(),
+                "--subjects".into(),
+                subjects.to_string(),
+                "--seed".into(),
+                seed.to_string(),
+                "--jitter".into(),
+                "0".into(),
+                "--model".into(),
+                "models".into(),
+            ])?;
+            let Command::Simulate(args) = parsed.command else {
+                unreachable!("parsed as simulate")
+            };
+            let model = match model {
+                DemoModelArg::Minilm => demo::DemoModel::Minilm,
+                DemoModelArg::Smollm2 => demo::DemoModel::Smollm2,
+            };
+            print_lines(demo::run(&out, model, args.options()?)?);
+        }
+        Command::Report { stores, out } => {
+            let out = out.unwrap_or_else(|| stores[0].join("report.html"));
+            let r = report::run(&stores, &out)?;
+            r.notes.iter().for_each(|n| println!("note: {n}"));
+            println!("wrote {} ({} figures)", r.path.display(), r.figures);
         }
         Command::Watch {
             store,

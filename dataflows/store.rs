@@ -519,14 +519,7 @@ impl Store {
                 &group_dir,
             )?;
             lines.push(group_lines[0].clone());
-            let m = &self.recipe.map;
-            let opt = map::MapOptions {
-                atlas: m.atlas.clone(),
-                atlas_threshold: m.atlas_threshold,
-                sphere_radius_mm: m.sphere_radius,
-                score: clap::ValueEnum::from_str(&m.score, true).map_err(anyhow::Error::msg)?,
-                assign_threshold: m.assign_threshold,
-            };
+            let opt = self.map_options()?;
             let neurons = self.dir.join("neurons.parquet");
             let s = map::run(
                 &group_dir,
@@ -552,6 +545,18 @@ impl Store {
         self.manifest.results_epoch = self.manifest.epoch;
         self.save()?;
         Ok(lines)
+    }
+
+    /// The recipe's settings of the network mapping.
+    pub fn map_options(&self) -> Result<map::MapOptions> {
+        let m = &self.recipe.map;
+        Ok(map::MapOptions {
+            atlas: m.atlas.clone(),
+            atlas_threshold: m.atlas_threshold,
+            sphere_radius_mm: m.sphere_radius,
+            score: clap::ValueEnum::from_str(&m.score, true).map_err(anyhow::Error::msg)?,
+            assign_threshold: m.assign_threshold,
+        })
     }
 
     /// Subjects with at least one run.

@@ -439,3 +439,65 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
     }
     Ok(out)
 }
+
+/// A row of an `atom_fbn` table: one atom against one network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtomFbn {
+    pub atom: u16,
+    pub fbn: String,
+    pub overlap_rate: f32,
+    pub dice: f32,
+    pub iou: f32,
+    pub corr: f32,
+    pub assigned: bool,
+}
+
+/// Reads an `atom_fbn` table (written by `cortexflow map`).
+pub fn read_atom_fbn(path: &Path) -> Result<Vec<AtomFbn>> {
+    let mut out = Vec::new();
+    for batch in read_batches(path, "atom_fbn")? {
+        let atom = column::<UInt16Array>(path, &batch, 0, "uint16")?;
+        let fbn = column::<StringArray>(path, &batch, 1, "utf8")?;
+        let f = |i| column::<Float32Array>(path, &batch, i, "float32");
+        let (rate, dice, iou, corr) = (f(2)?, f(3)?, f(4)?, f(5)?);
+        let assigned = column::<BooleanArray>(path, &batch, 6, "bool")?;
+        for r in 0..batch.num_rows() {
+            out.push(AtomFbn {
+                atom: atom.value(r),
+                fbn: fbn.value(r).to_string(),
+                overlap_rate: rate.value(r),
+                dice: dice.value(r),
+                iou: iou.value(r),
+                corr: corr.value(r),
+                assigned: assigned.value(r),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A row of a `subgroups` table: an AN, its dominant atom and that atom's network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subgroup {
+    pub an_id: u64,
+    pub atom: u16,
+    pub fbn: String,
+}
+
+/// Reads a `subgroups` table (written by `cortexflow map`).
+pub fn read_subgroups(path: &Path) -> Result<Vec<Subgroup>> {
+    let mut out = Vec::new();
+    for batch in read_batches(path, "subgroups")? {
+        let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
+        let atom = column::<UInt16Array>(path, &batch, 1, "uint16")?;
+        let fbn = column::<StringArray>(path, &batch, 2, "utf8")?;
+        for r in 0..batch.num_rows() {
+            out.push(Subgroup {
+                an_id: id.value(r),
+                atom: atom.value(r),
+                fbn: fbn.value(r).to_string(),
+            });
+        }
+    }
+    Ok(out)
+}

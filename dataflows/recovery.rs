@@ -1,0 +1,119 @@
+//! How well a store recovered what `simulate` planted: for each planted network, whether an
+//! atom was assigned to it, the Dice of that atom's thresholded group map with the planted
+//! map (the best such atom), and how the atom's AN sub-group compares with the planted
+//! ANs (F1), plus the share of planted ANs whose network is the planted one.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use cortexflow::io::nifti;
+use cortexflow::io::parquet::{read_atom_fbn, read_subgroups};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Planted {
+    networks: Vec<PlantedNetwork>,
+}
+
+#[derive(Deserialize)]
+struct PlantedNetwork {
+    name: String,
+    volume: usize,
+    an_ids: Vec<u64>,
+}
+
+/// One planted network's recovery.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub network: String,
+    /// Atoms assigned to the network.
+    pub atoms: Vec<u16>,
+    /// The assigned atom whose map best matches the planted map, with that Dice.
+    pub best: Option<(u16, f64)>,
+    /// F1 of the best atom's AN sub-group against the planted ANs.
+    pub f1: f64,
+    /// Planted ANs whose dominant atom is assigned to this network.
+    pub ans_tied: f64,
+}
+
+impl Recovery {
+    pub fn recovered(&self) -> bool {
+        self.best.is_some()
+    }
+
+    pub fn line(&self) -> String {
+        match self.best {
+            Some((a, dice)) => format!(
+                "{}: recovered by {} atom(s); best atom {a}: Dice with the planted map {dice:.2}, sub-group F1 {:.2}; {:.0}% of the planted ANs tied to it",
+                self.network,
+                self.atoms.len(),
+                self.f1,
+                100.0 * self.ans_tied
+            ),
+            None => format!("{}: not recovered (no atom assigned)", self.network),
+        }
+    }
+}
+
+/// Scores `store` against the truth of the simulated dataset in `data`.
+pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
+    let truth = data.join("truth");
+    let planted: Planted = serde_json::from_str(
+        &std::fs::read_to_string(truth.join("planted.json"))
+            .with_context(|| format!("{}: no truth/planted.json", data.display()))?,
+    )
+    .context("truth/planted.json")?;
+    let maps = nifti::read_image(&truth.join("maps.nii.gz"))?;
+    let sig = nifti::read_image(&store.join("group/thresholded_z.nii.gz"))?;
+    let atom_fbn = read_atom_fbn(&store.join("map/atom_fbn.parquet"))?;
+    let subgroups = read_subgroups(&store.join("map/subgroups.parquet"))?;
+    let voxels = |img: &nifti::Image, vol: usize, keep: fn(f32) -> bool| -> BTreeSet<[usize; 3]> {
+        img.data
+            .indexed_iter()
+            .filter(|&((_, _, _, a), &v)| a == vol && keep(v))
+            .map(|((i, j, k, _), _)| [i, j, k])
+            .collect()
+    };
+    let mut out = Vec::new();
+    for net in planted.networks {
+        let atoms: Vec<u16> = atom_fbn
+            .iter()
+            .filter(|r| r.assigned && r.fbn == net.name)
+            .map(|r| r.atom)
+            .collect();
+        let truth_map = voxels(&maps, net.volume, |v| v > 0.0);
+        let best = atoms
+            .iter()
+            .map(|&a| {
+                let m = voxels(&sig, a as usize, |v| v != 0.0 && v.is_finite());
+                let dice = 2.0 * m.intersection(&truth_map).count() as f64
+                    / (m.len() + truth_map.len()).max(1) as f64;
+                (a, dice)
+            })
+            .max_by(|x, y| x.1.total_cmp(&y.1));
+        let planted_ans: BTreeSet<u64> = net.an_ids.iter().copied().collect();
+        let f1 = best.map_or(0.0, |(a, _)| {
+            let members: BTreeSet<u64> = subgroups
+                .iter()
+                .filter(|s| s.atom == a)
+                .map(|s| s.an_id)
+                .collect();
+            2.0 * members.intersection(&planted_ans).count() as f64
+                / (members.len() + planted_ans.len()).max(1) as f64
+        });
+        let tied = subgroups
+            .iter()
+            .filter(|s| planted_ans.contains(&s.an_id) && s.fbn == net.name)
+            .count() as f64
+            / planted_ans.len().max(1) as f64;
+        out.push(Recovery {
+            network: net.name,
+            atoms,
+            best,
+            f1,
+            ans_tied: tied,
+        });
+    }
+    Ok(out)
+}
