@@ -77,14 +77,24 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
     }
     let data = out.join("data");
     sim.out = data.clone();
-    stage(1, &format!("simulating {} subjects × {} runs of Le Petit Prince", sim.subjects, sim.runs));
+    stage(
+        1,
+        &format!(
+            "simulating {} subjects × {} runs of Le Petit Prince",
+            sim.subjects, sim.runs
+        ),
+    );
     let simulated = simulate::run(&sim)?;
 
     stage(2, "creating the store");
     let store_dir = out.join("store");
     if store_dir.join("manifest.json").is_file() {
-        std::fs::remove_dir_all(&store_dir)
-            .with_context(|| format!("{}: cannot remove the previous demo store", store_dir.display()))?;
+        std::fs::remove_dir_all(&store_dir).with_context(|| {
+            format!(
+                "{}: cannot remove the previous demo store",
+                store_dir.display()
+            )
+        })?;
     }
     let recipe_path = out.join("recipe.toml");
     let recipe_text = include_str!("demo.toml").replace(
@@ -95,11 +105,20 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
         },
     );
     let recipe_text = recipe_text.replace("MiniLM-L6", label);
-    cortexflow::io::store::write_file_atomically(&recipe_path, |w| w.write_all(recipe_text.as_bytes()))?;
+    cortexflow::io::store::write_file_atomically(&recipe_path, |w| {
+        w.write_all(recipe_text.as_bytes())
+    })?;
     let recipe = Recipe::load(&recipe_path)?;
     Store::init(&store_dir, &recipe, Some(&data.join("mask.nii.gz")))?;
 
-    stage(3, if found { "the story through the model, the basis, then every run" } else { "the basis, then every run" });
+    stage(
+        3,
+        if found {
+            "the story through the model, the basis, then every run"
+        } else {
+            "the basis, then every run"
+        },
+    );
     let stimuli = list(&data.join("stimuli"), ".tsv")?;
     let truth = data.join("truth");
     let (dir, scans, tr) = (store_dir.clone(), simulated.scans.clone(), sim.tr);
@@ -115,11 +134,15 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
     let ds = cortexflow::io::bids::discover(&data)?;
     let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
     let steps = ingest::run_update(&Cluster::default(), &store_dir, bold, prepare)?;
-    let assigned = steps.iter().find(|l| l.ends_with(" assigned")).cloned().unwrap_or_default();
+    let assigned = steps
+        .iter()
+        .find(|l| l.ends_with(" assigned"))
+        .cloned()
+        .unwrap_or_default();
 
     stage(4, "writing the report");
     let html = out.join("report.html");
-    let r = report::run(&[store_dir.clone()], &html)?;
+    let r = report::run(&[store_dir.clone()], &html, None)?;
 
     stage(5, "scoring against the planted truth");
     let rec = recovery::score(&data, &store_dir)?;
@@ -128,16 +151,36 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
         "demo: {} subjects × {} runs ({} scans) of Le Petit Prince, {}; {} atoms",
         sim.subjects,
         sim.runs,
-        simulated.scans.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("/"),
-        if found { format!("{label} ANs ({})", recipe.model.taps.join(", ")) } else { "synthetic ANs".into() },
+        simulated
+            .scans
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        if found {
+            format!("{label} ANs ({})", recipe.model.taps.join(", "))
+        } else {
+            "synthetic ANs".into()
+        },
         store.recipe.basis.atoms
     ));
     lines.push(format!("atoms → networks: {assigned}"));
     let recovered = rec.iter().filter(|r| r.recovered()).count();
-    lines.push(format!("planted networks recovered: {recovered} of {}", rec.len()));
+    lines.push(format!(
+        "planted networks recovered: {recovered} of {}",
+        rec.len()
+    ));
     lines.extend(rec.iter().map(|r| format!("  {}", r.line())));
-    lines.push(format!("report: {} ({} figures)", r.path.display(), r.figures));
-    lines.push(format!("store: {} (`cortexflow status {}`)", store_dir.display(), store_dir.display()));
+    lines.push(format!(
+        "report: {} ({} figures)",
+        r.path.display(),
+        r.figures
+    ));
+    lines.push(format!(
+        "store: {} (`cortexflow status {}`)",
+        store_dir.display(),
+        store_dir.display()
+    ));
     lines.push(format!("took {:.0} s", started.elapsed().as_secs_f64()));
     Ok(lines)
 }

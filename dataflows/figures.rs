@@ -38,6 +38,17 @@ fn fail(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing a figure failed: {e}")
 }
 
+/// The label of the category whose centre is at `x` (key points fall every half
+/// category when `2n + 1` labels are asked for), empty elsewhere.
+fn centre_label(labels: &[String], x: f64) -> String {
+    let centre = (x - x.floor() - 0.5).abs() < 1e-6;
+    labels
+        .get(x.floor() as usize)
+        .filter(|_| centre)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Largest finite value (at least `floor`), with 10 % headroom.
 fn top(values: impl Iterator<Item = f64>, floor: f64) -> f64 {
     values.filter(|v| v.is_finite()).fold(floor, f64::max) * 1.1
@@ -53,7 +64,13 @@ pub fn bars(
 ) -> Result<String> {
     let n = categories.len().max(1);
     let totals: Vec<f64> = (0..n)
-        .map(|c| series.iter().filter_map(|s| s.1.get(c)).filter(|v| v.is_finite()).sum())
+        .map(|c| {
+            series
+                .iter()
+                .filter_map(|s| s.1.get(c))
+                .filter(|v| v.is_finite())
+                .sum()
+        })
         .collect();
     let ymax = if stacked {
         top(totals.into_iter(), 1e-9)
@@ -70,15 +87,20 @@ pub fn bars(
             .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
             .map_err(fail)?;
         let labels = categories.to_vec();
+        // Ask for a key point every half category and label only the centres.
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|x| labels.get(x.floor() as usize).cloned().unwrap_or_default())
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&|x| centre_label(&labels, *x))
             .y_desc(y_label)
             .draw()
             .map_err(fail)?;
-        let bar = if stacked { 0.8 } else { 0.8 / series.len().max(1) as f64 };
+        let bar = if stacked {
+            0.8
+        } else {
+            0.8 / series.len().max(1) as f64
+        };
         let mut base = vec![0.0; n];
         for (s, (name, values)) in series.iter().enumerate() {
             let colour = PALETTE[s % PALETTE.len()];
@@ -99,14 +121,18 @@ pub fn bars(
                 .draw_series(rects)
                 .map_err(fail)?
                 .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
+                });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(fail)?;
+        if series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(fail)?;
+        }
         Ok(())
     })
 }
@@ -131,9 +157,21 @@ pub fn panels(title: &str, x_label: &str, series: &[(String, Vec<f64>)]) -> Resu
     svg((900, 60 + 70 * rows as u32), |root| {
         let (head, body) = root.split_vertically(40);
         head.titled(title, ("sans-serif", 18)).map_err(fail)?;
-        for (area, (s, (name, values))) in body.split_evenly((rows, 1)).iter().zip(series.iter().enumerate()) {
-            let lo = values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::min);
-            let hi = values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+        for (area, (s, (name, values))) in body
+            .split_evenly((rows, 1))
+            .iter()
+            .zip(series.iter().enumerate())
+        {
+            let lo = values
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::min);
+            let hi = values
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max);
             let pad = ((hi - lo) * 0.05).max(1e-9);
             let last = s + 1 == series.len();
             let mut chart = ChartBuilder::on(area)
@@ -183,17 +221,22 @@ pub fn heatmap(
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(nc)
-            .y_labels(nr)
-            .x_label_formatter(&|x| cl.get(x.floor() as usize).cloned().unwrap_or_default())
-            .y_label_formatter(&|y| rl.get(y.floor() as usize).cloned().unwrap_or_default())
+            .x_labels(2 * nc + 1)
+            .y_labels(2 * nr + 1)
+            .x_label_formatter(&|x| centre_label(&cl, *x))
+            .y_label_formatter(&|y| centre_label(&rl, *y))
             .draw()
             .map_err(fail)?;
-        let cells = values.iter().enumerate().flat_map(|(r, row)| {
-            row.iter().enumerate().map(move |(c, &v)| (r, c, v))
-        });
+        let cells = values
+            .iter()
+            .enumerate()
+            .flat_map(|(r, row)| row.iter().enumerate().map(move |(c, &v)| (r, c, v)));
         for (r, c, v) in cells {
-            let f = if v.is_finite() { (v / vmax.max(1e-12)).clamp(0.0, 1.0) } else { 0.0 };
+            let f = if v.is_finite() {
+                (v / vmax.max(1e-12)).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let shade = RGBColor(
                 (255.0 - f * 247.0) as u8,
                 (255.0 - f * 207.0) as u8,
@@ -201,7 +244,10 @@ pub fn heatmap(
             );
             let (x, y) = (c as f64, r as f64);
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], shade.filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x, y), (x + 1.0, y + 1.0)],
+                    shade.filled(),
+                )))
                 .map_err(fail)?;
             let ink = if f > 0.55 { WHITE } else { BLACK };
             chart
@@ -219,8 +265,16 @@ pub fn heatmap(
 /// A histogram of the finite `values` in `bins` equal bins.
 pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Result<String> {
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
-    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(lo + 1e-9);
+    let lo = finite
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(0.0);
+    let hi = finite
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(lo + 1e-9);
     let width = (hi - lo) / bins as f64;
     let mut counts = vec![0usize; bins];
     for v in &finite {

@@ -375,6 +375,9 @@ enum Command {
         /// Output file [default: STORE/report.html].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write every figure to this folder (figNN.svg, figNN.png).
+        #[arg(long)]
+        figures: Option<PathBuf>,
     },
     /// The whole analysis of a dataset into a new store: init, stories, every run.
     Run {
@@ -964,9 +967,13 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
             };
             print_lines(demo::run(&out, model, args.options()?)?);
         }
-        Command::Report { stores, out } => {
+        Command::Report {
+            stores,
+            out,
+            figures,
+        } => {
             let out = out.unwrap_or_else(|| stores[0].join("report.html"));
-            let r = report::run(&stores, &out)?;
+            let r = report::run(&stores, &out, figures.as_deref())?;
             r.notes.iter().for_each(|n| println!("note: {n}"));
             println!("wrote {} ({} figures)", r.path.display(), r.figures);
         }

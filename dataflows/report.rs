@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use cortexflow::io::nifti::{self, Mask};
-use cortexflow::io::parquet::{read_atom_fbn, read_atoms, read_metrics, read_neurons, read_subgroups};
+use cortexflow::io::parquet::{
+    read_atom_fbn, read_atoms, read_metrics, read_neurons, read_subgroups,
+};
 
 use crate::slices::{self, Picture, Volume};
 use crate::store::{list, Store};
@@ -30,15 +32,24 @@ struct Page {
     body: String,
     figures: usize,
     notes: Vec<String>,
+    /// Also write each figure here as figNN.svg / figNN.png.
+    files: Option<PathBuf>,
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 impl Page {
     fn section(&mut self, id: &str, title: &str, intro: &str) {
-        let _ = write!(self.body, "<section id=\"{id}\"><h2>{}</h2><p>{intro}</p>", esc(title));
+        let _ = write!(
+            self.body,
+            "<section id=\"{id}\"><h2>{}</h2><p>{intro}</p>",
+            esc(title)
+        );
     }
     fn end(&mut self) {
         self.body.push_str("</section>\n");
@@ -47,8 +58,17 @@ impl Page {
         let _ = write!(self.body, "<p class=\"note\">{}</p>", esc(&text));
         self.notes.push(text);
     }
-    fn svg(&mut self, svg: &str, caption: &str) {
+    /// Writes figure `self.figures` to the figures folder, when there is one.
+    fn keep(&self, ext: &str, bytes: &[u8]) -> Result<()> {
+        if let Some(dir) = &self.files {
+            let path = dir.join(format!("fig{:02}.{ext}", self.figures));
+            cortexflow::io::store::write_file_atomically(&path, |w| w.write_all(bytes))?;
+        }
+        Ok(())
+    }
+    fn svg(&mut self, svg: &str, caption: &str) -> Result<()> {
         self.figures += 1;
+        self.keep("svg", svg.as_bytes())?;
         // plotters writes an XML declaration-free <svg>; inline it as it is.
         let _ = write!(
             self.body,
@@ -56,9 +76,11 @@ impl Page {
             self.figures,
             esc(caption)
         );
+        Ok(())
     }
-    fn png(&mut self, png: &[u8], alt: &str, caption: &str) {
+    fn png(&mut self, png: &[u8], alt: &str, caption: &str) -> Result<()> {
         self.figures += 1;
+        self.keep("png", png)?;
         let _ = write!(
             self.body,
             "<figure class=\"fig\" id=\"fig{}\"><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
@@ -67,10 +89,12 @@ impl Page {
             esc(alt),
             esc(caption)
         );
+        Ok(())
     }
 }
 
-pub fn run(stores: &[PathBuf], out: &Path) -> Result<ReportSummary> {
+/// Writes the report of `stores` to `out` (and every figure under `figures`, if given).
+pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<ReportSummary> {
     let Some(first) = stores.first() else {
         bail!("report: give at least one store");
     };
@@ -79,6 +103,7 @@ pub fn run(stores: &[PathBuf], out: &Path) -> Result<ReportSummary> {
         body: String::new(),
         figures: 0,
         notes: Vec::new(),
+        files: figures.map(Path::to_path_buf),
     };
     summary(&mut page, &store);
     atoms(&mut page, &store)?;
@@ -116,15 +141,49 @@ fn summary(page: &mut Page, store: &Store) {
         .model
         .path
         .as_ref()
-        .map_or("responses given as tables".into(), |p| p.display().to_string());
+        .map_or("responses given as tables".into(), |p| {
+            p.display().to_string()
+        });
     let rows = [
         ("store", store.dir.display().to_string()),
-        ("recipe", format!("{} (fingerprint {})", r.description, m.recipe)),
-        ("model", format!("{model}; taps {}; layers {}", r.model.taps.join(", "), r.model.layers)),
-        ("basis", format!("{} with K = {} atoms, λ = {}", r.basis.method, r.basis.atoms, r.basis.lambda)),
-        ("stories", m.stories.keys().cloned().collect::<Vec<_>>().join(", ")),
-        ("runs", format!("{} runs of {} subjects", m.runs.len(), store.subjects().len())),
-        ("networks", format!("{} ({} ≥ {})", r.map.atlas, r.map.score, r.map.assign_threshold)),
+        (
+            "recipe",
+            format!("{} (fingerprint {})", r.description, m.recipe),
+        ),
+        (
+            "model",
+            format!(
+                "{model}; taps {}; layers {}",
+                r.model.taps.join(", "),
+                r.model.layers
+            ),
+        ),
+        (
+            "basis",
+            format!(
+                "{} with K = {} atoms, λ = {}",
+                r.basis.method, r.basis.atoms, r.basis.lambda
+            ),
+        ),
+        (
+            "stories",
+            m.stories.keys().cloned().collect::<Vec<_>>().join(", "),
+        ),
+        (
+            "runs",
+            format!(
+                "{} runs of {} subjects",
+                m.runs.len(),
+                store.subjects().len()
+            ),
+        ),
+        (
+            "networks",
+            format!(
+                "{} ({} ≥ {})",
+                r.map.atlas, r.map.score, r.map.assign_threshold
+            ),
+        ),
         (
             "state",
             if m.dirty.is_empty() && m.results_epoch == m.epoch {
@@ -157,7 +216,10 @@ fn atoms(page: &mut Page, store: &Store) -> Result<()> {
                 .map(|k| (format!("atom {k}"), a.column(k).to_vec()))
                 .collect();
             let svg = figures::panels(&format!("Atoms, story {story}"), "scan", &series)?;
-            page.svg(&svg, &format!("{} atoms over {} scans of {story}", a.ncols(), a.nrows()));
+            page.svg(
+                &svg,
+                &format!("{} atoms over {} scans of {story}", a.ncols(), a.nrows()),
+            )?;
         }
         None => page.note("No basis yet: ingest stories first.".into()),
     }
@@ -183,7 +245,9 @@ fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
     let temps = templates(store, &mask)?;
     let (bg, mni) = slices::background(&mask)?;
     let g = &store.recipe.group;
-    let rule = g.z_cut.map_or(format!("FDR q = {}", g.fdr), |z| format!("|z| ≥ {z}"));
+    let rule = g
+        .z_cut
+        .map_or(format!("FDR q = {}", g.fdr), |z| format!("|z| ≥ {z}"));
     page.section(
         "maps",
         "Group maps",
@@ -198,7 +262,12 @@ fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
             store.recipe.map.score, store.recipe.map.assign_threshold
         ));
     }
-    let vmax = z.iter().map(|v| v.abs()).filter(|v| v.is_finite()).fold(3.0f64, f64::max).min(12.0) as f32;
+    let vmax = z
+        .iter()
+        .map(|v| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(3.0f64, f64::max)
+        .min(12.0) as f32;
     for a in 0..sig.nrows() {
         let overlay = Volume::from_masked(&mask, &sig.row(a).to_vec());
         let peak_of = if overlay.data.iter().any(|v| v.is_finite() && *v != 0.0) {
@@ -225,15 +294,25 @@ fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
             cut: peak_of,
         };
         let png = slices::orthogonal_png(&mask.grid, &picture)?;
-        let count = sig.row(a).iter().filter(|v| v.is_finite() && **v != 0.0).count();
+        let count = sig
+            .row(a)
+            .iter()
+            .filter(|v| v.is_finite() && **v != 0.0)
+            .count();
         let best = mine.iter().max_by(|x, y| x.iou.total_cmp(&y.iou));
         let caption = match (assigned, best) {
-            (Some(r), _) => format!("atom {a} → {} (IoU {:.2}, Dice {:.2}); {count} significant voxels", r.fbn, r.iou, r.dice),
+            (Some(r), _) => format!(
+                "atom {a} → {} (IoU {:.2}, Dice {:.2}); {count} significant voxels",
+                r.fbn, r.iou, r.dice
+            ),
             (None, _) if count == 0 => format!("atom {a}: no voxel survives the threshold"),
-            (None, Some(b)) => format!("atom {a}: unassigned (best {} with IoU {:.2}); {count} significant voxels", b.fbn, b.iou),
+            (None, Some(b)) => format!(
+                "atom {a}: unassigned (best {} with IoU {:.2}); {count} significant voxels",
+                b.fbn, b.iou
+            ),
             (None, None) => format!("atom {a}: unassigned"),
         };
-        page.png(&png, &format!("group z map of atom {a}"), &caption);
+        page.png(&png, &format!("group z map of atom {a}"), &caption)?;
     }
     page.end();
     Ok(())
@@ -247,7 +326,12 @@ fn overlaps(page: &mut Page, store: &Store) -> Result<()> {
         "Atoms × networks",
         &format!("The {score} of each atom's thresholded group map with each network; an atom is assigned its best network when this reaches {}.", store.recipe.map.assign_threshold),
     );
-    let networks: Vec<String> = rows.iter().map(|r| r.fbn.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let networks: Vec<String> = rows
+        .iter()
+        .map(|r| r.fbn.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let atoms = rows.iter().map(|r| r.atom as usize + 1).max().unwrap_or(0);
     let mut values = vec![vec![f64::NAN; networks.len()]; atoms];
     for r in &rows {
@@ -261,17 +345,36 @@ fn overlaps(page: &mut Page, store: &Store) -> Result<()> {
         values[r.atom as usize][c] = v as f64;
     }
     let labels: Vec<String> = (0..atoms).map(|a| format!("atom {a}")).collect();
-    let vmax = values.iter().flatten().copied().filter(|v| v.is_finite()).fold(0.2, f64::max);
+    let vmax = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.2, f64::max);
     let short: Vec<String> = networks.iter().map(|n| short_name(n)).collect();
-    let svg = figures::heatmap(&format!("{score} of atom × network"), &labels, &short, &values, vmax)?;
-    page.svg(&svg, &format!("{} atoms × {} networks", atoms, networks.len()));
+    let svg = figures::heatmap(
+        &format!("{score} of atom × network"),
+        &labels,
+        &short,
+        &values,
+        vmax,
+    )?;
+    page.svg(
+        &svg,
+        &format!("{} atoms × {} networks", atoms, networks.len()),
+    )?;
     page.end();
     Ok(())
 }
 
 /// A network name without the atlas's `_Area`/`_Network` decoration, for axis labels.
 fn short_name(n: &str) -> String {
-    n.trim_end_matches("_Area").trim_end_matches("_Network").replace('_', " ")
+    if n.is_empty() || n == "unassigned" {
+        return "unassigned".into();
+    }
+    n.trim_end_matches("_Area")
+        .trim_end_matches("_Network")
+        .replace('_', " ")
 }
 
 fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
@@ -288,16 +391,44 @@ fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
         return Ok(());
     }
     let layer_of: BTreeMap<u64, u16> = if neurons_path.is_file() {
-        read_neurons(&neurons_path)?.into_iter().map(|n| (n.an_id, n.layer)).collect()
+        read_neurons(&neurons_path)?
+            .into_iter()
+            .map(|n| (n.an_id, n.layer))
+            .collect()
     } else {
         BTreeMap::new()
     };
-    let networks: Vec<String> = subs.iter().map(|s| s.fbn.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let layers: Vec<u16> = subs.iter().filter_map(|s| layer_of.get(&s.an_id).copied()).collect::<BTreeSet<_>>().into_iter().collect();
-    let by_network: Vec<f64> = networks.iter().map(|n| subs.iter().filter(|s| &s.fbn == n).count() as f64).collect();
+    let networks: Vec<String> = subs
+        .iter()
+        .map(|s| s.fbn.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let layers: Vec<u16> = subs
+        .iter()
+        .filter_map(|s| layer_of.get(&s.an_id).copied())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let by_network: Vec<f64> = networks
+        .iter()
+        .map(|n| subs.iter().filter(|s| &s.fbn == n).count() as f64)
+        .collect();
     let names: Vec<String> = networks.iter().map(|n| short_name(n)).collect();
-    let svg = figures::bars("ANs per network", "ANs", &names, &[("ANs".into(), by_network)], false)?;
-    page.svg(&svg, &format!("{} coded ANs by the network of their dominant atom", subs.len()));
+    let svg = figures::bars(
+        "ANs per network",
+        "ANs",
+        &names,
+        &[("ANs".into(), by_network)],
+        false,
+    )?;
+    page.svg(
+        &svg,
+        &format!(
+            "{} coded ANs by the network of their dominant atom",
+            subs.len()
+        ),
+    )?;
     if layers.is_empty() {
         page.note("No neurons table in the store: the sub-groups cannot be shown by layer.".into());
     } else {
@@ -307,14 +438,18 @@ fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
             .map(|(n, short)| {
                 let counts = layers
                     .iter()
-                    .map(|l| subs.iter().filter(|s| &s.fbn == n && layer_of.get(&s.an_id) == Some(l)).count() as f64)
+                    .map(|l| {
+                        subs.iter()
+                            .filter(|s| &s.fbn == n && layer_of.get(&s.an_id) == Some(l))
+                            .count() as f64
+                    })
                     .collect();
                 (short.clone(), counts)
             })
             .collect();
         let cats: Vec<String> = layers.iter().map(|l| format!("layer {l}")).collect();
         let svg = figures::bars("ANs per layer and network", "ANs", &cats, &series, true)?;
-        page.svg(&svg, "coded ANs of each layer, stacked by network");
+        page.svg(&svg, "coded ANs of each layer, stacked by network")?;
     }
     page.end();
     Ok(())
@@ -357,14 +492,41 @@ fn encoding(page: &mut Page, store: &Store) -> Result<()> {
         return Ok(());
     }
     let svg = figures::histogram("Held-out r of every voxel and subject", "cv r", &pooled, 40)?;
-    page.svg(&svg, &format!("{} voxel fits of {} subjects", pooled.len(), subjects.len()));
-    let mean: Vec<f64> = sum.iter().zip(&n).map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN }).collect();
-    let overlay = Volume::from_masked(&mask, &mean.iter().map(|&m| if m > 0.0 { m } else { 0.0 }).collect::<Vec<_>>());
+    page.svg(
+        &svg,
+        &format!("{} voxel fits of {} subjects", pooled.len(), subjects.len()),
+    )?;
+    let mean: Vec<f64> = sum
+        .iter()
+        .zip(&n)
+        .map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN })
+        .collect();
+    let overlay = Volume::from_masked(
+        &mask,
+        &mean
+            .iter()
+            .map(|&m| if m > 0.0 { m } else { 0.0 })
+            .collect::<Vec<_>>(),
+    );
     let (bg, _) = slices::background(&mask)?;
-    let vmax = mean.iter().copied().filter(|v| v.is_finite()).fold(0.05, f64::max) as f32;
-    let picture = Picture { background: &bg, overlay: &overlay, vmax, outline: None, cut: overlay.peak() };
+    let vmax = mean
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.05, f64::max) as f32;
+    let picture = Picture {
+        background: &bg,
+        overlay: &overlay,
+        vmax,
+        outline: None,
+        cut: overlay.peak(),
+    };
     let png = slices::orthogonal_png(&mask.grid, &picture)?;
-    page.png(&png, "mean held-out r", &format!("mean held-out r over subjects (positive part; saturates at {vmax:.2})"));
+    page.png(
+        &png,
+        "mean held-out r",
+        &format!("mean held-out r over subjects (positive part; saturates at {vmax:.2})"),
+    )?;
     page.end();
     Ok(())
 }
@@ -381,33 +543,63 @@ fn metrics(page: &mut Page, store: &Store) -> Result<()> {
         page.end();
         return Ok(());
     }
-    let rows: Vec<_> = read_metrics(&path)?.into_iter().filter(|r| r.layer.is_none()).collect();
-    page.body.push_str("<table class=\"metrics\"><tr><th>model</th><th>metric</th><th>value</th></tr>");
+    let rows: Vec<_> = read_metrics(&path)?
+        .into_iter()
+        .filter(|r| r.layer.is_none())
+        .collect();
+    page.body
+        .push_str("<table class=\"metrics\"><tr><th>model</th><th>metric</th><th>value</th></tr>");
     for r in &rows {
-        let _ = write!(page.body, "<tr><td>{}</td><td>{}</td><td>{:.4}</td></tr>", esc(&r.model), esc(&r.metric), r.value);
+        let _ = write!(
+            page.body,
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td></tr>",
+            esc(&r.model),
+            esc(&r.metric),
+            r.value
+        );
     }
     page.body.push_str("</table>");
     let shares: Vec<(String, f64)> = rows
         .iter()
-        .filter_map(|r| r.metric.strip_prefix("share:").map(|n| (short_name(n), r.value)))
+        .filter_map(|r| {
+            r.metric
+                .strip_prefix("share:")
+                .map(|n| (short_name(n), r.value))
+        })
         .collect();
     if !shares.is_empty() {
         let (names, values): (Vec<String>, Vec<f64>) = shares.into_iter().unzip();
-        let svg = figures::bars("Share of the model's ANs", "share", &names, &[("share".into(), values)], false)?;
-        page.svg(&svg, "AN shares (networks, unassigned, uncoded) sum to 1");
+        let svg = figures::bars(
+            "Share of the model's ANs",
+            "share",
+            &names,
+            &[("share".into(), values)],
+            false,
+        )?;
+        page.svg(&svg, "AN shares (networks, unassigned, uncoded) sum to 1")?;
     }
     page.end();
     Ok(())
 }
 
 fn comparison(page: &mut Page, stores: &[PathBuf]) -> Result<()> {
-    page.section("compare", "Models compared", "The whole-model metrics of each store given to `report`.");
+    page.section(
+        "compare",
+        "Models compared",
+        "The whole-model metrics of each store given to `report`.",
+    );
     let maps: Vec<PathBuf> = stores.iter().map(|s| s.join("map")).collect();
     match compare::comparison(&maps) {
         Ok(c) => {
             let names: Vec<String> = c.networks.iter().map(|n| short_name(n)).collect();
-            let svg = figures::bars(compare::FIGURE_TITLE, compare::FIGURE_Y, &names, &c.series, false)?;
-            page.svg(&svg, &format!("{} analyses", stores.len()));
+            let svg = figures::bars(
+                compare::FIGURE_TITLE,
+                compare::FIGURE_Y,
+                &names,
+                &c.series,
+                false,
+            )?;
+            page.svg(&svg, &format!("{} analyses", stores.len()))?;
             let _ = write!(page.body, "<pre>{}</pre>", esc(&c.table));
         }
         Err(e) => page.note(format!("No comparison: {e:#}")),

@@ -24,7 +24,10 @@ impl Volume {
         for (&l, &v) in mask.linear.iter().zip(values) {
             data[l] = v as f32;
         }
-        Volume { shape: mask.grid.shape, data }
+        Volume {
+            shape: mask.grid.shape,
+            data,
+        }
     }
 
     fn at(&self, [i, j, k]: [usize; 3]) -> f32 {
@@ -59,13 +62,25 @@ pub fn background(mask: &Mask) -> Result<(Volume, bool)> {
         std::fs::remove_dir_all(&dir).ok();
         let img = img.context("the embedded MNI template")?;
         if img.header.grid.matches(&mask.grid, 1e-3) {
-            let data = first_volume(&img.data).into_iter().map(|v| v / 255.0).collect();
-            return Ok((Volume { shape: mask.grid.shape, data }, true));
+            let data = first_volume(&img.data)
+                .into_iter()
+                .map(|v| v / 255.0)
+                .collect();
+            return Ok((
+                Volume {
+                    shape: mask.grid.shape,
+                    data,
+                },
+                true,
+            ));
         }
     }
     let ones = vec![0.6; mask.len()];
     let mut v = Volume::from_masked(mask, &ones);
-    v.data.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = 0.0);
+    v.data
+        .iter_mut()
+        .filter(|x| x.is_nan())
+        .for_each(|x| *x = 0.0);
     Ok((v, false))
 }
 
@@ -98,6 +113,9 @@ fn scale(grid: &Grid) -> usize {
     (220 / grid.shape[0].max(grid.shape[1]).max(1)).max(1)
 }
 
+/// The network outline's colour (Okabe–Ito bluish green).
+const OUTLINE: [u8; 3] = [0, 158, 115];
+
 /// Warm (dark red → yellow) for positive, cool (dark blue → cyan) for negative.
 fn colour(v: f32, vmax: f32) -> [u8; 3] {
     let f = (v.abs() / vmax.max(1e-6)).clamp(0.0, 1.0);
@@ -118,8 +136,16 @@ pub fn orthogonal_png(grid: &Grid, p: &Picture) -> Result<Vec<u8>> {
     let panels = [(1usize, 2usize, 0usize), (0, 2, 1), (0, 1, 2)];
     let dims = [nx, ny, nz];
     let gap = 4;
-    let width: usize = panels.iter().map(|&(u, _, _)| dims[u] * s + gap).sum::<usize>() - gap;
-    let height = panels.iter().map(|&(_, v, _)| dims[v] * s).max().unwrap_or(1);
+    let width: usize = panels
+        .iter()
+        .map(|&(u, _, _)| dims[u] * s + gap)
+        .sum::<usize>()
+        - gap;
+    let height = panels
+        .iter()
+        .map(|&(_, v, _)| dims[v] * s)
+        .max()
+        .unwrap_or(1);
     let mut rgb = vec![0u8; width * height * 3];
     let inside = |l: usize| p.outline.is_some_and(|o| o[l]);
     let mut x0 = 0;
@@ -140,28 +166,45 @@ pub fn orthogonal_png(grid: &Grid, p: &Picture) -> Result<Vec<u8>> {
                 if o.is_finite() && o != 0.0 {
                     px = colour(o, p.vmax);
                 }
-                if inside(l) {
-                    // A border voxel: in the network with an in-plane neighbour outside it.
-                    let border = [(1i64, 0i64), (-1, 0), (0, 1), (0, -1)].iter().any(|&(du, dv)| {
-                        let (nu, nv) = (ijk[u] as i64 + du, ijk[v] as i64 + dv);
-                        if nu < 0 || nv < 0 || nu >= dims[u] as i64 || nv >= dims[v] as i64 {
-                            return true;
-                        }
-                        let mut n = ijk;
-                        n[u] = nu as usize;
-                        n[v] = nv as usize;
-                        !inside(n[0] + nx * (n[1] + ny * n[2]))
-                    });
-                    if border {
-                        px = [0, 200, 120];
-                    }
-                }
                 // Image rows run top to bottom: the height axis upwards.
-                let row = height - 1 - pv * s;
+                let (bx, by) = (x0 + pu * s, height - (pv + 1) * s);
                 for dy in 0..s {
                     for dx in 0..s {
-                        let (x, y) = (x0 + pu * s + dx, row - dy);
-                        rgb[(y * width + x) * 3..][..3].copy_from_slice(&px);
+                        rgb[((by + dy) * width + bx + dx) * 3..][..3].copy_from_slice(&px);
+                    }
+                }
+                if inside(l) {
+                    // The network's border: a one-pixel line on each side of the voxel whose
+                    // in-plane neighbour is outside the network (display directions).
+                    for (du, dv) in [(1i64, 0i64), (-1, 0), (0, 1), (0, -1)] {
+                        let (nu, nv) = (pu as i64 + du, pv as i64 + dv);
+                        let outside =
+                            nu < 0 || nv < 0 || nu >= dims[u] as i64 || nv >= dims[v] as i64 || {
+                                let mut n = ijk;
+                                n[u] = if a[u][u] < 0.0 {
+                                    dims[u] - 1 - nu as usize
+                                } else {
+                                    nu as usize
+                                };
+                                n[v] = if a[v][v] < 0.0 {
+                                    dims[v] - 1 - nv as usize
+                                } else {
+                                    nv as usize
+                                };
+                                !inside(n[0] + nx * (n[1] + ny * n[2]))
+                            };
+                        if !outside {
+                            continue;
+                        }
+                        for t in 0..s {
+                            let (x, y) = match (du, dv) {
+                                (1, _) => (bx + s - 1, by + t),
+                                (-1, _) => (bx, by + t),
+                                (_, 1) => (bx + t, by),
+                                _ => (bx + t, by + s - 1),
+                            };
+                            rgb[(y * width + x) * 3..][..3].copy_from_slice(&OUTLINE);
+                        }
                     }
                 }
             }

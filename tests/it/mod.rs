@@ -9,6 +9,7 @@ mod hrf;
 mod models;
 mod nifti;
 mod parquet;
+mod report;
 mod simulate;
 mod stimulus;
 mod store;
