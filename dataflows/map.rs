@@ -24,6 +24,17 @@ pub enum Score {
     Corr,
 }
 
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Score::Iou => "IoU",
+            Score::Dice => "Dice",
+            Score::OverlapRate => "overlap rate",
+            Score::Corr => "spatial r",
+        })
+    }
+}
+
 impl Score {
     fn of(self, o: &Overlap) -> f64 {
         match self {
@@ -292,7 +303,7 @@ pub fn run(
     files.push(path);
 
     let mut lines = vec![format!(
-        "{} atoms against {} networks of {} ({:?} ≥ {}): {} assigned",
+        "{} atoms against {} networks of {} ({} ≥ {}): {} assigned",
         atoms,
         temps.len(),
         opt.atlas,
@@ -308,12 +319,12 @@ pub fn run(
             .count();
         lines.push(match assigned[a] {
             Some(t) => format!(
-                "atom {a} → {} ({:?} {:.2}; {size} voxels)",
+                "atom {a} → {} ({} {:.2}; {size} voxels)",
                 temps[t].name, opt.score, best_score[a]
             ),
             None if size == 0 => format!("atom {a}: unassigned (empty thresholded map)"),
             None => format!(
-                "atom {a}: unassigned (best {:?} {:.2}; {size} voxels)",
+                "atom {a}: unassigned (best {} {:.2}; {size} voxels)",
                 opt.score, best_score[a]
             ),
         });
