@@ -104,33 +104,54 @@ pub fn run(
         bail!("{}: the mask has no voxels", mask_path.display());
     }
     let atoms = nifti::read_header(&maps[0].1)?.n_vols;
-    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
     let bar = progress::bar(3, "group maps");
     let all: Vec<&(String, PathBuf)> = maps.iter().collect();
     let test = test_of(&all, &mask, atoms)?;
-    let sig = thresholded(&test, opt, &ijk);
     bar.inc(1);
-    // Split half: maps thresholded the same way in each half; Dice of the two (NaN when a
-    // half has fewer than 2 subjects, or both halves are empty).
+    // Halves: subjects in label order, alternately to A and B.
     let halves: [Vec<&(String, PathBuf)>; 2] =
         [0, 1].map(|h| maps.iter().skip(h).step_by(2).collect());
-    let split_dice: Vec<f64> = if halves.iter().all(|h| h.len() >= 2) {
-        let a = thresholded(&test_of(&halves[0], &mask, atoms)?, opt, &ijk);
+    let halves = if halves.iter().all(|h| h.len() >= 2) {
+        let a = test_of(&halves[0], &mask, atoms)?;
         bar.inc(1);
-        let b = thresholded(&test_of(&halves[1], &mask, atoms)?, opt, &ijk);
-        a.axis_iter(Axis(0))
-            .zip(b.axis_iter(Axis(0)))
-            .map(|(a, b)| {
-                let zeros = vec![0.0; a.len()];
-                let (a, b) = (a.to_vec(), b.to_vec());
-                OverlapSums::over(&zeros, &a, &b).measures().dice
-            })
-            .collect()
+        Some([a, test_of(&halves[1], &mask, atoms)?])
     } else {
-        vec![f64::NAN; atoms]
+        None
     };
     bar.finish_and_clear();
+    let labels: Vec<String> = maps.iter().map(|(l, _)| l.clone()).collect();
+    write_results(&mask, mask_path, &labels, &test, halves.as_ref(), opt, out)
+}
 
+/// Thresholds the group test, scores split-half reproducibility (the Dice of the halves'
+/// thresholded maps; NaN without two halves of 2+ subjects, or when both are empty), and
+/// writes the maps, atoms.tsv and group.json under `out`.
+pub fn write_results(
+    mask: &Mask,
+    mask_path: &Path,
+    subjects: &[String],
+    test: &GroupTest,
+    halves: Option<&[GroupTest; 2]>,
+    opt: &GroupOptions,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let atoms = test.z.nrows();
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    let sig = thresholded(test, opt, &ijk);
+    let split_dice: Vec<f64> = match halves {
+        Some([a, b]) => {
+            let (a, b) = (thresholded(a, opt, &ijk), thresholded(b, opt, &ijk));
+            a.axis_iter(Axis(0))
+                .zip(b.axis_iter(Axis(0)))
+                .map(|(a, b)| {
+                    let zeros = vec![0.0; a.len()];
+                    let (a, b) = (a.to_vec(), b.to_vec());
+                    OverlapSums::over(&zeros, &a, &b).measures().dice
+                })
+                .collect()
+        }
+        None => vec![f64::NAN; atoms],
+    };
     let mut files = Vec::new();
     let every: Vec<usize> = (0..mask.len()).collect();
     let signed_sig = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
@@ -169,7 +190,7 @@ pub fn run(
     let mut tsv = String::from("atom\tsignificant_voxels\tsplit_half_dice\n");
     let mut lines = vec![format!(
         "{} subjects, {atoms} atoms, {} voxels; threshold {rule}, minimum cluster {}",
-        maps.len(),
+        subjects.len(),
         mask.len(),
         opt.min_cluster
     )];
@@ -182,7 +203,7 @@ pub fn run(
         ));
     }
     let info = serde_json::json!({
-        "subjects": maps.iter().map(|(l, _)| l).collect::<Vec<_>>(),
+        "subjects": subjects,
         "atoms": atoms,
         "threshold": rule,
         "min_cluster": opt.min_cluster,

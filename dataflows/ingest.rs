@@ -17,10 +17,11 @@ use cortexflow::io::parquet::read_atoms;
 use cortexflow::io::store::write_file_atomically;
 use cortexflow::kernels::design::{self, RunInputs};
 use cortexflow::kernels::glm::OlsFit;
+use cortexflow::kernels::group::GroupTest;
 use cortexflow::kernels::ridge_stats::RunStats;
 use cortexflow::operators::{
-    agree, BlockFit, BlockKey, FitBlocks, FitSettings, Gather, Gathered, RunBlock, StatsBlock,
-    BLOCK_VOXELS,
+    agree, BlockFit, BlockKey, BlockTest, FitBlocks, FitSettings, Floats, Gather, Gathered,
+    GroupBlock, GroupBlocks, RunBlock, StatsBlock, SubjectBeta, BLOCK_VOXELS,
 };
 use differential_dataflow::input::{Input, InputSession};
 use indicatif::ProgressBar;
@@ -60,9 +61,11 @@ impl Job {
 pub struct Plan {
     pub dir: PathBuf,
     pub recipe: Recipe,
-    /// The store's mask (read when there are jobs).
+    /// The store's mask (read when there is one).
     pub mask: Option<Mask>,
     pub jobs: Vec<Job>,
+    /// Subjects with runs that are not refitted: their β maps feed the group test.
+    pub stored: Vec<String>,
     pub bar: ProgressBar,
 }
 
@@ -148,34 +151,109 @@ pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
 
 /// The dataflow: runs in, per-block fits gathered at worker 0.
 pub struct Engine {
-    pub input: InputSession<u64, (BlockKey, RunBlock), isize>,
+    /// Runs' statistics by (subject, block).
+    pub runs: InputSession<u64, (BlockKey, RunBlock), isize>,
+    /// β blocks of subjects that are not refitted (read from their maps).
+    pub betas: InputSession<u64, (u32, SubjectBeta), isize>,
     pub fits: Gathered<(BlockKey, BlockFit)>,
-    pub probe: Handle<u64>,
+    pub group: Gathered<(u32, Result<GroupBlock, String>)>,
+    probes: [Handle<u64>; 2],
 }
 
 impl Engine {
+    /// runs → fit_blocks → (β blocks, with the stored subjects' β) → group_blocks; fits and
+    /// group tests gathered at worker 0.
     pub fn build(worker: &mut Worker, settings: FitSettings) -> Engine {
-        let (input, fits, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, runs) = scope.new_collection();
-            let (fits, probe) = runs.fit_blocks(settings).gather();
-            (input, fits, probe)
-        });
-        Engine { input, fits, probe }
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (runs, run_blocks) = scope.new_collection();
+            let (betas, stored) = scope.new_collection();
+            let fits = run_blocks.fit_blocks(settings);
+            let fitted = fits
+                .clone()
+                .flat_map(|((subject, block), fit)| fit.beta_block(&subject).map(|b| (block, b)));
+            let (group, group_probe) = fitted.concat(stored).group_blocks().gather();
+            let (fits, fits_probe) = fits.gather();
+            Engine {
+                runs,
+                betas,
+                fits,
+                group,
+                probes: [fits_probe, group_probe],
+            }
+        })
     }
 
-    /// Feeds this worker's share of `jobs` (positions ≡ its index mod peers); an error stops
+    /// Feeds this worker's share of the plan (positions ≡ its index mod peers): the runs'
+    /// statistics, then the stored β of the subjects that are not refitted. An error stops
     /// the feeding but not the dataflow, so no worker is left waiting.
     pub fn feed(&mut self, plan: &Plan, index: usize, peers: usize) -> Result<()> {
         let mine: Vec<&Job> = plan.jobs.iter().skip(index).step_by(peers).collect();
         plan.bar.inc_length(mine.len() as u64);
         for job in mine {
             for record in job_blocks(plan, job)? {
-                self.input.insert(record);
+                self.runs.insert(record);
             }
             plan.bar.inc(1);
         }
+        for subject in plan.stored.iter().skip(index).step_by(peers) {
+            for record in stored_beta(plan, subject)? {
+                self.betas.insert(record);
+            }
+        }
         Ok(())
     }
+
+    /// Advances both inputs to `epoch`.
+    pub fn advance_to(&mut self, epoch: u64) {
+        self.runs.advance_to(epoch);
+        self.betas.advance_to(epoch);
+        self.runs.flush();
+        self.betas.flush();
+    }
+
+    /// Steps until everything before the inputs' current epoch has reached worker 0.
+    pub fn settle(&mut self, worker: &mut Worker) {
+        let time = *self.runs.time();
+        while self.probes.iter().any(|p| p.less_than(&time)) {
+            worker.step();
+        }
+    }
+
+    /// Closes the inputs and steps until the dataflow is done.
+    pub fn finish(
+        self,
+        worker: &mut Worker,
+    ) -> (
+        Gathered<(BlockKey, BlockFit)>,
+        Gathered<(u32, Result<GroupBlock, String>)>,
+    ) {
+        let Engine {
+            runs,
+            betas,
+            fits,
+            group,
+            probes,
+        } = self;
+        runs.close();
+        betas.close();
+        worker.step_while(|| probes.iter().any(|p| !p.done()));
+        (fits, group)
+    }
+}
+
+/// A stored subject's β map cut into blocks, as the group operator takes it.
+fn stored_beta(plan: &Plan, subject: &str) -> Result<Vec<(u32, SubjectBeta)>> {
+    let mask = plan.mask.as_ref().expect("read for stored subjects");
+    let path = plan.dir.join(format!("subjects/sub-{subject}/beta.nii.gz"));
+    let beta = mask.rows(&nifti::read_image(&path)?);
+    let (k, v) = beta.dim();
+    Ok((0..v.div_ceil(BLOCK_VOXELS))
+        .map(|b| {
+            let cols: Vec<usize> = (b * BLOCK_VOXELS..((b + 1) * BLOCK_VOXELS).min(v)).collect();
+            let values = cortexflow::operators::columns(&beta, &cols);
+            (b as u32, (subject.to_string(), k as u32, Floats(values)))
+        })
+        .collect())
 }
 
 /// The writer's part of a command before the dataflow (creating the store, the mask,
@@ -188,6 +266,8 @@ pub struct Outcome {
     pub new: Vec<(Run, String)>,
     pub refit: BTreeSet<String>,
     pub fits: Vec<(BlockKey, BlockFit)>,
+    /// The group test of every block over every subject with runs.
+    pub group: Vec<(u32, Result<GroupBlock, String>)>,
 }
 
 /// Every worker's plan, from the store as the writer left it and the BOLD files given.
@@ -195,16 +275,23 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
     let store = Store::open_reader(dir)?;
     let (new, lines) = store.new_runs(bold)?;
     let (jobs, refit) = store.jobs(&new);
-    let mask = if jobs.is_empty() {
-        None
+    let stored: Vec<String> = store
+        .subjects()
+        .into_iter()
+        .filter(|s| !refit.contains(s))
+        .collect();
+    let mask_path = dir.join("mask.nii.gz");
+    let mask = if mask_path.is_file() {
+        Some(nifti::read_mask(&mask_path)?)
     } else {
-        Some(nifti::read_mask(&dir.join("mask.nii.gz"))?)
+        None
     };
     let plan = Plan {
         dir: dir.to_path_buf(),
         recipe: store.recipe.clone(),
         mask,
         jobs,
+        stored,
         bar: bar.clone(),
     };
     let outcome = Outcome {
@@ -212,6 +299,7 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
         new,
         refit,
         fits: Vec::new(),
+        group: Vec::new(),
     };
     Ok((plan, outcome))
 }
@@ -251,13 +339,13 @@ pub fn run_update(
         let (plan, mut outcome) = planned.expect("agreed");
         let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
         let fed = engine.feed(&plan, worker.index(), worker.peers());
-        engine.input.close();
-        worker.step_while(|| !engine.probe.done());
+        let (fits, group) = engine.finish(worker);
         fed.map_err(|e| format!("{e:#}"))?;
         if !first {
             return Ok(None);
         }
-        outcome.fits = engine.fits.take();
+        outcome.fits = fits.take();
+        outcome.group = group.take();
         let mut lines = prepared.expect("agreed");
         lines.append(&mut outcome.lines);
         outcome.lines = lines;
@@ -357,4 +445,61 @@ pub fn join_subjects(
         );
     }
     Ok(out)
+}
+
+/// The group tests over the whole mask, joined from the blocks: (subjects, all, halves).
+pub fn join_group(
+    blocks: &[(u32, Result<GroupBlock, String>)],
+    voxels: usize,
+) -> Result<(usize, GroupTest, [GroupTest; 2])> {
+    let mut parts: Vec<(u32, &GroupBlock)> = Vec::new();
+    for (b, g) in blocks {
+        parts.push((
+            *b,
+            g.as_ref().map_err(|e| anyhow::anyhow!("group test: {e}"))?,
+        ));
+    }
+    parts.sort_by_key(|p| p.0);
+    let complete = parts.len() == voxels.div_ceil(BLOCK_VOXELS)
+        && parts.iter().enumerate().all(|(i, p)| p.0 as usize == i)
+        && parts
+            .iter()
+            .all(|p| p.1.subjects == parts[0].1.subjects && p.1.atoms == parts[0].1.atoms);
+    if !complete {
+        bail!("the group test of some voxel blocks is missing or stale (a worker failed?)");
+    }
+    let atoms = parts[0].1.atoms as usize;
+    let join = |pick: fn(&GroupBlock) -> &BlockTest| -> GroupTest {
+        let matrix = |get: fn(&BlockTest) -> &Vec<f64>| -> Array2<f64> {
+            let views: Vec<Array2<f64>> = parts
+                .iter()
+                .map(|(_, g)| {
+                    Array2::from_shape_vec((atoms, g.voxels as usize), get(pick(g)).clone())
+                        .expect("atoms × voxels")
+                })
+                .collect();
+            concatenate(Axis(1), &views.iter().map(|a| a.view()).collect::<Vec<_>>())
+                .expect("same atoms")
+        };
+        let n: Vec<Array2<u32>> = parts
+            .iter()
+            .map(|(_, g)| {
+                Array2::from_shape_vec((atoms, g.voxels as usize), pick(g).n.clone())
+                    .expect("atoms × voxels")
+            })
+            .collect();
+        GroupTest {
+            n: concatenate(Axis(1), &n.iter().map(|a| a.view()).collect::<Vec<_>>())
+                .expect("same atoms"),
+            mean: matrix(|t| &t.mean.0),
+            t: matrix(|t| &t.t.0),
+            p: matrix(|t| &t.p.0),
+            z: matrix(|t| &t.z.0),
+        }
+    };
+    Ok((
+        parts[0].1.subjects as usize,
+        join(|g| &g.all),
+        [join(|g| &g.half_a), join(|g| &g.half_b)],
+    ))
 }

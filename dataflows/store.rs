@@ -35,6 +35,7 @@ use cortexflow::io::store::write_file_atomically;
 use cortexflow::kernels::group::Threshold;
 use cortexflow::kernels::lasso::LassoAlgorithm;
 use cortexflow::kernels::ridge_stats::RunStats;
+use cortexflow::operators::GroupBlock;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
@@ -455,6 +456,7 @@ impl Store {
             new,
             refit,
             fits,
+            group,
         } = outcome;
         for (run, story) in new {
             let key = run.key();
@@ -494,12 +496,15 @@ impl Store {
             self.manifest.dirty.remove(&subject);
             self.save()?;
         }
-        lines.extend(self.refresh_results()?);
+        lines.extend(self.refresh_results(&group)?);
         Ok(lines)
     }
 
-    /// Refits the group and the map when stale.
-    fn refresh_results(&mut self) -> Result<Vec<String>> {
+    /// Writes the group maps from the dataflow's group tests, then the map, when stale.
+    fn refresh_results(
+        &mut self,
+        group: &[(u32, Result<GroupBlock, String>)],
+    ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         if self.manifest.results_epoch == self.manifest.epoch {
             return Ok(lines);
@@ -512,9 +517,22 @@ impl Store {
                 threshold: g.z_cut.map_or(Threshold::Fdr(g.fdr), Threshold::ZCut),
                 min_cluster: g.min_cluster,
             };
-            let (_, group_lines) = group::run(
-                &self.dir.join("subjects"),
+            let mask = nifti::read_mask(&self.mask_path())?;
+            let (n, test, halves) = ingest::join_group(group, mask.len())?;
+            if n != subjects.len() {
+                bail!(
+                    "the group test has {n} subjects, the store {} (did a worker fail?)",
+                    subjects.len()
+                );
+            }
+            let labels: Vec<String> = subjects.iter().cloned().collect();
+            let halves = (subjects.len() >= 4).then_some(&halves);
+            let (_, group_lines) = group::write_results(
+                &mask,
                 &self.mask_path(),
+                &labels,
+                &test,
+                halves,
                 &opt,
                 &group_dir,
             )?;

@@ -91,22 +91,19 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
                     &store_dir.join("mask.nii.gz"),
                 )?),
                 jobs: stored,
+                // Every subject is fitted in the dataflow: no β from maps.
+                stored: Vec::new(),
                 bar: indicatif::ProgressBar::hidden(),
             };
             let fed = engine.feed(&plan, index, peers);
-            engine.input.advance_to(1);
-            engine.input.flush();
+            engine.advance_to(1);
             if index != 0 {
                 // Only worker 0 watches; the others compute their share of the keys.
-                engine.input.close();
-                worker.step_while(|| !engine.probe.done());
+                engine.finish(worker);
                 return fed;
             }
-            while engine.probe.less_than(engine.input.time()) {
-                worker.step();
-            }
+            engine.settle(worker);
             fed?;
-            engine.fits.changes();
             say(&[format!(
                 "watching {} (every {} ms; Ctrl-C stops)",
                 dir.display(),
@@ -158,7 +155,7 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
                 for (job, (run, story)) in plan.jobs.iter().zip(&new) {
                     match ingest::job_blocks(&plan, job) {
                         Ok(records) => {
-                            records.into_iter().for_each(|r| engine.input.insert(r));
+                            records.into_iter().for_each(|r| engine.runs.insert(r));
                             accepted.push((run.clone(), story.clone()));
                         }
                         Err(e) => {
@@ -178,18 +175,14 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
                         subject: subject.clone(),
                     };
                     for r in ingest::job_blocks(&plan, &job)? {
-                        engine.input.remove(r);
+                        engine.runs.remove(r);
                     }
                     lines.extend(store.retract_entry(&key)?);
                     refit.insert(subject);
                 }
-                let epoch = *engine.input.time() + 1;
-                engine.input.advance_to(epoch);
-                engine.input.flush();
-                while engine.probe.less_than(engine.input.time()) {
-                    worker.step();
-                }
-                engine.fits.changes();
+                let epoch = *engine.runs.time() + 1;
+                engine.advance_to(epoch);
+                engine.settle(worker);
                 let fits = engine
                     .fits
                     .current()
@@ -201,12 +194,12 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
                     new: accepted,
                     refit,
                     fits,
+                    group: engine.group.current(),
                 };
                 say(&store.finish(outcome)?);
                 updates += 1;
             }
-            engine.input.close();
-            worker.step_while(|| !engine.probe.done());
+            engine.finish(worker);
             Ok(())
         };
         go().map_err(|e| format!("{e:#}"))

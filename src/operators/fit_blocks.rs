@@ -6,7 +6,7 @@
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
-use super::{columns, BlockKey, Floats, RunBlock, StatsBlock};
+use super::{columns, BlockKey, Floats, RunBlock, StatsBlock, SubjectBeta};
 use crate::kernels::cv::ridge_cv;
 use crate::kernels::glm::ols_absorbed;
 use crate::kernels::ridge_stats::RunStats;
@@ -25,6 +25,8 @@ pub struct FitSettings {
 pub struct BlockFit {
     pub runs: u32,
     pub k: u32,
+    /// Voxels in the block (fitted or not).
+    pub block_voxels: u32,
     pub dof: u64,
     /// cond(XᵀX), one value.
     pub condition: Floats,
@@ -55,6 +57,7 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     let mut out = BlockFit {
         runs: runs.len() as u32,
         k: first.k,
+        block_voxels: valid.len() as u32,
         voxels: voxels.iter().map(|&v| v as u32).collect(),
         ..BlockFit::default()
     };
@@ -85,6 +88,29 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     out.t = Floats(columns(&fit.t, &all));
     out.sigma2 = Floats(fit.sigma2.to_vec());
     out
+}
+
+impl BlockFit {
+    /// This fit's β over the whole block for the group test: NaN where the voxel was not
+    /// fitted, values rounded through f32 as the subject's β map stores them. None when the
+    /// fit failed.
+    pub fn beta_block(&self, subject: &str) -> Option<SubjectBeta> {
+        if self.error.is_some() {
+            return None;
+        }
+        let (k, fitted, n) = (
+            self.k as usize,
+            self.voxels.len(),
+            self.block_voxels as usize,
+        );
+        let mut out = vec![f64::NAN; k * n];
+        for a in 0..k {
+            for (j, &v) in self.voxels.iter().enumerate() {
+                out[a * n + v as usize] = self.beta.0[a * fitted + j] as f32 as f64;
+            }
+        }
+        Some((subject.to_string(), self.k, Floats(out)))
+    }
 }
 
 /// Extension trait: the per-block fit of each subject's current runs.

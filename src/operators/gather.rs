@@ -1,6 +1,6 @@
 //! `gather`: a collection's updates brought to worker 0 and accumulated there, so the one
-//! writer of the analysis store sees the current contents (and what changed since it last
-//! looked) whatever the number of workers and processes.
+//! writer of the analysis store sees the current contents whatever the number of workers
+//! and processes.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -13,7 +13,6 @@ use timely::dataflow::operators::{Exchange, Inspect, Probe};
 /// The contents gathered at worker 0 (empty on the other workers).
 pub struct Gathered<D> {
     counts: Rc<RefCell<BTreeMap<D, isize>>>,
-    changed: Rc<RefCell<Vec<D>>>,
 }
 
 impl<D: Ord + Clone> Gathered<D> {
@@ -31,13 +30,7 @@ impl<D: Ord + Clone> Gathered<D> {
     pub fn take(&self) -> Vec<D> {
         let out = self.current();
         self.counts.borrow_mut().clear();
-        self.changed.borrow_mut().clear();
         out
-    }
-
-    /// Records added or removed since the last call, in arrival order.
-    pub fn changes(&self) -> Vec<D> {
-        std::mem::take(&mut *self.changed.borrow_mut())
     }
 }
 
@@ -54,8 +47,7 @@ where
 {
     fn gather(self) -> (Gathered<D>, Handle<u64>) {
         let counts = Rc::new(RefCell::new(BTreeMap::new()));
-        let changed = Rc::new(RefCell::new(Vec::new()));
-        let (c, ch) = (counts.clone(), changed.clone());
+        let c = counts.clone();
         let probe = self
             .inner
             .exchange(|_| 0)
@@ -66,9 +58,8 @@ where
                 if *entry == 0 {
                     counts.remove(d);
                 }
-                ch.borrow_mut().push(d.clone());
             })
             .probe();
-        (Gathered { counts, changed }, probe.0)
+        (Gathered { counts }, probe.0)
     }
 }

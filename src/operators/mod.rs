@@ -6,7 +6,9 @@
 //! (subject, block) with multiplicity +1; retracting the run sends the same records with −1.
 //! [`FitBlocks`] keeps, per key, the fit of the subject's current runs (summed in run-key
 //! order, so the numbers do not depend on arrival order or on which worker holds the key);
-//! [`Gather`] brings a collection's current contents to worker 0 for writing.
+//! [`GroupBlocks`] keeps, per block, the group test over every subject's β (exact integer
+//! sums); [`Gather`] brings a collection's current contents to worker 0 for writing, and
+//! [`agree`] is the barrier at which workers learn that all of them can go on.
 //!
 //! Statistics travel as data (f64 compared by their bits, so records are `Ord` and
 //! retraction cancels exactly), never as float differences.
@@ -14,10 +16,12 @@
 mod barrier;
 mod fit_blocks;
 mod gather;
+mod group_blocks;
 
 pub use barrier::agree;
 pub use fit_blocks::{fit_block, BlockFit, FitBlocks, FitSettings};
 pub use gather::{Gather, Gathered};
+pub use group_blocks::{group_block, BlockTest, GroupBlock, GroupBlocks, SubjectBeta};
 
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
@@ -121,7 +125,7 @@ impl StatsBlock {
 }
 
 /// Columns `cols` of a row-major `rows × n` matrix, as a row-major `rows × cols.len()`.
-pub(crate) fn columns(a: &Array2<f64>, cols: &[usize]) -> Vec<f64> {
+pub fn columns(a: &Array2<f64>, cols: &[usize]) -> Vec<f64> {
     a.select(Axis(1), cols).iter().copied().collect()
 }
 

@@ -1,0 +1,136 @@
+//! `group_blocks`: per voxel block, the random-effects group test of every atom over the
+//! subjects present, and the same test in each half of the subjects (label order,
+//! alternately to halves A and B) for the split-half reproducibility. The sums are exact
+//! integers ([`GroupSums`]), so the result depends only on the set of subjects.
+
+use differential_dataflow::VecCollection;
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use super::Floats;
+use crate::kernels::group::{GroupSums, GroupTest};
+
+/// One subject's β on one block: (subject label, atoms, atoms × block voxels row-major,
+/// NaN where the voxel was not fitted). Values are rounded through f32, as the subject's
+/// β map stores them, so a group from maps and a group from fits agree bit for bit.
+pub type SubjectBeta = (String, u32, Floats);
+
+/// The group statistics of one block, atoms × voxels row-major.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlockTest {
+    pub n: Vec<u32>,
+    pub mean: Floats,
+    pub t: Floats,
+    pub p: Floats,
+    pub z: Floats,
+}
+
+impl BlockTest {
+    fn of(t: GroupTest) -> BlockTest {
+        let flat = |a: Array2<f64>| Floats(a.iter().copied().collect());
+        BlockTest {
+            n: t.n.iter().copied().collect(),
+            mean: flat(t.mean),
+            t: flat(t.t),
+            p: flat(t.p),
+            z: flat(t.z),
+        }
+    }
+}
+
+/// A block's tests over all subjects and over each half.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupBlock {
+    pub subjects: u32,
+    pub atoms: u32,
+    pub voxels: u32,
+    pub all: BlockTest,
+    pub half_a: BlockTest,
+    pub half_b: BlockTest,
+}
+
+/// The tests of one block from its subjects' β, in label order; an error names the subject.
+pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, String> {
+    let atoms = betas[0].1 as usize;
+    let voxels = betas[0].2 .0.len() / atoms.max(1);
+    let mut sums = [(); 3].map(|_| GroupSums::new(atoms, voxels));
+    for (i, (subject, _, beta)) in betas.iter().enumerate() {
+        let view = ArrayView2::from_shape((atoms, voxels), &beta.0)
+            .map_err(|e| format!("sub-{subject}: β block of the wrong size: {e}"))?;
+        for s in [0, 1 + i % 2] {
+            sums[s]
+                .add(view)
+                .map_err(|e| format!("sub-{subject}: {e}"))?;
+        }
+    }
+    let [all, a, b] = sums.map(|s| BlockTest::of(s.test()));
+    Ok(GroupBlock {
+        subjects: betas.len() as u32,
+        atoms: atoms as u32,
+        voxels: voxels as u32,
+        all,
+        half_a: a,
+        half_b: b,
+    })
+}
+
+/// Extension trait: the group tests of every block.
+pub trait GroupBlocks<'s> {
+    /// Keeps, for every block, the [`GroupBlock`] of the subjects present (or the error of
+    /// the first subject whose β cannot be added).
+    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, String>)>;
+}
+
+impl<'s> GroupBlocks<'s> for VecCollection<'s, u64, (u32, SubjectBeta)> {
+    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, String>)> {
+        self.reduce_named("GroupBlocks", |_block, subjects, out| {
+            let present: Vec<&SubjectBeta> = subjects
+                .iter()
+                .filter(|(_, count)| *count > 0)
+                .map(|(s, _)| *s)
+                .collect();
+            if !present.is_empty() {
+                out.push((group_block(&present), 1));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block test equals the kernel's test of the same maps, and halves alternate.
+    #[test]
+    fn block_tests_match_the_kernel_and_halves_alternate() {
+        let maps: Vec<SubjectBeta> = (0..5)
+            .map(|s| {
+                let v: Vec<f64> = (0..6)
+                    .map(|i| {
+                        if s == 2 && i == 4 {
+                            f64::NAN
+                        } else {
+                            ((s * 7 + i * 3) % 5) as f64 - 1.5
+                        }
+                    })
+                    .collect();
+                (format!("{s:02}"), 2, Floats(v))
+            })
+            .collect();
+        let refs: Vec<&SubjectBeta> = maps.iter().collect();
+        let g = group_block(&refs).unwrap();
+        let mut all = GroupSums::new(2, 3);
+        let mut a = GroupSums::new(2, 3);
+        for (i, m) in maps.iter().enumerate() {
+            let view = ArrayView2::from_shape((2, 3), &m.2 .0).unwrap();
+            all.add(view).unwrap();
+            if i % 2 == 0 {
+                a.add(view).unwrap();
+            }
+        }
+        assert_eq!(g.all, BlockTest::of(all.test()));
+        assert_eq!(g.half_a, BlockTest::of(a.test()));
+        assert_eq!(g.half_b.n, vec![2, 2, 2, 2, 2, 2]);
+        assert_eq!(g.all.n[4], 4, "the NaN voxel is left out");
+    }
+}
