@@ -236,3 +236,35 @@ fn reports_of_one_subject_and_of_no_assignment_render_and_say_why() {
         .contains("<section id=\"compare\">"));
     renders(&both, figures(&stdout));
 }
+
+/// Without the checkpoint the demo says how to fetch it, falls back to synthetic ANs, and
+/// still recovers what it planted.
+#[test]
+fn the_demo_without_checkpoints_says_how_to_fetch_them_and_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let run = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+        .env("CORTEXFLOW_MODELS", dir.path().join("no-models"))
+        .args(["demo", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        text.contains("fetch it with `bash scripts/fetch-models`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("falling back to a synthetic population of 384 ANs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("planted networks recovered: 3 of 3"),
+        "{text}"
+    );
+    assert!(out.join("report.html").is_file());
+}
