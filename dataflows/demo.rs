@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::cluster::Cluster;
 use crate::simulate::{self, SimulateOptions};
 use crate::store::{list, Store};
+use crate::stories::StimulusSpec;
 use crate::{ingest, recipe::Recipe, recovery, report};
 
 /// The demo's language model.
@@ -121,19 +122,24 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
     );
     let stimuli = list(&data.join("stimuli"), ".tsv")?;
     let truth = data.join("truth");
-    let (dir, scans, tr) = (store_dir.clone(), simulated.scans.clone(), sim.tr);
+    // With the model, the stories stream through it in the dataflow; without, the
+    // simulator's own responses are ingested.
+    let stimuli = found.then(|| StimulusSpec {
+        files: stimuli,
+        tr: sim.tr,
+        scans: simulated.scans.clone(),
+    });
+    let dir = store_dir.clone();
     let prepare: ingest::Prepare = Box::new(move || {
-        let mut store = Store::open(&dir)?;
         if found {
-            store.ingest_stimuli(&stimuli, tr, &scans)
-        } else {
-            let tables = list(&truth.join("responses"), ".parquet")?;
-            store.ingest_responses(&tables, Some(&truth.join("neurons.parquet")))
+            return Ok(Vec::new());
         }
+        let tables = list(&truth.join("responses"), ".parquet")?;
+        Store::open(&dir)?.ingest_responses(&tables, Some(&truth.join("neurons.parquet")))
     });
     let ds = cortexflow::io::bids::discover(&data)?;
     let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    let steps = ingest::run_update(&Cluster::default(), &store_dir, bold, prepare)?;
+    let steps = ingest::run_update(&Cluster::default(), &store_dir, stimuli, bold, prepare)?;
     let assigned = steps
         .iter()
         .find(|l| l.ends_with(" assigned"))

@@ -34,6 +34,7 @@ use crate::encode::{self, RidgeScores};
 use crate::progress;
 use crate::recipe::Recipe;
 use crate::store::{decode_stats, encode_stats, Store};
+use crate::stories::StimulusSpec;
 
 /// One piece of input work: reduce a new run, or load a stored run's statistics.
 #[derive(Debug, Clone)]
@@ -311,6 +312,7 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
 pub fn run_update(
     cluster: &Cluster,
     dir: &Path,
+    stimuli: Option<StimulusSpec>,
     bold: Vec<PathBuf>,
     prepare: Prepare,
 ) -> Result<Vec<String>> {
@@ -329,6 +331,10 @@ pub fn run_update(
                 |e| format!("{e:#}"),
             ));
         }
+        let mut lines = prepared.expect("agreed");
+        if let Some(spec) = &stimuli {
+            lines.extend(crate::stories::ingest(worker, &dir_w, spec)?);
+        }
         let planned = plan(&dir_w, &bold, &bar_w);
         if !agree(worker, planned.is_ok()) {
             return Err(planned.err().map_or(
@@ -346,7 +352,6 @@ pub fn run_update(
         }
         outcome.fits = fits.take();
         outcome.group = group.take();
-        let mut lines = prepared.expect("agreed");
         lines.append(&mut outcome.lines);
         outcome.lines = lines;
         Ok(Some(outcome))

@@ -20,6 +20,7 @@ mod responses;
 mod simulate;
 mod slices;
 mod store;
+mod stories;
 mod watch;
 
 use std::path::PathBuf;
@@ -910,27 +911,42 @@ fn run(cli: Cli, cluster: Cluster, cluster_given: bool) -> Result<()> {
                 if let Some(m) = &mask {
                     s.set_mask(m)?;
                 }
-                let mut lines = Vec::new();
-                if !stimulus.is_empty() {
-                    lines.extend(s.ingest_stimuli(&stimulus, tr.expect("checked"), &n_scans)?);
+                if responses.is_empty() {
+                    return Ok(Vec::new());
                 }
-                if !responses.is_empty() {
-                    lines.extend(s.ingest_responses(&responses, neurons.as_deref())?);
-                }
-                Ok(lines)
+                s.ingest_responses(&responses, neurons.as_deref())
             });
-            print_lines(ingest::run_update(&cluster, &store, bold, prepare)?);
+            let stimuli = (!stimulus.is_empty()).then(|| stories::StimulusSpec {
+                files: stimulus,
+                tr: tr.expect("checked"),
+                scans: n_scans,
+            });
+            print_lines(ingest::run_update(
+                &cluster, &store, stimuli, bold, prepare,
+            )?);
         }
         Command::Retract { store, run } => {
             let dir = store.clone();
             let prepare: ingest::Prepare =
                 Box::new(move || store::Store::open(&dir)?.retract_entry(&run));
-            print_lines(ingest::run_update(&cluster, &store, Vec::new(), prepare)?);
+            print_lines(ingest::run_update(
+                &cluster,
+                &store,
+                None,
+                Vec::new(),
+                prepare,
+            )?);
         }
         Command::Status { store, refresh } => {
             if refresh {
                 let prepare: ingest::Prepare = Box::new(|| Ok(Vec::new()));
-                print_lines(ingest::run_update(&cluster, &store, Vec::new(), prepare)?);
+                print_lines(ingest::run_update(
+                    &cluster,
+                    &store,
+                    None,
+                    Vec::new(),
+                    prepare,
+                )?);
             }
             if cluster.is_writer() {
                 print!("{}", store::Store::open_reader(&store)?.status());

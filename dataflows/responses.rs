@@ -220,42 +220,10 @@ pub fn responses(
     ro: &ResponseOptions,
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
-    if !(ro.tr.is_finite() && ro.tr > 0.0) {
-        bail!("--tr must be a positive number of seconds, got {}", ro.tr);
-    }
     // Check every stimulus before the model work starts.
-    let stims: Vec<Stimulus> = runs
-        .iter()
-        .map(|r| check_fits(r, ro))
-        .collect::<Result<_>>()?;
+    let stims: Vec<Stimulus> = check_all(runs, ro)?;
     let (m, run, layout) = opt.load()?;
-    let mut files = Vec::new();
-    let neurons_path = out.join("neurons.parquet");
-    let (ids, layer, tap, unit): (Vec<u64>, Vec<u16>, Vec<String>, Vec<u32>) =
-        layout.neurons().fold(
-            (vec![], vec![], vec![], vec![]),
-            |mut acc, (id, l, t, u)| {
-                acc.0.push(id);
-                acc.1.push(l as u16);
-                acc.2.push(t.name().to_string());
-                acc.3.push(u as u32);
-                acc
-            },
-        );
-    let n = ids.len();
-    write_table(
-        &neurons_path,
-        "neurons",
-        None,
-        vec![
-            Column::U64(ids.clone()),
-            Column::Utf8(vec![m.name().to_string(); n]),
-            Column::U16(layer),
-            Column::Utf8(tap),
-            Column::U32(unit),
-        ],
-    )?;
-    files.push(neurons_path);
+    let mut files = vec![write_neurons(out, m.name(), &layout)?];
     for (spec, stim) in runs.iter().zip(&stims) {
         let story = story_key(&spec.stimulus);
         let words: Vec<String> = stim.words.iter().map(|w| w.text.clone()).collect();
@@ -273,47 +241,101 @@ pub fn responses(
                 spec.stimulus.display()
             );
         }
-        let onsets: Vec<f64> = stim.words.iter().map(|w| w.onset).collect();
-        let opts = RegressorOptions {
-            model: ro.hrf.clone(),
-            ..Default::default()
-        };
-        let designs = EventDesign::new(
-            &onsets,
-            &vec![0.0; onsets.len()],
-            &frame_times(spec.n_scans, ro.tr, 0.0),
-            &opts,
-        );
-        let path = out.join("responses").join(format!("{story}.parquet"));
-        let mut writer = TableWriter::create(&path, "responses", Some(spec.n_scans))?;
-        let delays: Vec<Option<u16>> = match &ro.hrf {
-            HrfModel::Fir { delays } => delays.iter().map(|&d| Some(d as u16)).collect(),
-            _ => vec![None],
-        };
-        for (design, delay) in designs.iter().zip(&delays) {
-            for c0 in (0..n).step_by(COLUMN_BLOCK) {
-                let c1 = (c0 + COLUMN_BLOCK).min(n);
-                let amps = acts.slice(s![.., c0..c1]).mapv(f64::from);
-                let mut reg = design.apply(amps.view()); // T × block
-                if ro.zscore {
-                    zscore_columns(&mut reg);
-                }
-                let values: Vec<f32> = reg.t().iter().map(|&v| v as f32).collect();
-                writer.write(vec![
-                    Column::U64(ids[c0..c1].to_vec()),
-                    Column::Utf8(vec![story.clone(); c1 - c0]),
-                    Column::OptU16(vec![*delay; c1 - c0]),
-                    Column::F32List {
-                        size: spec.n_scans,
-                        values,
-                    },
-                ])?;
-            }
-        }
-        writer.finish()?;
-        files.push(path);
+        files.push(write_story(out, spec, stim, &acts, &layout, ro)?);
     }
     Ok(files)
+}
+
+/// Checks the clock and every stimulus (words within the scans).
+pub fn check_all(runs: &[RunSpec], ro: &ResponseOptions) -> Result<Vec<Stimulus>> {
+    if !(ro.tr.is_finite() && ro.tr > 0.0) {
+        bail!("--tr must be a positive number of seconds, got {}", ro.tr);
+    }
+    runs.iter().map(|r| check_fits(r, ro)).collect()
+}
+
+/// OUT/neurons.parquet: one row per AN of the layout.
+pub fn write_neurons(out: &Path, model: &str, layout: &NeuronLayout) -> Result<PathBuf> {
+    let path = out.join("neurons.parquet");
+    let (ids, layer, tap, unit): (Vec<u64>, Vec<u16>, Vec<String>, Vec<u32>) =
+        layout.neurons().fold(
+            (vec![], vec![], vec![], vec![]),
+            |mut acc, (id, l, t, u)| {
+                acc.0.push(id);
+                acc.1.push(l as u16);
+                acc.2.push(t.name().to_string());
+                acc.3.push(u as u32);
+                acc
+            },
+        );
+    let n = ids.len();
+    write_table(
+        &path,
+        "neurons",
+        None,
+        vec![
+            Column::U64(ids),
+            Column::Utf8(vec![model.to_string(); n]),
+            Column::U16(layer),
+            Column::Utf8(tap),
+            Column::U32(unit),
+        ],
+    )?;
+    Ok(path)
+}
+
+/// OUT/responses/<story>.parquet from a story's word activations (words × ANs): each AN's
+/// word amplitudes convolved with the HRF on the scan clock.
+pub fn write_story(
+    out: &Path,
+    spec: &RunSpec,
+    stim: &Stimulus,
+    acts: &Array2<f32>,
+    layout: &NeuronLayout,
+    ro: &ResponseOptions,
+) -> Result<PathBuf> {
+    let story = story_key(&spec.stimulus);
+    let ids: Vec<u64> = layout.neurons().map(|n| n.0).collect();
+    let n = ids.len();
+    let onsets: Vec<f64> = stim.words.iter().map(|w| w.onset).collect();
+    let opts = RegressorOptions {
+        model: ro.hrf.clone(),
+        ..Default::default()
+    };
+    let designs = EventDesign::new(
+        &onsets,
+        &vec![0.0; onsets.len()],
+        &frame_times(spec.n_scans, ro.tr, 0.0),
+        &opts,
+    );
+    let path = out.join("responses").join(format!("{story}.parquet"));
+    let mut writer = TableWriter::create(&path, "responses", Some(spec.n_scans))?;
+    let delays: Vec<Option<u16>> = match &ro.hrf {
+        HrfModel::Fir { delays } => delays.iter().map(|&d| Some(d as u16)).collect(),
+        _ => vec![None],
+    };
+    for (design, delay) in designs.iter().zip(&delays) {
+        for c0 in (0..n).step_by(COLUMN_BLOCK) {
+            let c1 = (c0 + COLUMN_BLOCK).min(n);
+            let amps = acts.slice(s![.., c0..c1]).mapv(f64::from);
+            let mut reg = design.apply(amps.view()); // T × block
+            if ro.zscore {
+                zscore_columns(&mut reg);
+            }
+            let values: Vec<f32> = reg.t().iter().map(|&v| v as f32).collect();
+            writer.write(vec![
+                Column::U64(ids[c0..c1].to_vec()),
+                Column::Utf8(vec![story.clone(); c1 - c0]),
+                Column::OptU16(vec![*delay; c1 - c0]),
+                Column::F32List {
+                    size: spec.n_scans,
+                    values,
+                },
+            ])?;
+        }
+    }
+    writer.finish()?;
+    Ok(path)
 }
 
 /// Reads a run's stimulus and errors when words start after the last scan.
@@ -338,7 +360,7 @@ fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
 }
 
 /// The story key of a stimulus file: its name without extension.
-fn story_key(path: &Path) -> String {
+pub fn story_key(path: &Path) -> String {
     path.file_stem()
         .map_or("story".into(), |s| s.to_string_lossy().into_owned())
 }

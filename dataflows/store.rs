@@ -41,10 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
 use crate::recipe::Recipe;
-use crate::responses::{self, TapOptions};
 use crate::{basis, encode, group, ingest, map};
-use cortexflow::kernels::hrf::HrfModel;
-use cortexflow::model::extract::Pooling;
 
 /// Version of the store layout; a store of another format is refused.
 pub const FORMAT: u32 = 2;
@@ -256,80 +253,6 @@ impl Store {
         }
         self.manifest.epoch += 1;
         self.save()?;
-        Ok(lines)
-    }
-
-    /// Adds stories from stimulus files (timed words) through the recipe's model: their
-    /// responses on a TR-`tr` clock of `scans` scans (one value, or one per stimulus),
-    /// then [`Store::ingest_responses`]. A story is named after its file (`task-T_run-R`
-    /// for the BOLD runs `sub-S_task-T_run-R` to find it).
-    pub fn ingest_stimuli(
-        &mut self,
-        stimuli: &[PathBuf],
-        tr: f64,
-        scans: &[usize],
-    ) -> Result<Vec<String>> {
-        if scans.len() != 1 && scans.len() != stimuli.len() {
-            bail!(
-                "--n-scans gives {} values for {} stimuli: give one, or one per stimulus",
-                scans.len(),
-                stimuli.len()
-            );
-        }
-        let m = &self.recipe.model;
-        let Some(model) = m.path.clone() else {
-            bail!(
-                "{}: the recipe names no model (model.path); ingest --responses instead",
-                self.dir.display()
-            );
-        };
-        let taps = TapOptions {
-            model,
-            taps: m.taps.iter().map(|t| t.parse()).collect::<Result<_, _>>()?,
-            layers: responses::parse_layers(&m.layers)?,
-            context: m.context,
-            batch: 4,
-            pooling: if m.pooling == "last" {
-                Pooling::Last
-            } else {
-                Pooling::Mean
-            },
-        };
-        let hrf = match m.hrf.as_str() {
-            "glover" => HrfModel::Glover,
-            "fir" => HrfModel::Fir {
-                delays: (0..6).collect(),
-            },
-            _ => HrfModel::Spm,
-        };
-        let runs: Vec<responses::RunSpec> = stimuli
-            .iter()
-            .enumerate()
-            .map(|(i, s)| responses::RunSpec {
-                stimulus: s.clone(),
-                n_scans: scans[if scans.len() == 1 { 0 } else { i }],
-            })
-            .collect();
-        let opt = responses::ResponseOptions {
-            tr,
-            hrf,
-            zscore: m.zscore_responses,
-            tier: None,
-        };
-        let work = self.dir.join(".incoming");
-        if work.exists() {
-            std::fs::remove_dir_all(&work)
-                .with_context(|| format!("{}: cannot remove", work.display()))?;
-        }
-        let files = responses::responses(&taps, &runs, &opt, &work)?;
-        let tables: Vec<PathBuf> = files
-            .iter()
-            .filter(|f| f.parent() == Some(work.join("responses").as_path()))
-            .cloned()
-            .collect();
-        let lines = self.ingest_responses(&tables, Some(&work.join("neurons.parquet")))?;
-        std::fs::remove_dir_all(&work)
-            .with_context(|| format!("{}: cannot remove", work.display()))?;
         Ok(lines)
     }
 
@@ -743,7 +666,7 @@ pub fn run_all(
         let mut store = Store::init(&dir, &recipe, Some(&mask))?;
         store.ingest_responses(&tables, neurons.as_deref())
     });
-    ingest::run_update(cluster, out, bold, prepare)
+    ingest::run_update(cluster, out, None, bold, prepare)
 }
 
 /// Deletes the temporary files a killed writer left (`.tmp-*`; a store has one writer at a

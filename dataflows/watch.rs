@@ -64,7 +64,9 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
     }
     let present: Vec<PathBuf> = scan(dir)?.into_keys().collect();
     let noop: ingest::Prepare = Box::new(|| Ok(Vec::new()));
-    say(&ingest::run_update(cluster, store_dir, present, noop)?);
+    say(&ingest::run_update(
+        cluster, store_dir, None, present, noop,
+    )?);
     let (store_dir, dir, opt) = (store_dir.to_path_buf(), dir.to_path_buf(), opt.clone());
     let results = cluster.execute(move |worker| {
         let mut go = || -> Result<()> {

@@ -66,17 +66,14 @@ pub struct RunOptions {
     pub pooling: Pooling,
 }
 
-/// Runs `model` over the story's tokens window by window and hands each window's kept
-/// tokens to `visit(story, kept range, rows)`: `rows` is kept × n_columns in the layout's
-/// column order. `progress` gets the number of tokens done after each window.
-pub fn run_story(
+/// The story's forward passes: windows of one length, `batch` at a time, in story order.
+/// The batches depend only on the story and the settings, so whoever runs a batch
+/// computes the same numbers for it.
+pub fn batches(
     model: &dyn LanguageModel,
     story: &StoryTokens,
     opt: &RunOptions,
-    layout: &NeuronLayout,
-    mut visit: impl FnMut(&Window, Array2<f32>) -> Result<()>,
-    mut progress: impl FnMut(usize),
-) -> Result<()> {
+) -> Result<Vec<Vec<Window>>> {
     opt.request.check(model)?;
     let (prefix, suffix) = model.window_specials();
     let room = model
@@ -92,45 +89,121 @@ pub fn run_story(
     }
     let windows = plan_windows(story.ids.len(), opt.context, model.direction());
     // Windows of one length share a forward pass (all but a lone short story's are `context` long).
-    for group in windows.chunk_by(|a, b| a.end - a.start == b.end - b.start) {
-        for chunk in group.chunks(opt.batch.max(1)) {
-            let batch: Vec<Vec<u32>> = chunk
+    Ok(windows
+        .chunk_by(|a, b| a.end - a.start == b.end - b.start)
+        .flat_map(|group| group.chunks(opt.batch.max(1)).map(|c| c.to_vec()))
+        .collect())
+}
+
+/// One forward pass over a batch of windows: each window's kept tokens × the layout's
+/// columns.
+pub fn forward_windows(
+    model: &dyn LanguageModel,
+    story: &StoryTokens,
+    chunk: &[Window],
+    opt: &RunOptions,
+    layout: &NeuronLayout,
+) -> Result<Vec<Array2<f32>>> {
+    let (prefix, suffix) = model.window_specials();
+    let batch: Vec<Vec<u32>> = chunk
+        .iter()
+        .map(|w| {
+            prefix
                 .iter()
-                .map(|w| {
-                    prefix
-                        .iter()
-                        .chain(&story.ids[w.start..w.end])
-                        .chain(&suffix)
-                        .copied()
-                        .collect()
-                })
-                .collect();
-            let outputs = model.forward_batch(&batch, &opt.request)?;
-            for (b, window) in chunk.iter().enumerate() {
-                let first = prefix.len() + window.keep.start - window.start;
-                let n = window.keep.len();
-                let mut rows = Array2::<f32>::zeros((n, layout.n_columns));
-                for out in &outputs {
-                    let (col, w) = layout.column(out.layer, out.tap).ok_or_else(|| {
-                        Error::Invalid("model returned an unrequested tap".into())
-                    })?;
-                    let values: Vec<f32> = out
-                        .values
-                        .get(b)
-                        .and_then(|t| t.narrow(0, first, n))
-                        .and_then(|t| t.flatten_all())
-                        .and_then(|t| t.to_vec1())
-                        .map_err(|e| Error::Invalid(format!("{}: {e}", model.name())))?;
-                    let block = ndarray::ArrayView2::from_shape((n, w), &values)
-                        .map_err(|e| Error::Invalid(e.to_string()))?;
-                    rows.slice_mut(s![.., col..col + w]).assign(&block);
-                }
-                visit(window, rows)?;
-                progress(window.keep.end);
-            }
+                .chain(&story.ids[w.start..w.end])
+                .chain(&suffix)
+                .copied()
+                .collect()
+        })
+        .collect();
+    let outputs = model.forward_batch(&batch, &opt.request)?;
+    let mut out = Vec::with_capacity(chunk.len());
+    for (b, window) in chunk.iter().enumerate() {
+        let first = prefix.len() + window.keep.start - window.start;
+        let n = window.keep.len();
+        let mut rows = Array2::<f32>::zeros((n, layout.n_columns));
+        for o in &outputs {
+            let (col, w) = layout
+                .column(o.layer, o.tap)
+                .ok_or_else(|| Error::Invalid("model returned an unrequested tap".into()))?;
+            let values: Vec<f32> = o
+                .values
+                .get(b)
+                .and_then(|t| t.narrow(0, first, n))
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| Error::Invalid(format!("{}: {e}", model.name())))?;
+            let block = ndarray::ArrayView2::from_shape((n, w), &values)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            rows.slice_mut(s![.., col..col + w]).assign(&block);
+        }
+        out.push(rows);
+    }
+    Ok(out)
+}
+
+/// Runs `model` over the story's tokens window by window and hands each window's kept
+/// tokens to `visit(story, kept range, rows)`: `rows` is kept × n_columns in the layout's
+/// column order. `progress` gets the number of tokens done after each window.
+pub fn run_story(
+    model: &dyn LanguageModel,
+    story: &StoryTokens,
+    opt: &RunOptions,
+    layout: &NeuronLayout,
+    mut visit: impl FnMut(&Window, Array2<f32>) -> Result<()>,
+    mut progress: impl FnMut(usize),
+) -> Result<()> {
+    for chunk in batches(model, story, opt)? {
+        for (window, rows) in chunk
+            .iter()
+            .zip(forward_windows(model, story, &chunk, opt, layout)?)
+        {
+            visit(window, rows)?;
+            progress(window.keep.end);
         }
     }
     Ok(())
+}
+
+/// Word activations from token rows given in token order: the mean (or the last) of each
+/// word's tokens; words without a token stay zero.
+pub struct WordPooler {
+    sums: Array2<f32>,
+    counts: Vec<u32>,
+    pooling: Pooling,
+}
+
+impl WordPooler {
+    pub fn new(n_words: usize, n_columns: usize, pooling: Pooling) -> Self {
+        WordPooler {
+            sums: Array2::zeros((n_words, n_columns)),
+            counts: vec![0; n_words],
+            pooling,
+        }
+    }
+
+    /// Adds the row of a token of word `word`.
+    pub fn add(&mut self, word: usize, row: ndarray::ArrayView1<f32>) {
+        let mut dst = self.sums.row_mut(word);
+        match self.pooling {
+            Pooling::Mean => dst += &row,
+            Pooling::Last => dst.assign(&row),
+        }
+        self.counts[word] += 1;
+    }
+
+    /// The word activations, and the number of words that got no token.
+    pub fn finish(mut self) -> (Array2<f32>, usize) {
+        if self.pooling == Pooling::Mean {
+            for (mut row, &c) in self.sums.rows_mut().into_iter().zip(&self.counts) {
+                if c > 1 {
+                    row /= c as f32;
+                }
+            }
+        }
+        let empty = self.counts.iter().filter(|&&c| c == 0).count();
+        (self.sums, empty)
+    }
 }
 
 /// Word activations of a story: n_words × n_columns, plus the number of words that got no
@@ -143,8 +216,7 @@ pub fn word_activations(
     progress: impl FnMut(usize),
 ) -> Result<(Array2<f32>, usize)> {
     let story = tokenize_words(model.tokenizer(), words)?;
-    let mut sums = Array2::<f32>::zeros((words.len(), layout.n_columns));
-    let mut counts = vec![0u32; words.len()];
+    let mut pooler = WordPooler::new(words.len(), layout.n_columns, opt.pooling);
     run_story(
         model,
         &story,
@@ -152,24 +224,11 @@ pub fn word_activations(
         layout,
         |window, rows| {
             for (r, t) in window.keep.clone().enumerate() {
-                let w = story.word_of[t];
-                let mut dst = sums.row_mut(w);
-                match opt.pooling {
-                    Pooling::Mean => dst += &rows.row(r),
-                    Pooling::Last => dst.assign(&rows.row(r)),
-                }
-                counts[w] += 1;
+                pooler.add(story.word_of[t], rows.row(r));
             }
             Ok(())
         },
         progress,
     )?;
-    if opt.pooling == Pooling::Mean {
-        for (mut row, &c) in sums.rows_mut().into_iter().zip(&counts) {
-            if c > 1 {
-                row /= c as f32;
-            }
-        }
-    }
-    Ok((sums, counts.iter().filter(|&&c| c == 0).count()))
+    Ok(pooler.finish())
 }

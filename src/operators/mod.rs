@@ -10,6 +10,10 @@
 //! sums); [`Gather`] brings a collection's current contents to worker 0 for writing, and
 //! [`agree`] is the barrier at which workers learn that all of them can go on.
 //!
+//! Stories reach the basis through [`PoolWords`]: the model's forward passes (batches of
+//! windows dealt over the workers) send each token's row, and the operator pools a story's
+//! words at worker 0 once the frontier has passed it.
+//!
 //! Statistics travel as data (f64 compared by their bits, so records are `Ord` and
 //! retraction cancels exactly), never as float differences.
 
@@ -17,11 +21,13 @@ mod barrier;
 mod fit_blocks;
 mod gather;
 mod group_blocks;
+mod pool_words;
 
 pub use barrier::agree;
 pub use fit_blocks::{fit_block, BlockFit, FitBlocks, FitSettings};
 pub use gather::{Gather, Gathered};
 pub use group_blocks::{group_block, BlockTest, GroupBlock, GroupBlocks, SubjectBeta};
+pub use pool_words::{PoolWords, StoryShape, StoryWords, TokenRow};
 
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};

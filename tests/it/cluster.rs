@@ -265,3 +265,84 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `ingest --stimulus` deals the model's forward passes over the workers and processes;
+/// the pooled words, the responses, the basis and every fit are the same bytes as with one
+/// worker (real MiniLM, two layers).
+#[test]
+fn the_model_forward_across_workers_and_processes_gives_the_same_store() {
+    let Some(model) = super::models::model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    simulate(&sim, "2", "100", "0.5");
+    let recipe = d.join("model.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[model]\npath = \"{}\"\ntaps = [\"ffn.out\"]\nlayers = \"4-5\"\n[basis]\natoms = 8\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let stimuli: Vec<String> = (1..=2)
+        .map(|i| {
+            sim.join(format!("stimuli/task-lpp_run-{i}.tsv"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mask = sim.join("mask.nii.gz");
+    let ingest = |store: &Path| -> Vec<String> {
+        ok(&[
+            "init",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--mask",
+            mask.to_str().unwrap(),
+            store.to_str().unwrap(),
+        ]);
+        [
+            "ingest",
+            store.to_str().unwrap(),
+            "--stimulus",
+            &stimuli.join(","),
+            "--tr",
+            "2",
+            "--n-scans",
+            "100",
+            "--bids",
+            sim.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let one = ingest(&d.join("one"));
+    let out = ok(&one.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.contains("2 stories, 1227 tokens through the model"),
+        "{out}"
+    );
+    let mut two = ingest(&d.join("two"));
+    two.extend(["-w".to_string(), "2".to_string()]);
+    ok(&two.iter().map(String::as_str).collect::<Vec<_>>());
+    let procs = ingest(&d.join("procs"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-local");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["2", "--port", &free_ports().to_string(), "--"])
+        .arg(env!("CARGO_BIN_EXE_cortexflow"))
+        .args(&procs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_same(&d.join("one"), &d.join("two"));
+    assert_same(&d.join("one"), &d.join("procs"));
+}
