@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{cortexflow_fails, ok};
+use super::common::{cortexflow_fails, lpp_stimuli, model_recipe, ok};
 use super::store::assert_same;
 
 fn simulate(out: &Path, subjects: &str, scans: &str, snr: &str) {
@@ -278,22 +278,8 @@ fn the_model_forward_across_workers_and_processes_gives_the_same_store() {
     let d = dir.path();
     let sim = d.join("sim");
     simulate(&sim, "2", "100", "0.5");
-    let recipe = d.join("model.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[model]\npath = \"{}\"\ntaps = [\"ffn.out\"]\nlayers = \"4-5\"\n[basis]\natoms = 8\n",
-            model.display()
-        ),
-    )
-    .unwrap();
-    let stimuli: Vec<String> = (1..=2)
-        .map(|i| {
-            sim.join(format!("stimuli/task-lpp_run-{i}.tsv"))
-                .display()
-                .to_string()
-        })
-        .collect();
+    let recipe = model_recipe(d, &model);
+    let stimuli = lpp_stimuli(&sim, 2);
     let mask = sim.join("mask.nii.gz");
     let ingest = |store: &Path| -> Vec<String> {
         ok(&[

@@ -173,3 +173,29 @@ pub fn truth_responses(sim: &Path, runs: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// A recipe reading stories with `model` (MiniLM's ffn.out of layers 4–5, 8 atoms), under
+/// `dir`.
+pub fn model_recipe(dir: &Path, model: &Path) -> PathBuf {
+    let path = dir.join("model.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[model]\npath = \"{}\"\ntaps = [\"ffn.out\"]\nlayers = \"4-5\"\n[basis]\natoms = 8\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The stimuli of a simulated dataset's first `runs` LPP sections.
+pub fn lpp_stimuli(sim: &Path, runs: usize) -> Vec<String> {
+    (1..=runs)
+        .map(|i| {
+            sim.join(format!("stimuli/task-lpp_run-{i}.tsv"))
+                .display()
+                .to_string()
+        })
+        .collect()
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::common::{cortexflow_fails, ok, truth_responses};
+use super::common::{cortexflow_fails, lpp_stimuli, model_recipe, ok, truth_responses};
 
 /// A small simulated dataset (3 subjects × 2 runs × 100 scans) and a recipe with 8 atoms.
 fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
@@ -282,15 +282,7 @@ fn ingest_stimulus_runs_the_recipes_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (sim, _, bold) = dataset(d);
-    let recipe = d.join("model.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[model]\npath = \"{}\"\ntaps = [\"ffn.out\"]\nlayers = \"4-5\"\n[basis]\natoms = 8\n",
-            model.display()
-        ),
-    )
-    .unwrap();
+    let recipe = model_recipe(d, &model);
     let store = d.join("s");
     let s = store.to_str().unwrap();
     let mask = sim.join("mask.nii.gz");
@@ -302,13 +294,7 @@ fn ingest_stimulus_runs_the_recipes_model() {
         mask.to_str().unwrap(),
         s,
     ]);
-    let stimuli: Vec<String> = (1..=2)
-        .map(|i| {
-            sim.join(format!("stimuli/task-lpp_run-{i}.tsv"))
-                .display()
-                .to_string()
-        })
-        .collect();
+    let stimuli = lpp_stimuli(&sim, 2);
     let out = ok(&[
         "ingest",
         s,
