@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 /// Errors raised by cortexflow's readers, writers and kernels.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
+    /// The file could not be opened, read or written. The reason is in the message and
+    /// not chained as a source, so an error chain (`{:#}`) says it once.
+    #[error("{}: {reason}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file was read but its content is not what was expected.
     #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -33,7 +33,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            reason: source,
         }
     }
 
