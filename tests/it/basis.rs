@@ -71,7 +71,7 @@ fn objective_matches_sklearn_on_minilm_responses() {
     let fx = fixture_json("basis/sklearn_objectives.json");
     let dir = tempfile::tempdir().unwrap();
     let stim =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lpp-en/lppEN_section1.TextGrid");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/stimuli/lpp-en/lppEN_section1.TextGrid");
     let o = cortexflow(&[
         "responses",
         "--model",

@@ -1,6 +1,6 @@
 //! The command line: complete help, and one clean error line (never a panic) on bad input.
 
-use super::common::{cortexflow, cortexflow_fails, fixtures, shared_data};
+use super::common::{cortexflow, cortexflow_fails, fixtures, test_data};
 
 fn help(args: &[&str]) -> String {
     let o = cortexflow(args);
@@ -120,7 +120,7 @@ fn help_lists_every_subcommand_and_option_with_defaults() {
 fn bad_input_ends_in_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.nii.gz");
-    let bytes = std::fs::read(shared_data().join("fmri/nitime/fmri1.nii.gz")).unwrap();
+    let bytes = std::fs::read(test_data().join("fmri/nitime/fmri1.nii.gz")).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
     let e = cortexflow_fails(&["inspect", cut.to_str().unwrap()]);
     assert!(e.contains("cut.nii.gz") && e.contains("truncated"), "{e}");
@@ -174,7 +174,7 @@ fn discover_reports_what_is_missing() {
         let func = root.join(format!("sub-{sub}/func"));
         std::fs::create_dir_all(&func).unwrap();
         std::fs::copy(
-            shared_data().join("fmri/nibabel/functional.nii"),
+            test_data().join("fmri/nibabel/functional.nii"),
             func.join(format!("sub-{sub}_task-story_run-{run}_bold.nii")),
         )
         .unwrap();

@@ -3,18 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The project's real test data: `../shared/data` beside the repository (as on the
-/// developers' machines and in CI), or `$CORTEXFLOW_SHARED_DATA`.
-pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("CORTEXFLOW_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("README.md").is_file(),
-        "shared test data not found at {} (set CORTEXFLOW_SHARED_DATA)",
-        dir.display()
-    );
-    dir
+/// The project's real test data, vendored under `tests/data` with each source's
+/// licence note (`ATTRIBUTION.md` beside the files), in the layout of the team's shared
+/// data folder: `stimuli/`, `atlases/`, `fmri/`.
+pub fn test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 pub fn fixtures() -> PathBuf {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{cortexflow_fails, fixtures, ok, shared_data, truth_responses};
+use super::common::{cortexflow_fails, fixtures, ok, test_data, truth_responses};
 
 /// simulate → basis on the planted AN responses → encode: the fitted maps carry the planted
 /// signal (cv_r in the planted networks well above the rest of the cortex).
@@ -143,7 +143,7 @@ fn encode_input_errors() {
     ]);
     assert!(e.contains("100 scans") && e.contains("120"), "{e}");
     // A mask on another grid.
-    let lpp_mask = shared_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
+    let lpp_mask = test_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
     let e = cortexflow_fails(&[
         "encode",
         "--regressors",

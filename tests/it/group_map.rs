@@ -10,7 +10,7 @@ use cortexflow::io::nifti::{self, Mask};
 use cortexflow::kernels::{fdr, group::GroupSums};
 use ndarray::Array2;
 
-use super::common::{cortexflow, cortexflow_fails, fixture_json, ok, shared_data, table_cells};
+use super::common::{cortexflow, cortexflow_fails, fixture_json, ok, test_data, table_cells};
 
 fn list(dir: &Path, sub: &str, suffix: &str) -> String {
     let mut files: Vec<String> = std::fs::read_dir(dir.join(sub))
@@ -270,9 +270,9 @@ fn fdr_matches_statsmodels() {
 #[test]
 fn yeo_templates_match_nilearn_resampling() {
     let r = &fixture_json("resample_nilearn.json")["yeo4mm"];
-    let target = nifti::read_header(&shared_data().join(r["target"].as_str().unwrap())).unwrap();
+    let target = nifti::read_header(&test_data().join(r["target"].as_str().unwrap())).unwrap();
     let src = nifti::read_image(
-        &shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
+        &test_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
     )
     .unwrap();
     let names = atlas::read_label_names(
@@ -298,7 +298,7 @@ fn yeo_templates_match_nilearn_resampling() {
 #[test]
 fn spheres_cover_the_voxels_within_the_radius() {
     let grid = nifti::read_header(
-        &shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz"),
+        &test_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz"),
     )
     .unwrap()
     .grid;
@@ -318,7 +318,7 @@ fn spheres_cover_the_voxels_within_the_radius() {
         ("seitzman_2018_ROIs_300inVol_MNI_allInfo.txt", 13),
         ("dosenbach_2010.csv", 6),
     ] {
-        let path = shared_data().join("atlases/coordinates").join(file);
+        let path = test_data().join("atlases/coordinates").join(file);
         let rois =
             atlas::read_coordinates(&path, &std::fs::read_to_string(&path).unwrap(), 5.0).unwrap();
         let t = atlas::sphere_templates(&rois, &mask);
@@ -342,7 +342,7 @@ fn bad_atlases_and_empty_maps() {
     // Three subjects of patterned β without a consistent effect in a 4×4×4 box of the
     // 4 mm MNI grid: nothing survives FDR.
     let grid = nifti::read_header(
-        &shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz"),
+        &test_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz"),
     )
     .unwrap()
     .grid;

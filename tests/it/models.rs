@@ -180,7 +180,7 @@ fn responses_are_regressors_of_word_mean_activations() {
     };
     let dir = tempfile::tempdir().unwrap();
     let words = cortexflow::io::stimulus::read_stimulus(
-        &super::common::shared_data().join("stimuli/lpp-en/lppEN_section1.TextGrid"),
+        &super::common::test_data().join("stimuli/lpp-en/lppEN_section1.TextGrid"),
         None,
     )
     .unwrap()

@@ -7,17 +7,17 @@ use cortexflow::io::nifti::{self, Mask};
 use ndarray::{Array4, Axis};
 use serde_json::Value;
 
-use super::common::{close, fixture_json, fixtures, python_check, shared_data};
+use super::common::{close, fixture_json, fixtures, python_check, test_data};
 
 fn path_of(fact: &Value) -> std::path::PathBuf {
     let p = fact["path"].as_str().unwrap();
     match p.strip_prefix("fixtures/") {
         Some(rest) => fixtures().join(rest),
-        None => shared_data().join(p),
+        None => test_data().join(p),
     }
 }
 
-/// Every NIfTI file in ../shared/data (and the synthetic scaled / big-endian / qform-only
+/// Every real NIfTI file in tests/data (and the synthetic scaled / big-endian / qform-only
 /// fixtures) reads with nibabel's shape, affine, TR and voxel values.
 /// Tolerances: affines 1e-5 mm (float32 header fields, same formulas); voxel values are
 /// float32 here and float64 in nibabel, so 1e-6 relative per value and 1e-6 relative
@@ -103,7 +103,7 @@ fn every_nifti_matches_nibabel() {
 /// The nibabel quirk file: TR stored as 2000 with units = seconds is read as 2 s, with a note.
 #[test]
 fn implausible_tr_follows_the_documented_rule() {
-    let h = nifti::read_header(&shared_data().join("fmri/nibabel/example4d.nii.gz")).unwrap();
+    let h = nifti::read_header(&test_data().join("fmri/nibabel/example4d.nii.gz")).unwrap();
     assert_eq!(h.tr, Some(2.0));
     assert!(h.tr_note.as_deref().unwrap().contains("implausible"));
     let h = nifti::read_header(&fixtures().join("nifti/scaled_int16_ms.nii.gz")).unwrap();
@@ -113,7 +113,7 @@ fn implausible_tr_follows_the_documented_rule() {
 
 #[test]
 fn bold_inside_a_mask_equals_the_image_values() {
-    let path = shared_data().join("fmri/nibabel/functional.nii");
+    let path = test_data().join("fmri/nibabel/functional.nii");
     let img = nifti::read_image(&path).unwrap();
     let mask = Mask::from_image(&img, |v| v > 3600.0);
     assert!(mask.len() > 10 && mask.len() < img.header.grid.n_voxels());
@@ -200,12 +200,12 @@ fn gunzip(path: &Path) -> Vec<u8> {
 fn nearest_resampling_matches_nilearn() {
     let refs = fixture_json("resample_nilearn.json");
     let src = nifti::read_image(
-        &shared_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
+        &test_data().join("atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz"),
     )
     .unwrap();
     for (name, r) in refs.as_object().unwrap() {
         let target =
-            nifti::read_header(&shared_data().join(r["target"].as_str().unwrap())).unwrap();
+            nifti::read_header(&test_data().join(r["target"].as_str().unwrap())).unwrap();
         let out = nifti::resample_nearest(&src, &target.grid);
         let flat: Vec<f64> = out.t().iter().map(|&v| v as f64).collect();
         for k in 0..8 {
@@ -260,7 +260,7 @@ mod bad_input {
     #[test]
     fn truncated_gz_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let src = shared_data().join("fmri/nitime/fmri1.nii.gz");
+        let src = test_data().join("fmri/nitime/fmri1.nii.gz");
         let p = copy_with(dir.path(), &src, "cut.nii.gz", |b| b.truncate(b.len() / 2));
         let e = error_of(&p);
         assert!(
@@ -272,7 +272,7 @@ mod bad_input {
     #[test]
     fn wrong_magic_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let src = shared_data().join("fmri/nibabel/functional.nii");
+        let src = test_data().join("fmri/nibabel/functional.nii");
         let p = copy_with(dir.path(), &src, "magic.nii", |b| {
             b[344..348].copy_from_slice(b"xyz\0")
         });
@@ -283,7 +283,7 @@ mod bad_input {
     #[test]
     fn dims_that_disagree_with_the_file_size_are_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let src = shared_data().join("fmri/nibabel/functional.nii");
+        let src = test_data().join("fmri/nibabel/functional.nii");
         // dim[4] (little-endian int16 at byte 48): 20 → 40 volumes.
         let p = copy_with(dir.path(), &src, "dims.nii", |b| {
             b[48..50].copy_from_slice(&40i16.to_le_bytes())
@@ -322,8 +322,8 @@ mod bad_input {
 
     #[test]
     fn a_mask_on_another_grid_is_an_error() {
-        let bold = shared_data().join("fmri/nitime/fmri1.nii.gz");
-        let mask_path = shared_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
+        let bold = test_data().join("fmri/nitime/fmri1.nii.gz");
+        let mask_path = test_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
         let mask = nifti::read_mask(&mask_path).unwrap();
         let e = nifti::read_bold(&bold, Some((&mask_path, &mask)))
             .expect_err("grids differ")

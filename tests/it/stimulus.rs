@@ -5,11 +5,11 @@ use std::path::Path;
 
 use cortexflow::io::stimulus::{read_stimulus, Word};
 
-use super::common::{fixture_json, fixtures, shared_data};
+use super::common::{fixture_json, fixtures, test_data};
 
 fn section(k: usize) -> Vec<Word> {
     read_stimulus(
-        &shared_data().join(format!("stimuli/lpp-en/lppEN_section{k}.TextGrid")),
+        &test_data().join(format!("stimuli/lpp-en/lppEN_section{k}.TextGrid")),
         Some("TokensAlign"),
     )
     .unwrap()
@@ -57,7 +57,7 @@ fn lpp_textgrids_match_the_reference_parse() {
 /// list exactly.
 #[test]
 fn lpp_textgrids_agree_with_the_word_table_except_the_listed_edits() {
-    let csv_path = shared_data().join("stimuli/lpp-en/lppEN_word_information.csv");
+    let csv_path = test_data().join("stimuli/lpp-en/lppEN_word_information.csv");
     let mut rdr = csv::Reader::from_path(&csv_path).unwrap();
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     let mut diffs = vec!["section\tcsv_row\tcsv_word\ttextgrid_word\tkind".to_string()];
@@ -171,7 +171,7 @@ mod bad_input {
 
     #[test]
     fn a_missing_tier_name_lists_the_tiers() {
-        let p = shared_data().join("stimuli/lpp-en/lppEN_section1.TextGrid");
+        let p = test_data().join("stimuli/lpp-en/lppEN_section1.TextGrid");
         let e = read_stimulus(&p, Some("words")).unwrap_err().to_string();
         assert!(
             e.contains("no tier named 'words'; tiers: 'TokensAlign' (IntervalTier)"),

@@ -13,7 +13,7 @@ use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::Tokenizer;
 
-use super::common::{cortexflow_fails, shared_data};
+use super::common::{cortexflow_fails, test_data};
 
 const WORDS: [&str; 12] = [
     "[UNK]", "[CLS]", "[SEP]", "the", "little", "prince", "drew", "a", "sheep", "boa", "once", "i",
@@ -233,7 +233,7 @@ mod bad_input {
     fn a_stimulus_whose_words_do_not_fit_the_scans() {
         let dir = tempfile::tempdir().unwrap();
         tiny_bert(dir.path());
-        let stim = shared_data().join("stimuli/lpp-en/lppEN_section1.TextGrid");
+        let stim = test_data().join("stimuli/lpp-en/lppEN_section1.TextGrid");
         let e = cortexflow_fails(&[
             "responses",
             "--model",
