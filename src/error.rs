@@ -1,9 +1,14 @@
-//! One error type for the library: every variant names the file it is about, so the
-//! command line can print a single line that tells the user where to look.
+//! One error type for the library: every variant names the file or the request it is
+//! about, so the command line can print a single line that tells the user where to look.
+//!
+//! [`Context`] adds what was being done when an error happened ("x.stats: cannot read run
+//! statistics: …"), and [`bail!`] returns an [`Error::Invalid`] with a formatted message;
+//! both read as anyhow's do, but the library's callers get a typed error to match on.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-/// Errors raised by cortexflow's readers, writers and kernels.
+/// Errors raised by cortexflow's readers, writers, kernels, store and engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened, read or written. The reason is in the message and
@@ -21,9 +26,51 @@ pub enum Error {
         line: Option<usize>,
         msg: String,
     },
-    /// Arguments that do not fit together (no single file is at fault).
+    /// A request that cannot be honoured: arguments or settings that do not fit together,
+    /// or a computation that cannot go on (the message says why).
     #[error("{0}")]
     Invalid(String),
+    /// An error with what was being done when it happened, outermost first.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        /// Not a `#[source]`: the message above already says it, once.
+        source: Box<Error>,
+    },
+    /// A file operation without a path of its own (the context names it).
+    #[error("{0}")]
+    System(#[from] std::io::Error),
+    /// A language-model tensor operation failed.
+    #[error("{0}")]
+    Tensor(#[from] candle_core::Error),
+    /// An array had another shape than the one asked for.
+    #[error("{0}")]
+    Shape(#[from] ndarray::ShapeError),
+    /// JSON that could not be read or written.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A Parquet or Arrow table that could not be read or written.
+    #[error("{0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A number in a text field that is not one.
+    #[error("{0}")]
+    Integer(#[from] std::num::ParseIntError),
+    #[error("{0}")]
+    Float(#[from] std::num::ParseFloatError),
+    /// A CSV or TSV file that could not be read.
+    #[error("{0}")]
+    Csv(#[from] csv::Error),
+    /// A PNG figure that could not be encoded.
+    #[error("{0}")]
+    Png(#[from] png::EncodingError),
+    /// The linear model could not be fitted.
+    #[error("{0}")]
+    Glm(#[from] crate::kernels::glm::GlmError),
+    /// The group test could not be computed.
+    #[error("{0}")]
+    Group(#[from] crate::kernels::group::GroupError),
 }
 
 /// Library result type.
@@ -54,4 +101,58 @@ impl Error {
             msg: msg.into(),
         }
     }
+
+    /// An [`Error::Invalid`] from any message.
+    pub fn msg(msg: impl Display) -> Self {
+        Error::Invalid(msg.to_string())
+    }
 }
+
+/// Adds what was being done to an error, as anyhow's `Context` does.
+pub trait Context<T> {
+    fn context(self, context: impl Display) -> Result<T>;
+    fn with_context<C: Display>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl Display) -> Result<T> {
+        self.map_err(|e| Error::Context {
+            context: context.to_string(),
+            source: Box::new(e.into()),
+        })
+    }
+
+    fn with_context<C: Display>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::Context {
+            context: context().to_string(),
+            source: Box::new(e.into()),
+        })
+    }
+}
+
+/// A missing value becomes an [`Error::Invalid`] that says what was missing.
+impl<T> Context<T> for Option<T> {
+    fn context(self, context: impl Display) -> Result<T> {
+        self.ok_or_else(|| Error::Invalid(context.to_string()))
+    }
+
+    fn with_context<C: Display>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.ok_or_else(|| Error::Invalid(context().to_string()))
+    }
+}
+
+/// Returns early with an [`Error::Invalid`] built by `format!`.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::Error::Invalid(format!($($arg)*)))
+    };
+}
+
+/// An [`Error::Invalid`] built by `format!`.
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::error::Error::Invalid(format!($($arg)*))
+    };
+}
+
+pub(crate) use {bail, err};

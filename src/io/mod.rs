@@ -7,4 +7,6 @@ pub mod nifti;
 pub mod parquet;
 pub mod schema;
 pub mod stimulus;
-pub mod store;
+pub mod atomic;
+pub mod embedded;
+pub mod inspect;

@@ -594,7 +594,7 @@ pub fn write_map(path: &Path, grid: &Grid, data: &Array4<f32>, tr: Option<f64>) 
         )));
     }
     let header = map_header(grid, tr);
-    super::store::write_atomically(path, |tmp| {
+    super::atomic::write_atomically(path, |tmp| {
         let writer = WriterOptions::new(tmp).reference_header(&header);
         let result = if nt == 1 {
             writer.write_nifti(&data.index_axis(Axis(3), 0))

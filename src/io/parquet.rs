@@ -16,7 +16,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::schema::{self, TableSchema};
-use super::store::temp_sibling;
+use super::atomic::temp_sibling;
 use crate::error::{Error, Result};
 
 /// The values of one column. `F32List` holds `values.len() / size` lists of `size` floats.

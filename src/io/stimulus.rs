@@ -384,7 +384,7 @@ fn finish(path: &Path, words: Vec<(usize, Word)>, end: Option<f64>) -> Result<St
 
 /// Writes words as a TSV table (`word`, `onset`, `offset`), atomically.
 pub fn write_tsv(path: &Path, words: &[Word]) -> Result<()> {
-    super::store::write_file_atomically(path, |out| {
+    super::atomic::write_file_atomically(path, |out| {
         writeln!(out, "word\tonset\toffset")?;
         for w in words {
             writeln!(

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use super::lasso::{encode_with_gram, LassoAlgorithm, LassoOptions};
 
 /// Settings of [`fit`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OdlOptions {
     pub atoms: usize,
     pub lambda: f64,

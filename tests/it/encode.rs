@@ -177,6 +177,25 @@ fn encode_input_errors() {
         e.contains("differs from the grid of") && e.contains(&bold[0]),
         "{e}"
     );
+    // A BOLD file whose name does not say its subject.
+    let anonymous = dir.path().join("task-lpp_run-1_bold.nii.gz");
+    std::fs::copy(&bold[0], &anonymous).unwrap();
+    let e = cortexflow_fails(&[
+        "encode",
+        "--regressors",
+        &atoms[0],
+        "--bold",
+        anonymous.to_str().unwrap(),
+        "--mask",
+        &mask,
+        "--no-cv",
+        "--out",
+        &out,
+    ]);
+    assert!(
+        e.contains("task-lpp_run-1_bold.nii.gz") && e.contains("no sub-<label>"),
+        "{e}"
+    );
     // One run with cross-validation requested; fine with --no-cv.
     let e = cortexflow_fails(&[
         "encode",

@@ -277,7 +277,7 @@ fn yeo_templates_match_nilearn_resampling() {
     .unwrap();
     let names = atlas::read_label_names(
         Path::new("Yeo-7.csv"),
-        include_str!("../data/yeo2011/Yeo-7.csv"),
+        include_str!("../data/atlases/yeo2011/Yeo-7.csv"),
     )
     .unwrap();
     let temps = atlas::label_templates(&src, &names, &Mask::full(&target.grid));

@@ -4,6 +4,7 @@ mod cluster;
 mod common;
 mod encode;
 mod encoding;
+mod golden;
 mod group_map;
 mod hrf;
 mod models;

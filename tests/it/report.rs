@@ -135,6 +135,8 @@ fn the_demo_recovers_the_planted_networks_and_its_report_renders() {
         "{text}"
     );
     assert!(text.contains("MiniLM-L6 ANs"), "{text}");
+    // The demo (seed 0) writes the bytes recorded before the application moved.
+    super::golden::check_outputs(&out, "demo");
     let html = out.join("report.html");
     let page = std::fs::read_to_string(&html).unwrap();
     // Nothing to fetch: no remote source, link, stylesheet or script (xmlns names are not loads).

@@ -1,14 +1,7 @@
 //! The analysis store: a directory that holds an analysis and updates it as data arrive.
 //!
-//! ```text
-//! STORE/manifest.json        what is in (stories, runs), epochs, subjects to refit
-//! STORE/recipe.toml          the settings (canonical TOML); its fingerprint is in the manifest
-//! STORE/mask.nii.gz          the analysis mask
-//! STORE/responses/, neurons.parquet, basis/      the ANs and the basis (one version)
-//! STORE/runs/sub-S/<story>.stats                 one BOLD run reduced to statistics
-//! STORE/subjects/sub-S/{beta,t,z,cv_r,…}.nii.gz  each subject's fit
-//! STORE/group/, STORE/map/                       group maps, networks, sub-groups, metrics
-//! ```
+//! What lives where is in [`layout`]; what is in, in [`manifest`]; a run's statistics are
+//! encoded by [`stats`]; the settings are the [`recipe`].
 //!
 //! Every result is a function of the *set* of ingested runs: a subject's statistics are
 //! summed over its runs in key order, and group sums are exact, so ingesting runs in any
@@ -23,53 +16,29 @@
 //! leaves a readable store whose manifest says what is left to do, and the next command
 //! finishes it (`status` shows it).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+pub mod layout;
+pub mod manifest;
+pub mod recipe;
+pub mod stats;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use cortexflow::io::bids::{self, Run};
-use cortexflow::io::nifti::{self, Mask};
-use cortexflow::io::parquet::read_responses;
-use cortexflow::io::store::write_file_atomically;
-use cortexflow::kernels::group::Threshold;
-use cortexflow::kernels::lasso::LassoAlgorithm;
-use cortexflow::kernels::ridge_stats::RunStats;
-use cortexflow::operators::GroupBlock;
-use ndarray::{Array1, Array2};
-use serde::{Deserialize, Serialize};
+use ndarray::Array2;
+use serde::Deserialize;
 
-use crate::cluster::Cluster;
-use crate::recipe::Recipe;
-use crate::{basis, encode, group, ingest, map};
+use crate::error::{bail, Context, Result};
+use crate::io::atomic::write_file_atomically;
+use crate::io::bids::{self, Run};
+use crate::io::nifti::{self, Mask};
+use crate::io::parquet::read_responses;
+use crate::operators::GroupBlock;
+use crate::stages::encode::SubjectFit;
+use crate::stages::{basis, encode, group, mapping};
 
-/// Version of the store layout; a store of another format is refused.
-pub const FORMAT: u32 = 2;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    pub cortexflow: String,
-    pub recipe: String,
-    /// Stories with atoms: name → scans.
-    pub stories: BTreeMap<String, usize>,
-    /// Ingested runs by key (`sub-S/task-T/run-R`).
-    pub runs: BTreeMap<String, RunEntry>,
-    /// Subjects whose fit is older than their runs.
-    pub dirty: BTreeSet<String>,
-    /// Bumped by every change of the inputs.
-    pub epoch: u64,
-    /// The epoch the group and map results reflect.
-    pub results_epoch: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunEntry {
-    pub subject: String,
-    pub story: String,
-    pub bold: PathBuf,
-    pub scans: usize,
-}
+pub use layout::Layout;
+pub use manifest::{Manifest, RunEntry, FORMAT};
+pub use recipe::Recipe;
 
 /// An open store: its directory, recipe and manifest.
 pub struct Store {
@@ -92,7 +61,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 impl Store {
     /// Creates a store for `recipe` (an existing store of the same recipe is reopened).
     pub fn init(dir: &Path, recipe: &Recipe, mask: Option<&Path>) -> Result<Store> {
-        if dir.join("manifest.json").is_file() {
+        if Layout::new(dir).manifest().is_file() {
             let store = Store::open(dir)?;
             if store.manifest.recipe != recipe.fingerprint() {
                 bail!(
@@ -110,7 +79,7 @@ impl Store {
             recipe: recipe.fingerprint(),
             ..Manifest::default()
         };
-        write_text(&dir.join("recipe.toml"), &recipe.canonical())?;
+        write_text(&Layout::new(dir).recipe(), &recipe.canonical())?;
         let store = Store {
             dir: dir.to_path_buf(),
             recipe: recipe.clone(),
@@ -133,7 +102,7 @@ impl Store {
 
     /// Opens a store to read it (while the writer may be writing).
     pub fn open_reader(dir: &Path) -> Result<Store> {
-        let path = dir.join("manifest.json");
+        let path = Layout::new(dir).manifest();
         if !path.is_file() {
             bail!(
                 "{}: not a cortexflow store (no manifest.json; create one with `cortexflow init`)",
@@ -150,7 +119,7 @@ impl Store {
                 env!("CARGO_PKG_VERSION")
             );
         }
-        let recipe = Recipe::load(&dir.join("recipe.toml"))?;
+        let recipe = Recipe::load(&Layout::new(dir).recipe())?;
         if recipe.fingerprint() != manifest.recipe {
             bail!(
                 "{}: recipe.toml was changed after the store was made (fingerprint {} ≠ {})",
@@ -166,15 +135,20 @@ impl Store {
         })
     }
 
-    fn save(&self) -> Result<()> {
+    pub fn save(&self) -> Result<()> {
         write_text(
-            &self.dir.join("manifest.json"),
+            &self.paths().manifest(),
             &serde_json::to_string_pretty(&self.manifest)?,
         )
     }
 
-    fn mask_path(&self) -> PathBuf {
-        self.dir.join("mask.nii.gz")
+    pub fn mask_path(&self) -> PathBuf {
+        self.paths().mask()
+    }
+
+    /// Where everything lives in this store.
+    pub fn paths(&self) -> Layout {
+        Layout::new(&self.dir)
     }
 
     /// Copies the analysis mask in; a different mask once runs are in is refused.
@@ -221,30 +195,27 @@ impl Store {
                 lines.push(format!("story '{}' is already in (unchanged)", r.story));
                 continue;
             }
-            let dest = self
-                .dir
-                .join("responses")
-                .join(format!("{}.parquet", r.story));
+            let dest = self.paths().responses().join(format!("{}.parquet", r.story));
             let bytes =
                 std::fs::read(t).with_context(|| format!("{}: cannot read", t.display()))?;
             write_file_atomically(&dest, |w| w.write_all(&bytes))?;
             new.push((r.story, r.values.ncols(), dest));
         }
         if let Some(n) = neurons {
-            cortexflow::io::parquet::read_neurons(n)?;
+            crate::io::parquet::read_neurons(n)?;
             let bytes =
                 std::fs::read(n).with_context(|| format!("{}: cannot read", n.display()))?;
-            write_file_atomically(&self.dir.join("neurons.parquet"), |w| w.write_all(&bytes))?;
+            write_file_atomically(&self.paths().neurons(), |w| w.write_all(&bytes))?;
         }
         if new.is_empty() {
             return Ok(lines);
         }
         let files: Vec<PathBuf> = new.iter().map(|n| n.2.clone()).collect();
-        let basis_dir = self.dir.join("basis");
-        let summary = if basis_dir.join("codes.parquet").is_file() {
+        let basis_dir = self.paths().basis();
+        let summary = if self.paths().codes().is_file() {
             basis::extend(&basis_dir, &files)?
         } else {
-            basis::run(&files, &self.basis_options(), &basis_dir)?
+            basis::run(&files, &self.recipe.basis.options(), &basis_dir)?
         };
         lines.extend(summary.lines);
         for (story, scans, _) in new {
@@ -254,31 +225,6 @@ impl Store {
         self.manifest.epoch += 1;
         self.save()?;
         Ok(lines)
-    }
-
-    fn basis_options(&self) -> basis::BasisOptions {
-        let b = &self.recipe.basis;
-        basis::BasisOptions {
-            method: if b.method == "pca" {
-                basis::Method::Pca
-            } else {
-                basis::Method::Odl
-            },
-            odl: cortexflow::kernels::dictionary::OdlOptions {
-                atoms: b.atoms,
-                lambda: b.lambda,
-                positive_codes: b.positive,
-                batch: b.batch,
-                max_epochs: b.epochs,
-                seed: b.seed,
-                lasso: if b.lasso == "lars" {
-                    LassoAlgorithm::Lars
-                } else {
-                    LassoAlgorithm::CoordinateDescent
-                },
-                ..Default::default()
-            },
-        }
     }
 
     /// The story of a BOLD run: `task-T_run-R`, as `simulate` and BIDS stimuli name it.
@@ -321,31 +267,6 @@ impl Store {
         Ok((new, lines))
     }
 
-    /// The input work of an update: reduce the new runs, load the stored runs of every
-    /// subject to refit (theirs and the dirty ones); and those subjects.
-    pub fn jobs(&self, new: &[(Run, String)]) -> (Vec<ingest::Job>, BTreeSet<String>) {
-        let mut refit: BTreeSet<String> = self.manifest.dirty.clone();
-        refit.extend(new.iter().map(|(r, _)| r.subject.clone()));
-        let mut jobs: Vec<ingest::Job> = new
-            .iter()
-            .map(|(run, story)| ingest::Job::Reduce {
-                run: run.clone(),
-                story: story.clone(),
-            })
-            .collect();
-        jobs.extend(
-            self.manifest
-                .runs
-                .iter()
-                .filter(|(_, r)| refit.contains(&r.subject))
-                .map(|(key, r)| ingest::Job::Load {
-                    key: key.clone(),
-                    subject: r.subject.clone(),
-                }),
-        );
-        (jobs, refit)
-    }
-
     /// Takes a run out of the manifest (its subject to refit), then deletes its statistics.
     pub fn retract_entry(&mut self, key: &str) -> Result<Vec<String>> {
         let Some(entry) = self.manifest.runs.remove(key) else {
@@ -357,7 +278,7 @@ impl Store {
         self.manifest.dirty.insert(entry.subject.clone());
         self.manifest.epoch += 1;
         self.save()?;
-        let path = ingest::stats_path(&self.dir, key);
+        let path = self.paths().stats(key);
         std::fs::remove_file(&path)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -370,61 +291,8 @@ impl Store {
         Ok(vec![format!("{key}: retracted")])
     }
 
-    /// The writer's end of an update: lists the new runs (their statistics are written),
-    /// marks their subjects to refit, writes each refitted subject from its gathered
-    /// blocks, then the group and the map.
-    pub fn finish(&mut self, outcome: ingest::Outcome) -> Result<Vec<String>> {
-        let ingest::Outcome {
-            mut lines,
-            new,
-            refit,
-            fits,
-            group,
-        } = outcome;
-        for (run, story) in new {
-            let key = run.key();
-            if !ingest::stats_path(&self.dir, &key).is_file() {
-                bail!("{key}: its statistics were not written (did another process fail?)");
-            }
-            let scans = nifti::read_header(&run.bold)?.n_vols;
-            lines.push(format!("{key}: {scans} scans ingested"));
-            let entry = RunEntry {
-                subject: run.subject.clone(),
-                story,
-                bold: run.bold.clone(),
-                scans,
-            };
-            self.manifest.runs.insert(key, entry);
-            self.manifest.epoch += 1;
-        }
-        self.manifest.dirty.extend(refit.iter().cloned());
-        self.save()?;
-        if refit.is_empty() && self.manifest.results_epoch == self.manifest.epoch {
-            return Ok(lines);
-        }
-        let mask = nifti::read_mask(&self.mask_path())?;
-        let mut subjects = ingest::join_subjects(&fits, mask.len())?;
-        for subject in refit {
-            let fit = subjects.remove(&subject);
-            let expected = self
-                .manifest
-                .runs
-                .values()
-                .filter(|r| r.subject == subject)
-                .count();
-            if fit.as_ref().map_or(0, |f| f.runs) != expected {
-                bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
-            }
-            lines.push(self.write_subject(&subject, fit, &mask)?);
-            self.manifest.dirty.remove(&subject);
-            self.save()?;
-        }
-        lines.extend(self.refresh_results(&group)?);
-        Ok(lines)
-    }
-
     /// Writes the group maps from the dataflow's group tests, then the map, when stale.
-    fn refresh_results(
+    pub fn refresh_results(
         &mut self,
         group: &[(u32, Result<GroupBlock, String>)],
     ) -> Result<Vec<String>> {
@@ -433,15 +301,11 @@ impl Store {
             return Ok(lines);
         }
         let subjects = self.subjects();
-        let (group_dir, map_dir) = (self.dir.join("group"), self.dir.join("map"));
+        let (group_dir, map_dir) = (self.paths().group(), self.paths().map());
         if subjects.len() >= 2 {
-            let g = &self.recipe.group;
-            let opt = group::GroupOptions {
-                threshold: g.z_cut.map_or(Threshold::Fdr(g.fdr), Threshold::ZCut),
-                min_cluster: g.min_cluster,
-            };
+            let opt = self.recipe.group.options();
             let mask = nifti::read_mask(&self.mask_path())?;
-            let (n, test, halves) = ingest::join_group(group, mask.len())?;
+            let (n, test, halves) = group::join_group(group, mask.len())?;
             if n != subjects.len() {
                 bail!(
                     "the group test has {n} subjects, the store {} (did a worker fail?)",
@@ -460,15 +324,16 @@ impl Store {
                 &group_dir,
             )?;
             lines.push(group_lines[0].clone());
-            let opt = self.map_options()?;
-            let neurons = self.dir.join("neurons.parquet");
-            let s = map::run(
+            let opt = self.recipe.map.options();
+            let neurons = self.paths().neurons();
+            let s = mapping::run(
                 &group_dir,
-                &self.dir.join("basis/codes.parquet"),
+                &self.paths().codes(),
                 neurons.is_file().then_some(neurons.as_path()),
                 &opt,
                 &map_dir,
             )?;
+            lines.push(s.assignment.to_string());
             lines.extend(s.lines);
         } else {
             // Too few subjects for a group: no group results rather than stale ones.
@@ -488,18 +353,6 @@ impl Store {
         Ok(lines)
     }
 
-    /// The recipe's settings of the network mapping.
-    pub fn map_options(&self) -> Result<map::MapOptions> {
-        let m = &self.recipe.map;
-        Ok(map::MapOptions {
-            atlas: m.atlas.clone(),
-            atlas_threshold: m.atlas_threshold,
-            sphere_radius_mm: m.sphere_radius,
-            score: clap::ValueEnum::from_str(&m.score, true).map_err(anyhow::Error::msg)?,
-            assign_threshold: m.assign_threshold,
-        })
-    }
-
     /// Subjects with at least one run.
     pub fn subjects(&self) -> BTreeSet<String> {
         self.manifest
@@ -510,13 +363,13 @@ impl Store {
     }
 
     /// Writes a subject's maps from its joined fit, or removes them when no run is left.
-    fn write_subject(
+    pub fn write_subject(
         &self,
         subject: &str,
-        fit: Option<ingest::SubjectFit>,
+        fit: Option<SubjectFit>,
         mask: &Mask,
     ) -> Result<String> {
-        let dir = self.dir.join("subjects").join(format!("sub-{subject}"));
+        let dir = self.paths().subject(subject);
         let Some(fit) = fit else {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
@@ -576,99 +429,6 @@ impl Store {
     }
 }
 
-/// The binary layout of a run's statistics: magic, then u64 k, v, n, absorbed, then f64 LE
-/// gram (k·k), xty (k·v, row-major), sum_x (k), sum_y (v), sum_y2 (v), then v validity bytes.
-const MAGIC: &[u8; 8] = b"CFSTATS1";
-
-pub fn encode_stats(s: &RunStats, absorbed: usize, valid: &[bool], out: &mut Vec<u8>) {
-    let (k, v) = s.xty.dim();
-    out.extend_from_slice(MAGIC);
-    for n in [k, v, s.n, absorbed] {
-        out.extend_from_slice(&(n as u64).to_le_bytes());
-    }
-    let floats = s
-        .gram
-        .iter()
-        .chain(s.xty.iter())
-        .chain(s.sum_x.iter())
-        .chain(s.sum_y.iter())
-        .chain(s.sum_y2.iter());
-    for x in floats {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.extend(valid.iter().map(|&b| b as u8));
-}
-
-pub fn decode_stats(path: &Path) -> Result<(RunStats, usize, Vec<bool>)> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .with_context(|| format!("{}: cannot read run statistics", path.display()))?;
-    let bad = |what: &str| {
-        anyhow::anyhow!(
-            "{}: {what} (not run statistics of this cortexflow)",
-            path.display()
-        )
-    };
-    if bytes.len() < 40 || &bytes[..8] != MAGIC {
-        return Err(bad("bad header"));
-    }
-    let word = |i: usize| {
-        u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes")) as usize
-    };
-    let (k, v, n, absorbed) = (word(0), word(1), word(2), word(3));
-    let floats = k * k + k * v + k + 2 * v;
-    if bytes.len() != 40 + 8 * floats + v {
-        return Err(bad("wrong size"));
-    }
-    let f: Vec<f64> = bytes[40..40 + 8 * floats]
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect();
-    let (gram, rest) = f.split_at(k * k);
-    let (xty, rest) = rest.split_at(k * v);
-    let (sum_x, rest) = rest.split_at(k);
-    let (sum_y, sum_y2) = rest.split_at(v);
-    let stats = RunStats {
-        gram: Array2::from_shape_vec((k, k), gram.to_vec())?,
-        xty: Array2::from_shape_vec((k, v), xty.to_vec())?,
-        sum_x: Array1::from(sum_x.to_vec()),
-        sum_y: Array1::from(sum_y.to_vec()),
-        sum_y2: Array1::from(sum_y2.to_vec()),
-        n,
-    };
-    let valid = bytes[40 + 8 * floats..].iter().map(|&b| b != 0).collect();
-    Ok((stats, absorbed, valid))
-}
-
-/// `run`: a store from a whole dataset (BIDS-like, as `simulate` writes): the mask, the
-/// stories' responses (`responses_dir`, with its neurons.parquet beside it) and every run.
-pub fn run_all(
-    recipe: &Recipe,
-    data: &Path,
-    responses_dir: &Path,
-    out: &Path,
-    cluster: &Cluster,
-) -> Result<Vec<String>> {
-    let ds = bids::discover(data)?;
-    let mask = ds
-        .mask
-        .clone()
-        .with_context(|| format!("{}: no mask.nii[.gz] at the top", data.display()))?;
-    let tables: Vec<PathBuf> = list(responses_dir, ".parquet")?;
-    let neurons = responses_dir
-        .parent()
-        .map(|p| p.join("neurons.parquet"))
-        .filter(|p| p.is_file());
-    let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    let (recipe, dir) = (recipe.clone(), out.to_path_buf());
-    let prepare: ingest::Prepare = Box::new(move || {
-        let mut store = Store::init(&dir, &recipe, Some(&mask))?;
-        store.ingest_responses(&tables, neurons.as_deref())
-    });
-    ingest::run_update(cluster, out, None, bold, prepare)
-}
-
 /// Deletes the temporary files a killed writer left (`.tmp-*`; a store has one writer at a
 /// time).
 fn remove_temporaries(dir: &Path) -> Result<()> {
@@ -700,28 +460,3 @@ pub fn list(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_statistics_round_trip_and_corruption_is_an_error() {
-        let x = Array2::from_shape_fn((9, 3), |(t, j)| (t * (j + 1)) as f64 % 7.0);
-        let y = Array2::from_shape_fn((9, 4), |(t, j)| ((t + j) % 5) as f64 - 2.0);
-        let s = RunStats::from_block(x.view(), y.view());
-        let mut bytes = Vec::new();
-        encode_stats(&s, 2, &[true, false, true, true], &mut bytes);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.stats");
-        std::fs::write(&path, &bytes).unwrap();
-        let (back, absorbed, valid) = decode_stats(&path).unwrap();
-        assert_eq!(back, s);
-        assert_eq!(absorbed, 2);
-        assert_eq!(valid, vec![true, false, true, true]);
-        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(decode_stats(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("wrong size"));
-    }
-}

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use crate::error::{err, Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -34,8 +34,8 @@ fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> Result<()>) -> Result<Strin
     Ok(text)
 }
 
-fn fail(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!("drawing a figure failed: {e}")
+fn fail(e: impl std::fmt::Display) -> Error {
+    err!("drawing a figure failed: {e}")
 }
 
 /// The label of the category whose centre is at `x` (key points fall every half
@@ -146,8 +146,8 @@ pub fn grouped_bars(
     series: &[(String, Vec<f64>)],
 ) -> Result<()> {
     let text = bars(title, y_label, categories, series, false)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    cortexflow::io::store::write_file_atomically(path, |w| w.write_all(text.as_bytes()))?;
+        .map_err(|e| err!("{}: {e}", path.display()))?;
+    crate::io::atomic::write_file_atomically(path, |w| w.write_all(text.as_bytes()))?;
     Ok(())
 }
 

@@ -8,29 +8,29 @@ pub const LPP_RUNS: usize = 9;
 /// The bytes of LPP section `k` (1-based).
 pub fn lpp_section(k: usize) -> Option<&'static [u8]> {
     const BYTES: [&[u8]; 9] = [
-        include_bytes!("../tests/data/lpp-en/lppEN_section1.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section2.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section3.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section4.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section5.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section6.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section7.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section8.TextGrid"),
-        include_bytes!("../tests/data/lpp-en/lppEN_section9.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section1.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section2.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section3.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section4.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section5.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section6.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section7.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section8.TextGrid"),
+        include_bytes!("../../tests/data/stimuli/lpp-en/lppEN_section9.TextGrid"),
     ];
     k.checked_sub(1).and_then(|i| BYTES.get(i).copied())
 }
 
 /// The Yeo 2011 7-network atlas at 4 mm and 2 mm (MNI152NLin6).
 pub const YEO7_4MM: &[u8] =
-    include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz");
+    include_bytes!("../../tests/data/atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz");
 pub const YEO7_2MM: &[u8] =
-    include_bytes!("../tests/data/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz");
+    include_bytes!("../../tests/data/atlases/yeo2011/Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz");
 /// The MNI152 T1 template on the same two grids, uint8 (the report's background).
-pub const MNI_T1_4MM: &[u8] = include_bytes!("../tests/data/mni152/MNI152-T1_res-4x4x4.nii.gz");
-pub const MNI_T1_2MM: &[u8] = include_bytes!("../tests/data/mni152/MNI152-T1_res-2x2x2.nii.gz");
+pub const MNI_T1_4MM: &[u8] = include_bytes!("../../tests/data/mni152/MNI152-T1_res-4x4x4.nii.gz");
+pub const MNI_T1_2MM: &[u8] = include_bytes!("../../tests/data/mni152/MNI152-T1_res-2x2x2.nii.gz");
 /// Network names, `label,name` per line (label 0 = "empty").
-pub const YEO7_NAMES: &str = include_str!("../tests/data/yeo2011/Yeo-7.csv");
+pub const YEO7_NAMES: &str = include_str!("../../tests/data/atlases/yeo2011/Yeo-7.csv");
 
 /// (label, name) of the Yeo-7 networks.
 pub fn yeo7_names() -> Vec<(u16, String)> {
@@ -75,28 +75,28 @@ pub fn atlas(name: &str) -> Option<BuiltinAtlas> {
                 (
                     "Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz",
                     include_bytes!(
-                        "../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz"
+                        "../../tests/data/atlases/yeo2011/Yeo-17_space-MNI152NLin6_res-4x4x4.nii.gz"
                     ),
                 ),
                 (
                     "Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz",
                     include_bytes!(
-                        "../tests/data/yeo2011/Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz"
+                        "../../tests/data/atlases/yeo2011/Yeo-17_space-MNI152NLin6_res-2x2x2.nii.gz"
                     ),
                 ),
             ],
-            names: include_str!("../tests/data/yeo2011/Yeo-17.csv"),
+            names: include_str!("../../tests/data/atlases/yeo2011/Yeo-17.csv"),
         },
         "seitzman2018" => BuiltinAtlas::Coordinates {
             file: "seitzman_2018_ROIs_300inVol_MNI_allInfo.txt",
             text: include_str!(
-                "../tests/data/coordinates/seitzman_2018_ROIs_300inVol_MNI_allInfo.txt"
+                "../../tests/data/atlases/coordinates/seitzman_2018_ROIs_300inVol_MNI_allInfo.txt"
             ),
             default_radius_mm: 5.0,
         },
         "dosenbach2010" => BuiltinAtlas::Coordinates {
             file: "dosenbach_2010.csv",
-            text: include_str!("../tests/data/coordinates/dosenbach_2010.csv"),
+            text: include_str!("../../tests/data/atlases/coordinates/dosenbach_2010.csv"),
             // Dosenbach et al. 2010 used spheres of 10 mm diameter.
             default_radius_mm: 5.0,
         },

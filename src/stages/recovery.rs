@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use cortexflow::io::nifti;
-use cortexflow::io::parquet::{read_atom_fbn, read_subgroups};
+use crate::error::{Context, Result};
+use crate::io::nifti;
+use crate::io::parquet::{read_atom_fbn, read_subgroups};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

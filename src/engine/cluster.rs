@@ -1,5 +1,4 @@
-//! Workers and processes: timely's own cluster options, parsed here because clap owns
-//! `-h`.
+//! Workers and processes: timely's own cluster options (the command line's `ClusterArgs`).
 //!
 //! `-w N` worker threads per process, `-n N` processes, `-p I` this process's index,
 //! `-h FILE` hostfile (one `host:port` per line, the process with index i listening on
@@ -7,13 +6,12 @@
 //! same command on the same store; inputs are sharded by position over all workers, and
 //! worker 0 (of process 0) is the one writer of results.
 
-use std::ffi::OsString;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{err, bail, Context, Result};
 use timely::worker::Worker;
 
 /// Where this process stands in the computation.
@@ -39,77 +37,7 @@ impl Default for Cluster {
     }
 }
 
-/// The flags this module owns.
-pub const FLAGS: &str = "-w/--workers N, -n/--processes N, -p/--process I, -h/--hostfile FILE, --connect-timeout SECONDS";
-
 impl Cluster {
-    /// Takes the cluster options out of `args` (the rest goes to clap). `-h` followed by a
-    /// value is the hostfile; `-h` alone, or followed by a flag, stays the help flag.
-    pub fn extract(args: &mut Vec<OsString>) -> Result<(Cluster, bool)> {
-        let mut c = Cluster::default();
-        let mut given = false;
-        let mut rest = Vec::with_capacity(args.len());
-        let mut it = std::mem::take(args).into_iter().peekable();
-        while let Some(a) = it.next() {
-            let s = a.to_string_lossy().into_owned();
-            let (flag, inline) = match s.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (s.clone(), None),
-            };
-            let known = matches!(
-                flag.as_str(),
-                "-w" | "--workers"
-                    | "-n"
-                    | "--processes"
-                    | "-p"
-                    | "--process"
-                    | "-h"
-                    | "--hostfile"
-                    | "--connect-timeout"
-            );
-            let next_is_value = it
-                .peek()
-                .is_some_and(|n| !n.to_string_lossy().starts_with('-'));
-            if !known || (flag == "-h" && !next_is_value) {
-                rest.push(a);
-                continue;
-            }
-            let value = match inline {
-                Some(v) => v,
-                None if next_is_value => it.next().expect("peeked").to_string_lossy().into_owned(),
-                None => bail!("{flag} needs a value ({FLAGS})"),
-            };
-            let number = |what: &str| -> Result<usize> {
-                value
-                    .parse()
-                    .with_context(|| format!("{flag} {value}: {what} must be a whole number"))
-            };
-            given = true;
-            match flag.as_str() {
-                "-w" | "--workers" => c.workers = number("the worker count")?,
-                "-n" | "--processes" => c.processes = number("the process count")?,
-                "-p" | "--process" => c.process = number("the process index")?,
-                "--connect-timeout" => {
-                    c.connect_timeout =
-                        Duration::from_secs(number("the timeout in seconds")? as u64)
-                }
-                _ => c.hostfile = Some(PathBuf::from(value)),
-            }
-        }
-        *args = rest;
-        if c.workers == 0 || c.processes == 0 {
-            bail!("-w and -n need at least 1");
-        }
-        if c.process >= c.processes {
-            bail!(
-                "-p {}: the process index must be below -n {}",
-                c.process,
-                c.processes
-            );
-        }
-        Ok((c, given))
-    }
-
     /// The processes' addresses: the hostfile's first `processes` lines, or 127.0.0.1 ports.
     pub fn addresses(&self) -> Result<Vec<String>> {
         let Some(path) = &self.hostfile else {
@@ -198,11 +126,13 @@ impl Cluster {
             Ok(Err(e)) => bail!("cannot start the computation: {e}"),
             Err(_) => bail!("{}", self.unreachable()?),
         }
-        let results = done.recv().context("a worker thread died")?;
+        let results = done
+            .recv()
+            .map_err(|_| err!("a worker thread died"))?;
         results
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.map_err(|e| anyhow::anyhow!("worker {i} failed: {e}")))
+            .map(|(i, r)| r.map_err(|e| err!("worker {i} failed: {e}")))
             .collect()
     }
 
@@ -232,30 +162,5 @@ impl Cluster {
             self.processes,
             self.connect_timeout.as_secs()
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<OsString> {
-        s.split_whitespace().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn cluster_flags_are_taken_out_and_help_stays() {
-        let mut a = args("cortexflow ingest S -w 2 -n 3 -p 1 -h hosts.txt --bold x");
-        let (c, given) = Cluster::extract(&mut a).unwrap();
-        assert!(given);
-        assert_eq!((c.workers, c.processes, c.process), (2, 3, 1));
-        assert_eq!(c.hostfile, Some(PathBuf::from("hosts.txt")));
-        assert_eq!(a, args("cortexflow ingest S --bold x"));
-        let mut a = args("cortexflow ingest -h");
-        let (_, given) = Cluster::extract(&mut a).unwrap();
-        assert!(!given);
-        assert_eq!(a, args("cortexflow ingest -h"));
-        assert!(Cluster::extract(&mut args("x -p 2 -n 2")).is_err());
-        assert!(Cluster::extract(&mut args("x -w zero")).is_err());
     }
 }

@@ -15,19 +15,19 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{bail, Result};
-use cortexflow::io::parquet::{write_table, Column};
-use cortexflow::io::stimulus::{self, Stimulus};
-use cortexflow::kernels::hrf::{frame_times, EventDesign, RegressorOptions};
-use cortexflow::model::extract::word_activations;
+use crate::error::{bail, Result};
+use crate::io::parquet::{write_table, Column};
+use crate::io::stimulus::{self, Stimulus};
+use crate::kernels::hrf::{frame_times, EventDesign, RegressorOptions};
+use crate::model::extract::word_activations;
 use ndarray::{Array1, Array2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::embedded;
+use crate::io::embedded;
 use crate::progress;
-use crate::responses::TapOptions;
+use crate::stages::responses::TapOptions;
 
 /// One story of the simulation: (run number, scans, words).
 pub type Story = (usize, usize, Stimulus);

@@ -5,11 +5,11 @@
 //! optional outline marks the border of a network. Axes are shown with world coordinates
 //! increasing to the right and upwards (left hemisphere on the left).
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use base64::Engine as _;
-use cortexflow::io::nifti::{self, Grid, Mask};
+use crate::io::nifti::{self, Grid, Mask};
 
-use crate::embedded;
+use crate::io::embedded;
 
 /// A scalar volume on a grid, x fastest.
 pub struct Volume {
@@ -57,7 +57,7 @@ pub fn background(mask: &Mask) -> Result<(Volume, bool)> {
     for bytes in [embedded::MNI_T1_4MM, embedded::MNI_T1_2MM] {
         let dir = std::env::temp_dir().join(format!("cortexflow-mni-{}", std::process::id()));
         let path = dir.join("t1.nii.gz");
-        cortexflow::io::store::write_file_atomically(&path, |w| w.write_all(bytes))?;
+        crate::io::atomic::write_file_atomically(&path, |w| w.write_all(bytes))?;
         let img = nifti::read_image(&path);
         std::fs::remove_dir_all(&dir).ok();
         let img = img.context("the embedded MNI template")?;

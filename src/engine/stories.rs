@@ -7,20 +7,19 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use anyhow::{bail, Result};
-use cortexflow::io::stimulus::Stimulus;
-use cortexflow::kernels::hrf::HrfModel;
-use cortexflow::model::align::{tokenize_words, StoryTokens};
-use cortexflow::model::extract::{batches, forward_windows, NeuronLayout, Pooling, RunOptions};
-use cortexflow::model::LanguageModel;
-use cortexflow::operators::{agree, PoolWords, StoryShape, StoryWords, TokenRow};
+use crate::error::{bail, err, Error, Result};
+use crate::io::stimulus::Stimulus;
+use crate::model::align::{tokenize_words, StoryTokens};
+use crate::model::extract::{batches, forward_windows, NeuronLayout, RunOptions};
+use crate::model::LanguageModel;
+use crate::operators::{agree, PoolWords, StoryShape, StoryWords, TokenRow};
 use ndarray::Array2;
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::worker::Worker;
 
 use crate::progress;
-use crate::recipe::Recipe;
-use crate::responses::{self, ResponseOptions, RunSpec, TapOptions};
+use crate::store::{Layout, Recipe};
+use crate::stages::responses::{self, ResponseOptions, RunSpec, TapOptions};
 use crate::store::Store;
 
 /// Stories to ingest from stimulus files: their clock (TR) and scans per run (one value,
@@ -34,22 +33,7 @@ pub struct StimulusSpec {
 
 impl StimulusSpec {
     fn runs(&self) -> Result<Vec<RunSpec>> {
-        if self.scans.len() != 1 && self.scans.len() != self.files.len() {
-            bail!(
-                "--n-scans gives {} values for {} stimuli: give one, or one per stimulus",
-                self.scans.len(),
-                self.files.len()
-            );
-        }
-        Ok(self
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| RunSpec {
-                stimulus: f.clone(),
-                n_scans: self.scans[if self.scans.len() == 1 { 0 } else { i }],
-            })
-            .collect())
+        RunSpec::pair(&self.files, &self.scans)
     }
 }
 
@@ -67,20 +51,10 @@ fn settings(recipe: &Recipe, dir: &Path, tr: f64) -> Result<(TapOptions, Respons
         taps: m.taps.iter().map(|t| t.parse()).collect::<Result<_, _>>()?,
         layers: responses::parse_layers(&m.layers)?,
         context: m.context,
-        batch: 4,
-        pooling: if m.pooling == "last" {
-            Pooling::Last
-        } else {
-            Pooling::Mean
-        },
+        batch: TapOptions::BATCH,
+        pooling: m.pooling.into(),
     };
-    let hrf = match m.hrf.as_str() {
-        "glover" => HrfModel::Glover,
-        "fir" => HrfModel::Fir {
-            delays: (0..6).collect(),
-        },
-        _ => HrfModel::Spm,
-    };
+    let hrf = m.hrf.model(&m.fir_delays);
     let ro = ResponseOptions {
         tr,
         hrf,
@@ -111,7 +85,7 @@ fn load(dir: &Path, spec: &StimulusSpec) -> Result<Loaded> {
         .iter()
         .map(|s| {
             let words: Vec<String> = s.words.iter().map(|w| w.text.clone()).collect();
-            tokenize_words(model.tokenizer(), &words).map_err(anyhow::Error::from)
+            tokenize_words(model.tokenizer(), &words).map_err(Error::from)
         })
         .collect::<Result<_>>()?;
     Ok(Loaded {
@@ -132,13 +106,12 @@ pub fn ingest(
     worker: &mut Worker,
     dir: &Path,
     spec: &StimulusSpec,
-) -> std::result::Result<Vec<String>, String> {
+) -> Result<Vec<String>> {
     let loaded = load(dir, spec);
     if !agree(worker, loaded.is_ok()) {
-        return Err(loaded.err().map_or(
-            "stopped: another worker could not load the model or the stimuli".into(),
-            |e| format!("{e:#}"),
-        ));
+        return Err(loaded.err().unwrap_or_else(|| {
+            err!("stopped: another worker could not load the model or the stimuli")
+        }));
     }
     let l = loaded.expect("agreed");
     let shapes: Rc<Vec<StoryShape>> = Rc::new(
@@ -198,19 +171,18 @@ pub fn ingest(
         (Ok(()), _) => Ok(Vec::new()),
     };
     if !agree(worker, written.is_ok()) {
-        return Err(written.err().map_or(
-            "stopped: another worker failed on the stories".into(),
-            |e| format!("{e:#}"),
-        ));
+        return Err(written
+            .err()
+            .unwrap_or_else(|| err!("stopped: another worker failed on the stories")));
     }
     Ok(written.expect("agreed"))
 }
 
 /// At worker 0: the responses tables of the pooled stories, then the store's basis.
 fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords]) -> Result<Vec<String>> {
-    let work = dir.join(".incoming");
+    let work = Layout::new(dir).incoming();
     if work.exists() {
-        std::fs::remove_dir_all(&work)?;
+        std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     }
     let mut tables = Vec::new();
     for (s, (spec, stim)) in l.specs.iter().zip(&l.stimuli).enumerate() {
@@ -239,6 +211,6 @@ fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords]) -> Result<Vec<String>> {
         l.tokens.iter().map(|t| t.ids.len()).sum::<usize>()
     )];
     lines.extend(Store::open(dir)?.ingest_responses(&tables, Some(&neurons))?);
-    std::fs::remove_dir_all(&work)?;
+    std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     Ok(lines)
 }

@@ -1,0 +1,50 @@
+//! The cluster options of the computing commands (timely's own `-w/-n/-p/-h`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cortexflow::engine::cluster::Cluster;
+
+/// Workers and processes. Every process runs the same command on the same store; worker 0
+/// of process 0 writes the results. (`-h` is the hostfile here: help is `--help`.)
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(short = 'w', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
+    /// Number of processes.
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub processes: u32,
+    /// This process's index (0-based, below --processes).
+    #[arg(short = 'p', long, default_value_t = 0)]
+    pub process: u32,
+    /// Hostfile: one host:port per line, process i listening on line i+1 [default:
+    /// 127.0.0.1:2101+i].
+    #[arg(short = 'h', long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+    /// Seconds to wait for the other processes before saying which do not answer.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl ClusterArgs {
+    pub fn cluster(&self) -> anyhow::Result<Cluster> {
+        if self.process >= self.processes {
+            anyhow::bail!(
+                "-p {}: the process index must be below -n {}",
+                self.process,
+                self.processes
+            );
+        }
+        Ok(Cluster {
+            workers: self.workers as usize,
+            processes: self.processes as usize,
+            process: self.process as usize,
+            hostfile: self.hostfile.clone(),
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! `cortexflow retract`: a run out of a store, as if it had never been ingested.
+
+use std::path::PathBuf;
+
+use cortexflow::engine::update::{self, Prepare};
+use cortexflow::store::Store;
+
+use crate::cluster_args::ClusterArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Store directory.
+    pub store: PathBuf,
+    /// The run, as sub-<S>/task-<T>/run-<R> (`status` lists them).
+    #[arg(long)]
+    pub run: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let cluster = a.cluster.cluster()?;
+    let (dir, key) = (a.store.clone(), a.run);
+    let prepare: Prepare = Box::new(move || Store::open(&dir)?.retract_entry(&key));
+    crate::print_lines(update::run_update(&cluster, &a.store, None, Vec::new(), prepare)?);
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The encoding dataflow of a store update: BOLD runs reduced to statistics, cut into
+//! voxel blocks, and each subject's fit kept per (subject, block) by [`FitBlocks`].
+//!
+//! A one-shot command (`ingest`, `retract`, `status --refresh`, `run`) builds it once: the
+//! runs to reduce and the stored runs of the subjects to refit are dealt out over all
+//! workers of all processes by position, and the fits are gathered at worker 0 of
+//! process 0, the one writer. `watch` keeps it alive and feeds one epoch per change.
+
+use std::path::PathBuf;
+
+use differential_dataflow::input::{Input, InputSession};
+use indicatif::ProgressBar;
+use ndarray::Array2;
+use timely::dataflow::operators::probe::Handle;
+use timely::worker::Worker;
+
+use crate::error::{bail, Context, Error, Result};
+use crate::io::atomic::write_file_atomically;
+use crate::io::bids::Run;
+use crate::io::nifti::{self, Mask};
+use crate::io::parquet::read_atoms;
+use crate::kernels::design::{self, RunInputs};
+use crate::kernels::ridge_stats::RunStats;
+use crate::operators::{
+    BlockFit, BlockKey, FitBlocks, FitSettings, Floats, Gather, Gathered, GroupBlock,
+    GroupBlocks, RunBlock, StatsBlock, SubjectBeta, BLOCK_VOXELS,
+};
+use crate::stages::encode;
+use crate::store::stats::{decode_stats, encode_stats};
+use crate::store::{Layout, Recipe};
+
+/// One piece of input work: reduce a new run, or load a stored run's statistics.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Reduce { run: Run, story: String },
+    Load { key: String, subject: String },
+}
+
+impl Job {
+    fn key(&self) -> String {
+        match self {
+            Job::Reduce { run, .. } => run.key(),
+            Job::Load { key, .. } => key.clone(),
+        }
+    }
+    fn subject(&self) -> &str {
+        match self {
+            Job::Reduce { run, .. } => &run.subject,
+            Job::Load { subject, .. } => subject,
+        }
+    }
+}
+
+/// What every worker needs to do its share.
+pub struct Plan {
+    pub dir: PathBuf,
+    pub recipe: Recipe,
+    /// The store's mask (read when there is one).
+    pub mask: Option<Mask>,
+    pub jobs: Vec<Job>,
+    /// Subjects with runs that are not refitted: their β maps feed the group test.
+    pub stored: Vec<String>,
+    pub bar: ProgressBar,
+}
+
+/// The fit settings of a recipe.
+pub fn fit_settings(recipe: &Recipe) -> FitSettings {
+    FitSettings {
+        cv: recipe.encoding.cv,
+        alphas: recipe.encoding.alpha_grid(),
+    }
+}
+
+/// One run against its story's atoms, with its own cosine drift and intercept projected
+/// out: the statistics of the atoms (Frisch–Waugh–Lovell), written to the store. Returns
+/// the statistics, the number of absorbed nuisance columns and the valid voxels.
+pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
+    let paths = Layout::new(&plan.dir);
+    let (_, atoms) = read_atoms(&paths.atoms(story))?;
+    let header = nifti::read_header(&run.bold)?;
+    let tr = header
+        .tr
+        .with_context(|| format!("{}: no repetition time in the header", run.bold.display()))?;
+    let k = atoms.ncols();
+    let inputs = [RunInputs {
+        regressors: atoms,
+        confounds: Array2::zeros((header.n_vols, 0)),
+        tr,
+    }];
+    let hp = plan.recipe.encoding.high_pass;
+    let (designs, _) =
+        design::build(&inputs, (hp > 0.0).then_some(hp)).map_err(Error::msg)?;
+    let dm = &designs[0];
+    let r = encode::reduce_run(
+        &run.bold,
+        &paths.mask(),
+        plan.mask.as_ref().expect("read for jobs"),
+        dm,
+        k,
+        plan.recipe.encoding.zscore_bold,
+        true,
+    )?;
+    let stats = r.residual.expect("asked for");
+    let absorbed = dm.ncols() - k;
+    let mut bytes = Vec::new();
+    encode_stats(&stats, absorbed, &r.valid, &mut bytes);
+    write_file_atomically(&paths.stats(&run.key()), |w| w.write_all(&bytes))?;
+    Ok((stats, absorbed, r.valid))
+}
+
+pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
+    let mask = plan.mask.as_ref().expect("read for jobs");
+    let (stats, absorbed, valid) = match job {
+        Job::Reduce { run, story } => reduce(plan, run, story)?,
+        Job::Load { key, .. } => decode_stats(&Layout::new(&plan.dir).stats(key))?,
+    };
+    if valid.len() != mask.len() {
+        bail!(
+            "{}: statistics of {} voxels, the store's mask has {}",
+            job.key(),
+            valid.len(),
+            mask.len()
+        );
+    }
+    let key = job.key();
+    Ok(StatsBlock::split(&stats, absorbed, &valid)
+        .into_iter()
+        .map(|(b, block)| ((job.subject().to_string(), b), (key.clone(), block)))
+        .collect())
+}
+
+/// The dataflow: runs in, per-block fits gathered at worker 0.
+pub struct Engine {
+    /// Runs' statistics by (subject, block).
+    pub runs: InputSession<u64, (BlockKey, RunBlock), isize>,
+    /// β blocks of subjects that are not refitted (read from their maps).
+    pub betas: InputSession<u64, (u32, SubjectBeta), isize>,
+    pub fits: Gathered<(BlockKey, BlockFit)>,
+    pub group: Gathered<(u32, Result<GroupBlock, String>)>,
+    probes: [Handle<u64>; 2],
+}
+
+impl Engine {
+    /// runs → fit_blocks → (β blocks, with the stored subjects' β) → group_blocks; fits and
+    /// group tests gathered at worker 0.
+    pub fn build(worker: &mut Worker, settings: FitSettings) -> Engine {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (runs, run_blocks) = scope.new_collection();
+            let (betas, stored) = scope.new_collection();
+            let fits = run_blocks.fit_blocks(settings);
+            let fitted = fits
+                .clone()
+                .flat_map(|((subject, block), fit)| fit.beta_block(&subject).map(|b| (block, b)));
+            let (group, group_probe) = fitted.concat(stored).group_blocks().gather();
+            let (fits, fits_probe) = fits.gather();
+            Engine {
+                runs,
+                betas,
+                fits,
+                group,
+                probes: [fits_probe, group_probe],
+            }
+        })
+    }
+
+    /// Feeds this worker's share of the plan (positions ≡ its index mod peers): the runs'
+    /// statistics, then the stored β of the subjects that are not refitted. An error stops
+    /// the feeding but not the dataflow, so no worker is left waiting.
+    pub fn feed(&mut self, plan: &Plan, index: usize, peers: usize) -> Result<()> {
+        let mine: Vec<&Job> = plan.jobs.iter().skip(index).step_by(peers).collect();
+        plan.bar.inc_length(mine.len() as u64);
+        for job in mine {
+            for record in job_blocks(plan, job)? {
+                self.runs.insert(record);
+            }
+            plan.bar.inc(1);
+        }
+        for subject in plan.stored.iter().skip(index).step_by(peers) {
+            for record in stored_beta(plan, subject)? {
+                self.betas.insert(record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances both inputs to `epoch`.
+    pub fn advance_to(&mut self, epoch: u64) {
+        self.runs.advance_to(epoch);
+        self.betas.advance_to(epoch);
+        self.runs.flush();
+        self.betas.flush();
+    }
+
+    /// Steps until everything before the inputs' current epoch has reached worker 0.
+    pub fn settle(&mut self, worker: &mut Worker) {
+        let time = *self.runs.time();
+        while self.probes.iter().any(|p| p.less_than(&time)) {
+            worker.step();
+        }
+    }
+
+    /// Closes the inputs and steps until the dataflow is done.
+    pub fn finish(
+        self,
+        worker: &mut Worker,
+    ) -> (
+        Gathered<(BlockKey, BlockFit)>,
+        Gathered<(u32, Result<GroupBlock, String>)>,
+    ) {
+        let Engine {
+            runs,
+            betas,
+            fits,
+            group,
+            probes,
+        } = self;
+        runs.close();
+        betas.close();
+        worker.step_while(|| probes.iter().any(|p| !p.done()));
+        (fits, group)
+    }
+}
+
+/// A stored subject's β map cut into blocks, as the group operator takes it.
+fn stored_beta(plan: &Plan, subject: &str) -> Result<Vec<(u32, SubjectBeta)>> {
+    let mask = plan.mask.as_ref().expect("read for stored subjects");
+    let path = Layout::new(&plan.dir).subject_map(subject, "beta");
+    let beta = mask.rows(&nifti::read_image(&path)?);
+    let (k, v) = beta.dim();
+    Ok((0..v.div_ceil(BLOCK_VOXELS))
+        .map(|b| {
+            let cols: Vec<usize> = (b * BLOCK_VOXELS..((b + 1) * BLOCK_VOXELS).min(v)).collect();
+            let values = crate::operators::columns(&beta, &cols);
+            (b as u32, (subject.to_string(), k as u32, Floats(values)))
+        })
+        .collect())
+}
+

@@ -1,0 +1,15 @@
+//! The streaming engine: timely/differential dataflows over the store.
+//!
+//! - [`cluster`]: workers and processes (timely's cluster mode);
+//! - [`encoding`]: the encoding dataflow (runs → per-block fits → group tests);
+//! - [`stories`]: new stories through the recipe's model, dealt over every worker;
+//! - [`update`]: one store command as one dataflow: plan, feed, gather, finish;
+//! - [`watch`]: a long-lived dataflow that follows a folder;
+//! - [`demo`]: the main job end to end.
+
+pub mod cluster;
+pub mod demo;
+pub mod encoding;
+pub mod stories;
+pub mod update;
+pub mod watch;

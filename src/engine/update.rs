@@ -1,0 +1,246 @@
+//! One store command as one dataflow: the writer prepares (creates the store, adds the
+//! mask, stories and basis, edits the manifest), every worker plans the same update from
+//! the store and feeds its share of the runs into the encoding dataflow, the fits and group
+//! tests are gathered at worker 0 of process 0, and the writer finishes: it lists the new
+//! runs, writes each refitted subject, then the group maps and the network mapping.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use indicatif::ProgressBar;
+
+use crate::engine::cluster::Cluster;
+use crate::engine::encoding::{fit_settings, Engine, Job, Plan};
+use crate::engine::stories::{self, StimulusSpec};
+use crate::error::{bail, err, Context, Result};
+use crate::io::bids::{self, Run};
+use crate::io::nifti;
+use crate::operators::{agree, BlockFit, BlockKey, GroupBlock};
+use crate::progress;
+use crate::stages::encode;
+use crate::store::{list, Recipe, RunEntry, Store};
+
+/// The writer's part of a command before the dataflow (creating the store, the mask,
+/// stories and basis, manifest edits).
+pub type Prepare = Box<dyn FnOnce() -> Result<Vec<String>> + Send>;
+
+/// What worker 0 of process 0 hands back for the writer to finish the update.
+pub struct Outcome {
+    pub lines: Vec<String>,
+    pub new: Vec<(Run, String)>,
+    pub refit: BTreeSet<String>,
+    pub fits: Vec<(BlockKey, BlockFit)>,
+    /// The group test of every block over every subject with runs.
+    pub group: Vec<(u32, Result<GroupBlock, String>)>,
+}
+
+/// Every worker's plan, from the store as the writer left it and the BOLD files given.
+fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcome)> {
+    let store = Store::open_reader(dir)?;
+    let (new, lines) = store.new_runs(bold)?;
+    let (jobs, refit) = jobs(&store, &new);
+    let stored: Vec<String> = store
+        .subjects()
+        .into_iter()
+        .filter(|s| !refit.contains(s))
+        .collect();
+    let mask_path = store.paths().mask();
+    let mask = if mask_path.is_file() {
+        Some(nifti::read_mask(&mask_path)?)
+    } else {
+        None
+    };
+    let plan = Plan {
+        dir: dir.to_path_buf(),
+        recipe: store.recipe.clone(),
+        mask,
+        jobs,
+        stored,
+        bar: bar.clone(),
+    };
+    let outcome = Outcome {
+        lines,
+        new,
+        refit,
+        fits: Vec::new(),
+        group: Vec::new(),
+    };
+    Ok((plan, outcome))
+}
+
+/// Runs a store command on every worker of every process: the writer prepares, all agree,
+/// every worker plans the same update and feeds its share of the runs, the fits are
+/// gathered, and the writer finishes (lists the new runs, writes the refitted subjects,
+/// the group and the map). Returns the lines to print.
+pub fn run_update(
+    cluster: &Cluster,
+    dir: &Path,
+    stimuli: Option<StimulusSpec>,
+    bold: Vec<PathBuf>,
+    prepare: Prepare,
+) -> Result<Vec<String>> {
+    let prepare = Mutex::new(Some(prepare));
+    let bar = progress::bar(0, "reducing runs");
+    let (dir_w, bar_w) = (dir.to_path_buf(), bar.clone());
+    let results = cluster.execute(move |worker| -> Result<Option<Outcome>> {
+        let first = worker.index() == 0;
+        let prepared = match first {
+            true => prepare.lock().expect("not poisoned").take().expect("runs once")(),
+            false => Ok(Vec::new()),
+        };
+        if !agree(worker, prepared.is_ok()) {
+            return Err(prepared.err().unwrap_or_else(|| {
+                err!("stopped: the writer (process 0) failed; see its error")
+            }));
+        }
+        let mut lines = prepared.expect("agreed");
+        if let Some(spec) = &stimuli {
+            lines.extend(stories::ingest(worker, &dir_w, spec)?);
+        }
+        let planned = plan(&dir_w, &bold, &bar_w);
+        if !agree(worker, planned.is_ok()) {
+            return Err(planned.err().unwrap_or_else(|| {
+                err!("stopped: another worker could not read the store (every process needs the same store directory)")
+            }));
+        }
+        let (plan, mut outcome) = planned.expect("agreed");
+        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
+        let fed = engine.feed(&plan, worker.index(), worker.peers());
+        let (fits, group) = engine.finish(worker);
+        fed?;
+        if !first {
+            return Ok(None);
+        }
+        outcome.fits = fits.take();
+        outcome.group = group.take();
+        lines.append(&mut outcome.lines);
+        outcome.lines = lines;
+        Ok(Some(outcome))
+    })?;
+    bar.finish_and_clear();
+    let mut outcome = None;
+    for r in results {
+        if let Some(o) = r? {
+            outcome = Some(o);
+        }
+    }
+    match outcome {
+        Some(o) => finish(&mut Store::open(dir)?, o),
+        None => Ok(vec![format!(
+            "process {}: did its share of the work; process 0 writes the results",
+            cluster.process
+        )]),
+    }
+}
+
+
+/// The input work of an update: reduce the new runs, load the stored runs of every
+/// subject to refit (theirs and the dirty ones); and those subjects.
+pub fn jobs(store: &Store, new: &[(Run, String)]) -> (Vec<Job>, BTreeSet<String>) {
+    let mut refit: BTreeSet<String> = store.manifest.dirty.clone();
+    refit.extend(new.iter().map(|(r, _)| r.subject.clone()));
+    let mut jobs: Vec<Job> = new
+        .iter()
+        .map(|(run, story)| Job::Reduce {
+            run: run.clone(),
+            story: story.clone(),
+        })
+        .collect();
+    jobs.extend(
+        store.manifest
+            .runs
+            .iter()
+            .filter(|(_, r)| refit.contains(&r.subject))
+            .map(|(key, r)| Job::Load {
+                key: key.clone(),
+                subject: r.subject.clone(),
+            }),
+    );
+    (jobs, refit)
+}
+
+
+
+/// The writer's end of an update: lists the new runs (their statistics are written),
+/// marks their subjects to refit, writes each refitted subject from its gathered
+/// blocks, then the group and the map.
+pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
+    let Outcome {
+        mut lines,
+        new,
+        refit,
+        fits,
+        group,
+    } = outcome;
+    for (run, story) in new {
+        let key = run.key();
+        if !store.paths().stats(&key).is_file() {
+            bail!("{key}: its statistics were not written (did another process fail?)");
+        }
+        let scans = nifti::read_header(&run.bold)?.n_vols;
+        lines.push(format!("{key}: {scans} scans ingested"));
+        let entry = RunEntry {
+            subject: run.subject.clone(),
+            story,
+            bold: run.bold.clone(),
+            scans,
+        };
+        store.manifest.runs.insert(key, entry);
+        store.manifest.epoch += 1;
+    }
+    store.manifest.dirty.extend(refit.iter().cloned());
+    store.save()?;
+    if refit.is_empty() && store.manifest.results_epoch == store.manifest.epoch {
+        return Ok(lines);
+    }
+    let mask = nifti::read_mask(&store.mask_path())?;
+    let mut subjects = encode::join_subjects(&fits, mask.len())?;
+    for subject in refit {
+        let fit = subjects.remove(&subject);
+        let expected = store
+            .manifest
+            .runs
+            .values()
+            .filter(|r| r.subject == subject)
+            .count();
+        if fit.as_ref().map_or(0, |f| f.runs) != expected {
+            bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
+        }
+        lines.push(store.write_subject(&subject, fit, &mask)?);
+        store.manifest.dirty.remove(&subject);
+        store.save()?;
+    }
+    lines.extend(store.refresh_results(&group)?);
+    Ok(lines)
+}
+
+
+/// `run`: a store from a whole dataset (BIDS-like, as `simulate` writes): the mask, the
+/// stories' responses (`responses_dir`, with its neurons.parquet beside it) and every run.
+pub fn run_all(
+    recipe: &Recipe,
+    data: &Path,
+    responses_dir: &Path,
+    out: &Path,
+    cluster: &Cluster,
+) -> Result<Vec<String>> {
+    let ds = bids::discover(data)?;
+    let mask = ds
+        .mask
+        .clone()
+        .with_context(|| format!("{}: no mask.nii[.gz] at the top", data.display()))?;
+    let tables: Vec<PathBuf> = list(responses_dir, ".parquet")?;
+    let neurons = responses_dir
+        .parent()
+        .map(|p| p.join("neurons.parquet"))
+        .filter(|p| p.is_file());
+    let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
+    let (recipe, dir) = (recipe.clone(), out.to_path_buf());
+    let prepare: Prepare = Box::new(move || {
+        let mut store = Store::init(&dir, &recipe, Some(&mask))?;
+        store.ingest_responses(&tables, neurons.as_deref())
+    });
+    run_update(cluster, out, None, bold, prepare)
+}
+

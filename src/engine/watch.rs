@@ -1,0 +1,250 @@
+//! `cortexflow watch STORE DIR`: keeps the encoding dataflow alive and updates the store as
+//! BOLD runs appear in (or disappear from) a folder.
+//!
+//! Start-up brings the store up to date with what DIR holds (one ordinary update), then
+//! loads every stored run into a long-lived dataflow at epoch 0. Each change found by
+//! polling is one epoch: a new run enters with +1, a run whose file was deleted from DIR
+//! leaves with −1, differential dataflow refits only the blocks of the subjects concerned,
+//! and the writer rewrites those subjects, the group maps and the network assignments.
+//! A file is taken once its size has stayed the same over two polls (a copy in progress
+//! is left alone); a file that cannot be read is reported once and retried when it changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{bail, Context, Result};
+use crate::io::bids::{self, Run};
+
+use crate::engine::cluster::Cluster;
+use crate::engine::encoding::{self, Engine, Job, Plan};
+use crate::engine::update::{self, Outcome};
+use crate::store::Store;
+
+/// Settings of `watch`.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub poll: Duration,
+    /// Stop after this many updates (run for ever without).
+    pub updates: Option<usize>,
+}
+
+/// BOLD files under `dir` (any depth) with their sizes.
+fn scan(dir: &Path) -> Result<BTreeMap<PathBuf, u64>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if bids::parse_bold_name(&p).is_some() {
+                if let Ok(m) = e.metadata() {
+                    out.insert(p, m.len());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn say(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
+}
+
+/// The new runs among the stable files, each checked on its own: a file that cannot be
+/// ingested (not a BIDS name, no story for it) is said and remembered as failed at its
+/// size, and the others go on (a changed size is tried again).
+fn admit(
+    store: &Store,
+    stable: &[PathBuf],
+    seen: &BTreeMap<PathBuf, u64>,
+    failed: &mut BTreeMap<PathBuf, u64>,
+) -> Vec<(Run, String)> {
+    let mut new = Vec::new();
+    for path in stable {
+        match store.new_runs(std::slice::from_ref(path)) {
+            Ok((runs, _)) => new.extend(runs),
+            Err(e) => {
+                say(&[format!("skipped: {e:#}")]);
+                failed.insert(path.clone(), seen.get(path).copied().unwrap_or(0));
+            }
+        }
+    }
+    new
+}
+
+pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster) -> Result<()> {
+    if cluster.processes > 1 {
+        bail!("watch runs in one process (use -w for more workers)");
+    }
+    let present: Vec<PathBuf> = scan(dir)?.into_keys().collect();
+    let noop: update::Prepare = Box::new(|| Ok(Vec::new()));
+    say(&update::run_update(
+        cluster, store_dir, None, present, noop,
+    )?);
+    let (store_dir, dir, opt) = (store_dir.to_path_buf(), dir.to_path_buf(), opt.clone());
+    let results = cluster.execute(move |worker| {
+        let mut go = || -> Result<()> {
+            let (index, peers) = (worker.index(), worker.peers());
+            let mut store = if index == 0 {
+                Store::open(&store_dir)?
+            } else {
+                Store::open_reader(&store_dir)?
+            };
+            let mut engine = Engine::build(worker, encoding::fit_settings(&store.recipe));
+            let stored: Vec<Job> = store
+                .manifest
+                .runs
+                .iter()
+                .map(|(key, r)| Job::Load {
+                    key: key.clone(),
+                    subject: r.subject.clone(),
+                })
+                .collect();
+            let mut plan = Plan {
+                dir: store_dir.clone(),
+                recipe: store.recipe.clone(),
+                mask: Some(crate::io::nifti::read_mask(
+                    &crate::store::Layout::new(&store_dir).mask(),
+                )?),
+                jobs: stored,
+                // Every subject is fitted in the dataflow: no β from maps.
+                stored: Vec::new(),
+                bar: indicatif::ProgressBar::hidden(),
+            };
+            let fed = engine.feed(&plan, index, peers);
+            engine.advance_to(1);
+            if index != 0 {
+                // Only worker 0 watches; the others compute their share of the keys.
+                engine.finish(worker);
+                return fed;
+            }
+            engine.settle(worker);
+            fed?;
+            say(&[format!(
+                "watching {} (every {} ms; Ctrl-C stops)",
+                dir.display(),
+                opt.poll.as_millis()
+            )]);
+            let mut seen: BTreeMap<PathBuf, u64> = scan(&dir)?;
+            let mut failed: BTreeMap<PathBuf, u64> = BTreeMap::new();
+            let mut updates = 0;
+            while opt.updates.is_none_or(|n| updates < n) {
+                std::thread::sleep(opt.poll);
+                let now = scan(&dir)?;
+                let stable: Vec<PathBuf> = now
+                    .iter()
+                    .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
+                    .filter(|(p, &size)| failed.get(*p) != Some(&size))
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                // Runs whose file under DIR was deleted.
+                let gone: Vec<String> = store
+                    .manifest
+                    .runs
+                    .iter()
+                    .filter(|(_, r)| r.bold.starts_with(&dir) && !now.contains_key(&r.bold))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                seen = now;
+                let new = admit(&store, &stable, &seen, &mut failed);
+                if new.is_empty() && gone.is_empty() {
+                    continue;
+                }
+                let mut lines = Vec::new();
+                let mut accepted = Vec::new();
+                plan.jobs = new
+                    .iter()
+                    .map(|(run, story)| Job::Reduce {
+                        run: run.clone(),
+                        story: story.clone(),
+                    })
+                    .collect();
+                for (job, (run, story)) in plan.jobs.iter().zip(&new) {
+                    match encoding::job_blocks(&plan, job) {
+                        Ok(records) => {
+                            records.into_iter().for_each(|r| engine.runs.insert(r));
+                            accepted.push((run.clone(), story.clone()));
+                        }
+                        Err(e) => {
+                            lines.push(format!("{}: not ingested: {e:#}", run.key()));
+                            failed.insert(run.bold.clone(), seen[&run.bold]);
+                        }
+                    }
+                }
+                let mut refit: BTreeSet<String> = accepted
+                    .iter()
+                    .map(|(r, _): &(Run, String)| r.subject.clone())
+                    .collect();
+                for key in gone {
+                    let subject = store.manifest.runs[&key].subject.clone();
+                    let job = Job::Load {
+                        key: key.clone(),
+                        subject: subject.clone(),
+                    };
+                    for r in encoding::job_blocks(&plan, &job)? {
+                        engine.runs.remove(r);
+                    }
+                    lines.extend(store.retract_entry(&key)?);
+                    refit.insert(subject);
+                }
+                let epoch = *engine.runs.time() + 1;
+                engine.advance_to(epoch);
+                engine.settle(worker);
+                let fits = engine
+                    .fits
+                    .current()
+                    .into_iter()
+                    .filter(|((s, _), _)| refit.contains(s))
+                    .collect();
+                let outcome = Outcome {
+                    lines,
+                    new: accepted,
+                    refit,
+                    fits,
+                    group: engine.group.current(),
+                };
+                say(&update::finish(&mut store, outcome)?);
+                updates += 1;
+            }
+            engine.finish(worker);
+            Ok(())
+        };
+        go()
+    })?;
+    results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Recipe;
+
+    /// One file that cannot be ingested does not keep the good ones out.
+    #[test]
+    fn a_bad_file_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/stimuli/lpp-en/mask_lpp_en.nii.gz");
+        let mut store = Store::init(&dir.path().join("s"), &Recipe::default(), Some(&mask)).unwrap();
+        store.manifest.stories.insert("task-lpp_run-1".into(), 10);
+        let good = dir.path().join("sub-01_task-lpp_run-1_bold.nii.gz");
+        let no_story = dir.path().join("sub-01_task-lpp_run-2_bold.nii.gz");
+        let not_bids = dir.path().join("scan_bold.nii.gz");
+        let stable = vec![no_story.clone(), good.clone(), not_bids.clone()];
+        let seen: BTreeMap<PathBuf, u64> = stable.iter().map(|p| (p.clone(), 7)).collect();
+        let mut failed = BTreeMap::new();
+        let new = admit(&store, &stable, &seen, &mut failed);
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].0.bold, good);
+        assert_eq!(failed.keys().cloned().collect::<Vec<_>>(), vec![not_bids, no_story]);
+    }
+}

@@ -1,0 +1,322 @@
+//! `cortexflow basis`: from AN responses (one `responses` file per story) to K temporal
+//! atoms and sparse AN codes, by online dictionary learning (default) or incremental PCA.
+//!
+//! The samples are the ANs' time series over all stories (stories concatenated in time,
+//! each column centred and ℓ2-normalised); atoms are written back per story.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, err, bail, Result};
+use crate::io::parquet::{read_codes, read_responses, write_table, Column};
+use crate::io::atomic::write_file_atomically;
+use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
+use crate::kernels::ipca::Ipca;
+use crate::kernels::lasso::LassoOptions;
+use ndarray::{concatenate, s, Array2, Axis};
+
+/// The basis method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Odl,
+    Pca,
+}
+
+/// Options of `basis`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasisOptions {
+    pub method: Method,
+    pub odl: OdlOptions,
+}
+
+/// What `basis` learned, for the summary.
+pub struct BasisSummary {
+    pub files: Vec<PathBuf>,
+    pub lines: Vec<String>,
+}
+
+pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSummary> {
+    if inputs.is_empty() {
+        bail!("--responses: give at least one responses file");
+    }
+    let k = opt.odl.atoms;
+    if k == 0 {
+        bail!("--atoms must be at least 1");
+    }
+    if opt.method == Method::Odl && !(opt.odl.lambda.is_finite() && opt.odl.lambda > 0.0) {
+        bail!("--lambda must be a positive number, got {}", opt.odl.lambda);
+    }
+    // Stories concatenated in time; every file must hold the same ANs in the same order.
+    let mut stories: Vec<(String, usize)> = Vec::new();
+    let mut blocks = Vec::new();
+    let mut ids: Option<(PathBuf, Vec<u64>)> = None;
+    for path in inputs {
+        let table = read_responses(path)?;
+        if table.delays.iter().any(Option::is_some) {
+            bail!("{}: FIR responses (one row per delay) are not a basis input; use responses made with --hrf spm or glover", path.display());
+        }
+        match &ids {
+            None => ids = Some((path.clone(), table.an_ids.clone())),
+            Some((first, prev)) if *prev != table.an_ids => {
+                bail!("{}: its ANs differ from those of {} (every story needs the same ANs, in the same order)", path.display(), first.display())
+            }
+            _ => {}
+        }
+        stories.push((table.story.clone(), table.values.ncols()));
+        blocks.push(table.values.t().mapv(f64::from)); // T_s × N
+    }
+    let (_, an_ids) = ids.expect("at least one input");
+    let mut x = concatenate(
+        Axis(0),
+        &blocks.iter().map(|b| b.view()).collect::<Vec<_>>(),
+    )?;
+    drop(blocks);
+    let skipped = normalise_columns(&mut x);
+    let keep: Vec<usize> = {
+        let bad: std::collections::HashSet<usize> = skipped.iter().map(|s| s.0).collect();
+        (0..x.ncols()).filter(|c| !bad.contains(c)).collect()
+    };
+    let constant = skipped
+        .iter()
+        .filter(|s| s.1 == SkipReason::Constant)
+        .count();
+    let non_finite = skipped.len() - constant;
+    if k > keep.len() {
+        bail!("--atoms {k} is larger than the {} usable AN time series ({constant} constant and {non_finite} non-finite left out)", keep.len());
+    }
+    let xs = x.select(Axis(1), &keep);
+    drop(x);
+    let start = Instant::now();
+    let lasso = LassoOptions {
+        lambda: opt.odl.lambda,
+        positive: opt.odl.positive_codes,
+        tol: 1e-6,
+        max_sweeps: 1000,
+        algorithm: opt.odl.lasso,
+    };
+    let (atoms, codes, trace, fit_note) = match opt.method {
+        Method::Odl => {
+            let fit = dictionary::fit(xs.view(), &opt.odl);
+            let (objective, codes) = dictionary::objective(fit.atoms.view(), xs.view(), &lasso);
+            let note = format!("online dictionary learning: {} epochs, {} steps, final objective ½‖X − D·A‖² + λ‖A‖₁ = {objective:.6}", fit.epochs, fit.steps);
+            let mut trace = fit.objective_trace.clone();
+            trace.push(objective / keep.len() as f64);
+            write_state(out, &fit, opt, &stories)?;
+            (fit.atoms, codes, trace, note)
+        }
+        Method::Pca => {
+            let mut ipca = Ipca::new(xs.nrows(), k);
+            for lo in (0..xs.ncols()).step_by(opt.odl.batch.max(k)) {
+                let hi = (lo + opt.odl.batch.max(k)).min(xs.ncols());
+                ipca.partial_fit(xs.slice(s![.., lo..hi]))
+                    .map_err(Error::msg)?;
+            }
+            let codes = ipca.transform(xs.view());
+            let explained: f64 = ipca.singular_values.iter().map(|s| s * s).sum();
+            (
+                ipca.components.clone(),
+                codes,
+                vec![],
+                format!(
+                    "incremental PCA: {} components, Σσ² = {explained:.6}",
+                    ipca.components.ncols()
+                ),
+            )
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let mut files = Vec::new();
+    // Atoms, per story.
+    let mut row = 0;
+    for (story, t) in &stories {
+        let path = out.join("atoms").join(format!("{story}.parquet"));
+        let kk = atoms.ncols();
+        let values: Vec<f32> = (0..kk)
+            .flat_map(|j| atoms.slice(s![row..row + t, j]).to_vec())
+            .map(|v| v as f32)
+            .collect();
+        write_table(
+            &path,
+            "atoms",
+            Some(*t),
+            vec![
+                Column::U32(vec![1; kk]),
+                Column::U16((0..kk as u16).collect()),
+                Column::Utf8(vec![story.clone(); kk]),
+                Column::F32List { size: *t, values },
+            ],
+        )?;
+        files.push(path);
+        row += t;
+    }
+    // Codes (non-zeros) and each AN's dominant atom.
+    let (mut c_id, mut c_atom, mut c_w, mut s_id, mut s_atom) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut sizes = vec![0usize; atoms.ncols()];
+    for (i, &col) in keep.iter().enumerate() {
+        let mut best: Option<(usize, f64)> = None;
+        for (j, &w) in codes.column(i).iter().enumerate() {
+            if w != 0.0 {
+                c_id.push(an_ids[col]);
+                c_atom.push(j as u16);
+                c_w.push(w as f32);
+                sizes[j] += 1;
+                if best.is_none_or(|(_, b)| w.abs() > b) {
+                    best = Some((j, w.abs()));
+                }
+            }
+        }
+        if let Some((j, _)) = best {
+            s_id.push(an_ids[col]);
+            s_atom.push(j as u16);
+        }
+    }
+    let coded = s_id.len();
+    let path = out.join("codes.parquet");
+    write_table(
+        &path,
+        "codes",
+        None,
+        vec![Column::U64(c_id), Column::U16(c_atom), Column::F32(c_w)],
+    )?;
+    files.push(path);
+    let path = out.join("subgroups.parquet");
+    let n_sub = s_id.len();
+    write_table(
+        &path,
+        "subgroups",
+        None,
+        vec![
+            Column::U64(s_id),
+            Column::U16(s_atom),
+            Column::OptUtf8(vec![None; n_sub]),
+        ],
+    )?;
+    files.push(path);
+    if !trace.is_empty() {
+        let path = out.join("objective.tsv");
+        write_file_atomically(&path, |w| {
+            writeln!(w, "epoch\tmean_objective")?;
+            for (e, v) in trace.iter().enumerate() {
+                let label = if e + 1 == trace.len() {
+                    "final".to_string()
+                } else {
+                    (e + 1).to_string()
+                };
+                writeln!(w, "{label}\t{v}")?;
+            }
+            Ok(())
+        })?;
+        files.push(path);
+    }
+    let lines = vec![
+        fit_note,
+        format!("{} ANs: {} used, {constant} constant and {non_finite} non-finite left out; {} stories, {} scans", an_ids.len(), keep.len(), stories.len(), row),
+        format!("{coded} of {} ANs ({:.1}%) have a non-zero code; mean sub-group size {:.1}", keep.len(), 100.0 * coded as f64 / keep.len() as f64, sizes.iter().sum::<usize>() as f64 / sizes.len() as f64),
+        format!("fitted in {secs:.2} s"),
+    ];
+    Ok(BasisSummary { files, lines })
+}
+
+/// The state needed to continue an online fit: atoms and statistics as little-endian f64
+/// files, and a manifest with shapes, seed and version.
+fn write_state(
+    out: &Path,
+    fit: &dictionary::OdlFit,
+    opt: &BasisOptions,
+    stories: &[(String, usize)],
+) -> Result<()> {
+    let dir = out.join("state");
+    let f64_file = |name: &str, a: &Array2<f64>| -> Result<()> {
+        let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_file_atomically(&dir.join(name), |w| w.write_all(&bytes))?;
+        Ok(())
+    };
+    f64_file("atoms.f64", &fit.atoms)?;
+    f64_file("stats_aa.f64", &fit.stats_aa)?;
+    f64_file("stats_xa.f64", &fit.stats_xa)?;
+    let manifest = serde_json::json!({
+        "basis_version": 1,
+        "method": "odl",
+        "layout": "row-major little-endian f64: atoms T×K, stats_aa K×K (Σ a·aᵀ, forgetting-weighted), stats_xa T×K (Σ x·aᵀ)",
+        "t": fit.atoms.nrows(), "k": fit.atoms.ncols(),
+        "lambda": opt.odl.lambda, "positive": opt.odl.positive_codes, "batch": opt.odl.batch, "seed": opt.odl.seed,
+        "epochs": fit.epochs, "steps": fit.steps,
+        "stories": stories.iter().map(|(s, t)| serde_json::json!({"story": s, "scans": t})).collect::<Vec<_>>(),
+    });
+    write_file_atomically(&dir.join("state.json"), |w| {
+        w.write_all(
+            serde_json::to_string_pretty(&manifest)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+    })?;
+    Ok(())
+}
+
+/// `basis --extend DIR`: extends the atoms of an existing basis (DIR, written by `basis`)
+/// to new stories with the codes held fixed (D_new = X_new·Aᵀ(A·Aᵀ + εI)⁻¹, ε = 1e-6·tr(A·Aᵀ)/K),
+/// writing DIR/atoms/<story>.parquet for each; the atoms of earlier stories are untouched.
+pub fn extend(dir: &Path, inputs: &[PathBuf]) -> Result<BasisSummary> {
+    let codes_path = dir.join("codes.parquet");
+    let codes = read_codes(&codes_path)?;
+    let (ids, atoms_of, weights) = (codes.an_ids, codes.atoms, codes.weights);
+    let k = atoms_of.iter().map(|&a| a as usize + 1).max().unwrap_or(0);
+    if k == 0 {
+        bail!("{}: no codes to extend with", codes_path.display());
+    }
+    let mut files = Vec::new();
+    let mut lines = Vec::new();
+    for path in inputs {
+        let table = read_responses(path)?;
+        let index: std::collections::HashMap<u64, usize> = table
+            .an_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i))
+            .collect();
+        let mut x = table.values.t().mapv(f64::from); // T × N
+        normalise_columns(&mut x);
+        let mut a = Array2::<f64>::zeros((k, x.ncols()));
+        let mut missing = 0;
+        for ((&id, &atom), &w) in ids.iter().zip(&atoms_of).zip(&weights) {
+            match index.get(&id) {
+                Some(&col) => a[[atom as usize, col]] = w as f64,
+                None => missing += 1,
+            }
+        }
+        if missing > 0 {
+            bail!(
+                "{}: {missing} coded ANs of {} are not in this story's responses",
+                path.display(),
+                codes_path.display()
+            );
+        }
+        let gram_trace: f64 = (0..k).map(|j| a.row(j).dot(&a.row(j))).sum();
+        let new = dictionary::extend_atoms(x.view(), a.view(), 1e-6 * gram_trace / k as f64)
+            .map_err(|e| err!("{}: {e}", path.display()))?;
+        let t = new.nrows();
+        let out = dir.join("atoms").join(format!("{}.parquet", table.story));
+        let values: Vec<f32> = (0..k)
+            .flat_map(|j| new.column(j).to_vec())
+            .map(|v| v as f32)
+            .collect();
+        write_table(
+            &out,
+            "atoms",
+            Some(t),
+            vec![
+                Column::U32(vec![1; k]),
+                Column::U16((0..k as u16).collect()),
+                Column::Utf8(vec![table.story.clone(); k]),
+                Column::F32List { size: t, values },
+            ],
+        )?;
+        lines.push(format!(
+            "extended {k} atoms to story '{}' ({t} scans)",
+            table.story
+        ));
+        files.push(out);
+    }
+    Ok(BasisSummary { files, lines })
+}

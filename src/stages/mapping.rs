@@ -1,0 +1,378 @@
+//! `cortexflow map`: each atom's group map against the networks of an atlas (overlap rate,
+//! Dice, IoU, spatial r), the atom's assignment to its best network, the AN sub-groups that
+//! inherit it, and the organisation metrics of every model and layer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{bail, Context, Result};
+use crate::io::atlas::{self, Template};
+use crate::io::nifti::{self, Mask};
+use crate::io::parquet::{read_codes, read_neurons, write_table, Column, Neuron};
+use crate::kernels::organisation::{organisation, AnPlace, Place};
+use crate::kernels::overlap::{best, Overlap, OverlapSums};
+use ndarray::Axis;
+
+use crate::io::embedded::{self, BuiltinAtlas};
+
+/// The overlap measure that ranks networks and decides assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Score {
+    Iou,
+    Dice,
+    OverlapRate,
+    Corr,
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Score::Iou => "IoU",
+            Score::Dice => "Dice",
+            Score::OverlapRate => "overlap rate",
+            Score::Corr => "spatial r",
+        })
+    }
+}
+
+impl Score {
+    fn of(self, o: &Overlap) -> f64 {
+        match self {
+            Score::Iou => o.iou,
+            Score::Dice => o.dice,
+            Score::OverlapRate => o.overlap_rate,
+            Score::Corr => o.corr,
+        }
+    }
+}
+
+/// Settings of `map`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapOptions {
+    pub atlas: String,
+    pub atlas_threshold: f64,
+    pub sphere_radius_mm: Option<f64>,
+    pub score: Score,
+    pub assign_threshold: f64,
+}
+
+/// The templates of `--atlas` (a built-in name or a file) on the data mask. Built-in
+/// atlases are written under `out/atlas/` so the results say what they were mapped to.
+pub fn templates(opt: &MapOptions, mask: &Mask, out: &Path) -> Result<Vec<Template>> {
+    let found = match embedded::atlas(&opt.atlas) {
+        Some(BuiltinAtlas::Labels { grids, names }) => {
+            // The grid that matches the data (4 mm, then 2 mm), else the finer one, resampled;
+            // written under out/atlas/ and read back from there.
+            let mut chosen = None;
+            for (file, bytes) in grids {
+                let path = out.join("atlas").join(file);
+                crate::io::atomic::write_file_atomically(&path, |w| w.write_all(bytes))?;
+                let image = nifti::read_image(&path)?;
+                if let Some((unused, _)) = chosen.replace((path, image)) {
+                    let _ = std::fs::remove_file(unused);
+                }
+                if chosen
+                    .as_ref()
+                    .is_some_and(|(_, i)| i.header.grid.matches(&mask.grid, 1e-4))
+                {
+                    break;
+                }
+            }
+            let (path, image) = chosen.expect("two grids");
+            let names = atlas::read_label_names(&path.with_extension("csv"), names)?;
+            atlas::label_templates(&image, &names, mask)
+        }
+        Some(BuiltinAtlas::Coordinates {
+            file,
+            text,
+            default_radius_mm,
+        }) => {
+            let rois = atlas::read_coordinates(
+                Path::new(file),
+                text,
+                opt.sphere_radius_mm.unwrap_or(default_radius_mm),
+            )?;
+            atlas::sphere_templates(&rois, mask)
+        }
+        None => from_file(Path::new(&opt.atlas), opt, mask)?,
+    };
+    if found.iter().all(|t| t.size() == 0) {
+        bail!(
+            "{}: no voxel of any network falls inside the data mask ({} voxels) — is the atlas in the data's space (MNI)?",
+            opt.atlas,
+            mask.len()
+        );
+    }
+    Ok(found)
+}
+
+/// A user atlas: a 3-D label or 4-D probability NIfTI (names from a `label,name` CSV beside
+/// it with the same stem, when there is one), or a coordinate table.
+fn from_file(path: &Path, opt: &MapOptions, mask: &Mask) -> Result<Vec<Template>> {
+    let name = path.to_string_lossy().to_lowercase();
+    if !path.is_file() {
+        bail!(
+            "--atlas {}: neither a built-in atlas ({}) nor a file",
+            path.display(),
+            embedded::ATLAS_NAMES.join(", ")
+        );
+    }
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        let stem = name.trim_end_matches(".gz").trim_end_matches(".nii").len();
+        let csv = PathBuf::from(format!("{}.csv", &path.to_string_lossy()[..stem]));
+        let names = if csv.is_file() {
+            let text = std::fs::read_to_string(&csv)
+                .with_context(|| format!("{}: cannot read", csv.display()))?;
+            atlas::read_label_names(&csv, &text)?
+        } else {
+            BTreeMap::new()
+        };
+        let image = nifti::read_image(path)?;
+        return Ok(if image.data.dim().3 > 1 {
+            atlas::probability_templates(&image, &names, opt.atlas_threshold, mask)
+        } else {
+            atlas::label_templates(&image, &names, mask)
+        });
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let rois = atlas::read_coordinates(path, &text, opt.sphere_radius_mm.unwrap_or(5.0))?;
+    Ok(atlas::sphere_templates(&rois, mask))
+}
+
+/// Split-half Dice per atom from `group`'s atoms.tsv.
+fn split_half(group: &Path, atoms: usize) -> Result<Vec<f64>> {
+    let path = group.join("atoms.tsv");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let dice: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split('\t')
+                .nth(2)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    if dice.len() != atoms {
+        bail!("{}: {} rows for {atoms} atoms", path.display(), dice.len());
+    }
+    Ok(dice)
+}
+
+/// What `map` found, for the summary and the tests.
+pub struct MapSummary {
+    pub files: Vec<PathBuf>,
+    pub assignment: Assignment,
+    /// One line per atom: its network and score, or why it is unassigned.
+    pub lines: Vec<String>,
+}
+
+/// How many atoms were assigned a network, and by which rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub atoms: usize,
+    pub networks: usize,
+    pub atlas: String,
+    pub score: Score,
+    pub threshold: f64,
+    pub assigned: usize,
+}
+
+impl std::fmt::Display for Assignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} atoms against {} networks of {} ({} ≥ {}): {} assigned",
+            self.atoms, self.networks, self.atlas, self.score, self.threshold, self.assigned
+        )
+    }
+}
+
+impl Assignment {
+    /// The assignment recorded in an `atom_fbn` table made with `opt`.
+    pub fn of_table(rows: &[crate::io::parquet::AtomFbn], opt: &MapOptions) -> Assignment {
+        let atoms: std::collections::BTreeSet<u16> = rows.iter().map(|r| r.atom).collect();
+        let networks: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.fbn.as_str()).collect();
+        Assignment {
+            atoms: atoms.len(),
+            networks: networks.len(),
+            atlas: opt.atlas.clone(),
+            score: opt.score,
+            threshold: opt.assign_threshold,
+            assigned: rows.iter().filter(|r| r.assigned).count(),
+        }
+    }
+}
+
+pub fn run(
+    group: &Path,
+    codes_path: &Path,
+    neurons_path: Option<&Path>,
+    opt: &MapOptions,
+    out: &Path,
+) -> Result<MapSummary> {
+    let mask = nifti::read_mask(&group.join("mask.nii.gz"))?;
+    let z_img = nifti::read_image(&group.join("z.nii.gz"))?;
+    let sig_img = nifti::read_image(&group.join("thresholded_z.nii.gz"))?;
+    let (z, sig) = (mask.rows(&z_img), mask.rows(&sig_img));
+    let atoms = z.nrows();
+    let split = split_half(group, atoms)?;
+    let temps = templates(opt, &mask, out)?;
+
+    // Overlap of every atom with every network, and each atom's assignment.
+    let mut rows: Vec<(usize, usize, Overlap, bool)> = Vec::new();
+    let mut assigned: Vec<Option<usize>> = vec![None; atoms];
+    let mut best_score = vec![f64::NAN; atoms];
+    for (a, (zr, sr)) in z.axis_iter(Axis(0)).zip(sig.axis_iter(Axis(0))).enumerate() {
+        let (zr, m): (Vec<f64>, Vec<bool>) = zr
+            .iter()
+            .zip(sr)
+            .map(|(&z, &s)| (z, s != 0.0 && s.is_finite()))
+            .unzip();
+        let measures: Vec<Overlap> = temps
+            .iter()
+            .map(|t| OverlapSums::over(&zr, &m, &t.voxels).measures())
+            .collect();
+        let scores: Vec<f64> = measures.iter().map(|o| opt.score.of(o)).collect();
+        let choice = best(&scores, opt.assign_threshold);
+        if let Some((t, pass)) = choice {
+            best_score[a] = scores[t];
+            if pass {
+                assigned[a] = Some(t);
+            }
+        }
+        for (t, o) in measures.into_iter().enumerate() {
+            rows.push((a, t, o, assigned[a] == Some(t)));
+        }
+    }
+    let mut files = Vec::new();
+    let path = out.join("atom_fbn.parquet");
+    let f32s = |f: fn(&Overlap) -> f64| Column::F32(rows.iter().map(|r| f(&r.2) as f32).collect());
+    write_table(
+        &path,
+        "atom_fbn",
+        None,
+        vec![
+            Column::U16(rows.iter().map(|r| r.0 as u16).collect()),
+            Column::Utf8(rows.iter().map(|r| temps[r.1].name.clone()).collect()),
+            f32s(|o| o.overlap_rate),
+            f32s(|o| o.dice),
+            f32s(|o| o.iou),
+            f32s(|o| o.corr),
+            Column::Bool(rows.iter().map(|r| r.3).collect()),
+        ],
+    )?;
+    files.push(path);
+
+    // AN sub-groups: each coded AN's dominant atom (largest |weight|, lower atom on ties).
+    let codes = read_codes(codes_path)?;
+    if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
+        bail!(
+            "{}: atom {bad}, but the group maps have {atoms} atoms",
+            codes_path.display()
+        );
+    }
+    let mut dominant: BTreeMap<u64, (u16, f32)> = BTreeMap::new();
+    for ((&id, &a), &w) in codes.an_ids.iter().zip(&codes.atoms).zip(&codes.weights) {
+        let e = dominant.entry(id).or_insert((a, w));
+        if w.abs() > e.1.abs() || (w.abs() == e.1.abs() && a < e.0) {
+            *e = (a, w);
+        }
+    }
+    let fbn_of = |a: u16| assigned[a as usize].map(|t| temps[t].name.clone());
+    let path = out.join("subgroups.parquet");
+    write_table(
+        &path,
+        "subgroups",
+        None,
+        vec![
+            Column::U64(dominant.keys().copied().collect()),
+            Column::U16(dominant.values().map(|d| d.0).collect()),
+            Column::OptUtf8(dominant.values().map(|d| fbn_of(d.0)).collect()),
+        ],
+    )?;
+    files.push(path);
+
+    // Organisation metrics over every AN of the neurons table (or the coded ones).
+    let neurons: Vec<Neuron> = match neurons_path {
+        Some(p) => read_neurons(p)?,
+        None => dominant
+            .keys()
+            .map(|&id| Neuron {
+                an_id: id,
+                model: "model".into(),
+                layer: (id >> 40) as u16,
+                tap: String::new(),
+                unit: id as u32,
+            })
+            .collect(),
+    };
+    let mut coded: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
+    for (&id, &a) in codes.an_ids.iter().zip(&codes.atoms) {
+        coded.entry(id).or_default().push(a);
+    }
+    let ans: Vec<AnPlace> = neurons
+        .iter()
+        .map(|n| AnPlace {
+            model: n.model.clone(),
+            layer: n.layer,
+            coded_atoms: coded.get(&n.an_id).cloned().unwrap_or_default(),
+            place: match dominant.get(&n.an_id) {
+                None => Place::Uncoded,
+                Some(d) => fbn_of(d.0).map_or(Place::Unassigned, Place::Network),
+            },
+        })
+        .collect();
+    let n_assigned = assigned.iter().flatten().count();
+    let table = organisation(&ans, temps.len(), &best_score, &split, n_assigned);
+    let path = out.join("metrics.parquet");
+    write_table(
+        &path,
+        "metrics",
+        None,
+        vec![
+            Column::Utf8(table.iter().map(|m| m.model.clone()).collect()),
+            Column::OptI32(table.iter().map(|m| m.layer.map(i32::from)).collect()),
+            Column::Utf8(table.iter().map(|m| m.metric.clone()).collect()),
+            Column::F64(table.iter().map(|m| m.value).collect()),
+        ],
+    )?;
+    files.push(path);
+
+    let assignment = Assignment {
+        atoms,
+        networks: temps.len(),
+        atlas: opt.atlas.clone(),
+        score: opt.score,
+        threshold: opt.assign_threshold,
+        assigned: assigned.iter().flatten().count(),
+    };
+    let mut lines = Vec::new();
+    for a in 0..atoms {
+        let size = sig
+            .row(a)
+            .iter()
+            .filter(|s| **s != 0.0 && s.is_finite())
+            .count();
+        lines.push(match assigned[a] {
+            Some(t) => format!(
+                "atom {a} → {} ({} {:.2}; {size} voxels)",
+                temps[t].name, opt.score, best_score[a]
+            ),
+            None if size == 0 => format!("atom {a}: unassigned (empty thresholded map)"),
+            None => format!(
+                "atom {a}: unassigned (best {} {:.2}; {size} voxels)",
+                opt.score, best_score[a]
+            ),
+        });
+    }
+    Ok(MapSummary {
+        files,
+        assignment,
+        lines,
+    })
+}

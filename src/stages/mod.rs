@@ -1,0 +1,21 @@
+//! The analysis stages, typed inputs to typed results: each one a step of the method that a
+//! command, the store or the engine runs.
+//!
+//! - [`responses`]: stories through a language model onto the scan clock;
+//! - [`basis`]: temporal atoms and sparse codes of the AN responses;
+//! - [`encode`]: voxel-wise encoding models of each subject's BOLD;
+//! - [`group`]: random-effects group maps of every atom;
+//! - [`mapping`]: atom maps matched to functional brain networks, AN sub-groups, metrics;
+//! - [`compare`]: organisation metrics of several analyses side by side;
+//! - [`population`], [`simulate`]: a synthetic dataset with planted structure;
+//! - [`recovery`]: how well a store recovered what was planted.
+
+pub mod basis;
+pub mod compare;
+pub mod encode;
+pub mod group;
+pub mod mapping;
+pub mod population;
+pub mod recovery;
+pub mod responses;
+pub mod simulate;

@@ -1,0 +1,488 @@
+//! `cortexflow simulate`: a BIDS-like dataset with planted structure and its ground truth.
+//!
+//! The story is the real Le Petit Prince text (one section per run). The artificial
+//! neurons are a language model's taps (`--model`) or a synthetic population (see
+//! `population.rs`); planted.json says which. The planted time course of group g is the
+//! z-scored mean response of its ANs, and it drives the voxels of one Yeo-7 network in
+//! every subject:
+//!   y_v(t) = μ_v + σ·(γ_s·w_v·√snr·tc_g(t) + ε_v(t) + drift_v(t)),
+//! ε AR(1) with unit variance, γ_s a per-subject gain (log-normal, sd 0.2), w_v ~ U(0.5, 1.5)
+//! a per-voxel weight, the network shifted by a per-subject jitter (`--jitter`, at most that
+//! many voxels in Manhattan distance), and drift a sum of three slow cosines. SNR is the
+//! signal-to-AR-noise variance ratio at a voxel with γ_s·w_v = 1.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{bail, Context, Result};
+use crate::io::nifti::{self, Grid, Mask};
+use crate::io::parquet::{write_table, Column};
+use crate::io::stimulus::{self, Stimulus, Word};
+use crate::kernels::design::cosine;
+use crate::kernels::noise::ar1;
+use ndarray::{Array3, Array4, Axis};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::Serialize;
+
+use crate::io::embedded;
+use crate::stages::population::Population;
+use crate::progress;
+use crate::stages::responses::TapOptions;
+
+/// Options of `cortexflow simulate` (see the CLI help for each).
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub out: PathBuf,
+    pub subjects: usize,
+    pub runs: usize,
+    pub seed: u64,
+    pub snr: f64,
+    pub grid_mm: u8,
+    pub tr: f64,
+    pub scans: Option<usize>,
+    pub networks: Vec<u16>,
+    pub neurons: usize,
+    pub group_size: usize,
+    pub factors: usize,
+    pub ar1: f64,
+    pub jitter: i32,
+    pub null: bool,
+    /// A language model whose ANs drive the planted networks; None = synthetic ANs.
+    pub model: Option<TapOptions>,
+}
+
+const TASK: &str = "lpp";
+
+/// What `simulate` wrote, for the summary line and the tests.
+#[derive(Debug)]
+pub struct SimulationSummary {
+    pub files: Vec<PathBuf>,
+    pub n_voxels: usize,
+    pub scans: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct Planted {
+    model: String,
+    tap: String,
+    model_note: String,
+    atlas: &'static str,
+    task: &'static str,
+    tr: f64,
+    snr: f64,
+    ar1: f64,
+    seed: u64,
+    null: bool,
+    n_neurons: usize,
+    networks: Vec<PlantedNetwork>,
+    subjects: Vec<PlantedSubject>,
+    runs: Vec<PlantedRun>,
+}
+
+#[derive(Serialize)]
+struct PlantedNetwork {
+    label: u16,
+    name: String,
+    /// Index of this network's volume in `maps.nii.gz`.
+    volume: usize,
+    an_ids: Vec<u64>,
+    n_voxels: usize,
+}
+
+#[derive(Serialize)]
+struct PlantedSubject {
+    id: String,
+    gain: f64,
+    shift_voxels: [i32; 3],
+}
+
+#[derive(Serialize)]
+struct PlantedRun {
+    run: String,
+    n_scans: usize,
+    n_words: usize,
+    stimulus: String,
+}
+
+pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
+    validate(opt)?;
+    let out = &opt.out;
+    let mut files = Vec::new();
+    // The atlas travels with the dataset: it defines the grid and the planted networks.
+    let (atlas_bytes, atlas_name) = match opt.grid_mm {
+        4 => (
+            embedded::YEO7_4MM,
+            "Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz",
+        ),
+        _ => (
+            embedded::YEO7_2MM,
+            "Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz",
+        ),
+    };
+    let atlas_path = out.join("atlas").join(atlas_name);
+    crate::io::atomic::write_file_atomically(&atlas_path, |w| w.write_all(atlas_bytes))?;
+    let atlas = nifti::read_image(&atlas_path)?;
+    let grid = atlas.header.grid.clone();
+    let labels = atlas.data.index_axis(Axis(3), 0).to_owned();
+    let names = embedded::yeo7_names();
+    let mask = Mask::from_image(&atlas, |v| v > 0.0);
+    let mask_path = out.join("mask.nii.gz");
+    nifti::write_map(
+        &mask_path,
+        &grid,
+        &mask.unmask(&vec![1.0; mask.len()]).insert_axis(Axis(3)),
+        None,
+    )?;
+    files.extend([atlas_path, mask_path.clone()]);
+
+    // Stories: LPP sections, cut to the requested scan count.
+    let mut stories = Vec::new();
+    for r in 1..=opt.runs {
+        let name = format!("lppEN_section{r}.TextGrid");
+        let bytes = embedded::lpp_section(r).context("embedded LPP section")?;
+        let full = stimulus::parse_stimulus(Path::new(&name), bytes, Some("TokensAlign"))?;
+        let n_scans = opt.scans.unwrap_or((full.end / opt.tr).ceil() as usize);
+        let words: Vec<Word> = full
+            .words
+            .iter()
+            .filter(|w| w.onset < n_scans as f64 * opt.tr)
+            .cloned()
+            .collect();
+        let path = out.join("stimuli").join(format!("task-{TASK}_run-{r}.tsv"));
+        stimulus::write_tsv(&path, &words)?;
+        files.push(path.clone());
+        stories.push((
+            r,
+            n_scans,
+            Stimulus {
+                path,
+                words,
+                end: n_scans as f64 * opt.tr,
+            },
+        ));
+    }
+
+    // The AN population (a real model's taps, or synthetic) and its planted groups.
+    let n_groups = opt.networks.len();
+    let population = match &opt.model {
+        Some(taps) => Population::from_model(
+            taps,
+            &stories,
+            opt.tr,
+            n_groups,
+            opt.group_size,
+            mix(opt.seed, 3, 0),
+        )?,
+        None => Population::synthetic(
+            &stories,
+            opt.tr,
+            opt.neurons,
+            n_groups,
+            opt.group_size,
+            opt.factors,
+            mix(opt.seed, 3, 0),
+        ),
+    };
+    let planted_groups: Vec<PlantedNetwork> = opt
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(g, &label)| PlantedNetwork {
+            label,
+            name: names
+                .iter()
+                .find(|(k, _)| *k == label)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
+            volume: g,
+            an_ids: population.group_ids(g),
+            n_voxels: labels.iter().filter(|&&v| v as u16 == label).count(),
+        })
+        .collect();
+
+    // Per-run responses, planted time courses, and the truth tables.
+    let truth = out.join("truth");
+    let neurons_path = truth.join("neurons.parquet");
+    population.write_neurons(&neurons_path)?;
+    files.push(neurons_path);
+    let mut courses = Vec::new();
+    for (s_idx, (r, n_scans, _)) in stories.iter().enumerate() {
+        let responses = &population.responses[s_idx];
+        let run_key = format!("task-{TASK}_run-{r}");
+        let path = truth.join("responses").join(format!("{run_key}.parquet"));
+        let n_an = population.neurons.len();
+        write_table(
+            &path,
+            "responses",
+            Some(*n_scans),
+            vec![
+                Column::U64(population.neurons.iter().map(|n| n.0).collect()),
+                Column::Utf8(vec![run_key.clone(); n_an]),
+                Column::OptU16(vec![None; n_an]),
+                Column::F32List {
+                    size: *n_scans,
+                    values: responses.t().iter().map(|&v| v as f32).collect(),
+                },
+            ],
+        )?;
+        files.push(path);
+        let tcs: Vec<Vec<f64>> = (0..n_groups).map(|g| population.course(g, s_idx)).collect();
+        let path = truth.join("timecourses").join(format!("{run_key}.parquet"));
+        write_table(
+            &path,
+            "planted_timecourses",
+            Some(*n_scans),
+            vec![
+                Column::Utf8(planted_groups.iter().map(|p| p.name.clone()).collect()),
+                Column::U16(planted_groups.iter().map(|p| p.label).collect()),
+                Column::Utf8(vec![run_key.clone(); planted_groups.len()]),
+                Column::F32List {
+                    size: *n_scans,
+                    values: tcs.iter().flatten().map(|&v| v as f32).collect(),
+                },
+            ],
+        )?;
+        files.push(path);
+        courses.push(tcs);
+    }
+    let maps_path = truth.join("maps.nii.gz");
+    write_truth_maps(&maps_path, &grid, &labels, &opt.networks)?;
+    files.push(maps_path);
+
+    // BOLD, subject by subject.
+    let bar = progress::bar((opt.subjects * opt.runs) as u64, "simulating BOLD");
+    let mut subjects = Vec::new();
+    for s in 1..=opt.subjects {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 1, s as u64));
+        let gain = (0.2 * rng.sample::<f64, _>(StandardNormal)).exp();
+        let shift = jitter_offset(&mut rng, opt.jitter);
+        let subject = format!("{s:02}");
+        let weights = subject_weights(&mut rng, &labels, &mask, shift, &opt.networks);
+        let baseline: Vec<f64> = (0..mask.len())
+            .map(|_| 100.0 * (1.0 + 0.1 * rng.sample::<f64, _>(StandardNormal)))
+            .collect();
+        for ((r, n_scans, _), tcs) in stories.iter().zip(&courses) {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 2, (s * 1000 + r) as u64));
+            let path = out.join(format!(
+                "sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}_bold.nii.gz"
+            ));
+            let signal_scale = if opt.null { 0.0 } else { gain * opt.snr.sqrt() };
+            let data = bold_run(
+                &mut rng,
+                &mask,
+                &grid,
+                &weights,
+                &baseline,
+                tcs,
+                *n_scans,
+                signal_scale,
+                opt.ar1,
+            );
+            nifti::write_map(&path, &grid, &data, Some(opt.tr))?;
+            files.push(path);
+            bar.inc(1);
+        }
+        subjects.push(PlantedSubject {
+            id: subject,
+            gain,
+            shift_voxels: shift,
+        });
+    }
+    bar.finish_and_clear();
+
+    let planted = Planted {
+        model: population.model.clone(),
+        tap: population.tap.clone(),
+        model_note: population.note.clone(),
+        atlas: "yeo7",
+        task: TASK,
+        tr: opt.tr,
+        snr: opt.snr,
+        ar1: opt.ar1,
+        seed: opt.seed,
+        null: opt.null,
+        n_neurons: population.neurons.len(),
+        networks: planted_groups,
+        subjects,
+        runs: stories
+            .iter()
+            .map(|(r, n, s)| PlantedRun {
+                run: r.to_string(),
+                n_scans: *n,
+                n_words: s.words.len(),
+                stimulus: relative(out, &s.path),
+            })
+            .collect(),
+    };
+    let planted_path = truth.join("planted.json");
+    let json = serde_json::to_string_pretty(&planted)?;
+    crate::io::atomic::write_file_atomically(&planted_path, |w| w.write_all(json.as_bytes()))?;
+    files.push(planted_path);
+    let description = serde_json::json!({"Name": "cortexflow simulation", "BIDSVersion": "1.9.0", "DatasetType": "raw", "GeneratedBy": [{"Name": "cortexflow simulate", "Version": env!("CARGO_PKG_VERSION")}]});
+    let desc_path = out.join("dataset_description.json");
+    crate::io::atomic::write_file_atomically(&desc_path, |w| {
+        w.write_all(description.to_string().as_bytes())
+    })?;
+    files.push(desc_path);
+    Ok(SimulationSummary {
+        files,
+        n_voxels: mask.len(),
+        scans: stories.iter().map(|s| s.1).collect(),
+    })
+}
+
+fn validate(opt: &SimulateOptions) -> Result<()> {
+    if opt.subjects == 0 || opt.runs == 0 {
+        bail!("--subjects and --runs must be at least 1");
+    }
+    if opt.runs > embedded::LPP_RUNS {
+        bail!(
+            "--runs {} exceeds the {} sections of the embedded story",
+            opt.runs,
+            embedded::LPP_RUNS
+        );
+    }
+    if !(opt.snr.is_finite() && opt.snr >= 0.0) {
+        bail!("--snr must be a finite number ≥ 0, got {}", opt.snr);
+    }
+    if !(opt.tr.is_finite() && nifti::PLAUSIBLE_TR_S.contains(&opt.tr)) {
+        bail!("--tr {} s is outside {:?} s", opt.tr, nifti::PLAUSIBLE_TR_S);
+    }
+    if opt.scans.is_some_and(|n| n < 10) {
+        bail!("--scans must be at least 10");
+    }
+    if opt.ar1.is_nan() || opt.ar1.abs() >= 1.0 {
+        bail!("--ar1 must be in (-1, 1), got {}", opt.ar1);
+    }
+    let names = embedded::yeo7_names();
+    if let Some(bad) = opt
+        .networks
+        .iter()
+        .find(|n| !names.iter().any(|(k, _)| k == *n))
+    {
+        bail!("--networks: {bad} is not a Yeo-7 label (1..7)");
+    }
+    if opt.networks.iter().collect::<BTreeSet<_>>().len() != opt.networks.len() {
+        bail!("--networks lists a network twice");
+    }
+    if opt.group_size == 0 || opt.group_size * opt.networks.len() > opt.neurons {
+        bail!(
+            "--group-size {} × {} networks must be between 1 and --neurons {}",
+            opt.group_size,
+            opt.networks.len(),
+            opt.neurons
+        );
+    }
+    Ok(())
+}
+
+/// A seed for stream `kind`/`index` derived from the user seed (SplitMix64 finaliser).
+fn mix(seed: u64, kind: u64, index: u64) -> u64 {
+    let mut z =
+        seed ^ kind.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A subject's misregistration: an integer voxel offset drawn uniformly from those with
+/// |dx| + |dy| + |dz| ≤ `radius` (radius 1: no shift or one voxel along one axis).
+fn jitter_offset(rng: &mut ChaCha8Rng, radius: i32) -> [i32; 3] {
+    let r = radius.max(0);
+    let offsets: Vec<[i32; 3]> = (-r..=r)
+        .flat_map(|x| (-r..=r).flat_map(move |y| (-r..=r).map(move |z| [x, y, z])))
+        .filter(|o| o.iter().map(|c| c.abs()).sum::<i32>() <= r)
+        .collect();
+    offsets[rng.random_range(0..offsets.len())]
+}
+
+/// Per masked voxel: (planted group index, weight w_v) when the subject's shifted network
+/// covers it. Shift: the subject's network at voxel v is the atlas network at v − shift.
+fn subject_weights(
+    rng: &mut ChaCha8Rng,
+    labels: &Array3<f32>,
+    mask: &Mask,
+    shift: [i32; 3],
+    networks: &[u16],
+) -> Vec<Option<(usize, f64)>> {
+    let shape = labels.shape();
+    mask.ijk()
+        .map(|[i, j, k]| {
+            let src = [
+                i as i32 - shift[0],
+                j as i32 - shift[1],
+                k as i32 - shift[2],
+            ];
+            let inside = src
+                .iter()
+                .zip(shape)
+                .all(|(&c, &n)| c >= 0 && (c as usize) < n);
+            let label = if inside {
+                labels[[src[0] as usize, src[1] as usize, src[2] as usize]] as u16
+            } else {
+                0
+            };
+            let w = rng.random_range(0.5..1.5);
+            networks.iter().position(|&n| n == label).map(|g| (g, w))
+        })
+        .collect()
+}
+
+/// One run of BOLD, 4D on the grid (zero outside the mask).
+#[allow(clippy::too_many_arguments)]
+fn bold_run(
+    rng: &mut ChaCha8Rng,
+    mask: &Mask,
+    grid: &Grid,
+    weights: &[Option<(usize, f64)>],
+    baseline: &[f64],
+    tcs: &[Vec<f64>],
+    n_scans: usize,
+    signal_scale: f64,
+    rho: f64,
+) -> Array4<f32> {
+    let [nx, ny, nz] = grid.shape;
+    let mut data = Array4::<f32>::zeros((nx, ny, nz, n_scans));
+    let mut noise = vec![0.0; n_scans];
+    const PERCENT: f64 = 2.0; // noise sd as a share of the baseline, in %
+    for (v, ijk) in mask.ijk().enumerate() {
+        ar1(rng, rho, &mut noise);
+        let drift: [f64; 3] = std::array::from_fn(|_| 0.5 * rng.sample::<f64, _>(StandardNormal));
+        let sigma = baseline[v] * PERCENT / 100.0;
+        for t in 0..n_scans {
+            let slow: f64 = drift
+                .iter()
+                .enumerate()
+                .map(|(k, c)| c * cosine(k + 1, t, n_scans))
+                .sum();
+            let signal = weights[v].map_or(0.0, |(g, w)| signal_scale * w * tcs[g][t]);
+            data[[ijk[0], ijk[1], ijk[2], t]] =
+                (baseline[v] + sigma * (signal + noise[t] + slow)) as f32;
+        }
+    }
+    data
+}
+
+/// One indicator volume per planted network (the atlas network, unshifted).
+fn write_truth_maps(
+    path: &Path,
+    grid: &Grid,
+    labels: &Array3<f32>,
+    networks: &[u16],
+) -> Result<()> {
+    let [nx, ny, nz] = grid.shape;
+    let mut maps = Array4::<f32>::zeros((nx, ny, nz, networks.len()));
+    for ((i, j, k), &l) in labels.indexed_iter() {
+        if let Some(g) = networks.iter().position(|&n| n as f32 == l) {
+            maps[[i, j, k, g]] = 1.0;
+        }
+    }
+    nifti::write_map(path, grid, &maps, None)?;
+    Ok(())
+}
+
+fn relative(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}

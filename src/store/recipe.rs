@@ -1,0 +1,518 @@
+//! Recipes: every setting of an analysis in one TOML file (`dataflows/*.toml`). A store
+//! keeps a copy of its recipe and refuses input meant for another one.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{err, bail, Context, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::stages::mapping::Score;
+
+/// The settings of an analysis: the one source of every default (the command line takes
+/// its defaults from [`Recipe::default`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    /// What the recipe is for.
+    pub description: String,
+    pub model: ModelSection,
+    pub basis: BasisSection,
+    pub encoding: EncodingSection,
+    pub group: GroupSection,
+    pub map: MapSection,
+}
+
+/// How a word's activation is made from its tokens'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolingSetting {
+    /// Mean of the word's tokens.
+    Mean,
+    /// The word's last token.
+    Last,
+}
+
+/// The haemodynamic response of the regressors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HrfSetting {
+    /// SPM canonical HRF.
+    Spm,
+    /// Glover HRF.
+    Glover,
+    /// Finite impulse response at the FIR delays (one regressor per delay).
+    Fir,
+}
+
+/// The basis method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodSetting {
+    /// Online dictionary learning (sparse codes).
+    Odl,
+    /// Incremental PCA (dense scores; sub-group = dominant component).
+    Pca,
+}
+
+/// The lasso solver of the codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LassoSetting {
+    /// Coordinate descent on the Gram matrix.
+    Cd,
+    /// LARS-lasso homotopy.
+    Lars,
+}
+
+/// The language model that reads the stories (`ingest --stimulus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Hugging Face folder or GGUF file, relative to the recipe's directory or absolute.
+    pub path: Option<PathBuf>,
+    pub taps: Vec<String>,
+    /// `all` or indices and ranges such as 0,3,6-11.
+    pub layers: String,
+    pub context: usize,
+    pub pooling: PoolingSetting,
+    pub hrf: HrfSetting,
+    /// With `hrf = "fir"`: the delays in scans.
+    #[serde(skip_serializing_if = "is_default_delays")]
+    pub fir_delays: Vec<usize>,
+    pub zscore_responses: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BasisSection {
+    pub method: MethodSetting,
+    pub atoms: usize,
+    pub lambda: f64,
+    pub lasso: LassoSetting,
+    pub positive: bool,
+    pub epochs: usize,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncodingSection {
+    /// Ridge penalties; empty = 10 values log-spaced from 1e-2 to 1e5.
+    pub alphas: Vec<f64>,
+    /// Cosine drift cut-off in Hz (0: intercept only).
+    pub high_pass: f64,
+    pub zscore_bold: bool,
+    /// Leave-one-run-out ridge (needs 2 runs per subject).
+    pub cv: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSection {
+    pub fdr: f64,
+    /// Threshold |z| instead of FDR when set.
+    pub z_cut: Option<f64>,
+    pub min_cluster: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapSection {
+    pub atlas: String,
+    pub atlas_threshold: f64,
+    pub sphere_radius: Option<f64>,
+    pub score: Score,
+    pub assign_threshold: f64,
+}
+
+/// The FIR delays when none are given: 0..6 scans.
+pub const DEFAULT_FIR_DELAYS: [usize; 6] = [0, 1, 2, 3, 4, 5];
+
+fn is_default_delays(d: &Vec<usize>) -> bool {
+    d.as_slice() == DEFAULT_FIR_DELAYS
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            path: None,
+            taps: vec!["ffn.out".into()],
+            layers: "all".into(),
+            context: 256,
+            pooling: PoolingSetting::Mean,
+            hrf: HrfSetting::Spm,
+            fir_delays: DEFAULT_FIR_DELAYS.to_vec(),
+            zscore_responses: false,
+        }
+    }
+}
+
+impl Default for BasisSection {
+    fn default() -> Self {
+        BasisSection {
+            method: MethodSetting::Odl,
+            atoms: 64,
+            lambda: 0.1,
+            lasso: LassoSetting::Cd,
+            positive: false,
+            epochs: 20,
+            batch: 256,
+            seed: 0,
+        }
+    }
+}
+
+impl Default for EncodingSection {
+    fn default() -> Self {
+        EncodingSection {
+            alphas: Vec::new(),
+            high_pass: 0.01,
+            zscore_bold: true,
+            cv: true,
+        }
+    }
+}
+
+impl Default for GroupSection {
+    fn default() -> Self {
+        GroupSection {
+            fdr: 0.05,
+            z_cut: None,
+            min_cluster: 0,
+        }
+    }
+}
+
+impl Default for MapSection {
+    fn default() -> Self {
+        MapSection {
+            atlas: "yeo7".into(),
+            atlas_threshold: 0.5,
+            sphere_radius: None,
+            score: Score::Iou,
+            assign_threshold: 0.2,
+        }
+    }
+}
+
+impl Recipe {
+    /// Reads and checks a recipe file; a relative model path is taken relative to it and
+    /// made absolute, so the store's copy names the same model from anywhere.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the recipe", path.display()))?;
+        let mut r: Recipe = toml::from_str(&text)
+            .map_err(|e| err!("{}: not a valid recipe: {e}", path.display()))?;
+        if let Some(m) = &r.model.path {
+            if m.is_relative() {
+                let joined = path.parent().unwrap_or(Path::new(".")).join(m);
+                r.model.path = Some(std::path::absolute(&joined).with_context(|| {
+                    format!(
+                        "{}: model.path {} cannot be made absolute",
+                        path.display(),
+                        m.display()
+                    )
+                })?);
+            }
+        }
+        r.check().with_context(|| format!("{}", path.display()))?;
+        Ok(r)
+    }
+
+    /// Every value the library would reject later, rejected here, before a store is made.
+    pub fn check(&self) -> Result<()> {
+        self.model.check()?;
+        self.basis.check()?;
+        self.encoding.check()?;
+        self.group.check()?;
+        self.map.check()
+    }
+
+    /// The recipe as canonical TOML (what the store keeps and fingerprints).
+    pub fn canonical(&self) -> String {
+        toml::to_string(self).expect("a recipe serialises")
+    }
+
+    /// FNV-1a 64 of the canonical text: equal recipes, equal fingerprints.
+    pub fn fingerprint(&self) -> String {
+        let hash = self
+            .canonical()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("{hash:016x}")
+    }
+}
+
+/// The first rule that fails, as an error naming the setting and what it must be.
+fn first_broken<const N: usize>(rules: [(bool, String); N]) -> Result<()> {
+    match rules.into_iter().find(|(ok, _)| !ok) {
+        Some((_, why)) => bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+impl ModelSection {
+    pub fn check(&self) -> Result<()> {
+        first_broken([
+            (self.context >= 1, format!("model.context = {}: at least 1 token", self.context)),
+            (!self.fir_delays.is_empty(), "model.fir_delays: at least one delay".into()),
+        ])?;
+        crate::stages::responses::parse_layers(&self.layers).context("model.layers")?;
+        for t in &self.taps {
+            t.parse::<crate::model::Tap>()
+                .map_err(|e| err!("model.taps: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl BasisSection {
+    pub fn check(&self) -> Result<()> {
+        first_broken([
+            (self.atoms >= 1, format!("basis.atoms = {}: at least 1", self.atoms)),
+            (
+                self.method == MethodSetting::Pca || positive(self.lambda),
+                format!("basis.lambda = {}: a positive number", self.lambda),
+            ),
+            (self.epochs >= 1, format!("basis.epochs = {}: at least 1", self.epochs)),
+            (self.batch >= 1, format!("basis.batch = {}: at least 1", self.batch)),
+        ])
+    }
+}
+
+impl EncodingSection {
+    pub fn check(&self) -> Result<()> {
+        first_broken([
+            (
+                self.alphas.iter().all(|&a| positive(a)),
+                format!("encoding.alphas = {:?}: positive numbers", self.alphas),
+            ),
+            (
+                self.high_pass.is_finite() && self.high_pass >= 0.0,
+                format!("encoding.high_pass = {}: a cut-off ≥ 0 Hz", self.high_pass),
+            ),
+        ])
+    }
+}
+
+impl GroupSection {
+    pub fn check(&self) -> Result<()> {
+        first_broken([
+            (
+                self.fdr > 0.0 && self.fdr <= 1.0,
+                format!("group.fdr = {}: a level in (0, 1]", self.fdr),
+            ),
+            (
+                self.z_cut.is_none_or(positive),
+                format!("group.z_cut = {:?}: a positive |z|", self.z_cut),
+            ),
+        ])
+    }
+}
+
+impl MapSection {
+    pub fn check(&self) -> Result<()> {
+        first_broken([
+            (
+                self.atlas_threshold.is_finite(),
+                format!("map.atlas_threshold = {}: a number", self.atlas_threshold),
+            ),
+            (
+                self.sphere_radius.is_none_or(positive),
+                format!("map.sphere_radius = {:?}: a positive radius in mm", self.sphere_radius),
+            ),
+            (
+                positive(self.assign_threshold),
+                format!("map.assign_threshold = {}: a positive score", self.assign_threshold),
+            ),
+            (!self.atlas.trim().is_empty(), "map.atlas: a built-in atlas name or a file".into()),
+        ])
+    }
+}
+
+/// The settings print as they are written in a recipe (`odl`, `lars`, …).
+macro_rules! display_as_written {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let v = self.to_possible_value().expect("no skipped variants");
+                f.write_str(v.get_name())
+            }
+        }
+    )*};
+}
+display_as_written!(PoolingSetting, HrfSetting, MethodSetting, LassoSetting);
+
+impl From<PoolingSetting> for crate::model::extract::Pooling {
+    fn from(p: PoolingSetting) -> Self {
+        match p {
+            PoolingSetting::Mean => Self::Mean,
+            PoolingSetting::Last => Self::Last,
+        }
+    }
+}
+
+impl From<LassoSetting> for crate::kernels::lasso::LassoAlgorithm {
+    fn from(l: LassoSetting) -> Self {
+        match l {
+            LassoSetting::Cd => Self::CoordinateDescent,
+            LassoSetting::Lars => Self::Lars,
+        }
+    }
+}
+
+impl From<MethodSetting> for crate::stages::basis::Method {
+    fn from(m: MethodSetting) -> Self {
+        match m {
+            MethodSetting::Odl => Self::Odl,
+            MethodSetting::Pca => Self::Pca,
+        }
+    }
+}
+
+impl HrfSetting {
+    /// The kernel's HRF model (FIR at `delays`).
+    pub fn model(self, delays: &[usize]) -> crate::kernels::hrf::HrfModel {
+        use crate::kernels::hrf::HrfModel;
+        match self {
+            HrfSetting::Spm => HrfModel::Spm,
+            HrfSetting::Glover => HrfModel::Glover,
+            HrfSetting::Fir => HrfModel::Fir {
+                delays: delays.to_vec(),
+            },
+        }
+    }
+}
+
+impl BasisSection {
+    /// The basis stage's options.
+    pub fn options(&self) -> crate::stages::basis::BasisOptions {
+        crate::stages::basis::BasisOptions {
+            method: self.method.into(),
+            odl: crate::kernels::dictionary::OdlOptions {
+                atoms: self.atoms,
+                lambda: self.lambda,
+                positive_codes: self.positive,
+                batch: self.batch,
+                max_epochs: self.epochs,
+                seed: self.seed,
+                lasso: self.lasso.into(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl EncodingSection {
+    /// The ridge penalties: the recipe's, or 10 values log-spaced from 1e-2 to 1e5.
+    pub fn alpha_grid(&self) -> Vec<f64> {
+        if self.alphas.is_empty() {
+            crate::kernels::cv::alpha_grid(-2.0, 5.0, 10)
+        } else {
+            self.alphas.clone()
+        }
+    }
+}
+
+impl GroupSection {
+    /// The group stage's options.
+    pub fn options(&self) -> crate::stages::group::GroupOptions {
+        use crate::kernels::group::Threshold;
+        crate::stages::group::GroupOptions {
+            threshold: self.z_cut.map_or(Threshold::Fdr(self.fdr), Threshold::ZCut),
+            min_cluster: self.min_cluster,
+        }
+    }
+}
+
+impl MapSection {
+    /// The mapping stage's options.
+    pub fn options(&self) -> crate::stages::mapping::MapOptions {
+        crate::stages::mapping::MapOptions {
+            atlas: self.atlas.clone(),
+            atlas_threshold: self.atlas_threshold,
+            sphere_radius_mm: self.sphere_radius,
+            score: self.score,
+            assign_threshold: self.assign_threshold,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_recipes_load_and_round_trip() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
+        for name in ["paper.toml", "demo.toml"] {
+            let r = Recipe::load(&dir.join(name)).unwrap();
+            let again: Recipe = toml::from_str(&r.canonical()).unwrap();
+            assert_eq!(again, r, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<Recipe>("[basis]\natom = 3\n").is_err());
+        let e = toml::from_str::<Recipe>("[basis]\nmethod = \"svd\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `svd`"), "{e}");
+    }
+
+    /// Every value that a stage would reject later is rejected when the recipe is loaded,
+    /// naming the setting, before any store exists.
+    #[test]
+    fn values_the_library_rejects_are_rejected_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("[basis]\nlambda = 0.0\n", "basis.lambda"),
+            ("[basis]\nlambda = nan\n", "basis.lambda"),
+            ("[basis]\nlambda = -1.0\n", "basis.lambda"),
+            ("[basis]\natoms = 0\n", "basis.atoms"),
+            ("[basis]\nepochs = 0\n", "basis.epochs"),
+            ("[basis]\nbatch = 0\n", "basis.batch"),
+            ("[model]\ncontext = 0\n", "model.context"),
+            ("[model]\nlayers = \"1-x\"\n", "model.layers"),
+            ("[model]\ntaps = [\"ffn.middle\"]\n", "model.taps"),
+            ("[model]\nhrf = \"fir\"\nfir_delays = []\n", "model.fir_delays"),
+            ("[encoding]\nalphas = [1.0, -2.0]\n", "encoding.alphas"),
+            ("[encoding]\nhigh_pass = -0.01\n", "encoding.high_pass"),
+            ("[group]\nfdr = 2.0\n", "group.fdr"),
+            ("[group]\nfdr = nan\n", "group.fdr"),
+            ("[group]\nfdr = 0.0\n", "group.fdr"),
+            ("[group]\nz_cut = -1.0\n", "group.z_cut"),
+            ("[map]\nassign_threshold = -1.0\n", "map.assign_threshold"),
+            ("[map]\nassign_threshold = nan\n", "map.assign_threshold"),
+            ("[map]\nsphere_radius = 0.0\n", "map.sphere_radius"),
+            ("[map]\natlas = \"\"\n", "map.atlas"),
+        ];
+        for (i, (text, setting)) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("r{i}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let e = Recipe::load(&path).unwrap_err().to_string();
+            assert!(e.contains(setting), "{text:?}: {e}");
+        }
+        // The shipped recipes and the defaults pass.
+        Recipe::default().check().unwrap();
+    }
+
+    /// The canonical text of a recipe without FIR settings is what format-2 stores hold,
+    /// so their fingerprints still match.
+    #[test]
+    fn canonical_text_keeps_the_stored_spelling() {
+        let text = Recipe::default().canonical();
+        assert!(text.contains("method = \"odl\""), "{text}");
+        assert!(text.contains("score = \"iou\""), "{text}");
+        assert!(text.contains("pooling = \"mean\""), "{text}");
+        assert!(!text.contains("fir_delays"), "{text}");
+    }
+}
+
