@@ -147,9 +147,8 @@ pub fn reduce_run(
             .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
             .collect();
         let nuisance = dm.select(Axis(1), &nuisance_cols);
-        let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())
-            .map_err(anyhow::Error::msg)?;
-        let yr = project_out(&nuisance, &y).map_err(anyhow::Error::msg)?;
+        let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())?;
+        let yr = project_out(&nuisance, &y)?;
         Some(RunStats::from_block(xr.view(), yr.view()))
     } else {
         None
@@ -293,8 +292,7 @@ pub fn run(
                 tr,
             });
         }
-        let (designs, _names) =
-            design::build(&inputs, opt.high_pass).map_err(anyhow::Error::msg)?;
+        let (designs, _names) = design::build(&inputs, opt.high_pass)?;
         let mut valid_all = vec![true; mask.len()];
         let mut stats: Option<RunStats> = None;
         let mut ridge_runs = Vec::new();
@@ -318,11 +316,7 @@ pub fn run(
         let fit = ols(&stats).map_err(|e| anyhow::anyhow!("sub-{subject}: {e}"))?;
         let ridge = if opt.cv {
             let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
-            Some(
-                ridge_cv(&runs, &opt.alphas)
-                    .map_err(anyhow::Error::msg)?
-                    .into(),
-            )
+            Some(ridge_cv(&runs, &opt.alphas)?.into())
         } else {
             None
         };

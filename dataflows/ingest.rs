@@ -109,8 +109,7 @@ pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, V
         tr,
     }];
     let hp = plan.recipe.encoding.high_pass;
-    let (designs, _) =
-        design::build(&inputs, (hp > 0.0).then_some(hp)).map_err(anyhow::Error::msg)?;
+    let (designs, _) = design::build(&inputs, (hp > 0.0).then_some(hp))?;
     let dm = &designs[0];
     let r = encode::reduce_run(
         &run.bold,
