@@ -49,7 +49,8 @@ fn main() {
                 tol: 0.0,
                 ..Default::default()
             },
-        );
+        )
+        .expect("dictionary fit");
         let secs = t.elapsed().as_secs_f64();
         let (obj, _) = objective(
             f.atoms.view(),

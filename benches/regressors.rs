@@ -33,6 +33,7 @@ fn main() {
             &frame_times(n_scans, TR, 0.0),
             &RegressorOptions::default(),
         )
+        .expect("event design")
         .remove(0);
         let x = design.apply(amps.view());
         let secs = t.elapsed().as_secs_f64();

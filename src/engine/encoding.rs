@@ -14,7 +14,7 @@ use ndarray::Array2;
 use timely::dataflow::operators::probe::Handle;
 use timely::worker::Worker;
 
-use crate::error::{bail, Context, Error, Result};
+use crate::error::{bail, Context, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::Run;
 use crate::io::nifti::{self, Mask};
@@ -89,7 +89,7 @@ pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, V
     }];
     let hp = plan.recipe.encoding.high_pass;
     let (designs, _) =
-        design::build(&inputs, (hp > 0.0).then_some(hp)).map_err(Error::msg)?;
+        design::build(&inputs, (hp > 0.0).then_some(hp))?;
     let dm = &designs[0];
     let r = encode::reduce_run(
         &run.bold,

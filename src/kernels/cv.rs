@@ -49,12 +49,12 @@ fn ridge_paths(
     gram: &Array2<f64>,
     xty: &Array2<f64>,
     alphas: &[f64],
-) -> Result<Vec<Array2<f64>>, String> {
+) -> crate::Result<Vec<Array2<f64>>> {
     let p = gram.nrows();
     let g = Mat::<f64>::from_fn(p, p, |i, j| gram[[i, j]]);
     let eig = g
         .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+        .map_err(|e| crate::Error::Invalid(format!("eigendecomposition failed: {e:?}")))?;
     let v = Array2::from_shape_fn((p, p), |(i, j)| eig.U()[(i, j)]);
     let lambda: Vec<f64> = (0..p).map(|i| eig.S()[i]).collect();
     let vtc = v.t().dot(xty); // p × V
@@ -71,15 +71,19 @@ fn ridge_paths(
 }
 
 /// Leave-one-run-out ridge over `runs` (statistics of the same voxels, ≥ 2 runs).
-pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> Result<RidgeCvFit, String> {
+/// Rejects (as [`crate::Error::Invalid`]) fewer than 2 runs, an empty α grid or one with a
+/// value that is not a finite number > 0, and a Gram matrix whose eigendecomposition fails.
+pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> {
     if runs.len() < 2 {
-        return Err(format!(
+        return Err(crate::Error::Invalid(format!(
             "leave-one-run-out cross-validation needs at least 2 runs, got {}",
             runs.len()
-        ));
+        )));
     }
     if alphas.is_empty() || alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
-        return Err("the α grid needs positive values".into());
+        return Err(crate::Error::Invalid(
+            "the α grid needs positive values".into(),
+        ));
     }
     let mut total = runs[0].clone();
     runs[1..].iter().for_each(|r| total.add(r));
@@ -246,6 +250,15 @@ mod tests {
                 );
             }
         }
-        assert!(ridge_cv(&stats[..1], &alphas).is_err());
+        assert!(matches!(
+            ridge_cv(&stats[..1], &alphas),
+            Err(crate::Error::Invalid(msg)) if msg.contains("at least 2 runs, got 1")
+        ));
+        for bad in [&[][..], &[1.0, 0.0][..], &[f64::NAN][..], &[-1.0][..]] {
+            assert!(matches!(
+                ridge_cv(&stats, bad),
+                Err(crate::Error::Invalid(msg)) if msg.contains("α grid")
+            ));
+        }
     }
 }

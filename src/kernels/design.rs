@@ -34,11 +34,13 @@ pub struct RunInputs {
 }
 
 /// Per-run designs with shared columns: [regressors | confounds | for each run: drift
-/// cosines, intercept]. Returns the designs and the column names.
+/// cosines, intercept]. Returns the designs and the column names. Rejects (as
+/// [`crate::Error::Invalid`]) runs whose numbers of regressors or confounds differ from the
+/// first run's, and confounds with another number of rows than the run has scans.
 pub fn build(
     runs: &[RunInputs],
     high_pass_hz: Option<f64>,
-) -> Result<(Vec<Array2<f64>>, Vec<String>), String> {
+) -> crate::Result<(Vec<Array2<f64>>, Vec<String>)> {
     let k = runs.first().map_or(0, |r| r.regressors.ncols());
     let c = runs.first().map_or(0, |r| r.confounds.ncols());
     if let Some((i, _)) = runs
@@ -46,12 +48,12 @@ pub fn build(
         .enumerate()
         .find(|(_, r)| r.regressors.ncols() != k || r.confounds.ncols() != c)
     {
-        return Err(format!(
+        return Err(crate::Error::Invalid(format!(
             "run {} has {} regressors and {} confounds, run 1 has {k} and {c}",
             i + 1,
             runs[i].regressors.ncols(),
             runs[i].confounds.ncols()
-        ));
+        )));
     }
     // Each run's own block: its drift cosines (without nilearn's constant) and an intercept.
     let blocks: Vec<Array2<f64>> = runs
@@ -78,10 +80,10 @@ pub fn build(
     for (r, b) in runs.iter().zip(&blocks) {
         let n = r.regressors.nrows();
         if r.confounds.nrows() != n && c > 0 {
-            return Err(format!(
+            return Err(crate::Error::Invalid(format!(
                 "confounds have {} rows for a run of {n} scans",
                 r.confounds.nrows()
-            ));
+            )));
         }
         let mut d = Array2::zeros((n, p));
         d.slice_mut(s![.., ..k]).assign(&r.regressors);
@@ -96,8 +98,8 @@ pub fn build(
 }
 
 /// Removes from each column of `y` (T × V) its least-squares fit on the columns of `n`
-/// (T × q): y − N·(NᵀN)⁻¹·Nᵀy. Errors if NᵀN is singular.
-pub fn project_out(n: &Array2<f64>, y: &Array2<f64>) -> Result<Array2<f64>, String> {
+/// (T × q): y − N·(NᵀN)⁻¹·Nᵀy. Errors ([`crate::Error::Invalid`]) if NᵀN is singular.
+pub fn project_out(n: &Array2<f64>, y: &Array2<f64>) -> crate::Result<Array2<f64>> {
     use faer::linalg::solvers::Solve;
     let q = n.ncols();
     if q == 0 {
@@ -107,7 +109,7 @@ pub fn project_out(n: &Array2<f64>, y: &Array2<f64>) -> Result<Array2<f64>, Stri
     let gm = faer::Mat::<f64>::from_fn(q, q, |i, j| g[[i, j]]);
     let llt = gm
         .llt(faer::Side::Lower)
-        .map_err(|_| "nuisance regressors are collinear".to_string())?;
+        .map_err(|_| crate::Error::Invalid("nuisance regressors are collinear".into()))?;
     let c = n.t().dot(y);
     let mut b = faer::Mat::<f64>::from_fn(q, y.ncols(), |i, j| c[[i, j]]);
     llt.solve_in_place(b.as_mut());
@@ -163,5 +165,37 @@ mod tests {
             None
         )
         .is_err());
+        let err = build(
+            &[RunInputs {
+                regressors: Array2::zeros((5, 2)),
+                confounds: Array2::zeros((4, 1)),
+                tr: 2.0,
+            }],
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, crate::Error::Invalid(_)));
+        assert_eq!(
+            err.to_string(),
+            "confounds have 4 rows for a run of 5 scans"
+        );
+    }
+
+    /// Collinear nuisance regressors are an error of the crate's type, in words.
+    #[test]
+    fn collinear_nuisance_is_an_error() {
+        // The second regressor is zero: NᵀN is exactly singular.
+        let n = Array2::from_shape_fn((10, 2), |(t, j)| if j == 0 { t as f64 } else { 0.0 });
+        let y = Array2::from_shape_fn((10, 3), |(t, j)| (t + j) as f64);
+        assert!(matches!(
+            project_out(&n, &y),
+            Err(crate::Error::Invalid(msg)) if msg.contains("collinear")
+        ));
+        let free = Array2::from_shape_fn((10, 2), |(t, j)| if j == 0 { 1.0 } else { t as f64 });
+        let r = project_out(&free, &y).unwrap();
+        assert!(
+            r.iter().all(|v| v.abs() < 1e-9),
+            "y is in the span of the nuisance"
+        );
     }
 }

@@ -118,10 +118,14 @@ pub struct OdlFit {
 
 /// Learns K atoms from the columns of `x` (already centred and normalised; see
 /// [`normalise_columns`]). Deterministic for a seed and independent of the thread count.
-pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> OdlFit {
+/// Rejects (without fitting) settings that have no dictionary: K = 0 or more atoms than
+/// samples (K ≤ N, the initial atoms are K distinct samples), a NaN, infinite or negative λ,
+/// a batch or shard count of 0, a NaN or negative tolerance, and samples holding a NaN or
+/// an infinity.
+pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<OdlFit> {
     let (t, n) = x.dim();
     let k = opt.atoms;
-    assert!(k >= 1 && k <= n, "need 1 ≤ K ≤ number of samples");
+    check_options(x, opt)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
     // Initial atoms: K distinct samples drawn at random.
     let init = rand::seq::index::sample(&mut rng, n, k);
@@ -186,14 +190,58 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> OdlFit {
             break;
         }
     }
-    OdlFit {
+    Ok(OdlFit {
         atoms: dict,
         stats_aa: s_aa,
         stats_xa: s_xa,
         objective_trace: trace,
         epochs,
         steps: step,
+    })
+}
+
+/// The argument checks of [`fit`], with messages in words.
+fn check_options(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<()> {
+    use crate::Error::Invalid;
+    let (n, k) = (x.ncols(), opt.atoms);
+    if k == 0 {
+        return Err(Invalid("a dictionary needs at least 1 atom".into()));
     }
+    if k > n {
+        return Err(Invalid(format!(
+            "{k} atoms need at least {k} artificial neurons (samples); the responses hold {n}"
+        )));
+    }
+    if !(opt.lambda.is_finite() && opt.lambda >= 0.0) {
+        return Err(Invalid(format!(
+            "the sparsity penalty λ must be a finite number ≥ 0, got {}",
+            opt.lambda
+        )));
+    }
+    if opt.batch == 0 {
+        return Err(Invalid("the mini-batch needs at least 1 sample".into()));
+    }
+    if opt.shards == 0 {
+        return Err(Invalid(
+            "a mini-batch is split into at least 1 shard".into(),
+        ));
+    }
+    if opt.tol.is_nan() || opt.tol < 0.0 {
+        return Err(Invalid(format!(
+            "the stopping tolerance must be ≥ 0, got {}",
+            opt.tol
+        )));
+    }
+    if let Some(j) = x
+        .columns()
+        .into_iter()
+        .position(|c| c.iter().any(|v| !v.is_finite()))
+    {
+        return Err(Invalid(format!(
+            "sample {j} holds a NaN or an infinity (normalise_columns zeroes such samples)"
+        )));
+    }
+    Ok(())
 }
 
 /// One block-coordinate pass over the atoms (Mairal 2010, Algorithm 2).
@@ -282,7 +330,7 @@ pub fn extend_atoms(
     x_new: ArrayView2<f64>,
     codes: ArrayView2<f64>,
     ridge: f64,
-) -> Result<Array2<f64>, String> {
+) -> crate::Result<Array2<f64>> {
     let k = codes.nrows();
     let mut gram = codes.dot(&codes.t());
     for j in 0..k {
@@ -291,7 +339,9 @@ pub fn extend_atoms(
     let rhs = codes.dot(&x_new.t()); // K × T_new: (A·Aᵀ + εI)·D_newᵀ = A·X_newᵀ
     let g = faer::Mat::<f64>::from_fn(k, k, |i, j| gram[[i, j]]);
     let llt = g.llt(faer::Side::Lower).map_err(|_| {
-        "codes are degenerate: A·Aᵀ + εI is not positive definite (raise the ridge)".to_string()
+        crate::Error::Invalid(
+            "codes are degenerate: A·Aᵀ + εI is not positive definite (raise the ridge)".into(),
+        )
     })?;
     let mut b = faer::Mat::<f64>::from_fn(k, rhs.ncols(), |i, j| rhs[[i, j]]);
     faer::linalg::solvers::Solve::solve_in_place(&llt, b.as_mut());
@@ -338,7 +388,8 @@ mod tests {
                 max_epochs: 15,
                 ..Default::default()
             },
-        );
+        )
+        .unwrap();
         // The samples are centred, so the atoms live in the centred space: compare with the
         // centred, renormalised true atoms.
         let mut d_centred = d_true.clone();
@@ -369,7 +420,7 @@ mod tests {
             max_epochs: 3,
             ..Default::default()
         };
-        let one = fit(x.view(), &base);
+        let one = fit(x.view(), &base).unwrap();
         for shards in [2, 4] {
             let many = fit(
                 x.view(),
@@ -377,7 +428,8 @@ mod tests {
                     shards,
                     ..base.clone()
                 },
-            );
+            )
+            .unwrap();
             let diff = (&one.atoms - &many.atoms)
                 .iter()
                 .fold(0.0f64, |m, v| m.max(v.abs()));
@@ -403,6 +455,88 @@ mod tests {
         let err = (&got - &d_new).iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(err < 1e-10, "{err}");
         assert!(extend_atoms(x_new.view(), Array2::<f64>::zeros((5, 300)).view(), 0.0).is_err());
+    }
+
+    /// More atoms than samples, and settings without a dictionary, are errors in words (the
+    /// first used to be an assertion that panicked); valid settings on the same data fit.
+    #[test]
+    fn impossible_settings_are_errors_not_panics() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut x = Array2::from_shape_simple_fn((8, 10), || rng.sample::<f64, _>(StandardNormal));
+        assert!(normalise_columns(&mut x).is_empty());
+        let small = OdlOptions {
+            atoms: 3,
+            batch: 4,
+            max_epochs: 2,
+            ..Default::default()
+        };
+        let err = fit(
+            x.view(),
+            &OdlOptions {
+                atoms: 64,
+                ..small.clone()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, crate::Error::Invalid(_)));
+        assert_eq!(
+            err.to_string(),
+            "64 atoms need at least 64 artificial neurons (samples); the responses hold 10"
+        );
+        let bad = [
+            OdlOptions {
+                atoms: 0,
+                ..small.clone()
+            },
+            OdlOptions {
+                lambda: f64::NAN,
+                ..small.clone()
+            },
+            OdlOptions {
+                lambda: f64::INFINITY,
+                ..small.clone()
+            },
+            OdlOptions {
+                lambda: -0.1,
+                ..small.clone()
+            },
+            OdlOptions {
+                batch: 0,
+                ..small.clone()
+            },
+            OdlOptions {
+                shards: 0,
+                ..small.clone()
+            },
+            OdlOptions {
+                tol: f64::NAN,
+                ..small.clone()
+            },
+            OdlOptions {
+                tol: -1.0,
+                ..small.clone()
+            },
+        ];
+        for opt in &bad {
+            assert!(
+                matches!(fit(x.view(), opt), Err(crate::Error::Invalid(_))),
+                "{opt:?} was accepted"
+            );
+        }
+        let fitted = fit(x.view(), &small).unwrap();
+        assert_eq!(fitted.atoms.dim(), (8, 3));
+        // All 10 samples as atoms is the largest dictionary.
+        assert!(fit(
+            x.view(),
+            &OdlOptions {
+                atoms: 10,
+                ..small.clone()
+            }
+        )
+        .is_ok());
+        x[[2, 7]] = f64::NAN;
+        let err = fit(x.view(), &small).unwrap_err();
+        assert!(err.to_string().contains("sample 7"), "{err}");
     }
 
     #[test]

@@ -32,12 +32,22 @@ pub enum GlmError {
     NoDegreesOfFreedom { n: usize, p: usize },
 }
 
-/// The condition number of a symmetric positive semi-definite matrix (ratio of its extreme
-/// eigenvalues; ∞ when singular).
+/// The condition number of a symmetric positive semi-definite matrix, cond(G) = λ_max / λ_min
+/// (ratio of its extreme eigenvalues). +∞, which the conditioning guard of [`ols_absorbed`]
+/// rejects, when G is singular or indefinite (λ_min ≤ 0), has a NaN or infinite entry, or
+/// its eigenvalues cannot be computed (the solver fails or returns a non-finite value).
 pub fn condition_number(gram: &Array2<f64>) -> f64 {
+    if gram.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
     let p = gram.nrows();
     let m = Mat::<f64>::from_fn(p, p, |i, j| gram[[i, j]]);
-    let eig = m.self_adjoint_eigenvalues(Side::Lower).unwrap_or_default();
+    let Ok(eig) = m.self_adjoint_eigenvalues(Side::Lower) else {
+        return f64::INFINITY;
+    };
+    if eig.iter().any(|e| !e.is_finite()) {
+        return f64::INFINITY;
+    }
     let (lo, hi) = eig.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &e| {
         (lo.min(e), hi.max(e))
     });
@@ -188,6 +198,66 @@ mod tests {
                 Array2::<f32>::ones((3, 1)).view()
             )),
             Err(GlmError::NoDegreesOfFreedom { .. })
+        ));
+    }
+
+    /// Statistics of a well-posed design (n = 40, p = 3) whose Gram matrix a test can spoil.
+    fn posed() -> RunStats {
+        let x = Array2::from_shape_fn((40, 3), |(t, j)| match j {
+            0 => 1.0,
+            1 => t as f64,
+            _ => ((t * 7) % 5) as f64,
+        });
+        let y = Array2::from_shape_fn((40, 2), |(t, j)| (t + j) as f32);
+        RunStats::from_block(x.view(), y.view())
+    }
+
+    /// A Gram matrix with a NaN or infinite entry has no condition number: +∞, and OLS
+    /// refuses it with that number. (The eigen-solver's failure on it used to become an
+    /// empty eigenvalue list and a condition of 0, which the guard let through.)
+    #[test]
+    fn non_finite_gram_is_refused_as_ill_conditioned() {
+        assert!(ols(&posed()).is_ok());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut stats = posed();
+            stats.gram[[1, 2]] = bad;
+            stats.gram[[2, 1]] = bad;
+            match ols(&stats) {
+                Err(GlmError::IllConditioned(c)) => assert_eq!(c, f64::INFINITY, "entry {bad}"),
+                other => panic!("entry {bad}: {other:?}"),
+            }
+            assert_eq!(condition_number(&stats.gram), f64::INFINITY, "entry {bad}");
+        }
+        // A NaN regressor reaches the Gram matrix through the statistics.
+        let mut x = Array2::from_shape_fn((40, 2), |(t, j)| if j == 0 { 1.0 } else { t as f64 });
+        x[[5, 1]] = f64::NAN;
+        let stats = RunStats::from_block(x.view(), Array2::<f32>::ones((40, 1)).view());
+        assert!(matches!(ols(&stats), Err(GlmError::IllConditioned(c)) if c == f64::INFINITY));
+    }
+
+    /// Singular (a zero or duplicated regressor) and indefinite Gram matrices have λ_min ≤ 0:
+    /// condition +∞, refused by OLS; a regular one keeps its finite λ_max / λ_min.
+    #[test]
+    fn singular_and_indefinite_grams_are_refused() {
+        let good = posed();
+        let c = condition_number(&good.gram);
+        assert!(c.is_finite() && c >= 1.0, "{c}");
+        // Singular: the third regressor is zero, so its row and column of G are.
+        let mut singular = posed();
+        singular.gram.row_mut(2).fill(0.0);
+        singular.gram.column_mut(2).fill(0.0);
+        assert_eq!(condition_number(&singular.gram), f64::INFINITY);
+        assert!(matches!(
+            ols(&singular),
+            Err(GlmError::IllConditioned(c)) if c == f64::INFINITY
+        ));
+        // Indefinite (not a Gram matrix at all): eigenvalues 3 and −1.
+        let mut indefinite = posed();
+        indefinite.gram = ndarray::array![[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        assert_eq!(condition_number(&indefinite.gram), f64::INFINITY);
+        assert!(matches!(
+            ols(&indefinite),
+            Err(GlmError::IllConditioned(c)) if c == f64::INFINITY
         ));
     }
 

@@ -150,14 +150,70 @@ impl EventDesign {
     /// Builds W for events (onsets, durations) sampled at `frame_times` (at least two,
     /// increasing): one design per basis function of the model (one for SPM and Glover,
     /// one per delay for FIR). TR is the smallest frame spacing, as nilearn takes it.
+    /// Rejects, with the reason in words: onsets and durations of different lengths, a NaN
+    /// or infinite onset or duration, fewer than two frame times, frame times that are not
+    /// finite or not strictly increasing, an oversampling of 0, a non-finite `min_onset`,
+    /// and a fine grid too short for the model (n_hr below 2 points after the FIR shift, or
+    /// a TR so coarse that the 32 s kernel has no finite sample).
     pub fn new(
         onsets: &[f64],
         durations: &[f64],
         frame_times: &[f64],
         opt: &RegressorOptions,
-    ) -> Vec<Self> {
-        assert_eq!(onsets.len(), durations.len(), "one duration per onset");
-        assert!(frame_times.len() >= 2, "at least two frame times");
+    ) -> crate::Result<Vec<Self>> {
+        use crate::Error::Invalid;
+        if onsets.len() != durations.len() {
+            return Err(Invalid(format!(
+                "every event needs one onset and one duration: {} onsets, {} durations",
+                onsets.len(),
+                durations.len()
+            )));
+        }
+        if let Some(i) = onsets
+            .iter()
+            .zip(durations)
+            .position(|(o, d)| !(o.is_finite() && d.is_finite()))
+        {
+            return Err(Invalid(format!(
+                "event {} has onset {} s and duration {} s; both must be finite",
+                i + 1,
+                onsets[i],
+                durations[i]
+            )));
+        }
+        if frame_times.len() < 2 {
+            return Err(Invalid(format!(
+                "regressors are sampled at two or more frame times (scans), got {}",
+                frame_times.len()
+            )));
+        }
+        if let Some(i) = frame_times.iter().position(|t| !t.is_finite()) {
+            return Err(Invalid(format!(
+                "frame time {} is {}; frame times must be finite",
+                i + 1,
+                frame_times[i]
+            )));
+        }
+        if let Some(i) = frame_times.windows(2).position(|w| w[1] <= w[0]) {
+            return Err(Invalid(format!(
+                "frame times must increase strictly: frame {} at {} s is not after frame {} at {} s",
+                i + 2,
+                frame_times[i + 1],
+                i + 1,
+                frame_times[i]
+            )));
+        }
+        if opt.oversampling == 0 {
+            return Err(Invalid(
+                "the oversampling of the scan clock must be at least 1".into(),
+            ));
+        }
+        if !opt.min_onset.is_finite() {
+            return Err(Invalid(format!(
+                "the earliest event time relative to the first scan (min_onset) must be finite, got {}",
+                opt.min_onset
+            )));
+        }
         let n = frame_times.len();
         let tr = frame_times
             .windows(2)
@@ -169,6 +225,28 @@ impl EventDesign {
             * ((t1 * (1.0 + 1.0 / (n as f64 - 1.0)) - t0 - opt.min_onset)
                 * opt.oversampling as f64)
             + 1.0;
+        let kernels = opt.model.kernels(tr, opt.oversampling);
+        let shift = kernels.iter().map(|k| k.shift).max().unwrap_or(0);
+        if !(n_hr_f.round() >= (2 + shift) as f64) {
+            return Err(Invalid(format!(
+                "the fine time grid from {} s to {} s has {n_hr_f:.0} points, fewer than the {} \
+                 the model needs (is min_onset = {} s after the last scan?)",
+                t0 + opt.min_onset,
+                t1 * (1.0 + 1.0 / (n as f64 - 1.0)),
+                2 + shift,
+                opt.min_onset
+            )));
+        }
+        if kernels
+            .iter()
+            .any(|k| k.h.is_empty() || k.h.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Invalid(format!(
+                "a TR of {tr} s with oversampling {} is too coarse to sample the 32 s \
+                 haemodynamic response",
+                opt.oversampling
+            )));
+        }
         let n_hr = n_hr_f.round() as usize;
         let hr: Vec<f64> = linspace(
             t0 + opt.min_onset,
@@ -193,11 +271,10 @@ impl EventDesign {
                 Some((start, stop))
             })
             .collect();
-        opt.model
-            .kernels(tr, opt.oversampling)
+        Ok(kernels
             .into_iter()
             .map(|k| Self::for_kernel(&k, &hr, &boxes, frame_times))
-            .collect()
+            .collect())
     }
 
     fn for_kernel(
@@ -281,5 +358,77 @@ mod tests {
             "peak at {} s",
             peak as f64 * 0.04
         );
+    }
+
+    /// Inputs nilearn cannot sample are errors in words (they used to be panicking
+    /// assertions, or index panics deeper in): one duration per onset, at least two finite,
+    /// strictly increasing frame times, oversampling ≥ 1, finite onsets, durations and
+    /// min_onset, and a fine grid long enough for the model.
+    #[test]
+    fn unusable_events_and_frame_times_are_errors() {
+        let opt = RegressorOptions::default();
+        let frames = frame_times(20, 2.0, 0.0);
+        let ok = EventDesign::new(&[4.0, 10.0], &[0.0, 1.0], &frames, &opt).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].design.dim(), (20, 2));
+        let fir = RegressorOptions {
+            model: HrfModel::Fir {
+                delays: vec![0, 1, 2],
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            EventDesign::new(&[4.0], &[0.0], &frames, &fir)
+                .unwrap()
+                .len(),
+            3
+        );
+        let invalid =
+            |onsets: &[f64], durations: &[f64], frames: &[f64], opt: &RegressorOptions| {
+                match EventDesign::new(onsets, durations, frames, opt) {
+                    Err(crate::Error::Invalid(msg)) => msg,
+                    other => panic!("accepted: {other:?}"),
+                }
+            };
+        let msg = invalid(&[4.0, 10.0], &[0.0], &frames, &opt);
+        assert!(msg.contains("2 onsets, 1 durations"), "{msg}");
+        let msg = invalid(&[4.0], &[0.0], &[0.0], &opt);
+        assert!(msg.contains("two or more frame times"), "{msg}");
+        invalid(&[4.0], &[0.0], &[], &opt);
+        let msg = invalid(&[4.0], &[0.0], &[0.0, 2.0, 2.0, 4.0], &opt);
+        assert!(msg.contains("increase strictly"), "{msg}");
+        invalid(&[4.0], &[0.0], &[0.0, 2.0, 1.0, 4.0], &opt);
+        invalid(&[4.0], &[0.0], &[0.0, f64::NAN, 4.0], &opt);
+        invalid(&[4.0], &[0.0], &[0.0, 2.0, f64::INFINITY], &opt);
+        invalid(&[f64::NAN], &[0.0], &frames, &opt);
+        invalid(&[4.0], &[f64::INFINITY], &frames, &opt);
+        for bad in [
+            RegressorOptions {
+                oversampling: 0,
+                ..Default::default()
+            },
+            RegressorOptions {
+                min_onset: f64::NAN,
+                ..Default::default()
+            },
+            // The fine grid would start after the last scan.
+            RegressorOptions {
+                min_onset: 1000.0,
+                ..Default::default()
+            },
+        ] {
+            invalid(&[4.0], &[0.0], &frames, &bad);
+        }
+        // A 100 s TR at oversampling 1 samples the 32 s kernel at no point.
+        let msg = invalid(
+            &[4.0],
+            &[0.0],
+            &frame_times(20, 100.0, 0.0),
+            &RegressorOptions {
+                oversampling: 1,
+                ..Default::default()
+            },
+        );
+        assert!(msg.contains("too coarse"), "{msg}");
     }
 }

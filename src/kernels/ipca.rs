@@ -31,8 +31,9 @@ impl Ipca {
         }
     }
 
-    /// Folds in a batch of samples (T × b columns). Errors if the SVD does not converge.
-    pub fn partial_fit(&mut self, x: ArrayView2<f64>) -> Result<(), String> {
+    /// Folds in a batch of samples (T × b columns). Errors ([`crate::Error::Invalid`]) if
+    /// the SVD does not converge; the decomposition is then left as it was.
+    pub fn partial_fit(&mut self, x: ArrayView2<f64>) -> crate::Result<()> {
         let (t, b) = x.dim();
         if b == 0 {
             return Ok(());
@@ -61,7 +62,7 @@ impl Ipca {
         }
         let svd = m
             .thin_svd()
-            .map_err(|e| format!("SVD did not converge: {e:?}"))?;
+            .map_err(|e| crate::Error::Invalid(format!("SVD did not converge: {e:?}")))?;
         let keep = self.k.min(rows).min(t);
         let (s, v) = (svd.S(), svd.V());
         let mut comps = Array2::zeros((t, keep));
@@ -137,5 +138,24 @@ mod tests {
             }
             assert!((&ipca.mean - &mean).iter().all(|d| d.abs() < 1e-12));
         }
+    }
+
+    /// A failed SVD is an error of the crate's type, not a panic, and leaves the running
+    /// decomposition as it was.
+    #[test]
+    fn failed_svd_is_an_error_and_keeps_the_decomposition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let x = Array2::from_shape_simple_fn((6, 20), || rng.sample::<f64, _>(StandardNormal));
+        let mut ipca = Ipca::new(6, 2);
+        ipca.partial_fit(x.view()).unwrap();
+        let before = ipca.clone();
+        let mut bad = x.clone();
+        bad[[3, 4]] = f64::NAN;
+        assert!(matches!(
+            ipca.partial_fit(bad.view()),
+            Err(crate::Error::Invalid(msg)) if msg.contains("SVD")
+        ));
+        assert_eq!(ipca.components, before.components);
+        assert_eq!(ipca.n_seen, 20);
     }
 }

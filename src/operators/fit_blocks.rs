@@ -78,7 +78,7 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
                     Floats(r.cv_r2.to_vec()),
                 ))
             }
-            Err(e) => out.error = Some(e),
+            Err(e) => out.error = Some(e.to_string()),
         }
     }
     let all: Vec<usize> = (0..voxels.len()).collect();

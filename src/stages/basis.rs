@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::error::{Error, err, bail, Result};
+use crate::error::{err, bail, Result};
 use crate::io::parquet::{read_codes, read_responses, write_table, Column};
 use crate::io::atomic::write_file_atomically;
 use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
@@ -96,7 +96,7 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
     };
     let (atoms, codes, trace, fit_note) = match opt.method {
         Method::Odl => {
-            let fit = dictionary::fit(xs.view(), &opt.odl);
+            let fit = dictionary::fit(xs.view(), &opt.odl)?;
             let (objective, codes) = dictionary::objective(fit.atoms.view(), xs.view(), &lasso);
             let note = format!("online dictionary learning: {} epochs, {} steps, final objective ½‖X − D·A‖² + λ‖A‖₁ = {objective:.6}", fit.epochs, fit.steps);
             let mut trace = fit.objective_trace.clone();
@@ -108,8 +108,7 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
             let mut ipca = Ipca::new(xs.nrows(), k);
             for lo in (0..xs.ncols()).step_by(opt.odl.batch.max(k)) {
                 let hi = (lo + opt.odl.batch.max(k)).min(xs.ncols());
-                ipca.partial_fit(xs.slice(s![.., lo..hi]))
-                    .map_err(Error::msg)?;
+                ipca.partial_fit(xs.slice(s![.., lo..hi]))?;
             }
             let codes = ipca.transform(xs.view());
             let explained: f64 = ipca.singular_values.iter().map(|s| s * s).sum();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, err, bail, Context, Result};
+use crate::error::{err, bail, Context, Result};
 use crate::io::nifti;
 use crate::io::parquet::{read_atoms, write_table, Column};
 use crate::kernels::cv::{ridge_cv, RidgeCvFit};
@@ -151,9 +151,8 @@ pub fn reduce_run(
             .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
             .collect();
         let nuisance = dm.select(Axis(1), &nuisance_cols);
-        let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())
-            .map_err(Error::msg)?;
-        let yr = project_out(&nuisance, &y).map_err(Error::msg)?;
+        let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())?;
+        let yr = project_out(&nuisance, &y)?;
         Some(RunStats::from_block(xr.view(), yr.view()))
     } else {
         None
@@ -298,7 +297,7 @@ pub fn run(
             });
         }
         let (designs, _names) =
-            design::build(&inputs, opt.high_pass).map_err(Error::msg)?;
+            design::build(&inputs, opt.high_pass)?;
         let mut valid_all = vec![true; mask.len()];
         let mut stats: Option<RunStats> = None;
         let mut ridge_runs = Vec::new();
@@ -323,8 +322,7 @@ pub fn run(
         let ridge = if opt.cv {
             let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
             Some(
-                ridge_cv(&runs, &opt.alphas)
-                    .map_err(Error::msg)?
+                ridge_cv(&runs, &opt.alphas)?
                     .into(),
             )
         } else {

@@ -96,7 +96,7 @@ impl Population {
                 bar.set_position(done as u64)
             })?;
             bar.finish_and_clear();
-            responses.push(responses_of(acts.mapv(f64::from), stim, *n_scans, tr));
+            responses.push(responses_of(acts.mapv(f64::from), stim, *n_scans, tr)?);
         }
         let n = layout.n_columns;
         if n_groups * group_size > n {
@@ -125,7 +125,8 @@ impl Population {
         })
     }
 
-    /// The synthetic population.
+    /// The synthetic population. Errors if a story's scans cannot carry event regressors
+    /// (see [`EventDesign::new`]).
     pub fn synthetic(
         stories: &[Story],
         tr: f64,
@@ -134,7 +135,7 @@ impl Population {
         group_size: usize,
         factors: usize,
         seed: u64,
-    ) -> Self {
+    ) -> Result<Self> {
         // Vocabulary over the whole embedded story, so a word's value does not depend on --runs.
         let vocab: BTreeSet<String> = (1..=embedded::LPP_RUNS)
             .filter_map(embedded::lpp_section)
@@ -197,30 +198,35 @@ impl Population {
                 });
                 responses_of(acts, stim, *n_scans, tr)
             })
-            .collect();
-        Population {
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Population {
             model: "synthetic-lexical".into(),
             tap: "word.latent".into(),
             note: "synthetic AN population (deterministic word-level latent factors); give --model for a real language model's ANs".into(),
             neurons: (0..n).map(|u| (u as u64, 0, "word.latent".to_string(), u as u32)).collect(),
             groups,
             responses,
-        }
+        })
     }
 }
 
 /// Responses (T × N): word activations as stick amplitudes at word onsets, convolved with
 /// the SPM HRF and sampled at k·TR (nilearn `compute_regressor`, durations 0).
-fn responses_of(activations: Array2<f64>, stim: &Stimulus, n_scans: usize, tr: f64) -> Array2<f64> {
+fn responses_of(
+    activations: Array2<f64>,
+    stim: &Stimulus,
+    n_scans: usize,
+    tr: f64,
+) -> Result<Array2<f64>> {
     let onsets: Vec<f64> = stim.words.iter().map(|w| w.onset).collect();
     let design = EventDesign::new(
         &onsets,
         &vec![0.0; onsets.len()],
         &frame_times(n_scans, tr, 0.0),
         &RegressorOptions::default(),
-    )
+    )?
     .remove(0);
-    design.apply(activations.view())
+    Ok(design.apply(activations.view()))
 }
 
 /// Coherent groups of real ANs: for each group a random seed AN (constant ANs and ANs

@@ -331,7 +331,7 @@ pub fn write_story(
         &vec![0.0; onsets.len()],
         &frame_times(spec.n_scans, ro.tr, 0.0),
         &opts,
-    );
+    )?;
     let path = out.join("responses").join(format!("{story}.parquet"));
     let mut writer = TableWriter::create(&path, "responses", Some(spec.n_scans))?;
     let delays: Vec<Option<u16>> = match &ro.hrf {

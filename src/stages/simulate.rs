@@ -183,7 +183,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             opt.group_size,
             opt.factors,
             mix(opt.seed, 3, 0),
-        ),
+        )?,
     };
     let planted_groups: Vec<PlantedNetwork> = opt
         .networks
@@ -279,7 +279,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
                 *n_scans,
                 signal_scale,
                 opt.ar1,
-            );
+            )?;
             nifti::write_map(&path, &grid, &data, Some(opt.tr))?;
             files.push(path);
             bar.inc(1);
@@ -442,13 +442,13 @@ fn bold_run(
     n_scans: usize,
     signal_scale: f64,
     rho: f64,
-) -> Array4<f32> {
+) -> Result<Array4<f32>> {
     let [nx, ny, nz] = grid.shape;
     let mut data = Array4::<f32>::zeros((nx, ny, nz, n_scans));
     let mut noise = vec![0.0; n_scans];
     const PERCENT: f64 = 2.0; // noise sd as a share of the baseline, in %
     for (v, ijk) in mask.ijk().enumerate() {
-        ar1(rng, rho, &mut noise);
+        ar1(rng, rho, &mut noise)?;
         let drift: [f64; 3] = std::array::from_fn(|_| 0.5 * rng.sample::<f64, _>(StandardNormal));
         let sigma = baseline[v] * PERCENT / 100.0;
         for t in 0..n_scans {
@@ -462,7 +462,7 @@ fn bold_run(
                 (baseline[v] + sigma * (signal + noise[t] + slow)) as f32;
         }
     }
-    data
+    Ok(data)
 }
 
 /// One indicator volume per planted network (the atlas network, unshifted).

@@ -26,7 +26,8 @@ fn ratio_to_sklearn(x: &Array2<f64>, reference: f64) -> f64 {
             max_epochs: 20,
             ..Default::default()
         },
-    );
+    )
+    .unwrap();
     let (obj, _) = objective(
         f.atoms.view(),
         x.view(),

@@ -47,7 +47,8 @@ fn regressors_match_nilearn_compute_regressor() {
                 model,
                 ..Default::default()
             },
-        );
+        )
+        .unwrap();
         let amps = Array2::from_shape_vec((amps.len(), 1), amps).unwrap();
         // One regressor per basis function, as columns in nilearn's order.
         let regs: Vec<f64> = designs

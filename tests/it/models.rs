@@ -250,6 +250,7 @@ fn responses_are_regressors_of_word_mean_activations() {
         &frame_times(n_scans, 2.0, 0.0),
         &RegressorOptions::default(),
     )
+    .unwrap()
     .remove(0);
     let rows = read_rows(&dir.path().join("responses/cut.parquet"));
     assert_eq!(rows.len(), 2 * 384);
