@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use cortexflow::engine::demo::{self, DemoModel};
 
-use crate::simulate;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DemoModelArg {
@@ -32,26 +31,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    // The simulator's own defaults, with the demo's choices: no per-subject jitter (the
-    // README explains why 6 subjects need it) and the model's ANs (`demo` sets the path).
-    let out = a.out.join("data");
-    let (subjects, seed) = (a.subjects.to_string(), a.seed.to_string());
-    let sim = crate::parse_args::<simulate::Args>(&[
-        "--out",
-        &out.to_string_lossy(),
-        "--subjects",
-        &subjects,
-        "--seed",
-        &seed,
-        "--jitter",
-        "0",
-        "--model",
-        "models",
-    ])?;
     let model = match a.model {
         DemoModelArg::Minilm => DemoModel::Minilm,
         DemoModelArg::Smollm2 => DemoModel::Smollm2,
     };
-    crate::print_lines(demo::run(&a.out, model, sim.options()?)?);
+    println!("{}", demo::run(&a.out, model, a.subjects, a.seed)?);
     Ok(())
 }

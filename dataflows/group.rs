@@ -46,8 +46,8 @@ impl Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let opt = a.section()?.options();
-    let (files, lines) = group::run(&a.encode, &a.mask, &opt, &a.out)?;
-    lines.iter().for_each(|l| println!("{l}"));
-    files.iter().for_each(|f| println!("wrote {}", f.display()));
+    let summary = group::run(&a.encode, &a.mask, &opt, &a.out)?;
+    summary.lines().iter().for_each(|l| println!("{l}"));
+    summary.files.iter().for_each(|f| println!("wrote {}", f.display()));
     Ok(())
 }

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use cortexflow::engine::stories::StimulusSpec;
-use cortexflow::engine::update::{self, Prepare};
-use cortexflow::store::Store;
+use cortexflow::engine::update::{self, IngestRequest};
 
 use crate::cluster_args::ClusterArgs;
 
@@ -52,26 +51,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }),
         _ => anyhow::bail!("--stimulus needs --tr and --n-scans (the fMRI clock of those runs)"),
     };
-    let (mut bold, mut mask) = (a.bold, a.mask);
-    if let Some(root) = &a.bids {
-        let ds = cortexflow::io::bids::discover(root)?;
-        bold.extend(ds.runs.iter().map(|r| r.bold.clone()));
-        mask = mask.or(ds.mask);
-    }
-    if a.responses.is_empty() && bold.is_empty() && stimuli.is_none() {
-        anyhow::bail!("nothing to ingest: give --stimulus, --responses, --bold or --bids");
-    }
-    let (dir, responses, neurons) = (a.store.clone(), a.responses, a.neurons);
-    let prepare: Prepare = Box::new(move || {
-        let mut s = Store::open(&dir)?;
-        if let Some(m) = &mask {
-            s.set_mask(m)?;
-        }
-        if responses.is_empty() {
-            return Ok(Vec::new());
-        }
-        s.ingest_responses(&responses, neurons.as_deref())
-    });
-    crate::print_lines(update::run_update(&cluster, &a.store, stimuli, bold, prepare)?);
+    let req = IngestRequest {
+        responses: a.responses,
+        neurons: a.neurons,
+        stimuli,
+        bold: a.bold,
+        bids: a.bids,
+        mask: a.mask,
+    };
+    crate::print_lines(update::ingest(&cluster, &a.store, req)?);
     Ok(())
 }

@@ -203,17 +203,6 @@ fn print_lines(lines: Vec<String>) {
     lines.iter().for_each(|l| println!("{l}"));
 }
 
-/// Parses one command's arguments as the command line would (the demo's simulation).
-fn parse_args<A: clap::Args>(args: &[&str]) -> anyhow::Result<A> {
-    #[derive(Parser)]
-    struct Wrap<A: clap::Args> {
-        #[command(flatten)]
-        args: A,
-    }
-    let argv = std::iter::once("cortexflow").chain(args.iter().copied());
-    Ok(Wrap::<A>::try_parse_from(argv)?.args)
-}
-
 /// A default computed from the recipe, as clap's `default_value` takes it (made once per
 /// process, so leaking it costs nothing).
 fn default_text(text: String) -> &'static str {

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use cortexflow::engine::update::{self, Prepare};
-use cortexflow::store::Store;
+use cortexflow::engine::update;
 
 use crate::cluster_args::ClusterArgs;
 
@@ -20,8 +19,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
-    let (dir, key) = (a.store.clone(), a.run);
-    let prepare: Prepare = Box::new(move || Store::open(&dir)?.retract_entry(&key));
-    crate::print_lines(update::run_update(&cluster, &a.store, None, Vec::new(), prepare)?);
+    crate::print_lines(update::retract(&cluster, &a.store, &a.run)?);
     Ok(())
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use cortexflow::stages::responses::{parse_layers, TapOptions};
 use cortexflow::stages::simulate::{self, SimulateOptions};
 use cortexflow::store::recipe::ModelSection;
 
@@ -17,29 +16,38 @@ pub enum GridRes {
     Mm2,
 }
 
+fn defaults() -> SimulateOptions {
+    SimulateOptions::default()
+}
+
+fn networks() -> String {
+    let n: Vec<String> = defaults().networks.iter().map(|n| n.to_string()).collect();
+    n.join(",")
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output directory (created; existing files are replaced atomically).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of subjects.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults().subjects)]
     pub subjects: usize,
     /// Number of runs per subject: LPP sections 1..R (at most 9).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().runs)]
     pub runs: usize,
     /// Random seed: the same seed gives the same dataset, byte for byte.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Signal-to-noise ratio: variance of the planted signal over the variance of the AR(1)
     /// noise, at a voxel of unit gain and weight.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults().snr)]
     pub snr: f64,
     /// Voxel grid of the Yeo 2011 atlas (MNI152NLin6).
     #[arg(long, value_enum, default_value = "4mm")]
     pub grid: GridRes,
     /// Repetition time in seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = defaults().tr)]
     pub tr: f64,
     /// Scans per run; words after the last scan are cut [default: the whole section,
     /// ceil(duration / TR)].
@@ -47,23 +55,23 @@ pub struct Args {
     pub scans: Option<usize>,
     /// Yeo-7 labels of the planted networks, comma-separated (1 Visual, 2 Somatomotor,
     /// 3 Dorsal attention, 4 Ventral attention, 5 Limbic, 6 Frontoparietal, 7 Default).
-    #[arg(long, value_delimiter = ',', default_value = "7,6,2")]
+    #[arg(long, value_delimiter = ',', default_value = crate::default_text(networks()))]
     pub networks: Vec<u16>,
     /// Number of artificial neurons in the synthetic population (without --model).
-    #[arg(long, default_value_t = 384)]
+    #[arg(long, default_value_t = defaults().neurons)]
     pub neurons: usize,
     /// ANs per planted group.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = defaults().group_size)]
     pub group_size: usize,
     /// Unplanted latent factors shared by the remaining synthetic ANs (they drive no voxel).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults().factors)]
     pub factors: usize,
     /// AR(1) coefficient of the voxel noise.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = defaults().ar1)]
     pub ar1: f64,
     /// Per-subject spatial jitter of the planted networks: a random integer voxel shift of
     /// at most this Manhattan length (1 = none or one voxel along one axis; 0 = none).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().jitter)]
     pub jitter: i32,
     /// A language model (Hugging Face folder or llama GGUF) whose ANs drive the planted
     /// networks: groups of ANs with correlated responses to the story. Without it the ANs are
@@ -84,20 +92,15 @@ pub struct Args {
 
 impl Args {
     pub fn options(&self) -> anyhow::Result<SimulateOptions> {
-        let m = ModelSection::default();
         let model = match &self.model {
-            Some(path) => Some(TapOptions {
-                model: path.clone(),
-                taps: self
-                    .model_taps
-                    .iter()
-                    .map(|t| t.parse())
-                    .collect::<Result<_, _>>()?,
-                layers: parse_layers(&self.model_layers)?,
-                context: m.context,
-                batch: TapOptions::BATCH,
-                pooling: m.pooling.into(),
-            }),
+            Some(path) => {
+                let section = ModelSection {
+                    taps: self.model_taps.clone(),
+                    layers: self.model_layers.clone(),
+                    ..ModelSection::default()
+                };
+                Some(section.tap_options(path.clone())?)
+            }
             None => None,
         };
         Ok(SimulateOptions {

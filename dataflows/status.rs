@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cortexflow::engine::update::{self, Prepare};
+use cortexflow::engine::update;
 use cortexflow::store::Store;
 
 use crate::cluster_args::ClusterArgs;
@@ -21,8 +21,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
     if a.refresh {
-        let prepare: Prepare = Box::new(|| Ok(Vec::new()));
-        crate::print_lines(update::run_update(&cluster, &a.store, None, Vec::new(), prepare)?);
+        crate::print_lines(update::refresh(&cluster, &a.store)?);
     }
     if cluster.is_writer() {
         print!("{}", Store::open_reader(&a.store)?.status());

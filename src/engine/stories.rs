@@ -46,14 +46,7 @@ fn settings(recipe: &Recipe, dir: &Path, tr: f64) -> Result<(TapOptions, Respons
             dir.display()
         );
     };
-    let taps = TapOptions {
-        model,
-        taps: m.taps.iter().map(|t| t.parse()).collect::<Result<_, _>>()?,
-        layers: responses::parse_layers(&m.layers)?,
-        context: m.context,
-        batch: TapOptions::BATCH,
-        pooling: m.pooling.into(),
-    };
+    let taps = m.tap_options(model)?;
     let hrf = m.hrf.model(&m.fir_delays);
     let ro = ResponseOptions {
         tr,

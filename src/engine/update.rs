@@ -18,7 +18,7 @@ use crate::io::bids::{self, Run};
 use crate::io::nifti;
 use crate::operators::{agree, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
-use crate::stages::encode;
+use crate::stages::join;
 use crate::store::{list, Recipe, RunEntry, Store};
 
 /// The writer's part of a command before the dataflow (creating the store, the mask,
@@ -195,7 +195,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
         return Ok(lines);
     }
     let mask = nifti::read_mask(&store.mask_path())?;
-    let mut subjects = encode::join_subjects(&fits, mask.len())?;
+    let mut subjects = join::join_subjects(&fits, mask.len())?;
     for subject in refit {
         let fit = subjects.remove(&subject);
         let expected = store
@@ -244,3 +244,61 @@ pub fn run_all(
     run_update(cluster, out, None, bold, prepare)
 }
 
+
+/// What `ingest` adds to a store: stories (as responses tables with their neurons table,
+/// or stimuli through the recipe's model) and BOLD runs (listed, or every run of a BIDS
+/// dataset), with the analysis mask if the store has none.
+#[derive(Debug, Clone, Default)]
+pub struct IngestRequest {
+    pub responses: Vec<PathBuf>,
+    pub neurons: Option<PathBuf>,
+    pub stimuli: Option<StimulusSpec>,
+    pub bold: Vec<PathBuf>,
+    pub bids: Option<PathBuf>,
+    pub mask: Option<PathBuf>,
+}
+
+/// Adds stories and runs to the store at `dir` and brings its results up to date.
+pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<String>> {
+    let IngestRequest {
+        responses,
+        neurons,
+        stimuli,
+        mut bold,
+        bids,
+        mut mask,
+    } = req;
+    if let Some(root) = &bids {
+        let ds = bids::discover(root)?;
+        bold.extend(ds.runs.iter().map(|r| r.bold.clone()));
+        mask = mask.or(ds.mask);
+    }
+    if responses.is_empty() && bold.is_empty() && stimuli.is_none() {
+        bail!("nothing to ingest: give --stimulus, --responses, --bold or --bids");
+    }
+    let store_dir = dir.to_path_buf();
+    let prepare: Prepare = Box::new(move || {
+        let mut s = Store::open(&store_dir)?;
+        if let Some(m) = &mask {
+            s.set_mask(m)?;
+        }
+        if responses.is_empty() {
+            return Ok(Vec::new());
+        }
+        s.ingest_responses(&responses, neurons.as_deref())
+    });
+    run_update(cluster, dir, stimuli, bold, prepare)
+}
+
+/// Takes the run `key` (`sub-S/task-T/run-R`) out of the store: its results become those
+/// of never having ingested it.
+pub fn retract(cluster: &Cluster, dir: &Path, key: &str) -> Result<Vec<String>> {
+    let (store_dir, key) = (dir.to_path_buf(), key.to_string());
+    let prepare: Prepare = Box::new(move || Store::open(&store_dir)?.retract_entry(&key));
+    run_update(cluster, dir, None, Vec::new(), prepare)
+}
+
+/// Brings stale results up to date (after an interrupted command).
+pub fn refresh(cluster: &Cluster, dir: &Path) -> Result<Vec<String>> {
+    run_update(cluster, dir, None, Vec::new(), Box::new(|| Ok(Vec::new())))
+}

@@ -21,6 +21,7 @@ use crate::engine::cluster::Cluster;
 use crate::engine::encoding::{self, Engine, Job, Plan};
 use crate::engine::update::{self, Outcome};
 use crate::store::Store;
+use timely::worker::Worker;
 
 /// Settings of `watch`.
 #[derive(Debug, Clone)]
@@ -91,136 +92,156 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
         cluster, store_dir, None, present, noop,
     )?);
     let (store_dir, dir, opt) = (store_dir.to_path_buf(), dir.to_path_buf(), opt.clone());
-    let results = cluster.execute(move |worker| {
-        let mut go = || -> Result<()> {
-            let (index, peers) = (worker.index(), worker.peers());
-            let mut store = if index == 0 {
-                Store::open(&store_dir)?
-            } else {
-                Store::open_reader(&store_dir)?
-            };
-            let mut engine = Engine::build(worker, encoding::fit_settings(&store.recipe));
-            let stored: Vec<Job> = store
+    let results = cluster.execute(move |worker| -> Result<()> {
+        let (mut store, mut engine, mut plan) = start(worker, &store_dir)?;
+        let fed = engine.feed(&plan, worker.index(), worker.peers());
+        engine.advance_to(1);
+        if worker.index() != 0 {
+            // Only worker 0 watches; the others compute their share of the keys.
+            engine.finish(worker);
+            return fed;
+        }
+        engine.settle(worker);
+        fed?;
+        say(&[format!(
+            "watching {} (every {} ms; Ctrl-C stops)",
+            dir.display(),
+            opt.poll.as_millis()
+        )]);
+        let mut seen: BTreeMap<PathBuf, u64> = scan(&dir)?;
+        let mut failed: BTreeMap<PathBuf, u64> = BTreeMap::new();
+        let mut updates = 0;
+        while opt.updates.is_none_or(|n| updates < n) {
+            std::thread::sleep(opt.poll);
+            let now = scan(&dir)?;
+            let stable: Vec<PathBuf> = now
+                .iter()
+                .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
+                .filter(|(p, &size)| failed.get(*p) != Some(&size))
+                .map(|(p, _)| p.clone())
+                .collect();
+            // Runs whose file under DIR was deleted.
+            let gone: Vec<String> = store
                 .manifest
                 .runs
                 .iter()
-                .map(|(key, r)| Job::Load {
-                    key: key.clone(),
-                    subject: r.subject.clone(),
-                })
+                .filter(|(_, r)| r.bold.starts_with(&dir) && !now.contains_key(&r.bold))
+                .map(|(k, _)| k.clone())
                 .collect();
-            let mut plan = Plan {
-                dir: store_dir.clone(),
-                recipe: store.recipe.clone(),
-                mask: Some(crate::io::nifti::read_mask(
-                    &crate::store::Layout::new(&store_dir).mask(),
-                )?),
-                jobs: stored,
-                // Every subject is fitted in the dataflow: no β from maps.
-                stored: Vec::new(),
-                bar: indicatif::ProgressBar::hidden(),
-            };
-            let fed = engine.feed(&plan, index, peers);
-            engine.advance_to(1);
-            if index != 0 {
-                // Only worker 0 watches; the others compute their share of the keys.
-                engine.finish(worker);
-                return fed;
+            seen = now;
+            let new = admit(&store, &stable, &seen, &mut failed);
+            if new.is_empty() && gone.is_empty() {
+                continue;
             }
-            engine.settle(worker);
-            fed?;
-            say(&[format!(
-                "watching {} (every {} ms; Ctrl-C stops)",
-                dir.display(),
-                opt.poll.as_millis()
-            )]);
-            let mut seen: BTreeMap<PathBuf, u64> = scan(&dir)?;
-            let mut failed: BTreeMap<PathBuf, u64> = BTreeMap::new();
-            let mut updates = 0;
-            while opt.updates.is_none_or(|n| updates < n) {
-                std::thread::sleep(opt.poll);
-                let now = scan(&dir)?;
-                let stable: Vec<PathBuf> = now
-                    .iter()
-                    .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
-                    .filter(|(p, &size)| failed.get(*p) != Some(&size))
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                // Runs whose file under DIR was deleted.
-                let gone: Vec<String> = store
-                    .manifest
-                    .runs
-                    .iter()
-                    .filter(|(_, r)| r.bold.starts_with(&dir) && !now.contains_key(&r.bold))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                seen = now;
-                let new = admit(&store, &stable, &seen, &mut failed);
-                if new.is_empty() && gone.is_empty() {
-                    continue;
-                }
-                let mut lines = Vec::new();
-                let mut accepted = Vec::new();
-                plan.jobs = new
-                    .iter()
-                    .map(|(run, story)| Job::Reduce {
-                        run: run.clone(),
-                        story: story.clone(),
-                    })
-                    .collect();
-                for (job, (run, story)) in plan.jobs.iter().zip(&new) {
-                    match encoding::job_blocks(&plan, job) {
-                        Ok(records) => {
-                            records.into_iter().for_each(|r| engine.runs.insert(r));
-                            accepted.push((run.clone(), story.clone()));
-                        }
-                        Err(e) => {
-                            lines.push(format!("{}: not ingested: {e:#}", run.key()));
-                            failed.insert(run.bold.clone(), seen[&run.bold]);
-                        }
-                    }
-                }
-                let mut refit: BTreeSet<String> = accepted
-                    .iter()
-                    .map(|(r, _): &(Run, String)| r.subject.clone())
-                    .collect();
-                for key in gone {
-                    let subject = store.manifest.runs[&key].subject.clone();
-                    let job = Job::Load {
-                        key: key.clone(),
-                        subject: subject.clone(),
-                    };
-                    for r in encoding::job_blocks(&plan, &job)? {
-                        engine.runs.remove(r);
-                    }
-                    lines.extend(store.retract_entry(&key)?);
-                    refit.insert(subject);
-                }
-                let epoch = *engine.runs.time() + 1;
-                engine.advance_to(epoch);
-                engine.settle(worker);
-                let fits = engine
-                    .fits
-                    .current()
-                    .into_iter()
-                    .filter(|((s, _), _)| refit.contains(s))
-                    .collect();
-                let outcome = Outcome {
-                    lines,
-                    new: accepted,
-                    refit,
-                    fits,
-                    group: engine.group.current(),
-                };
-                say(&update::finish(&mut store, outcome)?);
-                updates += 1;
-            }
-            engine.finish(worker);
-            Ok(())
-        };
-        go()
+            let change = Change { new, gone };
+            say(&apply(worker, &mut store, &mut engine, &mut plan, change, &seen, &mut failed)?);
+            updates += 1;
+        }
+        engine.finish(worker);
+        Ok(())
     })?;
     results.into_iter().collect()
+}
+
+/// Every worker's long-lived dataflow, loaded with every stored run at epoch 0; worker 0
+/// holds the store as its writer.
+fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)> {
+    let store = if worker.index() == 0 {
+        Store::open(store_dir)?
+    } else {
+        Store::open_reader(store_dir)?
+    };
+    let engine = Engine::build(worker, encoding::fit_settings(&store.recipe));
+    let stored: Vec<Job> = store
+        .manifest
+        .runs
+        .iter()
+        .map(|(key, r)| Job::Load {
+            key: key.clone(),
+            subject: r.subject.clone(),
+        })
+        .collect();
+    let plan = Plan {
+        dir: store_dir.to_path_buf(),
+        recipe: store.recipe.clone(),
+        mask: Some(crate::io::nifti::read_mask(&store.paths().mask())?),
+        jobs: stored,
+        // Every subject is fitted in the dataflow: no β from maps.
+        stored: Vec::new(),
+        bar: indicatif::ProgressBar::hidden(),
+    };
+    Ok((store, engine, plan))
+}
+
+/// What one poll found: runs to add, run keys to retract.
+struct Change {
+    new: Vec<(Run, String)>,
+    gone: Vec<String>,
+}
+
+/// One epoch at worker 0: the new runs enter (+1), the gone ones leave (−1), the dataflow
+/// settles, and the writer rewrites the refitted subjects, the group and the map.
+fn apply(
+    worker: &mut Worker,
+    store: &mut Store,
+    engine: &mut Engine,
+    plan: &mut Plan,
+    change: Change,
+    seen: &BTreeMap<PathBuf, u64>,
+    failed: &mut BTreeMap<PathBuf, u64>,
+) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let mut accepted = Vec::new();
+    plan.jobs = change
+        .new
+        .iter()
+        .map(|(run, story)| Job::Reduce {
+            run: run.clone(),
+            story: story.clone(),
+        })
+        .collect();
+    for (job, (run, story)) in plan.jobs.iter().zip(&change.new) {
+        match encoding::job_blocks(plan, job) {
+            Ok(records) => {
+                records.into_iter().for_each(|r| engine.runs.insert(r));
+                accepted.push((run.clone(), story.clone()));
+            }
+            Err(e) => {
+                lines.push(format!("{}: not ingested: {e:#}", run.key()));
+                failed.insert(run.bold.clone(), seen.get(&run.bold).copied().unwrap_or(0));
+            }
+        }
+    }
+    let mut refit: BTreeSet<String> = accepted.iter().map(|(r, _)| r.subject.clone()).collect();
+    for key in change.gone {
+        let subject = store.manifest.runs[&key].subject.clone();
+        let job = Job::Load {
+            key: key.clone(),
+            subject: subject.clone(),
+        };
+        for r in encoding::job_blocks(plan, &job)? {
+            engine.runs.remove(r);
+        }
+        lines.extend(store.retract_entry(&key)?);
+        refit.insert(subject);
+    }
+    let epoch = *engine.runs.time() + 1;
+    engine.advance_to(epoch);
+    engine.settle(worker);
+    let fits = engine
+        .fits
+        .current()
+        .into_iter()
+        .filter(|((s, _), _)| refit.contains(s))
+        .collect();
+    let outcome = Outcome {
+        lines,
+        new: accepted,
+        refit,
+        fits,
+        group: engine.group.current(),
+    };
+    update::finish(store, outcome)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::io::atomic::write_file_atomically;
 use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
 use crate::kernels::ipca::Ipca;
 use crate::kernels::lasso::LassoOptions;
-use ndarray::{concatenate, s, Array2, Axis};
+use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
 
 /// The basis method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +35,9 @@ pub struct BasisSummary {
     pub lines: Vec<String>,
 }
 
-pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSummary> {
-    if inputs.is_empty() {
-        bail!("--responses: give at least one responses file");
-    }
-    let k = opt.odl.atoms;
-    if k == 0 {
-        bail!("--atoms must be at least 1");
-    }
-    if opt.method == Method::Odl && !(opt.odl.lambda.is_finite() && opt.odl.lambda > 0.0) {
-        bail!("--lambda must be a positive number, got {}", opt.odl.lambda);
-    }
-    // Stories concatenated in time; every file must hold the same ANs in the same order.
+/// The stories' responses concatenated in time (T × N) with the story names and lengths
+/// and the AN ids; every file must hold the same ANs in the same order.
+fn read_stories(inputs: &[PathBuf]) -> Result<(Vec<(String, usize)>, Vec<u64>, Array2<f64>)> {
     let mut stories: Vec<(String, usize)> = Vec::new();
     let mut blocks = Vec::new();
     let mut ids: Option<(PathBuf, Vec<u64>)> = None;
@@ -65,28 +56,26 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
         stories.push((table.story.clone(), table.values.ncols()));
         blocks.push(table.values.t().mapv(f64::from)); // T_s × N
     }
-    let (_, an_ids) = ids.expect("at least one input");
-    let mut x = concatenate(
+    let Some((_, an_ids)) = ids else {
+        bail!("--responses: give at least one responses file");
+    };
+    let x = concatenate(
         Axis(0),
         &blocks.iter().map(|b| b.view()).collect::<Vec<_>>(),
     )?;
-    drop(blocks);
-    let skipped = normalise_columns(&mut x);
-    let keep: Vec<usize> = {
-        let bad: std::collections::HashSet<usize> = skipped.iter().map(|s| s.0).collect();
-        (0..x.ncols()).filter(|c| !bad.contains(c)).collect()
-    };
-    let constant = skipped
-        .iter()
-        .filter(|s| s.1 == SkipReason::Constant)
-        .count();
-    let non_finite = skipped.len() - constant;
-    if k > keep.len() {
-        bail!("--atoms {k} is larger than the {} usable AN time series ({constant} constant and {non_finite} non-finite left out)", keep.len());
-    }
-    let xs = x.select(Axis(1), &keep);
-    drop(x);
-    let start = Instant::now();
+    Ok((stories, an_ids, x))
+}
+
+/// The fitted basis: atoms (T × K), codes (K × N used), the objective trace, and a note.
+struct Fitted {
+    atoms: Array2<f64>,
+    codes: Array2<f64>,
+    trace: Vec<f64>,
+    note: String,
+}
+
+fn fit(xs: ArrayView2<f64>, opt: &BasisOptions, out: &Path, stories: &[(String, usize)]) -> Result<Fitted> {
+    let k = opt.odl.atoms;
     let lasso = LassoOptions {
         lambda: opt.odl.lambda,
         positive: opt.odl.positive_codes,
@@ -94,15 +83,15 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
         max_sweeps: 1000,
         algorithm: opt.odl.lasso,
     };
-    let (atoms, codes, trace, fit_note) = match opt.method {
+    match opt.method {
         Method::Odl => {
-            let fit = dictionary::fit(xs.view(), &opt.odl)?;
-            let (objective, codes) = dictionary::objective(fit.atoms.view(), xs.view(), &lasso);
+            let fit = dictionary::fit(xs, &opt.odl)?;
+            let (objective, codes) = dictionary::objective(fit.atoms.view(), xs, &lasso);
             let note = format!("online dictionary learning: {} epochs, {} steps, final objective ½‖X − D·A‖² + λ‖A‖₁ = {objective:.6}", fit.epochs, fit.steps);
             let mut trace = fit.objective_trace.clone();
-            trace.push(objective / keep.len() as f64);
-            write_state(out, &fit, opt, &stories)?;
-            (fit.atoms, codes, trace, note)
+            trace.push(objective / xs.ncols() as f64);
+            write_state(out, &fit, opt, stories)?;
+            Ok(Fitted { atoms: fit.atoms, codes, trace, note })
         }
         Method::Pca => {
             let mut ipca = Ipca::new(xs.nrows(), k);
@@ -110,24 +99,22 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
                 let hi = (lo + opt.odl.batch.max(k)).min(xs.ncols());
                 ipca.partial_fit(xs.slice(s![.., lo..hi]))?;
             }
-            let codes = ipca.transform(xs.view());
+            let codes = ipca.transform(xs);
             let explained: f64 = ipca.singular_values.iter().map(|s| s * s).sum();
-            (
-                ipca.components.clone(),
-                codes,
-                vec![],
-                format!(
-                    "incremental PCA: {} components, Σσ² = {explained:.6}",
-                    ipca.components.ncols()
-                ),
-            )
+            let note = format!(
+                "incremental PCA: {} components, Σσ² = {explained:.6}",
+                ipca.components.ncols()
+            );
+            Ok(Fitted { atoms: ipca.components.clone(), codes, trace: vec![], note })
         }
-    };
-    let secs = start.elapsed().as_secs_f64();
+    }
+}
+
+/// One atoms table per story (its rows of the atoms).
+fn write_atoms(out: &Path, atoms: &Array2<f64>, stories: &[(String, usize)]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    // Atoms, per story.
     let mut row = 0;
-    for (story, t) in &stories {
+    for (story, t) in stories {
         let path = out.join("atoms").join(format!("{story}.parquet"));
         let kk = atoms.ncols();
         let values: Vec<f32> = (0..kk)
@@ -148,10 +135,20 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
         files.push(path);
         row += t;
     }
-    // Codes (non-zeros) and each AN's dominant atom.
+    Ok(files)
+}
+
+/// The codes table (non-zeros) and each AN's dominant atom (subgroups); returns the
+/// files, the number of coded ANs and the sub-group size of each atom.
+fn write_codes(
+    out: &Path,
+    codes: &Array2<f64>,
+    keep: &[usize],
+    an_ids: &[u64],
+) -> Result<(Vec<PathBuf>, usize, Vec<usize>)> {
     let (mut c_id, mut c_atom, mut c_w, mut s_id, mut s_atom) =
         (vec![], vec![], vec![], vec![], vec![]);
-    let mut sizes = vec![0usize; atoms.ncols()];
+    let mut sizes = vec![0usize; codes.nrows()];
     for (i, &col) in keep.iter().enumerate() {
         let mut best: Option<(usize, f64)> = None;
         for (j, &w) in codes.column(i).iter().enumerate() {
@@ -171,46 +168,87 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
         }
     }
     let coded = s_id.len();
-    let path = out.join("codes.parquet");
+    let codes_path = out.join("codes.parquet");
     write_table(
-        &path,
+        &codes_path,
         "codes",
         None,
         vec![Column::U64(c_id), Column::U16(c_atom), Column::F32(c_w)],
     )?;
-    files.push(path);
-    let path = out.join("subgroups.parquet");
-    let n_sub = s_id.len();
+    let subgroups_path = out.join("subgroups.parquet");
     write_table(
-        &path,
+        &subgroups_path,
         "subgroups",
         None,
         vec![
             Column::U64(s_id),
             Column::U16(s_atom),
-            Column::OptUtf8(vec![None; n_sub]),
+            Column::OptUtf8(vec![None; coded]),
         ],
     )?;
-    files.push(path);
-    if !trace.is_empty() {
-        let path = out.join("objective.tsv");
-        write_file_atomically(&path, |w| {
-            writeln!(w, "epoch\tmean_objective")?;
-            for (e, v) in trace.iter().enumerate() {
-                let label = if e + 1 == trace.len() {
-                    "final".to_string()
-                } else {
-                    (e + 1).to_string()
-                };
-                writeln!(w, "{label}\t{v}")?;
-            }
-            Ok(())
-        })?;
-        files.push(path);
+    Ok((vec![codes_path, subgroups_path], coded, sizes))
+}
+
+/// The mean objective of each epoch, the last row the final codes' objective.
+fn write_objective(out: &Path, trace: &[f64]) -> Result<PathBuf> {
+    let path = out.join("objective.tsv");
+    write_file_atomically(&path, |w| {
+        writeln!(w, "epoch\tmean_objective")?;
+        for (e, v) in trace.iter().enumerate() {
+            let label = if e + 1 == trace.len() {
+                "final".to_string()
+            } else {
+                (e + 1).to_string()
+            };
+            writeln!(w, "{label}\t{v}")?;
+        }
+        Ok(())
+    })?;
+    Ok(path)
+}
+
+/// Learns the basis of the responses tables `inputs` and writes it under `out`: atoms per
+/// story, codes, sub-groups, the objective trace and (ODL) the state to continue from.
+pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSummary> {
+    if inputs.is_empty() {
+        bail!("--responses: give at least one responses file");
     }
+    let k = opt.odl.atoms;
+    if k == 0 {
+        bail!("--atoms must be at least 1");
+    }
+    if opt.method == Method::Odl && !(opt.odl.lambda.is_finite() && opt.odl.lambda > 0.0) {
+        bail!("--lambda must be a positive number, got {}", opt.odl.lambda);
+    }
+    let (stories, an_ids, mut x) = read_stories(inputs)?;
+    let skipped = normalise_columns(&mut x);
+    let keep: Vec<usize> = {
+        let bad: std::collections::HashSet<usize> = skipped.iter().map(|s| s.0).collect();
+        (0..x.ncols()).filter(|c| !bad.contains(c)).collect()
+    };
+    let constant = skipped
+        .iter()
+        .filter(|s| s.1 == SkipReason::Constant)
+        .count();
+    let non_finite = skipped.len() - constant;
+    if k > keep.len() {
+        bail!("--atoms {k} is larger than the {} usable AN time series ({constant} constant and {non_finite} non-finite left out)", keep.len());
+    }
+    let xs = x.select(Axis(1), &keep);
+    drop(x);
+    let start = Instant::now();
+    let fitted = fit(xs.view(), opt, out, &stories)?;
+    let secs = start.elapsed().as_secs_f64();
+    let mut files = write_atoms(out, &fitted.atoms, &stories)?;
+    let (code_files, coded, sizes) = write_codes(out, &fitted.codes, &keep, &an_ids)?;
+    files.extend(code_files);
+    if !fitted.trace.is_empty() {
+        files.push(write_objective(out, &fitted.trace)?);
+    }
+    let scans: usize = stories.iter().map(|s| s.1).sum();
     let lines = vec![
-        fit_note,
-        format!("{} ANs: {} used, {constant} constant and {non_finite} non-finite left out; {} stories, {} scans", an_ids.len(), keep.len(), stories.len(), row),
+        fitted.note,
+        format!("{} ANs: {} used, {constant} constant and {non_finite} non-finite left out; {} stories, {} scans", an_ids.len(), keep.len(), stories.len(), scans),
         format!("{coded} of {} ANs ({:.1}%) have a non-zero code; mean sub-group size {:.1}", keep.len(), 100.0 * coded as f64 / keep.len() as f64, sizes.iter().sum::<usize>() as f64 / sizes.len() as f64),
         format!("fitted in {secs:.2} s"),
     ];

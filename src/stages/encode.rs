@@ -8,16 +8,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{err, bail, Context, Result};
-use crate::io::nifti;
+use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
 use crate::kernels::cv::{ridge_cv, RidgeCvFit};
 use crate::kernels::design::{self, project_out, RunInputs};
 use crate::kernels::glm::{ols, OlsFit};
 use crate::kernels::ridge_stats::RunStats;
 use crate::kernels::tdist::signed_z;
-use ndarray::{concatenate, s, Array1, Array2, Axis};
+use ndarray::{s, Array1, Array2, Axis};
 
-use crate::operators::{BlockFit, BlockKey, BLOCK_VOXELS};
 
 use crate::progress;
 
@@ -242,19 +241,15 @@ pub fn write_subject_maps(
     })
 }
 
-pub fn run(
-    regressors: &[PathBuf],
-    bold: &[PathBuf],
-    mask_path: &Path,
-    confounds: &[PathBuf],
-    opt: &EncodeOptions,
-    out: &Path,
-) -> Result<(Vec<PathBuf>, Vec<String>)> {
+/// The atoms files, which must all have the same number of atoms.
+fn read_regressors(regressors: &[PathBuf]) -> Result<Vec<(String, Array2<f64>)>> {
     let atoms: Vec<(String, Array2<f64>)> = regressors
         .iter()
         .map(|p| read_atoms(p).map_err(Into::into))
         .collect::<Result<_>>()?;
-    let k = atoms[0].1.ncols();
+    let Some(k) = atoms.first().map(|a| a.1.ncols()) else {
+        bail!("--regressors: give at least one atoms file");
+    };
     if let Some((i, _)) = atoms.iter().enumerate().find(|(_, a)| a.1.ncols() != k) {
         bail!(
             "{}: {} atoms, {} has {k}",
@@ -263,12 +258,132 @@ pub fn run(
             regressors[0].display()
         );
     }
+    Ok(atoms)
+}
+
+/// A subject's design inputs (headers and confounds only, so each run's BOLD can later be
+/// reduced to statistics and dropped: memory holds one run's masked data at a time).
+fn design_inputs(runs: &[RunFiles], atoms: &[(String, Array2<f64>)]) -> Result<Vec<RunInputs>> {
+    let first = nifti::read_header(&runs[0].0)?;
+    let mut inputs = Vec::new();
+    for ((path, conf), (_, d)) in runs.iter().zip(atoms) {
+        let h = nifti::read_header(path)?;
+        first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
+        let tr = h
+            .tr
+            .with_context(|| format!("{}: no repetition time in the header", path.display()))?;
+        let confounds = match conf {
+            Some(c) => read_confounds(c, d.nrows())?,
+            None => Array2::zeros((d.nrows(), 0)),
+        };
+        inputs.push(RunInputs {
+            regressors: d.clone(),
+            confounds,
+            tr,
+        });
+    }
+    Ok(inputs)
+}
+
+/// One subject: every run reduced against its design, OLS on the summed statistics and
+/// leave-one-run-out ridge, maps written under OUT/sub-<S>; returns its voxels' scores and
+/// its summary line.
+fn fit_subject(
+    subject: &str,
+    runs: &[RunFiles],
+    atoms: &[(String, Array2<f64>)],
+    mask: (&Path, &Mask),
+    opt: &EncodeOptions,
+    out: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<(FittedVoxels, Vec<PathBuf>, String)> {
+    let (mask_path, mask) = mask;
+    let k = atoms[0].1.ncols();
+    let (designs, _names) = design::build(&design_inputs(runs, atoms)?, opt.high_pass)?;
+    let mut valid_all = vec![true; mask.len()];
+    let mut stats: Option<RunStats> = None;
+    let mut ridge_runs = Vec::new();
+    for (((path, _), (story, _)), dm) in runs.iter().zip(atoms).zip(&designs) {
+        let r = reduce_run(path, mask_path, mask, dm, k, opt.zscore, opt.cv)
+            .with_context(|| format!("story '{story}'"))?;
+        valid_all
+            .iter_mut()
+            .zip(&r.valid)
+            .for_each(|(a, &b)| *a &= b);
+        match stats.as_mut() {
+            None => stats = Some(r.full),
+            Some(s) => s.add(&r.full),
+        }
+        ridge_runs.extend(r.residual);
+        bar.inc(1);
+    }
+    let valid: Vec<usize> = (0..mask.len()).filter(|&v| valid_all[v]).collect();
+    let excluded = mask.len() - valid.len();
+    let Some(stats) = stats else {
+        bail!("sub-{subject}: no runs");
+    };
+    let stats = stats.select(&valid);
+    let fit = ols(&stats).map_err(|e| err!("sub-{subject}: {e}"))?;
+    let ridge = if opt.cv {
+        let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
+        Some(ridge_cv(&runs, &opt.alphas)?.into())
+    } else {
+        None
+    };
+    let maps = write_subject_maps(&out.join(format!("sub-{subject}")), mask, &valid, &fit, k, ridge)?;
+    let line = format!(
+        "sub-{subject}: {} runs, {} voxels ({excluded} constant or non-finite excluded), median cv_r {:.3}",
+        runs.len(),
+        valid.len(),
+        maps.median_r
+    );
+    let scores = (subject.to_string(), valid, maps.alpha, maps.cv_r, maps.cv_r2);
+    Ok((scores, maps.files, line))
+}
+
+/// voxel_fits: one row per subject and fitted voxel.
+fn write_voxel_fits(path: &Path, mask: &Mask, fits: &[FittedVoxels]) -> Result<()> {
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    let rows = fits.iter().flat_map(|(s, valid, alpha, cv_r, cv_r2)| {
+        valid
+            .iter()
+            .enumerate()
+            .map(move |(n, &v)| (s, v, alpha[n], cv_r[n], cv_r2[n]))
+    });
+    let rows: Vec<_> = rows.collect();
+    write_table(
+        path,
+        "voxel_fits",
+        None,
+        vec![
+            Column::Utf8(rows.iter().map(|r| r.0.clone()).collect()),
+            Column::U32(rows.iter().map(|r| r.1 as u32).collect()),
+            Column::U16(rows.iter().map(|r| ijk[r.1][0] as u16).collect()),
+            Column::U16(rows.iter().map(|r| ijk[r.1][1] as u16).collect()),
+            Column::U16(rows.iter().map(|r| ijk[r.1][2] as u16).collect()),
+            Column::F32(rows.iter().map(|r| r.2 as f32).collect()),
+            Column::F32(rows.iter().map(|r| r.3 as f32).collect()),
+            Column::F32(rows.iter().map(|r| r.4 as f32).collect()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Fits every subject of `bold` (the i-th run of a subject against the i-th regressors
+/// file) and writes its maps and OUT/voxel_fits.parquet.
+pub fn run(
+    regressors: &[PathBuf],
+    bold: &[PathBuf],
+    mask_path: &Path,
+    confounds: &[PathBuf],
+    opt: &EncodeOptions,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let atoms = read_regressors(regressors)?;
     let mask = nifti::read_mask(mask_path)?;
     let groups = subjects(bold, confounds)?;
     let bar = progress::bar(bold.len() as u64, "encoding runs");
-    let mut files = Vec::new();
-    let mut lines = Vec::new();
-    let mut fits: Vec<FittedVoxels> = Vec::new();
+    let (mut files, mut lines, mut fits) = (Vec::new(), Vec::new(), Vec::new());
     for (subject, runs) in &groups {
         if runs.len() != atoms.len() {
             bail!("sub-{subject}: {} BOLD runs for {} regressor files (the i-th run uses the i-th regressors)", runs.len(), atoms.len());
@@ -276,192 +391,15 @@ pub fn run(
         if opt.cv && runs.len() < 2 {
             bail!("sub-{subject}: leave-one-run-out cross-validation needs at least 2 runs, there is 1; give --no-cv for OLS only");
         }
-        // Designs first (headers and confounds only), so each run's BOLD can be reduced to
-        // statistics and dropped: memory holds one run's masked data at a time.
-        let first = nifti::read_header(&runs[0].0)?;
-        let mut inputs = Vec::new();
-        for ((path, conf), (_, d)) in runs.iter().zip(&atoms) {
-            let h = nifti::read_header(path)?;
-            first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
-            let tr = h
-                .tr
-                .with_context(|| format!("{}: no repetition time in the header", path.display()))?;
-            let confounds = match conf {
-                Some(c) => read_confounds(c, d.nrows())?,
-                None => Array2::zeros((d.nrows(), 0)),
-            };
-            inputs.push(RunInputs {
-                regressors: d.clone(),
-                confounds,
-                tr,
-            });
-        }
-        let (designs, _names) =
-            design::build(&inputs, opt.high_pass)?;
-        let mut valid_all = vec![true; mask.len()];
-        let mut stats: Option<RunStats> = None;
-        let mut ridge_runs = Vec::new();
-        for (((path, _), (story, _)), dm) in runs.iter().zip(&atoms).zip(&designs) {
-            let r = reduce_run(path, mask_path, &mask, dm, k, opt.zscore, opt.cv)
-                .with_context(|| format!("story '{story}'"))?;
-            valid_all
-                .iter_mut()
-                .zip(&r.valid)
-                .for_each(|(a, &b)| *a &= b);
-            match stats.as_mut() {
-                None => stats = Some(r.full),
-                Some(s) => s.add(&r.full),
-            }
-            ridge_runs.extend(r.residual);
-            bar.inc(1);
-        }
-        let valid: Vec<usize> = (0..mask.len()).filter(|&v| valid_all[v]).collect();
-        let excluded = mask.len() - valid.len();
-        let stats = stats.expect("≥ 1 run").select(&valid);
-        let fit = ols(&stats).map_err(|e| err!("sub-{subject}: {e}"))?;
-        let ridge = if opt.cv {
-            let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
-            Some(
-                ridge_cv(&runs, &opt.alphas)?
-                    .into(),
-            )
-        } else {
-            None
-        };
-        let maps = write_subject_maps(
-            &out.join(format!("sub-{subject}")),
-            &mask,
-            &valid,
-            &fit,
-            k,
-            ridge,
-        )?;
-        files.extend(maps.files);
-        let median_r = maps.median_r;
-        lines.push(format!("sub-{subject}: {} runs, {} voxels ({excluded} constant or non-finite excluded), median cv_r {median_r:.3}", runs.len(), valid.len()));
-        fits.push((subject.clone(), valid, maps.alpha, maps.cv_r, maps.cv_r2));
+        let (scores, maps, line) =
+            fit_subject(subject, runs, &atoms, (mask_path, &mask), opt, out, &bar)?;
+        files.extend(maps);
+        lines.push(line);
+        fits.push(scores);
     }
     bar.finish_and_clear();
-    // voxel_fits: one row per subject and fitted voxel.
-    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
-    let (mut sub, mut vox, mut i, mut j, mut kk, mut al, mut r, mut r2) = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
-    for (subject, valid, alpha, cv_r, cv_r2) in &fits {
-        for (n, &v) in valid.iter().enumerate() {
-            sub.push(subject.clone());
-            vox.push(v as u32);
-            i.push(ijk[v][0] as u16);
-            j.push(ijk[v][1] as u16);
-            kk.push(ijk[v][2] as u16);
-            al.push(alpha[n] as f32);
-            r.push(cv_r[n] as f32);
-            r2.push(cv_r2[n] as f32);
-        }
-    }
     let path = out.join("voxel_fits.parquet");
-    write_table(
-        &path,
-        "voxel_fits",
-        None,
-        vec![
-            Column::Utf8(sub),
-            Column::U32(vox),
-            Column::U16(i),
-            Column::U16(j),
-            Column::U16(kk),
-            Column::F32(al),
-            Column::F32(r),
-            Column::F32(r2),
-        ],
-    )?;
+    write_voxel_fits(&path, &mask, &fits)?;
     files.push(path);
     Ok((files, lines))
 }
-/// A subject's fit over the whole mask, joined from its blocks.
-pub struct SubjectFit {
-    pub runs: usize,
-    pub valid: Vec<usize>,
-    pub ols: OlsFit,
-    pub ridge: Option<RidgeScores>,
-}
-
-/// Joins each subject's blocks; checks every block is there, from the same runs.
-pub fn join_subjects(
-    fits: &[(BlockKey, BlockFit)],
-    voxels: usize,
-) -> Result<BTreeMap<String, SubjectFit>> {
-    let mut by_subject: BTreeMap<&str, Vec<(u32, &BlockFit)>> = BTreeMap::new();
-    for ((s, b), f) in fits {
-        by_subject.entry(s).or_default().push((*b, f));
-    }
-    let blocks = voxels.div_ceil(BLOCK_VOXELS);
-    let mut out = BTreeMap::new();
-    for (subject, mut parts) in by_subject {
-        parts.sort_by_key(|p| p.0);
-        if parts.len() != blocks || parts.iter().any(|p| p.1.runs != parts[0].1.runs) {
-            bail!("sub-{subject}: the fits of some voxel blocks are missing or stale (a worker failed?)");
-        }
-        if let Some(e) = parts.iter().find_map(|p| p.1.error.as_ref()) {
-            bail!("sub-{subject}: {e}");
-        }
-        let f0 = parts[0].1;
-        let k = f0.k as usize;
-        let valid: Vec<usize> = parts
-            .iter()
-            .flat_map(|(b, f)| {
-                f.voxels
-                    .iter()
-                    .map(move |&v| *b as usize * BLOCK_VOXELS + v as usize)
-            })
-            .collect();
-        let matrix = |get: fn(&BlockFit) -> &Vec<f64>| -> Array2<f64> {
-            let views: Vec<Array2<f64>> = parts
-                .iter()
-                .map(|(_, f)| {
-                    Array2::from_shape_vec((k, f.voxels.len()), get(f).clone()).expect("k × v")
-                })
-                .collect();
-            concatenate(Axis(1), &views.iter().map(|a| a.view()).collect::<Vec<_>>())
-                .expect("same k")
-        };
-        let vector = |get: fn(&BlockFit) -> Option<&Vec<f64>>| -> Option<Array1<f64>> {
-            let parts: Option<Vec<f64>> = parts
-                .iter()
-                .map(|(_, f)| get(f).cloned())
-                .collect::<Option<Vec<Vec<f64>>>>()
-                .map(|v| v.concat());
-            parts.map(Array1::from)
-        };
-        let ols = OlsFit {
-            beta: matrix(|f| &f.beta.0),
-            t: matrix(|f| &f.t.0),
-            sigma2: vector(|f| Some(&f.sigma2.0)).expect("always"),
-            dof: f0.dof as usize,
-            condition: f0.condition.0[0],
-        };
-        let ridge = f0.ridge.is_some().then(|| RidgeScores {
-            alpha: vector(|f| f.ridge.as_ref().map(|r| &r.0 .0)).expect("every block"),
-            cv_r: vector(|f| f.ridge.as_ref().map(|r| &r.1 .0)).expect("every block"),
-            cv_r2: vector(|f| f.ridge.as_ref().map(|r| &r.2 .0)).expect("every block"),
-        });
-        out.insert(
-            subject.to_string(),
-            SubjectFit {
-                runs: f0.runs as usize,
-                valid,
-                ols,
-                ridge,
-            },
-        );
-    }
-    Ok(out)
-}
-

@@ -8,9 +8,8 @@ use crate::error::{bail, err, Context, Result};
 use crate::io::nifti::{self, Mask};
 use crate::kernels::group::{significant, GroupSums, GroupTest, Threshold};
 use crate::kernels::overlap::OverlapSums;
-use ndarray::{concatenate, Array2, Axis};
+use ndarray::{Array2, Axis};
 
-use crate::operators::{BlockTest, GroupBlock, BLOCK_VOXELS};
 
 use crate::progress;
 
@@ -92,7 +91,7 @@ pub fn run(
     mask_path: &Path,
     opt: &GroupOptions,
     out: &Path,
-) -> Result<(Vec<PathBuf>, Vec<String>)> {
+) -> Result<GroupSummary> {
     let maps = subject_maps(encode_dir)?;
     if maps.len() < 2 {
         bail!(
@@ -125,9 +124,92 @@ pub fn run(
     write_results(&mask, mask_path, &labels, &test, halves.as_ref(), opt, out)
 }
 
-/// Thresholds the group test, scores split-half reproducibility (the Dice of the halves'
-/// thresholded maps; NaN without two halves of 2+ subjects, or when both are empty), and
-/// writes the maps, atoms.tsv and group.json under `out`.
+/// What the group stage wrote and found.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub files: Vec<PathBuf>,
+    pub subjects: usize,
+    pub voxels: usize,
+    /// The threshold rule as written in group.json (`fdr 0.05`, `z-cut 3.1`).
+    pub rule: String,
+    pub min_cluster: usize,
+    /// Significant voxels per atom.
+    pub significant: Vec<usize>,
+    /// Split-half Dice per atom (NaN without two halves).
+    pub split_dice: Vec<f64>,
+}
+
+impl GroupSummary {
+    /// One line for the whole group.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} subjects, {} atoms, {} voxels; threshold {}, minimum cluster {}",
+            self.subjects,
+            self.significant.len(),
+            self.voxels,
+            self.rule,
+            self.min_cluster
+        )
+    }
+
+    /// The headline, then one line per atom.
+    pub fn lines(&self) -> Vec<String> {
+        let atoms = self.significant.iter().zip(&self.split_dice).enumerate();
+        std::iter::once(self.headline())
+            .chain(atoms.map(|(a, (count, dice))| {
+                format!("atom {a}: {count} significant voxels, split-half Dice {dice:.2}")
+            }))
+            .collect()
+    }
+}
+
+/// Split-half reproducibility of each atom: the Dice of the halves' thresholded maps (NaN
+/// without two halves of 2+ subjects, or when both are empty).
+fn split_half_dice(
+    halves: Option<&[GroupTest; 2]>,
+    opt: &GroupOptions,
+    ijk: &[[usize; 3]],
+    atoms: usize,
+) -> Vec<f64> {
+    let Some([a, b]) = halves else {
+        return vec![f64::NAN; atoms];
+    };
+    let (a, b) = (thresholded(a, opt, ijk), thresholded(b, opt, ijk));
+    a.axis_iter(Axis(0))
+        .zip(b.axis_iter(Axis(0)))
+        .map(|(a, b)| {
+            let zeros = vec![0.0; a.len()];
+            let (a, b) = (a.to_vec(), b.to_vec());
+            OverlapSums::over(&zeros, &a, &b).measures().dice
+        })
+        .collect()
+}
+
+/// The group maps (one volume per atom) and the mask under `out`.
+fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let every: Vec<usize> = (0..mask.len()).collect();
+    let signed_sig = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
+    let n = test.n.mapv(f64::from);
+    let ones = Array2::from_elem((1, mask.len()), 1.0);
+    for (name, values) in [
+        ("mean_beta", &test.mean),
+        ("t", &test.t),
+        ("z", &test.z),
+        ("p", &test.p),
+        ("n", &n),
+        ("thresholded_z", &signed_sig),
+        ("mask", &ones),
+    ] {
+        let path = out.join(format!("{name}.nii.gz"));
+        nifti::write_map(&path, &mask.grid, &mask.volumes(&every, values.view()), None)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// Thresholds the group test, scores split-half reproducibility, and writes the maps,
+/// atoms.tsv and group.json under `out`.
 pub fn write_results(
     mask: &Mask,
     mask_path: &Path,
@@ -136,73 +218,23 @@ pub fn write_results(
     halves: Option<&[GroupTest; 2]>,
     opt: &GroupOptions,
     out: &Path,
-) -> Result<(Vec<PathBuf>, Vec<String>)> {
+) -> Result<GroupSummary> {
     let atoms = test.z.nrows();
     let ijk: Vec<[usize; 3]> = mask.ijk().collect();
     let sig = thresholded(test, opt, &ijk);
-    let split_dice: Vec<f64> = match halves {
-        Some([a, b]) => {
-            let (a, b) = (thresholded(a, opt, &ijk), thresholded(b, opt, &ijk));
-            a.axis_iter(Axis(0))
-                .zip(b.axis_iter(Axis(0)))
-                .map(|(a, b)| {
-                    let zeros = vec![0.0; a.len()];
-                    let (a, b) = (a.to_vec(), b.to_vec());
-                    OverlapSums::over(&zeros, &a, &b).measures().dice
-                })
-                .collect()
-        }
-        None => vec![f64::NAN; atoms],
-    };
-    let mut files = Vec::new();
-    let every: Vec<usize> = (0..mask.len()).collect();
-    let signed_sig = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
-    let n = test.n.mapv(f64::from);
-    for (name, values) in [
-        ("mean_beta", &test.mean),
-        ("t", &test.t),
-        ("z", &test.z),
-        ("p", &test.p),
-        ("n", &n),
-        ("thresholded_z", &signed_sig),
-    ] {
-        let path = out.join(format!("{name}.nii.gz"));
-        nifti::write_map(
-            &path,
-            &mask.grid,
-            &mask.volumes(&every, values.view()),
-            None,
-        )?;
-        files.push(path);
-    }
-    let mask_copy = out.join("mask.nii.gz");
-    let ones = Array2::from_elem((1, mask.len()), 1.0);
-    nifti::write_map(
-        &mask_copy,
-        &mask.grid,
-        &mask.volumes(&every, ones.view()),
-        None,
-    )?;
-    files.push(mask_copy);
-
+    let split_dice = split_half_dice(halves, opt, &ijk, atoms);
+    let mut files = write_maps(mask, test, &sig, out)?;
     let rule = match opt.threshold {
         Threshold::Fdr(q) => format!("fdr {q}"),
         Threshold::ZCut(z) => format!("z-cut {z}"),
     };
+    let significant: Vec<usize> = sig
+        .axis_iter(Axis(0))
+        .map(|row| row.iter().filter(|&&b| b).count())
+        .collect();
     let mut tsv = String::from("atom\tsignificant_voxels\tsplit_half_dice\n");
-    let mut lines = vec![format!(
-        "{} subjects, {atoms} atoms, {} voxels; threshold {rule}, minimum cluster {}",
-        subjects.len(),
-        mask.len(),
-        opt.min_cluster
-    )];
-    for (a, row) in sig.axis_iter(Axis(0)).enumerate() {
-        let count = row.iter().filter(|&&b| b).count();
+    for (a, count) in significant.iter().enumerate() {
         tsv.push_str(&format!("{a}\t{count}\t{}\n", split_dice[a]));
-        lines.push(format!(
-            "atom {a}: {count} significant voxels, split-half Dice {:.2}",
-            split_dice[a]
-        ));
     }
     let info = serde_json::json!({
         "subjects": subjects,
@@ -219,61 +251,14 @@ pub fn write_results(
         crate::io::atomic::write_file_atomically(&path, |w| w.write_all(text.as_bytes()))?;
         files.push(path);
     }
-    Ok((files, lines))
+    Ok(GroupSummary {
+        files,
+        subjects: subjects.len(),
+        voxels: mask.len(),
+        rule,
+        min_cluster: opt.min_cluster,
+        significant,
+        split_dice,
+    })
 }
-/// The group tests over the whole mask, joined from the blocks: (subjects, all, halves).
-pub fn join_group(
-    blocks: &[(u32, Result<GroupBlock, String>)],
-    voxels: usize,
-) -> Result<(usize, GroupTest, [GroupTest; 2])> {
-    let mut parts: Vec<(u32, &GroupBlock)> = Vec::new();
-    for (b, g) in blocks {
-        parts.push((
-            *b,
-            g.as_ref().map_err(|e| err!("group test: {e}"))?,
-        ));
-    }
-    parts.sort_by_key(|p| p.0);
-    let complete = parts.len() == voxels.div_ceil(BLOCK_VOXELS)
-        && parts.iter().enumerate().all(|(i, p)| p.0 as usize == i)
-        && parts
-            .iter()
-            .all(|p| p.1.subjects == parts[0].1.subjects && p.1.atoms == parts[0].1.atoms);
-    if !complete {
-        bail!("the group test of some voxel blocks is missing or stale (a worker failed?)");
-    }
-    let atoms = parts[0].1.atoms as usize;
-    let join = |pick: fn(&GroupBlock) -> &BlockTest| -> GroupTest {
-        let matrix = |get: fn(&BlockTest) -> &Vec<f64>| -> Array2<f64> {
-            let views: Vec<Array2<f64>> = parts
-                .iter()
-                .map(|(_, g)| {
-                    Array2::from_shape_vec((atoms, g.voxels as usize), get(pick(g)).clone())
-                        .expect("atoms × voxels")
-                })
-                .collect();
-            concatenate(Axis(1), &views.iter().map(|a| a.view()).collect::<Vec<_>>())
-                .expect("same atoms")
-        };
-        let n: Vec<Array2<u32>> = parts
-            .iter()
-            .map(|(_, g)| {
-                Array2::from_shape_vec((atoms, g.voxels as usize), pick(g).n.clone())
-                    .expect("atoms × voxels")
-            })
-            .collect();
-        GroupTest {
-            n: concatenate(Axis(1), &n.iter().map(|a| a.view()).collect::<Vec<_>>())
-                .expect("same atoms"),
-            mean: matrix(|t| &t.mean.0),
-            t: matrix(|t| &t.t.0),
-            p: matrix(|t| &t.p.0),
-            z: matrix(|t| &t.z.0),
-        }
-    };
-    Ok((
-        parts[0].1.subjects as usize,
-        join(|g| &g.all),
-        [join(|g| &g.half_a), join(|g| &g.half_b)],
-    ))
-}
+

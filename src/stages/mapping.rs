@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{bail, Context, Result};
 use crate::io::atlas::{self, Template};
 use crate::io::nifti::{self, Mask};
-use crate::io::parquet::{read_codes, read_neurons, write_table, Column, Neuron};
+use crate::io::parquet::{read_codes, read_neurons, write_table, Codes, Column, Neuron};
 use crate::kernels::organisation::{organisation, AnPlace, Place};
 use crate::kernels::overlap::{best, Overlap, OverlapSums};
-use ndarray::Axis;
+use ndarray::{Array2, Axis};
 
 use crate::io::embedded::{self, BuiltinAtlas};
 
@@ -208,22 +208,16 @@ impl Assignment {
     }
 }
 
-pub fn run(
-    group: &Path,
-    codes_path: &Path,
-    neurons_path: Option<&Path>,
-    opt: &MapOptions,
-    out: &Path,
-) -> Result<MapSummary> {
-    let mask = nifti::read_mask(&group.join("mask.nii.gz"))?;
-    let z_img = nifti::read_image(&group.join("z.nii.gz"))?;
-    let sig_img = nifti::read_image(&group.join("thresholded_z.nii.gz"))?;
-    let (z, sig) = (mask.rows(&z_img), mask.rows(&sig_img));
-    let atoms = z.nrows();
-    let split = split_half(group, atoms)?;
-    let temps = templates(opt, &mask, out)?;
+/// Every atom against every network: the overlap rows (atom, network, measures,
+/// assigned), each atom's assigned network and its best score.
+struct Matches {
+    rows: Vec<(usize, usize, Overlap, bool)>,
+    assigned: Vec<Option<usize>>,
+    best_score: Vec<f64>,
+}
 
-    // Overlap of every atom with every network, and each atom's assignment.
+fn match_atoms(z: &Array2<f64>, sig: &Array2<f64>, temps: &[Template], opt: &MapOptions) -> Matches {
+    let atoms = z.nrows();
     let mut rows: Vec<(usize, usize, Overlap, bool)> = Vec::new();
     let mut assigned: Vec<Option<usize>> = vec![None; atoms];
     let mut best_score = vec![f64::NAN; atoms];
@@ -238,8 +232,7 @@ pub fn run(
             .map(|t| OverlapSums::over(&zr, &m, &t.voxels).measures())
             .collect();
         let scores: Vec<f64> = measures.iter().map(|o| opt.score.of(o)).collect();
-        let choice = best(&scores, opt.assign_threshold);
-        if let Some((t, pass)) = choice {
+        if let Some((t, pass)) = best(&scores, opt.assign_threshold) {
             best_score[a] = scores[t];
             if pass {
                 assigned[a] = Some(t);
@@ -249,11 +242,18 @@ pub fn run(
             rows.push((a, t, o, assigned[a] == Some(t)));
         }
     }
-    let mut files = Vec::new();
-    let path = out.join("atom_fbn.parquet");
+    Matches {
+        rows,
+        assigned,
+        best_score,
+    }
+}
+
+fn write_atom_fbn(path: &Path, m: &Matches, temps: &[Template]) -> Result<()> {
+    let rows = &m.rows;
     let f32s = |f: fn(&Overlap) -> f64| Column::F32(rows.iter().map(|r| f(&r.2) as f32).collect());
     write_table(
-        &path,
+        path,
         "atom_fbn",
         None,
         vec![
@@ -266,16 +266,11 @@ pub fn run(
             Column::Bool(rows.iter().map(|r| r.3).collect()),
         ],
     )?;
-    files.push(path);
+    Ok(())
+}
 
-    // AN sub-groups: each coded AN's dominant atom (largest |weight|, lower atom on ties).
-    let codes = read_codes(codes_path)?;
-    if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
-        bail!(
-            "{}: atom {bad}, but the group maps have {atoms} atoms",
-            codes_path.display()
-        );
-    }
+/// Each coded AN's dominant atom (largest |weight|, lower atom on ties) with its weight.
+fn dominant_atoms(codes: &Codes) -> BTreeMap<u64, (u16, f32)> {
     let mut dominant: BTreeMap<u64, (u16, f32)> = BTreeMap::new();
     for ((&id, &a), &w) in codes.an_ids.iter().zip(&codes.atoms).zip(&codes.weights) {
         let e = dominant.entry(id).or_insert((a, w));
@@ -283,7 +278,91 @@ pub fn run(
             *e = (a, w);
         }
     }
-    let fbn_of = |a: u16| assigned[a as usize].map(|t| temps[t].name.clone());
+    dominant
+}
+
+/// Where every AN of the neurons table (or every coded AN) lands: uncoded, coded to an
+/// unassigned atom, or in a network.
+fn places(
+    neurons: &[Neuron],
+    codes: &Codes,
+    dominant: &BTreeMap<u64, (u16, f32)>,
+    fbn_of: &dyn Fn(u16) -> Option<String>,
+) -> Vec<AnPlace> {
+    let mut coded: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
+    for (&id, &a) in codes.an_ids.iter().zip(&codes.atoms) {
+        coded.entry(id).or_default().push(a);
+    }
+    neurons
+        .iter()
+        .map(|n| AnPlace {
+            model: n.model.clone(),
+            layer: n.layer,
+            coded_atoms: coded.get(&n.an_id).cloned().unwrap_or_default(),
+            place: match dominant.get(&n.an_id) {
+                None => Place::Uncoded,
+                Some(d) => fbn_of(d.0).map_or(Place::Unassigned, Place::Network),
+            },
+        })
+        .collect()
+}
+
+/// One line per atom: its network and score, or why it is unassigned.
+fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptions) -> Vec<String> {
+    (0..sig.nrows())
+        .map(|a| {
+            let size = sig
+                .row(a)
+                .iter()
+                .filter(|s| **s != 0.0 && s.is_finite())
+                .count();
+            match m.assigned[a] {
+                Some(t) => format!(
+                    "atom {a} → {} ({} {:.2}; {size} voxels)",
+                    temps[t].name, opt.score, m.best_score[a]
+                ),
+                None if size == 0 => format!("atom {a}: unassigned (empty thresholded map)"),
+                None => format!(
+                    "atom {a}: unassigned (best {} {:.2}; {size} voxels)",
+                    opt.score, m.best_score[a]
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Matches the group maps under `group` to the networks of `opt.atlas`, ties the AN
+/// sub-groups of `codes_path` to them, and writes atom_fbn, subgroups and metrics under
+/// `out`.
+pub fn run(
+    group: &Path,
+    codes_path: &Path,
+    neurons_path: Option<&Path>,
+    opt: &MapOptions,
+    out: &Path,
+) -> Result<MapSummary> {
+    let mask = nifti::read_mask(&group.join("mask.nii.gz"))?;
+    let z_img = nifti::read_image(&group.join("z.nii.gz"))?;
+    let sig_img = nifti::read_image(&group.join("thresholded_z.nii.gz"))?;
+    let (z, sig) = (mask.rows(&z_img), mask.rows(&sig_img));
+    let atoms = z.nrows();
+    let split = split_half(group, atoms)?;
+    let temps = templates(opt, &mask, out)?;
+    let m = match_atoms(&z, &sig, &temps, opt);
+    let mut files = Vec::new();
+    let path = out.join("atom_fbn.parquet");
+    write_atom_fbn(&path, &m, &temps)?;
+    files.push(path);
+
+    let codes = read_codes(codes_path)?;
+    if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
+        bail!(
+            "{}: atom {bad}, but the group maps have {atoms} atoms",
+            codes_path.display()
+        );
+    }
+    let dominant = dominant_atoms(&codes);
+    let fbn_of = |a: u16| m.assigned[a as usize].map(|t| temps[t].name.clone());
     let path = out.join("subgroups.parquet");
     write_table(
         &path,
@@ -311,24 +390,9 @@ pub fn run(
             })
             .collect(),
     };
-    let mut coded: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
-    for (&id, &a) in codes.an_ids.iter().zip(&codes.atoms) {
-        coded.entry(id).or_default().push(a);
-    }
-    let ans: Vec<AnPlace> = neurons
-        .iter()
-        .map(|n| AnPlace {
-            model: n.model.clone(),
-            layer: n.layer,
-            coded_atoms: coded.get(&n.an_id).cloned().unwrap_or_default(),
-            place: match dominant.get(&n.an_id) {
-                None => Place::Uncoded,
-                Some(d) => fbn_of(d.0).map_or(Place::Unassigned, Place::Network),
-            },
-        })
-        .collect();
-    let n_assigned = assigned.iter().flatten().count();
-    let table = organisation(&ans, temps.len(), &best_score, &split, n_assigned);
+    let ans = places(&neurons, &codes, &dominant, &fbn_of);
+    let n_assigned = m.assigned.iter().flatten().count();
+    let table = organisation(&ans, temps.len(), &m.best_score, &split, n_assigned);
     let path = out.join("metrics.parquet");
     write_table(
         &path,
@@ -342,37 +406,17 @@ pub fn run(
         ],
     )?;
     files.push(path);
-
     let assignment = Assignment {
         atoms,
         networks: temps.len(),
         atlas: opt.atlas.clone(),
         score: opt.score,
         threshold: opt.assign_threshold,
-        assigned: assigned.iter().flatten().count(),
+        assigned: n_assigned,
     };
-    let mut lines = Vec::new();
-    for a in 0..atoms {
-        let size = sig
-            .row(a)
-            .iter()
-            .filter(|s| **s != 0.0 && s.is_finite())
-            .count();
-        lines.push(match assigned[a] {
-            Some(t) => format!(
-                "atom {a} → {} ({} {:.2}; {size} voxels)",
-                temps[t].name, opt.score, best_score[a]
-            ),
-            None if size == 0 => format!("atom {a}: unassigned (empty thresholded map)"),
-            None => format!(
-                "atom {a}: unassigned (best {} {:.2}; {size} voxels)",
-                opt.score, best_score[a]
-            ),
-        });
-    }
     Ok(MapSummary {
         files,
         assignment,
-        lines,
+        lines: atom_lines(&sig, &m, &temps, opt),
     })
 }

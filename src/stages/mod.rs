@@ -14,6 +14,7 @@ pub mod basis;
 pub mod compare;
 pub mod encode;
 pub mod group;
+pub mod join;
 pub mod mapping;
 pub mod population;
 pub mod recovery;

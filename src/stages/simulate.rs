@@ -27,7 +27,7 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 
 use crate::io::embedded;
-use crate::stages::population::Population;
+use crate::stages::population::{Population, Story};
 use crate::progress;
 use crate::stages::responses::TapOptions;
 
@@ -51,6 +51,32 @@ pub struct SimulateOptions {
     pub null: bool,
     /// A language model whose ANs drive the planted networks; None = synthetic ANs.
     pub model: Option<TapOptions>,
+}
+
+impl Default for SimulateOptions {
+    /// The simulator's defaults (the `simulate` command's): 3 subjects × 2 runs on the 4 mm
+    /// grid, TR 2 s, SNR 0.5, AR(1) 0.3, one-voxel jitter, Default/Frontoparietal/
+    /// Somatomotor planted by 24 synthetic ANs each.
+    fn default() -> Self {
+        SimulateOptions {
+            out: PathBuf::new(),
+            subjects: 3,
+            runs: 2,
+            seed: 0,
+            snr: 0.5,
+            grid_mm: 4,
+            tr: 2.0,
+            scans: None,
+            networks: vec![7, 6, 2],
+            neurons: 384,
+            group_size: 24,
+            factors: 4,
+            ar1: 0.3,
+            jitter: 1,
+            null: false,
+            model: None,
+        }
+    }
 }
 
 const TASK: &str = "lpp";
@@ -106,11 +132,16 @@ struct PlantedRun {
     stimulus: String,
 }
 
-pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
-    validate(opt)?;
+/// The grid: the atlas (written with the dataset: it defines the grid and the planted
+/// networks), its labels and the cortical mask.
+struct Grid3 {
+    grid: Grid,
+    labels: Array3<f32>,
+    mask: Mask,
+}
+
+fn write_grid(opt: &SimulateOptions, files: &mut Vec<PathBuf>) -> Result<Grid3> {
     let out = &opt.out;
-    let mut files = Vec::new();
-    // The atlas travels with the dataset: it defines the grid and the planted networks.
     let (atlas_bytes, atlas_name) = match opt.grid_mm {
         4 => (
             embedded::YEO7_4MM,
@@ -126,7 +157,6 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     let atlas = nifti::read_image(&atlas_path)?;
     let grid = atlas.header.grid.clone();
     let labels = atlas.data.index_axis(Axis(3), 0).to_owned();
-    let names = embedded::yeo7_names();
     let mask = Mask::from_image(&atlas, |v| v > 0.0);
     let mask_path = out.join("mask.nii.gz");
     nifti::write_map(
@@ -135,9 +165,12 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         &mask.unmask(&vec![1.0; mask.len()]).insert_axis(Axis(3)),
         None,
     )?;
-    files.extend([atlas_path, mask_path.clone()]);
+    files.extend([atlas_path, mask_path]);
+    Ok(Grid3 { grid, labels, mask })
+}
 
-    // Stories: LPP sections, cut to the requested scan count.
+/// The stories: LPP sections 1..R, cut to the requested scan count, as stimuli/*.tsv.
+fn write_stories(opt: &SimulateOptions, files: &mut Vec<PathBuf>) -> Result<Vec<Story>> {
     let mut stories = Vec::new();
     for r in 1..=opt.runs {
         let name = format!("lppEN_section{r}.TextGrid");
@@ -150,7 +183,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             .filter(|w| w.onset < n_scans as f64 * opt.tr)
             .cloned()
             .collect();
-        let path = out.join("stimuli").join(format!("task-{TASK}_run-{r}.tsv"));
+        let path = opt.out.join("stimuli").join(format!("task-{TASK}_run-{r}.tsv"));
         stimulus::write_tsv(&path, &words)?;
         files.push(path.clone());
         stories.push((
@@ -163,50 +196,42 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             },
         ));
     }
+    Ok(stories)
+}
 
-    // The AN population (a real model's taps, or synthetic) and its planted groups.
+/// The AN population (a real model's taps, or synthetic) with its planted groups.
+fn population(opt: &SimulateOptions, stories: &[Story]) -> Result<Population> {
     let n_groups = opt.networks.len();
-    let population = match &opt.model {
+    match &opt.model {
         Some(taps) => Population::from_model(
             taps,
-            &stories,
+            stories,
             opt.tr,
             n_groups,
             opt.group_size,
             mix(opt.seed, 3, 0),
-        )?,
+        ),
         None => Population::synthetic(
-            &stories,
+            stories,
             opt.tr,
             opt.neurons,
             n_groups,
             opt.group_size,
             opt.factors,
             mix(opt.seed, 3, 0),
-        )?,
-    };
-    let planted_groups: Vec<PlantedNetwork> = opt
-        .networks
-        .iter()
-        .enumerate()
-        .map(|(g, &label)| PlantedNetwork {
-            label,
-            name: names
-                .iter()
-                .find(|(k, _)| *k == label)
-                .map(|(_, n)| n.clone())
-                .unwrap_or_default(),
-            volume: g,
-            an_ids: population.group_ids(g),
-            n_voxels: labels.iter().filter(|&&v| v as u16 == label).count(),
-        })
-        .collect();
+        ),
+    }
+}
 
-    // Per-run responses, planted time courses, and the truth tables.
-    let truth = out.join("truth");
-    let neurons_path = truth.join("neurons.parquet");
-    population.write_neurons(&neurons_path)?;
-    files.push(neurons_path);
+/// Per run, the ANs' responses and the planted time courses (truth/responses/,
+/// truth/timecourses/); returns the time courses (run × group × scan).
+fn write_truth_runs(
+    truth: &Path,
+    population: &Population,
+    stories: &[Story],
+    planted: &[PlantedNetwork],
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<Vec<Vec<f64>>>> {
     let mut courses = Vec::new();
     for (s_idx, (r, n_scans, _)) in stories.iter().enumerate() {
         let responses = &population.responses[s_idx];
@@ -228,16 +253,16 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
             ],
         )?;
         files.push(path);
-        let tcs: Vec<Vec<f64>> = (0..n_groups).map(|g| population.course(g, s_idx)).collect();
+        let tcs: Vec<Vec<f64>> = (0..planted.len()).map(|g| population.course(g, s_idx)).collect();
         let path = truth.join("timecourses").join(format!("{run_key}.parquet"));
         write_table(
             &path,
             "planted_timecourses",
             Some(*n_scans),
             vec![
-                Column::Utf8(planted_groups.iter().map(|p| p.name.clone()).collect()),
-                Column::U16(planted_groups.iter().map(|p| p.label).collect()),
-                Column::Utf8(vec![run_key.clone(); planted_groups.len()]),
+                Column::Utf8(planted.iter().map(|p| p.name.clone()).collect()),
+                Column::U16(planted.iter().map(|p| p.label).collect()),
+                Column::Utf8(vec![run_key.clone(); planted.len()]),
                 Column::F32List {
                     size: *n_scans,
                     values: tcs.iter().flatten().map(|&v| v as f32).collect(),
@@ -247,11 +272,17 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         files.push(path);
         courses.push(tcs);
     }
-    let maps_path = truth.join("maps.nii.gz");
-    write_truth_maps(&maps_path, &grid, &labels, &opt.networks)?;
-    files.push(maps_path);
+    Ok(courses)
+}
 
-    // BOLD, subject by subject.
+/// BOLD, subject by subject (each subject's and run's random stream seeded on its own).
+fn write_bold(
+    opt: &SimulateOptions,
+    g: &Grid3,
+    stories: &[Story],
+    courses: &[Vec<Vec<f64>>],
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<PlantedSubject>> {
     let bar = progress::bar((opt.subjects * opt.runs) as u64, "simulating BOLD");
     let mut subjects = Vec::new();
     for s in 1..=opt.subjects {
@@ -259,20 +290,20 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         let gain = (0.2 * rng.sample::<f64, _>(StandardNormal)).exp();
         let shift = jitter_offset(&mut rng, opt.jitter);
         let subject = format!("{s:02}");
-        let weights = subject_weights(&mut rng, &labels, &mask, shift, &opt.networks);
-        let baseline: Vec<f64> = (0..mask.len())
+        let weights = subject_weights(&mut rng, &g.labels, &g.mask, shift, &opt.networks);
+        let baseline: Vec<f64> = (0..g.mask.len())
             .map(|_| 100.0 * (1.0 + 0.1 * rng.sample::<f64, _>(StandardNormal)))
             .collect();
-        for ((r, n_scans, _), tcs) in stories.iter().zip(&courses) {
+        for ((r, n_scans, _), tcs) in stories.iter().zip(courses) {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 2, (s * 1000 + r) as u64));
-            let path = out.join(format!(
+            let path = opt.out.join(format!(
                 "sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}_bold.nii.gz"
             ));
             let signal_scale = if opt.null { 0.0 } else { gain * opt.snr.sqrt() };
             let data = bold_run(
                 &mut rng,
-                &mask,
-                &grid,
+                &g.mask,
+                &g.grid,
                 &weights,
                 &baseline,
                 tcs,
@@ -280,7 +311,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
                 signal_scale,
                 opt.ar1,
             )?;
-            nifti::write_map(&path, &grid, &data, Some(opt.tr))?;
+            nifti::write_map(&path, &g.grid, &data, Some(opt.tr))?;
             files.push(path);
             bar.inc(1);
         }
@@ -291,7 +322,44 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         });
     }
     bar.finish_and_clear();
+    Ok(subjects)
+}
 
+/// Writes the dataset under `opt.out`: atlas and mask, stimuli, the truth (responses, time
+/// courses, maps, planted.json), every subject's BOLD, and dataset_description.json.
+pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
+    validate(opt)?;
+    let out = &opt.out;
+    let mut files = Vec::new();
+    let g = write_grid(opt, &mut files)?;
+    let stories = write_stories(opt, &mut files)?;
+    let population = population(opt, &stories)?;
+    let names = embedded::yeo7_names();
+    let planted_groups: Vec<PlantedNetwork> = opt
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| PlantedNetwork {
+            label,
+            name: names
+                .iter()
+                .find(|(k, _)| *k == label)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default(),
+            volume: i,
+            an_ids: population.group_ids(i),
+            n_voxels: g.labels.iter().filter(|&&v| v as u16 == label).count(),
+        })
+        .collect();
+    let truth = out.join("truth");
+    let neurons_path = truth.join("neurons.parquet");
+    population.write_neurons(&neurons_path)?;
+    files.push(neurons_path);
+    let courses = write_truth_runs(&truth, &population, &stories, &planted_groups, &mut files)?;
+    let maps_path = truth.join("maps.nii.gz");
+    write_truth_maps(&maps_path, &g.grid, &g.labels, &opt.networks)?;
+    files.push(maps_path);
+    let subjects = write_bold(opt, &g, &stories, &courses, &mut files)?;
     let planted = Planted {
         model: population.model.clone(),
         tap: population.tap.clone(),
@@ -328,7 +396,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     files.push(desc_path);
     Ok(SimulationSummary {
         files,
-        n_voxels: mask.len(),
+        n_voxels: g.mask.len(),
         scans: stories.iter().map(|s| s.1).collect(),
     })
 }

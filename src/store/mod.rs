@@ -19,6 +19,7 @@
 pub mod layout;
 pub mod manifest;
 pub mod recipe;
+pub mod settings;
 pub mod stats;
 
 use std::collections::BTreeSet;
@@ -33,7 +34,7 @@ use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::read_responses;
 use crate::operators::GroupBlock;
-use crate::stages::encode::SubjectFit;
+use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
 
 pub use layout::Layout;
@@ -305,7 +306,7 @@ impl Store {
         if subjects.len() >= 2 {
             let opt = self.recipe.group.options();
             let mask = nifti::read_mask(&self.mask_path())?;
-            let (n, test, halves) = group::join_group(group, mask.len())?;
+            let (n, test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
                 bail!(
                     "the group test has {n} subjects, the store {} (did a worker fail?)",
@@ -314,7 +315,7 @@ impl Store {
             }
             let labels: Vec<String> = subjects.iter().cloned().collect();
             let halves = (subjects.len() >= 4).then_some(&halves);
-            let (_, group_lines) = group::write_results(
+            let summary = group::write_results(
                 &mask,
                 &self.mask_path(),
                 &labels,
@@ -323,7 +324,7 @@ impl Store {
                 &opt,
                 &group_dir,
             )?;
-            lines.push(group_lines[0].clone());
+            lines.push(summary.headline());
             let opt = self.recipe.map.options();
             let neurons = self.paths().neurons();
             let s = mapping::run(

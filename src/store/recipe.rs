@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{err, bail, Context, Result};
-use clap::ValueEnum;
+use crate::error::{err, bail, Context, Error, Result};
 use serde::{Deserialize, Serialize};
+
+pub use super::settings::{HrfSetting, LassoSetting, MethodSetting, PoolingSetting};
 
 use crate::stages::mapping::Score;
 
@@ -21,48 +22,6 @@ pub struct Recipe {
     pub encoding: EncodingSection,
     pub group: GroupSection,
     pub map: MapSection,
-}
-
-/// How a word's activation is made from its tokens'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PoolingSetting {
-    /// Mean of the word's tokens.
-    Mean,
-    /// The word's last token.
-    Last,
-}
-
-/// The haemodynamic response of the regressors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum HrfSetting {
-    /// SPM canonical HRF.
-    Spm,
-    /// Glover HRF.
-    Glover,
-    /// Finite impulse response at the FIR delays (one regressor per delay).
-    Fir,
-}
-
-/// The basis method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MethodSetting {
-    /// Online dictionary learning (sparse codes).
-    Odl,
-    /// Incremental PCA (dense scores; sub-group = dominant component).
-    Pca,
-}
-
-/// The lasso solver of the codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LassoSetting {
-    /// Coordinate descent on the Gram matrix.
-    Cd,
-    /// LARS-lasso homotopy.
-    Lars,
 }
 
 /// The language model that reads the stories (`ingest --stimulus`).
@@ -203,8 +162,12 @@ impl Recipe {
     pub fn load(path: &Path) -> Result<Recipe> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read the recipe", path.display()))?;
-        let mut r: Recipe = toml::from_str(&text)
-            .map_err(|e| err!("{}: not a valid recipe: {e}", path.display()))?;
+        let mut r: Recipe = toml::from_str(&text).map_err(|e| {
+            // One line: the parser's message at its line (its own text spans several).
+            let line = e.span().map_or(1, |s| text[..s.start].lines().count().max(1));
+            let msg = e.message().trim().replace('\n', " ");
+            Error::at_line(path, line, format!("not a valid recipe: {msg}"))
+        })?;
         if let Some(m) = &r.model.path {
             if m.is_relative() {
                 let joined = path.parent().unwrap_or(Path::new(".")).join(m);
@@ -338,57 +301,22 @@ impl MapSection {
     }
 }
 
-/// The settings print as they are written in a recipe (`odl`, `lars`, …).
-macro_rules! display_as_written {
-    ($($t:ty),*) => {$(
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let v = self.to_possible_value().expect("no skipped variants");
-                f.write_str(v.get_name())
-            }
-        }
-    )*};
-}
-display_as_written!(PoolingSetting, HrfSetting, MethodSetting, LassoSetting);
-
-impl From<PoolingSetting> for crate::model::extract::Pooling {
-    fn from(p: PoolingSetting) -> Self {
-        match p {
-            PoolingSetting::Mean => Self::Mean,
-            PoolingSetting::Last => Self::Last,
-        }
-    }
-}
-
-impl From<LassoSetting> for crate::kernels::lasso::LassoAlgorithm {
-    fn from(l: LassoSetting) -> Self {
-        match l {
-            LassoSetting::Cd => Self::CoordinateDescent,
-            LassoSetting::Lars => Self::Lars,
-        }
-    }
-}
-
-impl From<MethodSetting> for crate::stages::basis::Method {
-    fn from(m: MethodSetting) -> Self {
-        match m {
-            MethodSetting::Odl => Self::Odl,
-            MethodSetting::Pca => Self::Pca,
-        }
-    }
-}
-
-impl HrfSetting {
-    /// The kernel's HRF model (FIR at `delays`).
-    pub fn model(self, delays: &[usize]) -> crate::kernels::hrf::HrfModel {
-        use crate::kernels::hrf::HrfModel;
-        match self {
-            HrfSetting::Spm => HrfModel::Spm,
-            HrfSetting::Glover => HrfModel::Glover,
-            HrfSetting::Fir => HrfModel::Fir {
-                delays: delays.to_vec(),
-            },
-        }
+impl ModelSection {
+    /// The model stage's options for the checkpoint at `model`.
+    pub fn tap_options(&self, model: PathBuf) -> Result<crate::stages::responses::TapOptions> {
+        use crate::stages::responses::{parse_layers, TapOptions};
+        Ok(TapOptions {
+            model,
+            taps: self
+                .taps
+                .iter()
+                .map(|t| t.parse().map_err(|e| err!("model.taps: {e}")))
+                .collect::<Result<_>>()?,
+            layers: parse_layers(&self.layers)?,
+            context: self.context,
+            batch: TapOptions::BATCH,
+            pooling: self.pooling.into(),
+        })
     }
 }
 

@@ -59,7 +59,7 @@ fn help_lists_every_subcommand_and_option_with_defaults() {
         ("--hrf", Some("spm")),
         ("--delays", Some("0,1,2,3,4,5")),
         ("--zscore", None),
-        ("--taps", Some("ffn.out,ffn.inner")),
+        ("--taps", Some("ffn.out")),
         ("--layers", Some("all")),
         ("--context", Some("256")),
         ("--batch", Some("4")),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{cortexflow_fails, lpp_stimuli, model_recipe, ok};
+use super::common::{cortexflow, cortexflow_fails, lpp_stimuli, model_recipe, ok};
 use super::store::assert_same;
 
 fn simulate(out: &Path, subjects: &str, scans: &str, snr: &str) {
@@ -142,8 +142,11 @@ fn an_unreachable_peer_is_a_clear_error_within_the_timeout() {
         hosts.to_str().unwrap(),
     ]);
     assert!(e.contains("1 addresses for -n 2 processes"), "{e}");
-    let e = cortexflow_fails(&["schema", "-w", "2"]);
-    assert!(e.contains("apply to run, ingest"), "{e}");
+    // Cluster options on a command that does not compute are a usage error (clap's exit 2).
+    let o = cortexflow(&["schema", "-w", "2"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("unexpected argument '-w'"), "{e}");
 }
 
 /// Atoms assigned to a network, from the last map summary in a log

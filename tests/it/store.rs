@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use cortexflow::engine::cluster::Cluster;
+use cortexflow::engine::update::{self, IngestRequest};
+use cortexflow::store::{Recipe, Store};
+
 use super::common::{cortexflow_fails, lpp_stimuli, model_recipe, ok, truth_responses};
 
 /// A small simulated dataset (3 subjects × 2 runs × 100 scans) and a recipe with 8 atoms.
@@ -97,6 +101,24 @@ pub(super) fn assert_same(a: &Path, b: &Path) {
     }
 }
 
+/// The store's one-shot commands in this process, through the library (the command line
+/// is tested elsewhere; a separate process is the point only of the kill test).
+fn ingest_bold(store: &Path, bold: &[String]) -> String {
+    let req = IngestRequest {
+        bold: bold.iter().map(PathBuf::from).collect(),
+        ..IngestRequest::default()
+    };
+    update::ingest(&Cluster::default(), store, req)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("\n")
+}
+
+fn retract(store: &Path, key: &str) -> String {
+    update::retract(&Cluster::default(), store, key)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("\n")
+}
+
 /// Runs ingested one at a time in a shuffled order give the bytes of `run` on all of
 /// them; a retracted run gives the bytes of never ingesting it; re-ingesting is a no-op.
 #[test]
@@ -105,33 +127,22 @@ fn incremental_equals_batch_and_retract_equals_never() {
     let d = dir.path();
     let (sim, recipe, bold) = dataset(d);
     let batch = d.join("batch");
-    ok(&[
-        "run",
-        recipe.to_str().unwrap(),
-        "--data",
-        sim.to_str().unwrap(),
-        "--out",
-        batch.to_str().unwrap(),
-    ]);
+    let r = Recipe::load(&recipe).unwrap();
+    update::run_all(&r, &sim, &sim.join("truth/responses"), &batch, &Cluster::default()).unwrap();
     assert!(batch.join("map/atom_fbn.parquet").is_file());
 
     let inc = d.join("inc");
     empty_store(&sim, &recipe, &inc);
     for i in [4, 1, 5, 0, 3, 2] {
-        ok(&["ingest", inc.to_str().unwrap(), "--bold", &bold[i]]);
+        ingest_bold(&inc, &bold[i..=i]);
     }
     assert_same(&batch, &inc);
-    let again = ok(&["ingest", inc.to_str().unwrap(), "--bold", &bold[0]]);
+    let again = ingest_bold(&inc, &bold[0..1]);
     assert!(again.contains("already ingested (unchanged)"), "{again}");
     assert_same(&batch, &inc);
 
     // Retract sub-02's second run; compare with a store that never had it.
-    let out = ok(&[
-        "retract",
-        inc.to_str().unwrap(),
-        "--run",
-        "sub-02/task-lpp/run-2",
-    ]);
+    let out = retract(&inc, "sub-02/task-lpp/run-2");
     assert!(out.contains("retracted"), "{out}");
     let never = d.join("never");
     empty_store(&sim, &recipe, &never);
@@ -140,39 +151,19 @@ fn incremental_equals_batch_and_retract_equals_never() {
         .filter(|b| !b.contains("sub-02_task-lpp_run-2"))
         .cloned()
         .collect();
-    ok(&[
-        "ingest",
-        never.to_str().unwrap(),
-        "--bold",
-        &without.join(","),
-    ]);
+    ingest_bold(&never, &without);
     assert_same(&never, &inc);
-    let status = ok(&["status", inc.to_str().unwrap()]);
+    let status = Store::open_reader(&inc).unwrap().status();
     assert!(
         status.contains("5 runs of 3 subjects") && status.contains("results: up to date"),
         "{status}"
     );
 
     // Retracting every run of a subject removes its fit; below 2 subjects, the group goes.
-    ok(&[
-        "retract",
-        inc.to_str().unwrap(),
-        "--run",
-        "sub-02/task-lpp/run-1",
-    ]);
+    retract(&inc, "sub-02/task-lpp/run-1");
     assert!(!inc.join("subjects/sub-02").exists());
-    ok(&[
-        "retract",
-        inc.to_str().unwrap(),
-        "--run",
-        "sub-03/task-lpp/run-1",
-    ]);
-    let out = ok(&[
-        "retract",
-        inc.to_str().unwrap(),
-        "--run",
-        "sub-03/task-lpp/run-2",
-    ]);
+    retract(&inc, "sub-03/task-lpp/run-1");
+    let out = retract(&inc, "sub-03/task-lpp/run-2");
     assert!(out.contains("group maps need at least 2"), "{out}");
     assert!(!inc.join("group").exists() && !inc.join("map").exists());
 }
@@ -268,7 +259,10 @@ fn store_input_errors() {
         other.to_str().unwrap(),
         d.join("t").to_str().unwrap(),
     ]);
-    assert!(e.contains("basis.method = 'svd'"), "{e}");
+    assert!(
+        e.contains("other.toml:2: not a valid recipe") && e.contains("unknown variant `svd`"),
+        "{e}"
+    );
 }
 
 /// `ingest --stimulus` streams the stories through the recipe's model (real MiniLM):

@@ -1,0 +1,492 @@
+//! The report's sections, one function each, read from a store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::io::nifti::{self, Mask};
+use crate::io::parquet::{
+    read_atom_fbn, read_atoms, read_metrics, read_neurons, read_subgroups,
+};
+
+use crate::report::figures;
+use crate::report::page::{esc, Page};
+use crate::report::slices::{self, Picture, Volume};
+use crate::store::{list, Store};
+use crate::stages::compare::{comparison as compare_analyses, FIGURE_TITLE, FIGURE_Y};
+use crate::stages::mapping as map;
+
+pub fn summary(page: &mut Page, store: &Store) {
+    let m = &store.manifest;
+    let r = &store.recipe;
+    let model = r
+        .model
+        .path
+        .as_ref()
+        .map_or("responses given as tables".into(), |p| {
+            p.display().to_string()
+        });
+    let rows = [
+        ("store", store.dir.display().to_string()),
+        (
+            "recipe",
+            format!("{} (fingerprint {})", r.description, m.recipe),
+        ),
+        (
+            "model",
+            format!(
+                "{model}; taps {}; layers {}",
+                r.model.taps.join(", "),
+                r.model.layers
+            ),
+        ),
+        (
+            "basis",
+            format!(
+                "{} with K = {} atoms, λ = {}",
+                r.basis.method, r.basis.atoms, r.basis.lambda
+            ),
+        ),
+        (
+            "stories",
+            m.stories.keys().cloned().collect::<Vec<_>>().join(", "),
+        ),
+        (
+            "runs",
+            format!(
+                "{} runs of {} subjects",
+                m.runs.len(),
+                store.subjects().len()
+            ),
+        ),
+        (
+            "networks",
+            format!(
+                "{} ({} ≥ {})",
+                r.map.atlas, r.map.score, r.map.assign_threshold
+            ),
+        ),
+        (
+            "state",
+            if m.dirty.is_empty() && m.results_epoch == m.epoch {
+                "up to date".into()
+            } else {
+                "stale: run `cortexflow status --refresh`".into()
+            },
+        ),
+    ];
+    page.section("summary", "The analysis", "");
+    page.body.push_str("<table class=\"kv\">");
+    for (k, v) in rows {
+        let _ = write!(page.body, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));
+    }
+    page.body.push_str("</table>");
+    page.end();
+}
+
+pub fn atoms(page: &mut Page, store: &Store) -> Result<()> {
+    page.section(
+        "atoms",
+        "The atoms' time courses",
+        "Each atom is a temporal pattern learned from the ANs' responses, on the scan clock of the first story; the patterns are the regressors of the encoding models.",
+    );
+    let files = list(&store.paths().atoms_dir(), ".parquet").unwrap_or_default();
+    match files.first() {
+        Some(f) => {
+            let (story, a) = read_atoms(f)?;
+            let series: Vec<(String, Vec<f64>)> = (0..a.ncols())
+                .map(|k| (format!("atom {k}"), a.column(k).to_vec()))
+                .collect();
+            let svg = figures::panels(&format!("Atoms, story {story}"), "scan", &series)?;
+            page.svg(
+                &svg,
+                &format!("{} atoms over {} scans of {story}", a.ncols(), a.nrows()),
+            )?;
+        }
+        None => page.note("No basis yet: ingest stories first.".into()),
+    }
+    page.end();
+    Ok(())
+}
+
+/// The store's network templates on its mask (built-in atlases are written to a
+/// temporary directory, not into the store).
+fn templates(store: &Store, mask: &Mask) -> Result<Vec<crate::io::atlas::Template>> {
+    let tmp = std::env::temp_dir().join(format!("cortexflow-report-{}", std::process::id()));
+    let t = map::templates(&store.recipe.map.options(), mask, &tmp);
+    std::fs::remove_dir_all(&tmp).ok();
+    t
+}
+
+pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
+    let dir = store.paths().group();
+    let mask = nifti::read_mask(&dir.join("mask.nii.gz"))?;
+    let sig = mask.rows(&nifti::read_image(&dir.join("thresholded_z.nii.gz"))?);
+    let z = mask.rows(&nifti::read_image(&dir.join("z.nii.gz"))?);
+    let rows = read_atom_fbn(&store.paths().map().join("atom_fbn.parquet"))?;
+    let temps = templates(store, &mask)?;
+    let (bg, mni) = slices::background(&mask)?;
+    let g = &store.recipe.group;
+    let rule = g
+        .z_cut
+        .map_or(format!("FDR q = {}", g.fdr), |z| format!("|z| ≥ {z}"));
+    page.section(
+        "maps",
+        "Group maps",
+        &format!(
+            "Each atom's random-effects group z map, thresholded ({rule}), on three orthogonal slices through its peak{}; the green line is the border of the network the atom is assigned to. Warm: positive z, cool: negative.",
+            if mni { " over the MNI152 T1 template" } else { " (the grid is not one of the embedded MNI grids: the mask is the background)" }
+        ),
+    );
+    if !rows.iter().any(|r| r.assigned) {
+        page.note(format!(
+            "No atom is assigned to a network ({} ≥ {} not reached): no outlines are drawn.",
+            store.recipe.map.score, store.recipe.map.assign_threshold
+        ));
+    }
+    let vmax = z
+        .iter()
+        .map(|v| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(3.0f64, f64::max)
+        .min(12.0) as f32;
+    for a in 0..sig.nrows() {
+        let overlay = Volume::from_masked(&mask, &sig.row(a).to_vec());
+        let peak_of = if overlay.data.iter().any(|v| v.is_finite() && *v != 0.0) {
+            overlay.peak()
+        } else {
+            Volume::from_masked(&mask, &z.row(a).to_vec()).peak()
+        };
+        let mine: Vec<_> = rows.iter().filter(|r| r.atom as usize == a).collect();
+        let assigned = mine.iter().find(|r| r.assigned);
+        let outline: Option<Vec<bool>> = assigned.and_then(|r| {
+            temps.iter().find(|t| t.name == r.fbn).map(|t| {
+                let mut full = vec![false; mask.grid.n_voxels()];
+                for (&l, &inside) in mask.linear.iter().zip(&t.voxels) {
+                    full[l] = inside;
+                }
+                full
+            })
+        });
+        let picture = Picture {
+            background: &bg,
+            overlay: &overlay,
+            vmax,
+            outline: outline.as_deref(),
+            cut: peak_of,
+        };
+        let png = slices::orthogonal_png(&mask.grid, &picture)?;
+        let count = sig
+            .row(a)
+            .iter()
+            .filter(|v| v.is_finite() && **v != 0.0)
+            .count();
+        let best = mine.iter().max_by(|x, y| x.iou.total_cmp(&y.iou));
+        let caption = match (assigned, best) {
+            (Some(r), _) => format!(
+                "atom {a} → {} (IoU {:.2}, Dice {:.2}); {count} significant voxels",
+                r.fbn, r.iou, r.dice
+            ),
+            (None, _) if count == 0 => format!("atom {a}: no voxel survives the threshold"),
+            (None, Some(b)) => format!(
+                "atom {a}: unassigned (best {} with IoU {:.2}); {count} significant voxels",
+                b.fbn, b.iou
+            ),
+            (None, None) => format!("atom {a}: unassigned"),
+        };
+        page.png(&png, &format!("group z map of atom {a}"), &caption)?;
+    }
+    page.end();
+    Ok(())
+}
+
+pub fn overlaps(page: &mut Page, store: &Store) -> Result<()> {
+    let rows = read_atom_fbn(&store.paths().map().join("atom_fbn.parquet"))?;
+    let score = store.recipe.map.score.clone();
+    page.section(
+        "overlap",
+        "Atoms × networks",
+        &format!("The {score} of each atom's thresholded group map with each network; an atom is assigned its best network when this reaches {}.", store.recipe.map.assign_threshold),
+    );
+    let networks: Vec<String> = rows
+        .iter()
+        .map(|r| r.fbn.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let atoms = rows.iter().map(|r| r.atom as usize + 1).max().unwrap_or(0);
+    let mut values = vec![vec![f64::NAN; networks.len()]; atoms];
+    for r in &rows {
+        let v = match score {
+            map::Score::Dice => r.dice,
+            map::Score::OverlapRate => r.overlap_rate,
+            map::Score::Corr => r.corr,
+            map::Score::Iou => r.iou,
+        };
+        let c = networks.iter().position(|n| *n == r.fbn).expect("listed");
+        values[r.atom as usize][c] = v as f64;
+    }
+    let labels: Vec<String> = (0..atoms).map(|a| format!("atom {a}")).collect();
+    let vmax = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.2, f64::max);
+    let short: Vec<String> = networks.iter().map(|n| short_name(n)).collect();
+    let svg = figures::heatmap(
+        &format!("{score} of atom × network"),
+        &labels,
+        &short,
+        &values,
+        vmax,
+    )?;
+    page.svg(
+        &svg,
+        &format!("{} atoms × {} networks", atoms, networks.len()),
+    )?;
+    page.end();
+    Ok(())
+}
+
+/// A network name without the atlas's `_Area`/`_Network` decoration, for axis labels.
+fn short_name(n: &str) -> String {
+    if n.is_empty() || n == "unassigned" {
+        return "unassigned".into();
+    }
+    n.trim_end_matches("_Area")
+        .trim_end_matches("_Network")
+        .replace('_', " ")
+}
+
+pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
+    page.section(
+        "subgroups",
+        "AN sub-groups",
+        "Each AN belongs to the sub-group of its dominant atom (largest |code|) and so to that atom's network.",
+    );
+    let subs = read_subgroups(&store.paths().map().join("subgroups.parquet"))?;
+    let neurons_path = store.paths().neurons();
+    if subs.is_empty() {
+        page.note("No AN has a non-zero code: the sub-groups are empty.".into());
+        page.end();
+        return Ok(());
+    }
+    let layer_of: BTreeMap<u64, u16> = if neurons_path.is_file() {
+        read_neurons(&neurons_path)?
+            .into_iter()
+            .map(|n| (n.an_id, n.layer))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let networks: Vec<String> = subs
+        .iter()
+        .map(|s| s.fbn.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let layers: Vec<u16> = subs
+        .iter()
+        .filter_map(|s| layer_of.get(&s.an_id).copied())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let by_network: Vec<f64> = networks
+        .iter()
+        .map(|n| subs.iter().filter(|s| &s.fbn == n).count() as f64)
+        .collect();
+    let names: Vec<String> = networks.iter().map(|n| short_name(n)).collect();
+    let svg = figures::bars(
+        "ANs per network",
+        "ANs",
+        &names,
+        &[("ANs".into(), by_network)],
+        false,
+    )?;
+    page.svg(
+        &svg,
+        &format!(
+            "{} coded ANs by the network of their dominant atom",
+            subs.len()
+        ),
+    )?;
+    if layers.is_empty() {
+        page.note("No neurons table in the store: the sub-groups cannot be shown by layer.".into());
+    } else {
+        let series: Vec<(String, Vec<f64>)> = networks
+            .iter()
+            .zip(&names)
+            .map(|(n, short)| {
+                let counts = layers
+                    .iter()
+                    .map(|l| {
+                        subs.iter()
+                            .filter(|s| &s.fbn == n && layer_of.get(&s.an_id) == Some(l))
+                            .count() as f64
+                    })
+                    .collect();
+                (short.clone(), counts)
+            })
+            .collect();
+        let cats: Vec<String> = layers.iter().map(|l| format!("layer {l}")).collect();
+        let svg = figures::bars("ANs per layer and network", "ANs", &cats, &series, true)?;
+        page.svg(&svg, "coded ANs of each layer, stacked by network")?;
+    }
+    page.end();
+    Ok(())
+}
+
+pub fn encoding(page: &mut Page, store: &Store) -> Result<()> {
+    page.section(
+        "encoding",
+        "Encoding performance",
+        "Held-out Pearson r of each voxel's ridge model (leave one run out), pooled over subjects, and its mean over subjects on slices through the best voxel.",
+    );
+    let subjects: Vec<String> = store.subjects().into_iter().collect();
+    let mask_path = store.paths().mask();
+    if subjects.is_empty() || !mask_path.is_file() {
+        page.note("No subject fits yet: ingest BOLD runs.".into());
+        page.end();
+        return Ok(());
+    }
+    let mask = nifti::read_mask(&mask_path)?;
+    let mut pooled = Vec::new();
+    let mut sum = vec![0.0; mask.len()];
+    let mut n = vec![0usize; mask.len()];
+    for s in &subjects {
+        let path = store.paths().subject_map(s, "cv_r");
+        if !path.is_file() {
+            continue;
+        }
+        let r = mask.rows(&nifti::read_image(&path)?);
+        for (v, &x) in r.row(0).iter().enumerate() {
+            if x.is_finite() {
+                pooled.push(x);
+                sum[v] += x;
+                n[v] += 1;
+            }
+        }
+    }
+    if pooled.is_empty() {
+        page.note("No cross-validated fit: each subject needs at least 2 runs (and encoding.cv = true in the recipe).".into());
+        page.end();
+        return Ok(());
+    }
+    let svg = figures::histogram("Held-out r of every voxel and subject", "cv r", &pooled, 40)?;
+    page.svg(
+        &svg,
+        &format!("{} voxel fits of {} subjects", pooled.len(), subjects.len()),
+    )?;
+    let mean: Vec<f64> = sum
+        .iter()
+        .zip(&n)
+        .map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN })
+        .collect();
+    let overlay = Volume::from_masked(
+        &mask,
+        &mean
+            .iter()
+            .map(|&m| if m > 0.0 { m } else { 0.0 })
+            .collect::<Vec<_>>(),
+    );
+    let (bg, _) = slices::background(&mask)?;
+    let vmax = mean
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.05, f64::max) as f32;
+    let picture = Picture {
+        background: &bg,
+        overlay: &overlay,
+        vmax,
+        outline: None,
+        cut: overlay.peak(),
+    };
+    let png = slices::orthogonal_png(&mask.grid, &picture)?;
+    page.png(
+        &png,
+        "mean held-out r",
+        &format!("mean held-out r over subjects (positive part; saturates at {vmax:.2})"),
+    )?;
+    page.end();
+    Ok(())
+}
+
+pub fn metrics(page: &mut Page, store: &Store) -> Result<()> {
+    let path = store.paths().map().join("metrics.parquet");
+    page.section(
+        "metrics",
+        "Organisation metrics",
+        "Per model (and per layer in metrics.parquet): the share of ANs per network, diversity, compactness and consistency (definitions in the README).",
+    );
+    if !path.is_file() {
+        page.note("No metrics yet (they come with the group maps).".into());
+        page.end();
+        return Ok(());
+    }
+    let rows: Vec<_> = read_metrics(&path)?
+        .into_iter()
+        .filter(|r| r.layer.is_none())
+        .collect();
+    page.body
+        .push_str("<table class=\"metrics\"><tr><th>model</th><th>metric</th><th>value</th></tr>");
+    for r in &rows {
+        let _ = write!(
+            page.body,
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td></tr>",
+            esc(&r.model),
+            esc(&r.metric),
+            r.value
+        );
+    }
+    page.body.push_str("</table>");
+    let shares: Vec<(String, f64)> = rows
+        .iter()
+        .filter_map(|r| {
+            r.metric
+                .strip_prefix("share:")
+                .map(|n| (short_name(n), r.value))
+        })
+        .collect();
+    if !shares.is_empty() {
+        let (names, values): (Vec<String>, Vec<f64>) = shares.into_iter().unzip();
+        let svg = figures::bars(
+            "Share of the model's ANs",
+            "share",
+            &names,
+            &[("share".into(), values)],
+            false,
+        )?;
+        page.svg(&svg, "AN shares (networks, unassigned, uncoded) sum to 1")?;
+    }
+    page.end();
+    Ok(())
+}
+
+pub fn comparison(page: &mut Page, stores: &[PathBuf]) -> Result<()> {
+    page.section(
+        "compare",
+        "Models compared",
+        "The whole-model metrics of each store given to `report`.",
+    );
+    let maps: Vec<PathBuf> = stores.iter().map(|s| s.join("map")).collect();
+    match compare_analyses(&maps) {
+        Ok(c) => {
+            let names: Vec<String> = c.networks.iter().map(|n| short_name(n)).collect();
+            let svg = figures::bars(
+                FIGURE_TITLE,
+                FIGURE_Y,
+                &names,
+                &c.series,
+                false,
+            )?;
+            page.svg(&svg, &format!("{} analyses", stores.len()))?;
+            let _ = write!(page.body, "<pre>{}</pre>", esc(&c.table));
+        }
+        Err(e) => page.note(format!("No comparison: {e:#}")),
+    }
+    page.end();
+    Ok(())
+}
