@@ -37,22 +37,34 @@ pub struct Recovery {
     pub ans_tied: f64,
 }
 
+/// A planted network counts as recovered when an atom assigned to it has a thresholded
+/// group map with at least this Dice with the planted map: an assignment alone (IoU ≥ 0.2
+/// with the atlas network) also passes maps that cover a fraction of it.
+pub const RECOVERED_DICE: f64 = 0.7;
+
 impl Recovery {
     pub fn recovered(&self) -> bool {
-        self.best.is_some()
+        self.best.is_some_and(|(_, dice)| dice >= RECOVERED_DICE)
     }
 
     pub fn line(&self) -> String {
-        match self.best {
-            Some((a, dice)) => format!(
-                "{}: recovered by {} atom(s); best atom {a}: Dice with the planted map {dice:.2}, sub-group F1 {:.2}; {:.0}% of the planted ANs tied to it",
-                self.network,
-                self.atoms.len(),
-                self.f1,
-                100.0 * self.ans_tied
-            ),
-            None => format!("{}: not recovered (no atom assigned)", self.network),
-        }
+        let Some((a, dice)) = self.best else {
+            return format!("{}: not recovered (no atom assigned)", self.network);
+        };
+        let what = if self.recovered() {
+            format!("recovered by {} atom(s)", self.atoms.len())
+        } else {
+            format!(
+                "not recovered (Dice below {RECOVERED_DICE}) though {} atom(s) are assigned",
+                self.atoms.len()
+            )
+        };
+        format!(
+            "{}: {what}; best atom {a}: Dice with the planted map {dice:.3}, sub-group F1 {:.2}; {:.0}% of the planted ANs tied to it",
+            self.network,
+            self.f1,
+            100.0 * self.ans_tied
+        )
     }
 }
 
