@@ -37,6 +37,9 @@ pub struct Config {
     pub rope_theta: f64,
     /// None for the plain rotary embedding (rope_type "default").
     pub rope_scaling: Option<RopeScaling>,
+    /// GGUF only: llama.cpp's `rope_freqs.weight`, one divisor per frequency (θ_i / f_i),
+    /// the form in which llama.cpp's converter stores Llama 3 scaling. Never in config.json.
+    pub rope_freq_factors: Option<Vec<f64>>,
     pub max_position_embeddings: usize,
     pub hidden_act: String,
     pub tie_word_embeddings: bool,
@@ -166,6 +169,7 @@ impl TryFrom<RawConfig> for Config {
                 .or(raw.rope_theta)
                 .unwrap_or_else(default_theta),
             rope_scaling,
+            rope_freq_factors: None,
             max_position_embeddings: raw.max_position_embeddings,
             hidden_act: raw.hidden_act,
             tie_word_embeddings: raw.tie_word_embeddings,
@@ -242,6 +246,15 @@ impl Config {
                 return bad(format!("rope_scaling type '{}' needs '{key}'", s.rope_type));
             }
         }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim() / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                return bad(format!(
+                    "rope_freqs has {} factors, expected {} positive ones (head_dim / 2)",
+                    f.len(),
+                    self.head_dim() / 2
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -254,6 +267,15 @@ impl Config {
     /// Computed in f64; transformers computes in float32, and the two agree to ~4e-7 relative
     /// (tests/it/rope.rs).
     pub fn inv_freq(&self) -> Vec<f64> {
+        let scaled = self.scaled_inv_freq();
+        match &self.rope_freq_factors {
+            // llama.cpp's rope: θ_i is divided by freq_factors[i].
+            Some(f) => scaled.iter().zip(f).map(|(t, f)| t / f).collect(),
+            None => scaled,
+        }
+    }
+
+    fn scaled_inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim();
         let base: Vec<f64> = (0..d / 2)
             .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))

@@ -246,3 +246,183 @@ fn an_incomplete_llama3_rope_config_is_refused() {
     let e = model::load(dir.path()).err().expect("refused").to_string();
     assert!(e.contains("needs 'factor'"), "{e}");
 }
+
+/// A llama.cpp-style GGUF file of fixture checkpoint `name`: q/k rows permuted per head
+/// as llama.cpp's converter does (so rotary pairs are adjacent), float32 tensors, a
+/// stand-in byte-level BPE vocabulary, the rotary base from config.json, and the given
+/// rotary metadata and `rope_freqs.weight`.
+fn gguf_of(
+    name: &str,
+    dir: &Path,
+    rope_meta: Vec<(&str, candle_core::quantized::gguf_file::Value)>,
+    rope_freqs: Option<Vec<f32>>,
+) -> PathBuf {
+    use candle_core::quantized::gguf_file::{write, Value};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    let src = rope_dir().join(name);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let int = |k: &str| config[k].as_u64().unwrap() as u32;
+    let (heads, kv_heads, layers) = (
+        int("num_attention_heads"),
+        int("num_key_value_heads"),
+        int("num_hidden_layers"),
+    );
+    let hf = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let permute = |w: &Tensor, heads: u32| {
+        let (out, inp) = w.dims2().unwrap();
+        let hd = out / heads as usize;
+        w.reshape((heads as usize, 2, hd / 2, inp))
+            .and_then(|w| w.transpose(1, 2))
+            .and_then(|w| w.reshape((out, inp)))
+            .and_then(|w| w.contiguous())
+            .unwrap()
+    };
+    let mut tensors: Vec<(String, Tensor)> = vec![(
+        "token_embd.weight".into(),
+        hf["model.embed_tokens.weight"].clone(),
+    )];
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        for (gguf, hf_name) in [
+            ("attn_q", "self_attn.q_proj"),
+            ("attn_k", "self_attn.k_proj"),
+            ("attn_v", "self_attn.v_proj"),
+            ("attn_output", "self_attn.o_proj"),
+            ("ffn_gate", "mlp.gate_proj"),
+            ("ffn_up", "mlp.up_proj"),
+            ("ffn_down", "mlp.down_proj"),
+            ("attn_norm", "input_layernorm"),
+            ("ffn_norm", "post_attention_layernorm"),
+        ] {
+            let w = &hf[&format!("{p}.{hf_name}.weight")];
+            let w = match gguf {
+                "attn_q" => permute(w, heads),
+                "attn_k" => permute(w, kv_heads),
+                _ => w.clone(),
+            };
+            tensors.push((format!("blk.{l}.{gguf}.weight"), w));
+        }
+    }
+    if let Some(f) = rope_freqs {
+        let n = f.len();
+        tensors.push((
+            "rope_freqs.weight".into(),
+            Tensor::from_vec(f, n, &Device::Cpu).unwrap(),
+        ));
+    }
+    let q: Vec<(String, QTensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| (n, QTensor::quantize(&t, GgmlDType::F32).unwrap()))
+        .collect();
+    let vocab = config["vocab_size"].as_u64().unwrap();
+    let mut meta: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.attention.head_count", Value::U32(heads)),
+        ("llama.attention.head_count_kv", Value::U32(kv_heads)),
+        ("llama.embedding_length", Value::U32(int("hidden_size"))),
+        (
+            "llama.feed_forward_length",
+            Value::U32(int("intermediate_size")),
+        ),
+        ("llama.block_count", Value::U32(layers)),
+        ("llama.rope.dimension_count", Value::U32(int("head_dim"))),
+        (
+            "llama.context_length",
+            Value::U32(int("max_position_embeddings")),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Value::F32(config["rms_norm_eps"].as_f64().unwrap() as f32),
+        ),
+        (
+            "llama.rope.freq_base",
+            Value::F32(config["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32),
+        ),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array((0..vocab).map(|i| Value::String(format!("w{i}"))).collect()),
+        ),
+        ("tokenizer.ggml.merges", Value::Array(vec![])),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+    ];
+    meta.extend(rope_meta);
+    let path = dir.join(format!("{name}.gguf"));
+    let mut f = std::fs::File::create(&path).unwrap();
+    write(
+        &mut f,
+        &meta.iter().map(|(k, v)| (*k, v)).collect::<Vec<_>>(),
+        &q.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    path
+}
+
+/// The GGUF path (interleaved rotary pairs, settings from GGUF metadata) against
+/// transformers: linear scaling as `llama.rope.scaling.type`/`factor`, and Llama 3
+/// scaling as llama.cpp's converter stores it, `rope_freqs.weight` = θ_i / scaled θ_i
+/// (here from transformers' own scaled θ, so cortexflow's Llama 3 formula plays no part).
+/// Without the tensor the Llama 3 taps are far off: it is read, not ignored.
+#[test]
+fn gguf_rope_scaling_matches_transformers() {
+    use candle_core::quantized::gguf_file::Value;
+    let dir = tempfile::tempdir().unwrap();
+
+    let linear = gguf_of(
+        "linear",
+        dir.path(),
+        vec![
+            ("llama.rope.scaling.type", Value::String("linear".into())),
+            ("llama.rope.scaling.factor", Value::F32(2.0)),
+        ],
+        None,
+    );
+    let err = worst_error("linear", &linear);
+    eprintln!("rope linear from GGUF: worst |error| / tap RMS = {err:.2e}");
+    assert!(err <= TOL, "linear GGUF: {err:.3e} × RMS");
+
+    let fx = fixture_json("rope/llama3.json");
+    let scaled: Vec<f64> = fx["inv_freq"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let d = 2 * scaled.len();
+    let factors: Vec<f32> = scaled
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (100f64.powf(-2.0 * i as f64 / d as f64) / s) as f32)
+        .collect();
+    // One frequency of each band: kept (1), blended (between), divided by the factor (8).
+    let near = |a: f32, b: f32| (a - b).abs() < 1e-5;
+    assert!(
+        near(factors[0], 1.0) && factors[1] > 1.5 && factors[1] < 7.5 && near(factors[2], 8.0),
+        "{factors:?}"
+    );
+    let llama3 = gguf_of("llama3", dir.path(), vec![], Some(factors));
+    let err = worst_error("llama3", &llama3);
+    eprintln!("rope llama3 from GGUF (rope_freqs): worst |error| / tap RMS = {err:.2e}");
+    assert!(err <= TOL, "llama3 GGUF: {err:.3e} × RMS");
+
+    let unscaled = gguf_of("llama3", dir.path(), vec![], None);
+    let err = worst_error("llama3", &unscaled);
+    assert!(
+        err > 1000.0 * TOL,
+        "llama3 GGUF without rope_freqs: only {err:.3e} × RMS"
+    );
+
+    let yarn = gguf_of(
+        "linear",
+        dir.path(),
+        vec![("llama.rope.scaling.type", Value::String("yarn".into()))],
+        None,
+    );
+    let e = model::load(&yarn).err().expect("refused").to_string();
+    assert!(
+        e.contains("GGUF rope scaling type 'yarn' is not supported"),
+        "{e}"
+    );
+}
