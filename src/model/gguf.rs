@@ -21,7 +21,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::dense::Dense;
-use super::llama::{Config, Llama, Part, Proj, RopeLayout, WeightSource};
+use super::llama::{Config, Llama, Part, Proj, RopeLayout, RopeScaling, WeightSource};
 use crate::error::{Error, Result};
 
 /// Dequantised models up to this many bytes of f32 weights run in f32.
@@ -56,7 +56,8 @@ pub fn load(path: &Path) -> Result<Llama> {
         head_dim: Some(meta.usize_or("llama.rope.dimension_count", hidden / heads.max(1))?),
         rms_norm_eps: meta.f64_or("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
         rope_theta: meta.f64_or("llama.rope.freq_base", 10_000.0)?,
-        rope_scaling: None,
+        rope_scaling: rope_scaling(&meta)?,
+        rope_freq_factors: rope_freq_factors(path, &content, &mut reader)?,
         max_position_embeddings: meta.usize_or("llama.context_length", 2048)?,
         hidden_act: "silu".into(),
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
@@ -104,6 +105,56 @@ pub fn load(path: &Path) -> Result<Llama> {
         tokenizer,
         prefix,
     )
+}
+
+/// Rotary scaling from the metadata as llama.cpp writes it: `llama.rope.scaling.type`
+/// ("none" or "linear", with `llama.rope.scaling.factor`), or the older
+/// `llama.rope.scale_linear`. Llama 3 scaling is not metadata but `rope_freqs.weight`.
+fn rope_scaling(meta: &Meta) -> Result<Option<RopeScaling>> {
+    let linear = |factor: f64| {
+        Some(RopeScaling {
+            rope_type: "linear".into(),
+            factor: Some(factor),
+            low_freq_factor: None,
+            high_freq_factor: None,
+            original_max_position_embeddings: None,
+        })
+    };
+    let key = "llama.rope.scaling.type";
+    match meta.map.get(key) {
+        Some(v) => match meta.typed(key, v.to_string().cloned())?.as_str() {
+            "none" => Ok(None),
+            "linear" => Ok(linear(meta.f64_or("llama.rope.scaling.factor", 1.0)?)),
+            other => Err(Error::format(
+                meta.path,
+                format!("GGUF rope scaling type '{other}' is not supported (none, linear)"),
+            )),
+        },
+        None if meta.map.contains_key("llama.rope.scale_linear") => {
+            Ok(linear(meta.f64_or("llama.rope.scale_linear", 1.0)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `rope_freqs.weight`: the per-frequency divisors in which llama.cpp's converter stores
+/// Llama 3 rotary scaling (θ_i / f_i); absent for unscaled models.
+fn rope_freq_factors(
+    path: &Path,
+    content: &Content,
+    reader: &mut BufReader<File>,
+) -> Result<Option<Vec<f64>>> {
+    const NAME: &str = "rope_freqs.weight";
+    if !content.tensor_infos.contains_key(NAME) {
+        return Ok(None);
+    }
+    let values = content
+        .tensor(reader, NAME, &Device::Cpu)
+        .and_then(|t| t.dequantize(&Device::Cpu))
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| Error::format(path, format!("{NAME}: {e}")))?;
+    Ok(Some(values.into_iter().map(f64::from).collect()))
 }
 
 /// Typed access to GGUF metadata with errors that name the file and key.

@@ -20,30 +20,82 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-/// The fields of a Llama `config.json` (Llama 1–3 style).
+/// The fields of a Llama `config.json` (Llama 1–3 style). The rotary settings are resolved
+/// as transformers resolves them (see [`RawConfig`]): `rope_theta` and `rope_scaling` hold
+/// the values transformers' LlamaRotaryEmbedding uses, whichever keys the file spells them with.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawConfig")]
 pub struct Config {
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
-    #[serde(default)]
     pub num_key_value_heads: Option<usize>,
-    #[serde(default)]
     pub head_dim: Option<usize>,
-    #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    #[serde(default = "default_theta")]
     pub rope_theta: f64,
-    #[serde(default)]
+    /// None for the plain rotary embedding (rope_type "default").
     pub rope_scaling: Option<RopeScaling>,
-    #[serde(default = "default_positions")]
+    /// GGUF only: llama.cpp's `rope_freqs.weight`, one divisor per frequency (θ_i / f_i),
+    /// the form in which llama.cpp's converter stores Llama 3 scaling. Never in config.json.
+    pub rope_freq_factors: Option<Vec<f64>>,
     pub max_position_embeddings: usize,
-    #[serde(default = "default_act")]
     pub hidden_act: String,
-    #[serde(default)]
     pub tie_word_embeddings: bool,
+}
+
+/// `config.json` as written: the rotary settings may sit in `rope_scaling` beside a
+/// top-level `rope_theta` (transformers 4 and the Llama 3.1 checkpoints), or in
+/// `rope_parameters` with `rope_theta` inside (what transformers ≥ 5 writes, with no
+/// top-level `rope_theta` and no `rope_scaling`).
+#[derive(Debug, Clone, Deserialize)]
+struct RawConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default)]
+    num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    rope_parameters: Option<serde_json::Value>,
+    #[serde(default)]
+    original_max_position_embeddings: Option<usize>,
+    #[serde(default = "default_positions")]
+    max_position_embeddings: usize,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+}
+
+/// One `rope_scaling` / `rope_parameters` dict as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawRope {
+    #[serde(default)]
+    rope_type: Option<String>,
+    /// The older spelling of `rope_type`.
+    #[serde(default, rename = "type")]
+    legacy_type: Option<String>,
+    #[serde(default)]
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    factor: Option<f64>,
+    #[serde(default)]
+    low_freq_factor: Option<f64>,
+    #[serde(default)]
+    high_freq_factor: Option<f64>,
+    #[serde(default)]
+    original_max_position_embeddings: Option<usize>,
 }
 
 fn default_eps() -> f64 {
@@ -59,26 +111,85 @@ fn default_act() -> String {
     "silu".into()
 }
 
-/// `rope_scaling` of config.json.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RopeScaling {
-    #[serde(alias = "type")]
-    pub rope_type: String,
-    #[serde(default = "one")]
-    pub factor: f64,
-    #[serde(default = "one")]
-    pub low_freq_factor: f64,
-    #[serde(default = "four")]
-    pub high_freq_factor: f64,
-    #[serde(default)]
-    pub original_max_position_embeddings: Option<usize>,
+impl TryFrom<RawConfig> for Config {
+    type Error = String;
+
+    /// The precedence of transformers 5 (`RotaryEmbeddingConfigMixin.convert_rope_params_to_dict`
+    /// and `standardize_rope_params` in transformers/modeling_rope_utils.py): a non-empty
+    /// `rope_scaling` wins over `rope_parameters`; `rope_theta` inside the dict wins over the
+    /// top-level one, then 10000; `rope_type` wins over `type`, then "default"; for Llama 3
+    /// a top-level `original_max_position_embeddings` wins over the dict's, then
+    /// `max_position_embeddings`.
+    fn try_from(raw: RawConfig) -> std::result::Result<Self, String> {
+        let non_empty = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+                .cloned()
+        };
+        let (key, dict) = match (
+            non_empty(&raw.rope_scaling),
+            non_empty(&raw.rope_parameters),
+        ) {
+            (Some(d), _) => ("rope_scaling", Some(d)),
+            (None, d) => ("rope_parameters", d),
+        };
+        let rope: RawRope = match dict {
+            Some(d) => serde_json::from_value(d).map_err(|e| format!("{key}: {e}"))?,
+            None => RawRope::default(),
+        };
+        let rope_type = rope
+            .rope_type
+            .or(rope.legacy_type)
+            .unwrap_or_else(|| "default".into());
+        let original_max_position_embeddings = if rope_type == "llama3" {
+            raw.original_max_position_embeddings
+                .or(rope.original_max_position_embeddings)
+                .or(Some(raw.max_position_embeddings))
+        } else {
+            rope.original_max_position_embeddings
+        };
+        let rope_scaling = (rope_type != "default").then(|| RopeScaling {
+            rope_type,
+            factor: rope.factor,
+            low_freq_factor: rope.low_freq_factor,
+            high_freq_factor: rope.high_freq_factor,
+            original_max_position_embeddings,
+        });
+        Ok(Config {
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: raw.num_attention_heads,
+            num_key_value_heads: raw.num_key_value_heads,
+            head_dim: raw.head_dim,
+            rms_norm_eps: raw.rms_norm_eps,
+            rope_theta: rope
+                .rope_theta
+                .or(raw.rope_theta)
+                .unwrap_or_else(default_theta),
+            rope_scaling,
+            rope_freq_factors: None,
+            max_position_embeddings: raw.max_position_embeddings,
+            hidden_act: raw.hidden_act,
+            tie_word_embeddings: raw.tie_word_embeddings,
+        })
+    }
 }
 
-fn one() -> f64 {
-    1.0
-}
-fn four() -> f64 {
-    4.0
+/// Rotary scaling, resolved from `rope_scaling` or `rope_parameters` of config.json.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeScaling {
+    /// "linear" or "llama3" ([`Config::validate`] refuses others).
+    pub rope_type: String,
+    /// Required by both types.
+    pub factor: Option<f64>,
+    /// Llama 3 only, required.
+    pub low_freq_factor: Option<f64>,
+    /// Llama 3 only, required.
+    pub high_freq_factor: Option<f64>,
+    /// Llama 3: always set once resolved (falls back to max_position_embeddings).
+    pub original_max_position_embeddings: Option<usize>,
 }
 
 impl Config {
@@ -117,40 +228,83 @@ impl Config {
             ));
         }
         if let Some(s) = &self.rope_scaling {
-            if !["llama3", "linear", "default"].contains(&s.rope_type.as_str()) {
+            let required: &[(&str, bool)] = match s.rope_type.as_str() {
+                "default" => &[],
+                "linear" => &[("factor", s.factor.is_some())],
+                "llama3" => &[
+                    ("factor", s.factor.is_some()),
+                    ("low_freq_factor", s.low_freq_factor.is_some()),
+                    ("high_freq_factor", s.high_freq_factor.is_some()),
+                ],
+                other => {
+                    return bad(format!(
+                        "rope_scaling type '{other}' is not supported (llama3, linear)"
+                    ))
+                }
+            };
+            if let Some((key, _)) = required.iter().find(|(_, present)| !present) {
+                return bad(format!("rope_scaling type '{}' needs '{key}'", s.rope_type));
+            }
+        }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != self.head_dim() / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
                 return bad(format!(
-                    "rope_scaling type '{}' is not supported (llama3, linear)",
-                    s.rope_type
+                    "rope_freqs has {} factors, expected {} positive ones (head_dim / 2)",
+                    f.len(),
+                    self.head_dim() / 2
                 ));
             }
         }
         Ok(())
     }
 
-    /// Rotary inverse frequencies θ_i = base^(−2i/d), rescaled as `rope_scaling` says
-    /// (Llama 3: wavelengths above original_ctx/low_freq_factor are divided by `factor`,
-    /// those below original_ctx/high_freq_factor kept, and a smooth blend between).
+    /// Rotary inverse frequencies θ_i = base^(−2i/d), rescaled as `rope_scaling` says:
+    /// linear divides them by `factor`; Llama 3 follows transformers'
+    /// `_compute_llama3_parameters` (transformers/modeling_rope_utils.py, after Meta's
+    /// `apply_scaling`): wavelengths 2π/θ below original_ctx/high_freq_factor are kept,
+    /// those above original_ctx/low_freq_factor divided by `factor`, and those between
+    /// blended, (1 − s)·θ/factor + s·θ with s = (original_ctx/wavelength − low)/(high − low).
+    /// Computed in f64; transformers computes in float32, and the two agree to ~4e-7 relative
+    /// (tests/it/rope.rs).
     pub fn inv_freq(&self) -> Vec<f64> {
+        let scaled = self.scaled_inv_freq();
+        match &self.rope_freq_factors {
+            // llama.cpp's rope: θ_i is divided by freq_factors[i].
+            Some(f) => scaled.iter().zip(f).map(|(t, f)| t / f).collect(),
+            None => scaled,
+        }
+    }
+
+    fn scaled_inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim();
         let base: Vec<f64> = (0..d / 2)
             .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
             .collect();
-        match &self.rope_scaling {
-            Some(s) if s.rope_type == "linear" => base.iter().map(|f| f / s.factor).collect(),
-            Some(s) if s.rope_type == "llama3" => {
-                let old = s.original_max_position_embeddings.unwrap_or(8192) as f64;
-                let (low_wl, high_wl) = (old / s.low_freq_factor, old / s.high_freq_factor);
+        let Some(s) = &self.rope_scaling else {
+            return base;
+        };
+        let factor = s.factor.unwrap_or(1.0);
+        match s.rope_type.as_str() {
+            "linear" => base.iter().map(|f| f / factor).collect(),
+            "llama3" => {
+                let old = s
+                    .original_max_position_embeddings
+                    .unwrap_or(self.max_position_embeddings) as f64;
+                let (low, high) = (
+                    s.low_freq_factor.unwrap_or(1.0),
+                    s.high_freq_factor.unwrap_or(4.0),
+                );
+                let (low_wl, high_wl) = (old / low, old / high);
                 base.iter()
                     .map(|&f| {
                         let wavelen = 2.0 * std::f64::consts::PI / f;
                         if wavelen < high_wl {
                             f
                         } else if wavelen > low_wl {
-                            f / s.factor
+                            f / factor
                         } else {
-                            let smooth = (old / wavelen - s.low_freq_factor)
-                                / (s.high_freq_factor - s.low_freq_factor);
-                            (1.0 - smooth) * f / s.factor + smooth * f
+                            let smooth = (old / wavelen - low) / (high - low);
+                            (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
                     .collect()
@@ -280,7 +434,11 @@ impl Block {
     }
 }
 
-/// Rotary tables for positions 0..max: cos and sin of p·θ_i, (max × d/2).
+/// Rotary tables for positions 0..max: cos and sin of p·θ_i, (max × d/2). As in
+/// transformers' LlamaRotaryEmbedding.forward, θ_i is held in float32 and p·θ_i is a
+/// float32 product, so that far positions get transformers' angles: a product in f64
+/// rounded afterwards differs from it by up to 2e-6 rad at position 40 and 5e-4 rad at
+/// position 8191 (|p·θ| up to 8191 has a float32 spacing of 5e-4).
 pub(crate) struct Rope {
     cos: Tensor,
     sin: Tensor,
@@ -294,7 +452,7 @@ impl Rope {
         layout: RopeLayout,
     ) -> candle_core::Result<Self> {
         let angles: Vec<f32> = (0..max)
-            .flat_map(|p| inv_freq.iter().map(move |f| (p as f64 * f) as f32))
+            .flat_map(|p| inv_freq.iter().map(move |&f| p as f32 * f as f32))
             .collect();
         let angles = Tensor::from_vec(angles, (max, inv_freq.len()), &Device::Cpu)?;
         Ok(Rope {
@@ -556,9 +714,30 @@ mod tests {
         .unwrap()
     }
 
+    /// The largest |a − b| over the taps, relative to the largest |a| of each tap.
+    fn taps_rel_diff(a: &[super::super::TapOutput], b: &[super::super::TapOutput]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let max_abs = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| max_abs(&(&x.values - &y.values).unwrap()) / max_abs(&x.values))
+            .fold(0.0, f32::max)
+    }
+
     /// The GGUF path (interleaved rotary pairs on permuted q/k weights) computes the same
-    /// taps as the Hugging Face path: an independent check of both rotary layouts, with
-    /// grouped-query attention and Llama 3 frequency scaling.
+    /// taps as the Hugging Face path, with grouped-query attention. This checks the layouts
+    /// against each other only: the rotary angles themselves are checked against
+    /// transformers in tests/it/rope.rs. Since permuting the rows of q and k alike leaves
+    /// q·k unchanged when no rotation is applied, the equality alone would also hold with
+    /// RoPE removed; the wrong pairing (half-split rotation of the permuted weights) must
+    /// therefore differ, which it does only if rotations are applied.
     #[test]
     fn interleaved_rope_on_permuted_weights_equals_half_split_rope() {
         let cfg = tiny_config();
@@ -574,38 +753,22 @@ mod tests {
             }
         }
         let hf = build(&cfg, weights, RopeLayout::Halves);
-        let gg = build(&cfg, permuted, RopeLayout::Interleaved);
+        let gg = build(&cfg, permuted.clone(), RopeLayout::Interleaved);
+        let wrong = build(&cfg, permuted, RopeLayout::Halves);
         let ids: Vec<u32> = (0..20).map(|i| (i * 7 % 32) as u32).collect();
         let req = TapRequest::new(vec![0, 1], Tap::ALL.to_vec());
-        let (a, b) = (
-            hf.forward_taps(&ids, &req).unwrap(),
-            gg.forward_taps(&ids, &req).unwrap(),
+        let reference = hf.forward_taps(&ids, &req).unwrap();
+        assert_eq!(reference.len(), 4);
+        let same = taps_rel_diff(&reference, &gg.forward_taps(&ids, &req).unwrap());
+        assert!(
+            same <= 1e-5,
+            "interleaved layout: {same:e} of the tap scale"
         );
-        assert_eq!(a.len(), 4);
-        for (x, y) in a.iter().zip(&b) {
-            let diff = (&x.values - &y.values)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = x
-                .values
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(
-                diff <= 1e-5 * scale,
-                "layer {} {:?}: {diff} vs scale {scale}",
-                x.layer,
-                x.tap
-            );
-        }
+        let off = taps_rel_diff(&reference, &wrong.forward_taps(&ids, &req).unwrap());
+        assert!(
+            off > 1e-2,
+            "half-split rotation of permuted weights should differ, got {off:e}: are rotations applied?"
+        );
     }
 
     /// Closed form of the Llama 3 rule with original context 8: θ₀ = 1 has wavelength 2π,

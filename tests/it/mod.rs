@@ -11,6 +11,7 @@ mod models;
 mod nifti;
 mod parquet;
 mod report;
+mod rope;
 mod simulate;
 mod stimulus;
 mod store;
