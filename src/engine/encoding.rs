@@ -22,7 +22,7 @@ use crate::io::parquet::read_atoms;
 use crate::kernels::design::{self, RunInputs};
 use crate::kernels::ridge_stats::RunStats;
 use crate::operators::{
-    BlockFit, BlockKey, FitBlocks, FitSettings, Floats, Gather, Gathered, GroupBlock,
+    BlockError, BlockFit, BlockKey, FitBlocks, FitSettings, Floats, Gather, Gathered, GroupBlock,
     GroupBlocks, RunBlock, StatsBlock, SubjectBeta, BLOCK_VOXELS,
 };
 use crate::stages::encode;
@@ -136,7 +136,7 @@ pub struct Engine {
     /// β blocks of subjects that are not refitted (read from their maps).
     pub betas: InputSession<u64, (u32, SubjectBeta), isize>,
     pub fits: Gathered<(BlockKey, BlockFit)>,
-    pub group: Gathered<(u32, Result<GroupBlock, String>)>,
+    pub group: Gathered<(u32, Result<GroupBlock, BlockError>)>,
     probes: [Handle<u64>; 2],
 }
 
@@ -205,7 +205,7 @@ impl Engine {
         worker: &mut Worker,
     ) -> (
         Gathered<(BlockKey, BlockFit)>,
-        Gathered<(u32, Result<GroupBlock, String>)>,
+        Gathered<(u32, Result<GroupBlock, BlockError>)>,
     ) {
         let Engine {
             runs,

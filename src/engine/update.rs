@@ -16,7 +16,7 @@ use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Context, Result};
 use crate::io::bids::{self, Run};
 use crate::io::nifti;
-use crate::operators::{agree, BlockFit, BlockKey, GroupBlock};
+use crate::operators::{agree, BlockError, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
 use crate::stages::join;
 use crate::store::{list, Recipe, RunEntry, Store};
@@ -32,7 +32,7 @@ pub struct Outcome {
     pub refit: BTreeSet<String>,
     pub fits: Vec<(BlockKey, BlockFit)>,
     /// The group test of every block over every subject with runs.
-    pub group: Vec<(u32, Result<GroupBlock, String>)>,
+    pub group: Vec<(u32, Result<GroupBlock, BlockError>)>,
 }
 
 /// Every worker's plan, from the store as the writer left it and the BOLD files given.

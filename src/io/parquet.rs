@@ -1,6 +1,8 @@
 //! Parquet writers for the tables in `schemas/`. Columns are handed over as typed vectors,
 //! checked against the table's schema, and written to a temporary file that is renamed
 //! into place by [`TableWriter::finish`] — a crash never leaves a half-written table.
+//!
+//! One writer and one reader per table, all here so the schema checks are shared.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -106,6 +106,7 @@ struct Interval {
 /// `intervals [k]:`, `xmin/xmax = number` and `text = "quoted"` lines. In quoted text,
 /// `""` is an escaped quote and a string may run over several lines. Praat's backslash
 /// trigraphs (e.g. `\i"` for ï) are kept as written.
+/// (Longer than ~80 lines on purpose: One pass with one parser state over both TextGrid forms (long and short); split, that state would travel through every piece.)
 fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<Stimulus> {
     let text = decode_text(path, bytes)?;
     if !text.contains("ooTextFile") || !text.contains("TextGrid") {

@@ -73,6 +73,7 @@ fn ridge_paths(
 /// Leave-one-run-out ridge over `runs` (statistics of the same voxels, ≥ 2 runs).
 /// Rejects (as [`crate::Error::Invalid`]) fewer than 2 runs, an empty α grid or one with a
 /// value that is not a finite number > 0, and a Gram matrix whose eigendecomposition fails.
+/// (Longer than ~80 lines on purpose: The folds, the α path and the per-voxel choice share the eigendecompositions; one function keeps them in scope.)
 pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> {
     if runs.len() < 2 {
         return Err(crate::Error::Invalid(format!(

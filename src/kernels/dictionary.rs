@@ -12,6 +12,9 @@
 //! the batch. The batch terms A_b·A_bᵀ and X_b·A_bᵀ are sums over samples, so a batch split
 //! into shards (workers) gives partial statistics that add up, in a fixed order, to the
 //! unsharded ones.
+//!
+//! About 350 lines of algorithm and 200 of unit tests (closed forms, shard equality,
+//! errors), kept beside the code they check.
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};

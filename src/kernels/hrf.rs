@@ -161,59 +161,8 @@ impl EventDesign {
         frame_times: &[f64],
         opt: &RegressorOptions,
     ) -> crate::Result<Vec<Self>> {
+        check_events(onsets, durations, frame_times, opt)?;
         use crate::Error::Invalid;
-        if onsets.len() != durations.len() {
-            return Err(Invalid(format!(
-                "every event needs one onset and one duration: {} onsets, {} durations",
-                onsets.len(),
-                durations.len()
-            )));
-        }
-        if let Some(i) = onsets
-            .iter()
-            .zip(durations)
-            .position(|(o, d)| !(o.is_finite() && d.is_finite()))
-        {
-            return Err(Invalid(format!(
-                "event {} has onset {} s and duration {} s; both must be finite",
-                i + 1,
-                onsets[i],
-                durations[i]
-            )));
-        }
-        if frame_times.len() < 2 {
-            return Err(Invalid(format!(
-                "regressors are sampled at two or more frame times (scans), got {}",
-                frame_times.len()
-            )));
-        }
-        if let Some(i) = frame_times.iter().position(|t| !t.is_finite()) {
-            return Err(Invalid(format!(
-                "frame time {} is {}; frame times must be finite",
-                i + 1,
-                frame_times[i]
-            )));
-        }
-        if let Some(i) = frame_times.windows(2).position(|w| w[1] <= w[0]) {
-            return Err(Invalid(format!(
-                "frame times must increase strictly: frame {} at {} s is not after frame {} at {} s",
-                i + 2,
-                frame_times[i + 1],
-                i + 1,
-                frame_times[i]
-            )));
-        }
-        if opt.oversampling == 0 {
-            return Err(Invalid(
-                "the oversampling of the scan clock must be at least 1".into(),
-            ));
-        }
-        if !opt.min_onset.is_finite() {
-            return Err(Invalid(format!(
-                "the earliest event time relative to the first scan (min_onset) must be finite, got {}",
-                opt.min_onset
-            )));
-        }
         let n = frame_times.len();
         let tr = frame_times
             .windows(2)
@@ -334,6 +283,71 @@ fn prefix_sums(x: &[f64]) -> Vec<f64> {
         s.push(s.last().copied().unwrap_or(0.0) + v);
     }
     s
+}
+
+/// The events and the scan clock that [`EventDesign::new`] can sample: one finite duration
+/// per finite onset, two or more strictly increasing finite frame times, oversampling ≥ 1
+/// and a finite `min_onset`.
+fn check_events(
+    onsets: &[f64],
+    durations: &[f64],
+    frame_times: &[f64],
+    opt: &RegressorOptions,
+) -> crate::Result<()> {
+    use crate::Error::Invalid;
+    if onsets.len() != durations.len() {
+        return Err(Invalid(format!(
+            "every event needs one onset and one duration: {} onsets, {} durations",
+            onsets.len(),
+            durations.len()
+        )));
+    }
+    if let Some(i) = onsets
+        .iter()
+        .zip(durations)
+        .position(|(o, d)| !(o.is_finite() && d.is_finite()))
+    {
+        return Err(Invalid(format!(
+            "event {} has onset {} s and duration {} s; both must be finite",
+            i + 1,
+            onsets[i],
+            durations[i]
+        )));
+    }
+    if frame_times.len() < 2 {
+        return Err(Invalid(format!(
+            "regressors are sampled at two or more frame times (scans), got {}",
+            frame_times.len()
+        )));
+    }
+    if let Some(i) = frame_times.iter().position(|t| !t.is_finite()) {
+        return Err(Invalid(format!(
+            "frame time {} is {}; frame times must be finite",
+            i + 1,
+            frame_times[i]
+        )));
+    }
+    if let Some(i) = frame_times.windows(2).position(|w| w[1] <= w[0]) {
+        return Err(Invalid(format!(
+            "frame times must increase strictly: frame {} at {} s is not after frame {} at {} s",
+            i + 2,
+            frame_times[i + 1],
+            i + 1,
+            frame_times[i]
+        )));
+    }
+    if opt.oversampling == 0 {
+        return Err(Invalid(
+            "the oversampling of the scan clock must be at least 1".into(),
+        ));
+    }
+    if !opt.min_onset.is_finite() {
+        return Err(Invalid(format!(
+            "the earliest event time relative to the first scan (min_onset) must be finite, got {}",
+            opt.min_onset
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -94,6 +94,7 @@ pub fn lasso_gram(
 
 /// LARS-lasso for one signal from G = DᵀD and c = Dᵀx (see the module docs). Returns the
 /// codes at `lambda`.
+/// (Longer than ~80 lines on purpose: The LARS-lasso homotopy (Efron et al. 2004) is one loop; kept whole so it reads against the paper.)
 pub fn lasso_lars(
     gram: ArrayView2<f64>,
     c: ArrayView1<f64>,

@@ -3,6 +3,10 @@
 //! block down(SiLU(gate(x)) ⊙ up(x)), whose input is ffn.inner and output ffn.out.
 //! The same blocks are built from a Hugging Face folder (this file) or a GGUF file
 //! ([`super::gguf`]) through a [`WeightSource`].
+//!
+//! Longer than the project's ~500 lines on purpose: one file per model family (as in
+//! candle-transformers), its config.json rules (rotary settings with transformers'
+//! precedence) beside the layers that use them.
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,7 @@
 //! freedom) and, with two or more runs, leave-one-run-out ridge. A change to one run
 //! refits only the blocks of its subject.
 
+use super::BlockError;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ pub struct BlockFit {
     pub sigma2: Floats,
     /// Ridge: chosen α, held-out r and R² per voxel.
     pub ridge: Option<(Floats, Floats, Floats)>,
-    pub error: Option<String>,
+    pub error: Option<BlockError>,
 }
 
 /// The fit of one block from its runs' statistics, summed in the given order.
@@ -64,7 +65,7 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     let fit = match ols_absorbed(&total.select(&voxels), absorbed) {
         Ok(f) => f,
         Err(e) => {
-            out.error = Some(e.to_string());
+            out.error = Some(BlockError(e.to_string()));
             return out;
         }
     };
@@ -78,7 +79,7 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
                     Floats(r.cv_r2.to_vec()),
                 ))
             }
-            Err(e) => out.error = Some(e.to_string()),
+            Err(e) => out.error = Some(BlockError(e.to_string())),
         }
     }
     let all: Vec<usize> = (0..voxels.len()).collect();

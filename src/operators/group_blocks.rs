@@ -3,6 +3,7 @@
 //! alternately to halves A and B) for the split-half reproducibility. The sums are exact
 //! integers ([`GroupSums`]), so the result depends only on the set of subjects.
 
+use super::BlockError;
 use differential_dataflow::VecCollection;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -50,17 +51,17 @@ pub struct GroupBlock {
 }
 
 /// The tests of one block from its subjects' β, in label order; an error names the subject.
-pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, String> {
+pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, BlockError> {
     let atoms = betas[0].1 as usize;
     let voxels = betas[0].2 .0.len() / atoms.max(1);
     let mut sums = [(); 3].map(|_| GroupSums::new(atoms, voxels));
     for (i, (subject, _, beta)) in betas.iter().enumerate() {
         let view = ArrayView2::from_shape((atoms, voxels), &beta.0)
-            .map_err(|e| format!("sub-{subject}: β block of the wrong size: {e}"))?;
+            .map_err(|e| BlockError(format!("sub-{subject}: β block of the wrong size: {e}")))?;
         for s in [0, 1 + i % 2] {
             sums[s]
                 .add(view)
-                .map_err(|e| format!("sub-{subject}: {e}"))?;
+                .map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
         }
     }
     let [all, a, b] = sums.map(|s| BlockTest::of(s.test()));
@@ -78,11 +79,11 @@ pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, String> {
 pub trait GroupBlocks<'s> {
     /// Keeps, for every block, the [`GroupBlock`] of the subjects present (or the error of
     /// the first subject whose β cannot be added).
-    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, String>)>;
+    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)>;
 }
 
 impl<'s> GroupBlocks<'s> for VecCollection<'s, u64, (u32, SubjectBeta)> {
-    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, String>)> {
+    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)> {
         self.reduce_named("GroupBlocks", |_block, subjects, out| {
             let present: Vec<&SubjectBeta> = subjects
                 .iter()

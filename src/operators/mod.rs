@@ -34,6 +34,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernels::ridge_stats::RunStats;
 
+/// Why a block could not be fitted or tested. Records of a collection must be ordered and
+/// serialisable, so the error travels as its message, typed so that it is not mistaken for
+/// data.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, thiserror::Error,
+)]
+#[error("{0}")]
+pub struct BlockError(pub String);
+
 /// Voxels per block: the unit of exchange between workers and of refitting.
 pub const BLOCK_VOXELS: usize = 4096;
 

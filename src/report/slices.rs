@@ -128,6 +128,7 @@ fn colour(v: f32, vmax: f32) -> [u8; 3] {
 }
 
 /// The three slices as one PNG.
+/// (Longer than ~80 lines on purpose: The three slices are drawn into one image and share its scale and colour map.)
 pub fn orthogonal_png(grid: &Grid, p: &Picture) -> Result<Vec<u8>> {
     let [nx, ny, nz] = grid.shape;
     let s = scale(grid);

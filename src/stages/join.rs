@@ -9,7 +9,7 @@ use ndarray::{concatenate, Array1, Array2, Axis};
 use crate::error::{bail, err, Result};
 use crate::kernels::glm::OlsFit;
 use crate::kernels::group::GroupTest;
-use crate::operators::{BlockFit, BlockKey, BlockTest, GroupBlock, BLOCK_VOXELS};
+use crate::operators::{BlockError, BlockFit, BlockKey, BlockTest, GroupBlock, BLOCK_VOXELS};
 use crate::stages::encode::RidgeScores;
 
 /// A subject's fit over the whole mask, joined from its blocks.
@@ -95,7 +95,7 @@ pub fn join_subjects(
 
 /// The group tests over the whole mask, joined from the blocks: (subjects, all, halves).
 pub fn join_group(
-    blocks: &[(u32, Result<GroupBlock, String>)],
+    blocks: &[(u32, Result<GroupBlock, BlockError>)],
     voxels: usize,
 ) -> Result<(usize, GroupTest, [GroupTest; 2])> {
     let mut parts: Vec<(u32, &GroupBlock)> = Vec::new();

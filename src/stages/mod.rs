@@ -20,3 +20,4 @@ pub mod population;
 pub mod recovery;
 pub mod responses;
 pub mod simulate;
+pub mod voxel_model;

@@ -33,7 +33,7 @@ use crate::io::atomic::write_file_atomically;
 use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::read_responses;
-use crate::operators::GroupBlock;
+use crate::operators::{BlockError, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
 
@@ -295,7 +295,7 @@ impl Store {
     /// Writes the group maps from the dataflow's group tests, then the map, when stale.
     pub fn refresh_results(
         &mut self,
-        group: &[(u32, Result<GroupBlock, String>)],
+        group: &[(u32, Result<GroupBlock, BlockError>)],
     ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         if self.manifest.results_epoch == self.manifest.epoch {
