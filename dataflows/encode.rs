@@ -59,7 +59,7 @@ impl Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (files, lines) = encode::run(
+    let (files, lines) = cortexflow::engine::encode::run(
         &a.regressors,
         &a.bold,
         &a.mask,

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use cortexflow::stages::group;
 use cortexflow::store::recipe::GroupSection;
 
 fn defaults() -> GroupSection {
@@ -46,7 +45,7 @@ impl Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let opt = a.section()?.options();
-    let summary = group::run(&a.encode, &a.mask, &opt, &a.out)?;
+    let summary = cortexflow::engine::group::run(&a.encode, &a.mask, &opt, &a.out)?;
     summary.lines().iter().for_each(|l| println!("{l}"));
     summary.files.iter().for_each(|f| println!("wrote {}", f.display()));
     Ok(())

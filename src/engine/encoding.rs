@@ -6,7 +6,7 @@
 //! workers of all processes by position, and the fits are gathered at worker 0 of
 //! process 0, the one writer. `watch` keeps it alive and feeds one epoch per change.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use differential_dataflow::input::{Input, InputSession};
 use indicatif::ProgressBar;
@@ -29,23 +29,40 @@ use crate::stages::encode;
 use crate::store::stats::{decode_stats, encode_stats};
 use crate::store::{Layout, Recipe};
 
-/// One piece of input work: reduce a new run, or load a stored run's statistics.
+/// One piece of input work: reduce a new run into the store, reduce a run given with its
+/// own atoms and confounds (the `encode` command: nothing is stored), or load a stored
+/// run's statistics.
 #[derive(Debug, Clone)]
 pub enum Job {
     Reduce { run: Run, story: String },
+    Given(GivenRun),
     Load { key: String, subject: String },
+}
+
+/// A BOLD run with its atoms table, optional confounds TSV and analysis mask.
+#[derive(Debug, Clone)]
+pub struct GivenRun {
+    /// Orders the subject's runs (their statistics are summed in key order).
+    pub key: String,
+    pub subject: String,
+    pub bold: PathBuf,
+    pub atoms: PathBuf,
+    pub confounds: Option<PathBuf>,
+    pub mask: PathBuf,
 }
 
 impl Job {
     fn key(&self) -> String {
         match self {
             Job::Reduce { run, .. } => run.key(),
+            Job::Given(g) => g.key.clone(),
             Job::Load { key, .. } => key.clone(),
         }
     }
     fn subject(&self) -> &str {
         match self {
             Job::Reduce { run, .. } => &run.subject,
+            Job::Given(g) => &g.subject,
             Job::Load { subject, .. } => subject,
         }
     }
@@ -59,7 +76,7 @@ pub struct Plan {
     pub mask: Option<Mask>,
     pub jobs: Vec<Job>,
     /// Subjects with runs that are not refitted: their β maps feed the group test.
-    pub stored: Vec<String>,
+    pub stored: Vec<(String, PathBuf)>,
     pub bar: ProgressBar,
 }
 
@@ -71,47 +88,63 @@ pub fn fit_settings(recipe: &Recipe) -> FitSettings {
     }
 }
 
-/// One run against its story's atoms, with its own cosine drift and intercept projected
-/// out: the statistics of the atoms (Frisch–Waugh–Lovell), written to the store. Returns
-/// the statistics, the number of absorbed nuisance columns and the valid voxels.
-pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
-    let paths = Layout::new(&plan.dir);
-    let (_, atoms) = read_atoms(&paths.atoms(story))?;
-    let header = nifti::read_header(&run.bold)?;
+/// One run against its atoms, with its own confounds, cosine drift and intercept projected
+/// out: the statistics of the atoms (Frisch–Waugh–Lovell), the number of absorbed
+/// nuisance columns and the valid voxels.
+fn reduce_against(
+    plan: &Plan,
+    bold: &Path,
+    mask_path: &Path,
+    atoms: Array2<f64>,
+    confounds: Option<&Path>,
+) -> Result<(RunStats, usize, Vec<bool>)> {
+    let header = nifti::read_header(bold)?;
     let tr = header
         .tr
-        .with_context(|| format!("{}: no repetition time in the header", run.bold.display()))?;
+        .with_context(|| format!("{}: no repetition time in the header", bold.display()))?;
     let k = atoms.ncols();
+    let confounds = match confounds {
+        Some(c) => encode::read_confounds(c, atoms.nrows())?,
+        None => Array2::zeros((header.n_vols, 0)),
+    };
     let inputs = [RunInputs {
         regressors: atoms,
-        confounds: Array2::zeros((header.n_vols, 0)),
+        confounds,
         tr,
     }];
     let hp = plan.recipe.encoding.high_pass;
-    let (designs, _) =
-        design::build(&inputs, (hp > 0.0).then_some(hp))?;
+    let (designs, _) = design::build(&inputs, (hp > 0.0).then_some(hp))?;
     let dm = &designs[0];
-    let r = encode::reduce_run(
-        &run.bold,
-        &paths.mask(),
-        plan.mask.as_ref().expect("read for jobs"),
-        dm,
-        k,
-        plan.recipe.encoding.zscore_bold,
-        true,
-    )?;
+    let mask = plan.mask.as_ref().expect("read for jobs");
+    let zscore = plan.recipe.encoding.zscore_bold;
+    let r = encode::reduce_run(bold, mask_path, mask, dm, k, zscore, true)?;
     let stats = r.residual.expect("asked for");
-    let absorbed = dm.ncols() - k;
+    Ok((stats, dm.ncols() - k, r.valid))
+}
+
+/// A new run against its story's atoms in the store; its statistics are written there.
+pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
+    let paths = Layout::new(&plan.dir);
+    let (_, atoms) = read_atoms(&paths.atoms(story))?;
+    let (stats, absorbed, valid) = reduce_against(plan, &run.bold, &paths.mask(), atoms, None)?;
     let mut bytes = Vec::new();
-    encode_stats(&stats, absorbed, &r.valid, &mut bytes);
+    encode_stats(&stats, absorbed, &valid, &mut bytes);
     write_file_atomically(&paths.stats(&run.key()), |w| w.write_all(&bytes))?;
-    Ok((stats, absorbed, r.valid))
+    Ok((stats, absorbed, valid))
+}
+
+/// A run given with its atoms (and confounds): reduced, not stored.
+fn reduce_given(plan: &Plan, g: &GivenRun) -> Result<(RunStats, usize, Vec<bool>)> {
+    let (story, atoms) = read_atoms(&g.atoms)?;
+    reduce_against(plan, &g.bold, &g.mask, atoms, g.confounds.as_deref())
+        .with_context(|| format!("story '{story}'"))
 }
 
 pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
     let mask = plan.mask.as_ref().expect("read for jobs");
     let (stats, absorbed, valid) = match job {
         Job::Reduce { run, story } => reduce(plan, run, story)?,
+        Job::Given(g) => reduce_given(plan, g)?,
         Job::Load { key, .. } => decode_stats(&Layout::new(&plan.dir).stats(key))?,
     };
     if valid.len() != mask.len() {
@@ -175,8 +208,8 @@ impl Engine {
             }
             plan.bar.inc(1);
         }
-        for subject in plan.stored.iter().skip(index).step_by(peers) {
-            for record in stored_beta(plan, subject)? {
+        for (subject, beta) in plan.stored.iter().skip(index).step_by(peers) {
+            for record in stored_beta(plan, subject, beta)? {
                 self.betas.insert(record);
             }
         }
@@ -222,10 +255,12 @@ impl Engine {
 }
 
 /// A stored subject's β map cut into blocks, as the group operator takes it.
-fn stored_beta(plan: &Plan, subject: &str) -> Result<Vec<(u32, SubjectBeta)>> {
+fn stored_beta(plan: &Plan, subject: &str, path: &Path) -> Result<Vec<(u32, SubjectBeta)>> {
     let mask = plan.mask.as_ref().expect("read for stored subjects");
-    let path = Layout::new(&plan.dir).subject_map(subject, "beta");
-    let beta = mask.rows(&nifti::read_image(&path)?);
+    let img = nifti::read_image(path)?;
+    mask.grid
+        .ensure_same(Path::new("the mask"), &img.header.grid, path)?;
+    let beta = mask.rows(&img);
     let (k, v) = beta.dim();
     Ok((0..v.div_ceil(BLOCK_VOXELS))
         .map(|b| {

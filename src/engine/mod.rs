@@ -2,6 +2,8 @@
 //!
 //! - [`cluster`]: workers and processes (timely's cluster mode);
 //! - [`encoding`]: the encoding dataflow (runs → per-block fits → group tests);
+//! - [`encode`]: the `encode` command's fits through the same dataflow;
+//! - [`group`]: the `group` command's maps through the same group operator;
 //! - [`stories`]: new stories through the recipe's model, dealt over every worker;
 //! - [`update`]: one store command as one dataflow: plan, feed, gather, finish;
 //! - [`watch`]: a long-lived dataflow that follows a folder;
@@ -9,7 +11,9 @@
 
 pub mod cluster;
 pub mod demo;
+pub mod encode;
 pub mod encoding;
+pub mod group;
 pub mod stories;
 pub mod update;
 pub mod watch;

@@ -40,10 +40,14 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
     let store = Store::open_reader(dir)?;
     let (new, lines) = store.new_runs(bold)?;
     let (jobs, refit) = jobs(&store, &new);
-    let stored: Vec<String> = store
+    let stored: Vec<(String, PathBuf)> = store
         .subjects()
         .into_iter()
         .filter(|s| !refit.contains(s))
+        .map(|s| {
+            let beta = store.paths().subject_map(&s, "beta");
+            (s, beta)
+        })
         .collect();
     let mask_path = store.paths().mask();
     let mask = if mask_path.is_file() {

@@ -1,8 +1,9 @@
-//! `cortexflow encode`: the atoms as fixed regressors of voxel-wise models of every
-//! subject's BOLD. OLS (β, t, z per atom) on the full design — atoms, confounds, and per run
-//! a cosine drift basis and an intercept — and ridge with a per-voxel α chosen by
-//! leave-one-run-out cross-validation, on the atoms after the nuisance columns are
-//! projected out of atoms and BOLD run by run. Everything is computed from run statistics.
+//! The encoding stage's parts: the atoms as fixed regressors of voxel-wise models of each
+//! subject's BOLD. A run is reduced to statistics against its design (atoms, confounds,
+//! its cosine drift and intercept) with the nuisance columns projected out of atoms and
+//! BOLD (Frisch–Waugh–Lovell); the fits (OLS β, t, z per atom; ridge with a per-voxel α
+//! chosen by leave-one-run-out cross-validation) run in the encoding dataflow
+//! (`engine::encoding`), and the maps and voxel_fits table are written here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,15 +11,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{err, bail, Context, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
-use crate::kernels::cv::{ridge_cv, RidgeCvFit};
-use crate::kernels::design::{self, project_out, RunInputs};
-use crate::kernels::glm::{ols, OlsFit};
+use crate::kernels::cv::RidgeCvFit;
+use crate::kernels::design::project_out;
+use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
 use crate::kernels::tdist::signed_z;
 use ndarray::{s, Array1, Array2, Axis};
 
 
-use crate::progress;
 
 /// Settings of `encode`.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +30,13 @@ pub struct EncodeOptions {
 }
 
 /// A BOLD run and its optional confounds file.
-type RunFiles = (PathBuf, Option<PathBuf>);
+pub type RunFiles = (PathBuf, Option<PathBuf>);
 
 /// One subject's fitted voxels: (subject, mask indices, alpha, cv_r, cv_r2).
-type FittedVoxels = (String, Vec<usize>, Array1<f64>, Array1<f64>, Array1<f64>);
+pub type FittedVoxels = (String, Vec<usize>, Array1<f64>, Array1<f64>, Array1<f64>);
 
 /// Runs of each subject: BOLD files (with their confounds) by subject label, in run order.
-fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<String, Vec<RunFiles>>> {
+pub fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<String, Vec<RunFiles>>> {
     if !confounds.is_empty() && confounds.len() != bold.len() {
         bail!("--confounds gives {} files for {} BOLD runs: give one per run, in the same order, or none", confounds.len(), bold.len());
     }
@@ -61,7 +61,7 @@ fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<String, 
 }
 
 /// Numeric columns of a confounds TSV (header row; `n/a` read as 0, as fMRIPrep writes it).
-fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
+pub fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(b'\t')
         .from_path(path)
@@ -242,7 +242,7 @@ pub fn write_subject_maps(
 }
 
 /// The atoms files, which must all have the same number of atoms.
-fn read_regressors(regressors: &[PathBuf]) -> Result<Vec<(String, Array2<f64>)>> {
+pub fn read_regressors(regressors: &[PathBuf]) -> Result<Vec<(String, Array2<f64>)>> {
     let atoms: Vec<(String, Array2<f64>)> = regressors
         .iter()
         .map(|p| read_atoms(p).map_err(Into::into))
@@ -261,88 +261,8 @@ fn read_regressors(regressors: &[PathBuf]) -> Result<Vec<(String, Array2<f64>)>>
     Ok(atoms)
 }
 
-/// A subject's design inputs (headers and confounds only, so each run's BOLD can later be
-/// reduced to statistics and dropped: memory holds one run's masked data at a time).
-fn design_inputs(runs: &[RunFiles], atoms: &[(String, Array2<f64>)]) -> Result<Vec<RunInputs>> {
-    let first = nifti::read_header(&runs[0].0)?;
-    let mut inputs = Vec::new();
-    for ((path, conf), (_, d)) in runs.iter().zip(atoms) {
-        let h = nifti::read_header(path)?;
-        first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
-        let tr = h
-            .tr
-            .with_context(|| format!("{}: no repetition time in the header", path.display()))?;
-        let confounds = match conf {
-            Some(c) => read_confounds(c, d.nrows())?,
-            None => Array2::zeros((d.nrows(), 0)),
-        };
-        inputs.push(RunInputs {
-            regressors: d.clone(),
-            confounds,
-            tr,
-        });
-    }
-    Ok(inputs)
-}
-
-/// One subject: every run reduced against its design, OLS on the summed statistics and
-/// leave-one-run-out ridge, maps written under OUT/sub-<S>; returns its voxels' scores and
-/// its summary line.
-fn fit_subject(
-    subject: &str,
-    runs: &[RunFiles],
-    atoms: &[(String, Array2<f64>)],
-    mask: (&Path, &Mask),
-    opt: &EncodeOptions,
-    out: &Path,
-    bar: &indicatif::ProgressBar,
-) -> Result<(FittedVoxels, Vec<PathBuf>, String)> {
-    let (mask_path, mask) = mask;
-    let k = atoms[0].1.ncols();
-    let (designs, _names) = design::build(&design_inputs(runs, atoms)?, opt.high_pass)?;
-    let mut valid_all = vec![true; mask.len()];
-    let mut stats: Option<RunStats> = None;
-    let mut ridge_runs = Vec::new();
-    for (((path, _), (story, _)), dm) in runs.iter().zip(atoms).zip(&designs) {
-        let r = reduce_run(path, mask_path, mask, dm, k, opt.zscore, opt.cv)
-            .with_context(|| format!("story '{story}'"))?;
-        valid_all
-            .iter_mut()
-            .zip(&r.valid)
-            .for_each(|(a, &b)| *a &= b);
-        match stats.as_mut() {
-            None => stats = Some(r.full),
-            Some(s) => s.add(&r.full),
-        }
-        ridge_runs.extend(r.residual);
-        bar.inc(1);
-    }
-    let valid: Vec<usize> = (0..mask.len()).filter(|&v| valid_all[v]).collect();
-    let excluded = mask.len() - valid.len();
-    let Some(stats) = stats else {
-        bail!("sub-{subject}: no runs");
-    };
-    let stats = stats.select(&valid);
-    let fit = ols(&stats).map_err(|e| err!("sub-{subject}: {e}"))?;
-    let ridge = if opt.cv {
-        let runs: Vec<RunStats> = ridge_runs.iter().map(|r| r.select(&valid)).collect();
-        Some(ridge_cv(&runs, &opt.alphas)?.into())
-    } else {
-        None
-    };
-    let maps = write_subject_maps(&out.join(format!("sub-{subject}")), mask, &valid, &fit, k, ridge)?;
-    let line = format!(
-        "sub-{subject}: {} runs, {} voxels ({excluded} constant or non-finite excluded), median cv_r {:.3}",
-        runs.len(),
-        valid.len(),
-        maps.median_r
-    );
-    let scores = (subject.to_string(), valid, maps.alpha, maps.cv_r, maps.cv_r2);
-    Ok((scores, maps.files, line))
-}
-
 /// voxel_fits: one row per subject and fitted voxel.
-fn write_voxel_fits(path: &Path, mask: &Mask, fits: &[FittedVoxels]) -> Result<()> {
+pub fn write_voxel_fits(path: &Path, mask: &Mask, fits: &[FittedVoxels]) -> Result<()> {
     let ijk: Vec<[usize; 3]> = mask.ijk().collect();
     let rows = fits.iter().flat_map(|(s, valid, alpha, cv_r, cv_r2)| {
         valid
@@ -367,39 +287,4 @@ fn write_voxel_fits(path: &Path, mask: &Mask, fits: &[FittedVoxels]) -> Result<(
         ],
     )?;
     Ok(())
-}
-
-/// Fits every subject of `bold` (the i-th run of a subject against the i-th regressors
-/// file) and writes its maps and OUT/voxel_fits.parquet.
-pub fn run(
-    regressors: &[PathBuf],
-    bold: &[PathBuf],
-    mask_path: &Path,
-    confounds: &[PathBuf],
-    opt: &EncodeOptions,
-    out: &Path,
-) -> Result<(Vec<PathBuf>, Vec<String>)> {
-    let atoms = read_regressors(regressors)?;
-    let mask = nifti::read_mask(mask_path)?;
-    let groups = subjects(bold, confounds)?;
-    let bar = progress::bar(bold.len() as u64, "encoding runs");
-    let (mut files, mut lines, mut fits) = (Vec::new(), Vec::new(), Vec::new());
-    for (subject, runs) in &groups {
-        if runs.len() != atoms.len() {
-            bail!("sub-{subject}: {} BOLD runs for {} regressor files (the i-th run uses the i-th regressors)", runs.len(), atoms.len());
-        }
-        if opt.cv && runs.len() < 2 {
-            bail!("sub-{subject}: leave-one-run-out cross-validation needs at least 2 runs, there is 1; give --no-cv for OLS only");
-        }
-        let (scores, maps, line) =
-            fit_subject(subject, runs, &atoms, (mask_path, &mask), opt, out, &bar)?;
-        files.extend(maps);
-        lines.push(line);
-        fits.push(scores);
-    }
-    bar.finish_and_clear();
-    let path = out.join("voxel_fits.parquet");
-    write_voxel_fits(&path, &mask, &fits)?;
-    files.push(path);
-    Ok((files, lines))
 }

@@ -4,14 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{bail, err, Context, Result};
+use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Mask};
-use crate::kernels::group::{significant, GroupSums, GroupTest, Threshold};
+use crate::kernels::group::{significant, GroupTest, Threshold};
 use crate::kernels::overlap::OverlapSums;
 use ndarray::{Array2, Axis};
 
 
-use crate::progress;
 
 /// Settings of `group`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,31 +41,6 @@ pub fn subject_maps(encode_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// The group test over `maps`, each read onto `mask` (volumes = atoms).
-fn test_of(maps: &[&(String, PathBuf)], mask: &Mask, atoms: usize) -> Result<GroupTest> {
-    let mut sums = GroupSums::new(atoms, mask.len());
-    for (label, path) in maps {
-        sums.add(read_beta(path, mask, atoms)?.view())
-            .map_err(|e| err!("sub-{label}: {}: {e}", path.display()))?;
-    }
-    Ok(sums.test())
-}
-
-/// One subject's β (atoms × masked voxels), checked against the mask's grid.
-fn read_beta(path: &Path, mask: &Mask, atoms: usize) -> Result<Array2<f64>> {
-    let img = nifti::read_image(path)?;
-    mask.grid
-        .ensure_same(Path::new("the mask"), &img.header.grid, path)?;
-    if img.data.dim().3 != atoms {
-        bail!(
-            "{}: {} volumes, the first subject has {atoms} atoms",
-            path.display(),
-            img.data.dim().3
-        );
-    }
-    Ok(mask.rows(&img))
-}
-
 /// Thresholded maps of every atom (atoms × voxels).
 fn thresholded(test: &GroupTest, opt: &GroupOptions, ijk: &[[usize; 3]]) -> Array2<bool> {
     let rows: Vec<Vec<bool>> = test
@@ -84,44 +58,6 @@ fn thresholded(test: &GroupTest, opt: &GroupOptions, ijk: &[[usize; 3]]) -> Arra
         })
         .collect();
     Array2::from_shape_fn(test.z.dim(), |(a, v)| rows[a][v])
-}
-
-pub fn run(
-    encode_dir: &Path,
-    mask_path: &Path,
-    opt: &GroupOptions,
-    out: &Path,
-) -> Result<GroupSummary> {
-    let maps = subject_maps(encode_dir)?;
-    if maps.len() < 2 {
-        bail!(
-            "{}: a group test needs at least 2 subjects, found {}",
-            encode_dir.display(),
-            maps.len()
-        );
-    }
-    let mask = nifti::read_mask(mask_path)?;
-    if mask.is_empty() {
-        bail!("{}: the mask has no voxels", mask_path.display());
-    }
-    let atoms = nifti::read_header(&maps[0].1)?.n_vols;
-    let bar = progress::bar(3, "group maps");
-    let all: Vec<&(String, PathBuf)> = maps.iter().collect();
-    let test = test_of(&all, &mask, atoms)?;
-    bar.inc(1);
-    // Halves: subjects in label order, alternately to A and B.
-    let halves: [Vec<&(String, PathBuf)>; 2] =
-        [0, 1].map(|h| maps.iter().skip(h).step_by(2).collect());
-    let halves = if halves.iter().all(|h| h.len() >= 2) {
-        let a = test_of(&halves[0], &mask, atoms)?;
-        bar.inc(1);
-        Some([a, test_of(&halves[1], &mask, atoms)?])
-    } else {
-        None
-    };
-    bar.finish_and_clear();
-    let labels: Vec<String> = maps.iter().map(|(l, _)| l.clone()).collect();
-    write_results(&mask, mask_path, &labels, &test, halves.as_ref(), opt, out)
 }
 
 /// What the group stage wrote and found.

@@ -1,0 +1,125 @@
+//! `cortexflow encode` through the engine: each run, with the atoms file and confounds it
+//! is given, is reduced to statistics and fitted by the encoding dataflow's `fit_blocks`,
+//! exactly as a store's runs are; the subjects' maps and voxel_fits are then written by
+//! the encode stage. One fitting path: the command and the store cannot drift apart.
+//!
+//! Each run's confounds, drift and intercept are projected out of that run alone (its
+//! confounds get their own coefficients in each run, as in nilearn's per-run first-level
+//! models).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::cluster::Cluster;
+use crate::engine::encoding::{fit_settings, Engine, GivenRun, Job, Plan};
+use crate::error::{bail, err, Result};
+use crate::io::nifti;
+use crate::progress;
+use crate::stages::encode::{self, EncodeOptions, FittedVoxels, RunFiles};
+use crate::stages::join;
+use crate::store::recipe::EncodingSection;
+use crate::store::Recipe;
+
+/// Fits every subject of `bold` (the i-th run of a subject against the i-th regressors
+/// file, with the i-th confounds file if given) and writes OUT/sub-<S>/{beta,t,z,cv_r,
+/// cv_r2,alpha}.nii.gz and OUT/voxel_fits.parquet. Returns the files and one line per
+/// subject.
+pub fn run(
+    regressors: &[PathBuf],
+    bold: &[PathBuf],
+    mask_path: &Path,
+    confounds: &[PathBuf],
+    opt: &EncodeOptions,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let atoms = encode::read_regressors(regressors)?;
+    let k = atoms[0].1.ncols();
+    let mask = nifti::read_mask(mask_path)?;
+    let groups = encode::subjects(bold, confounds)?;
+    let mut jobs = Vec::new();
+    for (subject, runs) in &groups {
+        check_subject(subject, runs, atoms.len(), opt.cv)?;
+        jobs.extend(runs.iter().zip(regressors).enumerate().map(|(i, ((b, c), a))| {
+            Job::Given(GivenRun {
+                key: format!("{i:06}"),
+                subject: subject.clone(),
+                bold: b.clone(),
+                atoms: a.clone(),
+                confounds: c.clone(),
+                mask: mask_path.to_path_buf(),
+            })
+        }));
+    }
+    let recipe = Recipe {
+        encoding: EncodingSection {
+            alphas: opt.alphas.clone(),
+            high_pass: opt.high_pass.unwrap_or(0.0),
+            zscore_bold: opt.zscore,
+            cv: opt.cv,
+        },
+        ..Recipe::default()
+    };
+    let bar = progress::bar(0, "encoding runs");
+    let plan = Arc::new(Plan {
+        dir: out.to_path_buf(),
+        recipe,
+        mask: Some(mask.clone()),
+        jobs,
+        stored: Vec::new(),
+        bar: bar.clone(),
+    });
+    let results = Cluster::default().execute(move |worker| -> Result<_> {
+        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
+        let fed = engine.feed(&plan, worker.index(), worker.peers());
+        let (fits, _) = engine.finish(worker);
+        fed?;
+        Ok(fits.take())
+    })?;
+    bar.finish_and_clear();
+    let fits = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| err!("the encoding dataflow returned nothing"))??;
+    let mut subjects = join::join_subjects(&fits, mask.len())?;
+    let (mut files, mut lines, mut scores) = (Vec::new(), Vec::new(), Vec::<FittedVoxels>::new());
+    for (subject, runs) in &groups {
+        let Some(fit) = subjects.remove(subject) else {
+            bail!("sub-{subject}: no fit came back from the dataflow");
+        };
+        if fit.runs != runs.len() {
+            bail!("sub-{subject}: fitted from {} of its {} runs", fit.runs, runs.len());
+        }
+        let dir = out.join(format!("sub-{subject}"));
+        let maps = encode::write_subject_maps(&dir, &mask, &fit.valid, &fit.ols, k, fit.ridge)?;
+        lines.push(format!(
+            "sub-{subject}: {} runs, {} voxels ({} constant or non-finite excluded), median cv_r {:.3}",
+            runs.len(),
+            fit.valid.len(),
+            mask.len() - fit.valid.len(),
+            maps.median_r
+        ));
+        files.extend(maps.files);
+        scores.push((subject.clone(), fit.valid, maps.alpha, maps.cv_r, maps.cv_r2));
+    }
+    let path = out.join("voxel_fits.parquet");
+    encode::write_voxel_fits(&path, &mask, &scores)?;
+    files.push(path);
+    Ok((files, lines))
+}
+
+/// A subject's runs pair one to one with the regressors files, share one grid, and are
+/// two or more when cross-validation is asked for.
+fn check_subject(subject: &str, runs: &[RunFiles], regressors: usize, cv: bool) -> Result<()> {
+    if runs.len() != regressors {
+        bail!("sub-{subject}: {} BOLD runs for {regressors} regressor files (the i-th run uses the i-th regressors)", runs.len());
+    }
+    if cv && runs.len() < 2 {
+        bail!("sub-{subject}: leave-one-run-out cross-validation needs at least 2 runs, there is 1; give --no-cv for OLS only");
+    }
+    let first = nifti::read_header(&runs[0].0)?;
+    for (path, _) in &runs[1..] {
+        let h = nifti::read_header(path)?;
+        first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
+    }
+    Ok(())
+}

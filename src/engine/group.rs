@@ -1,0 +1,79 @@
+//! `cortexflow group` through the engine: the subjects' β maps of an `encode` output enter
+//! the encoding dataflow's group operator exactly as a store's stored subjects do, and the
+//! joined test is thresholded and written by the same stage. One fitting path: the command
+//! and the store cannot drift apart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::cluster::Cluster;
+use crate::engine::encoding::{fit_settings, Engine, Plan};
+use crate::error::{bail, err, Result};
+use crate::io::nifti;
+use crate::stages::group::{self, GroupOptions, GroupSummary};
+use crate::stages::join;
+use crate::store::Recipe;
+
+/// The group maps of the subjects under `encode_dir` (sub-*/beta.nii.gz) on `mask_path`.
+pub fn run(
+    encode_dir: &Path,
+    mask_path: &Path,
+    opt: &GroupOptions,
+    out: &Path,
+) -> Result<GroupSummary> {
+    let maps = group::subject_maps(encode_dir)?;
+    if maps.len() < 2 {
+        bail!(
+            "{}: a group test needs at least 2 subjects, found {}",
+            encode_dir.display(),
+            maps.len()
+        );
+    }
+    let mask = nifti::read_mask(mask_path)?;
+    if mask.is_empty() {
+        bail!("{}: the mask has no voxels", mask_path.display());
+    }
+    same_atoms(&maps)?;
+    let plan = Arc::new(Plan {
+        dir: encode_dir.to_path_buf(),
+        recipe: Recipe::default(),
+        mask: Some(mask.clone()),
+        jobs: Vec::new(),
+        stored: maps.clone(),
+        bar: indicatif::ProgressBar::hidden(),
+    });
+    let results = Cluster::default().execute(move |worker| -> Result<_> {
+        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
+        let fed = engine.feed(&plan, worker.index(), worker.peers());
+        let (_, group) = engine.finish(worker);
+        fed?;
+        Ok(group.take())
+    })?;
+    let blocks = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| err!("the group dataflow returned nothing"))??;
+    let (n, test, halves) = join::join_group(&blocks, mask.len())?;
+    let labels: Vec<String> = maps.iter().map(|(l, _)| l.clone()).collect();
+    if n != labels.len() {
+        bail!("the group test has {n} subjects, the folder {}", labels.len());
+    }
+    // Halves (subjects alternately in label order) need two subjects each.
+    let halves = (n >= 4).then_some(&halves);
+    group::write_results(&mask, mask_path, &labels, &test, halves, opt, out)
+}
+
+/// Every subject's β map has the first one's number of atoms (its volumes).
+fn same_atoms(maps: &[(String, PathBuf)]) -> Result<()> {
+    let atoms = nifti::read_header(&maps[0].1)?.n_vols;
+    for (_, path) in &maps[1..] {
+        let n = nifti::read_header(path)?.n_vols;
+        if n != atoms {
+            bail!(
+                "{}: {n} volumes, the first subject has {atoms} atoms",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
