@@ -225,3 +225,96 @@ fn encode_input_errors() {
         &out,
     ]);
 }
+
+/// A run's columns z-scored (population sd), as `encode` standardises BOLD.
+fn zscored(y: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
+    let mut y = y.clone();
+    for mut c in y.columns_mut() {
+        let m = c.mean().unwrap();
+        let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+        c.mapv_inplace(|x| (x - m) / sd);
+    }
+    y
+}
+
+/// Each run's confounds get their own coefficients: encode's β and t equal those of one
+/// joint OLS whose design holds run r's confounds (and drift, intercept) only in run r's
+/// rows — Frisch–Waugh–Lovell, so a closed form. The same data with the confounds shared
+/// across runs (one coefficient each) gives other β, so the check can tell them apart.
+/// Tolerance: maps are stored as float32 (1e-5 of the largest |β| or |t|).
+#[test]
+fn confounds_are_projected_out_run_by_run() {
+    use cortexflow::io::{nifti, parquet::read_atoms};
+    use cortexflow::kernels::{design::cosine_drift, glm::ols, ridge_stats::RunStats};
+    use ndarray::{s, Array2};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, atoms, bold) = pipeline(dir.path());
+    let mask_path = sim.join("mask.nii.gz");
+    let mask = nifti::read_mask(&mask_path).unwrap();
+    let n = 120;
+    // Two confounds per run: a seeded pseudo-random series and a ramp, different per run.
+    let confound = |r: usize, t: usize| -> [f64; 2] {
+        let h = ((t * 2654435761 + r * 40503) % 1000) as f64 / 1000.0 - 0.5;
+        [h, (t as f64 / n as f64) * (r as f64 + 1.0)]
+    };
+    let mut tsv = Vec::new();
+    for r in 0..2 {
+        let path = dir.path().join(format!("conf{r}.tsv"));
+        let rows: Vec<String> = (0..n)
+            .map(|t| format!("{}\t{}", confound(r, t)[0], confound(r, t)[1]))
+            .collect();
+        std::fs::write(&path, format!("noise\tramp\n{}\n", rows.join("\n"))).unwrap();
+        tsv.push(path.display().to_string());
+    }
+    let out = dir.path().join("o");
+    ok(&[
+        "encode", "--regressors", &atoms.join(","), "--bold", &bold[..2].join(","),
+        "--mask", mask_path.to_str().unwrap(), "--confounds", &tsv.join(","), "--no-cv",
+        "--out", out.to_str().unwrap(),
+    ]);
+    let a: Vec<Array2<f64>> = atoms.iter().map(|p| read_atoms(Path::new(p)).unwrap().1).collect();
+    let k = a[0].ncols();
+    let y: Vec<Array2<f64>> = bold[..2]
+        .iter()
+        .map(|b| {
+            let data = nifti::read_bold(Path::new(b), Some((&mask_path, &mask))).unwrap().data;
+            zscored(&data.mapv(f64::from))
+        })
+        .collect();
+    let drift = cosine_drift(n, 2.0, 0.01);
+    let d = drift.ncols();
+    // [atoms | confounds: per run, or shared | drift and intercept per run]
+    let design = |per_run: bool| -> Array2<f64> {
+        let c = if per_run { 4 } else { 2 };
+        let mut x = Array2::zeros((2 * n, k + c + 2 * d));
+        for r in 0..2 {
+            let rows = r * n..(r + 1) * n;
+            x.slice_mut(s![rows.clone(), ..k]).assign(&a[r]);
+            let c0 = k + if per_run { 2 * r } else { 0 };
+            for t in 0..n {
+                let [h, ramp] = confound(r, t);
+                x[[r * n + t, c0]] = h;
+                x[[r * n + t, c0 + 1]] = ramp;
+            }
+            x.slice_mut(s![rows, k + c + r * d..k + c + (r + 1) * d]).assign(&drift);
+        }
+        x
+    };
+    let y_all = ndarray::concatenate(ndarray::Axis(0), &[y[0].view(), y[1].view()]).unwrap();
+    let fit = |per_run| ols(&RunStats::from_block(design(per_run).view(), y_all.view())).unwrap();
+    let (joint, shared) = (fit(true), fit(false));
+    let map = |name: &str| mask.rows(&nifti::read_image(&out.join(format!("sub-01/{name}.nii.gz"))).unwrap());
+    let worst = |want: &Array2<f64>, got: &Array2<f64>| -> f64 {
+        assert_eq!(want.dim(), got.dim());
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        want.iter().zip(got).fold(0.0f64, |m, (w, g)| m.max((w - g).abs())) / scale
+    };
+    let (beta, t) = (map("beta"), map("t"));
+    let want_beta = joint.beta.slice(s![..k, ..]).to_owned();
+    assert!(worst(&want_beta, &beta) < 1e-5, "β: {:.2e}", worst(&want_beta, &beta));
+    let want_t = joint.t.slice(s![..k, ..]).to_owned();
+    assert!(worst(&want_t, &t) < 1e-5, "t: {:.2e}", worst(&want_t, &t));
+    let other = shared.beta.slice(s![..k, ..]).to_owned();
+    assert!(worst(&other, &beta) > 1e-3, "shared confounds are indistinguishable");
+}
