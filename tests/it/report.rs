@@ -6,6 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cortexflow::engine::cluster::Cluster;
+use cortexflow::engine::update;
+use cortexflow::report;
+use cortexflow::stages::simulate::{self, SimulateOptions};
+use cortexflow::store::Recipe;
+
 use super::common::ok;
 
 /// Chromium, or None (a note) when it is not installed; `.ci/run` installs it and sets
@@ -179,69 +185,44 @@ fn the_demo_recovers_the_planted_networks_and_its_report_renders() {
     renders(&html, figures(&text));
 }
 
-fn small_store(dir: &Path, subjects: &str, null: bool) -> PathBuf {
-    let sim = dir.join("sim");
-    let mut args = vec![
-        "simulate",
-        "--out",
-        sim.to_str().unwrap(),
-        "--subjects",
+/// A small store made in this process through the library: simulate (2 runs × 100 scans),
+/// then `run` with an 8-atom recipe.
+fn small_store(dir: &Path, subjects: usize, null: bool) -> PathBuf {
+    let sim = SimulateOptions {
+        out: dir.join("sim"),
         subjects,
-        "--runs",
-        "2",
-        "--scans",
-        "100",
-        "--seed",
-        "2",
-    ];
-    if null {
-        args.push("--null");
-    }
-    ok(&args);
-    let recipe = dir.join("r.toml");
-    std::fs::write(&recipe, "[basis]\natoms = 8\n").unwrap();
+        scans: Some(100),
+        seed: 2,
+        null,
+        ..SimulateOptions::default()
+    };
+    simulate::run(&sim).unwrap();
+    let recipe: Recipe = toml::from_str("[basis]\natoms = 8\n").unwrap();
     let store = dir.join("store");
-    ok(&[
-        "run",
-        recipe.to_str().unwrap(),
-        "--data",
-        sim.to_str().unwrap(),
-        "--out",
-        store.to_str().unwrap(),
-    ]);
+    let responses = sim.out.join("truth/responses");
+    update::run_all(&recipe, &sim.out, &responses, &store, &Cluster::default()).unwrap();
     store
 }
 
 #[test]
 fn reports_of_one_subject_and_of_no_assignment_render_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
-    let one = small_store(&dir.path().join("one"), "1", false);
-    let stdout = ok(&["report", one.to_str().unwrap()]);
-    let page = std::fs::read_to_string(one.join("report.html")).unwrap();
-    assert!(
-        page.contains(
-            "No group maps: they need at least 2 subjects with runs, and this store has 1"
-        ),
-        "{stdout}"
-    );
-    assert!(stdout.contains("note: No group maps"), "{stdout}");
-    renders(&one.join("report.html"), figures(&stdout));
-
-    let null = small_store(&dir.path().join("null"), "3", true);
-    let html = dir.path().join("null.html");
-    let stdout = ok(&[
-        "report",
-        null.to_str().unwrap(),
-        "--out",
-        html.to_str().unwrap(),
-    ]);
+    let one = small_store(&dir.path().join("one"), 1, false);
+    let html = one.join("report.html");
+    let r = report::run(std::slice::from_ref(&one), &html, None).unwrap();
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(
-        page.contains("No atom is assigned to a network"),
-        "{stdout}"
-    );
-    renders(&html, figures(&stdout));
-    // Two stores: the comparison section is there.
+    let why = "No group maps: they need at least 2 subjects with runs, and this store has 1";
+    assert!(page.contains(why), "{:?}", r.notes);
+    assert!(r.notes.iter().any(|n| n.starts_with("No group maps")), "{:?}", r.notes);
+    renders(&html, r.figures);
+
+    let null = small_store(&dir.path().join("null"), 3, true);
+    let html = dir.path().join("null.html");
+    let r = report::run(std::slice::from_ref(&null), &html, None).unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("No atom is assigned to a network"), "{:?}", r.notes);
+    renders(&html, r.figures);
+    // Two stores: the comparison section is there; the command line writes it too.
     let both = dir.path().join("both.html");
     let stdout = ok(&[
         "report",
