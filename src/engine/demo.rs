@@ -201,7 +201,7 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
         &recipe.map.options(),
     );
     stage(4, "writing the report");
-    let report = report::run(&[store_dir.clone()], &out.join("report.html"), None)?;
+    let report = report::run(std::slice::from_ref(&store_dir), &out.join("report.html"), None)?;
     stage(5, "scoring against the planted truth");
     let recovery = recovery::score(&sim.out, &store_dir)?;
     let scans: Vec<String> = simulated.scans.iter().map(|s| s.to_string()).collect();

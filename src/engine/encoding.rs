@@ -162,6 +162,9 @@ pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
         .collect())
 }
 
+/// A block's group test (or why there is none), as the dataflow gathers it.
+pub type GroupRecord = (u32, Result<GroupBlock, BlockError>);
+
 /// The dataflow: runs in, per-block fits gathered at worker 0.
 pub struct Engine {
     /// Runs' statistics by (subject, block).
@@ -233,13 +236,7 @@ impl Engine {
     }
 
     /// Closes the inputs and steps until the dataflow is done.
-    pub fn finish(
-        self,
-        worker: &mut Worker,
-    ) -> (
-        Gathered<(BlockKey, BlockFit)>,
-        Gathered<(u32, Result<GroupBlock, BlockError>)>,
-    ) {
+    pub fn finish(self, worker: &mut Worker) -> (Gathered<(BlockKey, BlockFit)>, Gathered<GroupRecord>) {
         let Engine {
             runs,
             betas,

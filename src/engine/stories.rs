@@ -78,7 +78,7 @@ fn load(dir: &Path, spec: &StimulusSpec) -> Result<Loaded> {
         .iter()
         .map(|s| {
             let words: Vec<String> = s.words.iter().map(|w| w.text.clone()).collect();
-            tokenize_words(model.tokenizer(), &words).map_err(Error::from)
+            tokenize_words(model.tokenizer(), &words)
         })
         .collect::<Result<_>>()?;
     Ok(Loaded {

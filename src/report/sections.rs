@@ -203,7 +203,7 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
 
 pub fn overlaps(page: &mut Page, store: &Store) -> Result<()> {
     let rows = read_atom_fbn(&store.paths().map().join("atom_fbn.parquet"))?;
-    let score = store.recipe.map.score.clone();
+    let score = store.recipe.map.score;
     page.section(
         "overlap",
         "Atoms × networks",

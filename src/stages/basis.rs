@@ -37,7 +37,10 @@ pub struct BasisSummary {
 
 /// The stories' responses concatenated in time (T × N) with the story names and lengths
 /// and the AN ids; every file must hold the same ANs in the same order.
-fn read_stories(inputs: &[PathBuf]) -> Result<(Vec<(String, usize)>, Vec<u64>, Array2<f64>)> {
+/// Story names with their scan counts.
+type Stories = Vec<(String, usize)>;
+
+fn read_stories(inputs: &[PathBuf]) -> Result<(Stories, Vec<u64>, Array2<f64>)> {
     let mut stories: Vec<(String, usize)> = Vec::new();
     let mut blocks = Vec::new();
     let mut ids: Option<(PathBuf, Vec<u64>)> = None;

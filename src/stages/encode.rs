@@ -245,7 +245,7 @@ pub fn write_subject_maps(
 pub fn read_regressors(regressors: &[PathBuf]) -> Result<Vec<(String, Array2<f64>)>> {
     let atoms: Vec<(String, Array2<f64>)> = regressors
         .iter()
-        .map(|p| read_atoms(p).map_err(Into::into))
+        .map(|p| read_atoms(p))
         .collect::<Result<_>>()?;
     let Some(k) = atoms.first().map(|a| a.1.ncols()) else {
         bail!("--regressors: give at least one atoms file");

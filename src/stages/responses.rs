@@ -181,7 +181,7 @@ pub fn activations(
     report_throughput(m.name(), story.ids.len(), start);
     writers
         .into_iter()
-        .map(|(_, path, w)| w.finish().map(|_| path).map_err(Into::into))
+        .map(|(_, path, w)| w.finish().map(|_| path))
         .collect()
 }
 

@@ -41,6 +41,9 @@ pub use layout::Layout;
 pub use manifest::{Manifest, RunEntry, FORMAT};
 pub use recipe::Recipe;
 
+/// A BOLD run to ingest, with its story.
+pub type NewRun = (Run, String);
+
 /// An open store: its directory, recipe and manifest.
 pub struct Store {
     pub dir: PathBuf,
@@ -235,7 +238,7 @@ impl Store {
 
     /// The new runs among `bold` (already-ingested ones are skipped, and said so), with
     /// their stories, which must be in.
-    pub fn new_runs(&self, bold: &[PathBuf]) -> Result<(Vec<(Run, String)>, Vec<String>)> {
+    pub fn new_runs(&self, bold: &[PathBuf]) -> Result<(Vec<NewRun>, Vec<String>)> {
         let mut runs: Vec<Run> = bold
             .iter()
             .map(|p| {
