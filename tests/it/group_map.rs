@@ -260,6 +260,7 @@ fn fdr_matches_statsmodels() {
     let rejected: Vec<bool> = serde_json::from_value(f["rejected"].clone()).unwrap();
     let adjusted: Vec<f64> = serde_json::from_value(f["adjusted"].clone()).unwrap();
     assert_eq!(fdr::rejected(&p, 0.05), rejected);
+    assert_eq!(fdr::adjusted(&p).len(), adjusted.len());
     for (a, b) in fdr::adjusted(&p).iter().zip(&adjusted) {
         assert!((a - b).abs() <= 1e-12, "{a} vs {b}");
     }

@@ -283,6 +283,7 @@ fn responses_are_regressors_of_word_mean_activations() {
         let e = sums
             .entry((layer, word))
             .or_insert((vec![0.0; values.len()], 0));
+        assert_eq!(e.0.len(), values.len(), "layer {layer}: row width");
         e.0.iter_mut().zip(&values).for_each(|(a, b)| *a += b);
         e.1 += 1;
     }
@@ -307,6 +308,7 @@ fn responses_are_regressors_of_word_mean_activations() {
         });
         let expected = design.apply(amps.view());
         let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_eq!(values.len(), expected.nrows(), "AN {id}: scans");
         for (a, b) in values.iter().zip(expected.column(0)) {
             worst = worst.max((a - b).abs() / scale);
         }
@@ -405,6 +407,7 @@ fn simulate_with_a_model_plants_its_own_responses() {
 }
 
 fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "series lengths");
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
