@@ -2,7 +2,8 @@
 //! BERT-base's ffn.inner), K = 64, λ = 0.1, batch 256, 3 passes: cortexflow against
 //! scikit-learn's MiniBatchDictionaryLearning on the same matrix, each in its own process.
 //! Both report the final objective ½‖X − D·A‖² + λ‖A‖₁ with codes re-computed by lasso
-//! against their final atoms; the check is that ours is no higher (within 1%).
+//! against their final atoms; the check is that ours is no higher (within 1%), nor more
+//! than 1% lower (a lower value from a broken fit or objective is no success either).
 //! The matrix is synthetic (sparse codes on 96 random atoms plus noise), written once as
 //! little-endian f32 and read by both sides.
 
@@ -46,6 +47,8 @@ fn main() {
                 lambda: LAMBDA,
                 batch: 256,
                 max_epochs: EPOCHS,
+                // No early stop: exactly EPOCHS passes, as the anchor's tol=0.0 and
+                // max_no_improvement=None, so both sides time the same work.
                 tol: 0.0,
                 ..Default::default()
             },
@@ -125,10 +128,15 @@ fn main() {
         o.result[2] <= 1.01 * a.result[2],
         "objective above scikit-learn's"
     );
+    // Both sides descend the same non-convex objective from different seeded starts and
+    // mini-batch orders (and sklearn codes its batches by LARS), so they end in nearby,
+    // not equal, optima: measured 10,984.9 against 11,017.2 (ours 0.29% lower). 1% either
+    // way allows 3× that and still catches a fit that learns little or an objective that
+    // drops a term: all-zero codes give ½‖X‖² = N/2 = 18,432 (unit-norm columns).
     compare(
         &format!("basis: {T} × {N}, K = {K}, λ = {LAMBDA}, {EPOCHS} passes"),
         1,
-        f64::INFINITY,
+        0.01,
         || o,
         "scikit-learn",
         || a,

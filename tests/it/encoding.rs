@@ -57,6 +57,7 @@ fn data() -> (Array2<f64>, Array2<f64>, Vec<(usize, usize)>) {
 }
 
 fn max_rel(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    assert_eq!(a.dim(), b.dim(), "shapes");
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs() / y.abs().max(1e-3))
@@ -137,6 +138,7 @@ fn ridge_cv_matches_himalaya() {
         .iter()
         .map(|a| a.as_f64().unwrap())
         .collect();
+    assert_eq!(fit.alpha.len(), best.len(), "an α per voxel");
     for (j, (&ours, &theirs)) in fit.alpha.iter().zip(&best).enumerate() {
         assert!(
             (ours - theirs).abs() <= 1e-9 * theirs,

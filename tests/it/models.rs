@@ -36,8 +36,12 @@ fn read_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
-/// Runs the model on the fixture's ids and compares every layer and tap: per-tap sums over
-/// all tokens and the full vectors of the stored rows, |ours − torch| ≤ tol·max|torch tap|.
+/// Runs the model on the fixture's ids and compares every layer and tap with PyTorch's:
+/// per-tap sums over all tokens and the full vectors of the stored rows. Errors are judged
+/// against the tap's RMS over all tokens (from the fixture's sum of squares, computed by
+/// PyTorch), not its max |value|: a few outlier units reach 300× the RMS (SmolLM2 layer 28
+/// ffn.inner: max 2,366, RMS 7.5), and a bound on the max would let every ordinary unit
+/// be wrong by a third of its typical size.
 fn check_parity(name: &str, model_rel: &str, tol: f64) {
     let Some(path) = model_path(model_rel) else {
         return;
@@ -79,13 +83,18 @@ fn check_parity(name: &str, model_rel: &str, tol: f64) {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
+    let stats = fx["stats"].as_array().unwrap();
+    assert_eq!(
+        stats.len(),
+        2 * m.n_layers(),
+        "{name}: a stat per layer and tap"
+    );
     let mut offset = 0;
-    let mut worst: f64 = 0.0;
-    for stat in fx["stats"].as_array().unwrap() {
+    let (mut worst, mut worst_sum): (f64, f64) = (0.0, 0.0);
+    for stat in stats {
         let layer = stat["layer"].as_u64().unwrap() as usize;
         let tap: Tap = stat["tap"].as_str().unwrap().parse().unwrap();
         let width = stat["width"].as_u64().unwrap() as usize;
-        let scale = stat["max_abs"].as_f64().unwrap();
         let out = outputs
             .iter()
             .find(|o| o.layer == layer && o.tap == tap)
@@ -93,39 +102,73 @@ fn check_parity(name: &str, model_rel: &str, tol: f64) {
         let values: Vec<Vec<f32>> = out.values.to_vec2().unwrap();
         assert_eq!(values.len(), ids.len());
         assert_eq!(values[0].len(), width, "{name} layer {layer} {tap:?} width");
-        let sum: f64 = values.iter().flatten().map(|&v| v as f64).sum();
         let n = (ids.len() * width) as f64;
+        let rms = (stat["sum_sq"].as_f64().unwrap() / n).sqrt();
+        let sum: f64 = values.iter().flatten().map(|&v| v as f64).sum();
+        let sum_err = (sum - stat["sum"].as_f64().unwrap()).abs() / (rms * n.sqrt());
+        worst_sum = worst_sum.max(sum_err);
         assert!(
-            (sum - stat["sum"].as_f64().unwrap()).abs() <= tol * scale * n.sqrt(),
-            "{name} layer {layer} {tap:?}: sum {sum} vs {}",
+            sum_err <= tol,
+            "{name} layer {layer} {tap:?}: sum {sum} vs {} (|Δ| = {sum_err:.2e}·RMS·√n)",
             stat["sum"]
         );
+        // Every unit of the stored rows: max |ours − torch| ≤ tol·RMS of the tap.
+        let (mut max_abs, mut sq, mut at) = (0.0f64, 0.0f64, (0, 0, 0.0, 0.0));
         for &r in &rows {
+            assert!(offset + width <= blob.len(), "{name}: fixture too short");
             for (u, &ours) in values[r].iter().enumerate() {
                 let theirs = blob[offset + u] as f64;
-                let err = (ours as f64 - theirs).abs() / scale;
-                worst = worst.max(err);
-                assert!(err <= tol, "{name} layer {layer} {tap:?} token {r} unit {u}: {ours} vs {theirs} (scale {scale})");
+                let e = (ours as f64 - theirs).abs();
+                sq += e * e;
+                if e > max_abs {
+                    (max_abs, at) = (e, (r, u, ours, theirs));
+                }
             }
             offset += width;
         }
+        let rms_err = (sq / (rows.len() * width) as f64).sqrt();
+        worst = worst.max(max_abs / rms);
+        assert!(
+            max_abs <= tol * rms,
+            "{name} layer {layer} {tap:?}: max |error| {max_abs:.3e} = {:.2e}·RMS > {tol:.0e}·RMS \
+             (token {} unit {}: {} vs {}); RMS error {rms_err:.3e}, tap RMS {rms:.3e}",
+            max_abs / rms,
+            at.0,
+            at.1,
+            at.2,
+            at.3
+        );
     }
     assert_eq!(offset, blob.len(), "{name}: fixture fully compared");
-    eprintln!("{name}: worst |error| / tap scale = {worst:.2e} (tolerance {tol:.0e})");
+    eprintln!(
+        "{name}: worst max |error| / tap RMS {worst:.2e}, sum error / (RMS·√n) {worst_sum:.2e} \
+         (tolerance {tol:.0e})"
+    );
 }
 
-/// MiniLM-L6 (BERT, float32 safetensors) against transformers: same float32 arithmetic in
-/// a different order, so errors are ~1e-6 of the tap scale; the issue's bound is 1e-4.
+// Tolerances, in units of the tap's RMS. Both sides compute in float32 (PyTorch's float64
+// copy of its float32 taps is exact), in a different summation order and with different
+// exp/erf approximations; the error is a few ulp of each unit's own value, so it is largest
+// in the outlier units at 100–300× the RMS. The sums (float64 over float32 values) are
+// judged against RMS·√n with the same tolerance.
+
+/// MiniLM-L6 (BERT, float32 safetensors) against transformers. Measured: worst max |error|
+/// 1.0e-4·RMS (layer 2 ffn.out, in a unit at 160× the RMS: ~7 ulp of its value), worst RMS
+/// error 2.5e-6·RMS, sums 4.9e-5·RMS·√n; bound 5e-4, 5× the worst.
 #[test]
 fn minilm_taps_match_transformers() {
-    check_parity("minilm", "all-MiniLM-L6-v2", 1e-4);
+    check_parity("minilm", "all-MiniLM-L6-v2", 5e-4);
 }
 
-/// SmolLM2-135M from its GGUF file against transformers loading the same GGUF (weights
-/// dequantised to float32 on both sides); 30 layers of float32 reassociation, bound 1e-3.
+/// SmolLM2-135M from its GGUF file against transformers loading the same GGUF (Q4_1
+/// dequantised to the same float32 weights on both sides, so dequantisation adds nothing;
+/// 30 layers of float32 reassociation add up). Measured: worst max |error| 3.7e-4·RMS
+/// (layer 2 ffn.inner, a unit at 200× the RMS), worst RMS error 5.7e-6·RMS, sums
+/// 1.1e-5·RMS·√n; bound 2e-3, 5× the worst. (Bounded by the max |tap| instead, layer 28
+/// ffn.inner would have let every unit be off by 31% of its RMS.)
 #[test]
 fn smollm2_gguf_taps_match_transformers() {
-    check_parity("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 1e-3);
+    check_parity("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 2e-3);
 }
 
 pub fn read_rows(path: &Path) -> Vec<(Vec<String>, Vec<f64>)> {
@@ -240,6 +283,7 @@ fn responses_are_regressors_of_word_mean_activations() {
         let e = sums
             .entry((layer, word))
             .or_insert((vec![0.0; values.len()], 0));
+        assert_eq!(e.0.len(), values.len(), "layer {layer}: row width");
         e.0.iter_mut().zip(&values).for_each(|(a, b)| *a += b);
         e.1 += 1;
     }
@@ -264,6 +308,7 @@ fn responses_are_regressors_of_word_mean_activations() {
         });
         let expected = design.apply(amps.view());
         let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert_eq!(values.len(), expected.nrows(), "AN {id}: scans");
         for (a, b) in values.iter().zip(expected.column(0)) {
             worst = worst.max((a - b).abs() / scale);
         }
@@ -362,6 +407,7 @@ fn simulate_with_a_model_plants_its_own_responses() {
 }
 
 fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "series lengths");
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();

@@ -131,7 +131,11 @@ fn bold_inside_a_mask_equals_the_image_values() {
 
 /// The map the writer produces (4D, rotated qform-only grid, TR 1.25 s) is byte-stable and
 /// nibabel reads it (stored in written_map_nibabel.json by scripts/fixtures) with the same
-/// affine, TR and values. Bless with CORTEXFLOW_BLESS=1 after an intended format change.
+/// affine, TR and the values we meant to write. The blessed file is our own writer's
+/// output, so it only pins the bytes; the content is judged by nibabel's reading. Bless
+/// with CORTEXFLOW_BLESS=1 after an intended format change, then rerun
+/// scripts/fixtures/make_fixtures.py; a missing blessed file fails otherwise, and CI
+/// (CORTEXFLOW_REQUIRE_PYTHON set) refuses to bless, so the byte check cannot pass vacuously.
 #[test]
 fn written_map_is_byte_stable_and_reads_in_nibabel() {
     let grid_src = nifti::read_header(&fixtures().join("nifti/qform_only.nii.gz")).unwrap();
@@ -144,9 +148,19 @@ fn written_map_is_byte_stable_and_reads_in_nibabel() {
     let out = dir.path().join("map.nii.gz");
     nifti::write_map(&out, &grid, &data, Some(1.25)).unwrap();
     let blessed = fixtures().join("written_map.nii.gz");
-    if std::env::var_os("CORTEXFLOW_BLESS").is_some() {
+    if std::env::var("CORTEXFLOW_BLESS").as_deref() == Ok("1") {
+        assert!(
+            std::env::var_os("CORTEXFLOW_REQUIRE_PYTHON").is_none(),
+            "CORTEXFLOW_BLESS=1 in CI would compare the written map with itself"
+        );
         std::fs::copy(&out, &blessed).unwrap();
+        eprintln!("note: blessed {}", blessed.display());
     }
+    assert!(
+        blessed.is_file(),
+        "{} is missing: bless it with CORTEXFLOW_BLESS=1 (then rerun scripts/fixtures/make_fixtures.py)",
+        blessed.display()
+    );
     assert_eq!(
         gunzip(&out),
         gunzip(&blessed),
@@ -171,6 +185,7 @@ fn written_map_is_byte_stable_and_reads_in_nibabel() {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
+    // `data` as we meant it (x-fastest), not as our reader gets it back.
     let ours: Vec<f64> = data.t().iter().map(|&v| v as f64).collect();
     assert_eq!(ours, theirs, "nibabel reads the values written");
 

@@ -31,6 +31,7 @@ fn simulate(dir: &Path, extra: &[&str]) -> PathBuf {
 
 /// Per-voxel Pearson r between a BOLD series and a time course.
 fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "series lengths");
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);

@@ -1,13 +1,16 @@
-//! Tiny random-weight BERT and Llama checkpoints, written by the tests themselves
+//! Tiny seeded-weight BERT and Llama checkpoints, written by the tests themselves
 //! (config.json, tokenizer.json, model.safetensors), so the model code is exercised with no
-//! download; and bad model inputs.
+//! download, and checked against hand-written float64 forward passes; and bad model inputs.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use cortexflow::model::align::plan_windows;
 use cortexflow::model::extract::{word_activations, NeuronLayout, Pooling, RunOptions};
-use cortexflow::model::{self, Tap, TapRequest};
+use cortexflow::model::{self, Direction, Tap, TapRequest};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use serde_json::json;
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
@@ -36,17 +39,41 @@ fn write_tokenizer(dir: &Path) {
     tok.save(dir.join("tokenizer.json"), false).unwrap();
 }
 
-fn save(dir: &Path, config: serde_json::Value, tensors: Vec<(String, Vec<usize>)>) {
+/// A checkpoint's tensors: name → (shape, row-major values).
+type Weights = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Seeded weights (candle's CPU `randn` cannot be seeded): N(0, 0.2²), norm gains 1 + N(0, 0.2²)
+/// so that no layer is close to zero.
+fn seeded(tensors: Vec<(String, Vec<usize>)>, seed: u64) -> Weights {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    tensors
+        .into_iter()
+        .map(|(name, shape)| {
+            let gain = name.ends_with("LayerNorm.weight") || name.ends_with("layernorm.weight");
+            let values = (0..shape.iter().product())
+                .map(|_| f32::from(gain) + 0.2 * rng.sample::<f32, _>(StandardNormal))
+                .collect();
+            (name, (shape, values))
+        })
+        .collect()
+}
+
+fn save(dir: &Path, config: serde_json::Value, weights: &Weights) {
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     write_tokenizer(dir);
-    let map: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(n, s)| (n, Tensor::randn(0f32, 0.2, s, &Device::Cpu).unwrap()))
+    let map: HashMap<String, Tensor> = weights
+        .iter()
+        .map(|(n, (s, v))| {
+            (
+                n.clone(),
+                Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap(),
+            )
+        })
         .collect();
     candle_core::safetensors::save(&map, dir.join("model.safetensors")).unwrap();
 }
 
-fn tiny_bert(dir: &Path) {
+fn tiny_bert(dir: &Path) -> Weights {
     let (h, f, v) = (8, 12, WORDS.len());
     let mut t = vec![
         ("embeddings.word_embeddings.weight".into(), vec![v, h]),
@@ -75,10 +102,15 @@ fn tiny_bert(dir: &Path) {
     }
     let cfg = json!({"model_type": "bert", "vocab_size": v, "hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 2,
                      "intermediate_size": f, "hidden_act": "gelu", "max_position_embeddings": 32, "type_vocab_size": 2, "layer_norm_eps": 1e-12});
-    save(dir, cfg, t);
+    let w = seeded(t, 1);
+    save(dir, cfg, &w);
+    w
 }
 
-fn tiny_llama(dir: &Path) {
+/// q_proj and k_proj are zero: every attention score is 0, so each token attends uniformly
+/// to itself and the tokens before it whatever the rotary angles, and the reference needs
+/// no RoPE (checked in src/model/llama.rs against the GGUF layout).
+fn tiny_llama(dir: &Path) -> Weights {
     let (h, f, v, hd) = (8, 12, WORDS.len(), 2);
     let mut t = vec![("model.embed_tokens.weight".into(), vec![v, h])];
     for l in 0..3 {
@@ -100,14 +132,241 @@ fn tiny_llama(dir: &Path) {
     let cfg = json!({"model_type": "llama", "vocab_size": v, "hidden_size": h, "intermediate_size": f, "num_hidden_layers": 3,
                      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": hd, "max_position_embeddings": 64,
                      "rope_theta": 10000.0, "rope_scaling": {"type": "linear", "factor": 2.0}});
-    save(dir, cfg, t);
+    let mut w = seeded(t, 2);
+    for (name, (_, values)) in w.iter_mut() {
+        if name.ends_with("q_proj.weight") || name.ends_with("k_proj.weight") {
+            values.fill(0.0);
+        }
+    }
+    save(dir, cfg, &w);
+    w
 }
 
-/// Loads, checks widths, and runs a 30-word story through windows of 8 tokens.
-fn run_tiny(dir: &Path, inner: usize) {
+/// Per layer: (ffn.out rows, ffn.inner rows), one row per token.
+type Taps = Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)>;
+
+/// W·x (+ b) with W stored (out × in) as PyTorch's nn.Linear.
+fn linear(w: &Weights, name: &str, x: &[f64], bias: bool) -> Vec<f64> {
+    let (shape, m) = &w[&format!("{name}.weight")];
+    assert_eq!(shape[1], x.len(), "{name}");
+    (0..shape[0])
+        .map(|o| {
+            let dot: f64 = (0..x.len()).map(|i| m[o * x.len() + i] as f64 * x[i]).sum();
+            dot + if bias {
+                w[&format!("{name}.bias")].1[o] as f64
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn layer_norm(w: &Weights, name: &str, x: &[f64]) -> Vec<f64> {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let (g, b) = (
+        &w[&format!("{name}.weight")].1,
+        &w[&format!("{name}.bias")].1,
+    );
+    (0..x.len())
+        .map(|i| (x[i] - mean) / (var + 1e-12).sqrt() * g[i] as f64 + b[i] as f64)
+        .collect()
+}
+
+fn rms_norm(w: &Weights, name: &str, x: &[f64]) -> Vec<f64> {
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    let g = &w[&format!("{name}.weight")].1;
+    (0..x.len())
+        .map(|i| x[i] / (ms + 1e-6).sqrt() * g[i] as f64)
+        .collect()
+}
+
+fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// BERT as transformers' BertModel computes it, in float64: embeddings (token type 0) →
+/// LayerNorm; per layer, 2-head softmax attention over all tokens, residual + LayerNorm,
+/// GELU (erf) FFN, residual + LayerNorm.
+fn bert_reference(w: &Weights, ids: &[u32]) -> Taps {
+    let row = |name: &str, r: usize| -> Vec<f64> {
+        let (s, v) = &w[name];
+        v[r * s[1]..(r + 1) * s[1]]
+            .iter()
+            .map(|&x| x as f64)
+            .collect()
+    };
+    let mut x: Vec<Vec<f64>> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &id)| {
+            let e = add(
+                &add(
+                    &row("embeddings.word_embeddings.weight", id as usize),
+                    &row("embeddings.position_embeddings.weight", p),
+                ),
+                &row("embeddings.token_type_embeddings.weight", 0),
+            );
+            layer_norm(w, "embeddings.LayerNorm", &e)
+        })
+        .collect();
+    let (heads, d) = (2, 4);
+    let mut taps = Vec::new();
+    for l in 0..2 {
+        let p = |s: &str| format!("encoder.layer.{l}.{s}");
+        let proj = |name: &str| -> Vec<Vec<f64>> {
+            x.iter().map(|r| linear(w, &p(name), r, true)).collect()
+        };
+        let (q, k, v) = (
+            proj("attention.self.query"),
+            proj("attention.self.key"),
+            proj("attention.self.value"),
+        );
+        let mut ctx = vec![vec![0.0; heads * d]; x.len()];
+        for h in 0..heads {
+            let hs = h * d..(h + 1) * d;
+            for i in 0..x.len() {
+                let scores: Vec<f64> = (0..x.len())
+                    .map(|j| hs.clone().map(|c| q[i][c] * k[j][c]).sum::<f64>() / (d as f64).sqrt())
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in hs.clone() {
+                    ctx[i][c] = (0..x.len()).map(|j| e[j] / z * v[j][c]).sum();
+                }
+            }
+        }
+        let (mut outs, mut inners, mut next) = (Vec::new(), Vec::new(), Vec::new());
+        for (xi, ci) in x.iter().zip(&ctx) {
+            let a = linear(w, &p("attention.output.dense"), ci, true);
+            let x1 = layer_norm(w, &p("attention.output.LayerNorm"), &add(&a, xi));
+            let inner: Vec<f64> = linear(w, &p("intermediate.dense"), &x1, true)
+                .iter()
+                .map(|&u| 0.5 * u * (1.0 + libm::erf(u / std::f64::consts::SQRT_2)))
+                .collect();
+            let out = linear(w, &p("output.dense"), &inner, true);
+            next.push(layer_norm(w, &p("output.LayerNorm"), &add(&out, &x1)));
+            outs.push(out);
+            inners.push(inner);
+        }
+        taps.push((outs, inners));
+        x = next;
+    }
+    taps
+}
+
+/// Llama as transformers' LlamaModel computes it, in float64, for zero q/k weights:
+/// RMSNorm (ε 1e-6, the config's default) → attention = the mean of the values of tokens
+/// 0..=i (key/value head h/2 for query head h: 4 heads on 2), o_proj, residual; RMSNorm →
+/// down(SiLU(gate)·up), residual.
+fn llama_reference(w: &Weights, ids: &[u32]) -> Taps {
+    let (hidden, hd) = (8, 2);
+    let emb = &w["model.embed_tokens.weight"].1;
+    let mut x: Vec<Vec<f64>> = ids
+        .iter()
+        .map(|&id| {
+            emb[id as usize * hidden..(id as usize + 1) * hidden]
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        })
+        .collect();
+    let mut taps = Vec::new();
+    for l in 0..3 {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        let v: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| {
+                linear(
+                    w,
+                    &p("self_attn.v_proj"),
+                    &rms_norm(w, &p("input_layernorm"), r),
+                    false,
+                )
+            })
+            .collect();
+        let (mut outs, mut inners, mut next) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..x.len() {
+            let ctx: Vec<f64> = (0..4 * hd)
+                .map(|c| {
+                    let kv = (c / hd) / 2 * hd + c % hd;
+                    (0..=i).map(|j| v[j][kv]).sum::<f64>() / (i + 1) as f64
+                })
+                .collect();
+            let x1 = add(&x[i], &linear(w, &p("self_attn.o_proj"), &ctx, false));
+            let n = rms_norm(w, &p("post_attention_layernorm"), &x1);
+            let (g, u) = (
+                linear(w, &p("mlp.gate_proj"), &n, false),
+                linear(w, &p("mlp.up_proj"), &n, false),
+            );
+            let inner: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
+            let out = linear(w, &p("mlp.down_proj"), &inner, false);
+            next.push(add(&x1, &out));
+            outs.push(out);
+            inners.push(inner);
+        }
+        taps.push((outs, inners));
+        x = next;
+    }
+    taps
+}
+
+/// Largest |ours − reference| over all values, after checking the shapes agree.
+fn max_diff(ours: &[Vec<f32>], theirs: &[Vec<f64>], what: &str) -> f64 {
+    assert_eq!(ours.len(), theirs.len(), "{what}: rows");
+    let mut worst: f64 = 0.0;
+    for (a, b) in ours.iter().zip(theirs) {
+        assert_eq!(a.len(), b.len(), "{what}: width");
+        for (&a, &b) in a.iter().zip(b) {
+            worst = worst.max((a as f64 - b).abs());
+        }
+    }
+    worst
+}
+
+/// Tolerance against the float64 references: float32 arithmetic on values below 1.5 (RMS
+/// 0.1–0.3), sums over at most 12 terms, 2–3 layers, A&S erf (1.5e-7) and a polynomial exp
+/// (2 ulp). Measured worst: 4.0e-7 (BERT), 2.1e-7 (Llama), a few ulp; bound 2e-6, 5× that.
+const TINY_TOL: f64 = 2e-6;
+
+/// Loads, checks widths, compares every layer and tap of one forward pass with the float64
+/// reference, and runs a 30-word story through windows of 8 tokens, 3 per batch: each word
+/// (one token each) gets the reference's row of the window that keeps it.
+fn run_tiny(dir: &Path, inner: usize, reference: impl Fn(&[u32]) -> Taps) {
     let m = model::load(dir).unwrap();
     assert_eq!(m.tap_width(Tap::FfnOut), 8);
     assert_eq!(m.tap_width(Tap::FfnInner), inner);
+
+    // One pass over every word of the vocabulary, all layers.
+    let ids: Vec<u32> = (1..WORDS.len() as u32).rev().collect();
+    let all = TapRequest::new((0..m.n_layers()).collect(), Tap::ALL.to_vec());
+    let outputs = m.forward_taps(&ids, &all).unwrap();
+    let want = reference(&ids);
+    assert_eq!(outputs.len(), 2 * want.len());
+    let mut worst: f64 = 0.0;
+    for o in &outputs {
+        let ours: Vec<Vec<f32>> = o.values.to_vec2().unwrap();
+        let theirs = match o.tap {
+            Tap::FfnOut => &want[o.layer].0,
+            Tap::FfnInner => &want[o.layer].1,
+        };
+        let d = max_diff(&ours, theirs, &format!("layer {} {:?}", o.layer, o.tap));
+        assert!(
+            d <= TINY_TOL,
+            "layer {} {:?}: max |error| {d:e}",
+            o.layer,
+            o.tap
+        );
+        worst = worst.max(d);
+    }
+
     let words: Vec<String> = (0..30).map(|i| WORDS[3 + i % 9].to_string()).collect();
     let request = TapRequest::new(vec![0, 1], Tap::ALL.to_vec());
     let layout = NeuronLayout::new(m.as_ref(), &request);
@@ -124,6 +383,34 @@ fn run_tiny(dir: &Path, inner: usize) {
     assert_eq!(empty, 0);
     assert_eq!(acts.dim(), (30, 2 * (8 + inner)));
     assert!(acts.iter().all(|v| v.is_finite()) && acts.iter().any(|&v| v != 0.0));
+    // The reference, window by window: the window plan is align's (unit-tested there), the
+    // numbers are the float64 forward of the window's ids with the model's specials.
+    let story: Vec<u32> = words
+        .iter()
+        .map(|w| WORDS.iter().position(|v| v == w).unwrap() as u32)
+        .collect();
+    let (pre, post) = m.window_specials();
+    let mut expected: Vec<Vec<f64>> = Vec::new();
+    for win in plan_windows(story.len(), 8, m.direction()) {
+        let ids = [&pre[..], &story[win.start..win.end], &post[..]].concat();
+        let taps = reference(&ids);
+        for t in win.keep {
+            // Columns: for each layer, for each tap (ffn.out, then ffn.inner), every unit.
+            let r = pre.len() + t - win.start;
+            expected.push(
+                taps[..2]
+                    .iter()
+                    .flat_map(|(out, inner)| out[r].iter().chain(&inner[r]).copied())
+                    .collect(),
+            );
+        }
+    }
+    let ours: Vec<Vec<f32>> = acts.rows().into_iter().map(|r| r.to_vec()).collect();
+    let d = max_diff(&ours, &expected, "word activations");
+    assert!(d <= TINY_TOL, "word activations: max |error| {d:e}");
+    worst = worst.max(d);
+    eprintln!("{}: worst |error| against float64 {worst:.2e}", m.name());
+
     // A layer past the model's depth is refused.
     let bad = RunOptions {
         request: TapRequest::new(vec![7], vec![Tap::FfnOut]),
@@ -138,15 +425,23 @@ fn run_tiny(dir: &Path, inner: usize) {
 #[test]
 fn tiny_bert_loads_and_runs() {
     let dir = tempfile::tempdir().unwrap();
-    tiny_bert(dir.path());
-    run_tiny(dir.path(), 12);
+    let w = tiny_bert(dir.path());
+    assert_eq!(
+        model::load(dir.path()).unwrap().direction(),
+        Direction::Encoder
+    );
+    run_tiny(dir.path(), 12, |ids| bert_reference(&w, ids));
 }
 
 #[test]
 fn tiny_llama_loads_and_runs() {
     let dir = tempfile::tempdir().unwrap();
-    tiny_llama(dir.path());
-    run_tiny(dir.path(), 12);
+    let w = tiny_llama(dir.path());
+    assert_eq!(
+        model::load(dir.path()).unwrap().direction(),
+        Direction::Decoder
+    );
+    run_tiny(dir.path(), 12, |ids| llama_reference(&w, ids));
 }
 
 mod bad_input {
