@@ -22,6 +22,24 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
     .unwrap()
 }
 
+/// A little-endian float32 fixture file (as the fixture scripts write them).
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A JSON array of token ids.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|v| v.as_u64().expect("an id") as u32)
+        .collect()
+}
+
 /// Runs the `cortexflow` binary.
 pub fn cortexflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cortexflow"))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cortexflow::model::{self, align, Tap, TapRequest};
 
-use super::common::{fixture_json, fixtures};
+use super::common::{fixture_json, fixtures, json_ids, read_f32};
 
 pub fn model_path(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,13 +28,6 @@ pub fn model_path(rel: &str) -> Option<PathBuf> {
     None
 }
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
 
 /// Runs the model on the fixture's ids and compares every layer and tap with PyTorch's:
 /// per-tap sums over all tokens and the full vectors of the stored rows. Errors are judged
@@ -49,12 +42,7 @@ fn check_parity(name: &str, model_rel: &str, tol: f64) {
     let fx = fixture_json(&format!("models/{name}.json"));
     let blob = read_f32(&fixtures().join(format!("models/{name}.f32")));
     let m = model::load(&path).unwrap();
-    let ids: Vec<u32> = fx["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let ids = json_ids(&fx["ids"]);
 
     // Tokenisation: the story as words gives transformers' ids (plus the window specials).
     let words: Vec<String> = fx["text"]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use cortexflow::model::llama::Config;
 use cortexflow::model::{self, Tap, TapRequest};
 
-use super::common::{fixture_json, fixtures};
+use super::common::{fixture_json, fixtures, json_ids, read_f32};
 
 /// |ours − transformers| ≤ TOL × RMS of the transformers tap, for every value.
 const TOL: f64 = 2e-5;
@@ -28,25 +28,13 @@ fn rope_dir() -> PathBuf {
     fixtures().join("rope")
 }
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
 
 /// The worst |ours − transformers| / RMS over every layer, tap, token and unit of the
 /// fixture `name`, running the checkpoint in `folder` (the fixture's own, or an altered copy).
 fn worst_error(name: &str, folder: &Path) -> f64 {
     let fx = fixture_json(&format!("rope/{name}.json"));
     let blob = read_f32(&rope_dir().join(format!("{name}.f32")));
-    let ids: Vec<u32> = fx["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
+    let ids = json_ids(&fx["ids"]);
     let layers = fx["layers"].as_u64().unwrap() as usize;
     let m = model::load(folder).unwrap();
     assert_eq!(m.n_layers(), layers);
