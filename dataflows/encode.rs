@@ -42,19 +42,21 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn options(&self) -> encode::EncodeOptions {
+    /// The settings, checked as a recipe's are.
+    pub fn options(&self) -> anyhow::Result<encode::EncodeOptions> {
         let section = EncodingSection {
             alphas: self.alphas.clone(),
             high_pass: self.high_pass,
             zscore_bold: self.zscore,
             cv: !self.no_cv,
         };
-        encode::EncodeOptions {
+        section.check()?;
+        Ok(encode::EncodeOptions {
             alphas: section.alpha_grid(),
             high_pass: (section.high_pass > 0.0).then_some(section.high_pass),
             zscore: section.zscore_bold,
             cv: section.cv,
-        }
+        })
     }
 }
 
@@ -64,7 +66,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &a.bold,
         &a.mask,
         &a.confounds,
-        &a.options(),
+        &a.options()?,
         &a.out,
     )?;
     lines.iter().for_each(|l| println!("{l}"));

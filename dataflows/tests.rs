@@ -22,10 +22,11 @@ fn every_cli_default_is_the_recipes() {
         unreachable!()
     };
     let opt: encode::Args = e;
-    assert_eq!(opt.options().alphas, r.encoding.alpha_grid());
-    assert_eq!(opt.options().zscore, r.encoding.zscore_bold);
-    assert_eq!(opt.options().cv, r.encoding.cv);
-    assert_eq!(opt.options().high_pass, Some(r.encoding.high_pass));
+    let o = opt.options().unwrap();
+    assert_eq!(o.alphas, r.encoding.alpha_grid());
+    assert_eq!(o.zscore, r.encoding.zscore_bold);
+    assert_eq!(o.cv, r.encoding.cv);
+    assert_eq!(o.high_pass, Some(r.encoding.high_pass));
     let Command::Group(g) = parse(&["group", "--encode", "e", "--mask", "m", "--out", "o"]) else {
         unreachable!()
     };
@@ -58,6 +59,10 @@ fn every_cli_default_is_the_recipes() {
         unreachable!()
     };
     assert!(m.section().is_err());
+    let Command::Encode(e) = parse(&["encode", "--regressors", "a", "--bold", "b", "--mask", "m", "--out", "o", "--high-pass=-1"]) else {
+        unreachable!()
+    };
+    assert!(e.options().unwrap_err().to_string().contains("encoding.high_pass = -1"));
 }
 
 #[test]

@@ -31,45 +31,46 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     /// An error with what was being done when it happened, outermost first.
-    #[error("{context}: {source}")]
+    #[error("{context}: {inner}")]
     Context {
         context: String,
-        /// Not a `#[source]`: the message above already says it, once.
-        source: Box<Error>,
+        /// Not named `source` (thiserror would chain it): the message above already says
+        /// it, once.
+        inner: Box<Error>,
     },
     /// A file operation without a path of its own (the context names it).
-    #[error("{0}")]
+    #[error(transparent)]
     System(#[from] std::io::Error),
     /// A language-model tensor operation failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Tensor(#[from] candle_core::Error),
     /// An array had another shape than the one asked for.
-    #[error("{0}")]
+    #[error(transparent)]
     Shape(#[from] ndarray::ShapeError),
     /// JSON that could not be read or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// A Parquet or Arrow table that could not be read or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("{0}")]
+    #[error(transparent)]
     Arrow(#[from] arrow_schema::ArrowError),
     /// A number in a text field that is not one.
-    #[error("{0}")]
+    #[error(transparent)]
     Integer(#[from] std::num::ParseIntError),
-    #[error("{0}")]
+    #[error(transparent)]
     Float(#[from] std::num::ParseFloatError),
     /// A CSV or TSV file that could not be read.
-    #[error("{0}")]
+    #[error(transparent)]
     Csv(#[from] csv::Error),
     /// A PNG figure that could not be encoded.
-    #[error("{0}")]
+    #[error(transparent)]
     Png(#[from] png::EncodingError),
     /// The linear model could not be fitted.
-    #[error("{0}")]
+    #[error(transparent)]
     Glm(#[from] crate::kernels::glm::GlmError),
     /// The group test could not be computed.
-    #[error("{0}")]
+    #[error(transparent)]
     Group(#[from] crate::kernels::group::GroupError),
 }
 
@@ -118,14 +119,14 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     fn context(self, context: impl Display) -> Result<T> {
         self.map_err(|e| Error::Context {
             context: context.to_string(),
-            source: Box::new(e.into()),
+            inner: Box::new(e.into()),
         })
     }
 
     fn with_context<C: Display>(self, context: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|e| Error::Context {
             context: context().to_string(),
-            source: Box::new(e.into()),
+            inner: Box::new(e.into()),
         })
     }
 }

@@ -4,7 +4,8 @@
 //! A one-shot command (`ingest`, `retract`, `status --refresh`, `run`) builds it once: the
 //! runs to reduce and the stored runs of the subjects to refit are dealt out over all
 //! workers of all processes by position, and the fits are gathered at worker 0 of
-//! process 0, the one writer. `watch` keeps it alive and feeds one epoch per change.
+//! process 0, the one writer. `watch` keeps it alive and feeds one epoch per change. The
+//! `encode` and `group` commands run it too, on runs or β maps given outside a store.
 
 use std::path::{Path, PathBuf};
 

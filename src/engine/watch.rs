@@ -62,17 +62,26 @@ fn say(lines: &[String]) {
 
 /// The new runs among the stable files, each checked on its own: a file that cannot be
 /// ingested (not a BIDS name, no story for it) is said and remembered as failed at its
-/// size, and the others go on (a changed size is tried again).
+/// size, and the others go on (a changed size is tried again). Two files of one run key
+/// (a raw and a preprocessed copy, or two folders) give the run once: the first by path.
 fn admit(
     store: &Store,
     stable: &[PathBuf],
     seen: &BTreeMap<PathBuf, u64>,
     failed: &mut BTreeMap<PathBuf, u64>,
 ) -> Vec<(Run, String)> {
-    let mut new = Vec::new();
+    let mut new: Vec<(Run, String)> = Vec::new();
     for path in stable {
         match store.new_runs(std::slice::from_ref(path)) {
-            Ok((runs, _)) => new.extend(runs),
+            Ok((runs, _)) => {
+                for (run, story) in runs {
+                    if new.iter().any(|(r, _)| r.key() == run.key()) {
+                        say(&[format!("skipped: {} is run {} again", path.display(), run.key())]);
+                    } else {
+                        new.push((run, story));
+                    }
+                }
+            }
             Err(e) => {
                 say(&[format!("skipped: {e:#}")]);
                 failed.insert(path.clone(), seen.get(path).copied().unwrap_or(0));
@@ -260,7 +269,8 @@ mod tests {
         let good = dir.path().join("sub-01_task-lpp_run-1_bold.nii.gz");
         let no_story = dir.path().join("sub-01_task-lpp_run-2_bold.nii.gz");
         let not_bids = dir.path().join("scan_bold.nii.gz");
-        let stable = vec![no_story.clone(), good.clone(), not_bids.clone()];
+        let again = dir.path().join("sub-01_task-lpp_run-1_desc-preproc_bold.nii.gz");
+        let stable = vec![no_story.clone(), good.clone(), not_bids.clone(), again];
         let seen: BTreeMap<PathBuf, u64> = stable.iter().map(|p| (p.clone(), 7)).collect();
         let mut failed = BTreeMap::new();
         let new = admit(&store, &stable, &seen, &mut failed);

@@ -41,7 +41,7 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
     };
     summary(&mut page, &store);
     atoms(&mut page, &store)?;
-    let group = first.join("group");
+    let group = store.paths().group();
     if group.join("thresholded_z.nii.gz").is_file() {
         group_maps(&mut page, &store)?;
         overlaps(&mut page, &store)?;

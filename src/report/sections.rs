@@ -471,7 +471,7 @@ pub fn comparison(page: &mut Page, stores: &[PathBuf]) -> Result<()> {
         "Models compared",
         "The whole-model metrics of each store given to `report`.",
     );
-    let maps: Vec<PathBuf> = stores.iter().map(|s| s.join("map")).collect();
+    let maps: Vec<PathBuf> = stores.iter().map(|s| crate::store::Layout::new(s).map()).collect();
     match compare_analyses(&maps) {
         Ok(c) => {
             let names: Vec<String> = c.networks.iter().map(|n| short_name(n)).collect();

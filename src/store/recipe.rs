@@ -184,7 +184,8 @@ impl Recipe {
         Ok(r)
     }
 
-    /// Every value the library would reject later, rejected here, before a store is made.
+    /// Every value the library would reject later (and nonsense such as a negative
+    /// assignment threshold), rejected here, before a store is made.
     pub fn check(&self) -> Result<()> {
         self.model.check()?;
         self.basis.check()?;
@@ -270,8 +271,8 @@ impl GroupSection {
     pub fn check(&self) -> Result<()> {
         first_broken([
             (
-                self.fdr > 0.0 && self.fdr <= 1.0,
-                format!("group.fdr = {}: a level in (0, 1]", self.fdr),
+                (0.0..=1.0).contains(&self.fdr),
+                format!("group.fdr = {}: a level in [0, 1]", self.fdr),
             ),
             (
                 self.z_cut.is_none_or(positive),
@@ -293,8 +294,8 @@ impl MapSection {
                 format!("map.sphere_radius = {:?}: a positive radius in mm", self.sphere_radius),
             ),
             (
-                positive(self.assign_threshold),
-                format!("map.assign_threshold = {}: a positive score", self.assign_threshold),
+                self.assign_threshold.is_finite() && self.assign_threshold >= 0.0,
+                format!("map.assign_threshold = {}: a score ≥ 0", self.assign_threshold),
             ),
             (!self.atlas.trim().is_empty(), "map.atlas: a built-in atlas name or a file".into()),
         ])
@@ -415,7 +416,6 @@ mod tests {
             ("[encoding]\nhigh_pass = -0.01\n", "encoding.high_pass"),
             ("[group]\nfdr = 2.0\n", "group.fdr"),
             ("[group]\nfdr = nan\n", "group.fdr"),
-            ("[group]\nfdr = 0.0\n", "group.fdr"),
             ("[group]\nz_cut = -1.0\n", "group.z_cut"),
             ("[map]\nassign_threshold = -1.0\n", "map.assign_threshold"),
             ("[map]\nassign_threshold = nan\n", "map.assign_threshold"),

@@ -263,6 +263,10 @@ fn store_input_errors() {
         e.contains("other.toml:2: not a valid recipe") && e.contains("unknown variant `svd`"),
         "{e}"
     );
+    // A checked value: the error names the setting, and says it once (no repeated cause).
+    std::fs::write(&other, "[group]\nfdr = 2.0\n").unwrap();
+    let e = cortexflow_fails(&["init", "--recipe", other.to_str().unwrap(), d.join("t").to_str().unwrap()]);
+    assert_eq!(e.matches("group.fdr = 2").count(), 1, "{e}");
 }
 
 /// `ingest --stimulus` streams the stories through the recipe's model (real MiniLM):
