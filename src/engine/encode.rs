@@ -8,11 +8,9 @@
 //! models).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::engine::cluster::Cluster;
-use crate::engine::encoding::{fit_settings, Engine, GivenRun, Job, Plan};
-use crate::error::{bail, err, Result};
+use crate::engine::encoding::{run_once, GivenRun, Job, Plan};
+use crate::error::{bail, Result};
 use crate::io::nifti;
 use crate::progress;
 use crate::stages::encode::{self, EncodeOptions, FittedVoxels, RunFiles};
@@ -60,26 +58,16 @@ pub fn run(
         ..Recipe::default()
     };
     let bar = progress::bar(0, "encoding runs");
-    let plan = Arc::new(Plan {
+    let plan = Plan {
         dir: out.to_path_buf(),
         recipe,
         mask: Some(mask.clone()),
         jobs,
         stored: Vec::new(),
         bar: bar.clone(),
-    });
-    let results = Cluster::default().execute(move |worker| -> Result<_> {
-        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
-        let fed = engine.feed(&plan, worker.index(), worker.peers());
-        let (fits, _) = engine.finish(worker);
-        fed?;
-        Ok(fits.take())
-    })?;
+    };
+    let (fits, _) = run_once(plan)?;
     bar.finish_and_clear();
-    let fits = results
-        .into_iter()
-        .next()
-        .ok_or_else(|| err!("the encoding dataflow returned nothing"))??;
     let mut subjects = join::join_subjects(&fits, mask.len())?;
     let (mut files, mut lines, mut scores) = (Vec::new(), Vec::new(), Vec::<FittedVoxels>::new());
     for (subject, runs) in &groups {

@@ -252,6 +252,23 @@ impl Engine {
     }
 }
 
+/// Runs `plan` once in this process (one worker) and returns worker 0's gathered fits and
+/// group tests: the `encode` and `group` commands, outside a store.
+pub fn run_once(plan: Plan) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<GroupRecord>)> {
+    let plan = std::sync::Arc::new(plan);
+    let results = crate::engine::cluster::Cluster::default().execute(move |worker| -> Result<_> {
+        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
+        let fed = engine.feed(&plan, worker.index(), worker.peers());
+        let (fits, group) = engine.finish(worker);
+        fed?;
+        Ok((fits.take(), group.take()))
+    })?;
+    results
+        .into_iter()
+        .next()
+        .ok_or_else(|| crate::error::err!("the encoding dataflow returned nothing"))?
+}
+
 /// A stored subject's β map cut into blocks, as the group operator takes it.
 fn stored_beta(plan: &Plan, subject: &str, path: &Path) -> Result<Vec<(u32, SubjectBeta)>> {
     let mask = plan.mask.as_ref().expect("read for stored subjects");

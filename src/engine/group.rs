@@ -4,11 +4,9 @@
 //! and the store cannot drift apart.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::engine::cluster::Cluster;
-use crate::engine::encoding::{fit_settings, Engine, Plan};
-use crate::error::{bail, err, Result};
+use crate::engine::encoding::{run_once, Plan};
+use crate::error::{bail, Result};
 use crate::io::nifti;
 use crate::stages::group::{self, GroupOptions, GroupSummary};
 use crate::stages::join;
@@ -34,25 +32,15 @@ pub fn run(
         bail!("{}: the mask has no voxels", mask_path.display());
     }
     same_atoms(&maps)?;
-    let plan = Arc::new(Plan {
+    let plan = Plan {
         dir: encode_dir.to_path_buf(),
         recipe: Recipe::default(),
         mask: Some(mask.clone()),
         jobs: Vec::new(),
         stored: maps.clone(),
         bar: indicatif::ProgressBar::hidden(),
-    });
-    let results = Cluster::default().execute(move |worker| -> Result<_> {
-        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
-        let fed = engine.feed(&plan, worker.index(), worker.peers());
-        let (_, group) = engine.finish(worker);
-        fed?;
-        Ok(group.take())
-    })?;
-    let blocks = results
-        .into_iter()
-        .next()
-        .ok_or_else(|| err!("the group dataflow returned nothing"))??;
+    };
+    let (_, blocks) = run_once(plan)?;
     let (n, test, halves) = join::join_group(&blocks, mask.len())?;
     let labels: Vec<String> = maps.iter().map(|(l, _)| l.clone()).collect();
     if n != labels.len() {
