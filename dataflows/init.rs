@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cortexflow::store::{Recipe, Store};
+use cortexflow::store::{Recipe, Store, WriteLock};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,7 +17,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let s = Store::init(&a.store, &Recipe::load(&a.recipe)?, a.mask.as_deref())?;
+    let recipe = Recipe::load(&a.recipe)?;
+    let _lock = WriteLock::acquire(&a.store)?;
+    let s = Store::init(&a.store, &recipe, a.mask.as_deref())?;
     print!("{}", s.status());
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `cortexflow status`: what a store holds, and whether its results are up to date.
+//! `cortexflow status`: what a store holds, whether its results are up to date, and
+//! whether every file it wrote is intact (checked against the manifest's checksums).
 
 use std::path::PathBuf;
 
@@ -11,7 +12,8 @@ use crate::cluster_args::ClusterArgs;
 pub struct Args {
     /// Store directory.
     pub store: PathBuf,
-    /// Bring stale results up to date (after an interrupted command).
+    /// Bring stale results up to date (after an interrupted command) and rebuild damaged
+    /// subject maps, group maps and network assignments from the runs' statistics.
     #[arg(long)]
     pub refresh: bool,
     #[command(flatten)]
@@ -23,8 +25,22 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.refresh {
         crate::print_lines(update::refresh(&cluster, &a.store)?);
     }
-    if cluster.is_writer() {
-        print!("{}", Store::open_reader(&a.store)?.status());
+    if !cluster.is_writer() {
+        return Ok(());
+    }
+    let store = Store::open_reader(&a.store)?;
+    print!("{}", store.status());
+    if let Some(writer) = cortexflow::store::lock::writer(&a.store) {
+        println!("files: not verified now: the store is being written by {writer}");
+        return Ok(());
+    }
+    let (lines, damaged) = store.integrity();
+    print!("{lines}");
+    if damaged > 0 {
+        anyhow::bail!(
+            "{}: {damaged} damaged file(s); see above for what repairs each",
+            a.store.display()
+        );
     }
     Ok(())
 }

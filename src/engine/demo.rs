@@ -11,7 +11,7 @@ use crate::error::{Context, Result};
 
 use crate::engine::cluster::Cluster;
 use crate::stages::simulate::{self, SimulateOptions};
-use crate::store::{list, Store};
+use crate::store::{list, Store, WriteLock};
 use crate::engine::stories::StimulusSpec;
 use crate::engine::update;
 use crate::report;
@@ -132,6 +132,7 @@ fn make_store(out: &Path, label: &str, sim: &SimulateOptions) -> Result<(PathBuf
     crate::io::atomic::write_file_atomically(&out.join("recipe.toml"), |w| {
         w.write_all(recipe.canonical().as_bytes())
     })?;
+    let _lock = WriteLock::acquire(&store_dir)?;
     Store::init(&store_dir, &recipe, Some(&sim.out.join("mask.nii.gz")))?;
     Ok((store_dir, recipe))
 }

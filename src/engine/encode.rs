@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::encoding::{run_once, GivenRun, Job, Plan};
 use crate::error::{bail, Result};
-use crate::io::nifti;
+use crate::io::{bids, nifti};
 use crate::progress;
 use crate::stages::encode::{self, EncodeOptions, FittedVoxels, RunFiles};
 use crate::stages::join;
 use crate::store::recipe::EncodingSection;
-use crate::store::Recipe;
+use crate::store::{Recipe, Store};
 
 /// Fits every subject of `bold` (the i-th run of a subject against the i-th regressors
 /// file, with the i-th confounds file if given) and writes OUT/sub-<S>/{beta,t,z,cv_r,
@@ -35,14 +35,16 @@ pub fn run(
     let mask = nifti::read_mask(mask_path)?;
     let groups = encode::subjects(bold, confounds)?;
     let mut jobs = Vec::new();
+    let stories: Vec<&str> = atoms.iter().map(|a| a.0.as_str()).collect();
     for (subject, runs) in &groups {
         check_subject(subject, runs, atoms.len(), opt.cv)?;
-        jobs.extend(runs.iter().zip(regressors).enumerate().map(|(i, ((b, c), a))| {
+        let pairs = pair_by_story(runs, &stories, regressors)?;
+        jobs.extend(runs.iter().zip(pairs).enumerate().map(|(i, ((b, c), j))| {
             Job::Given(GivenRun {
                 key: format!("{i:06}"),
                 subject: subject.clone(),
                 bold: b.clone(),
-                atoms: a.clone(),
+                atoms: regressors[j].clone(),
                 confounds: c.clone(),
                 mask: mask_path.to_path_buf(),
             })
@@ -64,6 +66,7 @@ pub fn run(
         mask: Some(mask.clone()),
         jobs,
         stored: Vec::new(),
+        sums: None,
         bar: bar.clone(),
     };
     let (fits, _) = run_once(plan)?;
@@ -93,6 +96,39 @@ pub fn run(
     encode::write_voxel_fits(&path, &mask, &scores)?;
     files.push(path);
     Ok((files, lines))
+}
+
+/// The regressors file of each run. A BIDS run name gives a story (`task-T_run-R`, as
+/// the store names them); when every run's story is among the regressors' stories the
+/// runs are paired by story, whatever the order given. When none is, the names follow
+/// another convention and the i-th run takes the i-th file. Some but not all is a
+/// disagreement, refused.
+fn pair_by_story(runs: &[RunFiles], stories: &[&str], files: &[PathBuf]) -> Result<Vec<usize>> {
+    let of_run: Vec<Option<String>> = runs
+        .iter()
+        .map(|(b, _)| bids::parse_bold_name(b).map(|r| Store::story_of(&r)))
+        .collect();
+    let index = |s: &Option<String>| s.as_ref().and_then(|s| stories.iter().position(|t| t == s));
+    let found: Vec<Option<usize>> = of_run.iter().map(index).collect();
+    if found.iter().all(Option::is_none) {
+        return Ok((0..runs.len()).collect());
+    }
+    if let Some(i) = found.iter().position(Option::is_none) {
+        bail!(
+            "{}: its story '{}' is in none of the regressors files ({}), though other runs' stories are: give the matching atoms file",
+            runs[i].0.display(),
+            of_run[i].as_deref().unwrap_or("?"),
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let pairs: Vec<usize> = found.into_iter().flatten().collect();
+    let mut seen = pairs.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != pairs.len() {
+        bail!("two runs of one subject have the same story: give each story's run once");
+    }
+    Ok(pairs)
 }
 
 /// A subject's runs pair one to one with the regressors files, share one grid, and are

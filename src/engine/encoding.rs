@@ -19,7 +19,7 @@ use crate::error::{bail, Context, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::Run;
 use crate::io::nifti::{self, Mask};
-use crate::io::parquet::read_atoms;
+use crate::io::parquet::{read_atoms, read_tr};
 use crate::kernels::design::{self, RunInputs};
 use crate::kernels::ridge_stats::RunStats;
 use crate::operators::{
@@ -28,6 +28,7 @@ use crate::operators::{
 };
 use crate::stages::encode;
 use crate::store::stats::{decode_stats, encode_stats};
+use crate::store::sums::{verify_file, Sums};
 use crate::store::{Layout, Recipe};
 
 /// One piece of input work: reduce a new run into the store, reduce a run given with its
@@ -78,7 +79,20 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Subjects with runs that are not refitted: their β maps feed the group test.
     pub stored: Vec<(String, PathBuf)>,
+    /// The store's checksums: every stored file is verified before it is read (none for
+    /// runs and maps given outside a store).
+    pub sums: Option<Sums>,
     pub bar: ProgressBar,
+}
+
+impl Plan {
+    /// Checks a stored file against the store's checksums before it is read.
+    fn verified<'a>(&self, path: &'a Path) -> Result<&'a Path> {
+        if let Some(sums) = &self.sums {
+            verify_file(sums, &self.dir, path)?;
+        }
+        Ok(path)
+    }
 }
 
 /// The fit settings of a recipe.
@@ -126,7 +140,7 @@ fn reduce_against(
 /// A new run against its story's atoms in the store; its statistics are written there.
 pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
     let paths = Layout::new(&plan.dir);
-    let (_, atoms) = read_atoms(&paths.atoms(story))?;
+    let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
     let (stats, absorbed, valid) = reduce_against(plan, &run.bold, &paths.mask(), atoms, None)?;
     let mut bytes = Vec::new();
     encode_stats(&stats, absorbed, &valid, &mut bytes);
@@ -137,6 +151,9 @@ pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, V
 /// A run given with its atoms (and confounds): reduced, not stored.
 fn reduce_given(plan: &Plan, g: &GivenRun) -> Result<(RunStats, usize, Vec<bool>)> {
     let (story, atoms) = read_atoms(&g.atoms)?;
+    if let Some(tr) = read_tr(&g.atoms)? {
+        crate::store::check_tr(&g.bold, &story, tr)?;
+    }
     reduce_against(plan, &g.bold, &g.mask, atoms, g.confounds.as_deref())
         .with_context(|| format!("story '{story}'"))
 }
@@ -146,7 +163,7 @@ pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
     let (stats, absorbed, valid) = match job {
         Job::Reduce { run, story } => reduce(plan, run, story)?,
         Job::Given(g) => reduce_given(plan, g)?,
-        Job::Load { key, .. } => decode_stats(&Layout::new(&plan.dir).stats(key))?,
+        Job::Load { key, .. } => decode_stats(plan.verified(&Layout::new(&plan.dir).stats(key))?)?,
     };
     if valid.len() != mask.len() {
         bail!(
@@ -272,7 +289,7 @@ pub fn run_once(plan: Plan) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<GroupRecor
 /// A stored subject's β map cut into blocks, as the group operator takes it.
 fn stored_beta(plan: &Plan, subject: &str, path: &Path) -> Result<Vec<(u32, SubjectBeta)>> {
     let mask = plan.mask.as_ref().expect("read for stored subjects");
-    let img = nifti::read_image(path)?;
+    let img = nifti::read_image(plan.verified(path)?)?;
     mask.grid
         .ensure_same(Path::new("the mask"), &img.header.grid, path)?;
     let beta = mask.rows(&img);

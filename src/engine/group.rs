@@ -38,6 +38,7 @@ pub fn run(
         mask: Some(mask.clone()),
         jobs: Vec::new(),
         stored: maps.clone(),
+        sums: None,
         bar: indicatif::ProgressBar::hidden(),
     };
     let (_, blocks) = run_once(plan)?;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 
@@ -19,7 +19,7 @@ use crate::io::nifti;
 use crate::operators::{agree, BlockError, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
 use crate::stages::join;
-use crate::store::{list, Recipe, RunEntry, Store};
+use crate::store::{list, Recipe, RunEntry, Store, WriteLock};
 
 /// The writer's part of a command before the dataflow (creating the store, the mask,
 /// stories and basis, manifest edits).
@@ -49,11 +49,9 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
             (s, beta)
         })
         .collect();
-    let mask_path = store.paths().mask();
-    let mask = if mask_path.is_file() {
-        Some(nifti::read_mask(&mask_path)?)
-    } else {
-        None
+    let mask = match store.paths().mask().is_file() {
+        true => Some(store.read_mask()?),
+        false => None,
     };
     let plan = Plan {
         dir: dir.to_path_buf(),
@@ -61,6 +59,7 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
         mask,
         jobs,
         stored,
+        sums: Some(store.manifest.files.clone()),
         bar: bar.clone(),
     };
     let outcome = Outcome {
@@ -85,12 +84,18 @@ pub fn run_update(
     prepare: Prepare,
 ) -> Result<Vec<String>> {
     let prepare = Mutex::new(Some(prepare));
+    // The writer (worker 0 of process 0) holds the store's lock from before it prepares
+    // until it has finished, after the dataflow.
+    let lock: Arc<Mutex<Option<WriteLock>>> = Arc::default();
     let bar = progress::bar(0, "reducing runs");
-    let (dir_w, bar_w) = (dir.to_path_buf(), bar.clone());
+    let (dir_w, bar_w, lock_w) = (dir.to_path_buf(), bar.clone(), lock.clone());
     let results = cluster.execute(move |worker| -> Result<Option<Outcome>> {
         let first = worker.index() == 0;
         let prepared = match first {
-            true => prepare.lock().expect("not poisoned").take().expect("runs once")(),
+            true => WriteLock::acquire(&dir_w).and_then(|held| {
+                *lock_w.lock().expect("not poisoned") = Some(held);
+                prepare.lock().expect("not poisoned").take().expect("runs once")()
+            }),
             false => Ok(Vec::new()),
         };
         if !agree(worker, prepared.is_ok()) {
@@ -123,6 +128,7 @@ pub fn run_update(
         Ok(Some(outcome))
     })?;
     bar.finish_and_clear();
+    let _held = lock.lock().expect("not poisoned").take();
     let mut outcome = None;
     for r in results {
         if let Some(o) = r? {
@@ -179,9 +185,11 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
     } = outcome;
     for (run, story) in new {
         let key = run.key();
-        if !store.paths().stats(&key).is_file() {
+        let stats = store.paths().stats(&key);
+        if !stats.is_file() {
             bail!("{key}: its statistics were not written (did another process fail?)");
         }
+        store.seal(&stats)?;
         let scans = nifti::read_header(&run.bold)?.n_vols;
         lines.push(format!("{key}: {scans} scans ingested"));
         let entry = RunEntry {
@@ -198,7 +206,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
     if refit.is_empty() && store.manifest.results_epoch == store.manifest.epoch {
         return Ok(lines);
     }
-    let mask = nifti::read_mask(&store.mask_path())?;
+    let mask = store.read_mask()?;
     let mut subjects = join::join_subjects(&fits, mask.len())?;
     for subject in refit {
         let fit = subjects.remove(&subject);
@@ -302,7 +310,11 @@ pub fn retract(cluster: &Cluster, dir: &Path, key: &str) -> Result<Vec<String>> 
     run_update(cluster, dir, None, Vec::new(), prepare)
 }
 
-/// Brings stale results up to date (after an interrupted command).
+/// Brings stale results up to date (after an interrupted command) and rebuilds damaged
+/// subject maps and group results from the statistics; damage that cannot be rebuilt is
+/// an error naming each file and what to do.
 pub fn refresh(cluster: &Cluster, dir: &Path) -> Result<Vec<String>> {
-    run_update(cluster, dir, None, Vec::new(), Box::new(|| Ok(Vec::new())))
+    let store_dir = dir.to_path_buf();
+    let prepare: Prepare = Box::new(move || Store::open(&store_dir)?.mark_damage_for_rebuild());
+    run_update(cluster, dir, None, Vec::new(), prepare)
 }

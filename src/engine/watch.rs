@@ -20,7 +20,7 @@ use crate::io::bids::{self, Run};
 use crate::engine::cluster::Cluster;
 use crate::engine::encoding::{self, Engine, Job, Plan};
 use crate::engine::update::{self, Outcome};
-use crate::store::Store;
+use crate::store::{Store, WriteLock};
 use timely::worker::Worker;
 
 /// Settings of `watch`.
@@ -95,6 +95,9 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
     if cluster.processes > 1 {
         bail!("watch runs in one process (use -w for more workers)");
     }
+    // One writer: the lock is held for watch's whole life, so an `ingest` or `retract`
+    // meanwhile is refused instead of being lost from the manifest.
+    let _lock = WriteLock::acquire(store_dir)?;
     let present: Vec<PathBuf> = scan(dir)?.into_keys().collect();
     let noop: update::Prepare = Box::new(|| Ok(Vec::new()));
     say(&update::run_update(
@@ -177,6 +180,7 @@ fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)>
         jobs: stored,
         // Every subject is fitted in the dataflow: no β from maps.
         stored: Vec::new(),
+        sums: Some(store.manifest.files.clone()),
         bar: indicatif::ProgressBar::hidden(),
     };
     Ok((store, engine, plan))
@@ -199,6 +203,9 @@ fn apply(
     seen: &BTreeMap<PathBuf, u64>,
     failed: &mut BTreeMap<PathBuf, u64>,
 ) -> Result<Vec<String>> {
+    // The manifest as stored (re-read under the lock), and the checksums it holds.
+    store.manifest = Store::open(&store.dir)?.manifest;
+    plan.sums = Some(store.manifest.files.clone());
     let mut lines = Vec::new();
     let mut accepted = Vec::new();
     plan.jobs = change
@@ -250,7 +257,9 @@ fn apply(
         fits,
         group: engine.group.current(),
     };
-    update::finish(store, outcome)
+    let lines = update::finish(store, outcome)?;
+    plan.sums = Some(store.manifest.files.clone());
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -264,12 +273,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/stimuli/lpp-en/mask_lpp_en.nii.gz");
+        let _lock = WriteLock::acquire(&dir.path().join("s")).unwrap();
         let mut store = Store::init(&dir.path().join("s"), &Recipe::default(), Some(&mask)).unwrap();
-        store.manifest.stories.insert("task-lpp_run-1".into(), 10);
+        let clock = crate::store::StoryEntry { scans: 10, tr: 2.0 };
+        store.manifest.stories.insert("task-lpp_run-1".into(), clock);
         let good = dir.path().join("sub-01_task-lpp_run-1_bold.nii.gz");
+        let m = crate::io::nifti::read_mask(&mask).unwrap();
+        let bold = ndarray::Array4::<f32>::zeros((m.grid.shape[0], m.grid.shape[1], m.grid.shape[2], 10));
+        crate::io::nifti::write_map(&good, &m.grid, &bold, Some(2.0)).unwrap();
         let no_story = dir.path().join("sub-01_task-lpp_run-2_bold.nii.gz");
         let not_bids = dir.path().join("scan_bold.nii.gz");
         let again = dir.path().join("sub-01_task-lpp_run-1_desc-preproc_bold.nii.gz");
+        std::fs::copy(&good, &again).unwrap();
         let stable = vec![no_story.clone(), good.clone(), not_bids.clone(), again];
         let seen: BTreeMap<PathBuf, u64> = stable.iter().map(|p| (p.clone(), 7)).collect();
         let mut failed = BTreeMap::new();

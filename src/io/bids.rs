@@ -143,6 +143,11 @@ pub fn parse_bold_name(path: &Path) -> Option<Run> {
         .split('_')
         .filter_map(|kv| kv.split_once('-'))
         .collect();
+    let labels = ["sub", "ses", "task", "run"].map(|k| entities.get(k));
+    if labels.iter().flatten().any(|l| !crate::io::name::is_valid(l)) {
+        // A label becomes a folder of the store: never a path.
+        return None;
+    }
     Some(Run {
         subject: entities.get("sub")?.to_string(),
         session: entities.get("ses").map(|s| s.to_string()),

@@ -10,3 +10,4 @@ pub mod stimulus;
 pub mod atomic;
 pub mod embedded;
 pub mod inspect;
+pub mod name;

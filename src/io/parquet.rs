@@ -15,6 +15,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::schema::{self, TableSchema};
@@ -123,7 +124,27 @@ pub struct TableWriter {
 impl TableWriter {
     /// Starts `dest` as table `name`; `list_size` is the length T of its vector column, if any.
     pub fn create(dest: &Path, name: &str, list_size: Option<usize>) -> Result<Self> {
+        Self::create_with(dest, name, list_size, &[])
+    }
+
+    /// As [`create`](Self::create), with file metadata (key, value) the schema declares
+    /// (e.g. [`TR_KEY`]).
+    pub fn create_with(
+        dest: &Path,
+        name: &str,
+        list_size: Option<usize>,
+        metadata: &[(&str, String)],
+    ) -> Result<Self> {
         let table = schema::table(name)?;
+        if let Some((k, _)) = metadata.iter().find(|(k, _)| !table.metadata.contains_key(*k)) {
+            return Err(Error::Invalid(format!(
+                "table {name}: metadata '{k}' is not in schemas/{name}.json"
+            )));
+        }
+        let metadata = metadata
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.to_string(), v.clone()))
+            .collect();
         let schema = Arc::new(table.arrow(list_size)?);
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -132,6 +153,7 @@ impl TableWriter {
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_key_value_metadata(Some(metadata))
             .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| Error::format(dest, e.to_string()))?;
@@ -213,9 +235,56 @@ pub fn write_table(
     list_size: Option<usize>,
     columns: Vec<Column>,
 ) -> Result<usize> {
-    let mut w = TableWriter::create(dest, name, list_size)?;
+    write_table_with(dest, name, list_size, columns, &[])
+}
+
+/// Writes a whole table with file metadata (see [`TableWriter::create_with`]).
+pub fn write_table_with(
+    dest: &Path,
+    name: &str,
+    list_size: Option<usize>,
+    columns: Vec<Column>,
+    metadata: &[(&str, String)],
+) -> Result<usize> {
+    let mut w = TableWriter::create_with(dest, name, list_size, metadata)?;
     w.write(columns)?;
     w.finish()
+}
+
+/// File metadata of `responses` and `atoms` tables: the seconds between scans of the
+/// story's clock, so a BOLD run of another TR is refused rather than fitted.
+pub const TR_KEY: &str = "cortexflow.tr_s";
+
+/// The metadata entry recording `tr`.
+pub fn tr_metadata(tr: f64) -> [(&'static str, String); 1] {
+    [(TR_KEY, format!("{tr}"))]
+}
+
+/// The TR a table records ([`TR_KEY`]), if any; only the footer is read.
+pub fn read_tr(path: &Path) -> Result<Option<f64>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = SerializedFileReader::new(file)
+        .map_err(|e| Error::format(path, format!("not a readable Parquet file: {e}")))?;
+    tr_of(path, reader.metadata().file_metadata().key_value_metadata())
+}
+
+fn tr_of(path: &Path, kv: Option<&Vec<KeyValue>>) -> Result<Option<f64>> {
+    let Some(v) = kv
+        .into_iter()
+        .flatten()
+        .find(|e| e.key == TR_KEY)
+        .and_then(|e| e.value.as_deref())
+    else {
+        return Ok(None);
+    };
+    match v.parse::<f64>() {
+        Ok(tr) if tr.is_finite() && tr > 0.0 => Ok(Some(tr)),
+        _ => Err(Error::format(
+            path,
+            format!("metadata {TR_KEY} = '{}' is not a positive number of seconds", v.chars().take(40).collect::<String>()),
+        )),
+    }
 }
 
 /// A `responses` file read back: one row per AN (and FIR delay), values N × T.
@@ -225,10 +294,17 @@ pub struct ResponseTable {
     pub an_ids: Vec<u64>,
     pub delays: Vec<Option<u16>>,
     pub values: ndarray::Array2<f32>,
+    /// Seconds between scans, when the writer recorded it.
+    pub tr: Option<f64>,
 }
 
 /// The record batches of a table file, after checking its columns against the schema.
 fn read_batches(path: &Path, table: &str) -> Result<Vec<RecordBatch>> {
+    Ok(read_table(path, table)?.0)
+}
+
+/// The record batches of a table file and the TR it records.
+fn read_table(path: &Path, table: &str) -> Result<(Vec<RecordBatch>, Option<f64>)> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bad = |msg: String| Error::format(path, msg);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -247,11 +323,13 @@ fn read_batches(path: &Path, table: &str) -> Result<Vec<RecordBatch>> {
             "columns {names:?} are not those of a {table} table {expected:?}"
         )));
     }
-    builder
+    let tr = tr_of(path, builder.metadata().file_metadata().key_value_metadata())?;
+    let batches = builder
         .build()
         .map_err(|e| bad(e.to_string()))?
         .map(|b| b.map_err(|e| bad(e.to_string())))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((batches, tr))
 }
 
 /// Column `i` of a batch as array type `A`, or an error naming the file and column.
@@ -285,7 +363,11 @@ fn list_values(path: &Path, lists: &FixedSizeListArray, out: &mut Vec<f32>) -> R
 /// Records the story of a row; tables with vectors hold one story (one T) per file.
 fn one_story(path: &Path, story: &mut Option<String>, s: &str) -> Result<()> {
     match story {
-        None => *story = Some(s.to_string()),
+        None => {
+            // The story names the store's file of this table (responses/<story>.parquet).
+            crate::io::name::check("story", s).map_err(|e| Error::format(path, e.to_string()))?;
+            *story = Some(s.to_string())
+        }
         Some(prev) if prev != s => {
             return Err(Error::format(
                 path,
@@ -304,7 +386,8 @@ pub fn read_responses(path: &Path) -> Result<ResponseTable> {
     let bad = |msg: String| Error::format(path, msg);
     let (mut story, mut an_ids, mut delays, mut values, mut t) =
         (None::<String>, Vec::new(), Vec::new(), Vec::new(), 0usize);
-    for batch in read_batches(path, "responses")? {
+    let (batches, tr) = read_table(path, "responses")?;
+    for batch in batches {
         let ids = column::<UInt64Array>(path, &batch, 0, "uint64")?;
         let stories = column::<StringArray>(path, &batch, 1, "utf8")?;
         let dl = column::<UInt16Array>(path, &batch, 2, "uint16")?;
@@ -326,6 +409,7 @@ pub fn read_responses(path: &Path) -> Result<ResponseTable> {
         an_ids,
         delays,
         values,
+        tr,
     })
 }
 

@@ -16,6 +16,9 @@ pub struct TableSchema {
     pub name: String,
     pub doc: String,
     pub columns: Vec<ColumnSchema>,
+    /// File metadata the table may carry: key → what it means.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

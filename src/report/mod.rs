@@ -32,6 +32,9 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
     let Some(first) = stores.first() else {
         bail!("report: give at least one store");
     };
+    for dir in stores {
+        verified(dir)?;
+    }
     let store = Store::open_reader(first)?;
     let mut page = Page {
         body: String::new(),
@@ -68,3 +71,16 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
     })
 }
 
+/// Refuses to report a store with damaged files: the figures would show altered results.
+fn verified(dir: &Path) -> Result<()> {
+    let store = Store::open_reader(dir)?;
+    let (lines, damaged) = store.integrity();
+    if damaged > 0 {
+        bail!(
+            "{}: {damaged} damaged file(s), so no report: {}",
+            dir.display(),
+            lines.lines().skip(1).map(str::trim).collect::<Vec<_>>().join("; ")
+        );
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{err, bail, Result};
-use crate::io::parquet::{read_codes, read_responses, write_table, Column};
+use crate::io::parquet::{read_codes, read_responses, tr_metadata, write_table, write_table_with, Column};
 use crate::io::atomic::write_file_atomically;
 use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
 use crate::kernels::ipca::Ipca;
@@ -37,11 +37,16 @@ pub struct BasisSummary {
 
 /// The stories' responses concatenated in time (T × N) with the story names and lengths
 /// and the AN ids; every file must hold the same ANs in the same order.
-/// Story names with their scan counts.
-type Stories = Vec<(String, usize)>;
+/// A story of the basis: its name and scan clock (scans, and the TR when recorded).
+#[derive(Debug, Clone)]
+pub struct Story {
+    pub name: String,
+    pub scans: usize,
+    pub tr: Option<f64>,
+}
 
-fn read_stories(inputs: &[PathBuf]) -> Result<(Stories, Vec<u64>, Array2<f64>)> {
-    let mut stories: Vec<(String, usize)> = Vec::new();
+fn read_stories(inputs: &[PathBuf]) -> Result<(Vec<Story>, Vec<u64>, Array2<f64>)> {
+    let mut stories: Vec<Story> = Vec::new();
     let mut blocks = Vec::new();
     let mut ids: Option<(PathBuf, Vec<u64>)> = None;
     for path in inputs {
@@ -56,7 +61,11 @@ fn read_stories(inputs: &[PathBuf]) -> Result<(Stories, Vec<u64>, Array2<f64>)> 
             }
             _ => {}
         }
-        stories.push((table.story.clone(), table.values.ncols()));
+        stories.push(Story {
+            name: table.story.clone(),
+            scans: table.values.ncols(),
+            tr: table.tr,
+        });
         blocks.push(table.values.t().mapv(f64::from)); // T_s × N
     }
     let Some((_, an_ids)) = ids else {
@@ -77,7 +86,7 @@ struct Fitted {
     note: String,
 }
 
-fn fit(xs: ArrayView2<f64>, opt: &BasisOptions, out: &Path, stories: &[(String, usize)]) -> Result<Fitted> {
+fn fit(xs: ArrayView2<f64>, opt: &BasisOptions, out: &Path, stories: &[Story]) -> Result<Fitted> {
     let k = opt.odl.atoms;
     let lasso = LassoOptions {
         lambda: opt.odl.lambda,
@@ -114,31 +123,39 @@ fn fit(xs: ArrayView2<f64>, opt: &BasisOptions, out: &Path, stories: &[(String, 
 }
 
 /// One atoms table per story (its rows of the atoms).
-fn write_atoms(out: &Path, atoms: &Array2<f64>, stories: &[(String, usize)]) -> Result<Vec<PathBuf>> {
+fn write_atoms(out: &Path, atoms: &Array2<f64>, stories: &[Story]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut row = 0;
-    for (story, t) in stories {
-        let path = out.join("atoms").join(format!("{story}.parquet"));
-        let kk = atoms.ncols();
-        let values: Vec<f32> = (0..kk)
-            .flat_map(|j| atoms.slice(s![row..row + t, j]).to_vec())
-            .map(|v| v as f32)
-            .collect();
-        write_table(
-            &path,
-            "atoms",
-            Some(*t),
-            vec![
-                Column::U32(vec![1; kk]),
-                Column::U16((0..kk as u16).collect()),
-                Column::Utf8(vec![story.clone(); kk]),
-                Column::F32List { size: *t, values },
-            ],
-        )?;
-        files.push(path);
-        row += t;
+    for story in stories {
+        let rows = atoms.slice(s![row..row + story.scans, ..]);
+        files.push(write_story_atoms(out, story, rows)?);
+        row += story.scans;
     }
     Ok(files)
+}
+
+/// `out/atoms/<story>.parquet`: the story's atoms (T × K), with its TR when known.
+fn write_story_atoms(out: &Path, story: &Story, atoms: ArrayView2<f64>) -> Result<PathBuf> {
+    let path = out.join("atoms").join(format!("{}.parquet", story.name));
+    let (t, k) = atoms.dim();
+    let values: Vec<f32> = (0..k)
+        .flat_map(|j| atoms.column(j).to_vec())
+        .map(|v| v as f32)
+        .collect();
+    let meta = story.tr.map(tr_metadata);
+    write_table_with(
+        &path,
+        "atoms",
+        Some(t),
+        vec![
+            Column::U32(vec![1; k]),
+            Column::U16((0..k as u16).collect()),
+            Column::Utf8(vec![story.name.clone(); k]),
+            Column::F32List { size: t, values },
+        ],
+        meta.as_ref().map_or(&[], |m| m.as_slice()),
+    )?;
+    Ok(path)
 }
 
 /// The codes table (non-zeros) and each AN's dominant atom (subgroups); returns the
@@ -248,7 +265,7 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
     if !fitted.trace.is_empty() {
         files.push(write_objective(out, &fitted.trace)?);
     }
-    let scans: usize = stories.iter().map(|s| s.1).sum();
+    let scans: usize = stories.iter().map(|s| s.scans).sum();
     let lines = vec![
         fitted.note,
         format!("{} ANs: {} used, {constant} constant and {non_finite} non-finite left out; {} stories, {} scans", an_ids.len(), keep.len(), stories.len(), scans),
@@ -264,7 +281,7 @@ fn write_state(
     out: &Path,
     fit: &dictionary::OdlFit,
     opt: &BasisOptions,
-    stories: &[(String, usize)],
+    stories: &[Story],
 ) -> Result<()> {
     let dir = out.join("state");
     let f64_file = |name: &str, a: &Array2<f64>| -> Result<()> {
@@ -282,7 +299,7 @@ fn write_state(
         "t": fit.atoms.nrows(), "k": fit.atoms.ncols(),
         "lambda": opt.odl.lambda, "positive": opt.odl.positive_codes, "batch": opt.odl.batch, "seed": opt.odl.seed,
         "epochs": fit.epochs, "steps": fit.steps,
-        "stories": stories.iter().map(|(s, t)| serde_json::json!({"story": s, "scans": t})).collect::<Vec<_>>(),
+        "stories": stories.iter().map(|s| serde_json::json!({"story": s.name, "scans": s.scans})).collect::<Vec<_>>(),
     });
     write_file_atomically(&dir.join("state.json"), |w| {
         w.write_all(
@@ -336,22 +353,12 @@ pub fn extend(dir: &Path, inputs: &[PathBuf]) -> Result<BasisSummary> {
         let new = dictionary::extend_atoms(x.view(), a.view(), 1e-6 * gram_trace / k as f64)
             .map_err(|e| err!("{}: {e}", path.display()))?;
         let t = new.nrows();
-        let out = dir.join("atoms").join(format!("{}.parquet", table.story));
-        let values: Vec<f32> = (0..k)
-            .flat_map(|j| new.column(j).to_vec())
-            .map(|v| v as f32)
-            .collect();
-        write_table(
-            &out,
-            "atoms",
-            Some(t),
-            vec![
-                Column::U32(vec![1; k]),
-                Column::U16((0..k as u16).collect()),
-                Column::Utf8(vec![table.story.clone(); k]),
-                Column::F32List { size: t, values },
-            ],
-        )?;
+        let story = Story {
+            name: table.story.clone(),
+            scans: t,
+            tr: table.tr,
+        };
+        let out = write_story_atoms(dir, &story, new.view())?;
         lines.push(format!(
             "extended {k} atoms to story '{}' ({t} scans)",
             table.story

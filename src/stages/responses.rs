@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, bail, Context, Result};
-use crate::io::parquet::{write_table, Column, TableWriter};
+use crate::io::parquet::{tr_metadata, write_table, Column, TableWriter};
 use crate::io::stimulus::{read_stimulus, Stimulus};
 use crate::kernels::hrf::{frame_times, EventDesign, HrfModel, RegressorOptions};
 use crate::model::align::tokenize_words;
@@ -333,7 +333,8 @@ pub fn write_story(
         &opts,
     )?;
     let path = out.join("responses").join(format!("{story}.parquet"));
-    let mut writer = TableWriter::create(&path, "responses", Some(spec.n_scans))?;
+    let mut writer =
+        TableWriter::create_with(&path, "responses", Some(spec.n_scans), &tr_metadata(ro.tr))?;
     let delays: Vec<Option<u16>> = match &ro.hrf {
         HrfModel::Fir { delays } => delays.iter().map(|&d| Some(d as u16)).collect(),
         _ => vec![None],

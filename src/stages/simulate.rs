@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Grid, Mask};
-use crate::io::parquet::{write_table, Column};
+use crate::io::parquet::{tr_metadata, write_table, write_table_with, Column};
 use crate::io::stimulus::{self, Stimulus, Word};
 use ndarray::{Array3, Array4, Axis};
 use rand::{Rng, SeedableRng};
@@ -226,6 +226,7 @@ fn population(opt: &SimulateOptions, stories: &[Story]) -> Result<Population> {
 /// truth/timecourses/); returns the time courses (run × group × scan).
 fn write_truth_runs(
     truth: &Path,
+    tr: f64,
     population: &Population,
     stories: &[Story],
     planted: &[PlantedNetwork],
@@ -237,7 +238,7 @@ fn write_truth_runs(
         let run_key = format!("task-{TASK}_run-{r}");
         let path = truth.join("responses").join(format!("{run_key}.parquet"));
         let n_an = population.neurons.len();
-        write_table(
+        write_table_with(
             &path,
             "responses",
             Some(*n_scans),
@@ -250,6 +251,7 @@ fn write_truth_runs(
                     values: responses.t().iter().map(|&v| v as f32).collect(),
                 },
             ],
+            &tr_metadata(tr),
         )?;
         files.push(path);
         let tcs: Vec<Vec<f64>> = (0..planted.len()).map(|g| population.course(g, s_idx)).collect();
@@ -354,7 +356,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     let neurons_path = truth.join("neurons.parquet");
     population.write_neurons(&neurons_path)?;
     files.push(neurons_path);
-    let courses = write_truth_runs(&truth, &population, &stories, &planted_groups, &mut files)?;
+    let courses = write_truth_runs(&truth, opt.tr, &population, &stories, &planted_groups, &mut files)?;
     let maps_path = truth.join("maps.nii.gz");
     write_truth_maps(&maps_path, &g.grid, &g.labels, &opt.networks)?;
     files.push(maps_path);

@@ -17,10 +17,12 @@
 //! finishes it (`status` shows it).
 
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod recipe;
 pub mod settings;
 pub mod stats;
+pub mod sums;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,14 +34,16 @@ use crate::error::{bail, Context, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
-use crate::io::parquet::read_responses;
+use crate::io::parquet::{read_responses, TR_KEY};
 use crate::operators::{BlockError, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
 
 pub use layout::Layout;
-pub use manifest::{Manifest, RunEntry, FORMAT};
+pub use lock::WriteLock;
+pub use manifest::{Manifest, RunEntry, StoryEntry, FORMAT};
 pub use recipe::Recipe;
+pub use sums::{Damage, Sums};
 
 /// A BOLD run to ingest, with its story.
 pub type NewRun = (Run, String);
@@ -64,7 +68,10 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 
 impl Store {
     /// Creates a store for `recipe` (an existing store of the same recipe is reopened).
+    /// The caller holds the store's [`WriteLock`].
     pub fn init(dir: &Path, recipe: &Recipe, mask: Option<&Path>) -> Result<Store> {
+        recipe.check()?;
+        require_lock(dir)?;
         if Layout::new(dir).manifest().is_file() {
             let store = Store::open(dir)?;
             if store.manifest.recipe != recipe.fingerprint() {
@@ -84,7 +91,7 @@ impl Store {
             ..Manifest::default()
         };
         write_text(&Layout::new(dir).recipe(), &recipe.canonical())?;
-        let store = Store {
+        let mut store = Store {
             dir: dir.to_path_buf(),
             recipe: recipe.clone(),
             manifest,
@@ -96,12 +103,11 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens a store as its writer (deleting temporaries a killed writer left), refusing
-    /// other formats and a recipe that does not match its manifest.
+    /// Opens a store as its writer, refusing other formats and a recipe that does not
+    /// match its manifest. The caller holds the store's [`WriteLock`].
     pub fn open(dir: &Path) -> Result<Store> {
-        let store = Self::open_reader(dir)?;
-        remove_temporaries(dir)?;
-        Ok(store)
+        require_lock(dir)?;
+        Self::open_reader(dir)
     }
 
     /// Opens a store to read it (while the writer may be writing).
@@ -155,14 +161,133 @@ impl Store {
         Layout::new(&self.dir)
     }
 
+    /// Records the checksums of what is now at `path` (a file or folder of the store).
+    pub fn seal(&mut self, path: &Path) -> Result<()> {
+        sums::seal(&mut self.manifest.files, &self.dir, path)
+    }
+
+    /// Rewrites `parts` of the store with `write`: they are named pending in the manifest
+    /// first (so a kill in between is seen as an interrupted rewrite, not as damage), then
+    /// sealed, whether `write` succeeded or not.
+    fn rewriting<T>(
+        &mut self,
+        parts: &[PathBuf],
+        write: impl FnOnce(&mut Store) -> Result<T>,
+    ) -> Result<T> {
+        let keys: Vec<String> = parts.iter().map(|p| sums::key(&self.dir, p)).collect();
+        self.manifest.pending.extend(keys.iter().cloned());
+        self.save()?;
+        let out = write(self);
+        for p in parts {
+            self.seal(p)?;
+        }
+        for k in &keys {
+            self.manifest.pending.remove(k);
+        }
+        self.save()?;
+        out
+    }
+
+    /// Checks a file of the store against its checksum before it is read.
+    pub fn verify_file(&self, path: &Path) -> Result<()> {
+        sums::verify_file(&self.manifest.files, &self.dir, path)
+    }
+
+    /// The store's mask, verified.
+    pub fn read_mask(&self) -> Result<Mask> {
+        self.verify_file(&self.mask_path())?;
+        nifti::read_mask(&self.mask_path())
+    }
+
+    /// Every damaged file (relative path and how), leaving out the parts a command is
+    /// known to be rewriting: subjects to refit, stale group and map results, and pending
+    /// parts of an interrupted command.
+    pub fn damaged(&self) -> Vec<(String, Damage)> {
+        let m = &self.manifest;
+        let stale_results = m.results_epoch != m.epoch;
+        let mut rewriting: Vec<String> = m.pending.iter().cloned().collect();
+        rewriting.extend(m.dirty.iter().map(|s| sums::key(&self.dir, &self.paths().subject(s))));
+        if stale_results {
+            rewriting.extend(["group".to_string(), "map".to_string()]);
+        }
+        let mut out: Vec<(String, Damage)> = m
+            .files
+            .iter()
+            .filter(|(k, _)| !rewriting.iter().any(|p| sums::is_under(k, p)))
+            .filter_map(|(k, sum)| sums::damage(&self.dir.join(k), sum).map(|d| (k.clone(), d)))
+            .collect();
+        // A listed run whose statistics were never sealed (or lost their sum).
+        for key in m.runs.keys() {
+            let k = sums::key(&self.dir, &self.paths().stats(key));
+            if !m.files.contains_key(&k) {
+                out.push((k, Damage::Missing));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// What a damaged file needs: rebuilt from the statistics by `status --refresh`, or
+    /// re-ingested (a run's statistics), or the store remade (its inputs).
+    pub fn repair_of(&self, key: &str) -> String {
+        if key.starts_with("subjects/") || sums::is_under(key, "group") || sums::is_under(key, "map") {
+            return "rebuilt from the runs' statistics by `cortexflow status --refresh`".into();
+        }
+        if let Some((run, entry)) = self
+            .manifest
+            .runs
+            .iter()
+            .find(|(r, _)| sums::key(&self.dir, &self.paths().stats(r)) == key)
+        {
+            return format!(
+                "re-ingest it: `cortexflow retract STORE {run}`, then `cortexflow ingest STORE --bold {}`",
+                entry.bold.display()
+            );
+        }
+        "an input of the store (mask, stories, basis): cannot be rebuilt; make a new store".into()
+    }
+
+    /// Prepares `status --refresh`: damaged subject maps and group/map results are marked
+    /// for rebuilding; damage that cannot be rebuilt (statistics, inputs) is an error that
+    /// says what to do.
+    pub fn mark_damage_for_rebuild(&mut self) -> Result<Vec<String>> {
+        let damaged = self.damaged();
+        let mut lines = Vec::new();
+        let mut fatal = Vec::new();
+        for (key, d) in &damaged {
+            if let Some(rest) = key.strip_prefix("subjects/sub-") {
+                let subject = rest.split('/').next().unwrap_or(rest).to_string();
+                lines.push(format!("{key}: {d}; refitting sub-{subject}"));
+                self.manifest.dirty.insert(subject);
+            } else if sums::is_under(key, "group") || sums::is_under(key, "map") {
+                lines.push(format!("{key}: {d}; rebuilding the group and map results"));
+                self.manifest.results_epoch = self.manifest.epoch.wrapping_sub(1);
+            } else {
+                fatal.push(format!("{key}: {d}: {}", self.repair_of(key)));
+            }
+        }
+        if !fatal.is_empty() {
+            bail!(
+                "{}: {} damaged file(s) cannot be rebuilt from the statistics: {}",
+                self.dir.display(),
+                fatal.len(),
+                fatal.join("; ")
+            );
+        }
+        if !lines.is_empty() {
+            self.save()?;
+        }
+        Ok(lines)
+    }
+
     /// Copies the analysis mask in; a different mask once runs are in is refused.
-    pub fn set_mask(&self, path: &Path) -> Result<()> {
+    pub fn set_mask(&mut self, path: &Path) -> Result<()> {
         let mask = nifti::read_mask(path)?;
         if mask.is_empty() {
             bail!("{}: the mask has no voxels", path.display());
         }
         if self.mask_path().is_file() {
-            let old = nifti::read_mask(&self.mask_path())?;
+            let old = self.read_mask()?;
             if old.linear == mask.linear && old.grid.matches(&mask.grid, 1e-4) {
                 return Ok(());
             }
@@ -175,56 +300,76 @@ impl Store {
         }
         let all: Vec<usize> = (0..mask.len()).collect();
         let ones = Array2::from_elem((1, mask.len()), 1.0);
-        nifti::write_map(
-            &self.mask_path(),
-            &mask.grid,
-            &mask.volumes(&all, ones.view()),
-            None,
-        )?;
-        Ok(())
+        let dest = self.mask_path();
+        self.rewriting(std::slice::from_ref(&dest), |_| {
+            nifti::write_map(&dest, &mask.grid, &mask.volumes(&all, ones.view()), None)
+        })
     }
 
     /// Adds stories from `responses` tables (and their `neurons` table): the first stories
-    /// learn the basis, later ones extend it in time with the codes held fixed.
+    /// learn the basis, later ones extend it in time with the codes held fixed. Every
+    /// table is read and checked before anything is written.
     pub fn ingest_responses(
         &mut self,
         tables: &[PathBuf],
         neurons: Option<&Path>,
     ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
-        let mut new = Vec::new();
+        let mut new: Vec<(String, StoryEntry, &PathBuf)> = Vec::new();
         for t in tables {
             let r = read_responses(t)?;
             if self.manifest.stories.contains_key(&r.story) {
                 lines.push(format!("story '{}' is already in (unchanged)", r.story));
                 continue;
             }
-            let dest = self.paths().responses().join(format!("{}.parquet", r.story));
-            let bytes =
-                std::fs::read(t).with_context(|| format!("{}: cannot read", t.display()))?;
-            write_file_atomically(&dest, |w| w.write_all(&bytes))?;
-            new.push((r.story, r.values.ncols(), dest));
+            if let Some((_, _, first)) = new.iter().find(|n| n.0 == r.story) {
+                bail!("{}: story '{}' is also in {}; one table per story", t.display(), r.story, first.display());
+            }
+            let Some(tr) = r.tr else {
+                bail!(
+                    "{}: records no TR (Parquet metadata {TR_KEY}); the store checks each BOLD run's TR against its story's (tables made by `cortexflow responses` or `simulate` record it)",
+                    t.display()
+                );
+            };
+            let scans = r.values.ncols();
+            new.push((r.story, StoryEntry { scans, tr }, t));
         }
         if let Some(n) = neurons {
             crate::io::parquet::read_neurons(n)?;
-            let bytes =
-                std::fs::read(n).with_context(|| format!("{}: cannot read", n.display()))?;
-            write_file_atomically(&self.paths().neurons(), |w| w.write_all(&bytes))?;
         }
-        if new.is_empty() {
+        if new.is_empty() && neurons.is_none() {
             return Ok(lines);
         }
-        let files: Vec<PathBuf> = new.iter().map(|n| n.2.clone()).collect();
-        let basis_dir = self.paths().basis();
-        let summary = if self.paths().codes().is_file() {
-            basis::extend(&basis_dir, &files)?
-        } else {
-            basis::run(&files, &self.recipe.basis.options(), &basis_dir)?
+        let p = self.paths();
+        let parts = [p.responses(), p.neurons(), p.basis()];
+        let summary = self.rewriting(&parts, |store| {
+            let mut files = Vec::new();
+            for (story, _, t) in &new {
+                let dest = p.responses().join(format!("{story}.parquet"));
+                copy_file(t, &dest)?;
+                files.push(dest);
+            }
+            if let Some(n) = neurons {
+                copy_file(n, &p.neurons())?;
+            }
+            if files.is_empty() {
+                return Ok(None);
+            }
+            let summary = if p.codes().is_file() {
+                store.verify_file(&p.codes())?;
+                basis::extend(&p.basis(), &files)?
+            } else {
+                basis::run(&files, &store.recipe.basis.options(), &p.basis())?
+            };
+            Ok(Some(summary))
+        })?;
+        let Some(summary) = summary else {
+            return Ok(lines);
         };
         lines.extend(summary.lines);
-        for (story, scans, _) in new {
-            lines.push(format!("story '{story}': {scans} scans"));
-            self.manifest.stories.insert(story, scans);
+        for (story, entry, _) in new {
+            lines.push(format!("story '{story}': {} scans at TR {} s", entry.scans, entry.tr));
+            self.manifest.stories.insert(story, entry);
         }
         self.manifest.epoch += 1;
         self.save()?;
@@ -232,7 +377,7 @@ impl Store {
     }
 
     /// The story of a BOLD run: `task-T_run-R`, as `simulate` and BIDS stimuli name it.
-    fn story_of(run: &Run) -> String {
+    pub fn story_of(run: &Run) -> String {
         format!("task-{}_run-{}", run.task, run.run)
     }
 
@@ -251,7 +396,14 @@ impl Store {
             })
             .collect::<Result<_>>()?;
         runs.sort();
-        runs.dedup_by_key(|r| r.key());
+        if let Some(w) = runs.windows(2).find(|w| w[0].key() == w[1].key()) {
+            bail!(
+                "{} and {} are both run {}: give one file per run",
+                w[0].bold.display(),
+                w[1].bold.display(),
+                w[0].key()
+            );
+        }
         if !runs.is_empty() && !self.mask_path().is_file() {
             bail!("{}: no analysis mask yet; give --mask", self.dir.display());
         }
@@ -263,9 +415,10 @@ impl Store {
                 continue;
             }
             let story = Self::story_of(&run);
-            if !self.manifest.stories.contains_key(&story) {
+            let Some(clock) = self.manifest.stories.get(&story) else {
                 bail!("{key}: no story '{story}' in the store; ingest its stimulus or responses first");
-            }
+            };
+            check_clock(&run.bold, &story, clock)?;
             new.push((run, story));
         }
         Ok((new, lines))
@@ -279,10 +432,11 @@ impl Store {
                 self.dir.display()
             );
         };
+        let path = self.paths().stats(key);
+        self.manifest.files.remove(&sums::key(&self.dir, &path));
         self.manifest.dirty.insert(entry.subject.clone());
         self.manifest.epoch += 1;
         self.save()?;
-        let path = self.paths().stats(key);
         std::fs::remove_file(&path)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
@@ -308,7 +462,7 @@ impl Store {
         let (group_dir, map_dir) = (self.paths().group(), self.paths().map());
         if subjects.len() >= 2 {
             let opt = self.recipe.group.options();
-            let mask = nifti::read_mask(&self.mask_path())?;
+            let mask = self.read_mask()?;
             let (n, test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
                 bail!(
@@ -330,6 +484,10 @@ impl Store {
             lines.push(summary.headline());
             let opt = self.recipe.map.options();
             let neurons = self.paths().neurons();
+            self.verify_file(&self.paths().codes())?;
+            if neurons.is_file() {
+                self.verify_file(&neurons)?;
+            }
             let s = mapping::run(
                 &group_dir,
                 &self.paths().codes(),
@@ -352,6 +510,8 @@ impl Store {
                 subjects.len()
             ));
         }
+        self.seal(&group_dir)?;
+        self.seal(&map_dir)?;
         self.manifest.results_epoch = self.manifest.epoch;
         self.save()?;
         Ok(lines)
@@ -366,9 +526,10 @@ impl Store {
             .collect()
     }
 
-    /// Writes a subject's maps from its joined fit, or removes them when no run is left.
+    /// Writes a subject's maps from its joined fit, or removes them when no run is left,
+    /// and records their checksums.
     pub fn write_subject(
-        &self,
+        &mut self,
         subject: &str,
         fit: Option<SubjectFit>,
         mask: &Mask,
@@ -379,10 +540,12 @@ impl Store {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("{}: cannot remove", dir.display()))?;
             }
+            self.seal(&dir)?;
             return Ok(format!("sub-{subject}: no runs left, fit removed"));
         };
         let k = fit.ols.beta.nrows();
         let maps = encode::write_subject_maps(&dir, mask, &fit.valid, &fit.ols, k, fit.ridge)?;
+        self.seal(&dir)?;
         Ok(format!(
             "sub-{subject}: {} runs, {} voxels fitted, median cv_r {:.3}",
             fit.runs,
@@ -429,28 +592,29 @@ impl Store {
                 m.epoch
             ));
         }
+        if !m.pending.is_empty() {
+            out.push_str(&format!(
+                "interrupted: a command was rewriting {} when it stopped; ingest those stories again\n",
+                m.pending.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
         out
     }
-}
 
-/// Deletes the temporary files a killed writer left (`.tmp-*`; a store has one writer at a
-/// time).
-fn remove_temporaries(dir: &Path) -> Result<()> {
-    for entry in
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
-    {
-        let path = entry?.path();
-        if path.is_dir() {
-            remove_temporaries(&path)?;
-        } else if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-        {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("{}: cannot remove", path.display()))?;
+    /// Verifies every file against its checksum: the lines to print and how many files
+    /// are damaged.
+    pub fn integrity(&self) -> (String, usize) {
+        let damaged = self.damaged();
+        if damaged.is_empty() {
+            let n = self.manifest.files.len();
+            return (format!("files: {n} checksummed, all intact\n"), 0);
         }
+        let mut out = format!("damaged: {} file(s)\n", damaged.len());
+        for (key, d) in &damaged {
+            out.push_str(&format!("  {key}: {d}; {}\n", self.repair_of(key)));
+        }
+        (out, damaged.len())
     }
-    Ok(())
 }
 
 /// Files of `dir` ending in `suffix`, sorted.
@@ -464,3 +628,59 @@ pub fn list(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+
+/// Refuses to write a store without holding its lock (a programming error, said plainly).
+fn require_lock(dir: &Path) -> Result<()> {
+    if !WriteLock::is_held(dir) {
+        bail!(
+            "{}: opened for writing without its write lock (a cortexflow bug: please report it)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Copies `src` into the store at `dest` (atomically).
+fn copy_file(src: &Path, dest: &Path) -> Result<()> {
+    let bytes = std::fs::read(src).with_context(|| format!("{}: cannot read", src.display()))?;
+    write_file_atomically(dest, |w| w.write_all(&bytes))
+}
+
+/// Seconds two TRs may differ by and still be one clock (headers store f32 seconds, or
+/// milliseconds).
+pub const TR_TOLERANCE: f64 = 1e-3;
+
+/// Checks a BOLD run's header against its story's clock: the same TR (within
+/// [`TR_TOLERANCE`]) and the same number of scans.
+pub fn check_clock(bold: &Path, story: &str, clock: &StoryEntry) -> Result<()> {
+    let h = check_tr(bold, story, clock.tr)?;
+    if h.n_vols != clock.scans {
+        bail!(
+            "{}: {} scans, but story '{story}' has {} (check the run and the story's --n-scans)",
+            bold.display(),
+            h.n_vols,
+            clock.scans
+        );
+    }
+    Ok(())
+}
+
+/// Checks a BOLD run's header TR against the TR its story was made at; returns the header.
+pub fn check_tr(bold: &Path, story: &str, story_tr: f64) -> Result<nifti::ImageHeader> {
+    let h = nifti::read_header(bold)?;
+    let Some(tr) = h.tr else {
+        bail!(
+            "{}: its header gives no repetition time{}; story '{story}' was made at TR {} s",
+            bold.display(),
+            h.tr_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
+            story_tr
+        );
+    };
+    if (tr - story_tr).abs() > TR_TOLERANCE {
+        bail!(
+            "{}: TR {tr} s, but story '{story}' was made at TR {story_tr} s (its regressors would be on another clock)",
+            bold.display()
+        );
+    }
+    Ok(h)
+}

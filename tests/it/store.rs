@@ -69,7 +69,8 @@ fn empty_store(sim: &Path, recipe: &Path, store: &Path) {
 }
 
 /// Every file of a store by relative path, except the manifest (its epochs count the
-/// steps taken) and group.json (it names the store's own mask path).
+/// steps taken), group.json (it names the store's own mask path) and the lock file (it
+/// names the last writer's process).
 pub(super) fn contents(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -78,7 +79,8 @@ pub(super) fn contents(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
                 walk(root, &p, out);
             } else {
                 let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                if rel != Path::new("manifest.json") && rel != Path::new("group/group.json") {
+                let hidden = p.file_name().unwrap().to_string_lossy().starts_with('.');
+                if !hidden && rel != Path::new("manifest.json") && rel != Path::new("group/group.json") {
                     out.insert(rel, std::fs::read(&p).unwrap());
                 }
             }
@@ -236,7 +238,7 @@ fn store_input_errors() {
     let manifest = std::fs::read_to_string(store.join("manifest.json")).unwrap();
     std::fs::write(
         store.join("manifest.json"),
-        manifest.replace("\"format\": 2", "\"format\": 99"),
+        manifest.replace("\"format\": 3", "\"format\": 99"),
     )
     .unwrap();
     let e = cortexflow_fails(&["status", s]);

@@ -1,0 +1,159 @@
+//! One writer per store: an advisory lock on `STORE/.lock`, held for a whole command.
+//!
+//! The lock is `flock(2)` (through [`std::fs::File::try_lock`]): the kernel drops it when
+//! the holder's process ends, however it ends, so a killed writer never leaves a store
+//! locked. A second writer fails at once, naming the holder (the file holds its process id
+//! and command line). Readers (`status` without `--refresh`, `report`) take no lock.
+//!
+//! Within one process the lock is re-entrant: a command that holds it (say `watch`) can
+//! run the update steps that also ask for it. Only the holder deletes the temporaries a
+//! killed writer left, so a second writer can no longer delete the first one's files.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{bail, Context, Error, Result};
+
+/// Stores this process holds the lock of, with how many guards are alive.
+static HELD: Mutex<BTreeMap<PathBuf, (File, usize)>> = Mutex::new(BTreeMap::new());
+
+/// The write lock of one store; released when the last guard of this process is dropped.
+#[derive(Debug)]
+pub struct WriteLock {
+    key: PathBuf,
+}
+
+fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(".lock")
+}
+
+/// What the holder wrote in the lock file: process id and command line, cut to one line.
+fn holder(dir: &Path) -> String {
+    let text = std::fs::read_to_string(lock_path(dir)).unwrap_or_default();
+    let line = text.lines().next().unwrap_or("").trim();
+    match line.is_empty() {
+        true => "another process".into(),
+        false => line.chars().take(200).collect(),
+    }
+}
+
+fn key_of(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the store", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("{}: cannot resolve the store's path", dir.display()))
+}
+
+impl WriteLock {
+    /// Takes the store's write lock (creating the directory), or fails at once when
+    /// another process holds it. The first taker in this process deletes the temporary
+    /// files (`.tmp-*`) a killed writer left.
+    pub fn acquire(dir: &Path) -> Result<WriteLock> {
+        let key = key_of(dir)?;
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = held.get_mut(&key) {
+            *n += 1;
+            return Ok(WriteLock { key });
+        }
+        let path = lock_path(&key);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "store {} is being written by {}; one writer at a time: try again when it ends (reading with `cortexflow status` works meanwhile)",
+                dir.display(),
+                holder(&key)
+            ),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let command: Vec<String> = std::env::args().collect();
+        let line = format!("process {} ({})\n", std::process::id(), command.join(" "));
+        file.set_len(0)
+            .and_then(|()| file.write_all(line.as_bytes()))
+            .map_err(|e| Error::io(&path, e))?;
+        remove_temporaries(&key)?;
+        held.insert(key.clone(), (file, 1));
+        Ok(WriteLock { key })
+    }
+
+    /// Whether this process holds the write lock of `dir`.
+    pub fn is_held(dir: &Path) -> bool {
+        let Ok(key) = dir.canonicalize() else {
+            return false;
+        };
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&key)
+    }
+}
+
+/// Who is writing the store at `dir` now, if another process is (a reader's probe: the
+/// lock is taken and released at once when it is free).
+pub fn writer(dir: &Path) -> Option<String> {
+    let file = File::open(lock_path(dir)).ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => Some(holder(dir)),
+        Err(_) => None,
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                // Closing the file releases the flock.
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Deletes the temporary files a killed writer left (`.tmp-*`).
+fn remove_temporaries(dir: &Path) -> Result<()> {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
+        let path = entry?.path();
+        if path.is_dir() {
+            remove_temporaries(&path)?;
+        } else if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+        {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("{}: cannot remove", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reentrant_in_one_process_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = WriteLock::acquire(dir.path()).unwrap();
+        let b = WriteLock::acquire(dir.path()).unwrap();
+        assert!(WriteLock::is_held(dir.path()));
+        drop(a);
+        assert!(WriteLock::is_held(dir.path()));
+        drop(b);
+        assert!(!WriteLock::is_held(dir.path()));
+        // Another open file description is refused while one holds the flock.
+        let f = File::open(lock_path(dir.path())).unwrap();
+        f.try_lock().unwrap();
+        let e = WriteLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is being written by process"), "{e}");
+    }
+}

@@ -1,0 +1,203 @@
+//! Checksums of the files a store writes, kept in its manifest: size and xxHash64 of the
+//! bytes, keyed by the path relative to the store (`/`-separated).
+//!
+//! xxHash64 is not cryptographic: it guards against accidents (a truncated copy, a flipped
+//! byte, a file from another store), not against an adversary who edits the manifest too.
+//! It reads at memory speed, so `status` can verify a whole store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::Hasher;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use twox_hash::XxHash64;
+
+use crate::error::{Error, Result};
+
+/// Size and checksum of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    pub bytes: u64,
+    /// xxHash64 (seed 0) of the bytes, 16 hex digits.
+    pub xxh64: String,
+}
+
+/// Every sealed file of a store: relative path → sum.
+pub type Sums = BTreeMap<String, FileSum>;
+
+/// How a file differs from its sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    Missing,
+    /// Shorter than it was written (a cut copy, a full disk).
+    Truncated { bytes: u64, expected: u64 },
+    /// Longer than it was written.
+    Grown { bytes: u64, expected: u64 },
+    /// Same size, other bytes.
+    Altered,
+    /// Not a regular file any more (a directory or a link in its place).
+    NotAFile,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::Missing => write!(f, "missing"),
+            Damage::Truncated { bytes, expected } => {
+                write!(f, "truncated ({bytes} of {expected} bytes)")
+            }
+            Damage::Grown { bytes, expected } => {
+                write!(f, "grown ({bytes} bytes, written as {expected})")
+            }
+            Damage::Altered => write!(f, "altered (its checksum differs from the one written)"),
+            Damage::NotAFile => write!(f, "not a regular file"),
+        }
+    }
+}
+
+/// The sum of the file at `path`, read in chunks (no whole-file buffer).
+pub fn sum_file(path: &Path) -> Result<FileSum> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = XxHash64::with_seed(0);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileSum {
+        bytes,
+        xxh64: format!("{:016x}", hasher.finish()),
+    })
+}
+
+/// How the file at `path` differs from `sum`, if it does.
+pub fn damage(path: &Path, sum: &FileSum) -> Option<Damage> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Some(Damage::Missing),
+    };
+    if !meta.is_file() {
+        return Some(Damage::NotAFile);
+    }
+    let (bytes, expected) = (meta.len(), sum.bytes);
+    if bytes < expected {
+        return Some(Damage::Truncated { bytes, expected });
+    }
+    if bytes > expected {
+        return Some(Damage::Grown { bytes, expected });
+    }
+    match sum_file(path) {
+        Ok(s) if s == *sum => None,
+        Ok(_) => Some(Damage::Altered),
+        Err(_) => Some(Damage::Missing),
+    }
+}
+
+/// The files under `path` (itself, if a file), skipping temporaries and the lock.
+fn files_under(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+    } else if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+            let p = entry.map_err(|e| Error::io(path, e))?.path();
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if !hidden {
+                files_under(&p, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key of `path` in the sums of the store at `dir`.
+pub fn key(dir: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(dir).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Whether `key` is `prefix` or below it.
+pub fn is_under(key: &str, prefix: &str) -> bool {
+    key == prefix || key.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Records the sums of what is now at `path` (a file or a folder of the store at `dir`),
+/// replacing those recorded below it: a removed file or folder loses its entries.
+pub fn seal(sums: &mut Sums, dir: &Path, path: &Path) -> Result<()> {
+    let prefix = key(dir, path);
+    sums.retain(|k, _| !is_under(k, &prefix));
+    let mut files = Vec::new();
+    files_under(path, &mut files)?;
+    for f in files {
+        sums.insert(key(dir, &f), sum_file(&f)?);
+    }
+    Ok(())
+}
+
+/// Checks one file against its recorded sum before it is read: an error naming it when
+/// it is damaged or was never written by the store.
+pub fn verify_file(sums: &Sums, dir: &Path, path: &Path) -> Result<()> {
+    let k = key(dir, path);
+    let Some(sum) = sums.get(&k) else {
+        return Err(Error::format(
+            path,
+            "not a file this store wrote (no checksum in its manifest)",
+        ));
+    };
+    match damage(path, sum) {
+        None => Ok(()),
+        Some(d) => Err(Error::format(
+            path,
+            format!("{d}; `cortexflow status STORE` lists the damage and what repairs it"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_matches_the_reference_vectors() {
+        // From the xxHash specification's test suite (seed 0).
+        assert_eq!(XxHash64::oneshot(0, b""), 0xef46db3751d8e999);
+        assert_eq!(XxHash64::oneshot(0, b"a"), 0xd24ec4f1a98c6e5b);
+    }
+
+    #[test]
+    fn seal_records_and_verify_finds_each_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("g")).unwrap();
+        std::fs::write(d.join("g/a.bin"), b"hello world").unwrap();
+        std::fs::write(d.join("g/.tmp-1-a.bin"), b"partial").unwrap();
+        let mut sums = Sums::new();
+        seal(&mut sums, d, &d.join("g")).unwrap();
+        assert_eq!(sums.keys().collect::<Vec<_>>(), ["g/a.bin"]);
+        let a = d.join("g/a.bin");
+        verify_file(&sums, d, &a).unwrap();
+        std::fs::write(&a, b"hello World").unwrap();
+        assert_eq!(damage(&a, &sums["g/a.bin"]), Some(Damage::Altered));
+        std::fs::write(&a, b"hello").unwrap();
+        assert!(matches!(damage(&a, &sums["g/a.bin"]), Some(Damage::Truncated { bytes: 5, expected: 11 })));
+        std::fs::remove_file(&a).unwrap();
+        assert_eq!(damage(&a, &sums["g/a.bin"]), Some(Damage::Missing));
+        assert!(verify_file(&sums, d, &a).unwrap_err().to_string().contains("missing"));
+        seal(&mut sums, d, &d.join("g")).unwrap();
+        assert!(sums.is_empty(), "a removed file loses its sum");
+    }
+}
