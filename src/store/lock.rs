@@ -31,13 +31,17 @@ fn lock_path(dir: &Path) -> PathBuf {
 }
 
 /// What the holder wrote in the lock file: process id and command line, cut to one line.
+/// A holder that has just taken the lock may not have written it yet: wait a little.
 fn holder(dir: &Path) -> String {
-    let text = std::fs::read_to_string(lock_path(dir)).unwrap_or_default();
-    let line = text.lines().next().unwrap_or("").trim();
-    match line.is_empty() {
-        true => "another process".into(),
-        false => line.chars().take(200).collect(),
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(lock_path(dir)).unwrap_or_default();
+        let line = text.lines().next().unwrap_or("").trim();
+        if !line.is_empty() {
+            return line.chars().take(200).collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    "a process that has not said which".into()
 }
 
 fn key_of(dir: &Path) -> Result<PathBuf> {

@@ -15,4 +15,5 @@ mod rope;
 mod simulate;
 mod stimulus;
 mod store;
+mod store_safety;
 mod tiny_models;

@@ -13,7 +13,7 @@ use cortexflow::store::{Recipe, Store};
 use super::common::{cortexflow_fails, lpp_stimuli, model_recipe, ok, truth_responses};
 
 /// A small simulated dataset (3 subjects × 2 runs × 100 scans) and a recipe with 8 atoms.
-fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
+pub(super) fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
     let sim = dir.join("sim");
     ok(&[
         "simulate",
@@ -47,7 +47,7 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
 }
 
 /// A fresh store with the dataset's stories and mask, no runs.
-fn empty_store(sim: &Path, recipe: &Path, store: &Path) {
+pub(super) fn empty_store(sim: &Path, recipe: &Path, store: &Path) {
     let s = store.to_str().unwrap();
     ok(&[
         "init",

@@ -1,0 +1,369 @@
+//! A store that cannot be corrupted (issue 14): one writer at a time, and every file the
+//! store wrote checked against its checksum.
+//!
+//! - Concurrency: 50 seeded pairs of writers (`ingest`, `retract`, `status --refresh`,
+//!   `watch`) started together on one store: each completes or is refused at once, and
+//!   the store ends byte for byte as a serial replay of the commands that completed.
+//! - Corruption: 20 kinds of damage × the store commands: `status` names the file and
+//!   fails, no command exits 0 with altered results, `report` refuses, and `status
+//!   --refresh` rebuilds every rebuildable file byte for byte (and names the others).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{cortexflow, ok};
+use super::store::{assert_same, contents, dataset, empty_store};
+
+fn run_key(bold: &str) -> String {
+    let name = Path::new(bold).file_name().unwrap().to_string_lossy().into_owned();
+    let (s, rest) = name.strip_prefix("sub-").unwrap().split_once("_task-").unwrap();
+    let (t, rest) = rest.split_once("_run-").unwrap();
+    let r = rest.strip_suffix("_bold.nii.gz").unwrap();
+    format!("sub-{s}/task-{t}/run-{r}")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// A writer command of the concurrency test, on a store given at run time.
+#[derive(Debug, Clone, Copy)]
+enum Writer {
+    Ingest(usize),
+    Retract(usize),
+    Refresh,
+    /// `watch` of a folder holding one run, stopping after its start-up update.
+    Watch(usize),
+}
+
+impl Writer {
+    fn args(&self, store: &Path, bold: &[String], watch_dirs: &[PathBuf]) -> Vec<String> {
+        let s = store.display().to_string();
+        match self {
+            Writer::Ingest(i) => vec!["ingest".into(), s, "--bold".into(), bold[*i].clone()],
+            Writer::Retract(i) => vec!["retract".into(), s, "--run".into(), run_key(&bold[*i])],
+            Writer::Refresh => vec!["status".into(), s, "--refresh".into()],
+            Writer::Watch(i) => vec![
+                "watch".into(),
+                s,
+                watch_dirs[*i].display().to_string(),
+                "--updates".into(),
+                "0".into(),
+            ],
+        }
+    }
+    fn run(&self) -> Option<usize> {
+        match self {
+            Writer::Ingest(i) | Writer::Retract(i) | Writer::Watch(i) => Some(*i),
+            Writer::Refresh => None,
+        }
+    }
+}
+
+fn spawn(args: &[String]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A small seeded generator (the test must choose the same commands on every machine).
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn concurrent_writers_complete_or_are_refused_and_equal_a_serial_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let (live, replay) = (d.join("live"), d.join("replay"));
+    empty_store(&sim, &recipe, &live);
+    copy_dir(&live, &replay);
+    let watch_dirs: Vec<PathBuf> = bold
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let w = d.join(format!("watch-{i}"));
+            std::fs::create_dir_all(&w).unwrap();
+            std::os::unix::fs::symlink(b, w.join(Path::new(b).file_name().unwrap())).unwrap();
+            w
+        })
+        .collect();
+    let mut rng = Lcg(14);
+    let mut inside = std::collections::BTreeSet::new();
+    let (mut completed, mut refused) = (0, 0);
+    for pair in 0..50 {
+        // Two writers of different runs, so that their serial order cannot matter.
+        let mut pick = |taken: Option<usize>| loop {
+            let i = rng.below(bold.len() as u64) as usize;
+            let w = match rng.below(4) {
+                0 => Writer::Ingest(i),
+                1 if inside.contains(&i) => Writer::Retract(i),
+                2 => Writer::Refresh,
+                3 => Writer::Watch(i),
+                _ => continue,
+            };
+            if w.run().is_none() || w.run() != taken {
+                break w;
+            }
+        };
+        let a = pick(None);
+        let b = pick(a.run());
+        let mut children = vec![(a, spawn(&a.args(&live, &bold, &watch_dirs)), Instant::now(), None)];
+        std::thread::sleep(Duration::from_millis(rng.below(40)));
+        children.push((b, spawn(&b.args(&live, &bold, &watch_dirs)), Instant::now(), None));
+        // Each child's own running time, to see that a refusal comes at once.
+        while children.iter().any(|c| c.3.is_none()) {
+            for (_, child, start, took) in children.iter_mut().filter(|c| c.3.is_none()) {
+                if child.try_wait().unwrap().is_some() {
+                    *took = Some(start.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (w, child, _, took) in children {
+            let out: Output = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            if out.status.success() {
+                completed += 1;
+                let args = w.args(&replay, &bold, &watch_dirs);
+                ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                match w {
+                    Writer::Ingest(i) | Writer::Watch(i) => {
+                        inside.insert(i);
+                    }
+                    Writer::Retract(i) => {
+                        inside.remove(&i);
+                    }
+                    Writer::Refresh => {}
+                }
+            } else {
+                refused += 1;
+                assert!(
+                    stderr.contains("is being written by process"),
+                    "pair {pair}: {w:?} failed otherwise than by a refusal: {stderr}"
+                );
+                let took = took.expect("waited for");
+                assert!(took < Duration::from_secs(2), "pair {pair}: {w:?} was refused after {took:?}");
+            }
+        }
+    }
+    println!("50 pairs: {completed} commands completed, {refused} refused");
+    assert!(refused > 0, "no pair overlapped: the test does not test the lock");
+    ok(&["status", live.to_str().unwrap()]);
+    assert_same(&live, &replay);
+}
+
+#[test]
+fn a_refused_writer_fails_at_once_and_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let store = d.join("s");
+    empty_store(&sim, &recipe, &store);
+    let s = store.to_str().unwrap();
+    let folder = d.join("incoming");
+    std::fs::create_dir_all(&folder).unwrap();
+    // `watch` holds the lock for its whole life.
+    let mut watch = spawn(&["watch".into(), s.into(), folder.display().to_string(), "--poll-ms".into(), "100".into()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(store.join(".lock")).unwrap_or_default().contains("watch") {
+        assert!(Instant::now() < deadline, "watch did not take the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for args in [
+        vec!["ingest", s, "--bold", &bold[0]],
+        vec!["retract", s, "--run", "sub-01/task-lpp/run-1"],
+        vec!["status", s, "--refresh"],
+    ] {
+        let t = Instant::now();
+        let out = cortexflow(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was not refused");
+        assert!(stderr.contains("is being written by process") && stderr.contains("watch"), "{stderr}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{args:?} took {:?} to be refused", t.elapsed());
+    }
+    // Readers still read.
+    let status = ok(&["status", s]);
+    assert!(status.contains("being written by"), "{status}");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    // The kernel released the lock with the process: the next writer proceeds.
+    ok(&["ingest", s, "--bold", &bold[0]]);
+    ok(&["status", s]);
+}
+
+/// One kind of damage done to a file of a store.
+#[derive(Debug, Clone, Copy)]
+enum Harm {
+    Truncate,
+    FlipByte,
+    Delete,
+    Empty,
+    Append,
+    /// Replaced by the file of the same name of another subject.
+    Swap,
+}
+
+fn harm(store: &Path, rel: &str, how: Harm) {
+    let path = store.join(rel);
+    let bytes = std::fs::read(&path).unwrap();
+    match how {
+        Harm::Truncate => std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap(),
+        Harm::FlipByte => {
+            let mut b = bytes.clone();
+            let i = b.len() * 2 / 3;
+            b[i] ^= 0x5a;
+            std::fs::write(&path, b).unwrap();
+        }
+        Harm::Delete => std::fs::remove_file(&path).unwrap(),
+        Harm::Empty => std::fs::write(&path, b"").unwrap(),
+        Harm::Append => {
+            let mut b = bytes.clone();
+            b.extend_from_slice(b"garbage");
+            std::fs::write(&path, b).unwrap();
+        }
+        Harm::Swap => {
+            let other = rel.replace("sub-02", "sub-03");
+            std::fs::copy(store.join(other), &path).unwrap();
+        }
+    }
+}
+
+fn first_file(dir: &Path, suffix: &str) -> String {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    files.sort();
+    files.remove(0)
+}
+
+fn outcome(args: &[&str]) -> (bool, String) {
+    let out = cortexflow(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{args:?}: {text}");
+    (out.status.success(), text)
+}
+
+/// After a command that exited 0 on a damaged store, every file equals the one the same
+/// command makes on the intact store, but the damaged file if the command left it alone.
+fn results_not_altered(got: &Path, want: &Path, damaged: &str) {
+    let (g, w) = (contents(got), contents(want));
+    for (k, v) in &w {
+        if k == Path::new(damaged) && g.get(k) != Some(v) {
+            continue;
+        }
+        assert!(g.get(k) == Some(v), "{}: altered after a command that exited 0 ({damaged} damaged)", k.display());
+    }
+}
+
+#[test]
+fn damage_is_found_named_and_repaired_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    // The intact store holds five runs; the sixth is ingested by the matrix.
+    let clean = d.join("clean");
+    empty_store(&sim, &recipe, &clean);
+    let c = clean.to_str().unwrap();
+    ok(&["ingest", c, "--bold", &bold[..5].join(",")]);
+    let retracted = "sub-01/task-lpp/run-1";
+    let (after_ingest, after_retract) = (d.join("after-ingest"), d.join("after-retract"));
+    copy_dir(&clean, &after_ingest);
+    ok(&["ingest", after_ingest.to_str().unwrap(), "--bold", &bold[5]]);
+    copy_dir(&clean, &after_retract);
+    ok(&["retract", after_retract.to_str().unwrap(), "--run", retracted]);
+    let group = format!("group/{}", first_file(&clean.join("group"), ".nii.gz"));
+    let map = format!("map/{}", first_file(&clean.join("map"), ".parquet"));
+    let stats = "runs/sub-02/task-lpp/run-1.stats";
+    let beta = "subjects/sub-02/beta.nii.gz";
+    let kinds: Vec<(&str, Harm)> = vec![
+        (stats, Harm::Truncate),
+        (stats, Harm::FlipByte),
+        (stats, Harm::Delete),
+        (stats, Harm::Empty),
+        (stats, Harm::Swap),
+        (beta, Harm::Truncate),
+        (beta, Harm::FlipByte),
+        (beta, Harm::Delete),
+        (beta, Harm::Swap),
+        ("subjects/sub-02/cv_r.nii.gz", Harm::Append),
+        (&group, Harm::FlipByte),
+        (&group, Harm::Delete),
+        (&map, Harm::Truncate),
+        (&map, Harm::FlipByte),
+        ("basis/codes.parquet", Harm::FlipByte),
+        ("basis/codes.parquet", Harm::Delete),
+        ("basis/atoms/task-lpp_run-2.parquet", Harm::FlipByte),
+        ("mask.nii.gz", Harm::FlipByte),
+        ("neurons.parquet", Harm::Truncate),
+        ("responses/task-lpp_run-1.parquet", Harm::Append),
+    ];
+    assert_eq!(kinds.len(), 20);
+    for (n, (rel, how)) in kinds.iter().enumerate() {
+        let what = format!("{rel} {how:?}");
+        let work = d.join(format!("kind-{n}"));
+        copy_dir(&clean, &work);
+        harm(&work, rel, *how);
+        let w = work.to_str().unwrap();
+        // `status` finds and names it, and fails.
+        let (fine, text) = outcome(&["status", w]);
+        assert!(!fine && text.contains(rel), "{what}: status did not name it: {text}");
+        // `report` refuses a damaged store.
+        let (fine, text) = outcome(&["report", w, "--out", d.join("r.html").to_str().unwrap()]);
+        assert!(!fine && text.contains(rel), "{what}: report: {text}");
+        // ingest and retract: an error naming the file, or results equal to the intact
+        // store's after the same command.
+        for (args, want) in [
+            (vec!["ingest", "STORE", "--bold", &bold[5]], &after_ingest),
+            (vec!["retract", "STORE", "--run", retracted], &after_retract),
+        ] {
+            let copy = d.join(format!("kind-{n}-{}", args[0]));
+            copy_dir(&work, &copy);
+            let args: Vec<&str> = args.iter().map(|a| if *a == "STORE" { copy.to_str().unwrap() } else { a }).collect();
+            let (fine, text) = outcome(&args);
+            let name = Path::new(rel).file_name().unwrap().to_string_lossy();
+            if fine {
+                results_not_altered(&copy, want, rel);
+            } else {
+                assert!(text.contains(&*name), "{what}: {} failed without naming it: {text}", args[0]);
+            }
+        }
+        // `status --refresh` rebuilds what the statistics make, and names the rest.
+        let rebuildable = ["subjects/", "group/", "map/"].iter().any(|p| rel.starts_with(p));
+        let (fine, text) = outcome(&["status", w, "--refresh"]);
+        if rebuildable {
+            assert!(fine, "{what}: refresh failed: {text}");
+            assert_same(&work, &clean);
+        } else {
+            assert!(!fine && text.contains(rel), "{what}: refresh: {text}");
+            let says = if rel.starts_with("runs/") { "re-ingest" } else { "cannot be rebuilt" };
+            assert!(text.contains(says), "{what}: {text}");
+        }
+    }
+}
