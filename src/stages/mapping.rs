@@ -349,11 +349,7 @@ pub fn run(
     let split = split_half(group, atoms)?;
     let temps = templates(opt, &mask, out)?;
     let m = match_atoms(&z, &sig, &temps, opt);
-    let mut files = Vec::new();
-    let path = out.join("atom_fbn.parquet");
-    write_atom_fbn(&path, &m, &temps)?;
-    files.push(path);
-
+    // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
         bail!(
@@ -361,6 +357,21 @@ pub fn run(
             codes_path.display()
         );
     }
+    if let Some((table, k)) = basis_atoms(codes_path)? {
+        if k != atoms {
+            bail!(
+                "{}: its basis has {k} atoms ({}), but the group maps in {} have {atoms}: codes and group maps of different bases",
+                codes_path.display(),
+                table.display(),
+                group.display()
+            );
+        }
+    }
+    let mut files = Vec::new();
+    let path = out.join("atom_fbn.parquet");
+    write_atom_fbn(&path, &m, &temps)?;
+    files.push(path);
+
     let dominant = dominant_atoms(&codes);
     let fbn_of = |a: u16| m.assigned[a as usize].map(|t| temps[t].name.clone());
     let path = out.join("subgroups.parquet");
@@ -419,4 +430,23 @@ pub fn run(
         assignment,
         lines: atom_lines(&sig, &m, &temps, opt),
     })
+}
+
+/// The number of atoms of the basis a codes table belongs to, from an atoms table beside
+/// it (`basis/atoms/*.parquet`, as `basis` writes them), when there is one.
+fn basis_atoms(codes_path: &Path) -> Result<Option<(PathBuf, usize)>> {
+    let Some(dir) = codes_path.parent().map(|p| p.join("atoms")).filter(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    let mut tables: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    tables.sort();
+    let Some(first) = tables.into_iter().next() else {
+        return Ok(None);
+    };
+    let (_, atoms) = crate::io::parquet::read_atoms(&first)?;
+    Ok(Some((first, atoms.ncols())))
 }

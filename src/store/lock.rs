@@ -17,8 +17,16 @@ use std::sync::Mutex;
 
 use crate::error::{bail, Context, Error, Result};
 
-/// Stores this process holds the lock of, with how many guards are alive.
-static HELD: Mutex<BTreeMap<PathBuf, (File, usize)>> = Mutex::new(BTreeMap::new());
+/// A lock this process holds: the open lock file, how many guards are alive, and whether
+/// taking it created the store's directory.
+struct Held {
+    _file: File,
+    guards: usize,
+    created: bool,
+}
+
+/// Stores this process holds the lock of.
+static HELD: Mutex<BTreeMap<PathBuf, Held>> = Mutex::new(BTreeMap::new());
 
 /// The write lock of one store; released when the last guard of this process is dropped.
 #[derive(Debug)]
@@ -44,10 +52,14 @@ fn holder(dir: &Path) -> String {
     "a process that has not said which".into()
 }
 
-fn key_of(dir: &Path) -> Result<PathBuf> {
+/// The store's canonical path (the directory is created), and whether it was created.
+fn key_of(dir: &Path) -> Result<(PathBuf, bool)> {
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the store", dir.display()))?;
-    dir.canonicalize()
-        .with_context(|| format!("{}: cannot resolve the store's path", dir.display()))
+    let key = dir
+        .canonicalize()
+        .with_context(|| format!("{}: cannot resolve the store's path", dir.display()))?;
+    Ok((key, created))
 }
 
 impl WriteLock {
@@ -55,10 +67,10 @@ impl WriteLock {
     /// another process holds it. The first taker in this process deletes the temporary
     /// files (`.tmp-*`) a killed writer left.
     pub fn acquire(dir: &Path) -> Result<WriteLock> {
-        let key = key_of(dir)?;
+        let (key, created) = key_of(dir)?;
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, n)) = held.get_mut(&key) {
-            *n += 1;
+        if let Some(h) = held.get_mut(&key) {
+            h.guards += 1;
             return Ok(WriteLock { key });
         }
         let path = lock_path(&key);
@@ -84,7 +96,12 @@ impl WriteLock {
             .and_then(|()| file.write_all(line.as_bytes()))
             .map_err(|e| Error::io(&path, e))?;
         remove_temporaries(&key)?;
-        held.insert(key.clone(), (file, 1));
+        let h = Held {
+            _file: file,
+            guards: 1,
+            created,
+        };
+        held.insert(key.clone(), h);
         Ok(WriteLock { key })
     }
 
@@ -111,11 +128,22 @@ pub fn writer(dir: &Path) -> Option<String> {
 impl Drop for WriteLock {
     fn drop(&mut self) {
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, n)) = held.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                // Closing the file releases the flock.
-                held.remove(&self.key);
+        let Some(h) = held.get_mut(&self.key) else {
+            return;
+        };
+        h.guards -= 1;
+        if h.guards > 0 {
+            return;
+        }
+        let created = h.created;
+        // Closing the file releases the flock.
+        held.remove(&self.key);
+        // A command that failed before the store had a manifest leaves no half-made store:
+        // the lock file goes, and the directory too when taking the lock created it.
+        if !self.key.join("manifest.json").exists() {
+            let _ = std::fs::remove_file(lock_path(&self.key));
+            if created {
+                let _ = std::fs::remove_dir(&self.key);
             }
         }
     }
@@ -147,6 +175,7 @@ mod tests {
     #[test]
     fn reentrant_in_one_process_and_released_on_drop() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("manifest.json"), "{}").unwrap();
         let a = WriteLock::acquire(dir.path()).unwrap();
         let b = WriteLock::acquire(dir.path()).unwrap();
         assert!(WriteLock::is_held(dir.path()));
@@ -159,5 +188,16 @@ mod tests {
         f.try_lock().unwrap();
         let e = WriteLock::acquire(dir.path()).unwrap_err().to_string();
         assert!(e.contains("is being written by process"), "{e}");
+    }
+
+    #[test]
+    fn a_store_that_never_got_a_manifest_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("new");
+        drop(WriteLock::acquire(&store).unwrap());
+        assert!(!store.exists(), "the directory the lock created is removed");
+        std::fs::create_dir(&store).unwrap();
+        drop(WriteLock::acquire(&store).unwrap());
+        assert!(store.is_dir() && !lock_path(&store).exists(), "a directory the user made stays");
     }
 }

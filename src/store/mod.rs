@@ -84,6 +84,12 @@ impl Store {
             }
             return Ok(store);
         }
+        // The mask is read before anything is written: a bad one leaves no half-made store.
+        if let Some(m) = mask {
+            if nifti::read_mask(m)?.is_empty() {
+                bail!("{}: the mask has no voxels", m.display());
+            }
+        }
         let manifest = Manifest {
             format: FORMAT,
             cortexflow: env!("CARGO_PKG_VERSION").into(),

@@ -71,6 +71,11 @@ pub fn decode_stats(path: &Path) -> Result<(RunStats, usize, Vec<bool>)> {
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
+    // Sums of finite data are finite: anything else is damage, named here rather than
+    // as a failed fit downstream.
+    if let Some(i) = f.iter().position(|x| !x.is_finite()) {
+        return Err(bad(&format!("value {} at float {i} is not finite", f[i])));
+    }
     let (gram, rest) = f.split_at(k * k);
     let (xty, rest) = rest.split_at(k * v);
     let (sum_x, rest) = rest.split_at(k);

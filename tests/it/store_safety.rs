@@ -367,3 +367,106 @@ fn damage_is_found_named_and_repaired_or_refused() {
         }
     }
 }
+
+/// A responses table of the dataset rewritten with another story name, or without its TR.
+fn rewritten_table(from: &Path, to: &Path, story: &str, tr: bool) {
+    use cortexflow::io::parquet::{read_responses, tr_metadata, write_table_with, Column};
+    let t = read_responses(from).unwrap();
+    let (n, scans) = t.values.dim();
+    let meta = tr_metadata(t.tr.unwrap());
+    write_table_with(
+        to,
+        "responses",
+        Some(scans),
+        vec![
+            Column::U64(t.an_ids.clone()),
+            Column::Utf8(vec![story.into(); n]),
+            Column::OptU16(t.delays.clone()),
+            Column::F32List { size: scans, values: t.values.iter().copied().collect() },
+        ],
+        if tr { &meta } else { &[] },
+    )
+    .unwrap();
+}
+
+/// The BOLD file `from` with its header's TR (pixdim[4], bytes 92..96) set to `tr`.
+fn with_tr(from: &str, to: &Path, tr: f32) {
+    use std::io::{Read, Write};
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(from).unwrap()).read_to_end(&mut raw).unwrap();
+    raw[92..96].copy_from_slice(&tr.to_le_bytes());
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(to).unwrap(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap();
+}
+
+/// The findings of issue 14 about the store's inputs, one by one.
+#[test]
+fn names_clocks_pairings_and_atom_counts_are_checked() {
+    use super::common::cortexflow_fails;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let store = d.join("s");
+    empty_store(&sim, &recipe, &store);
+    let s = store.to_str().unwrap();
+    let table = sim.join("truth/responses/task-lpp_run-1.parquet");
+    // A story name is never a path: not in the store, not beside `basis`'s output.
+    for story in ["../../x", "../neurons", ".hidden", "a/b"] {
+        let bad = d.join("bad.parquet");
+        rewritten_table(&table, &bad, story, true);
+        let e = cortexflow_fails(&["ingest", s, "--responses", bad.to_str().unwrap()]);
+        assert!(e.contains("is not a safe file name"), "{story}: {e}");
+        let out = d.join("basis-out");
+        let e = cortexflow_fails(&["basis", "--responses", bad.to_str().unwrap(), "--atoms", "2", "--out", out.to_str().unwrap()]);
+        assert!(e.contains("is not a safe file name"), "{story}: {e}");
+    }
+    assert!(!d.join("x.parquet").exists() && !store.parent().unwrap().join("x.parquet").exists());
+    ok(&["status", s]);
+    // A table that does not record its TR cannot be checked against the runs.
+    let no_tr = d.join("task-lpp_run-9.parquet");
+    rewritten_table(&table, &no_tr, "task-lpp_run-9", false);
+    let e = cortexflow_fails(&["ingest", s, "--responses", no_tr.to_str().unwrap()]);
+    assert!(e.contains("records no TR"), "{e}");
+    // A run at another TR, with the story's scan count.
+    let fast = d.join("sub-04_task-lpp_run-1_bold.nii.gz");
+    with_tr(&bold[0], &fast, 1.0);
+    let e = cortexflow_fails(&["ingest", s, "--bold", fast.to_str().unwrap()]);
+    assert!(e.contains("TR 1 s, but story 'task-lpp_run-1' was made at TR 2 s"), "{e}");
+    // Two files of one run key.
+    let copy = d.join("sub-01_task-lpp_run-1_bold.nii.gz");
+    std::fs::copy(&bold[0], &copy).unwrap();
+    let e = cortexflow_fails(&["ingest", s, "--bold", &format!("{},{}", bold[0], copy.display())]);
+    assert!(e.contains("are both run sub-01/task-lpp/run-1"), "{e}");
+    // `encode` pairs runs and regressors by story: the order given does not matter, and a
+    // run whose story has no regressors while the others' do is refused.
+    let atoms = |r: u32| store.join(format!("basis/atoms/task-lpp_run-{r}.parquet")).display().to_string();
+    let mask = sim.join("mask.nii.gz").display().to_string();
+    let encode = |regressors: String, out: &Path| {
+        cortexflow(&["encode", "--regressors", &regressors, "--bold", &format!("{},{}", bold[0], bold[1]), "--mask", &mask, "--out", out.to_str().unwrap()])
+    };
+    let (right, swapped) = (d.join("enc-right"), d.join("enc-swapped"));
+    assert!(encode(format!("{},{}", atoms(1), atoms(2)), &right).status.success());
+    assert!(encode(format!("{},{}", atoms(2), atoms(1)), &swapped).status.success());
+    for map in ["beta", "cv_r"] {
+        let f = format!("sub-01/{map}.nii.gz");
+        assert_eq!(std::fs::read(right.join(&f)).unwrap(), std::fs::read(swapped.join(&f)).unwrap(), "{f}");
+    }
+    let out = encode(format!("{},{}", atoms(1), atoms(1)), &d.join("enc-bad"));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("story 'task-lpp_run-2' is in none of the regressors"), "{e}");
+    // `map` refuses the codes of a basis with another number of atoms than the group's.
+    ok(&["ingest", s, "--bold", &bold.join(",")]);
+    let b4 = d.join("basis-4");
+    let tables = super::common::truth_responses(&sim, 2).join(",");
+    ok(&["basis", "--responses", &tables, "--atoms", "4", "--out", b4.to_str().unwrap()]);
+    let m = d.join("map-out");
+    let e = cortexflow_fails(&["map", "--group", store.join("group").to_str().unwrap(), "--codes", b4.join("codes.parquet").to_str().unwrap(), "--out", m.to_str().unwrap()]);
+    assert!(e.contains("its basis has 4 atoms") && e.contains("have 8"), "{e}");
+    assert!(!m.join("atom_fbn.parquet").exists(), "nothing written by a refused map");
+    // A store that could not be made leaves no directory behind.
+    let never = d.join("never");
+    let e = cortexflow_fails(&["init", "--recipe", recipe.to_str().unwrap(), "--mask", d.join("no-mask.nii.gz").to_str().unwrap(), never.to_str().unwrap()]);
+    assert!(e.contains("no-mask.nii.gz"), "{e}");
+    assert!(!never.exists(), "a failed init left {}", never.display());
+}
