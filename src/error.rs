@@ -42,8 +42,9 @@ pub enum Error {
     /// A file operation without a path of its own (the context names it).
     #[error(transparent)]
     System(#[from] std::io::Error),
-    /// A language-model tensor operation failed.
-    #[error(transparent)]
+    /// A language-model tensor operation failed (said without the backtrace candle adds
+    /// when RUST_BACKTRACE is set: an error is one line).
+    #[error("{}", tensor_message(.0))]
     Tensor(#[from] candle_core::Error),
     /// An array had another shape than the one asked for.
     #[error(transparent)]
@@ -89,6 +90,14 @@ pub fn shown(path: &Path) -> std::borrow::Cow<'_, Path> {
     match temp_dest {
         Some(name) => std::borrow::Cow::Owned(path.with_file_name(name)),
         None => std::borrow::Cow::Borrowed(path),
+    }
+}
+
+/// A candle error without the backtrace candle appends to it when RUST_BACKTRACE is set.
+pub fn tensor_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => tensor_message(inner),
+        other => other.to_string(),
     }
 }
 
