@@ -52,7 +52,8 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn options(&self) -> basis::BasisOptions {
+    /// The settings, checked as a recipe's are (before anything is written).
+    pub fn options(&self) -> anyhow::Result<basis::BasisOptions> {
         let section = BasisSection {
             method: self.method,
             atoms: self.atoms,
@@ -63,9 +64,13 @@ impl Args {
             batch: self.batch,
             seed: self.seed,
         };
+        section.check()?;
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            anyhow::bail!("--tol {}: a fraction ≥ 0", self.tol);
+        }
         let mut opt = section.options();
         opt.odl.tol = self.tol;
-        opt
+        Ok(opt)
     }
 }
 
@@ -73,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let summary = if a.extend {
         basis::extend(&a.out, &a.responses)?
     } else {
-        basis::run(&a.responses, &a.options(), &a.out)?
+        basis::run(&a.responses, &a.options()?, &a.out)?
     };
     summary.lines.iter().for_each(|l| println!("{l}"));
     for f in &summary.files {

@@ -17,7 +17,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let s = Store::init(&a.store, &Recipe::load(&a.recipe)?, a.mask.as_deref())?;
+    let recipe = Recipe::load(&a.recipe)?;
+    // Read before the store is made, so a bad mask leaves no half-made store behind.
+    if let Some(mask) = &a.mask {
+        cortexflow::io::nifti::read_mask(mask)?;
+    }
+    let s = Store::init(&a.store, &recipe, a.mask.as_deref())?;
     print!("{}", s.status());
     Ok(())
 }

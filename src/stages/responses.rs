@@ -368,6 +368,17 @@ fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
     if spec.n_scans < 2 {
         bail!("{}: --n-scans must be at least 2", spec.stimulus.display());
     }
+    let most = most_scans(stim.end, ro.tr);
+    if spec.n_scans > most {
+        bail!(
+            "{}: --n-scans {} is more than the stimulus implies: it lasts {:.1} s, {} scans at TR {} s; at most {most} (twice that plus {SCAN_EXTRA}, never more than {MAX_SCANS})",
+            spec.stimulus.display(),
+            spec.n_scans,
+            stim.end,
+            (stim.end / ro.tr).ceil(),
+            ro.tr
+        );
+    }
     let end = spec.n_scans as f64 * ro.tr;
     let late = stim.words.iter().filter(|w| w.onset >= end).count();
     if late > 0 {
@@ -381,6 +392,23 @@ fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
         );
     }
     Ok(stim)
+}
+
+/// Scans a run may have beyond its story (rest after the last word), and the most a run
+/// may have at all: the regressors are ANs × scans in memory, so a typo such as
+/// `--n-scans 1000000` must be refused, not allocated.
+const SCAN_EXTRA: usize = 100;
+const MAX_SCANS: usize = 100_000;
+
+/// The most scans a run of a story lasting `end` seconds may have at `tr`: twice the
+/// scans the story implies plus [`SCAN_EXTRA`], at most [`MAX_SCANS`].
+fn most_scans(end: f64, tr: f64) -> usize {
+    let implied = (end / tr).ceil();
+    if implied.is_finite() && implied < MAX_SCANS as f64 {
+        (2 * implied as usize + SCAN_EXTRA).min(MAX_SCANS)
+    } else {
+        MAX_SCANS
+    }
 }
 
 /// The story key of a stimulus file: its name without extension.
