@@ -204,9 +204,19 @@ pub fn read_header(path: &Path) -> Result<ImageHeader> {
     let len = super::regular_file(path)?;
     let bytes = header_bytes(path)?;
     check_dims(path, &bytes)?;
-    let raw = NiftiHeader::from_reader(&bytes[..])
-        .map_err(|e| Error::format(path, format!("not a readable NIfTI-1 header: {e}")))?;
+    let raw = NiftiHeader::from_reader(&bytes[..]).map_err(|e| {
+        let why = nifti_error(e);
+        Error::format(path, format!("not a readable NIfTI-1 header: {why}"))
+    })?;
     validate(path, raw, len)
+}
+
+/// The nifti crate's error in words: its I/O variant prints as `Io(Kind(UnexpectedEof))`.
+fn nifti_error(e: nifti::NiftiError) -> String {
+    match e {
+        nifti::NiftiError::Io(io) => in_words(&io),
+        other => other.to_string(),
+    }
 }
 
 /// Size of a NIfTI-1 header.
@@ -792,7 +802,7 @@ pub fn write_map(path: &Path, grid: &Grid, data: &Array4<f32>, tr: Option<f64>) 
         } else {
             writer.write_nifti(data)
         };
-        result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {e}")))
+        result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {}", nifti_error(e))))
     })
 }
 

@@ -426,3 +426,17 @@ fn zscore_columns(x: &mut Array2<f64>) {
         col.mapv_inplace(|v| if sd > 0.0 { (v - mean) / sd } else { 0.0 });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run may outlast its story (rest after the last word), but not by a typo's worth.
+    #[test]
+    fn scans_are_bounded_by_the_story() {
+        assert_eq!(most_scans(600.0, 2.0), 2 * 300 + SCAN_EXTRA);
+        assert_eq!(most_scans(1.0, 2.0), 2 + SCAN_EXTRA);
+        assert_eq!(most_scans(1e9, 2.0), MAX_SCANS);
+        assert_eq!(most_scans(600.0, 1e-300), MAX_SCANS);
+    }
+}

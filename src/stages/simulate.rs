@@ -525,3 +525,44 @@ fn write_truth_maps(
 fn relative(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes that would run for hours or exhaust memory are refused by validate, before
+    /// anything is written, and the error says the limit.
+    #[test]
+    fn sizes_beyond_the_limits_are_refused() {
+        let ok = SimulateOptions::default();
+        validate(&ok).unwrap();
+        let with = |edit: fn(&mut SimulateOptions)| {
+            let mut o = ok.clone();
+            edit(&mut o);
+            o
+        };
+        let cases = [
+            (with(|o| o.jitter = 1000), "--jitter 1000: a shift of 0 to 8"),
+            (with(|o| o.jitter = -1), "--jitter -1"),
+            (with(|o| o.scans = Some(1_000_000)), "at most 10000"),
+            (with(|o| o.factors = 1_000_000), "--factors 1000000: at most"),
+            (with(|o| o.subjects = 100_000), "--subjects 100000: at most"),
+            (with(|o| o.neurons = 10_000_000), "--neurons 10000000"),
+        ];
+        for (opt, want) in cases {
+            let e = validate(&opt).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_memory_estimate_grows_with_the_grid_and_the_scans() {
+        let ok = SimulateOptions::default();
+        let fine = SimulateOptions {
+            grid_mm: 2,
+            ..ok.clone()
+        };
+        assert!(memory_needed(&fine, 300) > 8 * memory_needed(&ok, 300) / 2);
+        assert!(memory_needed(&ok, 3000) > 9 * memory_needed(&ok, 300));
+    }
+}
