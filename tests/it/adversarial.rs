@@ -143,6 +143,13 @@ fn rows(dir: &Path) -> Vec<Row> {
     let starts: Vec<usize> = text.match_indices("intervals [").map(|(i, _)| i).collect();
     let half = dir.join("half.TextGrid");
     std::fs::write(&half, &text[..starts[starts.len() / 2]]).unwrap();
+    let kept = starts.len() / 2;
+    let short = dir.join("short.TextGrid");
+    let mended = text[..starts[kept]].replace(
+        &format!("intervals: size = {}", starts.len()),
+        &format!("intervals: size = {kept}"),
+    );
+    std::fs::write(&short, mended).unwrap();
     let long = dir.join("long.tsv");
     std::fs::write(&long, format!("{}\n", "w".repeat(10 << 20))).unwrap();
     let story = dir.join("story.tsv");
@@ -237,6 +244,11 @@ fn rows(dir: &Path) -> Vec<Row> {
             "a TextGrid cut in half",
             &["inspect", s(&half)],
             &["half.TextGrid: tier 'TokensAlign' declares 1712 intervals but holds 856"],
+        ),
+        row(
+            "a TextGrid whose last interval ends before its xmax",
+            &["inspect", s(&short)],
+            &["short.TextGrid: tier 'TokensAlign': the tier declares xmax = 564 s"],
         ),
         row(
             "a 10 MB header line",
@@ -431,6 +443,39 @@ fn rows(dir: &Path) -> Vec<Row> {
             &["--tr NaN: a positive number of seconds"],
         )
         .leaves_no(&store),
+        row(
+            "activations --context 0",
+            &[
+                "activations",
+                "--model",
+                s(&good_gguf),
+                "--text",
+                s(&story),
+                "--context",
+                "0",
+                "--out",
+                s(&out.join("a.parquet")),
+            ],
+            &["--context 0: at least 1 token"],
+        )
+        .leaves_no(&out),
+        row(
+            "simulate needing more memory than there is",
+            &[
+                "simulate",
+                "--out",
+                s(&out),
+                "--grid",
+                "2mm",
+                "--scans",
+                "10000",
+                "--neurons",
+                "1000000",
+            ],
+            &["these options need about", "of memory", "is available"],
+        )
+        .leaves_no(&out)
+        .bounded(),
         // Recipes: one line naming the file and the key, and no store made.
         row(
             "recipe lambda = nan",
