@@ -47,6 +47,8 @@ impl Row {
 
 /// Exit code, stderr, seconds and peak resident memory (MB) of one run of the binary;
 /// the peak is the child's own, read with wait4 (std's wait does not report it).
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_measured(args: &[String]) -> (Option<i32>, String, f64, f64) {
     use std::process::{Command, Stdio};
     let start = Instant::now();
