@@ -52,7 +52,8 @@ pub struct Args {
 }
 
 impl Args {
-    /// The settings, checked as a recipe's are (before anything is written).
+    /// The settings; the basis stage checks the recipe's settings before anything is
+    /// written, saying them as options, and `--tol` (not a recipe setting) is checked here.
     pub fn options(&self) -> anyhow::Result<basis::BasisOptions> {
         let section = BasisSection {
             method: self.method,
@@ -64,7 +65,6 @@ impl Args {
             batch: self.batch,
             seed: self.seed,
         };
-        section.check()?;
         if !(self.tol.is_finite() && self.tol >= 0.0) {
             anyhow::bail!("--tol {}: a fraction ≥ 0", self.tol);
         }

@@ -345,7 +345,7 @@ fn rows(dir: &Path) -> Vec<Row> {
                 "--out",
                 s(&out),
             ],
-            &["basis.lambda = NaN"],
+            &["--lambda must be a positive number, got NaN"],
         )
         .leaves_no(&out),
         row(
@@ -359,7 +359,7 @@ fn rows(dir: &Path) -> Vec<Row> {
                 "--out",
                 s(&out),
             ],
-            &["basis.atoms = 0"],
+            &["--atoms must be at least 1"],
         )
         .leaves_no(&out),
         row(
