@@ -93,6 +93,8 @@ fn words_of(path: &Path, tier: Option<&str>) -> Result<Vec<String>> {
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     if ext == "txt" {
+        // A device or FIFO named *.txt would be read forever.
+        crate::io::regular_file(path)?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read text", path.display()))?;
         let words: Vec<String> = text.split_whitespace().map(String::from).collect();
