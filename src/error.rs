@@ -39,8 +39,9 @@ pub enum Error {
         /// it, once.
         inner: Box<Error>,
     },
-    /// A file operation without a path of its own (the context names it).
-    #[error(transparent)]
+    /// A file operation without a path of its own (the context names it), said in words
+    /// as [`Error::Io`] is.
+    #[error("{}", in_words(.0))]
     System(#[from] std::io::Error),
     /// A language-model tensor operation failed (said without the backtrace candle adds
     /// when RUST_BACKTRACE is set: an error is one line).
@@ -244,6 +245,10 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
         );
         assert_eq!(e.to_string(), "/f: unexpected end of file (truncated?)");
+        let e = Err::<(), _>(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("r.toml: cannot read the recipe")
+            .unwrap_err();
+        assert_eq!(e.to_string(), "r.toml: cannot read the recipe: no such file");
         // A name that only looks like a temporary is kept.
         assert_eq!(shown(Path::new(".tmp-x-a")), Path::new(".tmp-x-a"));
     }
