@@ -248,7 +248,10 @@ mod tests {
         let e = Err::<(), _>(std::io::Error::from(std::io::ErrorKind::NotFound))
             .context("r.toml: cannot read the recipe")
             .unwrap_err();
-        assert_eq!(e.to_string(), "r.toml: cannot read the recipe: no such file");
+        assert_eq!(
+            e.to_string(),
+            "r.toml: cannot read the recipe: no such file"
+        );
         // A name that only looks like a temporary is kept.
         assert_eq!(shown(Path::new(".tmp-x-a")), Path::new(".tmp-x-a"));
     }
