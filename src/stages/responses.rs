@@ -381,6 +381,17 @@ fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
             ro.tr
         );
     }
+    if let HrfModel::Fir { delays } = &ro.hrf {
+        // A delay as long as the run gives an all-zero regressor (and a typo such as
+        // 1000000 a million of them).
+        if let Some(d) = delays.iter().find(|&&d| d >= spec.n_scans) {
+            bail!(
+                "{}: FIR delay {d} scans is not shorter than the run ({} scans)",
+                spec.stimulus.display(),
+                spec.n_scans
+            );
+        }
+    }
     let end = spec.n_scans as f64 * ro.tr;
     let late = stim.words.iter().filter(|w| w.onset >= end).count();
     if late > 0 {

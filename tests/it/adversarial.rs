@@ -413,6 +413,28 @@ fn rows(dir: &Path) -> Vec<Row> {
         .leaves_no(&out)
         .bounded(),
         row(
+            "responses --delays 0,1000000",
+            &[
+                "responses",
+                "--model",
+                s(&good_gguf),
+                "--stimulus",
+                s(&story),
+                "--tr",
+                "2",
+                "--n-scans",
+                "10",
+                "--hrf",
+                "fir",
+                "--delays",
+                "0,1000000",
+                "--out",
+                s(&out),
+            ],
+            &["story.tsv: FIR delay 1000000 scans is not shorter than the run (10 scans)"],
+        )
+        .leaves_no(&out),
+        row(
             "responses --tr 0",
             &[
                 "responses",
