@@ -500,6 +500,13 @@ fn rows(dir: &Path) -> Vec<Row> {
         )
         .leaves_no(&out)
         .bounded(),
+        row(
+            "ingest -w 1000000",
+            &["ingest", s(&store), "-w", "1000000", "--bold", s(&fmri1)],
+            &["-w 1000000 / -n 1: at most 1024 workers per process"],
+        )
+        .leaves_no(&store)
+        .bounded(),
         // Recipes: one line naming the file and the key, and no store made.
         row(
             "recipe lambda = nan",
