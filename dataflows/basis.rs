@@ -52,7 +52,9 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn options(&self) -> basis::BasisOptions {
+    /// The settings; the basis stage checks the recipe's settings before anything is
+    /// written, saying them as options, and `--tol` (not a recipe setting) is checked here.
+    pub fn options(&self) -> anyhow::Result<basis::BasisOptions> {
         let section = BasisSection {
             method: self.method,
             atoms: self.atoms,
@@ -63,9 +65,12 @@ impl Args {
             batch: self.batch,
             seed: self.seed,
         };
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            anyhow::bail!("--tol {}: a fraction ≥ 0", self.tol);
+        }
         let mut opt = section.options();
         opt.odl.tol = self.tol;
-        opt
+        Ok(opt)
     }
 }
 
@@ -73,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let summary = if a.extend {
         basis::extend(&a.out, &a.responses)?
     } else {
-        basis::run(&a.responses, &a.options(), &a.out)?
+        basis::run(&a.responses, &a.options()?, &a.out)?
     };
     summary.lines.iter().for_each(|l| println!("{l}"));
     for f in &summary.files {

@@ -32,6 +32,16 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     pub fn cluster(&self) -> anyhow::Result<Cluster> {
+        // Each worker is a thread and each process a connection: a typo such as
+        // -w 1000000 would exhaust the machine before any work.
+        const MOST: u32 = 1024;
+        if self.workers > MOST || self.processes > MOST {
+            anyhow::bail!(
+                "-w {} / -n {}: at most {MOST} workers per process and {MOST} processes",
+                self.workers,
+                self.processes
+            );
+        }
         if self.process >= self.processes {
             anyhow::bail!(
                 "-p {}: the process index must be below -n {}",

@@ -16,7 +16,7 @@ pub struct Args {
     /// The analysis mask given to `encode`.
     #[arg(long)]
     pub mask: PathBuf,
-    /// FDR level (Benjamini–Hochberg, per atom map), in [0, 1].
+    /// FDR level (Benjamini–Hochberg, per atom map), in (0, 1).
     #[arg(long, default_value_t = defaults().fdr, conflicts_with = "z_cut")]
     pub fdr: f64,
     /// Threshold |z| ≥ this value instead of FDR.

@@ -44,6 +44,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
     let stimuli = match (a.stimulus.is_empty(), a.tr, a.n_scans.is_empty()) {
         (true, _, _) => None,
+        (false, Some(tr), false) if !(tr.is_finite() && tr > 0.0) => {
+            // Said before the store is opened, so a typo changes nothing in it.
+            anyhow::bail!("--tr {tr}: a positive number of seconds")
+        }
+        (false, Some(_), false) if a.n_scans.iter().any(|&n| n < 2) => {
+            anyhow::bail!("--n-scans {:?}: at least 2 scans per run", a.n_scans)
+        }
         (false, Some(tr), false) => Some(StimulusSpec {
             files: a.stimulus,
             tr,

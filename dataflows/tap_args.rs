@@ -38,7 +38,14 @@ pub struct TapArgs {
 }
 
 impl TapArgs {
+    /// The settings, checked before any model or stimulus is read.
     pub fn options(&self) -> anyhow::Result<TapOptions> {
+        if self.context == 0 {
+            anyhow::bail!("--context 0: at least 1 token");
+        }
+        if self.batch == 0 {
+            anyhow::bail!("--batch 0: at least 1 window");
+        }
         Ok(TapOptions {
             model: self.model.clone(),
             taps: self

@@ -17,7 +17,7 @@ fn every_cli_default_is_the_recipes() {
     let Command::Basis(b) = parse(&["basis", "--responses", "x", "--out", "o"]) else {
         unreachable!()
     };
-    assert_eq!(b.options(), r.basis.options());
+    assert_eq!(b.options().unwrap(), r.basis.options());
     let Command::Encode(e) = parse(&["encode", "--regressors", "a", "--bold", "b", "--mask", "m", "--out", "o"]) else {
         unreachable!()
     };

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened, read or written. The reason is in the message and
-    /// not chained as a source, so an error chain (`{:#}`) says it once.
-    #[error("{}: {reason}", path.display())]
+    /// not chained as a source, so an error chain (`{:#}`) says it once; common reasons
+    /// are said in words ("no such file") rather than as the OS's code.
+    #[error("{}: {}", shown(path).display(), in_words(reason))]
     Io {
         path: PathBuf,
         reason: std::io::Error,
     },
     /// The file was read but its content is not what was expected.
-    #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    #[error("{}{}: {msg}", shown(path).display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Format {
         path: PathBuf,
         /// 1-based line number, for text formats.
@@ -38,11 +39,13 @@ pub enum Error {
         /// it, once.
         inner: Box<Error>,
     },
-    /// A file operation without a path of its own (the context names it).
-    #[error(transparent)]
+    /// A file operation without a path of its own (the context names it), said in words
+    /// as [`Error::Io`] is.
+    #[error("{}", in_words(.0))]
     System(#[from] std::io::Error),
-    /// A language-model tensor operation failed.
-    #[error(transparent)]
+    /// A language-model tensor operation failed (said without the backtrace candle adds
+    /// when RUST_BACKTRACE is set: an error is one line).
+    #[error("{}", tensor_message(.0))]
     Tensor(#[from] candle_core::Error),
     /// An array had another shape than the one asked for.
     #[error(transparent)]
@@ -72,6 +75,72 @@ pub enum Error {
     /// The group test could not be computed.
     #[error(transparent)]
     Group(#[from] crate::kernels::group::GroupError),
+}
+
+/// The path a person knows: an atomic write's temporary sibling (`.tmp-<pid>-name`, see
+/// `io::atomic`) is named by its destination, since the temporary is gone by the time
+/// the error is read.
+pub fn shown(path: &Path) -> std::borrow::Cow<'_, Path> {
+    let temp_dest = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(".tmp-"))
+        .and_then(|rest| rest.split_once('-'))
+        .filter(|(pid, name)| !name.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(_, name)| name.to_string());
+    match temp_dest {
+        Some(name) => std::borrow::Cow::Owned(path.with_file_name(name)),
+        None => std::borrow::Cow::Borrowed(path),
+    }
+}
+
+/// A candle error without the backtrace candle appends to it when RUST_BACKTRACE is set.
+pub fn tensor_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => tensor_message(inner),
+        other => other.to_string(),
+    }
+}
+
+/// An I/O error as a person would say it: the OS's text ("Is a directory (os error 21)")
+/// or the kind's ("entity not found") becomes a few plain words.
+pub fn in_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    let words = match e.kind() {
+        NotFound => "no such file",
+        IsADirectory => "is a directory",
+        NotADirectory => "a parent of the path is not a directory",
+        PermissionDenied => "permission denied",
+        UnexpectedEof => "unexpected end of file (truncated?)",
+        AlreadyExists => "already exists",
+        StorageFull => "no space left on the device",
+        ReadOnlyFilesystem => "the file system is read-only",
+        InvalidData => return format!("invalid data: {}", cut(&e.to_string(), 200)),
+        _ => return strip_os_code(&e.to_string()),
+    };
+    words.to_string()
+}
+
+/// "Text (os error 5)" → "text": the code adds nothing a person can act on.
+fn strip_os_code(text: &str) -> String {
+    let t = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => text,
+    };
+    let mut chars = t.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => t.to_string(),
+    }
+}
+
+/// A value to echo in an error, cut to about `max` characters with "…": a 10 MB header
+/// line is not a message.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
 }
 
 /// Library result type.
@@ -157,3 +226,43 @@ macro_rules! err {
 }
 
 pub(crate) use {bail, err};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_said_in_words_and_name_the_destination() {
+        let e = Error::io(
+            "/s/.tmp-4242-beta.nii.gz",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(e.to_string(), "/s/beta.nii.gz: no such file");
+        let e = Error::io("/d", std::io::Error::from_raw_os_error(21));
+        assert_eq!(e.to_string(), "/d: is a directory");
+        let e = Error::io(
+            "/f",
+            std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        );
+        assert_eq!(e.to_string(), "/f: unexpected end of file (truncated?)");
+        let e = Err::<(), _>(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("r.toml: cannot read the recipe")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.toml: cannot read the recipe: no such file"
+        );
+        // A name that only looks like a temporary is kept.
+        assert_eq!(shown(Path::new(".tmp-x-a")), Path::new(".tmp-x-a"));
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let long = "x".repeat(10_000_000);
+        let c = cut(&long, 80);
+        assert_eq!(c.chars().count(), 81);
+        assert!(c.ends_with('…'));
+        assert_eq!(cut("short", 80), "short");
+        assert_eq!(cut("ééé", 2), "éé…");
+    }
+}

@@ -141,8 +141,10 @@ fn check_subject(subject: &str, runs: &[RunFiles], regressors: usize, cv: bool) 
         bail!("sub-{subject}: leave-one-run-out cross-validation needs at least 2 runs, there is 1; give --no-cv for OLS only");
     }
     let first = nifti::read_header(&runs[0].0)?;
+    first.ensure_bold()?;
     for (path, _) in &runs[1..] {
         let h = nifti::read_header(path)?;
+        h.ensure_bold()?;
         first.grid.ensure_same(&runs[0].0, &h.grid, path)?;
     }
     Ok(())

@@ -114,9 +114,7 @@ fn reduce_against(
     confounds: Option<&Path>,
 ) -> Result<(RunStats, usize, Vec<bool>)> {
     let header = nifti::read_header(bold)?;
-    let tr = header
-        .tr
-        .with_context(|| format!("{}: no repetition time in the header", bold.display()))?;
+    let tr = header.bold_tr()?;
     let k = atoms.ncols();
     let confounds = match confounds {
         Some(c) => encode::read_confounds(c, atoms.nrows())?,

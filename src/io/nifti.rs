@@ -18,7 +18,7 @@ use nifti::writer::WriterOptions;
 use nifti::{Endianness, NiftiHeader, NiftiType};
 
 use super::affine::Affine;
-use crate::error::{Error, Result};
+use crate::error::{in_words, Error, Result};
 
 /// Plausible repetition times, in seconds. Outside this range the TR rule below applies.
 pub const PLAUSIBLE_TR_S: std::ops::RangeInclusive<f64> = 0.05..=100.0;
@@ -201,19 +201,106 @@ fn fortran_indices(shape: [usize; 3]) -> impl Iterator<Item = (usize, [usize; 3]
 
 /// Reads and validates the header of a `.nii` or `.nii.gz` file.
 pub fn read_header(path: &Path) -> Result<ImageHeader> {
-    if !path.exists() {
-        return Err(Error::io(
+    let len = super::regular_file(path)?;
+    let bytes = header_bytes(path)?;
+    check_dims(path, &bytes)?;
+    let raw = NiftiHeader::from_reader(&bytes[..]).map_err(|e| {
+        let why = nifti_error(e);
+        Error::format(path, format!("not a readable NIfTI-1 header: {why}"))
+    })?;
+    validate(path, raw, len)
+}
+
+/// The nifti crate's error in words: its I/O variant prints as `Io(Kind(UnexpectedEof))`.
+fn nifti_error(e: nifti::NiftiError) -> String {
+    match e {
+        nifti::NiftiError::Io(io) => in_words(&io),
+        other => other.to_string(),
+    }
+}
+
+/// Size of a NIfTI-1 header.
+const HEADER_LEN: usize = 348;
+
+fn is_gz_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// The first 348 bytes of the file (decompressed for `.nii.gz`), read once so that the
+/// dims can be checked in the file's own byte order before the header is parsed.
+fn header_bytes(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let source: Box<dyn Read> = if is_gz_path(path) {
+        Box::new(MultiGzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    source
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            Error::format(
+                path,
+                format!("cannot read the NIfTI-1 header: {}", in_words(&e)),
+            )
+        })?;
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::format(
             path,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
+            format!(
+                "file ends inside the NIfTI-1 header ({} of {HEADER_LEN} bytes): truncated, or not a NIfTI file",
+                bytes.len()
+            ),
         ));
     }
-    let raw = NiftiHeader::from_file(path)
-        .map_err(|e| Error::format(path, format!("not a readable NIfTI-1 header: {e}")))?;
-    validate(path, raw)
+    Ok(bytes)
+}
+
+/// dim[0] and the used dims, as signed numbers in the header's byte order. The byte order
+/// is found from sizeof_hdr (348): the nifti crate guesses it from dim[0] instead, so a
+/// dim[0] of 8 would otherwise be reported byte-swapped (2048) and a negative dim as 65491.
+fn check_dims(path: &Path, b: &[u8]) -> Result<()> {
+    let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+    let little = match (i32::from_le_bytes(word(0)), i32::from_be_bytes(word(0))) {
+        (348, _) => true,
+        (_, 348) => false,
+        (n, _) => {
+            return Err(Error::format(
+                path,
+                format!("sizeof_hdr = {n}, not 348: not a NIfTI-1 header"),
+            ))
+        }
+    };
+    let dim = |d: usize| {
+        let a = [b[40 + 2 * d], b[41 + 2 * d]];
+        if little {
+            i16::from_le_bytes(a)
+        } else {
+            i16::from_be_bytes(a)
+        }
+    };
+    let ndim = dim(0);
+    if !(1..=7).contains(&ndim) {
+        return Err(Error::format(
+            path,
+            format!("dim[0]={ndim}: the number of dimensions must be 1 to 7"),
+        ));
+    }
+    if let Some(d) = (1..=ndim as usize).find(|&d| dim(d) < 1) {
+        return Err(Error::format(
+            path,
+            format!(
+                "dim[{d}]={}: every used dimension must be at least 1",
+                dim(d)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// (Longer than ~80 lines on purpose: Every header rule in one place, in the order nibabel applies them, so a file fails on the rule nibabel would name first.)
-fn validate(path: &Path, raw: NiftiHeader) -> Result<ImageHeader> {
+fn validate(path: &Path, raw: NiftiHeader, file_len: u64) -> Result<ImageHeader> {
     let bad = |msg: String| Error::format(path, msg);
     if &raw.magic != b"n+1\0" {
         return Err(bad(format!(
@@ -299,7 +386,7 @@ fn validate(path: &Path, raw: NiftiHeader) -> Result<ImageHeader> {
         datatype,
         raw,
     };
-    check_uncompressed_size(&header)?;
+    check_data_size(&header, file_len)?;
     Ok(header)
 }
 
@@ -376,8 +463,45 @@ impl ImageHeader {
         self.grid.n_voxels() * element_size(self.datatype).unwrap_or(1)
     }
 
+    /// Bytes of voxel data the header declares (u128: dims of 32767⁴ × 8 bytes fit).
+    fn data_bytes(&self) -> u128 {
+        self.volume_bytes() as u128 * self.n_vols as u128
+    }
+
+    /// "dims [x, y, z] × t volumes of Int16", for size errors.
+    fn extent(&self) -> String {
+        format!(
+            "dims {:?} × {} volumes of {:?}",
+            self.grid.shape, self.n_vols, self.datatype
+        )
+    }
+
     fn is_gz(&self) -> bool {
-        self.path.extension().is_some_and(|e| e == "gz")
+        is_gz_path(&self.path)
+    }
+
+    /// Errors unless the image is 4-D: a 3-D image is one volume, not a run (said before
+    /// the missing TR that follows from it).
+    pub fn ensure_bold(&self) -> Result<()> {
+        if self.raw.dim[0] < 4 {
+            return Err(Error::format(
+                &self.path,
+                "is 3-D (one volume); a BOLD run needs 4 dimensions",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The repetition time of a BOLD run: errors for a 3-D image or a header without one.
+    pub fn bold_tr(&self) -> Result<f64> {
+        self.ensure_bold()?;
+        self.tr.ok_or_else(|| {
+            let why = self
+                .tr_note
+                .as_deref()
+                .unwrap_or("no repetition time in the header");
+            Error::format(&self.path, why)
+        })
     }
 
     /// (slope, intercept) as nibabel applies them: a zero or non-finite slope means none.
@@ -391,24 +515,72 @@ impl ImageHeader {
     }
 }
 
-fn check_uncompressed_size(h: &ImageHeader) -> Result<()> {
+/// Deflate compresses at most 1032:1, so a `.nii.gz` of L bytes holds at most ~1032·L
+/// bytes of image: a header declaring more is forged or corrupt, whatever the memory.
+const GZIP_MAX_RATIO: u128 = 1032;
+
+/// The data size the header declares against what the file can hold, before anything is
+/// allocated: exactly for `.nii`, by the deflate bound for `.nii.gz` (the stream is then
+/// checked as it is read).
+fn check_data_size(h: &ImageHeader, file_len: u64) -> Result<()> {
+    let declared = h.data_bytes();
+    let offset = h.raw.vox_offset as u128;
+    let len = file_len as u128;
     if h.is_gz() {
-        return Ok(()); // checked while decompressing
-    }
-    let need = h.raw.vox_offset as u64 + (h.volume_bytes() * h.n_vols) as u64;
-    let have = std::fs::metadata(&h.path)
-        .map_err(|e| Error::io(&h.path, e))?
-        .len();
-    if have < need {
+        let most = len * GZIP_MAX_RATIO;
+        if offset + declared > most {
+            return Err(Error::format(
+                &h.path,
+                format!(
+                    "declares {declared} bytes of data ({}), more than a gzip file of {len} bytes can hold (at most {most}): a corrupt or forged header",
+                    h.extent()
+                ),
+            ));
+        }
+    } else if offset + declared > len {
         return Err(Error::format(
             &h.path,
             format!(
-                "dims {:?} × {} volumes of {:?} need {need} bytes but the file holds {have}",
-                h.grid.shape, h.n_vols, h.datatype
+                "truncated: declares {declared} bytes of data, holds {} ({})",
+                len.saturating_sub(offset),
+                h.extent()
             ),
         ));
     }
     Ok(())
+}
+
+/// Errors unless `bytes` of memory are available for reading `path` (said before the
+/// allocation, which would otherwise abort the process or draw the OOM killer).
+fn ensure_affordable(path: &Path, what: &str, bytes: u128) -> Result<()> {
+    let have = super::affordable_memory() as u128;
+    if bytes > have {
+        return Err(Error::format(
+            path,
+            format!(
+                "{what} needs {} of memory, {} is available",
+                super::human_bytes(bytes),
+                super::human_bytes(have)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads into `buf` until it is full or the data end; returns the bytes read. The end of
+/// a compressed stream cut short counts as an end, so the error can say how much was there.
+fn fill(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match source.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Streams the volumes of an image, decoding each into f32 with scaling applied.
@@ -430,7 +602,8 @@ impl VolumeReader {
         let offset = header.raw.vox_offset as u64;
         let skipped = std::io::copy(&mut (&mut source).take(offset), &mut std::io::sink())
             .map_err(|e| {
-                Error::format(&header.path, format!("cannot read past the header: {e}"))
+                let why = in_words(&e);
+                Error::format(&header.path, format!("cannot read past the header: {why}"))
             })?;
         if skipped < offset {
             return Err(Error::format(
@@ -453,23 +626,23 @@ impl VolumeReader {
             return Ok(false);
         }
         let h = &self.header;
-        self.source.read_exact(&mut self.bytes).map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "data ends early (truncated file?)".to_string()
-            } else {
-                e.to_string()
-            };
+        let got = fill(&mut self.source, &mut self.bytes).map_err(|e| {
             Error::format(
                 &h.path,
-                format!(
-                    "volume {} of {}: {what}; dims {:?} of {:?}",
-                    self.next + 1,
-                    h.n_vols,
-                    h.grid.shape,
-                    h.datatype
-                ),
+                format!("volume {} of {}: {}", self.next + 1, h.n_vols, in_words(&e)),
             )
         })?;
+        if got < self.bytes.len() {
+            let holds = self.next as u128 * self.bytes.len() as u128 + got as u128;
+            return Err(Error::format(
+                &h.path,
+                format!(
+                    "truncated: declares {} bytes of data, holds {holds} ({})",
+                    h.data_bytes(),
+                    h.extent()
+                ),
+            ));
+        }
         decode(&self.bytes, h.datatype, h.raw.endianness, h.scaling(), out);
         self.next += 1;
         Ok(true)
@@ -524,7 +697,14 @@ fn decode(bytes: &[u8], t: NiftiType, endian: Endianness, (m, b): (f64, f64), ou
 
 /// Reads a whole 3D or 4D image into memory (x, y, z, t).
 pub fn read_image(path: &Path) -> Result<Image> {
-    let header = read_header(path)?;
+    read_image_of(read_header(path)?)
+}
+
+fn read_image_of(header: ImageHeader) -> Result<Image> {
+    let path = header.path.clone();
+    let voxels = header.grid.n_voxels() as u128;
+    let need = 4 * voxels * (header.n_vols as u128 + 1) + header.volume_bytes() as u128;
+    ensure_affordable(&path, "reading the image", need)?;
     let [nx, ny, nz] = header.grid.shape;
     let mut data = Array4::<f32>::zeros((nx, ny, nz, header.n_vols).f());
     let mut reader = VolumeReader::open(header.clone())?;
@@ -541,9 +721,21 @@ pub fn read_image(path: &Path) -> Result<Image> {
 
 type ArrayView3F<'a> = ndarray::ArrayView3<'a, f32>;
 
-/// Reads a mask image: voxels whose value is non-zero (and not NaN) in the first volume.
+/// Reads a mask image: voxels whose value is non-zero (and not NaN). A mask is one volume:
+/// a 4-D image of several would leave which volume is meant to a guess.
 pub fn read_mask(path: &Path) -> Result<Mask> {
-    let mask = Mask::from_image(&read_image(path)?, |v| v != 0.0 && !v.is_nan());
+    let header = read_header(path)?;
+    if header.n_vols > 1 {
+        return Err(Error::format(
+            path,
+            format!(
+                "a mask must be 3-D, this image has {} volumes (dims {:?})",
+                header.n_vols,
+                &header.raw.dim[1..=header.raw.dim[0] as usize]
+            ),
+        ));
+    }
+    let mask = Mask::from_image(&read_image_of(header)?, |v| v != 0.0 && !v.is_nan());
     if mask.is_empty() {
         return Err(Error::format(path, "the mask has no non-zero voxel"));
     }
@@ -554,6 +746,7 @@ pub fn read_mask(path: &Path) -> Result<Mask> {
 /// The mask must lie on the run's grid.
 pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold> {
     let header = read_header(path)?;
+    header.ensure_bold()?;
     // Said here, where the TR matters (maps of statistics carry none).
     if let Some(note) = &header.tr_note {
         tracing::warn!("{}: {note}", path.display());
@@ -569,6 +762,10 @@ pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold
             &full
         }
     };
+    let voxels = header.grid.n_voxels() as u128;
+    let need =
+        4 * (header.n_vols as u128 * mask.len() as u128 + voxels) + header.volume_bytes() as u128;
+    ensure_affordable(path, "reading the run", need)?;
     let mut data = Array2::<f32>::zeros((header.n_vols, mask.len()));
     let mut reader = VolumeReader::open(header.clone())?;
     let mut buf = vec![0f32; header.grid.n_voxels()];
@@ -605,7 +802,7 @@ pub fn write_map(path: &Path, grid: &Grid, data: &Array4<f32>, tr: Option<f64>) 
         } else {
             writer.write_nifti(data)
         };
-        result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {e}")))
+        result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {}", nifti_error(e))))
     })
 }
 

@@ -263,6 +263,7 @@ pub fn tr_metadata(tr: f64) -> [(&'static str, String); 1] {
 /// The TR a table records ([`TR_KEY`]), if any; only the footer is read.
 pub fn read_tr(path: &Path) -> Result<Option<f64>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
+    crate::io::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = SerializedFileReader::new(file)
         .map_err(|e| Error::format(path, format!("not a readable Parquet file: {e}")))?;
@@ -307,6 +308,7 @@ fn read_batches(path: &Path, table: &str) -> Result<Vec<RecordBatch>> {
 fn read_table(path: &Path, table: &str) -> Result<(Vec<RecordBatch>, Option<f64>)> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bad = |msg: String| Error::format(path, msg);
+    crate::io::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{cut, Error, Result};
 
 /// One spoken word.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,13 @@ pub struct Stimulus {
 /// Tolerance (s) for touching intervals: word boundaries computed in float arithmetic.
 const TIME_EPS: f64 = 1e-6;
 
+/// The largest stimulus file read (a day of speech as a TextGrid is ~100 MB).
+const MAX_STIMULUS_BYTES: u64 = 1 << 30;
+
+/// Tolerance (s) between a tier's declared end and its last interval's end: both are
+/// written by Praat from the same number, so only a cut or edited file differs.
+const END_EPS: f64 = 1e-4;
+
 /// Silence and pause markers that are not words: `#`, `sp`, `sil`, `<sil>` and empty text.
 pub fn is_silence(text: &str) -> bool {
     let t = text.trim();
@@ -38,6 +45,18 @@ pub fn is_silence(text: &str) -> bool {
 /// Reads a stimulus file; the format follows the extension (`.TextGrid`, `.tsv`, `.csv`).
 /// `tier` names the TextGrid word tier; by default the first interval tier is used.
 pub fn read_stimulus(path: &Path, tier: Option<&str>) -> Result<Stimulus> {
+    // Checked first: a device such as /dev/zero would be read until memory runs out.
+    let len = super::regular_file(path)?;
+    if len > MAX_STIMULUS_BYTES {
+        return Err(Error::format(
+            path,
+            format!(
+                "is {}; a stimulus (timed words) is at most {}",
+                super::human_bytes(len.into()),
+                super::human_bytes(MAX_STIMULUS_BYTES.into())
+            ),
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_stimulus(path, &bytes, tier)
 }
@@ -90,6 +109,9 @@ fn decode_text(path: &Path, bytes: &[u8]) -> Result<String> {
 struct Tier {
     class: String,
     name: String,
+    /// `intervals: size = N` as declared, and the tier's own `xmax`.
+    declared: Option<usize>,
+    xmax: Option<f64>,
     intervals: Vec<Interval>,
 }
 
@@ -147,20 +169,29 @@ fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<
                     }
                 }
             }
+            "intervals: size" | "points: size" => {
+                let n: usize = value.parse().map_err(|_| {
+                    let value = cut(value, 80);
+                    Error::at_line(path, no, format!("{key} = '{value}' is not a count"))
+                })?;
+                if let Some(t) = tiers.last_mut() {
+                    t.declared = Some(n);
+                }
+            }
             "xmin" | "xmax" | "number" => {
                 let v: f64 = value.parse().map_err(|_| {
+                    let value = cut(value, 80);
                     Error::at_line(path, no, format!("{key} = '{value}' is not a number"))
                 })?;
-                if tiers.is_empty() {
-                    if key == "xmax" {
-                        file_xmax = Some(v);
-                    }
-                } else if let Some(iv) = tiers.last_mut().and_then(|t| t.intervals.last_mut()) {
-                    if key == "xmax" {
-                        iv.xmax = Some(v)
-                    } else {
-                        iv.xmin = Some(v)
-                    }
+                match tiers.last_mut() {
+                    None if key == "xmax" => file_xmax = Some(v),
+                    None => {}
+                    Some(t) => match t.intervals.last_mut() {
+                        Some(iv) if key == "xmax" => iv.xmax = Some(v),
+                        Some(iv) => iv.xmin = Some(v),
+                        None if key == "xmax" => t.xmax = Some(v),
+                        None => {}
+                    },
                 }
             }
             "text" | "mark" => {
@@ -205,6 +236,7 @@ fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<
             ),
         ));
     }
+    check_count(path, tier)?;
     let mut words = Vec::new();
     for iv in &tier.intervals {
         let (Some(onset), Some(offset), Some(text)) = (iv.xmin, iv.xmax, &iv.text) else {
@@ -225,7 +257,45 @@ fn parse_textgrid(path: &Path, bytes: &[u8], tier_name: Option<&str>) -> Result<
             ));
         }
     }
-    finish(path, words, file_xmax)
+    let stimulus = finish(path, words, file_xmax)?;
+    check_end(path, tier, file_xmax)?;
+    Ok(stimulus)
+}
+
+/// The intervals read against `intervals: size = N`: a file cut short (or two files
+/// pasted together) would otherwise pass as a shorter story.
+fn check_count(path: &Path, tier: &Tier) -> Result<()> {
+    match tier.declared {
+        Some(n) if n != tier.intervals.len() => Err(Error::format(
+            path,
+            format!(
+                "tier '{}' declares {n} intervals but holds {} (file cut short?)",
+                cut(&tier.name, 80),
+                tier.intervals.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The last interval's end against the tier's and the file's declared `xmax`: interval
+/// tiers cover the whole recording, so they end together.
+fn check_end(path: &Path, tier: &Tier, file_xmax: Option<f64>) -> Result<()> {
+    let Some(last) = tier.intervals.last().and_then(|iv| iv.xmax) else {
+        return Ok(());
+    };
+    for (whose, xmax) in [("tier", tier.xmax), ("file", file_xmax)] {
+        if let Some(x) = xmax.filter(|x| (x - last).abs() > END_EPS) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tier '{}': the {whose} declares xmax = {x} s but its last interval ends at {last} s (file cut short?)",
+                    cut(&tier.name, 80)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The content of a `"..."` value, reading further lines while the string is open.
@@ -239,7 +309,7 @@ fn unquote<'a>(
         return Err(Error::at_line(
             path,
             no,
-            format!("expected a quoted string, found '{value}'"),
+            format!("expected a quoted string, found '{}'", cut(value, 80)),
         ));
     };
     loop {
@@ -283,7 +353,10 @@ fn parse_table(path: &Path, bytes: &[u8], delimiter: u8) -> Result<Stimulus> {
         Error::at_line(
             path,
             1,
-            format!("missing column {what}; the header has {columns:?}"),
+            cut(
+                &format!("missing column {what}; the header has {columns:?}"),
+                200,
+            ),
         )
     };
     let word_col = find(&["word"]).ok_or_else(|| missing("'word'"))?;
@@ -309,6 +382,7 @@ fn parse_table(path: &Path, bytes: &[u8], delimiter: u8) -> Result<Stimulus> {
         let time = |c: usize, name: &str| -> Result<f64> {
             let v = field(c, name)?;
             v.trim().parse::<f64>().map_err(|_| {
+                let v = cut(v, 80);
                 Error::at_line(path, no, format!("{name} '{v}' is not a number of seconds"))
             })
         };
@@ -344,25 +418,32 @@ fn finish(path: &Path, words: Vec<(usize, Word)>, end: Option<f64>) -> Result<St
     for (no, w) in &words {
         let at = |msg: String| Err(Error::at_line(path, *no, msg));
         if !(w.onset.is_finite() && w.offset.is_finite()) {
-            return at(format!("word '{}' has non-finite times", w.text));
+            return at(format!("word '{}' has non-finite times", cut(&w.text, 80)));
         }
         if w.offset < w.onset {
             return at(format!(
                 "word '{}' ends ({}) before it starts ({})",
-                w.text, w.offset, w.onset
+                cut(&w.text, 80),
+                w.offset,
+                w.onset
             ));
         }
         if let Some(p) = prev {
             if w.onset < p.onset {
                 return at(format!(
                     "onset {} of '{}' is earlier than the previous onset {} (times must increase)",
-                    w.onset, w.text, p.onset
+                    w.onset,
+                    cut(&w.text, 80),
+                    p.onset
                 ));
             }
             if w.onset < p.offset - TIME_EPS {
                 return at(format!(
                     "word '{}' starts at {} before the previous word '{}' ends at {} (overlap)",
-                    w.text, w.onset, p.text, p.offset
+                    cut(&w.text, 80),
+                    w.onset,
+                    cut(&p.text, 80),
+                    p.offset
                 ));
             }
         }

@@ -132,7 +132,10 @@ pub fn forward_windows(
                 .and_then(|t| t.narrow(0, first, n))
                 .and_then(|t| t.flatten_all())
                 .and_then(|t| t.to_vec1())
-                .map_err(|e| Error::Invalid(format!("{}: {e}", model.name())))?;
+                .map_err(|e| {
+                    let msg = crate::error::tensor_message(&e);
+                    Error::Invalid(format!("{}: {msg}", model.name()))
+                })?;
             let block = ndarray::ArrayView2::from_shape((n, w), &values)
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             rows.slice_mut(s![.., col..col + w]).assign(&block);

@@ -22,17 +22,23 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::dense::Dense;
 use super::llama::{Config, Llama, Part, Proj, RopeLayout, RopeScaling, WeightSource};
-use crate::error::{Error, Result};
+use crate::error::{tensor_message, Error, Result};
 
 /// Dequantised models up to this many bytes of f32 weights run in f32.
 const DEQUANTIZE_LIMIT: usize = 4 << 30;
 
 /// Loads a Llama-architecture GGUF file.
 pub fn load(path: &Path) -> Result<Llama> {
+    let file_len = crate::io::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader)
-        .map_err(|e| Error::format(path, format!("not a readable GGUF file: {e}")))?;
+    let content = Content::read(&mut reader).map_err(|e| {
+        Error::format(
+            path,
+            format!("not a readable GGUF file: {}", tensor_message(&e)),
+        )
+    })?;
+    check_tensor_sizes(path, &content, file_len)?;
     let meta = Meta {
         path,
         map: &content.metadata,
@@ -107,6 +113,57 @@ pub fn load(path: &Path) -> Result<Llama> {
     )
 }
 
+/// Every tensor's declared extent against the file, before any is read: a truncated
+/// download fails at once, naming the first tensor it cut, instead of after the layers
+/// before it were loaded (and never by an allocation sized from a forged shape).
+fn check_tensor_sizes(path: &Path, content: &Content, file_len: u64) -> Result<()> {
+    let mut infos: Vec<_> = content.tensor_infos.iter().collect();
+    infos.sort_by_key(|(_, t)| t.offset);
+    for (name, t) in infos {
+        let bad = |msg: String| Error::format(path, format!("tensor '{name}': {msg}"));
+        let (block, bytes_per_block) = (t.ggml_dtype.block_size(), t.ggml_dtype.type_size());
+        let elems = t
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u128, |n, &d| n.checked_mul(d as u128))
+            .filter(|&n| n <= u64::MAX as u128)
+            .ok_or_else(|| bad(format!("shape {:?} is too large", t.shape.dims())))?;
+        if elems % block as u128 != 0 {
+            return Err(bad(format!(
+                "{elems} elements are not whole blocks of {block} ({:?})",
+                t.ggml_dtype
+            )));
+        }
+        let size = elems / block as u128 * bytes_per_block as u128;
+        let start = content.tensor_data_offset as u128 + t.offset as u128;
+        if start + size > file_len as u128 {
+            return Err(bad(format!(
+                "declares {size} bytes at offset {start}, the file holds {file_len} bytes (truncated?)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Errors when a weight is NaN or infinite: corrupt tensor bytes would otherwise run as
+/// NaN activations through every later layer without a word. One pass per tensor, once,
+/// at load.
+fn ensure_finite(name: &str, t: &Tensor) -> candle_core::Result<()> {
+    let values = t
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        candle_core::bail!(
+            "tensor '{name}': {bad} of {} weights are NaN or infinite after dequantisation (corrupt tensor data?)",
+            values.len()
+        );
+    }
+    Ok(())
+}
+
 /// Rotary scaling from the metadata as llama.cpp writes it: `llama.rope.scaling.type`
 /// ("none" or "linear", with `llama.rope.scaling.factor`), or the older
 /// `llama.rope.scale_linear`. Llama 3 scaling is not metadata but `rope_freqs.weight`.
@@ -153,7 +210,7 @@ fn rope_freq_factors(
         .and_then(|t| t.dequantize(&Device::Cpu))
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| Error::format(path, format!("{NAME}: {e}")))?;
+        .map_err(|e| Error::format(path, format!("{NAME}: {}", tensor_message(&e))))?;
     Ok(Some(values.into_iter().map(f64::from).collect()))
 }
 
@@ -170,7 +227,12 @@ impl Meta<'_> {
             .ok_or_else(|| Error::format(self.path, format!("GGUF metadata has no '{key}'")))
     }
     fn typed<T>(&self, key: &str, v: candle_core::Result<T>) -> Result<T> {
-        v.map_err(|e| Error::format(self.path, format!("GGUF metadata '{key}': {e}")))
+        v.map_err(|e| {
+            Error::format(
+                self.path,
+                format!("GGUF metadata '{key}': {}", tensor_message(&e)),
+            )
+        })
     }
     fn string(&self, key: &str) -> Result<String> {
         self.typed(key, self.get(key)?.to_string().cloned())
@@ -313,16 +375,20 @@ impl WeightSource for GgufSource<'_> {
             Part::Down => "ffn_down",
             Part::AttnNorm | Part::FfnNorm => candle_core::bail!("{part:?} is a norm"),
         };
-        let q = self.tensor(&format!("blk.{layer}.{name}.weight"))?;
+        let full = format!("blk.{layer}.{name}.weight");
+        let q = self.tensor(&full)?;
         if q.shape().dims() != [out_dim, in_dim] {
             candle_core::bail!(
-                "blk.{layer}.{name}.weight has shape {:?}, expected [{out_dim}, {in_dim}]",
+                "{full} has shape {:?}, expected [{out_dim}, {in_dim}]",
                 q.shape()
             );
         }
+        let dense = q.dequantize(&Device::Cpu)?;
+        ensure_finite(&full, &dense)?;
         Ok(if self.dequantize {
-            Proj::Dense(Dense::new(&q.dequantize(&Device::Cpu)?, None)?)
+            Proj::Dense(Dense::new(&dense, None)?)
         } else {
+            drop(dense);
             Proj::Quantized(QMatMul::from_qtensor(q)?)
         })
     }
@@ -331,15 +397,12 @@ impl WeightSource for GgufSource<'_> {
             Part::AttnNorm => "attn_norm",
             _ => "ffn_norm",
         };
-        let t = self
-            .tensor(&format!("blk.{layer}.{name}.weight"))?
-            .dequantize(&Device::Cpu)?;
+        let full = format!("blk.{layer}.{name}.weight");
+        let t = self.tensor(&full)?.dequantize(&Device::Cpu)?;
         if t.dims() != [dim] {
-            candle_core::bail!(
-                "blk.{layer}.{name}.weight has shape {:?}, expected [{dim}]",
-                t.shape()
-            );
+            candle_core::bail!("{full} has shape {:?}, expected [{dim}]", t.shape());
         }
+        ensure_finite(&full, &t)?;
         Ok(t)
     }
     fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor> {
@@ -350,6 +413,7 @@ impl WeightSource for GgufSource<'_> {
                 t.shape()
             );
         }
+        ensure_finite("token_embd.weight", &t)?;
         Ok(t)
     }
 }

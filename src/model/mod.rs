@@ -216,7 +216,10 @@ pub fn load(path: &Path) -> Result<Box<dyn LanguageModel>> {
 
 /// Converts a candle error into a library error about `path`.
 pub(crate) fn candle_err(path: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| Error::format(path, format!("model error: {e}"))
+    move |e| {
+        let msg = crate::error::tensor_message(&e);
+        Error::format(path, format!("model error: {msg}"))
+    }
 }
 
 /// The safetensors files of a model folder, sorted.

@@ -240,6 +240,9 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
     if opt.method == Method::Odl && !(opt.odl.lambda.is_finite() && opt.odl.lambda > 0.0) {
         bail!("--lambda must be a positive number, got {}", opt.odl.lambda);
     }
+    if opt.odl.max_epochs == 0 || opt.odl.batch == 0 {
+        bail!("--epochs and --batch must be at least 1");
+    }
     let (stories, an_ids, mut x) = read_stories(inputs)?;
     let skipped = normalise_columns(&mut x);
     let keep: Vec<usize> = {

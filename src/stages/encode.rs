@@ -62,6 +62,8 @@ pub fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<Stri
 
 /// Numeric columns of a confounds TSV (header row; `n/a` read as 0, as fMRIPrep writes it).
 pub fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
+    // A device such as /dev/zero would be read as one endless record.
+    crate::io::regular_file(path)?;
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(b'\t')
         .from_path(path)
@@ -77,14 +79,19 @@ pub fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
             .iter()
             .map(|v| {
                 if v == "n/a" {
-                    Ok(0.0)
+                    Some(0.0)
                 } else {
-                    v.trim().parse::<f64>()
+                    // A NaN or infinite regressor would make every fit NaN without a word.
+                    v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
                 }
             })
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                err!("{}:{}: non-numeric confound value", path.display(), i + 2)
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                err!(
+                    "{}:{}: a confound value is not a finite number",
+                    path.display(),
+                    i + 2
+                )
             })?;
         rows.push(row);
     }

@@ -93,6 +93,8 @@ fn words_of(path: &Path, tier: Option<&str>) -> Result<Vec<String>> {
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     if ext == "txt" {
+        // A device or FIFO named *.txt would be read forever.
+        crate::io::regular_file(path)?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read text", path.display()))?;
         let words: Vec<String> = text.split_whitespace().map(String::from).collect();
@@ -369,6 +371,28 @@ fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
     if spec.n_scans < 2 {
         bail!("{}: --n-scans must be at least 2", spec.stimulus.display());
     }
+    let most = most_scans(stim.end, ro.tr);
+    if spec.n_scans > most {
+        bail!(
+            "{}: --n-scans {} is more than the stimulus implies: it lasts {:.1} s, {} scans at TR {} s; at most {most} (twice that plus {SCAN_EXTRA}, never more than {MAX_SCANS})",
+            spec.stimulus.display(),
+            spec.n_scans,
+            stim.end,
+            (stim.end / ro.tr).ceil(),
+            ro.tr
+        );
+    }
+    if let HrfModel::Fir { delays } = &ro.hrf {
+        // A delay as long as the run gives an all-zero regressor (and a typo such as
+        // 1000000 a million of them).
+        if let Some(d) = delays.iter().find(|&&d| d >= spec.n_scans) {
+            bail!(
+                "{}: FIR delay {d} scans is not shorter than the run ({} scans)",
+                spec.stimulus.display(),
+                spec.n_scans
+            );
+        }
+    }
     let end = spec.n_scans as f64 * ro.tr;
     let late = stim.words.iter().filter(|w| w.onset >= end).count();
     if late > 0 {
@@ -384,6 +408,23 @@ fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
     Ok(stim)
 }
 
+/// Scans a run may have beyond its story (rest after the last word), and the most a run
+/// may have at all: the regressors are ANs × scans in memory, so a typo such as
+/// `--n-scans 1000000` must be refused, not allocated.
+const SCAN_EXTRA: usize = 100;
+const MAX_SCANS: usize = 100_000;
+
+/// The most scans a run of a story lasting `end` seconds may have at `tr`: twice the
+/// scans the story implies plus [`SCAN_EXTRA`], at most [`MAX_SCANS`].
+fn most_scans(end: f64, tr: f64) -> usize {
+    let implied = (end / tr).ceil();
+    if implied.is_finite() && implied < MAX_SCANS as f64 {
+        (2 * implied as usize + SCAN_EXTRA).min(MAX_SCANS)
+    } else {
+        MAX_SCANS
+    }
+}
+
 /// The story key of a stimulus file: its name without extension.
 pub fn story_key(path: &Path) -> String {
     path.file_stem()
@@ -397,5 +438,19 @@ fn zscore_columns(x: &mut Array2<f64>) {
         let mean = col.sum() / n;
         let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
         col.mapv_inplace(|v| if sd > 0.0 { (v - mean) / sd } else { 0.0 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run may outlast its story (rest after the last word), but not by a typo's worth.
+    #[test]
+    fn scans_are_bounded_by_the_story() {
+        assert_eq!(most_scans(600.0, 2.0), 2 * 300 + SCAN_EXTRA);
+        assert_eq!(most_scans(1.0, 2.0), 2 + SCAN_EXTRA);
+        assert_eq!(most_scans(1e9, 2.0), MAX_SCANS);
+        assert_eq!(most_scans(600.0, 1e-300), MAX_SCANS);
     }
 }

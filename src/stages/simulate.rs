@@ -402,9 +402,39 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     })
 }
 
+/// Sane limits of the simulator's sizes: beyond them a typo would run for hours, fill
+/// the disk or ask for more memory than any machine has (said in the error).
+const MAX_SUBJECTS: usize = 1000;
+const MAX_SCANS: usize = 10_000;
+const MAX_NEURONS: usize = 1_000_000;
+const MAX_FACTORS: usize = 10_000;
+/// In voxels: 8 × 4 mm = 32 mm, a third of the brain's width.
+const MAX_JITTER: i32 = 8;
+
+/// Voxels of the atlas grid at `grid_mm` (the BOLD volumes are written on all of them).
+fn grid_voxels(grid_mm: u8) -> usize {
+    match grid_mm {
+        4 => 45 * 54 * 45,
+        _ => 91 * 109 * 91,
+    }
+}
+
+/// Bytes the largest step holds at once, roughly: one BOLD run on the whole grid (f32,
+/// and a copy while it is written) and every run's AN responses (f64, twice).
+fn memory_needed(opt: &SimulateOptions, scans: usize) -> u128 {
+    let run = grid_voxels(opt.grid_mm) as u128 * scans as u128 * (4 + 4);
+    let responses = (opt.neurons as u128) * scans as u128 * opt.runs as u128 * 8 * 2;
+    run + responses
+}
+
+/// (Longer than ~50 lines on purpose: every option's rule in one place, in the order of
+/// the help, so a command line fails on its first bad option.)
 fn validate(opt: &SimulateOptions) -> Result<()> {
     if opt.subjects == 0 || opt.runs == 0 {
         bail!("--subjects and --runs must be at least 1");
+    }
+    if opt.subjects > MAX_SUBJECTS {
+        bail!("--subjects {}: at most {MAX_SUBJECTS}", opt.subjects);
     }
     if opt.runs > embedded::LPP_RUNS {
         bail!(
@@ -421,6 +451,35 @@ fn validate(opt: &SimulateOptions) -> Result<()> {
     }
     if opt.scans.is_some_and(|n| n < 10) {
         bail!("--scans must be at least 10");
+    }
+    if let Some(n) = opt.scans.filter(|&n| n > MAX_SCANS) {
+        bail!("--scans {n}: at most {MAX_SCANS} scans per run");
+    }
+    if !(0..=MAX_JITTER).contains(&opt.jitter) {
+        bail!(
+            "--jitter {}: a shift of 0 to {MAX_JITTER} voxels",
+            opt.jitter
+        );
+    }
+    if opt.neurons > MAX_NEURONS {
+        bail!("--neurons {}: at most {MAX_NEURONS}", opt.neurons);
+    }
+    if opt.factors > MAX_FACTORS {
+        bail!("--factors {}: at most {MAX_FACTORS}", opt.factors);
+    }
+    // The longest LPP section lasts 736 s: without --scans a run has at most this many.
+    let scans = opt.scans.unwrap_or((740.0 / opt.tr).ceil() as usize);
+    let need = memory_needed(opt, scans);
+    let have = crate::io::affordable_memory() as u128;
+    if need > have {
+        bail!(
+            "these options need about {} of memory ({} scans per run on the {} mm grid, {} ANs), {} is available: give fewer --scans, --neurons or a coarser --grid",
+            crate::io::human_bytes(need),
+            scans,
+            opt.grid_mm,
+            opt.neurons,
+            crate::io::human_bytes(have)
+        );
     }
     if opt.ar1.is_nan() || opt.ar1.abs() >= 1.0 {
         bail!("--ar1 must be in (-1, 1), got {}", opt.ar1);
@@ -467,4 +526,45 @@ fn write_truth_maps(
 
 fn relative(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes that would run for hours or exhaust memory are refused by validate, before
+    /// anything is written, and the error says the limit.
+    #[test]
+    fn sizes_beyond_the_limits_are_refused() {
+        let ok = SimulateOptions::default();
+        validate(&ok).unwrap();
+        let with = |edit: fn(&mut SimulateOptions)| {
+            let mut o = ok.clone();
+            edit(&mut o);
+            o
+        };
+        let cases = [
+            (with(|o| o.jitter = 1000), "--jitter 1000: a shift of 0 to 8"),
+            (with(|o| o.jitter = -1), "--jitter -1"),
+            (with(|o| o.scans = Some(1_000_000)), "at most 10000"),
+            (with(|o| o.factors = 1_000_000), "--factors 1000000: at most"),
+            (with(|o| o.subjects = 100_000), "--subjects 100000: at most"),
+            (with(|o| o.neurons = 10_000_000), "--neurons 10000000"),
+        ];
+        for (opt, want) in cases {
+            let e = validate(&opt).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_memory_estimate_grows_with_the_grid_and_the_scans() {
+        let ok = SimulateOptions::default();
+        let fine = SimulateOptions {
+            grid_mm: 2,
+            ..ok.clone()
+        };
+        assert!(memory_needed(&fine, 300) > 8 * memory_needed(&ok, 300) / 2);
+        assert!(memory_needed(&ok, 3000) > 9 * memory_needed(&ok, 300));
+    }
 }

@@ -674,14 +674,9 @@ pub fn check_clock(bold: &Path, story: &str, clock: &StoryEntry) -> Result<()> {
 /// Checks a BOLD run's header TR against the TR its story was made at; returns the header.
 pub fn check_tr(bold: &Path, story: &str, story_tr: f64) -> Result<nifti::ImageHeader> {
     let h = nifti::read_header(bold)?;
-    let Some(tr) = h.tr else {
-        bail!(
-            "{}: its header gives no repetition time{}; story '{story}' was made at TR {} s",
-            bold.display(),
-            h.tr_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default(),
-            story_tr
-        );
-    };
+    let tr = h
+        .bold_tr()
+        .with_context(|| format!("story '{story}' was made at TR {story_tr} s"))?;
     if (tr - story_tr).abs() > TR_TOLERANCE {
         bail!(
             "{}: TR {tr} s, but story '{story}' was made at TR {story_tr} s (its regressors would be on another clock)",

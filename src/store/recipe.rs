@@ -219,6 +219,11 @@ fn first_broken<const N: usize>(rules: [(bool, String); N]) -> Result<()> {
     }
 }
 
+/// An optional setting as written in a recipe (`-1`, not `Some(-1.0)`).
+fn shown(x: Option<f64>) -> String {
+    x.map_or("(none)".into(), |v| v.to_string())
+}
+
 fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
@@ -243,7 +248,8 @@ impl BasisSection {
         first_broken([
             (self.atoms >= 1, format!("basis.atoms = {}: at least 1", self.atoms)),
             (
-                self.method == MethodSetting::Pca || positive(self.lambda),
+                positive(self.lambda)
+                    || (self.method == MethodSetting::Pca && self.lambda.is_finite()),
                 format!("basis.lambda = {}: a positive number", self.lambda),
             ),
             (self.epochs >= 1, format!("basis.epochs = {}: at least 1", self.epochs)),
@@ -271,12 +277,13 @@ impl GroupSection {
     pub fn check(&self) -> Result<()> {
         first_broken([
             (
-                (0.0..=1.0).contains(&self.fdr),
-                format!("group.fdr = {}: a level in [0, 1]", self.fdr),
+                // 0 would find nothing and 1 everything: neither is a test.
+                self.fdr > 0.0 && self.fdr < 1.0,
+                format!("group.fdr = {}: a level in (0, 1)", self.fdr),
             ),
             (
                 self.z_cut.is_none_or(positive),
-                format!("group.z_cut = {:?}: a positive |z|", self.z_cut),
+                format!("group.z_cut = {}: a positive |z|", shown(self.z_cut)),
             ),
         ])
     }
@@ -291,7 +298,7 @@ impl MapSection {
             ),
             (
                 self.sphere_radius.is_none_or(positive),
-                format!("map.sphere_radius = {:?}: a positive radius in mm", self.sphere_radius),
+                format!("map.sphere_radius = {}: a positive radius in mm", shown(self.sphere_radius)),
             ),
             (
                 self.assign_threshold.is_finite() && self.assign_threshold >= 0.0,
@@ -416,6 +423,10 @@ mod tests {
             ("[encoding]\nhigh_pass = -0.01\n", "encoding.high_pass"),
             ("[group]\nfdr = 2.0\n", "group.fdr"),
             ("[group]\nfdr = nan\n", "group.fdr"),
+            ("[group]\nfdr = 0.0\n", "group.fdr"),
+            ("[group]\nfdr = 1.0\n", "group.fdr"),
+            ("[group]\nz_cut = nan\n", "group.z_cut"),
+            ("[basis]\nmethod = \"pca\"\nlambda = nan\n", "basis.lambda"),
             ("[group]\nz_cut = -1.0\n", "group.z_cut"),
             ("[map]\nassign_threshold = -1.0\n", "map.assign_threshold"),
             ("[map]\nassign_threshold = nan\n", "map.assign_threshold"),
@@ -426,7 +437,10 @@ mod tests {
             let path = dir.path().join(format!("r{i}.toml"));
             std::fs::write(&path, text).unwrap();
             let e = Recipe::load(&path).unwrap_err().to_string();
+            // One line naming the file and the setting.
             assert!(e.contains(setting), "{text:?}: {e}");
+            assert!(e.starts_with(&path.display().to_string()), "{e}");
+            assert!(!e.contains('\n'), "{e}");
         }
         // The shipped recipes and the defaults pass.
         Recipe::default().check().unwrap();

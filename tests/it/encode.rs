@@ -196,6 +196,26 @@ fn encode_input_errors() {
         e.contains("task-lpp_run-1_bold.nii.gz") && e.contains("no sub-<label>"),
         "{e}"
     );
+    // A 3-D image given as a run is said to be 3-D (not "no repetition time").
+    let flat = dir.path().join("flat/sub-01_task-lpp_run-1_bold.nii.gz");
+    std::fs::create_dir_all(flat.parent().unwrap()).unwrap();
+    std::fs::copy(sim.join("mask.nii.gz"), &flat).unwrap();
+    let e = cortexflow_fails(&[
+        "encode",
+        "--regressors",
+        &atoms[0],
+        "--bold",
+        flat.to_str().unwrap(),
+        "--mask",
+        &mask,
+        "--no-cv",
+        "--out",
+        &out,
+    ]);
+    assert!(
+        e.contains("sub-01_task-lpp_run-1_bold.nii.gz: is 3-D (one volume); a BOLD run needs 4 dimensions"),
+        "{e}"
+    );
     // One run with cross-validation requested; fine with --no-cv.
     let e = cortexflow_fails(&[
         "encode",
@@ -317,4 +337,19 @@ fn confounds_are_projected_out_run_by_run() {
     assert!(worst(&want_t, &t) < 1e-5, "t: {:.2e}", worst(&want_t, &t));
     let other = shared.beta.slice(s![..k, ..]).to_owned();
     assert!(worst(&other, &beta) > 1e-3, "shared confounds are indistinguishable");
+}
+
+/// A NaN confound would make every fit NaN silently; a device would be read forever.
+#[test]
+fn confounds_are_finite_numbers_in_a_regular_file() {
+    use cortexflow::stages::encode::read_confounds;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.tsv");
+    std::fs::write(&p, "a\tb\n1\tn/a\n2\tnan\n").unwrap();
+    let e = read_confounds(&p, 2).unwrap_err().to_string();
+    assert!(e.contains("c.tsv:3: a confound value is not a finite number"), "{e}");
+    std::fs::write(&p, "a\tb\n1\tn/a\n2\t3\n").unwrap();
+    assert_eq!(read_confounds(&p, 2).unwrap()[[0, 1]], 0.0);
+    let e = read_confounds(Path::new("/dev/zero"), 2).unwrap_err().to_string();
+    assert!(e.contains("/dev/zero: is not a regular file"), "{e}");
 }

@@ -1,3 +1,4 @@
+mod adversarial;
 mod basis;
 mod cli;
 mod cluster;

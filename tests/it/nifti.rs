@@ -304,8 +304,9 @@ mod bad_input {
             b[48..50].copy_from_slice(&40i16.to_le_bytes())
         });
         let e = error_of(&p);
-        assert!(e.contains("need") && e.contains("holds"), "{e}");
-        // The same lie inside a .nii.gz is caught while decompressing.
+        assert!(e.contains("truncated: declares") && e.contains("holds"), "{e}");
+        // The same lie inside a .nii.gz is caught while decompressing: the bytes declared
+        // (40 volumes) against those the stream holds (20).
         let gz = dir.path().join("dims.nii.gz");
         let mut enc = flate2::write::GzEncoder::new(
             std::fs::File::create(&gz).unwrap(),
@@ -314,7 +315,89 @@ mod bad_input {
         std::io::Write::write_all(&mut enc, &std::fs::read(&p).unwrap()).unwrap();
         enc.finish().unwrap();
         let e = error_of(&gz);
-        assert!(e.contains("volume 21 of 40"), "{e}");
+        let declared = std::fs::read(&p).unwrap().len() - 352;
+        assert!(
+            e.contains(&format!("truncated: declares {} bytes of data, holds {}", 2 * declared, declared)),
+            "{e}"
+        );
+    }
+
+    /// functional.nii with int16 `dims` written at byte 40 (dim[0], dim[1], …).
+    fn with_dims(dir: &Path, name: &str, dims: &[i16]) -> std::path::PathBuf {
+        let src = test_data().join("fmri/nibabel/functional.nii");
+        copy_with(dir, &src, name, |b| {
+            for (i, d) in dims.iter().enumerate() {
+                b[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+            }
+        })
+    }
+
+    fn gzip(path: &Path) -> std::path::PathBuf {
+        let gz = path.with_extension("nii.gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, &std::fs::read(path).unwrap()).unwrap();
+        enc.finish().unwrap();
+        gz
+    }
+
+    /// dim[0] and negative dims are said as the file holds them, not byte-swapped.
+    #[test]
+    fn dims_are_reported_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = error_of(&with_dims(dir.path(), "eight.nii", &[8]));
+        assert!(e.contains("dim[0]=8"), "{e}");
+        let e = error_of(&with_dims(dir.path(), "neg.nii", &[4, 64, -45]));
+        assert!(e.contains("dim[2]=-45"), "{e}");
+        let e = error_of(&gzip(&with_dims(dir.path(), "zero.nii", &[0])));
+        assert!(e.contains("dim[0]=0"), "{e}");
+    }
+
+    /// dims of 32767⁴ declare 2.3 EB: refused from the header, in well under a second,
+    /// whether the file is plain (its size) or gzipped (the deflate ratio bound).
+    #[test]
+    fn huge_dims_are_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = with_dims(dir.path(), "huge.nii", &[4, 32767, 32767, 32767, 32767]);
+        let start = std::time::Instant::now();
+        let e = error_of(&huge);
+        assert!(e.contains("truncated: declares"), "{e}");
+        let e = error_of(&gzip(&huge));
+        assert!(e.contains("more than a gzip file"), "{e}");
+        assert!(start.elapsed().as_secs_f64() < 1.0);
+    }
+
+    #[test]
+    fn non_regular_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("dir.nii");
+        std::fs::create_dir(&d).unwrap();
+        assert!(error_of(&d).contains("is a directory"));
+        let e = nifti::read_image(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero: is not a regular file"), "{e}");
+        let e = error_of(&dir.path().join("absent.nii"));
+        assert!(e.contains("no such file"), "{e}");
+        let empty = dir.path().join("empty.nii");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(error_of(&empty).contains("file is empty"));
+    }
+
+    #[test]
+    fn a_four_d_mask_and_a_three_d_bold_are_errors() {
+        let four_d = test_data().join("fmri/nitime/fmri1.nii.gz");
+        let e = nifti::read_mask(&four_d).unwrap_err().to_string();
+        assert!(
+            e.contains("fmri1.nii.gz") && e.contains("a mask must be 3-D") && e.contains("40 volumes"),
+            "{e}"
+        );
+        let three_d = test_data().join("stimuli/lpp-en/mask_lpp_en.nii.gz");
+        let e = nifti::read_bold(&three_d, None).unwrap_err().to_string();
+        assert!(
+            e.contains("mask_lpp_en.nii.gz: is 3-D (one volume); a BOLD run needs 4 dimensions"),
+            "{e}"
+        );
     }
 
     #[test]

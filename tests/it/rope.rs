@@ -239,7 +239,7 @@ fn an_incomplete_llama3_rope_config_is_refused() {
 /// as llama.cpp's converter does (so rotary pairs are adjacent), float32 tensors, a
 /// stand-in byte-level BPE vocabulary, the rotary base from config.json, and the given
 /// rotary metadata and `rope_freqs.weight`.
-fn gguf_of(
+pub(super) fn gguf_of(
     name: &str,
     dir: &Path,
     rope_meta: Vec<(&str, candle_core::quantized::gguf_file::Value)>,

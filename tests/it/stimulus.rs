@@ -182,4 +182,38 @@ mod bad_input {
             .to_string()
             .contains("/nonexistent/x.TextGrid"));
     }
+
+    /// A TextGrid cut in half at an interval boundary parses line by line: only the count
+    /// it declares (and the end it declares) show that words are missing.
+    #[test]
+    fn a_textgrid_cut_short_is_an_error() {
+        let src = test_data().join("stimuli/lpp-en/lppEN_section1.TextGrid");
+        let text = std::fs::read_to_string(&src).unwrap();
+        let starts: Vec<usize> = text.match_indices("intervals [").map(|(i, _)| i).collect();
+        let half = &text[..starts[starts.len() / 2]];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("half.TextGrid");
+        std::fs::write(&p, half).unwrap();
+        let e = read_stimulus(&p, None).unwrap_err().to_string();
+        let declared = starts.len();
+        assert!(
+            e.contains("half.TextGrid")
+                && e.contains(&format!(
+                    "tier 'TokensAlign' declares {declared} intervals but holds {}",
+                    starts.len() / 2
+                )),
+            "{e}"
+        );
+        // With the count mended, the declared end still says the file was cut.
+        let mended = half.replace(
+            &format!("intervals: size = {declared}"),
+            &format!("intervals: size = {}", starts.len() / 2),
+        );
+        std::fs::write(&p, mended).unwrap();
+        let e = read_stimulus(&p, None).unwrap_err().to_string();
+        assert!(
+            e.contains("half.TextGrid: tier 'TokensAlign': the tier declares xmax ="),
+            "{e}"
+        );
+    }
 }
