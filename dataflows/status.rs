@@ -34,11 +34,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!("files: not verified now: the store is being written by {writer}");
         return Ok(());
     }
-    let (lines, damaged) = store.integrity();
+    let (lines, damaged) = store.integrity(false);
     print!("{lines}");
     if damaged > 0 {
         anyhow::bail!(
-            "{}: {damaged} damaged file(s); see above for what repairs each",
+            "{}: {damaged} damaged file(s) or interrupted part(s); see above for what repairs each",
             a.store.display()
         );
     }

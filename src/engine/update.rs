@@ -54,7 +54,7 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
         false => None,
     };
     let plan = Plan {
-        dir: dir.to_path_buf(),
+        dir: store.dir.clone(),
         recipe: store.recipe.clone(),
         mask,
         jobs,
@@ -195,7 +195,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
         let entry = RunEntry {
             subject: run.subject.clone(),
             story,
-            bold: run.bold.clone(),
+            bold: crate::store::absolute(&run.bold),
             scans,
         };
         store.manifest.runs.insert(key, entry);

@@ -98,6 +98,9 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
     // One writer: the lock is held for watch's whole life, so an `ingest` or `retract`
     // meanwhile is refused instead of being lost from the manifest.
     let _lock = WriteLock::acquire(store_dir)?;
+    // Absolute, as the manifest records BOLD files: a run is gone only if its recorded
+    // path is under DIR and no longer there, whatever directory watch was started from.
+    let dir = &crate::store::absolute(dir);
     let present: Vec<PathBuf> = scan(dir)?.into_keys().collect();
     let noop: update::Prepare = Box::new(|| Ok(Vec::new()));
     say(&update::run_update(
@@ -126,6 +129,8 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
         while opt.updates.is_none_or(|n| updates < n) {
             std::thread::sleep(opt.poll);
             let now = scan(&dir)?;
+            // The manifest as stored, re-read under the lock at every poll.
+            store.manifest = Store::open(&store.dir)?.manifest;
             let stable: Vec<PathBuf> = now
                 .iter()
                 .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
@@ -174,7 +179,7 @@ fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)>
         })
         .collect();
     let plan = Plan {
-        dir: store_dir.to_path_buf(),
+        dir: store.dir.clone(),
         recipe: store.recipe.clone(),
         mask: Some(crate::io::nifti::read_mask(&store.paths().mask())?),
         jobs: stored,
@@ -203,8 +208,6 @@ fn apply(
     seen: &BTreeMap<PathBuf, u64>,
     failed: &mut BTreeMap<PathBuf, u64>,
 ) -> Result<Vec<String>> {
-    // The manifest as stored (re-read under the lock), and the checksums it holds.
-    store.manifest = Store::open(&store.dir)?.manifest;
     plan.sums = Some(store.manifest.files.clone());
     let mut lines = Vec::new();
     let mut accepted = Vec::new();

@@ -139,10 +139,12 @@ pub fn parse_bold_name(path: &Path) -> Option<Run> {
     let stem = name
         .strip_suffix("_bold.nii.gz")
         .or_else(|| name.strip_suffix("_bold.nii"))?;
-    let entities: BTreeMap<&str, &str> = stem
-        .split('_')
-        .filter_map(|kv| kv.split_once('-'))
-        .collect();
+    let pairs: Vec<(&str, &str)> = stem.split('_').filter_map(|kv| kv.split_once('-')).collect();
+    let entities: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+    if entities.len() != pairs.len() {
+        // An entity given twice (sub-x_…_sub-y): which subject is meant is not for us to guess.
+        return None;
+    }
     let labels = ["sub", "ses", "task", "run"].map(|k| entities.get(k));
     if labels.iter().flatten().any(|l| !crate::io::name::is_valid(l)) {
         // A label becomes a folder of the store: never a path.

@@ -74,12 +74,12 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
 /// Refuses to report a store with damaged files: the figures would show altered results.
 fn verified(dir: &Path) -> Result<()> {
     let store = Store::open_reader(dir)?;
-    let (lines, damaged) = store.integrity();
+    let (lines, damaged) = store.integrity(true);
     if damaged > 0 {
         bail!(
-            "{}: {damaged} damaged file(s), so no report: {}",
+            "{}: {damaged} damaged or half-written part(s), so no report: {}",
             dir.display(),
-            lines.lines().skip(1).map(str::trim).collect::<Vec<_>>().join("; ")
+            lines.lines().map(str::trim).filter(|l| !l.starts_with("damaged:")).collect::<Vec<_>>().join("; ")
         );
     }
     Ok(())

@@ -74,13 +74,7 @@ impl WriteLock {
             return Ok(WriteLock { key });
         }
         let path = lock_path(&key);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut file = open_lock_file(&path, true)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => bail!(
@@ -95,7 +89,11 @@ impl WriteLock {
         file.set_len(0)
             .and_then(|()| file.write_all(line.as_bytes()))
             .map_err(|e| Error::io(&path, e))?;
-        remove_temporaries(&key)?;
+        // Only a store's own temporaries, and only once it is a store: a typo naming a
+        // home folder must not delete other programs' `.tmp-*` files.
+        if key.join("manifest.json").is_file() {
+            remove_temporaries(&key)?;
+        }
         let h = Held {
             _file: file,
             guards: 1,
@@ -117,7 +115,7 @@ impl WriteLock {
 /// Who is writing the store at `dir` now, if another process is (a reader's probe: the
 /// lock is taken and released at once when it is free).
 pub fn writer(dir: &Path) -> Option<String> {
-    let file = File::open(lock_path(dir)).ok()?;
+    let file = open_lock_file(&lock_path(dir), false).ok()?;
     match file.try_lock() {
         Ok(()) => None,
         Err(std::fs::TryLockError::WouldBlock) => Some(holder(dir)),
@@ -149,17 +147,40 @@ impl Drop for WriteLock {
     }
 }
 
-/// Deletes the temporary files a killed writer left (`.tmp-*`).
+/// Opens the lock file without following a symlink and without blocking on a FIFO
+/// (`create` for a writer), refusing anything but a regular file.
+fn open_lock_file(path: &Path, create: bool) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .create(create)
+        .truncate(false)
+        .read(true)
+        .write(create)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let regular = file.metadata().map_err(|e| Error::io(path, e))?.is_file();
+    if !regular {
+        return Err(Error::format(path, "is not a regular file (the store's lock file must be one)"));
+    }
+    Ok(file)
+}
+
+/// Deletes the temporary files a killed writer left (`.tmp-*`) in the store's folders,
+/// never following a symlink out of it.
 fn remove_temporaries(dir: &Path) -> Result<()> {
     for entry in
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
     {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
             remove_temporaries(&path)?;
-        } else if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+        } else if kind.is_file()
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
         {
             std::fs::remove_file(&path)
                 .with_context(|| format!("{}: cannot remove", path.display()))?;

@@ -52,3 +52,26 @@ pub struct RunEntry {
     pub bold: PathBuf,
     pub scans: usize,
 }
+
+impl Manifest {
+    /// The first name in the manifest that is not safe as a path (a run key, subject,
+    /// story, part or file of the store), if any. Names become paths (a retracted run's
+    /// statistics are deleted, a dirty subject's folder rewritten), so a damaged or
+    /// hand-edited manifest must never reach outside the store.
+    pub fn unsafe_name(&self) -> Option<String> {
+        use crate::io::name::is_valid;
+        let relative = |p: &str| p.split('/').all(is_valid);
+        let runs = self.runs.iter().find_map(|(key, r)| {
+            let ok = relative(key) && is_valid(&r.subject) && is_valid(&r.story);
+            (!ok).then(|| format!("run '{key}'"))
+        });
+        runs.or_else(|| {
+            let stories = self.stories.keys().find(|s| !is_valid(s)).map(|s| format!("story '{s}'"));
+            let dirty = self.dirty.iter().find(|s| !is_valid(s)).map(|s| format!("subject '{s}'"));
+            let pending = self.pending.iter().find(|p| !relative(p)).map(|p| format!("part '{p}'"));
+            let files = self.files.keys().find(|p| !relative(p)).map(|p| format!("file '{p}'"));
+            stories.or(dirty).or(pending).or(files)
+        })
+        .map(|n| n.chars().take(120).collect())
+    }
+}

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array2;
 use serde::Deserialize;
 
-use crate::error::{bail, Context, Result};
+use crate::error::{bail, Context, Error, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
@@ -82,6 +82,10 @@ impl Store {
                     recipe.fingerprint()
                 );
             }
+            let mut store = store;
+            if let Some(m) = mask {
+                store.set_mask(m)?;
+            }
             return Ok(store);
         }
         // The mask is read before anything is written: a bad one leaves no half-made store.
@@ -98,7 +102,7 @@ impl Store {
         };
         write_text(&Layout::new(dir).recipe(), &recipe.canonical())?;
         let mut store = Store {
-            dir: dir.to_path_buf(),
+            dir: absolute(dir),
             recipe: recipe.clone(),
             manifest,
         };
@@ -126,6 +130,14 @@ impl Store {
             );
         }
         let manifest: Manifest = read_json(&path)?;
+        if manifest.format == FORMAT {
+            if let Some(name) = manifest.unsafe_name() {
+                bail!(
+                    "{}: {name} is not a safe name (letters, digits, '.', '_', '-'): the manifest is damaged or was edited by hand",
+                    path.display()
+                );
+            }
+        }
         if manifest.format != FORMAT {
             bail!(
                 "{}: store format {} written by cortexflow {}; this cortexflow {} reads format {FORMAT}",
@@ -145,7 +157,7 @@ impl Store {
             );
         }
         Ok(Store {
-            dir: dir.to_path_buf(),
+            dir: absolute(dir),
             recipe,
             manifest,
         })
@@ -173,8 +185,9 @@ impl Store {
     }
 
     /// Rewrites `parts` of the store with `write`: they are named pending in the manifest
-    /// first (so a kill in between is seen as an interrupted rewrite, not as damage), then
-    /// sealed, whether `write` succeeded or not.
+    /// first, and sealed when `write` succeeds. A command that fails or is killed leaves
+    /// them pending: what it left is neither trusted nor sealed, and the store says which
+    /// command to run again.
     fn rewriting<T>(
         &mut self,
         parts: &[PathBuf],
@@ -183,7 +196,7 @@ impl Store {
         let keys: Vec<String> = parts.iter().map(|p| sums::key(&self.dir, p)).collect();
         self.manifest.pending.extend(keys.iter().cloned());
         self.save()?;
-        let out = write(self);
+        let out = write(self)?;
         for p in parts {
             self.seal(p)?;
         }
@@ -191,11 +204,31 @@ impl Store {
             self.manifest.pending.remove(k);
         }
         self.save()?;
-        out
+        Ok(out)
+    }
+
+    /// The pending part `key` is under, if any.
+    fn pending_part(&self, key: &str) -> Option<&String> {
+        self.manifest.pending.iter().find(|p| sums::is_under(key, p))
+    }
+
+    /// What to run again to finish an interrupted rewrite of `part`.
+    fn redo(part: &str) -> &'static str {
+        match part {
+            "mask.nii.gz" => "give the mask again (`cortexflow ingest STORE --mask M` or `cortexflow init … --mask M STORE`)",
+            _ => "ingest the stories again (`cortexflow ingest STORE --responses … --neurons …` or `--stimulus …`)",
+        }
     }
 
     /// Checks a file of the store against its checksum before it is read.
     pub fn verify_file(&self, path: &Path) -> Result<()> {
+        if let Some(part) = self.pending_part(&sums::key(&self.dir, path)) {
+            bail!(
+                "{}: was being rewritten by a command that did not finish; {}",
+                path.display(),
+                Self::redo(part)
+            );
+        }
         sums::verify_file(&self.manifest.files, &self.dir, path)
     }
 
@@ -205,16 +238,15 @@ impl Store {
         nifti::read_mask(&self.mask_path())
     }
 
-    /// Every damaged file (relative path and how), leaving out the parts a command is
-    /// known to be rewriting: subjects to refit, stale group and map results, and pending
-    /// parts of an interrupted command.
-    pub fn damaged(&self) -> Vec<(String, Damage)> {
+    /// Every damaged file (relative path and how), leaving out pending parts of an
+    /// interrupted command (said apart). Unless `strict`, also the parts the next update
+    /// rewrites anyway: subjects to refit and stale group and map results (a command
+    /// killed while writing them leaves them half-written, which is not damage).
+    pub fn damaged(&self, strict: bool) -> Vec<(String, Damage)> {
         let m = &self.manifest;
-        let stale_results = m.results_epoch != m.epoch;
         let mut rewriting: Vec<String> = m.pending.iter().cloned().collect();
-        rewriting.extend(m.dirty.iter().map(|s| sums::key(&self.dir, &self.paths().subject(s))));
-        if stale_results {
-            rewriting.extend(["group".to_string(), "map".to_string()]);
+        if !strict {
+            rewriting.extend(self.to_rewrite());
         }
         let mut out: Vec<(String, Damage)> = m
             .files
@@ -222,14 +254,46 @@ impl Store {
             .filter(|(k, _)| !rewriting.iter().any(|p| sums::is_under(k, p)))
             .filter_map(|(k, sum)| sums::damage(&self.dir.join(k), sum).map(|d| (k.clone(), d)))
             .collect();
-        // A listed run whose statistics were never sealed (or lost their sum).
-        for key in m.runs.keys() {
-            let k = sums::key(&self.dir, &self.paths().stats(key));
-            if !m.files.contains_key(&k) {
-                out.push((k, Damage::Missing));
+        // Files the store needs whose checksum is not in the manifest.
+        for k in self.required() {
+            if !m.files.contains_key(&k) && !rewriting.iter().any(|p| sums::is_under(&k, p)) {
+                out.push((k, Damage::Unsealed));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The files the manifest implies (relative paths): the mask once runs are in, each
+    /// story's responses and atoms and the codes, each run's statistics, and each subject's
+    /// β map.
+    fn required(&self) -> Vec<String> {
+        let (m, p) = (&self.manifest, self.paths());
+        let mut out: Vec<PathBuf> = Vec::new();
+        if !m.runs.is_empty() {
+            out.push(p.mask());
+        }
+        if !m.stories.is_empty() {
+            out.push(p.codes());
+        }
+        for story in m.stories.keys() {
+            out.push(p.responses().join(format!("{story}.parquet")));
+            out.push(p.atoms(story));
+        }
+        out.extend(m.runs.keys().map(|k| p.stats(k)));
+        out.extend(self.subjects().iter().map(|s| p.subject_map(s, "beta")));
+        out.iter().map(|f| sums::key(&self.dir, f)).collect()
+    }
+
+    /// The parts the next update rewrites: the folders of subjects to refit, and the group
+    /// and map results when they are stale.
+    fn to_rewrite(&self) -> Vec<String> {
+        let m = &self.manifest;
+        let mut out: Vec<String> =
+            m.dirty.iter().map(|s| sums::key(&self.dir, &self.paths().subject(s))).collect();
+        if m.results_epoch != m.epoch {
+            out.extend(["group".to_string(), "map".to_string()]);
+        }
         out
     }
 
@@ -246,7 +310,7 @@ impl Store {
             .find(|(r, _)| sums::key(&self.dir, &self.paths().stats(r)) == key)
         {
             return format!(
-                "re-ingest it: `cortexflow retract STORE {run}`, then `cortexflow ingest STORE --bold {}`",
+                "re-ingest it: `cortexflow retract STORE --run {run}`, then `cortexflow ingest STORE --bold {}`",
                 entry.bold.display()
             );
         }
@@ -257,7 +321,14 @@ impl Store {
     /// for rebuilding; damage that cannot be rebuilt (statistics, inputs) is an error that
     /// says what to do.
     pub fn mark_damage_for_rebuild(&mut self) -> Result<Vec<String>> {
-        let damaged = self.damaged();
+        if let Some(part) = self.manifest.pending.first() {
+            bail!(
+                "{}: {part} was being rewritten when a command stopped; {} (--refresh rebuilds results, not inputs)",
+                self.dir.display(),
+                Self::redo(part)
+            );
+        }
+        let damaged = self.damaged(true);
         let mut lines = Vec::new();
         let mut fatal = Vec::new();
         for (key, d) in &damaged {
@@ -292,7 +363,8 @@ impl Store {
         if mask.is_empty() {
             bail!("{}: the mask has no voxels", path.display());
         }
-        if self.mask_path().is_file() {
+        let interrupted = self.manifest.pending.contains("mask.nii.gz");
+        if self.mask_path().is_file() && !interrupted {
             let old = self.read_mask()?;
             if old.linear == mask.linear && old.grid.matches(&mask.grid, 1e-4) {
                 return Ok(());
@@ -361,11 +433,17 @@ impl Store {
             if files.is_empty() {
                 return Ok(None);
             }
-            let summary = if p.codes().is_file() {
-                store.verify_file(&p.codes())?;
-                basis::extend(&p.basis(), &files)?
-            } else {
+            // The manifest says whether a basis exists: what a killed first ingest left in
+            // basis/ is neither extended nor trusted, but learned again.
+            let summary = if store.manifest.stories.is_empty() {
+                if p.basis().exists() {
+                    std::fs::remove_dir_all(p.basis()).map_err(|e| Error::io(p.basis(), e))?;
+                }
                 basis::run(&files, &store.recipe.basis.options(), &p.basis())?
+            } else {
+                // Extending writes new stories' atoms only: the codes keep their sum.
+                sums::verify_file(&store.manifest.files, &store.dir, &p.codes())?;
+                basis::extend(&p.basis(), &files)?
             };
             Ok(Some(summary))
         })?;
@@ -443,16 +521,17 @@ impl Store {
         self.manifest.dirty.insert(entry.subject.clone());
         self.manifest.epoch += 1;
         self.save()?;
-        std::fs::remove_file(&path)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .with_context(|| format!("{}: cannot remove", path.display()))?;
-        Ok(vec![format!("{key}: retracted")])
+        let mut lines = vec![format!("{key}: retracted")];
+        // The manifest no longer lists the file: a failure to delete it leaves an orphan,
+        // said, not a half-done retraction.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => lines.push(format!(
+                "note: {}; no longer part of the store, delete it by hand",
+                Error::io(&path, e)
+            )),
+            _ => {}
+        }
+        Ok(lines)
     }
 
     /// Writes the group maps from the dataflow's group tests, then the map, when stale.
@@ -466,6 +545,9 @@ impl Store {
         }
         let subjects = self.subjects();
         let (group_dir, map_dir) = (self.paths().group(), self.paths().map());
+        // Written afresh, as a subject's folder is.
+        remove_all(&group_dir)?;
+        remove_all(&map_dir)?;
         if subjects.len() >= 2 {
             let opt = self.recipe.group.options();
             let mask = self.read_mask()?;
@@ -505,12 +587,6 @@ impl Store {
             lines.extend(s.lines);
         } else {
             // Too few subjects for a group: no group results rather than stale ones.
-            for d in [&group_dir, &map_dir] {
-                if d.exists() {
-                    std::fs::remove_dir_all(d)
-                        .with_context(|| format!("{}: cannot remove", d.display()))?;
-                }
-            }
             lines.push(format!(
                 "{} subject(s): group maps need at least 2",
                 subjects.len()
@@ -541,11 +617,10 @@ impl Store {
         mask: &Mask,
     ) -> Result<String> {
         let dir = self.paths().subject(subject);
+        // Written afresh: whatever was there (a damaged map, a directory in a file's
+        // place, a foreign file) goes, and the folder holds exactly what is sealed.
+        remove_all(&dir)?;
         let Some(fit) = fit else {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("{}: cannot remove", dir.display()))?;
-            }
             self.seal(&dir)?;
             return Ok(format!("sub-{subject}: no runs left, fit removed"));
         };
@@ -598,28 +673,42 @@ impl Store {
                 m.epoch
             ));
         }
-        if !m.pending.is_empty() {
-            out.push_str(&format!(
-                "interrupted: a command was rewriting {} when it stopped; ingest those stories again\n",
-                m.pending.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
         out
     }
 
-    /// Verifies every file against its checksum: the lines to print and how many files
-    /// are damaged.
-    pub fn integrity(&self) -> (String, usize) {
-        let damaged = self.damaged();
-        if damaged.is_empty() {
-            let n = self.manifest.files.len();
-            return (format!("files: {n} checksummed, all intact\n"), 0);
+    /// Verifies every file against its checksum, and names the damaged files and the parts
+    /// an interrupted command left half-rewritten: the lines to print and how
+    /// many problems there are. `strict` checks the parts the next update rewrites too.
+    pub fn integrity(&self, strict: bool) -> (String, usize) {
+        let damaged = self.damaged(strict);
+        let pending = &self.manifest.pending;
+        let mut out = String::new();
+        for part in pending {
+            out.push_str(&format!(
+                "interrupted: {part} was being rewritten when a command stopped; {}\n",
+                Self::redo(part)
+            ));
         }
-        let mut out = format!("damaged: {} file(s)\n", damaged.len());
+        if damaged.is_empty() && pending.is_empty() {
+            let n = self.manifest.files.len();
+            out.push_str(&format!("files: {n} checksummed, all intact"));
+            let skipped = self.to_rewrite();
+            if !strict && !skipped.is_empty() {
+                out.push_str(&format!(
+                    " but {} (not checked: the next update rewrites them)",
+                    skipped.join(", ")
+                ));
+            }
+            out.push('\n');
+            return (out, 0);
+        }
+        if !damaged.is_empty() {
+            out.push_str(&format!("damaged: {} file(s)\n", damaged.len()));
+        }
         for (key, d) in &damaged {
             out.push_str(&format!("  {key}: {d}; {}\n", self.repair_of(key)));
         }
-        (out, damaged.len())
+        (out, damaged.len() + pending.len())
     }
 }
 
@@ -684,4 +773,22 @@ pub fn check_tr(bold: &Path, story: &str, story_tr: f64) -> Result<nifti::ImageH
         );
     }
     Ok(h)
+}
+
+/// `path` made absolute against the working directory (symlinks kept), so that what the
+/// store records (its own paths, BOLD files) reads the same from any directory.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Removes a folder of the store (or whatever stands at its path), if anything does.
+fn remove_all(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let removed = match meta.is_dir() {
+        true => std::fs::remove_dir_all(path),
+        false => std::fs::remove_file(path),
+    };
+    removed.with_context(|| format!("{}: cannot remove", path.display()))
 }

@@ -39,6 +39,8 @@ pub enum Damage {
     Altered,
     /// Not a regular file any more (a directory or a link in its place).
     NotAFile,
+    /// The store needs it, but the manifest holds no checksum for it.
+    Unsealed,
 }
 
 impl fmt::Display for Damage {
@@ -53,6 +55,7 @@ impl fmt::Display for Damage {
             }
             Damage::Altered => write!(f, "altered (its checksum differs from the one written)"),
             Damage::NotAFile => write!(f, "not a regular file"),
+            Damage::Unsealed => write!(f, "has no checksum in the manifest (a damaged or edited manifest)"),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! - Concurrency: 50 seeded pairs of writers (`ingest`, `retract`, `status --refresh`,
 //!   `watch`) started together on one store: each completes or is refused at once, and
 //!   the store ends byte for byte as a serial replay of the commands that completed.
-//! - Corruption: 20 kinds of damage × the store commands: `status` names the file and
+//! - Corruption: 21 kinds of damage × the store commands: `status` names the file and
 //!   fails, no command exits 0 with altered results, `report` refuses, and `status
 //!   --refresh` rebuilds every rebuildable file byte for byte (and names the others).
 
@@ -222,6 +222,8 @@ enum Harm {
     Append,
     /// Replaced by the file of the same name of another subject.
     Swap,
+    /// Replaced by a directory of the same name.
+    Directory,
 }
 
 fn harm(store: &Path, rel: &str, how: Harm) {
@@ -245,6 +247,10 @@ fn harm(store: &Path, rel: &str, how: Harm) {
         Harm::Swap => {
             let other = rel.replace("sub-02", "sub-03");
             std::fs::copy(store.join(other), &path).unwrap();
+        }
+        Harm::Directory => {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
         }
     }
 }
@@ -323,8 +329,9 @@ fn damage_is_found_named_and_repaired_or_refused() {
         ("mask.nii.gz", Harm::FlipByte),
         ("neurons.parquet", Harm::Truncate),
         ("responses/task-lpp_run-1.parquet", Harm::Append),
+        ("subjects/sub-02/t.nii.gz", Harm::Directory),
     ];
-    assert_eq!(kinds.len(), 20);
+    assert_eq!(kinds.len(), 21);
     for (n, (rel, how)) in kinds.iter().enumerate() {
         let what = format!("{rel} {how:?}");
         let work = d.join(format!("kind-{n}"));
@@ -469,4 +476,144 @@ fn names_clocks_pairings_and_atom_counts_are_checked() {
     let e = cortexflow_fails(&["init", "--recipe", recipe.to_str().unwrap(), "--mask", d.join("no-mask.nii.gz").to_str().unwrap(), never.to_str().unwrap()]);
     assert!(e.contains("no-mask.nii.gz"), "{e}");
     assert!(!never.exists(), "a failed init left {}", never.display());
+}
+
+/// Kills `args` at seeded random moments until a run completes (at most `tries` kills,
+/// then one run to the end); after each kill `status` answers without panicking.
+fn kill_until_done(args: &[String], store: &Path, seed: u64, full_ms: u64, tries: usize) -> usize {
+    let mut rng = Lcg(seed);
+    for kills in 0..tries {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(full_ms.max(10))));
+        if child.try_wait().unwrap().is_some_and(|s| s.success()) {
+            return kills;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        let (_, text) = outcome(&["status", store.to_str().unwrap()]);
+        assert!(!text.is_empty());
+    }
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    tries
+}
+
+/// A killed `init --mask` or first `ingest --responses` (which learns the basis) is
+/// finished by running the same command again, to the bytes of an uninterrupted store:
+/// what the killed command left in basis/ is learned again, never extended or sealed.
+#[test]
+fn killed_init_and_first_stories_are_finished_by_running_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, _) = dataset(d);
+    let clean = d.join("clean");
+    let t = std::time::Instant::now();
+    empty_store(&sim, &recipe, &clean);
+    let full_ms = t.elapsed().as_millis() as u64;
+    let init = |s: &Path| -> Vec<String> {
+        ["init", "--recipe", recipe.to_str().unwrap(), "--mask", sim.join("mask.nii.gz").to_str().unwrap(), s.to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+    let stories = |s: &Path| -> Vec<String> {
+        let tables = super::common::truth_responses(&sim, 2).join(",");
+        ["ingest", s.to_str().unwrap(), "--responses", &tables, "--neurons", sim.join("truth/neurons.parquet").to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+    let mut kills = 0;
+    for seed in 1..=5u64 {
+        let store = d.join(format!("killed-{seed}"));
+        kills += kill_until_done(&init(&store), &store, seed, full_ms / 3, 4);
+        kills += kill_until_done(&stories(&store), &store, seed * 7, full_ms, 6);
+        ok(&["status", store.to_str().unwrap()]);
+        assert_same(&clean, &store);
+    }
+    println!("{kills} kills, every store finished to the clean bytes");
+    assert!(kills > 0, "no command was killed: the test does not test resumption");
+}
+
+/// The hostile review's findings: a typo naming a folder that is not a store deletes
+/// nothing; a manifest naming paths outside the store is refused; the lock file is never
+/// followed through a symlink; watch started elsewhere does not take relative paths for
+/// deleted runs; a missing checksum is named.
+#[test]
+fn writers_stay_inside_their_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, _) = dataset(d);
+    // Not a store: its `.tmp-*` files (and those behind a symlink) are not ours to delete.
+    let home = d.join("home");
+    std::fs::create_dir_all(home.join("sub")).unwrap();
+    let outside = d.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    for f in [home.join(".tmp-editor"), home.join("sub/.tmp-build"), outside.join(".tmp-x")] {
+        std::fs::write(f, "keep").unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, home.join("link")).unwrap();
+    let h = home.to_str().unwrap();
+    for args in [vec!["retract", h, "--run", "sub-01/task-lpp/run-1"], vec!["status", h, "--refresh"]] {
+        let (fine, text) = outcome(&args);
+        assert!(!fine && text.contains("not a cortexflow store"), "{text}");
+    }
+    for f in [home.join(".tmp-editor"), home.join("sub/.tmp-build"), outside.join(".tmp-x")] {
+        assert!(f.is_file(), "{} was deleted", f.display());
+    }
+    assert!(!home.join(".lock").exists(), "a lock file left in a folder that is not a store");
+    // Runs ingested with paths relative to one folder; watch started from another.
+    let store = d.join("s");
+    empty_store(&sim, &recipe, &store);
+    let rel: Vec<String> = (1..=3).map(|s| format!("sim/sub-0{s}/func/sub-0{s}_task-lpp_run-1_bold.nii.gz")).collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+        .current_dir(d)
+        .args(["ingest", store.to_str().unwrap(), "--bold", &rel.join(",")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("sim")).unwrap();
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+        .current_dir(&elsewhere)
+        .args(["watch", store.to_str().unwrap(), "sim", "--poll-ms", "100", "--updates", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    watch.kill().ok();
+    watch.wait().unwrap();
+    let status = ok(&["status", store.to_str().unwrap()]);
+    assert!(status.contains("3 runs of 3 subjects"), "watch retracted runs it did not own: {status}");
+    // The lock file is never followed through a symlink.
+    let precious = d.join("precious.txt");
+    std::fs::write(&precious, "precious").unwrap();
+    std::fs::remove_file(store.join(".lock")).ok();
+    std::os::unix::fs::symlink(&precious, store.join(".lock")).unwrap();
+    let (fine, text) = outcome(&["status", store.to_str().unwrap(), "--refresh"]);
+    assert!(!fine && text.contains(".lock"), "{text}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious");
+    std::fs::remove_file(store.join(".lock")).unwrap();
+    // A manifest naming a path outside the store is refused, and deletes nothing.
+    let victim = d.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let manifest = store.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["dirty"] = serde_json::json!(["01/../../../victim"]);
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let (fine, out) = outcome(&["status", store.to_str().unwrap(), "--refresh"]);
+    assert!(!fine && out.contains("is not a safe name"), "{out}");
+    assert!(victim.is_dir());
+    // A checksum taken out of the manifest: status names the file instead of "all intact".
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["files"].as_object_mut().unwrap().remove("subjects/sub-02/beta.nii.gz").unwrap();
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let (fine, out) = outcome(&["status", store.to_str().unwrap()]);
+    assert!(!fine && out.contains("subjects/sub-02/beta.nii.gz: has no checksum"), "{out}");
+    ok(&["status", store.to_str().unwrap(), "--refresh"]);
+    ok(&["status", store.to_str().unwrap()]);
 }
