@@ -37,6 +37,10 @@ pub struct Args {
     #[arg(long)]
     pub no_cv: bool,
     /// Output directory.
+    /// Smooth each BOLD volume with a Gaussian of this FWHM in mm (as nilearn's
+    /// smooth_img) before masking; none by default.
+    #[arg(long)]
+    pub smoothing_fwhm: Option<f64>,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -49,6 +53,7 @@ impl Args {
             high_pass: self.high_pass,
             zscore_bold: self.zscore,
             cv: !self.no_cv,
+            smoothing_fwhm: self.smoothing_fwhm,
         };
         section.check()?;
         Ok(encode::EncodeOptions {
@@ -56,6 +61,7 @@ impl Args {
             high_pass: (section.high_pass > 0.0).then_some(section.high_pass),
             zscore: section.zscore_bold,
             cv: section.cv,
+            smoothing_fwhm: section.smoothing_fwhm,
         })
     }
 }

@@ -26,6 +26,7 @@ fn every_cli_default_is_the_recipes() {
     assert_eq!(o.alphas, r.encoding.alpha_grid());
     assert_eq!(o.zscore, r.encoding.zscore_bold);
     assert_eq!(o.cv, r.encoding.cv);
+    assert_eq!(o.smoothing_fwhm, r.encoding.smoothing_fwhm);
     assert_eq!(o.high_pass, Some(r.encoding.high_pass));
     let Command::Group(g) = parse(&["group", "--encode", "e", "--mask", "m", "--out", "o"]) else {
         unreachable!()

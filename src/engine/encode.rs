@@ -56,6 +56,7 @@ pub fn run(
             high_pass: opt.high_pass.unwrap_or(0.0),
             zscore_bold: opt.zscore,
             cv: opt.cv,
+            smoothing_fwhm: opt.smoothing_fwhm,
         },
         ..Recipe::default()
     };

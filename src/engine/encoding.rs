@@ -130,7 +130,8 @@ fn reduce_against(
     let dm = &designs[0];
     let mask = plan.mask.as_ref().expect("read for jobs");
     let zscore = plan.recipe.encoding.zscore_bold;
-    let r = encode::reduce_run(bold, mask_path, mask, dm, k, zscore, true)?;
+    let fwhm = plan.recipe.encoding.smoothing_fwhm;
+    let r = encode::reduce_run(bold, mask_path, mask, dm, k, zscore, true, fwhm)?;
     let stats = r.residual.expect("asked for");
     Ok((stats, dm.ncols() - k, r.valid))
 }

@@ -745,6 +745,17 @@ pub fn read_mask(path: &Path) -> Result<Mask> {
 /// Reads a 4D BOLD run inside `mask` (all voxels when `None`), one volume at a time.
 /// The mask must lie on the run's grid.
 pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold> {
+    read_bold_each(path, mask, |_, _| {})
+}
+
+/// As [`read_bold`], with `each` applied to every whole volume (x fastest, with the
+/// header) before it is masked, one volume at a time: a spatial filter costs one volume
+/// of memory, not a run.
+pub fn read_bold_each(
+    path: &Path,
+    mask: Option<(&Path, &Mask)>,
+    mut each: impl FnMut(&ImageHeader, &mut [f32]),
+) -> Result<MaskedBold> {
     let header = read_header(path)?;
     header.ensure_bold()?;
     // Said here, where the TR matters (maps of statistics carry none).
@@ -771,6 +782,7 @@ pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold
     let mut buf = vec![0f32; header.grid.n_voxels()];
     let mut t = 0;
     while reader.next_into(&mut buf)? {
+        each(&header, &mut buf);
         for (dst, &l) in data.row_mut(t).iter_mut().zip(&mask.linear) {
             *dst = buf[l];
         }

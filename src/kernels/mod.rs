@@ -15,4 +15,5 @@ pub mod noise;
 pub mod organisation;
 pub mod overlap;
 pub mod ridge_stats;
+pub mod smooth;
 pub mod tdist;

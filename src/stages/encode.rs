@@ -15,6 +15,7 @@ use crate::kernels::cv::RidgeCvFit;
 use crate::kernels::design::project_out;
 use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
+use crate::kernels::smooth::Gaussian3d;
 use crate::kernels::tdist::signed_z;
 use ndarray::{s, Array1, Array2, Axis};
 
@@ -27,6 +28,8 @@ pub struct EncodeOptions {
     pub high_pass: Option<f64>,
     pub zscore: bool,
     pub cv: bool,
+    /// Gaussian smoothing FWHM in mm, applied to each volume as it is read.
+    pub smoothing_fwhm: Option<f64>,
 }
 
 /// A BOLD run and its optional confounds file.
@@ -116,6 +119,23 @@ pub struct Reduced {
     pub valid: Vec<bool>,
 }
 
+/// A run's masked BOLD, each volume first smoothed by a Gaussian of `fwhm` mm when given
+/// (nilearn's `smooth_img`, computed in f64 as there, see [`Gaussian3d`]).
+pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Result<nifti::MaskedBold> {
+    let Some(fwhm) = fwhm else {
+        return nifti::read_bold(path, Some(mask));
+    };
+    let a = &mask.1.grid.affine.0;
+    let gaussian = Gaussian3d::new(fwhm, std::array::from_fn(|r| [a[r][0], a[r][1], a[r][2]]));
+    let (mut volume, mut line) = (Vec::new(), Vec::new());
+    nifti::read_bold_each(path, Some(mask), |header, buf| {
+        volume.clear();
+        volume.extend(buf.iter().map(|&v| f64::from(v)));
+        gaussian.apply(&mut volume, header.grid.shape, &mut line);
+        buf.iter_mut().zip(&volume).for_each(|(b, &v)| *b = v as f32);
+    })
+}
+
 /// Reads one BOLD run inside `mask` and reduces it against its design `dm` (atoms in the
 /// first `k` columns). Constant or non-finite voxels are zeroed (and marked invalid) so they
 /// cannot disturb anything before the caller drops them; `zscore` standardises each voxel.
@@ -127,8 +147,9 @@ pub fn reduce_run(
     k: usize,
     zscore: bool,
     residual: bool,
+    smoothing_fwhm: Option<f64>,
 ) -> Result<Reduced> {
-    let b = nifti::read_bold(path, Some((mask_path, mask)))?;
+    let b = read_smoothed(path, (mask_path, mask), smoothing_fwhm)?;
     if b.data.nrows() != dm.nrows() {
         bail!(
             "{}: {} scans, but the regressors have {}",

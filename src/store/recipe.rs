@@ -65,6 +65,9 @@ pub struct EncodingSection {
     pub zscore_bold: bool,
     /// Leave-one-run-out ridge (needs 2 runs per subject).
     pub cv: bool,
+    /// Gaussian smoothing of each BOLD volume, FWHM in mm (nilearn's `smooth_img`);
+    /// none when unset.
+    pub smoothing_fwhm: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +88,9 @@ pub struct MapSection {
     pub score: Score,
     pub assign_threshold: f64,
 }
+
+/// The widest smoothing accepted (mm): wider blurs a whole brain into a few voxels.
+pub const MAX_FWHM_MM: f64 = 50.0;
 
 /// The FIR delays when none are given: 0..6 scans.
 pub const DEFAULT_FIR_DELAYS: [usize; 6] = [0, 1, 2, 3, 4, 5];
@@ -130,6 +136,7 @@ impl Default for EncodingSection {
             high_pass: 0.01,
             zscore_bold: true,
             cv: true,
+            smoothing_fwhm: None,
         }
     }
 }
@@ -268,6 +275,13 @@ impl EncodingSection {
             (
                 self.high_pass.is_finite() && self.high_pass >= 0.0,
                 format!("encoding.high_pass = {}: a cut-off ≥ 0 Hz", self.high_pass),
+            ),
+            (
+                self.smoothing_fwhm.is_none_or(|f| positive(f) && f <= MAX_FWHM_MM),
+                format!(
+                    "encoding.smoothing_fwhm = {}: a width in mm, in (0, {MAX_FWHM_MM}]",
+                    shown(self.smoothing_fwhm)
+                ),
             ),
         ])
     }

@@ -14,6 +14,7 @@ mod parquet;
 mod report;
 mod rope;
 mod simulate;
+mod smooth;
 mod stimulus;
 mod store;
 mod store_safety;

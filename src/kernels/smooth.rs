@@ -1,0 +1,148 @@
+//! Spatial smoothing of a volume with a Gaussian of a given FWHM in mm, as nilearn's
+//! `smooth_img` does it (`nilearn.image.image._smooth_array`):
+//!
+//! - the width per voxel axis follows the affine: vox_a = ‖A[:, a]‖ (the column norm of its
+//!   3×3 part), σ_a = FWHM / (√(8 ln 2) · vox_a), so anisotropic and oblique voxels get
+//!   the same width in mm along every axis;
+//! - each axis in turn (x, y, z) is filtered in place by scipy's `gaussian_filter1d`:
+//!   weights exp(−x²/2σ²) over x = −r..r, r = ⌊4σ + ½⌋, normalised to sum 1, the line
+//!   extended by half-sample reflection (`mode="reflect"`: d c b a | a b c d | d c b a);
+//! - non-finite values are set to 0 first (`ensure_finite=True`).
+//!
+//! The volume is in NIfTI order (x fastest), in f64 as nilearn computes it. The caller
+//! owns the scratch line, so smoothing every volume of a run allocates once.
+
+/// √(8 ln 2): the FWHM of a Gaussian in units of its σ.
+const FWHM_OVER_SIGMA: f64 = 2.354_820_045_030_949_3;
+
+/// scipy's default `truncate`: the kernel reaches 4 σ.
+const TRUNCATE: f64 = 4.0;
+
+/// A separable Gaussian for one grid: one normalised kernel per axis (none where σ = 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gaussian3d {
+    kernels: [Vec<f64>; 3],
+}
+
+/// Half-sample symmetric reflection of index `i` into 0..n (scipy's "reflect").
+fn reflect(i: isize, n: usize) -> usize {
+    let period = 2 * n as isize;
+    let m = i.rem_euclid(period);
+    if m < n as isize {
+        m as usize
+    } else {
+        (period - 1 - m) as usize
+    }
+}
+
+/// scipy's `_gaussian_kernel1d(sigma, 0, radius)`.
+fn kernel(sigma: f64) -> Vec<f64> {
+    if sigma <= 0.0 {
+        return Vec::new();
+    }
+    let radius = (TRUNCATE * sigma + 0.5) as isize;
+    let w: Vec<f64> = (-radius..=radius)
+        .map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp())
+        .collect();
+    let sum: f64 = w.iter().sum();
+    w.into_iter().map(|v| v / sum).collect()
+}
+
+impl Gaussian3d {
+    /// The Gaussian of `fwhm_mm` on a grid whose affine's 3×3 part is `linear` (rows).
+    pub fn new(fwhm_mm: f64, linear: [[f64; 3]; 3]) -> Gaussian3d {
+        let kernels = std::array::from_fn(|a| {
+            let vox = (0..3).map(|r| linear[r][a] * linear[r][a]).sum::<f64>().sqrt();
+            kernel(fwhm_mm / (FWHM_OVER_SIGMA * vox))
+        });
+        Gaussian3d { kernels }
+    }
+
+    /// The kernel radius (voxels) along each axis.
+    pub fn radii(&self) -> [usize; 3] {
+        std::array::from_fn(|a| self.kernels[a].len() / 2)
+    }
+
+    /// Smooths `volume` (shape `[nx, ny, nz]`, x fastest) in place; `line` is scratch.
+    pub fn apply(&self, volume: &mut [f64], shape: [usize; 3], line: &mut Vec<f64>) {
+        debug_assert_eq!(volume.len(), shape.iter().product::<usize>());
+        volume.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
+        let strides = [1, shape[0], shape[0] * shape[1]];
+        for axis in 0..3 {
+            let w = &self.kernels[axis];
+            if w.is_empty() {
+                continue;
+            }
+            let (n, stride) = (shape[axis], strides[axis]);
+            let r = (w.len() / 2) as isize;
+            // Every line along `axis`: its start is any voxel whose `axis` index is 0.
+            let others: [usize; 2] = match axis {
+                0 => [1, 2],
+                1 => [0, 2],
+                _ => [0, 1],
+            };
+            for j in 0..shape[others[1]] {
+                for i in 0..shape[others[0]] {
+                    let start = i * strides[others[0]] + j * strides[others[1]];
+                    // The line with r reflected values on each side, then a plain
+                    // correlation: out[k] = Σ_t w[t]·padded[k + t].
+                    line.clear();
+                    line.extend((-r..n as isize + r).map(|k| volume[start + reflect(k, n) * stride]));
+                    for k in 0..n {
+                        let v: f64 = w.iter().zip(&line[k..k + w.len()]).map(|(a, b)| a * b).sum();
+                        volume[start + k * stride] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflection_is_scipys() {
+        // scipy.ndimage "reflect" on n = 3: … b a | a b c | c b a | a b c …
+        let idx: Vec<usize> = (-5..8).map(|i| reflect(i, 3)).collect();
+        assert_eq!(idx, [1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_constant_stays_and_an_impulse_spreads_as_the_kernel() {
+        let eye = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]];
+        let g = Gaussian3d::new(6.0, eye);
+        // σ = 6 / (2.3548 · 2) = 1.274 voxels → r = ⌊5.096 + 0.5⌋ = 5; along z σ = 0.849, r = 3.
+        assert_eq!(g.radii(), [5, 5, 3]);
+        let shape = [11, 11, 7];
+        let mut line = Vec::new();
+        let mut flat = vec![3.5; 11 * 11 * 7];
+        g.apply(&mut flat, shape, &mut line);
+        assert!(flat.iter().all(|v| (v - 3.5).abs() < 1e-12));
+        // An impulse in the middle becomes the outer product of the three kernels.
+        let mut v = vec![0.0; 11 * 11 * 7];
+        let centre = 5 + 11 * 5 + 121 * 3;
+        v[centre] = 1.0;
+        g.apply(&mut v, shape, &mut line);
+        let [kx, ky, kz] = &g.kernels;
+        for (dz, wz) in kz.iter().enumerate() {
+            for (dy, wy) in ky.iter().enumerate() {
+                for (dx, wx) in kx.iter().enumerate() {
+                    let at = dx + 11 * dy + 121 * dz;
+                    assert!((v[at] - wx * wy * wz).abs() < 1e-15);
+                }
+            }
+        }
+        assert!((v.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn non_finite_values_are_zeroed_first() {
+        let g = Gaussian3d::new(4.0, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]);
+        let mut v = vec![1.0; 27];
+        v[13] = f64::NAN;
+        g.apply(&mut v, [3, 3, 3], &mut Vec::new());
+        assert!(v.iter().all(|x| x.is_finite() && *x < 1.0));
+    }
+}
