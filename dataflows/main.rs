@@ -11,6 +11,7 @@ mod encode;
 mod group;
 mod ingest;
 mod init;
+mod intersect_masks;
 mod inspect;
 mod map;
 mod report;
@@ -144,6 +145,12 @@ enum Command {
     Discover(discover::Args),
     /// Print what a NIfTI image (.nii, .nii.gz) or stimulus (.TextGrid, .tsv, .csv) holds.
     Inspect(inspect::Args),
+    /// A group mask from subjects' brain masks, as nilearn's intersect_masks.
+    ///
+    /// A voxel is kept when more than --threshold of the masks hold it (0: union, 1:
+    /// intersection), then only the largest face-connected component. Give the result to
+    /// `init --mask` or `ingest --mask`.
+    IntersectMasks(intersect_masks::Args),
     /// Print the schema of an output table (all tables when no name is given).
     Schema(schema::Args),
 }
@@ -179,6 +186,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Simulate(a) => simulate::run(a),
+        Command::IntersectMasks(a) => intersect_masks::run(a),
         Command::Activations(a) => activations::run(a),
         Command::Responses(a) => responses::run(a),
         Command::Basis(a) => basis::run(a),

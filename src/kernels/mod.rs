@@ -11,6 +11,7 @@ pub mod group;
 pub mod hrf;
 pub mod ipca;
 pub mod lasso;
+pub mod masks;
 pub mod noise;
 pub mod organisation;
 pub mod overlap;

@@ -14,6 +14,7 @@ pub mod basis;
 pub mod compare;
 pub mod encode;
 pub mod group;
+pub mod group_mask;
 pub mod join;
 pub mod mapping;
 pub mod population;

@@ -7,6 +7,7 @@ mod encode;
 mod encoding;
 mod golden;
 mod group_map;
+mod group_mask;
 mod hrf;
 mod models;
 mod nifti;
