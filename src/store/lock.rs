@@ -84,6 +84,15 @@ impl WriteLock {
             ),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
+        // The file locked must still be the one at the path: a failed command removes the
+        // lock file of a store that never got a manifest, and a writer that opened it just
+        // before would otherwise hold the lock of a deleted file beside a new one.
+        if !same_file(&file, &path) {
+            bail!(
+                "store {}: its lock file changed while it was being taken (another command just ended); try again",
+                dir.display()
+            );
+        }
         let command: Vec<String> = std::env::args().collect();
         let line = format!("process {} ({})\n", std::process::id(), command.join(" "));
         file.set_len(0)
@@ -144,6 +153,15 @@ impl Drop for WriteLock {
                 let _ = std::fs::remove_dir(&self.key);
             }
         }
+    }
+}
+
+/// Whether the open `file` is the file now at `path` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
