@@ -36,11 +36,11 @@ pub struct Args {
     /// OLS only: skip the cross-validated ridge (needed with a single run).
     #[arg(long)]
     pub no_cv: bool,
-    /// Output directory.
     /// Smooth each BOLD volume with a Gaussian of this FWHM in mm (as nilearn's
     /// smooth_img) before masking; none by default.
     #[arg(long)]
     pub smoothing_fwhm: Option<f64>,
+    /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
 }

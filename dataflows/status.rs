@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use cortexflow::engine::update;
-use cortexflow::store::Store;
+use cortexflow::store::{check_files, FileCheck, Store};
 
 use crate::cluster_args::ClusterArgs;
 
@@ -28,13 +28,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !cluster.is_writer() {
         return Ok(());
     }
-    let store = Store::open_reader(&a.store)?;
-    print!("{}", store.status());
-    if let Some(writer) = cortexflow::store::lock::writer(&a.store) {
-        println!("files: not verified now: the store is being written by {writer}");
-        return Ok(());
-    }
-    let (lines, damaged) = store.integrity(false);
+    print!("{}", Store::open_reader(&a.store)?.status());
+    let (lines, damaged) = match check_files(&a.store, false)? {
+        FileCheck::Busy(writer) => {
+            println!("files: not verified now: the store is being written by {writer}");
+            return Ok(());
+        }
+        FileCheck::Done { lines, problems } => (lines, problems),
+    };
     print!("{lines}");
     if damaged > 0 {
         anyhow::bail!(

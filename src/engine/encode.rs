@@ -123,11 +123,15 @@ fn pair_by_story(runs: &[RunFiles], stories: &[&str], files: &[PathBuf]) -> Resu
         );
     }
     let pairs: Vec<usize> = found.into_iter().flatten().collect();
-    let mut seen = pairs.clone();
-    seen.sort_unstable();
-    seen.dedup();
-    if seen.len() != pairs.len() {
-        bail!("two runs of one subject have the same story: give each story's run once");
+    for (i, a) in pairs.iter().enumerate() {
+        if let Some(j) = pairs[i + 1..].iter().position(|b| b == a) {
+            bail!(
+                "{} and {} are both story '{}': give each story's run once",
+                runs[i].0.display(),
+                runs[i + 1 + j].0.display(),
+                stories[*a]
+            );
+        }
     }
     Ok(pairs)
 }

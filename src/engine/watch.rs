@@ -181,7 +181,7 @@ fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)>
     let plan = Plan {
         dir: store.dir.clone(),
         recipe: store.recipe.clone(),
-        mask: Some(crate::io::nifti::read_mask(&store.paths().mask())?),
+        mask: Some(store.read_mask()?),
         jobs: stored,
         // Every subject is fitted in the dataflow: no β from maps.
         stored: Vec::new(),

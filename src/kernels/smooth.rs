@@ -13,7 +13,7 @@
 //! owns the scratch line, so smoothing every volume of a run allocates once.
 
 /// √(8 ln 2): the FWHM of a Gaussian in units of its σ.
-const FWHM_OVER_SIGMA: f64 = 2.354_820_045_030_949_3;
+pub const FWHM_OVER_SIGMA: f64 = 2.354_820_045_030_949_3;
 
 /// scipy's default `truncate`: the kernel reaches 4 σ.
 const TRUNCATE: f64 = 4.0;
@@ -35,12 +35,18 @@ fn reflect(i: isize, n: usize) -> usize {
     }
 }
 
+/// The kernel radius (voxels) scipy uses for `sigma`: ⌊4σ + ½⌋ (as f64: a forged affine
+/// can make it huge, and the caller checks it before anything is allocated).
+pub fn radius(sigma: f64) -> f64 {
+    (TRUNCATE * sigma + 0.5).floor()
+}
+
 /// scipy's `_gaussian_kernel1d(sigma, 0, radius)`.
 fn kernel(sigma: f64) -> Vec<f64> {
     if sigma <= 0.0 {
         return Vec::new();
     }
-    let radius = (TRUNCATE * sigma + 0.5) as isize;
+    let radius = radius(sigma) as isize;
     let w: Vec<f64> = (-radius..=radius)
         .map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp())
         .collect();
@@ -49,12 +55,19 @@ fn kernel(sigma: f64) -> Vec<f64> {
 }
 
 impl Gaussian3d {
-    /// The Gaussian of `fwhm_mm` on a grid whose affine's 3×3 part is `linear` (rows).
-    pub fn new(fwhm_mm: f64, linear: [[f64; 3]; 3]) -> Gaussian3d {
-        let kernels = std::array::from_fn(|a| {
+    /// σ (voxels) along each axis for `fwhm_mm` on a grid whose affine's 3×3 part is
+    /// `linear` (rows): FWHM / (√(8 ln 2) · ‖column a‖).
+    pub fn sigmas(fwhm_mm: f64, linear: [[f64; 3]; 3]) -> [f64; 3] {
+        std::array::from_fn(|a| {
             let vox = (0..3).map(|r| linear[r][a] * linear[r][a]).sum::<f64>().sqrt();
-            kernel(fwhm_mm / (FWHM_OVER_SIGMA * vox))
-        });
+            fwhm_mm / (FWHM_OVER_SIGMA * vox)
+        })
+    }
+
+    /// The Gaussian of `fwhm_mm` on a grid whose affine's 3×3 part is `linear` (rows).
+    /// Check [`radius`] of [`sigmas`](Self::sigmas) first: the kernels are allocated.
+    pub fn new(fwhm_mm: f64, linear: [[f64; 3]; 3]) -> Gaussian3d {
+        let kernels = Self::sigmas(fwhm_mm, linear).map(kernel);
         Gaussian3d { kernels }
     }
 

@@ -15,7 +15,7 @@ pub mod slices;
 use std::path::{Path, PathBuf};
 
 use crate::error::{bail, Result};
-use crate::store::Store;
+use crate::store::{check_files, FileCheck, Store};
 use page::{document, Page};
 use sections::{atoms, comparison, encoding, group_maps, metrics, overlaps, subgroups, summary};
 
@@ -32,8 +32,9 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
     let Some(first) = stores.first() else {
         bail!("report: give at least one store");
     };
+    let mut unverified = Vec::new();
     for dir in stores {
-        verified(dir)?;
+        unverified.extend(verified(dir)?);
     }
     let store = Store::open_reader(first)?;
     let mut page = Page {
@@ -43,6 +44,7 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
         files: figures.map(Path::to_path_buf),
     };
     summary(&mut page, &store);
+    unverified.into_iter().for_each(|n| page.note(n));
     atoms(&mut page, &store)?;
     let group = store.paths().group();
     if group.join("thresholded_z.nii.gz").is_file() {
@@ -72,9 +74,17 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
 }
 
 /// Refuses to report a store with damaged files: the figures would show altered results.
-fn verified(dir: &Path) -> Result<()> {
-    let store = Store::open_reader(dir)?;
-    let (lines, damaged) = store.integrity(true);
+/// A store being written (by `watch`, say) is reported unverified, with a note saying so.
+fn verified(dir: &Path) -> Result<Option<String>> {
+    let (lines, damaged) = match check_files(dir, true)? {
+        FileCheck::Busy(writer) => {
+            return Ok(Some(format!(
+                "{} was being written by {writer}: its files were not verified for this report",
+                dir.display()
+            )))
+        }
+        FileCheck::Done { lines, problems } => (lines, problems),
+    };
     if damaged > 0 {
         bail!(
             "{}: {damaged} damaged or half-written part(s), so no report: {}",
@@ -82,5 +92,5 @@ fn verified(dir: &Path) -> Result<()> {
             lines.lines().map(str::trim).filter(|l| !l.starts_with("damaged:")).collect::<Vec<_>>().join("; ")
         );
     }
-    Ok(())
+    Ok(None)
 }

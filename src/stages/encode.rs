@@ -15,7 +15,7 @@ use crate::kernels::cv::RidgeCvFit;
 use crate::kernels::design::project_out;
 use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
-use crate::kernels::smooth::Gaussian3d;
+use crate::kernels::smooth::{radius, Gaussian3d, FWHM_OVER_SIGMA};
 use crate::kernels::tdist::signed_z;
 use ndarray::{s, Array1, Array2, Axis};
 
@@ -126,7 +126,20 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
         return nifti::read_bold(path, Some(mask));
     };
     let a = &mask.1.grid.affine.0;
-    let gaussian = Gaussian3d::new(fwhm, std::array::from_fn(|r| [a[r][0], a[r][1], a[r][2]]));
+    let linear = std::array::from_fn(|r| [a[r][0], a[r][1], a[r][2]]);
+    let shape = mask.1.grid.shape;
+    for (axis, sigma) in Gaussian3d::sigmas(fwhm, linear).into_iter().enumerate() {
+        // A kernel far longer than the axis blurs it flat: the affine's voxel size is wrong.
+        if !(radius(sigma) <= 4.0 * shape[axis] as f64) {
+            bail!(
+                "{}: a {fwhm} mm FWHM is {sigma:.3e} voxels along axis {axis} of its {} (the affine's voxel size there is {:.3e} mm): check the affine",
+                mask.0.display(),
+                shape[axis],
+                fwhm / (FWHM_OVER_SIGMA * sigma)
+            );
+        }
+    }
+    let gaussian = Gaussian3d::new(fwhm, linear);
     let (mut volume, mut line) = (Vec::new(), Vec::new());
     nifti::read_bold_each(path, Some(mask), |header, buf| {
         volume.clear();

@@ -277,6 +277,11 @@ pub fn check_all(runs: &[RunSpec], ro: &ResponseOptions) -> Result<Vec<Stimulus>
     if !(ro.tr.is_finite() && ro.tr > 0.0) {
         bail!("--tr must be a positive number of seconds, got {}", ro.tr);
     }
+    for r in runs {
+        // The story (named after the file) becomes a file name: checked before the model runs.
+        crate::io::name::check("story", &story_key(&r.stimulus))
+            .map_err(|e| crate::error::Error::format(&r.stimulus, e.to_string()))?;
+    }
     runs.iter().map(|r| check_fits(r, ro)).collect()
 }
 

@@ -40,6 +40,10 @@ impl Layout {
     pub fn responses(&self) -> PathBuf {
         self.dir.join("responses")
     }
+    /// A story's responses table.
+    pub fn responses_of(&self, story: &str) -> PathBuf {
+        self.responses().join(format!("{story}.parquet"))
+    }
     /// The basis (as `cortexflow basis` writes it).
     pub fn basis(&self) -> PathBuf {
         self.dir.join("basis")

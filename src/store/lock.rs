@@ -22,7 +22,8 @@ use crate::error::{bail, Context, Error, Result};
 struct Held {
     _file: File,
     guards: usize,
-    created: bool,
+    /// The folders taking the lock created, deepest first.
+    created: Vec<PathBuf>,
 }
 
 /// Stores this process holds the lock of.
@@ -52,13 +53,18 @@ fn holder(dir: &Path) -> String {
     "a process that has not said which".into()
 }
 
-/// The store's canonical path (the directory is created), and whether it was created.
-fn key_of(dir: &Path) -> Result<(PathBuf, bool)> {
-    let created = !dir.exists();
+/// The store's canonical path (the directory is created), and the folders that creating
+/// it made, deepest first.
+fn key_of(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let missing: Vec<PathBuf> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).map(Path::to_path_buf).collect();
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the store", dir.display()))?;
     let key = dir
         .canonicalize()
         .with_context(|| format!("{}: cannot resolve the store's path", dir.display()))?;
+    let created = missing
+        .iter()
+        .filter_map(|m| m.canonicalize().ok())
+        .collect();
     Ok((key, created))
 }
 
@@ -75,7 +81,19 @@ impl WriteLock {
         }
         let path = lock_path(&key);
         let mut file = open_lock_file(&path, true)?;
-        match file.try_lock() {
+        // A reader's probe (`status`) holds the lock for an instant: a few short retries
+        // keep it from refusing a writer.
+        let mut tries = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "store {} is being written by {}; one writer at a time: try again when it ends (reading with `cortexflow status` works meanwhile)",
@@ -142,15 +160,21 @@ impl Drop for WriteLock {
         if h.guards > 0 {
             return;
         }
-        let created = h.created;
+        let created = h.created.clone();
+        // A command that failed before the store had a manifest leaves no half-made store:
+        // the lock file goes (unlinked while still locked, so no one can lock it after it
+        // is released), and the folders taking the lock created, when empty.
+        let unmade = !self.key.join("manifest.json").exists();
+        if unmade {
+            let _ = std::fs::remove_file(lock_path(&self.key));
+        }
         // Closing the file releases the flock.
         held.remove(&self.key);
-        // A command that failed before the store had a manifest leaves no half-made store:
-        // the lock file goes, and the directory too when taking the lock created it.
-        if !self.key.join("manifest.json").exists() {
-            let _ = std::fs::remove_file(lock_path(&self.key));
-            if created {
-                let _ = std::fs::remove_dir(&self.key);
+        if unmade {
+            for dir in created {
+                if std::fs::remove_dir(&dir).is_err() {
+                    break;
+                }
             }
         }
     }

@@ -34,7 +34,7 @@ use crate::error::{bail, Context, Error, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
-use crate::io::parquet::{read_responses, TR_KEY};
+use crate::io::parquet::{read_codes, read_responses, TR_KEY};
 use crate::operators::{BlockError, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
@@ -90,9 +90,7 @@ impl Store {
         }
         // The mask is read before anything is written: a bad one leaves no half-made store.
         if let Some(m) = mask {
-            if nifti::read_mask(m)?.is_empty() {
-                bail!("{}: the mask has no voxels", m.display());
-            }
+            nifti::read_mask(m)?;
         }
         let manifest = Manifest {
             format: FORMAT,
@@ -184,27 +182,78 @@ impl Store {
         sums::seal(&mut self.manifest.files, &self.dir, path)
     }
 
-    /// Rewrites `parts` of the store with `write`: they are named pending in the manifest
-    /// first, and sealed when `write` succeeds. A command that fails or is killed leaves
-    /// them pending: what it left is neither trusted nor sealed, and the store says which
-    /// command to run again.
+    /// Rewrites `parts` of the store with `write`, which returns what it wrote: the parts
+    /// are named pending in the manifest first, and what was written is sealed when
+    /// `write` succeeds (a file already there is not sealed anew: damage is never
+    /// blessed). A command killed meanwhile leaves them pending: what it left is neither
+    /// trusted nor sealed, and the store says which command to run again. A failure that
+    /// left the parts as they were clears the mark.
     fn rewriting<T>(
         &mut self,
         parts: &[PathBuf],
-        write: impl FnOnce(&mut Store) -> Result<T>,
+        write: impl FnOnce(&mut Store) -> Result<(T, Vec<PathBuf>)>,
     ) -> Result<T> {
+        // A part an earlier command was killed rewriting holds its leftovers: not trusted,
+        // removed, and written again. Any other part must be intact before it is touched.
+        let (interrupted, intact): (Vec<PathBuf>, Vec<PathBuf>) = parts
+            .iter()
+            .cloned()
+            .partition(|p| self.pending_part(&sums::key(&self.dir, p)).is_some());
+        for (key, _) in self.damage_under(&interrupted) {
+            remove_all(&self.dir.join(&key))?;
+            self.manifest.files.remove(&key);
+        }
+        if let Some((key, d)) = self.damage_under(&intact).into_iter().next() {
+            bail!("{}: {d}; {}", self.dir.join(&key).display(), self.repair_of(&key));
+        }
         let keys: Vec<String> = parts.iter().map(|p| sums::key(&self.dir, p)).collect();
         self.manifest.pending.extend(keys.iter().cloned());
         self.save()?;
-        let out = write(self)?;
-        for p in parts {
-            self.seal(p)?;
-        }
+        let outcome = write(self);
+        let out = match outcome {
+            Ok((out, written)) => {
+                for path in &written {
+                    self.seal(path)?;
+                }
+                out
+            }
+            Err(e) => {
+                if self.damage_under(parts).is_empty() {
+                    keys.iter().for_each(|k| {
+                        self.manifest.pending.remove(k);
+                    });
+                    self.save()?;
+                }
+                return Err(e);
+            }
+        };
         for k in &keys {
             self.manifest.pending.remove(k);
         }
         self.save()?;
         Ok(out)
+    }
+
+    /// Files under `parts` that differ from their sums, or that the store did not write.
+    fn damage_under(&self, parts: &[PathBuf]) -> Vec<(String, Damage)> {
+        let prefixes: Vec<String> = parts.iter().map(|p| sums::key(&self.dir, p)).collect();
+        let under = |k: &str| prefixes.iter().any(|p| sums::is_under(k, p));
+        let mut out: Vec<(String, Damage)> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|(k, _)| under(k))
+            .filter_map(|(k, sum)| sums::damage(&self.dir.join(k), sum).map(|d| (k.clone(), d)))
+            .collect();
+        for part in parts {
+            for f in sums::files_in(part) {
+                let k = sums::key(&self.dir, &f);
+                if !self.manifest.files.contains_key(&k) {
+                    out.push((k, Damage::Foreign));
+                }
+            }
+        }
+        out
     }
 
     /// The pending part `key` is under, if any.
@@ -277,7 +326,7 @@ impl Store {
             out.push(p.codes());
         }
         for story in m.stories.keys() {
-            out.push(p.responses().join(format!("{story}.parquet")));
+            out.push(p.responses_of(story));
             out.push(p.atoms(story));
         }
         out.extend(m.runs.keys().map(|k| p.stats(k)));
@@ -360,9 +409,6 @@ impl Store {
     /// Copies the analysis mask in; a different mask once runs are in is refused.
     pub fn set_mask(&mut self, path: &Path) -> Result<()> {
         let mask = nifti::read_mask(path)?;
-        if mask.is_empty() {
-            bail!("{}: the mask has no voxels", path.display());
-        }
         let interrupted = self.manifest.pending.contains("mask.nii.gz");
         if self.mask_path().is_file() && !interrupted {
             let old = self.read_mask()?;
@@ -380,7 +426,8 @@ impl Store {
         let ones = Array2::from_elem((1, mask.len()), 1.0);
         let dest = self.mask_path();
         self.rewriting(std::slice::from_ref(&dest), |_| {
-            nifti::write_map(&dest, &mask.grid, &mask.volumes(&all, ones.view()), None)
+            nifti::write_map(&dest, &mask.grid, &mask.volumes(&all, ones.view()), None)?;
+            Ok(((), vec![dest.clone()]))
         })
     }
 
@@ -392,6 +439,18 @@ impl Store {
         tables: &[PathBuf],
         neurons: Option<&Path>,
     ) -> Result<Vec<String>> {
+        let p = self.paths();
+        let fresh = self.manifest.stories.is_empty();
+        // Extending holds the codes fixed: every coded AN must be in each new story.
+        let coded: Option<BTreeSet<u64>> = match fresh {
+            true => None,
+            false => {
+                // Raw: an interrupted extension leaves basis/ pending, but never touches the
+                // codes, which keep the sum of the basis they belong to.
+                sums::verify_file(&self.manifest.files, &self.dir, &p.codes())?;
+                Some(read_codes(&p.codes())?.an_ids.into_iter().collect())
+            }
+        };
         let mut lines = Vec::new();
         let mut new: Vec<(String, StoryEntry, &PathBuf)> = Vec::new();
         for t in tables {
@@ -409,6 +468,17 @@ impl Store {
                     t.display()
                 );
             };
+            if let Some(coded) = &coded {
+                let have: BTreeSet<u64> = r.an_ids.iter().copied().collect();
+                let missing = coded.difference(&have).count();
+                if missing > 0 {
+                    bail!(
+                        "{}: {missing} of the store's {} coded ANs are not in this story (responses of another model or tap?)",
+                        t.display(),
+                        coded.len()
+                    );
+                }
+            }
             let scans = r.values.ncols();
             new.push((r.story, StoryEntry { scans, tr }, t));
         }
@@ -418,34 +488,37 @@ impl Store {
         if new.is_empty() && neurons.is_none() {
             return Ok(lines);
         }
-        let p = self.paths();
         let parts = [p.responses(), p.neurons(), p.basis()];
         let summary = self.rewriting(&parts, |store| {
-            let mut files = Vec::new();
+            let inputs: Vec<PathBuf> = new.iter().map(|n| n.2.clone()).collect();
+            let mut written = Vec::new();
+            // The manifest says whether a basis exists: what a killed first ingest left in
+            // basis/ is neither extended nor trusted, but learned again.
+            let summary = if inputs.is_empty() {
+                None
+            } else if fresh {
+                remove_all(&p.basis())?;
+                let learned = basis::run(&inputs, &store.recipe.basis.options(), &p.basis());
+                if learned.is_err() {
+                    remove_all(&p.basis())?;
+                }
+                written.push(p.basis());
+                Some(learned?)
+            } else {
+                let s = basis::extend(&p.basis(), &inputs)?;
+                written.extend(s.files.iter().cloned());
+                Some(s)
+            };
             for (story, _, t) in &new {
-                let dest = p.responses().join(format!("{story}.parquet"));
+                let dest = p.responses_of(story);
                 copy_file(t, &dest)?;
-                files.push(dest);
+                written.push(dest);
             }
             if let Some(n) = neurons {
                 copy_file(n, &p.neurons())?;
+                written.push(p.neurons());
             }
-            if files.is_empty() {
-                return Ok(None);
-            }
-            // The manifest says whether a basis exists: what a killed first ingest left in
-            // basis/ is neither extended nor trusted, but learned again.
-            let summary = if store.manifest.stories.is_empty() {
-                if p.basis().exists() {
-                    std::fs::remove_dir_all(p.basis()).map_err(|e| Error::io(p.basis(), e))?;
-                }
-                basis::run(&files, &store.recipe.basis.options(), &p.basis())?
-            } else {
-                // Extending writes new stories' atoms only: the codes keep their sum.
-                sums::verify_file(&store.manifest.files, &store.dir, &p.codes())?;
-                basis::extend(&p.basis(), &files)?
-            };
-            Ok(Some(summary))
+            Ok((summary, written))
         })?;
         let Some(summary) = summary else {
             return Ok(lines);
@@ -791,4 +864,36 @@ fn remove_all(path: &Path) -> Result<()> {
         false => std::fs::remove_file(path),
     };
     removed.with_context(|| format!("{}: cannot remove", path.display()))
+}
+
+/// What a reader's check of a store's files found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileCheck {
+    /// A writer is at work (or started during the check): files were not judged.
+    Busy(String),
+    /// The lines to print and how many problems (damaged files, interrupted parts).
+    Done { lines: String, problems: usize },
+}
+
+/// Verifies the files of the store at `dir` as a reader (no lock): when a writer holds
+/// the store, or one changed the manifest while the files were hashed, nothing is judged,
+/// so a write in progress is never reported as damage. `strict` as in
+/// [`Store::integrity`].
+pub fn check_files(dir: &Path, strict: bool) -> Result<FileCheck> {
+    if let Some(w) = lock::writer(dir) {
+        return Ok(FileCheck::Busy(w));
+    }
+    let manifest = Layout::new(dir).manifest();
+    let before = std::fs::read(&manifest).map_err(|e| Error::io(&manifest, e))?;
+    let (lines, problems) = Store::open_reader(dir)?.integrity(strict);
+    if problems > 0 {
+        let after = std::fs::read(&manifest).map_err(|e| Error::io(&manifest, e))?;
+        if after != before {
+            return Ok(FileCheck::Busy("a writer that started meanwhile".into()));
+        }
+        if let Some(w) = lock::writer(dir) {
+            return Ok(FileCheck::Busy(w));
+        }
+    }
+    Ok(FileCheck::Done { lines, problems })
 }

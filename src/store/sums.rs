@@ -41,6 +41,8 @@ pub enum Damage {
     NotAFile,
     /// The store needs it, but the manifest holds no checksum for it.
     Unsealed,
+    /// In a part of the store, but not written by it.
+    Foreign,
 }
 
 impl fmt::Display for Damage {
@@ -56,6 +58,7 @@ impl fmt::Display for Damage {
             Damage::Altered => write!(f, "altered (its checksum differs from the one written)"),
             Damage::NotAFile => write!(f, "not a regular file"),
             Damage::Unsealed => write!(f, "has no checksum in the manifest (a damaged or edited manifest)"),
+            Damage::Foreign => write!(f, "was not written by the store (move it out)"),
         }
     }
 }
@@ -122,6 +125,13 @@ fn files_under(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The files under `path` (itself, if a file; temporaries and hidden files left out).
+pub fn files_in(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let _ = files_under(path, &mut out);
+    out
 }
 
 /// The key of `path` in the sums of the store at `dir`.

@@ -304,6 +304,13 @@ fn damage_is_found_named_and_repaired_or_refused() {
     ok(&["ingest", after_ingest.to_str().unwrap(), "--bold", &bold[5]]);
     copy_dir(&clean, &after_retract);
     ok(&["retract", after_retract.to_str().unwrap(), "--run", retracted]);
+    // A third story, extending the basis (it reads the codes, writes atoms and responses).
+    let story = d.join("task-lpp_run-3.parquet");
+    rewritten_table(&sim.join("truth/responses/task-lpp_run-1.parquet"), &story, "task-lpp_run-3", true);
+    let story_s = story.display().to_string();
+    let after_story = d.join("after-story");
+    copy_dir(&clean, &after_story);
+    ok(&["ingest", after_story.to_str().unwrap(), "--responses", &story_s]);
     let group = format!("group/{}", first_file(&clean.join("group"), ".nii.gz"));
     let map = format!("map/{}", first_file(&clean.join("map"), ".parquet"));
     let stats = "runs/sub-02/task-lpp/run-1.stats";
@@ -344,13 +351,15 @@ fn damage_is_found_named_and_repaired_or_refused() {
         // `report` refuses a damaged store.
         let (fine, text) = outcome(&["report", w, "--out", d.join("r.html").to_str().unwrap()]);
         assert!(!fine && text.contains(rel), "{what}: report: {text}");
-        // ingest and retract: an error naming the file, or results equal to the intact
-        // store's after the same command.
+        // ingest (a run, a story) and retract: an error naming the file, or results equal
+        // to the intact store's after the same command (a story's ingest never seals
+        // damage it did not write).
         for (args, want) in [
             (vec!["ingest", "STORE", "--bold", &bold[5]], &after_ingest),
             (vec!["retract", "STORE", "--run", retracted], &after_retract),
+            (vec!["ingest", "STORE", "--responses", &story_s], &after_story),
         ] {
-            let copy = d.join(format!("kind-{n}-{}", args[0]));
+            let copy = d.join(format!("kind-{n}-{}-{}", args[0], args[2]));
             copy_dir(&work, &copy);
             let args: Vec<&str> = args.iter().map(|a| if *a == "STORE" { copy.to_str().unwrap() } else { a }).collect();
             let (fine, text) = outcome(&args);
@@ -579,11 +588,20 @@ fn writers_stay_inside_their_store() {
     let mut watch = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
         .current_dir(&elsewhere)
         .args(["watch", store.to_str().unwrap(), "sim", "--poll-ms", "100", "--updates", "1"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Watching has begun once it says so (start-up done); then ten polls must find nothing
+    // gone (with the bug, the first poll retracts every run and watch exits after 1 update).
+    let mut out = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("watching") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "watch ended before watching");
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(watch.try_wait().unwrap().is_none(), "watch made an update: it took runs for gone");
     watch.kill().ok();
     watch.wait().unwrap();
     let status = ok(&["status", store.to_str().unwrap()]);
