@@ -131,7 +131,7 @@ fn reduce_against(
     let mask = plan.mask.as_ref().expect("read for jobs");
     let zscore = plan.recipe.encoding.zscore_bold;
     let fwhm = plan.recipe.encoding.smoothing_fwhm;
-    let r = encode::reduce_run(bold, mask_path, mask, dm, k, zscore, true, fwhm)?;
+    let r = encode::reduce_run(bold, (mask_path, mask), dm, k, zscore, true, fwhm)?;
     let stats = r.residual.expect("asked for");
     Ok((stats, dm.ncols() - k, r.valid))
 }

@@ -108,7 +108,6 @@ pub fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
     Ok(Array2::from_shape_fn((n, cols), |(t, c)| rows[t][c]))
 }
 
-/// Encodes every subject; returns the files written and summary lines.
 /// One run reduced to statistics: of the full design, and (for ridge) of the atoms with
 /// the run's nuisance columns (drift, intercept, confounds) projected out of atoms and BOLD
 /// (Frisch–Waugh–Lovell: the atoms' OLS coefficients are the same either way).
@@ -130,7 +129,8 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
     let shape = mask.1.grid.shape;
     for (axis, sigma) in Gaussian3d::sigmas(fwhm, linear).into_iter().enumerate() {
         // A kernel far longer than the axis blurs it flat: the affine's voxel size is wrong.
-        if !(radius(sigma) <= 4.0 * shape[axis] as f64) {
+        let r = radius(sigma);
+        if !(r.is_finite() && r <= 4.0 * shape[axis] as f64) {
             bail!(
                 "{}: a {fwhm} mm FWHM is {sigma:.3e} voxels along axis {axis} of its {} (the affine's voxel size there is {:.3e} mm): check the affine",
                 mask.0.display(),
@@ -154,15 +154,14 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
 /// cannot disturb anything before the caller drops them; `zscore` standardises each voxel.
 pub fn reduce_run(
     path: &Path,
-    mask_path: &Path,
-    mask: &nifti::Mask,
+    mask: (&Path, &Mask),
     dm: &Array2<f64>,
     k: usize,
     zscore: bool,
     residual: bool,
     smoothing_fwhm: Option<f64>,
 ) -> Result<Reduced> {
-    let b = read_smoothed(path, (mask_path, mask), smoothing_fwhm)?;
+    let b = read_smoothed(path, mask, smoothing_fwhm)?;
     if b.data.nrows() != dm.nrows() {
         bail!(
             "{}: {} scans, but the regressors have {}",
