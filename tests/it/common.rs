@@ -210,3 +210,40 @@ pub fn lpp_stimuli(sim: &Path, runs: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// A small seeded generator (a test must choose the same moments and commands on every
+/// machine).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value in 0..n.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Runs `cortexflow args` and kills it at seeded random moments within `full_ms` until a
+/// run completes on its own, calling `after_kill` after each kill; after `tries` kills, one
+/// run goes to the end. Returns the number of kills.
+pub fn kill_until_done(args: &[String], seed: u64, full_ms: u64, tries: usize, after_kill: impl Fn()) -> usize {
+    use std::process::Stdio;
+    let mut rng = Lcg(seed);
+    for kills in 0..tries {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(full_ms.max(10))));
+        if child.try_wait().unwrap().is_some_and(|s| s.success()) {
+            return kills;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        after_kill();
+    }
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    tries
+}

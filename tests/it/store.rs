@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use cortexflow::engine::cluster::Cluster;
 use cortexflow::engine::update::{self, IngestRequest};
 use cortexflow::store::{Recipe, Store};
 
-use super::common::{cortexflow_fails, lpp_stimuli, model_recipe, ok, truth_responses};
+use super::common::{cortexflow_fails, kill_until_done, lpp_stimuli, model_recipe, ok, truth_responses};
 
 /// A small simulated dataset (3 subjects × 2 runs × 100 scans) and a recipe with 8 atoms.
 pub(super) fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
@@ -186,34 +184,14 @@ fn a_killed_ingest_resumes_to_the_same_store() {
     for seed in 1..=4u64 {
         let store = d.join(format!("killed-{seed}"));
         empty_store(&sim, &recipe, &store);
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut kills = 0;
-        loop {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
-                .args(["ingest", store.to_str().unwrap(), "--bold", &bold.join(",")])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            let wait = (state >> 33) % full_ms.max(10);
-            std::thread::sleep(Duration::from_millis(wait));
-            let finished = child.try_wait().unwrap().is_some_and(|s| s.success());
-            if finished {
-                break;
-            }
-            child.kill().ok();
-            child.wait().unwrap();
-            kills += 1;
+        let args: Vec<String> = ["ingest", store.to_str().unwrap(), "--bold", &bold.join(",")]
+            .map(String::from)
+            .to_vec();
+        let readable = || {
             let status = ok(&["status", store.to_str().unwrap()]);
             assert!(status.contains("runs of"), "{status}");
-            if kills >= 6 {
-                ok(&["ingest", store.to_str().unwrap(), "--bold", &bold.join(",")]);
-                break;
-            }
-        }
+        };
+        let kills = kill_until_done(&args, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), full_ms, 6, readable);
         println!("seed {seed}: {kills} kills");
         assert_same(&whole, &store);
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::{cortexflow, ok};
+use super::common::{cortexflow, kill_until_done, ok, Lcg};
 use super::store::{assert_same, contents, dataset, empty_store};
 
 fn run_key(bold: &str) -> String {
@@ -77,15 +77,6 @@ fn spawn(args: &[String]) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// A small seeded generator (the test must choose the same commands on every machine).
-struct Lcg(u64);
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
 }
 
 #[test]
@@ -487,30 +478,6 @@ fn names_clocks_pairings_and_atom_counts_are_checked() {
     assert!(!never.exists(), "a failed init left {}", never.display());
 }
 
-/// Kills `args` at seeded random moments until a run completes (at most `tries` kills,
-/// then one run to the end); after each kill `status` answers without panicking.
-fn kill_until_done(args: &[String], store: &Path, seed: u64, full_ms: u64, tries: usize) -> usize {
-    let mut rng = Lcg(seed);
-    for kills in 0..tries {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cortexflow"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(full_ms.max(10))));
-        if child.try_wait().unwrap().is_some_and(|s| s.success()) {
-            return kills;
-        }
-        child.kill().ok();
-        child.wait().unwrap();
-        let (_, text) = outcome(&["status", store.to_str().unwrap()]);
-        assert!(!text.is_empty());
-    }
-    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    tries
-}
-
 /// A killed `init --mask` or first `ingest --responses` (which learns the basis) is
 /// finished by running the same command again, to the bytes of an uninterrupted store:
 /// what the killed command left in basis/ is learned again, never extended or sealed.
@@ -537,8 +504,10 @@ fn killed_init_and_first_stories_are_finished_by_running_them_again() {
     let mut kills = 0;
     for seed in 1..=5u64 {
         let store = d.join(format!("killed-{seed}"));
-        kills += kill_until_done(&init(&store), &store, seed, full_ms / 3, 4);
-        kills += kill_until_done(&stories(&store), &store, seed * 7, full_ms, 6);
+        // After each kill `status` answers, without panicking (it may say "interrupted").
+        let answers = || assert!(!outcome(&["status", store.to_str().unwrap()]).1.is_empty());
+        kills += kill_until_done(&init(&store), seed, full_ms / 3, 4, answers);
+        kills += kill_until_done(&stories(&store), seed * 7, full_ms, 6, answers);
         ok(&["status", store.to_str().unwrap()]);
         assert_same(&clean, &store);
     }
