@@ -44,6 +44,14 @@ pub(super) fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
     (sim, recipe, bold)
 }
 
+/// The dataset under `d` and a store `d/s` holding its stories and mask, no runs.
+pub(super) fn dataset_and_store(d: &Path) -> (PathBuf, PathBuf, Vec<String>, PathBuf) {
+    let (sim, recipe, bold) = dataset(d);
+    let store = d.join("s");
+    empty_store(&sim, &recipe, &store);
+    (sim, recipe, bold, store)
+}
+
 /// A fresh store with the dataset's stories and mask, no runs.
 pub(super) fn empty_store(sim: &Path, recipe: &Path, store: &Path) {
     let s = store.to_str().unwrap();
@@ -201,9 +209,7 @@ fn a_killed_ingest_resumes_to_the_same_store() {
 fn store_input_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (sim, recipe, bold) = dataset(d);
-    let store = d.join("s");
-    empty_store(&sim, &recipe, &store);
+    let (_, _, bold, store) = dataset_and_store(d);
     let s = store.to_str().unwrap();
     let e = cortexflow_fails(&["retract", s, "--run", "sub-09/task-lpp/run-1"]);
     assert!(e.contains("no run 'sub-09/task-lpp/run-1'"), "{e}");

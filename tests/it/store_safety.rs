@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::common::{cortexflow, kill_until_done, ok, Lcg};
-use super::store::{assert_same, contents, dataset, empty_store};
+use super::store::{assert_same, contents, dataset, dataset_and_store, empty_store};
 
 fn run_key(bold: &str) -> String {
     let name = Path::new(bold).file_name().unwrap().to_string_lossy().into_owned();
@@ -167,9 +167,7 @@ fn concurrent_writers_complete_or_are_refused_and_equal_a_serial_replay() {
 fn a_refused_writer_fails_at_once_and_names_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (sim, recipe, bold) = dataset(d);
-    let store = d.join("s");
-    empty_store(&sim, &recipe, &store);
+    let (_, _, bold, store) = dataset_and_store(d);
     let s = store.to_str().unwrap();
     let folder = d.join("incoming");
     std::fs::create_dir_all(&folder).unwrap();
@@ -413,9 +411,7 @@ fn names_clocks_pairings_and_atom_counts_are_checked() {
     use super::common::cortexflow_fails;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (sim, recipe, bold) = dataset(d);
-    let store = d.join("s");
-    empty_store(&sim, &recipe, &store);
+    let (sim, recipe, bold, store) = dataset_and_store(d);
     let s = store.to_str().unwrap();
     let table = sim.join("truth/responses/task-lpp_run-1.parquet");
     // A story name is never a path: not in the store, not beside `basis`'s output.
