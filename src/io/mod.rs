@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod embedded;
 pub mod inspect;
 pub mod name;
+pub mod confounds;
 
 use std::path::Path;
 

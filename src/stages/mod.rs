@@ -11,6 +11,7 @@
 //! - [`recovery`]: how well a store recovered what was planted.
 
 pub mod basis;
+pub mod confounds;
 pub mod compare;
 pub mod encode;
 pub mod group;

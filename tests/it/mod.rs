@@ -3,6 +3,7 @@ mod basis;
 mod cli;
 mod cluster;
 mod common;
+mod confounds;
 mod encode;
 mod encoding;
 mod golden;
