@@ -1,4 +1,5 @@
-//! `cortexflow discover`: the runs, stimuli and mask of a BIDS-like dataset.
+//! `cortexflow discover`: the runs, stimuli, confounds and masks of a BIDS-like dataset or
+//! of fMRIPrep derivatives.
 
 use std::path::PathBuf;
 
@@ -6,9 +7,13 @@ use std::path::PathBuf;
 pub struct Args {
     /// Dataset root (holding sub-*/ folders).
     pub dir: PathBuf,
+    /// The space of fMRIPrep derivatives (`MNI152NLin2009cAsym`, or with a resolution
+    /// `MNI152NLin2009cAsym:res-2`), when runs come in several.
+    #[arg(long)]
+    pub space: Option<String>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    print!("{}", cortexflow::io::inspect::discover(&a.dir)?);
+    print!("{}", cortexflow::io::inspect::discover(&a.dir, a.space.as_deref())?);
     Ok(())
 }

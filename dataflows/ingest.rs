@@ -30,9 +30,17 @@ pub struct Args {
     /// BOLD runs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub bold: Vec<PathBuf>,
-    /// Every run of a BIDS-like dataset (and its mask.nii.gz, if the store has none).
+    /// Every run of a BIDS-like dataset or fMRIPrep derivatives (and its mask.nii.gz, or
+    /// the group mask of its runs' brain masks, if the store has none).
     #[arg(long)]
     pub bids: Option<PathBuf>,
+    /// With --bids: the space of its derivatives (`MNI152NLin2009cAsym[:res-2]`).
+    #[arg(long, requires = "bids")]
+    pub space: Option<String>,
+    /// With --bids and no mask: keep voxels in more than this fraction of the runs' brain
+    /// masks (nilearn's intersect_masks).
+    #[arg(long, default_value_t = cortexflow::stages::group_mask::DEFAULT_THRESHOLD, requires = "bids")]
+    pub mask_threshold: f64,
     /// Analysis mask, if the store has none yet.
     #[arg(long)]
     pub mask: Option<PathBuf>,
@@ -55,6 +63,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             files: a.stimulus,
             tr,
             scans: a.n_scans,
+            names: Vec::new(),
         }),
         _ => anyhow::bail!("--stimulus needs --tr and --n-scans (the fMRI clock of those runs)"),
     };
@@ -64,7 +73,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         stimuli,
         bold: a.bold,
         bids: a.bids,
+        space: a.space,
         mask: a.mask,
+        mask_threshold: a.mask_threshold,
     };
     crate::print_lines(update::ingest(&cluster, &a.store, req)?);
     Ok(())

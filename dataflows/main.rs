@@ -16,6 +16,7 @@ mod inspect;
 mod map;
 mod report;
 mod responses;
+mod recovery;
 mod retract;
 mod run;
 mod schema;
@@ -151,6 +152,10 @@ enum Command {
     /// intersection), then only the largest face-connected component. Give the result to
     /// `init --mask` or `ingest --mask`.
     IntersectMasks(intersect_masks::Args),
+    /// Score a store against the simulation it analysed (truth/planted.json): per planted
+    /// network, the atoms assigned to it, the best Dice with the planted map and the AN
+    /// sub-group F1; and atoms assigned where nothing was planted.
+    Recovery(recovery::Args),
     /// Print the schema of an output table (all tables when no name is given).
     Schema(schema::Args),
 }
@@ -187,6 +192,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Simulate(a) => simulate::run(a),
         Command::IntersectMasks(a) => intersect_masks::run(a),
+        Command::Recovery(a) => recovery::run(a),
         Command::Activations(a) => activations::run(a),
         Command::Responses(a) => responses::run(a),
         Command::Basis(a) => basis::run(a),

@@ -11,13 +11,23 @@ use crate::cluster_args::ClusterArgs;
 pub struct Args {
     /// Recipe file.
     pub recipe: PathBuf,
-    /// Dataset root (sub-*/func/*_bold.nii.gz and mask.nii.gz, as `simulate` writes).
+    /// Dataset root: BIDS-like (sub-*/func/*_bold.nii.gz, as `simulate` writes) or fMRIPrep
+    /// derivatives (at the root or under derivatives/fmriprep).
     #[arg(long)]
     pub data: PathBuf,
-    /// Folder of `responses` tables, one per story, with neurons.parquet beside the
-    /// folder [default: DATA/truth/responses, the simulator's ANs].
+    /// The space of fMRIPrep derivatives (`MNI152NLin2009cAsym`, `…:res-2`), when the
+    /// runs come in several.
+    #[arg(long)]
+    pub space: Option<String>,
+    /// Folder of precomputed `responses` tables, one per story, with neurons.parquet beside
+    /// the folder [default: the dataset's stimuli through the recipe's model; for a
+    /// recipe without a model, a simulation's DATA/truth/responses].
     #[arg(long)]
     pub responses: Option<PathBuf>,
+    /// Without DATA/mask.nii.gz: keep voxels in more than this fraction of the runs'
+    /// brain masks (nilearn's intersect_masks).
+    #[arg(long, default_value_t = cortexflow::stages::group_mask::DEFAULT_THRESHOLD)]
+    pub mask_threshold: f64,
     /// Store directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -28,7 +38,12 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
     let recipe = Recipe::load(&a.recipe)?;
-    let responses = a.responses.unwrap_or_else(|| a.data.join("truth/responses"));
-    crate::print_lines(update::run_all(&recipe, &a.data, &responses, &a.out, &cluster)?);
+    let req = update::RunRequest {
+        data: a.data,
+        space: a.space,
+        responses: a.responses,
+        mask_threshold: a.mask_threshold,
+    };
+    crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use cortexflow::stages::simulate::{self, SimulateOptions};
+use cortexflow::stages::simulate::{self, Layout, SimulateOptions};
 use cortexflow::store::recipe::ModelSection;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,6 +88,17 @@ pub struct Args {
     /// files still name the groups that would have been planted.
     #[arg(long)]
     pub null: bool,
+    /// `bids`: raw BIDS-like runs and a mask at the top. `fmriprep`: fMRIPrep derivatives
+    /// (preprocessed BOLD, a brain mask and a confounds table + JSON per run) whose head
+    /// motion, spikes, physiological noise and non-steady-state scans act on the BOLD.
+    #[arg(long, value_enum, default_value = "bids")]
+    pub layout: LayoutArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LayoutArg {
+    Bids,
+    Fmriprep,
 }
 
 impl Args {
@@ -123,6 +134,10 @@ impl Args {
             jitter: self.jitter,
             null: self.null,
             model,
+            layout: match self.layout {
+                LayoutArg::Bids => Layout::Bids,
+                LayoutArg::Fmriprep => Layout::Fmriprep,
+            },
         })
     }
 }

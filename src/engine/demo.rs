@@ -147,6 +147,7 @@ fn analyse(store_dir: &Path, sim: &SimulateOptions, scans: &[usize]) -> Result<(
             files: list(&data.join("stimuli"), ".tsv")?,
             tr: sim.tr,
             scans: scans.to_vec(),
+            names: Vec::new(),
         })
     });
     let stimuli = stimuli.transpose()?;
@@ -158,7 +159,7 @@ fn analyse(store_dir: &Path, sim: &SimulateOptions, scans: &[usize]) -> Result<(
         let tables = list(&truth.join("responses"), ".parquet")?;
         Store::open(&dir)?.ingest_responses(&tables, Some(&truth.join("neurons.parquet")))
     });
-    let ds = crate::io::bids::discover(data)?;
+    let ds = crate::io::bids::discover(data, None)?;
     let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
     update::run_update(&Cluster::default(), store_dir, stimuli, bold, prepare)?;
     Ok(())

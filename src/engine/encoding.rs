@@ -26,6 +26,7 @@ use crate::operators::{
     BlockError, BlockFit, BlockKey, FitBlocks, FitSettings, Floats, Gather, Gathered, GroupBlock,
     GroupBlocks, RunBlock, StatsBlock, SubjectBeta, BLOCK_VOXELS,
 };
+use crate::stages::confounds::{self, Confounds};
 use crate::stages::encode;
 use crate::store::stats::{decode_stats, encode_stats};
 use crate::store::sums::{verify_file, Sums};
@@ -104,56 +105,65 @@ pub fn fit_settings(recipe: &Recipe) -> FitSettings {
 }
 
 /// One run against its atoms, with its own confounds, cosine drift and intercept projected
-/// out: the statistics of the atoms (Frisch–Waugh–Lovell), the number of absorbed
-/// nuisance columns and the valid voxels.
+/// out and its censored scans left out: the statistics of the atoms (Frisch–Waugh–Lovell),
+/// the number of absorbed nuisance columns and the valid voxels.
 fn reduce_against(
     plan: &Plan,
     bold: &Path,
     mask_path: &Path,
     atoms: Array2<f64>,
-    confounds: Option<&Path>,
+    confounds: Option<Confounds>,
 ) -> Result<(RunStats, usize, Vec<bool>)> {
     let header = nifti::read_header(bold)?;
     let tr = header.bold_tr()?;
     let k = atoms.ncols();
-    let confounds = match confounds {
-        Some(c) => encode::read_confounds(c, atoms.nrows())?,
-        None => Array2::zeros((header.n_vols, 0)),
-    };
+    let n = header.n_vols;
     let inputs = [RunInputs {
         regressors: atoms,
-        confounds,
+        confounds: confounds.as_ref().map_or_else(|| Array2::zeros((n, 0)), |c| c.matrix(n)),
         tr,
     }];
     let hp = plan.recipe.encoding.high_pass;
     let (designs, _) = design::build(&inputs, (hp > 0.0).then_some(hp))?;
     let dm = &designs[0];
     let mask = plan.mask.as_ref().expect("read for jobs");
+    let keep = confounds.as_ref().and_then(|c| c.keep.as_deref());
     let zscore = plan.recipe.encoding.zscore_bold;
     let fwhm = plan.recipe.encoding.smoothing_fwhm;
-    let r = encode::reduce_run(bold, (mask_path, mask), dm, k, zscore, true, fwhm)?;
-    let stats = r.residual.expect("asked for");
-    Ok((stats, dm.ncols() - k, r.valid))
+    let r = encode::reduce_run(bold, (mask_path, mask), dm, k, keep, zscore, fwhm)?;
+    Ok((r.stats, dm.ncols() - k, r.valid))
+}
+
+/// The run's confounds under the recipe's strategy (its fMRIPrep table beside it).
+fn recipe_confounds(plan: &Plan, bold: &Path) -> Result<Option<Confounds>> {
+    let scans = nifti::read_header(bold)?.n_vols;
+    confounds::of_run(&plan.recipe.confounds, bold, scans)
 }
 
 /// A new run against its story's atoms in the store; its statistics are written there.
 pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
     let paths = Layout::new(&plan.dir);
     let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
-    let (stats, absorbed, valid) = reduce_against(plan, &run.bold, &paths.mask(), atoms, None)?;
+    let confounds = recipe_confounds(plan, &run.bold)?;
+    let (stats, absorbed, valid) = reduce_against(plan, &run.bold, &paths.mask(), atoms, confounds)?;
     let mut bytes = Vec::new();
     encode_stats(&stats, absorbed, &valid, &mut bytes);
     write_file_atomically(&paths.stats(&run.key()), |w| w.write_all(&bytes))?;
     Ok((stats, absorbed, valid))
 }
 
-/// A run given with its atoms (and confounds): reduced, not stored.
+/// A run given with its atoms (and confounds: every column of the file given, or else the
+/// recipe's strategy): reduced, not stored.
 fn reduce_given(plan: &Plan, g: &GivenRun) -> Result<(RunStats, usize, Vec<bool>)> {
     let (story, atoms) = read_atoms(&g.atoms)?;
     if let Some(tr) = read_tr(&g.atoms)? {
         crate::store::check_tr(&g.bold, &story, tr)?;
     }
-    reduce_against(plan, &g.bold, &g.mask, atoms, g.confounds.as_deref())
+    let confounds = match &g.confounds {
+        Some(path) => Some(confounds::given(path, nifti::read_header(&g.bold)?.n_vols)?),
+        None => recipe_confounds(plan, &g.bold)?,
+    };
+    reduce_against(plan, &g.bold, &g.mask, atoms, confounds)
         .with_context(|| format!("story '{story}'"))
 }
 

@@ -22,18 +22,23 @@ use crate::store::{Layout, Recipe};
 use crate::stages::responses::{self, ResponseOptions, RunSpec, TapOptions};
 use crate::store::Store;
 
-/// Stories to ingest from stimulus files: their clock (TR) and scans per run (one value,
-/// or one per file).
+/// Stories to ingest from stimulus files: their clock (TR), scans per run (one value, or
+/// one per file) and names (none: each file's name without its extension).
 #[derive(Debug, Clone)]
 pub struct StimulusSpec {
     pub files: Vec<PathBuf>,
     pub tr: f64,
     pub scans: Vec<usize>,
+    pub names: Vec<String>,
 }
 
 impl StimulusSpec {
     fn runs(&self) -> Result<Vec<RunSpec>> {
-        RunSpec::pair(&self.files, &self.scans)
+        let mut runs = RunSpec::pair(&self.files, &self.scans)?;
+        for (run, name) in runs.iter_mut().zip(&self.names) {
+            run.story = name.clone();
+        }
+        Ok(runs)
     }
 }
 

@@ -13,12 +13,12 @@ use indicatif::ProgressBar;
 use crate::engine::cluster::Cluster;
 use crate::engine::encoding::{fit_settings, Engine, Job, Plan};
 use crate::engine::stories::{self, StimulusSpec};
-use crate::error::{bail, err, Context, Result};
+use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
 use crate::io::nifti;
 use crate::operators::{agree, BlockError, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
-use crate::stages::join;
+use crate::stages::{group_mask, join};
 use crate::store::{list, Recipe, RunEntry, Store, WriteLock};
 
 /// The writer's part of a command before the dataflow (creating the store, the mask,
@@ -228,46 +228,175 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
 }
 
 
-/// `run`: a store from a whole dataset (BIDS-like, as `simulate` writes): the mask, the
-/// stories' responses (`responses_dir`, with its neurons.parquet beside it) and every run.
-pub fn run_all(
-    recipe: &Recipe,
-    data: &Path,
-    responses_dir: &Path,
-    out: &Path,
-    cluster: &Cluster,
-) -> Result<Vec<String>> {
-    let ds = bids::discover(data)?;
-    let mask = ds
-        .mask
-        .clone()
-        .with_context(|| format!("{}: no mask.nii[.gz] at the top", data.display()))?;
-    let tables: Vec<PathBuf> = list(responses_dir, ".parquet")?;
-    let neurons = responses_dir
-        .parent()
-        .map(|p| p.join("neurons.parquet"))
-        .filter(|p| p.is_file());
-    let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    let (recipe, dir) = (recipe.clone(), out.to_path_buf());
-    let prepare: Prepare = Box::new(move || {
-        let mut store = Store::init(&dir, &recipe, Some(&mask))?;
-        store.ingest_responses(&tables, neurons.as_deref())
-    });
-    run_update(cluster, out, None, bold, prepare)
+/// What `run` reads: the dataset, which space of its derivatives, where its stories come
+/// from, and the threshold of a group mask made from the runs' brain masks.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub data: PathBuf,
+    pub space: Option<String>,
+    /// Folder of `responses` tables (neurons.parquet beside it); `None`: the dataset's
+    /// stimuli through the recipe's model, or a simulation's `truth/responses` when the
+    /// recipe names no model.
+    pub responses: Option<PathBuf>,
+    pub mask_threshold: f64,
 }
 
+/// `run`: a store from a whole dataset (BIDS-like or fMRIPrep derivatives): the mask, the
+/// stories and every run.
+pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<Vec<String>> {
+    let ds = bids::discover(&req.data, req.space.as_deref())?;
+    if ds.runs.is_empty() {
+        bail!("{}: no BOLD runs ({})", req.data.display(), ds.missing.join("; "));
+    }
+    let (mask, mask_line) = dataset_mask(&ds, req.mask_threshold)?;
+    let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
+    let simulated = req.data.join("truth/responses");
+    let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
+        (Some(dir), _) => (Some(dir.clone()), None),
+        (None, Some(_)) => (None, Some(dataset_stimuli(&ds)?)),
+        (None, None) if simulated.is_dir() => (Some(simulated), None),
+        (None, None) => bail!(
+            "the recipe names no model (model.path) to read the dataset's stimuli: set one, or give --responses with precomputed tables"
+        ),
+    };
+    let (tables, neurons) = match &responses {
+        Some(dir) => (list(dir, ".parquet")?, dir.parent().map(|p| p.join("neurons.parquet")).filter(|p| p.is_file())),
+        None => (Vec::new(), None),
+    };
+    let (recipe, dir) = (recipe.clone(), out.to_path_buf());
+    let prepare: Prepare = Box::new(move || {
+        let mut store = Store::init(&dir, &recipe, Some(mask.path()))?;
+        let mut lines: Vec<String> = mask_line.into_iter().collect();
+        if !tables.is_empty() {
+            lines.extend(store.ingest_responses(&tables, neurons.as_deref())?);
+        }
+        Ok(lines)
+    });
+    run_update(cluster, out, stimuli, bold, prepare)
+}
+
+/// The analysis mask of a dataset: its `mask.nii[.gz]`, or the group mask of its runs'
+/// brain masks (voxels in more than `threshold` of them, nilearn's `intersect_masks`),
+/// written to a temporary file the store copies; and a line saying which.
+fn dataset_mask(ds: &bids::Dataset, threshold: f64) -> Result<(MaskFile, Option<String>)> {
+    if let Some(m) = &ds.mask {
+        return Ok((MaskFile::Given(m.clone()), None));
+    }
+    if ds.brain_masks.is_empty() {
+        bail!(
+            "{}: no mask.nii[.gz] at the top and no brain masks beside the runs (…_desc-brain_mask.nii.gz); give a mask",
+            ds.root.display()
+        );
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("cortexflow-group-mask-")
+        .suffix(".nii.gz")
+        .tempfile()
+        .map_err(|e| err!("cannot make a temporary file for the group mask: {e}"))?;
+    let masks: Vec<&Path> = ds.brain_masks.iter().map(PathBuf::as_path).collect();
+    let g = group_mask::run(&masks, threshold, true, tmp.path())?;
+    let line = format!(
+        "group mask: {} voxels in more than {threshold} of the runs' {} brain masks",
+        g.voxels, g.masks
+    );
+    Ok((MaskFile::Made(tmp), Some(line)))
+}
+
+/// A mask given by the dataset, or made for this command.
+enum MaskFile {
+    Given(PathBuf),
+    Made(tempfile::NamedTempFile),
+}
+
+impl MaskFile {
+    fn path(&self) -> &Path {
+        match self {
+            MaskFile::Given(p) => p,
+            MaskFile::Made(t) => t.path(),
+        }
+    }
+}
+
+/// The dataset's stories as stimuli for the recipe's model: one per `task-T_run-R`, its
+/// words from the first of its runs that has a stimulus, its clock from the runs' BOLD
+/// headers (which must agree: one TR for the dataset, one scan count per story).
+pub fn dataset_stimuli(ds: &bids::Dataset) -> Result<StimulusSpec> {
+    let mut stories: std::collections::BTreeMap<String, (Option<PathBuf>, usize, PathBuf)> = Default::default();
+    let mut tr: Option<(f64, PathBuf)> = None;
+    for run in &ds.runs {
+        let header = nifti::read_header(&run.bold)?;
+        let run_tr = header.bold_tr()?;
+        match &tr {
+            None => tr = Some((run_tr, run.bold.clone())),
+            Some((t, first)) if (t - run_tr).abs() > crate::store::TR_TOLERANCE => bail!(
+                "{} has a TR of {run_tr} s and {} one of {t} s: a store holds runs of one clock; ingest them into separate stores",
+                run.bold.display(),
+                first.display()
+            ),
+            Some(_) => {}
+        }
+        let story = Store::story_of(run);
+        let entry = stories
+            .entry(story.clone())
+            .or_insert((None, header.n_vols, run.bold.clone()));
+        if entry.1 != header.n_vols {
+            bail!(
+                "story '{story}': {} has {} scans and {} has {}; every run of a story needs the same scans",
+                run.bold.display(),
+                header.n_vols,
+                entry.2.display(),
+                entry.1
+            );
+        }
+        if entry.0.is_none() {
+            entry.0 = run.stimulus.clone();
+        }
+    }
+    let (tr, _) = tr.expect("runs are not empty");
+    let mut spec = StimulusSpec { files: Vec::new(), tr, scans: Vec::new(), names: Vec::new() };
+    for (story, (stimulus, scans, _)) in stories {
+        let Some(file) = stimulus else {
+            bail!(
+                "story '{story}': none of its runs has a stimulus (events.tsv with a word column beside a run, or stimuli/{story}.TextGrid)"
+            );
+        };
+        spec.files.push(file);
+        spec.scans.push(scans);
+        spec.names.push(story);
+    }
+    Ok(spec)
+}
 
 /// What `ingest` adds to a store: stories (as responses tables with their neurons table,
 /// or stimuli through the recipe's model) and BOLD runs (listed, or every run of a BIDS
 /// dataset), with the analysis mask if the store has none.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IngestRequest {
     pub responses: Vec<PathBuf>,
     pub neurons: Option<PathBuf>,
     pub stimuli: Option<StimulusSpec>,
     pub bold: Vec<PathBuf>,
     pub bids: Option<PathBuf>,
+    /// With `bids`: the space of its derivatives.
+    pub space: Option<String>,
     pub mask: Option<PathBuf>,
+    /// With `bids` and no mask: the group mask's threshold over the runs' brain masks.
+    pub mask_threshold: f64,
+}
+
+impl Default for IngestRequest {
+    fn default() -> Self {
+        IngestRequest {
+            responses: Vec::new(),
+            neurons: None,
+            stimuli: None,
+            bold: Vec::new(),
+            bids: None,
+            space: None,
+            mask: None,
+            mask_threshold: group_mask::DEFAULT_THRESHOLD,
+        }
+    }
 }
 
 /// Adds stories and runs to the store at `dir` and brings its results up to date.
@@ -278,18 +407,26 @@ pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<S
         stimuli,
         mut bold,
         bids,
+        space,
         mut mask,
+        mask_threshold,
     } = req;
+    let mut made_mask = None;
     if let Some(root) = &bids {
-        let ds = bids::discover(root)?;
+        let ds = bids::discover(root, space.as_deref())?;
         bold.extend(ds.runs.iter().map(|r| r.bold.clone()));
-        mask = mask.or(ds.mask);
+        if mask.is_none() && !Store::open_reader(dir)?.mask_path().is_file() {
+            let (m, _) = dataset_mask(&ds, mask_threshold)?;
+            mask = Some(m.path().to_path_buf());
+            made_mask = Some(m);
+        }
     }
     if responses.is_empty() && bold.is_empty() && stimuli.is_none() {
         bail!("nothing to ingest: give --stimulus, --responses, --bold or --bids");
     }
     let store_dir = dir.to_path_buf();
     let prepare: Prepare = Box::new(move || {
+        let _made = made_mask;
         let mut s = Store::open(&store_dir)?;
         if let Some(m) = &mask {
             s.set_mask(m)?;

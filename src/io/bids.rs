@@ -2,6 +2,13 @@
 //! each run's words in `sub-<S>/func/…_events.tsv` (BIDS events with a `word` column) or,
 //! shared by all subjects, `stimuli/task-<T>_run-<R>.{TextGrid,tsv,csv}`, and an optional
 //! analysis mask `mask.nii[.gz]` at the top.
+//!
+//! fMRIPrep derivatives are read the same way, at the root or under
+//! `derivatives/fmriprep/` of a raw dataset (whose events then give the words): runs are
+//! `…_space-<SP>[_res-<N>]_desc-preproc_bold.nii.gz`, one space chosen (`--space SP` or
+//! `SP:res-N`, as fMRIPrep's `--output-spaces` writes it) when there are several; each
+//! run's `…_desc-brain_mask.nii.gz` is its subject's brain mask and its
+//! `…_desc-confounds_timeseries.tsv` (+ `.json`) its confounds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,6 +24,8 @@ pub struct Run {
     pub task: String,
     pub run: String,
     pub bold: PathBuf,
+    /// The template space of a derivative (`MNI152NLin2009cAsym`, `…:res-2`); none in raw data.
+    pub space: Option<String>,
     /// The run's timed words, when found.
     pub stimulus: Option<PathBuf>,
 }
@@ -40,21 +49,31 @@ impl Run {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub root: PathBuf,
+    /// Where the BOLD runs are: the root, or its `derivatives/fmriprep`.
+    pub func_root: PathBuf,
     pub runs: Vec<Run>,
     pub mask: Option<PathBuf>,
+    /// The runs' own brain masks (fMRIPrep's `desc-brain_mask`), for a group mask.
+    pub brain_masks: Vec<PathBuf>,
     /// Human-readable notes on what is missing or inconsistent.
     pub missing: Vec<String>,
 }
 
 const STIM_EXTS: [&str; 4] = ["TextGrid", "tsv", "csv", "textgrid"];
 
-/// Walks `root` and pairs every BOLD run with its stimulus.
-pub fn discover(root: &Path) -> Result<Dataset> {
+/// Walks `root` (or its `derivatives/fmriprep`) and pairs every BOLD run with its
+/// stimulus; `space` chooses among the template spaces of derivatives.
+pub fn discover(root: &Path, space: Option<&str>) -> Result<Dataset> {
     if !root.is_dir() {
         return Err(Error::format(root, "not a directory"));
     }
+    let fmriprep = root.join("derivatives").join("fmriprep");
+    let func_root = match has_subjects(&fmriprep)? {
+        true => fmriprep,
+        false => root.to_path_buf(),
+    };
     let mut runs = Vec::new();
-    for sub_dir in list_dir(root)?.into_iter().filter(|p| dir_named(p, "sub-")) {
+    for sub_dir in list_dir(&func_root)?.into_iter().filter(|p| dir_named(p, "sub-")) {
         let mut func_dirs = vec![sub_dir.join("func")];
         for ses in list_dir(&sub_dir)?
             .into_iter()
@@ -70,15 +89,17 @@ pub fn discover(root: &Path) -> Result<Dataset> {
             }
         }
     }
+    let runs = in_space(root, runs, space)?;
+    let mut runs = runs;
     runs.sort();
     let mut missing = Vec::new();
     for run in &mut runs {
-        run.stimulus = find_stimulus(root, run);
+        run.stimulus = find_stimulus(root, &func_root, run);
         if run.stimulus.is_none() {
             missing.push(format!(
                 "{}: no stimulus (looked for {} and stimuli/task-{}_run-{}.{{TextGrid,tsv,csv}})",
                 run.key(),
-                events_path(run).display(),
+                events_name(run),
                 run.task,
                 run.run
             ));
@@ -110,12 +131,54 @@ pub fn discover(root: &Path) -> Result<Dataset> {
         .iter()
         .map(|m| root.join(m))
         .find(|p| p.is_file());
+    let brain_masks = runs.iter().filter_map(brain_mask).collect();
     Ok(Dataset {
         root: root.to_path_buf(),
+        func_root,
         runs,
         mask,
+        brain_masks,
         missing,
     })
+}
+
+fn has_subjects(dir: &Path) -> Result<bool> {
+    Ok(dir.is_dir() && list_dir(dir)?.iter().any(|p| dir_named(p, "sub-")))
+}
+
+/// The runs of one space: the one there is, or the one asked for; an error listing the
+/// spaces found otherwise.
+fn in_space(root: &Path, runs: Vec<Run>, space: Option<&str>) -> Result<Vec<Run>> {
+    let spaces: BTreeSet<String> = runs
+        .iter()
+        .map(|r| r.space.clone().unwrap_or_else(|| "(raw, no space)".into()))
+        .collect();
+    let listed = spaces.iter().cloned().collect::<Vec<_>>().join(", ");
+    match space {
+        Some(want) => {
+            let chosen: Vec<Run> = runs.into_iter().filter(|r| r.space.as_deref() == Some(want)).collect();
+            if chosen.is_empty() {
+                return Err(Error::format(
+                    root,
+                    format!("no runs in space '{want}'; the runs found are in: {listed}"),
+                ));
+            }
+            Ok(chosen)
+        }
+        None if spaces.len() > 1 => Err(Error::format(
+            root,
+            format!("runs in {} spaces ({listed}): choose one with --space", spaces.len()),
+        )),
+        None => Ok(runs),
+    }
+}
+
+/// A derivative run's brain mask: its name with `desc-brain_mask` for `desc-preproc_bold`.
+pub fn brain_mask(run: &Run) -> Option<PathBuf> {
+    let name = run.bold.file_name()?.to_string_lossy().into_owned();
+    let stem = name.split("_desc-preproc_bold.nii").next().filter(|s| s.len() < name.len())?;
+    let ext = if name.ends_with(".gz") { "nii.gz" } else { "nii" };
+    Some(run.bold.with_file_name(format!("{stem}_desc-brain_mask.{ext}"))).filter(|p| p.is_file())
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -150,37 +213,58 @@ pub fn parse_bold_name(path: &Path) -> Option<Run> {
         // A label becomes a folder of the store: never a path.
         return None;
     }
+    if entities.get("desc").is_some_and(|d| *d != "preproc") {
+        // Another derivative of the run (fMRIPrep's `desc-smoothAROMAnonaggr`, …).
+        return None;
+    }
+    let space = entities.get("space").map(|sp| match entities.get("res") {
+        Some(res) => format!("{sp}:res-{res}"),
+        None => sp.to_string(),
+    });
     Some(Run {
         subject: entities.get("sub")?.to_string(),
         session: entities.get("ses").map(|s| s.to_string()),
         task: entities.get("task")?.to_string(),
         run: entities.get("run").unwrap_or(&"1").to_string(),
         bold: path.to_path_buf(),
+        space,
         stimulus: None,
     })
 }
 
-fn events_path(run: &Run) -> PathBuf {
+/// The run's BIDS events file name: its entities up to the run's, without the space,
+/// resolution and description of a derivative.
+fn events_name(run: &Run) -> String {
     let name = run
         .bold
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.split("_bold.nii").next().unwrap_or(&name);
-    run.bold.with_file_name(format!("{stem}_events.tsv"))
+    let raw: Vec<&str> = stem
+        .split('_')
+        .filter(|e| !["space-", "res-", "desc-"].iter().any(|p| e.starts_with(p)))
+        .collect();
+    format!("{}_events.tsv", raw.join("_"))
 }
 
-fn find_stimulus(root: &Path, run: &Run) -> Option<PathBuf> {
-    let events = events_path(run);
-    if events.is_file() {
-        return Some(events);
-    }
-    STIM_EXTS
-        .iter()
-        .map(|ext| {
-            root.join("stimuli")
-                .join(format!("task-{}_run-{}.{ext}", run.task, run.run))
-        })
+/// Events beside the run, then at the same place in the raw dataset (for derivatives
+/// under `derivatives/fmriprep`), then the shared `stimuli/` folder.
+fn find_stimulus(root: &Path, func_root: &Path, run: &Run) -> Option<PathBuf> {
+    let name = events_name(run);
+    let beside = run.bold.with_file_name(&name);
+    let raw = run
+        .bold
+        .parent()
+        .and_then(|d| d.strip_prefix(func_root).ok())
+        .map(|rel| root.join(rel).join(&name));
+    let shared = STIM_EXTS.iter().map(|ext| {
+        root.join("stimuli")
+            .join(format!("task-{}_run-{}.{ext}", run.task, run.run))
+    });
+    std::iter::once(beside)
+        .chain(raw)
+        .chain(shared)
         .find(|p| p.is_file())
 }
 
@@ -194,21 +278,30 @@ impl fmt::Display for Dataset {
             subjects.len(),
             self.runs.len()
         )?;
-        match &self.mask {
-            Some(m) => writeln!(f, "  mask: {}", m.display())?,
-            None => writeln!(
+        if self.func_root != self.root {
+            writeln!(f, "  runs from: {}", self.func_root.display())?;
+        }
+        match (&self.mask, self.brain_masks.len()) {
+            (Some(m), _) => writeln!(f, "  mask: {}", m.display())?,
+            (None, 0) => writeln!(
                 f,
                 "  mask: none (mask.nii[.gz] not found; give one with --mask)"
             )?,
+            (None, n) => writeln!(f, "  mask: none at the top; the group mask of the runs' {n} brain masks")?,
         }
         for r in &self.runs {
             let stim = r
                 .stimulus
                 .as_ref()
                 .map_or("MISSING".to_string(), |s| s.display().to_string());
+            let confounds = match crate::io::confounds::beside(&r.bold) {
+                Ok(Some(c)) => c.display().to_string(),
+                Ok(None) => "none".into(),
+                Err(e) => format!("ERROR {e}"),
+            };
             writeln!(
                 f,
-                "  {}  bold={}  stimulus={stim}",
+                "  {}  bold={}  stimulus={stim}  confounds={confounds}",
                 r.key(),
                 r.bold.display()
             )?;

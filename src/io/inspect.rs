@@ -48,6 +48,6 @@ pub fn inspect(path: &Path, tier: Option<&str>) -> Result<String> {
     }
 }
 
-pub fn discover(root: &Path) -> Result<String> {
-    Ok(bids::discover(root)?.to_string())
+pub fn discover(root: &Path, space: Option<&str>) -> Result<String> {
+    Ok(bids::discover(root, space)?.to_string())
 }

@@ -17,10 +17,13 @@
 //!
 //! cortexflow adds `dummy_scans`: the first N scans censored as well.
 
+use std::path::Path;
+
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{bail, Result};
-use crate::io::confounds::{ConfoundsMeta, ConfoundsTable};
+use crate::error::{bail, Context, Result};
+use crate::io::confounds::{self, ConfoundsMeta, ConfoundsTable};
 
 /// A noise component of the strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -133,6 +136,11 @@ pub struct Confounds {
 }
 
 impl Strategy {
+    /// Every setting at its default (the recipe leaves the section out of its text).
+    pub fn is_default(&self) -> bool {
+        *self == Strategy::default()
+    }
+
     /// No confounds are read: the strategy is empty and no dummy scans are dropped.
     pub fn is_off(&self) -> bool {
         self.strategy.is_empty() && self.dummy_scans == 0
@@ -189,25 +197,12 @@ impl Strategy {
         }
         chosen.sort();
         chosen.dedup();
-        let mut columns = Vec::with_capacity(chosen.len());
-        for name in &chosen {
-            let mut col = table.column(name).expect("chosen from the table").to_vec();
-            // Derivatives have no value at the first scan: nilearn takes the second's.
-            if col[0].is_nan() {
-                col[0] = col[1];
-            }
-            if let Some(s) = col.iter().position(|x| !x.is_finite()) {
-                bail!(
-                    "{}: column '{name}' has no finite value at scan {s} (row {})",
-                    table.path.display(),
-                    s + 2
-                );
-            }
-            if self.demean {
+        let mut columns = chosen.iter().map(|name| filled(table, name)).collect::<Result<Vec<_>>>()?;
+        if self.demean {
+            for col in &mut columns {
                 let mean = keep.iter().map(|&s| col[s]).sum::<f64>() / keep.len() as f64;
                 col.iter_mut().for_each(|x| *x -= mean);
             }
-            columns.push(col);
         }
         let keep = match keep.len() == t {
             true => None,
@@ -310,6 +305,84 @@ impl Strategy {
 
 const MOTION: [&str; 6] = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"];
 const WM_CSF: [&str; 2] = ["csf", "white_matter"];
+
+/// Every column of a confounds TSV given for a run of `scans` scans (`encode --confounds`):
+/// the run's intercept absorbs their means.
+pub fn given(path: &Path, scans: usize) -> Result<Confounds> {
+    let table = confounds::read_table(path)?;
+    same_rows(&table, scans)?;
+    every_column(&table)
+}
+
+fn same_rows(table: &ConfoundsTable, scans: usize) -> Result<()> {
+    if table.rows != scans {
+        bail!("{}: {} rows, but its BOLD run has {scans} scans", table.path.display(), table.rows);
+    }
+    Ok(())
+}
+
+/// Every column of a table, as given.
+pub fn every_column(table: &ConfoundsTable) -> Result<Confounds> {
+    let columns = table.names.iter().map(|n| filled(table, n)).collect::<Result<_>>()?;
+    Ok(Confounds {
+        names: table.names.clone(),
+        columns,
+        keep: None,
+    })
+}
+
+/// A column with its first-row `n/a` (a derivative's) replaced by the second row's value,
+/// as nilearn does; any other missing or infinite value is an error naming it.
+fn filled(table: &ConfoundsTable, name: &str) -> Result<Vec<f64>> {
+    let mut col = table.column(name).expect("a column of the table").to_vec();
+    if col.len() > 1 && col[0].is_nan() {
+        col[0] = col[1];
+    }
+    if let Some(s) = col.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{}: column '{name}' has no finite value at scan {s} (row {})",
+            table.path.display(),
+            s + 2
+        );
+    }
+    Ok(col)
+}
+
+/// The confounds of a BOLD run of `scans` scans under `strategy`: its fMRIPrep table
+/// beside it (none when the strategy is off; only the dummy scans when it lists no
+/// component).
+pub fn of_run(strategy: &Strategy, bold: &Path, scans: usize) -> Result<Option<Confounds>> {
+    if strategy.is_off() {
+        return Ok(None);
+    }
+    if strategy.strategy.is_empty() {
+        if strategy.dummy_scans >= scans {
+            bail!("{}: confounds.dummy_scans = {} leaves none of its {scans} scans", bold.display(), strategy.dummy_scans);
+        }
+        return Ok(Some(Confounds {
+            names: Vec::new(),
+            columns: Vec::new(),
+            keep: Some((strategy.dummy_scans..scans).collect()),
+        }));
+    }
+    let Some(tsv) = confounds::beside(bold)? else {
+        bail!(
+            "{}: the recipe's confounds.strategy needs this run's fMRIPrep confounds table, and there is none beside it (sub-…_desc-confounds_timeseries.tsv with the run's entities)",
+            bold.display()
+        );
+    };
+    let table = confounds::read_table(&tsv)?;
+    same_rows(&table, scans).with_context(|| format!("the confounds of {}", bold.display()))?;
+    let meta = confounds::read_meta(&confounds::sidecar(&tsv))?;
+    strategy.select(&table, meta.as_ref()).map(Some)
+}
+
+impl Confounds {
+    /// The regressors as a matrix, scans × columns.
+    pub fn matrix(&self, scans: usize) -> Array2<f64> {
+        Array2::from_shape_fn((scans, self.columns.len()), |(t, c)| self.columns[c][t])
+    }
+}
 
 /// Indices of the columns whose names contain `key`.
 fn find(table: &ConfoundsTable, key: &str) -> Vec<usize> {

@@ -5,10 +5,11 @@
 //! chosen by leave-one-run-out cross-validation) run in the encoding dataflow
 //! (`engine::encoding`), and the maps and voxel_fits table are written here.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{err, bail, Context, Result};
+use crate::error::{bail, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
 use crate::kernels::cv::RidgeCvFit;
@@ -63,57 +64,11 @@ pub fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// Numeric columns of a confounds TSV (header row; `n/a` read as 0, as fMRIPrep writes it).
-pub fn read_confounds(path: &Path, n: usize) -> Result<Array2<f64>> {
-    // A device such as /dev/zero would be read as one endless record.
-    crate::io::regular_file(path)?;
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .from_path(path)
-        .with_context(|| format!("{}: cannot read confounds", path.display()))?;
-    let cols = rdr
-        .headers()
-        .with_context(|| format!("{}: no header", path.display()))?
-        .len();
-    let mut rows = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
-        let row: Vec<f64> = rec
-            .iter()
-            .map(|v| {
-                if v == "n/a" {
-                    Some(0.0)
-                } else {
-                    // A NaN or infinite regressor would make every fit NaN without a word.
-                    v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
-                }
-            })
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                err!(
-                    "{}:{}: a confound value is not a finite number",
-                    path.display(),
-                    i + 2
-                )
-            })?;
-        rows.push(row);
-    }
-    if rows.len() != n {
-        bail!(
-            "{}: {} confound rows for a run of {n} scans",
-            path.display(),
-            rows.len()
-        );
-    }
-    Ok(Array2::from_shape_fn((n, cols), |(t, c)| rows[t][c]))
-}
-
-/// One run reduced to statistics: of the full design, and (for ridge) of the atoms with
-/// the run's nuisance columns (drift, intercept, confounds) projected out of atoms and BOLD
-/// (Frisch–Waugh–Lovell: the atoms' OLS coefficients are the same either way).
+/// One run reduced to statistics: of the atoms and the BOLD with the run's nuisance columns
+/// (drift, intercept, confounds) projected out of both (Frisch–Waugh–Lovell: the atoms'
+/// OLS coefficients are those of the full design).
 pub struct Reduced {
-    pub full: RunStats,
-    pub residual: Option<RunStats>,
+    pub stats: RunStats,
     /// Voxels that are finite and not constant in this run.
     pub valid: Vec<bool>,
 }
@@ -150,15 +105,16 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
 }
 
 /// Reads one BOLD run inside `mask` and reduces it against its design `dm` (atoms in the
-/// first `k` columns). Constant or non-finite voxels are zeroed (and marked invalid) so they
-/// cannot disturb anything before the caller drops them; `zscore` standardises each voxel.
+/// first `k` columns), keeping only the scans `keep` when given. Constant or non-finite
+/// voxels are zeroed (and marked invalid) so they cannot disturb anything before the caller
+/// drops them; `zscore` standardises each voxel's residual (after the nuisance columns).
 pub fn reduce_run(
     path: &Path,
     mask: (&Path, &Mask),
     dm: &Array2<f64>,
     k: usize,
+    keep: Option<&[usize]>,
     zscore: bool,
-    residual: bool,
     smoothing_fwhm: Option<f64>,
 ) -> Result<Reduced> {
     let b = read_smoothed(path, mask, smoothing_fwhm)?;
@@ -170,35 +126,50 @@ pub fn reduce_run(
             dm.nrows()
         );
     }
-    let mut y = b.data.mapv(f64::from);
+    // Censored scans leave the run entirely: it is a run with fewer rows.
+    let (mut y, dm) = match keep {
+        Some(rows) => (b.data.select(Axis(0), rows).mapv(f64::from), Cow::Owned(dm.select(Axis(0), rows))),
+        None => (b.data.mapv(f64::from), Cow::Borrowed(dm)),
+    };
     drop(b);
+    if dm.nrows() <= dm.ncols() {
+        bail!(
+            "{}: {} scans left after censoring, not more than the design's {} columns",
+            path.display(),
+            dm.nrows(),
+            dm.ncols()
+        );
+    }
     let mut valid = vec![true; y.ncols()];
     for (v, mut c) in y.columns_mut().into_iter().enumerate() {
-        let ok = c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0]);
-        if !ok {
+        if !(c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0])) {
             valid[v] = false;
             c.fill(0.0);
-        } else if zscore {
-            let m = c.mean().unwrap_or(0.0);
-            let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
-            c.mapv_inplace(|x| (x - m) / sd);
         }
     }
-    let full = RunStats::from_block(dm.view(), y.view());
-    let residual = if residual {
-        let nuisance_cols: Vec<usize> = (k..dm.ncols())
-            .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
-            .collect();
-        let nuisance = dm.select(Axis(1), &nuisance_cols);
-        let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())?;
-        let yr = project_out(&nuisance, &y)?;
-        Some(RunStats::from_block(xr.view(), yr.view()))
-    } else {
-        None
-    };
+    let nuisance_cols: Vec<usize> = (k..dm.ncols())
+        .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
+        .collect();
+    let nuisance = dm.select(Axis(1), &nuisance_cols);
+    let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())?;
+    let mut yr = project_out(&nuisance, &y)?;
+    drop(y);
+    if zscore {
+        // Standardised after the nuisance is removed, as nilearn's `signal.clean` orders it:
+        // a voxel's scale is that of what the atoms can explain, not of its motion or drift.
+        for (v, mut c) in yr.columns_mut().into_iter().enumerate() {
+            let m = c.mean().unwrap_or(0.0);
+            let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+            if valid[v] && sd > 0.0 {
+                c.mapv_inplace(|x| (x - m) / sd);
+            } else {
+                valid[v] = false;
+                c.fill(0.0);
+            }
+        }
+    }
     Ok(Reduced {
-        full,
-        residual,
+        stats: RunStats::from_block(xr.view(), yr.view()),
         valid,
     })
 }

@@ -11,6 +11,9 @@ use crate::error::{bail, Result};
 use crate::io::nifti;
 use crate::kernels::masks::intersect;
 
+/// nilearn's `intersect_masks` default: a voxel in more than half of the masks.
+pub const DEFAULT_THRESHOLD: f64 = 0.5;
+
 /// What the group mask holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupMask {

@@ -10,6 +10,7 @@
 //! - [`population`], [`simulate`]: a synthetic dataset with planted structure;
 //! - [`recovery`]: how well a store recovered what was planted.
 
+pub mod artefacts;
 pub mod basis;
 pub mod confounds;
 pub mod compare;

@@ -14,6 +14,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 struct Planted {
     networks: Vec<PlantedNetwork>,
+    #[serde(default)]
+    null: bool,
 }
 
 #[derive(Deserialize)]
@@ -68,14 +70,30 @@ impl Recovery {
     }
 }
 
+fn planted(data: &Path) -> Result<Planted> {
+    let path = data.join("truth").join("planted.json");
+    serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: no truth/planted.json (not a simulation?)", data.display()))?,
+    )
+    .with_context(|| path.display().to_string())
+}
+
+/// Atoms of `store` assigned to a network nothing was planted in (every assigned atom, in
+/// a null simulation).
+pub fn false_assignments(data: &Path, store: &Path) -> Result<Vec<(u16, String)>> {
+    let planted = planted(data)?;
+    Ok(read_atom_fbn(&store.join("map/atom_fbn.parquet"))?
+        .into_iter()
+        .filter(|r| r.assigned && (planted.null || !planted.networks.iter().any(|n| n.name == r.fbn)))
+        .map(|r| (r.atom, r.fbn))
+        .collect())
+}
+
 /// Scores `store` against the truth of the simulated dataset in `data`.
 pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
     let truth = data.join("truth");
-    let planted: Planted = serde_json::from_str(
-        &std::fs::read_to_string(truth.join("planted.json"))
-            .with_context(|| format!("{}: no truth/planted.json", data.display()))?,
-    )
-    .context("truth/planted.json")?;
+    let planted = planted(data)?;
     let maps = nifti::read_image(&truth.join("maps.nii.gz"))?;
     let sig = nifti::read_image(&store.join("group/thresholded_z.nii.gz"))?;
     let atom_fbn = read_atom_fbn(&store.join("map/atom_fbn.parquet"))?;

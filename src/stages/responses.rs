@@ -207,6 +207,8 @@ fn report_throughput(model: &str, tokens: usize, start: Instant) {
 pub struct RunSpec {
     pub stimulus: PathBuf,
     pub n_scans: usize,
+    /// The story's name (its stimulus file's name without extension, unless told).
+    pub story: String,
 }
 
 impl RunSpec {
@@ -225,6 +227,7 @@ impl RunSpec {
             .map(|(i, f)| RunSpec {
                 stimulus: f.clone(),
                 n_scans: scans[if scans.len() == 1 { 0 } else { i }],
+                story: story_key(f),
             })
             .collect())
     }
@@ -251,7 +254,7 @@ pub fn responses(
     let (m, run, layout) = opt.load()?;
     let mut files = vec![write_neurons(out, m.name(), &layout)?];
     for (spec, stim) in runs.iter().zip(&stims) {
-        let story = story_key(&spec.stimulus);
+        let story = spec.story.clone();
         let words: Vec<String> = stim.words.iter().map(|w| w.text.clone()).collect();
         let n_tokens = tokenize_words(m.tokenizer(), &words)?.ids.len();
         let bar = progress::bar(n_tokens as u64, &story);
@@ -279,7 +282,7 @@ pub fn check_all(runs: &[RunSpec], ro: &ResponseOptions) -> Result<Vec<Stimulus>
     }
     for r in runs {
         // The story (named after the file) becomes a file name: checked before the model runs.
-        crate::io::name::check("story", &story_key(&r.stimulus))
+        crate::io::name::check("story", &r.story)
             .map_err(|e| crate::error::Error::format(&r.stimulus, e.to_string()))?;
     }
     runs.iter().map(|r| check_fits(r, ro)).collect()
@@ -325,7 +328,7 @@ pub fn write_story(
     layout: &NeuronLayout,
     ro: &ResponseOptions,
 ) -> Result<PathBuf> {
-    let story = story_key(&spec.stimulus);
+    let story = spec.story.clone();
     let ids: Vec<u64> = layout.neurons().map(|n| n.0).collect();
     let n = ids.len();
     let onsets: Vec<f64> = stim.words.iter().map(|w| w.onset).collect();

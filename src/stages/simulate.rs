@@ -25,6 +25,7 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 
 use crate::io::embedded;
+use crate::stages::artefacts;
 use crate::stages::population::{Population, Story};
 use crate::stages::voxel_model::{bold_run, jitter_offset, mix, subject_weights};
 use crate::progress;
@@ -50,6 +51,19 @@ pub struct SimulateOptions {
     pub null: bool,
     /// A language model whose ANs drive the planted networks; None = synthetic ANs.
     pub model: Option<TapOptions>,
+    pub layout: Layout,
+}
+
+/// How the dataset is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Raw BIDS-like: `sub-S/func/sub-S_task-T_run-R_bold.nii.gz` and a mask at the top.
+    #[default]
+    Bids,
+    /// fMRIPrep derivatives: `…_space-MNI152NLin6Asym_res-G_desc-preproc_bold.nii.gz`, a
+    /// brain mask and a confounds table (+ sidecar) per run, with the artefacts those
+    /// measure acting on the BOLD (see [`super::artefacts`]), and no mask at the top.
+    Fmriprep,
 }
 
 impl Default for SimulateOptions {
@@ -74,6 +88,7 @@ impl Default for SimulateOptions {
             jitter: 1,
             null: false,
             model: None,
+            layout: Layout::Bids,
         }
     }
 }
@@ -157,15 +172,19 @@ fn write_grid(opt: &SimulateOptions, files: &mut Vec<PathBuf>) -> Result<Grid3> 
     let grid = atlas.header.grid.clone();
     let labels = atlas.data.index_axis(Axis(3), 0).to_owned();
     let mask = Mask::from_image(&atlas, |v| v > 0.0);
-    let mask_path = out.join("mask.nii.gz");
-    nifti::write_map(
-        &mask_path,
-        &grid,
-        &mask.unmask(&vec![1.0; mask.len()]).insert_axis(Axis(3)),
-        None,
-    )?;
-    files.extend([atlas_path, mask_path]);
+    files.push(atlas_path);
+    if opt.layout == Layout::Bids {
+        let mask_path = out.join("mask.nii.gz");
+        write_mask(&mask_path, &grid, &mask, &vec![true; mask.len()])?;
+        files.push(mask_path);
+    }
     Ok(Grid3 { grid, labels, mask })
+}
+
+/// The voxels of `mask` that are `on`, as a 3-D mask image.
+fn write_mask(path: &Path, grid: &Grid, mask: &Mask, on: &[bool]) -> Result<()> {
+    let values: Vec<f32> = on.iter().map(|&b| f32::from(u8::from(b))).collect();
+    nifti::write_map(path, grid, &mask.unmask(&values).insert_axis(Axis(3)), None)
 }
 
 /// The stories: LPP sections 1..R, cut to the requested scan count, as stimuli/*.tsv.
@@ -276,6 +295,11 @@ fn write_truth_runs(
     Ok(courses)
 }
 
+/// The template space of the fMRIPrep layout's file names.
+fn space(opt: &SimulateOptions) -> String {
+    format!("space-MNI152NLin6Asym_res-{}", opt.grid_mm)
+}
+
 /// BOLD, subject by subject (each subject's and run's random stream seeded on its own).
 fn write_bold(
     opt: &SimulateOptions,
@@ -295,11 +319,23 @@ fn write_bold(
         let baseline: Vec<f64> = (0..g.mask.len())
             .map(|_| 100.0 * (1.0 + 0.1 * rng.sample::<f64, _>(StandardNormal)))
             .collect();
+        let fmriprep = opt.layout == Layout::Fmriprep;
+        let brain = match fmriprep {
+            true => artefacts::subject_mask(&mut ChaCha8Rng::seed_from_u64(mix(opt.seed, 4, s as u64)), &g.mask),
+            false => Vec::new(),
+        };
+        let [nx, ny, _] = g.grid.shape;
+        let inside: Vec<bool> = match fmriprep {
+            true => g.mask.ijk().map(|[i, j, k]| brain[i + nx * (j + ny * k)]).collect(),
+            false => Vec::new(),
+        };
         for ((r, n_scans, _), tcs) in stories.iter().zip(courses) {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 2, (s * 1000 + r) as u64));
-            let path = opt.out.join(format!(
-                "sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}_bold.nii.gz"
-            ));
+            let stem = format!("sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}");
+            let path = match fmriprep {
+                true => opt.out.join(format!("{stem}_{}_desc-preproc_bold.nii.gz", space(opt))),
+                false => opt.out.join(format!("{stem}_bold.nii.gz")),
+            };
             let signal_scale = if opt.null { 0.0 } else { gain * opt.snr.sqrt() };
             let data = bold_run(
                 &mut rng,
@@ -312,6 +348,19 @@ fn write_bold(
                 signal_scale,
                 opt.ar1,
             )?;
+            let mut data = data;
+            if fmriprep {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 3, (s * 1000 + r) as u64));
+                let art = artefacts::draw(&mut rng, *n_scans);
+                artefacts::apply(&mut rng, &mut data, &g.mask, &inside, &baseline, &art);
+                let confounds = opt.out.join(format!("{stem}_desc-confounds_timeseries.tsv"));
+                artefacts::write_confounds(&mut rng, &confounds, &data, &g.mask, &inside, &art, opt.tr)?;
+                let mask_path = opt.out.join(format!("{stem}_{}_desc-brain_mask.nii.gz", space(opt)));
+                let [nx, ny, nz] = g.grid.shape;
+                let image = Array4::from_shape_fn((nx, ny, nz, 1), |(i, j, k, _)| f32::from(u8::from(brain[i + nx * (j + ny * k)])));
+                nifti::write_map(&mask_path, &g.grid, &image, None)?;
+                files.extend([confounds.with_extension("json"), confounds, mask_path]);
+            }
             nifti::write_map(&path, &g.grid, &data, Some(opt.tr))?;
             files.push(path);
             bar.inc(1);
@@ -389,7 +438,11 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     let json = serde_json::to_string_pretty(&planted)?;
     crate::io::atomic::write_file_atomically(&planted_path, |w| w.write_all(json.as_bytes()))?;
     files.push(planted_path);
-    let description = serde_json::json!({"Name": "cortexflow simulation", "BIDSVersion": "1.9.0", "DatasetType": "raw", "GeneratedBy": [{"Name": "cortexflow simulate", "Version": env!("CARGO_PKG_VERSION")}]});
+    let kind = match opt.layout {
+        Layout::Bids => "raw",
+        Layout::Fmriprep => "derivative",
+    };
+    let description = serde_json::json!({"Name": "cortexflow simulation", "BIDSVersion": "1.9.0", "DatasetType": kind, "GeneratedBy": [{"Name": "cortexflow simulate", "Version": env!("CARGO_PKG_VERSION")}]});
     let desc_path = out.join("dataset_description.json");
     crate::io::atomic::write_file_atomically(&desc_path, |w| {
         w.write_all(description.to_string().as_bytes())

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::settings::{HrfSetting, LassoSetting, MethodSetting, PoolingSetting};
 
+use crate::stages::confounds::Component;
 use crate::stages::mapping::Score;
 
 /// The settings of an analysis: the one source of every default (the command line takes
@@ -20,9 +21,16 @@ pub struct Recipe {
     pub model: ModelSection,
     pub basis: BasisSection,
     pub encoding: EncodingSection,
+    /// fMRIPrep confounds and censoring (nilearn's `load_confounds`); off when absent, and
+    /// then left out of the canonical text, so recipes written before it keep their
+    /// fingerprints.
+    #[serde(skip_serializing_if = "ConfoundsSection::is_default")]
+    pub confounds: ConfoundsSection,
     pub group: GroupSection,
     pub map: MapSection,
 }
+
+pub use crate::stages::confounds::Strategy as ConfoundsSection;
 
 /// The language model that reads the stories (`ingest --stimulus`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,6 +205,13 @@ impl Recipe {
         self.model.check()?;
         self.basis.check()?;
         self.encoding.check()?;
+        self.confounds.check()?;
+        if self.confounds.strategy.contains(&Component::HighPass) && self.encoding.high_pass > 0.0 {
+            bail!(
+                "confounds.strategy has high_pass (fMRIPrep's cosines) and encoding.high_pass = {} adds cortexflow's: two drift models of one run; set encoding.high_pass = 0 or drop high_pass from confounds.strategy",
+                self.encoding.high_pass
+            );
+        }
         self.group.check()?;
         self.map.check()
     }

@@ -165,7 +165,8 @@ fn watch_ingests_a_copied_run_and_updates_the_assignments() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let sim = d.join("sim");
-    simulate(&sim, "4", "150", "2");
+    // SNR 1: three subjects assign nothing, four assign at least three atoms.
+    simulate(&sim, "4", "150", "1");
     let r = recipe(d, 16);
     // The batch result on all four subjects, to compare with at the end.
     ok(&[

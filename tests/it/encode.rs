@@ -246,13 +246,19 @@ fn encode_input_errors() {
     ]);
 }
 
-/// A run's columns z-scored (population sd), as `encode` standardises BOLD.
-fn zscored(y: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
+/// A run's columns divided by the sd of their residual after `nuisance` (a least-squares
+/// fit, here by the normal equations), as `encode` standardises BOLD after the run's
+/// nuisance columns (nilearn's `signal.clean` order). The nuisance holds an intercept, so
+/// the means go into its coefficient.
+fn standardised(y: &ndarray::Array2<f64>, nuisance: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
+    use cortexflow::kernels::{glm::ols, ridge_stats::RunStats};
+    let fit = ols(&RunStats::from_block(nuisance.view(), y.view())).unwrap();
+    let resid = y - &nuisance.dot(&fit.beta);
     let mut y = y.clone();
-    for mut c in y.columns_mut() {
-        let m = c.mean().unwrap();
-        let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
-        c.mapv_inplace(|x| (x - m) / sd);
+    for (mut c, r) in y.columns_mut().into_iter().zip(resid.columns()) {
+        let m = r.mean().unwrap();
+        let sd = (r.iter().map(|x| (x - m).powi(2)).sum::<f64>() / r.len() as f64).sqrt();
+        c.mapv_inplace(|x| x / sd);
     }
     y
 }
@@ -295,15 +301,20 @@ fn confounds_are_projected_out_run_by_run() {
     ]);
     let a: Vec<Array2<f64>> = atoms.iter().map(|p| read_atoms(Path::new(p)).unwrap().1).collect();
     let k = a[0].ncols();
-    let y: Vec<Array2<f64>> = bold[..2]
-        .iter()
-        .map(|b| {
-            let data = nifti::read_bold(Path::new(b), Some((&mask_path, &mask))).unwrap().data;
-            zscored(&data.mapv(f64::from))
-        })
-        .collect();
     let drift = cosine_drift(n, 2.0, 0.01);
     let d = drift.ncols();
+    let y: Vec<Array2<f64>> = bold[..2]
+        .iter()
+        .enumerate()
+        .map(|(r, b)| {
+            let data = nifti::read_bold(Path::new(b), Some((&mask_path, &mask))).unwrap().data;
+            let nuisance = Array2::from_shape_fn((n, 2 + d), |(t, c)| match c {
+                0 | 1 => confound(r, t)[c],
+                _ => drift[[t, c - 2]],
+            });
+            standardised(&data.mapv(f64::from), &nuisance)
+        })
+        .collect();
     // [atoms | confounds: per run, or shared | drift and intercept per run]
     let design = |per_run: bool| -> Array2<f64> {
         let c = if per_run { 4 } else { 2 };
@@ -342,14 +353,17 @@ fn confounds_are_projected_out_run_by_run() {
 /// A NaN confound would make every fit NaN silently; a device would be read forever.
 #[test]
 fn confounds_are_finite_numbers_in_a_regular_file() {
-    use cortexflow::stages::encode::read_confounds;
+    use cortexflow::stages::confounds::given as read_confounds;
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.tsv");
-    std::fs::write(&p, "a\tb\n1\tn/a\n2\tnan\n").unwrap();
-    let e = read_confounds(&p, 2).unwrap_err().to_string();
-    assert!(e.contains("c.tsv:3: a confound value is not a finite number"), "{e}");
+    std::fs::write(&p, "a\tb\n1\tn/a\n2\t3\n3\tinf\n").unwrap();
+    let e = read_confounds(&p, 3).unwrap_err().to_string();
+    assert!(e.contains("c.tsv: column 'b' has no finite value at scan 2 (row 4)"), "{e}");
+    let e = read_confounds(&p, 4).unwrap_err().to_string();
+    assert!(e.contains("c.tsv: 3 rows, but its BOLD run has 4 scans"), "{e}");
     std::fs::write(&p, "a\tb\n1\tn/a\n2\t3\n").unwrap();
-    assert_eq!(read_confounds(&p, 2).unwrap()[[0, 1]], 0.0);
+    // A derivative's first-row n/a takes the second row's value, as in nilearn.
+    assert_eq!(read_confounds(&p, 2).unwrap().columns[1][0], 3.0);
     let e = read_confounds(Path::new("/dev/zero"), 2).unwrap_err().to_string();
     assert!(e.contains("/dev/zero: is not a regular file"), "{e}");
 }

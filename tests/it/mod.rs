@@ -6,6 +6,7 @@ mod common;
 mod confounds;
 mod encode;
 mod encoding;
+mod fmriprep;
 mod golden;
 mod group_map;
 mod group_mask;

@@ -200,7 +200,7 @@ fn small_store(dir: &Path, subjects: usize, null: bool) -> PathBuf {
     let recipe: Recipe = toml::from_str("[basis]\natoms = 8\n").unwrap();
     let store = dir.join("store");
     let responses = sim.out.join("truth/responses");
-    update::run_all(&recipe, &sim.out, &responses, &store, &Cluster::default()).unwrap();
+    update::run_all(&recipe, &update::RunRequest { responses: Some(responses.clone()), ..super::store::run_request(&sim.out) }, &store, &Cluster::default()).unwrap();
     store
 }
 

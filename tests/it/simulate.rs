@@ -74,7 +74,7 @@ use arrow_array::Array;
 fn simulated_dataset_is_consistent_with_its_truth() {
     let dir = tempfile::tempdir().unwrap();
     let out = simulate(dir.path(), &[]);
-    let ds = bids::discover(&out).unwrap();
+    let ds = bids::discover(&out, None).unwrap();
     assert_eq!(ds.runs.len(), 4);
     assert!(ds.missing.is_empty(), "{:?}", ds.missing);
     assert!(ds.runs.iter().all(|r| r.stimulus.is_some()));

@@ -44,6 +44,16 @@ pub(super) fn dataset(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
     (sim, recipe, bold)
 }
 
+/// `run` on a simulation: its own responses.
+pub(super) fn run_request(sim: &Path) -> update::RunRequest {
+    update::RunRequest {
+        data: sim.to_path_buf(),
+        space: None,
+        responses: Some(sim.join("truth/responses")),
+        mask_threshold: 0.5,
+    }
+}
+
 /// The dataset under `d` and a store `d/s` holding its stories and mask, no runs.
 pub(super) fn dataset_and_store(d: &Path) -> (PathBuf, PathBuf, Vec<String>, PathBuf) {
     let (sim, recipe, bold) = dataset(d);
@@ -136,7 +146,7 @@ fn incremental_equals_batch_and_retract_equals_never() {
     let (sim, recipe, bold) = dataset(d);
     let batch = d.join("batch");
     let r = Recipe::load(&recipe).unwrap();
-    update::run_all(&r, &sim, &sim.join("truth/responses"), &batch, &Cluster::default()).unwrap();
+    update::run_all(&r, &run_request(&sim), &batch, &Cluster::default()).unwrap();
     assert!(batch.join("map/atom_fbn.parquet").is_file());
 
     let inc = d.join("inc");
