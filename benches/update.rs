@@ -6,9 +6,10 @@
 //! The stories and the basis are in every store beforehand, so both sides do only the
 //! encoding work: reduce runs, refit subjects, group maps, network assignment.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cortexflow");
 
@@ -26,19 +27,7 @@ fn cortexflow(args: &[&str]) {
 
 /// Wall seconds and peak RSS (MiB) of one `cortexflow` process.
 fn timed(args: &[&str]) -> (f64, f64) {
-    let t = Instant::now();
-    let child = Command::new(BIN)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start cortexflow");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for the child just spawned (not yet reaped).
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0 && status == 0, "{args:?} failed");
-    (t.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
+    common::timed_process(Command::new(BIN).args(args))
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -14,6 +14,7 @@ mod init;
 mod intersect_masks;
 mod inspect;
 mod map;
+mod parcellate;
 mod report;
 mod responses;
 mod recovery;
@@ -156,6 +157,9 @@ enum Command {
     /// network, the atoms assigned to it, the best Dice with the planted map and the AN
     /// sub-group F1; and atoms assigned where nothing was planted.
     Recovery(recovery::Args),
+    /// Reduce BOLD runs to region time series with a label image: the mean of each
+    /// region's voxels per scan, as nilearn's NiftiLabelsMasker(strategy="mean").
+    Parcellate(parcellate::Args),
     /// Print the schema of an output table (all tables when no name is given).
     Schema(schema::Args),
 }
@@ -193,6 +197,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::IntersectMasks(a) => intersect_masks::run(a),
         Command::Recovery(a) => recovery::run(a),
+        Command::Parcellate(a) => parcellate::run(a),
         Command::Activations(a) => activations::run(a),
         Command::Responses(a) => responses::run(a),
         Command::Basis(a) => basis::run(a),

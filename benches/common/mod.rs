@@ -26,6 +26,23 @@ pub fn peak_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Wall seconds and peak RSS (MiB, from wait4) of one child process run to its end.
+#[allow(dead_code)]
+pub fn timed_process(cmd: &mut Command) -> (f64, f64) {
+    let t = std::time::Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned (not yet reaped).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0 && status == 0, "{cmd:?} failed");
+    (t.elapsed().as_secs_f64(), usage.ru_maxrss as f64 / 1024.0)
+}
+
 /// Runs a child that prints `rows cols sum` of its result, then `seconds peak_mib`.
 pub fn run_child(cmd: &mut Command) -> Sample {
     let out = cmd.output().expect("start child");

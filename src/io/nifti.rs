@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use ndarray::ShapeBuilder;
-use ndarray::{s, Array2, Array3, Array4, ArrayView2, Axis};
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, Axis};
 use nifti::writer::WriterOptions;
 use nifti::{Endianness, NiftiHeader, NiftiType};
 
@@ -125,13 +125,17 @@ impl Mask {
 
     /// Voxels where `keep` holds for the first volume of `image`.
     pub fn from_image(image: &Image, keep: impl Fn(f32) -> bool) -> Mask {
-        let vol = image.data.index_axis(Axis(3), 0);
-        let linear = fortran_indices(image.header.grid.shape)
+        Mask::from_volume(&image.header.grid, image.data.index_axis(Axis(3), 0), keep)
+    }
+
+    /// Voxels of a volume on `grid` where `keep` holds.
+    pub fn from_volume(grid: &Grid, vol: ArrayView3<f32>, keep: impl Fn(f32) -> bool) -> Mask {
+        let linear = fortran_indices(grid.shape)
             .filter(|&(_, [i, j, k])| keep(vol[[i, j, k]]))
             .map(|(l, _)| l)
             .collect();
         Mask {
-            grid: image.header.grid.clone(),
+            grid: grid.clone(),
             linear,
         }
     }
@@ -859,7 +863,9 @@ fn map_header(grid: &Grid, tr: Option<f64>) -> NiftiHeader {
 
 /// Nearest-neighbour resampling of a label image onto `target`: each target voxel takes
 /// the label of the source voxel nearest to its centre (world = A_target·ijk,
-/// source ijk = round(A_source⁻¹·world)); voxels outside the source get 0.
+/// source ijk = round(A_source⁻¹·world)); a centre outside the source's extent [0, n − 1]
+/// along any axis gets 0, as scipy's `mode="constant"` under nilearn's `resample_img`
+/// treats it (a centre at −1e-6 is outside, though it rounds to voxel 0).
 pub fn resample_nearest(source: &Image, target: &Grid) -> Array3<f32> {
     let src_grid = &source.header.grid;
     let inv = src_grid
@@ -872,8 +878,8 @@ pub fn resample_nearest(source: &Image, target: &Grid) -> Array3<f32> {
         let p = inv.apply(target.affine.apply([i as f64, j as f64, k as f64]));
         let idx: Option<Vec<usize>> = (0..3)
             .map(|d| {
-                let r = (p[d] + 0.5).floor();
-                (r >= 0.0 && (r as usize) < src_grid.shape[d]).then_some(r as usize)
+                let inside = p[d] >= 0.0 && p[d] <= (src_grid.shape[d] - 1) as f64;
+                inside.then_some((p[d] + 0.5).floor() as usize)
             })
             .collect();
         if let Some(idx) = idx {

@@ -12,6 +12,7 @@ pub mod hrf;
 pub mod ipca;
 pub mod lasso;
 pub mod masks;
+pub mod parcels;
 pub mod noise;
 pub mod organisation;
 pub mod overlap;

@@ -19,6 +19,7 @@ pub mod group;
 pub mod group_mask;
 pub mod join;
 pub mod mapping;
+pub mod parcellate;
 pub mod population;
 pub mod recovery;
 pub mod responses;

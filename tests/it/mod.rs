@@ -13,6 +13,7 @@ mod group_mask;
 mod hrf;
 mod models;
 mod nifti;
+mod parcels;
 mod parquet;
 mod report;
 mod rope;
