@@ -8,6 +8,7 @@
 //! the allocator's noise. What memory grows with: the masked voxels × scans of one run and
 //! the fits, not the number of confound columns or censored scans.
 
+#[allow(dead_code)]
 mod common;
 
 use std::path::Path;

@@ -6,6 +6,7 @@
 //! The stories and the basis are in every store beforehand, so both sides do only the
 //! encoding work: reduce runs, refit subjects, group maps, network assignment.
 
+#[allow(dead_code)]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -28,6 +28,8 @@ pub fn peak_mib() -> f64 {
 
 /// Wall seconds and peak RSS (MiB, from wait4) of one child process run to its end.
 #[allow(dead_code)]
+// The child is reaped by wait4, which `Child` does not know about.
+#[allow(clippy::zombie_processes)]
 pub fn timed_process(cmd: &mut Command) -> (f64, f64) {
     let t = std::time::Instant::now();
     let child = cmd

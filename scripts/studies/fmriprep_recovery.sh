@@ -7,6 +7,7 @@
 # networks assigned (of 3), recovered (Dice ≥ 0.7), mean best Dice, and false assignments
 # (atoms assigned to a network nothing was planted in).
 # Usage: scripts/studies/fmriprep_recovery.sh [SEEDS=10] [NULL=20] [CORTEXFLOW=target/release/cortexflow]
+# CONDITIONS="a b …" runs only those conditions (results are the same bytes per seed).
 set -euo pipefail
 seeds=${1:-10}
 nulls=${2:-20}
@@ -27,8 +28,9 @@ recipe scrub 'high_pass = 0.0' "$scrub"
 recipe scrub+smooth4 'high_pass = 0.0\nsmoothing_fwhm = 4.0' "$scrub"
 recipe scrub+smooth6 'high_pass = 0.0\nsmoothing_fwhm = 6.0' "$scrub"
 recipe scrub+smooth8 'high_pass = 0.0\nsmoothing_fwhm = 8.0' "$scrub"
-conditions=(none smooth6 dummy+smooth6 simple+smooth6 compcor scrub scrub+smooth4 scrub+smooth6 scrub+smooth8)
-default=scrub+smooth6
+recipe scrub+smooth10 'high_pass = 0.0\nsmoothing_fwhm = 10.0' "$scrub"
+read -r -a conditions <<< "${CONDITIONS:-none smooth6 dummy+smooth6 simple+smooth6 compcor scrub scrub+smooth4 scrub+smooth6 scrub+smooth8 scrub+smooth10}"
+default=scrub+smooth8
 
 # summary: A of 3 planted networks assigned, R recovered (Dice ≥ 0.7), mean best Dice D, F false assignments
 score() { "$cf" recovery --data "$1" "$2" | sed -n 's/^summary: \([0-9]*\) of [0-9]* planted networks assigned, \([0-9]*\) recovered.*mean best Dice \([0-9.]*\), \([0-9]*\) false.*/\1 \2 \3 \4/p'; }

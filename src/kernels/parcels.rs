@@ -53,6 +53,6 @@ mod tests {
         let r = Regions::new(&[7, 2, 7, 2, 2]);
         assert_eq!(r.labels, vec![2, 7]);
         let y = array![[1.0f32, 2.0, 3.0, 4.0, 6.0], [0.0, 1.0, 1.0, 0.0, 3.0]];
-        assert_eq!(r.means(y.view()), array![[11.0 / 3.0, 2.0], [1.0, 1.0]]);
+        assert_eq!(r.means(y.view()), array![[4.0, 2.0], [4.0 / 3.0, 0.5]]);
     }
 }

@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn shipped_recipes_load_and_round_trip() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
-        for name in ["paper.toml", "demo.toml"] {
+        for name in ["paper.toml", "demo.toml", "fmriprep.toml"] {
             let r = Recipe::load(&dir.join(name)).unwrap();
             let again: Recipe = toml::from_str(&r.canonical()).unwrap();
             assert_eq!(again, r, "{name}");

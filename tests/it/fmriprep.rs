@@ -31,11 +31,11 @@ fn recipe(text: &str) -> Recipe {
     toml::from_str(text).unwrap()
 }
 
-/// The README's real-data recipe at 16 atoms: fMRIPrep's cosines, 24 motion parameters,
-/// aCompCor, scrubbing, 6 mm smoothing.
-const WITH_CONFOUNDS: &str = "[basis]\natoms = 16\n[encoding]\nhigh_pass = 0.0\nsmoothing_fwhm = 6.0\n[confounds]\nstrategy = [\"high_pass\", \"motion\", \"compcor\", \"scrub\"]\n";
+/// dataflows/fmriprep.toml's preprocessing at 16 atoms: fMRIPrep's cosines, 24 motion
+/// parameters, aCompCor, scrubbing, 8 mm smoothing.
+const WITH_CONFOUNDS: &str = "[basis]\natoms = 16\n[encoding]\nhigh_pass = 0.0\nsmoothing_fwhm = 8.0\n[confounds]\nstrategy = [\"high_pass\", \"motion\", \"compcor\", \"scrub\"]\n";
 /// The same smoothing, no confounds.
-const WITHOUT: &str = "[basis]\natoms = 16\n[encoding]\nsmoothing_fwhm = 6.0\n";
+const WITHOUT: &str = "[basis]\natoms = 16\n[encoding]\nsmoothing_fwhm = 8.0\n";
 
 fn run(recipe_text: &str, data: &Path, out: &Path) -> Vec<String> {
     let req = RunRequest {
