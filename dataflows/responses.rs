@@ -32,6 +32,10 @@ pub struct Args {
     /// TextGrid tier holding the words [default: the first interval tier].
     #[arg(long)]
     pub tier: Option<String>,
+    /// Seconds into each run at which the stimulus's time 0 falls (every word moves by
+    /// it); 0 for BIDS events, whose onsets count from the run's start.
+    #[arg(long, default_value_t = ModelSection::default().stimulus_onset)]
+    pub stimulus_onset: f64,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -53,7 +57,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         hrf: a.hrf.model(&a.delays),
         zscore: a.zscore,
         tier: a.tier,
+        onset: a.stimulus_onset,
     };
+    let section = ModelSection { stimulus_onset: a.stimulus_onset, ..ModelSection::default() };
+    section.check()?;
     for f in responses::responses(&a.taps.options()?, &runs, &ro, &a.out)? {
         println!("wrote {}", f.display());
     }

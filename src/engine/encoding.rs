@@ -131,7 +131,7 @@ fn reduce_against(
     let zscore = plan.recipe.encoding.zscore_bold;
     let fwhm = plan.recipe.encoding.smoothing_fwhm;
     let r = encode::reduce_run(bold, (mask_path, mask), dm, k, keep, zscore, fwhm)?;
-    Ok((r.stats, dm.ncols() - k, r.valid))
+    Ok((r.stats, r.absorbed, r.valid))
 }
 
 /// The run's confounds under the recipe's strategy (its fMRIPrep table beside it).

@@ -58,6 +58,7 @@ fn settings(recipe: &Recipe, dir: &Path, tr: f64) -> Result<(TapOptions, Respons
         hrf,
         zscore: m.zscore_responses,
         tier: None,
+        onset: m.stimulus_onset,
     };
     Ok((taps, ro))
 }

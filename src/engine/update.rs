@@ -317,6 +317,15 @@ impl MaskFile {
     }
 }
 
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> Result<bool> {
+    let read = |p: &Path| {
+        crate::io::regular_file(p)?;
+        std::fs::read(p).map_err(|e| crate::error::Error::io(p, e))
+    };
+    Ok(read(a)? == read(b)?)
+}
+
 /// The dataset's stories as stimuli for the recipe's model: one per `task-T_run-R`, its
 /// words from the first of its runs that has a stimulus, its clock from the runs' BOLD
 /// headers (which must agree: one TR for the dataset, one scan count per story).
@@ -348,8 +357,16 @@ pub fn dataset_stimuli(ds: &bids::Dataset) -> Result<StimulusSpec> {
                 entry.1
             );
         }
-        if entry.0.is_none() {
-            entry.0 = run.stimulus.clone();
+        match (&entry.0, &run.stimulus) {
+            (None, Some(s)) => entry.0 = Some(s.clone()),
+            // One story, one word sequence: a subject's or session's own events with other
+            // words would be fitted against the first run's.
+            (Some(first), Some(s)) if first != s && !same_bytes(first, s)? => bail!(
+                "story '{story}': {} and {} hold different words; a store holds one stimulus per story (task and run), so analyse runs with other words in another store",
+                first.display(),
+                s.display()
+            ),
+            _ => {}
         }
     }
     let (tr, _) = tr.expect("runs are not empty");

@@ -146,17 +146,20 @@ fn has_subjects(dir: &Path) -> Result<bool> {
     Ok(dir.is_dir() && list_dir(dir)?.iter().any(|p| dir_named(p, "sub-")))
 }
 
+/// How `--space` names runs without a space entity.
+pub const NATIVE: &str = "native";
+
 /// The runs of one space: the one there is, or the one asked for; an error listing the
 /// spaces found otherwise.
 fn in_space(root: &Path, runs: Vec<Run>, space: Option<&str>) -> Result<Vec<Run>> {
-    let spaces: BTreeSet<String> = runs
-        .iter()
-        .map(|r| r.space.clone().unwrap_or_else(|| "(raw, no space)".into()))
-        .collect();
+    // A run without a space entity is in its own (native, boldref) space: raw data, or
+    // fMRIPrep's native-space outputs.
+    let space_of = |r: &Run| r.space.clone().unwrap_or_else(|| NATIVE.into());
+    let spaces: BTreeSet<String> = runs.iter().map(space_of).collect();
     let listed = spaces.iter().cloned().collect::<Vec<_>>().join(", ");
     match space {
         Some(want) => {
-            let chosen: Vec<Run> = runs.into_iter().filter(|r| r.space.as_deref() == Some(want)).collect();
+            let chosen: Vec<Run> = runs.into_iter().filter(|r| space_of(r) == want).collect();
             if chosen.is_empty() {
                 return Err(Error::format(
                     root,

@@ -27,8 +27,9 @@ impl ConfoundsTable {
 }
 
 /// The largest confounds file read (fMRIPrep's are a few MB: thousands of scans × a few
-/// hundred columns); anything larger is not a confounds table.
-const MAX_BYTES: u64 = 1 << 30;
+/// hundred columns); anything larger is not a confounds table. Parsed, a table takes about
+/// ten times its size.
+const MAX_BYTES: u64 = 64 << 20;
 
 /// What pandas' `read_csv` reads as a missing value among what fMRIPrep and BIDS write.
 fn is_missing(v: &str) -> bool {
@@ -116,8 +117,10 @@ pub fn sidecar(tsv: &Path) -> PathBuf {
 
 /// Reads the JSON sidecar; `None` when there is none.
 pub fn read_meta(path: &Path) -> Result<Option<ConfoundsMeta>> {
-    if !path.exists() {
-        return Ok(None);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+        Ok(_) => {}
     }
     let bytes = crate::io::regular_file(path)?;
     if bytes > MAX_BYTES {

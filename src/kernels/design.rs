@@ -97,24 +97,51 @@ pub fn build(
     Ok((designs, names))
 }
 
-/// Removes from each column of `y` (T × V) its least-squares fit on the columns of `n`
-/// (T × q): y − N·(NᵀN)⁻¹·Nᵀy. Errors ([`crate::Error::Invalid`]) if NᵀN is singular.
-pub fn project_out(n: &Array2<f64>, y: &Array2<f64>) -> crate::Result<Array2<f64>> {
-    use faer::linalg::solvers::Solve;
-    let q = n.ncols();
-    if q == 0 {
-        return Ok(y.clone());
+/// An orthonormal basis (T × rank) of the span of the nuisance columns `n` (T × q), by
+/// modified Gram–Schmidt with a second pass: a column is dropped when its norm is at most
+/// [`NEGLIGIBLE`] of the largest column's (a constant confound demeaned to round-off), or
+/// when what is left of it after the columns before is at most [`COLLINEAR`] of its norm
+/// (in their span), as nilearn's `signal.clean` drops columns by a pivoted QR. The rank is
+/// what the run's nuisance absorbs from the degrees of freedom.
+pub fn nuisance_basis(n: &Array2<f64>) -> Array2<f64> {
+    let norms: Vec<f64> = n.columns().into_iter().map(|c| c.dot(&c).sqrt()).collect();
+    let largest = norms.iter().cloned().fold(0.0, f64::max);
+    let mut basis: Vec<ndarray::Array1<f64>> = Vec::new();
+    for (c, norm) in n.columns().into_iter().zip(norms) {
+        if !(norm > NEGLIGIBLE * largest) {
+            continue;
+        }
+        let mut v = c.to_owned();
+        for _ in 0..2 {
+            for q in &basis {
+                let dot = q.dot(&v);
+                v.scaled_add(-dot, q);
+            }
+        }
+        let left = v.dot(&v).sqrt();
+        if left > COLLINEAR * norm {
+            basis.push(v / left);
+        }
     }
-    let g = n.t().dot(n);
-    let gm = faer::Mat::<f64>::from_fn(q, q, |i, j| g[[i, j]]);
-    let llt = gm
-        .llt(faer::Side::Lower)
-        .map_err(|_| crate::Error::Invalid("nuisance regressors are collinear".into()))?;
-    let c = n.t().dot(y);
-    let mut b = faer::Mat::<f64>::from_fn(q, y.ncols(), |i, j| c[[i, j]]);
-    llt.solve_in_place(b.as_mut());
-    let coef = Array2::from_shape_fn((q, y.ncols()), |(i, j)| b[(i, j)]);
-    Ok(y - &n.dot(&coef))
+    let mut out = Array2::zeros((n.nrows(), basis.len()));
+    for (j, q) in basis.iter().enumerate() {
+        out.column_mut(j).assign(q);
+    }
+    out
+}
+
+/// Columns this much smaller than the largest nuisance column carry no signal.
+pub const NEGLIGIBLE: f64 = 1e-10;
+/// A column this little outside the span of the earlier ones is in it.
+pub const COLLINEAR: f64 = 1e-8;
+
+/// Removes from each column of `y` (T × V) its least-squares fit on the span of the
+/// orthonormal `basis` (T × r, from [`nuisance_basis`]): y − Q·(Qᵀy).
+pub fn project_out(basis: &Array2<f64>, y: &Array2<f64>) -> Array2<f64> {
+    if basis.ncols() == 0 {
+        return y.clone();
+    }
+    y - &basis.dot(&basis.t().dot(y))
 }
 
 #[cfg(test)]
@@ -181,21 +208,26 @@ mod tests {
         );
     }
 
-    /// Collinear nuisance regressors are an error of the crate's type, in words.
+    /// Collinear and negligible nuisance columns are dropped (the rank is what is left), and
+    /// what remains projects y out of their span exactly.
     #[test]
-    fn collinear_nuisance_is_an_error() {
-        // The second regressor is zero: NᵀN is exactly singular.
-        let n = Array2::from_shape_fn((10, 2), |(t, j)| if j == 0 { t as f64 } else { 0.0 });
+    fn collinear_and_negligible_columns_are_dropped() {
+        // t, a zero column, 2t + 1, 1, and round-off of a demeaned constant.
+        let n = Array2::from_shape_fn((10, 5), |(t, j)| match j {
+            0 => t as f64,
+            1 => 0.0,
+            2 => 2.0 * t as f64 + 1.0,
+            3 => 1.0,
+            _ => 1e-17 * ((t % 3) as f64 - 1.0),
+        });
+        let q = nuisance_basis(&n);
+        assert_eq!(q.ncols(), 2, "t and 1 span it");
+        let gram = q.t().dot(&q);
+        assert!((gram - Array2::<f64>::eye(2)).iter().all(|v| v.abs() < 1e-12));
         let y = Array2::from_shape_fn((10, 3), |(t, j)| (t + j) as f64);
-        assert!(matches!(
-            project_out(&n, &y),
-            Err(crate::Error::Invalid(msg)) if msg.contains("collinear")
-        ));
-        let free = Array2::from_shape_fn((10, 2), |(t, j)| if j == 0 { 1.0 } else { t as f64 });
-        let r = project_out(&free, &y).unwrap();
-        assert!(
-            r.iter().all(|v| v.abs() < 1e-9),
-            "y is in the span of the nuisance"
-        );
+        assert!(project_out(&q, &y).iter().all(|v| v.abs() < 1e-9), "y is in the span");
+        let z = Array2::from_shape_fn((10, 1), |(t, _)| ((t * t) % 7) as f64);
+        let r = project_out(&q, &z);
+        assert!(n.t().dot(&r).iter().all(|v| v.abs() < 1e-9), "the residual is orthogonal to the nuisance");
     }
 }

@@ -60,27 +60,61 @@ pub enum Compcor {
 }
 
 /// How many CompCor components per mask: `"all"` or a count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NCompcor {
     Count(usize),
-    #[serde(with = "all")]
     All,
 }
 
-mod all {
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("all")
+impl Serialize for NCompcor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            NCompcor::Count(n) => s.serialize_u64(*n as u64),
+            NCompcor::All => s.serialize_str("all"),
+        }
     }
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "all" => Ok(()),
-            other => Err(D::Error::custom(format!(
-                "n_compcor = '{other}': \"all\" or a number of components"
-            ))),
+impl<'de> Deserialize<'de> for NCompcor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = NCompcor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"all\" or a number of components (at least 1)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<NCompcor, E> {
+                match n {
+                    0 => Err(E::custom("n_compcor = 0: \"all\" or a number of components, at least 1")),
+                    n => Ok(NCompcor::Count(n as usize)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<NCompcor, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("n_compcor = {n}: \"all\" or a number of components, at least 1"))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<NCompcor, E> {
+                match v {
+                    "all" => Ok(NCompcor::All),
+                    other => Err(E::custom(format!("n_compcor = \"{other}\": \"all\" or a number of components"))),
+                }
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+impl Compcor {
+    /// The setting as a recipe writes it.
+    fn name(self) -> &'static str {
+        match self {
+            Compcor::AnatCombined => "anat_combined",
+            Compcor::AnatSeparated => "anat_separated",
+            Compcor::Temporal => "temporal",
+            Compcor::TemporalAnatCombined => "temporal_anat_combined",
+            Compcor::TemporalAnatSeparated => "temporal_anat_separated",
         }
     }
 }
@@ -186,8 +220,9 @@ impl Strategy {
                 Component::NonSteadyState => {}
             }
         }
+        // A NaN flag is no flag: pandas' sum, under nilearn, skips it.
         let mut keep: Vec<usize> = (0..t)
-            .filter(|&s| s >= self.dummy_scans && outliers.iter().all(|o| o[s] == 0.0))
+            .filter(|&s| s >= self.dummy_scans && outliers.iter().all(|o| o[s] == 0.0 || o[s].is_nan()))
             .collect();
         if keep.is_empty() {
             bail!(
@@ -197,7 +232,7 @@ impl Strategy {
         }
         chosen.sort();
         chosen.dedup();
-        let mut columns = chosen.iter().map(|name| filled(table, name)).collect::<Result<Vec<_>>>()?;
+        let mut columns = chosen.iter().map(|name| filled(table, name, &keep)).collect::<Result<Vec<_>>>()?;
         if self.demean {
             for col in &mut columns {
                 let mean = keep.iter().map(|&s| col[s]).sum::<f64>() / keep.len() as f64;
@@ -264,21 +299,23 @@ impl Strategy {
             for mask in masks {
                 let mut of_mask = Vec::new();
                 for c in cols.iter() {
-                    let Some(m) = meta.masks.get(c) else {
-                        bail!(
-                            "{}: the sidecar names {count} {tag} components but not '{c}'",
-                            table.path.display()
-                        );
-                    };
-                    if m.as_deref() == Some(mask) {
-                        of_mask.push(c.clone());
+                    let sidecar = crate::io::confounds::sidecar(&table.path);
+                    match meta.masks.get(c) {
+                        None => bail!("{}: names {count} {tag} components but not '{c}'", sidecar.display()),
+                        Some(None) => bail!("{}: '{c}' has no \"Mask\" (combined, WM or CSF)", sidecar.display()),
+                        Some(Some(m)) if m == mask => of_mask.push(c.clone()),
+                        Some(Some(_)) => {}
                     }
                 }
                 out.extend(first(of_mask));
             }
         }
         if out.is_empty() {
-            bail!("{}: no {tag} components in its sidecar for compcor = {:?}", table.path.display(), self.compcor, tag = "CompCor");
+            bail!(
+                "{}: its sidecar lists no CompCor components of the kind compcor = \"{}\" asks for",
+                table.path.display(),
+                self.compcor.name()
+            );
         }
         require(table, "compcor", &out)?;
         Ok(out)
@@ -323,7 +360,8 @@ fn same_rows(table: &ConfoundsTable, scans: usize) -> Result<()> {
 
 /// Every column of a table, as given.
 pub fn every_column(table: &ConfoundsTable) -> Result<Confounds> {
-    let columns = table.names.iter().map(|n| filled(table, n)).collect::<Result<_>>()?;
+    let all: Vec<usize> = (0..table.rows).collect();
+    let columns = table.names.iter().map(|n| filled(table, n, &all)).collect::<Result<_>>()?;
     Ok(Confounds {
         names: table.names.clone(),
         columns,
@@ -332,19 +370,21 @@ pub fn every_column(table: &ConfoundsTable) -> Result<Confounds> {
 }
 
 /// A column with its first-row `n/a` (a derivative's) replaced by the second row's value,
-/// as nilearn does; any other missing or infinite value is an error naming it.
-fn filled(table: &ConfoundsTable, name: &str) -> Result<Vec<f64>> {
+/// as nilearn does; any other missing or infinite value at a kept scan is an error naming
+/// it (at a censored scan it is set to 0: the scan leaves the run).
+fn filled(table: &ConfoundsTable, name: &str, keep: &[usize]) -> Result<Vec<f64>> {
     let mut col = table.column(name).expect("a column of the table").to_vec();
     if col.len() > 1 && col[0].is_nan() {
         col[0] = col[1];
     }
-    if let Some(s) = col.iter().position(|x| !x.is_finite()) {
+    if let Some(&s) = keep.iter().find(|&&s| !col[s].is_finite()) {
         bail!(
             "{}: column '{name}' has no finite value at scan {s} (row {})",
             table.path.display(),
             s + 2
         );
     }
+    col.iter_mut().filter(|x| !x.is_finite()).for_each(|x| *x = 0.0);
     Ok(col)
 }
 
@@ -442,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn n_compcor_reads_all_or_a_count() {
+    fn n_compcor_reads_all_or_a_count_and_says_what_it_wants() {
         #[derive(Deserialize)]
         struct T {
             n: NCompcor,
@@ -451,6 +491,9 @@ mod tests {
         assert_eq!(t.n, NCompcor::All);
         let t: T = toml::from_str("n = 5").unwrap();
         assert_eq!(t.n, NCompcor::Count(5));
-        assert!(toml::from_str::<T>("n = \"some\"").is_err());
+        for (text, want) in [("n = \"some\"", "n_compcor = \"some\""), ("n = 0", "at least 1"), ("n = -2", "n_compcor = -2")] {
+            let e = toml::from_str::<T>(text).err().unwrap().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{bail, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
 use crate::kernels::cv::RidgeCvFit;
-use crate::kernels::design::project_out;
+use crate::kernels::design::{nuisance_basis, project_out};
 use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
 use crate::kernels::smooth::{radius, Gaussian3d, FWHM_OVER_SIGMA};
@@ -69,6 +69,9 @@ pub fn subjects(bold: &[PathBuf], confounds: &[PathBuf]) -> Result<BTreeMap<Stri
 /// OLS coefficients are those of the full design).
 pub struct Reduced {
     pub stats: RunStats,
+    /// Nuisance columns absorbed: the rank of the run's nuisance (collinear and negligible
+    /// columns dropped).
+    pub absorbed: usize,
     /// Voxels that are finite and not constant in this run.
     pub valid: Vec<bool>,
 }
@@ -147,12 +150,11 @@ pub fn reduce_run(
             c.fill(0.0);
         }
     }
-    let nuisance_cols: Vec<usize> = (k..dm.ncols())
-        .filter(|&c| dm.column(c).iter().any(|&x| x != 0.0))
-        .collect();
-    let nuisance = dm.select(Axis(1), &nuisance_cols);
-    let xr = project_out(&nuisance, &dm.slice(s![.., ..k]).to_owned())?;
-    let mut yr = project_out(&nuisance, &y)?;
+    let q = nuisance_basis(&dm.slice(s![.., k..]).to_owned());
+    let xr = project_out(&q, &dm.slice(s![.., ..k]).to_owned());
+    let mut yr = project_out(&q, &y);
+    // A voxel the nuisance explains entirely keeps only round-off: not a signal to scale up.
+    let scale: Vec<f64> = y.columns().into_iter().map(|c| c.iter().map(|x| x.abs()).fold(0.0, f64::max)).collect();
     drop(y);
     if zscore {
         // Standardised after the nuisance is removed, as nilearn's `signal.clean` orders it:
@@ -160,7 +162,7 @@ pub fn reduce_run(
         for (v, mut c) in yr.columns_mut().into_iter().enumerate() {
             let m = c.mean().unwrap_or(0.0);
             let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
-            if valid[v] && sd > 0.0 {
+            if valid[v] && sd > 1e-9 * scale[v] {
                 c.mapv_inplace(|x| (x - m) / sd);
             } else {
                 valid[v] = false;
@@ -170,6 +172,7 @@ pub fn reduce_run(
     }
     Ok(Reduced {
         stats: RunStats::from_block(xr.view(), yr.view()),
+        absorbed: q.ncols(),
         valid,
     })
 }

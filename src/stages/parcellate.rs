@@ -12,6 +12,9 @@ use crate::io::atomic::write_file_atomically;
 use crate::io::nifti::{self, Mask};
 use crate::kernels::parcels::Regions;
 
+/// The largest label read exactly (2²⁴, float32's last exact whole number run).
+const MAX_LABEL: f32 = 16_777_216.0;
+
 /// What one run became.
 #[derive(Debug, Clone)]
 pub struct Parcellated {
@@ -23,8 +26,10 @@ pub struct Parcellated {
 /// The labels of a label image on `grid`, checked: whole non-negative numbers.
 fn labels_on_grid(labels: &Path, image: &nifti::Image, grid: &nifti::Grid) -> Result<(Mask, Vec<u32>)> {
     let volume = nifti::labels_on(image, grid);
-    if let Some(bad) = volume.iter().find(|&&v| !(v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e9)) {
-        bail!("{}: holds the value {bad}; a label image holds whole numbers ≥ 0 (0 the background)", labels.display());
+    // Labels pass through float32, exact for whole numbers up to 2²⁴ only: beyond it two
+    // labels could merge.
+    if let Some(bad) = volume.iter().find(|&&v| !(v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= MAX_LABEL)) {
+        bail!("{}: holds the value {bad}; a label image holds whole numbers from 0 (the background) to {MAX_LABEL}", labels.display());
     }
     let mask = Mask::from_volume(grid, volume.view(), |v| v > 0.0);
     let per_voxel = mask.ijk().map(|[i, j, k]| volume[[i, j, k]] as u32).collect();
@@ -50,6 +55,17 @@ pub fn run(bold: &[PathBuf], labels: &Path, names: &BTreeMap<u32, String>, out: 
     let image = nifti::read_image(labels)?;
     if image.data.dim().3 != 1 {
         bail!("{}: {} volumes; a label image is 3-D", labels.display(), image.data.dim().3);
+    }
+    let mut names_out = std::collections::BTreeMap::new();
+    for path in bold {
+        if let Some(other) = names_out.insert(timeseries_name(path), path) {
+            bail!(
+                "{} and {} would both be written as {}: give runs with distinct names",
+                other.display(),
+                path.display(),
+                timeseries_name(path)
+            );
+        }
     }
     let mut done = Vec::new();
     for path in bold {

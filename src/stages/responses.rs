@@ -240,6 +240,8 @@ pub struct ResponseOptions {
     pub hrf: HrfModel,
     pub zscore: bool,
     pub tier: Option<String>,
+    /// Seconds into the run at which the stimulus's time 0 falls: every word moves by it.
+    pub onset: f64,
 }
 
 /// `responses`: writes OUT/neurons.parquet and OUT/responses/<story>.parquet per run.
@@ -373,9 +375,15 @@ pub fn write_story(
     Ok(path)
 }
 
-/// Reads a run's stimulus and errors when words start after the last scan.
+/// Reads a run's stimulus, moved to its onset in the run, and errors when words start
+/// after the last scan.
 fn check_fits(spec: &RunSpec, ro: &ResponseOptions) -> Result<Stimulus> {
-    let stim = read_stimulus(&spec.stimulus, ro.tier.as_deref())?;
+    let mut stim = read_stimulus(&spec.stimulus, ro.tier.as_deref())?;
+    for w in &mut stim.words {
+        w.onset += ro.onset;
+        w.offset += ro.onset;
+    }
+    stim.end += ro.onset;
     if spec.n_scans < 2 {
         bail!("{}: --n-scans must be at least 2", spec.stimulus.display());
     }

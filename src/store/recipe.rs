@@ -48,7 +48,19 @@ pub struct ModelSection {
     #[serde(skip_serializing_if = "is_default_delays")]
     pub fir_delays: Vec<usize>,
     pub zscore_responses: bool,
+    /// Seconds into each run at which its stimulus file's time 0 falls (an audio that
+    /// starts after the first scan); 0 for BIDS events, whose onsets count from the run's
+    /// start. Left out of the canonical text when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stimulus_onset: f64,
 }
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// The latest stimulus onset accepted (s): later is a typo, not a story.
+pub const MAX_STIMULUS_ONSET_S: f64 = 3600.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -118,6 +130,7 @@ impl Default for ModelSection {
             hrf: HrfSetting::Spm,
             fir_delays: DEFAULT_FIR_DELAYS.to_vec(),
             zscore_responses: false,
+            stimulus_onset: 0.0,
         }
     }
 }
@@ -255,6 +268,10 @@ impl ModelSection {
         first_broken([
             (self.context >= 1, format!("model.context = {}: at least 1 token", self.context)),
             (!self.fir_delays.is_empty(), "model.fir_delays: at least one delay".into()),
+            (
+                (0.0..=MAX_STIMULUS_ONSET_S).contains(&self.stimulus_onset),
+                format!("model.stimulus_onset = {}: seconds in [0, {MAX_STIMULUS_ONSET_S}]", self.stimulus_onset),
+            ),
         ])?;
         crate::stages::responses::parse_layers(&self.layers).context("model.layers")?;
         for t in &self.taps {

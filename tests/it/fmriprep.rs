@@ -160,6 +160,25 @@ fn derivatives_in_a_raw_dataset_run_without_responses() {
     assert!(lines.contains("all-MiniLM-L6-v2") && lines.contains("2 stories"), "{lines}");
     assert!(lines.contains("sub-02/task-lpp/run-2: 60 scans ingested"), "{lines}");
     assert!(out.join("responses/task-lpp_run-1.parquet").is_file());
+
+    // A subject whose events hold other words for the same story is not fitted against
+    // the first subject's words.
+    let events = root.join("sub-02/func/sub-02_task-lpp_run-2_events.tsv");
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(1, 2);
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let ds = bids::discover(&root, Some("MNI152NLin6Asym:res-4")).unwrap();
+    let e = update::dataset_stimuli(&ds).unwrap_err().to_string();
+    assert!(e.contains("story 'task-lpp_run-2'") && e.contains("different words") && e.contains("sub-02_task-lpp_run-2_events.tsv"), "{e}");
+
+    // fMRIPrep's native-space outputs have no space entity: `--space native`.
+    let func = deriv.join("sub-01/func");
+    let mni = func.join("sub-01_task-lpp_run-1_space-MNI152NLin6Asym_res-4_desc-preproc_bold.nii.gz");
+    std::fs::copy(&mni, func.join("sub-01_task-lpp_run-1_desc-preproc_bold.nii.gz")).unwrap();
+    let e = bids::discover(&root, None).unwrap_err().to_string();
+    assert!(e.contains("3 spaces") && e.contains("native"), "{e}");
+    assert_eq!(bids::discover(&root, Some("native")).unwrap().runs.len(), 1);
 }
 
 /// A recipe with confounds needs each run's table, with a row per scan; bad settings are
@@ -177,6 +196,29 @@ fn confounds_errors_name_the_run_and_the_setting() {
     std::fs::write(&r, WITH_CONFOUNDS).unwrap();
     let e = cortexflow_fails(&["run", r.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--responses", sim.join("truth/responses").to_str().unwrap(), "--out", dir.path().join("s1").to_str().unwrap()]);
     assert!(e.contains("89 rows, but its BOLD run has 100 scans") && e.contains("run-2"), "{e}");
+    // A constant confound (demeaned to round-off) and a column the others span are dropped,
+    // as nilearn drops them, not a failure of the whole run.
+    let full = text.lines().map(|l| l.split('\t').map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>();
+    let col = |name: &str| full[0].iter().position(|h| h == name).unwrap();
+    let (tx, ty, tz) = (col("trans_x"), col("trans_y"), col("trans_z"));
+    let edited: Vec<String> = full
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut row = row.clone();
+            if i > 0 {
+                row[tx] = "0.1".into();
+                let y: f64 = row[ty].parse().unwrap();
+                row[tz] = (2.0 * y).to_string();
+            }
+            row.join("\t")
+        })
+        .collect();
+    std::fs::write(&tsv, edited.join("\n") + "\n").unwrap();
+    std::fs::write(&r, "[basis]\natoms = 6\n[confounds]\nstrategy = [\"motion\"]\nmotion = \"basic\"\n").unwrap();
+    let lines = ok(&["run", r.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--out", dir.path().join("s0").to_str().unwrap()]);
+    assert!(lines.contains("sub-01/task-lpp/run-2: 100 scans ingested"), "{lines}");
+    std::fs::write(&r, WITH_CONFOUNDS).unwrap();
     std::fs::remove_file(&tsv).unwrap();
     let e = cortexflow_fails(&["run", r.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--out", dir.path().join("s2").to_str().unwrap()]);
     assert!(e.contains("run-2_space-MNI152NLin6Asym_res-4_desc-preproc_bold.nii.gz") && e.contains("there is none beside it"), "{e}");

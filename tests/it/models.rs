@@ -403,3 +403,42 @@ fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
     sxy / (sxx * syy).sqrt()
 }
+
+/// `--stimulus-onset S` (a recipe's `model.stimulus_onset`): the responses equal, value for
+/// value, those of the same words moved S seconds later in the file (real MiniLM).
+#[test]
+fn a_stimulus_onset_moves_every_word() {
+    use cortexflow::io::stimulus::{read_stimulus, write_tsv, Word};
+    let Some(model) = model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let words = read_stimulus(&super::common::test_data().join("stimuli/lpp-en/lppEN_section1.TextGrid"), None).unwrap().words;
+    let words = &words[..80];
+    let moved: Vec<Word> = words
+        .iter()
+        .map(|w| Word { text: w.text.clone(), onset: w.onset + 7.5, offset: w.offset + 7.5 })
+        .collect();
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    write_tsv(&d.join("a/story.tsv"), words).unwrap();
+    write_tsv(&d.join("b/story.tsv"), &moved).unwrap();
+    let n = ((words.last().unwrap().onset + 7.5) / 2.0) as usize + 10;
+    let n = n.to_string();
+    let run = |stim: &str, out: &str, onset: &str| {
+        super::common::ok(&[
+            "responses", "--model", model.to_str().unwrap(), "--layers", "2", "--stimulus", stim, "--tr", "2",
+            "--n-scans", &n, "--stimulus-onset", onset, "--out", out,
+        ]);
+    };
+    run(d.join("a/story.tsv").to_str().unwrap(), d.join("oa").to_str().unwrap(), "7.5");
+    run(d.join("b/story.tsv").to_str().unwrap(), d.join("ob").to_str().unwrap(), "0");
+    let read = |p: &Path| cortexflow::io::parquet::read_responses(p).unwrap();
+    let (a, b) = (read(&d.join("oa/responses/story.parquet")), read(&d.join("ob/responses/story.parquet")));
+    assert_eq!(a.an_ids, b.an_ids);
+    assert!(a.values.iter().any(|&v| v != 0.0));
+    assert_eq!(a.values, b.values);
+    let e = super::common::cortexflow_fails(&["responses", "--model", model.to_str().unwrap(), "--stimulus", d.join("a/story.tsv").to_str().unwrap(), "--tr", "2", "--n-scans", &n, "--stimulus-onset=-1", "--out", d.join("oc").to_str().unwrap()]);
+    assert!(e.contains("stimulus_onset = -1"), "{e}");
+}

@@ -55,5 +55,13 @@ fn parcellate_names_regions_and_refuses_bad_labels() {
     // A BOLD run as labels: 4-D, and not whole numbers.
     let e = cortexflow_fails(&["parcellate", "--bold", bold.to_str().unwrap(), "--labels", bold.to_str().unwrap(), "--out", d.join("p").to_str().unwrap()]);
     assert!(e.contains("40 volumes; a label image is 3-D"), "{e}");
+    // Two runs that would write one file; labels float32 cannot hold exactly.
+    let e = cortexflow_fails(&["parcellate", "--bold", &format!("{0},{0}", bold.display()), "--labels", labels.to_str().unwrap(), "--out", d.join("q").to_str().unwrap()]);
+    assert!(e.contains("would both be written as fmri1_timeseries.tsv"), "{e}");
+    let img = cortexflow::io::nifti::read_image(&labels).unwrap();
+    let big = d.join("big.nii.gz");
+    cortexflow::io::nifti::write_map(&big, &img.header.grid, &img.data.mapv(|v| if v == 3.0 { 3.0e7 } else { v }), None).unwrap();
+    let e = cortexflow_fails(&["parcellate", "--bold", bold.to_str().unwrap(), "--labels", big.to_str().unwrap(), "--out", d.join("r").to_str().unwrap()]);
+    assert!(e.contains("30000000") && e.contains("16777216"), "{e}");
     assert_eq!(cortexflow::stages::parcellate::timeseries_name(std::path::Path::new("sub-01_task-a_run-1_space-MNI_desc-preproc_bold.nii.gz")), "sub-01_task-a_run-1_space-MNI_timeseries.tsv");
 }
