@@ -10,7 +10,7 @@
 //! - non-finite values are set to 0 first (`ensure_finite=True`).
 //!
 //! The volume is in NIfTI order (x fastest), in f64 as nilearn computes it. The caller
-//! owns the scratch line, so smoothing every volume of a run allocates once.
+//! owns the scratch (one volume), so smoothing every volume of a run allocates once.
 
 /// √(8 ln 2): the FWHM of a Gaussian in units of its σ.
 pub const FWHM_OVER_SIGMA: f64 = 2.354_820_045_030_949_3;
@@ -76,10 +76,20 @@ impl Gaussian3d {
         std::array::from_fn(|a| self.kernels[a].len() / 2)
     }
 
-    /// Smooths `volume` (shape `[nx, ny, nz]`, x fastest) in place; `line` is scratch.
-    pub fn apply(&self, volume: &mut [f64], shape: [usize; 3], line: &mut Vec<f64>) {
+    /// Smooths `volume` (shape `[nx, ny, nz]`, x fastest) in place; `scratch` (grown to
+    /// one volume and a line) is the caller's.
+    ///
+    /// Each axis is a correlation out[k] = Σ_t w[t]·in[reflect(k + t − r)], summed over t
+    /// in order. Along x each line is copied once with its reflected ends; along y and z
+    /// the same sum runs over whole contiguous x-rows (xy-planes) at once, so every pass
+    /// reads memory in order.
+    pub fn apply(&self, volume: &mut [f64], shape: [usize; 3], scratch: &mut Vec<f64>) {
         debug_assert_eq!(volume.len(), shape.iter().product::<usize>());
         volume.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
+        let size = volume.len();
+        scratch.clear();
+        scratch.resize(size + shape[0] + 2 * self.radii()[0], 0.0);
+        let (out_all, line) = scratch.split_at_mut(size);
         let strides = [1, shape[0], shape[0] * shape[1]];
         for axis in 0..3 {
             let w = &self.kernels[axis];
@@ -88,25 +98,27 @@ impl Gaussian3d {
             }
             let (n, stride) = (shape[axis], strides[axis]);
             let r = (w.len() / 2) as isize;
-            // Every line along `axis`: its start is any voxel whose `axis` index is 0.
-            let others: [usize; 2] = match axis {
-                0 => [1, 2],
-                1 => [0, 2],
-                _ => [0, 1],
-            };
-            for j in 0..shape[others[1]] {
-                for i in 0..shape[others[0]] {
-                    let start = i * strides[others[0]] + j * strides[others[1]];
-                    // The line with r reflected values on each side, then a plain
-                    // correlation: out[k] = Σ_t w[t]·padded[k + t].
-                    line.clear();
-                    line.extend((-r..n as isize + r).map(|k| volume[start + reflect(k, n) * stride]));
-                    for k in 0..n {
-                        let v: f64 = w.iter().zip(&line[k..k + w.len()]).map(|(a, b)| a * b).sum();
-                        volume[start + k * stride] = v;
+            // The source index of each padded position: r reflected values on each side.
+            let idx: Vec<usize> = (-r..n as isize + r).map(|k| reflect(k, n)).collect();
+            let block = n * stride;
+            for (src, out) in volume.chunks(block).zip(out_all.chunks_mut(block)) {
+                if stride == 1 {
+                    let padded = &mut line[..idx.len()];
+                    padded.iter_mut().zip(&idx).for_each(|(p, &i)| *p = src[i]);
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = w.iter().zip(&padded[k..k + w.len()]).map(|(a, b)| a * b).sum();
+                    }
+                    continue;
+                }
+                for (k, o) in out.chunks_mut(stride).enumerate() {
+                    o.fill(0.0);
+                    for (wt, &i) in w.iter().zip(&idx[k..k + w.len()]) {
+                        let row = &src[i * stride..(i + 1) * stride];
+                        o.iter_mut().zip(row).for_each(|(o, x)| *o += wt * x);
                     }
                 }
             }
+            volume.copy_from_slice(out_all);
         }
     }
 }
