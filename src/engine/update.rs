@@ -191,7 +191,14 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
         }
         store.seal(&stats)?;
         let scans = nifti::read_header(&run.bold)?.n_vols;
-        lines.push(format!("{key}: {scans} scans ingested"));
+        let kept = crate::stages::confounds::of_run(&store.recipe.confounds, &run.bold, scans)?
+            .and_then(|c| c.keep)
+            .map_or(scans, |k| k.len());
+        let censored = match scans - kept {
+            0 => String::new(),
+            n => format!(" ({n} censored)"),
+        };
+        lines.push(format!("{key}: {scans} scans ingested{censored}"));
         let entry = RunEntry {
             subject: run.subject.clone(),
             story,
