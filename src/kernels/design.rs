@@ -108,7 +108,7 @@ pub fn nuisance_basis(n: &Array2<f64>) -> Array2<f64> {
     let largest = norms.iter().cloned().fold(0.0, f64::max);
     let mut basis: Vec<ndarray::Array1<f64>> = Vec::new();
     for (c, norm) in n.columns().into_iter().zip(norms) {
-        if !(norm > NEGLIGIBLE * largest) {
+        if norm.is_nan() || norm <= NEGLIGIBLE * largest {
             continue;
         }
         let mut v = c.to_owned();

@@ -22,7 +22,7 @@ fn region_means_equal_nilearn_labels_masker() {
         let bold = test_data().join(case["image"].as_str().unwrap());
         let labels = test_data().join(case["labels"].as_str().unwrap());
         let out = dir.path().join(n.to_string());
-        let done = cortexflow::stages::parcellate::run(&[bold.clone()], &labels, &BTreeMap::new(), &out).unwrap();
+        let done = cortexflow::stages::parcellate::run(std::slice::from_ref(&bold), &labels, &BTreeMap::new(), &out).unwrap();
         let text = std::fs::read_to_string(&done[0].path).unwrap();
         let mut lines = text.lines();
         let header: Vec<String> = lines.next().unwrap().split('\t').map(String::from).collect();
