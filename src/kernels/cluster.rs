@@ -4,6 +4,19 @@
 
 use std::collections::HashMap;
 
+/// The six face neighbours of a voxel; an index below 0 wraps to `usize::MAX`, which no
+/// grid holds, so callers need only check the upper bound.
+pub fn face_neighbours([i, j, k]: [usize; 3]) -> [[usize; 3]; 6] {
+    [
+        [i.wrapping_sub(1), j, k],
+        [i + 1, j, k],
+        [i, j.wrapping_sub(1), k],
+        [i, j + 1, k],
+        [i, j, k.wrapping_sub(1)],
+        [i, j, k + 1],
+    ]
+}
+
 /// Keeps only the voxels of `keep` whose face-connected cluster has at least `min_size`
 /// voxels. `ijk[v]` is voxel v's grid index; `keep[v]` says whether it passed threshold.
 pub fn min_cluster_size(ijk: &[[usize; 3]], keep: &[bool], min_size: usize) -> Vec<bool> {
@@ -28,16 +41,7 @@ pub fn min_cluster_size(ijk: &[[usize; 3]], keep: &[bool], min_size: usize) -> V
         label[start] = start;
         stack.push(start);
         while let Some(v) = stack.pop() {
-            let [i, j, k] = ijk[v];
-            let neighbours = [
-                [i.wrapping_sub(1), j, k],
-                [i + 1, j, k],
-                [i, j.wrapping_sub(1), k],
-                [i, j + 1, k],
-                [i, j, k.wrapping_sub(1)],
-                [i, j, k + 1],
-            ];
-            for p in neighbours {
+            for p in face_neighbours(ijk[v]) {
                 if let Some(&u) = index.get(&p) {
                     if label[u] == usize::MAX {
                         label[u] = start;

@@ -32,6 +32,7 @@ use rand_distr::StandardNormal;
 use crate::error::Result;
 use crate::io::atomic::write_file_atomically;
 use crate::io::nifti::Mask;
+use crate::kernels::cluster::face_neighbours;
 use crate::kernels::design::cosine_drift;
 
 /// Scans before the scanner's steady state, at the start of every run.
@@ -127,17 +128,10 @@ pub fn apply(
 pub fn subject_mask(rng: &mut ChaCha8Rng, mask: &Mask) -> Vec<bool> {
     let shape = mask.grid.shape;
     let flat = |[i, j, k]: [usize; 3]| i + shape[0] * (j + shape[1] * k);
-    let neighbours = |[i, j, k]: [usize; 3]| {
-        [
-            [i.wrapping_sub(1), j, k],
-            [i + 1, j, k],
-            [i, j.wrapping_sub(1), k],
-            [i, j + 1, k],
-            [i, j, k.wrapping_sub(1)],
-            [i, j, k + 1],
-        ]
-        .into_iter()
-        .filter(move |n| n.iter().zip(shape).all(|(&c, s)| c < s))
+    let neighbours = |ijk: [usize; 3]| {
+        face_neighbours(ijk)
+            .into_iter()
+            .filter(move |n| n.iter().zip(shape).all(|(&c, s)| c < s))
     };
     let mut cortex = vec![false; shape[0] * shape[1] * shape[2]];
     for ijk in mask.ijk() {
