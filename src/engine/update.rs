@@ -19,7 +19,7 @@ use crate::io::nifti;
 use crate::operators::{agree, BlockError, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
 use crate::stages::{group_mask, join};
-use crate::store::{list, Recipe, RunEntry, Store, WriteLock};
+use crate::store::{list, ConfoundsUsed, Recipe, RunEntry, Store, WriteLock};
 
 /// The writer's part of a command before the dataflow (creating the store, the mask,
 /// stories and basis, manifest edits).
@@ -191,10 +191,16 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
         }
         store.seal(&stats)?;
         let scans = nifti::read_header(&run.bold)?.n_vols;
-        let kept = crate::stages::confounds::of_run(&store.recipe.confounds, &run.bold, scans)?
-            .and_then(|c| c.keep)
-            .map_or(scans, |k| k.len());
-        let censored = match scans - kept {
+        let used = crate::stages::confounds::of_run(&store.recipe.confounds, &run.bold, scans)?
+            .map(|c| -> Result<ConfoundsUsed> {
+                let table = match store.recipe.confounds.strategy.is_empty() {
+                    true => None,
+                    false => crate::io::confounds::beside(&run.bold)?.map(|t| crate::store::absolute(&t)),
+                };
+                Ok(ConfoundsUsed { table, kept_scans: c.keep.map_or(scans, |k| k.len()) })
+            })
+            .transpose()?;
+        let censored = match scans - used.as_ref().map_or(scans, |u| u.kept_scans) {
             0 => String::new(),
             n => format!(" ({n} censored)"),
         };
@@ -204,6 +210,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
             story,
             bold: crate::store::absolute(&run.bold),
             scans,
+            confounds: used,
         };
         store.manifest.runs.insert(key, entry);
         store.manifest.epoch += 1;

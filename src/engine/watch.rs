@@ -31,7 +31,10 @@ pub struct WatchOptions {
     pub updates: Option<usize>,
 }
 
-/// BOLD files under `dir` (any depth) with their sizes.
+/// BOLD files under `dir` (any depth) with the sizes of their files: the BOLD's, plus its
+/// confounds table's and sidecar's when there are any, so that a run is taken up once
+/// those have finished arriving too, and a run that failed for want of them is tried again
+/// when they come.
 fn scan(dir: &Path) -> Result<BTreeMap<PathBuf, u64>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -44,7 +47,12 @@ fn scan(dir: &Path) -> Result<BTreeMap<PathBuf, u64>> {
                 stack.push(p);
             } else if bids::parse_bold_name(&p).is_some() {
                 if let Ok(m) = e.metadata() {
-                    out.insert(p, m.len());
+                    let size = |f: &Path| std::fs::metadata(f).map_or(0, |m| m.len());
+                    let confounds = crate::io::confounds::beside(&p)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |c| size(&c) + size(&crate::io::confounds::sidecar(&c)));
+                    out.insert(p, m.len() + confounds);
                 }
             }
         }
@@ -269,6 +277,19 @@ fn apply(
 mod tests {
     use super::*;
     use crate::store::Recipe;
+
+    /// A run's confounds count in what `watch` sees of it: their arrival changes it.
+    #[test]
+    fn confounds_arriving_change_what_a_run_looks_like() {
+        let dir = tempfile::tempdir().unwrap();
+        let bold = dir.path().join("sub-01_task-x_run-1_space-MNI_desc-preproc_bold.nii.gz");
+        std::fs::write(&bold, [0u8; 100]).unwrap();
+        assert_eq!(scan(dir.path()).unwrap()[&bold], 100);
+        std::fs::write(dir.path().join("sub-01_task-x_run-1_desc-confounds_timeseries.tsv"), "a\n1\n").unwrap();
+        assert_eq!(scan(dir.path()).unwrap()[&bold], 104);
+        std::fs::write(dir.path().join("sub-01_task-x_run-1_desc-confounds_timeseries.json"), "{}").unwrap();
+        assert_eq!(scan(dir.path()).unwrap()[&bold], 106);
+    }
 
     /// One file that cannot be ingested does not keep the good ones out.
     #[test]

@@ -51,6 +51,18 @@ pub struct RunEntry {
     pub story: String,
     pub bold: PathBuf,
     pub scans: usize,
+    /// The confounds table the run was reduced with, and the scans its censoring kept
+    /// (absent without a confounds strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confounds: Option<ConfoundsUsed>,
+}
+
+/// Which confounds a run was reduced with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfoundsUsed {
+    /// None when only dummy scans were dropped (no table read).
+    pub table: Option<PathBuf>,
+    pub kept_scans: usize,
 }
 
 impl Manifest {

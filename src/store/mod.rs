@@ -41,7 +41,7 @@ use crate::stages::{basis, encode, group, mapping};
 
 pub use layout::Layout;
 pub use lock::WriteLock;
-pub use manifest::{Manifest, RunEntry, StoryEntry, FORMAT};
+pub use manifest::{ConfoundsUsed, Manifest, RunEntry, StoryEntry, FORMAT};
 pub use recipe::Recipe;
 pub use sums::{Damage, Sums};
 
@@ -730,8 +730,16 @@ impl Store {
             m.epoch
         ));
         for (key, r) in &m.runs {
+            let confounds = match &r.confounds {
+                None => String::new(),
+                Some(c) => format!(
+                    "; {} scans kept{}",
+                    c.kept_scans,
+                    c.table.as_ref().map_or(String::new(), |t| format!(", confounds {}", t.display()))
+                ),
+            };
             out.push_str(&format!(
-                "  {key}: {} scans, {}\n",
+                "  {key}: {} scans, {}{confounds}\n",
                 r.scans,
                 r.bold.display()
             ));

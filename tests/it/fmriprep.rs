@@ -217,7 +217,10 @@ fn confounds_errors_name_the_run_and_the_setting() {
     std::fs::write(&tsv, edited.join("\n") + "\n").unwrap();
     std::fs::write(&r, "[basis]\natoms = 6\n[confounds]\nstrategy = [\"motion\"]\nmotion = \"basic\"\n").unwrap();
     let lines = ok(&["run", r.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--out", dir.path().join("s0").to_str().unwrap()]);
-    assert!(lines.contains("sub-01/task-lpp/run-2: 100 scans ingested"), "{lines}");
+    assert!(lines.contains("sub-01/task-lpp/run-2: 100 scans ingested (2 censored)"), "{lines}");
+    // The store says which table each run was reduced with and what censoring kept.
+    let status = ok(&["status", dir.path().join("s0").to_str().unwrap()]);
+    assert!(status.contains("98 scans kept, confounds") && status.contains("run-2_desc-confounds_timeseries.tsv"), "{status}");
     std::fs::write(&r, WITH_CONFOUNDS).unwrap();
     std::fs::remove_file(&tsv).unwrap();
     let e = cortexflow_fails(&["run", r.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--out", dir.path().join("s2").to_str().unwrap()]);
