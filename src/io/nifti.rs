@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use ndarray::ShapeBuilder;
-use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, Axis};
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayViewMut1, Axis};
 use nifti::writer::WriterOptions;
 use nifti::{Endianness, NiftiHeader, NiftiType};
 
@@ -749,16 +749,33 @@ pub fn read_mask(path: &Path) -> Result<Mask> {
 /// Reads a 4D BOLD run inside `mask` (all voxels when `None`), one volume at a time.
 /// The mask must lie on the run's grid.
 pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold> {
-    read_bold_each(path, mask, |_, _| {})
+    read_volumes(path, mask, None::<&fn(&mut [f32], &mut Vec<f32>)>)
 }
 
-/// As [`read_bold`], with `each` applied to every whole volume (x fastest, with the
-/// header) before it is masked, one volume at a time: a spatial filter costs one volume
-/// of memory, not a run.
+/// Volumes of a run being filtered at once (each with its scratch): what a filter adds to
+/// the memory of a read, whatever the length of the run.
+pub const FILTERED_IN_FLIGHT: usize = 4;
+
+/// As [`read_bold`], with `each` applied to every whole volume (x fastest, on the run's
+/// grid; the second argument is scratch owned by the volume's slot) before it is masked.
+///
+/// On a machine with more than one core a helper thread filters volumes while this one
+/// decodes the next; when [`FILTERED_IN_FLIGHT`] volumes wait, this thread filters one
+/// itself instead of waiting. A filter thus costs a few volumes of memory, not a run, and
+/// its time is shared by two cores (no thread spins: both block on channels). Each
+/// volume goes to its own row, so the result does not depend on who filtered it.
 pub fn read_bold_each(
     path: &Path,
     mask: Option<(&Path, &Mask)>,
-    mut each: impl FnMut(&ImageHeader, &mut [f32]),
+    each: impl Fn(&mut [f32], &mut Vec<f32>) + Sync,
+) -> Result<MaskedBold> {
+    read_volumes(path, mask, Some(&each))
+}
+
+fn read_volumes<F: Fn(&mut [f32], &mut Vec<f32>) + Sync>(
+    path: &Path,
+    mask: Option<(&Path, &Mask)>,
+    each: Option<&F>,
 ) -> Result<MaskedBold> {
     let header = read_header(path)?;
     header.ensure_bold()?;
@@ -778,21 +795,90 @@ pub fn read_bold_each(
         }
     };
     let voxels = header.grid.n_voxels() as u128;
-    let need =
-        4 * (header.n_vols as u128 * mask.len() as u128 + voxels) + header.volume_bytes() as u128;
+    // With a filter: a volume and its scratch per slot.
+    let slots = if each.is_some() { 2 * FILTERED_IN_FLIGHT as u128 } else { 1 };
+    let need = 4 * (header.n_vols as u128 * mask.len() as u128 + slots * voxels) + header.volume_bytes() as u128;
     ensure_affordable(path, "reading the run", need)?;
     let mut data = Array2::<f32>::zeros((header.n_vols, mask.len()));
     let mut reader = VolumeReader::open(header.clone())?;
-    let mut buf = vec![0f32; header.grid.n_voxels()];
-    let mut t = 0;
-    while reader.next_into(&mut buf)? {
-        each(&header, &mut buf);
-        for (dst, &l) in data.row_mut(t).iter_mut().zip(&mask.linear) {
-            *dst = buf[l];
+    let n = header.grid.n_voxels();
+    let masked = |row: ArrayViewMut1<f32>, buf: &[f32]| {
+        row.into_iter().zip(&mask.linear).for_each(|(dst, &l)| *dst = buf[l]);
+    };
+    let helped = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    match each {
+        Some(each) if helped => {
+            let slots = (0..FILTERED_IN_FLIGHT).map(|_| (vec![0f32; n], Vec::new()));
+            let filter = |(row, (mut buf, mut scratch)): (ArrayViewMut1<f32>, Slot)| {
+                each(&mut buf, &mut scratch);
+                masked(row, &buf);
+                (buf, scratch)
+            };
+            read_beside_helper(&mut reader, data.outer_iter_mut(), slots, &filter)?;
         }
-        t += 1;
+        _ => {
+            let (mut buf, mut scratch) = (vec![0f32; n], Vec::new());
+            for row in data.outer_iter_mut() {
+                reader.next_into(&mut buf)?;
+                if let Some(each) = each {
+                    each(&mut buf, &mut scratch);
+                }
+                masked(row, &buf);
+            }
+        }
     }
     Ok(MaskedBold { header, data })
+}
+
+/// A volume's buffer and its filter's scratch.
+type Slot = (Vec<f32>, Vec<f32>);
+
+/// Decodes each volume of `reader` into a free slot and hands it with its row to `filter`,
+/// run by a helper thread or, when every slot is waiting, by this one. A slot is free again
+/// once `filter` returns it.
+fn read_beside_helper<'r>(
+    reader: &mut VolumeReader,
+    rows: impl Iterator<Item = ArrayViewMut1<'r, f32>>,
+    slots: impl Iterator<Item = Slot>,
+    filter: &(impl Fn((ArrayViewMut1<'r, f32>, Slot)) -> Slot + Sync),
+) -> Result<()> {
+    let (free_tx, free) = crossbeam_channel::unbounded();
+    slots.for_each(|s| free_tx.send(s).expect("the receiver is here"));
+    let (jobs_tx, jobs) = crossbeam_channel::unbounded();
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| {
+            for job in jobs.iter() {
+                let _ = free_tx.send(filter(job));
+            }
+        });
+        let read = || -> Result<()> {
+            for row in rows {
+                let mut slot = loop {
+                    if let Ok(slot) = free.try_recv() {
+                        break slot;
+                    }
+                    match jobs.try_recv() {
+                        Ok(job) => break filter(job),
+                        Err(_) => match free.recv() {
+                            Ok(slot) => break slot,
+                            Err(_) => unreachable!("this thread holds a sender of free slots"),
+                        },
+                    }
+                };
+                reader.next_into(&mut slot.0)?;
+                jobs_tx.send((row, slot)).expect("the receiver is here");
+            }
+            Ok(())
+        };
+        let read = read();
+        drop(jobs_tx);
+        // What is left is shared with the helper until none is.
+        for job in jobs.iter() {
+            filter(job);
+        }
+        helper.join().expect("a filter does not panic");
+        read
+    })
 }
 
 /// Writes a float32 map on `grid` — a 3D volume when `data` has one volume, else 4D with

@@ -77,7 +77,7 @@ pub struct Reduced {
 }
 
 /// A run's masked BOLD, each volume first smoothed by a Gaussian of `fwhm` mm when given
-/// (nilearn's `smooth_img`, computed in f64 as there, see [`Gaussian3d`]).
+/// (nilearn's `smooth_img`, see [`Gaussian3d`]).
 pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Result<nifti::MaskedBold> {
     let Some(fwhm) = fwhm else {
         return nifti::read_bold(path, Some(mask));
@@ -98,13 +98,7 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
         }
     }
     let gaussian = Gaussian3d::new(fwhm, linear);
-    let (mut volume, mut line) = (Vec::new(), Vec::new());
-    nifti::read_bold_each(path, Some(mask), |header, buf| {
-        volume.clear();
-        volume.extend(buf.iter().map(|&v| f64::from(v)));
-        gaussian.apply(&mut volume, header.grid.shape, &mut line);
-        buf.iter_mut().zip(&volume).for_each(|(b, &v)| *b = v as f32);
-    })
+    nifti::read_bold_each(path, Some(mask), |buf, scratch| gaussian.apply(buf, shape, scratch))
 }
 
 /// Reads one BOLD run inside `mask` and reduces it against its design `dm` (atoms in the

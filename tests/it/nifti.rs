@@ -129,6 +129,38 @@ fn bold_inside_a_mask_equals_the_image_values() {
     assert_eq!(widths.last().copied(), Some(mask.len()));
 }
 
+/// A filtered read (volumes decoded on one thread, filtered by a helper or by the reader
+/// itself when the slots are all waiting) puts each filtered volume in its own row: equal
+/// to the filter applied to each volume in turn, whoever ran it and in whatever order the
+/// uneven filter times finish them.
+#[test]
+fn a_filtered_read_equals_the_filter_applied_in_order() {
+    let path = test_data().join("fmri/nitime/fmri1.nii.gz");
+    let header = nifti::read_header(&path).unwrap();
+    let img = nifti::read_image(&path).unwrap();
+    let mask = Mask::from_image(&img, |v| v > 0.0);
+    let filter = |buf: &mut [f32], scratch: &mut Vec<f32>| {
+        // Uneven work, so the helper and the reader overtake each other.
+        let spin = (buf[buf.len() / 2].to_bits() % 7) as usize * 20_000;
+        scratch.resize(spin, 1.0);
+        let drift: f32 = scratch.iter().sum::<f32>() * 0.0;
+        let first = buf[0];
+        buf.iter_mut().enumerate().for_each(|(i, v)| *v = *v * 0.5 + first + (i % 13) as f32 + drift);
+    };
+    let got = nifti::read_bold_each(&path, Some((&path, &mask)), filter).unwrap();
+    let (nx, ny, nz) = (header.grid.shape[0], header.grid.shape[1], header.grid.shape[2]);
+    for t in 0..header.n_vols {
+        let mut volume: Vec<f32> = (0..nx * ny * nz)
+            .map(|l| img.data[[l % nx, (l / nx) % ny, l / (nx * ny), t]])
+            .collect();
+        filter(&mut volume, &mut Vec::new());
+        for (v, ijk) in mask.ijk().enumerate() {
+            let l = ijk[0] + nx * (ijk[1] + ny * ijk[2]);
+            assert_eq!(got.data[[t, v]], volume[l], "volume {t}, voxel {v}");
+        }
+    }
+}
+
 /// The map the writer produces (4D, rotated qform-only grid, TR 1.25 s) is byte-stable and
 /// nibabel reads it (stored in written_map_nibabel.json by scripts/fixtures) with the same
 /// affine, TR and the values we meant to write. The blessed file is our own writer's
@@ -282,6 +314,9 @@ mod bad_input {
             e.contains("truncated") || e.contains("ends early") || e.contains("corrupt"),
             "{e}"
         );
+        // A filtered read stops at the same error (the helper's volumes are drained).
+        let e = nifti::read_bold_each(&p, None, |b, _| b.iter_mut().for_each(|v| *v += 1.0));
+        assert!(e.unwrap_err().to_string().contains("cut.nii.gz"));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //!
 //! Tolerance: 1e-5 of max(|value|, the image's RMS) per sampled voxel, and 1e-6 relative on
 //! the image sums. nilearn smooths int16 data in float32 (it casts before filtering, and
-//! scipy rounds to float32 after each axis); cortexflow computes in f64 and stores f32:
-//! the two differ by float32 rounding, a few 1e-7 relative.
+//! scipy rounds to float32 after each axis, summing each line in f64); cortexflow holds
+//! f32 between axes too and sums in f32: the two differ by float32 rounding, a few 1e-7
+//! relative.
 
 use std::path::Path;
 
