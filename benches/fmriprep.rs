@@ -1,5 +1,5 @@
 //! The cost of real-data preprocessing in `run`: the same fMRIPrep-style derivatives
-//! (`simulate --layout fmriprep`: 6 subjects × 2 runs of 282/298 scans, 8,268 voxels on
+//! (`simulate --layout fmriprep`: 6 subjects × 2 runs of 285/301 scans, 8,268 voxels on
 //! the 4 mm grid, 16 atoms) analysed plainly, with 6 mm smoothing, with confounds and
 //! scrubbing (24 motion parameters, aCompCor, fMRIPrep's cosines, censoring), and with
 //! both. Each is the `cortexflow` binary in its own process, timed by wall clock with its

@@ -93,6 +93,11 @@ pub struct Args {
     /// motion, spikes, physiological noise and non-steady-state scans act on the BOLD.
     #[arg(long, value_enum, default_value = "bids")]
     pub layout: LayoutArg,
+    /// Seconds from a run's first scan to the story's first word [default: 0 with `bids`,
+    /// 6 with `fmriprep`]. When positive each run gets a BIDS events.tsv with the words in
+    /// run time; stimuli/ keeps the transcript in its own time.
+    #[arg(long)]
+    pub stimulus_onset: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -138,6 +143,7 @@ impl Args {
                 LayoutArg::Bids => Layout::Bids,
                 LayoutArg::Fmriprep => Layout::Fmriprep,
             },
+            stimulus_onset: self.stimulus_onset,
         })
     }
 }

@@ -464,6 +464,19 @@ fn finish(path: &Path, words: Vec<(usize, Word)>, end: Option<f64>) -> Result<St
     })
 }
 
+/// Writes words as BIDS events (`onset`, `duration`, `trial_type` = word, `word`),
+/// atomically: the form of a run's `…_events.tsv`.
+pub fn write_events(path: &Path, words: &[Word]) -> Result<()> {
+    super::atomic::write_file_atomically(path, |out| {
+        writeln!(out, "onset\tduration\ttrial_type\tword")?;
+        for w in words {
+            let text = w.text.replace(['\t', '\n'], " ");
+            writeln!(out, "{}\t{}\tword\t{text}", w.onset, w.offset - w.onset)?;
+        }
+        Ok(())
+    })
+}
+
 /// Writes words as a TSV table (`word`, `onset`, `offset`), atomically.
 pub fn write_tsv(path: &Path, words: &[Word]) -> Result<()> {
     super::atomic::write_file_atomically(path, |out| {

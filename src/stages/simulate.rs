@@ -52,6 +52,11 @@ pub struct SimulateOptions {
     /// A language model whose ANs drive the planted networks; None = synthetic ANs.
     pub model: Option<TapOptions>,
     pub layout: Layout,
+    /// Seconds from the first scan to the story's first sound (None: the layout's default,
+    /// [`Layout::stimulus_onset`]). When positive, each run gets BIDS events beside its
+    /// BOLD holding the words in run time; `stimuli/` keeps the transcript in its own time
+    /// (from 0, as TextGrids come).
+    pub stimulus_onset: Option<f64>,
 }
 
 /// How the dataset is laid out.
@@ -64,6 +69,21 @@ pub enum Layout {
     /// brain mask and a confounds table (+ sidecar) per run, with the artefacts those
     /// measure acting on the BOLD (see [`super::artefacts`]), and no mask at the top.
     Fmriprep,
+}
+
+/// The longest stimulus onset the simulator takes (s).
+pub const MAX_STIMULUS_ONSET_S: f64 = 60.0;
+
+impl Layout {
+    /// The default stimulus onset (s): none in the raw layout; in the derivatives, the
+    /// story starts 6 s (3 scans at TR 2 s) into each run, after the scanner's
+    /// non-steady-state scans, as in real story-listening sessions.
+    pub fn stimulus_onset(self) -> f64 {
+        match self {
+            Layout::Bids => 0.0,
+            Layout::Fmriprep => 6.0,
+        }
+    }
 }
 
 impl Default for SimulateOptions {
@@ -89,6 +109,7 @@ impl Default for SimulateOptions {
             null: false,
             model: None,
             layout: Layout::Bids,
+            stimulus_onset: None,
         }
     }
 }
@@ -144,6 +165,9 @@ struct PlantedRun {
     n_scans: usize,
     n_words: usize,
     stimulus: String,
+    /// Seconds from the first scan to the story's time 0 (the words of `stimulus` are in
+    /// the story's own time; a run's events, when written, in run time).
+    stimulus_onset: f64,
 }
 
 /// The grid: the atlas (written with the dataset: it defines the grid and the planted
@@ -187,23 +211,30 @@ fn write_mask(path: &Path, grid: &Grid, mask: &Mask, on: &[bool]) -> Result<()> 
     nifti::write_map(path, grid, &mask.unmask(&values).insert_axis(Axis(3)), None)
 }
 
-/// The stories: LPP sections 1..R, cut to the requested scan count, as stimuli/*.tsv.
+/// The stories: LPP sections 1..R, cut to the requested scan count, as stimuli/*.tsv in
+/// their own time; the stories returned hold the words in run time (moved by the
+/// stimulus onset), which drive the BOLD and go into each run's events.
 fn write_stories(opt: &SimulateOptions, files: &mut Vec<PathBuf>) -> Result<Vec<Story>> {
+    let onset = stimulus_onset(opt);
     let mut stories = Vec::new();
     for r in 1..=opt.runs {
         let name = format!("lppEN_section{r}.TextGrid");
         let bytes = embedded::lpp_section(r).context("embedded LPP section")?;
         let full = stimulus::parse_stimulus(Path::new(&name), bytes, Some("TokensAlign"))?;
-        let n_scans = opt.scans.unwrap_or((full.end / opt.tr).ceil() as usize);
+        let n_scans = opt.scans.unwrap_or(((full.end + onset) / opt.tr).ceil() as usize);
         let words: Vec<Word> = full
             .words
             .iter()
-            .filter(|w| w.onset < n_scans as f64 * opt.tr)
+            .filter(|w| w.onset + onset < n_scans as f64 * opt.tr)
             .cloned()
             .collect();
         let path = opt.out.join("stimuli").join(format!("task-{TASK}_run-{r}.tsv"));
         stimulus::write_tsv(&path, &words)?;
         files.push(path.clone());
+        let words = words
+            .into_iter()
+            .map(|w| Word { onset: w.onset + onset, offset: w.offset + onset, ..w })
+            .collect();
         stories.push((
             r,
             n_scans,
@@ -215,6 +246,10 @@ fn write_stories(opt: &SimulateOptions, files: &mut Vec<PathBuf>) -> Result<Vec<
         ));
     }
     Ok(stories)
+}
+
+fn stimulus_onset(opt: &SimulateOptions) -> f64 {
+    opt.stimulus_onset.unwrap_or(opt.layout.stimulus_onset())
 }
 
 /// The AN population (a real model's taps, or synthetic) with its planted groups.
@@ -329,7 +364,7 @@ fn write_bold(
             true => g.mask.ijk().map(|[i, j, k]| brain[i + nx * (j + ny * k)]).collect(),
             false => Vec::new(),
         };
-        for ((r, n_scans, _), tcs) in stories.iter().zip(courses) {
+        for ((r, n_scans, story), tcs) in stories.iter().zip(courses) {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(opt.seed, 2, (s * 1000 + r) as u64));
             let stem = format!("sub-{subject}/func/sub-{subject}_task-{TASK}_run-{r}");
             let path = match fmriprep {
@@ -360,6 +395,11 @@ fn write_bold(
                 let image = Array4::from_shape_fn((nx, ny, nz, 1), |(i, j, k, _)| f32::from(u8::from(brain[i + nx * (j + ny * k)])));
                 nifti::write_map(&mask_path, &g.grid, &image, None)?;
                 files.extend([confounds.with_extension("json"), confounds, mask_path]);
+            }
+            if stimulus_onset(opt) > 0.0 {
+                let events = opt.out.join(format!("{stem}_events.tsv"));
+                stimulus::write_events(&events, &story.words)?;
+                files.push(events);
             }
             nifti::write_map(&path, &g.grid, &data, Some(opt.tr))?;
             files.push(path);
@@ -431,6 +471,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
                 n_scans: *n,
                 n_words: s.words.len(),
                 stimulus: relative(out, &s.path),
+                stimulus_onset: stimulus_onset(opt),
             })
             .collect(),
     };
@@ -501,6 +542,11 @@ fn validate(opt: &SimulateOptions) -> Result<()> {
     }
     if !(opt.tr.is_finite() && nifti::PLAUSIBLE_TR_S.contains(&opt.tr)) {
         bail!("--tr {} s is outside {:?} s", opt.tr, nifti::PLAUSIBLE_TR_S);
+    }
+    if let Some(onset) = opt.stimulus_onset {
+        if !(0.0..=MAX_STIMULUS_ONSET_S).contains(&onset) {
+            bail!("--stimulus-onset {onset}: seconds in [0, {MAX_STIMULUS_ONSET_S}]");
+        }
     }
     if opt.scans.is_some_and(|n| n < 10) {
         bail!("--scans must be at least 10");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cortexflow::engine::cluster::Cluster;
 use cortexflow::engine::update::{self, RunRequest};
-use cortexflow::io::bids;
+use cortexflow::io::{bids, stimulus};
 use cortexflow::io::nifti::{self, Mask};
 use cortexflow::stages::encode::reduce_run;
 use cortexflow::stages::recovery;
@@ -122,14 +122,15 @@ fn derivatives_in_a_raw_dataset_run_without_responses() {
         for f in std::fs::read_dir(sim.join(format!("sub-{s}/func"))).unwrap() {
             let f = f.unwrap().path();
             let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            if name.ends_with("_events.tsv") {
+                // Events belong to the raw dataset.
+                std::fs::copy(&f, root.join(format!("sub-{s}/func/{name}"))).unwrap();
+                continue;
+            }
             std::fs::copy(&f, func.join(&name)).unwrap();
             if name.contains("MNI152NLin6Asym") {
                 std::fs::copy(&f, func.join(name.replace("space-MNI152NLin6Asym_res-4", "space-T1w"))).unwrap();
             }
-        }
-        for r in 1..=2 {
-            let words = std::fs::read_to_string(sim.join(format!("stimuli/task-lpp_run-{r}.tsv"))).unwrap();
-            std::fs::write(root.join(format!("sub-{s}/func/sub-{s}_task-lpp_run-{r}_events.tsv")), words).unwrap();
         }
     }
     let e = bids::discover(&root, None).unwrap_err().to_string();
@@ -179,6 +180,37 @@ fn derivatives_in_a_raw_dataset_run_without_responses() {
     let e = bids::discover(&root, None).unwrap_err().to_string();
     assert!(e.contains("3 spaces") && e.contains("native"), "{e}");
     assert_eq!(bids::discover(&root, Some("native")).unwrap().runs.len(), 1);
+}
+
+/// The derivatives' stories start 6 s into each run: the events beside each run hold the
+/// transcript of stimuli/ (the story's own time) moved by that onset, as BIDS events; the
+/// dataset's stimuli are those events, and a raw layout writes none.
+#[test]
+fn simulated_derivatives_start_the_story_into_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    simulate(&sim, 1, Some(40), 4, false);
+    let story = stimulus::read_stimulus(&sim.join("stimuli/task-lpp_run-1.tsv"), None).unwrap();
+    let events_path = sim.join("sub-01/func/sub-01_task-lpp_run-1_events.tsv");
+    let events = stimulus::read_stimulus(&events_path, None).unwrap();
+    assert!(std::fs::read_to_string(&events_path).unwrap().starts_with("onset\tduration\t"));
+    assert_eq!(story.words.len(), events.words.len());
+    assert!(story.words.iter().all(|w| w.onset + 6.0 < 80.0));
+    for (a, b) in story.words.iter().zip(&events.words) {
+        assert_eq!(a.text, b.text);
+        assert!((b.onset - a.onset - 6.0).abs() < 1e-9 && (b.offset - a.offset - 6.0).abs() < 1e-9);
+    }
+    let planted: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sim.join("truth/planted.json")).unwrap()).unwrap();
+    assert_eq!(planted["runs"][0]["stimulus_onset"], 6.0);
+    let ds = bids::discover(&sim, None).unwrap();
+    let spec = update::dataset_stimuli(&ds).unwrap();
+    assert_eq!(spec.files[0], events_path);
+
+    let raw = dir.path().join("raw");
+    ok(&["simulate", "--out", raw.to_str().unwrap(), "--subjects", "1", "--runs", "1", "--scans", "40"]);
+    assert!(!raw.join("sub-01/func/sub-01_task-lpp_run-1_events.tsv").exists());
+    let e = cortexflow_fails(&["simulate", "--out", raw.to_str().unwrap(), "--stimulus-onset=-1"]);
+    assert!(e.contains("--stimulus-onset -1"), "{e}");
 }
 
 /// A recipe with confounds needs each run's table, with a row per scan; bad settings are
