@@ -19,7 +19,8 @@ pub struct Args {
     /// `region-<label>`.
     #[arg(long)]
     pub names: Option<PathBuf>,
-    /// Output directory: one `<run>_timeseries.tsv` per run.
+    /// Output directory: one `<run>_timeseries.tsv` (+ `.json` with its TR) per run, under
+    /// `sub-<S>/[ses-<X>/]func/` when the run has a BIDS name.
     #[arg(long)]
     pub out: PathBuf,
 }

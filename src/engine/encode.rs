@@ -65,6 +65,7 @@ pub fn run(
         dir: out.to_path_buf(),
         recipe,
         mask: Some(mask.clone()),
+        regions: None,
         jobs,
         stored: Vec::new(),
         sums: None,

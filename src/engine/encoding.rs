@@ -19,6 +19,7 @@ use crate::error::{bail, Context, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::Run;
 use crate::io::nifti::{self, Mask};
+use crate::io::regions::{self, Regions};
 use crate::io::parquet::{read_atoms, read_tr};
 use crate::kernels::design::{self, RunInputs};
 use crate::kernels::ridge_stats::RunStats;
@@ -77,6 +78,8 @@ pub struct Plan {
     pub recipe: Recipe,
     /// The store's mask (read when there is one).
     pub mask: Option<Mask>,
+    /// The regions of a store of region time series, in the order of its mask.
+    pub regions: Option<Regions>,
     pub jobs: Vec<Job>,
     /// Subjects with runs that are not refitted: their β maps feed the group test.
     pub stored: Vec<(String, PathBuf)>,
@@ -114,10 +117,18 @@ fn reduce_against(
     atoms: Array2<f64>,
     confounds: Option<Confounds>,
 ) -> Result<(RunStats, usize, Vec<bool>)> {
-    let header = nifti::read_header(bold)?;
-    let tr = header.bold_tr()?;
+    let region_run = match regions::is_region_run(bold) {
+        true => Some(regions::read_run(bold)?),
+        false => None,
+    };
+    let (n, tr) = match &region_run {
+        Some(run) => (run.table.rows, run.tr),
+        None => {
+            let header = nifti::read_header(bold)?;
+            (header.n_vols, header.bold_tr()?)
+        }
+    };
     let k = atoms.ncols();
-    let n = header.n_vols;
     let inputs = [RunInputs {
         regressors: atoms,
         confounds: confounds.as_ref().map_or_else(|| Array2::zeros((n, 0)), |c| c.matrix(n)),
@@ -126,17 +137,39 @@ fn reduce_against(
     let hp = plan.recipe.encoding.high_pass;
     let (designs, _) = design::build(&inputs, (hp > 0.0).then_some(hp))?;
     let dm = &designs[0];
-    let mask = plan.mask.as_ref().expect("read for jobs");
     let keep = confounds.as_ref().and_then(|c| c.keep.as_deref());
     let zscore = plan.recipe.encoding.zscore_bold;
     let fwhm = plan.recipe.encoding.smoothing_fwhm;
-    let r = encode::reduce_run(bold, (mask_path, mask), dm, k, keep, zscore, fwhm)?;
+    let r = match (region_run, &plan.regions) {
+        (Some(run), Some(regions)) => {
+            if let Some(fwhm) = fwhm {
+                bail!(
+                    "{}: region time series have no space to smooth in, but the recipe sets encoding.smoothing_fwhm = {fwhm}: analyse regions with a recipe without it",
+                    bold.display()
+                );
+            }
+            encode::reduce_data(bold, run.in_order(regions)?, dm, k, keep, zscore)?
+        }
+        (Some(_), None) => bail!(
+            "{}: a run of region time series, but the store holds images: make a store from a dataset of region time series (with its {})",
+            bold.display(),
+            regions::REGIONS_FILE
+        ),
+        (None, Some(_)) => bail!(
+            "{}: an image, but the store holds region time series: analyse images in another store",
+            bold.display()
+        ),
+        (None, None) => {
+            let mask = plan.mask.as_ref().expect("read for jobs");
+            encode::reduce_run(bold, (mask_path, mask), dm, k, keep, zscore, fwhm)?
+        }
+    };
     Ok((r.stats, r.absorbed, r.valid))
 }
 
 /// The run's confounds under the recipe's strategy (its fMRIPrep table beside it).
 fn recipe_confounds(plan: &Plan, bold: &Path) -> Result<Option<Confounds>> {
-    let scans = nifti::read_header(bold)?.n_vols;
+    let (scans, _) = crate::io::run_clock(bold)?;
     confounds::of_run(&plan.recipe.confounds, bold, scans)
 }
 

@@ -36,6 +36,7 @@ pub fn run(
         dir: encode_dir.to_path_buf(),
         recipe: Recipe::default(),
         mask: Some(mask.clone()),
+        regions: None,
         jobs: Vec::new(),
         stored: maps.clone(),
         sums: None,

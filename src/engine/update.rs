@@ -15,9 +15,10 @@ use crate::engine::encoding::{fit_settings, Engine, Job, Plan};
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
-use crate::io::nifti;
 use crate::operators::{agree, BlockError, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
+use crate::io::nifti;
+use crate::io::regions::{self, Regions};
 use crate::stages::{group_mask, join};
 use crate::store::{list, ConfoundsUsed, Recipe, RunEntry, Store, WriteLock};
 
@@ -57,6 +58,7 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
         dir: store.dir.clone(),
         recipe: store.recipe.clone(),
         mask,
+        regions: store.regions()?,
         jobs,
         stored,
         sums: Some(store.manifest.files.clone()),
@@ -190,7 +192,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
             bail!("{key}: its statistics were not written (did another process fail?)");
         }
         store.seal(&stats)?;
-        let scans = nifti::read_header(&run.bold)?.n_vols;
+        let (scans, _) = crate::io::run_clock(&run.bold)?;
         let used = crate::stages::confounds::of_run(&store.recipe.confounds, &run.bold, scans)?
             .map(|c| -> Result<ConfoundsUsed> {
                 let table = match store.recipe.confounds.strategy.is_empty() {
@@ -262,7 +264,7 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
     if ds.runs.is_empty() {
         bail!("{}: no BOLD runs ({})", req.data.display(), ds.missing.join("; "));
     }
-    let (mask, mask_line) = dataset_mask(&ds, req.mask_threshold)?;
+    let (mask, mask_line, regions) = dataset_mask(&ds, req.mask_threshold)?;
     let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
     let simulated = req.data.join("truth/responses");
     let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
@@ -280,6 +282,9 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
     let (recipe, dir) = (recipe.clone(), out.to_path_buf());
     let prepare: Prepare = Box::new(move || {
         let mut store = Store::init(&dir, &recipe, Some(mask.path()))?;
+        if let Some(r) = &regions {
+            store.set_regions(r)?;
+        }
         let mut lines: Vec<String> = mask_line.into_iter().collect();
         if !tables.is_empty() {
             lines.extend(store.ingest_responses(&tables, neurons.as_deref())?);
@@ -291,10 +296,37 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
 
 /// The analysis mask of a dataset: its `mask.nii[.gz]`, or the group mask of its runs'
 /// brain masks (voxels in more than `threshold` of them, nilearn's `intersect_masks`),
-/// written to a temporary file the store copies; and a line saying which.
-fn dataset_mask(ds: &bids::Dataset, threshold: f64) -> Result<(MaskFile, Option<String>)> {
+/// written to a temporary file the store copies; and a line saying which. For runs of
+/// region time series, the line of its regions (`regions.tsv`) and the regions.
+fn dataset_mask(ds: &bids::Dataset, threshold: f64) -> Result<(MaskFile, Option<String>, Option<Regions>)> {
+    let temporary = |what: &str| {
+        tempfile::Builder::new()
+            .prefix(&format!("cortexflow-{what}-"))
+            .suffix(".nii.gz")
+            .tempfile()
+            .map_err(|e| err!("cannot make a temporary file for the {what}: {e}"))
+    };
+    let region_runs = ds.runs.iter().filter(|r| regions::is_region_run(&r.bold)).count();
+    if region_runs > 0 {
+        if region_runs < ds.runs.len() {
+            bail!("{}: runs of images and of region time series together; choose one with --space", ds.root.display());
+        }
+        let Some(list) = &ds.regions else {
+            bail!(
+                "{}: runs of region time series need {} at the dataset's root (columns region and network: each region's network, for the mapping)",
+                ds.root.display(),
+                regions::REGIONS_FILE
+            );
+        };
+        let r = Regions::read(list)?;
+        let tmp = temporary("regions")?;
+        nifti::write_map(tmp.path(), &r.grid(), &r.mask_volume(), None)?;
+        let networks: std::collections::BTreeSet<&String> = r.networks.iter().collect();
+        let line = format!("regions: {} regions of {} networks ({})", r.names.len(), networks.len(), list.display());
+        return Ok((MaskFile::Made(tmp), Some(line), Some(r)));
+    }
     if let Some(m) = &ds.mask {
-        return Ok((MaskFile::Given(m.clone()), None));
+        return Ok((MaskFile::Given(m.clone()), None, None));
     }
     if ds.brain_masks.is_empty() {
         bail!(
@@ -302,18 +334,14 @@ fn dataset_mask(ds: &bids::Dataset, threshold: f64) -> Result<(MaskFile, Option<
             ds.root.display()
         );
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("cortexflow-group-mask-")
-        .suffix(".nii.gz")
-        .tempfile()
-        .map_err(|e| err!("cannot make a temporary file for the group mask: {e}"))?;
+    let tmp = temporary("group-mask")?;
     let masks: Vec<&Path> = ds.brain_masks.iter().map(PathBuf::as_path).collect();
     let g = group_mask::run(&masks, threshold, true, tmp.path())?;
     let line = format!(
         "group mask: {} voxels in more than {threshold} of the runs' {} brain masks",
         g.voxels, g.masks
     );
-    Ok((MaskFile::Made(tmp), Some(line)))
+    Ok((MaskFile::Made(tmp), Some(line), None))
 }
 
 /// A mask given by the dataset, or made for this command.
@@ -347,8 +375,7 @@ pub fn dataset_stimuli(ds: &bids::Dataset) -> Result<StimulusSpec> {
     let mut stories: std::collections::BTreeMap<String, (Option<PathBuf>, usize, PathBuf)> = Default::default();
     let mut tr: Option<(f64, PathBuf)> = None;
     for run in &ds.runs {
-        let header = nifti::read_header(&run.bold)?;
-        let run_tr = header.bold_tr()?;
+        let (n_vols, run_tr) = crate::io::run_clock(&run.bold)?;
         match &tr {
             None => tr = Some((run_tr, run.bold.clone())),
             Some((t, first)) if (t - run_tr).abs() > crate::store::TR_TOLERANCE => bail!(
@@ -361,12 +388,12 @@ pub fn dataset_stimuli(ds: &bids::Dataset) -> Result<StimulusSpec> {
         let story = Store::story_of(run);
         let entry = stories
             .entry(story.clone())
-            .or_insert((None, header.n_vols, run.bold.clone()));
-        if entry.1 != header.n_vols {
+            .or_insert((None, n_vols, run.bold.clone()));
+        if entry.1 != n_vols {
             bail!(
                 "story '{story}': {} has {} scans and {} has {}; every run of a story needs the same scans",
                 run.bold.display(),
-                header.n_vols,
+                n_vols,
                 entry.2.display(),
                 entry.1
             );
@@ -442,14 +469,14 @@ pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<S
         mut mask,
         mask_threshold,
     } = req;
-    let mut made_mask = None;
+    let (mut made_mask, mut regions) = (None, None);
     if let Some(root) = &bids {
         let ds = bids::discover(root, space.as_deref())?;
         bold.extend(ds.runs.iter().map(|r| r.bold.clone()));
         if mask.is_none() && !Store::open_reader(dir)?.mask_path().is_file() {
-            let (m, _) = dataset_mask(&ds, mask_threshold)?;
+            let (m, _, r) = dataset_mask(&ds, mask_threshold)?;
             mask = Some(m.path().to_path_buf());
-            made_mask = Some(m);
+            (made_mask, regions) = (Some(m), r);
         }
     }
     if responses.is_empty() && bold.is_empty() && stimuli.is_none() {
@@ -461,6 +488,9 @@ pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<S
         let mut s = Store::open(&store_dir)?;
         if let Some(m) = &mask {
             s.set_mask(m)?;
+        }
+        if let Some(r) = &regions {
+            s.set_regions(r)?;
         }
         if responses.is_empty() {
             return Ok(Vec::new());

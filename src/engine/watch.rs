@@ -190,6 +190,7 @@ fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)>
         dir: store.dir.clone(),
         recipe: store.recipe.clone(),
         mask: Some(store.read_mask()?),
+        regions: store.regions()?,
         jobs: stored,
         // Every subject is fitted in the dataflow: no β from maps.
         stored: Vec::new(),

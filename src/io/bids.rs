@@ -55,6 +55,8 @@ pub struct Dataset {
     pub mask: Option<PathBuf>,
     /// The runs' own brain masks (fMRIPrep's `desc-brain_mask`), for a group mask.
     pub brain_masks: Vec<PathBuf>,
+    /// The region → network list (`regions.tsv` at the root) of runs of region time series.
+    pub regions: Option<PathBuf>,
     /// Human-readable notes on what is missing or inconsistent.
     pub missing: Vec<String>,
 }
@@ -123,7 +125,7 @@ pub fn discover(root: &Path, space: Option<&str>) -> Result<Dataset> {
     }
     if runs.is_empty() {
         missing.push(format!(
-            "no sub-*/func/*_task-*_run-*_bold.nii[.gz] under {}",
+            "no sub-*/func/*_task-*_run-*_bold.nii[.gz] (nor *_timeseries.tsv) under {}",
             root.display()
         ));
     }
@@ -132,12 +134,14 @@ pub fn discover(root: &Path, space: Option<&str>) -> Result<Dataset> {
         .map(|m| root.join(m))
         .find(|p| p.is_file());
     let brain_masks = runs.iter().filter_map(brain_mask).collect();
+    let regions = Some(root.join(crate::io::regions::REGIONS_FILE)).filter(|p| p.is_file());
     Ok(Dataset {
         root: root.to_path_buf(),
         func_root,
         runs,
         mask,
         brain_masks,
+        regions,
         missing,
     })
 }
@@ -199,12 +203,19 @@ fn dir_named(p: &Path, prefix: &str) -> bool {
             .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
 }
 
-/// Entities of a `…_bold.nii[.gz]` file name, as key → value.
+/// How `--space` names runs of region time series (`regions`, or `regions:<atlas>` when
+/// the name carries an `atlas-` or `seg-` entity).
+pub const REGIONS: &str = "regions";
+
+/// The run a file name describes: a `…_bold.nii[.gz]` image, or a `…_timeseries.tsv`
+/// (`.csv`) table of region time series.
 pub fn parse_bold_name(path: &Path) -> Option<Run> {
     let name = path.file_name()?.to_string_lossy().into_owned();
-    let stem = name
-        .strip_suffix("_bold.nii.gz")
-        .or_else(|| name.strip_suffix("_bold.nii"))?;
+    let regions = crate::io::regions::is_region_run(path);
+    let stem = match regions {
+        true => name.strip_suffix("_timeseries.tsv").or_else(|| name.strip_suffix("_timeseries.csv"))?,
+        false => name.strip_suffix("_bold.nii.gz").or_else(|| name.strip_suffix("_bold.nii"))?,
+    };
     let pairs: Vec<(&str, &str)> = stem.split('_').filter_map(|kv| kv.split_once('-')).collect();
     let entities: BTreeMap<&str, &str> = pairs.iter().copied().collect();
     if entities.len() != pairs.len() {
@@ -216,14 +227,20 @@ pub fn parse_bold_name(path: &Path) -> Option<Run> {
         // A label becomes a folder of the store: never a path.
         return None;
     }
-    if entities.get("desc").is_some_and(|d| *d != "preproc") {
+    if !regions && entities.get("desc").is_some_and(|d| *d != "preproc") {
         // Another derivative of the run (fMRIPrep's `desc-smoothAROMAnonaggr`, …).
         return None;
     }
-    let space = entities.get("space").map(|sp| match entities.get("res") {
-        Some(res) => format!("{sp}:res-{res}"),
-        None => sp.to_string(),
-    });
+    let space = match regions {
+        true => Some(match entities.get("atlas").or_else(|| entities.get("seg")) {
+            Some(atlas) => format!("{REGIONS}:{atlas}"),
+            None => REGIONS.to_string(),
+        }),
+        false => entities.get("space").map(|sp| match entities.get("res") {
+            Some(res) => format!("{sp}:res-{res}"),
+            None => sp.to_string(),
+        }),
+    };
     Some(Run {
         subject: entities.get("sub")?.to_string(),
         session: entities.get("ses").map(|s| s.to_string()),
@@ -236,17 +253,17 @@ pub fn parse_bold_name(path: &Path) -> Option<Run> {
 }
 
 /// The run's BIDS events file name: its entities up to the run's, without the space,
-/// resolution and description of a derivative.
+/// resolution, description and atlas of a derivative.
 fn events_name(run: &Run) -> String {
     let name = run
         .bold
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = name.split("_bold.nii").next().unwrap_or(&name);
+    let stem = ["_bold.nii", "_timeseries."].iter().fold(name.as_str(), |n, end| n.split(end).next().unwrap_or(n));
     let raw: Vec<&str> = stem
         .split('_')
-        .filter(|e| !["space-", "res-", "desc-"].iter().any(|p| e.starts_with(p)))
+        .filter(|e| !["space-", "res-", "desc-", "atlas-", "seg-"].iter().any(|p| e.starts_with(p)))
         .collect();
     format!("{}_events.tsv", raw.join("_"))
 }

@@ -3,96 +3,28 @@
 //! derivatives and of framewise displacement), its JSON sidecar (the mask of each CompCor
 //! component), and which file belongs to a BOLD run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{bail, Error, Result};
 
-/// A confounds table as written: names and columns, NaN where the file says `n/a`.
-#[derive(Debug, Clone)]
-pub struct ConfoundsTable {
-    pub path: PathBuf,
-    pub names: Vec<String>,
-    /// One vector of `rows` values per name.
-    pub columns: Vec<Vec<f64>>,
-    pub rows: usize,
-}
-
-impl ConfoundsTable {
-    /// The column called `name`, if the file has one.
-    pub fn column(&self, name: &str) -> Option<&[f64]> {
-        let i = self.names.iter().position(|n| n == name)?;
-        Some(&self.columns[i])
-    }
-}
+pub use super::table::NumericTable as ConfoundsTable;
 
 /// The largest confounds file read (fMRIPrep's are a few MB: thousands of scans × a few
 /// hundred columns); anything larger is not a confounds table. Parsed, a table takes about
 /// ten times its size.
 const MAX_BYTES: u64 = 64 << 20;
 
-/// What pandas' `read_csv` reads as a missing value among what fMRIPrep and BIDS write.
-fn is_missing(v: &str) -> bool {
-    matches!(v, "n/a" | "N/A" | "NaN" | "nan" | "NA" | "")
-}
-
 /// Reads a tab-separated confounds table with a header row.
 pub fn read_table(path: &Path) -> Result<ConfoundsTable> {
-    let bytes = crate::io::regular_file(path)?;
-    if bytes > MAX_BYTES {
-        return Err(Error::format(
-            path,
-            format!("{bytes} bytes: larger than any confounds table (at most {MAX_BYTES})"),
-        ));
-    }
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .from_path(path)
-        .map_err(|e| Error::format(path, format!("cannot read as a TSV table: {e}")))?;
-    let names: Vec<String> = rdr
-        .headers()
-        .map_err(|e| Error::format(path, format!("no header row: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    check_header(path, &names)?;
-    let mut columns = vec![Vec::new(); names.len()];
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 2;
-        let rec = rec.map_err(|e| Error::format(path, format!("line {line}: {e}")))?;
-        for (c, v) in rec.iter().enumerate() {
-            let v = v.trim();
-            let x = match is_missing(v) {
-                true => f64::NAN,
-                false => v.parse::<f64>().map_err(|_| {
-                    Error::format(
-                        path,
-                        format!("line {line}, column '{}': '{v}' is not a number", names[c]),
-                    )
-                })?,
-            };
-            columns[c].push(x);
-        }
-    }
-    let rows = columns.first().map_or(0, Vec::len);
-    Ok(ConfoundsTable {
-        path: path.to_path_buf(),
-        names,
-        columns,
-        rows,
-    })
+    let table = super::table::read(path, b'\t', MAX_BYTES, "a confounds table")?;
+    check_header(path, &table.names)?;
+    Ok(table)
 }
 
 /// A header fMRIPrep ≥ 1.2 writes: named, each name once, snake case (1.0/1.1 wrote
 /// CamelCase names, which nilearn refuses too).
 fn check_header(path: &Path, names: &[String]) -> Result<()> {
-    if names.is_empty() || names.iter().all(|n| n.parse::<f64>().is_ok()) {
-        return Err(Error::format(path, "the first row holds numbers, not column names: a confounds table needs a header row"));
-    }
-    let mut seen = BTreeSet::new();
-    if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-        return Err(Error::format(path, format!("column '{dup}' appears twice")));
-    }
     let camel = |s: &str| s != s.to_lowercase() && s != s.to_uppercase() && !s.contains('_');
     if let Some(c) = names.iter().find(|n| camel(n)) {
         return Err(Error::format(

@@ -12,10 +12,23 @@ pub mod embedded;
 pub mod inspect;
 pub mod name;
 pub mod confounds;
+pub mod regions;
+pub mod table;
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+
+/// A run's number of scans and TR (s): from a NIfTI header (the TR checked as
+/// [`nifti::ImageHeader::bold_tr`] does), or from a region table and its sidecar.
+pub fn run_clock(path: &Path) -> Result<(usize, f64)> {
+    if regions::is_region_run(path) {
+        let run = regions::read_run(path)?;
+        return Ok((run.table.rows, run.tr));
+    }
+    let header = nifti::read_header(path)?;
+    Ok((header.n_vols, header.bold_tr()?))
+}
 
 /// The length of `path` when it is a regular file that can be read; otherwise an error in
 /// words: no such file, a directory, or not a regular file (a device such as /dev/zero or

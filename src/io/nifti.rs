@@ -42,6 +42,19 @@ struct SpatialFields {
 }
 
 impl Grid {
+    /// A grid made here rather than read: `affine` as its sform (code 2, aligned), no qform.
+    pub fn with_affine(shape: [usize; 3], affine: Affine) -> Grid {
+        let a = &affine.0;
+        let norm = |c: usize| (0..3).map(|r| a[r][c] * a[r][c]).sum::<f64>().sqrt() as f32;
+        let spatial = SpatialFields {
+            pixdim_xyz: [1.0, norm(0), norm(1), norm(2)],
+            qform_code: 0,
+            sform_code: 2,
+            quatern: [0.0; 6],
+        };
+        Grid { shape, affine, spatial }
+    }
+
     pub fn n_voxels(&self) -> usize {
         self.shape.iter().product()
     }

@@ -53,7 +53,9 @@ tables!(
     "atom_fbn",
     "subgroups",
     "metrics",
-    "planted_timecourses"
+    "planted_timecourses",
+    "region_fits",
+    "region_group"
 );
 
 /// The schema of table `name`.

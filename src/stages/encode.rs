@@ -115,20 +115,32 @@ pub fn reduce_run(
     smoothing_fwhm: Option<f64>,
 ) -> Result<Reduced> {
     let b = read_smoothed(path, mask, smoothing_fwhm)?;
-    if b.data.nrows() != dm.nrows() {
+    reduce_data(path, b.data, dm, k, keep, zscore)
+}
+
+/// [`reduce_run`] on a run already read: `data` is scans × voxels (or regions) of `path`.
+pub fn reduce_data(
+    path: &Path,
+    data: Array2<f32>,
+    dm: &Array2<f64>,
+    k: usize,
+    keep: Option<&[usize]>,
+    zscore: bool,
+) -> Result<Reduced> {
+    if data.nrows() != dm.nrows() {
         bail!(
             "{}: {} scans, but the regressors have {}",
             path.display(),
-            b.data.nrows(),
+            data.nrows(),
             dm.nrows()
         );
     }
     // Censored scans leave the run entirely: it is a run with fewer rows.
     let (mut y, dm) = match keep {
-        Some(rows) => (b.data.select(Axis(0), rows).mapv(f64::from), Cow::Owned(dm.select(Axis(0), rows))),
-        None => (b.data.mapv(f64::from), Cow::Borrowed(dm)),
+        Some(rows) => (data.select(Axis(0), rows).mapv(f64::from), Cow::Owned(dm.select(Axis(0), rows))),
+        None => (data.mapv(f64::from), Cow::Borrowed(dm)),
     };
-    drop(b);
+    drop(data);
     if dm.nrows() <= dm.ncols() {
         bail!(
             "{}: {} scans left after censoring, not more than the design's {} columns",

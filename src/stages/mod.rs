@@ -8,7 +8,8 @@
 //! - [`mapping`]: atom maps matched to functional brain networks, AN sub-groups, metrics;
 //! - [`compare`]: organisation metrics of several analyses side by side;
 //! - [`population`], [`simulate`]: a synthetic dataset with planted structure;
-//! - [`recovery`]: how well a store recovered what was planted.
+//! - [`recovery`]: how well a store recovered what was planted;
+//! - [`region_tables`]: the results of a store of region time series as tables.
 
 pub mod artefacts;
 pub mod basis;
@@ -22,6 +23,7 @@ pub mod mapping;
 pub mod parcellate;
 pub mod population;
 pub mod recovery;
+pub mod region_tables;
 pub mod responses;
 pub mod simulate;
 pub mod voxel_model;

@@ -1,6 +1,7 @@
 //! `cortexflow parcellate`: each BOLD run reduced to region time series by a label image
 //! (an atlas or parcellation), written as `<run>_timeseries.tsv` (scans × regions, a header
-//! of region names), as nilearn's `NiftiLabelsMasker(strategy="mean")` with its default
+//! of region names; under `sub-S/func/` for BIDS-named runs, with the TR in a sidecar
+//! `.json`, so the output is a dataset `run` reads), as nilearn's `NiftiLabelsMasker(strategy="mean")` with its default
 //! `resampling_target="data"`: the labels are resampled onto each run's grid by nearest
 //! neighbour, and labels that no voxel carries after that are left out.
 
@@ -49,7 +50,19 @@ pub fn timeseries_name(bold: &Path) -> String {
     format!("{stem}_timeseries.tsv")
 }
 
-/// Writes each run's region time series under `out`; `names` maps labels to region names
+/// Where a run's table goes under the output folder: `sub-<S>/[ses-<X>/]func` for a
+/// BIDS-named run (so the output is a dataset of region time series), else the folder itself.
+fn bids_folder(bold: &Path) -> PathBuf {
+    match crate::io::bids::parse_bold_name(bold) {
+        Some(run) => {
+            let ses = run.session.map(|s| PathBuf::from(format!("ses-{s}"))).unwrap_or_default();
+            PathBuf::from(format!("sub-{}", run.subject)).join(ses).join("func")
+        }
+        None => PathBuf::new(),
+    }
+}
+
+/// Writes each run's region time series under `out` (with its TR in a JSON sidecar); `names` maps labels to region names
 /// (`region-<label>` for a label it does not name).
 pub fn run(bold: &[PathBuf], labels: &Path, names: &BTreeMap<u32, String>, out: &Path) -> Result<Vec<Parcellated>> {
     let image = nifti::read_image(labels)?;
@@ -77,7 +90,7 @@ pub fn run(bold: &[PathBuf], labels: &Path, names: &BTreeMap<u32, String>, out: 
         let y = nifti::read_bold(path, Some((labels, &mask)))?.data;
         let regions = Regions::new(&per_voxel);
         let means = regions.means(y.view());
-        let dest = out.join(timeseries_name(path));
+        let dest = out.join(bids_folder(path)).join(timeseries_name(path));
         let header_row: Vec<String> = regions
             .labels
             .iter()
@@ -91,6 +104,11 @@ pub fn run(bold: &[PathBuf], labels: &Path, names: &BTreeMap<u32, String>, out: 
             }
             Ok(())
         })?;
+        // The clock beside it, as BIDS derivatives give it, for `run` and `ingest`.
+        if let Ok(tr) = header.bold_tr() {
+            let json = crate::io::regions::sidecar(&dest);
+            write_file_atomically(&json, |w| writeln!(w, "{{\n  \"RepetitionTime\": {tr}\n}}"))?;
+        }
         done.push(Parcellated { path: dest, scans: means.nrows(), regions: means.ncols() });
     }
     Ok(done)

@@ -1,13 +1,15 @@
 //! How well a store recovered what `simulate` planted: for each planted network, whether an
 //! atom was assigned to it, the Dice of that atom's thresholded group map with the planted
 //! map (the best such atom), and how the atom's AN sub-group compares with the planted
-//! ANs (F1), plus the share of planted ANs whose network is the planted one.
+//! ANs (F1), plus the share of planted ANs whose network is the planted one. In a store of
+//! region time series the planted map is the regions its `regions.tsv` gives the network.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::error::{Context, Result};
 use crate::io::nifti;
+use crate::io::regions::{Regions, REGIONS_FILE};
 use crate::io::parquet::{read_atom_fbn, read_subgroups};
 use serde::Deserialize;
 
@@ -105,6 +107,14 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
             .map(|((i, j, k, _), _)| [i, j, k])
             .collect()
     };
+    let regions = match store.join(REGIONS_FILE) {
+        list if list.is_file() => {
+            let r = Regions::read(&list)?;
+            let ijk: Vec<[usize; 3]> = r.mask().ijk().collect();
+            Some((r, ijk))
+        }
+        _ => None,
+    };
     let mut out = Vec::new();
     for net in planted.networks {
         let atoms: Vec<u16> = atom_fbn
@@ -112,7 +122,11 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
             .filter(|r| r.assigned && r.fbn == net.name)
             .map(|r| r.atom)
             .collect();
-        let truth_map = voxels(&maps, net.volume, |v| v > 0.0);
+        let truth_map = match &regions {
+            // A store of region time series: the planted network's regions, on their line.
+            Some((r, ijk)) => r.networks.iter().zip(ijk).filter(|(n, _)| **n == net.name).map(|(_, &p)| p).collect(),
+            None => voxels(&maps, net.volume, |v| v > 0.0),
+        };
         let best = atoms
             .iter()
             .map(|&a| {

@@ -33,6 +33,10 @@ impl Layout {
     pub fn mask(&self) -> PathBuf {
         self.dir.join("mask.nii.gz")
     }
+    /// A store of region time series: its regions and their networks, in map order.
+    pub fn regions(&self) -> PathBuf {
+        self.dir.join(crate::io::regions::REGIONS_FILE)
+    }
     pub fn neurons(&self) -> PathBuf {
         self.dir.join("neurons.parquet")
     }

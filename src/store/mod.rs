@@ -34,6 +34,7 @@ use crate::error::{bail, Context, Error, Result};
 use crate::io::atomic::write_file_atomically;
 use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
+use crate::io::regions::Regions;
 use crate::io::parquet::{read_codes, read_responses, TR_KEY};
 use crate::operators::{BlockError, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
@@ -406,6 +407,33 @@ impl Store {
         Ok(lines)
     }
 
+    /// The regions of a store of region time series (none for a store of images).
+    pub fn regions(&self) -> Result<Option<Regions>> {
+        let path = self.paths().regions();
+        if !path.is_file() {
+            return Ok(None);
+        }
+        self.verify_file(&path)?;
+        Ok(Some(Regions::read(&path)?))
+    }
+
+    /// Makes this a store of region time series: the region list (and its networks) and the
+    /// line of voxels the regions stand on as its mask. Another list once runs are in is
+    /// refused.
+    pub fn set_regions(&mut self, regions: &Regions) -> Result<()> {
+        if self.regions()?.as_ref() == Some(regions) {
+            return Ok(());
+        }
+        if !self.manifest.runs.is_empty() {
+            bail!("the dataset's {} differs from the store's, and runs are already in", crate::io::regions::REGIONS_FILE);
+        }
+        let dest = self.paths().regions();
+        self.rewriting(std::slice::from_ref(&dest), |_| {
+            regions.write(&dest)?;
+            Ok(((), vec![dest.clone()]))
+        })
+    }
+
     /// Copies the analysis mask in; a different mask once runs are in is refused.
     pub fn set_mask(&mut self, path: &Path) -> Result<()> {
         let mask = nifti::read_mask(path)?;
@@ -643,7 +671,17 @@ impl Store {
                 &group_dir,
             )?;
             lines.push(summary.headline());
-            let opt = self.recipe.map.options();
+            let mut opt = self.recipe.map.options();
+            if let Some(regions) = self.regions()? {
+                crate::stages::region_tables::write_group(&group_dir, &regions, &mask)?;
+                // The networks are those of the region list, as a label atlas on its line.
+                let atlas = map_dir.join("atlas").join("region_networks.nii.gz");
+                let (image, names) = regions.network_atlas();
+                std::fs::create_dir_all(map_dir.join("atlas")).map_err(|e| crate::error::Error::io(&map_dir, e))?;
+                nifti::write_map(&atlas, &regions.grid(), &image, None)?;
+                write_text(&map_dir.join("atlas").join("region_networks.csv"), &names)?;
+                opt.atlas = atlas.to_string_lossy().into_owned();
+            }
             let neurons = self.paths().neurons();
             self.verify_file(&self.paths().codes())?;
             if neurons.is_file() {
@@ -664,6 +702,10 @@ impl Store {
                 "{} subject(s): group maps need at least 2",
                 subjects.len()
             ));
+        }
+        if self.paths().regions().is_file() {
+            // The group and the mapping count voxels; here each is a region.
+            lines = lines.iter().map(|l| l.replace(" voxels", " regions").replace(" voxel", " region")).collect();
         }
         self.seal(&group_dir)?;
         self.seal(&map_dir)?;
@@ -699,9 +741,13 @@ impl Store {
         };
         let k = fit.ols.beta.nrows();
         let maps = encode::write_subject_maps(&dir, mask, &fit.valid, &fit.ols, k, fit.ridge)?;
+        if let Some(regions) = self.regions()? {
+            crate::stages::region_tables::write_subject(&dir, subject, &regions, mask)?;
+        }
         self.seal(&dir)?;
+        let unit = if self.paths().regions().is_file() { "regions" } else { "voxels" };
         Ok(format!(
-            "sub-{subject}: {} runs, {} voxels fitted, median cv_r {:.3}",
+            "sub-{subject}: {} runs, {} {unit} fitted, median cv_r {:.3}",
             fit.runs,
             fit.valid.len(),
             maps.median_r
@@ -829,31 +875,29 @@ pub const TR_TOLERANCE: f64 = 1e-3;
 /// Checks a BOLD run's header against its story's clock: the same TR (within
 /// [`TR_TOLERANCE`]) and the same number of scans.
 pub fn check_clock(bold: &Path, story: &str, clock: &StoryEntry) -> Result<()> {
-    let h = check_tr(bold, story, clock.tr)?;
-    if h.n_vols != clock.scans {
+    let scans = check_tr(bold, story, clock.tr)?;
+    if scans != clock.scans {
         bail!(
             "{}: {} scans, but story '{story}' has {} (check the run and the story's --n-scans)",
             bold.display(),
-            h.n_vols,
+            scans,
             clock.scans
         );
     }
     Ok(())
 }
 
-/// Checks a BOLD run's header TR against the TR its story was made at; returns the header.
-pub fn check_tr(bold: &Path, story: &str, story_tr: f64) -> Result<nifti::ImageHeader> {
-    let h = nifti::read_header(bold)?;
-    let tr = h
-        .bold_tr()
-        .with_context(|| format!("story '{story}' was made at TR {story_tr} s"))?;
+/// Checks a run's TR (NIfTI header, or a region table's sidecar) against the TR its story
+/// was made at; returns the run's number of scans.
+pub fn check_tr(bold: &Path, story: &str, story_tr: f64) -> Result<usize> {
+    let (scans, tr) = crate::io::run_clock(bold).with_context(|| format!("story '{story}' was made at TR {story_tr} s"))?;
     if (tr - story_tr).abs() > TR_TOLERANCE {
         bail!(
             "{}: TR {tr} s, but story '{story}' was made at TR {story_tr} s (its regressors would be on another clock)",
             bold.display()
         );
     }
-    Ok(h)
+    Ok(scans)
 }
 
 /// `path` made absolute against the working directory (symlinks kept), so that what the

@@ -18,6 +18,7 @@ mod parquet;
 mod report;
 mod rope;
 mod simulate;
+mod regions;
 mod smooth;
 mod stimulus;
 mod store;

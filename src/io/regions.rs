@@ -1,0 +1,225 @@
+//! Region time series: a run given as a table of scans × named regions (BIDS derivatives'
+//! `…_timeseries.tsv`, or `.csv`; what `cortexflow parcellate`, nilearn's maskers and
+//! XCP-D write) with its clock in the sidecar `…_timeseries.json` (`RepetitionTime` in
+//! seconds, or `SamplingFrequency` in Hz), and a dataset's `regions.tsv` naming each
+//! region's network (columns `region` and `network`).
+//!
+//! In a store the regions stand where voxels stand: region i is voxel 2i of a line of
+//! 2R − 1 voxels 1 mm apart, so no two regions are neighbours. Statistics, fits, the group
+//! test and its maps apply unchanged, a cluster is one region, and the networks of
+//! `regions.tsv` become a label atlas on that line for the mapping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, Array4};
+
+use super::affine::Affine;
+use super::nifti::{Grid, Mask, PLAUSIBLE_TR_S};
+use super::table::{self, NumericTable};
+use crate::error::{Error, Result};
+
+/// The most regions a dataset may name (fine parcellations have a few thousand).
+pub const MAX_REGIONS: usize = 100_000;
+/// The largest region table read (a float in text is ~10 bytes: 1 GiB holds 10⁸ values).
+const MAX_RUN_BYTES: u64 = 1 << 30;
+const MAX_LIST_BYTES: u64 = 16 << 20;
+
+/// The name of a region dataset's region → network table, at its root.
+pub const REGIONS_FILE: &str = "regions.tsv";
+
+/// Whether `path` names a run of region time series: `…_timeseries.tsv` or `.csv`, other
+/// than fMRIPrep's confounds table (`…_desc-confounds_timeseries.tsv`).
+pub fn is_region_run(path: &Path) -> bool {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    (name.ends_with("_timeseries.tsv") || name.ends_with("_timeseries.csv"))
+        && !name.contains("desc-confounds_")
+}
+
+/// The regions of a dataset, in the order of its `regions.tsv` (the order of the store's
+/// maps and tables), and the network each belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Regions {
+    pub names: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+impl Regions {
+    /// Reads a `regions.tsv`: a header naming `region` and `network` columns (others are
+    /// ignored), then one row per region; names unique and not empty.
+    pub fn read(path: &Path) -> Result<Regions> {
+        let bytes = super::regular_file(path)?;
+        if bytes > MAX_LIST_BYTES {
+            return Err(Error::format(path, format!("{bytes} bytes: larger than a region list may be (at most {MAX_LIST_BYTES})")));
+        }
+        let mut rdr = csv::ReaderBuilder::new()
+            .delimiter(b'\t')
+            .from_path(path)
+            .map_err(|e| Error::format(path, format!("cannot read as a TSV table: {e}")))?;
+        let header = rdr.headers().map_err(|e| Error::format(path, format!("no header row: {e}")))?.clone();
+        let col = |name: &str| {
+            header.iter().position(|h| h.trim().eq_ignore_ascii_case(name)).ok_or_else(|| {
+                Error::format(path, format!("no '{name}' column (the header has {:?}): a region list names each region and its network", header.iter().collect::<Vec<_>>()))
+            })
+        };
+        let (rc, nc) = (col("region")?, col("network")?);
+        let (mut names, mut networks, mut seen) = (Vec::new(), Vec::new(), BTreeSet::new());
+        for (i, rec) in rdr.records().enumerate() {
+            let line = i + 2;
+            let rec = rec.map_err(|e| Error::format(path, format!("line {line}: {e}")))?;
+            let (region, network) = (rec.get(rc).unwrap_or("").trim(), rec.get(nc).unwrap_or("").trim());
+            if region.is_empty() || network.is_empty() {
+                return Err(Error::format(path, format!("line {line}: a region and its network must both be named")));
+            }
+            if !seen.insert(region.to_string()) {
+                return Err(Error::format(path, format!("line {line}: region '{region}' is listed twice")));
+            }
+            if names.len() == MAX_REGIONS {
+                return Err(Error::format(path, format!("more than {MAX_REGIONS} regions")));
+            }
+            names.push(region.to_string());
+            networks.push(network.to_string());
+        }
+        if names.is_empty() {
+            return Err(Error::format(path, "lists no region"));
+        }
+        Ok(Regions { names, networks })
+    }
+
+    /// Writes the list as read (`region`, `network`), atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        super::atomic::write_file_atomically(path, |w| {
+            writeln!(w, "region\tnetwork")?;
+            for (r, n) in self.names.iter().zip(&self.networks) {
+                writeln!(w, "{r}\t{n}")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The line the regions stand on: 2R − 1 voxels 1 mm apart, region i at voxel 2i.
+    pub fn grid(&self) -> Grid {
+        let eye = Affine([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]);
+        Grid::with_affine([2 * self.names.len() - 1, 1, 1], eye)
+    }
+
+    /// `value(i)` at region i's voxel, 0 between regions.
+    fn volume(&self, value: impl Fn(usize) -> f32) -> Array4<f32> {
+        Array4::from_shape_fn((2 * self.names.len() - 1, 1, 1, 1), |(x, ..)| if x % 2 == 0 { value(x / 2) } else { 0.0 })
+    }
+
+    /// The regions as a mask image on [`grid`](Self::grid).
+    pub fn mask_volume(&self) -> Array4<f32> {
+        self.volume(|_| 1.0)
+    }
+
+    /// The regions as a mask (mask index i = region i).
+    pub fn mask(&self) -> Mask {
+        let grid = self.grid();
+        Mask::from_volume(&grid, self.mask_volume().index_axis(ndarray::Axis(3), 0), |v| v != 0.0)
+    }
+
+    /// The networks as a label atlas on [`grid`](Self::grid): label n (networks in name
+    /// order, from 1) at each region of network n; with its `label,name` CSV.
+    pub fn network_atlas(&self) -> (Array4<f32>, String) {
+        let labels: BTreeMap<&str, usize> = self
+            .networks
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, i + 1))
+            .collect();
+        let image = self.volume(|i| labels[self.networks[i].as_str()] as f32);
+        let csv = std::iter::once("label,name".to_string())
+            .chain(labels.iter().map(|(n, l)| format!("{l},{n}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (image, csv + "\n")
+    }
+}
+
+/// A run of region time series: its table and TR.
+#[derive(Debug, Clone)]
+pub struct RegionRun {
+    pub table: NumericTable,
+    pub tr: f64,
+}
+
+/// The sidecar holding a region table's clock: the same name ending in `.json`.
+pub fn sidecar(path: &Path) -> PathBuf {
+    path.with_extension("json")
+}
+
+/// Reads a region table (tab-separated, or comma-separated for `.csv`) and its TR.
+pub fn read_run(path: &Path) -> Result<RegionRun> {
+    let tr = read_tr(path)?;
+    let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let table = table::read(path, if csv { b',' } else { b'\t' }, MAX_RUN_BYTES, "a region time-series table")?;
+    if table.names.len() > MAX_REGIONS {
+        return Err(Error::format(path, format!("{} columns: more than {MAX_REGIONS} regions", table.names.len())));
+    }
+    if table.rows < 2 {
+        return Err(Error::format(path, format!("{} scans: a run needs at least 2", table.rows)));
+    }
+    Ok(RegionRun { table, tr })
+}
+
+/// The TR (s) from a region table's sidecar: `RepetitionTime`, or 1 / `SamplingFrequency`.
+pub fn read_tr(path: &Path) -> Result<f64> {
+    let json = sidecar(path);
+    let missing = || {
+        Error::format(path, format!("no TR: its sidecar {} must give RepetitionTime (s) or SamplingFrequency (Hz)", json.display()))
+    };
+    if !json.exists() {
+        return Err(missing());
+    }
+    let bytes = super::regular_file(&json)?;
+    if bytes > MAX_LIST_BYTES {
+        return Err(Error::format(&json, format!("{bytes} bytes: too large for a sidecar")));
+    }
+    let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::format(&json, format!("not JSON: {e}")))?;
+    let tr = match (value.get("RepetitionTime"), value.get("SamplingFrequency")) {
+        (Some(t), _) => t.as_f64().ok_or_else(|| Error::format(&json, "RepetitionTime is not a number"))?,
+        (None, Some(f)) => 1.0 / f.as_f64().ok_or_else(|| Error::format(&json, "SamplingFrequency is not a number"))?,
+        (None, None) => return Err(missing()),
+    };
+    if !(tr.is_finite() && PLAUSIBLE_TR_S.contains(&tr)) {
+        return Err(Error::format(&json, format!("a TR of {tr} s is outside {PLAUSIBLE_TR_S:?} s")));
+    }
+    Ok(tr)
+}
+
+impl RegionRun {
+    /// The run's values, scans × regions in the order of `regions`: the file must hold
+    /// exactly the regions listed (in any order). Missing values stay NaN (the region is
+    /// left out of this run's fit, as a non-finite voxel is).
+    pub fn in_order(&self, regions: &Regions) -> Result<Array2<f32>> {
+        let path = &self.table.path;
+        let at: BTreeMap<&str, usize> = self.table.names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let absent: Vec<&str> = regions.names.iter().filter(|n| !at.contains_key(n.as_str())).map(String::as_str).collect();
+        let listed: BTreeSet<&str> = regions.names.iter().map(String::as_str).collect();
+        let extra: Vec<&str> = self.table.names.iter().filter(|n| !listed.contains(n.as_str())).map(String::as_str).collect();
+        if !absent.is_empty() || !extra.is_empty() {
+            let few = |v: &[&str]| v.iter().take(5).map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+            return Err(Error::format(
+                path,
+                format!(
+                    "its regions differ from the region list ({} regions): {} missing ({}), {} not listed ({})",
+                    regions.names.len(),
+                    absent.len(),
+                    few(&absent),
+                    extra.len(),
+                    few(&extra)
+                ),
+            ));
+        }
+        let columns: Vec<&Vec<f64>> = regions.names.iter().map(|n| &self.table.columns[at[n.as_str()]]).collect();
+        Ok(Array2::from_shape_fn((self.table.rows, columns.len()), |(t, r)| columns[r][t] as f32))
+    }
+}
