@@ -52,7 +52,12 @@ fn scan(dir: &Path) -> Result<BTreeMap<PathBuf, u64>> {
                         .ok()
                         .flatten()
                         .map_or(0, |c| size(&c) + size(&crate::io::confounds::sidecar(&c)));
-                    out.insert(p, m.len() + confounds);
+                    // A region table's clock is in its sidecar: the run is complete with it.
+                    let clock = match crate::io::regions::is_region_run(&p) {
+                        true => size(&crate::io::regions::sidecar(&p)),
+                        false => 0,
+                    };
+                    out.insert(p, m.len() + confounds + clock);
                 }
             }
         }

@@ -9,6 +9,7 @@
 pub mod compare;
 pub mod figures;
 pub mod page;
+pub mod regions;
 pub mod sections;
 pub mod slices;
 
@@ -47,8 +48,12 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
     unverified.into_iter().for_each(|n| page.note(n));
     atoms(&mut page, &store)?;
     let group = store.paths().group();
+    let regions = store.regions()?;
     if group.join("thresholded_z.nii.gz").is_file() {
-        group_maps(&mut page, &store)?;
+        match &regions {
+            Some(r) => regions::group_maps(&mut page, &store, r)?,
+            None => group_maps(&mut page, &store)?,
+        }
         overlaps(&mut page, &store)?;
         subgroups(&mut page, &store)?;
     } else {
@@ -59,7 +64,10 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
         ));
         page.end();
     }
-    encoding(&mut page, &store)?;
+    match &regions {
+        Some(r) if !store.subjects().is_empty() => regions::encoding(&mut page, &store, r)?,
+        _ => encoding(&mut page, &store)?,
+    }
     metrics(&mut page, &store)?;
     if stores.len() > 1 {
         comparison(&mut page, stores)?;

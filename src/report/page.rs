@@ -35,6 +35,14 @@ impl Page {
     pub fn end(&mut self) {
         self.body.push_str("</section>\n");
     }
+    /// A list of lines, as the page's text (not a note: nothing is missing).
+    pub fn list(&mut self, items: &[String]) {
+        self.body.push_str("<ul>");
+        for i in items {
+            let _ = write!(self.body, "<li>{}</li>", esc(i));
+        }
+        self.body.push_str("</ul>");
+    }
     pub fn note(&mut self, text: String) {
         let _ = write!(self.body, "<p class=\"note\">{}</p>", esc(&text));
         self.notes.push(text);

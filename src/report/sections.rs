@@ -114,7 +114,12 @@ pub fn atoms(page: &mut Page, store: &Store) -> Result<()> {
 /// temporary directory, not into the store).
 fn templates(store: &Store, mask: &Mask) -> Result<Vec<crate::io::atlas::Template>> {
     let tmp = std::env::temp_dir().join(format!("cortexflow-report-{}", std::process::id()));
-    let t = map::templates(&store.recipe.map.options(), mask, &tmp);
+    let mut opt = store.recipe.map.options();
+    if store.paths().regions().is_file() {
+        // A store of region time series maps to the networks of its region list.
+        opt.atlas = store.paths().region_atlas().to_string_lossy().into_owned();
+    }
+    let t = map::templates(&opt, mask, &tmp);
     std::fs::remove_dir_all(&tmp).ok();
     t
 }

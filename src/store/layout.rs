@@ -37,6 +37,11 @@ impl Layout {
     pub fn regions(&self) -> PathBuf {
         self.dir.join(crate::io::regions::REGIONS_FILE)
     }
+    /// Its networks as a label atlas on the regions' line (+ `.csv` names), written with
+    /// the mapping.
+    pub fn region_atlas(&self) -> PathBuf {
+        self.map().join("atlas").join("region_networks.nii.gz")
+    }
     pub fn neurons(&self) -> PathBuf {
         self.dir.join("neurons.parquet")
     }

@@ -675,11 +675,10 @@ impl Store {
             if let Some(regions) = self.regions()? {
                 crate::stages::region_tables::write_group(&group_dir, &regions, &mask)?;
                 // The networks are those of the region list, as a label atlas on its line.
-                let atlas = map_dir.join("atlas").join("region_networks.nii.gz");
+                let atlas = self.paths().region_atlas();
                 let (image, names) = regions.network_atlas();
-                std::fs::create_dir_all(map_dir.join("atlas")).map_err(|e| crate::error::Error::io(&map_dir, e))?;
                 nifti::write_map(&atlas, &regions.grid(), &image, None)?;
-                write_text(&map_dir.join("atlas").join("region_networks.csv"), &names)?;
+                write_text(&atlas.with_file_name("region_networks.csv"), &names)?;
                 opt.atlas = atlas.to_string_lossy().into_owned();
             }
             let neurons = self.paths().neurons();

@@ -98,6 +98,12 @@ fn region_time_series_recover_the_planted_networks() {
         use parquet::file::reader::FileReader;
         assert_eq!(reader.metadata().file_metadata().num_rows(), rows, "{table}");
     }
+    // The report draws regions as tables of networks, not as slices of a line.
+    let html = dir.path().join("report.html");
+    ok(&["report", out.to_str().unwrap(), "--out", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Share of each network") && page.contains("Mean held-out r of each network"), "report");
+    assert!(page.contains("<li>atom 0") && page.contains("significant regions"));
     let status = ok(&["status", out.to_str().unwrap()]);
     assert!(status.contains("all intact") && status.contains("_timeseries.tsv"), "{status}");
 }
