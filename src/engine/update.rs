@@ -222,9 +222,17 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
     if refit.is_empty() && store.manifest.results_epoch == store.manifest.epoch {
         return Ok(lines);
     }
-    let mask = store.read_mask()?;
-    let mut subjects = join::join_subjects(&fits, mask.len())?;
+    // A store given stories before any run has no mask yet, and nothing to refit.
+    let mask = match refit.is_empty() {
+        true => None,
+        false => Some(store.read_mask()?),
+    };
+    let mut subjects = match &mask {
+        Some(m) => join::join_subjects(&fits, m.len())?,
+        None => Default::default(),
+    };
     for subject in refit {
+        let mask = mask.as_ref().expect("read when subjects are refitted");
         let fit = subjects.remove(&subject);
         let expected = store
             .manifest
@@ -235,7 +243,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
         if fit.as_ref().map_or(0, |f| f.runs) != expected {
             bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
         }
-        lines.push(store.write_subject(&subject, fit, &mask)?);
+        lines.push(store.write_subject(&subject, fit, mask)?);
         store.manifest.dirty.remove(&subject);
         store.save()?;
     }

@@ -1,4 +1,6 @@
 //! Discovery of a BIDS-like dataset: `sub-<S>/[ses-<X>/]func/sub-<S>_[ses-<X>_]task-<T>_run-<R>_bold.nii[.gz]`,
+//! or a table of region time series `…_timeseries.tsv` (`.csv`; see [`crate::io::regions`],
+//! a "space" of its own: `regions`, or `regions:<atlas>`, with `regions.tsv` at the top),
 //! each run's words in `sub-<S>/func/…_events.tsv` (BIDS events with a `word` column) or,
 //! shared by all subjects, `stimuli/task-<T>_run-<R>.{TextGrid,tsv,csv}`, and an optional
 //! analysis mask `mask.nii[.gz]` at the top.
@@ -301,7 +303,12 @@ impl fmt::Display for Dataset {
         if self.func_root != self.root {
             writeln!(f, "  runs from: {}", self.func_root.display())?;
         }
+        let region_runs = self.runs.iter().any(|r| crate::io::regions::is_region_run(&r.bold));
         match (&self.mask, self.brain_masks.len()) {
+            _ if region_runs => match &self.regions {
+                Some(list) => writeln!(f, "  regions and their networks: {}", list.display())?,
+                None => writeln!(f, "  regions: MISSING (regions.tsv with region and network columns, at the top)")?,
+            },
             (Some(m), _) => writeln!(f, "  mask: {}", m.display())?,
             (None, 0) => writeln!(
                 f,

@@ -109,7 +109,7 @@ fn region_time_series_recover_the_planted_networks() {
 }
 
 /// A run's columns are found by name: a run with its regions in another order gives the
-/// same store, byte for byte.
+/// same store, byte for byte; and a retracted region run is as if never ingested.
 #[test]
 fn region_columns_are_matched_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,9 +125,20 @@ fn region_columns_are_matched_by_name() {
     }
     let b = dir.path().join("b");
     run(recipe, &ds, &responses, &b).unwrap();
-    for f in ["group/z.nii.gz", "group/region_group.parquet", "subjects/sub-03/beta.nii.gz", "map/atom_fbn.parquet"] {
-        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+    let same = |x: &Path, y: &Path, files: &[&str]| {
+        for f in files {
+            assert_eq!(std::fs::read(x.join(f)).unwrap(), std::fs::read(y.join(f)).unwrap(), "{f}");
+        }
+    };
+    same(&a, &b, &["group/z.nii.gz", "group/region_group.parquet", "subjects/sub-03/beta.nii.gz", "map/atom_fbn.parquet"]);
+    // Retracting a region run leaves what never ingesting it gives.
+    ok(&["retract", a.to_str().unwrap(), "--run", "sub-03/task-lpp/run-1"]);
+    for ext in ["tsv", "json"] {
+        std::fs::remove_file(ds.join(format!("sub-03/func/sub-03_task-lpp_run-1_timeseries.{ext}"))).unwrap();
     }
+    let c = dir.path().join("c");
+    run(recipe, &ds, &responses, &c).unwrap();
+    same(&a, &c, &["group/z.nii.gz", "group/region_group.parquet", "subjects/sub-03/region_fits.parquet", "map/atom_fbn.parquet"]);
 }
 
 /// Bad region inputs: each error names the file and says what was expected.
