@@ -181,3 +181,15 @@ fn region_errors_name_the_file() {
     let e = fails(RECIPE, "l");
     assert!(e.contains("regions.tsv") && e.contains("network"), "{e}");
 }
+
+/// The shipped recipe for regions reads and passes the recipe checks: no smoothing (which
+/// region runs refuse), no cluster extent.
+#[test]
+fn the_regions_recipe_suits_regions() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/regions.toml");
+    let recipe: Recipe = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    recipe.check().unwrap();
+    assert_eq!(recipe.encoding.smoothing_fwhm, None);
+    assert_eq!(recipe.group.min_cluster, 0);
+    assert_eq!(recipe.basis.atoms, 64);
+}
