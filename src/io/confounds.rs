@@ -14,10 +14,12 @@ pub use super::table::NumericTable as ConfoundsTable;
 /// hundred columns); anything larger is not a confounds table. Parsed, a table takes about
 /// ten times its size.
 const MAX_BYTES: u64 = 64 << 20;
+/// fMRIPrep writes a few hundred columns (thousands with every CompCor component).
+const MAX_COLUMNS: usize = 100_000;
 
 /// Reads a tab-separated confounds table with a header row.
 pub fn read_table(path: &Path) -> Result<ConfoundsTable> {
-    let table = super::table::read(path, b'\t', MAX_BYTES, "a confounds table")?;
+    let table = super::table::read(path, b'\t', MAX_BYTES, MAX_COLUMNS, "a confounds table")?;
     check_header(path, &table.names)?;
     Ok(table)
 }

@@ -30,9 +30,11 @@ fn is_missing(v: &str) -> bool {
 }
 
 /// Reads `what` (for messages) from `path`, fields split by `delimiter`, after checking it
-/// is a regular file of at most `max_bytes`. The header must name every column, each once;
-/// every row must have a value (or a missing mark) per column.
-pub fn read(path: &Path, delimiter: u8, max_bytes: u64, what: &str) -> Result<NumericTable> {
+/// is a regular file of at most `max_bytes` with at most `max_columns` columns. The header
+/// must name every column, each once; every row must have a value (or a missing mark) per
+/// column. Parsed, a value takes 8 bytes and at least 1 in the file (an empty field is
+/// missing): at most 8 × `max_bytes`.
+pub fn read(path: &Path, delimiter: u8, max_bytes: u64, max_columns: usize, what: &str) -> Result<NumericTable> {
     let bytes = crate::io::regular_file(path)?;
     if bytes > max_bytes {
         return Err(Error::format(
@@ -50,6 +52,9 @@ pub fn read(path: &Path, delimiter: u8, max_bytes: u64, what: &str) -> Result<Nu
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
+    if names.len() > max_columns {
+        return Err(Error::format(path, format!("{} columns: more than {what} may have (at most {max_columns})", names.len())));
+    }
     if names.is_empty() || names.iter().all(|n| n.parse::<f64>().is_ok()) {
         return Err(Error::format(path, format!("the first row holds numbers, not column names: {what} needs a header row")));
     }
