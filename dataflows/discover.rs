@@ -1,5 +1,5 @@
-//! `cortexflow discover`: the runs, stimuli, confounds and masks of a BIDS-like dataset or
-//! of fMRIPrep derivatives.
+//! `cortexflow discover`: the runs, stimuli, confounds and masks of a BIDS-like dataset, of
+//! fMRIPrep derivatives or of region time series.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,8 @@ pub struct Args {
     /// Dataset root (holding sub-*/ folders).
     pub dir: PathBuf,
     /// The space of fMRIPrep derivatives (`MNI152NLin2009cAsym`, or with a resolution
-    /// `MNI152NLin2009cAsym:res-2`), when runs come in several.
+    /// `MNI152NLin2009cAsym:res-2`; `regions[:<atlas>]` for region time series), when runs
+    /// come in several.
     #[arg(long)]
     pub space: Option<String>,
 }

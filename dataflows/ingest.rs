@@ -30,11 +30,13 @@ pub struct Args {
     /// BOLD runs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub bold: Vec<PathBuf>,
-    /// Every run of a BIDS-like dataset or fMRIPrep derivatives (and its mask.nii.gz, or
-    /// the group mask of its runs' brain masks, if the store has none).
+    /// Every run of a BIDS-like dataset, fMRIPrep derivatives or region time series (and
+    /// its mask.nii.gz, the group mask of its runs' brain masks, or its regions.tsv, if the
+    /// store has none).
     #[arg(long)]
     pub bids: Option<PathBuf>,
-    /// With --bids: the space of its derivatives (`MNI152NLin2009cAsym[:res-2]`).
+    /// With --bids: the space of its derivatives (`MNI152NLin2009cAsym[:res-2]`, or
+    /// `regions[:<atlas>]`).
     #[arg(long, requires = "bids")]
     pub space: Option<String>,
     /// With --bids and no mask: keep voxels in more than this fraction of the runs' brain

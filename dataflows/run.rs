@@ -11,12 +11,13 @@ use crate::cluster_args::ClusterArgs;
 pub struct Args {
     /// Recipe file.
     pub recipe: PathBuf,
-    /// Dataset root: BIDS-like (sub-*/func/*_bold.nii.gz, as `simulate` writes) or fMRIPrep
-    /// derivatives (at the root or under derivatives/fmriprep).
+    /// Dataset root: BIDS-like (sub-*/func/*_bold.nii.gz, as `simulate` writes), fMRIPrep
+    /// derivatives (at the root or under derivatives/fmriprep), or region time series
+    /// (sub-*/func/*_timeseries.tsv with a .json TR beside each, regions.tsv at the top).
     #[arg(long)]
     pub data: PathBuf,
-    /// The space of fMRIPrep derivatives (`MNI152NLin2009cAsym`, `…:res-2`), when the
-    /// runs come in several.
+    /// The space of fMRIPrep derivatives (`MNI152NLin2009cAsym`, `…:res-2`), or `regions`
+    /// / `regions:<atlas>` for region time series, when the runs come in several.
     #[arg(long)]
     pub space: Option<String>,
     /// Folder of precomputed `responses` tables, one per story, with neurons.parquet beside

@@ -273,6 +273,9 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
         bail!("{}: no BOLD runs ({})", req.data.display(), ds.missing.join("; "));
     }
     let (mask, mask_line, regions) = dataset_mask(&ds, req.mask_threshold)?;
+    if regions.is_some() {
+        regions::check_recipe(recipe)?;
+    }
     let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
     let simulated = req.data.join("truth/responses");
     let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
@@ -330,7 +333,12 @@ fn dataset_mask(ds: &bids::Dataset, threshold: f64) -> Result<(MaskFile, Option<
         let tmp = temporary("regions")?;
         nifti::write_map(tmp.path(), &r.grid(), &r.mask_volume(), None)?;
         let networks: std::collections::BTreeSet<&String> = r.networks.iter().collect();
-        let line = format!("regions: {} regions of {} networks ({})", r.names.len(), networks.len(), list.display());
+        let line = format!(
+            "regions: {} regions of {} networks ({}; the mapping uses these networks, not map.atlas)",
+            r.names.len(),
+            networks.len(),
+            list.display()
+        );
         return Ok((MaskFile::Made(tmp), Some(line), Some(r)));
     }
     if let Some(m) = &ds.mask {
@@ -481,10 +489,17 @@ pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<S
     if let Some(root) = &bids {
         let ds = bids::discover(root, space.as_deref())?;
         bold.extend(ds.runs.iter().map(|r| r.bold.clone()));
-        if mask.is_none() && !Store::open_reader(dir)?.mask_path().is_file() {
+        let store = Store::open_reader(dir)?;
+        if mask.is_none() && !store.mask_path().is_file() {
             let (m, _, r) = dataset_mask(&ds, mask_threshold)?;
             mask = Some(m.path().to_path_buf());
             (made_mask, regions) = (Some(m), r);
+        } else if let Some(list) = ds.runs.iter().any(|r| regions::is_region_run(&r.bold)).then_some(ds.regions.as_ref()).flatten() {
+            // The dataset's list must be the store's (set_regions refuses another).
+            regions = Some(Regions::read(list)?);
+        }
+        if regions.is_some() {
+            regions::check_recipe(&store.recipe)?;
         }
     }
     if responses.is_empty() && bold.is_empty() && stimuli.is_none() {

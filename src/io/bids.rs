@@ -136,7 +136,7 @@ pub fn discover(root: &Path, space: Option<&str>) -> Result<Dataset> {
         .map(|m| root.join(m))
         .find(|p| p.is_file());
     let brain_masks = runs.iter().filter_map(brain_mask).collect();
-    let regions = Some(root.join(crate::io::regions::REGIONS_FILE)).filter(|p| p.is_file());
+    let regions = crate::io::regions::list_for(root, runs.first().and_then(|r| r.space.as_deref()));
     Ok(Dataset {
         root: root.to_path_buf(),
         func_root,

@@ -866,17 +866,14 @@ fn read_beside_helper<'r>(
         });
         let read = || -> Result<()> {
             for row in rows {
-                let mut slot = loop {
-                    if let Ok(slot) = free.try_recv() {
-                        break slot;
-                    }
-                    match jobs.try_recv() {
-                        Ok(job) => break filter(job),
-                        Err(_) => match free.recv() {
-                            Ok(slot) => break slot,
-                            Err(_) => unreachable!("this thread holds a sender of free slots"),
-                        },
-                    }
+                // A free slot; when every slot is taken, a waiting volume filtered here
+                // rather than waiting for the helper.
+                let mut slot = match free.try_recv() {
+                    Ok(slot) => slot,
+                    Err(_) => match jobs.try_recv() {
+                        Ok(job) => filter(job),
+                        Err(_) => free.recv().expect("this thread holds a sender of free slots"),
+                    },
                 };
                 reader.next_into(&mut slot.0)?;
                 jobs_tx.send((row, slot)).expect("the receiver is here");

@@ -29,6 +29,14 @@ const MAX_LIST_BYTES: u64 = 16 << 20;
 /// The name of a region dataset's region → network table, at its root.
 pub const REGIONS_FILE: &str = "regions.tsv";
 
+/// The region list of a dataset's runs in `space`: for `regions:<A>`, `atlas-<A>_regions.tsv`
+/// when there is one (a dataset parcellated by several atlases), else `regions.tsv`.
+pub fn list_for(root: &Path, space: Option<&str>) -> Option<PathBuf> {
+    let atlas = space.and_then(|s| s.strip_prefix("regions:"));
+    let own = atlas.map(|a| root.join(format!("atlas-{a}_{REGIONS_FILE}")));
+    own.into_iter().chain([root.join(REGIONS_FILE)]).find(|p| p.is_file())
+}
+
 /// Whether `path` names a run of region time series: `…_timeseries.tsv` or `.csv`, other
 /// than fMRIPrep's confounds table (`…_desc-confounds_timeseries.tsv`).
 pub fn is_region_run(path: &Path) -> bool {
@@ -143,6 +151,23 @@ impl Regions {
     }
 }
 
+/// Recipe settings that mean nothing for regions are refused before anything is written:
+/// smoothing (regions have no space to smooth in) and a cluster extent above one region.
+pub fn check_recipe(recipe: &crate::store::Recipe) -> Result<()> {
+    if let Some(fwhm) = recipe.encoding.smoothing_fwhm {
+        return Err(Error::Invalid(format!(
+            "encoding.smoothing_fwhm = {fwhm}: region time series have no space to smooth in; analyse regions with a recipe without it (dataflows/regions.toml)"
+        )));
+    }
+    if recipe.group.min_cluster > 1 {
+        return Err(Error::Invalid(format!(
+            "group.min_cluster = {}: each region is a cluster of its own; set 0 for region time series",
+            recipe.group.min_cluster
+        )));
+    }
+    Ok(())
+}
+
 /// A run of region time series: its table and TR.
 #[derive(Debug, Clone)]
 pub struct RegionRun {
@@ -182,9 +207,22 @@ pub fn read_tr(path: &Path) -> Result<f64> {
     let text = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::format(&json, format!("not JSON: {e}")))?;
-    let tr = match (value.get("RepetitionTime"), value.get("SamplingFrequency")) {
-        (Some(t), _) => t.as_f64().ok_or_else(|| Error::format(&json, "RepetitionTime is not a number"))?,
-        (None, Some(f)) => 1.0 / f.as_f64().ok_or_else(|| Error::format(&json, "SamplingFrequency is not a number"))?,
+    if !value.is_object() {
+        return Err(Error::format(&json, "not a JSON object of sidecar fields"));
+    }
+    let number = |key: &str| -> Result<Option<f64>> {
+        value
+            .get(key)
+            .map(|v| v.as_f64().ok_or_else(|| Error::format(&json, format!("{key} is not a number"))))
+            .transpose()
+    };
+    let tr = match (number("RepetitionTime")?, number("SamplingFrequency")?) {
+        (Some(t), Some(f)) if (t * f - 1.0).abs() > 1e-6 => {
+            return Err(Error::format(&json, format!("RepetitionTime {t} s and SamplingFrequency {f} Hz disagree (one is 1 / the other)")));
+        }
+        (Some(t), _) => t,
+        (None, Some(f)) if f > 0.0 => 1.0 / f,
+        (None, Some(f)) => return Err(Error::format(&json, format!("SamplingFrequency {f} Hz: must be positive"))),
         (None, None) => return Err(missing()),
     };
     if !(tr.is_finite() && PLAUSIBLE_TR_S.contains(&tr)) {
@@ -208,7 +246,7 @@ impl RegionRun {
             return Err(Error::format(
                 path,
                 format!(
-                    "its regions differ from the region list ({} regions): {} missing ({}), {} not listed ({})",
+                    "its regions differ from the store's region list (regions.tsv, {} regions): {} missing ({}), {} not listed ({})",
                     regions.names.len(),
                     absent.len(),
                     few(&absent),
@@ -218,6 +256,51 @@ impl RegionRun {
             ));
         }
         let columns: Vec<&Vec<f64>> = regions.names.iter().map(|n| &self.table.columns[at[n.as_str()]]).collect();
+        let gaps: Vec<&str> = regions
+            .names
+            .iter()
+            .zip(&columns)
+            .filter(|(_, c)| c.iter().any(|v| !v.is_finite()))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !gaps.is_empty() {
+            // Said, not refused: a region with a gap is left out of this run, as a voxel is.
+            tracing::warn!(
+                "{}: {} region(s) with missing or non-finite values ({}{}) are left out of this run's fit, and so of its subject's",
+                path.display(),
+                gaps.len(),
+                gaps.iter().take(5).map(|g| format!("'{g}'")).collect::<Vec<_>>().join(", "),
+                if gaps.len() > 5 { ", …" } else { "" }
+            );
+        }
         Ok(Array2::from_shape_fn((self.table.rows, columns.len()), |(t, r)| columns[r][t] as f32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_atlas_may_have_its_own_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(list_for(root, Some("regions")), None);
+        std::fs::write(root.join(REGIONS_FILE), "region\tnetwork\n").unwrap();
+        std::fs::write(root.join("atlas-Gordon_regions.tsv"), "region\tnetwork\n").unwrap();
+        assert_eq!(list_for(root, Some("regions:Gordon")), Some(root.join("atlas-Gordon_regions.tsv")));
+        assert_eq!(list_for(root, Some("regions:Schaefer")), Some(root.join(REGIONS_FILE)));
+        assert_eq!(list_for(root, Some("regions")), Some(root.join(REGIONS_FILE)));
+    }
+
+    #[test]
+    fn regions_stand_apart_on_their_line() {
+        let r = Regions { names: vec!["a".into(), "b".into(), "c".into()], networks: vec!["N2".into(), "N1".into(), "N2".into()] };
+        let ijk: Vec<[usize; 3]> = r.mask().ijk().collect();
+        assert_eq!(ijk, [[0, 0, 0], [2, 0, 0], [4, 0, 0]]);
+        let (atlas, csv) = r.network_atlas();
+        let labels: Vec<f32> = (0..5).map(|x| atlas[[x, 0, 0, 0]]).collect();
+        assert_eq!(labels, [2.0, 0.0, 1.0, 0.0, 2.0]);
+        assert_eq!(csv, "label,name\n1,N1\n2,N2\n");
     }
 }

@@ -69,6 +69,16 @@ pub fn run(bold: &[PathBuf], labels: &Path, names: &BTreeMap<u32, String>, out: 
     if image.data.dim().3 != 1 {
         bail!("{}: {} volumes; a label image is 3-D", labels.display(), image.data.dim().3);
     }
+    // Names become column headers: one line of tab-separated, distinct names.
+    let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
+    for (&label, name) in names {
+        if name.is_empty() || name.contains(['\t', '\n', '\r']) {
+            bail!("--names: label {label} is named {name:?}; a region name is not empty and holds no tab or line break (it becomes a column name)");
+        }
+        if let Some(other) = seen.insert(name, label) {
+            bail!("--names: labels {other} and {label} are both named '{name}'; region names must differ (they become column names)");
+        }
+    }
     let mut names_out = std::collections::BTreeMap::new();
     for path in bold {
         if let Some(other) = names_out.insert(timeseries_name(path), path) {

@@ -425,7 +425,10 @@ impl Store {
             return Ok(());
         }
         if !self.manifest.runs.is_empty() {
-            bail!("the dataset's {} differs from the store's, and runs are already in", crate::io::regions::REGIONS_FILE);
+            bail!(
+                "the dataset's region list differs from the store's ({}), and runs are already in: analyse it in another store",
+                self.paths().regions().display()
+            );
         }
         let dest = self.paths().regions();
         self.rewriting(std::slice::from_ref(&dest), |_| {
@@ -889,7 +892,11 @@ pub fn check_clock(bold: &Path, story: &str, clock: &StoryEntry) -> Result<()> {
 /// Checks a run's TR (NIfTI header, or a region table's sidecar) against the TR its story
 /// was made at; returns the run's number of scans.
 pub fn check_tr(bold: &Path, story: &str, story_tr: f64) -> Result<usize> {
-    let (scans, tr) = crate::io::run_clock(bold).with_context(|| format!("story '{story}' was made at TR {story_tr} s"))?;
+    let (scans, tr) = match crate::io::regions::is_region_run(bold) {
+        true => crate::io::run_clock(bold)?,
+        // A header without a TR: say which clock it should have had.
+        false => crate::io::run_clock(bold).with_context(|| format!("story '{story}' was made at TR {story_tr} s"))?,
+    };
     if (tr - story_tr).abs() > TR_TOLERANCE {
         bail!(
             "{}: TR {tr} s, but story '{story}' was made at TR {story_tr} s (its regressors would be on another clock)",

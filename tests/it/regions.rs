@@ -131,6 +131,13 @@ fn region_columns_are_matched_by_name() {
         }
     };
     same(&a, &b, &["group/z.nii.gz", "group/region_group.parquet", "subjects/sub-03/beta.nii.gz", "map/atom_fbn.parquet"]);
+    // A dataset whose list gives a region another network is refused, not ignored.
+    let list = ds.join("regions.tsv");
+    let listed = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, listed.replacen("\t7_Default_Network_Area", "\t6_Frontoparietal_Area", 1)).unwrap();
+    let e = cortexflow::engine::update::ingest(&Cluster::default(), &a, update::IngestRequest { bids: Some(ds.clone()), ..Default::default() });
+    assert!(e.unwrap_err().to_string().contains("region list differs"));
+    std::fs::write(&list, listed).unwrap();
     // Retracting a region run leaves what never ingesting it gives.
     ok(&["retract", a.to_str().unwrap(), "--run", "sub-03/task-lpp/run-1"]);
     for ext in ["tsv", "json"] {
@@ -148,9 +155,9 @@ fn region_errors_name_the_file() {
     let (ds, sim) = region_dataset(dir.path(), 3);
     let responses = sim.join("truth/responses");
     let fails = |recipe: &str, tag: &str| run(recipe, &ds, &responses, &dir.path().join(tag)).unwrap_err().to_string();
-    // Smoothing has no space to act in.
+    // Smoothing has no space to act in: refused before a store is made.
     let e = fails("[basis]\natoms = 8\n[encoding]\nsmoothing_fwhm = 6.0\n", "s");
-    assert!(e.contains("_timeseries.tsv") && e.contains("smoothing_fwhm"), "{e}");
+    assert!(e.contains("smoothing_fwhm") && !dir.path().join("s").exists(), "{e}");
     // A run whose regions differ from the list.
     let run1 = ds.join("sub-02/func/sub-02_task-lpp_run-1_timeseries.tsv");
     let text = std::fs::read_to_string(&run1).unwrap();
@@ -171,6 +178,14 @@ fn region_errors_name_the_file() {
     let e = fails(RECIPE, "v");
     assert!(e.contains("sub-02_task-lpp_run-1_timeseries.tsv") && e.contains("line 4") && e.contains("is not a number"), "{e}");
     std::fs::write(&run1, &text).unwrap();
+    // Both clocks given, and disagreeing.
+    std::fs::write(&json, "{\"SamplingFrequency\": 1, \"RepetitionTime\": 2}").unwrap();
+    let e = fails(RECIPE, "f");
+    assert!(e.contains("sub-02_task-lpp_run-1_timeseries.json") && e.contains("disagree"), "{e}");
+    std::fs::write(&json, "{\"SamplingFrequency\": 0.5}").unwrap();
+    // A cluster extent means nothing for regions, and is refused before a store is made.
+    let e = fails("[basis]\natoms = 8\n[group]\nmin_cluster = 5\n", "m");
+    assert!(e.contains("min_cluster = 5") && !dir.path().join("m").exists(), "{e}");
     // The list: required, each region once.
     let list = ds.join("regions.tsv");
     let listed = std::fs::read_to_string(&list).unwrap();
@@ -180,6 +195,14 @@ fn region_errors_name_the_file() {
     std::fs::remove_file(&list).unwrap();
     let e = fails(RECIPE, "l");
     assert!(e.contains("regions.tsv") && e.contains("network"), "{e}");
+    // parcellate writes only tables `run` reads: names without tabs, each once.
+    let bold = sim.join("sub-01/func/sub-01_task-lpp_run-1_bold.nii.gz");
+    let atlas = sim.join("atlas/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz");
+    for names in [[(1, "Vis\tual"), (2, "Motor")], [(1, "Same"), (2, "Same")]] {
+        let names: BTreeMap<u32, String> = names.iter().map(|(l, n)| (*l, n.to_string())).collect();
+        let e = parcellate::run(std::slice::from_ref(&bold), &atlas, &names, &dir.path().join("p")).unwrap_err().to_string();
+        assert!(e.contains("--names") && (e.contains("tab") || e.contains("both named")), "{e}");
+    }
 }
 
 /// The shipped recipe for regions reads and passes the recipe checks: no smoothing (which
