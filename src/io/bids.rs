@@ -215,7 +215,7 @@ pub fn parse_bold_name(path: &Path) -> Option<Run> {
     let name = path.file_name()?.to_string_lossy().into_owned();
     let regions = crate::io::regions::is_region_run(path);
     let stem = match regions {
-        true => name.strip_suffix("_timeseries.tsv").or_else(|| name.strip_suffix("_timeseries.csv"))?,
+        true => crate::io::regions::SUFFIXES.iter().find_map(|s| name.strip_suffix(s))?,
         false => name.strip_suffix("_bold.nii.gz").or_else(|| name.strip_suffix("_bold.nii"))?,
     };
     let pairs: Vec<(&str, &str)> = stem.split('_').filter_map(|kv| kv.split_once('-')).collect();

@@ -1,5 +1,5 @@
 //! Region time series: a run given as a table of scans × named regions (BIDS derivatives'
-//! `…_timeseries.tsv`, or `.csv`; what `cortexflow parcellate`, nilearn's maskers and
+//! `…_timeseries.tsv`, or `.csv`, or `.parquet`; what `cortexflow parcellate`, nilearn's maskers and
 //! XCP-D write) with its clock in the sidecar `…_timeseries.json` (`RepetitionTime` in
 //! seconds, or `SamplingFrequency` in Hz), and a dataset's `regions.tsv` naming each
 //! region's network (columns `region` and `network`).
@@ -37,14 +37,16 @@ pub fn list_for(root: &Path, space: Option<&str>) -> Option<PathBuf> {
     own.into_iter().chain([root.join(REGIONS_FILE)]).find(|p| p.is_file())
 }
 
-/// Whether `path` names a run of region time series: `…_timeseries.tsv` or `.csv`, other
-/// than fMRIPrep's confounds table (`…_desc-confounds_timeseries.tsv`).
+/// The name endings of a region table.
+pub const SUFFIXES: [&str; 3] = ["_timeseries.tsv", "_timeseries.csv", "_timeseries.parquet"];
+
+/// Whether `path` names a run of region time series: `…_timeseries.tsv`, `.csv` or
+/// `.parquet`, other than fMRIPrep's confounds table (`…_desc-confounds_timeseries.tsv`).
 pub fn is_region_run(path: &Path) -> bool {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return false;
     };
-    (name.ends_with("_timeseries.tsv") || name.ends_with("_timeseries.csv"))
-        && !name.contains("desc-confounds_")
+    SUFFIXES.iter().any(|s| name.ends_with(s)) && !name.contains("desc-confounds_")
 }
 
 /// The regions of a dataset, in the order of its `regions.tsv` (the order of the store's
@@ -180,11 +182,17 @@ pub fn sidecar(path: &Path) -> PathBuf {
     path.with_extension("json")
 }
 
-/// Reads a region table (tab-separated, or comma-separated for `.csv`) and its TR.
+/// Reads a region table (tab-separated; comma-separated for `.csv`; Parquet of numeric
+/// columns for `.parquet`) and its TR.
 pub fn read_run(path: &Path) -> Result<RegionRun> {
     let tr = read_tr(path)?;
-    let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let table = table::read(path, if csv { b',' } else { b'\t' }, MAX_RUN_BYTES, MAX_REGIONS, "a region time-series table")?;
+    let what = "a region time-series table";
+    let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let table = match ext.as_str() {
+        "parquet" => table::read_parquet(path, MAX_RUN_BYTES, MAX_REGIONS, what)?,
+        "csv" => table::read(path, b',', MAX_RUN_BYTES, MAX_REGIONS, what)?,
+        _ => table::read(path, b'\t', MAX_RUN_BYTES, MAX_REGIONS, what)?,
+    };
     if table.rows < 2 {
         return Err(Error::format(path, format!("{} scans: a run needs at least 2", table.rows)));
     }

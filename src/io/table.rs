@@ -1,5 +1,6 @@
-//! Numeric tables with a header row (BIDS TSVs: fMRIPrep confounds, region time series):
-//! one column per name, one row per scan, `n/a` (and pandas' other missing values) as NaN.
+//! Numeric tables with a header row (BIDS TSVs: fMRIPrep confounds, region time series),
+//! or the same as a Parquet file (pandas' `to_parquet`): one column per name, one row per
+//! scan, `n/a` (and pandas' other missing values, or a null) as NaN.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -87,4 +88,63 @@ pub fn read(path: &Path, delimiter: u8, max_bytes: u64, max_columns: usize, what
         columns,
         rows,
     })
+}
+
+/// Reads `what` from a Parquet file of numeric columns (float or integer; pandas' index
+/// columns `__index_level_*` are skipped), after checking its size, its column count and
+/// that its values fit in `max_bytes` × 8 bytes once read as f64 (the text tables' bound).
+pub fn read_parquet(path: &Path, max_bytes: u64, max_columns: usize, what: &str) -> Result<NumericTable> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
+    use arrow_array::Array;
+    use arrow_schema::DataType;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bytes = crate::io::regular_file(path)?;
+    if bytes > max_bytes {
+        return Err(Error::format(path, format!("{bytes} bytes: larger than {what} may be (at most {max_bytes})")));
+    }
+    let bad = |msg: String| Error::format(path, msg);
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(format!("not a readable Parquet file: {e}")))?;
+    let fields: Vec<(usize, String, DataType)> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.name().starts_with("__index_level_"))
+        .map(|(i, f)| (i, f.name().trim().to_string(), f.data_type().clone()))
+        .collect();
+    if fields.len() > max_columns {
+        return Err(bad(format!("{} columns: more than {what} may have (at most {max_columns})", fields.len())));
+    }
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    if rows.saturating_mul(fields.len() as u64).saturating_mul(8) > 8 * max_bytes {
+        return Err(bad(format!("{rows} rows × {} columns: more values than {what} may hold", fields.len())));
+    }
+    let mut seen = BTreeSet::new();
+    for (_, name, ty) in &fields {
+        if !seen.insert(name.as_str()) {
+            return Err(bad(format!("column '{name}' appears twice")));
+        }
+        if !matches!(ty, DataType::Float32 | DataType::Float64 | DataType::Int32 | DataType::Int64) {
+            return Err(bad(format!("column '{name}' holds {ty}; {what} holds numbers (float or integer) only")));
+        }
+    }
+    let mut columns = vec![Vec::with_capacity(rows as usize); fields.len()];
+    for batch in builder.build().map_err(|e| bad(e.to_string()))? {
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        for ((i, _, ty), out) in fields.iter().zip(&mut columns) {
+            let a = batch.column(*i);
+            let at = |r: usize, v: f64| if a.is_null(r) { f64::NAN } else { v };
+            match ty {
+                DataType::Float64 => out.extend(a.as_primitive::<Float64Type>().values().iter().enumerate().map(|(r, &v)| at(r, v))),
+                DataType::Float32 => out.extend(a.as_primitive::<Float32Type>().values().iter().enumerate().map(|(r, &v)| at(r, f64::from(v)))),
+                DataType::Int64 => out.extend(a.as_primitive::<Int64Type>().values().iter().enumerate().map(|(r, &v)| at(r, v as f64))),
+                _ => out.extend(a.as_primitive::<Int32Type>().values().iter().enumerate().map(|(r, &v)| at(r, f64::from(v)))),
+            }
+        }
+    }
+    let names: Vec<String> = fields.into_iter().map(|(_, n, _)| n).collect();
+    let rows = columns.first().map_or(0, Vec::len);
+    Ok(NumericTable { path: path.to_path_buf(), names, columns, rows })
 }

@@ -49,6 +49,21 @@ fn region_dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
     (ds, sim)
 }
 
+/// A region table rewritten as Parquet beside it (float64 columns named as its header,
+/// and pandas' default index column first), as `DataFrame.to_parquet` writes it.
+fn to_parquet(tsv: &Path) {
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+    use std::sync::Arc;
+    let t = cortexflow::io::table::read(tsv, b'\t', 1 << 30, 1000, "a test table").unwrap();
+    let mut cols: Vec<(String, ArrayRef)> = vec![("__index_level_0__".into(), Arc::new(Int64Array::from_iter_values(0..t.rows as i64)))];
+    cols.extend(t.names.iter().zip(&t.columns).map(|(n, c)| (n.clone(), Arc::new(Float64Array::from(c.clone())) as ArrayRef)));
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let file = std::fs::File::create(tsv.with_extension("parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
 /// Files under `root/sub-*/func` whose names end with `end`, sorted.
 fn glob(root: &Path, end: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -109,7 +124,8 @@ fn region_time_series_recover_the_planted_networks() {
 }
 
 /// A run's columns are found by name: a run with its regions in another order gives the
-/// same store, byte for byte; and a retracted region run is as if never ingested.
+/// same store, byte for byte, as do the same tables in Parquet; and a retracted region
+/// run is as if never ingested.
 #[test]
 fn region_columns_are_matched_by_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,6 +147,15 @@ fn region_columns_are_matched_by_name() {
         }
     };
     same(&a, &b, &["group/z.nii.gz", "group/region_group.parquet", "subjects/sub-03/beta.nii.gz", "map/atom_fbn.parquet"]);
+    // The same tables as Parquet (pandas' `to_parquet`, with its index column) give the
+    // same store.
+    for path in glob(&ds, "_timeseries.tsv") {
+        to_parquet(&path);
+        std::fs::remove_file(&path).unwrap();
+    }
+    let p = dir.path().join("p");
+    run(recipe, &ds, &responses, &p).unwrap();
+    same(&a, &p, &["group/z.nii.gz", "group/region_group.parquet", "subjects/sub-03/beta.nii.gz", "map/atom_fbn.parquet"]);
     // A dataset whose list gives a region another network is refused, not ignored.
     let list = ds.join("regions.tsv");
     let listed = std::fs::read_to_string(&list).unwrap();
@@ -140,7 +165,7 @@ fn region_columns_are_matched_by_name() {
     std::fs::write(&list, listed).unwrap();
     // Retracting a region run leaves what never ingesting it gives.
     ok(&["retract", a.to_str().unwrap(), "--run", "sub-03/task-lpp/run-1"]);
-    for ext in ["tsv", "json"] {
+    for ext in ["parquet", "json"] {
         std::fs::remove_file(ds.join(format!("sub-03/func/sub-03_task-lpp_run-1_timeseries.{ext}"))).unwrap();
     }
     let c = dir.path().join("c");
