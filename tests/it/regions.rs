@@ -18,11 +18,15 @@ use ndarray::Array4;
 
 use super::common::ok;
 
-/// `simulate` (6 subjects × 2 runs, one-voxel jitter) parcellated into `DIR/regions`: the
-/// region dataset (runs, sidecars, regions.tsv, stimuli) and the simulation.
+/// `simulate` (6 subjects × 2 runs of 200 scans, one-voxel jitter) parcellated into
+/// `DIR/regions`: the region dataset (runs, sidecars, regions.tsv) and the simulation.
 fn region_dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
+    region_dataset_of(dir, seed, 6, 200)
+}
+
+fn region_dataset_of(dir: &Path, seed: u64, subjects: usize, scans: usize) -> (PathBuf, PathBuf) {
     let sim = dir.join("sim");
-    ok(&["simulate", "--out", sim.to_str().unwrap(), "--subjects", "6", "--runs", "2", "--scans", "200", "--seed", &seed.to_string()]);
+    ok(&["simulate", "--out", sim.to_str().unwrap(), "--subjects", &subjects.to_string(), "--runs", "2", "--scans", &scans.to_string(), "--seed", &seed.to_string()]);
     let atlas = nifti::read_image(&sim.join("atlas/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz")).unwrap();
     let (nx, ny, nz, _) = atlas.data.dim();
     let names: BTreeMap<u16, String> = embedded::yeo7_names().into_iter().collect();
@@ -40,7 +44,7 @@ fn region_dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
     let ds = dir.join("regions");
     let bold: Vec<PathBuf> = glob(&sim, "_bold.nii.gz");
     let done = parcellate::run(&bold, &labels_path, &region_names, &ds).unwrap();
-    assert_eq!(done.len(), 12);
+    assert_eq!(done.len(), 2 * subjects);
     let mut list = String::from("region\tnetwork\n");
     for (l, name) in &region_names {
         list += &format!("{name}\t{}\n", names[&((l / 10) as u16)]);
@@ -240,4 +244,32 @@ fn the_regions_recipe_suits_regions() {
     assert_eq!(recipe.encoding.smoothing_fwhm, None);
     assert_eq!(recipe.group.min_cluster, 0);
     assert_eq!(recipe.basis.atoms, 64);
+}
+
+/// With no responses given, the dataset's words (its events, here `stimuli/`) stream through
+/// the recipe's model, as for images (MiniLM, two layers).
+#[test]
+fn region_time_series_run_through_the_model() {
+    let Some(model) = super::models::model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (ds, sim) = region_dataset_of(dir.path(), 5, 2, 60);
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for f in std::fs::read_dir(from).unwrap().flatten() {
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    };
+    copy(&sim.join("stimuli"), &ds.join("stimuli"));
+    let recipe = format!(
+        "[model]\npath = \"{}\"\ntaps = [\"ffn.out\"]\nlayers = \"4-5\"\n[basis]\natoms = 8\n[encoding]\ncv = false\n",
+        model.display()
+    );
+    let req = RunRequest { data: ds.clone(), space: Some("regions".into()), responses: None, mask_threshold: 0.5 };
+    let out = dir.path().join("store");
+    let lines = update::run_all(&toml::from_str::<Recipe>(&recipe).unwrap(), &req, &out, &Cluster::default()).unwrap().join("\n");
+    assert!(lines.contains("all-MiniLM-L6-v2") && lines.contains("2 stories"), "{lines}");
+    assert!(lines.contains("sub-02/task-lpp/run-2: 60 scans ingested") && lines.contains("28 regions fitted"), "{lines}");
+    assert!(out.join("group/region_group.parquet").is_file() && out.join("map/atom_fbn.parquet").is_file());
 }
