@@ -11,8 +11,10 @@
 //! - **spikes**: at every jump, a spin-history disturbance of 4% of the baseline (a draw
 //!   per voxel) on that scan alone, which only censoring removes;
 //! - **physiological noise**: five slow AR(1) sources (ρ 0.9) with voxel loadings of
-//!   0.6σ each; aCompCor components span them exactly, the `white_matter` and `csf`
-//!   columns measure two mixtures of them with noise;
+//!   0.6σ each; the aCompCor components are the principal components of 200 noise-ROI
+//!   voxels that mix the sources with their own noise (kept to 50% of the ROI's variance,
+//!   as fMRIPrep does), so they estimate the sources' span rather than hold it; the
+//!   `white_matter` and `csf` columns measure two mixtures of them with noise;
 //! - **non-steady state**: the first [`DUMMY_SCANS`] scans 40% and 8% brighter;
 //! - and the table's `global_signal`, `dvars`, `std_dvars` (DVARS over its median),
 //!   `framewise_displacement` (Power 2012), `cosine*` (fMRIPrep's 128 s DCT basis), the
@@ -190,7 +192,7 @@ pub fn write_confounds(
     };
     let white_matter = measured([1.0, 0.0, 0.5, 0.0, 0.0]);
     let csf = measured([0.0, 1.0, 0.0, 0.5, 0.0]);
-    let (compcor, singular) = orthonormal(&art.physio);
+    let (compcor, singular, total) = compcor(rng, &art.physio)?;
     let cosines = cosine_drift(scans, tr, 1.0 / COSINE_PERIOD_S);
     let mut cols: Vec<(String, Vec<f64>)> = Vec::new();
     for (name, x) in [("global_signal", global), ("csf", csf), ("white_matter", white_matter)] {
@@ -223,7 +225,6 @@ pub fn write_confounds(
         }
         Ok(())
     })?;
-    let total: f64 = singular.iter().map(|s| s * s).sum();
     let mut cumulative = 0.0;
     let mut meta = serde_json::Map::new();
     for (c, s) in singular.iter().enumerate() {
@@ -254,24 +255,44 @@ fn expansions(name: &str, x: Vec<f64>) -> Vec<(String, Vec<f64>)> {
     .collect()
 }
 
-/// Orthonormal components of the centred sources (modified Gram–Schmidt, as CompCor's
-/// singular vectors span the same space), with the norm each had before normalising.
-fn orthonormal(sources: &[Vec<f64>]) -> (Vec<Vec<f64>>, Vec<f64>) {
-    let mut out: Vec<Vec<f64>> = Vec::new();
-    let mut norms = Vec::new();
-    for s in sources {
-        let mean = s.iter().sum::<f64>() / s.len() as f64;
-        let mut v: Vec<f64> = s.iter().map(|x| x - mean).collect();
-        for q in &out {
-            let dot: f64 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-            v.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
+/// Voxels of the simulated noise ROI (white matter and CSF) that aCompCor decomposes.
+const NOISE_VOXELS: usize = 200;
+/// Each noise voxel's own (thermal) noise sd, against physiological loadings of sd 1.
+const NOISE_ROI_THERMAL: f64 = 1.5;
+/// fMRIPrep keeps the components that explain this share of the ROI's variance.
+const COMPCOR_VARIANCE: f64 = 0.5;
+
+/// aCompCor as fMRIPrep computes it: the principal components (left singular vectors of the
+/// centred scans × voxels matrix) of noise-ROI voxels, each a random mixture of the
+/// physiological sources plus its own thermal noise, kept until they explain
+/// [`COMPCOR_VARIANCE`] of the ROI's variance; with their singular values and the ROI's
+/// total variance (Σ s²). They estimate
+/// the sources' span, as real ones do: not exactly, and not all of it.
+fn compcor(rng: &mut ChaCha8Rng, physio: &[Vec<f64>]) -> Result<(Vec<Vec<f64>>, Vec<f64>, f64)> {
+    let scans = physio[0].len();
+    let mut roi = faer::Mat::<f64>::zeros(scans, NOISE_VOXELS);
+    for v in 0..NOISE_VOXELS {
+        let load: Vec<f64> = physio.iter().map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+        for t in 0..scans {
+            let p: f64 = load.iter().zip(physio).map(|(l, s)| l * s[t]).sum();
+            roi[(t, v)] = p + NOISE_ROI_THERMAL * rng.sample::<f64, _>(StandardNormal);
         }
-        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        v.iter_mut().for_each(|a| *a /= norm);
-        out.push(v);
-        norms.push(norm);
+        let mean = (0..scans).map(|t| roi[(t, v)]).sum::<f64>() / scans as f64;
+        (0..scans).for_each(|t| roi[(t, v)] -= mean);
     }
-    (out, norms)
+    let svd = roi
+        .thin_svd()
+        .map_err(|e| crate::Error::Invalid(format!("aCompCor's SVD did not converge: {e:?}")))?;
+    let (u, s) = (svd.U(), svd.S());
+    let n = scans.min(NOISE_VOXELS);
+    let total: f64 = (0..n).map(|c| s[c] * s[c]).sum();
+    let (mut kept, mut cumulative) = (0, 0.0);
+    while kept < n && cumulative < COMPCOR_VARIANCE * total {
+        cumulative += s[kept] * s[kept];
+        kept += 1;
+    }
+    let components = (0..kept).map(|c| (0..scans).map(|t| u[(t, c)]).collect()).collect();
+    Ok((components, (0..kept).map(|c| s[c]).collect(), total))
 }
 
 #[cfg(test)]
@@ -280,15 +301,26 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn components_are_orthonormal_and_expansions_named_as_fmriprep() {
+    fn compcor_estimates_the_sources_and_expansions_are_named_as_fmriprep() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let art = draw(&mut rng, 50);
-        let (q, _) = orthonormal(&art.physio);
+        let art = draw(&mut rng, 300);
+        let (q, s, total) = compcor(&mut rng, &art.physio).unwrap();
+        // Orthonormal, explaining at least half the ROI's variance, the last one needed.
         for a in 0..q.len() {
             for b in 0..q.len() {
                 let dot: f64 = q[a].iter().zip(&q[b]).map(|(x, y)| x * y).sum();
                 assert!((dot - f64::from(u8::from(a == b))).abs() < 1e-10);
             }
+        }
+        let kept: f64 = s.iter().map(|x| x * x).sum();
+        assert!(kept >= 0.5 * total && kept - s[s.len() - 1].powi(2) < 0.5 * total);
+        // They estimate the physiological span: each source is mostly, not wholly, in it.
+        for p in &art.physio {
+            let mean = p.iter().sum::<f64>() / p.len() as f64;
+            let c: Vec<f64> = p.iter().map(|x| x - mean).collect();
+            let norm2: f64 = c.iter().map(|x| x * x).sum();
+            let inside: f64 = q.iter().map(|v| v.iter().zip(&c).map(|(a, b)| a * b).sum::<f64>().powi(2)).sum();
+            assert!(inside < 0.999 * norm2, "a source lies wholly in the components");
         }
         let names: Vec<String> = expansions("csf", vec![1.0, 3.0]).into_iter().map(|c| c.0).collect();
         assert_eq!(names, ["csf", "csf_derivative1", "csf_power2", "csf_derivative1_power2"]);
