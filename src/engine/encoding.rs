@@ -142,12 +142,7 @@ fn reduce_against(
     let fwhm = plan.recipe.encoding.smoothing_fwhm;
     let r = match (region_run, &plan.regions) {
         (Some(run), Some(regions)) => {
-            if let Some(fwhm) = fwhm {
-                bail!(
-                    "{}: region time series have no space to smooth in, but the recipe sets encoding.smoothing_fwhm = {fwhm}: analyse regions with a recipe without it",
-                    bold.display()
-                );
-            }
+            regions::check_recipe(&plan.recipe).with_context(|| bold.display().to_string())?;
             encode::reduce_data(bold, run.in_order(regions)?, dm, k, keep, zscore)?
         }
         (Some(_), None) => bail!(

@@ -417,9 +417,9 @@ impl Store {
         Ok(Some(Regions::read(&path)?))
     }
 
-    /// Makes this a store of region time series: the region list (and its networks) and the
-    /// line of voxels the regions stand on as its mask. Another list once runs are in is
-    /// refused.
+    /// Makes this a store of region time series by recording its region list (and their
+    /// networks), the order of its maps; the caller sets the line the regions stand on as
+    /// the mask. Another list once runs are in is refused.
     pub fn set_regions(&mut self, regions: &Regions) -> Result<()> {
         if self.regions()?.as_ref() == Some(regions) {
             return Ok(());
