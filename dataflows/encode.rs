@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use cortexflow::stages::encode;
-use cortexflow::store::recipe::EncodingSection;
+use cortexflow::store::recipe::{EncodingSection, EstimatorSetting, GroupSection};
 
 fn defaults() -> EncodingSection {
     EncodingSection::default()
@@ -40,6 +40,11 @@ pub struct Args {
     /// smooth_img) before masking; none by default.
     #[arg(long)]
     pub smoothing_fwhm: Option<f64>,
+    /// The group estimator whose β is also written (sub-*/beta_<estimator>.nii.gz, for
+    /// `group --estimator`): `marginal` (each atom alone with the nuisance), `ridge` (at each
+    /// voxel's cross-validated α) or `ols` (beta.nii.gz only).
+    #[arg(long, default_value_t = GroupSection::default().estimator)]
+    pub estimator: EstimatorSetting,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -56,7 +61,11 @@ impl Args {
             smoothing_fwhm: self.smoothing_fwhm,
         };
         section.check()?;
+        if self.estimator == EstimatorSetting::Ridge && self.no_cv {
+            anyhow::bail!("--estimator ridge takes the cross-validated ridge's β: drop --no-cv");
+        }
         Ok(encode::EncodeOptions {
+            estimator: self.estimator.into(),
             alphas: section.alpha_grid(),
             high_pass: (section.high_pass > 0.0).then_some(section.high_pass),
             zscore: section.zscore_bold,

@@ -24,13 +24,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let assigned = scores.iter().filter(|s| !s.atoms.is_empty()).count();
     let recovered = scores.iter().filter(|s| s.recovered()).count();
-    let dice: Vec<f64> = scores.iter().map(|s| s.best.map_or(0.0, |b| b.1)).collect();
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!(
-        "summary: {assigned} of {} planted networks assigned, {recovered} recovered (Dice ≥ {}), mean best Dice {:.3}, {} false assignments",
+        "summary: {assigned} of {} planted networks assigned, {recovered} recovered (Dice ≥ {}), mean best Dice {:.3}, {} false assignments, mean sub-group F1 {:.3}, mean AN F1 {:.3}, min AN F1 {:.3}",
         scores.len(),
         recovery::RECOVERED_DICE,
-        dice.iter().sum::<f64>() / dice.len().max(1) as f64,
-        wrong.len()
+        mean(scores.iter().map(|s| s.best.map_or(0.0, |b| b.1)).collect()),
+        wrong.len(),
+        mean(scores.iter().map(|s| s.f1).collect()),
+        mean(scores.iter().map(|s| s.tied_f1).collect()),
+        scores.iter().map(|s| s.tied_f1).fold(f64::INFINITY, f64::min),
     );
     Ok(())
 }

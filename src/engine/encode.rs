@@ -15,12 +15,13 @@ use crate::io::{bids, nifti};
 use crate::progress;
 use crate::stages::encode::{self, EncodeOptions, FittedVoxels, RunFiles};
 use crate::stages::join;
-use crate::store::recipe::EncodingSection;
+use crate::store::recipe::{EncodingSection, GroupSection};
 use crate::store::{Recipe, Store};
 
 /// Fits every subject of `bold` (the i-th run of a subject against the i-th regressors
 /// file, with the i-th confounds file if given) and writes OUT/sub-<S>/{beta,t,z,cv_r,
-/// cv_r2,alpha}.nii.gz and OUT/voxel_fits.parquet. Returns the files and one line per
+/// cv_r2,alpha}.nii.gz (and the group estimator's β, `beta_<estimator>`, when it is not
+/// OLS) and OUT/voxel_fits.parquet. Returns the files and one line per
 /// subject.
 pub fn run(
     regressors: &[PathBuf],
@@ -58,6 +59,10 @@ pub fn run(
             cv: opt.cv,
             smoothing_fwhm: opt.smoothing_fwhm,
         },
+        group: GroupSection {
+            estimator: opt.estimator.into(),
+            ..GroupSection::default()
+        },
         ..Recipe::default()
     };
     let bar = progress::bar(0, "encoding runs");
@@ -83,7 +88,8 @@ pub fn run(
             bail!("sub-{subject}: fitted from {} of its {} runs", fit.runs, runs.len());
         }
         let dir = out.join(format!("sub-{subject}"));
-        let maps = encode::write_subject_maps(&dir, &mask, &fit.valid, &fit.ols, k, fit.ridge)?;
+        let group = fit.group_beta.as_ref().map(|b| (opt.estimator.map_name(), b));
+        let maps = encode::write_subject_maps(&dir, &mask, &fit.valid, &fit.ols, k, fit.ridge, group)?;
         lines.push(format!(
             "sub-{subject}: {} runs, {} voxels ({} constant or non-finite excluded), median cv_r {:.3}",
             runs.len(),

@@ -104,6 +104,7 @@ pub fn fit_settings(recipe: &Recipe) -> FitSettings {
     FitSettings {
         cv: recipe.encoding.cv,
         alphas: recipe.encoding.alpha_grid(),
+        estimator: recipe.group.estimator.into(),
     }
 }
 
@@ -232,9 +233,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// runs → fit_blocks → (β blocks, with the stored subjects' β) → group_blocks; fits and
-    /// group tests gathered at worker 0.
-    pub fn build(worker: &mut Worker, settings: FitSettings) -> Engine {
+    /// runs → fit_blocks → (β blocks, with the stored subjects' β) → group_blocks, under
+    /// `recipe`'s encoding and group settings; fits and group tests gathered at worker 0.
+    pub fn build(worker: &mut Worker, recipe: &Recipe) -> Engine {
+        let settings = fit_settings(recipe);
+        let perm = recipe.group.permutations();
         worker.dataflow::<u64, _, _>(|scope| {
             let (runs, run_blocks) = scope.new_collection();
             let (betas, stored) = scope.new_collection();
@@ -242,7 +245,7 @@ impl Engine {
             let fitted = fits
                 .clone()
                 .flat_map(|((subject, block), fit)| fit.beta_block(&subject).map(|b| (block, b)));
-            let (group, group_probe) = fitted.concat(stored).group_blocks().gather();
+            let (group, group_probe) = fitted.concat(stored).group_blocks(perm).gather();
             let (fits, fits_probe) = fits.gather();
             Engine {
                 runs,
@@ -311,7 +314,7 @@ impl Engine {
 pub fn run_once(plan: Plan) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<GroupRecord>)> {
     let plan = std::sync::Arc::new(plan);
     let results = crate::engine::cluster::Cluster::default().execute(move |worker| -> Result<_> {
-        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
+        let mut engine = Engine::build(worker, &plan.recipe);
         let fed = engine.feed(&plan, worker.index(), worker.peers());
         let (fits, group) = engine.finish(worker);
         fed?;

@@ -8,18 +8,21 @@ use std::path::{Path, PathBuf};
 use crate::engine::encoding::{run_once, Plan};
 use crate::error::{bail, Result};
 use crate::io::nifti;
-use crate::stages::group::{self, GroupOptions, GroupSummary};
+use crate::stages::group::{self, GroupSummary};
 use crate::stages::join;
+use crate::store::recipe::GroupSection;
 use crate::store::Recipe;
 
-/// The group maps of the subjects under `encode_dir` (sub-*/beta.nii.gz) on `mask_path`.
+/// The group maps of the subjects under `encode_dir` (sub-*/beta.nii.gz, or the β map of
+/// the section's estimator) on `mask_path`.
 pub fn run(
     encode_dir: &Path,
     mask_path: &Path,
-    opt: &GroupOptions,
+    section: &GroupSection,
     out: &Path,
 ) -> Result<GroupSummary> {
-    let maps = group::subject_maps(encode_dir)?;
+    let opt = &section.options();
+    let maps = group::subject_maps(encode_dir, opt.estimator)?;
     if maps.len() < 2 {
         bail!(
             "{}: a group test needs at least 2 subjects, found {}",
@@ -34,7 +37,10 @@ pub fn run(
     same_atoms(&maps)?;
     let plan = Plan {
         dir: encode_dir.to_path_buf(),
-        recipe: Recipe::default(),
+        recipe: Recipe {
+            group: section.clone(),
+            ..Recipe::default()
+        },
         mask: Some(mask.clone()),
         regions: None,
         jobs: Vec::new(),

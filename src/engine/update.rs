@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use indicatif::ProgressBar;
 
 use crate::engine::cluster::Cluster;
-use crate::engine::encoding::{fit_settings, Engine, Job, Plan};
+use crate::engine::encoding::{Engine, Job, Plan};
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
@@ -42,11 +42,11 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
     let (new, lines) = store.new_runs(bold)?;
     let (jobs, refit) = jobs(&store, &new);
     let stored: Vec<(String, PathBuf)> = store
-        .subjects()
+        .group_subjects()
         .into_iter()
         .filter(|s| !refit.contains(s))
         .map(|s| {
-            let beta = store.paths().subject_map(&s, "beta");
+            let beta = store.paths().subject_map(&s, store.group_map());
             (s, beta)
         })
         .collect();
@@ -116,7 +116,7 @@ pub fn run_update(
             }));
         }
         let (plan, mut outcome) = planned.expect("agreed");
-        let mut engine = Engine::build(worker, fit_settings(&plan.recipe));
+        let mut engine = Engine::build(worker, &plan.recipe);
         let fed = engine.feed(&plan, worker.index(), worker.peers());
         let (fits, group) = engine.finish(worker);
         fed?;

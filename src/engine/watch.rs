@@ -181,7 +181,7 @@ fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)>
     } else {
         Store::open_reader(store_dir)?
     };
-    let engine = Engine::build(worker, encoding::fit_settings(&store.recipe));
+    let engine = Engine::build(worker, &store.recipe);
     let stored: Vec<Job> = store
         .manifest
         .runs

@@ -57,6 +57,28 @@ pub struct GroupTest {
     pub t: Array2<f64>,
     pub p: Array2<f64>,
     pub z: Array2<f64>,
+    /// Sign-flip null maxima of |t| per atom, atoms × permutations (see
+    /// [`super::permutation`]); None without permutations.
+    pub null_max: Option<Array2<f64>>,
+}
+
+impl GroupTest {
+    /// The p values a threshold reads: the family-wise p of the permutations under
+    /// [`Threshold::MaxT`], the parametric two-sided p otherwise.
+    pub fn p_for(&self, rule: Threshold) -> Array2<f64> {
+        match (rule, &self.null_max) {
+            (Threshold::MaxT(_), Some(null)) => {
+                let mut out = Array2::zeros(self.t.dim());
+                for (a, mut row) in out.rows_mut().into_iter().enumerate() {
+                    let t = self.t.row(a).to_vec();
+                    let p = super::permutation::fwer_p(&t, null.row(a).as_slice().expect("row-major"));
+                    row.assign(&ndarray::Array1::from(p));
+                }
+                out
+            }
+            _ => self.p.clone(),
+        }
+    }
 }
 
 impl GroupSums {
@@ -123,6 +145,7 @@ impl GroupSums {
             t: Array2::zeros(shape),
             p: Array2::zeros(shape),
             z: Array2::zeros(shape),
+            null_max: None,
         };
         for (i, ((&n, &s), &ss)) in self.n.iter().zip(&self.sum).zip(&self.sum_sq).enumerate() {
             let cell = (i / self.voxels, i % self.voxels);
@@ -149,9 +172,12 @@ pub enum Threshold {
     Fdr(f64),
     /// |z| ≥ this value.
     ZCut(f64),
+    /// Family-wise p ≤ this level, from sign-flip permutations (maximum |t| over the map).
+    MaxT(f64),
 }
 
-/// The significant voxels of one atom's map (either sign), then only those in
+/// The significant voxels of one atom's map (either sign; `p` is the family-wise p under
+/// [`Threshold::MaxT`]), then only those in
 /// face-connected clusters of at least `min_cluster` voxels (`ijk` places the voxels).
 pub fn significant(
     z: &[f64],
@@ -163,6 +189,7 @@ pub fn significant(
     let pass = match rule {
         Threshold::Fdr(q) => super::fdr::rejected(p, q),
         Threshold::ZCut(cut) => z.iter().map(|v| v.abs() >= cut).collect(),
+        Threshold::MaxT(level) => p.iter().map(|&v| v <= level).collect(),
     };
     super::cluster::min_cluster_size(ijk, &pass, min_cluster)
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{columns, BlockKey, Floats, RunBlock, StatsBlock, SubjectBeta};
 use crate::kernels::cv::ridge_cv;
+use crate::kernels::estimators::{marginal_beta, Estimator};
 use crate::kernels::glm::ols_absorbed;
 use crate::kernels::ridge_stats::RunStats;
 
@@ -18,6 +19,8 @@ pub struct FitSettings {
     /// Cross-validate a ridge (needs ≥ 2 runs).
     pub cv: bool,
     pub alphas: Vec<f64>,
+    /// The β that the group test takes.
+    pub estimator: Estimator,
 }
 
 /// A subject's fit of one block, on its `voxels` (indices within the block, valid in every
@@ -37,6 +40,11 @@ pub struct BlockFit {
     pub sigma2: Floats,
     /// Ridge: chosen α, held-out r and R² per voxel.
     pub ridge: Option<(Floats, Floats, Floats)>,
+    /// The group estimator's β (k × voxels) when it is not the OLS β.
+    pub group_beta: Option<Floats>,
+    /// The subject has no β of the group's estimator yet (ridge with one run): it stays
+    /// out of the group until it has one.
+    pub ungrouped: bool,
     pub error: Option<BlockError>,
 }
 
@@ -69,6 +77,8 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
             return out;
         }
     };
+    let all: Vec<usize> = (0..voxels.len()).collect();
+    let mut ridge_beta = None;
     if settings.cv && runs.len() >= 2 {
         let folds: Vec<RunStats> = per_run.iter().map(|r| r.select(&voxels)).collect();
         match ridge_cv(&folds, &settings.alphas) {
@@ -77,12 +87,20 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
                     Floats(r.alpha.to_vec()),
                     Floats(r.cv_r.to_vec()),
                     Floats(r.cv_r2.to_vec()),
-                ))
+                ));
+                ridge_beta = Some(Floats(columns(&r.beta, &all)));
             }
             Err(e) => out.error = Some(BlockError(e.to_string())),
         }
     }
-    let all: Vec<usize> = (0..voxels.len()).collect();
+    out.group_beta = match settings.estimator {
+        Estimator::Ols => None,
+        Estimator::Marginal => Some(Floats(columns(&marginal_beta(&total.select(&voxels)), &all))),
+        Estimator::Ridge => {
+            out.ungrouped = ridge_beta.is_none();
+            ridge_beta
+        }
+    };
     out.dof = fit.dof as u64;
     out.condition = Floats(vec![fit.condition]);
     out.beta = Floats(columns(&fit.beta, &all));
@@ -92,11 +110,11 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
 }
 
 impl BlockFit {
-    /// This fit's β over the whole block for the group test: NaN where the voxel was not
-    /// fitted, values rounded through f32 as the subject's β map stores them. None when the
-    /// fit failed.
+    /// This fit's β over the whole block for the group test (the estimator's; None when the
+    /// subject has none yet, or the fit failed): NaN where the voxel was not fitted, values
+    /// rounded through f32 as the subject's β map stores them.
     pub fn beta_block(&self, subject: &str) -> Option<SubjectBeta> {
-        if self.error.is_some() {
+        if self.error.is_some() || self.ungrouped {
             return None;
         }
         let (k, fitted, n) = (
@@ -104,10 +122,11 @@ impl BlockFit {
             self.voxels.len(),
             self.block_voxels as usize,
         );
+        let beta = self.group_beta.as_ref().unwrap_or(&self.beta);
         let mut out = vec![f64::NAN; k * n];
         for a in 0..k {
             for (j, &v) in self.voxels.iter().enumerate() {
-                out[a * n + v as usize] = self.beta.0[a * fitted + j] as f32 as f64;
+                out[a * n + v as usize] = beta.0[a * fitted + j] as f32 as f64;
             }
         }
         Some((subject.to_string(), self.k, Floats(out)))
@@ -132,7 +151,7 @@ pub trait FitBlocks<'s> {
     /// let fits = timely::execute_directly(move |worker| {
     ///     let (mut input, gathered, probe) = worker.dataflow::<u64, _, _>(|scope| {
     ///         let (input, runs) = scope.new_collection();
-    ///         let settings = FitSettings { cv: false, alphas: vec![] };
+    ///         let settings = FitSettings { cv: false, alphas: vec![], estimator: Default::default() };
     ///         let (gathered, probe) = runs.fit_blocks(settings).gather();
     ///         (input, gathered, probe)
     ///     });
@@ -196,6 +215,7 @@ mod tests {
         let settings = FitSettings {
             cv: true,
             alphas: alpha_grid(-2.0, 3.0, 6),
+            estimator: Estimator::Ols,
         };
         let fits: Vec<BlockFit> = (0..2)
             .map(|b| {
@@ -234,5 +254,38 @@ mod tests {
             .collect();
         assert!(close(&cv_r, &ridge.cv_r.to_vec()));
         assert_eq!(fits[0].voxels.len(), BLOCK_VOXELS - 1, "voxel 5 left out");
+    }
+
+    /// Each estimator's β travels to the group: the marginal β of the kernel, the ridge β
+    /// refitted at the cross-validated α, OLS by default; ridge without two runs has none.
+    #[test]
+    fn the_group_takes_the_estimators_beta() {
+        let runs: Vec<RunStats> = (0..2)
+            .map(|r| {
+                let x = Array2::from_shape_fn((30, 3), |(t, j)| ((t * (j + 2) + r * 5) % 7) as f64 - 3.0);
+                let y = Array2::from_shape_fn((30, 4), |(t, c)| x[[t, c % 3]] + ((t * 11 + c) % 5) as f64);
+                RunStats::from_block(x.view(), y.view())
+            })
+            .collect();
+        let blocks: Vec<StatsBlock> = runs.iter().map(|s| StatsBlock::split(s, 1, &[true; 4])[0].1.clone()).collect();
+        let parts: Vec<&StatsBlock> = blocks.iter().collect();
+        let alphas = alpha_grid(-1.0, 2.0, 4);
+        let fit = |estimator, parts: &[&StatsBlock]| {
+            fit_block(parts, &FitSettings { cv: true, alphas: alphas.clone(), estimator })
+        };
+        let mut total = runs[0].clone();
+        total.add(&runs[1]);
+        let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32 as f64).collect::<Vec<_>>();
+        let ols = fit(Estimator::Ols, &parts);
+        assert!(ols.group_beta.is_none());
+        assert_eq!(ols.beta_block("01").unwrap().2 .0, as_f32(&ols.beta.0));
+        let marginal = fit(Estimator::Marginal, &parts);
+        let want = marginal_beta(&total);
+        assert_eq!(marginal.beta_block("01").unwrap().2 .0, as_f32(want.as_slice().unwrap()));
+        let ridge = fit(Estimator::Ridge, &parts);
+        let want = ridge_cv(&runs, &alphas).unwrap().beta;
+        assert_eq!(ridge.beta_block("01").unwrap().2 .0, as_f32(want.as_slice().unwrap()));
+        let one = fit(Estimator::Ridge, &parts[..1]);
+        assert!(one.error.is_none() && one.ungrouped && one.beta_block("01").is_none());
     }
 }

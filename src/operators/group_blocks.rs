@@ -1,7 +1,10 @@
 //! `group_blocks`: per voxel block, the random-effects group test of every atom over the
 //! subjects present, and the same test in each half of the subjects (label order,
 //! alternately to halves A and B) for the split-half reproducibility. The sums are exact
-//! integers ([`GroupSums`]), so the result depends only on the set of subjects.
+//! integers ([`GroupSums`]), so the result depends only on the set of subjects. With
+//! sign-flip permutations, each test also carries the block's null maxima of |t| per atom
+//! (the flips drawn from a seed for the subjects in label order), which combine over the
+//! blocks by `max` into each map's null distribution.
 
 use super::BlockError;
 use differential_dataflow::VecCollection;
@@ -10,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Floats;
 use crate::kernels::group::{GroupSums, GroupTest};
+use crate::kernels::permutation::{block_null_max, SignFlips};
 
 /// One subject's β on one block: (subject label, atoms, atoms × block voxels row-major,
 /// NaN where the voxel was not fitted). Values are rounded through f32, as the subject's
@@ -24,10 +28,13 @@ pub struct BlockTest {
     pub t: Floats,
     pub p: Floats,
     pub z: Floats,
+    /// Null maxima of |t| over the block's voxels, atoms × permutations (empty without
+    /// permutations).
+    pub null_max: Floats,
 }
 
 impl BlockTest {
-    fn of(t: GroupTest) -> BlockTest {
+    fn of(t: GroupTest, null_max: Option<Array2<f64>>) -> BlockTest {
         let flat = |a: Array2<f64>| Floats(a.iter().copied().collect());
         BlockTest {
             n: t.n.iter().copied().collect(),
@@ -35,8 +42,16 @@ impl BlockTest {
             t: flat(t.t),
             p: flat(t.p),
             z: flat(t.z),
+            null_max: null_max.map_or_else(Floats::default, flat),
         }
     }
+}
+
+/// Sign-flip permutations of the group test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permutations {
+    pub n: usize,
+    pub seed: u64,
 }
 
 /// A block's tests over all subjects and over each half.
@@ -51,10 +66,11 @@ pub struct GroupBlock {
 }
 
 /// The tests of one block from its subjects' β, in label order; an error names the subject.
-pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, BlockError> {
+pub fn group_block(betas: &[&SubjectBeta], perm: Option<Permutations>) -> Result<GroupBlock, BlockError> {
     let atoms = betas[0].1 as usize;
     let voxels = betas[0].2 .0.len() / atoms.max(1);
     let mut sums = [(); 3].map(|_| GroupSums::new(atoms, voxels));
+    let mut views: [Vec<ArrayView2<f64>>; 3] = Default::default();
     for (i, (subject, _, beta)) in betas.iter().enumerate() {
         let view = ArrayView2::from_shape((atoms, voxels), &beta.0)
             .map_err(|e| BlockError(format!("sub-{subject}: β block of the wrong size: {e}")))?;
@@ -62,9 +78,14 @@ pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, BlockError> {
             sums[s]
                 .add(view)
                 .map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
+            views[s].push(view);
         }
     }
-    let [all, a, b] = sums.map(|s| BlockTest::of(s.test()));
+    // Each set of subjects (all, each half) draws its own flips, one per subject.
+    let null = |maps: &[ArrayView2<f64>]| {
+        perm.map(|p| block_null_max(&SignFlips::new(maps.len(), p.n, p.seed), maps))
+    };
+    let [all, a, b] = [0, 1, 2].map(|s| BlockTest::of(sums[s].test(), null(&views[s])));
     Ok(GroupBlock {
         subjects: betas.len() as u32,
         atoms: atoms as u32,
@@ -78,20 +99,20 @@ pub fn group_block(betas: &[&SubjectBeta]) -> Result<GroupBlock, BlockError> {
 /// Extension trait: the group tests of every block.
 pub trait GroupBlocks<'s> {
     /// Keeps, for every block, the [`GroupBlock`] of the subjects present (or the error of
-    /// the first subject whose β cannot be added).
-    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)>;
+    /// the first subject whose β cannot be added), with the permutations' null maxima.
+    fn group_blocks(self, perm: Option<Permutations>) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)>;
 }
 
 impl<'s> GroupBlocks<'s> for VecCollection<'s, u64, (u32, SubjectBeta)> {
-    fn group_blocks(self) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)> {
-        self.reduce_named("GroupBlocks", |_block, subjects, out| {
+    fn group_blocks(self, perm: Option<Permutations>) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)> {
+        self.reduce_named("GroupBlocks", move |_block, subjects, out| {
             let present: Vec<&SubjectBeta> = subjects
                 .iter()
                 .filter(|(_, count)| *count > 0)
                 .map(|(s, _)| *s)
                 .collect();
             if !present.is_empty() {
-                out.push((group_block(&present), 1));
+                out.push((group_block(&present, perm), 1));
             }
         })
     }
@@ -119,7 +140,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&SubjectBeta> = maps.iter().collect();
-        let g = group_block(&refs).unwrap();
+        let g = group_block(&refs, None).unwrap();
         let mut all = GroupSums::new(2, 3);
         let mut a = GroupSums::new(2, 3);
         for (i, m) in maps.iter().enumerate() {
@@ -129,8 +150,8 @@ mod tests {
                 a.add(view).unwrap();
             }
         }
-        assert_eq!(g.all, BlockTest::of(all.test()));
-        assert_eq!(g.half_a, BlockTest::of(a.test()));
+        assert_eq!(g.all, BlockTest::of(all.test(), None));
+        assert_eq!(g.half_a, BlockTest::of(a.test(), None));
         assert_eq!(g.half_b.n, vec![2, 2, 2, 2, 2, 2]);
         assert_eq!(g.all.n[4], 4, "the NaN voxel is left out");
     }

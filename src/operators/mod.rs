@@ -26,7 +26,7 @@ mod pool_words;
 pub use barrier::agree;
 pub use fit_blocks::{fit_block, BlockFit, FitBlocks, FitSettings};
 pub use gather::{Gather, Gathered};
-pub use group_blocks::{group_block, BlockTest, GroupBlock, GroupBlocks, SubjectBeta};
+pub use group_blocks::{group_block, BlockTest, GroupBlock, GroupBlocks, Permutations, SubjectBeta};
 pub use pool_words::{PoolWords, StoryShape, StoryWords, TokenRow};
 
 use ndarray::{Array1, Array2, Axis};

@@ -14,6 +14,7 @@ use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
 use crate::kernels::cv::RidgeCvFit;
 use crate::kernels::design::{nuisance_basis, project_out};
+use crate::kernels::estimators::Estimator;
 use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
 use crate::kernels::smooth::{radius, Gaussian3d, FWHM_OVER_SIGMA};
@@ -31,6 +32,8 @@ pub struct EncodeOptions {
     pub cv: bool,
     /// Gaussian smoothing FWHM in mm, applied to each volume as it is read.
     pub smoothing_fwhm: Option<f64>,
+    /// The group estimator whose β is written beside the OLS maps (`beta_<estimator>`).
+    pub estimator: Estimator,
 }
 
 /// A BOLD run and its optional confounds file.
@@ -209,8 +212,9 @@ impl From<RidgeCvFit> for RidgeScores {
     }
 }
 
-/// A subject's maps under `dir`: β, t, z of the first `k` regressors of `fit`, and the
-/// ridge's cv_r, cv_r2, alpha (NaN maps without cross-validation), on the `valid` voxels.
+/// A subject's maps under `dir`: β, t, z of the first `k` regressors of `fit`, the ridge's
+/// cv_r, cv_r2, alpha (NaN maps without cross-validation), and the group estimator's β
+/// under its own name (`group`: map name, k × voxels), on the `valid` voxels.
 pub fn write_subject_maps(
     dir: &Path,
     mask: &nifti::Mask,
@@ -218,11 +222,13 @@ pub fn write_subject_maps(
     fit: &OlsFit,
     k: usize,
     ridge: Option<RidgeScores>,
+    group: Option<(&str, &Array2<f64>)>,
 ) -> Result<SubjectMaps> {
     let mut files = Vec::new();
     let pv = fit.p_values();
     let z = Array2::from_shape_fn(fit.t.dim(), |ij| signed_z(fit.t[ij], pv[ij]));
-    for (name, values) in [("beta", &fit.beta), ("t", &fit.t), ("z", &z)] {
+    let betas = [("beta", &fit.beta), ("t", &fit.t), ("z", &z)];
+    for (name, values) in betas.into_iter().chain(group) {
         let path = dir.join(format!("{name}.nii.gz"));
         nifti::write_map(
             &path,

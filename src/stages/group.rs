@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Mask};
+use crate::kernels::estimators::Estimator;
 use crate::kernels::group::{significant, GroupTest, Threshold};
 use crate::kernels::overlap::OverlapSums;
 use ndarray::{Array2, Axis};
@@ -15,27 +16,35 @@ use ndarray::{Array2, Axis};
 /// Settings of `group`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GroupOptions {
+    /// The subjects' β the test takes (recorded in group.json).
+    pub estimator: Estimator,
     pub threshold: Threshold,
     pub min_cluster: usize,
 }
 
-/// The subjects' β maps under an `encode` output directory, by subject label.
-pub fn subject_maps(encode_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+/// The subjects' β maps of `estimator` under an `encode` output directory, by subject
+/// label.
+pub fn subject_maps(encode_dir: &Path, estimator: Estimator) -> Result<Vec<(String, PathBuf)>> {
+    let file = format!("{}.nii.gz", estimator.map_name());
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(encode_dir)
         .with_context(|| format!("{}: cannot list", encode_dir.display()))?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let label = name.strip_prefix("sub-")?.to_string();
-            let beta = e.path().join("beta.nii.gz");
+            let beta = e.path().join(&file);
             beta.is_file().then_some((label, beta))
         })
         .collect();
     out.sort();
     if out.is_empty() {
         bail!(
-            "{}: no sub-*/beta.nii.gz (the output of `cortexflow encode`)",
-            encode_dir.display()
+            "{}: no sub-*/{file} (the output of `cortexflow encode`{})",
+            encode_dir.display(),
+            match estimator {
+                Estimator::Ols => String::new(),
+                e => format!(" --estimator {}", e.name()),
+            }
         );
     }
     Ok(out)
@@ -43,10 +52,11 @@ pub fn subject_maps(encode_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// Thresholded maps of every atom (atoms × voxels).
 fn thresholded(test: &GroupTest, opt: &GroupOptions, ijk: &[[usize; 3]]) -> Array2<bool> {
+    let p = test.p_for(opt.threshold);
     let rows: Vec<Vec<bool>> = test
         .z
         .axis_iter(Axis(0))
-        .zip(test.p.axis_iter(Axis(0)))
+        .zip(p.axis_iter(Axis(0)))
         .map(|(z, p)| {
             significant(
                 &z.to_vec(),
@@ -121,9 +131,11 @@ fn split_half_dice(
         .collect()
 }
 
-/// The group maps (one volume per atom) and the mask under `out`.
+/// The group maps (one volume per atom) and the mask under `out`; with permutations, the
+/// family-wise p of each voxel too (p_fwer).
 fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
+    let fwer = test.null_max.is_some().then(|| test.p_for(Threshold::MaxT(1.0)));
     let every: Vec<usize> = (0..mask.len()).collect();
     let signed_sig = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
     let n = test.n.mapv(f64::from);
@@ -136,7 +148,10 @@ fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> 
         ("n", &n),
         ("thresholded_z", &signed_sig),
         ("mask", &ones),
-    ] {
+    ]
+    .into_iter()
+    .chain(fwer.as_ref().map(|p| ("p_fwer", p)))
+    {
         let path = out.join(format!("{name}.nii.gz"));
         nifti::write_map(&path, &mask.grid, &mask.volumes(&every, values.view()), None)?;
         files.push(path);
@@ -163,6 +178,10 @@ pub fn write_results(
     let rule = match opt.threshold {
         Threshold::Fdr(q) => format!("fdr {q}"),
         Threshold::ZCut(z) => format!("z-cut {z}"),
+        Threshold::MaxT(level) => format!(
+            "max-t fwer {level} ({} sign flips)",
+            test.null_max.as_ref().map_or(0, |n| n.ncols())
+        ),
     };
     let significant: Vec<usize> = sig
         .axis_iter(Axis(0))
@@ -175,6 +194,7 @@ pub fn write_results(
     let info = serde_json::json!({
         "subjects": subjects,
         "atoms": atoms,
+        "estimator": opt.estimator.name(),
         "threshold": rule,
         "min_cluster": opt.min_cluster,
         "mask": mask_path,

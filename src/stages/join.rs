@@ -18,6 +18,8 @@ pub struct SubjectFit {
     pub valid: Vec<usize>,
     pub ols: OlsFit,
     pub ridge: Option<RidgeScores>,
+    /// The group estimator's β (k × valid voxels) when it is not the OLS β.
+    pub group_beta: Option<Array2<f64>>,
 }
 
 /// Joins each subject's blocks; checks every block is there, from the same runs.
@@ -74,6 +76,7 @@ pub fn join_subjects(
             dof: f0.dof as usize,
             condition: f0.condition.0[0],
         };
+        let group_beta = f0.group_beta.is_some().then(|| matrix(|f| &f.group_beta.as_ref().expect("every block").0));
         let ridge = f0.ridge.is_some().then(|| RidgeScores {
             alpha: vector(|f| f.ridge.as_ref().map(|r| &r.0 .0)).expect("every block"),
             cv_r: vector(|f| f.ridge.as_ref().map(|r| &r.1 .0)).expect("every block"),
@@ -86,6 +89,7 @@ pub fn join_subjects(
                 valid,
                 ols,
                 ridge,
+                group_beta,
             },
         );
     }
@@ -115,7 +119,7 @@ pub fn join_group(
         bail!("the group test of some voxel blocks is missing or stale (a worker failed?)");
     }
     let atoms = parts[0].1.atoms as usize;
-    let join = |pick: fn(&GroupBlock) -> &BlockTest| -> GroupTest {
+    let join = |pick: fn(&GroupBlock) -> &BlockTest| -> Result<GroupTest> {
         let matrix = |get: fn(&BlockTest) -> &Vec<f64>| -> Array2<f64> {
             let views: Vec<Array2<f64>> = parts
                 .iter()
@@ -134,18 +138,36 @@ pub fn join_group(
                     .expect("atoms × voxels")
             })
             .collect();
-        GroupTest {
+        // Each block's null maxima, atoms × permutations: the map's are their maximum.
+        let null_max = parts.iter().try_fold(None::<Array2<f64>>, |acc, (_, g)| {
+            let block = &pick(g).null_max.0;
+            if block.is_empty() {
+                return Ok(acc);
+            }
+            let m = Array2::from_shape_vec((atoms, block.len() / atoms.max(1)), block.clone())
+                .map_err(|_| err!("group test: null maxima of the wrong size"))?;
+            Ok::<_, crate::Error>(Some(match acc {
+                None => m,
+                Some(mut a) if a.dim() == m.dim() => {
+                    crate::kernels::permutation::combine(&mut a, m.view());
+                    a
+                }
+                Some(_) => bail!("group test: blocks with different numbers of permutations (a worker failed?)"),
+            }))
+        })?;
+        Ok(GroupTest {
+            null_max,
             n: concatenate(Axis(1), &n.iter().map(|a| a.view()).collect::<Vec<_>>())
                 .expect("same atoms"),
             mean: matrix(|t| &t.mean.0),
             t: matrix(|t| &t.t.0),
             p: matrix(|t| &t.p.0),
             z: matrix(|t| &t.z.0),
-        }
+        })
     };
     Ok((
         parts[0].1.subjects as usize,
-        join(|g| &g.all),
-        [join(|g| &g.half_a), join(|g| &g.half_b)],
+        join(|g| &g.all)?,
+        [join(|g| &g.half_a)?, join(|g| &g.half_b)?],
     ))
 }

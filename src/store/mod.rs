@@ -36,6 +36,7 @@ use crate::io::bids::{self, Run};
 use crate::io::nifti::{self, Mask};
 use crate::io::regions::Regions;
 use crate::io::parquet::{read_codes, read_responses, TR_KEY};
+use crate::kernels::estimators::Estimator;
 use crate::operators::{BlockError, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
@@ -146,7 +147,7 @@ impl Store {
                 env!("CARGO_PKG_VERSION")
             );
         }
-        let recipe = Recipe::load(&Layout::new(dir).recipe())?;
+        let recipe = Recipe::load_stored(&Layout::new(dir).recipe())?;
         if recipe.fingerprint() != manifest.recipe {
             bail!(
                 "{}: recipe.toml was changed after the store was made (fingerprint {} ≠ {})",
@@ -332,6 +333,10 @@ impl Store {
         }
         out.extend(m.runs.keys().map(|k| p.stats(k)));
         out.extend(self.subjects().iter().map(|s| p.subject_map(s, "beta")));
+        let group = self.group_map();
+        if group != "beta" {
+            out.extend(self.group_subjects().iter().map(|s| p.subject_map(s, group)));
+        }
         out.iter().map(|f| sums::key(&self.dir, f)).collect()
     }
 
@@ -647,7 +652,7 @@ impl Store {
         if self.manifest.results_epoch == self.manifest.epoch {
             return Ok(lines);
         }
-        let subjects = self.subjects();
+        let subjects = self.group_subjects();
         let (group_dir, map_dir) = (self.paths().group(), self.paths().map());
         // Written afresh, as a subject's folder is.
         remove_all(&group_dir)?;
@@ -716,6 +721,25 @@ impl Store {
         Ok(lines)
     }
 
+    /// Subjects in the group test: every subject with runs, except under the ridge
+    /// estimator those with a single run (no cross-validated α, so no ridge β yet).
+    pub fn group_subjects(&self) -> BTreeSet<String> {
+        let mut runs: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in self.manifest.runs.values() {
+            *runs.entry(&r.subject).or_default() += 1;
+        }
+        let ridge = self.recipe.group.estimator == crate::store::recipe::EstimatorSetting::Ridge;
+        runs.into_iter()
+            .filter(|&(_, n)| !ridge || n >= 2)
+            .map(|(s, _)| s.to_string())
+            .collect()
+    }
+
+    /// The name of the subject map the group test takes (`beta`, `beta_ridge`, …).
+    pub fn group_map(&self) -> &'static str {
+        Estimator::from(self.recipe.group.estimator).map_name()
+    }
+
     /// Subjects with at least one run.
     pub fn subjects(&self) -> BTreeSet<String> {
         self.manifest
@@ -742,17 +766,23 @@ impl Store {
             return Ok(format!("sub-{subject}: no runs left, fit removed"));
         };
         let k = fit.ols.beta.nrows();
-        let maps = encode::write_subject_maps(&dir, mask, &fit.valid, &fit.ols, k, fit.ridge)?;
+        let left_out = self.group_map() != "beta" && fit.group_beta.is_none();
+        let group = fit.group_beta.as_ref().map(|b| (self.group_map(), b));
+        let maps = encode::write_subject_maps(&dir, mask, &fit.valid, &fit.ols, k, fit.ridge, group)?;
         if let Some(regions) = self.regions()? {
             crate::stages::region_tables::write_subject(&dir, subject, &regions, mask)?;
         }
         self.seal(&dir)?;
         let unit = if self.paths().regions().is_file() { "regions" } else { "voxels" };
         Ok(format!(
-            "sub-{subject}: {} runs, {} {unit} fitted, median cv_r {:.3}",
+            "sub-{subject}: {} runs, {} {unit} fitted, median cv_r {:.3}{}",
             fit.runs,
             fit.valid.len(),
-            maps.median_r
+            maps.median_r,
+            match left_out {
+                true => "; out of the group until it has 2 runs (group.estimator = ridge takes the cross-validated ridge's β)",
+                false => "",
+            }
         ))
     }
 

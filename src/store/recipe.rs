@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{err, bail, Context, Error, Result};
 use serde::{Deserialize, Serialize};
 
-pub use super::settings::{HrfSetting, LassoSetting, MethodSetting, PoolingSetting};
+pub use super::settings::{EstimatorSetting, HrfSetting, LassoSetting, MethodSetting, PoolingSetting};
 
 use crate::stages::confounds::Component;
 use crate::stages::mapping::Score;
@@ -93,11 +93,44 @@ pub struct EncodingSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupSection {
+    /// The subjects' β that the group test takes. Left out of the canonical text when
+    /// `ols`, the only estimator before the setting existed, so older stores keep their
+    /// fingerprints; a stored recipe without it is read as `ols` ([`Recipe::load_stored`]).
+    #[serde(skip_serializing_if = "EstimatorSetting::is_ols")]
+    pub estimator: EstimatorSetting,
     pub fdr: f64,
     /// Threshold |z| instead of FDR when set.
     pub z_cut: Option<f64>,
     pub min_cluster: usize,
+    /// Sign-flip permutations of the subjects' maps; when > 0 the maps are thresholded at
+    /// family-wise error `fwer` by the maximum |t| (nilearn's `non_parametric_inference`),
+    /// instead of FDR. These three are left out of the canonical text at their defaults.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub permutations: usize,
+    #[serde(skip_serializing_if = "is_default_fwer")]
+    pub fwer: f64,
+    /// Seed of the sign flips.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub permutation_seed: u64,
 }
+
+fn is_zero_usize(x: &usize) -> bool {
+    *x == 0
+}
+
+fn is_zero_u64(x: &u64) -> bool {
+    *x == 0
+}
+
+/// The family-wise error level when none is given.
+pub const DEFAULT_FWER: f64 = 0.05;
+
+fn is_default_fwer(x: &f64) -> bool {
+    *x == DEFAULT_FWER
+}
+
+/// The most sign-flip permutations accepted (each costs a pass over every map).
+pub const MAX_PERMUTATIONS: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -165,9 +198,13 @@ impl Default for EncodingSection {
 impl Default for GroupSection {
     fn default() -> Self {
         GroupSection {
+            estimator: EstimatorSetting::Marginal,
             fdr: 0.05,
             z_cut: None,
             min_cluster: 0,
+            permutations: 0,
+            fwer: DEFAULT_FWER,
+            permutation_seed: 0,
         }
     }
 }
@@ -212,6 +249,18 @@ impl Recipe {
         Ok(r)
     }
 
+    /// A store's own recipe.toml. One written before `group.estimator` existed grouped
+    /// OLS β, and says so by leaving the setting out; read as that, not as today's default.
+    pub fn load_stored(path: &Path) -> Result<Recipe> {
+        let mut r = Recipe::load(path)?;
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        let value: toml::Value = toml::from_str(&text).map_err(|e| err!("{}: {e}", path.display()))?;
+        if value.get("group").and_then(|g| g.get("estimator")).is_none() {
+            r.group.estimator = EstimatorSetting::Ols;
+        }
+        Ok(r)
+    }
+
     /// Every value the library would reject later (and nonsense such as a negative
     /// assignment threshold), rejected here, before a store is made.
     pub fn check(&self) -> Result<()> {
@@ -226,6 +275,9 @@ impl Recipe {
             );
         }
         self.group.check()?;
+        if self.group.estimator == EstimatorSetting::Ridge && !self.encoding.cv {
+            bail!("group.estimator = \"ridge\" takes the cross-validated ridge's β: set encoding.cv = true (and give each subject 2 or more runs)");
+        }
         self.map.check()
     }
 
@@ -331,6 +383,28 @@ impl GroupSection {
                 self.z_cut.is_none_or(positive),
                 format!("group.z_cut = {}: a positive |z|", shown(self.z_cut)),
             ),
+            (
+                self.fwer > 0.0 && self.fwer < 1.0,
+                format!("group.fwer = {}: a level in (0, 1)", self.fwer),
+            ),
+            (
+                self.permutations <= MAX_PERMUTATIONS,
+                format!("group.permutations = {}: at most {MAX_PERMUTATIONS}", self.permutations),
+            ),
+            (
+                self.permutations == 0 || self.z_cut.is_none(),
+                "group.permutations and group.z_cut are two thresholds: give one".into(),
+            ),
+            (
+                // Below 1/fwer − 1 permutations no p value can reach the level.
+                self.permutations == 0 || (1.0 / (self.permutations as f64 + 1.0)) <= self.fwer,
+                format!(
+                    "group.permutations = {}: too few for a family-wise level of {} (at least {})",
+                    self.permutations,
+                    self.fwer,
+                    (1.0 / self.fwer).ceil() as usize - 1
+                ),
+            ),
         ])
     }
 }
@@ -408,10 +482,26 @@ impl GroupSection {
     /// The group stage's options.
     pub fn options(&self) -> crate::stages::group::GroupOptions {
         use crate::kernels::group::Threshold;
+        let threshold = match (self.permutations, self.z_cut) {
+            (0, None) => Threshold::Fdr(self.fdr),
+            (0, Some(z)) => Threshold::ZCut(z),
+            _ => Threshold::MaxT(self.fwer),
+        };
         crate::stages::group::GroupOptions {
-            threshold: self.z_cut.map_or(Threshold::Fdr(self.fdr), Threshold::ZCut),
+            estimator: self.estimator.into(),
+            threshold,
             min_cluster: self.min_cluster,
         }
+    }
+}
+
+impl GroupSection {
+    /// The sign-flip permutations of the group operator, when asked for.
+    pub fn permutations(&self) -> Option<crate::operators::Permutations> {
+        (self.permutations > 0).then_some(crate::operators::Permutations {
+            n: self.permutations,
+            seed: self.permutation_seed,
+        })
     }
 }
 
@@ -474,6 +564,10 @@ mod tests {
             ("[group]\nz_cut = nan\n", "group.z_cut"),
             ("[basis]\nmethod = \"pca\"\nlambda = nan\n", "basis.lambda"),
             ("[group]\nz_cut = -1.0\n", "group.z_cut"),
+            ("[group]\npermutations = 10\n", "group.permutations"),
+            ("[group]\npermutations = 100\nz_cut = 3.0\n", "group.permutations"),
+            ("[group]\npermutations = 100\nfwer = 1.5\n", "group.fwer"),
+            ("[group]\nestimator = \"ridge\"\n[encoding]\ncv = false\n", "group.estimator"),
             ("[map]\nassign_threshold = -1.0\n", "map.assign_threshold"),
             ("[map]\nassign_threshold = nan\n", "map.assign_threshold"),
             ("[map]\nsphere_radius = 0.0\n", "map.sphere_radius"),

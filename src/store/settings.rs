@@ -46,6 +46,24 @@ pub enum LassoSetting {
     Lars,
 }
 
+/// The subject-level β of the group test (see `kernels::estimators`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EstimatorSetting {
+    /// OLS β of all atoms in one design.
+    Ols,
+    /// Ridge β at each voxel's cross-validated α.
+    Ridge,
+    /// Each atom's β alone with the nuisance columns.
+    Marginal,
+}
+
+impl EstimatorSetting {
+    pub fn is_ols(&self) -> bool {
+        *self == EstimatorSetting::Ols
+    }
+}
+
 /// The settings print as they are written in a recipe (`odl`, `lars`, …).
 macro_rules! display_as_written {
     ($($t:ty),*) => {$(
@@ -57,7 +75,28 @@ macro_rules! display_as_written {
         }
     )*};
 }
-display_as_written!(PoolingSetting, HrfSetting, MethodSetting, LassoSetting);
+display_as_written!(PoolingSetting, HrfSetting, MethodSetting, LassoSetting, EstimatorSetting);
+
+impl From<crate::kernels::estimators::Estimator> for EstimatorSetting {
+    fn from(e: crate::kernels::estimators::Estimator) -> Self {
+        use crate::kernels::estimators::Estimator;
+        match e {
+            Estimator::Ols => Self::Ols,
+            Estimator::Ridge => Self::Ridge,
+            Estimator::Marginal => Self::Marginal,
+        }
+    }
+}
+
+impl From<EstimatorSetting> for crate::kernels::estimators::Estimator {
+    fn from(e: EstimatorSetting) -> Self {
+        match e {
+            EstimatorSetting::Ols => Self::Ols,
+            EstimatorSetting::Ridge => Self::Ridge,
+            EstimatorSetting::Marginal => Self::Marginal,
+        }
+    }
+}
 
 impl From<PoolingSetting> for crate::model::extract::Pooling {
     fn from(p: PoolingSetting) -> Self {

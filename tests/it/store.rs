@@ -186,6 +186,51 @@ fn incremental_equals_batch_and_retract_equals_never() {
     assert!(!inc.join("group").exists() && !inc.join("map").exists());
 }
 
+/// Every group option keeps updates exact: with each estimator, and with sign-flip
+/// permutations, runs ingested one at a time equal one batch `run`, and (where the recipe
+/// a retracted run equals one never ingested. Under the ridge estimator a subject with
+/// one run stays out of the group until its second arrives.
+#[test]
+fn every_group_option_keeps_updates_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let base = std::fs::read_to_string(&recipe).unwrap();
+    for (name, group) in [
+        ("ols-permutations", "estimator = \"ols\"\npermutations = 99\npermutation_seed = 3\n"),
+        ("marginal", "estimator = \"marginal\"\n"),
+        ("ridge", "estimator = \"ridge\"\n"),
+    ] {
+        let recipe = d.join(format!("{name}.toml"));
+        std::fs::write(&recipe, format!("{base}[group]\n{group}")).unwrap();
+        let batch = d.join(format!("{name}-batch"));
+        let r = Recipe::load(&recipe).unwrap();
+        update::run_all(&r, &run_request(&sim), &batch, &Cluster::default()).unwrap();
+        let inc = d.join(format!("{name}-inc"));
+        empty_store(&sim, &recipe, &inc);
+        for i in [3, 0, 5, 1, 4, 2] {
+            ingest_bold(&inc, &bold[i..=i]);
+        }
+        assert_same(&batch, &inc);
+        let out = retract(&inc, "sub-02/task-lpp/run-2");
+        if name == "ridge" {
+            assert!(out.contains("sub-02: 1 runs") && out.contains("out of the group"), "{out}");
+            let info = std::fs::read_to_string(inc.join("group/group.json")).unwrap();
+            assert!(!info.contains("\"02\""), "{info}");
+        }
+        let never = d.join(format!("{name}-never"));
+        empty_store(&sim, &recipe, &never);
+        let without: Vec<String> = bold.iter().filter(|b| !b.contains("sub-02_task-lpp_run-2")).cloned().collect();
+        ingest_bold(&never, &without);
+        assert_same(&never, &inc);
+    }
+    // Permutations leave their family-wise p beside the maps, and the rule in group.json.
+    let info = std::fs::read_to_string(d.join("ols-permutations-batch/group/group.json")).unwrap();
+    assert!(info.contains("max-t fwer 0.05 (99 sign flips)") && info.contains("\"estimator\": \"ols\""), "{info}");
+    assert!(d.join("ols-permutations-batch/group/p_fwer.nii.gz").is_file());
+    assert!(d.join("marginal-batch/subjects/sub-01/beta_marginal.nii.gz").is_file());
+}
+
 /// `ingest` killed with SIGKILL at pseudo-random moments (several seeds), then restarted
 /// until it succeeds, ends with the store of an uninterrupted ingest; between kills the
 /// store always opens (`status` works).
