@@ -42,6 +42,13 @@ pub struct Args {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Variogram-matched surrogate maps per atom (Burt et al. 2020) for a spatial-null p
+    /// value of every atom × network score, FDR-corrected over them (0: none).
+    #[arg(long, default_value_t = defaults().surrogates)]
+    pub surrogates: usize,
+    /// Seed of the surrogates.
+    #[arg(long, default_value_t = defaults().surrogate_seed)]
+    pub surrogate_seed: u64,
 }
 
 impl Args {
@@ -53,6 +60,8 @@ impl Args {
             sphere_radius: self.sphere_radius,
             score: self.score,
             assign_threshold: self.assign_threshold,
+            surrogates: self.surrogates,
+            surrogate_seed: self.surrogate_seed,
         };
         section.check()?;
         Ok(section)

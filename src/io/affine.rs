@@ -8,6 +8,11 @@ use nifti::NiftiHeader;
 pub struct Affine(pub [[f64; 4]; 3]);
 
 impl Affine {
+    /// The 3×3 linear part (rows).
+    pub fn linear(&self) -> [[f64; 3]; 3] {
+        std::array::from_fn(|r| [self.0[r][0], self.0[r][1], self.0[r][2]])
+    }
+
     pub fn apply(&self, p: [f64; 3]) -> [f64; 3] {
         let m = &self.0;
         std::array::from_fn(|r| m[r][0] * p[0] + m[r][1] * p[1] + m[r][2] * p[2] + m[r][3])

@@ -538,6 +538,10 @@ pub struct AtomFbn {
     pub iou: f32,
     pub corr: f32,
     pub assigned: bool,
+    /// Spatial-null p and its FDR q (NaN without surrogates, or in a table written before
+    /// they existed).
+    pub p_spatial: f64,
+    pub q_spatial: f64,
 }
 
 /// Reads an `atom_fbn` table (written by `cortexflow map`).
@@ -549,6 +553,10 @@ pub fn read_atom_fbn(path: &Path) -> Result<Vec<AtomFbn>> {
         let f = |i| column::<Float32Array>(path, &batch, i, "float32");
         let (rate, dice, iou, corr) = (f(2)?, f(3)?, f(4)?, f(5)?);
         let assigned = column::<BooleanArray>(path, &batch, 6, "bool")?;
+        let spatial = match batch.num_columns() > 8 {
+            true => Some((column::<Float64Array>(path, &batch, 7, "float64")?, column::<Float64Array>(path, &batch, 8, "float64")?)),
+            false => None,
+        };
         for r in 0..batch.num_rows() {
             out.push(AtomFbn {
                 atom: atom.value(r),
@@ -558,6 +566,8 @@ pub fn read_atom_fbn(path: &Path) -> Result<Vec<AtomFbn>> {
                 iou: iou.value(r),
                 corr: corr.value(r),
                 assigned: assigned.value(r),
+                p_spatial: spatial.map_or(f64::NAN, |s| s.0.value(r)),
+                q_spatial: spatial.map_or(f64::NAN, |s| s.1.value(r)),
             });
         }
     }

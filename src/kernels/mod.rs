@@ -20,4 +20,5 @@ pub mod overlap;
 pub mod permutation;
 pub mod ridge_stats;
 pub mod smooth;
+pub mod surrogates;
 pub mod tdist;

@@ -48,7 +48,13 @@ pub fn group_maps(page: &mut Page, store: &Store, regions: &Regions) -> Result<(
         .map(|a| {
             let count = sig.row(a).iter().filter(|v| v.is_finite() && **v != 0.0).count();
             match rows.iter().find(|r| r.atom as usize == a && r.assigned) {
-                Some(r) => format!("atom {a} → {} (IoU {:.2}, Dice {:.2}); {count} significant regions", r.fbn, r.iou, r.dice),
+                Some(r) => format!(
+                    "atom {a} → {} (IoU {:.2}, Dice {:.2}{}); {count} significant regions",
+                    r.fbn,
+                    r.iou,
+                    r.dice,
+                    crate::stages::mapping::spatial_note(r.p_spatial, r.q_spatial)
+                ),
                 None => format!("atom {a}: unassigned; {count} significant regions"),
             }
         })

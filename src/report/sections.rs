@@ -190,8 +190,8 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
         let best = mine.iter().max_by(|x, y| x.iou.total_cmp(&y.iou));
         let caption = match (assigned, best) {
             (Some(r), _) => format!(
-                "atom {a} → {} (IoU {:.2}, Dice {:.2}); {count} significant voxels",
-                r.fbn, r.iou, r.dice
+                "atom {a} → {} (IoU {:.2}, Dice {:.2}{}); {count} significant voxels",
+                r.fbn, r.iou, r.dice, crate::stages::mapping::spatial_note(r.p_spatial, r.q_spatial)
             ),
             (None, _) if count == 0 => format!("atom {a}: no voxel survives the threshold"),
             (None, Some(b)) => format!(

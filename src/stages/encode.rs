@@ -85,8 +85,7 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
     let Some(fwhm) = fwhm else {
         return nifti::read_bold(path, Some(mask));
     };
-    let a = &mask.1.grid.affine.0;
-    let linear = std::array::from_fn(|r| [a[r][0], a[r][1], a[r][2]]);
+    let linear = mask.1.grid.affine.linear();
     let shape = mask.1.grid.shape;
     for (axis, sigma) in Gaussian3d::sigmas(fwhm, linear).into_iter().enumerate() {
         // A kernel far longer than the axis blurs it flat: the affine's voxel size is wrong.

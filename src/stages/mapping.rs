@@ -55,6 +55,10 @@ pub struct MapOptions {
     pub sphere_radius_mm: Option<f64>,
     pub score: Score,
     pub assign_threshold: f64,
+    /// Variogram-matched surrogates of each non-empty atom map for the spatial null of its
+    /// scores (0: no p values).
+    pub surrogates: usize,
+    pub surrogate_seed: u64,
 }
 
 /// The templates of `--atlas` (a built-in name or a file) on the data mask. Built-in
@@ -209,9 +213,12 @@ impl Assignment {
 }
 
 /// Every atom against every network: the overlap rows (atom, network, measures,
-/// assigned), each atom's assigned network and its best score.
+/// assigned), each atom's assigned network and its best score, and (with surrogates) each
+/// row's spatial-null p and its Benjamini–Hochberg q over all rows.
 struct Matches {
     rows: Vec<(usize, usize, Overlap, bool)>,
+    p_spatial: Vec<f64>,
+    q_spatial: Vec<f64>,
     assigned: Vec<Option<usize>>,
     best_score: Vec<f64>,
 }
@@ -242,11 +249,56 @@ fn match_atoms(z: &Array2<f64>, sig: &Array2<f64>, temps: &[Template], opt: &Map
             rows.push((a, t, o, assigned[a] == Some(t)));
         }
     }
+    let nan = vec![f64::NAN; rows.len()];
     Matches {
         rows,
+        p_spatial: nan.clone(),
+        q_spatial: nan,
         assigned,
         best_score,
     }
+}
+
+/// The spatial null of every row's score: each atom's z map's surrogates (variogram-matched,
+/// [`crate::kernels::surrogates`]) thresholded to the same number of voxels as its map (the
+/// largest |z|: FDR, z cuts and max-t all keep the largest |z|), scored against every
+/// network as the map was. An empty map scores nothing, p = 1. q: BH over all rows.
+fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask, temps: &[Template], opt: &MapOptions) {
+    use crate::kernels::surrogates::{p_value, rng_for, Scratch, SpatialNull};
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    let linear = mask.grid.affine.linear();
+    let null = SpatialNull::new(mask.grid.shape, linear, &ijk, opt.surrogate_seed);
+    let bar = crate::progress::bar(z.nrows() as u64, "spatial null of the atom maps");
+    let per_atom: Vec<Vec<f64>> = (0..z.nrows())
+        .map(|a| {
+            bar.inc(1);
+            let size = sig.row(a).iter().filter(|&&s| s != 0.0 && s.is_finite()).count();
+            if size == 0 {
+                return vec![1.0; temps.len()];
+            }
+            let values: Vec<f64> = z.row(a).iter().map(|&v| if v.is_finite() { v } else { 0.0 }).collect();
+            let mut rng = rng_for(opt.surrogate_seed, a as u64);
+            let mut scratch = Scratch::default();
+            let fit = null.fit(&values, &mut rng, &mut scratch);
+            let scores = |map: &[f64]| -> Vec<f64> {
+                let mut order: Vec<usize> = (0..map.len()).collect();
+                order.sort_by(|&x, &y| map[y].abs().total_cmp(&map[x].abs()));
+                let mut top = vec![false; map.len()];
+                order[..size].iter().for_each(|&v| top[v] = true);
+                temps.iter().map(|t| opt.score.of(&OverlapSums::over(map, &top, &t.voxels).measures())).collect()
+            };
+            let observed: Vec<f64> = m.rows.iter().filter(|r| r.0 == a).map(|r| opt.score.of(&r.2)).collect();
+            let null_scores: Vec<Vec<f64>> = (0..opt.surrogates)
+                .map(|_| scores(&null.surrogate(&fit, &values, &mut rng, &mut scratch)))
+                .collect();
+            (0..temps.len())
+                .map(|t| p_value(observed[t], &null_scores.iter().map(|s| s[t]).collect::<Vec<_>>()))
+                .collect()
+        })
+        .collect();
+    bar.finish_and_clear();
+    m.p_spatial = m.rows.iter().map(|r| per_atom[r.0][r.1]).collect();
+    m.q_spatial = crate::kernels::fdr::adjusted(&m.p_spatial);
 }
 
 fn write_atom_fbn(path: &Path, m: &Matches, temps: &[Template]) -> Result<()> {
@@ -264,6 +316,8 @@ fn write_atom_fbn(path: &Path, m: &Matches, temps: &[Template]) -> Result<()> {
             f32s(|o| o.iou),
             f32s(|o| o.corr),
             Column::Bool(rows.iter().map(|r| r.3).collect()),
+            Column::F64(m.p_spatial.clone()),
+            Column::F64(m.q_spatial.clone()),
         ],
     )?;
     Ok(())
@@ -308,6 +362,15 @@ fn places(
 }
 
 /// One line per atom: its network and score, or why it is unassigned.
+/// The spatial-null p and q of an assignment, as the lines and the report say it (nothing
+/// without surrogates).
+pub fn spatial_note(p: f64, q: f64) -> String {
+    match p.is_nan() {
+        true => String::new(),
+        false => format!("; spatial-null p {p:.3}, FDR q {q:.3}"),
+    }
+}
+
 fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptions) -> Vec<String> {
     (0..sig.nrows())
         .map(|a| {
@@ -317,10 +380,16 @@ fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptio
                 .filter(|s| **s != 0.0 && s.is_finite())
                 .count();
             match m.assigned[a] {
-                Some(t) => format!(
-                    "atom {a} → {} ({} {:.2}; {size} voxels)",
-                    temps[t].name, opt.score, m.best_score[a]
-                ),
+                Some(t) => {
+                    let row = m.rows.iter().position(|r| r.0 == a && r.1 == t).expect("a row per atom and network");
+                    format!(
+                        "atom {a} → {} ({} {:.2}; {size} voxels{})",
+                        temps[t].name,
+                        opt.score,
+                        m.best_score[a],
+                        spatial_note(m.p_spatial[row], m.q_spatial[row])
+                    )
+                }
                 None if size == 0 => format!("atom {a}: unassigned (empty thresholded map)"),
                 None => format!(
                     "atom {a}: unassigned (best {} {:.2}; {size} voxels)",
@@ -348,7 +417,10 @@ pub fn run(
     let atoms = z.nrows();
     let split = split_half(group, atoms)?;
     let temps = templates(opt, &mask, out)?;
-    let m = match_atoms(&z, &sig, &temps, opt);
+    let mut m = match_atoms(&z, &sig, &temps, opt);
+    if opt.surrogates > 0 {
+        spatial_null(&mut m, &z, &sig, &mask, &temps, opt);
+    }
     // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {

@@ -43,6 +43,8 @@ pub struct Recovery {
     /// F1 of the ANs tied to this network (dominant atom assigned to it, by any atom)
     /// against the planted ANs: the paper's output, which ANs belong to which network.
     pub tied_f1: f64,
+    /// The best atom's spatial-null p for this network (NaN without surrogates).
+    pub spatial_p: f64,
 }
 
 /// A planted network counts as recovered when an atom assigned to it has a thresholded
@@ -68,9 +70,13 @@ impl Recovery {
             )
         };
         format!(
-            "{}: {what}; best atom {a}: Dice with the planted map {dice:.3}, sub-group F1 {:.2}; {:.0}% of the planted ANs tied to it, AN F1 {:.2}",
+            "{}: {what}; best atom {a}: Dice with the planted map {dice:.3}, sub-group F1 {:.2}{}; {:.0}% of the planted ANs tied to it, AN F1 {:.2}",
             self.network,
             self.f1,
+            match self.spatial_p.is_nan() {
+                true => String::new(),
+                false => format!(", spatial-null p {:.3}", self.spatial_p),
+            },
             100.0 * self.ans_tied,
             self.tied_f1
         )
@@ -159,6 +165,12 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
         let hits = tied.intersection(&planted_ans).count() as f64;
         let tied_f1 = 2.0 * hits / (tied.len() + planted_ans.len()).max(1) as f64;
         let tied = hits / planted_ans.len().max(1) as f64;
+        let spatial_p = best.map_or(f64::NAN, |(a, _)| {
+            atom_fbn
+                .iter()
+                .find(|r| r.atom == a && r.fbn == net.name)
+                .map_or(f64::NAN, |r| r.p_spatial)
+        });
         out.push(Recovery {
             network: net.name,
             atoms,
@@ -166,6 +178,7 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
             f1,
             ans_tied: tied,
             tied_f1,
+            spatial_p,
         });
     }
     Ok(out)

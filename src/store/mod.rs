@@ -147,7 +147,7 @@ impl Store {
                 env!("CARGO_PKG_VERSION")
             );
         }
-        let recipe = Recipe::load_stored(&Layout::new(dir).recipe())?;
+        let recipe = Recipe::load(&Layout::new(dir).recipe())?;
         if recipe.fingerprint() != manifest.recipe {
             bail!(
                 "{}: recipe.toml was changed after the store was made (fingerprint {} ≠ {})",

@@ -554,3 +554,122 @@ fn permutation_max_t_matches_nilearn() {
     assert_eq!(count(0), 0);
     assert!((3..=5).contains(&count(1)), "{}", count(1));
 }
+
+/// The spatial null of assignments is calibrated. Under H₀ a map's position is unrelated to
+/// the networks: smooth Gaussian random fields on the simulator's 4 mm mask (white noise
+/// smoothed at 10 mm FWHM, synthetic ground truth), each thresholded to its 5% largest
+/// |values|, scored (IoU) against one Yeo-7 network (cycling through the seven), p from
+/// 200 variogram-matched surrogates as `map --surrogates` computes it. The 70 p values are
+/// uniform: the two-sided Kolmogorov–Smirnov D stays below its 1% critical value
+/// 1.63/√70 = 0.195, as it does for p values from the exact null (200 fresh fields of the
+/// same kind). A plain permutation null (values shuffled over the mask, no autocorrelation)
+/// fails the same test. (Measured: D 0.110 surrogates, 0.246 permutation; 4% of the
+/// surrogate p values ≤ 0.05, 9% ≤ 0.1.)
+#[test]
+fn spatial_null_p_values_are_uniform_under_h0() {
+    use cortexflow::kernels::overlap::OverlapSums;
+    use cortexflow::kernels::smooth::Gaussian3d;
+    use cortexflow::kernels::surrogates::{p_value, rng_for, Scratch, SpatialNull};
+    use cortexflow::stages::mapping::{templates, MapOptions, Score};
+    use rand::seq::SliceRandom;
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    ok(&["simulate", "--out", sim.to_str().unwrap(), "--subjects", "1", "--runs", "1", "--scans", "20"]);
+    let mask = nifti::read_mask(&sim.join("mask.nii.gz")).unwrap();
+    let opt = MapOptions {
+        atlas: "yeo7".into(),
+        atlas_threshold: 0.5,
+        sphere_radius_mm: None,
+        score: Score::Iou,
+        assign_threshold: 0.2,
+        surrogates: 200,
+        surrogate_seed: 0,
+    };
+    let temps = templates(&opt, &mask, d).unwrap();
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    let (shape, linear) = (mask.grid.shape, mask.grid.affine.linear());
+    let null = SpatialNull::new(shape, linear, &ijk, 0);
+    let smooth = Gaussian3d::new(10.0, linear);
+    let iou = |map: &[f64], network: usize| -> f64 {
+        let size = map.len() / 20;
+        let mut order: Vec<usize> = (0..map.len()).collect();
+        order.sort_by(|&x, &y| map[y].abs().total_cmp(&map[x].abs()));
+        let mut top = vec![false; map.len()];
+        order[..size].iter().for_each(|&v| top[v] = true);
+        OverlapSums::over(map, &top, &temps[network].voxels).measures().iou
+    };
+    let (mut smash, mut shuffled, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scratch = Scratch::default();
+    for field in 0..70u64 {
+        let mut rng = rng_for(99, field);
+        let mut vol: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+        smooth.apply(&mut vol, shape, &mut Vec::new());
+        let map: Vec<f64> = ijk.iter().map(|p| vol[p[0] + shape[0] * (p[1] + shape[1] * p[2])] as f64).collect();
+        let network = field as usize % temps.len();
+        let observed = iou(&map, network);
+        let fit = null.fit(&map, &mut rng, &mut scratch);
+        let surrogates: Vec<f64> = (0..opt.surrogates).map(|_| iou(&null.surrogate(&fit, &map, &mut rng, &mut scratch), network)).collect();
+        smash.push(p_value(observed, &surrogates));
+        let permuted: Vec<f64> = (0..opt.surrogates)
+            .map(|_| {
+                let mut m = map.clone();
+                m.shuffle(&mut rng);
+                iou(&m, network)
+            })
+            .collect();
+        shuffled.push(p_value(observed, &permuted));
+        let fresh: Vec<f64> = (0..opt.surrogates)
+            .map(|_| {
+                let mut vol: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+                smooth.apply(&mut vol, shape, &mut Vec::new());
+                let m: Vec<f64> = ijk.iter().map(|p| vol[p[0] + shape[0] * (p[1] + shape[1] * p[2])] as f64).collect();
+                iou(&m, network)
+            })
+            .collect();
+        truth.push(p_value(observed, &fresh));
+    }
+    let ks = |p: &mut Vec<f64>| -> f64 {
+        p.sort_by(f64::total_cmp);
+        let n = p.len() as f64;
+        p.iter().enumerate().map(|(i, &x)| (x - i as f64 / n).abs().max(((i + 1) as f64 / n - x).abs())).fold(0.0, f64::max)
+    };
+    let critical = 1.63 / 70f64.sqrt();
+    let (d_smash, d_shuffled, d_truth) = (ks(&mut smash), ks(&mut shuffled), ks(&mut truth));
+    println!("KS D: variogram-matched surrogates {d_smash:.3}, plain permutation {d_shuffled:.3}, exact null {d_truth:.3} (1% critical {critical:.3})");
+    assert!(d_truth < critical, "the exact null's p values are not uniform: D = {d_truth:.3}");
+    assert!(d_smash < critical, "surrogate p values are not uniform: D = {d_smash:.3}");
+    assert!(d_shuffled > critical, "the plain permutation should be miscalibrated: D = {d_shuffled:.3}");
+}
+
+/// The paper recipe at its 64 atoms (ridge group estimator, 8 mm smoothing, FDR 0.05, 1,000
+/// surrogates per atom map) on a simulation none of the studies used (seed 77; 6 subjects
+/// × 2 runs, no jitter, default SNR): every planted network is recovered (an assigned
+/// atom's map has Dice ≥ 0.7 with the planted map), the ANs tied to each network match the
+/// planted ANs with F1 ≥ 0.8, each planted pair's spatial-null p is < 0.01, and no atom is
+/// assigned to a network where nothing was planted.
+#[test]
+fn the_paper_recipe_recovers_every_planted_network_at_64_atoms() {
+    use cortexflow::engine::cluster::Cluster;
+    use cortexflow::engine::update::{self, RunRequest};
+    use cortexflow::stages::recovery;
+    use cortexflow::store::Recipe;
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, store) = (dir.path().join("sim"), dir.path().join("store"));
+    ok(&["simulate", "--out", sim.to_str().unwrap(), "--seed", "77", "--subjects", "6", "--runs", "2", "--jitter", "0"]);
+    let recipe = Recipe::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows/paper.toml")).unwrap();
+    let req = RunRequest {
+        data: sim.clone(),
+        space: None,
+        responses: Some(sim.join("truth/responses")),
+        mask_threshold: 0.5,
+    };
+    update::run_all(&recipe, &req, &store, &Cluster::default()).unwrap();
+    for r in recovery::score(&sim, &store).unwrap() {
+        println!("{}", r.line());
+        assert!(r.recovered(), "{}", r.line());
+        assert!(r.tied_f1 >= 0.8 && r.spatial_p < 0.01, "{}", r.line());
+    }
+    assert_eq!(recovery::false_assignments(&sim, &store).unwrap(), vec![]);
+}
