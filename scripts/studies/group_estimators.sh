@@ -5,9 +5,9 @@
 # IoU 0.2) at K = 16 and 64 atoms, under each estimator (ols, ridge, marginal), scored by
 # `cortexflow recovery`. Then NULL `--null` seeds at K = 64 under each estimator.
 # Per condition: seeds where every planted network is recovered (an assigned atom's map
-# has Dice ≥ 0.7 with the planted map), mean best Dice, the ANs tied to each network (by
-# their dominant atom) against the planted ANs: mean and minimum F1, seeds where every
-# network's AN F1 ≥ 0.8, and false assignments. Prints markdown tables; every scored run
+# has Dice ≥ 0.7 with the planted map), seeds where every network's tied ANs (by their
+# dominant atom) match the planted ANs with F1 ≥ 0.8, seeds with both, mean best Dice,
+# mean and minimum AN F1, and false assignments. Prints markdown tables; every scored run
 # goes to stderr and, with OUT=file, to a TSV.
 # Usage: scripts/studies/group_estimators.sh [SEEDS=10] [NULL=10] [CORTEXFLOW=target/release/cortexflow]
 # FIRST=F runs seeds F..SEEDS and null seeds F..NULL (so two processes can share the work
@@ -22,14 +22,14 @@ read -r -a atoms <<< "${ATOMS:-16 64}"
 
 # The tables from TSV rows (runs and nulls), averaged over the seeds present.
 table() {
-  echo "| atoms | estimator | jitter | SNR | seeds | all 3 recovered | mean best Dice | mean AN F1 | min AN F1 | every AN F1 ≥ 0.8 | false assignments |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| atoms | estimator | jitter | SNR | seeds | all 3 recovered | every AN F1 ≥ 0.8 | both | mean best Dice | mean AN F1 | min AN F1 | false assignments |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   awk -F'\t' '$1 != "seed" && $2 != "null" {
       key = $4 "\t" $5 "\t" $2 "\t" $3; if (!(key in n)) { lo[key] = 1 }
       n[key]++; all3[key] += ($7 == 3); dice[key] += $8; wrong[key] += $9; f1[key] += $11
-      if ($12 < lo[key]) lo[key] = $12; good[key] += ($12 >= 0.8) }
+      if ($12 < lo[key]) lo[key] = $12; good[key] += ($12 >= 0.8); both[key] += ($7 == 3 && $12 >= 0.8) }
     END { for (k in n) { split(k, p, "\t");
-      printf "| %s | %s | %s | %s | %d | %d | %.3f | %.3f | %.3f | %d | %d |\n", p[1], p[2], p[3], p[4], n[k], all3[k], dice[k] / n[k], f1[k] / n[k], lo[k], good[k], wrong[k] } }' "$@" \
+      printf "| %s | %s | %s | %s | %d | %d | %d | %d | %.3f | %.3f | %.3f | %d |\n", p[1], p[2], p[3], p[4], n[k], all3[k], good[k], both[k], dice[k] / n[k], f1[k] / n[k], lo[k], wrong[k] } }' "$@" \
     | sort -t'|' -k2,2n -k3,3 -k4,4n -k5,5n
   echo
   echo "| estimator (64 atoms) | null simulations with no assignment |"

@@ -85,7 +85,7 @@ impl SpatialNull {
         }
         let mut d: Vec<f64> = sampled.iter().map(|p| p.2).collect();
         d.sort_by(f64::total_cmp);
-        let max = d.get(d.len() / 10).copied().unwrap_or(0.0);
+        let max = d.get(d.len() / 4).copied().unwrap_or(0.0);
         let pairs = sampled
             .into_iter()
             .filter(|p| p.2 > 0.0 && p.2 <= max)
