@@ -269,7 +269,11 @@ fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask
     let linear = mask.grid.affine.linear();
     let null = SpatialNull::new(mask.grid.shape, linear, &ijk, opt.surrogate_seed);
     let bar = crate::progress::bar(z.nrows() as u64, "spatial null of the atom maps");
+    // Atoms in parallel: each has its own seeded stream, so the result is the same on any
+    // number of threads.
+    use rayon::prelude::*;
     let per_atom: Vec<Vec<f64>> = (0..z.nrows())
+        .into_par_iter()
         .map(|a| {
             bar.inc(1);
             let size = sig.row(a).iter().filter(|&&s| s != 0.0 && s.is_finite()).count();
