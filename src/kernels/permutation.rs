@@ -148,6 +148,7 @@ mod tests {
     /// With every flip enumerated (3 subjects: 8 sign vectors), the null maxima equal a
     /// brute-force t of each flipped set, and the p value counts them.
     #[test]
+    #[allow(clippy::needless_range_loop)] // v indexes the subjects' rows, not one slice
     fn null_maxima_are_the_flipped_t_tests() {
         let beta = [[0.5, -1.0, 2.0], [1.5, 0.25, 1.0], [0.75, 0.5, f64::NAN]];
         let views: Vec<ArrayView2<f64>> = beta

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{err, bail, Result};
-use crate::io::parquet::{read_codes, read_responses, tr_metadata, write_table, write_table_with, Column};
+use crate::io::parquet::{read_codes, read_responses, tr_metadata, write_table, write_table_with, Codes, Column};
 use crate::io::atomic::write_file_atomically;
 use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
 use crate::kernels::ipca::Ipca;
@@ -166,46 +166,35 @@ fn write_codes(
     keep: &[usize],
     an_ids: &[u64],
 ) -> Result<(Vec<PathBuf>, usize, Vec<usize>)> {
-    let (mut c_id, mut c_atom, mut c_w, mut s_id, mut s_atom) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let mut c = Codes::default();
     let mut sizes = vec![0usize; codes.nrows()];
+    let mut coded = 0;
     for (i, &col) in keep.iter().enumerate() {
-        let mut best: Option<(usize, f64)> = None;
+        let before = c.an_ids.len();
         for (j, &w) in codes.column(i).iter().enumerate() {
             if w != 0.0 {
-                c_id.push(an_ids[col]);
-                c_atom.push(j as u16);
-                c_w.push(w as f32);
+                c.an_ids.push(an_ids[col]);
+                c.atoms.push(j as u16);
+                c.weights.push(w as f32);
                 sizes[j] += 1;
-                if best.is_none_or(|(_, b)| w.abs() > b) {
-                    best = Some((j, w.abs()));
-                }
             }
         }
-        if let Some((j, _)) = best {
-            s_id.push(an_ids[col]);
-            s_atom.push(j as u16);
-        }
+        coded += usize::from(c.an_ids.len() > before);
     }
-    let coded = s_id.len();
     let codes_path = out.join("codes.parquet");
     write_table(
         &codes_path,
         "codes",
         None,
-        vec![Column::U64(c_id), Column::U16(c_atom), Column::F32(c_w)],
-    )?;
-    let subgroups_path = out.join("subgroups.parquet");
-    write_table(
-        &subgroups_path,
-        "subgroups",
-        None,
         vec![
-            Column::U64(s_id),
-            Column::U16(s_atom),
-            Column::OptUtf8(vec![None; coded]),
+            Column::U64(c.an_ids.clone()),
+            Column::U16(c.atoms.clone()),
+            Column::F32(c.weights.clone()),
         ],
     )?;
+    // No network yet: `map` fills it.
+    let subgroups_path = out.join("subgroups.parquet");
+    crate::stages::mapping::write_subgroups(&subgroups_path, &c, &|_| None)?;
     Ok((vec![codes_path, subgroups_path], coded, sizes))
 }
 

@@ -327,6 +327,37 @@ fn write_atom_fbn(path: &Path, m: &Matches, temps: &[Template]) -> Result<()> {
     Ok(())
 }
 
+/// The `subgroups` table of `codes`: each coded AN, its dominant atom, that atom's network
+/// (`fbn_of`) and the atom's share of the AN's code.
+pub fn write_subgroups(path: &Path, codes: &Codes, fbn_of: &dyn Fn(u16) -> Option<String>) -> Result<()> {
+    let dominant = dominant_atoms(codes);
+    write_table(
+        path,
+        "subgroups",
+        None,
+        vec![
+            Column::U64(dominant.keys().copied().collect()),
+            Column::U16(dominant.values().map(|d| d.0).collect()),
+            Column::OptUtf8(dominant.values().map(|d| fbn_of(d.0)).collect()),
+            Column::F32(dominant_shares(codes, &dominant)),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Each coded AN's share of its code held by its dominant atom: |w_dominant| / Σ_k |w_k|
+/// (1: the AN is that atom's alone; near 1/K: it is spread over many atoms).
+fn dominant_shares(codes: &Codes, dominant: &BTreeMap<u64, (u16, f32)>) -> Vec<f32> {
+    let mut total: BTreeMap<u64, f64> = BTreeMap::new();
+    for (&id, &w) in codes.an_ids.iter().zip(&codes.weights) {
+        *total.entry(id).or_default() += (w as f64).abs();
+    }
+    dominant
+        .iter()
+        .map(|(id, d)| ((d.1 as f64).abs() / total[id]) as f32)
+        .collect()
+}
+
 /// Each coded AN's dominant atom (largest |weight|, lower atom on ties) with its weight.
 fn dominant_atoms(codes: &Codes) -> BTreeMap<u64, (u16, f32)> {
     let mut dominant: BTreeMap<u64, (u16, f32)> = BTreeMap::new();
@@ -451,16 +482,7 @@ pub fn run(
     let dominant = dominant_atoms(&codes);
     let fbn_of = |a: u16| m.assigned[a as usize].map(|t| temps[t].name.clone());
     let path = out.join("subgroups.parquet");
-    write_table(
-        &path,
-        "subgroups",
-        None,
-        vec![
-            Column::U64(dominant.keys().copied().collect()),
-            Column::U16(dominant.values().map(|d| d.0).collect()),
-            Column::OptUtf8(dominant.values().map(|d| fbn_of(d.0)).collect()),
-        ],
-    )?;
+    write_subgroups(&path, &codes, &fbn_of)?;
     files.push(path);
 
     // Organisation metrics over every AN of the neurons table (or the coded ones).
@@ -525,4 +547,24 @@ fn basis_atoms(codes_path: &Path) -> Result<Option<(PathBuf, usize)>> {
     };
     let (_, atoms) = crate::io::parquet::read_atoms(&first)?;
     Ok(Some((first, atoms.ncols())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dominant atom holds |w| / Σ|w| of an AN's code; ties go to the lower atom.
+    #[test]
+    fn dominant_atoms_and_their_shares() {
+        let codes = Codes {
+            an_ids: vec![7, 7, 9, 4, 4],
+            atoms: vec![3, 0, 2, 5, 1],
+            weights: vec![-0.2, 0.6, 1.5, 0.5, -0.5],
+        };
+        let dominant = dominant_atoms(&codes);
+        assert_eq!(dominant.keys().copied().collect::<Vec<_>>(), vec![4, 7, 9]);
+        assert_eq!(dominant.values().map(|d| d.0).collect::<Vec<_>>(), vec![1, 0, 2]);
+        let shares = dominant_shares(&codes, &dominant);
+        assert_eq!(shares, vec![0.5, 0.75, 1.0]);
+    }
 }
