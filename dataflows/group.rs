@@ -10,7 +10,8 @@ fn defaults() -> GroupSection {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Output directory of `cortexflow encode` (holding sub-*/beta.nii.gz).
+    /// Output directory of `cortexflow encode` (holding sub-*/beta.nii.gz, or the
+    /// --estimator's sub-*/beta_<estimator>.nii.gz).
     #[arg(long)]
     pub encode: PathBuf,
     /// The subjects' β to test: `ols` (sub-*/beta.nii.gz), or the `ridge` or `marginal` β that

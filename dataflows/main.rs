@@ -84,25 +84,29 @@ enum Command {
     /// OLS on atoms + confounds + per-run cosine drift and intercept (β, t, z per atom), and
     /// ridge with a per-voxel α by leave-one-run-out cross-validation (cv_r, cv_r2, alpha).
     /// The i-th BOLD run of a subject (subject from the sub-<label> in its name) uses the
-    /// i-th regressors file. Writes OUT/sub-<label>/{beta,t,z,cv_r,cv_r2,alpha}.nii.gz and
-    /// OUT/voxel_fits.parquet.
+    /// i-th regressors file. Writes OUT/sub-<label>/{beta,t,z,cv_r,cv_r2,alpha}.nii.gz (and
+    /// beta_<estimator>.nii.gz for `--estimator ridge|marginal`) and OUT/voxel_fits.parquet.
     Encode(encode::Args),
     /// Random-effects group maps of every atom from the subjects' β maps.
     ///
     /// Per atom and voxel a one-sample t over subjects (exact sums: adding then removing a
     /// subject changes nothing), two-sided p and z, thresholded by Benjamini–Hochberg FDR
-    /// over each atom's voxels (or a |z| cut) and a minimum cluster size (face-connected).
-    /// Also the split-half reproducibility (Dice) of each atom's thresholded map, subjects
-    /// alternately in two halves. Writes OUT/{mean_beta,t,z,p,n,thresholded_z}.nii.gz (one
-    /// volume per atom), OUT/mask.nii.gz, OUT/atoms.tsv and OUT/group.json.
+    /// over each atom's voxels (or a |z| cut, or the family-wise error of sign-flip
+    /// permutations' maximum |t|) and a minimum cluster size (face-connected). Also the
+    /// split-half reproducibility (Dice) of each atom's thresholded map, subjects alternately
+    /// in two halves. Writes OUT/{mean_beta,t,z,p,n,thresholded_z}.nii.gz (one volume per
+    /// atom; p_fwer.nii.gz too with --permutations), OUT/mask.nii.gz, OUT/atoms.tsv and
+    /// OUT/group.json.
     Group(group::Args),
     /// Match each atom's group map to functional brain networks and tie AN sub-groups to them.
     ///
     /// Per atom and network: overlap rate |M∩T|/|T|, Dice, IoU of the thresholded map M with
     /// the template T, and the spatial r of the z map with T. An atom is assigned its best
     /// network when the score passes --assign-threshold; each AN takes the network of its
-    /// dominant atom (largest |code|). Writes OUT/atom_fbn.parquet, OUT/subgroups.parquet
-    /// and OUT/metrics.parquet (organisation metrics per model and layer; see the README).
+    /// dominant atom (largest |code|). With --surrogates, each score gets a spatial-null p
+    /// (p_spatial, FDR q_spatial) from variogram-matched surrogate maps. Writes
+    /// OUT/atom_fbn.parquet, OUT/subgroups.parquet and OUT/metrics.parquet (organisation
+    /// metrics per model and layer; see the README).
     Map(map::Args),
     /// Compare the organisation metrics of several analyses (e.g. two models).
     ///

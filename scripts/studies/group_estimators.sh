@@ -52,7 +52,9 @@ echo -e "seed\tjitter\tsnr\tatoms\testimator\tassigned\trecovered\tdice\tfalse\t
 
 for k in "${atoms[@]}"; do
   for e in "${estimators[@]}"; do
-    sed -e "s/^atoms = 64/atoms = $k/" -e "s/^\[group\]/[group]\nestimator = \"$e\"/" "$paper" > "$work/$k-$e.toml"
+    # The paper recipe with K atoms and estimator e; without its surrogates, which score
+    # assignments but do not change them.
+    sed -e "s/^atoms = 64/atoms = $k/" -e "s/^estimator = .*/estimator = \"$e\"/" -e "/^surrogates = /d" "$paper" > "$work/$k-$e.toml"
   done
 done
 

@@ -63,14 +63,24 @@ pub struct GroupTest {
 }
 
 impl GroupTest {
-    /// The p values a threshold reads: the family-wise p of the permutations under
-    /// [`Threshold::MaxT`], the parametric two-sided p otherwise.
+    /// The p values a threshold reads: under [`Threshold::MaxT`] the family-wise p of the
+    /// permutations for the voxels where every subject has a value (NaN elsewhere, and
+    /// everywhere without permutations: nothing passes), the parametric two-sided p
+    /// otherwise.
     pub fn p_for(&self, rule: Threshold) -> Array2<f64> {
         match (rule, &self.null_max) {
+            (Threshold::MaxT(_), None) => Array2::from_elem(self.t.dim(), f64::NAN),
             (Threshold::MaxT(_), Some(null)) => {
+                let full = self.n.iter().copied().max().unwrap_or(0);
                 let mut out = Array2::zeros(self.t.dim());
                 for (a, mut row) in out.rows_mut().into_iter().enumerate() {
-                    let t = self.t.row(a).to_vec();
+                    let t: Vec<f64> = self
+                        .t
+                        .row(a)
+                        .iter()
+                        .zip(self.n.row(a))
+                        .map(|(&t, &n)| if n == full { t } else { f64::NAN })
+                        .collect();
                     let p = super::permutation::fwer_p(&t, null.row(a).as_slice().expect("row-major"));
                     row.assign(&ndarray::Array1::from(p));
                 }

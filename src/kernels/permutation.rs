@@ -10,11 +10,16 @@
 //! is (1 + #{i : max_i ≥ |t_v|}) / (1 + n_perm): nilearn's estimator, which counts the
 //! observed labelling as one of the permutations.
 //!
-//! The flips come from a seeded ChaCha8 stream drawn permutation by permutation, subject by
-//! subject (in the caller's subject order), so every voxel block of a map sees the same
-//! flips and the block maxima combine by `max` into the map's null. nilearn draws its flips
-//! from numpy's generator; the two agree in distribution, not flip for flip, and the tests
-//! compare p values within Monte-Carlo error.
+//! The family is the voxels where every subject has a value (nilearn's inputs have no
+//! gaps): a voxel with fewer subjects has a t of fewer degrees of freedom, whose heavier
+//! tails would dominate the maximum and blunt the test everywhere; such voxels get no
+//! family-wise p.
+//!
+//! Each subject's flips come from its own seeded ChaCha8 stream keyed by its label
+//! ([`SignFlips::for_labels`]), so every voxel block of a map sees the same flips whatever
+//! the subjects' positions, and the block maxima combine by `max` into the map's null.
+//! nilearn draws its flips from numpy's generator; the two agree in distribution, not flip
+//! for flip, and the tests compare p values within Monte-Carlo error.
 
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -44,6 +49,32 @@ impl SignFlips {
             signs,
         }
     }
+
+    /// `n_perm` sign vectors for the subjects `labels`: subject s's column is drawn from
+    /// a stream keyed by `seed` and its label (FNV-1a), so a subject keeps its flips
+    /// whatever else is in the group and wherever it stands in the list.
+    pub fn for_labels(labels: &[&str], n_perm: usize, seed: u64) -> SignFlips {
+        let subjects = labels.len();
+        let mut signs = vec![0.0; n_perm * subjects];
+        for (s, label) in labels.iter().enumerate() {
+            let key = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ key);
+            for i in 0..n_perm {
+                signs[i * subjects + s] = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            }
+        }
+        SignFlips {
+            n_perm,
+            subjects,
+            signs,
+        }
+    }
+
+    /// The smallest family-wise p that `subjects` subjects allow: sign vectors and their
+    /// negations give the same |t|, so there are 2^(n−1) distinct null maps and p ≥ 2^(1−n).
+    pub fn smallest_p(subjects: usize) -> f64 {
+        0.5f64.powi(subjects.saturating_sub(1) as i32)
+    }
 }
 
 /// The one-sample t from S = Σβ, Q = Σβ² and n present values (NaN for n < 2 or no spread;
@@ -59,9 +90,9 @@ fn t_from_sums(s: f64, q: f64, n: f64) -> f64 {
     s * ((n - 1.0) / spread).sqrt()
 }
 
-/// For every atom, the maximum |t| over the voxels of one block under each permutation:
-/// atoms × n_perm. `betas[s]` is subject s's block (atoms × voxels; NaN where the subject
-/// has no value, left out of that voxel's test as the exact group test leaves it out).
+/// For every atom, the maximum |t| over the voxels of one block where every subject has a
+/// value, under each permutation: atoms × n_perm (−∞ when no voxel qualifies). `betas[s]`
+/// is subject s's block (atoms × voxels; NaN where the subject has no value).
 /// Atoms run in parallel on the caller's rayon pool; each is a sequential product, so the
 /// result does not depend on the number of threads.
 pub fn block_null_max(flips: &SignFlips, betas: &[ArrayView2<f64>]) -> Array2<f64> {
@@ -107,7 +138,7 @@ fn atom_null_max(flips: &SignFlips, betas: &[ArrayView2<f64>], atom: usize, voxe
             faer::Par::Seq,
         );
         for (i, o) in out[start..start + rows].iter_mut().enumerate() {
-            for v in 0..voxels {
+            for v in (0..voxels).filter(|&v| n[v] as usize == subjects) {
                 let t = t_from_sums(sums[(i, v)], q[v], n[v]).abs();
                 // nanmax: a voxel without a test does not enter the maximum.
                 if t > *o {
@@ -125,7 +156,8 @@ pub fn combine(a: &mut Array2<f64>, b: ArrayView2<f64>) {
 }
 
 /// FWER p values of the |t| of one atom's map against its null maxima, in place of `t`:
-/// (1 + #{max ≥ |t|}) / (1 + n_perm); NaN where t is NaN.
+/// (1 + #{max ≥ |t|}) / (1 + n_perm); NaN where t is NaN. The caller gives NaN for voxels
+/// outside the family (not every subject present).
 pub fn fwer_p(t: &[f64], null_max: &[f64]) -> Vec<f64> {
     let mut sorted = null_max.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -146,7 +178,8 @@ mod tests {
     use super::*;
 
     /// With every flip enumerated (3 subjects: 8 sign vectors), the null maxima equal a
-    /// brute-force t of each flipped set, and the p value counts them.
+    /// brute-force t of each flipped set over the voxels where every subject has a value
+    /// (voxel 2 lacks one), and the p value counts them.
     #[test]
     #[allow(clippy::needless_range_loop)] // v indexes the subjects' rows, not one slice
     fn null_maxima_are_the_flipped_t_tests() {
@@ -163,9 +196,8 @@ mod tests {
         let got = block_null_max(&flips, &views);
         for p in 0..8 {
             let mut best = 0.0f64;
-            for v in 0..3 {
+            for v in 0..2 {
                 let xs: Vec<f64> = (0..3)
-                    .filter(|&s| !beta[s][v].is_nan())
                     .map(|s| flips.signs[p * 3 + s] * beta[s][v])
                     .collect();
                 let n = xs.len() as f64;
@@ -180,6 +212,19 @@ mod tests {
         assert_eq!(p[0], (1.0 + ge) / 9.0);
         assert!(p[1].is_nan());
         assert_eq!(p[2], 1.0 / 9.0);
+    }
+
+    /// A subject's flips depend on its label, not its position in the list.
+    #[test]
+    fn flips_follow_the_subjects_labels() {
+        let a = SignFlips::for_labels(&["01", "02", "03"], 50, 4);
+        let b = SignFlips::for_labels(&["03", "01"], 50, 4);
+        for i in 0..50 {
+            assert_eq!(a.signs[i * 3], b.signs[i * 2 + 1]);
+            assert_eq!(a.signs[i * 3 + 2], b.signs[i * 2]);
+        }
+        assert!(a.signs.iter().any(|&s| s < 0.0) && a.signs.iter().any(|&s| s > 0.0));
+        assert_eq!(SignFlips::smallest_p(3), 0.25);
     }
 
     /// Blocks combine by max into the null of the whole map, and the threads do not change it.

@@ -21,7 +21,7 @@
 //! 4. give the surrogate the map's own values in its rank order (BrainSMASH's
 //!    `resample=True`), so thresholds select the same number of voxels.
 //!
-//! The width w is chosen per map from a grid of candidates as the one whose surrogates'
+//! The width w (2–32 mm) is chosen per map from a grid of candidates as the one whose surrogates'
 //! variograms are closest (least squares over the bins) to the map's, on a few trial
 //! surrogates; BrainSMASH chooses its k the same way.
 
@@ -36,8 +36,8 @@ use super::smooth::{radius, Gaussian3d};
 const PAIRS: usize = 60_000;
 /// Distance bins of a variogram.
 const BINS: usize = 25;
-/// Candidate smoothing widths, in voxels of the grid's first axis (FWHM).
-const WIDTHS_VOXELS: [f64; 11] = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0];
+/// Candidate smoothing widths (FWHM, mm).
+const WIDTHS_MM: [f64; 11] = [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 32.0];
 /// Trial surrogates per candidate width when the width is chosen.
 const TRIALS: usize = 4;
 
@@ -93,19 +93,18 @@ impl SpatialNull {
             .map(|(i, j, h)| (i, j, (((h / max) * BINS as f64).ceil() as usize).clamp(1, BINS) as u8 - 1))
             .collect();
         let index: Vec<usize> = ijk.iter().map(|p| p[0] + shape[0] * (p[1] + shape[1] * p[2])).collect();
-        let vox = (0..3).map(|r| linear[r][0].powi(2)).sum::<f64>().sqrt();
         let mut scratch = Vec::new();
         // A width whose kernel outgrows the grid (an anisotropic affine) blurs it flat: skipped.
         let fits = |fwhm: f64| Gaussian3d::sigmas(fwhm, linear).iter().zip(shape).all(|(&s, n)| radius(s) <= n as f64);
-        let smoothers = WIDTHS_VOXELS
+        let smoothers = WIDTHS_MM
             .iter()
-            .filter(|&&w| fits(w * vox))
+            .filter(|&&w| fits(w))
             .map(|&w| {
                 let mut m = vec![0f32; shape.iter().product()];
                 index.iter().for_each(|&i| m[i] = 1.0);
-                Gaussian3d::new(w * vox / std::f64::consts::SQRT_2, linear).apply(&mut m, shape, &mut scratch);
+                Gaussian3d::new(w / std::f64::consts::SQRT_2, linear).apply(&mut m, shape, &mut scratch);
                 m.iter_mut().for_each(|v| *v = v.max(f32::MIN_POSITIVE).sqrt());
-                (Gaussian3d::new(w * vox, linear), m)
+                (Gaussian3d::new(w, linear), m)
             })
             .collect();
         SpatialNull {
@@ -114,6 +113,12 @@ impl SpatialNull {
             pairs,
             smoothers,
         }
+    }
+
+    /// Whether any smoothing width fits the grid; without one, surrogates are plain
+    /// permutations and keep no autocorrelation.
+    pub fn smooths(&self) -> bool {
+        !self.smoothers.is_empty()
     }
 
     /// The empirical variogram of `values` (one per mask voxel) over the sampled pairs; NaN
@@ -235,15 +240,20 @@ fn least_squares(x: &[f64], y: &[f64]) -> (f64, f64) {
 }
 
 /// p of an observed score against its surrogates' scores: (1 + #{null ≥ observed}) /
-/// (1 + n), the permutation p that counts the observation itself.
+/// (1 + n), the permutation p that counts the observation itself; NaN for a score that is
+/// not a number (nothing to test). A surrogate without a score counts as not reaching it.
 pub fn p_value(observed: f64, null: &[f64]) -> f64 {
+    if observed.is_nan() {
+        return f64::NAN;
+    }
     (1.0 + null.iter().filter(|&&s| s >= observed).count() as f64) / (1.0 + null.len() as f64)
 }
 
-/// A random generator for map `index` of a run seeded with `seed`.
+/// A random generator for map `index` of a run seeded with `seed` (stream 0 samples the
+/// variogram pairs; maps take streams 1, 2, …).
 pub fn rng_for(seed: u64, index: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(index);
+    rng.set_stream(index + 1);
     rng
 }
 
@@ -309,5 +319,6 @@ mod tests {
     fn p_counts_the_observation() {
         assert_eq!(p_value(0.5, &[0.1, 0.6, 0.5]), 3.0 / 4.0);
         assert_eq!(p_value(0.9, &[0.1; 99]), 0.01);
+        assert!(p_value(f64::NAN, &[0.1; 9]).is_nan());
     }
 }

@@ -133,9 +133,12 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
     let temps = templates(store, &mask)?;
     let (bg, mni) = slices::background(&mask)?;
     let g = &store.recipe.group;
-    let rule = g
-        .z_cut
-        .map_or(format!("FDR q = {}", g.fdr), |z| format!("|z| ≥ {z}"));
+    let rule = match (g.permutations, g.z_cut) {
+        (0, None) => format!("FDR q = {}", g.fdr),
+        (0, Some(z)) => format!("|z| ≥ {z}"),
+        (n, _) => format!("family-wise error {} by the maximum |t| over {n} sign flips", g.fwer),
+    };
+    let rule = format!("{rule}; subjects' {} β", g.estimator);
     page.section(
         "maps",
         "Group maps",

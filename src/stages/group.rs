@@ -19,6 +19,11 @@ pub struct GroupOptions {
     /// The subjects' β the test takes (recorded in group.json).
     pub estimator: Estimator,
     pub threshold: Threshold,
+    /// The threshold of the halves' maps for split-half reproducibility: the same rule,
+    /// except FDR in place of max-t (halves of a few subjects allow too few sign flips).
+    pub split_threshold: Threshold,
+    /// Seed of the sign flips (recorded in group.json).
+    pub permutation_seed: u64,
     pub min_cluster: usize,
 }
 
@@ -83,6 +88,8 @@ pub struct GroupSummary {
     pub significant: Vec<usize>,
     /// Split-half Dice per atom (NaN without two halves).
     pub split_dice: Vec<f64>,
+    /// What the numbers cannot show (a threshold no voxel can pass).
+    pub notes: Vec<String>,
 }
 
 impl GroupSummary {
@@ -102,6 +109,7 @@ impl GroupSummary {
     pub fn lines(&self) -> Vec<String> {
         let atoms = self.significant.iter().zip(&self.split_dice).enumerate();
         std::iter::once(self.headline())
+            .chain(self.notes.iter().cloned())
             .chain(atoms.map(|(a, (count, dice))| {
                 format!("atom {a}: {count} significant voxels, split-half Dice {dice:.2}")
             }))
@@ -120,7 +128,11 @@ fn split_half_dice(
     let Some([a, b]) = halves else {
         return vec![f64::NAN; atoms];
     };
-    let (a, b) = (thresholded(a, opt, ijk), thresholded(b, opt, ijk));
+    let halves = GroupOptions {
+        threshold: opt.split_threshold,
+        ..*opt
+    };
+    let (a, b) = (thresholded(a, &halves, ijk), thresholded(b, &halves, ijk));
     a.axis_iter(Axis(0))
         .zip(b.axis_iter(Axis(0)))
         .map(|(a, b)| {
@@ -187,6 +199,17 @@ pub fn write_results(
         .axis_iter(Axis(0))
         .map(|row| row.iter().filter(|&&b| b).count())
         .collect();
+    let mut notes = Vec::new();
+    if let Threshold::MaxT(level) = opt.threshold {
+        let floor = crate::kernels::permutation::SignFlips::smallest_p(subjects.len());
+        if floor > level {
+            notes.push(format!(
+                "note: {} subjects allow {} distinct sign-flip maps, so no family-wise p can be below {floor:.3}: nothing can pass fwer {level} (add subjects, or threshold by FDR)",
+                subjects.len(),
+                1u64 << subjects.len().saturating_sub(1).min(63)
+            ));
+        }
+    }
     let mut tsv = String::from("atom\tsignificant_voxels\tsplit_half_dice\n");
     for (a, count) in significant.iter().enumerate() {
         tsv.push_str(&format!("{a}\t{count}\t{}\n", split_dice[a]));
@@ -197,6 +220,7 @@ pub fn write_results(
         "estimator": opt.estimator.name(),
         "threshold": rule,
         "min_cluster": opt.min_cluster,
+        "permutation_seed": matches!(opt.threshold, Threshold::MaxT(_)).then_some(opt.permutation_seed),
         "mask": mask_path,
     });
     for (name, text) in [
@@ -215,6 +239,7 @@ pub fn write_results(
         min_cluster: opt.min_cluster,
         significant,
         split_dice,
+        notes,
     })
 }
 

@@ -260,27 +260,32 @@ fn match_atoms(z: &Array2<f64>, sig: &Array2<f64>, temps: &[Template], opt: &Map
 }
 
 /// The spatial null of every row's score: each atom's z map's surrogates (variogram-matched,
-/// [`crate::kernels::surrogates`]) thresholded to the same number of voxels as its map (the
-/// largest |z|: FDR, z cuts and max-t all keep the largest |z|), scored against every
-/// network as the map was. An empty map scores nothing, p = 1. q: BH over all rows.
-fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask, temps: &[Template], opt: &MapOptions) {
+/// [`crate::kernels::surrogates`]) on the voxels where every atom's z is a number,
+/// thresholded to as many voxels as its map (the largest |z|: what FDR, z cuts and max-t
+/// keep; a `min_cluster` filter is not applied to them) and scored against every network
+/// as the map was. An empty map, or a score that is not a number, is not tested (p NaN); q
+/// is Benjamini–Hochberg over the tested rows. Returns a note when no smoothing width fits
+/// the grid (the surrogates are then plain permutations).
+fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask, temps: &[Template], opt: &MapOptions) -> Option<String> {
     use crate::kernels::surrogates::{p_value, rng_for, Scratch, SpatialNull};
-    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
-    let linear = mask.grid.affine.linear();
-    let null = SpatialNull::new(mask.grid.shape, linear, &ijk, opt.surrogate_seed);
+    use rayon::prelude::*;
+    let all: Vec<[usize; 3]> = mask.ijk().collect();
+    let keep: Vec<usize> = (0..z.ncols()).filter(|&v| z.column(v).iter().all(|x| x.is_finite())).collect();
+    let ijk: Vec<[usize; 3]> = keep.iter().map(|&v| all[v]).collect();
+    let networks: Vec<Vec<bool>> = temps.iter().map(|t| keep.iter().map(|&v| t.voxels[v]).collect()).collect();
+    let null = SpatialNull::new(mask.grid.shape, mask.grid.affine.linear(), &ijk, opt.surrogate_seed);
     let bar = crate::progress::bar(z.nrows() as u64, "spatial null of the atom maps");
     // Atoms in parallel: each has its own seeded stream, so the result is the same on any
     // number of threads.
-    use rayon::prelude::*;
     let per_atom: Vec<Vec<f64>> = (0..z.nrows())
         .into_par_iter()
         .map(|a| {
             bar.inc(1);
-            let size = sig.row(a).iter().filter(|&&s| s != 0.0 && s.is_finite()).count();
+            let size = keep.iter().filter(|&&v| sig[[a, v]] != 0.0 && sig[[a, v]].is_finite()).count();
             if size == 0 {
-                return vec![1.0; temps.len()];
+                return vec![f64::NAN; temps.len()];
             }
-            let values: Vec<f64> = z.row(a).iter().map(|&v| if v.is_finite() { v } else { 0.0 }).collect();
+            let values: Vec<f64> = keep.iter().map(|&v| z[[a, v]]).collect();
             let mut rng = rng_for(opt.surrogate_seed, a as u64);
             let mut scratch = Scratch::default();
             let fit = null.fit(&values, &mut rng, &mut scratch);
@@ -289,7 +294,7 @@ fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask
                 order.sort_by(|&x, &y| map[y].abs().total_cmp(&map[x].abs()));
                 let mut top = vec![false; map.len()];
                 order[..size].iter().for_each(|&v| top[v] = true);
-                temps.iter().map(|t| opt.score.of(&OverlapSums::over(map, &top, &t.voxels).measures())).collect()
+                networks.iter().map(|t| opt.score.of(&OverlapSums::over(map, &top, t).measures())).collect()
             };
             let observed: Vec<f64> = m.rows.iter().filter(|r| r.0 == a).map(|r| opt.score.of(&r.2)).collect();
             let null_scores: Vec<Vec<f64>> = (0..opt.surrogates)
@@ -302,7 +307,11 @@ fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask
         .collect();
     bar.finish_and_clear();
     m.p_spatial = m.rows.iter().map(|r| per_atom[r.0][r.1]).collect();
-    m.q_spatial = crate::kernels::fdr::adjusted(&m.p_spatial);
+    let tested: Vec<usize> = (0..m.p_spatial.len()).filter(|&i| !m.p_spatial[i].is_nan()).collect();
+    let q = crate::kernels::fdr::adjusted(&tested.iter().map(|&i| m.p_spatial[i]).collect::<Vec<_>>());
+    m.q_spatial = vec![f64::NAN; m.p_spatial.len()];
+    tested.iter().zip(q).for_each(|(&i, q)| m.q_spatial[i] = q);
+    (!null.smooths()).then(|| "note: no smoothing width fits this grid: the spatial-null surrogates are plain permutations and keep no autocorrelation (their p values are too small)".to_string())
 }
 
 fn write_atom_fbn(path: &Path, m: &Matches, temps: &[Template]) -> Result<()> {
@@ -453,9 +462,10 @@ pub fn run(
     let split = split_half(group, atoms)?;
     let temps = templates(opt, &mask, out)?;
     let mut m = match_atoms(&z, &sig, &temps, opt);
-    if opt.surrogates > 0 {
-        spatial_null(&mut m, &z, &sig, &mask, &temps, opt);
-    }
+    let note = match opt.surrogates > 0 {
+        true => spatial_null(&mut m, &z, &sig, &mask, &temps, opt),
+        false => None,
+    };
     // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
@@ -526,7 +536,7 @@ pub fn run(
     Ok(MapSummary {
         files,
         assignment,
-        lines: atom_lines(&sig, &m, &temps, opt),
+        lines: note.into_iter().chain(atom_lines(&sig, &m, &temps, opt)).collect(),
     })
 }
 

@@ -653,6 +653,13 @@ impl Store {
             return Ok(lines);
         }
         let subjects = self.group_subjects();
+        let out_of_group: Vec<String> = self.subjects().difference(&subjects).map(|s| format!("sub-{s}")).collect();
+        if !out_of_group.is_empty() {
+            lines.push(format!(
+                "{}: one run each, out of the group until a second arrives (group.estimator = ridge takes the cross-validated ridge's β)",
+                out_of_group.join(", ")
+            ));
+        }
         let (group_dir, map_dir) = (self.paths().group(), self.paths().map());
         // Written afresh, as a subject's folder is.
         remove_all(&group_dir)?;
@@ -679,6 +686,7 @@ impl Store {
                 &group_dir,
             )?;
             lines.push(summary.headline());
+            lines.extend(summary.notes.iter().cloned());
             let mut opt = self.recipe.map.options();
             if let Some(regions) = self.regions()? {
                 crate::stages::region_tables::write_group(&group_dir, &regions, &mask)?;
@@ -706,7 +714,7 @@ impl Store {
         } else {
             // Too few subjects for a group: no group results rather than stale ones.
             lines.push(format!(
-                "{} subject(s): group maps need at least 2",
+                "{} subject(s) in the group: group maps need at least 2",
                 subjects.len()
             ));
         }

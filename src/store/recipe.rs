@@ -131,7 +131,7 @@ fn is_default_fwer(x: &f64) -> bool {
 }
 
 /// The most sign-flip permutations accepted (each costs a pass over every map).
-pub const MAX_PERMUTATIONS: usize = 1_000_000;
+pub const MAX_PERMUTATIONS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -149,6 +149,8 @@ pub struct MapSection {
     pub surrogate_seed: u64,
 }
 
+/// The fewest surrogates accepted: 19 give the smallest p, 1/20 = 0.05.
+pub const MIN_SURROGATES: usize = 19;
 /// The most surrogates accepted per atom map.
 pub const MAX_SURROGATES: usize = 100_000;
 
@@ -426,8 +428,11 @@ impl MapSection {
             ),
             (!self.atlas.trim().is_empty(), "map.atlas: a built-in atlas name or a file".into()),
             (
-                self.surrogates <= MAX_SURROGATES,
-                format!("map.surrogates = {}: at most {MAX_SURROGATES}", self.surrogates),
+                self.surrogates == 0 || (MIN_SURROGATES..=MAX_SURROGATES).contains(&self.surrogates),
+                format!(
+                    "map.surrogates = {}: 0 (none) or {MIN_SURROGATES} to {MAX_SURROGATES} (fewer cannot give a p below 0.05)",
+                    self.surrogates
+                ),
             ),
         ])
     }
@@ -494,6 +499,11 @@ impl GroupSection {
         crate::stages::group::GroupOptions {
             estimator: self.estimator.into(),
             threshold,
+            split_threshold: match threshold {
+                Threshold::MaxT(_) => Threshold::Fdr(self.fdr),
+                t => t,
+            },
+            permutation_seed: self.permutation_seed,
             min_cluster: self.min_cluster,
         }
     }
