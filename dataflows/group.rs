@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     pub mask: PathBuf,
     /// FDR level (Benjamini–Hochberg, per atom map), in (0, 1).
-    #[arg(long, default_value_t = defaults().fdr, conflicts_with = "z_cut")]
+    #[arg(long, default_value_t = defaults().fdr, conflicts_with_all = ["z_cut", "permutations"])]
     pub fdr: f64,
     /// Threshold |z| ≥ this value instead of FDR.
     #[arg(long)]

@@ -70,7 +70,8 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
         voxels: voxels.iter().map(|&v| v as u32).collect(),
         ..BlockFit::default()
     };
-    let fit = match ols_absorbed(&total.select(&voxels), absorbed) {
+    let selected = total.select(&voxels);
+    let fit = match ols_absorbed(&selected, absorbed) {
         Ok(f) => f,
         Err(e) => {
             out.error = Some(BlockError(e.to_string()));
@@ -95,7 +96,7 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     }
     out.group_beta = match settings.estimator {
         Estimator::Ols => None,
-        Estimator::Marginal => Some(Floats(columns(&marginal_beta(&total.select(&voxels)), &all))),
+        Estimator::Marginal => Some(Floats(columns(&marginal_beta(&selected), &all))),
         Estimator::Ridge => {
             out.ungrouped = ridge_beta.is_none();
             ridge_beta

@@ -398,6 +398,10 @@ impl GroupSection {
                 "group.permutations and group.z_cut are two thresholds: give one".into(),
             ),
             (
+                self.permutations > 0 || self.fwer == DEFAULT_FWER,
+                format!("group.fwer = {}: the level of the permutation threshold; set group.permutations too", self.fwer),
+            ),
+            (
                 // Below 1/fwer − 1 permutations no p value can reach the level.
                 self.permutations == 0 || (1.0 / (self.permutations as f64 + 1.0)) <= self.fwer,
                 format!(
@@ -583,6 +587,8 @@ mod tests {
             ("[group]\npermutations = 10\n", "group.permutations"),
             ("[group]\npermutations = 100\nz_cut = 3.0\n", "group.permutations"),
             ("[group]\npermutations = 100\nfwer = 1.5\n", "group.fwer"),
+            ("[group]\nfwer = 0.1\n", "group.fwer"),
+            ("[map]\nsurrogates = 5\n", "map.surrogates"),
             ("[group]\nestimator = \"ridge\"\n[encoding]\ncv = false\n", "group.estimator"),
             ("[map]\nassign_threshold = -1.0\n", "map.assign_threshold"),
             ("[map]\nassign_threshold = nan\n", "map.assign_threshold"),
