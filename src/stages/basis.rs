@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{err, bail, Result};
-use crate::io::parquet::{read_codes, read_responses, tr_metadata, write_table, write_table_with, Codes, Column};
+use crate::io::parquet::{read_codes, read_responses, tr_metadata, write_table, write_table_with, Codes, Column, ATOM_GRAM_KEY};
+use crate::kernels::courses;
 use crate::io::atomic::write_file_atomically;
 use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
 use crate::kernels::ipca::Ipca;
@@ -198,6 +199,30 @@ fn write_codes(
     Ok((vec![codes_path, subgroups_path], coded, sizes))
 }
 
+/// Each used AN's correlation with each atom, and the atoms' Gram matrix in the table's
+/// metadata (an_atom.parquet): what `map` needs to correlate ANs with a network's course.
+fn write_an_atom(out: &Path, xs: ArrayView2<f64>, atoms: ArrayView2<f64>, stories: &[Story], ids: &[u64]) -> Result<PathBuf> {
+    let lengths: Vec<usize> = stories.iter().map(|s| s.scans).collect();
+    let centred = courses::centre_within_stories(atoms, &lengths);
+    let r = courses::an_atom_correlations(xs, centred.view(), &lengths);
+    let gram = centred.t().dot(&centred);
+    let rows: Vec<Vec<f64>> = gram.rows().into_iter().map(|r| r.to_vec()).collect();
+    let k = atoms.ncols();
+    let path = out.join("an_atom.parquet");
+    write_table_with(
+        &path,
+        "an_atom",
+        None,
+        vec![
+            Column::U64(ids.iter().flat_map(|&id| std::iter::repeat_n(id, k)).collect()),
+            Column::U16(ids.iter().flat_map(|_| 0..k as u16).collect()),
+            Column::F32(r.iter().map(|&v| v as f32).collect()),
+        ],
+        &[(ATOM_GRAM_KEY, serde_json::to_string(&rows)?)],
+    )?;
+    Ok(path)
+}
+
 /// The mean objective of each epoch, the last row the final codes' objective.
 fn write_objective(out: &Path, trace: &[f64]) -> Result<PathBuf> {
     let path = out.join("objective.tsv");
@@ -254,6 +279,8 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
     let mut files = write_atoms(out, &fitted.atoms, &stories)?;
     let (code_files, coded, sizes) = write_codes(out, &fitted.codes, &keep, &an_ids)?;
     files.extend(code_files);
+    let used: Vec<u64> = keep.iter().map(|&c| an_ids[c]).collect();
+    files.push(write_an_atom(out, xs.view(), fitted.atoms.view(), &stories, &used)?);
     if !fitted.trace.is_empty() {
         files.push(write_objective(out, &fitted.trace)?);
     }
