@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use cortexflow::stages::mapping::{self, Score};
+use cortexflow::stages::ties::TieRule;
 use cortexflow::store::recipe::MapSection;
 
 fn defaults() -> MapSection {
@@ -42,6 +43,10 @@ pub struct Args {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// The subjects' β maps behind the group maps (the estimator's, one 4-D file per
+    /// subject), for the bootstrap stability of the AN ties; without them none is measured.
+    #[arg(long, num_args = 1..)]
+    pub subject_maps: Vec<PathBuf>,
     /// Variogram-matched surrogate maps per atom (Burt et al. 2020) for a spatial-null p
     /// value of every atom × network score, FDR-corrected over them (0: none).
     #[arg(long, default_value_t = defaults().surrogates)]
@@ -49,6 +54,13 @@ pub struct Args {
     /// Seed of the surrogates.
     #[arg(long, default_value_t = defaults().surrogate_seed)]
     pub surrogate_seed: u64,
+    /// How an AN is tied to a network: the network whose fitted course its response
+    /// follows best (course), or its dominant atom's network (dominant).
+    #[arg(long, value_enum, default_value_t = defaults().ties)]
+    pub ties: TieRule,
+    /// The |r| with a network's fitted course an AN needs under --ties course.
+    #[arg(long, default_value_t = defaults().tie_r)]
+    pub tie_r: f64,
 }
 
 impl Args {
@@ -62,6 +74,8 @@ impl Args {
             assign_threshold: self.assign_threshold,
             surrogates: self.surrogates,
             surrogate_seed: self.surrogate_seed,
+            ties: self.ties,
+            tie_r: self.tie_r,
         };
         section.check()?;
         Ok(section)
@@ -70,7 +84,7 @@ impl Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let opt = a.section()?.options();
-    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), &opt, &a.out)?;
+    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), &a.subject_maps, &opt, &a.out)?;
     println!("{}", s.assignment);
     s.lines.iter().for_each(|l| println!("{l}"));
     s.files.iter().for_each(|f| println!("wrote {}", f.display()));

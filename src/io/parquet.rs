@@ -262,12 +262,77 @@ pub fn tr_metadata(tr: f64) -> [(&'static str, String); 1] {
 
 /// The TR a table records ([`TR_KEY`]), if any; only the footer is read.
 pub fn read_tr(path: &Path) -> Result<Option<f64>> {
+    tr_of(path, Some(&footer_metadata(path)?))
+}
+
+/// A table file's key-value metadata; only the footer is read.
+fn footer_metadata(path: &Path) -> Result<Vec<KeyValue>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     crate::io::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = SerializedFileReader::new(file)
         .map_err(|e| Error::format(path, format!("not a readable Parquet file: {e}")))?;
-    tr_of(path, reader.metadata().file_metadata().key_value_metadata())
+    Ok(reader.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default())
+}
+
+/// The key of the atoms' Gram matrix in an `an_atom` table.
+pub const ATOM_GRAM_KEY: &str = "cortexflow.atom_gram";
+
+/// An `an_atom` table read back: each AN's correlation with each atom, and the atoms' Gram
+/// matrix (see [`crate::kernels::courses`]).
+#[derive(Debug, Clone)]
+pub struct AnAtom {
+    pub an_ids: Vec<u64>,
+    /// N × K.
+    pub r: ndarray::Array2<f64>,
+    /// K × K.
+    pub gram: ndarray::Array2<f64>,
+}
+
+/// Reads an `an_atom` table, checking that every AN has one row per atom of the Gram
+/// matrix, in order, and that the matrix is square, finite and symmetric.
+pub fn read_an_atom(path: &Path) -> Result<AnAtom> {
+    let bad = |msg: String| Error::format(path, msg);
+    let text = footer_metadata(path)?
+        .into_iter()
+        .find(|e| e.key == ATOM_GRAM_KEY)
+        .and_then(|e| e.value)
+        .ok_or_else(|| bad(format!("no {ATOM_GRAM_KEY} metadata (the atoms' Gram matrix)")))?;
+    let rows: Vec<Vec<f64>> = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("metadata {ATOM_GRAM_KEY} is not a JSON list of rows of numbers: {e}")))?;
+    let k = rows.len();
+    if k == 0 || rows.iter().any(|r| r.len() != k) {
+        return Err(bad(format!("metadata {ATOM_GRAM_KEY}: expected a square K × K matrix")));
+    }
+    let gram = ndarray::Array2::from_shape_fn((k, k), |(i, j)| rows[i][j]);
+    if gram.iter().any(|v| !v.is_finite()) || (0..k).any(|i| (0..i).any(|j| gram[[i, j]] != gram[[j, i]])) {
+        return Err(bad(format!("metadata {ATOM_GRAM_KEY}: the Gram matrix must be finite and symmetric")));
+    }
+    let (mut ids, mut values) = (Vec::new(), Vec::new());
+    let mut row = 0usize;
+    for batch in read_batches(path, "an_atom")? {
+        let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
+        let atom = column::<UInt16Array>(path, &batch, 1, "uint16")?;
+        let r = column::<Float32Array>(path, &batch, 2, "float32")?;
+        for i in 0..batch.num_rows() {
+            if atom.value(i) as usize != row % k || (!row.is_multiple_of(k) && ids.last() != Some(&id.value(i))) {
+                return Err(bad(format!(
+                    "row {row}: expected AN {}'s atom {} ({k} rows per AN, atoms in order), found AN {} atom {}",
+                    ids.last().copied().unwrap_or(id.value(i)), row % k, id.value(i), atom.value(i)
+                )));
+            }
+            if row.is_multiple_of(k) {
+                ids.push(id.value(i));
+            }
+            values.push(r.value(i) as f64);
+            row += 1;
+        }
+    }
+    if !row.is_multiple_of(k) {
+        return Err(bad(format!("{row} rows: not a whole number of ANs × {k} atoms")));
+    }
+    let r = ndarray::Array2::from_shape_vec((ids.len(), k), values).map_err(|e| bad(e.to_string()))?;
+    Ok(AnAtom { an_ids: ids, r, gram })
 }
 
 fn tr_of(path: &Path, kv: Option<&Vec<KeyValue>>) -> Result<Option<f64>> {
@@ -594,6 +659,38 @@ pub fn read_subgroups(path: &Path) -> Result<Vec<Subgroup>> {
                 an_id: id.value(r),
                 atom: atom.value(r),
                 fbn: fbn.value(r).to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A row of an `an_fbn` table: an AN against one network's fitted course.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnFbn {
+    pub an_id: u64,
+    pub fbn: String,
+    pub r: f32,
+    pub tied: bool,
+    pub stability: f32,
+}
+
+/// Reads an `an_fbn` table (written by `cortexflow map`).
+pub fn read_an_fbn(path: &Path) -> Result<Vec<AnFbn>> {
+    let mut out = Vec::new();
+    for batch in read_batches(path, "an_fbn")? {
+        let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
+        let fbn = column::<StringArray>(path, &batch, 1, "utf8")?;
+        let r = column::<Float32Array>(path, &batch, 2, "float32")?;
+        let tied = column::<BooleanArray>(path, &batch, 3, "bool")?;
+        let stability = column::<Float32Array>(path, &batch, 4, "float32")?;
+        for i in 0..batch.num_rows() {
+            out.push(AnFbn {
+                an_id: id.value(i),
+                fbn: fbn.value(i).to_string(),
+                r: r.value(i),
+                tied: tied.value(i),
+                stability: stability.value(i),
             });
         }
     }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{
-    read_atom_fbn, read_atoms, read_metrics, read_neurons, read_subgroups,
+    read_an_fbn,
+    read_atom_fbn, read_atoms, read_metrics, read_neurons,
 };
 
 use crate::report::figures;
@@ -16,6 +17,7 @@ use crate::report::slices::{self, Picture, Volume};
 use crate::store::{list, Store};
 use crate::stages::compare::{comparison as compare_analyses, FIGURE_TITLE, FIGURE_Y};
 use crate::stages::mapping as map;
+use crate::stages::ties::TieRule;
 
 pub fn summary(page: &mut Page, store: &Store) {
     let m = &store.manifest;
@@ -269,17 +271,29 @@ fn short_name(n: &str) -> String {
 }
 
 pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
-    page.section(
-        "subgroups",
-        "AN sub-groups",
-        "Each AN belongs to the sub-group of its dominant atom (largest |code|) and so to that atom's network.",
-    );
-    let subs = read_subgroups(&store.paths().map().join("subgroups.parquet"))?;
+    let map = &store.recipe.map;
+    let rule = match map.ties {
+        TieRule::Course => format!("Each AN belongs to the network whose fitted course (the atoms weighted by the network's mean group β) its response follows best, when |r| ≥ {}; stability is the mean Jaccard index of a network's ANs over 200 bootstrap replicates of the subjects.", map.tie_r),
+        TieRule::Dominant => "Each AN belongs to the network of its dominant atom (largest |code|).".into(),
+    };
+    page.section("subgroups", "ANs by network", &rule);
+    let rows = read_an_fbn(&store.paths().map().join("an_fbn.parquet"))?;
+    let subs: Vec<(u64, String)> = rows.iter().filter(|r| r.tied).map(|r| (r.an_id, r.fbn.clone())).collect();
     let neurons_path = store.paths().neurons();
     if subs.is_empty() {
-        page.note("No AN has a non-zero code: the sub-groups are empty.".into());
+        page.note("No AN is tied to a network (no atom is assigned, or no AN follows an assigned network's course).".into());
         page.end();
         return Ok(());
+    }
+    let mut stability: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.tied && r.stability.is_finite()) {
+        let e = stability.entry(r.fbn.as_str()).or_default();
+        e.0 += r.stability as f64;
+        e.1 += 1;
+    }
+    if !stability.is_empty() {
+        let text: Vec<String> = stability.iter().map(|(n, (s, c))| format!("{} {:.2}", short_name(n), s / *c as f64)).collect();
+        page.note(format!("Mean bootstrap share of replicates that keep each tied AN in its network: {}.", text.join(", ")));
     }
     let layer_of: BTreeMap<u64, u16> = if neurons_path.is_file() {
         read_neurons(&neurons_path)?
@@ -291,19 +305,19 @@ pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
     };
     let networks: Vec<String> = subs
         .iter()
-        .map(|s| s.fbn.clone())
+        .map(|s| s.1.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let layers: Vec<u16> = subs
         .iter()
-        .filter_map(|s| layer_of.get(&s.an_id).copied())
+        .filter_map(|s| layer_of.get(&s.0).copied())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let by_network: Vec<f64> = networks
         .iter()
-        .map(|n| subs.iter().filter(|s| &s.fbn == n).count() as f64)
+        .map(|n| subs.iter().filter(|s| &s.1 == n).count() as f64)
         .collect();
     let names: Vec<String> = networks.iter().map(|n| short_name(n)).collect();
     let svg = figures::bars(
@@ -316,7 +330,7 @@ pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
     page.svg(
         &svg,
         &format!(
-            "{} coded ANs by the network of their dominant atom",
+            "{} ANs tied to a network",
             subs.len()
         ),
     )?;
@@ -331,7 +345,7 @@ pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
                     .iter()
                     .map(|l| {
                         subs.iter()
-                            .filter(|s| &s.fbn == n && layer_of.get(&s.an_id) == Some(l))
+                            .filter(|s| &s.1 == n && layer_of.get(&s.0) == Some(l))
                             .count() as f64
                     })
                     .collect();
@@ -340,7 +354,7 @@ pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
             .collect();
         let cats: Vec<String> = layers.iter().map(|l| format!("layer {l}")).collect();
         let svg = figures::bars("ANs per layer and network", "ANs", &cats, &series, true)?;
-        page.svg(&svg, "coded ANs of each layer, stacked by network")?;
+        page.svg(&svg, "tied ANs of each layer, stacked by network")?;
     }
     page.end();
     Ok(())

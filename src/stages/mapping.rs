@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{bail, Context, Result};
 use crate::io::atlas::{self, Template};
 use crate::io::nifti::{self, Mask};
-use crate::io::parquet::{read_codes, read_neurons, write_table, Codes, Column, Neuron};
+use crate::io::parquet::{read_an_atom, read_codes, read_neurons, write_table, Codes, Column, Neuron};
 use crate::kernels::organisation::{organisation, AnPlace, Place};
 use crate::kernels::overlap::{best, Overlap, OverlapSums};
 use ndarray::{Array2, Axis};
 
 use crate::io::embedded::{self, BuiltinAtlas};
+use crate::stages::ties::{network_ties, stability, subject_profiles, TieRule};
 
 /// The overlap measure that ranks networks and decides assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -59,6 +60,9 @@ pub struct MapOptions {
     /// scores (0: no p values).
     pub surrogates: usize,
     pub surrogate_seed: u64,
+    /// How ANs are tied to networks, and the |r| the `course` rule needs.
+    pub ties: TieRule,
+    pub tie_r: f64,
 }
 
 /// The templates of `--atlas` (a built-in name or a file) on the data mask. Built-in
@@ -379,13 +383,36 @@ fn dominant_atoms(codes: &Codes) -> BTreeMap<u64, (u16, f32)> {
     dominant
 }
 
-/// Where every AN of the neurons table (or every coded AN) lands: uncoded, coded to an
-/// unassigned atom, or in a network.
+/// How many ANs each network got, and by which rule, as a summary line.
+fn tie_line(ties: &crate::stages::ties::Ties, temps: &[crate::io::atlas::Template], opt: &MapOptions) -> String {
+    let counts: Vec<String> = ties
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(j, &t)| {
+            let n = ties.tied.iter().filter(|&&x| x == Some(t)).count();
+            match &ties.stability {
+                Some((_, jaccard)) => format!("{} {n} (stability {:.2})", temps[t].name, jaccard[j]),
+                None => format!("{} {n}", temps[t].name),
+            }
+        })
+        .collect();
+    let rule = match opt.ties {
+        TieRule::Course => format!("|r| with the network's fitted course ≥ {}", opt.tie_r),
+        TieRule::Dominant => "the network of the dominant atom".into(),
+    };
+    match counts.is_empty() {
+        true => "ANs tied to networks: none (no atom is assigned)".into(),
+        false => format!("ANs tied to networks ({rule}): {}", counts.join(", ")),
+    }
+}
+
+/// Where every AN of the neurons table (or every coded AN) lands: uncoded, coded but in no
+/// network, or in the network `network_of` gives it.
 fn places(
     neurons: &[Neuron],
     codes: &Codes,
-    dominant: &BTreeMap<u64, (u16, f32)>,
-    fbn_of: &dyn Fn(u16) -> Option<String>,
+    network_of: &dyn Fn(u64) -> Option<String>,
 ) -> Vec<AnPlace> {
     let mut coded: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
     for (&id, &a) in codes.an_ids.iter().zip(&codes.atoms) {
@@ -397,9 +424,9 @@ fn places(
             model: n.model.clone(),
             layer: n.layer,
             coded_atoms: coded.get(&n.an_id).cloned().unwrap_or_default(),
-            place: match dominant.get(&n.an_id) {
-                None => Place::Uncoded,
-                Some(d) => fbn_of(d.0).map_or(Place::Unassigned, Place::Network),
+            place: match coded.contains_key(&n.an_id) {
+                false => Place::Uncoded,
+                true => network_of(n.an_id).map_or(Place::Unassigned, Place::Network),
             },
         })
         .collect()
@@ -451,6 +478,7 @@ pub fn run(
     group: &Path,
     codes_path: &Path,
     neurons_path: Option<&Path>,
+    subject_maps: &[PathBuf],
     opt: &MapOptions,
     out: &Path,
 ) -> Result<MapSummary> {
@@ -468,6 +496,13 @@ pub fn run(
     };
     // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
+    let an_atom_path = codes_path.with_file_name("an_atom.parquet");
+    if !an_atom_path.is_file() {
+        bail!(
+            "{}: not found beside the codes — each AN's correlation with the atoms, which `basis` writes since cortexflow 0.16; learn the basis again",
+            an_atom_path.display()
+        );
+    }
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
         bail!(
             "{}: atom {bad}, but the group maps have {atoms} atoms",
@@ -495,6 +530,20 @@ pub fn run(
     write_subgroups(&path, &codes, &fbn_of)?;
     files.push(path);
 
+    let an_atom = read_an_atom(&an_atom_path)?;
+    let beta = mask.rows(&nifti::read_image(&group.join("mean_beta.nii.gz"))?);
+    let mut ties = network_ties(&an_atom, &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)
+        .with_context(|| an_atom_path.display().to_string())?;
+    if opt.ties == TieRule::Course && subject_maps.len() >= 2 && !ties.networks.is_empty() {
+        let profiles = subject_profiles(subject_maps, &mask, &temps, &ties.networks)?;
+        ties.stability = Some(stability(&ties, &an_atom, &profiles, opt.tie_r, opt.surrogate_seed));
+    }
+    let path = out.join("an_fbn.parquet");
+    ties.write(&path, &temps)?;
+    files.push(path);
+    let network_of = ties.network_of();
+    let tie_line = tie_line(&ties, &temps, opt);
+
     // Organisation metrics over every AN of the neurons table (or the coded ones).
     let neurons: Vec<Neuron> = match neurons_path {
         Some(p) => read_neurons(p)?,
@@ -509,7 +558,7 @@ pub fn run(
             })
             .collect(),
     };
-    let ans = places(&neurons, &codes, &dominant, &fbn_of);
+    let ans = places(&neurons, &codes, &|id| network_of.get(&id).map(|&t| temps[t].name.clone()));
     let n_assigned = m.assigned.iter().flatten().count();
     let table = organisation(&ans, temps.len(), &m.best_score, &split, n_assigned);
     let path = out.join("metrics.parquet");
@@ -536,7 +585,7 @@ pub fn run(
     Ok(MapSummary {
         files,
         assignment,
-        lines: note.into_iter().chain(atom_lines(&sig, &m, &temps, opt)).collect(),
+        lines: note.into_iter().chain(atom_lines(&sig, &m, &temps, opt)).chain([tie_line]).collect(),
     })
 }
 

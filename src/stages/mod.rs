@@ -6,6 +6,7 @@
 //! - [`encode`]: voxel-wise encoding models of each subject's BOLD;
 //! - [`group`]: random-effects group maps of every atom;
 //! - [`mapping`]: atom maps matched to functional brain networks, AN sub-groups, metrics;
+//! - [`ties`]: which ANs belong to which network;
 //! - [`compare`]: organisation metrics of several analyses side by side;
 //! - [`population`], [`simulate`]: a synthetic dataset with planted structure;
 //! - [`recovery`]: how well a store recovered what was planted;
@@ -26,4 +27,5 @@ pub mod recovery;
 pub mod region_tables;
 pub mod responses;
 pub mod simulate;
+pub mod ties;
 pub mod voxel_model;

@@ -702,10 +702,15 @@ impl Store {
             if neurons.is_file() {
                 self.verify_file(&neurons)?;
             }
+            let subject_maps: Vec<PathBuf> = subjects.iter().map(|s| self.paths().subject_map(s, self.group_map())).collect();
+            for m in &subject_maps {
+                self.verify_file(m)?;
+            }
             let s = mapping::run(
                 &group_dir,
                 &self.paths().codes(),
                 neurons.is_file().then_some(neurons.as_path()),
+                &subject_maps,
                 &opt,
                 &map_dir,
             )?;

@@ -10,6 +10,7 @@ pub use super::settings::{EstimatorSetting, HrfSetting, LassoSetting, MethodSett
 
 use crate::stages::confounds::Component;
 use crate::stages::mapping::Score;
+use crate::stages::ties::TieRule;
 
 /// The settings of an analysis: the one source of every default (the command line takes
 /// its defaults from [`Recipe::default`]).
@@ -147,6 +148,25 @@ pub struct MapSection {
     pub surrogates: usize,
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub surrogate_seed: u64,
+    /// How ANs are tied to networks (`course` or `dominant`) and the |r| with a network's
+    /// fitted course the `course` rule needs; left out of the canonical text at their
+    /// defaults, chosen by `scripts/studies/an_ties.sh`.
+    #[serde(skip_serializing_if = "is_default_ties")]
+    pub ties: TieRule,
+    #[serde(skip_serializing_if = "is_default_tie_r")]
+    pub tie_r: f64,
+}
+
+/// The default AN → network rule and its |r| (README, "Which ANs belong to a network").
+pub const DEFAULT_TIES: TieRule = TieRule::Course;
+pub const DEFAULT_TIE_R: f64 = 0.7;
+
+fn is_default_ties(t: &TieRule) -> bool {
+    *t == DEFAULT_TIES
+}
+
+fn is_default_tie_r(r: &f64) -> bool {
+    *r == DEFAULT_TIE_R
 }
 
 /// The fewest surrogates accepted: 19 give the smallest p, 1/20 = 0.05.
@@ -231,6 +251,8 @@ impl Default for MapSection {
             assign_threshold: 0.2,
             surrogates: 0,
             surrogate_seed: 0,
+            ties: DEFAULT_TIES,
+            tie_r: DEFAULT_TIE_R,
         }
     }
 }
@@ -438,6 +460,10 @@ impl MapSection {
                     self.surrogates
                 ),
             ),
+            (
+                self.tie_r > 0.0 && self.tie_r <= 1.0,
+                format!("map.tie_r = {}: a correlation in (0, 1]", self.tie_r),
+            ),
         ])
     }
 }
@@ -534,6 +560,8 @@ impl MapSection {
             assign_threshold: self.assign_threshold,
             surrogates: self.surrogates,
             surrogate_seed: self.surrogate_seed,
+            ties: self.ties,
+            tie_r: self.tie_r,
         }
     }
 }
