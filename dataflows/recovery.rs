@@ -18,6 +18,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let wrong = recovery::false_assignments(&a.data, &a.store)?;
     for s in &scores {
         println!("{}", s.line());
+        s.layer_lines().iter().for_each(|l| println!("  {l}"));
     }
     for (atom, fbn) in &wrong {
         println!("atom {atom}: assigned to {fbn}, where nothing was planted");

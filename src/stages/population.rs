@@ -32,6 +32,12 @@ use crate::stages::responses::TapOptions;
 /// One story of the simulation: (run number, scans, words).
 pub type Story = (usize, usize, Stimulus);
 
+/// The text the ANs hear: the simulated stories, and a held-out one to test equivalence on.
+pub struct Texts<'a> {
+    pub simulated: &'a [Story],
+    pub held_out: Option<&'a Story>,
+}
+
 /// The ANs, their planted groups and their responses per run.
 pub struct Population {
     pub model: String,
@@ -43,7 +49,16 @@ pub struct Population {
     pub groups: Vec<Vec<usize>>,
     /// Per story: T × N responses.
     pub responses: Vec<Array2<f64>>,
+    /// Responses to a story the simulation does not use (T × N), to test that an AN's
+    /// likeness to a planted course is more than a coincidence of the simulated text.
+    pub held_out: Option<Array2<f64>>,
 }
+
+/// An AN is equivalent to a planted group when its response correlates at least this much
+/// (in |r|) with the group's planted course, on the simulated stories and on held-out
+/// text: it then shares ≥ 49% of its variance with the course, so a voxel driven by the
+/// course is as well predicted by it as by the group.
+pub const EQUIVALENT_R: f64 = 0.7;
 
 impl Population {
     pub fn group_ids(&self, g: usize) -> Vec<u64> {
@@ -69,7 +84,33 @@ impl Population {
 
     /// The planted time course of group `g` in story `s`: its ANs' mean response, z-scored.
     pub fn course(&self, g: usize, s: usize) -> Vec<f64> {
-        let r = &self.responses[s];
+        self.course_in(g, &self.responses[s])
+    }
+
+    /// The ANs equivalent to planted group `g` ([`EQUIVALENT_R`]): |r| with its course over
+    /// the simulated stories (each z-scored) and, when there is one, over the held-out story.
+    pub fn equivalent_ids(&self, g: usize) -> Vec<u64> {
+        let likeness = |blocks: &[&Array2<f64>]| -> Vec<f64> {
+            let mut dot = vec![0.0; self.neurons.len()];
+            let mut t = 0usize;
+            for r in blocks {
+                let course = self.course_in(g, r);
+                for (u, d) in dot.iter_mut().enumerate() {
+                    *d += zscore(&r.column(u).to_vec()).iter().zip(&course).map(|(a, b)| a * b).sum::<f64>();
+                }
+                t += r.nrows();
+            }
+            dot.iter().map(|d| d / t.max(1) as f64).collect()
+        };
+        let seen = likeness(&self.responses.iter().collect::<Vec<_>>());
+        let held = self.held_out.as_ref().map(|h| likeness(&[h]));
+        (0..self.neurons.len())
+            .filter(|&u| seen[u].abs() >= EQUIVALENT_R && held.as_ref().is_none_or(|h| h[u].abs() >= EQUIVALENT_R))
+            .map(|u| self.neurons[u].0)
+            .collect()
+    }
+
+    fn course_in(&self, g: usize, r: &Array2<f64>) -> Vec<f64> {
         let mean: Vec<f64> = (0..r.nrows())
             .map(|t| {
                 self.groups[g].iter().map(|&c| r[[t, c]]).sum::<f64>() / self.groups[g].len() as f64
@@ -81,23 +122,24 @@ impl Population {
     /// A real model's taps.
     pub fn from_model(
         taps: &TapOptions,
-        stories: &[Story],
+        texts: &Texts,
         tr: f64,
         n_groups: usize,
         group_size: usize,
         seed: u64,
     ) -> Result<Self> {
         let (m, run, layout) = taps.load()?;
-        let mut responses = Vec::new();
-        for (r, n_scans, stim) in stories {
+        let respond = |(r, n_scans, stim): &Story, what: &str| -> Result<Array2<f64>> {
             let words: Vec<String> = stim.words.iter().map(|w| w.text.clone()).collect();
-            let bar = progress::bar(words.len() as u64, &format!("{} run {r}", m.name()));
+            let bar = progress::bar(words.len() as u64, &format!("{} {what} {r}", m.name()));
             let (acts, _) = word_activations(m.as_ref(), &words, &run, &layout, |done| {
                 bar.set_position(done as u64)
             })?;
             bar.finish_and_clear();
-            responses.push(responses_of(acts.mapv(f64::from), stim, *n_scans, tr)?);
-        }
+            responses_of(acts.mapv(f64::from), stim, *n_scans, tr)
+        };
+        let responses = texts.simulated.iter().map(|s| respond(s, "run")).collect::<Result<Vec<_>>>()?;
+        let held_out = texts.held_out.map(|s| respond(s, "held-out section")).transpose()?;
         let n = layout.n_columns;
         if n_groups * group_size > n {
             bail!(
@@ -122,13 +164,14 @@ impl Population {
             neurons: layout.neurons().map(|(id, l, t, u)| (id, l as u16, t.name().to_string(), u as u32)).collect(),
             groups,
             responses,
+            held_out,
         })
     }
 
     /// The synthetic population. Errors if a story's scans cannot carry event regressors
     /// (see [`EventDesign::new`]).
     pub fn synthetic(
-        stories: &[Story],
+        texts: &Texts,
         tr: f64,
         n: usize,
         n_groups: usize,
@@ -142,8 +185,10 @@ impl Population {
             .filter_map(|b| stimulus::parse_stimulus(Path::new("lpp.TextGrid"), b, None).ok())
             .flat_map(|s| s.words.into_iter().map(|w| w.text.to_lowercase()))
             .chain(
-                stories
+                texts
+                    .simulated
                     .iter()
+                    .chain(texts.held_out)
                     .flat_map(|s| s.2.words.iter().map(|w| w.text.to_lowercase())),
             )
             .collect();
@@ -181,9 +226,7 @@ impl Population {
         };
         let factor_values = table(n_groups + factors);
         let own_values = table(n);
-        let responses = stories
-            .iter()
-            .map(|(_, n_scans, stim)| {
+        let respond = |(_, n_scans, stim): &Story| {
                 let acts = Array2::from_shape_fn((stim.words.len(), n), |(i, u)| {
                     let v = vocab
                         .binary_search(&stim.words[i].text.to_lowercase())
@@ -197,8 +240,9 @@ impl Population {
                     shared + (1.0 - lambda * lambda).sqrt() * own_values[[u, v]]
                 });
                 responses_of(acts, stim, *n_scans, tr)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        };
+        let responses = texts.simulated.iter().map(respond).collect::<Result<Vec<_>>>()?;
+        let held_out = texts.held_out.map(respond).transpose()?;
         Ok(Population {
             model: "synthetic-lexical".into(),
             tap: "word.latent".into(),
@@ -206,6 +250,7 @@ impl Population {
             neurons: (0..n).map(|u| (u as u64, 0, "word.latent".to_string(), u as u32)).collect(),
             groups,
             responses,
+            held_out,
         })
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::error::{Context, Result};
 use crate::io::nifti;
 use crate::io::regions::{Regions, REGIONS_FILE};
-use crate::io::parquet::{read_atom_fbn, read_subgroups};
+use crate::io::parquet::{read_an_fbn, read_atom_fbn, read_neurons, read_subgroups};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -25,6 +25,8 @@ struct PlantedNetwork {
     name: String,
     volume: usize,
     an_ids: Vec<u64>,
+    #[serde(default)]
+    equivalent_an_ids: Vec<u64>,
 }
 
 /// One planted network's recovery.
@@ -45,6 +47,41 @@ pub struct Recovery {
     pub tied_f1: f64,
     /// The best atom's spatial-null p for this network (NaN without surrogates).
     pub spatial_p: f64,
+    /// The ANs tied to the network against the ANs equivalent to the planted course
+    /// (planted.json `equivalent_an_ids`), over all ANs and per layer.
+    pub equivalent: TieScore,
+    pub by_layer: Vec<(u16, TieScore)>,
+}
+
+/// ANs tied to a network against a truth set.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TieScore {
+    /// ANs in the truth set, ANs tied, and ANs in both.
+    pub truth: usize,
+    pub tied: usize,
+    pub hits: usize,
+}
+
+impl TieScore {
+    fn of(tied: &BTreeSet<u64>, truth: &BTreeSet<u64>) -> TieScore {
+        TieScore { truth: truth.len(), tied: tied.len(), hits: tied.intersection(truth).count() }
+    }
+
+    /// Share of the truth set tied (NaN for an empty truth set).
+    pub fn recall(&self) -> f64 {
+        self.hits as f64 / self.truth as f64
+    }
+
+    /// Share of the tied ANs in the truth set (NaN when none is tied).
+    pub fn precision(&self) -> f64 {
+        self.hits as f64 / self.tied as f64
+    }
+
+    pub fn add(&mut self, o: &TieScore) {
+        self.truth += o.truth;
+        self.tied += o.tied;
+        self.hits += o.hits;
+    }
 }
 
 /// A planted network counts as recovered when an atom assigned to it has a thresholded
@@ -55,6 +92,15 @@ pub const RECOVERED_DICE: f64 = 0.7;
 impl Recovery {
     pub fn recovered(&self) -> bool {
         self.best.is_some_and(|(_, dice)| dice >= RECOVERED_DICE)
+    }
+
+    /// Per layer with equivalent or tied ANs: the tied ANs against the equivalent ones.
+    pub fn layer_lines(&self) -> Vec<String> {
+        self.by_layer
+            .iter()
+            .filter(|(_, t)| t.truth + t.tied > 0)
+            .map(|(l, t)| format!("layer {l}: {} of {} equivalent ANs tied, {} tied in all (recall {:.2}, precision {:.2})", t.hits, t.truth, t.tied, t.recall(), t.precision()))
+            .collect()
     }
 
     pub fn line(&self) -> String {
@@ -69,8 +115,9 @@ impl Recovery {
                 self.atoms.len()
             )
         };
+        let e = &self.equivalent;
         format!(
-            "{}: {what}; best atom {a}: Dice with the planted map {dice:.3}, sub-group F1 {:.2}{}; {:.0}% of the planted ANs tied to it, AN F1 {:.2}",
+            "{}: {what}; best atom {a}: Dice with the planted map {dice:.3}, sub-group F1 {:.2}{}; {:.0}% of the planted ANs tied to it, AN F1 {:.2}; equivalent ANs: {} of {} tied (recall {:.2}), precision {:.2} of {} tied",
             self.network,
             self.f1,
             match self.spatial_p.is_nan() {
@@ -78,7 +125,12 @@ impl Recovery {
                 false => format!(", spatial-null p {:.3}", self.spatial_p),
             },
             100.0 * self.ans_tied,
-            self.tied_f1
+            self.tied_f1,
+            e.hits,
+            e.truth,
+            e.recall(),
+            e.precision(),
+            e.tied
         )
     }
 }
@@ -111,6 +163,11 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
     let sig = nifti::read_image(&store.join("group/thresholded_z.nii.gz"))?;
     let atom_fbn = read_atom_fbn(&store.join("map/atom_fbn.parquet"))?;
     let subgroups = read_subgroups(&store.join("map/subgroups.parquet"))?;
+    let an_fbn = read_an_fbn(&store.join("map/an_fbn.parquet"))?;
+    let layer_of: std::collections::BTreeMap<u64, u16> = read_neurons(&truth.join("neurons.parquet"))?
+        .into_iter()
+        .map(|n| (n.an_id, n.layer))
+        .collect();
     let voxels = |img: &nifti::Image, vol: usize, keep: fn(f32) -> bool| -> BTreeSet<[usize; 3]> {
         img.data
             .indexed_iter()
@@ -157,11 +214,21 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
             2.0 * members.intersection(&planted_ans).count() as f64
                 / (members.len() + planted_ans.len()).max(1) as f64
         });
-        let tied: BTreeSet<u64> = subgroups
+        let tied: BTreeSet<u64> = an_fbn
             .iter()
-            .filter(|s| s.fbn == net.name)
+            .filter(|s| s.tied && s.fbn == net.name)
             .map(|s| s.an_id)
             .collect();
+        let equivalent_ans: BTreeSet<u64> = net.equivalent_an_ids.iter().copied().collect();
+        let layers: BTreeSet<u16> = layer_of.values().copied().collect();
+        let by_layer = layers
+            .into_iter()
+            .map(|l| {
+                let in_layer = |s: &BTreeSet<u64>| -> BTreeSet<u64> { s.iter().copied().filter(|id| layer_of.get(id) == Some(&l)).collect() };
+                (l, TieScore::of(&in_layer(&tied), &in_layer(&equivalent_ans)))
+            })
+            .collect();
+        let equivalent = TieScore::of(&tied, &equivalent_ans);
         let hits = tied.intersection(&planted_ans).count() as f64;
         let tied_f1 = 2.0 * hits / (tied.len() + planted_ans.len()).max(1) as f64;
         let tied = hits / planted_ans.len().max(1) as f64;
@@ -179,6 +246,8 @@ pub fn score(data: &Path, store: &Path) -> Result<Vec<Recovery>> {
             ans_tied: tied,
             tied_f1,
             spatial_p,
+            equivalent,
+            by_layer,
         });
     }
     Ok(out)

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::io::embedded;
 use crate::stages::artefacts;
-use crate::stages::population::{Population, Story};
+use crate::stages::population::{Texts, Population, Story};
 use crate::stages::voxel_model::{bold_run, jitter_offset, mix, subject_weights};
 use crate::progress;
 use crate::stages::responses::TapOptions;
@@ -137,6 +137,10 @@ struct Planted {
     seed: u64,
     null: bool,
     n_neurons: usize,
+    equivalent_r: f64,
+    /// The story section whose responses test equivalence beyond the simulated text
+    /// (none when every section is simulated).
+    held_out_section: Option<usize>,
     networks: Vec<PlantedNetwork>,
     subjects: Vec<PlantedSubject>,
     runs: Vec<PlantedRun>,
@@ -149,6 +153,10 @@ struct PlantedNetwork {
     /// Index of this network's volume in `maps.nii.gz`.
     volume: usize,
     an_ids: Vec<u64>,
+    /// The ANs equivalent to the planted group (|r| ≥ `equivalent_r` with its course on the
+    /// simulated stories and on the held-out section): the truth the ANs a store ties to
+    /// the network are scored against.
+    equivalent_an_ids: Vec<u64>,
     n_voxels: usize,
 }
 
@@ -252,20 +260,34 @@ fn stimulus_onset(opt: &SimulateOptions) -> f64 {
     opt.stimulus_onset.unwrap_or(opt.layout.stimulus_onset())
 }
 
+/// The section after the simulated ones, whole and in its own time, to test equivalence
+/// to a planted course on text the simulation did not use; none when every section runs.
+fn held_out_story(opt: &SimulateOptions) -> Result<Option<Story>> {
+    let r = opt.runs + 1;
+    let Some(bytes) = embedded::lpp_section(r) else {
+        return Ok(None);
+    };
+    let name = format!("lppEN_section{r}.TextGrid");
+    let stim = stimulus::parse_stimulus(Path::new(&name), bytes, Some("TokensAlign"))?;
+    let n_scans = (stim.end / opt.tr).ceil() as usize;
+    Ok(Some((r, n_scans, stim)))
+}
+
 /// The AN population (a real model's taps, or synthetic) with its planted groups.
-fn population(opt: &SimulateOptions, stories: &[Story]) -> Result<Population> {
+fn population(opt: &SimulateOptions, stories: &[Story], held_out: Option<&Story>) -> Result<Population> {
     let n_groups = opt.networks.len();
+    let texts = Texts { simulated: stories, held_out };
     match &opt.model {
         Some(taps) => Population::from_model(
             taps,
-            stories,
+            &texts,
             opt.tr,
             n_groups,
             opt.group_size,
             mix(opt.seed, 3, 0),
         ),
         None => Population::synthetic(
-            stories,
+            &texts,
             opt.tr,
             opt.neurons,
             n_groups,
@@ -423,7 +445,8 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
     let mut files = Vec::new();
     let g = write_grid(opt, &mut files)?;
     let stories = write_stories(opt, &mut files)?;
-    let population = population(opt, &stories)?;
+    let held_out = held_out_story(opt)?;
+    let population = population(opt, &stories, held_out.as_ref())?;
     let names = embedded::yeo7_names();
     let planted_groups: Vec<PlantedNetwork> = opt
         .networks
@@ -438,6 +461,7 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
                 .unwrap_or_default(),
             volume: i,
             an_ids: population.group_ids(i),
+            equivalent_an_ids: population.equivalent_ids(i),
             n_voxels: g.labels.iter().filter(|&&v| v as u16 == label).count(),
         })
         .collect();
@@ -462,6 +486,8 @@ pub fn run(opt: &SimulateOptions) -> Result<SimulationSummary> {
         seed: opt.seed,
         null: opt.null,
         n_neurons: population.neurons.len(),
+        equivalent_r: crate::stages::population::EQUIVALENT_R,
+        held_out_section: held_out.as_ref().map(|h| h.0),
         networks: planted_groups,
         subjects,
         runs: stories

@@ -247,3 +247,23 @@ pub fn kill_until_done(args: &[String], seed: u64, full_ms: u64, tries: usize, a
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     tries
 }
+
+/// `simulate` (seed, subjects × 2 runs, no jitter) into DIR/sim, then `run` of the shipped
+/// recipe `dataflows/<recipe>.toml` on it (with the simulator's responses) into DIR/store;
+/// returns the recipe and the two folders.
+pub fn simulated_store(dir: &Path, seed: u64, subjects: usize, recipe: &str) -> (cortexflow::store::Recipe, PathBuf, PathBuf) {
+    use cortexflow::engine::cluster::Cluster;
+    use cortexflow::engine::update::{self, RunRequest};
+    let (sim, store) = (dir.join("sim"), dir.join("store"));
+    let (seed, subjects) = (seed.to_string(), subjects.to_string());
+    ok(&["simulate", "--out", sim.to_str().unwrap(), "--seed", &seed, "--subjects", &subjects, "--runs", "2", "--jitter", "0"]);
+    let recipe = cortexflow::store::Recipe::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dataflows/{recipe}.toml"))).unwrap();
+    let req = RunRequest {
+        data: sim.clone(),
+        space: None,
+        responses: Some(sim.join("truth/responses")),
+        mask_threshold: 0.5,
+    };
+    update::run_all(&recipe, &req, &store, &Cluster::default()).unwrap();
+    (recipe, sim, store)
+}

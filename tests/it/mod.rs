@@ -23,4 +23,5 @@ mod smooth;
 mod stimulus;
 mod store;
 mod store_safety;
+mod ties;
 mod tiny_models;

@@ -1,0 +1,133 @@
+//! Which ANs belong to which network: `an_fbn` against a brute-force computation from the
+//! AN responses, the atoms and the group maps, and recovery of the planted equivalent ANs.
+
+use cortexflow::io::{nifti, parquet};
+use cortexflow::stages::{mapping, recovery};
+
+use super::common::simulated_store;
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// Centres each story's part of a series stacked over stories.
+fn centred(x: &[f64], lengths: &[usize]) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &n in lengths {
+        let part = &x[start..start + n];
+        let mean = part.iter().sum::<f64>() / n as f64;
+        out.extend(part.iter().map(|v| v - mean));
+        start += n;
+    }
+    out
+}
+
+/// The demo recipe (16 atoms) on a synthetic simulation (4 subjects × 2 runs, seed 5).
+/// Each AN's r in `an_fbn` equals, to 1e-5 (the table stores f32), the Pearson r of the
+/// AN's response with the network's course Σ_k b_k·d_k computed here from scratch: b_k the
+/// mean of the group's mean β of atom k over the network's voxels, each story centred. And
+/// the ANs tied under the default rule recover the planted equivalent ANs.
+#[test]
+fn an_network_correlations_equal_the_brute_force_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recipe, sim, store) = simulated_store(dir.path(), 5, 4, "demo");
+
+    // Responses (per AN, stories stacked) and atoms, story by story in run order.
+    let (mut lengths, mut responses, mut atoms) = (Vec::new(), Vec::<Vec<f64>>::new(), Vec::<Vec<f64>>::new());
+    for run in 1..=2 {
+        let key = format!("task-lpp_run-{run}");
+        let table = parquet::read_responses(&sim.join(format!("truth/responses/{key}.parquet"))).unwrap();
+        let (_, d) = parquet::read_atoms(&store.join(format!("basis/atoms/{key}.parquet"))).unwrap();
+        assert_eq!(d.nrows(), table.values.ncols());
+        lengths.push(d.nrows());
+        responses.resize(table.values.nrows(), Vec::new());
+        for (u, row) in table.values.rows().into_iter().enumerate() {
+            responses[u].extend(row.iter().map(|&v| v as f64));
+        }
+        atoms.resize(d.ncols(), Vec::new());
+        for (k, col) in d.columns().into_iter().enumerate() {
+            atoms[k].extend(col.iter().copied());
+        }
+        if run == 1 {
+            assert!(table.an_ids.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+    let ids = parquet::read_responses(&sim.join("truth/responses/task-lpp_run-1.parquet")).unwrap().an_ids;
+    let mask = nifti::read_mask(&store.join("group/mask.nii.gz")).unwrap();
+    let beta = mask.rows(&nifti::read_image(&store.join("group/mean_beta.nii.gz")).unwrap());
+    let temps = mapping::templates(&recipe.map.options(), &mask, dir.path()).unwrap();
+    let rows = parquet::read_an_fbn(&store.join("map/an_fbn.parquet")).unwrap();
+    assert!(!rows.is_empty(), "no network has a course");
+    let mut checked = 0;
+    for net in temps.iter().filter(|t| rows.iter().any(|r| r.fbn == t.name)) {
+        let b: Vec<f64> = beta
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let v: Vec<f64> = row.iter().zip(&net.voxels).filter(|(x, &on)| on && x.is_finite()).map(|(x, _)| *x).collect();
+                v.iter().sum::<f64>() / v.len() as f64
+            })
+            .collect();
+        let t = atoms[0].len();
+        let course: Vec<f64> = (0..t).map(|i| b.iter().zip(&atoms).map(|(bk, d)| bk * d[i]).sum()).collect();
+        let course = centred(&course, &lengths);
+        for row in rows.iter().filter(|r| r.fbn == net.name) {
+            let u = ids.iter().position(|&id| id == row.an_id).unwrap();
+            let want = pearson(&centred(&responses[u], &lengths), &course);
+            assert!((row.r as f64 - want).abs() < 1e-5, "AN {} × {}: {} vs {want}", row.an_id, net.name, row.r);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, rows.len());
+    // Under the default rule (course, |r| ≥ 0.7) the tied ANs are the equivalent ones.
+    let mut pooled = recovery::TieScore::default();
+    for r in recovery::score(&sim, &store).unwrap() {
+        println!("{}", r.line());
+        pooled.add(&r.equivalent);
+    }
+    assert!(pooled.truth > 0, "no equivalent AN was planted");
+    assert!(pooled.recall() >= 0.8 && pooled.precision() >= 0.8, "{pooled:?}");
+}
+
+/// An `an_atom` table whose Gram matrix is missing, ragged or asymmetric, or whose rows do
+/// not hold every atom of every AN in order, is refused with the file and what was expected.
+#[test]
+fn a_broken_an_atom_table_is_refused_in_words() {
+    use cortexflow::io::parquet::{write_table_with, Column, ATOM_GRAM_KEY};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("an_atom.parquet");
+    let write = |atoms: Vec<u16>, gram: Option<&str>| {
+        let n = atoms.len();
+        let meta: Vec<(&str, String)> = gram.map(|g| (ATOM_GRAM_KEY, g.to_string())).into_iter().collect();
+        write_table_with(
+            &path,
+            "an_atom",
+            None,
+            vec![Column::U64(vec![7; n]), Column::U16(atoms), Column::F32(vec![0.5; n])],
+            &meta,
+        )
+        .unwrap();
+    };
+    let cases = [
+        (vec![0, 1], None, "no cortexflow.atom_gram metadata"),
+        (vec![0, 1], Some("[[1, 0], [0]]"), "square K × K"),
+        (vec![0, 1], Some("[[1, 0.5], [0, 1]]"), "finite and symmetric"),
+        (vec![0, 1], Some("not json"), "JSON list of rows"),
+        (vec![1, 0], Some("[[1, 0], [0, 1]]"), "atoms in order"),
+        (vec![0, 1, 0], Some("[[1, 0], [0, 1]]"), "whole number of ANs"),
+    ];
+    for (atoms, gram, want) in cases {
+        write(atoms, gram);
+        let e = parquet::read_an_atom(&path).unwrap_err().to_string();
+        assert!(e.contains("an_atom.parquet") && e.contains(want), "{e}");
+    }
+    write(vec![0, 1], Some("[[2, 0.5], [0.5, 3]]"));
+    let ok = parquet::read_an_atom(&path).unwrap();
+    assert_eq!((ok.an_ids, ok.r.dim(), ok.gram[[1, 1]]), (vec![7], (1, 2), 3.0));
+}
