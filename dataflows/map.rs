@@ -55,10 +55,11 @@ pub struct Args {
     #[arg(long, default_value_t = defaults().surrogate_seed)]
     pub surrogate_seed: u64,
     /// How an AN is tied to a network: the network whose fitted course its response
-    /// follows best (course), or its dominant atom's network (dominant).
+    /// follows best in both halves of the stories (course), or its dominant atom's
+    /// network (dominant).
     #[arg(long, value_enum, default_value_t = defaults().ties)]
     pub ties: TieRule,
-    /// The |r| with a network's fitted course an AN needs under --ties course.
+    /// The |r| with a network's fitted course an AN needs in both halves under --ties course.
     #[arg(long, default_value_t = defaults().tie_r)]
     pub tie_r: f64,
 }

@@ -2,8 +2,8 @@
 # Which rule ties ANs to networks: the recovery study behind `[map] ties` and `tie_r`.
 #
 # Runs `cortexflow demo` with each real model over several seeds, then scores every rule
-# (dominant atom; dominant atom with a share threshold; the network course with several
-# |r| cuts) against the ANs equivalent to each planted course (planted.json
+# (dominant atom; dominant atom with a share threshold; the network's fitted course with
+# several |r| cuts, over all stories or as both halves of the stories agree) against the ANs equivalent to each planted course (planted.json
 # `equivalent_an_ids`: |r| ≥ 0.7 on the simulated stories and on a held-out section).
 #
 #   MODELS="minilm smollm2" SEEDS="0 1 2 3 4 5" OUT=/tmp/an_ties bash scripts/studies/an_ties.sh

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-RULES = [("dominant", None), ("share", 0.3), ("share", 0.4)] + [("course", c) for c in (0.5, 0.6, 0.7, 0.8)]
+RULES = [("dominant", None), ("share", 0.3), ("share", 0.4)] + [
+    (rule, c) for rule in ("course", "split") for c in (0.5, 0.6, 0.65, 0.7, 0.75, 0.8)]
 
 
 def ties(store, rule, cut):
@@ -19,7 +20,8 @@ def ties(store, rule, cut):
             sg = sg[sg.share >= cut]
         return dict(zip(sg.an_id, sg.fbn))
     af = pd.read_parquet(f"{store}/map/an_fbn.parquet")
-    af = af[af.r.abs() >= cut].assign(a=lambda d: d.r.abs())
+    r = af.r if rule == "course" else af.r_split  # over all stories, or what both halves agree on
+    af = af[r.abs() >= cut].assign(a=r.abs())
     best = af.sort_values(["an_id", "a", "fbn"], ascending=[True, False, True]).drop_duplicates("an_id")
     return dict(zip(best.an_id, best.fbn))
 

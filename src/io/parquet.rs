@@ -278,61 +278,72 @@ fn footer_metadata(path: &Path) -> Result<Vec<KeyValue>> {
 /// The key of the atoms' Gram matrix in an `an_atom` table.
 pub const ATOM_GRAM_KEY: &str = "cortexflow.atom_gram";
 
-/// An `an_atom` table read back: each AN's correlation with each atom, and the atoms' Gram
-/// matrix (see [`crate::kernels::courses`]).
+/// An `an_atom` table read back: the ANs and their per-half statistics against the atoms
+/// (see [`crate::kernels::courses`]).
 #[derive(Debug, Clone)]
 pub struct AnAtom {
     pub an_ids: Vec<u64>,
-    /// N × K.
-    pub r: ndarray::Array2<f64>,
-    /// K × K.
-    pub gram: ndarray::Array2<f64>,
+    pub stats: crate::kernels::courses::AnAtomStats,
 }
 
-/// Reads an `an_atom` table, checking that every AN has one row per atom of the Gram
-/// matrix, in order, and that the matrix is square, finite and symmetric.
+/// Reads an `an_atom` table, checking that every AN has a half-0 then a half-1 row, that
+/// the lists have one r per atom of the two Gram matrices, and that those are square,
+/// finite and symmetric.
 pub fn read_an_atom(path: &Path) -> Result<AnAtom> {
     let bad = |msg: String| Error::format(path, msg);
     let text = footer_metadata(path)?
         .into_iter()
         .find(|e| e.key == ATOM_GRAM_KEY)
         .and_then(|e| e.value)
-        .ok_or_else(|| bad(format!("no {ATOM_GRAM_KEY} metadata (the atoms' Gram matrix)")))?;
-    let rows: Vec<Vec<f64>> = serde_json::from_str(&text)
-        .map_err(|e| bad(format!("metadata {ATOM_GRAM_KEY} is not a JSON list of rows of numbers: {e}")))?;
-    let k = rows.len();
-    if k == 0 || rows.iter().any(|r| r.len() != k) {
-        return Err(bad(format!("metadata {ATOM_GRAM_KEY}: expected a square K × K matrix")));
+        .ok_or_else(|| bad(format!("no {ATOM_GRAM_KEY} metadata (the atoms' Gram matrices)")))?;
+    let grams: Vec<Vec<Vec<f64>>> = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("metadata {ATOM_GRAM_KEY} is not a JSON list of two matrices (lists of rows of numbers): {e}")))?;
+    let k = grams.first().map_or(0, Vec::len);
+    if grams.len() != 2 || k == 0 || grams.iter().any(|g| g.len() != k || g.iter().any(|r| r.len() != k)) {
+        return Err(bad(format!("metadata {ATOM_GRAM_KEY}: expected two square K × K matrices")));
     }
-    let gram = ndarray::Array2::from_shape_fn((k, k), |(i, j)| rows[i][j]);
-    if gram.iter().any(|v| !v.is_finite()) || (0..k).any(|i| (0..i).any(|j| gram[[i, j]] != gram[[j, i]])) {
-        return Err(bad(format!("metadata {ATOM_GRAM_KEY}: the Gram matrix must be finite and symmetric")));
+    let gram: Vec<ndarray::Array2<f64>> = grams.iter().map(|g| ndarray::Array2::from_shape_fn((k, k), |(i, j)| g[i][j])).collect();
+    if gram.iter().any(|g| g.iter().any(|v| !v.is_finite()) || (0..k).any(|i| (0..i).any(|j| g[[i, j]] != g[[j, i]]))) {
+        return Err(bad(format!("metadata {ATOM_GRAM_KEY}: the Gram matrices must be finite and symmetric")));
     }
-    let (mut ids, mut values) = (Vec::new(), Vec::new());
+    let (mut ids, mut norms, mut values) = (Vec::new(), [Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     let mut row = 0usize;
     for batch in read_batches(path, "an_atom")? {
         let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
-        let atom = column::<UInt16Array>(path, &batch, 1, "uint16")?;
-        let r = column::<Float32Array>(path, &batch, 2, "float32")?;
+        let half = column::<UInt16Array>(path, &batch, 1, "uint16")?;
+        let norm = column::<Float32Array>(path, &batch, 2, "float32")?;
+        let mut r = Vec::new();
+        let size = list_values(path, column::<FixedSizeListArray>(path, &batch, 3, "a list")?, &mut r)?;
+        if size != k {
+            return Err(bad(format!("lists of {size} correlations, but the Gram matrices are {k} × {k}")));
+        }
         for i in 0..batch.num_rows() {
-            if atom.value(i) as usize != row % k || (!row.is_multiple_of(k) && ids.last() != Some(&id.value(i))) {
+            let h = row % 2;
+            if half.value(i) as usize != h || (h == 1 && ids.last() != Some(&id.value(i))) {
                 return Err(bad(format!(
-                    "row {row}: expected AN {}'s atom {} ({k} rows per AN, atoms in order), found AN {} atom {}",
-                    ids.last().copied().unwrap_or(id.value(i)), row % k, id.value(i), atom.value(i)
+                    "row {row}: expected AN {}'s half {h} (two rows per AN, half 0 then half 1), found AN {} half {}",
+                    if h == 1 { ids.last().copied().unwrap_or(0) } else { id.value(i) }, id.value(i), half.value(i)
                 )));
             }
-            if row.is_multiple_of(k) {
+            if h == 0 {
                 ids.push(id.value(i));
             }
-            values.push(r.value(i) as f64);
+            norms[h].push(norm.value(i) as f64);
+            values[h].extend(r[i * k..(i + 1) * k].iter().map(|&v| v as f64));
             row += 1;
         }
     }
-    if !row.is_multiple_of(k) {
-        return Err(bad(format!("{row} rows: not a whole number of ANs × {k} atoms")));
+    if !row.is_multiple_of(2) {
+        return Err(bad(format!("{row} rows: the last AN has no half-1 row")));
     }
-    let r = ndarray::Array2::from_shape_vec((ids.len(), k), values).map_err(|e| bad(e.to_string()))?;
-    Ok(AnAtom { an_ids: ids, r, gram })
+    let n = ids.len();
+    let [v0, v1] = values;
+    let r = [
+        ndarray::Array2::from_shape_vec((n, k), v0).map_err(|e| bad(e.to_string()))?,
+        ndarray::Array2::from_shape_vec((n, k), v1).map_err(|e| bad(e.to_string()))?,
+    ];
+    let [g0, g1]: [ndarray::Array2<f64>; 2] = gram.try_into().expect("two matrices");
+    Ok(AnAtom { an_ids: ids, stats: crate::kernels::courses::AnAtomStats { r, norms, gram: [g0, g1] } })
 }
 
 fn tr_of(path: &Path, kv: Option<&Vec<KeyValue>>) -> Result<Option<f64>> {
@@ -671,6 +682,7 @@ pub struct AnFbn {
     pub an_id: u64,
     pub fbn: String,
     pub r: f32,
+    pub r_split: f32,
     pub tied: bool,
     pub stability: f32,
 }
@@ -682,13 +694,15 @@ pub fn read_an_fbn(path: &Path) -> Result<Vec<AnFbn>> {
         let id = column::<UInt64Array>(path, &batch, 0, "uint64")?;
         let fbn = column::<StringArray>(path, &batch, 1, "utf8")?;
         let r = column::<Float32Array>(path, &batch, 2, "float32")?;
-        let tied = column::<BooleanArray>(path, &batch, 3, "bool")?;
-        let stability = column::<Float32Array>(path, &batch, 4, "float32")?;
+        let r_split = column::<Float32Array>(path, &batch, 3, "float32")?;
+        let tied = column::<BooleanArray>(path, &batch, 4, "bool")?;
+        let stability = column::<Float32Array>(path, &batch, 5, "float32")?;
         for i in 0..batch.num_rows() {
             out.push(AnFbn {
                 an_id: id.value(i),
                 fbn: fbn.value(i).to_string(),
                 r: r.value(i),
+                r_split: r_split.value(i),
                 tied: tied.value(i),
                 stability: stability.value(i),
             });

@@ -273,11 +273,17 @@ fn short_name(n: &str) -> String {
 pub fn subgroups(page: &mut Page, store: &Store) -> Result<()> {
     let map = &store.recipe.map;
     let rule = match map.ties {
-        TieRule::Course => format!("Each AN belongs to the network whose fitted course (the atoms weighted by the network's mean group β) its response follows best, when |r| ≥ {}; stability is the mean Jaccard index of a network's ANs over 200 bootstrap replicates of the subjects.", map.tie_r),
+        TieRule::Course => format!("Each AN belongs to the network whose fitted course (the atoms weighted by the network's mean group β) its response follows best in both halves of the stories, when the smaller half's |r| ≥ {}. A tied AN's stability is the share of 200 bootstrap replicates of the subjects that keep it in its network.", map.tie_r),
         TieRule::Dominant => "Each AN belongs to the network of its dominant atom (largest |code|).".into(),
     };
     page.section("subgroups", "ANs by network", &rule);
-    let rows = read_an_fbn(&store.paths().map().join("an_fbn.parquet"))?;
+    let an_fbn = store.paths().map().join("an_fbn.parquet");
+    if !an_fbn.is_file() {
+        page.note("No an_fbn table in the store's map (made before cortexflow tied ANs to networks): refresh the store's results to tie them.".into());
+        page.end();
+        return Ok(());
+    }
+    let rows = read_an_fbn(&an_fbn)?;
     let subs: Vec<(u64, String)> = rows.iter().filter(|r| r.tied).map(|r| (r.an_id, r.fbn.clone())).collect();
     let neurons_path = store.paths().neurons();
     if subs.is_empty() {

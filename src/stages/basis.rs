@@ -199,26 +199,35 @@ fn write_codes(
     Ok((vec![codes_path, subgroups_path], coded, sizes))
 }
 
-/// Each used AN's correlation with each atom, and the atoms' Gram matrix in the table's
-/// metadata (an_atom.parquet): what `map` needs to correlate ANs with a network's course.
+/// Each used AN's correlations with the atoms and norm per half of the time axis, and the
+/// atoms' Gram matrices in the table's metadata (an_atom.parquet): what `map` needs to
+/// correlate ANs with a network's course (see `kernels::courses`).
 fn write_an_atom(out: &Path, xs: ArrayView2<f64>, atoms: ArrayView2<f64>, stories: &[Story], ids: &[u64]) -> Result<PathBuf> {
     let lengths: Vec<usize> = stories.iter().map(|s| s.scans).collect();
-    let centred = courses::centre_within_stories(atoms, &lengths);
-    let r = courses::an_atom_correlations(xs, centred.view(), &lengths);
-    let gram = centred.t().dot(&centred);
-    let rows: Vec<Vec<f64>> = gram.rows().into_iter().map(|r| r.to_vec()).collect();
+    let stats = courses::an_atom_stats(xs, atoms, &lengths);
+    if stats.gram.iter().any(|g| g.iter().any(|v| !v.is_finite())) {
+        bail!("the atoms hold values that are not numbers: no an_atom table can be written");
+    }
+    // Symmetrised, so the reader's symmetry check holds bit for bit: (G + Gᵀ)/2.
+    let grams: Vec<Vec<Vec<f64>>> = stats
+        .gram
+        .iter()
+        .map(|g| g.rows().into_iter().enumerate().map(|(i, r)| r.iter().enumerate().map(|(j, v)| 0.5 * (v + g[[j, i]])).collect()).collect())
+        .collect();
     let k = atoms.ncols();
+    let rows: Vec<(usize, usize)> = (0..ids.len()).flat_map(|u| [(u, 0), (u, 1)]).collect();
     let path = out.join("an_atom.parquet");
     write_table_with(
         &path,
         "an_atom",
-        None,
+        Some(k),
         vec![
-            Column::U64(ids.iter().flat_map(|&id| std::iter::repeat_n(id, k)).collect()),
-            Column::U16(ids.iter().flat_map(|_| 0..k as u16).collect()),
-            Column::F32(r.iter().map(|&v| v as f32).collect()),
+            Column::U64(rows.iter().map(|&(u, _)| ids[u]).collect()),
+            Column::U16(rows.iter().map(|&(_, h)| h as u16).collect()),
+            Column::F32(rows.iter().map(|&(u, h)| stats.norms[h][u] as f32).collect()),
+            Column::F32List { size: k, values: rows.iter().flat_map(|&(u, h)| stats.r[h].row(u).to_vec()).map(|v| v as f32).collect() },
         ],
-        &[(ATOM_GRAM_KEY, serde_json::to_string(&rows)?)],
+        &[(ATOM_GRAM_KEY, serde_json::to_string(&grams)?)],
     )?;
     Ok(path)
 }

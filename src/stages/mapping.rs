@@ -398,7 +398,7 @@ fn tie_line(ties: &crate::stages::ties::Ties, temps: &[crate::io::atlas::Templat
         })
         .collect();
     let rule = match opt.ties {
-        TieRule::Course => format!("|r| with the network's fitted course ≥ {}", opt.tie_r),
+        TieRule::Course => format!("|r| with the network's fitted course ≥ {} in both halves of the stories", opt.tie_r),
         TieRule::Dominant => "the network of the dominant atom".into(),
     };
     match counts.is_empty() {
@@ -407,8 +407,8 @@ fn tie_line(ties: &crate::stages::ties::Ties, temps: &[crate::io::atlas::Templat
     }
 }
 
-/// Where every AN of the neurons table (or every coded AN) lands: uncoded, coded but in no
-/// network, or in the network `network_of` gives it.
+/// Where every AN of the neurons table (or of the basis) lands: in the network
+/// `network_of` gives it, else coded but in no network, else uncoded.
 fn places(
     neurons: &[Neuron],
     codes: &Codes,
@@ -424,9 +424,10 @@ fn places(
             model: n.model.clone(),
             layer: n.layer,
             coded_atoms: coded.get(&n.an_id).cloned().unwrap_or_default(),
-            place: match coded.contains_key(&n.an_id) {
-                false => Place::Uncoded,
-                true => network_of(n.an_id).map_or(Place::Unassigned, Place::Network),
+            place: match (network_of(n.an_id), coded.contains_key(&n.an_id)) {
+                (Some(net), _) => Place::Network(net),
+                (None, true) => Place::Unassigned,
+                (None, false) => Place::Uncoded,
             },
         })
         .collect()
@@ -488,21 +489,8 @@ pub fn run(
     let (z, sig) = (mask.rows(&z_img), mask.rows(&sig_img));
     let atoms = z.nrows();
     let split = split_half(group, atoms)?;
-    let temps = templates(opt, &mask, out)?;
-    let mut m = match_atoms(&z, &sig, &temps, opt);
-    let note = match opt.surrogates > 0 {
-        true => spatial_null(&mut m, &z, &sig, &mask, &temps, opt),
-        false => None,
-    };
     // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
-    let an_atom_path = codes_path.with_file_name("an_atom.parquet");
-    if !an_atom_path.is_file() {
-        bail!(
-            "{}: not found beside the codes — each AN's correlation with the atoms, which `basis` writes since cortexflow 0.16; learn the basis again",
-            an_atom_path.display()
-        );
-    }
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {
         bail!(
             "{}: atom {bad}, but the group maps have {atoms} atoms",
@@ -519,6 +507,13 @@ pub fn run(
             );
         }
     }
+    let an_atom = read_an_atom_beside(codes_path, opt.ties, atoms)?;
+    let temps = templates(opt, &mask, out)?;
+    let mut m = match_atoms(&z, &sig, &temps, opt);
+    let note = match opt.surrogates > 0 {
+        true => spatial_null(&mut m, &z, &sig, &mask, &temps, opt),
+        false => None,
+    };
     let mut files = Vec::new();
     let path = out.join("atom_fbn.parquet");
     write_atom_fbn(&path, &m, &temps)?;
@@ -530,13 +525,11 @@ pub fn run(
     write_subgroups(&path, &codes, &fbn_of)?;
     files.push(path);
 
-    let an_atom = read_an_atom(&an_atom_path)?;
     let beta = mask.rows(&nifti::read_image(&group.join("mean_beta.nii.gz"))?);
-    let mut ties = network_ties(&an_atom, &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)
-        .with_context(|| an_atom_path.display().to_string())?;
-    if opt.ties == TieRule::Course && subject_maps.len() >= 2 && !ties.networks.is_empty() {
-        let profiles = subject_profiles(subject_maps, &mask, &temps, &ties.networks)?;
-        ties.stability = Some(stability(&ties, &an_atom, &profiles, opt.tie_r, opt.surrogate_seed));
+    let mut ties = network_ties(an_atom.as_ref(), &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)?;
+    if let (Some(an_atom), TieRule::Course, true) = (&an_atom, opt.ties, subject_maps.len() >= 2 && !ties.networks.is_empty()) {
+        let profiles = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms)?;
+        ties.stability = Some(stability(&ties, an_atom, &profiles, opt.tie_r, opt.surrogate_seed));
     }
     let path = out.join("an_fbn.parquet");
     ties.write(&path, &temps)?;
@@ -544,11 +537,12 @@ pub fn run(
     let network_of = ties.network_of();
     let tie_line = tie_line(&ties, &temps, opt);
 
-    // Organisation metrics over every AN of the neurons table (or the coded ones).
+    // Organisation metrics over every AN of the neurons table (or those of the basis).
     let neurons: Vec<Neuron> = match neurons_path {
         Some(p) => read_neurons(p)?,
-        None => dominant
-            .keys()
+        None => ties
+            .an_ids
+            .iter()
             .map(|&id| Neuron {
                 an_id: id,
                 model: "model".into(),
@@ -587,6 +581,27 @@ pub fn run(
         assignment,
         lines: note.into_iter().chain(atom_lines(&sig, &m, &temps, opt)).chain([tie_line]).collect(),
     })
+}
+
+/// The `an_atom` table beside the codes (as `basis` writes it), checked against the group
+/// maps' `atoms`; required by the course rule, optional under the dominant one.
+fn read_an_atom_beside(codes_path: &Path, rule: TieRule, atoms: usize) -> Result<Option<crate::io::parquet::AnAtom>> {
+    let path = codes_path.with_file_name("an_atom.parquet");
+    if !path.is_file() {
+        return match rule {
+            TieRule::Dominant => Ok(None),
+            TieRule::Course => bail!(
+                "{}: not found beside the codes — each AN's correlation with the atoms, which `basis` now writes and the course rule needs; learn the basis again, or map with --ties dominant (recipe: [map] ties = \"dominant\")",
+                path.display()
+            ),
+        };
+    }
+    let an_atom = read_an_atom(&path)?;
+    let k = an_atom.stats.gram[0].nrows();
+    if k != atoms {
+        bail!("{}: {k} atoms, but the group maps have {atoms}: results of different bases", path.display());
+    }
+    Ok(Some(an_atom))
 }
 
 /// The number of atoms of the basis a codes table belongs to, from an atoms table beside

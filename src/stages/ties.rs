@@ -3,8 +3,10 @@
 //! Every network with an assigned atom gets a fitted course, c_N(t) = Σ_k b_k·d_k(t) with
 //! b_k the group mean β of atom k over the network's voxels (what a voxel of the network
 //! does, on average, in terms of the atoms). Each AN's correlation with it comes exactly
-//! from the basis's `an_atom` table ([`crate::kernels::courses`]). Under the `course` rule
-//! an AN belongs to the network whose course it follows best, when |r| ≥ `tie_r`; under
+//! from the basis's `an_atom` table ([`crate::kernels::courses`]), over the whole time axis
+//! and over each of its two halves. Under the `course` rule an AN belongs to the network
+//! whose course it follows best in both halves, when that r (the smaller half's) reaches
+//! `tie_r`: following a course in one half only is a coincidence of the text. Under
 //! `dominant` (the paper's rule), to its dominant atom's network.
 
 use std::collections::BTreeMap;
@@ -21,7 +23,8 @@ use crate::kernels::courses::course_correlations;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TieRule {
-    /// The network whose fitted course the AN's response follows best, when |r| ≥ tie_r.
+    /// The network whose fitted course the AN's response follows best in both halves of
+    /// the stories, when the smaller half's |r| ≥ tie_r.
     Course,
     /// The network of the AN's dominant atom (largest |code|).
     Dominant,
@@ -41,8 +44,9 @@ pub struct Ties {
     /// Template indices of the networks with a course (those with an assigned atom).
     pub networks: Vec<usize>,
     pub an_ids: Vec<u64>,
-    /// N × networks.
+    /// N × networks: r over the whole time axis, and the r both halves agree on.
     pub r: Array2<f64>,
+    pub r_split: Array2<f64>,
     /// Per AN: its network (a template index), if any.
     pub tied: Vec<Option<usize>>,
     /// Per AN and network, the bootstrap share tying it there, and per network the mean
@@ -71,10 +75,11 @@ fn network_profiles(beta: &Array2<f64>, temps: &[Template], networks: &[usize]) 
         .collect()
 }
 
-/// The ties of every AN of `an_atom`. `assigned[a]` is atom a's network (template index);
-/// `dominant` maps an AN to its dominant atom (used by the `dominant` rule).
+/// The ties of every AN of `an_atom` (under the dominant rule without it: of every coded
+/// AN, with no r). `assigned[a]` is atom a's network (template index); `dominant` maps an
+/// AN to its dominant atom (used by the `dominant` rule).
 pub fn network_ties(
-    an_atom: &AnAtom,
+    an_atom: Option<&AnAtom>,
     beta: &Array2<f64>,
     temps: &[Template],
     assigned: &[Option<usize>],
@@ -82,40 +87,40 @@ pub fn network_ties(
     rule: TieRule,
     tie_r: f64,
 ) -> Result<Ties> {
-    let k = an_atom.gram.nrows();
-    if beta.nrows() != k {
-        bail!("the group maps have {} atoms but the basis's an_atom table has {k}: results of different bases", beta.nrows());
-    }
     let mut networks: Vec<usize> = assigned.iter().flatten().copied().collect();
     networks.sort_unstable();
     networks.dedup();
     let profiles = network_profiles(beta, temps, &networks);
-    let n = an_atom.an_ids.len();
+    let an_ids: Vec<u64> = match an_atom {
+        Some(a) => a.an_ids.clone(),
+        None if rule == TieRule::Dominant => dominant.keys().copied().collect(),
+        None => bail!("the course rule needs the basis's an_atom table"),
+    };
+    let n = an_ids.len();
     let mut r = Array2::from_elem((n, networks.len()), f64::NAN);
+    let mut r_split = r.clone();
     for (j, b) in profiles.iter().enumerate() {
-        if let Some(c) = course_correlations(an_atom.r.view(), an_atom.gram.view(), b) {
-            r.column_mut(j).iter_mut().zip(c).for_each(|(o, v)| *o = v);
+        if let Some(c) = an_atom.and_then(|a| course_correlations(&a.stats, b)) {
+            r.column_mut(j).iter_mut().zip(c.r).for_each(|(o, v)| *o = v);
+            r_split.column_mut(j).iter_mut().zip(c.r_split).for_each(|(o, v)| *o = v);
         }
     }
     let tied = match rule {
-        TieRule::Course => r
-            .rows()
-            .into_iter()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.abs() >= tie_r)
-                    .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()).then(b.0.cmp(&a.0)))
-                    .map(|(j, _)| networks[j])
-            })
-            .collect(),
-        TieRule::Dominant => an_atom
-            .an_ids
+        TieRule::Course => r_split.rows().into_iter().map(|row| best_network(row.iter().copied(), tie_r).map(|j| networks[j])).collect(),
+        TieRule::Dominant => an_ids
             .iter()
             .map(|id| dominant.get(id).and_then(|d| assigned[d.0 as usize]))
             .collect(),
     };
-    Ok(Ties { networks, an_ids: an_atom.an_ids.clone(), r, tied, stability: None })
+    Ok(Ties { networks, an_ids, r, r_split, tied, stability: None })
+}
+
+/// The index of the largest |r| that reaches `tie_r` (the first on ties), if any.
+fn best_network(r: impl Iterator<Item = f64>, tie_r: f64) -> Option<usize> {
+    r.enumerate()
+        .filter(|(_, v)| v.abs() >= tie_r)
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()).then(b.0.cmp(&a.0)))
+        .map(|(j, _)| j)
 }
 
 impl Ties {
@@ -141,6 +146,7 @@ impl Ties {
                 Column::U64(cells.iter().map(|&(u, _)| self.an_ids[u]).collect()),
                 Column::Utf8(cells.iter().map(|&(_, j)| temps[self.networks[j]].name.clone()).collect()),
                 Column::F32(cells.iter().map(|&(u, j)| self.r[[u, j]] as f32).collect()),
+                Column::F32(cells.iter().map(|&(u, j)| self.r_split[[u, j]] as f32).collect()),
                 Column::Bool(cells.iter().map(|&(u, j)| self.tied[u] == Some(self.networks[j])).collect()),
                 Column::F32(cells.iter().map(|&(u, j)| self.stability.as_ref().map_or(f32::NAN, |s| s.0[[u, j]] as f32)).collect()),
             ],
@@ -156,33 +162,31 @@ pub const STABILITY_REPLICATES: usize = 200;
 /// subjects with replacement, re-form every network's β profile as the mean of theirs,
 /// and re-tie every AN under the course rule. Per AN and network: the share of replicates
 /// tying the AN to it; per network: the mean Jaccard index of its replicate tie sets with
-/// its tie set (1: the same ANs whichever subjects). `profiles[s][j]` is subject s's β
+/// its tie set (1: the same ANs whichever subjects; NaN when no replicate and not the data
+/// tie an AN to it). Replicate b draws from its own stream of `seed`, so the results do
+/// not depend on the number of threads. `profiles[s][j]` is subject s's β
 /// profile (K) of network `ties.networks[j]` ([`subject_profiles`]).
 pub fn stability(ties: &Ties, an_atom: &AnAtom, profiles: &[Vec<Vec<f64>>], tie_r: f64, seed: u64) -> (Array2<f64>, Vec<f64>) {
     use rand::{Rng, SeedableRng};
     use rayon::prelude::*;
     let (n, nets, subjects) = (ties.an_ids.len(), ties.networks.len(), profiles.len());
     let reference: Vec<Option<usize>> = ties.tied.iter().map(|t| t.and_then(|t| ties.networks.iter().position(|&x| x == t))).collect();
-    let (counts, jaccard) = (0..STABILITY_REPLICATES)
+    let (counts, overlaps) = (0..STABILITY_REPLICATES)
         .into_par_iter()
         .map(|b| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (b as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let draw: Vec<usize> = (0..subjects).map(|_| rng.random_range(0..subjects)).collect();
             let r: Vec<Option<Vec<f64>>> = (0..nets)
                 .map(|j| {
-                    let k = an_atom.gram.nrows();
+                    let k = an_atom.stats.gram[0].nrows();
                     let b: Vec<f64> = (0..k).map(|i| draw.iter().map(|&s| profiles[s][j][i]).sum::<f64>() / subjects as f64).collect();
-                    course_correlations(an_atom.r.view(), an_atom.gram.view(), &b)
+                    course_correlations(&an_atom.stats, &b).map(|c| c.r_split)
                 })
                 .collect();
             let mut counts = Array2::<u32>::zeros((n, nets));
             let (mut inter, mut union) = (vec![0usize; nets], vec![0usize; nets]);
             for u in 0..n {
-                let tied = (0..nets)
-                    .filter_map(|j| r[j].as_ref().map(|c| (j, c[u].abs())))
-                    .filter(|(_, a)| *a >= tie_r)
-                    .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-                    .map(|(j, _)| j);
+                let tied = best_network((0..nets).map(|j| r[j].as_ref().map_or(f64::NAN, |c| c[u])), tie_r);
                 if let Some(j) = tied {
                     counts[[u, j]] += 1;
                 }
@@ -192,21 +196,47 @@ pub fn stability(ties: &Ties, an_atom: &AnAtom, profiles: &[Vec<Vec<f64>>], tie_
                     union[j] += usize::from(x || y);
                 }
             }
-            let jac: Vec<f64> = inter.iter().zip(&union).map(|(&i, &u)| if u == 0 { 1.0 } else { i as f64 / u as f64 }).collect();
-            (counts, jac)
+            (counts, vec![(b, inter, union)])
         })
+        // Counts are integers, so any reduction order gives the same sums.
         .reduce(
-            || (Array2::<u32>::zeros((n, nets)), vec![0.0; nets]),
-            |(a, ja), (b, jb)| (a + b, ja.iter().zip(&jb).map(|(x, y)| x + y).collect()),
+            || (Array2::<u32>::zeros((n, nets)), Vec::new()),
+            |(a, mut va), (b, vb)| {
+                va.extend(vb);
+                (a + b, va)
+            },
         );
+    // The Jaccard sums in replicate order: the same floats on any number of threads.
+    let mut overlaps = overlaps;
+    overlaps.sort_by_key(|o| o.0);
+    let (mut jaccard, mut seen) = (vec![0.0; nets], vec![0usize; nets]);
+    for (_, inter, union) in overlaps {
+        for j in 0..nets {
+            if union[j] > 0 {
+                jaccard[j] += inter[j] as f64 / union[j] as f64;
+                seen[j] += 1;
+            }
+        }
+    }
     let share = counts.mapv(|c| c as f64 / STABILITY_REPLICATES as f64);
-    (share, jaccard.iter().map(|j| j / STABILITY_REPLICATES as f64).collect())
+    (share, jaccard.iter().zip(&seen).map(|(j, &k)| if k == 0 { f64::NAN } else { j / k as f64 }).collect())
 }
 
 /// Each subject's β profile of each network of `networks` (the mean of its β map over
-/// the network's voxels), one subject map read at a time.
-pub fn subject_profiles(maps: &[std::path::PathBuf], mask: &crate::io::nifti::Mask, temps: &[Template], networks: &[usize]) -> Result<Vec<Vec<Vec<f64>>>> {
+/// the network's voxels), one subject map read at a time. Each map must be on the mask's
+/// grid with one volume per atom (`atoms`).
+pub fn subject_profiles(maps: &[std::path::PathBuf], mask: &crate::io::nifti::Mask, temps: &[Template], networks: &[usize], atoms: usize) -> Result<Vec<Vec<Vec<f64>>>> {
     maps.iter()
-        .map(|p| Ok(network_profiles(&mask.rows(&crate::io::nifti::read_image(p)?), temps, networks)))
+        .map(|p| {
+            let image = crate::io::nifti::read_image(p)?;
+            if !image.header.grid.matches(&mask.grid, 1e-4) {
+                bail!("{}: not on the grid of the group mask (shape {:?}, expected {:?} with the same affine)", p.display(), image.header.grid.shape, mask.grid.shape);
+            }
+            let volumes = image.data.dim().3;
+            if volumes != atoms {
+                bail!("{}: {volumes} volumes, expected one per atom ({atoms})", p.display());
+            }
+            Ok(network_profiles(&mask.rows(&image), temps, networks))
+        })
         .collect()
 }

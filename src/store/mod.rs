@@ -661,6 +661,14 @@ impl Store {
             ));
         }
         let (group_dir, map_dir) = (self.paths().group(), self.paths().map());
+        let an_atom = self.paths().codes().with_file_name("an_atom.parquet");
+        if self.recipe.map.ties == crate::stages::ties::TieRule::Course && self.paths().codes().is_file() && !an_atom.is_file() {
+            // Refused before the old results are removed: a store whose basis predates the table.
+            bail!(
+                "{}: not found — this store's basis was learned before cortexflow kept each AN's correlation with the atoms, which the recipe's map.ties = \"course\" needs; analyse the data into a new store",
+                an_atom.display()
+            );
+        }
         // Written afresh, as a subject's folder is.
         remove_all(&group_dir)?;
         remove_all(&map_dir)?;
@@ -699,6 +707,10 @@ impl Store {
             }
             let neurons = self.paths().neurons();
             self.verify_file(&self.paths().codes())?;
+            let an_atom = self.paths().codes().with_file_name("an_atom.parquet");
+            if an_atom.is_file() {
+                self.verify_file(&an_atom)?;
+            }
             if neurons.is_file() {
                 self.verify_file(&neurons)?;
             }

@@ -149,7 +149,7 @@ pub struct MapSection {
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub surrogate_seed: u64,
     /// How ANs are tied to networks (`course` or `dominant`) and the |r| with a network's
-    /// fitted course the `course` rule needs; left out of the canonical text at their
+    /// fitted course, in both halves of the stories, the `course` rule needs; left out of the canonical text at their
     /// defaults, chosen by `scripts/studies/an_ties.sh`.
     #[serde(skip_serializing_if = "is_default_ties")]
     pub ties: TieRule,
@@ -594,6 +594,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
             ("[basis]\nlambda = 0.0\n", "basis.lambda"),
+            ("[map]\ntie_r = 0.0\n", "map.tie_r"),
+            ("[map]\ntie_r = nan\n", "map.tie_r"),
+            ("[map]\ntie_r = 1.5\n", "map.tie_r"),
             ("[basis]\nlambda = nan\n", "basis.lambda"),
             ("[basis]\nlambda = -1.0\n", "basis.lambda"),
             ("[basis]\natoms = 0\n", "basis.atoms"),

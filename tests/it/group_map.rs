@@ -432,13 +432,14 @@ fn bad_atlases_and_empty_maps() {
     cortexflow::io::parquet::write_table_with(
         &d.join("an_atom.parquet"),
         "an_atom",
-        None,
+        Some(2),
         vec![
             cortexflow::io::parquet::Column::U64(vec![1, 1, 2, 2]),
             cortexflow::io::parquet::Column::U16(vec![0, 1, 0, 1]),
-            cortexflow::io::parquet::Column::F32(vec![0.9, 0.1, -0.3, 0.6]),
+            cortexflow::io::parquet::Column::F32(vec![1.0; 4]),
+            cortexflow::io::parquet::Column::F32List { size: 2, values: vec![0.9, 0.1, 0.8, 0.2, -0.3, 0.6, -0.2, 0.5] },
         ],
-        &[(cortexflow::io::parquet::ATOM_GRAM_KEY, "[[1, 0], [0, 1]]".into())],
+        &[(cortexflow::io::parquet::ATOM_GRAM_KEY, "[[[1, 0], [0, 1]], [[1, 0], [0, 1]]]".into())],
     )
     .unwrap();
     let map = |atlas: &str| {

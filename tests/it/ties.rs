@@ -15,24 +15,28 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     cov / (va * vb).sqrt()
 }
 
-/// Centres each story's part of a series stacked over stories.
-fn centred(x: &[f64], lengths: &[usize]) -> Vec<f64> {
-    let mut out = Vec::new();
+/// The Pearson r of x and c over the stories `which` of a series stacked over stories
+/// (`lengths` scans each), each story centred on its own.
+fn story_r(x: &[f64], c: &[f64], lengths: &[usize], which: &[usize]) -> f64 {
+    let (mut xs, mut cs) = (Vec::new(), Vec::new());
     let mut start = 0;
-    for &n in lengths {
-        let part = &x[start..start + n];
-        let mean = part.iter().sum::<f64>() / n as f64;
-        out.extend(part.iter().map(|v| v - mean));
+    for (i, &n) in lengths.iter().enumerate() {
+        if which.contains(&i) {
+            let (mx, mc) = (x[start..start + n].iter().sum::<f64>() / n as f64, c[start..start + n].iter().sum::<f64>() / n as f64);
+            xs.extend(x[start..start + n].iter().map(|v| v - mx));
+            cs.extend(c[start..start + n].iter().map(|v| v - mc));
+        }
         start += n;
     }
-    out
+    pearson(&xs, &cs)
 }
 
 /// The demo recipe (16 atoms) on a synthetic simulation (4 subjects × 2 runs, seed 5).
 /// Each AN's r in `an_fbn` equals, to 1e-5 (the table stores f32), the Pearson r of the
 /// AN's response with the network's course Σ_k b_k·d_k computed here from scratch: b_k the
-/// mean of the group's mean β of atom k over the network's voxels, each story centred. And
-/// the ANs tied under the default rule recover the planted equivalent ANs.
+/// mean of the group's mean β of atom k over the network's voxels, each story centred; its
+/// r_split is the smaller same-signed r of the two stories (the two halves). And the ANs
+/// tied under the default rule recover the planted equivalent ANs.
 #[test]
 fn an_network_correlations_equal_the_brute_force_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,11 +80,16 @@ fn an_network_correlations_equal_the_brute_force_ones() {
             .collect();
         let t = atoms[0].len();
         let course: Vec<f64> = (0..t).map(|i| b.iter().zip(&atoms).map(|(bk, d)| bk * d[i]).sum()).collect();
-        let course = centred(&course, &lengths);
         for row in rows.iter().filter(|r| r.fbn == net.name) {
             let u = ids.iter().position(|&id| id == row.an_id).unwrap();
-            let want = pearson(&centred(&responses[u], &lengths), &course);
+            let want = story_r(&responses[u], &course, &lengths, &[0, 1]);
             assert!((row.r as f64 - want).abs() < 1e-5, "AN {} × {}: {} vs {want}", row.an_id, net.name, row.r);
+            let (a, c) = (story_r(&responses[u], &course, &lengths, &[0]), story_r(&responses[u], &course, &lengths, &[1]));
+            let split = match a.signum() == want.signum() && c.signum() == want.signum() {
+                true => want.signum() * a.abs().min(c.abs()),
+                false => 0.0,
+            };
+            assert!((row.r_split as f64 - split).abs() < 1e-5, "AN {} × {}: split {} vs {split}", row.an_id, net.name, row.r_split);
             checked += 1;
         }
     }
@@ -95,39 +104,49 @@ fn an_network_correlations_equal_the_brute_force_ones() {
     assert!(pooled.recall() >= 0.8 && pooled.precision() >= 0.8, "{pooled:?}");
 }
 
-/// An `an_atom` table whose Gram matrix is missing, ragged or asymmetric, or whose rows do
-/// not hold every atom of every AN in order, is refused with the file and what was expected.
+/// An `an_atom` table whose Gram matrices are missing, ragged or asymmetric, whose lists
+/// do not match them, or whose rows are not a half-0 then a half-1 row per AN, is refused
+/// with the file and what was expected.
 #[test]
 fn a_broken_an_atom_table_is_refused_in_words() {
     use cortexflow::io::parquet::{write_table_with, Column, ATOM_GRAM_KEY};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("an_atom.parquet");
-    let write = |atoms: Vec<u16>, gram: Option<&str>| {
-        let n = atoms.len();
+    let write = |ids: Vec<u64>, halves: Vec<u16>, k: usize, gram: Option<&str>| {
+        let n = ids.len();
         let meta: Vec<(&str, String)> = gram.map(|g| (ATOM_GRAM_KEY, g.to_string())).into_iter().collect();
         write_table_with(
             &path,
             "an_atom",
-            None,
-            vec![Column::U64(vec![7; n]), Column::U16(atoms), Column::F32(vec![0.5; n])],
+            Some(k),
+            vec![
+                Column::U64(ids),
+                Column::U16(halves),
+                Column::F32(vec![1.0; n]),
+                Column::F32List { size: k, values: vec![0.5; n * k] },
+            ],
             &meta,
         )
         .unwrap();
     };
+    let eye = "[[[1, 0], [0, 1]], [[1, 0], [0, 1]]]";
     let cases = [
-        (vec![0, 1], None, "no cortexflow.atom_gram metadata"),
-        (vec![0, 1], Some("[[1, 0], [0]]"), "square K × K"),
-        (vec![0, 1], Some("[[1, 0.5], [0, 1]]"), "finite and symmetric"),
-        (vec![0, 1], Some("not json"), "JSON list of rows"),
-        (vec![1, 0], Some("[[1, 0], [0, 1]]"), "atoms in order"),
-        (vec![0, 1, 0], Some("[[1, 0], [0, 1]]"), "whole number of ANs"),
+        (vec![7, 7], vec![0, 1], 2, None, "no cortexflow.atom_gram metadata"),
+        (vec![7, 7], vec![0, 1], 2, Some("[[[1, 0], [0]], [[1, 0], [0, 1]]]"), "two square K × K"),
+        (vec![7, 7], vec![0, 1], 2, Some("[[[1, 0], [0, 1]]]"), "two square K × K"),
+        (vec![7, 7], vec![0, 1], 2, Some("[[[1, 0.5], [0, 1]], [[1, 0], [0, 1]]]"), "finite and symmetric"),
+        (vec![7, 7], vec![0, 1], 2, Some("not json"), "JSON list of two matrices"),
+        (vec![7, 7], vec![0, 1], 3, Some(eye), "lists of 3 correlations"),
+        (vec![7, 7], vec![1, 0], 2, Some(eye), "half 0 then half 1"),
+        (vec![7, 8], vec![0, 1], 2, Some(eye), "half 0 then half 1"),
+        (vec![7, 7, 9], vec![0, 1, 0], 2, Some(eye), "no half-1 row"),
     ];
-    for (atoms, gram, want) in cases {
-        write(atoms, gram);
+    for (ids, halves, k, gram, want) in cases {
+        write(ids, halves, k, gram);
         let e = parquet::read_an_atom(&path).unwrap_err().to_string();
         assert!(e.contains("an_atom.parquet") && e.contains(want), "{e}");
     }
-    write(vec![0, 1], Some("[[2, 0.5], [0.5, 3]]"));
+    write(vec![7, 7], vec![0, 1], 2, Some("[[[2, 0.5], [0.5, 3]], [[1, 0], [0, 4]]]"));
     let ok = parquet::read_an_atom(&path).unwrap();
-    assert_eq!((ok.an_ids, ok.r.dim(), ok.gram[[1, 1]]), (vec![7], (1, 2), 3.0));
+    assert_eq!((ok.an_ids, ok.stats.r[1].dim(), ok.stats.gram[1][[1, 1]]), (vec![7], (1, 2), 4.0));
 }
