@@ -514,23 +514,23 @@ pub fn run(
         true => spatial_null(&mut m, &z, &sig, &mask, &temps, opt),
         false => None,
     };
-    let mut files = Vec::new();
-    let path = out.join("atom_fbn.parquet");
-    write_atom_fbn(&path, &m, &temps)?;
-    files.push(path);
-
+    // The ties (and the subject maps behind their stability) before any table is written.
     let dominant = dominant_atoms(&codes);
-    let fbn_of = |a: u16| m.assigned[a as usize].map(|t| temps[t].name.clone());
-    let path = out.join("subgroups.parquet");
-    write_subgroups(&path, &codes, &fbn_of)?;
-    files.push(path);
-
     let beta = mask.rows(&nifti::read_image(&group.join("mean_beta.nii.gz"))?);
     let mut ties = network_ties(an_atom.as_ref(), &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)?;
     if let (Some(an_atom), TieRule::Course, true) = (&an_atom, opt.ties, subject_maps.len() >= 2 && !ties.networks.is_empty()) {
         let profiles = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms)?;
         ties.stability = Some(stability(&ties, an_atom, &profiles, opt.tie_r, opt.surrogate_seed));
     }
+
+    let mut files = Vec::new();
+    let path = out.join("atom_fbn.parquet");
+    write_atom_fbn(&path, &m, &temps)?;
+    files.push(path);
+    let fbn_of = |a: u16| m.assigned[a as usize].map(|t| temps[t].name.clone());
+    let path = out.join("subgroups.parquet");
+    write_subgroups(&path, &codes, &fbn_of)?;
+    files.push(path);
     let path = out.join("an_fbn.parquet");
     ties.write(&path, &temps)?;
     files.push(path);

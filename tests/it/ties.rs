@@ -102,6 +102,17 @@ fn an_network_correlations_equal_the_brute_force_ones() {
     }
     assert!(pooled.truth > 0, "no equivalent AN was planted");
     assert!(pooled.recall() >= 0.8 && pooled.precision() >= 0.8, "{pooled:?}");
+
+    // `map` with a subject map that is not one volume per atom refuses before writing.
+    let out = dir.path().join("map-bad");
+    let arg = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (beta, one) = (store.join("subjects/sub-01/beta.nii.gz"), store.join("group/mask.nii.gz"));
+    let e = super::common::cortexflow_fails(&[
+        "map", "--group", &arg(&store.join("group")), "--codes", &arg(&store.join("basis/codes.parquet")),
+        "--subject-maps", &arg(&beta), &arg(&one), "--out", &arg(&out),
+    ]);
+    assert!(e.contains("mask.nii.gz") && e.contains("expected one per atom (16)"), "{e}");
+    assert!(!out.join("atom_fbn.parquet").exists(), "nothing written by a refused map");
 }
 
 /// An `an_atom` table whose Gram matrices are missing, ragged or asymmetric, whose lists
