@@ -267,3 +267,14 @@ pub fn simulated_store(dir: &Path, seed: u64, subjects: usize, recipe: &str) -> 
     update::run_all(&recipe, &req, &store, &Cluster::default()).unwrap();
     (recipe, sim, store)
 }
+
+/// Pearson r of two series, two-pass (the brute-force reference of the tests).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "series lengths");
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    sxy / (sxx * syy).sqrt()
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cortexflow::model::{self, align, Tap, TapRequest};
 
-use super::common::{fixture_json, fixtures, json_ids, read_f32};
+use super::common::{fixture_json, fixtures, json_ids, pearson, read_f32};
 
 pub fn model_path(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -394,15 +394,6 @@ fn simulate_with_a_model_plants_its_own_responses() {
     }
 }
 
-fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    assert_eq!(x.len(), y.len(), "series lengths");
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
-    let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
-    sxy / (sxx * syy).sqrt()
-}
 
 /// `--stimulus-onset S` (a recipe's `model.stimulus_onset`): the responses equal, value for
 /// value, those of the same words moved S seconds later in the file (real MiniLM).

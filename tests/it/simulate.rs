@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use cortexflow::io::{bids, nifti};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::common::{cortexflow, python_check};
+use super::common::{cortexflow, pearson, python_check};
 
 fn simulate(dir: &Path, extra: &[&str]) -> PathBuf {
     let out = dir.join("sim");
@@ -29,19 +29,6 @@ fn simulate(dir: &Path, extra: &[&str]) -> PathBuf {
     out
 }
 
-/// Per-voxel Pearson r between a BOLD series and a time course.
-fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    assert_eq!(x.len(), y.len(), "series lengths");
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
-    }
-    sxy / (sxx * syy).sqrt()
-}
 
 fn lists(path: &Path, column: &str) -> Vec<Vec<f64>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())

@@ -4,16 +4,8 @@
 use cortexflow::io::{nifti, parquet};
 use cortexflow::stages::{mapping, recovery};
 
-use super::common::simulated_store;
+use super::common::{pearson, simulated_store};
 
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
-}
 
 /// The Pearson r of x and c over the stories `which` of a series stacked over stories
 /// (`lengths` scans each), each story centred on its own.
