@@ -3,6 +3,7 @@
 
 mod activations;
 mod basis;
+mod ceiling;
 mod cluster_args;
 mod compare;
 mod demo;
@@ -130,6 +131,15 @@ enum Command {
     /// Remove a run from a store; the results become those of never having ingested it.
     #[command(disable_help_flag = true)]
     Retract(retract::Args),
+    /// The noise ceiling of a store: how far its encoding models could go.
+    ///
+    /// For stories heard by two or more subjects, the mean pairwise inter-subject
+    /// correlation (ISC) of each voxel's cleaned BOLD (cleaned as for the fits: smoothing,
+    /// confounds, drift), pooled over stories; the ceiling of a held-out r is √ISC, and
+    /// the subjects' mean cv_r is reported as a fraction of it. Reads every run's BOLD
+    /// again (runs with censored scans are left out). Writes STORE/ceiling/{isc,ceiling,
+    /// fraction}.nii.gz, voxels.parquet and ceiling.json (with the store epoch it reflects).
+    Ceiling(ceiling::Args),
     /// Show what a store holds and whether its results are up to date.
     #[command(disable_help_flag = true)]
     Status(status::Args),
@@ -213,6 +223,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Ingest(a) => ingest::run(a),
         Command::Retract(a) => retract::run(a),
         Command::Status(a) => status::run(a),
+        Command::Ceiling(a) => ceiling::run(a),
         Command::Watch(a) => watch::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Report(a) => report::run(a),

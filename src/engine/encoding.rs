@@ -118,6 +118,19 @@ fn reduce_against(
     atoms: Array2<f64>,
     confounds: Option<Confounds>,
 ) -> Result<(RunStats, usize, Vec<bool>)> {
+    let c = clean_against(plan, bold, mask_path, atoms, confounds)?;
+    Ok((RunStats::from_block(c.xr.view(), c.yr.view()), c.absorbed, c.valid))
+}
+
+/// The cleaning behind [`reduce_against`] (the run read, smoothed, censored and its
+/// nuisance projected out), its series kept: what the noise ceiling correlates.
+fn clean_against(
+    plan: &Plan,
+    bold: &Path,
+    mask_path: &Path,
+    atoms: Array2<f64>,
+    confounds: Option<Confounds>,
+) -> Result<encode::Cleaned> {
     let region_run = match regions::is_region_run(bold) {
         true => Some(regions::read_run(bold)?),
         false => None,
@@ -144,7 +157,7 @@ fn reduce_against(
     let r = match (region_run, &plan.regions) {
         (Some(run), Some(regions)) => {
             regions::check_recipe(&plan.recipe).with_context(|| bold.display().to_string())?;
-            encode::reduce_data(bold, run.in_order(regions)?, dm, k, keep, zscore)?
+            encode::clean_data(bold, run.in_order(regions)?, dm, k, keep, zscore)?
         }
         (Some(_), None) => bail!(
             "{}: a run of region time series, but the store holds images: make a store from a dataset of region time series (with its {})",
@@ -157,10 +170,20 @@ fn reduce_against(
         ),
         (None, None) => {
             let mask = plan.mask.as_ref().expect("read for jobs");
-            encode::reduce_run(bold, (mask_path, mask), dm, k, keep, zscore, fwhm)?
+            let b = encode::read_smoothed(bold, (mask_path, mask), fwhm)?;
+            encode::clean_data(bold, b.data, dm, k, keep, zscore)?
         }
     };
-    Ok((r.stats, r.absorbed, r.valid))
+    Ok(r)
+}
+
+/// A stored run's cleaned series, as it was reduced at ingest (its story's atoms and the
+/// recipe's confounds): what the noise ceiling correlates across subjects.
+pub fn clean_stored(plan: &Plan, bold: &Path, story: &str) -> Result<encode::Cleaned> {
+    let paths = Layout::new(&plan.dir);
+    let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
+    let confounds = recipe_confounds(plan, bold)?;
+    clean_against(plan, bold, &paths.mask(), atoms, confounds)
 }
 
 /// The run's confounds under the recipe's strategy (its fMRIPrep table beside it).

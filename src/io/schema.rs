@@ -57,7 +57,8 @@ tables!(
     "metrics",
     "planted_timecourses",
     "region_fits",
-    "region_group"
+    "region_group",
+    "ceiling"
 );
 
 /// The schema of table `name`.

@@ -11,6 +11,7 @@ pub mod fdr;
 pub mod glm;
 pub mod group;
 pub mod hrf;
+pub mod isc;
 pub mod ipca;
 pub mod lasso;
 pub mod masks;

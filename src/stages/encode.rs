@@ -129,6 +129,34 @@ pub fn reduce_data(
     keep: Option<&[usize]>,
     zscore: bool,
 ) -> Result<Reduced> {
+    let c = clean_data(path, data, dm, k, keep, zscore)?;
+    Ok(Reduced {
+        stats: RunStats::from_block(c.xr.view(), c.yr.view()),
+        absorbed: c.absorbed,
+        valid: c.valid,
+    })
+}
+
+/// A run's atoms and BOLD with its nuisance columns projected out (censored scans left
+/// out), before they are reduced to statistics.
+pub struct Cleaned {
+    /// Kept scans × atoms.
+    pub xr: Array2<f64>,
+    /// Kept scans × voxels (standardised per voxel when asked; invalid voxels zero).
+    pub yr: Array2<f64>,
+    pub absorbed: usize,
+    pub valid: Vec<bool>,
+}
+
+/// The cleaning of [`reduce_data`], its series kept.
+pub fn clean_data(
+    path: &Path,
+    data: Array2<f32>,
+    dm: &Array2<f64>,
+    k: usize,
+    keep: Option<&[usize]>,
+    zscore: bool,
+) -> Result<Cleaned> {
     if data.nrows() != dm.nrows() {
         bail!(
             "{}: {} scans, but the regressors have {}",
@@ -178,8 +206,9 @@ pub fn reduce_data(
             }
         }
     }
-    Ok(Reduced {
-        stats: RunStats::from_block(xr.view(), yr.view()),
+    Ok(Cleaned {
+        xr,
+        yr,
         absorbed: q.ncols(),
         valid,
     })

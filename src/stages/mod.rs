@@ -7,6 +7,7 @@
 //! - [`group`]: random-effects group maps of every atom;
 //! - [`mapping`]: atom maps matched to functional brain networks, AN sub-groups, metrics;
 //! - [`ties`]: which ANs belong to which network;
+//! - [`ceiling`]: the noise ceiling of a store (inter-subject correlation);
 //! - [`compare`]: organisation metrics of several analyses side by side;
 //! - [`population`], [`simulate`]: a synthetic dataset with planted structure;
 //! - [`recovery`]: how well a store recovered what was planted;
@@ -14,6 +15,7 @@
 
 pub mod artefacts;
 pub mod basis;
+pub mod ceiling;
 pub mod confounds;
 pub mod compare;
 pub mod encode;

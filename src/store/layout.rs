@@ -8,6 +8,7 @@
 //! STORE/runs/sub-S/<story>.stats                 one BOLD run reduced to statistics
 //! STORE/subjects/sub-S/{beta,t,z,cv_r,…}.nii.gz  each subject's fit
 //! STORE/group/, STORE/map/                       group maps, networks, sub-groups, metrics
+//! STORE/ceiling/                                 the noise ceiling (ISC) and cv_r as its fraction
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -87,6 +88,10 @@ impl Layout {
     /// Where new stories' responses are made before they are ingested.
     pub fn incoming(&self) -> PathBuf {
         self.dir.join(".incoming")
+    }
+    /// The noise ceiling (`cortexflow ceiling`): ISC, ceiling and cv_r / ceiling.
+    pub fn ceiling(&self) -> PathBuf {
+        self.dir.join("ceiling")
     }
     pub fn report(&self) -> PathBuf {
         self.dir.join("report.html")

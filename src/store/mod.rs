@@ -236,6 +236,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Rewrites one part of the store (a results folder) afresh with `write`, as
+    /// [`Self::rewriting`] does: removed first, pending until sealed.
+    pub fn rewrite(&mut self, part: &Path, write: impl FnOnce(&mut Store) -> Result<Vec<PathBuf>>) -> Result<Vec<PathBuf>> {
+        self.rewriting(&[part.to_path_buf()], |store| {
+            remove_all(part)?;
+            let files = write(store)?;
+            Ok((files.clone(), vec![part.to_path_buf()]))
+        })
+    }
+
     /// Files under `parts` that differ from their sums, or that the store did not write.
     fn damage_under(&self, parts: &[PathBuf]) -> Vec<(String, Damage)> {
         let prefixes: Vec<String> = parts.iter().map(|p| sums::key(&self.dir, p)).collect();
@@ -856,6 +866,15 @@ impl Store {
                 m.results_epoch,
                 m.epoch
             ));
+        }
+        match crate::stages::ceiling::read_info(&self.paths().ceiling()) {
+            Ok(Some(c)) if c.epoch == m.epoch => out.push_str("noise ceiling: up to date\n"),
+            Ok(Some(c)) => out.push_str(&format!(
+                "noise ceiling: stale (of epoch {} of {}); `cortexflow ceiling STORE` computes it again\n",
+                c.epoch, m.epoch
+            )),
+            Ok(None) => {}
+            Err(e) => out.push_str(&format!("noise ceiling: unreadable ({e})\n")),
         }
         out
     }

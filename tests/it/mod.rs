@@ -1,5 +1,6 @@
 mod adversarial;
 mod basis;
+mod ceiling;
 mod cli;
 mod cluster;
 mod common;

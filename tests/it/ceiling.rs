@@ -1,0 +1,123 @@
+//! The noise ceiling of a store against a brute-force computation from the runs' BOLD, and
+//! its exactness under retraction.
+
+use std::path::{Path, PathBuf};
+
+use cortexflow::engine::cluster::Cluster;
+use cortexflow::engine::update::{self, IngestRequest};
+use cortexflow::io::nifti;
+use cortexflow::stages::ceiling::{self, MIN_ISC};
+use cortexflow::store::Recipe;
+
+use super::common::{cortexflow_fails, pearson, table_cells};
+use super::store::{dataset, empty_store, run_request};
+
+/// The columns of ceiling/voxels.parquet as numbers (read with the arrow reader).
+fn voxels(store: &Path) -> Vec<Vec<f64>> {
+    table_cells(&store.join("ceiling/voxels.parquet"))
+        .into_iter()
+        .map(|row| row.iter().map(|c| c.parse::<f64>().unwrap()).collect())
+        .collect()
+}
+
+/// With no drift model the cleaning is each run's mean removed (and a scale), which
+/// Pearson's r ignores: the ISC must then be the mean over stories and subject pairs of
+/// the raw BOLD's r, computed here from the NIfTI files (all stories have 100 scans, so
+/// the weights are equal). Tolerance 1e-5 on r: the table stores f32. The cv_r column is
+/// the subjects' mean cv_r map, the fraction cv_r / √ISC.
+#[test]
+fn ceiling_equals_pairwise_r_of_the_bold() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    std::fs::write(&recipe, "[basis]\natoms = 8\n[encoding]\nhigh_pass = 0.0\n").unwrap();
+    let store = d.join("s");
+    update::run_all(&Recipe::load(&recipe).unwrap(), &run_request(&sim), &store, &Cluster::default()).unwrap();
+    let lines = ceiling::run(&store, MIN_ISC).unwrap();
+    assert!(lines[0].starts_with("noise ceiling: 2 stories heard by 2 or more subjects (6 runs)"), "{lines:?}");
+
+    let mask_path = sim.join("mask.nii.gz");
+    let mask = nifti::read_mask(&mask_path).unwrap();
+    let runs: Vec<_> = bold.iter().map(|b| nifti::read_bold(Path::new(b), Some((&mask_path, &mask))).unwrap().data).collect();
+    let rows = voxels(&store);
+    assert_eq!(rows.len(), mask.len());
+    let cv_r: Vec<_> = (1..=3)
+        .map(|s| mask.rows(&nifti::read_image(&store.join(format!("subjects/sub-0{s}/cv_r.nii.gz"))).unwrap()))
+        .collect();
+    let mut checked = 0;
+    for (v, row) in rows.iter().enumerate() {
+        let (subjects, isc, ceil, r, fraction) = (row[4], row[5], row[6], row[7], row[8]);
+        let mut pairs = Vec::new();
+        for story in 0..2 {
+            // bold is sorted: sub-01 run-1, sub-01 run-2, sub-02 run-1, …
+            let series: Vec<Vec<f64>> = (0..3).map(|s| runs[2 * s + story].column(v).iter().map(|&x| f64::from(x)).collect()).collect();
+            if series.iter().any(|x| x.iter().all(|&y| y == x[0])) {
+                continue;
+            }
+            for a in 0..3 {
+                for b in a + 1..3 {
+                    pairs.push(pearson(&series[a], &series[b]));
+                }
+            }
+        }
+        if pairs.len() < 6 {
+            continue;
+        }
+        let want = pairs.iter().sum::<f64>() / pairs.len() as f64;
+        assert!((isc - want).abs() < 1e-5, "voxel {v}: ISC {isc} vs {want}");
+        assert_eq!(subjects, 3.0);
+        assert!((ceil - want.max(0.0).sqrt()).abs() < 1e-5, "voxel {v}: ceiling {ceil}");
+        let mean_r = cv_r.iter().map(|m| m[[0, v]]).sum::<f64>() / 3.0;
+        assert!((r - mean_r).abs() < 1e-5, "voxel {v}: cv_r {r} vs {mean_r}");
+        if ceil > 0.1 {
+            assert!((fraction - mean_r / ceil).abs() < 1e-4 * (1.0 + fraction.abs()), "voxel {v}: fraction {fraction}");
+        }
+        checked += 1;
+    }
+    assert!(checked > mask.len() / 2, "{checked} voxels checked of {}", mask.len());
+}
+
+/// The ceiling depends only on the runs in the store: after a retraction it is the one of
+/// a store that never had the run, byte for byte (ceiling.json differs only in its epoch);
+/// a story left with one subject is left out, and says so. A stale ceiling is reported by
+/// `status`.
+#[test]
+fn retracted_ceiling_equals_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let r = Recipe::load(&recipe).unwrap();
+    let (all, never) = (d.join("all"), d.join("never"));
+    update::run_all(&r, &run_request(&sim), &all, &Cluster::default()).unwrap();
+    ceiling::run(&all, MIN_ISC).unwrap();
+    let status = cortexflow::store::Store::open_reader(&all).unwrap().status();
+    assert!(status.contains("noise ceiling: up to date"), "{status}");
+    for key in ["sub-02/task-lpp/run-2", "sub-03/task-lpp/run-2"] {
+        update::retract(&Cluster::default(), &all, key).unwrap();
+    }
+    let status = cortexflow::store::Store::open_reader(&all).unwrap().status();
+    assert!(status.contains("noise ceiling: stale"), "{status}");
+    let lines = ceiling::run(&all, MIN_ISC).unwrap();
+    assert!(lines.iter().any(|l| l == "sub-01/task-lpp/run-2: left out (the only subject with story 'task-lpp_run-2')"), "{lines:?}");
+    assert!(lines[0].contains("1 stories heard by 2 or more subjects (3 runs)"), "{lines:?}");
+
+    empty_store(&sim, &recipe, &never);
+    let without: Vec<PathBuf> = bold.iter().filter(|b| !b.contains("sub-02_task-lpp_run-2") && !b.contains("sub-03_task-lpp_run-2")).map(PathBuf::from).collect();
+    let req = IngestRequest { bold: without, ..IngestRequest::default() };
+    update::ingest(&Cluster::default(), &never, req).unwrap();
+    ceiling::run(&never, MIN_ISC).unwrap();
+    for f in ["isc.nii.gz", "ceiling.nii.gz", "fraction.nii.gz", "voxels.parquet"] {
+        let (a, b) = (std::fs::read(all.join("ceiling").join(f)).unwrap(), std::fs::read(never.join("ceiling").join(f)).unwrap());
+        assert!(a == b, "{f} differs");
+    }
+}
+
+/// Bad requests are one clear error each.
+#[test]
+fn ceiling_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = cortexflow_fails(&["ceiling", dir.path().to_str().unwrap()]);
+    assert!(e.contains("not a cortexflow store"), "{e}");
+    let e = cortexflow_fails(&["ceiling", dir.path().to_str().unwrap(), "--min-isc", "2"]);
+    assert!(e.contains("--min-isc 2: expected a correlation in [-1, 1)"), "{e}");
+}
