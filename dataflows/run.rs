@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use cortexflow::engine::update;
+use cortexflow::stages::ceiling;
 use cortexflow::store::Recipe;
 
 use crate::cluster_args::ClusterArgs;
@@ -32,6 +33,9 @@ pub struct Args {
     /// Store directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Skip the noise ceiling (`cortexflow ceiling`), which reads every run's BOLD again.
+    #[arg(long)]
+    pub no_ceiling: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -45,6 +49,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         responses: a.responses,
         mask_threshold: a.mask_threshold,
     };
-    crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
+    let mut lines = update::run_all(&recipe, &req, &a.out, &cluster)?;
+    if cluster.is_writer() && !a.no_ceiling {
+        lines.extend(ceiling::run(&a.out, ceiling::MIN_ISC)?);
+    }
+    crate::print_lines(lines);
     Ok(())
 }

@@ -67,6 +67,8 @@ pub struct DemoSummary {
     pub setting: String,
     pub assignment: mapping::Assignment,
     pub recovery: Vec<recovery::Recovery>,
+    /// The noise ceiling's headline.
+    pub ceiling: String,
     pub report: report::ReportSummary,
     pub store: PathBuf,
     pub seconds: f64,
@@ -84,6 +86,7 @@ impl std::fmt::Display for DemoSummary {
         for r in &self.recovery {
             writeln!(f, "  {}", r.line())?;
         }
+        writeln!(f, "{}", self.ceiling)?;
         let (html, store) = (self.report.path.display(), self.store.display());
         writeln!(f, "report: {html} ({} figures)", self.report.figures)?;
         writeln!(f, "store: {store} (`cortexflow status {store}`)")?;
@@ -202,6 +205,7 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
         &read_atom_fbn(&Layout::new(&store_dir).map().join("atom_fbn.parquet"))?,
         &recipe.map.options(),
     );
+    let ceiling = crate::stages::ceiling::run(&store_dir, crate::stages::ceiling::MIN_ISC)?.remove(0);
     stage(4, "writing the report");
     let report = report::run(std::slice::from_ref(&store_dir), &out.join("report.html"), None)?;
     stage(5, "scoring against the planted truth");
@@ -224,6 +228,7 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
         setting,
         assignment,
         recovery,
+        ceiling,
         report,
         store: store_dir,
         seconds: started.elapsed().as_secs_f64(),

@@ -2,10 +2,12 @@
 //! (figures inlined as SVG or PNG data URIs; no network, no script from elsewhere) that
 //! shows what a store found: the atoms' time courses, each atom's group z map over the
 //! MNI template with the outline of its network, the atom × network overlaps, the AN
-//! sub-groups by layer and network, the encoding performance, the organisation metrics,
+//! sub-groups by layer and network, the encoding performance and its noise ceiling, the
+//! organisation metrics,
 //! and, given several stores, the comparison of their models. A figure that cannot be
 //! drawn (one subject, no assigned atom) is replaced by a sentence that says why.
 
+pub mod ceiling;
 pub mod compare;
 pub mod figures;
 pub mod page;
@@ -68,6 +70,7 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
         Some(r) if !store.subjects().is_empty() => regions::encoding(&mut page, &store, r)?,
         _ => encoding(&mut page, &store)?,
     }
+    ceiling::ceiling(&mut page, &store)?;
     metrics(&mut page, &store)?;
     if stores.len() > 1 {
         comparison(&mut page, stores)?;

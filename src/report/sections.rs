@@ -412,19 +412,17 @@ pub fn encoding(page: &mut Page, store: &Store) -> Result<()> {
         .zip(&n)
         .map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN })
         .collect();
-    let overlay = Volume::from_masked(
-        &mask,
-        &mean
-            .iter()
-            .map(|&m| if m > 0.0 { m } else { 0.0 })
-            .collect::<Vec<_>>(),
-    );
-    let (bg, _) = slices::background(&mask)?;
-    let vmax = mean
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.05, f64::max) as f32;
+    positive_slices(page, &mask, &mean, "mean held-out r", "mean held-out r over subjects")?;
+    page.end();
+    Ok(())
+}
+
+/// Orthogonal slices through the peak of a masked map's positive part, over the template,
+/// saturating at its largest value (at least 0.05).
+pub fn positive_slices(page: &mut Page, mask: &Mask, values: &[f64], alt: &str, what: &str) -> Result<()> {
+    let overlay = Volume::from_masked(mask, &values.iter().map(|&m| if m > 0.0 { m } else { 0.0 }).collect::<Vec<_>>());
+    let (bg, _) = slices::background(mask)?;
+    let vmax = values.iter().copied().filter(|v| v.is_finite()).fold(0.05, f64::max) as f32;
     let picture = Picture {
         background: &bg,
         overlay: &overlay,
@@ -433,13 +431,7 @@ pub fn encoding(page: &mut Page, store: &Store) -> Result<()> {
         cut: overlay.peak(),
     };
     let png = slices::orthogonal_png(&mask.grid, &picture)?;
-    page.png(
-        &png,
-        "mean held-out r",
-        &format!("mean held-out r over subjects (positive part; saturates at {vmax:.2})"),
-    )?;
-    page.end();
-    Ok(())
+    page.png(&png, alt, &format!("{what} (positive part; saturates at {vmax:.2})"))
 }
 
 pub fn metrics(page: &mut Page, store: &Store) -> Result<()> {

@@ -83,22 +83,26 @@ impl Ceiling {
 
     /// One line for the command and the report.
     pub fn headline(&self) -> String {
-        let i = &self.info;
-        let runs: usize = i.stories.values().map(Vec::len).sum();
-        let mut line = format!(
-            "noise ceiling: {} stories heard by 2 or more subjects ({runs} runs), {} voxels with ISC > {}",
-            i.stories.len(),
-            i.reliable_voxels,
-            i.min_isc
-        );
-        if let Some(c) = i.median_ceiling {
-            line += &format!("; there median ceiling {c:.3}");
-        }
-        if let (Some(r), Some(f)) = (i.median_cv_r, i.median_fraction) {
-            line += &format!(", median cv_r {r:.3}, median cv_r / ceiling {f:.2}");
-        }
-        line
+        headline(&self.info)
     }
+}
+
+/// What a ceiling found, in one line.
+pub fn headline(i: &CeilingInfo) -> String {
+    let runs: usize = i.stories.values().map(Vec::len).sum();
+    let mut line = format!(
+        "noise ceiling: {} stories heard by 2 or more subjects ({runs} runs), {} voxels with ISC > {}",
+        i.stories.len(),
+        i.reliable_voxels,
+        i.min_isc
+    );
+    if let Some(c) = i.median_ceiling {
+        line += &format!("; there median ceiling {c:.3}");
+    }
+    if let (Some(r), Some(f)) = (i.median_cv_r, i.median_fraction) {
+        line += &format!(", median cv_r {r:.3}, median cv_r / ceiling {f:.2}");
+    }
+    line
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -110,9 +114,12 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
+/// Runs by story (key, entry).
+type StoryRuns = BTreeMap<String, Vec<(String, RunEntry)>>;
+
 /// The runs of each story that enter the ceiling, and those left out with why.
-fn story_runs(store: &Store) -> (BTreeMap<String, Vec<(String, RunEntry)>>, BTreeMap<String, String>) {
-    let mut by_story: BTreeMap<String, Vec<(String, RunEntry)>> = BTreeMap::new();
+fn story_runs(store: &Store) -> (StoryRuns, BTreeMap<String, String>) {
+    let mut by_story = StoryRuns::new();
     let mut left_out = BTreeMap::new();
     for (key, run) in &store.manifest.runs {
         match &run.confounds {
@@ -265,6 +272,12 @@ pub fn run(dir: &Path, min_isc: f64) -> Result<Vec<String>> {
     if !store.paths().mask().is_file() {
         bail!("{}: the store has no mask yet: ingest BOLD runs first", dir.display());
     }
+    let out = store.paths().ceiling();
+    if story_runs(&store).0.is_empty() {
+        // No ceiling rather than a stale one.
+        store.rewrite(&out, |_| Ok(Vec::new()))?;
+        return Ok(vec!["noise ceiling: none (no story was heard by 2 or more subjects)".into()]);
+    }
     let mask = store.read_mask()?;
     let bar = crate::progress::bar(0, "noise ceiling");
     let plan = Plan {
@@ -279,7 +292,6 @@ pub fn run(dir: &Path, min_isc: f64) -> Result<Vec<String>> {
     };
     let c = compute(&store, &plan, &mask, min_isc, &bar)?;
     bar.finish_and_clear();
-    let out = store.paths().ceiling();
     let files = store.rewrite(&out, |_| write(&c, &mask, &out))?;
     let mut lines = vec![c.headline()];
     lines.extend(c.info.left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));

@@ -242,7 +242,8 @@ impl Store {
         self.rewriting(&[part.to_path_buf()], |store| {
             remove_all(part)?;
             let files = write(store)?;
-            Ok((files.clone(), vec![part.to_path_buf()]))
+            let sealed = if part.exists() { vec![part.to_path_buf()] } else { Vec::new() };
+            Ok((files, sealed))
         })
     }
 

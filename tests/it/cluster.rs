@@ -168,7 +168,8 @@ fn watch_ingests_a_copied_run_and_updates_the_assignments() {
     // SNR 1: three subjects assign nothing, four assign at least three atoms.
     simulate(&sim, "4", "150", "1");
     let r = recipe(d, 16);
-    // The batch result on all four subjects, to compare with at the end.
+    // The batch result on all four subjects, to compare with at the end (`watch` leaves
+    // the noise ceiling to `cortexflow ceiling`).
     ok(&[
         "run",
         &r,
@@ -176,6 +177,7 @@ fn watch_ingests_a_copied_run_and_updates_the_assignments() {
         sim.to_str().unwrap(),
         "--out",
         d.join("batch").to_str().unwrap(),
+        "--no-ceiling",
     ]);
     let store = d.join("s");
     let s = store.to_str().unwrap();
