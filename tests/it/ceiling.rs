@@ -9,7 +9,7 @@ use cortexflow::io::nifti;
 use cortexflow::stages::ceiling::{self, MIN_ISC};
 use cortexflow::store::Recipe;
 
-use super::common::{cortexflow_fails, pearson, table_cells};
+use super::common::{cortexflow_fails, fixture_json, pearson, table_cells};
 use super::store::{dataset, empty_store, run_request};
 
 /// The columns of ceiling/voxels.parquet as numbers (read with the arrow reader).
@@ -18,6 +18,31 @@ fn voxels(store: &Path) -> Vec<Vec<f64>> {
         .into_iter()
         .map(|row| row.iter().map(|c| c.parse::<f64>().unwrap()).collect())
         .collect()
+}
+
+/// The ISC from sums against BrainIAK's pairwise r (scripts/fixtures/make_isc_fixtures.py):
+/// 2 stories of 40 and 55 scans, 5 subjects with their own offsets and scales, a subject
+/// missing one voxel in one story. Tolerance 1e-12: the same r, summed in another order.
+#[test]
+fn isc_matches_brainiak() {
+    use cortexflow::kernels::isc::{Isc, StorySums};
+    let f = fixture_json("isc/pairwise.json");
+    let want: Vec<f64> = f["isc"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let mut isc = Isc::new(want.len());
+    for story in f["stories"].as_array().unwrap() {
+        let t = story["scans"].as_u64().unwrap() as usize;
+        let mut sums = StorySums::new(t, want.len());
+        for (subject, valid) in story["data"].as_array().unwrap().iter().zip(story["valid"].as_array().unwrap()) {
+            let rows: Vec<f64> = subject.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect();
+            let y = ndarray::Array2::from_shape_vec((t, want.len()), rows).unwrap();
+            let valid: Vec<bool> = valid.as_array().unwrap().iter().map(|b| b.as_bool().unwrap()).collect();
+            sums.add(y.view(), &valid);
+        }
+        isc.add_story(&sums);
+    }
+    for (v, (got, want)) in isc.isc().iter().zip(&want).enumerate() {
+        assert!((got - want).abs() < 1e-12, "voxel {v}: {got} vs BrainIAK {want}");
+    }
 }
 
 /// With no drift model the cleaning is each run's mean removed (and a scale), which
