@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 
-use cortexflow::stages::ceiling::{self, MIN_ISC};
+use cortexflow::stages::ceiling;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Store directory.
     pub store: PathBuf,
-    /// The summary's medians are over voxels whose inter-subject correlation is above this.
-    #[arg(long, default_value_t = MIN_ISC)]
-    pub min_isc: f64,
+    /// The summary's medians, and the fraction map, are over voxels whose inter-subject
+    /// correlation is above this [default: 0.05 at 15 subject pairs × 580 scans, scaled as
+    /// 1/√(pairs × scans) of the data].
+    #[arg(long)]
+    pub min_isc: Option<f64>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {

@@ -49,10 +49,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         responses: a.responses,
         mask_threshold: a.mask_threshold,
     };
-    let mut lines = update::run_all(&recipe, &req, &a.out, &cluster)?;
+    crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
     if cluster.is_writer() && !a.no_ceiling {
-        lines.extend(ceiling::run(&a.out, ceiling::MIN_ISC)?);
+        let lines = ceiling::run(&a.out, None)
+            .map_err(|e| anyhow::anyhow!("the store is complete, but its noise ceiling failed: {e}"))?;
+        crate::print_lines(lines);
     }
-    crate::print_lines(lines);
     Ok(())
 }

@@ -54,7 +54,12 @@ def main(out, models):
     table = whole.groupby(["model", "rule", "cut"], dropna=False).agg(
         seeds=("seed", "count"), equivalent=("truth", "mean"), tied=("tied", "mean"),
         recall=("recall", "mean"), min_recall=("recall", "min"),
-        precision=("precision", "mean"), min_precision=("precision", "min"), both=("both", "sum"))
+        precision=("precision", "mean"), min_precision=("precision", "min"), both=("both", "sum"),
+        hits=("hits", "sum"), all_truth=("truth", "sum"), all_tied=("tied", "sum"))
+    # Pooled over the seeds' ANs: every equivalent AN counted once, whichever seed.
+    table["pooled_recall"] = table.hits / table.all_truth
+    table["pooled_precision"] = table.hits / table.all_tied.replace(0, np.nan)
+    table = table.drop(columns=["hits", "all_truth", "all_tied"])
     pd.set_option("display.width", 200)
     print(table.round(2).to_string())
     print("\nper seed (pooled over the planted networks):")

@@ -205,7 +205,7 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
         &read_atom_fbn(&Layout::new(&store_dir).map().join("atom_fbn.parquet"))?,
         &recipe.map.options(),
     );
-    let ceiling = crate::stages::ceiling::run(&store_dir, crate::stages::ceiling::MIN_ISC)?.remove(0);
+    let ceiling = crate::stages::ceiling::run(&store_dir, None)?.remove(0);
     stage(4, "writing the report");
     let report = report::run(std::slice::from_ref(&store_dir), &out.join("report.html"), None)?;
     stage(5, "scoring against the planted truth");

@@ -177,6 +177,11 @@ fn clean_against(
     Ok(r)
 }
 
+/// The scans a run keeps after the recipe's censoring (None: all of them).
+pub fn kept_scans(plan: &Plan, bold: &Path) -> Result<Option<Vec<usize>>> {
+    Ok(recipe_confounds(plan, bold)?.and_then(|c| c.keep))
+}
+
 /// A stored run's cleaned series, as it was reduced at ingest (its story's atoms and the
 /// recipe's confounds): what the noise ceiling correlates across subjects.
 pub fn clean_stored(plan: &Plan, bold: &Path, story: &str) -> Result<encode::Cleaned> {

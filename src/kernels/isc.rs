@@ -32,6 +32,11 @@ impl StorySums {
         }
     }
 
+    /// The sum (T × V) and the subjects valid at each voxel.
+    pub fn into_parts(self) -> (Array2<f64>, Vec<u32>) {
+        (self.sum, self.n)
+    }
+
     /// Adds one subject's cleaned series `y` (T × V); a voxel not `valid` (or constant in
     /// `y`) is left out for this subject. Returns the voxels added.
     pub fn add(&mut self, y: ArrayView2<f64>, valid: &[bool]) -> usize {

@@ -13,7 +13,7 @@ pub fn ceiling(page: &mut Page, store: &Store) -> Result<()> {
     page.section(
         "ceiling",
         "Noise ceiling",
-        "What the subjects who heard the same story share: the mean pairwise inter-subject correlation (ISC) of each voxel's cleaned BOLD, whose square root bounds the held-out r any model of the stories can reach in one subject (a shared, stimulus-driven part plus noise independent across subjects). The encoding models' mean held-out r is shown as a fraction of it, over the voxels whose ISC is above the summary's cut.",
+        "What the subjects who heard the same story share: the mean pairwise inter-subject correlation (ISC) of each voxel's cleaned BOLD. Its square root is the between-subject ceiling: the held-out r a model of what the subjects share can reach in a typical subject (a shared, stimulus-driven part plus noise independent across subjects, the subjects aligned voxel for voxel). A subject with more signal than the others, or misalignment between subjects, can put a model above it. The encoding models' mean held-out r is shown as a fraction of it, over the voxels whose ISC is above the summary's cut.",
     );
     let dir = store.paths().ceiling();
     let Some(info) = read_info(&dir)? else {
@@ -33,16 +33,19 @@ pub fn ceiling(page: &mut Page, store: &Store) -> Result<()> {
     let mask = nifti::read_mask(&store.paths().mask())?;
     let read = |name: &str| -> Result<Vec<f64>> { Ok(mask.rows(&nifti::read_image(&dir.join(name))?).row(0).to_vec()) };
     let (ceiling, fraction) = (read("ceiling.nii.gz")?, read("fraction.nii.gz")?);
-    let cut = info.min_isc.max(0.0).sqrt();
-    let reliable: Vec<f64> = ceiling.iter().zip(&fraction).filter(|(c, f)| **c > cut && f.is_finite()).map(|(_, f)| *f).collect();
+    let reliable: Vec<f64> = fraction.iter().copied().filter(|f| f.is_finite()).collect();
     page.note(crate::stages::ceiling::headline(&info));
-    if reliable.is_empty() {
-        page.note(format!("No voxel has an ISC above {}: nothing to compare the models with.", info.min_isc));
+    if info.reliable_voxels == 0 {
+        page.note(format!("No voxel has an ISC above {:.3}: nothing to compare the models with.", info.min_isc));
+    } else if reliable.is_empty() {
+        page.note("No held-out r to compare with the ceiling: cross-validation needs 2 runs per subject (and encoding.cv = true).".into());
     } else {
         let svg = figures::histogram("Held-out r as a fraction of the noise ceiling", "mean cv_r / √ISC", &reliable, 40)?;
-        page.svg(&svg, &format!("{} voxels with ISC > {}; 1 is the ceiling", reliable.len(), info.min_isc))?;
+        page.svg(&svg, &format!("{} voxels with ISC > {:.3}; 1 is √ISC", reliable.len(), info.min_isc))?;
     }
-    positive_slices(page, &mask, &ceiling, "noise ceiling", "noise ceiling √ISC")?;
+    if store.regions()?.is_none() {
+        positive_slices(page, &mask, &ceiling, "noise ceiling", "noise ceiling √ISC")?;
+    }
     page.end();
     Ok(())
 }

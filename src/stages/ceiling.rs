@@ -9,23 +9,29 @@
 //! in run-key order), so an added then retracted run leaves it unchanged; it is computed
 //! afresh by `cortexflow ceiling` and carries the store epoch it reflects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::encoding::{clean_stored, Plan};
-use crate::error::{bail, Result};
+use ndarray::Axis;
+
+use crate::engine::encoding::{clean_stored, kept_scans, Plan};
+use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{write_table, Column};
 use crate::kernels::isc::{ceiling, Isc, StorySums};
-use crate::store::{RunEntry, Store};
+use crate::store::{check_clock, RunEntry, Store};
 
-/// Voxels whose ISC is above this are the "reliable" ones the summary speaks of. Chosen
-/// by `scripts/studies/ceiling_null.sh`: on null simulations (no shared signal, 6 subjects
-/// × 2 runs of 200 scans), fewer than 1 voxel in 1,000 reaches it (README, "Noise ceiling").
+/// Voxels whose ISC is above the cut are the "reliable" ones the summary speaks of. The
+/// cut is 0.05 at the size of the study that chose it (`scripts/studies/ceiling_null.sh`:
+/// null simulations of 6 subjects × 2 runs of 282 and 298 scans, 15 pairs × 580 scans,
+/// where fewer than 1 voxel in 1,000 reaches it; README, "Noise ceiling"), and scales with
+/// the null's spread elsewhere ([`default_min_isc`]).
 pub const MIN_ISC: f64 = 0.05;
+/// Pairs × scans of that study.
+pub const STUDY_PAIR_SCANS: f64 = 15.0 * 580.0;
 
 /// What the ceiling found, per voxel of the mask.
 #[derive(Debug, Clone)]
@@ -61,20 +67,22 @@ impl Ceiling {
         self.isc.iter().map(|&x| ceiling(x)).collect()
     }
 
-    /// cv_r / ceiling where the ceiling is positive (NaN elsewhere).
+    /// cv_r / ceiling over the voxels whose ISC passes the summary's cut (NaN elsewhere:
+    /// below it the ceiling is mostly noise and the ratio meaningless).
     pub fn fraction(&self) -> Vec<f64> {
-        self.ceiling()
+        let cut = self.info.min_isc;
+        self.isc
             .iter()
             .zip(&self.cv_r)
-            .map(|(&c, &r)| if c > 0.0 { r / c } else { f64::NAN })
+            .map(|(&i, &r)| if i > cut && i > 0.0 { r / ceiling(i) } else { f64::NAN })
             .collect()
     }
 
     fn summarise(&mut self, min_isc: f64) {
+        self.info.min_isc = min_isc;
         let reliable: Vec<usize> = (0..self.isc.len()).filter(|&v| self.isc[v] > min_isc).collect();
         let (c, f) = (self.ceiling(), self.fraction());
         let median_of = |values: &[f64]| median(reliable.iter().map(|&v| values[v]).filter(|x| x.is_finite()).collect());
-        self.info.min_isc = min_isc;
         self.info.reliable_voxels = reliable.len();
         self.info.median_ceiling = median_of(&c);
         self.info.median_cv_r = median_of(&self.cv_r);
@@ -91,7 +99,7 @@ impl Ceiling {
 pub fn headline(i: &CeilingInfo) -> String {
     let runs: usize = i.stories.values().map(Vec::len).sum();
     let mut line = format!(
-        "noise ceiling: {} stories heard by 2 or more subjects ({runs} runs), {} voxels with ISC > {}",
+        "noise ceiling: {} stories heard by 2 or more subjects ({runs} runs), {} voxels with ISC > {:.3}",
         i.stories.len(),
         i.reliable_voxels,
         i.min_isc
@@ -117,63 +125,116 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// Runs by story (key, entry).
 type StoryRuns = BTreeMap<String, Vec<(String, RunEntry)>>;
 
-/// The runs of each story that enter the ceiling, and those left out with why.
+/// The runs of each story heard by 2 or more subjects; the others left out with why.
 fn story_runs(store: &Store) -> (StoryRuns, BTreeMap<String, String>) {
     let mut by_story = StoryRuns::new();
-    let mut left_out = BTreeMap::new();
     for (key, run) in &store.manifest.runs {
-        match &run.confounds {
-            Some(c) if c.kept_scans != run.scans => {
-                left_out.insert(key.clone(), format!("{} of {} scans kept after censoring", c.kept_scans, run.scans));
-            }
-            _ => by_story.entry(run.story.clone()).or_default().push((key.clone(), run.clone())),
-        }
+        by_story.entry(run.story.clone()).or_default().push((key.clone(), run.clone()));
     }
-    by_story.retain(|story, runs| {
-        let subjects: std::collections::BTreeSet<&str> = runs.iter().map(|(_, r)| r.subject.as_str()).collect();
-        if subjects.len() < 2 {
-            for (key, _) in runs.iter() {
-                left_out.insert(key.clone(), format!("the only subject with story '{story}'"));
-            }
-        }
-        subjects.len() >= 2
-    });
+    let mut left_out = BTreeMap::new();
+    by_story.retain(|story, runs| keep_if_shared(story, runs, &mut left_out));
     (by_story, left_out)
 }
 
-/// The ceiling of the store's runs as they are now (`plan`: the store's, with no jobs).
-pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: f64, bar: &ProgressBar) -> Result<Ceiling> {
-    let (by_story, left_out) = story_runs(store);
+/// Whether `runs` hold 2 or more subjects; if not, each is left out, with why.
+fn keep_if_shared(story: &str, runs: &[(String, RunEntry)], left_out: &mut BTreeMap<String, String>) -> bool {
+    let subjects: BTreeSet<&str> = runs.iter().map(|(_, r)| r.subject.as_str()).collect();
+    if subjects.len() < 2 {
+        for (key, _) in runs {
+            left_out.insert(key.clone(), format!("the only subject with story '{story}' among the runs used"));
+        }
+    }
+    subjects.len() >= 2
+}
+
+/// The scans of a story that every run kept after censoring (all of them without), so
+/// that the subjects' series line up. A run whose censoring would leave fewer than half
+/// the story's scans in common is left out (those keeping fewest first).
+fn common_scans(plan: &Plan, runs: &mut Vec<(String, RunEntry)>, scans: usize, left_out: &mut BTreeMap<String, String>) -> Result<Vec<usize>> {
+    let mut kept = Vec::new();
+    for (key, run) in runs.iter() {
+        let k = kept_scans(plan, &run.bold).with_context(|| format!("run {key}"))?;
+        kept.push(k.unwrap_or_else(|| (0..scans).collect()));
+    }
+    loop {
+        let mut common: BTreeSet<usize> = (0..scans).collect();
+        for k in &kept {
+            common.retain(|t| k.binary_search(t).is_ok());
+        }
+        if 2 * common.len() >= scans || runs.is_empty() {
+            return Ok(common.into_iter().collect());
+        }
+        let fewest = (0..kept.len()).min_by_key(|&i| kept[i].len()).expect("runs left");
+        let (key, _) = runs.remove(fewest);
+        left_out.insert(key, format!("censoring kept {} of {scans} scans, too few in common with the other runs", kept.remove(fewest).len()));
+    }
+}
+
+/// Subjects × scans a story's pairs hold in all: the null spread of the ISC shrinks as
+/// 1/√ of it.
+fn pair_scans(stories: &[(usize, usize)]) -> f64 {
+    stories.iter().map(|&(n, t)| (n * n.saturating_sub(1) / 2 * t) as f64).sum()
+}
+
+/// The default ISC cut of the summary: [`MIN_ISC`] at the size of the study that chose
+/// it, scaled as the null's spread, 1/√(pairs × scans).
+pub fn default_min_isc(pair_scans: f64) -> f64 {
+    MIN_ISC * (STUDY_PAIR_SCANS / pair_scans.max(1.0)).sqrt()
+}
+
+/// One subject's cleaned series of a story over the `common` scans (its runs of the story
+/// — sessions — averaged as z-scores), and the voxels valid in all of them.
+fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, RunEntry)], common: &[usize], voxels: usize, bar: &ProgressBar) -> Result<(ndarray::Array2<f64>, Vec<bool>)> {
+    let clock = store.manifest.stories[story];
+    let mut sessions = StorySums::new(common.len(), voxels);
+    for (key, run) in runs {
+        let hint = || format!("run {key} (the noise ceiling reads its BOLD again: restore the file, or retract the run)");
+        check_clock(&run.bold, story, &clock).with_context(hint)?;
+        let kept = kept_scans(plan, &run.bold).with_context(hint)?.unwrap_or_else(|| (0..clock.scans).collect());
+        let cleaned = clean_stored(plan, &run.bold, story).with_context(hint)?;
+        if cleaned.yr.dim() != (kept.len(), voxels) {
+            bail!("run {key}: cleaned to {} scans × {} voxels, expected {} × {voxels}", cleaned.yr.nrows(), cleaned.yr.ncols(), kept.len());
+        }
+        let rows: Vec<usize> = common.iter().map(|t| kept.binary_search(t).expect("common scans are kept by every run")).collect();
+        sessions.add(cleaned.yr.select(Axis(0), &rows).view(), &cleaned.valid);
+        bar.inc(1);
+    }
+    let (sum, n) = sessions.into_parts();
+    let valid = n.iter().map(|&k| k as usize == runs.len()).collect();
+    Ok((sum, valid))
+}
+
+/// The ceiling of the store's runs as they are now (`plan`: the store's, with no jobs);
+/// the summary's cut is `min_isc`, or [`default_min_isc`] of the data.
+pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, bar: &ProgressBar) -> Result<Ceiling> {
+    let (mut by_story, mut left_out) = story_runs(store);
     bar.set_length(by_story.values().map(|r| r.len() as u64).sum());
     let mut isc = Isc::new(mask.len());
-    let mut stories = BTreeMap::new();
-    for (story, runs) in &by_story {
+    let (mut stories, mut sizes, mut used) = (BTreeMap::new(), Vec::new(), BTreeSet::new());
+    for (story, runs) in by_story.iter_mut() {
         let Some(clock) = store.manifest.stories.get(story) else {
             bail!("{}: runs of story '{story}', which the store does not hold", store.paths().manifest().display());
         };
-        let mut sums = StorySums::new(clock.scans, mask.len());
-        for (_, run) in runs {
-            let cleaned = clean_stored(plan, &run.bold, story)?;
-            if cleaned.yr.dim() != (clock.scans, mask.len()) {
-                bail!(
-                    "{}: cleaned to {} scans × {} voxels, but story '{story}' has {} scans and the mask {} voxels",
-                    run.bold.display(),
-                    cleaned.yr.nrows(),
-                    cleaned.yr.ncols(),
-                    clock.scans,
-                    mask.len()
-                );
-            }
-            sums.add(cleaned.yr.view(), &cleaned.valid);
-            bar.inc(1);
+        let common = common_scans(plan, runs, clock.scans, &mut left_out)?;
+        if !keep_if_shared(story, runs, &mut left_out) {
+            continue;
+        }
+        let mut by_subject: BTreeMap<&str, Vec<&(String, RunEntry)>> = BTreeMap::new();
+        runs.iter().for_each(|r| by_subject.entry(r.1.subject.as_str()).or_default().push(r));
+        let mut sums = StorySums::new(common.len(), mask.len());
+        for (subject, runs) in &by_subject {
+            let (series, valid) = subject_series(plan, store, story, runs, &common, mask.len(), bar)?;
+            sums.add(series.view(), &valid);
+            used.insert(subject.to_string());
         }
         isc.add_story(&sums);
+        sizes.push((by_subject.len(), common.len()));
         stories.insert(story.clone(), runs.iter().map(|(k, _)| k.clone()).collect());
     }
     let mut out = Ceiling {
         isc: isc.isc(),
         subjects: isc.subjects,
-        cv_r: mean_cv_r(store, mask)?,
+        cv_r: mean_cv_r(store, mask, &used)?,
         info: CeilingInfo {
             epoch: store.manifest.epoch,
             stories,
@@ -181,15 +242,16 @@ pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: f64, bar: &Prog
             ..CeilingInfo::default()
         },
     };
-    out.summarise(min_isc);
+    out.summarise(min_isc.unwrap_or_else(|| default_min_isc(pair_scans(&sizes))));
     Ok(out)
 }
 
-/// The mean over subjects of their held-out r (each subject's `cv_r` map, where finite).
-fn mean_cv_r(store: &Store, mask: &Mask) -> Result<Vec<f64>> {
+/// The mean over the `subjects` in the ceiling of their held-out r (each subject's `cv_r`
+/// map, where finite).
+fn mean_cv_r(store: &Store, mask: &Mask, subjects: &BTreeSet<String>) -> Result<Vec<f64>> {
     let (mut sum, mut n) = (vec![0.0; mask.len()], vec![0u32; mask.len()]);
-    for s in store.subjects() {
-        let path = store.paths().subject_map(&s, "cv_r");
+    for s in subjects {
+        let path = store.paths().subject_map(s, "cv_r");
         if !path.is_file() {
             continue;
         }
@@ -263,20 +325,28 @@ pub fn read_info(dir: &Path) -> Result<Option<CeilingInfo>> {
 /// `cortexflow ceiling STORE`: computes the store's noise ceiling afresh, as its writer
 /// (a second writer is refused), and writes it under `STORE/ceiling/`. Returns the lines
 /// to print.
-pub fn run(dir: &Path, min_isc: f64) -> Result<Vec<String>> {
-    if !(min_isc.is_finite() && (-1.0..1.0).contains(&min_isc)) {
-        bail!("--min-isc {min_isc}: expected a correlation in [-1, 1)");
+pub fn run(dir: &Path, min_isc: Option<f64>) -> Result<Vec<String>> {
+    if let Some(m) = min_isc.filter(|m| !(m.is_finite() && (-1.0..1.0).contains(m))) {
+        bail!("--min-isc {m}: expected a correlation in [-1, 1)");
     }
     let _lock = crate::store::WriteLock::acquire(dir)?;
     let mut store = Store::open(dir)?;
     if !store.paths().mask().is_file() {
         bail!("{}: the store has no mask yet: ingest BOLD runs first", dir.display());
     }
+    let m = &store.manifest;
+    if !m.dirty.is_empty() || m.results_epoch != m.epoch {
+        // The fraction is of the current fits or none.
+        bail!("{}: its results are stale (an interrupted command): run `cortexflow status --refresh STORE` first", dir.display());
+    }
     let out = store.paths().ceiling();
-    if story_runs(&store).0.is_empty() {
+    let (shared, left_out) = story_runs(&store);
+    if shared.is_empty() {
         // No ceiling rather than a stale one.
         store.rewrite(&out, |_| Ok(Vec::new()))?;
-        return Ok(vec!["noise ceiling: none (no story was heard by 2 or more subjects)".into()]);
+        let mut lines = vec![format!("noise ceiling: none (no story was heard by 2 or more subjects; {} runs)", store.manifest.runs.len())];
+        lines.extend(left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
+        return Ok(lines);
     }
     let mask = store.read_mask()?;
     let bar = crate::progress::bar(0, "noise ceiling");
@@ -295,6 +365,9 @@ pub fn run(dir: &Path, min_isc: f64) -> Result<Vec<String>> {
     let files = store.rewrite(&out, |_| write(&c, &mask, &out))?;
     let mut lines = vec![c.headline()];
     lines.extend(c.info.left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
+    if plan.regions.is_some() {
+        lines = lines.iter().map(|l| l.replace(" voxels", " regions")).collect();
+    }
     lines.extend(files.iter().map(|f| format!("wrote {}", f.display())));
     Ok(lines)
 }

@@ -91,7 +91,7 @@ impl Layout {
     }
     /// The noise ceiling (`cortexflow ceiling`): ISC, ceiling and cv_r / ceiling.
     pub fn ceiling(&self) -> PathBuf {
-        self.dir.join("ceiling")
+        self.dir.join(crate::store::CEILING)
     }
     pub fn report(&self) -> PathBuf {
         self.dir.join("report.html")

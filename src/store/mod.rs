@@ -41,6 +41,9 @@ use crate::operators::{BlockError, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
 
+/// The noise ceiling's folder, relative to the store (see [`Layout::ceiling`]).
+pub const CEILING: &str = "ceiling";
+
 pub use layout::Layout;
 pub use lock::WriteLock;
 pub use manifest::{ConfoundsUsed, Manifest, RunEntry, StoryEntry, FORMAT};
@@ -236,15 +239,25 @@ impl Store {
         Ok(out)
     }
 
-    /// Rewrites one part of the store (a results folder) afresh with `write`, as
-    /// [`Self::rewriting`] does: removed first, pending until sealed.
+    /// Rewrites a derived part of the store (a results folder nothing else is computed
+    /// from, e.g. the noise ceiling) afresh with `write`: whatever was there — damaged,
+    /// foreign or left by an interrupted command — is discarded first, the part is pending
+    /// while written, then sealed (a part left empty loses its checksums).
     pub fn rewrite(&mut self, part: &Path, write: impl FnOnce(&mut Store) -> Result<Vec<PathBuf>>) -> Result<Vec<PathBuf>> {
+        self.discard(part)?;
         self.rewriting(&[part.to_path_buf()], |store| {
-            remove_all(part)?;
             let files = write(store)?;
-            let sealed = if part.exists() { vec![part.to_path_buf()] } else { Vec::new() };
-            Ok((files, sealed))
+            Ok((files, vec![part.to_path_buf()]))
         })
+    }
+
+    /// Removes a derived part with its checksums and any pending mark.
+    fn discard(&mut self, part: &Path) -> Result<()> {
+        remove_all(part)?;
+        let key = sums::key(&self.dir, part);
+        self.manifest.files.retain(|k, _| !sums::is_under(k, &key));
+        self.manifest.pending.retain(|k| !sums::is_under(k, &key));
+        self.save()
     }
 
     /// Files under `parts` that differ from their sums, or that the store did not write.
@@ -277,6 +290,7 @@ impl Store {
     /// What to run again to finish an interrupted rewrite of `part`.
     fn redo(part: &str) -> &'static str {
         match part {
+            CEILING => "run `cortexflow ceiling STORE` again",
             "mask.nii.gz" => "give the mask again (`cortexflow ingest STORE --mask M` or `cortexflow init … --mask M STORE`)",
             _ => "ingest the stories again (`cortexflow ingest STORE --responses … --neurons …` or `--stimulus …`)",
         }
@@ -369,6 +383,9 @@ impl Store {
         if key.starts_with("subjects/") || sums::is_under(key, "group") || sums::is_under(key, "map") {
             return "rebuilt from the runs' statistics by `cortexflow status --refresh`".into();
         }
+        if sums::is_under(key, CEILING) {
+            return "computed again by `cortexflow ceiling STORE`".into();
+        }
         if let Some((run, entry)) = self
             .manifest
             .runs
@@ -387,6 +404,16 @@ impl Store {
     /// for rebuilding; damage that cannot be rebuilt (statistics, inputs) is an error that
     /// says what to do.
     pub fn mark_damage_for_rebuild(&mut self) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        // The noise ceiling is derived from the runs' BOLD, not the statistics: a damaged or
+        // interrupted one is removed, to be computed again by `cortexflow ceiling`.
+        let ceiling = self.paths().ceiling();
+        let interrupted = self.manifest.pending.contains(CEILING);
+        let (ceiling_damage, damaged): (Vec<_>, Vec<_>) = self.damaged(true).into_iter().partition(|(k, _)| sums::is_under(k, CEILING));
+        if interrupted || !ceiling_damage.is_empty() {
+            self.discard(&ceiling)?;
+            lines.push(format!("{CEILING}/: {}; removed: `cortexflow ceiling STORE` computes it again", if interrupted { "interrupted" } else { "damaged" }));
+        }
         if let Some(part) = self.manifest.pending.first() {
             bail!(
                 "{}: {part} was being rewritten when a command stopped; {} (--refresh rebuilds results, not inputs)",
@@ -394,8 +421,6 @@ impl Store {
                 Self::redo(part)
             );
         }
-        let damaged = self.damaged(true);
-        let mut lines = Vec::new();
         let mut fatal = Vec::new();
         for (key, d) in &damaged {
             if let Some(rest) = key.strip_prefix("subjects/sub-") {

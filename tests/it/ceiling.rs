@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use cortexflow::engine::cluster::Cluster;
 use cortexflow::engine::update::{self, IngestRequest};
 use cortexflow::io::nifti;
-use cortexflow::stages::ceiling::{self, MIN_ISC};
+use cortexflow::stages::ceiling;
 use cortexflow::store::Recipe;
 
 use super::common::{cortexflow_fails, fixture_json, pearson, table_cells};
@@ -58,9 +58,12 @@ fn ceiling_equals_pairwise_r_of_the_bold() {
     std::fs::write(&recipe, "[basis]\natoms = 8\n[encoding]\nhigh_pass = 0.0\n").unwrap();
     let store = d.join("s");
     update::run_all(&Recipe::load(&recipe).unwrap(), &run_request(&sim), &store, &Cluster::default()).unwrap();
-    let lines = ceiling::run(&store, MIN_ISC).unwrap();
+    let lines = ceiling::run(&store, None).unwrap();
     assert!(lines[0].starts_with("noise ceiling: 2 stories heard by 2 or more subjects (6 runs)"), "{lines:?}");
 
+    // 3 subjects × 2 stories of 100 scans: 600 pair-scans, so the cut is 0.05·√(8700/600).
+    let cut = ceiling::read_info(&store.join("ceiling")).unwrap().unwrap().min_isc;
+    assert!((cut - 0.05 * (8700.0f64 / 600.0).sqrt()).abs() < 1e-12, "cut {cut}");
     let mask_path = sim.join("mask.nii.gz");
     let mask = nifti::read_mask(&mask_path).unwrap();
     let runs: Vec<_> = bold.iter().map(|b| nifti::read_bold(Path::new(b), Some((&mask_path, &mask))).unwrap().data).collect();
@@ -94,8 +97,10 @@ fn ceiling_equals_pairwise_r_of_the_bold() {
         assert!((ceil - want.max(0.0).sqrt()).abs() < 1e-5, "voxel {v}: ceiling {ceil}");
         let mean_r = cv_r.iter().map(|m| m[[0, v]]).sum::<f64>() / 3.0;
         assert!((r - mean_r).abs() < 1e-5, "voxel {v}: cv_r {r} vs {mean_r}");
-        if ceil > 0.1 {
+        if isc > cut {
             assert!((fraction - mean_r / ceil).abs() < 1e-4 * (1.0 + fraction.abs()), "voxel {v}: fraction {fraction}");
+        } else {
+            assert!(fraction.is_nan(), "voxel {v}: a fraction below the ISC cut");
         }
         checked += 1;
     }
@@ -114,7 +119,7 @@ fn retracted_ceiling_equals_never() {
     let r = Recipe::load(&recipe).unwrap();
     let (all, never) = (d.join("all"), d.join("never"));
     update::run_all(&r, &run_request(&sim), &all, &Cluster::default()).unwrap();
-    ceiling::run(&all, MIN_ISC).unwrap();
+    ceiling::run(&all, None).unwrap();
     let status = cortexflow::store::Store::open_reader(&all).unwrap().status();
     assert!(status.contains("noise ceiling: up to date"), "{status}");
     for key in ["sub-02/task-lpp/run-2", "sub-03/task-lpp/run-2"] {
@@ -122,19 +127,34 @@ fn retracted_ceiling_equals_never() {
     }
     let status = cortexflow::store::Store::open_reader(&all).unwrap().status();
     assert!(status.contains("noise ceiling: stale"), "{status}");
-    let lines = ceiling::run(&all, MIN_ISC).unwrap();
-    assert!(lines.iter().any(|l| l == "sub-01/task-lpp/run-2: left out (the only subject with story 'task-lpp_run-2')"), "{lines:?}");
+    let lines = ceiling::run(&all, None).unwrap();
+    assert!(lines.iter().any(|l| l == "sub-01/task-lpp/run-2: left out (the only subject with story 'task-lpp_run-2' among the runs used)"), "{lines:?}");
     assert!(lines[0].contains("1 stories heard by 2 or more subjects (3 runs)"), "{lines:?}");
 
     empty_store(&sim, &recipe, &never);
     let without: Vec<PathBuf> = bold.iter().filter(|b| !b.contains("sub-02_task-lpp_run-2") && !b.contains("sub-03_task-lpp_run-2")).map(PathBuf::from).collect();
     let req = IngestRequest { bold: without, ..IngestRequest::default() };
     update::ingest(&Cluster::default(), &never, req).unwrap();
-    ceiling::run(&never, MIN_ISC).unwrap();
+    ceiling::run(&never, None).unwrap();
     for f in ["isc.nii.gz", "ceiling.nii.gz", "fraction.nii.gz", "voxels.parquet"] {
         let (a, b) = (std::fs::read(all.join("ceiling").join(f)).unwrap(), std::fs::read(never.join("ceiling").join(f)).unwrap());
         assert!(a == b, "{f} differs");
     }
+
+    // A damaged ceiling is computed again; one with no story left to share is removed with
+    // its checksums, and the store stays whole.
+    std::fs::write(all.join("ceiling/ceiling.json"), "{").unwrap();
+    let status = cortexflow::store::Store::open_reader(&all).unwrap().integrity(false).0;
+    assert!(status.contains("computed again by `cortexflow ceiling STORE`"), "{status}");
+    ceiling::run(&all, None).unwrap();
+    assert_eq!(cortexflow::store::Store::open_reader(&all).unwrap().integrity(false).1, 0);
+    update::retract(&Cluster::default(), &all, "sub-02/task-lpp/run-1").unwrap();
+    update::retract(&Cluster::default(), &all, "sub-03/task-lpp/run-1").unwrap();
+    let lines = ceiling::run(&all, None).unwrap();
+    assert!(lines[0].starts_with("noise ceiling: none"), "{lines:?}");
+    assert!(!all.join("ceiling").exists());
+    let (text, problems) = cortexflow::store::Store::open_reader(&all).unwrap().integrity(false);
+    assert_eq!(problems, 0, "{text}");
 }
 
 /// Bad requests are one clear error each.
