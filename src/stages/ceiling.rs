@@ -124,6 +124,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 
 /// Runs by story (key, entry).
 type StoryRuns = BTreeMap<String, Vec<(String, RunEntry)>>;
+/// Each run's kept scans, by run key.
+type KeptScans = BTreeMap<String, Vec<usize>>;
 
 /// The runs of each story heard by 2 or more subjects; the others left out with why.
 fn story_runs(store: &Store) -> (StoryRuns, BTreeMap<String, String>) {
@@ -148,9 +150,10 @@ fn keep_if_shared(story: &str, runs: &[(String, RunEntry)], left_out: &mut BTree
 }
 
 /// The scans of a story that every run kept after censoring (all of them without), so
-/// that the subjects' series line up. A run whose censoring would leave fewer than half
-/// the story's scans in common is left out (those keeping fewest first).
-fn common_scans(plan: &Plan, runs: &mut Vec<(String, RunEntry)>, scans: usize, left_out: &mut BTreeMap<String, String>) -> Result<Vec<usize>> {
+/// that the subjects' series line up, and each run's kept scans by run key. A run whose
+/// censoring would leave fewer than half the story's scans in common is left out (those
+/// keeping fewest first).
+fn common_scans(plan: &Plan, runs: &mut Vec<(String, RunEntry)>, scans: usize, left_out: &mut BTreeMap<String, String>) -> Result<(Vec<usize>, KeptScans)> {
     let mut kept = Vec::new();
     for (key, run) in runs.iter() {
         let k = kept_scans(plan, &run.bold).with_context(|| format!("run {key}"))?;
@@ -162,7 +165,8 @@ fn common_scans(plan: &Plan, runs: &mut Vec<(String, RunEntry)>, scans: usize, l
             common.retain(|t| k.binary_search(t).is_ok());
         }
         if 2 * common.len() >= scans || runs.is_empty() {
-            return Ok(common.into_iter().collect());
+            let by_key = runs.iter().map(|(key, _)| key.clone()).zip(kept).collect();
+            return Ok((common.into_iter().collect(), by_key));
         }
         let fewest = (0..kept.len()).min_by_key(|&i| kept[i].len()).expect("runs left");
         let (key, _) = runs.remove(fewest);
@@ -184,18 +188,20 @@ pub fn default_min_isc(pair_scans: f64) -> f64 {
 
 /// One subject's cleaned series of a story over the `common` scans (its runs of the story
 /// — sessions — averaged as z-scores), and the voxels valid in all of them.
-fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, RunEntry)], common: &[usize], voxels: usize, bar: &ProgressBar) -> Result<(ndarray::Array2<f64>, Vec<bool>)> {
+fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, RunEntry)], (common, kept): (&[usize], &KeptScans), voxels: usize, bar: &ProgressBar) -> Result<(ndarray::Array2<f64>, Vec<bool>)> {
     let clock = store.manifest.stories[story];
     let mut sessions = StorySums::new(common.len(), voxels);
     for (key, run) in runs {
         let hint = || format!("run {key} (the noise ceiling reads its BOLD again: restore the file, or retract the run)");
         check_clock(&run.bold, story, &clock).with_context(hint)?;
-        let kept = kept_scans(plan, &run.bold).with_context(hint)?.unwrap_or_else(|| (0..clock.scans).collect());
+        let kept = &kept[key];
         let cleaned = clean_stored(plan, &run.bold, story).with_context(hint)?;
         if cleaned.yr.dim() != (kept.len(), voxels) {
             bail!("run {key}: cleaned to {} scans × {} voxels, expected {} × {voxels}", cleaned.yr.nrows(), cleaned.yr.ncols(), kept.len());
         }
-        let rows: Vec<usize> = common.iter().map(|t| kept.binary_search(t).expect("common scans are kept by every run")).collect();
+        let Some(rows) = common.iter().map(|t| kept.binary_search(t).ok()).collect::<Option<Vec<usize>>>() else {
+            bail!("run {key}: its confounds changed while the noise ceiling read them; run `cortexflow ceiling` again");
+        };
         sessions.add(cleaned.yr.select(Axis(0), &rows).view(), &cleaned.valid);
         bar.inc(1);
     }
@@ -215,7 +221,7 @@ pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, ba
         let Some(clock) = store.manifest.stories.get(story) else {
             bail!("{}: runs of story '{story}', which the store does not hold", store.paths().manifest().display());
         };
-        let common = common_scans(plan, runs, clock.scans, &mut left_out)?;
+        let (common, kept) = common_scans(plan, runs, clock.scans, &mut left_out)?;
         if !keep_if_shared(story, runs, &mut left_out) {
             continue;
         }
@@ -223,7 +229,7 @@ pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, ba
         runs.iter().for_each(|r| by_subject.entry(r.1.subject.as_str()).or_default().push(r));
         let mut sums = StorySums::new(common.len(), mask.len());
         for (subject, runs) in &by_subject {
-            let (series, valid) = subject_series(plan, store, story, runs, &common, mask.len(), bar)?;
+            let (series, valid) = subject_series(plan, store, story, runs, (&common, &kept), mask.len(), bar)?;
             sums.add(series.view(), &valid);
             used.insert(subject.to_string());
         }
