@@ -135,10 +135,11 @@ enum Command {
     ///
     /// For stories heard by two or more subjects, the mean pairwise inter-subject
     /// correlation (ISC) of each voxel's cleaned BOLD (cleaned as for the fits: smoothing,
-    /// confounds, drift), pooled over stories; the ceiling of a held-out r is √ISC, and
+    /// confounds, drift; with censoring, over the scans every run kept; a subject's
+    /// sessions averaged), pooled over stories; the ceiling of a held-out r is √ISC, and
     /// the subjects' mean cv_r is reported as a fraction of it. Reads every run's BOLD
-    /// again (runs with censored scans are left out). Writes STORE/ceiling/{isc,ceiling,
-    /// fraction}.nii.gz, voxels.parquet and ceiling.json (with the store epoch it reflects).
+    /// again. Writes STORE/ceiling/{isc,ceiling,fraction}.nii.gz, voxels.parquet and
+    /// ceiling.json (with the store epoch it reflects).
     Ceiling(ceiling::Args),
     /// Show what a store holds and whether its results are up to date.
     #[command(disable_help_flag = true)]
