@@ -868,6 +868,7 @@ impl Store {
             self.subjects().len(),
             m.epoch
         ));
+        out.push_str(&self.size_line());
         for (key, r) in &m.runs {
             let confounds = match &r.confounds {
                 None => String::new(),
@@ -903,6 +904,29 @@ impl Store {
             Err(e) => out.push_str(&format!("noise ceiling: unreadable ({e})\n")),
         }
         out
+    }
+
+    /// What the store's files weigh, from their sealed sizes: in all, per run (its
+    /// statistics) and per subject (its fits), and by part.
+    fn size_line(&self) -> String {
+        use crate::io::human_bytes;
+        let sizes = sums::sizes(&self.manifest.files);
+        let bytes = |part: &str| sizes.get(part).map_or(0, |s| s.1);
+        let total: u64 = sizes.values().map(|s| s.1).sum();
+        let files: usize = sizes.values().map(|s| s.0).sum();
+        let (runs, subjects) = (self.manifest.runs.len() as u64, self.subjects().len() as u64);
+        let each = |b: u64, n: u64| if n > 0 { format!(" ({} each)", human_bytes(u128::from(b / n))) } else { String::new() };
+        let results = bytes("group") + bytes("map") + bytes(CEILING);
+        format!(
+            "size: {} in {files} files: run statistics {}{}, subject fits {}{}, group, map and ceiling {}, stories, basis and mask {}\n",
+            human_bytes(u128::from(total)),
+            human_bytes(u128::from(bytes("runs"))),
+            each(bytes("runs"), runs),
+            human_bytes(u128::from(bytes("subjects"))),
+            each(bytes("subjects"), subjects),
+            human_bytes(u128::from(results)),
+            human_bytes(u128::from(total - bytes("runs") - bytes("subjects") - results)),
+        )
     }
 
     /// Verifies every file against its checksum, and names the damaged files and the parts

@@ -161,6 +161,19 @@ pub fn seal(sums: &mut Sums, dir: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Files and bytes of the sealed files under each top-level part of the store (`runs`,
+/// `subjects`, `group`, …; a file at the top is a part of its own).
+pub fn sizes(sums: &Sums) -> BTreeMap<&str, (usize, u64)> {
+    let mut out: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for (key, sum) in sums {
+        let part = key.split('/').next().unwrap_or(key);
+        let e = out.entry(part).or_default();
+        e.0 += 1;
+        e.1 += sum.bytes;
+    }
+    out
+}
+
 /// Checks one file against its recorded sum before it is read: an error naming it when
 /// it is damaged or was never written by the store.
 pub fn verify_file(sums: &Sums, dir: &Path, path: &Path) -> Result<()> {

@@ -176,6 +176,11 @@ fn incremental_equals_batch_and_retract_equals_never() {
         status.contains("5 runs of 3 subjects") && status.contains("results: up to date"),
         "{status}"
     );
+    // The size line adds up the files on disk: the 5 runs' statistics, each a fifth.
+    let stats: u64 = contents(&inc).iter().filter(|(p, _)| p.starts_with("runs")).map(|(_, b)| b.len() as u64).sum();
+    let human = |b: u64| cortexflow::io::human_bytes(u128::from(b));
+    let want = format!("run statistics {} ({} each)", human(stats), human(stats / 5));
+    assert!(status.contains(&want), "{want} not in {status}");
 
     // Retracting every run of a subject removes its fit; below 2 subjects, the group goes.
     retract(&inc, "sub-02/task-lpp/run-1");
