@@ -226,11 +226,14 @@ fn reduce_given(plan: &Plan, g: &GivenRun) -> Result<(RunStats, usize, Vec<bool>
 
 pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
     let mask = plan.mask.as_ref().expect("read for jobs");
+    let started = std::time::Instant::now();
     let (stats, absorbed, valid) = match job {
         Job::Reduce { run, story } => reduce(plan, run, story)?,
         Job::Given(g) => reduce_given(plan, g)?,
         Job::Load { key, .. } => decode_stats(plan.verified(&Layout::new(&plan.dir).stats(key))?)?,
     };
+    let what = if matches!(job, Job::Load { .. }) { "stored statistics read" } else { "run read and reduced" };
+    tracing::info!(run = %job.key(), seconds = started.elapsed().as_secs_f64(), "{what}");
     if valid.len() != mask.len() {
         bail!(
             "{}: statistics of {} voxels, the store's mask has {}",

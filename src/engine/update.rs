@@ -116,9 +116,11 @@ pub fn run_update(
             }));
         }
         let (plan, mut outcome) = planned.expect("agreed");
+        let started = std::time::Instant::now();
         let mut engine = Engine::build(worker, &plan.recipe);
         let fed = engine.feed(&plan, worker.index(), worker.peers());
         let (fits, group) = engine.finish(worker);
+        tracing::info!(worker = worker.index(), seconds = started.elapsed().as_secs_f64(), "dataflow done: runs reduced, subjects fitted, group tested");
         fed?;
         if !first {
             return Ok(None);
@@ -138,7 +140,12 @@ pub fn run_update(
         }
     }
     match outcome {
-        Some(o) => finish(&mut Store::open(dir)?, o),
+        Some(o) => {
+            let started = std::time::Instant::now();
+            let lines = finish(&mut Store::open(dir)?, o);
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "results written: subjects, group maps, networks");
+            lines
+        }
         None => Ok(vec![format!(
             "process {}: did its share of the work; process 0 writes the results",
             cluster.process

@@ -16,6 +16,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use ndarray::Axis;
+use rayon::prelude::*;
 
 use crate::engine::encoding::{clean_stored, kept_scans, Plan};
 use crate::error::{bail, Context, Result};
@@ -228,10 +229,19 @@ pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, ba
         let mut by_subject: BTreeMap<&str, Vec<&(String, RunEntry)>> = BTreeMap::new();
         runs.iter().for_each(|r| by_subject.entry(r.1.subject.as_str()).or_default().push(r));
         let mut sums = StorySums::new(common.len(), mask.len());
-        for (subject, runs) in &by_subject {
-            let (series, valid) = subject_series(plan, store, story, runs, (&common, &kept), mask.len(), bar)?;
-            sums.add(series.view(), &valid);
-            used.insert(subject.to_string());
+        let subjects: Vec<_> = by_subject.iter().collect();
+        // As many subjects cleaned at once as there are threads (so memory holds that many
+        // series, not one per subject), then summed in subject order (the same bytes on
+        // any thread count).
+        for chunk in subjects.chunks(rayon::current_num_threads().max(1)) {
+            let series: Vec<_> = chunk
+                .par_iter()
+                .map(|(_, runs)| subject_series(plan, store, story, runs, (&common, &kept), mask.len(), bar))
+                .collect::<Result<_>>()?;
+            for ((subject, _), (y, valid)) in chunk.iter().zip(series) {
+                sums.add(y.view(), &valid);
+                used.insert(subject.to_string());
+            }
         }
         isc.add_story(&sums);
         sizes.push((by_subject.len(), common.len()));
@@ -366,7 +376,9 @@ pub fn run(dir: &Path, min_isc: Option<f64>) -> Result<Vec<String>> {
         sums: Some(store.manifest.files.clone()),
         bar: bar.clone(),
     };
+    let started = std::time::Instant::now();
     let c = compute(&store, &plan, &mask, min_isc, &bar)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "noise ceiling computed");
     bar.finish_and_clear();
     let files = store.rewrite(&out, |_| write(&c, &mask, &out))?;
     let mut lines = vec![c.headline()];

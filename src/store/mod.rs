@@ -720,6 +720,7 @@ impl Store {
             }
             let labels: Vec<String> = subjects.iter().cloned().collect();
             let halves = (subjects.len() >= 4).then_some(&halves);
+            let started = std::time::Instant::now();
             let summary = group::write_results(
                 &mask,
                 &self.mask_path(),
@@ -729,6 +730,8 @@ impl Store {
                 &opt,
                 &group_dir,
             )?;
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
+            let started = std::time::Instant::now();
             lines.push(summary.headline());
             lines.extend(summary.notes.iter().cloned());
             let mut opt = self.recipe.map.options();
@@ -762,6 +765,7 @@ impl Store {
                 &opt,
                 &map_dir,
             )?;
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "networks mapped");
             lines.push(s.assignment.to_string());
             lines.extend(s.lines);
         } else {
