@@ -919,7 +919,7 @@ impl Store {
         let total: u64 = sizes.values().map(|s| s.1).sum();
         let files: usize = sizes.values().map(|s| s.0).sum();
         let (runs, subjects) = (self.manifest.runs.len() as u64, self.subjects().len() as u64);
-        let each = |b: u64, n: u64| if n > 0 { format!(" ({} each)", human_bytes(u128::from(b / n))) } else { String::new() };
+        let each = |b: u64, n: u64| b.checked_div(n).map_or(String::new(), |e| format!(" ({} each)", human_bytes(u128::from(e))));
         let results = bytes("group") + bytes("map") + bytes(CEILING);
         format!(
             "size: {} in {files} files: run statistics {}{}, subject fits {}{}, group, map and ceiling {}, stories, basis and mask {}\n",
