@@ -155,16 +155,9 @@ pub fn course_correlations(stats: &AnAtomStats, b: &[f64]) -> Option<CourseFit> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::pearson;
     use rand::{Rng, SeedableRng};
 
-    fn pearson(a: &[f64], b: &[f64]) -> f64 {
-        let n = a.len() as f64;
-        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-        cov / (va * vb).sqrt()
-    }
 
     /// Brute force: each segment of x and of the course centred separately, then Pearson
     /// r over the chosen segments stacked.

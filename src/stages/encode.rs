@@ -117,19 +117,7 @@ pub fn reduce_run(
     smoothing_fwhm: Option<f64>,
 ) -> Result<Reduced> {
     let b = read_smoothed(path, mask, smoothing_fwhm)?;
-    reduce_data(path, b.data, dm, k, keep, zscore)
-}
-
-/// [`reduce_run`] on a run already read: `data` is scans × voxels (or regions) of `path`.
-pub fn reduce_data(
-    path: &Path,
-    data: Array2<f32>,
-    dm: &Array2<f64>,
-    k: usize,
-    keep: Option<&[usize]>,
-    zscore: bool,
-) -> Result<Reduced> {
-    let c = clean_data(path, data, dm, k, keep, zscore)?;
+    let c = clean_data(path, b.data, dm, k, keep, zscore)?;
     Ok(Reduced {
         stats: RunStats::from_block(c.xr.view(), c.yr.view()),
         absorbed: c.absorbed,
@@ -148,7 +136,8 @@ pub struct Cleaned {
     pub valid: Vec<bool>,
 }
 
-/// The cleaning of [`reduce_data`], its series kept.
+/// The cleaning of [`reduce_run`] on a run already read (`data`: scans × voxels, or
+/// regions, of `path`), its series kept.
 pub fn clean_data(
     path: &Path,
     data: Array2<f32>,
