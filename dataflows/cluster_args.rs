@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cortexflow::engine::budget;
 use cortexflow::engine::cluster::Cluster;
 
 /// Workers and processes. Every process runs the same command on the same store; worker 0
@@ -25,6 +26,11 @@ pub struct ClusterArgs {
     /// Seconds to wait for the other processes before saying which do not answer.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub connect_timeout: u64,
+    /// Memory this process may use for an update (e.g. 4G, 800M, 2GiB): sets how many
+    /// subjects are fitted at once; an update that cannot fit is refused before any work
+    /// [default: half the machine's memory].
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -55,6 +61,10 @@ impl ClusterArgs {
             process: self.process as usize,
             hostfile: self.hostfile.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout),
+            memory_limit: match &self.memory_limit {
+                Some(text) => budget::parse_size(text)?,
+                None => budget::default_limit(),
+            },
         })
     }
 }

@@ -23,6 +23,8 @@ pub struct Cluster {
     pub hostfile: Option<PathBuf>,
     /// How long to wait for the other processes before giving up.
     pub connect_timeout: Duration,
+    /// The memory this process may use for an update, in bytes (see [`super::budget`]).
+    pub memory_limit: u64,
 }
 
 impl Default for Cluster {
@@ -33,6 +35,7 @@ impl Default for Cluster {
             process: 0,
             hostfile: None,
             connect_timeout: Duration::from_secs(60),
+            memory_limit: super::budget::default_limit(),
         }
     }
 }

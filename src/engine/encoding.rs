@@ -56,14 +56,14 @@ pub struct GivenRun {
 }
 
 impl Job {
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         match self {
             Job::Reduce { run, .. } => run.key(),
             Job::Given(g) => g.key.clone(),
             Job::Load { key, .. } => key.clone(),
         }
     }
-    fn subject(&self) -> &str {
+    pub fn subject(&self) -> &str {
         match self {
             Job::Reduce { run, .. } => &run.subject,
             Job::Given(g) => &g.subject,
@@ -73,6 +73,7 @@ impl Job {
 }
 
 /// What every worker needs to do its share.
+#[derive(Clone)]
 pub struct Plan {
     pub dir: PathBuf,
     pub recipe: Recipe,
@@ -292,14 +293,8 @@ impl Engine {
     /// statistics, then the stored β of the subjects that are not refitted. An error stops
     /// the feeding but not the dataflow, so no worker is left waiting.
     pub fn feed(&mut self, plan: &Plan, index: usize, peers: usize) -> Result<()> {
-        let mine: Vec<&Job> = plan.jobs.iter().skip(index).step_by(peers).collect();
-        plan.bar.inc_length(mine.len() as u64);
-        for job in mine {
-            for record in job_blocks(plan, job)? {
-                self.runs.insert(record);
-            }
-            plan.bar.inc(1);
-        }
+        plan.bar.inc_length(plan.jobs.iter().skip(index).step_by(peers).count() as u64);
+        feed_jobs(plan, &plan.jobs, &mut self.runs, index, peers)?;
         for (subject, beta) in plan.stored.iter().skip(index).step_by(peers) {
             for record in stored_beta(plan, subject, beta)? {
                 self.betas.insert(record);
@@ -340,6 +335,25 @@ impl Engine {
     }
 }
 
+/// Feeds this worker's share of `jobs` (positions ≡ its index mod peers), each run's
+/// statistics cut into blocks, counting them on the plan's progress bar as they are done
+/// (the caller sets its length).
+pub fn feed_jobs(
+    plan: &Plan,
+    jobs: &[Job],
+    input: &mut InputSession<u64, (BlockKey, RunBlock), isize>,
+    index: usize,
+    peers: usize,
+) -> Result<()> {
+    for job in jobs.iter().skip(index).step_by(peers) {
+        for record in job_blocks(plan, job)? {
+            input.insert(record);
+        }
+        plan.bar.inc(1);
+    }
+    Ok(())
+}
+
 /// Runs `plan` once in this process (one worker) and returns worker 0's gathered fits and
 /// group tests: the `encode` and `group` commands, outside a store.
 pub fn run_once(plan: Plan) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<GroupRecord>)> {
@@ -358,7 +372,7 @@ pub fn run_once(plan: Plan) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<GroupRecor
 }
 
 /// A stored subject's β map cut into blocks, as the group operator takes it.
-fn stored_beta(plan: &Plan, subject: &str, path: &Path) -> Result<Vec<(u32, SubjectBeta)>> {
+pub fn stored_beta(plan: &Plan, subject: &str, path: &Path) -> Result<Vec<(u32, SubjectBeta)>> {
     let mask = plan.mask.as_ref().expect("read for stored subjects");
     let img = nifti::read_image(plan.verified(path)?)?;
     mask.grid

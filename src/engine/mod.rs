@@ -9,6 +9,7 @@
 //! - [`watch`]: a long-lived dataflow that follows a folder;
 //! - [`demo`]: the main job end to end.
 
+pub mod budget;
 pub mod cluster;
 pub mod demo;
 pub mod encode;
@@ -17,3 +18,4 @@ pub mod group;
 pub mod stories;
 pub mod update;
 pub mod watch;
+pub mod waves;

@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use indicatif::ProgressBar;
 
 use crate::engine::cluster::Cluster;
-use crate::engine::encoding::{Engine, Job, Plan};
+use crate::engine::encoding::{Job, Plan};
+use crate::engine::budget::{self, Footprint, Shape};
+use crate::engine::waves;
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
-use crate::operators::{agree, BlockError, BlockFit, BlockKey, GroupBlock};
+use crate::operators::{agree, least, BlockError, BlockFit, BlockKey, GroupBlock};
 use crate::progress;
 use crate::io::nifti;
 use crate::io::regions::{self, Regions};
@@ -36,18 +38,19 @@ pub struct Outcome {
     pub group: Vec<(u32, Result<GroupBlock, BlockError>)>,
 }
 
-/// Every worker's plan, from the store as the writer left it and the BOLD files given.
-fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcome)> {
+/// Every worker's plan, from the store as the writer left it and the BOLD files given; and
+/// the subjects of the group once the update is done (label order).
+fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar, workers: usize) -> Result<(Plan, Outcome, Vec<String>, Shape)> {
     let store = Store::open_reader(dir)?;
     let (new, lines) = store.new_runs(bold)?;
     let (jobs, refit) = jobs(&store, &new);
-    let stored: Vec<(String, PathBuf)> = store
-        .group_subjects()
-        .into_iter()
-        .filter(|s| !refit.contains(s))
+    let group: Vec<String> = store.group_subjects_with(new.iter().map(|(r, _)| r.subject.as_str())).into_iter().collect();
+    let stored: Vec<(String, PathBuf)> = group
+        .iter()
+        .filter(|s| !refit.contains(*s))
         .map(|s| {
-            let beta = store.paths().subject_map(&s, store.group_map());
-            (s, beta)
+            let beta = store.paths().subject_map(s, store.group_map());
+            (s.clone(), beta)
         })
         .collect();
     let mask = match store.paths().mask().is_file() {
@@ -64,6 +67,19 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
         sums: Some(store.manifest.files.clone()),
         bar: bar.clone(),
     };
+    let mut runs: std::collections::BTreeMap<&str, u64> = Default::default();
+    for subject in store.manifest.runs.values().map(|r| r.subject.as_str()).chain(new.iter().map(|(r, _)| r.subject.as_str())) {
+        *runs.entry(subject).or_default() += 1;
+    }
+    let shape = Shape {
+        atoms: store.recipe.basis.atoms as u64,
+        voxels: plan.mask.as_ref().map_or(0, |m| m.len()) as u64,
+        scans: store.manifest.stories.values().map(|s| s.scans as u64).max().unwrap_or(0),
+        runs_per_subject: refit.iter().map(|s| runs.get(s.as_str()).copied().unwrap_or(0)).max().unwrap_or(0),
+        workers: workers as u64,
+        subjects: group.len() as u64,
+        keep_betas: store.recipe.group.permutations().is_some(),
+    };
     let outcome = Outcome {
         lines,
         new,
@@ -71,13 +87,14 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar) -> Result<(Plan, Outcom
         fits: Vec::new(),
         group: Vec::new(),
     };
-    Ok((plan, outcome))
+    Ok((plan, outcome, group, shape))
 }
 
 /// Runs a store command on every worker of every process: the writer prepares, all agree,
-/// every worker plans the same update and feeds its share of the runs, the fits are
-/// gathered, and the writer finishes (lists the new runs, writes the refitted subjects,
-/// the group and the map). Returns the lines to print.
+/// every worker plans the same update, and the subjects to refit go through the fitting
+/// dataflow in waves (see [`waves`]), each wave's fits written by the writer thread while
+/// the next is fitted; the writer ends with the group and the map. Returns the lines to
+/// print.
 pub fn run_update(
     cluster: &Cluster,
     dir: &Path,
@@ -87,11 +104,12 @@ pub fn run_update(
 ) -> Result<Vec<String>> {
     let prepare = Mutex::new(Some(prepare));
     // The writer (worker 0 of process 0) holds the store's lock from before it prepares
-    // until it has finished, after the dataflow.
+    // until it has finished.
     let lock: Arc<Mutex<Option<WriteLock>>> = Arc::default();
     let bar = progress::bar(0, "reducing runs");
     let (dir_w, bar_w, lock_w) = (dir.to_path_buf(), bar.clone(), lock.clone());
-    let results = cluster.execute(move |worker| -> Result<Option<Outcome>> {
+    let (limit, workers) = (cluster.memory_limit, cluster.workers);
+    let results = cluster.execute(move |worker| -> Result<Option<Vec<String>>> {
         let first = worker.index() == 0;
         let prepared = match first {
             true => WriteLock::acquire(&dir_w).and_then(|held| {
@@ -109,50 +127,58 @@ pub fn run_update(
         if let Some(spec) = &stimuli {
             lines.extend(stories::ingest(worker, &dir_w, spec)?);
         }
-        let planned = plan(&dir_w, &bold, &bar_w);
+        let planned = plan(&dir_w, &bold, &bar_w, workers);
         if !agree(worker, planned.is_ok()) {
             return Err(planned.err().unwrap_or_else(|| {
                 err!("stopped: another worker could not read the store (every process needs the same store directory)")
             }));
         }
-        let (plan, mut outcome) = planned.expect("agreed");
-        let started = std::time::Instant::now();
-        let mut engine = Engine::build(worker, &plan.recipe);
-        let fed = engine.feed(&plan, worker.index(), worker.peers());
-        let (fits, group) = engine.finish(worker);
-        tracing::info!(worker = worker.index(), seconds = started.elapsed().as_secs_f64(), "dataflow done: runs reduced, subjects fitted, group tested");
-        fed?;
-        if !first {
-            return Ok(None);
-        }
-        outcome.fits = fits.take();
-        outcome.group = group.take();
+        let (plan, mut outcome, group, shape) = planned.expect("agreed");
         lines.append(&mut outcome.lines);
         outcome.lines = lines;
-        Ok(Some(outcome))
+        // Every process sizes the waves under its own limit; all take the smallest.
+        let sized = Footprint::of(shape).subjects_per_wave(limit, worker.peers().max(2), shape);
+        let per_wave = least(worker, sized.as_ref().map_or(0, |&n| n as u64)) as usize;
+        if per_wave == 0 {
+            return Err(sized.err().unwrap_or_else(|| err!("stopped: another process's --memory-limit cannot hold one subject; see its error")));
+        }
+        tracing::info!(subjects_per_wave = per_wave, "memory budget {}", budget::human(limit));
+        let started = std::time::Instant::now();
+        let waves = waves::waves(&plan.jobs, per_wave);
+        let mine: usize = waves.iter().map(|w| w.jobs.iter().skip(worker.index()).step_by(worker.peers()).count()).sum();
+        plan.bar.inc_length(mine as u64);
+        let writer = first.then(|| waves::Writer::spawn(plan.clone(), outcome, group));
+        for wave in waves {
+            let (ok, failure) = match waves::fit_wave(worker, &plan, &wave.jobs) {
+                Ok(fits) => (writer.as_ref().is_none_or(|w| w.write(wave.subjects, fits)), None),
+                Err(e) => (false, Some(e)),
+            };
+            if !agree(worker, ok) {
+                return Err(match (failure, writer) {
+                    (Some(e), _) => e,
+                    (None, Some(w)) => w.finish().err().unwrap_or_else(|| err!("the writer stopped")),
+                    (None, None) => err!("stopped: another worker failed; see its error"),
+                });
+            }
+        }
+        tracing::info!(worker = worker.index(), seconds = started.elapsed().as_secs_f64(), "dataflow done: runs reduced, subjects fitted");
+        writer.map(waves::Writer::finish).transpose()
     })?;
     bar.finish_and_clear();
     let _held = lock.lock().expect("not poisoned").take();
-    let mut outcome = None;
+    let mut out = None;
     for r in results {
-        if let Some(o) = r? {
-            outcome = Some(o);
+        if let Some(lines) = r? {
+            out = Some(lines);
         }
     }
-    match outcome {
-        Some(o) => {
-            let started = std::time::Instant::now();
-            let lines = finish(&mut Store::open(dir)?, o);
-            tracing::info!(seconds = started.elapsed().as_secs_f64(), "results written: subjects, group maps, networks");
-            lines
-        }
-        None => Ok(vec![format!(
+    Ok(out.unwrap_or_else(|| {
+        vec![format!(
             "process {}: did its share of the work; process 0 writes the results",
             cluster.process
-        )]),
-    }
+        )]
+    }))
 }
-
 
 /// The input work of an update: reduce the new runs, load the stored runs of every
 /// subject to refit (theirs and the dirty ones); and those subjects.
@@ -181,9 +207,9 @@ pub fn jobs(store: &Store, new: &[(Run, String)]) -> (Vec<Job>, BTreeSet<String>
 
 
 
-/// The writer's end of an update: lists the new runs (their statistics are written),
-/// marks their subjects to refit, writes each refitted subject from its gathered
-/// blocks, then the group and the map.
+/// The writer's end of an update whose fits are all at hand (`watch`): lists the new runs
+/// (their statistics are written), writes each refitted subject from its gathered blocks,
+/// then the group and the map.
 pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
     let Outcome {
         mut lines,
@@ -192,6 +218,20 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
         fits,
         group,
     } = outcome;
+    lines.extend(list_runs(store, new, &refit)?);
+    if refit.is_empty() && store.manifest.results_epoch == store.manifest.epoch {
+        return Ok(lines);
+    }
+    let refit: Vec<String> = refit.into_iter().collect();
+    lines.extend(write_fits(store, &fits, &refit)?);
+    lines.extend(store.refresh_results(&group)?);
+    Ok(lines)
+}
+
+/// Lists new runs in the manifest (their statistics, written by the workers, are sealed)
+/// and marks `refit` to be refitted; one line per run.
+pub fn list_runs(store: &mut Store, new: Vec<(Run, String)>, refit: &BTreeSet<String>) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
     for (run, story) in new {
         let key = run.key();
         let stats = store.paths().stats(&key);
@@ -226,38 +266,30 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
     }
     store.manifest.dirty.extend(refit.iter().cloned());
     store.save()?;
-    if refit.is_empty() && store.manifest.results_epoch == store.manifest.epoch {
-        return Ok(lines);
-    }
-    // A store given stories before any run has no mask yet, and nothing to refit.
-    let mask = match refit.is_empty() {
-        true => None,
-        false => Some(store.read_mask()?),
-    };
-    let mut subjects = match &mask {
-        Some(m) => join::join_subjects(&fits, m.len())?,
-        None => Default::default(),
-    };
-    for subject in refit {
-        let mask = mask.as_ref().expect("read when subjects are refitted");
-        let fit = subjects.remove(&subject);
-        let expected = store
-            .manifest
-            .runs
-            .values()
-            .filter(|r| r.subject == subject)
-            .count();
-        if fit.as_ref().map_or(0, |f| f.runs) != expected {
-            bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
-        }
-        lines.push(store.write_subject(&subject, fit, mask)?);
-        store.manifest.dirty.remove(&subject);
-        store.save()?;
-    }
-    lines.extend(store.refresh_results(&group)?);
     Ok(lines)
 }
 
+/// Writes each of `subjects` from its blocks among `fits` (removing the maps of one with no
+/// runs left), each sealed and taken off the dirty list as it is written.
+pub fn write_fits(store: &mut Store, fits: &[(BlockKey, BlockFit)], subjects: &[String]) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    if subjects.is_empty() {
+        return Ok(lines);
+    }
+    let mask = store.read_mask()?;
+    let mut joined = join::join_subjects(fits, mask.len())?;
+    for subject in subjects {
+        let fit = joined.remove(subject);
+        let expected = store.manifest.runs.values().filter(|r| &r.subject == subject).count();
+        if fit.as_ref().map_or(0, |f| f.runs) != expected {
+            bail!("sub-{subject}: fitted from fewer runs than the store lists (did a worker fail?)");
+        }
+        lines.push(store.write_subject(subject, fit, &mask)?);
+        store.manifest.dirty.remove(subject);
+        store.save()?;
+    }
+    Ok(lines)
+}
 
 /// What `run` reads: the dataset, which space of its derivatives, where its stories come
 /// from, and the threshold of a group mask made from the runs' brain masks.

@@ -146,6 +146,19 @@ impl GroupSums {
         Ok(())
     }
 
+    /// The sums of the maps in `self` and not in `part` (a subset of them): exact, as the
+    /// sums are integers.
+    pub fn minus(&self, part: &GroupSums) -> GroupSums {
+        assert_eq!((self.atoms, self.voxels), (part.atoms, part.voxels), "sums of one shape");
+        GroupSums {
+            atoms: self.atoms,
+            voxels: self.voxels,
+            n: self.n.iter().zip(&part.n).map(|(a, b)| a - b).collect(),
+            sum: self.sum.iter().zip(&part.sum).map(|(a, b)| a - b).collect(),
+            sum_sq: self.sum_sq.iter().zip(&part.sum_sq).map(|(a, b)| a - b).collect(),
+        }
+    }
+
     /// The t test of every cell.
     pub fn test(&self) -> GroupTest {
         let shape = (self.atoms, self.voxels);

@@ -1,4 +1,4 @@
-//! `agree`: a barrier at which every worker says whether its part went well, and all learn
+//! `agree` and `least`: a barrier at which every worker says whether its part went well, and all learn
 //! whether every part did. Workers that build later dataflows only when all agree cannot
 //! leave a peer waiting on a dataflow that one of them never built.
 
@@ -21,22 +21,41 @@ use timely::worker::Worker;
 /// assert!(all.into_iter().all(|a| a == Ok(false)));
 /// ```
 pub fn agree(worker: &mut Worker, ok: bool) -> bool {
-    let seen = Rc::new(Cell::new((0usize, 0usize)));
+    least(worker, ok as u64) == 1
+}
+
+/// Waits for every worker's `value` and returns the least of them (0 if a worker's value
+/// did not arrive): how workers that may be configured apart (each process its own
+/// `--memory-limit`) settle on one setting.
+///
+/// ```
+/// let least = timely::execute(timely::Config::process(3), |worker| {
+///     let value = 10 + worker.index() as u64;
+///     cortexflow::operators::least(worker, value)
+/// })
+/// .unwrap()
+/// .join();
+/// assert!(least.into_iter().all(|l| l == Ok(10)));
+/// ```
+pub fn least(worker: &mut Worker, value: u64) -> u64 {
+    let seen = Rc::new(Cell::new((0usize, u64::MAX)));
     let s = seen.clone();
     let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
-        let (input, stream) = scope.new_input::<Vec<bool>>();
+        let (input, stream) = scope.new_input::<Vec<u64>>();
         let (probe, _) = stream
             .broadcast()
-            .inspect(move |&b| {
-                let (yes, no) = s.get();
-                s.set(if b { (yes + 1, no) } else { (yes, no + 1) });
+            .inspect(move |&v| {
+                let (count, low) = s.get();
+                s.set((count + 1, low.min(v)));
             })
             .probe();
         (input, probe)
     });
-    input.send(ok);
+    input.send(value);
     input.close();
     worker.step_while(|| !probe.done());
-    let (yes, no) = seen.get();
-    no == 0 && yes == worker.peers()
+    match seen.get() {
+        (count, low) if count == worker.peers() => low,
+        _ => 0,
+    }
 }

@@ -65,35 +65,79 @@ pub struct GroupBlock {
     pub half_b: BlockTest,
 }
 
-/// The tests of one block from its subjects' β, in label order; an error names the subject.
-pub fn group_block(betas: &[&SubjectBeta], perm: Option<Permutations>) -> Result<GroupBlock, BlockError> {
-    let atoms = betas[0].1 as usize;
-    let voxels = betas[0].2 .0.len() / atoms.max(1);
-    let mut sums = [(); 3].map(|_| GroupSums::new(atoms, voxels));
-    let mut views: [Vec<ArrayView2<f64>>; 3] = Default::default();
-    for (i, (subject, _, beta)) in betas.iter().enumerate() {
-        let view = ArrayView2::from_shape((atoms, voxels), &beta.0)
-            .map_err(|e| BlockError(format!("sub-{subject}: β block of the wrong size: {e}")))?;
-        for s in [0, 1 + i % 2] {
-            sums[s]
-                .add(view)
-                .map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
-            views[s].push(view);
+/// The running group sums of one block: over all subjects and over half A (the group's
+/// subjects at even positions in label order); half B is their difference, exact because
+/// the sums are integers. Subjects can be added in any order, so a writer can add each
+/// subject's fit as it arrives and keep nothing else.
+#[derive(Debug, Clone)]
+pub struct BlockSums {
+    atoms: usize,
+    voxels: usize,
+    subjects: u32,
+    all: GroupSums,
+    half_a: GroupSums,
+}
+
+impl BlockSums {
+    pub fn new(atoms: usize, voxels: usize) -> BlockSums {
+        BlockSums {
+            atoms,
+            voxels,
+            subjects: 0,
+            all: GroupSums::new(atoms, voxels),
+            half_a: GroupSums::new(atoms, voxels),
         }
     }
-    // Permutations for the whole group only: halves of a few subjects allow too few
-    // distinct flips for a family-wise threshold (their maps are thresholded by FDR).
+
+    /// Adds a subject's β, the `position`-th subject of the group in label order (which
+    /// half it belongs to); an error names the subject and leaves the sums as they were.
+    pub fn add(&mut self, position: usize, (subject, atoms, beta): &SubjectBeta) -> Result<(), BlockError> {
+        let view = ArrayView2::from_shape((*atoms as usize, beta.0.len() / (*atoms as usize).max(1)), &beta.0)
+            .ok()
+            .filter(|v| v.dim() == (self.atoms, self.voxels))
+            .ok_or_else(|| BlockError(format!("sub-{subject}: β block of the wrong size")))?;
+        self.all.add(view).map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
+        if position % 2 == 0 {
+            self.half_a.add(view).expect("the same map entered the whole group's sums");
+        }
+        self.subjects += 1;
+        Ok(())
+    }
+
+    /// The block's tests, with the permutations' null maxima of the whole group if any.
+    pub fn test(&self, null: Option<Array2<f64>>) -> GroupBlock {
+        let half_b = self.all.minus(&self.half_a);
+        GroupBlock {
+            subjects: self.subjects,
+            atoms: self.atoms as u32,
+            voxels: self.voxels as u32,
+            all: BlockTest::of(self.all.test(), null),
+            half_a: BlockTest::of(self.half_a.test(), None),
+            half_b: BlockTest::of(half_b.test(), None),
+        }
+    }
+}
+
+/// The tests of one block from its subjects' β, in label order; an error names the subject.
+pub fn group_block(betas: &[&SubjectBeta], perm: Option<Permutations>) -> Result<GroupBlock, BlockError> {
+    let atoms = (betas[0].1 as usize).max(1);
+    let mut sums = BlockSums::new(atoms, betas[0].2 .0.len() / atoms);
+    for (i, beta) in betas.iter().enumerate() {
+        sums.add(i, beta)?;
+    }
+    Ok(sums.test(perm.map(|p| block_null(betas, p))))
+}
+
+/// The block's null maxima of |t| over sign-flip permutations of the subjects (label
+/// order). Permutations for the whole group only: halves of a few subjects allow too few
+/// distinct flips for a family-wise threshold (their maps are thresholded by FDR).
+pub fn block_null(betas: &[&SubjectBeta], perm: Permutations) -> Array2<f64> {
+    let views: Vec<ArrayView2<f64>> = betas
+        .iter()
+        .map(|(_, k, b)| ArrayView2::from_shape((*k as usize, b.0.len() / (*k as usize).max(1)), &b.0).expect("checked by the sums"))
+        .collect();
     let labels: Vec<&str> = betas.iter().map(|b| b.0.as_str()).collect();
-    let null = perm.map(|p| block_null_max(&SignFlips::for_labels(&labels, p.n, p.seed), &views[0]));
-    let [all, a, b] = [0, 1, 2].map(|s| BlockTest::of(sums[s].test(), if s == 0 { null.clone() } else { None }));
-    Ok(GroupBlock {
-        subjects: betas.len() as u32,
-        atoms: atoms as u32,
-        voxels: voxels as u32,
-        all,
-        half_a: a,
-        half_b: b,
-    })
+    block_null_max(&SignFlips::for_labels(&labels, perm.n, perm.seed), &views)
 }
 
 /// Extension trait: the group tests of every block.

@@ -789,9 +789,14 @@ impl Store {
     /// Subjects in the group test: every subject with runs, except under the ridge
     /// estimator those with a single run (no cross-validated α, so no ridge β yet).
     pub fn group_subjects(&self) -> BTreeSet<String> {
+        self.group_subjects_with(std::iter::empty())
+    }
+
+    /// The group's subjects once runs of `new_runs`' subjects (one entry per run) are added.
+    pub fn group_subjects_with<'a>(&'a self, new_runs: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
         let mut runs: std::collections::BTreeMap<&str, usize> = Default::default();
-        for r in self.manifest.runs.values() {
-            *runs.entry(&r.subject).or_default() += 1;
+        for s in self.manifest.runs.values().map(|r| r.subject.as_str()).chain(new_runs) {
+            *runs.entry(s).or_default() += 1;
         }
         let ridge = self.recipe.group.estimator == crate::store::recipe::EstimatorSetting::Ridge;
         runs.into_iter()

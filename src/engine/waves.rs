@@ -1,0 +1,198 @@
+//! A one-shot update (`run`, `ingest`, `retract`, `status --refresh`) in waves of subjects.
+//!
+//! The runs of a few subjects at a time go through a fresh fitting dataflow (runs →
+//! `fit_blocks` → gathered at worker 0); worker 0 hands the wave's fits to the writer
+//! thread and goes on with the next wave while the writer lists the wave's new runs, writes
+//! each subject's maps, adds its β to the group's running sums and drops it. The group test
+//! is computed from those sums at the end. So memory is set by the wave (subjects in flight
+//! × their runs × atoms × voxels) and the group sums (atoms × voxels), never by the number
+//! of subjects or runs; the bytes are those of one dataflow over everything (the sums are
+//! exact integers, the fits are per subject).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use differential_dataflow::input::Input;
+use timely::worker::Worker;
+
+use crate::engine::encoding::{self, fit_settings, GroupRecord, Job, Plan};
+use crate::engine::update::{list_runs, write_fits, Outcome};
+use crate::error::{bail, err, Result};
+use crate::operators::{block_null, BlockFit, BlockKey, BlockSums, FitBlocks, Gather, Permutations, SubjectBeta};
+use crate::store::Store;
+
+/// The jobs of a few subjects, fitted together.
+pub struct Wave {
+    pub subjects: BTreeSet<String>,
+    pub jobs: Vec<Job>,
+}
+
+/// The plan's jobs grouped by subject (label order), `per_wave` subjects a wave.
+pub fn waves(jobs: &[Job], per_wave: usize) -> Vec<Wave> {
+    let mut by_subject: BTreeMap<&str, Vec<Job>> = BTreeMap::new();
+    for job in jobs {
+        by_subject.entry(job.subject()).or_default().push(job.clone());
+    }
+    let subjects: Vec<(&str, Vec<Job>)> = by_subject.into_iter().collect();
+    subjects
+        .chunks(per_wave.max(1))
+        .map(|chunk| Wave {
+            subjects: chunk.iter().map(|(s, _)| s.to_string()).collect(),
+            jobs: chunk.iter().flat_map(|(_, j)| j.iter().cloned()).collect(),
+        })
+        .collect()
+}
+
+/// One wave through a fresh dataflow: this worker's share of the jobs (positions ≡ its
+/// index mod peers) in, the fits gathered at worker 0 out (empty elsewhere). The dataflow
+/// runs to completion even when feeding fails, so no worker is left waiting.
+pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job]) -> Result<Vec<(BlockKey, BlockFit)>> {
+    let settings = fit_settings(&plan.recipe);
+    let (mut input, fits, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (input, runs) = scope.new_collection();
+        let (fits, probe) = runs.fit_blocks(settings).gather();
+        (input, fits, probe)
+    });
+    let fed = encoding::feed_jobs(plan, jobs, &mut input, worker.index(), worker.peers());
+    input.close();
+    worker.step_while(|| !probe.done());
+    fed.map(|()| fits.take())
+}
+
+/// A wave's subjects and their fits.
+type WaveFits = (BTreeSet<String>, Vec<(BlockKey, BlockFit)>);
+
+/// The writer thread's end of a one-shot update (worker 0 of process 0).
+pub struct Writer {
+    send: Option<SyncSender<WaveFits>>,
+    thread: Option<JoinHandle<Result<Vec<String>>>>,
+}
+
+impl Writer {
+    /// Starts the writer on the store the plan was made from: it first writes the refitted
+    /// subjects that have no runs left and adds the stored subjects' β to the group sums,
+    /// then takes the waves' fits as they come (one wave may wait in the channel).
+    /// `group`: the subjects of the group after the update, in label order.
+    pub fn spawn(plan: Plan, mut outcome: Outcome, group: Vec<String>) -> Writer {
+        let (send, receive) = sync_channel::<WaveFits>(1);
+        let thread = std::thread::spawn(move || -> Result<Vec<String>> {
+            let mut store = Store::open(&plan.dir)?;
+            let mut group = GroupSums::new(&plan, group);
+            let fitted: BTreeSet<&str> = plan.jobs.iter().map(|j| j.subject()).collect();
+            let empty: Vec<String> = outcome.refit.iter().filter(|s| !fitted.contains(s.as_str())).cloned().collect();
+            let (mut ingested, mut written) = (Vec::new(), write_fits(&mut store, &[], &empty)?);
+            for (subject, path) in &plan.stored {
+                for (block, beta) in encoding::stored_beta(&plan, subject, path)? {
+                    group.add(block, beta)?;
+                }
+            }
+            for (subjects, fits) in receive {
+                let new: Vec<_> = outcome.new.iter().filter(|(r, _)| subjects.contains(&r.subject)).cloned().collect();
+                ingested.extend(list_runs(&mut store, new, &subjects)?);
+                let subjects: Vec<String> = subjects.into_iter().collect();
+                written.extend(write_fits(&mut store, &fits, &subjects)?);
+                for ((subject, block), fit) in fits {
+                    if let Some(beta) = fit.beta_block(&subject) {
+                        group.add(block, beta)?;
+                    }
+                }
+            }
+            let mut lines = std::mem::take(&mut outcome.lines);
+            lines.extend(ingested);
+            lines.extend(written);
+            let records = group.finish()?;
+            let started = std::time::Instant::now();
+            lines.extend(store.refresh_results(&records)?);
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps and networks written");
+            Ok(lines)
+        });
+        Writer {
+            send: Some(send),
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands a wave's fits to the writer; false when the writer has stopped (its error
+    /// comes from [`Writer::finish`]).
+    pub fn write(&self, subjects: BTreeSet<String>, fits: Vec<(BlockKey, BlockFit)>) -> bool {
+        self.send.as_ref().is_some_and(|s| s.send((subjects, fits)).is_ok())
+    }
+
+    /// Waits for the writer: the lines of the update, or the writer's error.
+    pub fn finish(mut self) -> Result<Vec<String>> {
+        drop(self.send.take());
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .map_err(|_| err!("the writer thread stopped unexpectedly"))?
+    }
+}
+
+/// The group's running sums, block by block, over the subjects of the group after the
+/// update (their positions in label order say which half each is in); with permutations,
+/// each block also keeps its subjects' β, which the sign flips need.
+struct GroupSums {
+    positions: BTreeMap<String, usize>,
+    blocks: Vec<Option<BlockSums>>,
+    errors: BTreeMap<u32, crate::operators::BlockError>,
+    perm: Option<Permutations>,
+    betas: Vec<Vec<SubjectBeta>>,
+}
+
+impl GroupSums {
+    fn new(plan: &Plan, group: Vec<String>) -> GroupSums {
+        let blocks = plan.mask.as_ref().map_or(0, |m| m.len().div_ceil(crate::operators::BLOCK_VOXELS));
+        GroupSums {
+            positions: group.into_iter().enumerate().map(|(i, s)| (s, i)).collect(),
+            blocks: vec![None; blocks],
+            errors: BTreeMap::new(),
+            perm: plan.recipe.group.permutations(),
+            betas: vec![Vec::new(); if plan.recipe.group.permutations().is_some() { blocks } else { 0 }],
+        }
+    }
+
+    fn add(&mut self, block: u32, beta: SubjectBeta) -> Result<()> {
+        let Some(&position) = self.positions.get(&beta.0) else {
+            bail!("sub-{}: a β for the group, but the subject is not in it (did a worker fail?)", beta.0);
+        };
+        let Some(slot) = self.blocks.get_mut(block as usize) else {
+            bail!("sub-{}: a β for voxel block {block}, beyond the mask (did a worker fail?)", beta.0);
+        };
+        if self.errors.contains_key(&block) {
+            return Ok(());
+        }
+        let (atoms, len) = (beta.1 as usize, beta.2 .0.len());
+        let sums = slot.get_or_insert_with(|| BlockSums::new(atoms, len / atoms.max(1)));
+        match sums.add(position, &beta) {
+            Ok(()) if self.perm.is_some() => self.betas[block as usize].push(beta),
+            Ok(()) => {}
+            Err(e) => {
+                self.errors.insert(block, e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every block's tests (or the error of a subject that could not enter), as the
+    /// dataflow's group operator gives them.
+    fn finish(mut self) -> Result<Vec<GroupRecord>> {
+        let mut out = Vec::new();
+        for (b, sums) in self.blocks.iter().enumerate() {
+            let b = b as u32;
+            if let Some(e) = self.errors.remove(&b) {
+                out.push((b, Err(e)));
+                continue;
+            }
+            let Some(sums) = sums else { continue };
+            let null = self.perm.map(|p| {
+                let betas = &mut self.betas[b as usize];
+                betas.sort_by(|x, y| x.0.cmp(&y.0));
+                block_null(&betas.iter().collect::<Vec<_>>(), p)
+            });
+            out.push((b, Ok(sums.test(null))));
+        }
+        Ok(out)
+    }
+}
