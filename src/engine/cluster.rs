@@ -107,6 +107,9 @@ impl Cluster {
         F: Fn(&mut Worker) -> T + Send + Sync + 'static,
     {
         let config = self.config()?;
+        if self.processes > 1 {
+            lost_peer::watch();
+        }
         let (connected_tx, connected) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         std::thread::Builder::new()
@@ -129,14 +132,34 @@ impl Cluster {
             Ok(Err(e)) => bail!("cannot start the computation: {e}"),
             Err(_) => bail!("{}", self.unreachable()?),
         }
-        let results = done
-            .recv()
-            .map_err(|_| err!("a worker thread died"))?;
+        // A peer lost mid-computation makes timely's network threads panic, and the
+        // workers after them; the hook keeps those panics quiet and says which peer it was,
+        // and this process stops at once (its stuck threads end with it).
+        let results = loop {
+            let received = done.recv_timeout(Duration::from_millis(100));
+            if let Some(lost) = lost_peer::take() {
+                bail!("{}", self.lost(lost)?);
+            }
+            match received {
+                Ok(results) => break results,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("a worker thread died"),
+            }
+        };
         results
             .into_iter()
             .enumerate()
             .map(|(i, r)| r.map_err(|e| err!("worker {i} failed: {e}")))
             .collect()
+    }
+
+    /// The line for a peer lost mid-computation.
+    fn lost(&self, (peer, why): (usize, String)) -> Result<String> {
+        let address = self.addresses()?.get(peer).cloned().unwrap_or_else(|| "an unknown address".into());
+        Ok(format!(
+            "process {} of {}: lost process {peer} at {address} ({why}); stopped. The store keeps what was finished: run the same command again to resume",
+            self.process, self.processes
+        ))
     }
 
     /// Why connecting timed out: which peers do not accept connections.
@@ -165,5 +188,50 @@ impl Cluster {
             self.processes,
             self.connect_timeout.as_secs()
         ))
+    }
+}
+
+/// Which peer process was lost, told by the panics of timely's network threads (named
+/// `timely:recv-I` / `timely:send-I` for peer I, their message starting with "timely
+/// communication error"). Once one is lost, the panics that cascade from it (workers
+/// finding the connection gone) are kept quiet too; any other panic is reported as usual.
+mod lost_peer {
+    use std::sync::{Mutex, Once};
+
+    static LOST: Mutex<Option<(usize, String)>> = Mutex::new(None);
+    static HOOK: Once = Once::new();
+
+    /// Installs the hook (once per process) and forgets any earlier loss.
+    pub fn watch() {
+        *LOST.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let peer = std::thread::current()
+                    .name()
+                    .and_then(|n| n.strip_prefix("timely:recv-").or_else(|| n.strip_prefix("timely:send-")))
+                    .and_then(|i| i.parse::<usize>().ok());
+                let message = info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                    .unwrap_or("a network thread failed");
+                let mut lost = LOST.lock().unwrap_or_else(|e| e.into_inner());
+                match (peer, lost.is_some()) {
+                    (Some(p), false) => *lost = Some((p, message.trim_start_matches("timely communication error: ").to_string())),
+                    (Some(_), true) | (None, true) => {}
+                    (None, false) => {
+                        drop(lost);
+                        previous(info);
+                    }
+                }
+            }));
+        });
+    }
+
+    /// The lost peer and why, if one was lost.
+    pub fn take() -> Option<(usize, String)> {
+        LOST.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

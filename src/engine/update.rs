@@ -224,7 +224,7 @@ pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
     }
     let refit: Vec<String> = refit.into_iter().collect();
     lines.extend(write_fits(store, &fits, &refit)?);
-    lines.extend(store.refresh_results(&group)?);
+    lines.extend(store.refresh_results(group)?);
     Ok(lines)
 }
 

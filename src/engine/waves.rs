@@ -103,7 +103,7 @@ impl Writer {
             lines.extend(written);
             let records = group.finish()?;
             let started = std::time::Instant::now();
-            lines.extend(store.refresh_results(&records)?);
+            lines.extend(store.refresh_results(records)?);
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps and networks written");
             Ok(lines)
         });

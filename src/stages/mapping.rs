@@ -294,8 +294,12 @@ fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask
             let mut scratch = Scratch::default();
             let fit = null.fit(&values, &mut rng, &mut scratch);
             let scores = |map: &[f64]| -> Vec<f64> {
+                // The `size` largest |values|, ties to the lower voxel: the first `size` of a
+                // stable sort by |value|, found by selection (linear) rather than a sort.
                 let mut order: Vec<usize> = (0..map.len()).collect();
-                order.sort_by(|&x, &y| map[y].abs().total_cmp(&map[x].abs()));
+                if size < order.len() {
+                    order.select_nth_unstable_by(size, |&x, &y| map[y].abs().total_cmp(&map[x].abs()).then(x.cmp(&y)));
+                }
                 let mut top = vec![false; map.len()];
                 order[..size].iter().for_each(|&v| top[v] = true);
                 networks.iter().map(|t| opt.score.of(&OverlapSums::over(map, &top, t).measures())).collect()

@@ -682,7 +682,7 @@ impl Store {
     /// Writes the group maps from the dataflow's group tests, then the map, when stale.
     pub fn refresh_results(
         &mut self,
-        group: &[(u32, Result<GroupBlock, BlockError>)],
+        group: Vec<(u32, Result<GroupBlock, BlockError>)>,
     ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         if self.manifest.results_epoch == self.manifest.epoch {
@@ -711,7 +711,10 @@ impl Store {
         if subjects.len() >= 2 {
             let opt = self.recipe.group.options();
             let mask = self.read_mask()?;
-            let (n, test, halves) = join::join_group(group, mask.len())?;
+            // The blocks, then the joined maps, are dropped as soon as they are written: the
+            // network mapping after them reads the maps from disk.
+            let (n, test, halves) = join::join_group(&group, mask.len())?;
+            drop(group);
             if n != subjects.len() {
                 bail!(
                     "the group test has {n} subjects, the store {} (did a worker fail?)",
@@ -719,17 +722,17 @@ impl Store {
                 );
             }
             let labels: Vec<String> = subjects.iter().cloned().collect();
-            let halves = (subjects.len() >= 4).then_some(&halves);
             let started = std::time::Instant::now();
             let summary = group::write_results(
                 &mask,
                 &self.mask_path(),
                 &labels,
                 &test,
-                halves,
+                (subjects.len() >= 4).then_some(&halves),
                 &opt,
                 &group_dir,
             )?;
+            drop((test, halves));
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
             let started = std::time::Instant::now();
             lines.push(summary.headline());

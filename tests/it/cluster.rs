@@ -1,7 +1,8 @@
 //! The dataflow across workers and processes (issue 7): 1 process × 1 worker, 1 × 2 and
 //! 2 processes × 1 worker on 127.0.0.1 write identical stores; an unreachable peer is a
 //! clear error within the connect timeout; `watch` takes a run copied into its folder and
-//! updates the network assignments without a restart.
+//! updates the network assignments without a restart; a peer killed mid-`run` stops the
+//! survivor with one line, and the run resumes (issue 17).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -147,6 +148,146 @@ fn an_unreachable_peer_is_a_clear_error_within_the_timeout() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("unexpected argument '-w'"), "{e}");
+}
+
+/// Two network namespaces joined by a veth pair, as two hosts on one link (removed on
+/// drop); None where this machine does not allow making them (not root).
+struct TwoHosts {
+    names: [String; 2],
+    addresses: [String; 2],
+}
+
+impl TwoHosts {
+    fn new() -> Option<TwoHosts> {
+        let id = std::process::id() % 10_000;
+        let names = [format!("cfa{id}"), format!("cfb{id}")];
+        let (va, vb) = (format!("cfva{id}"), format!("cfvb{id}"));
+        let net = 1 + id % 250;
+        let addresses = [format!("10.{net}.77.1"), format!("10.{net}.77.2")];
+        let hosts = TwoHosts { names, addresses };
+        let [a, b] = &hosts.names;
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", a],
+            vec!["netns", "add", b],
+            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
+            vec!["link", "set", &va, "netns", a],
+            vec!["link", "set", &vb, "netns", b],
+        ];
+        let a_cidr = format!("{}/24", hosts.addresses[0]);
+        let b_cidr = format!("{}/24", hosts.addresses[1]);
+        let inside: Vec<Vec<&str>> = vec![
+            vec!["-n", a, "addr", "add", &a_cidr, "dev", &va],
+            vec!["-n", b, "addr", "add", &b_cidr, "dev", &vb],
+            vec!["-n", a, "link", "set", &va, "up"],
+            vec!["-n", b, "link", "set", &vb, "up"],
+            vec!["-n", a, "link", "set", "lo", "up"],
+            vec!["-n", b, "link", "set", "lo", "up"],
+        ];
+        let all_ok = steps.iter().chain(&inside).all(|args| {
+            Command::new("ip").args(args).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        });
+        all_ok.then_some(hosts)
+    }
+
+    /// `cmd` run inside host `i`'s namespace.
+    fn command(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[i], program]);
+        c
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// kill -9 of one of two processes mid-`run` (each in its own network namespace where the
+/// machine allows it: separate addresses, as on separate hosts; else both on 127.0.0.1):
+/// the survivor stops within the connect timeout with one line naming the lost process and
+/// its address, no panic; the store stays readable with the waves already written; the
+/// same command again reduces only the runs not yet in the store and ends with the store a
+/// single uninterrupted run writes.
+#[test]
+fn a_lost_peer_stops_the_survivor_with_one_line_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    simulate(&sim, "10", "120", "0.5");
+    let r = recipe(d, 8);
+    let data = sim.to_str().unwrap();
+    let (reference, store) = (d.join("reference"), d.join("resumed"));
+    ok(&["run", &r, "--data", data, "--out", reference.to_str().unwrap()]);
+    let hosts = TwoHosts::new();
+    if hosts.is_none() {
+        eprintln!("no network namespaces on this machine (needs root): both processes on 127.0.0.1");
+    }
+    let port = free_ports();
+    let addresses: Vec<String> = match &hosts {
+        Some(h) => h.addresses.iter().map(|a| format!("{a}:{port}")).collect(),
+        None => vec![format!("127.0.0.1:{port}"), format!("127.0.0.1:{}", port + 1)],
+    };
+    let hostfile = d.join("hosts");
+    std::fs::write(&hostfile, addresses.join("\n") + "\n").unwrap();
+    let start = |i: usize| {
+        let bin = env!("CARGO_BIN_EXE_cortexflow");
+        let mut c = match &hosts {
+            Some(h) => h.command(i, bin),
+            None => Command::new(bin),
+        };
+        let p = i.to_string();
+        c.args(["run", &r, "--data", data, "--out", store.to_str().unwrap(), "-n", "2", "-p", &p])
+            .args(["-h", hostfile.to_str().unwrap(), "--connect-timeout", "20"])
+            .env("CORTEXFLOW_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let listed = || -> usize {
+        std::fs::read_to_string(store.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|m| m["runs"].as_object().map(|r| r.len()))
+            .unwrap_or(0)
+    };
+    let (p0, mut p1) = (start(0), start(1));
+    // The first wave written, the others still to come: process 1 goes.
+    let waited = Instant::now();
+    while listed() == 0 && waited.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p1.kill().unwrap();
+    let killed = Instant::now();
+    let out = p0.wait_with_output().unwrap();
+    let _ = p1.wait();
+    let before = listed();
+    assert!((1..20).contains(&before), "the kill came mid-run: {before} of 20 runs listed");
+    assert!(killed.elapsed() < Duration::from_secs(20), "the survivor took {:?}", killed.elapsed());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("lost process 1 at {}", addresses[1])) && last.contains("run the same command again"),
+        "{err}"
+    );
+    let status = cortexflow(&["status", store.to_str().unwrap()]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    // Again, to the end: only the runs not listed are reduced.
+    let (p0, p1) = (start(0), start(1));
+    let outs = [p0.wait_with_output().unwrap(), p1.wait_with_output().unwrap()];
+    let mut reduced = 0;
+    for o in &outs {
+        let text = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{text}");
+        reduced += text.matches("run read and reduced").count();
+    }
+    assert_eq!(reduced, 20 - before, "runs reduced on resuming");
+    assert_same(&reference, &store);
 }
 
 /// Atoms assigned to a network, from the last map summary in a log
