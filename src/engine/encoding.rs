@@ -330,7 +330,7 @@ impl Engine {
         } = self;
         runs.close();
         betas.close();
-        worker.step_while(|| probes.iter().any(|p| !p.done()));
+        crate::operators::step_until(worker, || probes.iter().all(|p| p.done()));
         (fits, group)
     }
 }

@@ -162,7 +162,7 @@ pub fn ingest(
         }
     }
     input.close();
-    worker.step_while(|| !probe.done());
+    crate::operators::step_until(worker, || probe.done());
     bar.finish_and_clear();
     let written = match (fed, index) {
         (Err(e), _) => Err(e),

@@ -137,7 +137,7 @@ pub fn run_update(
         lines.append(&mut outcome.lines);
         outcome.lines = lines;
         // Every process sizes the waves under its own limit; all take the smallest.
-        let sized = Footprint::of(shape).subjects_per_wave(limit, worker.peers().max(2), shape);
+        let sized = Footprint::of(shape).subjects_per_wave(limit, worker.peers(), shape);
         let per_wave = least(worker, sized.as_ref().map_or(0, |&n| n as u64)) as usize;
         if per_wave == 0 {
             return Err(sized.err().unwrap_or_else(|| err!("stopped: another process's --memory-limit cannot hold one subject; see its error")));
@@ -315,6 +315,7 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
     if regions.is_some() {
         regions::check_recipe(recipe)?;
     }
+    check_budget(recipe, &ds, mask.path(), cluster)?;
     let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
     let simulated = req.data.join("truth/responses");
     let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
@@ -342,6 +343,27 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
         Ok(lines)
     });
     run_update(cluster, out, stimuli, bold, prepare)
+}
+
+/// Refuses, before any work, a dataset whose update cannot fit in the memory limit even one
+/// subject at a time (the update checks again once the store is made).
+fn check_budget(recipe: &Recipe, ds: &bids::Dataset, mask: &Path, cluster: &Cluster) -> Result<()> {
+    let mut runs: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut scans = 0;
+    for run in &ds.runs {
+        *runs.entry(&run.subject).or_default() += 1;
+        scans = scans.max(crate::io::run_clock(&run.bold)?.0 as u64);
+    }
+    let shape = Shape {
+        atoms: recipe.basis.atoms as u64,
+        voxels: nifti::read_mask(mask)?.len() as u64,
+        scans,
+        runs_per_subject: runs.values().copied().max().unwrap_or(0),
+        workers: cluster.workers as u64,
+        subjects: runs.len() as u64,
+        keep_betas: recipe.group.permutations().is_some(),
+    };
+    Footprint::of(shape).subjects_per_wave(cluster.memory_limit, 1, shape).map(|_| ())
 }
 
 /// The analysis mask of a dataset: its `mask.nii[.gz]`, or the group mask of its runs'

@@ -1,15 +1,16 @@
-//! `cortexflow watch STORE DIR`: keeps the encoding dataflow alive and updates the store as
-//! BOLD runs appear in (or disappear from) a folder.
+//! `cortexflow watch STORE DIR`: updates the store as BOLD runs appear in (or disappear
+//! from) a folder.
 //!
-//! Start-up brings the store up to date with what DIR holds (one ordinary update), then
-//! loads every stored run into a long-lived dataflow at epoch 0. Each change found by
-//! polling is one epoch: a new run enters with +1, a run whose file was deleted from DIR
-//! leaves with −1, differential dataflow refits only the blocks of the subjects concerned,
-//! and the writer rewrites those subjects, the group maps and the network assignments.
+//! Start-up brings the store up to date with what DIR holds (one ordinary update). Each
+//! change found by polling is then one update of its own, as `ingest` and `retract` make
+//! them: the runs whose file was deleted from DIR are retracted, the new ones reduced, only
+//! the subjects concerned are refitted (their stored statistics read back), and the group
+//! and the network assignments rewritten. Nothing stays in memory between changes, so a
+//! watch that lives for months holds no more than one update does.
 //! A file is taken once its size has stayed the same over two polls (a copy in progress
 //! is left alone); a file that cannot be read is reported once and retried when it changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,10 +19,8 @@ use crate::error::{bail, Context, Result};
 use crate::io::bids::{self, Run};
 
 use crate::engine::cluster::Cluster;
-use crate::engine::encoding::{self, Engine, Job, Plan};
-use crate::engine::update::{self, Outcome};
+use crate::engine::update;
 use crate::store::{Store, WriteLock};
-use timely::worker::Worker;
 
 /// Settings of `watch`.
 #[derive(Debug, Clone)]
@@ -115,167 +114,90 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
     // path is under DIR and no longer there, whatever directory watch was started from.
     let dir = &crate::store::absolute(dir);
     let present: Vec<PathBuf> = scan(dir)?.into_keys().collect();
-    let noop: update::Prepare = Box::new(|| Ok(Vec::new()));
-    say(&update::run_update(
-        cluster, store_dir, None, present, noop,
-    )?);
-    let (store_dir, dir, opt) = (store_dir.to_path_buf(), dir.to_path_buf(), opt.clone());
-    let results = cluster.execute(move |worker| -> Result<()> {
-        let (mut store, mut engine, mut plan) = start(worker, &store_dir)?;
-        let fed = engine.feed(&plan, worker.index(), worker.peers());
-        engine.advance_to(1);
-        if worker.index() != 0 {
-            // Only worker 0 watches; the others compute their share of the keys.
-            engine.finish(worker);
-            return fed;
+    say(&update::run_update(cluster, store_dir, None, present, Box::new(|| Ok(Vec::new())))?);
+    say(&[format!(
+        "watching {} (every {} ms; Ctrl-C stops)",
+        dir.display(),
+        opt.poll.as_millis()
+    )]);
+    let mut seen: BTreeMap<PathBuf, u64> = scan(dir)?;
+    let mut failed: BTreeMap<PathBuf, u64> = BTreeMap::new();
+    let mut updates = 0;
+    while opt.updates.is_none_or(|n| updates < n) {
+        std::thread::sleep(opt.poll);
+        let now = scan(dir)?;
+        // The manifest as stored, re-read under the lock at every poll.
+        let store = Store::open_reader(store_dir)?;
+        let stable: Vec<PathBuf> = now
+            .iter()
+            .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
+            .filter(|(p, &size)| failed.get(*p) != Some(&size))
+            .map(|(p, _)| p.clone())
+            .collect();
+        // Runs whose file under DIR was deleted.
+        let gone: Vec<String> = store
+            .manifest
+            .runs
+            .iter()
+            .filter(|(_, r)| r.bold.starts_with(dir) && !now.contains_key(&r.bold))
+            .map(|(k, _)| k.clone())
+            .collect();
+        seen = now;
+        let new = admit(&store, &stable, &seen, &mut failed);
+        if new.is_empty() && gone.is_empty() {
+            continue;
         }
-        engine.settle(worker);
-        fed?;
-        say(&[format!(
-            "watching {} (every {} ms; Ctrl-C stops)",
-            dir.display(),
-            opt.poll.as_millis()
-        )]);
-        let mut seen: BTreeMap<PathBuf, u64> = scan(&dir)?;
-        let mut failed: BTreeMap<PathBuf, u64> = BTreeMap::new();
-        let mut updates = 0;
-        while opt.updates.is_none_or(|n| updates < n) {
-            std::thread::sleep(opt.poll);
-            let now = scan(&dir)?;
-            // The manifest as stored, re-read under the lock at every poll.
-            store.manifest = Store::open(&store.dir)?.manifest;
-            let stable: Vec<PathBuf> = now
-                .iter()
-                .filter(|(p, &size)| size > 0 && seen.get(*p) == Some(&size))
-                .filter(|(p, &size)| failed.get(*p) != Some(&size))
-                .map(|(p, _)| p.clone())
-                .collect();
-            // Runs whose file under DIR was deleted.
-            let gone: Vec<String> = store
-                .manifest
-                .runs
-                .iter()
-                .filter(|(_, r)| r.bold.starts_with(&dir) && !now.contains_key(&r.bold))
-                .map(|(k, _)| k.clone())
-                .collect();
-            seen = now;
-            let new = admit(&store, &stable, &seen, &mut failed);
-            if new.is_empty() && gone.is_empty() {
-                continue;
-            }
-            let change = Change { new, gone };
-            say(&apply(worker, &mut store, &mut engine, &mut plan, change, &seen, &mut failed)?);
-            updates += 1;
-        }
-        engine.finish(worker);
-        Ok(())
-    })?;
-    results.into_iter().collect()
+        say(&apply(cluster, store_dir, new, gone, &seen, &mut failed)?);
+        updates += 1;
+    }
+    Ok(())
 }
 
-/// Every worker's long-lived dataflow, loaded with every stored run at epoch 0; worker 0
-/// holds the store as its writer.
-fn start(worker: &mut Worker, store_dir: &Path) -> Result<(Store, Engine, Plan)> {
-    let store = if worker.index() == 0 {
-        Store::open(store_dir)?
-    } else {
-        Store::open_reader(store_dir)?
-    };
-    let engine = Engine::build(worker, &store.recipe);
-    let stored: Vec<Job> = store
-        .manifest
-        .runs
-        .iter()
-        .map(|(key, r)| Job::Load {
-            key: key.clone(),
-            subject: r.subject.clone(),
-        })
-        .collect();
-    let plan = Plan {
-        dir: store.dir.clone(),
-        recipe: store.recipe.clone(),
-        mask: Some(store.read_mask()?),
-        regions: store.regions()?,
-        jobs: stored,
-        // Every subject is fitted in the dataflow: no β from maps.
-        stored: Vec::new(),
-        sums: Some(store.manifest.files.clone()),
-        bar: indicatif::ProgressBar::hidden(),
-    };
-    Ok((store, engine, plan))
-}
-
-/// What one poll found: runs to add, run keys to retract.
-struct Change {
+/// One change as one update: the gone runs retracted as the writer prepares, the new runs
+/// ingested. When that fails, the new runs are tried one by one, so a file that cannot
+/// be ingested fails alone (said, and remembered at its size until it changes).
+fn apply(
+    cluster: &Cluster,
+    store_dir: &Path,
     new: Vec<(Run, String)>,
     gone: Vec<String>,
-}
-
-/// One epoch at worker 0: the new runs enter (+1), the gone ones leave (−1), the dataflow
-/// settles, and the writer rewrites the refitted subjects, the group and the map.
-fn apply(
-    worker: &mut Worker,
-    store: &mut Store,
-    engine: &mut Engine,
-    plan: &mut Plan,
-    change: Change,
     seen: &BTreeMap<PathBuf, u64>,
     failed: &mut BTreeMap<PathBuf, u64>,
 ) -> Result<Vec<String>> {
-    plan.sums = Some(store.manifest.files.clone());
+    let bold: Vec<PathBuf> = new.iter().map(|(r, _)| r.bold.clone()).collect();
+    let dir = store_dir.to_path_buf();
+    let retract: update::Prepare = Box::new(move || {
+        let mut store = Store::open(&dir)?;
+        let mut lines = Vec::new();
+        for key in &gone {
+            lines.extend(store.retract_entry(key)?);
+        }
+        Ok(lines)
+    });
+    // The error of a change of one new run is that run's; of more, each is tried alone.
+    let single = match update::run_update(cluster, store_dir, None, bold, retract) {
+        Err(e) if new.len() == 1 => Some(format!("{e:#}")),
+        Err(_) if new.len() > 1 => None,
+        done => return done,
+    };
     let mut lines = Vec::new();
-    let mut accepted = Vec::new();
-    plan.jobs = change
-        .new
-        .iter()
-        .map(|(run, story)| Job::Reduce {
-            run: run.clone(),
-            story: story.clone(),
-        })
-        .collect();
-    for (job, (run, story)) in plan.jobs.iter().zip(&change.new) {
-        match encoding::job_blocks(plan, job) {
-            Ok(records) => {
-                records.into_iter().for_each(|r| engine.runs.insert(r));
-                accepted.push((run.clone(), story.clone()));
-            }
+    let alone = new.iter().map(|(run, _)| {
+        let result = match &single {
+            Some(e) => Err(e.clone()),
+            None => update::run_update(cluster, store_dir, None, vec![run.bold.clone()], Box::new(|| Ok(Vec::new())))
+                .map_err(|e| format!("{e:#}")),
+        };
+        (run, result)
+    });
+    for (run, result) in alone {
+        match result {
+            Ok(l) => lines.extend(l),
             Err(e) => {
-                lines.push(format!("{}: not ingested: {e:#}", run.key()));
+                lines.push(format!("{}: not ingested: {e}", run.key()));
                 failed.insert(run.bold.clone(), seen.get(&run.bold).copied().unwrap_or(0));
             }
         }
     }
-    let mut refit: BTreeSet<String> = accepted.iter().map(|(r, _)| r.subject.clone()).collect();
-    for key in change.gone {
-        let subject = store.manifest.runs[&key].subject.clone();
-        let job = Job::Load {
-            key: key.clone(),
-            subject: subject.clone(),
-        };
-        for r in encoding::job_blocks(plan, &job)? {
-            engine.runs.remove(r);
-        }
-        lines.extend(store.retract_entry(&key)?);
-        refit.insert(subject);
-    }
-    let epoch = *engine.runs.time() + 1;
-    engine.advance_to(epoch);
-    engine.settle(worker);
-    let fits = engine
-        .fits
-        .current()
-        .into_iter()
-        .filter(|((s, _), _)| refit.contains(s))
-        .collect();
-    let outcome = Outcome {
-        lines,
-        new: accepted,
-        refit,
-        fits,
-        group: engine.group.current(),
-    };
-    let lines = update::finish(store, outcome)?;
-    plan.sums = Some(store.manifest.files.clone());
     Ok(lines)
 }
 

@@ -56,7 +56,7 @@ pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job]) -> Result<Vec<(B
     });
     let fed = encoding::feed_jobs(plan, jobs, &mut input, worker.index(), worker.peers());
     input.close();
-    worker.step_while(|| !probe.done());
+    crate::operators::step_until(worker, || probe.done());
     fed.map(|()| fits.take())
 }
 
@@ -87,7 +87,10 @@ impl Writer {
                     group.add(block, beta)?;
                 }
             }
+            let (mut busy, mut count) = (0.0, 0);
             for (subjects, fits) in receive {
+                let started = std::time::Instant::now();
+                count += subjects.len();
                 let new: Vec<_> = outcome.new.iter().filter(|(r, _)| subjects.contains(&r.subject)).cloned().collect();
                 ingested.extend(list_runs(&mut store, new, &subjects)?);
                 let subjects: Vec<String> = subjects.into_iter().collect();
@@ -97,7 +100,9 @@ impl Writer {
                         group.add(block, beta)?;
                     }
                 }
+                busy += started.elapsed().as_secs_f64();
             }
+            tracing::info!(subjects = count, seconds = busy, "writer: subjects written and added to the group sums");
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
             lines.extend(written);

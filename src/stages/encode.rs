@@ -241,18 +241,18 @@ pub fn write_subject_maps(
     ridge: Option<RidgeScores>,
     group: Option<(&str, &Array2<f64>)>,
 ) -> Result<SubjectMaps> {
-    let mut files = Vec::new();
+    use rayon::prelude::*;
     let pv = fit.p_values();
-    let z = Array2::from_shape_fn(fit.t.dim(), |ij| signed_z(fit.t[ij], pv[ij]));
+    let mut z = Array2::zeros(fit.t.dim());
+    let (t, p) = (fit.t.as_standard_layout(), pv.as_standard_layout());
+    let (t, p) = (t.as_slice().expect("standard layout"), p.as_slice().expect("standard layout"));
+    z.as_slice_mut().expect("new array").par_iter_mut().enumerate().for_each(|(i, z)| *z = signed_z(t[i], p[i]));
     let betas = [("beta", &fit.beta), ("t", &fit.t), ("z", &z)];
+    let mut files = Vec::new();
+    // One 4-D map at a time: each is the whole grid × atoms in f32 while it is written.
     for (name, values) in betas.into_iter().chain(group) {
         let path = dir.join(format!("{name}.nii.gz"));
-        nifti::write_map(
-            &path,
-            &mask.grid,
-            &mask.volumes(valid, values.slice(s![..k, ..])),
-            None,
-        )?;
+        nifti::write_map(&path, &mask.grid, &mask.volumes(valid, values.slice(s![..k, ..])), None)?;
         files.push(path);
     }
     let (alpha, cv_r, cv_r2) = match ridge {

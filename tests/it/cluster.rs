@@ -89,6 +89,12 @@ fn one_worker_two_workers_and_two_processes_write_the_same_store() {
     assert!(text.contains("[process 0] sub-03: 2 runs"), "{text}");
     assert_same(&d.join("w1"), &d.join("w2"));
     assert_same(&d.join("w1"), &d.join("p2"));
+    // A memory limit that cannot hold one subject is refused before any work.
+    let e = cortexflow_fails(&["run", &r, "--data", data, "--out", &store("tiny"), "--memory-limit", "2M"]);
+    assert!(e.contains("memory limit 2 MB: fitting one subject (2 runs of up to 100 scans") && e.contains("--memory-limit"), "{e}");
+    assert!(!d.join("tiny").exists(), "nothing written");
+    let e = cortexflow_fails(&["run", &r, "--data", data, "--out", &store("tiny"), "--memory-limit", "lots"]);
+    assert!(e.contains("memory size 'lots'"), "{e}");
 }
 
 #[test]
