@@ -9,12 +9,21 @@
 //! - a run being reduced, one per worker: its masked scans in f32 and f64 and the cleaned
 //!   copy, 20·T·V, and its statistics, 8·k·V, held twice (the run's and its blocks');
 //! - a subject in flight: its runs' statistics in the fitting operator (8·k·V a run) and
-//!   its fit (β, t and the group's β, 8·3k·V, plus per-voxel scores) three times: in the
-//!   operator's output, gathered at the writer, joined over the mask for writing.
+//!   its fit (β, t and the group's β, 8·3k·V, plus per-voxel scores) four times: in the
+//!   operator's output, gathered at worker 0, handed to the writer, joined over the mask
+//!   for writing.
+//!
+//! - the writer: the stored subjects' β maps it reads first, one per rayon thread, each
+//!   the whole grid of G voxels in f32 and the mask's in f64, 4·k·G + 8·k·V; later, one
+//!   4-D map at a time written over the grid, 4·k·G (less).
 //!
 //! With permutations each subject's β also stays until the end (8·k·V a subject).
 
+use std::collections::BTreeMap;
+
 use crate::error::{bail, Result};
+use crate::io::nifti::Mask;
+use crate::store::Recipe;
 
 /// What an update's parts cost in memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +40,8 @@ pub struct Footprint {
 pub struct Shape {
     pub atoms: u64,
     pub voxels: u64,
+    /// Voxels of the whole grid (maps are written on it).
+    pub grid: u64,
     pub scans: u64,
     pub runs_per_subject: u64,
     pub workers: u64,
@@ -38,14 +49,43 @@ pub struct Shape {
     pub keep_betas: bool,
 }
 
+impl Shape {
+    /// An update under `recipe` on `voxels` voxels whose longest run has `scans` scans,
+    /// fitting subjects of up to `runs_per_subject` runs, `subjects` in the group.
+    /// (No mask yet: nothing to fit.)
+    pub fn new(recipe: &Recipe, mask: Option<&Mask>, scans: usize, runs_per_subject: u64, subjects: usize, workers: usize) -> Shape {
+        Shape {
+            atoms: recipe.basis.atoms as u64,
+            voxels: mask.map_or(0, |m| m.len()) as u64,
+            grid: mask.map_or(0, |m| m.grid.shape.iter().product::<usize>()) as u64,
+            scans: scans as u64,
+            runs_per_subject,
+            workers: workers as u64,
+            subjects: subjects as u64,
+            keep_betas: recipe.group.permutations().is_some(),
+        }
+    }
+}
+
+/// How many runs each subject has, from one subject label per run.
+pub fn runs_by_subject<'a>(labels: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, u64> {
+    let mut runs = BTreeMap::new();
+    for s in labels {
+        *runs.entry(s).or_default() += 1;
+    }
+    runs
+}
+
 impl Footprint {
     pub fn of(s: Shape) -> Footprint {
         let kv = s.atoms * s.voxels;
         let reading = s.workers * (20 * s.scans * s.voxels + 16 * kv);
         let kept = if s.keep_betas { 8 * kv * s.subjects } else { 0 };
+        let threads = rayon::current_num_threads() as u64;
+        let writer = threads * (4 * s.atoms * s.grid + 8 * kv);
         Footprint {
-            fixed: 72 * kv + 108 * kv + reading + kept,
-            per_subject: s.runs_per_subject * 8 * kv + 3 * (24 * kv + 32 * s.voxels),
+            fixed: 72 * kv + 108 * kv + reading + writer + kept,
+            per_subject: s.runs_per_subject * 8 * kv + 4 * (24 * kv + 32 * s.voxels),
         }
     }
 
@@ -137,7 +177,7 @@ mod tests {
 
     #[test]
     fn waves_fill_the_budget_and_refuse_what_cannot_fit() {
-        let shape = Shape { atoms: 64, voxels: 65_984, scans: 150, runs_per_subject: 2, workers: 2, subjects: 32, keep_betas: false };
+        let shape = Shape { atoms: 64, voxels: 65_984, grid: 91 * 109 * 91, scans: 150, runs_per_subject: 2, workers: 2, subjects: 32, keep_betas: false };
         let f = Footprint::of(shape);
         assert_eq!(f.subjects_per_wave(f.fixed + 3 * f.per_subject, 8, shape).unwrap(), 3);
         assert_eq!(f.subjects_per_wave(u64::MAX, 2, shape).unwrap(), 2);

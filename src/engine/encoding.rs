@@ -303,22 +303,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Advances both inputs to `epoch`.
-    pub fn advance_to(&mut self, epoch: u64) {
-        self.runs.advance_to(epoch);
-        self.betas.advance_to(epoch);
-        self.runs.flush();
-        self.betas.flush();
-    }
-
-    /// Steps until everything before the inputs' current epoch has reached worker 0.
-    pub fn settle(&mut self, worker: &mut Worker) {
-        let time = *self.runs.time();
-        while self.probes.iter().any(|p| p.less_than(&time)) {
-            worker.step();
-        }
-    }
-
     /// Closes the inputs and steps until the dataflow is done.
     pub fn finish(self, worker: &mut Worker) -> (Gathered<(BlockKey, BlockFit)>, Gathered<GroupRecord>) {
         let Engine {
@@ -330,7 +314,7 @@ impl Engine {
         } = self;
         runs.close();
         betas.close();
-        crate::operators::step_until(worker, || probes.iter().all(|p| p.done()));
+        worker.step_or_park_while(None, || probes.iter().any(|p| !p.done()));
         (fits, group)
     }
 }

@@ -157,12 +157,11 @@ pub fn ingest(
         }
         // Story s is complete here: the frontier passes it once every worker is done.
         input.advance_to(s as u64 + 1);
-        while probe.less_than(input.time()) {
-            worker.step();
-        }
+        let time = *input.time();
+        worker.step_or_park_while(None, || probe.less_than(&time));
     }
     input.close();
-    crate::operators::step_until(worker, || probe.done());
+    worker.step_or_park_while(None, || !probe.done());
     bar.finish_and_clear();
     let written = match (fed, index) {
         (Err(e), _) => Err(e),

@@ -17,7 +17,7 @@ use crate::engine::waves;
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
-use crate::operators::{agree, least, BlockError, BlockFit, BlockKey, GroupBlock};
+use crate::operators::{agree, least, BlockFit, BlockKey};
 use crate::progress;
 use crate::io::nifti;
 use crate::io::regions::{self, Regions};
@@ -28,14 +28,12 @@ use crate::store::{list, ConfoundsUsed, Recipe, RunEntry, Store, WriteLock};
 /// stories and basis, manifest edits).
 pub type Prepare = Box<dyn FnOnce() -> Result<Vec<String>> + Send>;
 
-/// What worker 0 of process 0 hands back for the writer to finish the update.
+/// What the writer of an update starts from: the lines so far, the new runs (with their
+/// stories) and the subjects to refit.
 pub struct Outcome {
     pub lines: Vec<String>,
     pub new: Vec<(Run, String)>,
     pub refit: BTreeSet<String>,
-    pub fits: Vec<(BlockKey, BlockFit)>,
-    /// The group test of every block over every subject with runs.
-    pub group: Vec<(u32, Result<GroupBlock, BlockError>)>,
 }
 
 /// Every worker's plan, from the store as the writer left it and the BOLD files given; and
@@ -67,26 +65,16 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar, workers: usize) -> Resu
         sums: Some(store.manifest.files.clone()),
         bar: bar.clone(),
     };
-    let mut runs: std::collections::BTreeMap<&str, u64> = Default::default();
-    for subject in store.manifest.runs.values().map(|r| r.subject.as_str()).chain(new.iter().map(|(r, _)| r.subject.as_str())) {
-        *runs.entry(subject).or_default() += 1;
-    }
-    let shape = Shape {
-        atoms: store.recipe.basis.atoms as u64,
-        voxels: plan.mask.as_ref().map_or(0, |m| m.len()) as u64,
-        scans: store.manifest.stories.values().map(|s| s.scans as u64).max().unwrap_or(0),
-        runs_per_subject: refit.iter().map(|s| runs.get(s.as_str()).copied().unwrap_or(0)).max().unwrap_or(0),
-        workers: workers as u64,
-        subjects: group.len() as u64,
-        keep_betas: store.recipe.group.permutations().is_some(),
-    };
-    let outcome = Outcome {
-        lines,
-        new,
-        refit,
-        fits: Vec::new(),
-        group: Vec::new(),
-    };
+    let runs = budget::runs_by_subject(store.manifest.runs.values().map(|r| r.subject.as_str()).chain(new.iter().map(|(r, _)| r.subject.as_str())));
+    let shape = Shape::new(
+        &store.recipe,
+        plan.mask.as_ref(),
+        store.manifest.stories.values().map(|s| s.scans).max().unwrap_or(0),
+        refit.iter().map(|s| runs.get(s.as_str()).copied().unwrap_or(0)).max().unwrap_or(0),
+        group.len(),
+        workers,
+    );
+    let outcome = Outcome { lines, new, refit };
     Ok((plan, outcome, group, shape))
 }
 
@@ -145,20 +133,25 @@ pub fn run_update(
         tracing::info!(subjects_per_wave = per_wave, "memory budget {}", budget::human(limit));
         let started = std::time::Instant::now();
         let waves = waves::waves(&plan.jobs, per_wave);
-        let mine: usize = waves.iter().map(|w| w.jobs.iter().skip(worker.index()).step_by(worker.peers()).count()).sum();
+        let peers = worker.peers();
+        let mine: usize = waves.iter().enumerate().map(|(i, w)| w.jobs.iter().skip(waves::dealt(worker.index(), i, peers)).step_by(peers).count()).sum();
         plan.bar.inc_length(mine as u64);
         let writer = first.then(|| waves::Writer::spawn(plan.clone(), outcome, group));
-        for wave in waves {
-            let (ok, failure) = match waves::fit_wave(worker, &plan, &wave.jobs) {
-                Ok(fits) => (writer.as_ref().is_none_or(|w| w.write(wave.subjects, fits)), None),
-                Err(e) => (false, Some(e)),
-            };
-            if !agree(worker, ok) {
-                return Err(match (failure, writer) {
-                    (Some(e), _) => e,
-                    (None, Some(w)) => w.finish().err().unwrap_or_else(|| err!("the writer stopped")),
-                    (None, None) => err!("stopped: another worker failed; see its error"),
+        for (i, wave) in waves.into_iter().enumerate() {
+            let fitted = waves::fit_wave(worker, &plan, &wave.jobs, i);
+            // All agree before the writer sees a wave, so it never gets an incomplete one.
+            let healthy = writer.as_ref().is_none_or(waves::Writer::healthy);
+            if !agree(worker, fitted.is_ok() && healthy) {
+                let stopped = writer.map(waves::Writer::abort);
+                return Err(match (fitted, stopped) {
+                    (Err(e), _) => e,
+                    (Ok(_), Some(Err(e))) => e,
+                    _ => err!("stopped: another worker failed; see its error"),
                 });
+            }
+            if let Some(w) = &writer {
+                // A writer that stopped says why at the next wave, or when it is finished.
+                w.write(wave.subjects, fitted.expect("agreed"));
             }
         }
         tracing::info!(worker = worker.index(), seconds = started.elapsed().as_secs_f64(), "dataflow done: runs reduced, subjects fitted");
@@ -167,10 +160,13 @@ pub fn run_update(
     bar.finish_and_clear();
     let _held = lock.lock().expect("not poisoned").take();
     let mut out = None;
-    for r in results {
-        if let Some(lines) = r? {
-            out = Some(lines);
-        }
+    let (failed, done): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_err);
+    // A worker's own error before the "stopped: …" of those that stopped because of it.
+    if let Some(e) = failed.into_iter().filter_map(Result::err).min_by_key(|e| e.to_string().starts_with("stopped:")) {
+        return Err(e);
+    }
+    for lines in done.into_iter().flatten().flatten() {
+        out = Some(lines);
     }
     Ok(out.unwrap_or_else(|| {
         vec![format!(
@@ -206,27 +202,6 @@ pub fn jobs(store: &Store, new: &[(Run, String)]) -> (Vec<Job>, BTreeSet<String>
 }
 
 
-
-/// The writer's end of an update whose fits are all at hand (`watch`): lists the new runs
-/// (their statistics are written), writes each refitted subject from its gathered blocks,
-/// then the group and the map.
-pub fn finish(store: &mut Store, outcome: Outcome) -> Result<Vec<String>> {
-    let Outcome {
-        mut lines,
-        new,
-        refit,
-        fits,
-        group,
-    } = outcome;
-    lines.extend(list_runs(store, new, &refit)?);
-    if refit.is_empty() && store.manifest.results_epoch == store.manifest.epoch {
-        return Ok(lines);
-    }
-    let refit: Vec<String> = refit.into_iter().collect();
-    lines.extend(write_fits(store, &fits, &refit)?);
-    lines.extend(store.refresh_results(group)?);
-    Ok(lines)
-}
 
 /// Lists new runs in the manifest (their statistics, written by the workers, are sealed)
 /// and marks `refit` to be refitted; one line per run.
@@ -348,21 +323,13 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
 /// Refuses, before any work, a dataset whose update cannot fit in the memory limit even one
 /// subject at a time (the update checks again once the store is made).
 fn check_budget(recipe: &Recipe, ds: &bids::Dataset, mask: &Path, cluster: &Cluster) -> Result<()> {
-    let mut runs: std::collections::BTreeMap<&str, u64> = Default::default();
     let mut scans = 0;
     for run in &ds.runs {
-        *runs.entry(&run.subject).or_default() += 1;
-        scans = scans.max(crate::io::run_clock(&run.bold)?.0 as u64);
+        scans = scans.max(crate::io::run_clock(&run.bold)?.0);
     }
-    let shape = Shape {
-        atoms: recipe.basis.atoms as u64,
-        voxels: nifti::read_mask(mask)?.len() as u64,
-        scans,
-        runs_per_subject: runs.values().copied().max().unwrap_or(0),
-        workers: cluster.workers as u64,
-        subjects: runs.len() as u64,
-        keep_betas: recipe.group.permutations().is_some(),
-    };
+    let runs = budget::runs_by_subject(ds.runs.iter().map(|r| r.subject.as_str()));
+    let most = runs.values().copied().max().unwrap_or(0);
+    let shape = Shape::new(recipe, Some(&nifti::read_mask(mask)?), scans, most, runs.len(), cluster.workers);
     Footprint::of(shape).subjects_per_wave(cluster.memory_limit, 1, shape).map(|_| ())
 }
 

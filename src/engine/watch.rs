@@ -154,8 +154,10 @@ pub fn watch(store_dir: &Path, dir: &Path, opt: &WatchOptions, cluster: &Cluster
 }
 
 /// One change as one update: the gone runs retracted as the writer prepares, the new runs
-/// ingested. When that fails, the new runs are tried one by one, so a file that cannot
-/// be ingested fails alone (said, and remembered at its size until it changes).
+/// ingested. When that fails before any run is listed (and nothing was to be retracted),
+/// the failure may be one new run's: each is then tried alone, so a file that cannot be
+/// ingested fails alone (said, and remembered at its size until it changes). Any other
+/// failure stops `watch` with its error.
 fn apply(
     cluster: &Cluster,
     store_dir: &Path,
@@ -165,7 +167,7 @@ fn apply(
     failed: &mut BTreeMap<PathBuf, u64>,
 ) -> Result<Vec<String>> {
     let bold: Vec<PathBuf> = new.iter().map(|(r, _)| r.bold.clone()).collect();
-    let dir = store_dir.to_path_buf();
+    let (dir, retracting) = (store_dir.to_path_buf(), !gone.is_empty());
     let retract: update::Prepare = Box::new(move || {
         let mut store = Store::open(&dir)?;
         let mut lines = Vec::new();
@@ -174,22 +176,22 @@ fn apply(
         }
         Ok(lines)
     });
-    // The error of a change of one new run is that run's; of more, each is tried alone.
-    let single = match update::run_update(cluster, store_dir, None, bold, retract) {
-        Err(e) if new.len() == 1 => Some(format!("{e:#}")),
-        Err(_) if new.len() > 1 => None,
-        done => return done,
+    let error = match update::run_update(cluster, store_dir, None, bold, retract) {
+        Ok(lines) => return Ok(lines),
+        Err(e) => e,
     };
+    let listed = Store::open_reader(store_dir)?.manifest.runs;
+    if retracting || new.is_empty() || new.iter().any(|(r, _)| listed.contains_key(&r.key())) {
+        return Err(error);
+    }
     let mut lines = Vec::new();
-    let alone = new.iter().map(|(run, _)| {
-        let result = match &single {
-            Some(e) => Err(e.clone()),
+    let mut single = (new.len() == 1).then(|| format!("{error:#}"));
+    for (run, _) in &new {
+        let result = match single.take() {
+            Some(e) => Err(e),
             None => update::run_update(cluster, store_dir, None, vec![run.bold.clone()], Box::new(|| Ok(Vec::new())))
                 .map_err(|e| format!("{e:#}")),
         };
-        (run, result)
-    });
-    for (run, result) in alone {
         match result {
             Ok(l) => lines.extend(l),
             Err(e) => {

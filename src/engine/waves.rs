@@ -10,7 +10,9 @@
 //! exact integers, the fits are per subject).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use differential_dataflow::input::Input;
@@ -44,19 +46,27 @@ pub fn waves(jobs: &[Job], per_wave: usize) -> Vec<Wave> {
         .collect()
 }
 
-/// One wave through a fresh dataflow: this worker's share of the jobs (positions ≡ its
-/// index mod peers) in, the fits gathered at worker 0 out (empty elsewhere). The dataflow
-/// runs to completion even when feeding fails, so no worker is left waiting.
-pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job]) -> Result<Vec<(BlockKey, BlockFit)>> {
+/// The job positions worker `index` takes in wave `wave` are those ≡ this mod `peers`: each
+/// wave starts its dealing one worker further, so worker 0 (which also gathers the fits)
+/// does not always take the most.
+pub fn dealt(index: usize, wave: usize, peers: usize) -> usize {
+    (index + wave) % peers
+}
+
+/// Wave `wave` through a fresh dataflow: this worker's share of the jobs in, the fits
+/// gathered at worker 0 out (empty elsewhere). The dataflow runs to completion even when
+/// feeding fails, so no worker is left waiting.
+pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job], wave: usize) -> Result<Vec<(BlockKey, BlockFit)>> {
     let settings = fit_settings(&plan.recipe);
     let (mut input, fits, probe) = worker.dataflow::<u64, _, _>(|scope| {
         let (input, runs) = scope.new_collection();
         let (fits, probe) = runs.fit_blocks(settings).gather();
         (input, fits, probe)
     });
-    let fed = encoding::feed_jobs(plan, jobs, &mut input, worker.index(), worker.peers());
+    let peers = worker.peers();
+    let fed = encoding::feed_jobs(plan, jobs, &mut input, dealt(worker.index(), wave, peers), peers);
     input.close();
-    crate::operators::step_until(worker, || probe.done());
+    worker.step_or_park_while(None, || !probe.done());
     fed.map(|()| fits.take())
 }
 
@@ -66,27 +76,31 @@ type WaveFits = (BTreeSet<String>, Vec<(BlockKey, BlockFit)>);
 /// The writer thread's end of a one-shot update (worker 0 of process 0).
 pub struct Writer {
     send: Option<SyncSender<WaveFits>>,
+    abort: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<Vec<String>>>>,
 }
 
 impl Writer {
-    /// Starts the writer on the store the plan was made from: it first writes the refitted
-    /// subjects that have no runs left and adds the stored subjects' β to the group sums,
-    /// then takes the waves' fits as they come (one wave may wait in the channel).
-    /// `group`: the subjects of the group after the update, in label order.
+    /// Starts the writer on the store the plan was made from: it adds the stored subjects'
+    /// β to the group sums (as many maps read at once as rayon has threads), then takes
+    /// the waves' fits one at a time (the workers fit the next wave meanwhile), and ends
+    /// with the subjects that have no runs left, the group and the map. `group`: the
+    /// subjects of the group after the update, in label order.
     pub fn spawn(plan: Plan, mut outcome: Outcome, group: Vec<String>) -> Writer {
-        let (send, receive) = sync_channel::<WaveFits>(1);
+        let (send, receive) = sync_channel::<WaveFits>(0);
+        let abort = Arc::new(AtomicBool::new(false));
+        let aborted = abort.clone();
         let thread = std::thread::spawn(move || -> Result<Vec<String>> {
+            use rayon::prelude::*;
             let mut store = Store::open(&plan.dir)?;
             let mut group = GroupSums::new(&plan, group);
-            let fitted: BTreeSet<&str> = plan.jobs.iter().map(|j| j.subject()).collect();
-            let empty: Vec<String> = outcome.refit.iter().filter(|s| !fitted.contains(s.as_str())).cloned().collect();
-            let (mut ingested, mut written) = (Vec::new(), write_fits(&mut store, &[], &empty)?);
-            for (subject, path) in &plan.stored {
-                for (block, beta) in encoding::stored_beta(&plan, subject, path)? {
+            for chunk in plan.stored.chunks(rayon::current_num_threads().max(1)) {
+                let read: Vec<_> = chunk.par_iter().map(|(subject, path)| encoding::stored_beta(&plan, subject, path)).collect::<Result<_>>()?;
+                for (block, beta) in read.into_iter().flatten() {
                     group.add(block, beta)?;
                 }
             }
+            let (mut ingested, mut written) = (Vec::new(), BTreeMap::new());
             let (mut busy, mut count) = (0.0, 0);
             for (subjects, fits) in receive {
                 let started = std::time::Instant::now();
@@ -94,7 +108,7 @@ impl Writer {
                 let new: Vec<_> = outcome.new.iter().filter(|(r, _)| subjects.contains(&r.subject)).cloned().collect();
                 ingested.extend(list_runs(&mut store, new, &subjects)?);
                 let subjects: Vec<String> = subjects.into_iter().collect();
-                written.extend(write_fits(&mut store, &fits, &subjects)?);
+                written.extend(subjects.iter().cloned().zip(write_fits(&mut store, &fits, &subjects)?));
                 for ((subject, block), fit) in fits {
                     if let Some(beta) = fit.beta_block(&subject) {
                         group.add(block, beta)?;
@@ -102,10 +116,17 @@ impl Writer {
                 }
                 busy += started.elapsed().as_secs_f64();
             }
+            if aborted.load(Ordering::SeqCst) {
+                bail!("stopped: another worker failed before the group was written; see its error");
+            }
             tracing::info!(subjects = count, seconds = busy, "writer: subjects written and added to the group sums");
+            // Refitted subjects with no runs left (all retracted): their maps go.
+            let fitted: BTreeSet<&str> = plan.jobs.iter().map(|j| j.subject()).collect();
+            let empty: Vec<String> = outcome.refit.iter().filter(|s| !fitted.contains(s.as_str())).cloned().collect();
+            written.extend(empty.iter().cloned().zip(write_fits(&mut store, &[], &empty)?));
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
-            lines.extend(written);
+            lines.extend(written.into_values());
             let records = group.finish()?;
             let started = std::time::Instant::now();
             lines.extend(store.refresh_results(records)?);
@@ -114,14 +135,20 @@ impl Writer {
         });
         Writer {
             send: Some(send),
+            abort,
             thread: Some(thread),
         }
     }
 
-    /// Hands a wave's fits to the writer; false when the writer has stopped (its error
-    /// comes from [`Writer::finish`]).
+    /// Hands a wave's fits to the writer once it has written the previous wave; false when
+    /// the writer has stopped.
     pub fn write(&self, subjects: BTreeSet<String>, fits: Vec<(BlockKey, BlockFit)>) -> bool {
         self.send.as_ref().is_some_and(|s| s.send((subjects, fits)).is_ok())
+    }
+
+    /// Whether the writer is still running (it stops early only on an error).
+    pub fn healthy(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Waits for the writer: the lines of the update, or the writer's error.
@@ -132,6 +159,14 @@ impl Writer {
             .expect("finished once")
             .join()
             .map_err(|_| err!("the writer thread stopped unexpectedly"))?
+    }
+
+    /// Stops the writer after the wave it is writing, without the group (the update
+    /// failed elsewhere: the store keeps the waves written, its results stale); its own
+    /// error if it had one.
+    pub fn abort(self) -> Result<Vec<String>> {
+        self.abort.store(true, Ordering::SeqCst);
+        self.finish()
     }
 }
 

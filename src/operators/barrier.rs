@@ -53,18 +53,12 @@ pub fn least(worker: &mut Worker, value: u64) -> u64 {
     });
     input.send(value);
     input.close();
-    step_until(worker, || probe.done());
+    // Parks between steps (timely's `step_while` never does), so a worker that waits on
+    // its peers leaves its core to them instead of spinning.
+    worker.step_or_park_while(None, || !probe.done());
     match seen.get() {
         (count, low) if count == worker.peers() => low,
         _ => 0,
     }
 }
 
-/// Steps `worker` until `done`, parking it whenever it has nothing to do (until a message or
-/// an activation wakes it), so a worker that waits on its peers leaves its core to them
-/// instead of spinning (timely's `step_while` never parks).
-pub fn step_until(worker: &mut Worker, done: impl Fn() -> bool) {
-    while !done() {
-        worker.step_or_park(None);
-    }
-}
