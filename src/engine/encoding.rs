@@ -250,6 +250,9 @@ pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
         .collect())
 }
 
+/// A subject's fit of one block, as the dataflow gathers it.
+pub type FitRecord = (BlockKey, BlockFit);
+
 /// A block's group test (or why there is none), as the dataflow gathers it.
 pub type GroupRecord = (u32, Result<GroupBlock, BlockError>);
 
@@ -340,7 +343,7 @@ pub fn feed_jobs(
 
 /// Runs `plan` once in this process (one worker) and returns worker 0's gathered fits and
 /// group tests: the `encode` and `group` commands, outside a store.
-pub fn run_once(plan: Plan) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<GroupRecord>)> {
+pub fn run_once(plan: Plan) -> Result<(Vec<FitRecord>, Vec<GroupRecord>)> {
     let plan = std::sync::Arc::new(plan);
     let results = crate::engine::cluster::Cluster::default().execute(move |worker| -> Result<_> {
         let mut engine = Engine::build(worker, &plan.recipe);

@@ -97,7 +97,7 @@ impl BlockSums {
             .filter(|v| v.dim() == (self.atoms, self.voxels))
             .ok_or_else(|| BlockError(format!("sub-{subject}: β block of the wrong size")))?;
         self.all.add(view).map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
-        if position % 2 == 0 {
+        if position.is_multiple_of(2) {
             self.half_a.add(view).expect("the same map entered the whole group's sums");
         }
         self.subjects += 1;
