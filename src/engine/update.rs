@@ -43,9 +43,11 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar, workers: usize) -> Resu
     let (new, lines) = store.new_runs(bold)?;
     let (jobs, refit) = jobs(&store, &new);
     let group: Vec<String> = store.group_subjects_with(new.iter().map(|(r, _)| r.subject.as_str())).into_iter().collect();
+    // With nothing to refit and the results fresh, the group is not rebuilt.
+    let rebuild = !refit.is_empty() || store.manifest.results_epoch != store.manifest.epoch;
     let stored: Vec<(String, PathBuf)> = group
         .iter()
-        .filter(|s| !refit.contains(*s))
+        .filter(|s| rebuild && !refit.contains(*s))
         .map(|s| {
             let beta = store.paths().subject_map(s, store.group_map());
             (s.clone(), beta)
