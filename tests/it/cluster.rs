@@ -156,6 +156,27 @@ fn an_unreachable_peer_is_a_clear_error_within_the_timeout() {
     assert!(e.contains("unexpected argument '-w'"), "{e}");
 }
 
+/// A run that cannot be read, among others reduced by two workers: the command fails with
+/// that run's own error (not another worker's "stopped: …"), writes no group, and the
+/// store stays readable.
+#[test]
+fn a_bad_run_among_two_workers_is_named_and_no_group_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    simulate(&sim, "4", "100", "0.5");
+    let bad = sim.join("sub-03/func/sub-03_task-lpp_run-2_bold.nii.gz");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let r = recipe(d, 8);
+    let store = d.join("s");
+    let e = cortexflow_fails(&["run", &r, "--data", sim.to_str().unwrap(), "--out", store.to_str().unwrap(), "-w", "2"]);
+    assert!(e.contains("sub-03_task-lpp_run-2_bold.nii.gz") && !e.contains("stopped:"), "{e}");
+    assert!(!store.join("group").join("z.nii.gz").exists(), "no group from a partial update");
+    let status = cortexflow(&["status", store.to_str().unwrap()]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+}
+
 /// Two network namespaces joined by a veth pair, as two hosts on one link (removed on
 /// drop); None where this machine does not allow making them (not root).
 struct TwoHosts {
