@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use ndarray::ShapeBuilder;
 use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayViewMut1, Axis};
-use nifti::writer::WriterOptions;
 use nifti::{Endianness, NiftiHeader, NiftiType};
 
 use super::affine::Affine;
+
+mod write;
+pub use write::{write_map, write_masked, write_volumes};
 use crate::error::{in_words, Error, Result};
 
 /// Plausible repetition times, in seconds. Outside this range the TR rule below applies.
@@ -167,25 +169,6 @@ impl Mask {
         self.linear
             .iter()
             .map(move |&l| [l % nx, (l / nx) % ny, l / (nx * ny)])
-    }
-
-    /// Maps (m × len) scattered into m volumes: column n goes to masked voxel `voxels[n]`;
-    /// masked voxels not in `voxels` are NaN (excluded), voxels outside the mask 0.
-    pub fn volumes(&self, voxels: &[usize], values: ArrayView2<f64>) -> Array4<f32> {
-        let [nx, ny, nz] = self.grid.shape;
-        let m = values.nrows();
-        let mut out = Array4::<f32>::zeros((nx, ny, nz, m));
-        let ijk: Vec<[usize; 3]> = self.ijk().collect();
-        for &[x, y, z] in &ijk {
-            out.slice_mut(s![x, y, z, ..]).fill(f32::NAN);
-        }
-        for (n, &v) in voxels.iter().enumerate() {
-            let [x, y, z] = ijk[v];
-            for a in 0..m {
-                out[[x, y, z, a]] = values[[a, n]] as f32;
-            }
-        }
-        out
     }
 
     /// The masked voxels of every volume of `image` (on this mask's grid): volumes × len.
@@ -889,72 +872,6 @@ fn read_beside_helper<'r>(
         helper.join().expect("a filter does not panic");
         read
     })
-}
-
-/// Writes a float32 map on `grid` — a 3D volume when `data` has one volume, else 4D with
-/// `tr` seconds in pixdim[4] (units mm and s). The affine goes in the sform (with the
-/// source's sform code, or its qform code when it had only a qform) and the source's qform
-/// fields are copied, so nibabel and FSL-style readers agree. Written atomically.
-pub fn write_map(path: &Path, grid: &Grid, data: &Array4<f32>, tr: Option<f64>) -> Result<()> {
-    let [nx, ny, nz] = grid.shape;
-    let (dx, dy, dz, nt) = data.dim();
-    if [dx, dy, dz] != [nx, ny, nz] {
-        return Err(Error::Invalid(format!(
-            "{}: map shape {:?} does not match the grid {:?}",
-            path.display(),
-            [dx, dy, dz],
-            grid.shape
-        )));
-    }
-    let header = map_header(grid, tr);
-    super::atomic::write_atomically(path, |tmp| {
-        let writer = WriterOptions::new(tmp).reference_header(&header);
-        let result = if nt == 1 {
-            writer.write_nifti(&data.index_axis(Axis(3), 0))
-        } else {
-            writer.write_nifti(data)
-        };
-        result.map_err(|e| Error::format(path, format!("cannot write NIfTI: {}", nifti_error(e))))
-    })
-}
-
-fn map_header(grid: &Grid, tr: Option<f64>) -> NiftiHeader {
-    let sp = &grid.spatial;
-    let a = grid.affine.0.map(|r| r.map(|v| v as f32));
-    let mut h = NiftiHeader {
-        pixdim: [
-            sp.pixdim_xyz[0],
-            sp.pixdim_xyz[1],
-            sp.pixdim_xyz[2],
-            sp.pixdim_xyz[3],
-            tr.unwrap_or(0.0) as f32,
-            0.0,
-            0.0,
-            0.0,
-        ],
-        xyzt_units: 2 | 8, // NIFTI_UNITS_MM | NIFTI_UNITS_SEC
-        sform_code: if sp.sform_code > 0 {
-            sp.sform_code
-        } else {
-            sp.qform_code.max(2)
-        },
-        qform_code: sp.qform_code,
-        srow_x: a[0],
-        srow_y: a[1],
-        srow_z: a[2],
-        quatern_b: sp.quatern[0],
-        quatern_c: sp.quatern[1],
-        quatern_d: sp.quatern[2],
-        quatern_x: sp.quatern[3],
-        quatern_y: sp.quatern[4],
-        quatern_z: sp.quatern[5],
-        ..NiftiHeader::default()
-    };
-    if h.pixdim[0] != -1.0 {
-        h.pixdim[0] = 1.0;
-    }
-    h.descrip = b"cortexflow".to_vec();
-    h
 }
 
 /// Nearest-neighbour resampling of a label image onto `target`: each target voxel takes

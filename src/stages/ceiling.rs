@@ -296,7 +296,7 @@ pub fn write(c: &Ceiling, mask: &Mask, out: &Path) -> Result<Vec<PathBuf>> {
     for (name, values) in [("isc", &c.isc), ("ceiling", &ceil), ("fraction", &fraction)] {
         let path = out.join(format!("{name}.nii.gz"));
         let row = ndarray::Array2::from_shape_vec((1, values.len()), values.clone()).expect("one row");
-        nifti::write_map(&path, &mask.grid, &mask.volumes(&every, row.view()), None)?;
+        nifti::write_masked(&path, mask, &every, row.view(), None)?;
         files.push(path);
     }
     let ijk: Vec<[usize; 3]> = mask.ijk().collect();

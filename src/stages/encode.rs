@@ -247,14 +247,6 @@ pub fn write_subject_maps(
     let (t, p) = (fit.t.as_standard_layout(), pv.as_standard_layout());
     let (t, p) = (t.as_slice().expect("standard layout"), p.as_slice().expect("standard layout"));
     z.as_slice_mut().expect("new array").par_iter_mut().enumerate().for_each(|(i, z)| *z = signed_z(t[i], p[i]));
-    let betas = [("beta", &fit.beta), ("t", &fit.t), ("z", &z)];
-    let mut files = Vec::new();
-    // One 4-D map at a time: each is the whole grid × atoms in f32 while it is written.
-    for (name, values) in betas.into_iter().chain(group) {
-        let path = dir.join(format!("{name}.nii.gz"));
-        nifti::write_map(&path, &mask.grid, &mask.volumes(valid, values.slice(s![..k, ..])), None)?;
-        files.push(path);
-    }
     let (alpha, cv_r, cv_r2) = match ridge {
         Some(f) => (f.alpha, f.cv_r, f.cv_r2),
         None => {
@@ -262,16 +254,18 @@ pub fn write_subject_maps(
             (nan.clone(), nan.clone(), nan)
         }
     };
-    for (name, values) in [("cv_r", &cv_r), ("cv_r2", &cv_r2), ("alpha", &alpha)] {
-        let path = dir.join(format!("{name}.nii.gz"));
-        nifti::write_map(
-            &path,
-            &mask.grid,
-            &mask.volumes(valid, values.view().insert_axis(Axis(0))),
-            None,
-        )?;
-        files.push(path);
-    }
+    let atoms = [("beta", &fit.beta), ("t", &fit.t), ("z", &z)].into_iter().chain(group).map(|(name, v)| (name, v.slice(s![..k, ..])));
+    let scores = [("cv_r", &cv_r), ("cv_r2", &cv_r2), ("alpha", &alpha)].map(|(name, v)| (name, v.view().insert_axis(Axis(0))));
+    // Each map streams volume by volume (one grid volume of memory), so they are written
+    // in parallel: deflate is most of the cost.
+    let maps: Vec<_> = atoms.chain(scores).collect();
+    let files = maps
+        .into_par_iter()
+        .map(|(name, values)| {
+            let path = dir.join(format!("{name}.nii.gz"));
+            nifti::write_masked(&path, mask, valid, values, None).map(|()| path)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut r: Vec<f64> = cv_r.iter().copied().filter(|v| v.is_finite()).collect();
     r.sort_by(f64::total_cmp);
     let median_r = r.get(r.len() / 2).copied().unwrap_or(f64::NAN);

@@ -146,13 +146,13 @@ fn split_half_dice(
 /// The group maps (one volume per atom) and the mask under `out`; with permutations, the
 /// family-wise p of each voxel too (p_fwer).
 fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+    use rayon::prelude::*;
     let fwer = test.null_max.is_some().then(|| test.p_for(Threshold::MaxT(1.0)));
     let every: Vec<usize> = (0..mask.len()).collect();
     let signed_sig = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
     let n = test.n.mapv(f64::from);
     let ones = Array2::from_elem((1, mask.len()), 1.0);
-    for (name, values) in [
+    let maps: Vec<_> = [
         ("mean_beta", &test.mean),
         ("t", &test.t),
         ("z", &test.z),
@@ -163,12 +163,14 @@ fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> 
     ]
     .into_iter()
     .chain(fwer.as_ref().map(|p| ("p_fwer", p)))
-    {
-        let path = out.join(format!("{name}.nii.gz"));
-        nifti::write_map(&path, &mask.grid, &mask.volumes(&every, values.view()), None)?;
-        files.push(path);
-    }
-    Ok(files)
+    .collect();
+    // Streamed volume by volume, so the maps can be written side by side.
+    maps.into_par_iter()
+        .map(|(name, values)| {
+            let path = out.join(format!("{name}.nii.gz"));
+            nifti::write_masked(&path, mask, &every, values.view(), None).map(|()| path)
+        })
+        .collect()
 }
 
 /// Thresholds the group test, scores split-half reproducibility, and writes the maps,

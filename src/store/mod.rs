@@ -498,7 +498,7 @@ impl Store {
         let ones = Array2::from_elem((1, mask.len()), 1.0);
         let dest = self.mask_path();
         self.rewriting(std::slice::from_ref(&dest), |_| {
-            nifti::write_map(&dest, &mask.grid, &mask.volumes(&all, ones.view()), None)?;
+            nifti::write_masked(&dest, &mask, &all, ones.view(), None)?;
             Ok(((), vec![dest.clone()]))
         })
     }

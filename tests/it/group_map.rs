@@ -392,22 +392,10 @@ fn bad_atlases_and_empty_maps() {
         let beta = Array2::from_shape_fn((2, 64), |(a, v)| {
             ((a * 31 + v * 17 + s * 7) % 11) as f64 - 5.0
         });
-        nifti::write_map(
-            &d.join(format!("enc/sub-0{s}/beta.nii.gz")),
-            &grid,
-            &mask.volumes(&all, beta.view()),
-            None,
-        )
-        .unwrap();
+        nifti::write_masked(&d.join(format!("enc/sub-0{s}/beta.nii.gz")), &mask, &all, beta.view(), None).unwrap();
     }
     let ones = Array2::from_elem((1, 64), 1.0);
-    nifti::write_map(
-        &d.join("mask.nii.gz"),
-        &grid,
-        &mask.volumes(&all, ones.view()),
-        None,
-    )
-    .unwrap();
+    nifti::write_masked(&d.join("mask.nii.gz"), &mask, &all, ones.view(), None).unwrap();
     ok(&[
         "group",
         "--encode",
