@@ -91,14 +91,13 @@ impl Writer {
         let abort = Arc::new(AtomicBool::new(false));
         let aborted = abort.clone();
         let thread = std::thread::spawn(move || -> Result<Vec<String>> {
-            use rayon::prelude::*;
             let mut store = Store::open(&plan.dir)?;
             let mut group = GroupSums::new(&plan, group);
-            for chunk in plan.stored.chunks(rayon::current_num_threads().max(1)) {
-                let read: Vec<_> = chunk.par_iter().map(|(subject, path)| encoding::stored_beta(&plan, subject, path)).collect::<Result<_>>()?;
-                for (block, beta) in read.into_iter().flatten() {
-                    group.add(block, beta)?;
-                }
+            let rebuild = !outcome.refit.is_empty() || !plan.stored.is_empty();
+            if rebuild {
+                let started = std::time::Instant::now();
+                let read = group.start(&store, &plan, &outcome.refit)?;
+                tracing::info!(maps = read, seconds = started.elapsed().as_secs_f64(), "group sums: stored maps read");
             }
             let (mut ingested, mut written) = (Vec::new(), BTreeMap::new());
             let (mut busy, mut count) = (0.0, 0);
@@ -127,9 +126,9 @@ impl Writer {
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
             lines.extend(written.into_values());
-            let records = group.finish()?;
+            let (records, sums) = group.finish()?;
             let started = std::time::Instant::now();
-            lines.extend(store.refresh_results(records)?);
+            lines.extend(store.refresh_results(records, sums)?);
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps and networks written");
             Ok(lines)
         });
@@ -170,6 +169,18 @@ impl Writer {
     }
 }
 
+/// What an update does with a stored subject's β map in the group's sums (positions in
+/// label order say the half).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    /// Not in the sums: added at its position in the group after the update.
+    Add(usize),
+    /// Refitted or out of the group: taken out from its position before.
+    Remove(usize),
+    /// In both, at positions of different halves.
+    Move(usize, usize),
+}
+
 /// The group's running sums, block by block, over the subjects of the group after the
 /// update (their positions in label order say which half each is in); with permutations,
 /// each block also keeps its subjects' β, which the sign flips need.
@@ -190,6 +201,73 @@ impl GroupSums {
             errors: BTreeMap::new(),
             perm: plan.recipe.group.permutations(),
             betas: vec![Vec::new(); if plan.recipe.group.permutations().is_some() { blocks } else { 0 }],
+        }
+    }
+
+    /// Brings in the stored subjects before the waves' fits arrive. From the store's sums
+    /// when they can be trusted (not with permutations, which need every β): only the maps
+    /// of subjects refitted or gone (taken out), moved to the other half, or missing from
+    /// the sums (added) are read. Otherwise, or if taking a map out fails, every stored
+    /// subject of the group is added. Returns how many maps were read.
+    fn start(&mut self, store: &Store, plan: &Plan, refit: &BTreeSet<String>) -> Result<usize> {
+        let voxels = plan.mask.as_ref().map_or(0, |m| m.len());
+        if let Some((old, blocks)) = self.perm.is_none().then(|| store.stored_group_sums(voxels)).flatten() {
+            let stored: BTreeSet<&str> = plan.stored.iter().map(|(s, _)| s.as_str()).collect();
+            let mut changes: Vec<(String, Change)> = Vec::new();
+            for (before, s) in old.iter().enumerate() {
+                match self.positions.get(s) {
+                    Some(&after) if !refit.contains(s) => {
+                        if before % 2 != after % 2 {
+                            changes.push((s.clone(), Change::Move(before, after)));
+                        }
+                    }
+                    _ => changes.push((s.clone(), Change::Remove(before))),
+                }
+            }
+            let old: BTreeSet<&String> = old.iter().collect();
+            changes.extend(stored.iter().filter(|s| !old.contains(&s.to_string())).map(|s| (s.to_string(), Change::Add(self.positions[*s]))));
+            self.blocks = blocks.into_iter().map(Some).collect();
+            match self.apply(store, plan, &changes) {
+                Ok(()) => return Ok(changes.len()),
+                Err(e) => {
+                    tracing::warn!("the group's stored sums could not be updated ({e}); every subject is added again");
+                    self.blocks.iter_mut().for_each(|b| *b = None);
+                    self.errors.clear();
+                }
+            }
+        }
+        let every: Vec<(String, Change)> = plan.stored.iter().map(|(s, _)| (s.clone(), Change::Add(self.positions[s]))).collect();
+        self.apply(store, plan, &every)?;
+        Ok(every.len())
+    }
+
+    /// Reads the stored maps of `changes` (as many at once as rayon has threads) and
+    /// applies each. Taking out or moving a map that the sums do not hold is an error.
+    fn apply(&mut self, store: &Store, plan: &Plan, changes: &[(String, Change)]) -> Result<()> {
+        use rayon::prelude::*;
+        for chunk in changes.chunks(rayon::current_num_threads().max(1)) {
+            let read: Vec<_> = chunk
+                .par_iter()
+                .map(|(subject, _)| encoding::stored_beta(plan, subject, &store.paths().subject_map(subject, store.group_map())))
+                .collect::<Result<_>>()?;
+            for ((_, change), blocks) in chunk.iter().zip(read) {
+                for (block, beta) in blocks {
+                    match *change {
+                        Change::Add(_) => self.add(block, beta)?,
+                        Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("{}", e.0))?,
+                        Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("{}", e.0))?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The sums of a block the stored sums hold.
+    fn block(&mut self, block: u32, beta: &SubjectBeta) -> Result<&mut BlockSums> {
+        match self.blocks.get_mut(block as usize) {
+            Some(Some(sums)) => Ok(sums),
+            _ => bail!("sub-{}: voxel block {block} is not in the stored sums", beta.0),
         }
     }
 
@@ -216,8 +294,9 @@ impl GroupSums {
     }
 
     /// Every block's tests (or the error of a subject that could not enter), as the
-    /// dataflow's group operator gives them.
-    fn finish(mut self) -> Result<Vec<GroupRecord>> {
+    /// dataflow's group operator gives them; and the sums for the store, when every block
+    /// has them, none failed and there are no permutations (whose flips need every β).
+    fn finish(mut self) -> Result<(Vec<GroupRecord>, Option<Vec<BlockSums>>)> {
         let mut out = Vec::new();
         for (b, sums) in self.blocks.iter().enumerate() {
             let b = b as u32;
@@ -233,6 +312,8 @@ impl GroupSums {
             });
             out.push((b, Ok(sums.test(null))));
         }
-        Ok(out)
+        let keep = self.perm.is_none() && out.iter().all(|(_, r)| r.is_ok()) && self.blocks.iter().all(Option::is_some);
+        let sums = keep.then(|| self.blocks.into_iter().flatten().collect());
+        Ok((out, sums))
     }
 }

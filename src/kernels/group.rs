@@ -103,6 +103,28 @@ impl GroupSums {
         }
     }
 
+    /// (atoms, voxels).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.atoms, self.voxels)
+    }
+
+    /// n, Σq, Σq² per cell (atoms × voxels, row-major), q = round(β·2⁴⁰): what a store keeps.
+    pub fn parts(&self) -> (&[u32], &[i128], &[i128]) {
+        (&self.n, &self.sum, &self.sum_sq)
+    }
+
+    /// Sums from their parts; None unless each part has atoms × voxels cells.
+    pub fn from_parts(atoms: usize, voxels: usize, n: Vec<u32>, sum: Vec<i128>, sum_sq: Vec<i128>) -> Option<GroupSums> {
+        let len = atoms.checked_mul(voxels)?;
+        (n.len() == len && sum.len() == len && sum_sq.len() == len).then_some(GroupSums {
+            atoms,
+            voxels,
+            n,
+            sum,
+            sum_sq,
+        })
+    }
+
     /// Adds one subject's map (atoms × voxels).
     pub fn add(&mut self, beta: ArrayView2<f64>) -> Result<(), GroupError> {
         self.update(beta, 1)

@@ -91,17 +91,65 @@ impl BlockSums {
 
     /// Adds a subject's β, the `position`-th subject of the group in label order (which
     /// half it belongs to); an error names the subject and leaves the sums as they were.
-    pub fn add(&mut self, position: usize, (subject, atoms, beta): &SubjectBeta) -> Result<(), BlockError> {
-        let view = ArrayView2::from_shape((*atoms as usize, beta.0.len() / (*atoms as usize).max(1)), &beta.0)
+    pub fn add(&mut self, position: usize, beta: &SubjectBeta) -> Result<(), BlockError> {
+        self.update(position, beta, true)
+    }
+
+    /// Takes out a β added before at `position`; the sums return exactly to what they
+    /// were without it.
+    pub fn remove(&mut self, position: usize, beta: &SubjectBeta) -> Result<(), BlockError> {
+        self.update(position, beta, false)
+    }
+
+    /// Moves a subject's β from the half of position `from` to that of position `to` (a
+    /// subject inserted or removed before it in label order shifts its position).
+    pub fn move_half(&mut self, from: usize, to: usize, (subject, atoms, beta): &SubjectBeta) -> Result<(), BlockError> {
+        let view = self.view(subject, *atoms, beta)?;
+        let moved = match (from.is_multiple_of(2), to.is_multiple_of(2)) {
+            (true, false) => self.half_a.remove(view),
+            (false, true) => self.half_a.add(view),
+            _ => Ok(()),
+        };
+        moved.map_err(|e| BlockError(format!("sub-{subject}: {e}")))
+    }
+
+    fn update(&mut self, position: usize, (subject, atoms, beta): &SubjectBeta, add: bool) -> Result<(), BlockError> {
+        let view = self.view(subject, *atoms, beta)?;
+        let apply = |sums: &mut GroupSums| if add { sums.add(view) } else { sums.remove(view) };
+        apply(&mut self.all).map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
+        if position.is_multiple_of(2) {
+            apply(&mut self.half_a).expect("the same map entered (or left) the whole group's sums");
+        }
+        if add {
+            self.subjects += 1;
+        } else {
+            self.subjects -= 1;
+        }
+        Ok(())
+    }
+
+    fn view<'b>(&self, subject: &str, atoms: u32, beta: &'b Floats) -> Result<ArrayView2<'b, f64>, BlockError> {
+        ArrayView2::from_shape((atoms as usize, beta.0.len() / (atoms as usize).max(1)), &beta.0)
             .ok()
             .filter(|v| v.dim() == (self.atoms, self.voxels))
-            .ok_or_else(|| BlockError(format!("sub-{subject}: β block of the wrong size")))?;
-        self.all.add(view).map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
-        if position.is_multiple_of(2) {
-            self.half_a.add(view).expect("the same map entered the whole group's sums");
-        }
-        self.subjects += 1;
-        Ok(())
+            .ok_or_else(|| BlockError(format!("sub-{subject}: β block of the wrong size")))
+    }
+
+    /// The block as kept in a store: subjects, the whole group's sums and half A's.
+    pub fn parts(&self) -> (u32, &GroupSums, &GroupSums) {
+        (self.subjects, &self.all, &self.half_a)
+    }
+
+    /// A block from its stored parts (both sums of one shape, half A within the whole).
+    pub fn from_parts(subjects: u32, all: GroupSums, half_a: GroupSums) -> Option<BlockSums> {
+        let (atoms, voxels) = all.shape();
+        (half_a.shape() == (atoms, voxels)).then_some(BlockSums {
+            atoms,
+            voxels,
+            subjects,
+            all,
+            half_a,
+        })
     }
 
     /// The block's tests, with the permutations' null maxima of the whole group if any.

@@ -16,6 +16,7 @@
 //! leaves a readable store whose manifest says what is left to do, and the next command
 //! finishes it (`status` shows it).
 
+pub mod group_sums;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
@@ -37,7 +38,7 @@ use crate::io::nifti::{self, Mask};
 use crate::io::regions::Regions;
 use crate::io::parquet::{read_codes, read_responses, TR_KEY};
 use crate::kernels::estimators::Estimator;
-use crate::operators::{BlockError, GroupBlock};
+use crate::operators::{BlockError, BlockSums, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
 use crate::stages::{basis, encode, group, mapping};
 
@@ -683,6 +684,7 @@ impl Store {
     pub fn refresh_results(
         &mut self,
         group: Vec<(u32, Result<GroupBlock, BlockError>)>,
+        sums: Option<Vec<BlockSums>>,
     ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         if self.manifest.results_epoch == self.manifest.epoch {
@@ -733,6 +735,9 @@ impl Store {
                 &group_dir,
             )?;
             drop((test, halves));
+            if let Some(blocks) = sums {
+                self.write_group_sums(&labels, mask.len(), &blocks)?;
+            }
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
             let started = std::time::Instant::now();
             lines.push(summary.headline());
@@ -787,6 +792,56 @@ impl Store {
         self.manifest.results_epoch = self.manifest.epoch;
         self.save()?;
         Ok(lines)
+    }
+
+    /// Keeps the group's sums under group/ with the checksum of each subject's map as it
+    /// entered them (sealed with the group). Skipped (the next update adds every subject
+    /// again) when a subject's map has no checksum.
+    fn write_group_sums(&mut self, subjects: &[String], voxels: usize, blocks: &[BlockSums]) -> Result<()> {
+        let map = self.group_map();
+        let sums: Option<Vec<(String, String)>> = subjects
+            .iter()
+            .map(|s| {
+                let key = sums::key(&self.dir, &self.paths().subject_map(s, map));
+                self.manifest.files.get(&key).map(|f| (s.clone(), f.xxh64.clone()))
+            })
+            .collect();
+        let (Some(sums), Some(first)) = (sums, blocks.first()) else {
+            return Ok(());
+        };
+        let index = group_sums::SumsIndex::new(map, first.parts().1.shape().0, voxels, sums);
+        group_sums::write(&self.paths().group(), &index, blocks).map(drop)
+    }
+
+    /// The group's sums as the last update left them, and the subjects in them (label
+    /// order), when they can be trusted: present and intact, of this store's map and
+    /// `voxels`, and every subject's map still the one that entered. None otherwise — the
+    /// update then adds every subject again, which is always right.
+    pub fn stored_group_sums(&self, voxels: usize) -> Option<(Vec<String>, Vec<BlockSums>)> {
+        let group = self.paths().group();
+        if !group_sums::index_path(&group).is_file() || self.manifest.pending.iter().any(|p| p == "group") {
+            return None;
+        }
+        let attempt = || -> Result<Option<(Vec<String>, Vec<BlockSums>)>> {
+            self.verify_file(&group_sums::index_path(&group))?;
+            self.verify_file(&group_sums::data_path(&group))?;
+            let index = group_sums::read_index(&group)?;
+            let map = self.group_map();
+            let fresh = index.describes(map, voxels)
+                && index.subjects.iter().all(|(s, xxh)| {
+                    let key = sums::key(&self.dir, &self.paths().subject_map(s, map));
+                    self.manifest.files.get(&key).is_some_and(|f| &f.xxh64 == xxh)
+                });
+            if !fresh {
+                return Ok(None);
+            }
+            let blocks = group_sums::read_blocks(&group, &index)?;
+            Ok(Some((index.subjects.into_iter().map(|(s, _)| s).collect(), blocks)))
+        };
+        attempt().unwrap_or_else(|e| {
+            tracing::warn!("the group's stored sums are not used ({e}); every subject is added again");
+            None
+        })
     }
 
     /// Subjects in the group test: every subject with runs, except under the ridge
