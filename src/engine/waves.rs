@@ -94,10 +94,16 @@ impl Writer {
             let mut store = Store::open(&plan.dir)?;
             let mut group = GroupSums::new(&plan, group);
             let rebuild = !outcome.refit.is_empty() || !plan.stored.is_empty();
+            let mut sums_line = None;
             if rebuild {
                 let started = std::time::Instant::now();
-                let read = group.start(&store, &plan, &outcome.refit)?;
+                let (read, from_sums) = group.start(&store, &plan, &outcome.refit)?;
                 tracing::info!(maps = read, seconds = started.elapsed().as_secs_f64(), "group sums: stored maps read");
+                sums_line = match (from_sums, read) {
+                    (true, _) => Some(format!("group: updated from its stored sums ({read} stored subject map(s) read)")),
+                    (false, 0) => None,
+                    (false, _) => Some(format!("group: sums rebuilt from {read} stored subject map(s)")),
+                };
             }
             let (mut ingested, mut written) = (Vec::new(), BTreeMap::new());
             let (mut busy, mut count) = (0.0, 0);
@@ -126,6 +132,7 @@ impl Writer {
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
             lines.extend(written.into_values());
+            lines.extend(sums_line);
             let (records, sums) = group.finish()?;
             let started = std::time::Instant::now();
             lines.extend(store.refresh_results(records, sums)?);
@@ -208,8 +215,9 @@ impl GroupSums {
     /// when they can be trusted (not with permutations, which need every β): only the maps
     /// of subjects refitted or gone (taken out), moved to the other half, or missing from
     /// the sums (added) are read. Otherwise, or if taking a map out fails, every stored
-    /// subject of the group is added. Returns how many maps were read.
-    fn start(&mut self, store: &Store, plan: &Plan, refit: &BTreeSet<String>) -> Result<usize> {
+    /// subject of the group is added. Returns how many maps were read, and whether the
+    /// stored sums were used.
+    fn start(&mut self, store: &Store, plan: &Plan, refit: &BTreeSet<String>) -> Result<(usize, bool)> {
         let voxels = plan.mask.as_ref().map_or(0, |m| m.len());
         if let Some((old, blocks)) = self.perm.is_none().then(|| store.stored_group_sums(voxels)).flatten() {
             let stored: BTreeSet<&str> = plan.stored.iter().map(|(s, _)| s.as_str()).collect();
@@ -228,7 +236,7 @@ impl GroupSums {
             changes.extend(stored.iter().filter(|s| !old.contains(&s.to_string())).map(|s| (s.to_string(), Change::Add(self.positions[*s]))));
             self.blocks = blocks.into_iter().map(Some).collect();
             match self.apply(store, plan, &changes) {
-                Ok(()) => return Ok(changes.len()),
+                Ok(()) => return Ok((changes.len(), true)),
                 Err(e) => {
                     tracing::warn!("the group's stored sums could not be updated ({e}); every subject is added again");
                     self.blocks.iter_mut().for_each(|b| *b = None);
@@ -238,7 +246,7 @@ impl GroupSums {
         }
         let every: Vec<(String, Change)> = plan.stored.iter().map(|(s, _)| (s.clone(), Change::Add(self.positions[s]))).collect();
         self.apply(store, plan, &every)?;
-        Ok(every.len())
+        Ok((every.len(), false))
     }
 
     /// Reads the stored maps of `changes` (as many at once as rayon has threads) and

@@ -151,8 +151,19 @@ fn incremental_equals_batch_and_retract_equals_never() {
 
     let inc = d.join("inc");
     empty_store(&sim, &recipe, &inc);
+    // bold: sub-01 run-1, run-2, sub-02 run-1, run-2, sub-03 run-1, run-2. After the
+    // second ingest the group (01, 03) has stored sums; each later update reads only the
+    // maps whose part changes: the refitted subject's old β, and sub-03 when sub-02's
+    // arrival moves it from position 1 (half B) to 2 (half A).
+    let mut said = Vec::new();
     for i in [4, 1, 5, 0, 3, 2] {
-        ingest_bold(&inc, &bold[i..=i]);
+        said.push(ingest_bold(&inc, &bold[i..=i]));
+    }
+    assert!(!said[0].contains("stored sums") && !said[0].contains("sums rebuilt"), "{}", said[0]);
+    assert!(said[1].contains("group: sums rebuilt from 1 stored subject map(s)"), "{}", said[1]);
+    for (n, reads) in [(2, 1), (3, 1), (4, 1), (5, 1)] {
+        let want = format!("group: updated from its stored sums ({reads} stored subject map(s) read)");
+        assert!(said[n].contains(&want), "update {n}: {want} not in {}", said[n]);
     }
     assert_same(&batch, &inc);
     let again = ingest_bold(&inc, &bold[0..1]);
@@ -182,13 +193,50 @@ fn incremental_equals_batch_and_retract_equals_never() {
     let want = format!("run statistics {} ({} each)", human(stats), human(stats / 5));
     assert!(status.contains(&want), "{want} not in {status}");
 
-    // Retracting every run of a subject removes its fit; below 2 subjects, the group goes.
-    retract(&inc, "sub-02/task-lpp/run-1");
+    // Retracting every run of a subject removes its fit (its old β leaves the sums and
+    // sub-03 moves back to half B); below 2 subjects, the group goes.
+    let out = retract(&inc, "sub-02/task-lpp/run-1");
+    assert!(out.contains("updated from its stored sums (2 stored subject map(s) read)"), "{out}");
     assert!(!inc.join("subjects/sub-02").exists());
+    let two = d.join("two");
+    empty_store(&sim, &recipe, &two);
+    ingest_bold(&two, &bold.iter().filter(|b| !b.contains("sub-02_")).cloned().collect::<Vec<_>>());
+    assert_same(&two, &inc);
     retract(&inc, "sub-03/task-lpp/run-1");
     let out = retract(&inc, "sub-03/task-lpp/run-2");
     assert!(out.contains("group maps need at least 2"), "{out}");
     assert!(!inc.join("group").exists() && !inc.join("map").exists());
+}
+
+/// Sums that cannot be trusted are not used: damaged bytes (the checksum differs), or a
+/// subject map changed behind them (a killed update); the group is rebuilt from every
+/// stored map instead, to the same bytes.
+#[test]
+fn untrusted_group_sums_are_rebuilt_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold, inc) = dataset_and_store(d);
+    ingest_bold(&inc, &bold);
+    let data = inc.join("group/sums.bin.gz");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&data, &bytes).unwrap();
+    let out = retract(&inc, "sub-02/task-lpp/run-2");
+    assert!(out.contains("group: sums rebuilt from 2 stored subject map(s)"), "{out}");
+    let never = d.join("never");
+    empty_store(&sim, &recipe, &never);
+    ingest_bold(&never, &bold.iter().filter(|b| !b.contains("sub-02_task-lpp_run-2")).cloned().collect::<Vec<_>>());
+    assert_same(&never, &inc);
+    // The index names each subject's map checksum as it entered: edit one entry, and the
+    // sums no longer describe the maps.
+    let index = inc.join("group/sums.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let edited = text.replacen("\"01\",\n      \"", "\"01\",\n      \"0", 1);
+    assert_ne!(edited, text, "{text}");
+    std::fs::write(&index, edited).unwrap();
+    let out = ingest_bold(&inc, &bold[3..=3]);
+    assert!(out.contains("group: sums rebuilt from 2 stored subject map(s)"), "{out}");
 }
 
 /// Every group option keeps updates exact: with each estimator, and with sign-flip
