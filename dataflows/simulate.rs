@@ -11,7 +11,7 @@ pub enum GridRes {
     /// 4 mm isotropic, 45×54×45 (8,268 cortical voxels).
     #[value(name = "4mm")]
     Mm4,
-    /// 2 mm isotropic, 91×109×91 (65,984 cortical voxels; ~1 GB per run in memory).
+    /// 2 mm isotropic, 91×109×91 (65,984 cortical voxels, 235,473 in the whole brain).
     #[value(name = "2mm")]
     Mm2,
 }
@@ -46,6 +46,12 @@ pub struct Args {
     /// Voxel grid of the Yeo 2011 atlas (MNI152NLin6).
     #[arg(long, value_enum, default_value = "4mm")]
     pub grid: GridRes,
+    /// Voxels that carry BOLD and make the mask: `cortex` (the atlas's) or `brain` (the
+    /// MNI152 template above 0.2 of its maximum, nilearn's brain-mask rule; networks are
+    /// still planted in the cortex). A run is held as masked voxels × scans and written
+    /// one volume at a time.
+    #[arg(long, value_enum, default_value = "cortex")]
+    pub extent: ExtentArg,
     /// Repetition time in seconds.
     #[arg(long, default_value_t = defaults().tr)]
     pub tr: f64,
@@ -101,6 +107,12 @@ pub struct Args {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExtentArg {
+    Cortex,
+    Brain,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LayoutArg {
     Bids,
     Fmriprep,
@@ -128,6 +140,10 @@ impl Args {
             grid_mm: match self.grid {
                 GridRes::Mm4 => 4,
                 GridRes::Mm2 => 2,
+            },
+            extent: match self.extent {
+                ExtentArg::Cortex => simulate::Extent::Cortex,
+                ExtentArg::Brain => simulate::Extent::Brain,
             },
             tr: self.tr,
             scans: self.scans,

@@ -30,6 +30,17 @@ pub const YEO7_2MM: &[u8] =
 pub const MNI_T1_4MM: &[u8] = include_bytes!("../../tests/data/mni152/MNI152-T1_res-4x4x4.nii.gz");
 pub const MNI_T1_2MM: &[u8] = include_bytes!("../../tests/data/mni152/MNI152-T1_res-2x2x2.nii.gz");
 /// Network names, `label,name` per line (label 0 = "empty").
+/// An embedded NIfTI image, read through a temporary file (the reader takes paths);
+/// errors name it as `what`.
+pub fn image(bytes: &[u8], what: &str) -> crate::error::Result<super::nifti::Image> {
+    let dir = std::env::temp_dir().join(format!("cortexflow-embedded-{}-{:x}", std::process::id(), twox_hash::XxHash64::oneshot(0, bytes)));
+    let path = dir.join("image.nii.gz");
+    super::atomic::write_file_atomically(&path, |w| w.write_all(bytes))?;
+    let image = super::nifti::read_image(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    crate::error::Context::context(image, what)
+}
+
 pub const YEO7_NAMES: &str = include_str!("../../tests/data/atlases/yeo2011/Yeo-7.csv");
 
 /// (label, name) of the Yeo-7 networks.

@@ -19,7 +19,7 @@ use nifti::{Endianness, NiftiHeader, NiftiType};
 use super::affine::Affine;
 
 mod write;
-pub use write::{write_map, write_masked, write_volumes};
+pub use write::{write_map, write_masked, write_series, write_volumes};
 use crate::error::{in_words, Error, Result};
 
 /// Plausible repetition times, in seconds. Outside this range the TR rule below applies.
@@ -161,6 +161,11 @@ impl Mask {
 
     pub fn is_empty(&self) -> bool {
         self.linear.is_empty()
+    }
+
+    /// The linear index (x fastest, as a volume is stored) of each masked voxel.
+    pub fn linear(&self) -> impl Iterator<Item = usize> + '_ {
+        self.linear.iter().copied()
     }
 
     /// (i, j, k) of each masked voxel.

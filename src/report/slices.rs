@@ -7,7 +7,7 @@
 
 use crate::error::{Context, Result};
 use base64::Engine as _;
-use crate::io::nifti::{self, Grid, Mask};
+use crate::io::nifti::{Grid, Mask};
 
 use crate::io::embedded;
 
@@ -55,12 +55,7 @@ impl Volume {
 /// of its two, else the mask itself in grey.
 pub fn background(mask: &Mask) -> Result<(Volume, bool)> {
     for bytes in [embedded::MNI_T1_4MM, embedded::MNI_T1_2MM] {
-        let dir = std::env::temp_dir().join(format!("cortexflow-mni-{}", std::process::id()));
-        let path = dir.join("t1.nii.gz");
-        crate::io::atomic::write_file_atomically(&path, |w| w.write_all(bytes))?;
-        let img = nifti::read_image(&path);
-        std::fs::remove_dir_all(&dir).ok();
-        let img = img.context("the embedded MNI template")?;
+        let img = embedded::image(bytes, "the embedded MNI template")?;
         if img.header.grid.matches(&mask.grid, 1e-3) {
             let data = first_volume(&img.data)
                 .into_iter()

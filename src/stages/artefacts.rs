@@ -26,7 +26,7 @@
 
 use std::path::Path;
 
-use ndarray::Array4;
+use ndarray::Array2;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -83,21 +83,21 @@ pub fn draw(rng: &mut ChaCha8Rng, scans: usize) -> RunArtefacts {
     RunArtefacts { motion, jumps, physio }
 }
 
-/// Adds the artefacts to a run's BOLD (x, y, z, t) on the analysis mask's voxels, then
-/// zeroes what lies outside the subject's brain mask (`inside`, per analysis-mask voxel).
+/// Adds the artefacts to a run's BOLD (analysis-mask voxels × scans), then zeroes what
+/// lies outside the subject's brain mask (`inside`, per analysis-mask voxel).
 pub fn apply(
     rng: &mut ChaCha8Rng,
-    data: &mut Array4<f32>,
+    data: &mut Array2<f32>,
     mask: &Mask,
     inside: &[bool],
     baseline: &[f64],
     art: &RunArtefacts,
 ) {
-    let scans = data.dim().3;
+    let scans = data.ncols();
     let shape = mask.grid.shape;
     for (v, [i, j, k]) in mask.ijk().enumerate() {
         if !inside[v] {
-            (0..scans).for_each(|t| data[[i, j, k, t]] = 0.0);
+            data.row_mut(v).fill(0.0);
             continue;
         }
         let pos = [i, j, k].map(|c| c as f64);
@@ -113,13 +113,13 @@ pub fn apply(
             let motion: f64 = (0..6).map(|m| gain[m] * art.motion[m][t]).sum();
             let physio: f64 = load.iter().zip(&art.physio).map(|(l, p)| l * p[t]).sum();
             let jolt = art.jumps.iter().position(|&s| s == t).map_or(0.0, |n| spike[n]);
-            let y = data[[i, j, k, t]] as f64 + baseline[v] * (motion + jolt) + sigma * physio;
+            let y = data[[v, t]] as f64 + baseline[v] * (motion + jolt) + sigma * physio;
             let settle = match t {
                 0 => 1.4,
                 1 => 1.08,
                 _ => 1.0,
             };
-            data[[i, j, k, t]] = (y * settle) as f32;
+            data[[v, t]] = (y * settle) as f32;
         }
     }
 }
@@ -153,15 +153,14 @@ pub fn subject_mask(rng: &mut ChaCha8Rng, mask: &Mask) -> Vec<bool> {
 pub fn write_confounds(
     rng: &mut ChaCha8Rng,
     tsv: &Path,
-    data: &Array4<f32>,
-    mask: &Mask,
+    data: &Array2<f32>,
     inside: &[bool],
     art: &RunArtefacts,
     tr: f64,
 ) -> Result<()> {
-    let scans = data.dim().3;
-    let voxels: Vec<[usize; 3]> = mask.ijk().zip(inside).filter(|(_, &b)| b).map(|(v, _)| v).collect();
-    let series = |t: usize| voxels.iter().map(move |&[i, j, k]| data[[i, j, k, t]] as f64);
+    let scans = data.ncols();
+    let voxels: Vec<usize> = (0..data.nrows()).filter(|&v| inside[v]).collect();
+    let series = |t: usize| voxels.iter().map(move |&v| data[[v, t]] as f64);
     let global: Vec<f64> = (0..scans).map(|t| series(t).sum::<f64>() / voxels.len() as f64).collect();
     let dvars: Vec<f64> = (0..scans)
         .map(|t| match t {

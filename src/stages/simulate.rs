@@ -52,6 +52,8 @@ pub struct SimulateOptions {
     /// A language model whose ANs drive the planted networks; None = synthetic ANs.
     pub model: Option<TapOptions>,
     pub layout: Layout,
+    /// Which voxels carry BOLD: the atlas's cortex or the whole brain.
+    pub extent: Extent,
     /// Seconds from the first scan to the story's first sound (None: the layout's default,
     /// [`Layout::stimulus_onset`]). When positive, each run gets BIDS events beside its
     /// BOLD holding the words in run time; `stimuli/` keeps the transcript in its own time
@@ -70,6 +72,21 @@ pub enum Layout {
     /// measure acting on the BOLD (see [`super::artefacts`]), and no mask at the top.
     Fmriprep,
 }
+
+/// Which voxels of the grid carry BOLD (the mask written with the dataset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Extent {
+    /// The Yeo 2011 atlas's cortical voxels (8,268 at 4 mm, 65,984 at 2 mm).
+    #[default]
+    Cortex,
+    /// The whole brain: the MNI152 T1 template above 0.2 of its maximum, nilearn's rule
+    /// for `load_mni152_brain_mask` (235,473 voxels at 2 mm). Networks are planted in
+    /// the cortex as before; the other voxels hold noise and drift only.
+    Brain,
+}
+
+/// Of the template's maximum: nilearn's `load_mni152_brain_mask(threshold=0.2)`.
+const BRAIN_THRESHOLD: f32 = 0.2;
 
 /// The longest stimulus onset the simulator takes (s).
 pub const MAX_STIMULUS_ONSET_S: f64 = 60.0;
@@ -109,6 +126,7 @@ impl Default for SimulateOptions {
             null: false,
             model: None,
             layout: Layout::Bids,
+            extent: Extent::Cortex,
             stimulus_onset: None,
         }
     }
@@ -188,22 +206,24 @@ struct Grid3 {
 
 fn write_grid(opt: &SimulateOptions, files: &mut Vec<PathBuf>) -> Result<Grid3> {
     let out = &opt.out;
-    let (atlas_bytes, atlas_name) = match opt.grid_mm {
-        4 => (
-            embedded::YEO7_4MM,
-            "Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz",
-        ),
-        _ => (
-            embedded::YEO7_2MM,
-            "Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz",
-        ),
+    let (atlas_bytes, atlas_name, t1_bytes) = match opt.grid_mm {
+        4 => (embedded::YEO7_4MM, "Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz", embedded::MNI_T1_4MM),
+        _ => (embedded::YEO7_2MM, "Yeo-7_space-MNI152NLin6_res-2x2x2.nii.gz", embedded::MNI_T1_2MM),
     };
     let atlas_path = out.join("atlas").join(atlas_name);
     crate::io::atomic::write_file_atomically(&atlas_path, |w| w.write_all(atlas_bytes))?;
     let atlas = nifti::read_image(&atlas_path)?;
     let grid = atlas.header.grid.clone();
     let labels = atlas.data.index_axis(Axis(3), 0).to_owned();
-    let mask = Mask::from_image(&atlas, |v| v > 0.0);
+    let mask = match opt.extent {
+        Extent::Cortex => Mask::from_image(&atlas, |v| v > 0.0),
+        Extent::Brain => {
+            let t1 = embedded::image(t1_bytes, "the embedded MNI152 T1 template")?;
+            let top = t1.data.iter().copied().fold(0.0f32, f32::max);
+            t1.header.grid.ensure_same(Path::new("the MNI152 T1 template"), &grid, &atlas_path)?;
+            Mask::from_image(&t1, |v| v > BRAIN_THRESHOLD * top)
+        }
+    };
     files.push(atlas_path);
     if opt.layout == Layout::Bids {
         let mask_path = out.join("mask.nii.gz");
@@ -397,7 +417,6 @@ fn write_bold(
             let data = bold_run(
                 &mut rng,
                 &g.mask,
-                &g.grid,
                 &weights,
                 &baseline,
                 tcs,
@@ -411,7 +430,7 @@ fn write_bold(
                 let art = artefacts::draw(&mut rng, *n_scans);
                 artefacts::apply(&mut rng, &mut data, &g.mask, &inside, &baseline, &art);
                 let confounds = opt.out.join(format!("{stem}_desc-confounds_timeseries.tsv"));
-                artefacts::write_confounds(&mut rng, &confounds, &data, &g.mask, &inside, &art, opt.tr)?;
+                artefacts::write_confounds(&mut rng, &confounds, &data, &inside, &art, opt.tr)?;
                 let mask_path = opt.out.join(format!("{stem}_{}_desc-brain_mask.nii.gz", space(opt)));
                 let [nx, ny, nz] = g.grid.shape;
                 let image = Array4::from_shape_fn((nx, ny, nz, 1), |(i, j, k, _)| f32::from(u8::from(brain[i + nx * (j + ny * k)])));
@@ -423,7 +442,7 @@ fn write_bold(
                 stimulus::write_events(&events, &story.words)?;
                 files.push(events);
             }
-            nifti::write_map(&path, &g.grid, &data, Some(opt.tr))?;
+            nifti::write_series(&path, &g.mask, data.view(), opt.tr)?;
             files.push(path);
             bar.inc(1);
         }
@@ -539,10 +558,11 @@ fn grid_voxels(grid_mm: u8) -> usize {
     }
 }
 
-/// Bytes the largest step holds at once, roughly: one BOLD run on the whole grid (f32,
-/// and a copy while it is written) and every run's AN responses (f64, twice).
+/// Bytes the largest step holds at once, at most: one BOLD run on the mask's voxels (f32;
+/// bounded here by the whole grid, as the mask is not read yet) and every run's AN
+/// responses (f64, twice). Volumes are written one at a time.
 fn memory_needed(opt: &SimulateOptions, scans: usize) -> u128 {
-    let run = grid_voxels(opt.grid_mm) as u128 * scans as u128 * (4 + 4);
+    let run = grid_voxels(opt.grid_mm) as u128 * scans as u128 * 4;
     let responses = (opt.neurons as u128) * scans as u128 * opt.runs as u128 * 8 * 2;
     run + responses
 }

@@ -2,13 +2,13 @@
 //! weights of the planted networks, and one run's BOLD as baseline × (1 + σ·(signal +
 //! AR(1) noise + slow cosine drift)), with every random stream seeded on its own.
 
-use ndarray::{Array3, Array4};
+use ndarray::{Array2, Array3};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::error::Result;
-use crate::io::nifti::{Grid, Mask};
+use crate::io::nifti::Mask;
 use crate::kernels::design::cosine;
 use crate::kernels::noise::ar1;
 
@@ -64,24 +64,22 @@ pub fn subject_weights(
         .collect()
 }
 
-/// One run of BOLD, 4D on the grid (zero outside the mask).
-#[allow(clippy::too_many_arguments)]
+/// One run of BOLD on the mask's voxels: voxels × scans (the volumes are written from it
+/// one at a time, zero outside the mask).
 pub fn bold_run(
     rng: &mut ChaCha8Rng,
     mask: &Mask,
-    grid: &Grid,
     weights: &[Option<(usize, f64)>],
     baseline: &[f64],
     tcs: &[Vec<f64>],
     n_scans: usize,
     signal_scale: f64,
     rho: f64,
-) -> Result<Array4<f32>> {
-    let [nx, ny, nz] = grid.shape;
-    let mut data = Array4::<f32>::zeros((nx, ny, nz, n_scans));
+) -> Result<Array2<f32>> {
+    let mut data = Array2::<f32>::zeros((mask.len(), n_scans));
     let mut noise = vec![0.0; n_scans];
     const PERCENT: f64 = 2.0; // noise sd as a share of the baseline, in %
-    for (v, ijk) in mask.ijk().enumerate() {
+    for v in 0..mask.len() {
         ar1(rng, rho, &mut noise)?;
         let drift: [f64; 3] = std::array::from_fn(|_| 0.5 * rng.sample::<f64, _>(StandardNormal));
         let sigma = baseline[v] * PERCENT / 100.0;
@@ -92,7 +90,7 @@ pub fn bold_run(
                 .map(|(k, c)| c * cosine(k + 1, t, n_scans))
                 .sum();
             let signal = weights[v].map_or(0.0, |(g, w)| signal_scale * w * tcs[g][t]);
-            data[[ijk[0], ijk[1], ijk[2], t]] =
+            data[[v, t]] =
                 (baseline[v] + sigma * (signal + noise[t] + slow)) as f32;
         }
     }

@@ -260,3 +260,37 @@ fn the_same_seed_gives_the_same_bytes_and_null_plants_nothing() {
         "null data carry no planted signal (mean r = {mean})"
     );
 }
+
+/// `--extent brain`: the mask is the MNI152 T1 template above 0.2 of its maximum
+/// (nilearn's brain-mask rule, computed here from the template file), every mask voxel
+/// carries BOLD and nothing outside it does, and the planted networks stay in the cortex:
+/// brain voxels outside the atlas carry no planted signal.
+#[test]
+fn whole_brain_extent_masks_the_template_and_plants_only_in_the_cortex() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulate(dir.path(), &["--extent", "brain"]);
+    let t1 = nifti::read_image(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mni152/MNI152-T1_res-4x4x4.nii.gz").as_path()).unwrap();
+    let top = t1.data.iter().copied().fold(0.0f32, f32::max);
+    let want: Vec<bool> = t1.data.iter().map(|&v| v > 0.2 * top).collect();
+    let mask = nifti::read_image(&sim.join("mask.nii.gz")).unwrap();
+    let got: Vec<bool> = mask.data.iter().map(|&v| v > 0.0).collect();
+    assert_eq!(got, want, "the mask is the template above 0.2 of its maximum");
+    let bold = nifti::read_image(&sim.join("sub-01/func/sub-01_task-lpp_run-1_bold.nii.gz")).unwrap();
+    let first = bold.data.index_axis(ndarray::Axis(3), 0);
+    assert!(first.iter().zip(&want).all(|(&v, &inside)| (v != 0.0) == inside), "BOLD on the mask's voxels only");
+    let atlas = nifti::read_image(&sim.join("atlas/Yeo-7_space-MNI152NLin6_res-4x4x4.nii.gz")).unwrap();
+    let course = &lists(&sim.join("truth/timecourses/task-lpp_run-1.parquet"), "values")[0];
+    let r = |label: Option<f32>| {
+        let rs: Vec<f64> = atlas
+            .data
+            .indexed_iter()
+            .filter(|((i, j, k, _), &l)| t1.data[[*i, *j, *k, 0]] > 0.2 * top && label.map_or(l == 0.0, |w| l == w))
+            .map(|((i, j, k, _), _)| pearson(&(0..80).map(|t| bold.data[[i, j, k, t]] as f64).collect::<Vec<_>>(), course))
+            .collect();
+        (rs.iter().sum::<f64>() / rs.len() as f64, rs.len())
+    };
+    let (default_mode, n7) = r(Some(7.0));
+    let (outside, n0) = r(None);
+    assert!(n0 > 10_000 && n7 > 500, "{n0} brain voxels outside the atlas, {n7} in network 7");
+    assert!(default_mode > 0.1 && outside.abs() < 0.02, "planted r {default_mode} in network 7, {outside} outside the cortex");
+}

@@ -62,14 +62,24 @@ pub fn write_volumes(path: &Path, grid: &Grid, volumes: usize, tr: Option<f64>, 
 /// voxel `voxels[n]`): masked voxels not in `voxels` are NaN (excluded), voxels outside
 /// the mask 0.
 pub fn write_masked(path: &Path, mask: &Mask, voxels: &[usize], values: ArrayView2<f64>, tr: Option<f64>) -> Result<()> {
-    let [nx, ny, _] = mask.grid.shape;
-    let linear: Vec<usize> = mask.ijk().map(|[x, y, z]| x + nx * (y + ny * z)).collect();
+    let linear: Vec<usize> = mask.linear().collect();
     write_volumes(path, &mask.grid, values.nrows(), tr, |a, volume| {
         for &i in &linear {
             volume[i] = f32::NAN;
         }
         for (&v, &value) in voxels.iter().zip(values.row(a)) {
             volume[linear[v]] = value as f32;
+        }
+    })
+}
+
+/// Writes a 4D series (BOLD) of the mask's voxels (voxels × volumes), zero outside the
+/// mask, with `tr` seconds in pixdim[4].
+pub fn write_series(path: &Path, mask: &Mask, series: ArrayView2<f32>, tr: f64) -> Result<()> {
+    let linear: Vec<usize> = mask.linear().collect();
+    write_volumes(path, &mask.grid, series.ncols(), Some(tr), |t, volume| {
+        for (&i, &value) in linear.iter().zip(series.column(t)) {
+            volume[i] = value;
         }
     })
 }
