@@ -10,7 +10,9 @@
 //! `CORPUS_SPEEDUP` the count for the 1×1 / 1×2 / 2×1 comparison (default: the second);
 //! `CORPUS_SCANS` (default 150); `CORPUS_SURROGATES` the spatial-null surrogates of the
 //! mapping (default 1000, the paper recipe's; the mapping's cost does not depend on the
-//! number of subjects, only on how many atoms have significant voxels).
+//! number of subjects, only on how many atoms have significant voxels); `CORPUS_BRAIN` a
+//! subject count for a whole-brain 2 mm `run` (`simulate --extent brain`, 235,473 voxels;
+//! default 0: skipped).
 //!
 //!     cargo bench --bench corpus
 //!     CORPUS_GRID=4 CORPUS_SUBJECTS=4,8,16,32 cargo bench --bench corpus
@@ -43,6 +45,16 @@ impl Measured {
             .filter(|l| l.contains(what))
             .filter_map(|l| l.split("seconds=").nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The value of `name=` on the first log line containing `what` ("—" when absent).
+    fn field(&self, what: &str, name: &str) -> String {
+        let key = format!("{name}=");
+        self.log
+            .lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split(&key).nth(1)?.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "—".into())
     }
 }
 
@@ -220,16 +232,24 @@ fn main() {
     let big = d.join(format!("s{}", counts.last().unwrap()));
     let last = format!("sub-{:02}/task-lpp/run-2", counts.last().unwrap());
     let bold = std::fs::canonicalize(sim.join(format!("sub-{0:02}/func/sub-{0:02}_task-lpp_run-2_bold.nii.gz", counts.last().unwrap()))).unwrap();
+    // The last subject's run: under the ridge estimator the subject leaves the group and
+    // comes back, and no other subject changes half. sub-02's: every later subject moves
+    // to the other half, so its map is read (the worst case of the stored sums).
     let retract = measure(&["retract", &s(&big), "--run", &last]);
     let ingest = measure(&["ingest", &s(&big), "--bold", &s(&bold)]);
+    let second = std::fs::canonicalize(sim.join("sub-02/func/sub-02_task-lpp_run-2_bold.nii.gz")).unwrap();
+    let retract_2 = measure(&["retract", &s(&big), "--run", "sub-02/task-lpp/run-2"]);
+    let ingest_2 = measure(&["ingest", &s(&big), "--bold", &s(&second)]);
     let reduce = ingest.stage("run read and reduced");
-    println!("| update | wall s | × reducing the run | reduce + fit s | group maps s | mapping s | peak MiB |");
-    println!("|---|---|---|---|---|---|---|");
-    for (what, m) in [("retract", &retract), ("ingest", &ingest)] {
+    println!("| update | wall s | × reducing the run | stored maps read | reading them s | reduce + fit s | group maps s | mapping s | peak MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (what, m) in [("retract (last subject)", &retract), ("ingest (last subject)", &ingest), ("retract (sub-02)", &retract_2), ("ingest (sub-02)", &ingest_2)] {
         println!(
-            "| {what} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {what} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
             m.seconds,
             m.seconds / reduce,
+            m.field("group sums: stored maps read", "maps"),
+            m.stage("group sums: stored maps read"),
             m.stage("dataflow done"),
             m.stage("group maps written"),
             m.stage("networks mapped"),
@@ -237,6 +257,19 @@ fn main() {
         );
     }
     println!("reducing the run alone: {reduce:.2} s");
+
+    let brain: usize = env_or("CORPUS_BRAIN", "0").parse().expect("CORPUS_BRAIN: a number");
+    if brain > 0 {
+        let wb = d.join("brain");
+        println!("\nsimulating {brain} subjects × 2 runs × {scans} scans, whole brain at 2 mm …");
+        let sim_m = measure(&["simulate", "--out", &s(&wb), "--grid", "2mm", "--extent", "brain", "--subjects", &brain.to_string(), "--runs", "2", "--scans", &scans, "--seed", "17"]);
+        let m = measure(&["run", &r, "--data", &s(&wb), "--out", &s(&d.join("brain-store")), "--no-ceiling"]);
+        println!("\n## whole brain, 2 mm (235,473 voxels), {brain} subjects, 1 × 1\n");
+        println!("| step | wall s | peak MiB |");
+        println!("|---|---|---|");
+        println!("| simulate | {:.1} | {:.0} |", sim_m.seconds, sim_m.peak_mib);
+        println!("| run | {:.1} | {:.0} |", m.seconds, m.peak_mib);
+    }
 
     // Narratives: 345 subjects, 891 runs of ~300 scans. Reduction scales with scans × voxels,
     // a subject's fit with its runs; the group maps and the mapping are paid once.

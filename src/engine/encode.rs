@@ -78,7 +78,7 @@ pub fn run(
     };
     let (fits, _) = run_once(plan)?;
     bar.finish_and_clear();
-    let mut subjects = join::join_subjects(&fits, mask.len())?;
+    let mut subjects = join::join_subjects(fits, mask.len())?;
     let (mut files, mut lines, mut scores) = (Vec::new(), Vec::new(), Vec::<FittedVoxels>::new());
     for (subject, runs) in &groups {
         let Some(fit) = subjects.remove(subject) else {

@@ -49,7 +49,7 @@ pub fn run(
         bar: indicatif::ProgressBar::hidden(),
     };
     let (_, blocks) = run_once(plan)?;
-    let (n, test, halves) = join::join_group(&blocks, mask.len())?;
+    let (n, test, halves) = join::join_group(blocks, mask.len())?;
     let labels: Vec<String> = maps.iter().map(|(l, _)| l.clone()).collect();
     if n != labels.len() {
         bail!("the group test has {n} subjects, the folder {}", labels.len());

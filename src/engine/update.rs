@@ -248,7 +248,7 @@ pub fn list_runs(store: &mut Store, new: Vec<(Run, String)>, refit: &BTreeSet<St
 
 /// Writes each of `subjects` from its blocks among `fits` (removing the maps of one with no
 /// runs left), each sealed and taken off the dirty list as it is written.
-pub fn write_fits(store: &mut Store, fits: &[(BlockKey, BlockFit)], subjects: &[String]) -> Result<Vec<String>> {
+pub fn write_fits(store: &mut Store, fits: Vec<(BlockKey, BlockFit)>, subjects: &[String]) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     if subjects.is_empty() {
         return Ok(lines);

@@ -22,7 +22,7 @@ use crate::engine::encoding::{self, fit_settings, GroupRecord, Job, Plan};
 use crate::engine::update::{list_runs, write_fits, Outcome};
 use crate::error::{bail, err, Result};
 use crate::operators::{block_null, BlockFit, BlockKey, BlockSums, FitBlocks, Gather, Permutations, SubjectBeta};
-use crate::store::Store;
+use crate::store::{group_sums, Store};
 
 /// The jobs of a few subjects, fitted together.
 pub struct Wave {
@@ -113,12 +113,13 @@ impl Writer {
                 let new: Vec<_> = outcome.new.iter().filter(|(r, _)| subjects.contains(&r.subject)).cloned().collect();
                 ingested.extend(list_runs(&mut store, new, &subjects)?);
                 let subjects: Vec<String> = subjects.into_iter().collect();
-                written.extend(subjects.iter().cloned().zip(write_fits(&mut store, &fits, &subjects)?));
-                for ((subject, block), fit) in fits {
-                    if let Some(beta) = fit.beta_block(&subject) {
-                        group.add(block, beta)?;
+                // Into the sums first: writing the maps then consumes the fits.
+                for ((subject, block), fit) in &fits {
+                    if let Some(beta) = fit.beta_block(subject) {
+                        group.add(*block, beta)?;
                     }
                 }
+                written.extend(subjects.iter().cloned().zip(write_fits(&mut store, fits, &subjects)?));
                 busy += started.elapsed().as_secs_f64();
             }
             if aborted.load(Ordering::SeqCst) {
@@ -128,7 +129,7 @@ impl Writer {
             // Refitted subjects with no runs left (all retracted): their maps go.
             let fitted: BTreeSet<&str> = plan.jobs.iter().map(|j| j.subject()).collect();
             let empty: Vec<String> = outcome.refit.iter().filter(|s| !fitted.contains(s.as_str())).cloned().collect();
-            written.extend(empty.iter().cloned().zip(write_fits(&mut store, &[], &empty)?));
+            written.extend(empty.iter().cloned().zip(write_fits(&mut store, Vec::new(), &empty)?));
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
             lines.extend(written.into_values());
@@ -302,26 +303,33 @@ impl GroupSums {
     }
 
     /// Every block's tests (or the error of a subject that could not enter), as the
-    /// dataflow's group operator gives them; and the sums for the store, when every block
-    /// has them, none failed and there are no permutations (whose flips need every β).
-    fn finish(mut self) -> Result<(Vec<GroupRecord>, Option<Vec<BlockSums>>)> {
-        let mut out = Vec::new();
-        for (b, sums) in self.blocks.iter().enumerate() {
-            let b = b as u32;
-            if let Some(e) = self.errors.remove(&b) {
-                out.push((b, Err(e)));
-                continue;
-            }
-            let Some(sums) = sums else { continue };
-            let null = self.perm.map(|p| {
-                let betas = &mut self.betas[b as usize];
-                betas.sort_by(|x, y| x.0.cmp(&y.0));
-                block_null(&betas.iter().collect::<Vec<_>>(), p)
-            });
-            out.push((b, Ok(sums.test(null))));
-        }
-        let keep = self.perm.is_none() && out.iter().all(|(_, r)| r.is_ok()) && self.blocks.iter().all(Option::is_some);
-        let sums = keep.then(|| self.blocks.into_iter().flatten().collect());
-        Ok((out, sums))
+    /// dataflow's group operator gives them; and the sums for the store, compressed, when
+    /// every block has them, none failed and there are no permutations (whose flips need
+    /// every β). Blocks go side by side (rayon), each block's sums dropped once tested
+    /// and compressed, so the sums and all the tests are never held at once.
+    fn finish(self) -> Result<(Vec<GroupRecord>, Option<Vec<Vec<u8>>>)> {
+        use rayon::prelude::*;
+        let GroupSums { blocks, mut errors, perm, betas, .. } = self;
+        let keep = perm.is_none() && errors.is_empty() && blocks.iter().all(Option::is_some);
+        let mut betas = betas.into_iter();
+        let items: Vec<_> = blocks.into_iter().enumerate().map(|(b, sums)| (b as u32, sums, errors.remove(&(b as u32)), betas.next().unwrap_or_default())).collect();
+        let done: Vec<(Option<GroupRecord>, Option<Vec<u8>>)> = items
+            .into_par_iter()
+            .map(|(b, sums, error, mut betas)| -> Result<_> {
+                if let Some(e) = error {
+                    return Ok((Some((b, Err(e))), None));
+                }
+                let Some(sums) = sums else { return Ok((None, None)) };
+                let null = perm.map(|p| {
+                    betas.sort_by(|x, y| x.0.cmp(&y.0));
+                    block_null(&betas.iter().collect::<Vec<_>>(), p)
+                });
+                let packed = keep.then(|| group_sums::compress(&sums)).transpose().map_err(|e| err!("compressing the group sums: {e}"))?;
+                Ok((Some((b, Ok(sums.test(null)))), packed))
+            })
+            .collect::<Result<_>>()?;
+        let (records, packed): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+        let packed: Option<Vec<Vec<u8>>> = keep.then(|| packed.into_iter().flatten().collect());
+        Ok((records.into_iter().flatten().collect(), packed))
     }
 }

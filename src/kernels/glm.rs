@@ -105,19 +105,22 @@ impl OlsFit {
     /// Two-sided p values of the t statistics (Student's t, n − p dof), in parallel: the
     /// incomplete beta function dominates the cost of a whole-brain fit.
     pub fn p_values(&self) -> Array2<f64> {
+        self.map_t(|t, p| p(t))
+    }
+
+    /// z with the same two-sided p as each t, signed as t (the p values are not kept).
+    pub fn z_values(&self) -> Array2<f64> {
+        self.map_t(|t, p| super::tdist::signed_z(t, p(t)))
+    }
+
+    /// `f(t, p)` of every t in parallel, p(t) its two-sided p (NaN for a non-finite t).
+    fn map_t(&self, f: impl Fn(f64, &dyn Fn(f64) -> f64) -> f64 + Sync) -> Array2<f64> {
         use rayon::prelude::*;
-        let t: Vec<f64> = self.t.iter().copied().collect();
-        let p: Vec<f64> = t
-            .par_iter()
-            .map(|&tv| {
-                if tv.is_finite() {
-                    super::tdist::two_sided_p(tv, self.dof as f64)
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
-        Array2::from_shape_vec(self.t.dim(), p).expect("same shape")
+        let dof = self.dof as f64;
+        let p = |t: f64| if t.is_finite() { super::tdist::two_sided_p(t, dof) } else { f64::NAN };
+        let t = self.t.as_standard_layout();
+        let values: Vec<f64> = t.as_slice().expect("standard layout").par_iter().map(|&t| f(t, &p)).collect();
+        Array2::from_shape_vec(self.t.dim(), values).expect("same shape")
     }
 }
 

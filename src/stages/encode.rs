@@ -18,7 +18,6 @@ use crate::kernels::estimators::Estimator;
 use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
 use crate::kernels::smooth::{radius, Gaussian3d, FWHM_OVER_SIGMA};
-use crate::kernels::tdist::signed_z;
 use ndarray::{s, Array1, Array2, Axis};
 
 
@@ -242,11 +241,7 @@ pub fn write_subject_maps(
     group: Option<(&str, &Array2<f64>)>,
 ) -> Result<SubjectMaps> {
     use rayon::prelude::*;
-    let pv = fit.p_values();
-    let mut z = Array2::zeros(fit.t.dim());
-    let (t, p) = (fit.t.as_standard_layout(), pv.as_standard_layout());
-    let (t, p) = (t.as_slice().expect("standard layout"), p.as_slice().expect("standard layout"));
-    z.as_slice_mut().expect("new array").par_iter_mut().enumerate().for_each(|(i, z)| *z = signed_z(t[i], p[i]));
+    let z = fit.z_values();
     let (alpha, cv_r, cv_r2) = match ridge {
         Some(f) => (f.alpha, f.cv_r, f.cv_r2),
         None => {

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{concatenate, Array1, Array2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2};
 
 use crate::error::{bail, err, Result};
 use crate::kernels::glm::OlsFit;
 use crate::kernels::group::GroupTest;
-use crate::operators::{BlockError, BlockFit, BlockKey, BlockTest, GroupBlock, BLOCK_VOXELS};
+use crate::operators::{BlockError, BlockFit, BlockKey, BlockTest, Floats, GroupBlock, BLOCK_VOXELS};
 use crate::stages::encode::RidgeScores;
 
 /// A subject's fit over the whole mask, joined from its blocks.
@@ -22,14 +22,16 @@ pub struct SubjectFit {
     pub group_beta: Option<Array2<f64>>,
 }
 
-/// Joins each subject's blocks; checks every block is there, from the same runs.
+/// Joins each subject's blocks; checks every block is there, from the same runs. Each
+/// block's maps are moved out as they are copied, so the blocks and the joined maps are
+/// not held twice over.
 pub fn join_subjects(
-    fits: &[(BlockKey, BlockFit)],
+    fits: Vec<(BlockKey, BlockFit)>,
     voxels: usize,
 ) -> Result<BTreeMap<String, SubjectFit>> {
-    let mut by_subject: BTreeMap<&str, Vec<(u32, &BlockFit)>> = BTreeMap::new();
+    let mut by_subject: BTreeMap<String, Vec<(u32, BlockFit)>> = BTreeMap::new();
     for ((s, b), f) in fits {
-        by_subject.entry(s).or_default().push((*b, f));
+        by_subject.entry(s).or_default().push((b, f));
     }
     let blocks = voxels.div_ceil(BLOCK_VOXELS);
     let mut out = BTreeMap::new();
@@ -41,26 +43,28 @@ pub fn join_subjects(
         if let Some(e) = parts.iter().find_map(|p| p.1.error.as_ref()) {
             bail!("sub-{subject}: {e}");
         }
-        let f0 = parts[0].1;
-        let k = f0.k as usize;
+        let f0 = &parts[0].1;
+        let (k, runs, dof, condition) = (f0.k as usize, f0.runs as usize, f0.dof as usize, f0.condition.0[0]);
+        let (has_group, has_ridge) = (f0.group_beta.is_some(), f0.ridge.is_some());
         let valid: Vec<usize> = parts
             .iter()
-            .flat_map(|(b, f)| {
-                f.voxels
-                    .iter()
-                    .map(move |&v| *b as usize * BLOCK_VOXELS + v as usize)
-            })
+            .flat_map(|(b, f)| f.voxels.iter().map(move |&v| *b as usize * BLOCK_VOXELS + v as usize))
             .collect();
-        let matrix = |get: fn(&BlockFit) -> &Vec<f64>| -> Array2<f64> {
-            let views: Vec<Array2<f64>> = parts
-                .iter()
-                .map(|(_, f)| {
-                    Array2::from_shape_vec((k, f.voxels.len()), get(f).clone()).expect("k × v")
-                })
-                .collect();
-            concatenate(Axis(1), &views.iter().map(|a| a.view()).collect::<Vec<_>>())
-                .expect("same k")
+        let mut matrix = |get: fn(&mut BlockFit) -> Option<&mut Floats>| -> Result<Array2<f64>> {
+            let mut joined = Array2::zeros((k, valid.len()));
+            let mut start = 0;
+            for (b, f) in parts.iter_mut() {
+                let width = f.voxels.len();
+                let values = get(f).map(std::mem::take).ok_or_else(|| err!("sub-{subject}: voxel block {b} lacks a map the others have (a worker failed?)"))?;
+                let view = ArrayView2::from_shape((k, width), &values.0).map_err(|_| err!("sub-{subject}: voxel block {b} of the wrong size"))?;
+                joined.slice_mut(s![.., start..start + width]).assign(&view);
+                start += width;
+            }
+            Ok(joined)
         };
+        let beta = matrix(|f| Some(&mut f.beta))?;
+        let t = matrix(|f| Some(&mut f.t))?;
+        let group_beta = has_group.then(|| matrix(|f| f.group_beta.as_mut())).transpose()?;
         let vector = |get: fn(&BlockFit) -> Option<&Vec<f64>>| -> Option<Array1<f64>> {
             let parts: Option<Vec<f64>> = parts
                 .iter()
@@ -70,104 +74,95 @@ pub fn join_subjects(
             parts.map(Array1::from)
         };
         let ols = OlsFit {
-            beta: matrix(|f| &f.beta.0),
-            t: matrix(|f| &f.t.0),
+            beta,
+            t,
             sigma2: vector(|f| Some(&f.sigma2.0)).expect("always"),
-            dof: f0.dof as usize,
-            condition: f0.condition.0[0],
+            dof,
+            condition,
         };
-        let group_beta = f0.group_beta.is_some().then(|| matrix(|f| &f.group_beta.as_ref().expect("every block").0));
-        let ridge = f0.ridge.is_some().then(|| RidgeScores {
+        let ridge = has_ridge.then(|| RidgeScores {
             alpha: vector(|f| f.ridge.as_ref().map(|r| &r.0 .0)).expect("every block"),
             cv_r: vector(|f| f.ridge.as_ref().map(|r| &r.1 .0)).expect("every block"),
             cv_r2: vector(|f| f.ridge.as_ref().map(|r| &r.2 .0)).expect("every block"),
         });
-        out.insert(
-            subject.to_string(),
-            SubjectFit {
-                runs: f0.runs as usize,
-                valid,
-                ols,
-                ridge,
-                group_beta,
-            },
-        );
+        out.insert(subject, SubjectFit { runs, valid, ols, ridge, group_beta });
     }
     Ok(out)
 }
 
-
-/// The group tests over the whole mask, joined from the blocks: (subjects, all, halves).
+/// The group tests over the whole mask, joined from the blocks: (subjects, all, halves;
+/// the halves with p and z only).
+/// Each block is dropped once copied, so the blocks and the joined maps are not held
+/// twice over.
 pub fn join_group(
-    blocks: &[(u32, Result<GroupBlock, BlockError>)],
+    blocks: Vec<(u32, Result<GroupBlock, BlockError>)>,
     voxels: usize,
 ) -> Result<(usize, GroupTest, [GroupTest; 2])> {
-    let mut parts: Vec<(u32, &GroupBlock)> = Vec::new();
-    for (b, g) in blocks {
-        parts.push((
-            *b,
-            g.as_ref().map_err(|e| err!("group test: {e}"))?,
-        ));
-    }
+    let mut parts: Vec<(u32, GroupBlock)> = blocks
+        .into_iter()
+        .map(|(b, g)| g.map(|g| (b, g)).map_err(|e| err!("group test: {e}")))
+        .collect::<Result<_>>()?;
     parts.sort_by_key(|p| p.0);
-    let complete = parts.len() == voxels.div_ceil(BLOCK_VOXELS)
+    let complete = !parts.is_empty()
+        && parts.len() == voxels.div_ceil(BLOCK_VOXELS)
         && parts.iter().enumerate().all(|(i, p)| p.0 as usize == i)
-        && parts
-            .iter()
-            .all(|p| p.1.subjects == parts[0].1.subjects && p.1.atoms == parts[0].1.atoms);
+        && parts.iter().all(|p| p.1.subjects == parts[0].1.subjects && p.1.atoms == parts[0].1.atoms)
+        && parts.iter().map(|p| p.1.voxels as usize).sum::<usize>() == voxels;
     if !complete {
         bail!("the group test of some voxel blocks is missing or stale (a worker failed?)");
     }
-    let atoms = parts[0].1.atoms as usize;
-    let join = |pick: fn(&GroupBlock) -> &BlockTest| -> Result<GroupTest> {
-        let matrix = |get: fn(&BlockTest) -> &Vec<f64>| -> Array2<f64> {
-            let views: Vec<Array2<f64>> = parts
-                .iter()
-                .map(|(_, g)| {
-                    Array2::from_shape_vec((atoms, g.voxels as usize), get(pick(g)).clone())
-                        .expect("atoms × voxels")
-                })
-                .collect();
-            concatenate(Axis(1), &views.iter().map(|a| a.view()).collect::<Vec<_>>())
-                .expect("same atoms")
-        };
-        let n: Vec<Array2<u32>> = parts
-            .iter()
-            .map(|(_, g)| {
-                Array2::from_shape_vec((atoms, g.voxels as usize), pick(g).n.clone())
-                    .expect("atoms × voxels")
-            })
-            .collect();
-        // Each block's null maxima, atoms × permutations: the map's are their maximum.
-        let null_max = parts.iter().try_fold(None::<Array2<f64>>, |acc, (_, g)| {
-            let block = &pick(g).null_max.0;
-            if block.is_empty() {
-                return Ok(acc);
-            }
-            let m = Array2::from_shape_vec((atoms, block.len() / atoms.max(1)), block.clone())
-                .map_err(|_| err!("group test: null maxima of the wrong size"))?;
-            Ok::<_, crate::Error>(Some(match acc {
-                None => m,
-                Some(mut a) if a.dim() == m.dim() => {
-                    crate::kernels::permutation::combine(&mut a, m.view());
-                    a
-                }
-                Some(_) => bail!("group test: blocks with different numbers of permutations (a worker failed?)"),
-            }))
-        })?;
-        Ok(GroupTest {
-            null_max,
-            n: concatenate(Axis(1), &n.iter().map(|a| a.view()).collect::<Vec<_>>())
-                .expect("same atoms"),
-            mean: matrix(|t| &t.mean.0),
-            t: matrix(|t| &t.t.0),
-            p: matrix(|t| &t.p.0),
-            z: matrix(|t| &t.z.0),
-        })
+    let (atoms, subjects) = (parts[0].1.atoms as usize, parts[0].1.subjects as usize);
+    // The halves carry p and z only: their n, mean and t stay empty (0 × 0).
+    let empty = |full: bool| {
+        let dim = if full { (atoms, voxels) } else { (0, 0) };
+        GroupTest {
+            n: Array2::zeros(dim),
+            mean: Array2::zeros(dim),
+            t: Array2::zeros(dim),
+            p: Array2::zeros((atoms, voxels)),
+            z: Array2::zeros((atoms, voxels)),
+            null_max: None,
+        }
     };
-    Ok((
-        parts[0].1.subjects as usize,
-        join(|g| &g.all)?,
-        [join(|g| &g.half_a)?, join(|g| &g.half_b)?],
-    ))
+    let mut out = [empty(true), empty(false), empty(false)];
+    let mut start = 0;
+    for (_, g) in parts {
+        let width = g.voxels as usize;
+        for (test, block) in out.iter_mut().zip([g.all, g.half_a, g.half_b]) {
+            place(test, &block, atoms, start, width)?;
+        }
+        start += width;
+    }
+    let [all, half_a, half_b] = out;
+    Ok((subjects, all, [half_a, half_b]))
+}
+
+/// Copies one block's tests into columns start.. of the joined maps; its null maxima
+/// (atoms × permutations) combine with the others' by maximum.
+fn place(test: &mut GroupTest, block: &BlockTest, atoms: usize, start: usize, width: usize) -> Result<()> {
+    fn shaped<T>(v: &[T], dim: (usize, usize)) -> Result<ndarray::ArrayView2<'_, T>> {
+        ndarray::ArrayView2::from_shape(dim, v).map_err(|_| err!("group test: a block of the wrong size"))
+    }
+    let (cols, dim) = (ndarray::s![.., start..start + width], (atoms, width));
+    for (map, values) in [(&mut test.p, &block.p), (&mut test.z, &block.z)] {
+        map.slice_mut(cols).assign(&shaped(&values.0, dim)?);
+    }
+    if test.n.is_empty() {
+        return Ok(()); // a half: p and z only
+    }
+    test.n.slice_mut(cols).assign(&shaped(&block.n, dim)?);
+    for (map, values) in [(&mut test.mean, &block.mean), (&mut test.t, &block.t)] {
+        map.slice_mut(cols).assign(&shaped(&values.0, dim)?);
+    }
+    if block.null_max.0.is_empty() {
+        return Ok(());
+    }
+    let m = Array2::from_shape_vec((atoms, block.null_max.0.len() / atoms.max(1)), block.null_max.0.clone())
+        .map_err(|_| err!("group test: null maxima of the wrong size"))?;
+    match &mut test.null_max {
+        None => test.null_max = Some(m),
+        Some(a) if a.dim() == m.dim() => crate::kernels::permutation::combine(a, m.view()),
+        Some(_) => bail!("group test: blocks with different numbers of permutations (a worker failed?)"),
+    }
+    Ok(())
 }

@@ -76,19 +76,19 @@ pub fn data_path(group: &Path) -> PathBuf {
     group.join("sums.bin.gz")
 }
 
-/// Writes the sums under `group`: the blocks compressed side by side (rayon), one gzip
-/// member each. Returns the files written.
-pub fn write(group: &Path, index: &SumsIndex, blocks: &[BlockSums]) -> Result<Vec<PathBuf>> {
-    use rayon::prelude::*;
+/// One block as its gzip member of sums.bin.gz.
+pub fn compress(block: &BlockSums) -> std::io::Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    encode(block, &mut gz).and_then(|()| gz.finish())
+}
+
+/// Writes the sums under `group` from their blocks' members ([`compress`], in block
+/// order). Returns the files written.
+pub fn write(group: &Path, index: &SumsIndex, members: &[Vec<u8>]) -> Result<Vec<PathBuf>> {
     let data = data_path(group);
-    let members: Vec<Vec<u8>> = blocks
-        .par_iter()
-        .map(|block| {
-            let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-            encode(block, &mut gz).and_then(|()| gz.finish())
-        })
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io(&data, e))?;
+    if members.len() != index.blocks() {
+        return Err(Error::Invalid(format!("{}: {} blocks of sums for {} in the index", data.display(), members.len(), index.blocks())));
+    }
     crate::io::atomic::write_file_atomically(&data, |out| members.iter().try_for_each(|m| out.write_all(m)))?;
     let json = serde_json::to_vec_pretty(index).map_err(|e| Error::format(&index_path(group), e.to_string()))?;
     crate::io::atomic::write_file_atomically(&index_path(group), |out| out.write_all(&json))?;
@@ -174,7 +174,7 @@ mod tests {
                 s
             })
             .collect();
-        write(dir.path(), &index, &blocks).unwrap();
+        write(dir.path(), &index, &blocks.iter().map(|b| compress(b).unwrap()).collect::<Vec<_>>()).unwrap();
         assert_eq!(read_index(dir.path()).unwrap(), index);
         let back = read_blocks(dir.path(), &index).unwrap();
         assert_eq!(back.len(), 2);
@@ -191,11 +191,13 @@ mod tests {
         let index = SumsIndex::new("beta", 2, 10, vec![]);
         let mut s = BlockSums::new(2, 10);
         s.add(0, &beta("01", 2, 10, 0)).unwrap();
-        write(dir.path(), &index, &[s.clone()]).unwrap();
+        let member = compress(&s).unwrap();
+        write(dir.path(), &index, std::slice::from_ref(&member)).unwrap();
         let longer = SumsIndex { voxels: 20, ..index.clone() };
         let e = read_blocks(dir.path(), &longer).unwrap_err().to_string();
         assert!(e.contains("sums.bin.gz") && e.contains("block 0"), "{e}");
-        write(dir.path(), &index, &[s.clone(), s]).unwrap();
+        let index2 = SumsIndex { voxels: 2 * crate::operators::BLOCK_VOXELS as u64, ..index.clone() };
+        write(dir.path(), &index2, &[member.clone(), member]).unwrap();
         let e = read_blocks(dir.path(), &index).unwrap_err().to_string();
         assert!(e.contains("longer than the 1 blocks"), "{e}");
     }

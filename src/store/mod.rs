@@ -684,7 +684,7 @@ impl Store {
     pub fn refresh_results(
         &mut self,
         group: Vec<(u32, Result<GroupBlock, BlockError>)>,
-        sums: Option<Vec<BlockSums>>,
+        sums: Option<Vec<Vec<u8>>>,
     ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         if self.manifest.results_epoch == self.manifest.epoch {
@@ -715,15 +715,19 @@ impl Store {
             let mask = self.read_mask()?;
             // The blocks, then the joined maps, are dropped as soon as they are written: the
             // network mapping after them reads the maps from disk.
-            let (n, test, halves) = join::join_group(&group, mask.len())?;
-            drop(group);
+            let labels: Vec<String> = subjects.iter().cloned().collect();
+            // The sums first (then dropped), so they are not held with the joined maps.
+            if let Some(members) = sums {
+                let atoms = group.iter().find_map(|(_, r)| r.as_ref().ok().map(|g| g.atoms as usize));
+                self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?;
+            }
+            let (n, test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
                 bail!(
                     "the group test has {n} subjects, the store {} (did a worker fail?)",
                     subjects.len()
                 );
             }
-            let labels: Vec<String> = subjects.iter().cloned().collect();
             let started = std::time::Instant::now();
             let summary = group::write_results(
                 &mask,
@@ -735,9 +739,6 @@ impl Store {
                 &group_dir,
             )?;
             drop((test, halves));
-            if let Some(blocks) = sums {
-                self.write_group_sums(&labels, mask.len(), &blocks)?;
-            }
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
             let started = std::time::Instant::now();
             lines.push(summary.headline());
@@ -797,7 +798,7 @@ impl Store {
     /// Keeps the group's sums under group/ with the checksum of each subject's map as it
     /// entered them (sealed with the group). Skipped (the next update adds every subject
     /// again) when a subject's map has no checksum.
-    fn write_group_sums(&mut self, subjects: &[String], voxels: usize, blocks: &[BlockSums]) -> Result<()> {
+    fn write_group_sums(&mut self, subjects: &[String], atoms: usize, voxels: usize, members: &[Vec<u8>]) -> Result<()> {
         let map = self.group_map();
         let sums: Option<Vec<(String, String)>> = subjects
             .iter()
@@ -806,11 +807,11 @@ impl Store {
                 self.manifest.files.get(&key).map(|f| (s.clone(), f.xxh64.clone()))
             })
             .collect();
-        let (Some(sums), Some(first)) = (sums, blocks.first()) else {
+        let Some(sums) = sums else {
             return Ok(());
         };
-        let index = group_sums::SumsIndex::new(map, first.parts().1.shape().0, voxels, sums);
-        group_sums::write(&self.paths().group(), &index, blocks).map(drop)
+        let index = group_sums::SumsIndex::new(map, atoms, voxels, sums);
+        group_sums::write(&self.paths().group(), &index, members).map(drop)
     }
 
     /// The group's sums as the last update left them, and the subjects in them (label
