@@ -5,17 +5,19 @@
 //! The costs are counted from the arrays that exist at once (bytes, f64 = 8):
 //! - group sums, kept for the whole update: n (4) + Σq (16) + Σq² (16) per atom × voxel,
 //!   over all subjects and half A: 72·k·V; the tests made from them at the end (n and four
-//!   f64 maps, all and both halves): 108·k·V;
+//!   f64 maps for the whole group, p and z for each half): 68·k·V. Each block's sums are
+//!   dropped once tested (their compressed copy, for the store, is smaller), and the
+//!   joined maps replace the blocks as they are copied, so 140·k·V bounds the group phase;
 //! - a run being reduced, one per worker: its masked scans in f32 and f64 and the cleaned
 //!   copy, 20·T·V, and its statistics, 8·k·V, held twice (the run's and its blocks');
 //! - a subject in flight: its runs' statistics in the fitting operator (8·k·V a run) and
 //!   its fit (β, t and the group's β, 8·3k·V, plus per-voxel scores) four times: in the
 //!   operator's output, gathered at worker 0, handed to the writer, joined over the mask
-//!   for writing.
+//!   for writing (the join moves the blocks out, so this is an upper bound).
 //!
 //! - the writer: the stored subjects' β maps it reads first, one per rayon thread, each
-//!   the whole grid of G voxels in f32 and the mask's in f64, 4·k·G + 8·k·V; later, one
-//!   4-D map at a time written over the grid, 4·k·G (less).
+//!   the whole grid of G voxels in f32 and the mask's in f64, 4·k·G + 8·k·V; later, maps
+//!   written one grid volume at a time (4·G each, far less).
 //!
 //! With permutations each subject's β also stays until the end (8·k·V a subject).
 
@@ -84,7 +86,7 @@ impl Footprint {
         let threads = rayon::current_num_threads() as u64;
         let writer = threads * (4 * s.atoms * s.grid + 8 * kv);
         Footprint {
-            fixed: 72 * kv + 108 * kv + reading + writer + kept,
+            fixed: 72 * kv + 68 * kv + reading + writer + kept,
             per_subject: s.runs_per_subject * 8 * kv + 4 * (24 * kv + 32 * s.voxels),
         }
     }

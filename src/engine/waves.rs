@@ -213,33 +213,26 @@ impl GroupSums {
     }
 
     /// Brings in the stored subjects before the waves' fits arrive. From the store's sums
-    /// when they can be trusted (not with permutations, which need every β): only the maps
-    /// of subjects refitted or gone (taken out), moved to the other half, or missing from
-    /// the sums (added) are read. Otherwise, or if taking a map out fails, every stored
-    /// subject of the group is added. Returns how many maps were read, and whether the
-    /// stored sums were used.
+    /// when they can be trusted (not with permutations, which need every β) and that
+    /// reads fewer maps: only the maps of subjects refitted or gone (taken out), moved to
+    /// the other half, or missing from the sums (added) are read. Otherwise, or if the
+    /// sums cannot be read or a map cannot be taken out, every stored subject of the
+    /// group is added. Returns how many maps were read, and whether the sums were used.
     fn start(&mut self, store: &Store, plan: &Plan, refit: &BTreeSet<String>) -> Result<(usize, bool)> {
         let voxels = plan.mask.as_ref().map_or(0, |m| m.len());
-        if let Some((old, blocks)) = self.perm.is_none().then(|| store.stored_group_sums(voxels)).flatten() {
-            let stored: BTreeSet<&str> = plan.stored.iter().map(|(s, _)| s.as_str()).collect();
-            let mut changes: Vec<(String, Change)> = Vec::new();
-            for (before, s) in old.iter().enumerate() {
-                match self.positions.get(s) {
-                    Some(&after) if !refit.contains(s) => {
-                        if before % 2 != after % 2 {
-                            changes.push((s.clone(), Change::Move(before, after)));
-                        }
-                    }
-                    _ => changes.push((s.clone(), Change::Remove(before))),
-                }
-            }
-            let old: BTreeSet<&String> = old.iter().collect();
-            changes.extend(stored.iter().filter(|s| !old.contains(&s.to_string())).map(|s| (s.to_string(), Change::Add(self.positions[*s]))));
-            self.blocks = blocks.into_iter().map(Some).collect();
-            match self.apply(store, plan, &changes) {
+        if let Some(index) = self.perm.is_none().then(|| store.trusted_group_sums(voxels)).flatten() {
+            let changes = self.changes(&index.subjects, plan, refit);
+            let used = match changes.len() < plan.stored.len() {
+                true => store.group_sums_blocks(&index).and_then(|blocks| {
+                    self.blocks = blocks.into_iter().map(Some).collect();
+                    self.apply(store, plan, &changes)
+                }),
+                false => Err(err!("they would need {} map(s) read, {} without them", changes.len(), plan.stored.len())),
+            };
+            match used {
                 Ok(()) => return Ok((changes.len(), true)),
                 Err(e) => {
-                    tracing::warn!("the group's stored sums could not be updated ({e}); every subject is added again");
+                    tracing::info!("the group's stored sums are not used ({e}); every stored subject is added");
                     self.blocks.iter_mut().for_each(|b| *b = None);
                     self.errors.clear();
                 }
@@ -248,6 +241,25 @@ impl GroupSums {
         let every: Vec<(String, Change)> = plan.stored.iter().map(|(s, _)| (s.clone(), Change::Add(self.positions[s]))).collect();
         self.apply(store, plan, &every)?;
         Ok((every.len(), false))
+    }
+
+    /// What changes for each subject between the stored sums over `old` (label order,
+    /// with their maps' checksums) and the group after the update.
+    fn changes(&self, old: &[(String, String)], plan: &Plan, refit: &BTreeSet<String>) -> Vec<(String, Change)> {
+        let mut changes = Vec::new();
+        for (before, (s, _)) in old.iter().enumerate() {
+            match self.positions.get(s) {
+                Some(&after) if !refit.contains(s) => {
+                    if before % 2 != after % 2 {
+                        changes.push((s.clone(), Change::Move(before, after)));
+                    }
+                }
+                _ => changes.push((s.clone(), Change::Remove(before))),
+            }
+        }
+        let old: BTreeSet<&str> = old.iter().map(|(s, _)| s.as_str()).collect();
+        changes.extend(plan.stored.iter().filter(|(s, _)| !old.contains(s.as_str())).map(|(s, _)| (s.clone(), Change::Add(self.positions[s]))));
+        changes
     }
 
     /// Reads the stored maps of `changes` (as many at once as rayon has threads) and
@@ -263,8 +275,8 @@ impl GroupSums {
                 for (block, beta) in blocks {
                     match *change {
                         Change::Add(_) => self.add(block, beta)?,
-                        Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("{}", e.0))?,
-                        Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("{}", e.0))?,
+                        Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("group/sums.bin.gz: {}", e.0))?,
+                        Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("group/sums.bin.gz: {}", e.0))?,
                     }
                 }
             }
@@ -276,7 +288,7 @@ impl GroupSums {
     fn block(&mut self, block: u32, beta: &SubjectBeta) -> Result<&mut BlockSums> {
         match self.blocks.get_mut(block as usize) {
             Some(Some(sums)) => Ok(sums),
-            _ => bail!("sub-{}: voxel block {block} is not in the stored sums", beta.0),
+            _ => bail!("group/sums.bin.gz: sub-{}: voxel block {block} is not in the stored sums", beta.0),
         }
     }
 
@@ -309,8 +321,8 @@ impl GroupSums {
     /// and compressed, so the sums and all the tests are never held at once.
     fn finish(self) -> Result<(Vec<GroupRecord>, Option<Vec<Vec<u8>>>)> {
         use rayon::prelude::*;
-        let GroupSums { blocks, mut errors, perm, betas, .. } = self;
-        let keep = perm.is_none() && errors.is_empty() && blocks.iter().all(Option::is_some);
+        let GroupSums { blocks, mut errors, perm, betas, positions } = self;
+        let keep = perm.is_none() && errors.is_empty() && blocks.iter().all(Option::is_some) && positions.len() >= 2;
         let mut betas = betas.into_iter();
         let items: Vec<_> = blocks.into_iter().enumerate().map(|(b, sums)| (b as u32, sums, errors.remove(&(b as u32)), betas.next().unwrap_or_default())).collect();
         let done: Vec<(Option<GroupRecord>, Option<Vec<u8>>)> = items

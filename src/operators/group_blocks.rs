@@ -127,16 +127,26 @@ impl BlockSums {
 
     fn update(&mut self, position: usize, (subject, atoms, beta): &SubjectBeta, add: bool) -> Result<(), BlockError> {
         let view = self.view(subject, *atoms, beta)?;
+        let failed = |e| BlockError(format!("sub-{subject}: {e}"));
+        let subjects = match add {
+            true => self.subjects.checked_add(1),
+            false => self.subjects.checked_sub(1),
+        }
+        .ok_or_else(|| BlockError(format!("sub-{subject}: taken out of a block that holds no subject")))?;
+        // Half A first: what passes for it passes for the whole group, whose sums include
+        // it, so a refusal leaves both as they were.
         let apply = |sums: &mut GroupSums| if add { sums.add(view) } else { sums.remove(view) };
-        apply(&mut self.all).map_err(|e| BlockError(format!("sub-{subject}: {e}")))?;
         if position.is_multiple_of(2) {
-            apply(&mut self.half_a).expect("the same map entered (or left) the whole group's sums");
+            apply(&mut self.half_a).map_err(failed)?;
         }
-        if add {
-            self.subjects += 1;
-        } else {
-            self.subjects -= 1;
+        if let Err(e) = apply(&mut self.all) {
+            if position.is_multiple_of(2) {
+                let undo = |sums: &mut GroupSums| if add { sums.remove(view) } else { sums.add(view) };
+                undo(&mut self.half_a).expect("undoing what was just applied");
+            }
+            return Err(failed(e));
         }
+        self.subjects = subjects;
         Ok(())
     }
 

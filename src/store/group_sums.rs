@@ -115,8 +115,10 @@ pub fn read_index(group: &Path) -> Result<SumsIndex> {
     serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, format!("not a sums index: {e}")))
 }
 
-/// The blocks of the sums `index` describes (its shape was checked against the store's
-/// mask and recipe by the caller, so the sizes read here are the store's own).
+/// The blocks of the sums `index` describes. Each part is read as far as the file goes
+/// (a short or lying file is an error before anything of the index's size is
+/// allocated), and the sums must hold together: half A's n ≤ the whole group's n ≤ its
+/// subjects, as many subjects as the index names.
 pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
     let path = data_path(group);
     let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -126,9 +128,12 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
     for b in 0..index.blocks() {
         let cells = atoms * index.block_len(b);
         let mut read = |bytes: usize| -> Result<Vec<u8>> {
-            let mut buf = vec![0u8; bytes];
-            input.read_exact(&mut buf).map_err(|e| Error::format(&path, format!("block {b}: {e}")))?;
-            Ok(buf)
+            let mut buf = Vec::new();
+            (&mut input).take(bytes as u64).read_to_end(&mut buf).map_err(|e| Error::format(&path, format!("block {b}: {e}")))?;
+            match buf.len() == bytes {
+                true => Ok(buf),
+                false => Err(Error::format(&path, format!("block {b}: ends {} bytes short of what its index describes", bytes - buf.len()))),
+            }
         };
         let subjects = u32::from_le_bytes(read(4)?.try_into().expect("4 bytes"));
         let mut sums = Vec::with_capacity(2);
@@ -141,6 +146,10 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
         }
         let half_a = sums.pop().expect("two");
         let all = sums.pop().expect("two");
+        let (n_all, n_a) = (all.parts().0, half_a.parts().0);
+        if subjects as usize != index.subjects.len() || n_all.iter().zip(n_a).any(|(&all, &a)| a > all || all > subjects) {
+            return Err(Error::format(&path, format!("block {b}: its counts do not hold together ({subjects} subjects, {} in the index)", index.subjects.len())));
+        }
         blocks.push(BlockSums::from_parts(subjects, all, half_a).expect("one shape"));
     }
     let mut rest = [0u8; 1];
@@ -164,7 +173,8 @@ mod tests {
     fn sums_read_back_equal_and_test_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let voxels = crate::operators::BLOCK_VOXELS + 37;
-        let index = SumsIndex::new("beta", 3, voxels, vec![("01".into(), "x".into())]);
+        let named = ["01", "02", "03"].map(|s| (s.to_string(), "x".to_string())).to_vec();
+        let index = SumsIndex::new("beta", 3, voxels, named);
         let blocks: Vec<BlockSums> = (0..index.blocks())
             .map(|b| {
                 let mut s = BlockSums::new(3, index.block_len(b));
@@ -188,17 +198,22 @@ mod tests {
     #[test]
     fn a_cut_or_grown_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let index = SumsIndex::new("beta", 2, 10, vec![]);
+        let index = SumsIndex::new("beta", 2, 10, vec![("01".into(), "x".into())]);
         let mut s = BlockSums::new(2, 10);
         s.add(0, &beta("01", 2, 10, 0)).unwrap();
         let member = compress(&s).unwrap();
         write(dir.path(), &index, std::slice::from_ref(&member)).unwrap();
         let longer = SumsIndex { voxels: 20, ..index.clone() };
         let e = read_blocks(dir.path(), &longer).unwrap_err().to_string();
-        assert!(e.contains("sums.bin.gz") && e.contains("block 0"), "{e}");
+        assert!(e.contains("sums.bin.gz") && e.contains("block 0") && e.contains("short"), "{e}");
         let index2 = SumsIndex { voxels: 2 * crate::operators::BLOCK_VOXELS as u64, ..index.clone() };
         write(dir.path(), &index2, &[member.clone(), member]).unwrap();
         let e = read_blocks(dir.path(), &index).unwrap_err().to_string();
         assert!(e.contains("longer than the 1 blocks"), "{e}");
+        // Counts that do not hold together (the index names two subjects, the block one).
+        write(dir.path(), &index, std::slice::from_ref(&compress(&s).unwrap())).unwrap();
+        let two = SumsIndex { subjects: vec![("01".into(), "x".into()), ("02".into(), "y".into())], ..index };
+        let e = read_blocks(dir.path(), &two).unwrap_err().to_string();
+        assert!(e.contains("do not hold together"), "{e}");
     }
 }

@@ -717,7 +717,11 @@ impl Store {
             // network mapping after them reads the maps from disk.
             let labels: Vec<String> = subjects.iter().cloned().collect();
             // The sums first (then dropped), so they are not held with the joined maps.
-            if let Some(members) = sums {
+            // Only sums of a complete group (every block tested over every subject) are
+            // kept; otherwise the join below says what is wrong.
+            let complete = group.len() == mask.len().div_ceil(crate::operators::BLOCK_VOXELS)
+                && group.iter().all(|(_, r)| r.as_ref().is_ok_and(|g| g.subjects as usize == labels.len()));
+            if let (Some(members), true) = (sums, complete) {
                 let atoms = group.iter().find_map(|(_, r)| r.as_ref().ok().map(|g| g.atoms as usize));
                 self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?;
             }
@@ -814,18 +818,17 @@ impl Store {
         group_sums::write(&self.paths().group(), &index, members).map(drop)
     }
 
-    /// The group's sums as the last update left them, and the subjects in them (label
-    /// order), when they can be trusted: present and intact, of this store's map and
-    /// `voxels`, and every subject's map still the one that entered. None otherwise — the
-    /// update then adds every subject again, which is always right.
-    pub fn stored_group_sums(&self, voxels: usize) -> Option<(Vec<String>, Vec<BlockSums>)> {
+    /// The index of the group's sums as the last update left them, when they can be
+    /// trusted: present and intact, of this store's map and `voxels`, and every subject's
+    /// map still the one that entered. None otherwise — the update then adds every
+    /// subject again, which is always right.
+    pub fn trusted_group_sums(&self, voxels: usize) -> Option<group_sums::SumsIndex> {
         let group = self.paths().group();
-        if !group_sums::index_path(&group).is_file() || self.manifest.pending.iter().any(|p| p == "group") {
+        if !group_sums::index_path(&group).is_file() {
             return None;
         }
-        let attempt = || -> Result<Option<(Vec<String>, Vec<BlockSums>)>> {
+        let attempt = || -> Result<Option<group_sums::SumsIndex>> {
             self.verify_file(&group_sums::index_path(&group))?;
-            self.verify_file(&group_sums::data_path(&group))?;
             let index = group_sums::read_index(&group)?;
             let map = self.group_map();
             let fresh = index.describes(map, voxels)
@@ -833,16 +836,19 @@ impl Store {
                     let key = sums::key(&self.dir, &self.paths().subject_map(s, map));
                     self.manifest.files.get(&key).is_some_and(|f| &f.xxh64 == xxh)
                 });
-            if !fresh {
-                return Ok(None);
-            }
-            let blocks = group_sums::read_blocks(&group, &index)?;
-            Ok(Some((index.subjects.into_iter().map(|(s, _)| s).collect(), blocks)))
+            Ok(fresh.then_some(index))
         };
         attempt().unwrap_or_else(|e| {
             tracing::warn!("the group's stored sums are not used ({e}); every subject is added again");
             None
         })
+    }
+
+    /// The blocks of the trusted sums `index` (verified against their checksum).
+    pub fn group_sums_blocks(&self, index: &group_sums::SumsIndex) -> Result<Vec<BlockSums>> {
+        let group = self.paths().group();
+        self.verify_file(&group_sums::data_path(&group))?;
+        group_sums::read_blocks(&group, index)
     }
 
     /// Subjects in the group test: every subject with runs, except under the ridge

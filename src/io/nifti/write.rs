@@ -54,7 +54,7 @@ pub fn write_volumes(path: &Path, grid: &Grid, volumes: usize, tr: Option<f64>, 
             let mut out = BufWriter::new(file);
             body(&mut out).and_then(|()| out.flush())
         };
-        written.map_err(|e| Error::io(tmp, e))
+        written.map_err(|e| Error::io(path, e))
     })
 }
 
@@ -63,6 +63,15 @@ pub fn write_volumes(path: &Path, grid: &Grid, volumes: usize, tr: Option<f64>, 
 /// the mask 0.
 pub fn write_masked(path: &Path, mask: &Mask, voxels: &[usize], values: ArrayView2<f64>, tr: Option<f64>) -> Result<()> {
     let linear: Vec<usize> = mask.linear().collect();
+    if values.ncols() != voxels.len() || voxels.iter().any(|&v| v >= linear.len()) {
+        return Err(Error::Invalid(format!(
+            "{}: {} values a row for {} voxels (of a mask of {}): a map needs one value per listed mask voxel",
+            path.display(),
+            values.ncols(),
+            voxels.len(),
+            linear.len()
+        )));
+    }
     write_volumes(path, &mask.grid, values.nrows(), tr, |a, volume| {
         for &i in &linear {
             volume[i] = f32::NAN;
@@ -77,6 +86,9 @@ pub fn write_masked(path: &Path, mask: &Mask, voxels: &[usize], values: ArrayVie
 /// mask, with `tr` seconds in pixdim[4].
 pub fn write_series(path: &Path, mask: &Mask, series: ArrayView2<f32>, tr: f64) -> Result<()> {
     let linear: Vec<usize> = mask.linear().collect();
+    if series.nrows() != linear.len() {
+        return Err(Error::Invalid(format!("{}: a series of {} voxels for a mask of {}", path.display(), series.nrows(), linear.len())));
+    }
     write_volumes(path, &mask.grid, series.ncols(), Some(tr), |t, volume| {
         for (&i, &value) in linear.iter().zip(series.column(t)) {
             volume[i] = value;
