@@ -177,6 +177,9 @@ impl Writer {
     }
 }
 
+/// The group sums for the store, one gzip member per voxel block.
+type Packed = Vec<Vec<u8>>;
+
 /// What an update does with a stored subject's β map in the group's sums (positions in
 /// label order say the half).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -319,7 +322,7 @@ impl GroupSums {
     /// every block has them, none failed and there are no permutations (whose flips need
     /// every β). Blocks go side by side (rayon), each block's sums dropped once tested
     /// and compressed, so the sums and all the tests are never held at once.
-    fn finish(self) -> Result<(Vec<GroupRecord>, Option<Vec<Vec<u8>>>)> {
+    fn finish(self) -> Result<(Vec<GroupRecord>, Option<Packed>)> {
         use rayon::prelude::*;
         let GroupSums { blocks, mut errors, perm, betas, positions } = self;
         let keep = perm.is_none() && errors.is_empty() && blocks.iter().all(Option::is_some) && positions.len() >= 2;
@@ -341,7 +344,7 @@ impl GroupSums {
             })
             .collect::<Result<_>>()?;
         let (records, packed): (Vec<_>, Vec<_>) = done.into_iter().unzip();
-        let packed: Option<Vec<Vec<u8>>> = keep.then(|| packed.into_iter().flatten().collect());
+        let packed: Option<Packed> = keep.then(|| packed.into_iter().flatten().collect());
         Ok((records.into_iter().flatten().collect(), packed))
     }
 }

@@ -66,6 +66,7 @@ pub fn subject_weights(
 
 /// One run of BOLD on the mask's voxels: voxels × scans (the volumes are written from it
 /// one at a time, zero outside the mask).
+#[allow(clippy::too_many_arguments)]
 pub fn bold_run(
     rng: &mut ChaCha8Rng,
     mask: &Mask,

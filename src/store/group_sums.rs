@@ -90,7 +90,7 @@ pub fn write(group: &Path, index: &SumsIndex, members: &[Vec<u8>]) -> Result<Vec
         return Err(Error::Invalid(format!("{}: {} blocks of sums for {} in the index", data.display(), members.len(), index.blocks())));
     }
     crate::io::atomic::write_file_atomically(&data, |out| members.iter().try_for_each(|m| out.write_all(m)))?;
-    let json = serde_json::to_vec_pretty(index).map_err(|e| Error::format(&index_path(group), e.to_string()))?;
+    let json = serde_json::to_vec_pretty(index).map_err(|e| Error::format(index_path(group), e.to_string()))?;
     crate::io::atomic::write_file_atomically(&index_path(group), |out| out.write_all(&json))?;
     Ok(vec![data, index_path(group)])
 }

@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn masked_maps_put_nan_on_unfitted_mask_voxels_and_zero_outside() {
         let g = grid();
-        let keep = |x: usize, y: usize, z: usize| (x + y + z) % 2 == 0;
+        let keep = |x: usize, y: usize, z: usize| (x + y + z).is_multiple_of(2);
         let vol = ndarray::Array3::from_shape_fn(g.shape, |(x, y, z)| keep(x, y, z) as u8 as f32);
         let mask = Mask::from_volume(&g, vol.view(), |v| v > 0.0);
         let voxels: Vec<usize> = (0..mask.len()).filter(|v| v % 3 != 0).collect();
