@@ -16,8 +16,8 @@
 //!   for writing (the join moves the blocks out, so this is an upper bound).
 //!
 //! - the writer: the stored subjects' β maps it reads first, one per rayon thread, each
-//!   the whole grid of G voxels in f32 and the mask's in f64, 4·k·G + 8·k·V; later, maps
-//!   written one grid volume at a time (4·G each, far less).
+//!   read a grid volume at a time into the mask's voxels in f64, 4·G + 8·k·V; later, maps
+//!   written one grid volume at a time (4·G each).
 //!
 //! With permutations each subject's β also stays until the end (8·k·V a subject).
 
@@ -84,7 +84,7 @@ impl Footprint {
         let reading = s.workers * (20 * s.scans * s.voxels + 16 * kv);
         let kept = if s.keep_betas { 8 * kv * s.subjects } else { 0 };
         let threads = rayon::current_num_threads() as u64;
-        let writer = threads * (4 * s.atoms * s.grid + 8 * kv);
+        let writer = threads * (4 * s.grid + 8 * kv);
         Footprint {
             fixed: 72 * kv + 68 * kv + reading + writer + kept,
             per_subject: s.runs_per_subject * 8 * kv + 4 * (24 * kv + 32 * s.voxels),

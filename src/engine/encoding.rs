@@ -361,10 +361,7 @@ pub fn run_once(plan: Plan) -> Result<(Vec<FitRecord>, Vec<GroupRecord>)> {
 /// A stored subject's β map cut into blocks, as the group operator takes it.
 pub fn stored_beta(plan: &Plan, subject: &str, path: &Path) -> Result<Vec<(u32, SubjectBeta)>> {
     let mask = plan.mask.as_ref().expect("read for stored subjects");
-    let img = nifti::read_image(plan.verified(path)?)?;
-    mask.grid
-        .ensure_same(Path::new("the mask"), &img.header.grid, path)?;
-    let beta = mask.rows(&img);
+    let beta = nifti::read_map_rows(plan.verified(path)?, mask)?;
     let (k, v) = beta.dim();
     Ok((0..v.div_ceil(BLOCK_VOXELS))
         .map(|b| {

@@ -226,17 +226,18 @@ pub fn stability(ties: &Ties, an_atom: &AnAtom, profiles: &[Vec<Vec<f64>>], tie_
 /// the network's voxels), one subject map read at a time. Each map must be on the mask's
 /// grid with one volume per atom (`atoms`).
 pub fn subject_profiles(maps: &[std::path::PathBuf], mask: &crate::io::nifti::Mask, temps: &[Template], networks: &[usize], atoms: usize) -> Result<Vec<Vec<Vec<f64>>>> {
-    maps.iter()
+    use rayon::prelude::*;
+    // One map per rayon thread, each read a volume at a time inside the mask.
+    maps.par_iter()
         .map(|p| {
-            let image = crate::io::nifti::read_image(p)?;
-            if !image.header.grid.matches(&mask.grid, 1e-4) {
-                bail!("{}: not on the grid of the group mask (shape {:?}, expected {:?} with the same affine)", p.display(), image.header.grid.shape, mask.grid.shape);
+            let header = crate::io::nifti::read_header(p)?;
+            if !header.grid.matches(&mask.grid, 1e-4) {
+                bail!("{}: not on the grid of the group mask (shape {:?}, expected {:?} with the same affine)", p.display(), header.grid.shape, mask.grid.shape);
             }
-            let volumes = image.data.dim().3;
-            if volumes != atoms {
-                bail!("{}: {volumes} volumes, expected one per atom ({atoms})", p.display());
+            if header.n_vols != atoms {
+                bail!("{}: {} volumes, expected one per atom ({atoms})", p.display(), header.n_vols);
             }
-            Ok(network_profiles(&mask.rows(&image), temps, networks))
+            Ok(network_profiles(&crate::io::nifti::read_map_rows(p, mask)?, temps, networks))
         })
         .collect()
 }
