@@ -804,13 +804,7 @@ impl Store {
     /// again) when a subject's map has no checksum.
     fn write_group_sums(&mut self, subjects: &[String], atoms: usize, voxels: usize, members: &[Vec<u8>]) -> Result<()> {
         let map = self.group_map();
-        let sums: Option<Vec<(String, String)>> = subjects
-            .iter()
-            .map(|s| {
-                let key = sums::key(&self.dir, &self.paths().subject_map(s, map));
-                self.manifest.files.get(&key).map(|f| (s.clone(), f.xxh64.clone()))
-            })
-            .collect();
+        let sums: Option<Vec<(String, String)>> = subjects.iter().map(|s| self.group_map_checksum(s).map(|x| (s.clone(), x.to_string()))).collect();
         let Some(sums) = sums else {
             return Ok(());
         };
@@ -831,17 +825,19 @@ impl Store {
             self.verify_file(&group_sums::index_path(&group))?;
             let index = group_sums::read_index(&group)?;
             let map = self.group_map();
-            let fresh = index.describes(map, voxels)
-                && index.subjects.iter().all(|(s, xxh)| {
-                    let key = sums::key(&self.dir, &self.paths().subject_map(s, map));
-                    self.manifest.files.get(&key).is_some_and(|f| &f.xxh64 == xxh)
-                });
+            let fresh = index.describes(map, voxels) && index.subjects.iter().all(|(s, xxh)| self.group_map_checksum(s) == Some(xxh.as_str()));
             Ok(fresh.then_some(index))
         };
         attempt().unwrap_or_else(|e| {
             tracing::warn!("the group's stored sums are not used ({e}); every subject is added again");
             None
         })
+    }
+
+    /// The checksum the manifest holds for `subject`'s map that enters the group.
+    fn group_map_checksum(&self, subject: &str) -> Option<&str> {
+        let key = sums::key(&self.dir, &self.paths().subject_map(subject, self.group_map()));
+        self.manifest.files.get(&key).map(|f| f.xxh64.as_str())
     }
 
     /// The blocks of the trusted sums `index` (verified against their checksum).
