@@ -4,8 +4,10 @@
 //! out in file order, so no strided transpose of a 4D array is made.
 //!
 //! The bytes are those the `nifti` crate writes for the same header and data (tested
-//! below): the 348-byte header in little-endian, a 4-byte empty extender, the data at
-//! offset 352, gzip at level 1 (`Compression::fast()`).
+//! below; decompressed, for gzip): the 348-byte header in little-endian, a 4-byte empty
+//! extender, the data at offset 352, gzip at level 1 (`Compression::fast()`, flate2's
+//! zlib-rs backend: at level 1 it wrote 2 mm maps in about the time of miniz_oxide and
+//! ~20% smaller).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -254,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn streamed_maps_are_the_nifti_crates_bytes_3d_4d_plain_and_gzip() {
+    fn streamed_maps_are_the_nifti_crates_bytes_3d_4d_plain_and_gzip_decompressed() {
         let g = grid();
         for volumes in [1, 7] {
             let data = Array4::from_shape_fn((5, 4, 3, volumes), |(x, y, z, t)| (x as f32 - 2.5) * 0.5 + y as f32 * 10.0 + z as f32 * 100.0 + t as f32 * 1e3);
@@ -262,7 +264,17 @@ mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join(name);
                 write_map(&path, &g, &data, Some(2.0)).unwrap();
-                assert_eq!(std::fs::read(&path).unwrap(), crate_bytes(&g, &data, Some(2.0), name), "{volumes} volumes, {name}");
+                // gzip: the same decompressed bytes (the deflate stream depends on how the
+                // input is fed to the compressor, which is not the format).
+                let plain = |bytes: Vec<u8>| match name.ends_with(".gz") {
+                    true => {
+                        let mut out = Vec::new();
+                        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut out).unwrap();
+                        out
+                    }
+                    false => bytes,
+                };
+                assert_eq!(plain(std::fs::read(&path).unwrap()), plain(crate_bytes(&g, &data, Some(2.0), name)), "{volumes} volumes, {name}");
             }
         }
     }
