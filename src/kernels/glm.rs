@@ -117,7 +117,8 @@ impl OlsFit {
     fn map_t(&self, f: impl Fn(f64, &dyn Fn(f64) -> f64) -> f64 + Sync) -> Array2<f64> {
         use rayon::prelude::*;
         let dof = self.dof as f64;
-        let p = |t: f64| if t.is_finite() { super::tdist::two_sided_p(t, dof) } else { f64::NAN };
+        let dist = super::tdist::TwoSided::new(dof);
+        let p = |t: f64| if t.is_finite() { dist.p(t) } else { f64::NAN };
         let t = self.t.as_standard_layout();
         let values: Vec<f64> = t.as_slice().expect("standard layout").par_iter().map(|&t| f(t, &p)).collect();
         Array2::from_shape_vec(self.t.dim(), values).expect("same shape")

@@ -12,7 +12,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::tdist::{signed_z, two_sided_p};
+use super::tdist::{signed_z, TwoSided};
 
 /// Fractional bits of the fixed-point β.
 const FRAC_BITS: i32 = 40;
@@ -192,6 +192,9 @@ impl GroupSums {
             z: Array2::zeros(shape),
             null_max: None,
         };
+        // Cells of one map mostly share n: the t distribution's constants are kept for the
+        // last n seen.
+        let mut dist: Option<(u32, TwoSided)> = None;
         for (i, ((&n, &s), &ss)) in self.n.iter().zip(&self.sum).zip(&self.sum_sq).enumerate() {
             let cell = (i / self.voxels, i % self.voxels);
             let scale = (FRAC_BITS as f64).exp2();
@@ -201,7 +204,14 @@ impl GroupSums {
                 f64::NAN
             };
             let t = t_statistic(n, s, ss);
-            let p = two_sided_p(t, n as f64 - 1.0);
+            let p = match dist {
+                Some((m, d)) if m == n => d.p(t),
+                _ => {
+                    let d = TwoSided::new(n as f64 - 1.0);
+                    dist = Some((n, d));
+                    d.p(t)
+                }
+            };
             out.t[cell] = t;
             out.p[cell] = p;
             out.z[cell] = signed_z(t, p);
