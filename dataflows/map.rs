@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use cortexflow::stages::mapping::{self, Score};
 use cortexflow::stages::ties::TieRule;
+use cortexflow::stages::profiles::SubjectMap;
 use cortexflow::store::recipe::MapSection;
 
 fn defaults() -> MapSection {
@@ -85,7 +86,9 @@ impl Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let opt = a.section()?.options();
-    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), &a.subject_maps, &opt, &a.out)?;
+    // A standalone map has no store to keep the subjects' profiles in: each map is read.
+    let maps: Vec<SubjectMap> = a.subject_maps.iter().map(|p| SubjectMap { path: p.clone(), cache: None }).collect();
+    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), &maps, &opt, &a.out)?;
     println!("{}", s.assignment);
     s.lines.iter().for_each(|l| println!("{l}"));
     s.files.iter().for_each(|f| println!("wrote {}", f.display()));

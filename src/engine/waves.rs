@@ -134,7 +134,9 @@ impl Writer {
             lines.extend(ingested);
             lines.extend(written.into_values());
             lines.extend(sums_line);
+            let started = std::time::Instant::now();
             let (records, sums) = group.finish()?;
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group tested from its sums");
             let started = std::time::Instant::now();
             lines.extend(store.refresh_results(records, sums)?);
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps and networks written");

@@ -14,7 +14,8 @@ use crate::kernels::overlap::{best, Overlap, OverlapSums};
 use ndarray::{Array2, Axis};
 
 use crate::io::embedded::{self, BuiltinAtlas};
-use crate::stages::ties::{network_ties, stability, subject_profiles, TieRule};
+use crate::stages::profiles::{subject_profiles, SubjectMap};
+use crate::stages::ties::{network_ties, stability, TieRule};
 
 /// The overlap measure that ranks networks and decides assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -478,19 +479,22 @@ fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptio
 
 /// Matches the group maps under `group` to the networks of `opt.atlas`, ties the AN
 /// sub-groups of `codes_path` to them, and writes atom_fbn, subgroups and metrics under
-/// `out`.
+/// `out`. `subject_maps`: each group subject's β map, whose network profiles the AN-tie
+/// stability resamples.
 pub fn run(
     group: &Path,
     codes_path: &Path,
     neurons_path: Option<&Path>,
-    subject_maps: &[PathBuf],
+    subject_maps: &[SubjectMap],
     opt: &MapOptions,
     out: &Path,
 ) -> Result<MapSummary> {
     let mask = nifti::read_mask(&group.join("mask.nii.gz"))?;
-    let z_img = nifti::read_image(&group.join("z.nii.gz"))?;
-    let sig_img = nifti::read_image(&group.join("thresholded_z.nii.gz"))?;
-    let (z, sig) = (mask.rows(&z_img), mask.rows(&sig_img));
+    // The group maps inside the mask, a volume at a time, side by side (each is one gzip
+    // stream): never a whole grid of 64 volumes.
+    let read = |name: &str| nifti::read_map_rows(&group.join(name), &mask);
+    let ((z, sig), beta) = rayon::join(|| rayon::join(|| read("z.nii.gz"), || read("thresholded_z.nii.gz")), || read("mean_beta.nii.gz"));
+    let (z, sig, beta) = (z?, sig?, beta?);
     let atoms = z.nrows();
     let split = split_half(group, atoms)?;
     // Checked before anything is written: codes of another basis are refused whole.
@@ -520,10 +524,10 @@ pub fn run(
     };
     // The ties (and the subject maps behind their stability) before any table is written.
     let dominant = dominant_atoms(&codes);
-    let beta = mask.rows(&nifti::read_image(&group.join("mean_beta.nii.gz"))?);
     let mut ties = network_ties(an_atom.as_ref(), &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)?;
     if let (Some(an_atom), TieRule::Course, true) = (&an_atom, opt.ties, subject_maps.len() >= 2 && !ties.networks.is_empty()) {
-        let profiles = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms)?;
+        let (profiles, read) = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms)?;
+        tracing::info!(maps = read, cached = subject_maps.len() - read, "network profiles of the subjects");
         ties.stability = Some(stability(&ties, an_atom, &profiles, opt.tie_r, opt.surrogate_seed));
     }
 

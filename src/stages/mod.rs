@@ -6,7 +6,8 @@
 //! - [`encode`]: voxel-wise encoding models of each subject's BOLD;
 //! - [`group`]: random-effects group maps of every atom;
 //! - [`mapping`]: atom maps matched to functional brain networks, AN sub-groups, metrics;
-//! - [`ties`]: which ANs belong to which network;
+//! - [`ties`]: which ANs belong to which network ([`profiles`]: each subject's network
+//!   profiles, cached);
 //! - [`ceiling`]: the noise ceiling of a store (inter-subject correlation);
 //! - [`compare`]: organisation metrics of several analyses side by side;
 //! - [`population`], [`simulate`]: a synthetic dataset with planted structure;
@@ -25,6 +26,7 @@ pub mod join;
 pub mod mapping;
 pub mod parcellate;
 pub mod population;
+pub mod profiles;
 pub mod recovery;
 pub mod region_tables;
 pub mod responses;

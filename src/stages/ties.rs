@@ -56,7 +56,7 @@ pub struct Ties {
 
 /// The mean of each atom's β over each network's voxels (finite values only): K per
 /// network with an assigned atom. `beta` is K × V on the mask the templates are on.
-fn network_profiles(beta: &Array2<f64>, temps: &[Template], networks: &[usize]) -> Vec<Vec<f64>> {
+pub(crate) fn network_profiles(beta: &Array2<f64>, temps: &[Template], networks: &[usize]) -> Vec<Vec<f64>> {
     networks
         .iter()
         .map(|&t| {
@@ -165,7 +165,7 @@ pub const STABILITY_REPLICATES: usize = 200;
 /// its tie set (1: the same ANs whichever subjects; NaN when no replicate and not the data
 /// tie an AN to it). Replicate b draws from its own stream of `seed`, so the results do
 /// not depend on the number of threads. `profiles[s][j]` is subject s's β
-/// profile (K) of network `ties.networks[j]` ([`subject_profiles`]).
+/// profile (K) of network `ties.networks[j]` ([`crate::stages::profiles::subject_profiles`]).
 pub fn stability(ties: &Ties, an_atom: &AnAtom, profiles: &[Vec<Vec<f64>>], tie_r: f64, seed: u64) -> (Array2<f64>, Vec<f64>) {
     use rand::{Rng, SeedableRng};
     use rayon::prelude::*;
@@ -220,24 +220,4 @@ pub fn stability(ties: &Ties, an_atom: &AnAtom, profiles: &[Vec<Vec<f64>>], tie_
     }
     let share = counts.mapv(|c| c as f64 / STABILITY_REPLICATES as f64);
     (share, jaccard.iter().zip(&seen).map(|(j, &k)| if k == 0 { f64::NAN } else { j / k as f64 }).collect())
-}
-
-/// Each subject's β profile of each network of `networks` (the mean of its β map over
-/// the network's voxels), one subject map read at a time. Each map must be on the mask's
-/// grid with one volume per atom (`atoms`).
-pub fn subject_profiles(maps: &[std::path::PathBuf], mask: &crate::io::nifti::Mask, temps: &[Template], networks: &[usize], atoms: usize) -> Result<Vec<Vec<Vec<f64>>>> {
-    use rayon::prelude::*;
-    // One map per rayon thread, each read a volume at a time inside the mask.
-    maps.par_iter()
-        .map(|p| {
-            let header = crate::io::nifti::read_header(p)?;
-            if !header.grid.matches(&mask.grid, 1e-4) {
-                bail!("{}: not on the grid of the group mask (shape {:?}, expected {:?} with the same affine)", p.display(), header.grid.shape, mask.grid.shape);
-            }
-            if header.n_vols != atoms {
-                bail!("{}: {} volumes, expected one per atom ({atoms})", p.display(), header.n_vols);
-            }
-            Ok(network_profiles(&crate::io::nifti::read_map_rows(p, mask)?, temps, networks))
-        })
-        .collect()
 }

@@ -79,6 +79,11 @@ impl Layout {
     pub fn subject_map(&self, subject: &str, map: &str) -> PathBuf {
         self.subject(subject).join(format!("{map}.nii.gz"))
     }
+    /// The cache of each subject's network profiles ([`crate::stages::profiles`]): derived
+    /// from its map, checked against the map's checksum, so it is not sealed.
+    pub fn profile_cache(&self) -> PathBuf {
+        self.dir.join("cache").join("profiles")
+    }
     pub fn group(&self) -> PathBuf {
         self.dir.join("group")
     }

@@ -40,6 +40,7 @@ use crate::io::parquet::{read_codes, read_responses, TR_KEY};
 use crate::kernels::estimators::Estimator;
 use crate::operators::{BlockError, BlockSums, GroupBlock};
 use crate::stages::join::{self, SubjectFit};
+use crate::stages::profiles::{self, Cached, SubjectMap};
 use crate::stages::{basis, encode, group, mapping};
 
 /// The noise ceiling's folder, relative to the store (see [`Layout::ceiling`]).
@@ -711,6 +712,7 @@ impl Store {
         remove_all(&group_dir)?;
         remove_all(&map_dir)?;
         if subjects.len() >= 2 {
+            let started = std::time::Instant::now();
             let opt = self.recipe.group.options();
             let mask = self.read_mask()?;
             // The blocks, then the joined maps, are dropped as soon as they are written: the
@@ -732,6 +734,7 @@ impl Store {
                     subjects.len()
                 );
             }
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group sums stored, blocks joined");
             let started = std::time::Instant::now();
             let summary = group::write_results(
                 &mask,
@@ -766,10 +769,18 @@ impl Store {
             if neurons.is_file() {
                 self.verify_file(&neurons)?;
             }
-            let subject_maps: Vec<PathBuf> = subjects.iter().map(|s| self.paths().subject_map(s, self.group_map())).collect();
+            let cache = self.paths().profile_cache();
+            let subject_maps: Vec<SubjectMap> = subjects
+                .iter()
+                .map(|s| SubjectMap {
+                    path: self.paths().subject_map(s, self.group_map()),
+                    cache: self.group_map_checksum(s).map(|sum| Cached { file: cache.join(format!("sub-{s}.json")), map_xxh64: sum.to_string() }),
+                })
+                .collect();
             for m in &subject_maps {
-                self.verify_file(m)?;
+                self.verify_file(&m.path)?;
             }
+            profiles::prune(&cache, &subject_maps)?;
             let s = mapping::run(
                 &group_dir,
                 &self.paths().codes(),
