@@ -12,7 +12,7 @@
 //! mapping (default 1000, the paper recipe's; the mapping's cost does not depend on the
 //! number of subjects, only on how many atoms have significant voxels); `CORPUS_BRAIN` a
 //! subject count for a whole-brain 2 mm `run` (`simulate --extent brain`, 235,473 voxels;
-//! default 0: skipped).
+//! default 0: skipped); `CORPUS_WATCH` 0 to skip `watch` ingesting the subjects one by one.
 //!
 //!     cargo bench --bench corpus
 //!     CORPUS_GRID=4 CORPUS_SUBJECTS=4,8,16,32 cargo bench --bench corpus
@@ -80,6 +80,61 @@ fn measure(args: &[&str]) -> Measured {
     let log = std::fs::read_to_string(log.path()).unwrap_or_default();
     assert!(pid > 0 && status == 0, "{args:?} failed:\n{log}");
     Measured { seconds, peak_mib: usage.ru_maxrss as f64 / 1024.0, log }
+}
+
+/// `watch` on a folder that starts with 2 subjects (a `run` made the store from it), each
+/// further subject of the simulation linked in when the previous update is done: the
+/// seconds of each update (from the link to its lines; within one poll of 200 ms) and
+/// the peak RSS of the watch process over its whole life.
+// The child is reaped by wait4, which `Child` does not know about.
+#[allow(clippy::zombie_processes)]
+fn watch_one_by_one(sim: &Path, recipe: &str, most: usize, d: &Path) {
+    use std::io::BufRead;
+    let dir = d.join("watched");
+    let store = d.join("watch-store");
+    subset(sim, 2, &dir);
+    ok(&["run", recipe, "--data", dir.to_str().unwrap(), "--out", store.to_str().unwrap(), "--no-ceiling"]);
+    let updates = (most - 2).to_string();
+    let mut child = Command::new(BIN)
+        .args(["watch", store.to_str().unwrap(), dir.to_str().unwrap(), "--poll-ms", "200", "--updates", &updates])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start cortexflow watch");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut until = |what: &str| loop {
+        let line = lines.next().expect("watch stopped early").unwrap();
+        if line.contains(what) {
+            break;
+        }
+    };
+    // Its first update (what is there at the start) before the first subject comes.
+    until("watching");
+    let mut seconds = Vec::new();
+    for i in 3..=most {
+        let name = format!("sub-{i:02}");
+        let t = std::time::Instant::now();
+        std::os::unix::fs::symlink(sim.join(&name), dir.join(&name)).unwrap();
+        // An update's lines come out together once it is written.
+        until(&format!("{name}: 2 runs"));
+        seconds.push(t.elapsed().as_secs_f64());
+    }
+    for _ in lines.by_ref() {}
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned (not yet reaped).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0 && status == 0, "watch failed: wait4 {pid}, status {status}");
+    let peak = usage.ru_maxrss as f64 / 1024.0;
+    println!("\n## `watch` ingesting subjects 3–{most} one by one (2 runs each)\n");
+    println!("| subject | update s |");
+    println!("|---|---|");
+    for (i, s) in seconds.iter().enumerate() {
+        println!("| {} | {s:.1} |", i + 3);
+    }
+    let (lo, hi) = seconds.iter().fold((f64::MAX, f64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
+    println!("\nwatch's peak over its life: {peak:.0} MiB; update seconds max/min {:.2}", hi / lo);
 }
 
 fn ok(args: &[&str]) {
@@ -199,6 +254,10 @@ fn main() {
     let per: Vec<f64> = rows.iter().map(|r| r.2 / r.0 as f64).collect();
     let ratio = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max) / v.iter().cloned().fold(f64::MAX, f64::min);
     println!("\npeak memory max/min: {:.2}; reduce + fit per subject max/min: {:.2}", ratio(&peaks), ratio(&per));
+
+    if env_or("CORPUS_WATCH", "1") == "1" {
+        watch_one_by_one(&sim, &r, most, d);
+    }
 
     println!("\n## workers and processes ({speedup_n} subjects)\n");
     let (one, one_dir) = run(speedup_n, "x11", &[]);
