@@ -179,7 +179,7 @@ impl Writer {
     }
 }
 
-/// The group sums for the store, one gzip member per voxel block.
+/// The group sums for the store, encoded, one per voxel block.
 type Packed = Vec<Vec<u8>>;
 
 /// What an update does with a stored subject's β map in the group's sums (positions in
@@ -280,8 +280,8 @@ impl GroupSums {
                 for (block, beta) in blocks {
                     match *change {
                         Change::Add(_) => self.add(block, beta)?,
-                        Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("group/sums.bin.gz: {}", e.0))?,
-                        Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("group/sums.bin.gz: {}", e.0))?,
+                        Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("group/sums.bin: {}", e.0))?,
+                        Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("group/sums.bin: {}", e.0))?,
                     }
                 }
             }
@@ -293,7 +293,7 @@ impl GroupSums {
     fn block(&mut self, block: u32, beta: &SubjectBeta) -> Result<&mut BlockSums> {
         match self.blocks.get_mut(block as usize) {
             Some(Some(sums)) => Ok(sums),
-            _ => bail!("group/sums.bin.gz: sub-{}: voxel block {block} is not in the stored sums", beta.0),
+            _ => bail!("group/sums.bin: sub-{}: voxel block {block} is not in the stored sums", beta.0),
         }
     }
 
@@ -320,10 +320,10 @@ impl GroupSums {
     }
 
     /// Every block's tests (or the error of a subject that could not enter), as the
-    /// dataflow's group operator gives them; and the sums for the store, compressed, when
+    /// dataflow's group operator gives them; and the sums for the store, encoded, when
     /// every block has them, none failed and there are no permutations (whose flips need
     /// every β). Blocks go side by side (rayon), each block's sums dropped once tested
-    /// and compressed, so the sums and all the tests are never held at once.
+    /// and encoded, so the sums and all the tests are never held at once.
     fn finish(self) -> Result<(Vec<GroupRecord>, Option<Packed>)> {
         use rayon::prelude::*;
         let GroupSums { blocks, mut errors, perm, betas, positions } = self;
@@ -341,7 +341,7 @@ impl GroupSums {
                     betas.sort_by(|x, y| x.0.cmp(&y.0));
                     block_null(&betas.iter().collect::<Vec<_>>(), p)
                 });
-                let packed = keep.then(|| group_sums::compress(&sums)).transpose().map_err(|e| err!("compressing the group sums: {e}"))?;
+                let packed = keep.then(|| group_sums::encode(&sums));
                 Ok((Some((b, Ok(sums.test(null)))), packed))
             })
             .collect::<Result<_>>()?;

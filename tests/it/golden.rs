@@ -75,7 +75,11 @@ fn recorded(prefix: &str) -> Option<Record> {
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() {
+        if p.is_dir() && p.ends_with("cache") {
+            // The store's caches (each subject's network profiles) name the checksums of
+            // compressed maps; what they hold is tested where they are made.
+            continue;
+        } else if p.is_dir() {
             files(&p, out);
         } else if !UNSTABLE.iter().any(|u| p.ends_with(u)) {
             out.push(p);

@@ -221,7 +221,7 @@ fn untrusted_group_sums_are_rebuilt_not_used() {
     let d = dir.path();
     let (sim, recipe, bold, inc) = dataset_and_store(d);
     ingest_bold(&inc, &bold);
-    let data = inc.join("group/sums.bin.gz");
+    let data = inc.join("group/sums.bin");
     let mut bytes = std::fs::read(&data).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
