@@ -144,6 +144,23 @@ pub fn project_out(basis: &Array2<f64>, y: &Array2<f64>) -> Array2<f64> {
     y - &basis.dot(&basis.t().dot(y))
 }
 
+/// Voxels a block of [`project_out_in_place`] (T × this many f64: 1.2 MB at 150 scans).
+const PROJECT_BLOCK: usize = 1024;
+
+/// [`project_out`] in place, a block of columns at a time: the same values bit for bit
+/// (each column's products run over the same scans in the same order, whichever columns
+/// share its block), with one T × 1024 block of scratch instead of two more T × V arrays
+/// (846 MB for a whole-brain 2 mm run of 150 scans).
+pub fn project_out_in_place(basis: &Array2<f64>, y: &mut Array2<f64>) {
+    if basis.ncols() == 0 {
+        return;
+    }
+    for mut block in y.axis_chunks_iter_mut(ndarray::Axis(1), PROJECT_BLOCK) {
+        let fit = basis.dot(&basis.t().dot(&block));
+        block -= &fit;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +246,21 @@ mod tests {
         let z = Array2::from_shape_fn((10, 1), |(t, _)| ((t * t) % 7) as f64);
         let r = project_out(&q, &z);
         assert!(n.t().dot(&r).iter().all(|v| v.abs() < 1e-9), "the residual is orthogonal to the nuisance");
+    }
+
+    /// In place and by blocks of columns, the projection is the whole-matrix one bit for
+    /// bit: across block edges (V = 2.5 blocks), for a design of realistic size.
+    #[test]
+    fn projection_in_place_is_the_same_bits() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (t, v) = (150, 2 * PROJECT_BLOCK + PROJECT_BLOCK / 2);
+        let n = Array2::from_shape_fn((t, 7), |(i, j)| ((i * (j + 1)) as f64 * 0.01).sin() + if j == 0 { 1.0 } else { 0.0 });
+        let q = nuisance_basis(&n);
+        let y = Array2::from_shape_fn((t, v), |_| rng.random_range(-3.0..3.0));
+        let want = project_out(&q, &y);
+        let mut got = y.clone();
+        project_out_in_place(&q, &mut got);
+        assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{bail, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
 use crate::kernels::cv::RidgeCvFit;
-use crate::kernels::design::{nuisance_basis, project_out};
+use crate::kernels::design::{nuisance_basis, project_out, project_out_in_place};
 use crate::kernels::estimators::Estimator;
 use crate::kernels::glm::OlsFit;
 use crate::kernels::ridge_stats::RunStats;
@@ -176,10 +176,11 @@ pub fn clean_data(
     }
     let q = nuisance_basis(&dm.slice(s![.., k..]).to_owned());
     let xr = project_out(&q, &dm.slice(s![.., ..k]).to_owned());
-    let mut yr = project_out(&q, &y);
     // A voxel the nuisance explains entirely keeps only round-off: not a signal to scale up.
     let scale: Vec<f64> = y.columns().into_iter().map(|c| c.iter().map(|x| x.abs()).fold(0.0, f64::max)).collect();
-    drop(y);
+    // The run's one T × V copy becomes its residual.
+    let mut yr = y;
+    project_out_in_place(&q, &mut yr);
     if zscore {
         // Standardised after the nuisance is removed, as nilearn's `signal.clean` orders it:
         // a voxel's scale is that of what the atoms can explain, not of its motion or drift.
