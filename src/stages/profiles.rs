@@ -21,6 +21,9 @@ use crate::stages::ties::network_profiles;
 
 /// A cache entry is a few kB; anything larger is not one.
 const MAX_ENTRY_BYTES: u64 = 1 << 24;
+/// Part of every key: raised when what a profile is computed from, or how, changes
+/// (`ties::network_profiles`, `nifti::read_map_rows`), so older entries are not used.
+const CACHE_VERSION: u64 = 1;
 
 /// A subject's β map and, when the store knows the map's checksum, its cache entry.
 pub struct SubjectMap {
@@ -42,6 +45,8 @@ struct Entry {
     atoms: usize,
     /// templates × atoms profiles, template-major, as `f64::to_bits`.
     bits: Vec<u64>,
+    /// The xxh64 of `bits`, so a damaged entry that still parses is not used.
+    bits_xxh64: String,
 }
 
 /// Each subject's β profile of each network of `networks` (template indices), from its
@@ -60,7 +65,10 @@ pub fn subject_profiles(maps: &[SubjectMap], mask: &Mask, temps: &[Template], ne
             }
             let profiles = network_profiles(&read_map(&m.path, mask, atoms)?, temps, &every);
             if let Some(c) = &m.cache {
-                write_entry(c, &key, &profiles, atoms)?;
+                // A cache that cannot be written costs the next update this read, no more.
+                if let Err(e) = write_entry(c, &key, &profiles, atoms) {
+                    tracing::warn!("{}: profile cache entry not written: {e}", c.file.display());
+                }
             }
             Ok((profiles, true))
         })
@@ -70,16 +78,34 @@ pub fn subject_profiles(maps: &[SubjectMap], mask: &Mask, temps: &[Template], ne
     Ok((chosen, read))
 }
 
-/// Removes the cache entries in `dir` other than `keep` (subjects gone from the group).
-pub fn prune(dir: &Path, keep: &[SubjectMap]) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+/// Removes the cache entries in `dir` other than `keep` (subjects gone from the group):
+/// only regular files named as entries (`sub-*.json`) or their temporaries (`.tmp-*`),
+/// never through a symlink. A file that cannot be removed is a warning: an entry is
+/// only ever used for its own map.
+pub fn prune(dir: &Path, keep: &[SubjectMap]) {
+    if !usable(dir) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
-        let path = entry.path();
-        if !keep.iter().any(|m| m.cache.as_ref().is_some_and(|c| c.file == path)) {
-            std::fs::remove_file(&path).map_err(|e| crate::error::Error::io(&path, e))?;
+        let (path, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+        let named = (name.starts_with("sub-") && name.ends_with(".json")) || name.starts_with(".tmp-");
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if !named || !regular || keep.iter().any(|m| m.cache.as_ref().is_some_and(|c| c.file == path)) {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!("{}: stale profile cache entry not removed: {e}", path.display());
         }
     }
-    Ok(())
+}
+
+/// Whether `dir` is a cache folder to read and write: absent, or a real folder whose
+/// parent (the store's `cache/`) is not a symlink either — the cache never leads out of
+/// the store.
+fn usable(dir: &Path) -> bool {
+    let real_or_absent = |p: &Path| std::fs::symlink_metadata(p).map_or(true, |m| m.is_dir());
+    real_or_absent(dir) && dir.parent().is_none_or(real_or_absent)
 }
 
 fn read_map(path: &Path, mask: &Mask, atoms: usize) -> Result<ndarray::Array2<f64>> {
@@ -93,11 +119,14 @@ fn read_map(path: &Path, mask: &Mask, atoms: usize) -> Result<ndarray::Array2<f6
     crate::io::nifti::read_map_rows(path, mask)
 }
 
-/// The xxh64 of what a profile depends on besides the map: the mask's voxels, each
-/// template's name and voxels, and the number of atoms.
+/// The xxh64 of what a profile depends on besides the map: the cache's version, the
+/// atoms, the mask's grid and voxels, and each template's name and voxels.
 fn key(mask: &Mask, temps: &[Template], atoms: usize) -> String {
     let mut h = XxHash64::with_seed(0);
+    h.write_u64(CACHE_VERSION);
     h.write_usize(atoms);
+    mask.grid.shape.iter().for_each(|&n| h.write_usize(n));
+    mask.grid.affine.0.iter().flatten().for_each(|v| h.write_u64(v.to_bits()));
     h.write_usize(mask.len());
     mask.linear().for_each(|v| h.write_usize(v));
     for t in temps {
@@ -111,26 +140,37 @@ fn key(mask: &Mask, temps: &[Template], atoms: usize) -> String {
 /// The entry's profiles when it is readable and made from this map under this key; None
 /// otherwise (the map is read instead: a bad entry is never an error).
 fn cached(c: &Cached, key: &str, templates: usize, atoms: usize) -> Option<Vec<Vec<f64>>> {
-    let size = std::fs::metadata(&c.file).ok()?.len();
-    if size > MAX_ENTRY_BYTES {
+    let meta = std::fs::symlink_metadata(&c.file).ok()?;
+    if !meta.is_file() || meta.len() > MAX_ENTRY_BYTES || !c.file.parent().is_some_and(usable) {
         return None;
     }
     let entry: Entry = serde_json::from_slice(&std::fs::read(&c.file).ok()?).ok()?;
     let fits = entry.map_xxh64 == c.map_xxh64 && entry.key == key && entry.templates == templates && entry.atoms == atoms;
-    if !fits || entry.bits.len() != templates * atoms {
-        tracing::debug!(file = %c.file.display(), "profile cache entry out of date");
+    if !fits || entry.bits.len() != templates * atoms || entry.bits_xxh64 != bits_xxh64(&entry.bits) {
+        tracing::debug!(file = %c.file.display(), "profile cache entry out of date or damaged");
         return None;
     }
-    Some(entry.bits.chunks(atoms.max(1)).take(templates).map(|t| t.iter().map(|&b| f64::from_bits(b)).collect()).collect())
+    Some((0..templates).map(|t| entry.bits[t * atoms..(t + 1) * atoms].iter().map(|&b| f64::from_bits(b)).collect()).collect())
+}
+
+fn bits_xxh64(bits: &[u64]) -> String {
+    let mut h = XxHash64::with_seed(0);
+    bits.iter().for_each(|&b| h.write_u64(b));
+    format!("{:016x}", h.finish())
 }
 
 fn write_entry(c: &Cached, key: &str, profiles: &[Vec<f64>], atoms: usize) -> Result<()> {
+    if !c.file.parent().is_some_and(usable) {
+        bail!("the cache folder is a symlink, which the store never follows");
+    }
+    let bits: Vec<u64> = profiles.iter().flatten().map(|v| v.to_bits()).collect();
     let entry = Entry {
+        bits_xxh64: bits_xxh64(&bits),
         map_xxh64: c.map_xxh64.clone(),
         key: key.to_string(),
         templates: profiles.len(),
         atoms,
-        bits: profiles.iter().flatten().map(|v| v.to_bits()).collect(),
+        bits,
     };
     crate::io::atomic::write_file_atomically(&c.file, |w| serde_json::to_writer(w, &entry).map_err(std::io::Error::other))
 }
@@ -171,10 +211,32 @@ mod tests {
         let mut other = temps.clone();
         other[0].voxels[0] = false;
         assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 1);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 0);
+        // A value changed in an entry that still parses, a cut entry: read again.
+        let text = std::fs::read_to_string(&file).unwrap();
+        // The second digit of the first value (still a valid number, another value).
+        let digit = text.find("\"bits\":[").unwrap() + 9;
+        let mut changed = text.clone().into_bytes();
+        assert!(changed[digit].is_ascii_digit(), "{text}");
+        changed[digit] = b'0' + (changed[digit] - b'0' + 1) % 10;
+        std::fs::write(&file, changed).unwrap();
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 1);
         std::fs::write(&file, b"{\"map_xxh64\": \"bb\", \"bits\": [1, 2").unwrap();
         assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 1);
-        // A subject no longer listed loses its entry.
-        prune(file.parent().unwrap(), &[]).unwrap();
-        assert!(!file.exists());
+        // A subject no longer listed loses its entry; other files and folders stay.
+        let cache = file.parent().unwrap();
+        std::fs::create_dir(cache.join("sub-09.json")).unwrap();
+        std::fs::write(cache.join("notes.txt"), b"mine").unwrap();
+        prune(cache, &[]);
+        assert!(!file.exists() && cache.join("notes.txt").exists() && cache.join("sub-09.json").is_dir());
+        // A symlinked cache folder is neither written nor pruned through.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("sub-01.json"), b"not the store's").unwrap();
+        std::fs::remove_dir_all(cache).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cache).unwrap();
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &temps, &[0], atoms).unwrap().1, 1);
+        prune(cache, &[]);
+        assert_eq!(std::fs::read(elsewhere.join("sub-01.json")).unwrap(), b"not the store's");
     }
 }

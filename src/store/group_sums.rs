@@ -7,7 +7,7 @@
 //!                  subject of the group with the xxHash64 of the β map that entered
 //! group/sums.bin   per voxel block: subjects (u32 LE), then for the whole group and half
 //!                  A three columns over atom × voxel: n, Σq, Σq², each as one byte w
-//!                  (0–16) and every value in w bytes (LE two's complement, sign-extended
+//!                  (1–16) and every value in w bytes (LE two's complement, sign-extended
 //!                  when read)
 //! ```
 //!
@@ -177,6 +177,9 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
         if subjects as usize != index.subjects.len() || n_all.iter().zip(n_a).any(|(&all, &a)| a > all || all > subjects) {
             return Err(Error::format(&path, format!("block {b}: its counts do not hold together ({subjects} subjects, {} in the index)", index.subjects.len())));
         }
+        if !(consistent(&all) && consistent(&half_a)) {
+            return Err(Error::format(&path, format!("block {b}: sums no n values could have (no values with a nonzero sum, or Σq² below (Σq)²/n)")));
+        }
         blocks.push(BlockSums::from_parts(subjects, all, half_a).expect("one shape"));
     }
     let mut rest = [0u8; 1];
@@ -184,6 +187,16 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
         return Err(Error::format(&path, format!("longer than the {} blocks its index names", index.blocks())));
     }
     Ok(blocks)
+}
+
+/// Whether every cell's sums could come from n values: none (all zero) when n = 0,
+/// Σq² ≥ 0, and n·Σq² ≥ (Σq)² (Cauchy–Schwarz; not checked where it overflows i128).
+fn consistent(sums: &GroupSums) -> bool {
+    let (n, sum, sum_sq) = sums.parts();
+    n.iter().zip(sum).zip(sum_sq).all(|((&n, &s), &ss)| {
+        let spread = (n as i128).checked_mul(ss).zip(s.checked_mul(s)).map(|(a, b)| a >= b);
+        ss >= 0 && (n > 0 || (s == 0 && ss == 0)) && spread.unwrap_or(true)
+    })
 }
 
 #[cfg(test)]
@@ -264,8 +277,17 @@ mod tests {
         assert!(e.contains("longer than the 1 blocks"), "{e}");
         // Counts that do not hold together (the index names two subjects, the block one).
         write(dir.path(), &index, std::slice::from_ref(&encode(&s))).unwrap();
-        let two = SumsIndex { subjects: vec![("01".into(), "x".into()), ("02".into(), "y".into())], ..index };
+        let two = SumsIndex { subjects: vec![("01".into(), "x".into()), ("02".into(), "y".into())], ..index.clone() };
         let e = read_blocks(dir.path(), &two).unwrap_err().to_string();
         assert!(e.contains("do not hold together"), "{e}");
+        // Sums their counts cannot give: Σq² made smaller than (Σq)²/n in one cell.
+        let (subjects, all, half_a) = s.parts();
+        let (n, sum, mut sum_sq) = (all.parts().0.to_vec(), all.parts().1.to_vec(), all.parts().2.to_vec());
+        let cell = sum.iter().position(|&v| v != 0).unwrap();
+        sum_sq[cell] = sum[cell] * sum[cell] - 1;
+        let bad = BlockSums::from_parts(subjects, GroupSums::from_parts(2, 10, n, sum, sum_sq).unwrap(), half_a.clone()).unwrap();
+        write(dir.path(), &index, std::slice::from_ref(&encode(&bad))).unwrap();
+        let e = read_blocks(dir.path(), &index).unwrap_err().to_string();
+        assert!(e.contains("sums.bin") && e.contains("Σq²"), "{e}");
     }
 }

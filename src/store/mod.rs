@@ -780,7 +780,7 @@ impl Store {
             for m in &subject_maps {
                 self.verify_file(&m.path)?;
             }
-            profiles::prune(&cache, &subject_maps)?;
+            profiles::prune(&cache, &subject_maps);
             let s = mapping::run(
                 &group_dir,
                 &self.paths().codes(),
