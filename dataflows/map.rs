@@ -86,9 +86,10 @@ impl Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let opt = a.section()?.options();
-    // A standalone map has no store to keep the subjects' profiles in: each map is read.
+    // A standalone map has no store to keep the subjects' profiles in or to check the
+    // maps against: each map is read as it is.
     let maps: Vec<SubjectMap> = a.subject_maps.iter().map(|p| SubjectMap { path: p.clone(), cache: None }).collect();
-    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), &maps, &opt, &a.out)?;
+    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), (&maps, &|_| Ok(())), &opt, &a.out)?;
     println!("{}", s.assignment);
     s.lines.iter().for_each(|l| println!("{l}"));
     s.files.iter().for_each(|f| println!("wrote {}", f.display()));

@@ -14,7 +14,7 @@ use crate::kernels::overlap::{best, Overlap, OverlapSums};
 use ndarray::{Array2, Axis};
 
 use crate::io::embedded::{self, BuiltinAtlas};
-use crate::stages::profiles::{subject_profiles, SubjectMap};
+use crate::stages::profiles::{subject_profiles, SubjectMap, Verify};
 use crate::stages::ties::{network_ties, stability, TieRule};
 
 /// The overlap measure that ranks networks and decides assignment.
@@ -480,12 +480,12 @@ fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptio
 /// Matches the group maps under `group` to the networks of `opt.atlas`, ties the AN
 /// sub-groups of `codes_path` to them, and writes atom_fbn, subgroups and metrics under
 /// `out`. `subject_maps`: each group subject's β map, whose network profiles the AN-tie
-/// stability resamples.
+/// stability resamples (each map checked by `verify` before it is read).
 pub fn run(
     group: &Path,
     codes_path: &Path,
     neurons_path: Option<&Path>,
-    subject_maps: &[SubjectMap],
+    (subject_maps, verify): (&[SubjectMap], Verify),
     opt: &MapOptions,
     out: &Path,
 ) -> Result<MapSummary> {
@@ -526,7 +526,7 @@ pub fn run(
     let dominant = dominant_atoms(&codes);
     let mut ties = network_ties(an_atom.as_ref(), &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)?;
     if let (Some(an_atom), TieRule::Course, true) = (&an_atom, opt.ties, subject_maps.len() >= 2 && !ties.networks.is_empty()) {
-        let (profiles, read) = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms)?;
+        let (profiles, read) = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms, verify)?;
         tracing::info!(maps = read, cached = subject_maps.len() - read, "network profiles of the subjects");
         ties.stability = Some(stability(&ties, an_atom, &profiles, opt.tie_r, opt.surrogate_seed));
     }

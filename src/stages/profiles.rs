@@ -49,11 +49,16 @@ struct Entry {
     bits_xxh64: String,
 }
 
+/// What checks a map before it is read (a store: its checksum in the manifest).
+pub type Verify<'a> = &'a (dyn Fn(&Path) -> Result<()> + Sync);
+
 /// Each subject's β profile of each network of `networks` (template indices), from its
-/// cache entry when that is valid, else from its map (read a volume at a time inside the
-/// mask, one map per rayon thread), then cached. Each map must be on the mask's grid with
-/// one volume per atom. Returns the profiles and how many maps were read.
-pub fn subject_profiles(maps: &[SubjectMap], mask: &Mask, temps: &[Template], networks: &[usize], atoms: usize) -> Result<(Vec<Vec<Vec<f64>>>, usize)> {
+/// cache entry when that is valid, else from its map (checked by `verify`, read a volume
+/// at a time inside the mask, one map per rayon thread), then cached. A map whose
+/// profiles come from the cache is neither read nor hashed: its entry names the checksum
+/// the manifest holds for it. Each map must be on the mask's grid with one volume per
+/// atom. Returns the profiles and how many maps were read.
+pub fn subject_profiles(maps: &[SubjectMap], mask: &Mask, temps: &[Template], networks: &[usize], atoms: usize, verify: Verify) -> Result<(Vec<Vec<Vec<f64>>>, usize)> {
     use rayon::prelude::*;
     let key = key(mask, temps, atoms);
     let every: Vec<usize> = (0..temps.len()).collect();
@@ -63,6 +68,7 @@ pub fn subject_profiles(maps: &[SubjectMap], mask: &Mask, temps: &[Template], ne
             if let Some(profiles) = m.cache.as_ref().and_then(|c| cached(c, &key, temps.len(), atoms)) {
                 return Ok((profiles, false));
             }
+            verify(&m.path)?;
             let profiles = network_profiles(&read_map(&m.path, mask, atoms)?, temps, &every);
             if let Some(c) = &m.cache {
                 // A cache that cannot be written costs the next update this read, no more.
@@ -197,21 +203,21 @@ mod tests {
         ];
         let file = dir.path().join("cache/sub-01.json");
         let subject = |sum: &str| [SubjectMap { path: map.clone(), cache: Some(Cached { file: file.clone(), map_xxh64: sum.into() }) }];
-        let (fresh, read) = subject_profiles(&subject("aa"), &mask, &temps, &[1, 0], atoms).unwrap();
+        let (fresh, read) = subject_profiles(&subject("aa"), &mask, &temps, &[1, 0], atoms, &|_| Ok(())).unwrap();
         assert_eq!(read, 1);
         assert!(file.is_file());
-        let (again, read) = subject_profiles(&subject("aa"), &mask, &temps, &[1, 0], atoms).unwrap();
+        let (again, read) = subject_profiles(&subject("aa"), &mask, &temps, &[1, 0], atoms, &|_| Ok(())).unwrap();
         assert_eq!(read, 0, "the entry is used");
         let bits = |p: &Vec<Vec<Vec<f64>>>| p.iter().flatten().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&fresh), bits(&again));
-        let (uncached, _) = subject_profiles(&[SubjectMap { path: map.clone(), cache: None }], &mask, &temps, &[1, 0], atoms).unwrap();
+        let (uncached, _) = subject_profiles(&[SubjectMap { path: map.clone(), cache: None }], &mask, &temps, &[1, 0], atoms, &|_| Ok(())).unwrap();
         assert_eq!(bits(&fresh), bits(&uncached));
         // Another map's checksum, another atlas, a damaged entry: the map is read again.
-        assert_eq!(subject_profiles(&subject("bb"), &mask, &temps, &[0], atoms).unwrap().1, 1);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &temps, &[0], atoms, &|_| Ok(())).unwrap().1, 1);
         let mut other = temps.clone();
         other[0].voxels[0] = false;
-        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 1);
-        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 0);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms, &|_| Ok(())).unwrap().1, 1);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms, &|_| Ok(())).unwrap().1, 0);
         // A value changed in an entry that still parses, a cut entry: read again.
         let text = std::fs::read_to_string(&file).unwrap();
         // The second digit of the first value (still a valid number, another value).
@@ -220,9 +226,9 @@ mod tests {
         assert!(changed[digit].is_ascii_digit(), "{text}");
         changed[digit] = b'0' + (changed[digit] - b'0' + 1) % 10;
         std::fs::write(&file, changed).unwrap();
-        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 1);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms, &|_| Ok(())).unwrap().1, 1);
         std::fs::write(&file, b"{\"map_xxh64\": \"bb\", \"bits\": [1, 2").unwrap();
-        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms).unwrap().1, 1);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &other, &[0], atoms, &|_| Ok(())).unwrap().1, 1);
         // A subject no longer listed loses its entry; other files and folders stay.
         let cache = file.parent().unwrap();
         std::fs::create_dir(cache.join("sub-09.json")).unwrap();
@@ -235,7 +241,7 @@ mod tests {
         std::fs::write(elsewhere.join("sub-01.json"), b"not the store's").unwrap();
         std::fs::remove_dir_all(cache).unwrap();
         std::os::unix::fs::symlink(&elsewhere, cache).unwrap();
-        assert_eq!(subject_profiles(&subject("bb"), &mask, &temps, &[0], atoms).unwrap().1, 1);
+        assert_eq!(subject_profiles(&subject("bb"), &mask, &temps, &[0], atoms, &|_| Ok(())).unwrap().1, 1);
         prune(cache, &[]);
         assert_eq!(std::fs::read(elsewhere.join("sub-01.json")).unwrap(), b"not the store's");
     }

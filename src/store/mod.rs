@@ -777,15 +777,12 @@ impl Store {
                     cache: self.group_map_checksum(s).map(|sum| Cached { file: cache.join(format!("sub-{s}.json")), map_xxh64: sum.to_string() }),
                 })
                 .collect();
-            for m in &subject_maps {
-                self.verify_file(&m.path)?;
-            }
             profiles::prune(&cache, &subject_maps);
             let s = mapping::run(
                 &group_dir,
                 &self.paths().codes(),
                 neurons.is_file().then_some(neurons.as_path()),
-                &subject_maps,
+                (&subject_maps, &|map: &Path| self.verify_file(map)),
                 &opt,
                 &map_dir,
             )?;
