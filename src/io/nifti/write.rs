@@ -18,19 +18,20 @@ use nifti::NiftiHeader;
 
 use super::{Grid, Mask};
 
-/// The gzip level of every map, chosen by measurement: a subject's 64-atom β map at 2 mm
-/// (231 MB raw, one core) with flate2's backends —
+/// The gzip level of every map, chosen by measurement (`scripts/studies/gzip_level.sh`):
+/// a subject's 64-atom β map at 2 mm (231 MB raw, one core) with flate2's backends, two
+/// runs on the 2-core development machine —
 ///
 /// | backend, level | deflate s | MB | inflate s |
 /// |---|---|---|---|
-/// | miniz_oxide 1 (before) | 0.49 | 21.7 | 0.86 |
-/// | miniz_oxide 2 | 1.19 | 20.3 | |
-/// | zlib-rs 1 | 0.40 | 23.3 | 0.33 |
-/// | **zlib-rs 2** | 0.53 | 20.0 | 0.33 |
-/// | zlib-rs 3 | 0.62 | 19.9 | |
+/// | miniz_oxide 1 (before) | 0.49 / 0.69 | 21.7 | 0.86 / 0.42 |
+/// | miniz_oxide 2 | 1.19 / 1.77 | 20.3 | |
+/// | zlib-rs 1 | 0.40 / 0.50 | 23.3 | 0.33 / 0.38 |
+/// | **zlib-rs 2** | 0.53 / 0.62 | 20.0 | 0.33 / 0.38 |
+/// | zlib-rs 3 | 0.62 / 0.71 | 19.9 | |
 ///
-/// zlib-rs at level 2 writes in about miniz's level-1 time, 8% smaller, and reads 2.6×
-/// faster.
+/// zlib-rs at level 2 writes in about miniz's level-1 time (0.9–1.1×), 8% smaller, and
+/// reads at least as fast.
 pub const LEVEL: u32 = 2;
 use crate::error::{Error, Result};
 

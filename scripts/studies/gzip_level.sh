@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The study behind nifti::write::LEVEL: deflate time, size and inflate time of one map
+# (its raw bytes, fed as the writer feeds them, a 2 mm volume at a time) with flate2's
+# miniz_oxide and zlib-rs backends at levels 1–3. One core, no store involved.
+#
+#   scripts/studies/gzip_level.sh STORE/subjects/sub-01/beta.nii.gz
+set -euo pipefail
+map=$(realpath "$1")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/src"
+cat > "$work/Cargo.toml" <<'TOML'
+[package]
+name = "gzip-level"
+version = "0.1.0"
+edition = "2021"
+[dependencies]
+flate2 = { version = "1", default-features = false, features = ["rust_backend"] }
+[features]
+zlib-rs = ["flate2/zlib-rs"]
+TOML
+cat > "$work/src/main.rs" <<'RUST'
+use std::io::{Read, Write};
+fn main() {
+    let path = std::env::args().nth(1).unwrap();
+    let gz = std::fs::read(&path).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+    for level in [1u32, 2, 3] {
+        let t = std::time::Instant::now();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        raw.chunks(3_610_000).for_each(|c| e.write_all(c).unwrap());
+        let out = e.finish().unwrap();
+        println!("level {level}: deflate {:.2} s, {:.1} MB", t.elapsed().as_secs_f64(), out.len() as f64 / 1e6);
+    }
+    let t = std::time::Instant::now();
+    let mut back = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
+    println!("inflate {:.2} s ({:.0} MB raw)", t.elapsed().as_secs_f64(), back.len() as f64 / 1e6);
+}
+RUST
+for backend in miniz_oxide zlib-rs; do
+  features=(); [ "$backend" = zlib-rs ] && features=(--features zlib-rs)
+  (cd "$work" && cargo build --release -q "${features[@]}")
+  echo "== $backend"
+  "$work/target/release/gzip-level" "$map"
+done
