@@ -13,7 +13,7 @@
 //! runs with it.
 
 use faer::{Mat, Side};
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 
 use super::ridge_stats::RunStats;
 
@@ -44,37 +44,106 @@ pub fn alpha_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Coefficients for every α from an eigendecomposition of G: β_α = V·diag(1/(λ+α))·Vᵀ·C.
-fn ridge_paths(
-    gram: &Array2<f64>,
-    xty: &Array2<f64>,
-    alphas: &[f64],
-) -> crate::Result<Vec<Array2<f64>>> {
-    let p = gram.nrows();
-    let g = Mat::<f64>::from_fn(p, p, |i, j| gram[[i, j]]);
-    let eig = g
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| crate::Error::Invalid(format!("eigendecomposition failed: {e:?}")))?;
-    let v = Array2::from_shape_fn((p, p), |(i, j)| eig.U()[(i, j)]);
-    let lambda: Vec<f64> = (0..p).map(|i| eig.S()[i]).collect();
-    let vtc = v.t().dot(xty); // p × V
-    Ok(alphas
-        .iter()
-        .map(|&a| {
-            let mut scaled = vtc.clone();
-            for (i, mut row) in scaled.rows_mut().into_iter().enumerate() {
-                row /= lambda[i].max(0.0) + a;
-            }
-            v.dot(&scaled)
+/// The eigendecomposition of a Gram matrix G = V·diag(λ)·Vᵀ, shared by every α:
+/// β_α = V·diag(1/(λ + α))·Vᵀ·C.
+struct RidgePath {
+    v: Array2<f64>,
+    lambda: Vec<f64>,
+}
+
+impl RidgePath {
+    fn new(gram: &Array2<f64>) -> crate::Result<RidgePath> {
+        let p = gram.nrows();
+        let g = Mat::<f64>::from_fn(p, p, |i, j| gram[[i, j]]);
+        let eig = g
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|e| crate::Error::Invalid(format!("eigendecomposition failed: {e:?}")))?;
+        Ok(RidgePath {
+            v: Array2::from_shape_fn((p, p), |(i, j)| eig.U()[(i, j)]),
+            lambda: (0..p).map(|i| eig.S()[i]).collect(),
         })
-        .collect())
+    }
+
+    /// Vᵀ·C (p × V) into `s.vtc`, what every α starts from.
+    fn project(&self, xty: &Array2<f64>, s: &mut CvScratch) {
+        mul_into(&self.v.t(), &xty.view(), &mut s.vtc);
+    }
+
+    /// β_α into `s.beta`, from [`project`](Self::project)'s Vᵀ·C.
+    fn beta(&self, alpha: f64, s: &mut CvScratch) {
+        s.scaled.clone_from(&s.vtc);
+        for (i, mut row) in s.scaled.rows_mut().into_iter().enumerate() {
+            row /= self.lambda[i].max(0.0) + alpha;
+        }
+        mul_into(&self.v.view(), &s.scaled.view(), &mut s.beta);
+    }
+}
+
+/// c = a·b as ndarray's `dot` computes it (the same matrixmultiply call on the same layouts,
+/// so the same bits), into `c`'s memory when it has the shape: no buffer allocated and
+/// zeroed per α and fold. `dot` makes a column-major result when both factors have unit row
+/// stride (a one-column `b`); that case is left to it.
+fn mul_into(a: &ArrayView2<f64>, b: &ArrayView2<f64>, c: &mut Array2<f64>) {
+    let (m, n) = (a.nrows(), b.ncols());
+    if a.strides()[0] == 1 && b.strides()[0] == 1 {
+        *c = a.dot(b);
+        return;
+    }
+    if c.dim() != (m, n) || !c.is_standard_layout() {
+        *c = Array2::zeros((m, n));
+    }
+    ndarray::linalg::general_mat_mul(1.0, a, b, 0.0, c);
+}
+
+/// out[j] = Σ_i a[i, j]·b[i, j], as ndarray's `dot` of the two columns gives it: a strided
+/// column is summed in i order from 0, which a sweep over whole rows reproduces for every
+/// column at once (vectorised across columns). Contiguous columns (a one-column matrix) go
+/// through ndarray's unrolled dot, which sums in 8 lanes: that case is left to it.
+fn column_dots(a: &Array2<f64>, b: ArrayView2<f64>, out: &mut Vec<f64>) {
+    out.clear();
+    if a.column(0).as_slice().is_some() && b.column(0).as_slice().is_some() {
+        out.extend((0..a.ncols()).map(|j| a.column(j).dot(&b.column(j))));
+        return;
+    }
+    out.resize(a.ncols(), 0.0);
+    for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
+        out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o = *o + x * y);
+    }
+}
+
+/// out[j] = Σ_i x[i]·a[i, j], as `x.dot(&a.column(j))` gives it (see [`column_dots`]).
+fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
+    out.clear();
+    if x.as_slice().is_some() && a.column(0).as_slice().is_some() {
+        out.extend((0..a.ncols()).map(|j| x.dot(&a.column(j))));
+        return;
+    }
+    out.resize(a.ncols(), 0.0);
+    for (&w, row) in x.iter().zip(a.rows()) {
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o = *o + w * v);
+    }
+}
+
+/// Buffers of [`ridge_cv_in`] (a few p × V arrays), reused across α, folds and blocks.
+#[derive(Default)]
+pub struct CvScratch {
+    vtc: Array2<f64>,
+    scaled: Array2<f64>,
+    beta: Array2<f64>,
+    gb: Array2<f64>,
+    dots: [Vec<f64>; 3],
 }
 
 /// Leave-one-run-out ridge over `runs` (statistics of the same voxels, ≥ 2 runs).
 /// Rejects (as [`crate::Error::Invalid`]) fewer than 2 runs, an empty α grid or one with a
 /// value that is not a finite number > 0, and a Gram matrix whose eigendecomposition fails.
-/// (Longer than ~80 lines on purpose: The folds, the α path and the per-voxel choice share the eigendecompositions; one function keeps them in scope.)
 pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> {
+    ridge_cv_in(runs, alphas, &mut CvScratch::default())
+}
+
+/// [`ridge_cv`] with the caller's buffers.
+/// (Longer than ~80 lines on purpose: The folds, the α path and the per-voxel choice share the eigendecompositions; one function keeps them in scope.)
+pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crate::Result<RidgeCvFit> {
     if runs.len() < 2 {
         return Err(crate::Error::Invalid(format!(
             "leave-one-run-out cross-validation needs at least 2 runs, got {}",
@@ -99,21 +168,25 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> 
     );
     let mut mse = Array2::<f64>::zeros((na, v)); // Σ_f RSS_f / n_f
     let mut ss_y = Array1::<f64>::zeros(v);
+    let mut dots = std::mem::take(&mut s.dots);
     for held in runs {
         let mut train = total.clone();
         train.subtract(held);
-        let betas = ridge_paths(&train.gram, &train.xty, alphas)?;
+        let path = RidgePath::new(&train.gram)?;
+        path.project(&train.xty, s);
         let n = held.n as f64;
         for j in 0..v {
             ss_y[j] += held.sum_y2[j] - held.sum_y[j] * held.sum_y[j] / n;
         }
-        for (ai, beta) in betas.iter().enumerate() {
-            let gb = held.gram.dot(beta);
+        for (ai, &alpha) in alphas.iter().enumerate() {
+            path.beta(alpha, s);
+            mul_into(&held.gram.view(), &s.beta.view(), &mut s.gb);
+            let [yhat_y, yhat2, yhat] = &mut dots;
+            column_dots(&s.beta, held.xty.view(), yhat_y);
+            column_dots(&s.beta, s.gb.view(), yhat2);
+            weighted_rows(&held.sum_x, &s.beta, yhat);
             for j in 0..v {
-                let b = beta.column(j);
-                let yhat_y = b.dot(&held.xty.column(j));
-                let yhat2 = b.dot(&gb.column(j));
-                let yhat = held.sum_x.dot(&b);
+                let (yhat_y, yhat2, yhat) = (yhat_y[j], yhat2[j], yhat[j]);
                 let fold_rss = held.sum_y2[j] - 2.0 * yhat_y + yhat2;
                 rss[[ai, j]] += fold_rss;
                 mse[[ai, j]] += fold_rss / n;
@@ -123,6 +196,7 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> 
             }
         }
     }
+    s.dots = dots;
     let r2_per_alpha = Array2::from_shape_fn((na, v), |(a, j)| {
         if ss_y[j] > 0.0 {
             1.0 - rss[[a, j]] / ss_y[j]
@@ -148,8 +222,19 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> 
             f64::NAN
         }
     });
-    let all = ridge_paths(&total.gram, &total.xty, alphas)?;
-    let beta = Array2::from_shape_fn((total.xty.nrows(), v), |(i, j)| all[best_idx[j]][[i, j]]);
+    // The refit on all runs: each voxel's column of β at its α.
+    let path = RidgePath::new(&total.gram)?;
+    path.project(&total.xty, s);
+    let mut beta = Array2::<f64>::zeros((total.xty.nrows(), v));
+    for ai in 0..na {
+        if !best_idx.contains(&ai) {
+            continue;
+        }
+        path.beta(alphas[ai], s);
+        for (j, _) in best_idx.iter().enumerate().filter(|(_, &b)| b == ai) {
+            beta.column_mut(j).assign(&s.beta.column(j));
+        }
+    }
     Ok(RidgeCvFit {
         alpha,
         cv_r2,
@@ -260,6 +345,47 @@ mod tests {
                 ridge_cv(&stats, bad),
                 Err(crate::Error::Invalid(msg)) if msg.contains("α grid")
             ));
+        }
+    }
+
+    /// The buffered products and the row sweeps give ndarray's `dot` bit for bit, for one
+    /// column (ndarray's unrolled dot) and many, with buffers left from another shape; a
+    /// scratch reused across blocks of other widths gives what a fresh one gives.
+    #[test]
+    fn buffered_sums_equal_ndarray_dot_bit_for_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut s = CvScratch::default();
+        let mut out = Vec::new();
+        for (p, v) in [(12, 7), (12, 1), (1, 1), (9, 33), (17, 2), (1, 5)] {
+            let a = Array2::from_shape_simple_fn((p, v), || rng.random_range(-1.0..1.0));
+            let b = Array2::from_shape_simple_fn((p, v), || rng.random_range(-1.0..1.0));
+            let g = Array2::from_shape_simple_fn((p, p), || rng.random_range(-1.0..1.0));
+            let x = Array1::from_shape_simple_fn(p, || rng.random_range(-1.0..1.0));
+            mul_into(&g.view(), &a.view(), &mut s.gb);
+            assert_eq!(s.gb.mapv(f64::to_bits), g.dot(&a).mapv(f64::to_bits));
+            mul_into(&g.t(), &a.view(), &mut s.vtc);
+            assert_eq!(s.vtc.mapv(f64::to_bits), g.t().dot(&a).mapv(f64::to_bits));
+            column_dots(&a, b.view(), &mut out);
+            for j in 0..v {
+                assert_eq!(out[j].to_bits(), a.column(j).dot(&b.column(j)).to_bits(), "p {p} v {v}");
+            }
+            weighted_rows(&x, &a, &mut out);
+            for j in 0..v {
+                assert_eq!(out[j].to_bits(), x.dot(&a.column(j)).to_bits(), "p {p} v {v}");
+            }
+        }
+        let alphas = alpha_grid(-2.0, 3.0, 6);
+        for v in [9, 1, 4] {
+            let runs: Vec<RunStats> = (0..3)
+                .map(|r| {
+                    let x = Array2::from_shape_simple_fn((40 + r, 6), || rng.random_range(-1.0..1.0));
+                    let y = Array2::from_shape_simple_fn((40 + r, v), || rng.random_range(-1.0..1.0));
+                    RunStats::from_block(x.view(), y.view())
+                })
+                .collect();
+            let (reused, fresh) = (ridge_cv_in(&runs, &alphas, &mut s).unwrap(), ridge_cv(&runs, &alphas).unwrap());
+            assert_eq!(reused.beta.mapv(f64::to_bits), fresh.beta.mapv(f64::to_bits));
+            assert_eq!(reused.cv_r.mapv(f64::to_bits), fresh.cv_r.mapv(f64::to_bits));
         }
     }
 }

@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::smooth::{radius, Gaussian3d};
+use super::smooth::{radius, Gaussian3d, Region};
 
 /// Voxel pairs sampled for the variograms.
 const PAIRS: usize = 60_000;
@@ -43,13 +43,21 @@ const TRIALS: usize = 4;
 
 /// The mask's geometry and the sampled pairs, shared by every map on it.
 pub struct SpatialNull {
-    shape: [usize; 3],
-    /// Flat index (x fastest) of each mask voxel in the volume.
-    index: Vec<usize>,
     /// Sampled pairs (mask voxel indices) and their distance bins.
     pairs: Vec<(u32, u32, u8)>,
-    /// Per candidate width: the Gaussian and each voxel's smoothing standard deviation.
-    smoothers: Vec<(Gaussian3d, Vec<f32>)>,
+    /// Per candidate width: the Gaussian and where it filters.
+    smoothers: Vec<Smoother>,
+}
+
+/// One candidate width's Gaussian, filtering only the region of the grid around the mask
+/// (the mask's values are those of the whole grid, see [`Gaussian3d::region`]).
+struct Smoother {
+    gaussian: Gaussian3d,
+    region: Region,
+    /// Each mask voxel's linear index in the region.
+    local: Vec<usize>,
+    /// Each mask voxel's smoothing standard deviation.
+    sd: Vec<f32>,
 }
 
 /// A map's surrogate recipe: its values sorted (for rank matching), the chosen width and
@@ -100,16 +108,18 @@ impl SpatialNull {
             .iter()
             .filter(|&&w| fits(w))
             .map(|&w| {
-                let mut m = vec![0f32; shape.iter().product()];
-                index.iter().for_each(|&i| m[i] = 1.0);
-                Gaussian3d::new(w / std::f64::consts::SQRT_2, linear).apply(&mut m, shape, &mut scratch);
-                m.iter_mut().for_each(|v| *v = v.max(f32::MIN_POSITIVE).sqrt());
-                (Gaussian3d::new(w, linear), m)
+                let gaussian = Gaussian3d::new(w, linear);
+                let region = gaussian.region(shape, index.iter().copied());
+                let local: Vec<usize> = index.iter().map(|&i| region.local(shape, i)).collect();
+                // The half-width Gaussian reaches less far: the same region holds what it reads.
+                let mut m = vec![0f32; region.len()];
+                local.iter().for_each(|&i| m[i] = 1.0);
+                Gaussian3d::new(w / std::f64::consts::SQRT_2, linear).apply(&mut m, region.shape, &mut scratch);
+                let sd = local.iter().map(|&i| m[i].max(f32::MIN_POSITIVE).sqrt()).collect();
+                Smoother { gaussian, region, local, sd }
             })
             .collect();
         SpatialNull {
-            shape,
-            index,
             pairs,
             smoothers,
         }
@@ -137,18 +147,18 @@ impl SpatialNull {
         scratch.perm.clear();
         scratch.perm.extend_from_slice(values);
         scratch.perm.shuffle(rng);
-        scratch.volume.clear();
-        scratch.volume.resize(self.shape.iter().product(), 0.0);
-        let mean = scratch.perm.iter().sum::<f64>() / scratch.perm.len().max(1) as f64;
-        for (&i, &v) in self.index.iter().zip(&scratch.perm) {
-            scratch.volume[i] = (v - mean) as f32;
-        }
-        let Some((g, sd)) = self.smoothers.get(w) else {
+        let Some(sm) = self.smoothers.get(w) else {
             // No width fits the grid: the permutation alone (no autocorrelation kept).
             return scratch.perm.clone();
         };
-        g.apply(&mut scratch.volume, self.shape, &mut scratch.smooth);
-        self.index.iter().map(|&i| (scratch.volume[i] / sd[i]) as f64).collect()
+        scratch.volume.clear();
+        scratch.volume.resize(sm.region.len(), 0.0);
+        let mean = scratch.perm.iter().sum::<f64>() / scratch.perm.len().max(1) as f64;
+        for (&i, &v) in sm.local.iter().zip(&scratch.perm) {
+            scratch.volume[i] = (v - mean) as f32;
+        }
+        sm.gaussian.apply(&mut scratch.volume, sm.region.shape, &mut scratch.smooth);
+        sm.local.iter().zip(&sm.sd).map(|(&i, &sd)| (scratch.volume[i] / sd) as f64).collect()
     }
 
     /// One unmatched surrogate at width `w`: the smoothed permutation mixed with white

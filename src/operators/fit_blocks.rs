@@ -8,7 +8,7 @@ use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 
 use super::{columns, BlockKey, Floats, RunBlock, StatsBlock, SubjectBeta};
-use crate::kernels::cv::ridge_cv;
+use crate::kernels::cv::{ridge_cv_in, CvScratch};
 use crate::kernels::estimators::{marginal_beta, Estimator};
 use crate::kernels::glm::ols_absorbed;
 use crate::kernels::ridge_stats::RunStats;
@@ -48,6 +48,11 @@ pub struct BlockFit {
     pub error: Option<BlockError>,
 }
 
+thread_local! {
+    /// The ridge's buffers, kept by each worker thread from block to block.
+    static CV_SCRATCH: std::cell::RefCell<CvScratch> = Default::default();
+}
+
 /// The fit of one block from its runs' statistics, summed in the given order.
 pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     let first = runs[0];
@@ -82,7 +87,8 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     let mut ridge_beta = None;
     if settings.cv && runs.len() >= 2 {
         let folds: Vec<RunStats> = per_run.iter().map(|r| r.select(&voxels)).collect();
-        match ridge_cv(&folds, &settings.alphas) {
+        let fitted = CV_SCRATCH.with_borrow_mut(|s| ridge_cv_in(&folds, &settings.alphas, s));
+        match fitted {
             Ok(r) => {
                 out.ridge = Some((
                     Floats(r.alpha.to_vec()),
@@ -187,7 +193,7 @@ impl<'s> FitBlocks<'s> for VecCollection<'s, u64, (BlockKey, RunBlock)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::cv::alpha_grid;
+    use crate::kernels::cv::{alpha_grid, ridge_cv};
     use crate::operators::BLOCK_VOXELS;
     use ndarray::Array2;
 

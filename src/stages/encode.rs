@@ -99,7 +99,9 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
         }
     }
     let gaussian = Gaussian3d::new(fwhm, linear);
-    nifti::read_bold_each(path, Some(mask), |buf, scratch| gaussian.apply(buf, shape, scratch))
+    // Only the part of the grid around the mask is filtered: the mask's values are the same.
+    let region = gaussian.region(shape, mask.1.linear.iter().copied());
+    nifti::read_bold_each(path, Some(mask), |buf, scratch| gaussian.apply_within(buf, shape, &region, scratch))
 }
 
 /// Reads one BOLD run inside `mask` and reduces it against its design `dm` (atoms in the
