@@ -99,22 +99,42 @@ impl Gaussian3d {
 
     /// As [`apply`](Self::apply), but exact only at the voxels `region` was made for (their
     /// values equal `apply`'s bit for bit; the rest of the grid is left as it was or holds
-    /// partial sums): only the region, a few radii around those voxels, is filtered. For a
-    /// cortex mask at 2 mm that is about half the grid.
+    /// partial sums): only the region, a few radii around those voxels, is filtered, and
+    /// in it only what those voxels read (see [`region`](Self::region)).
     pub fn apply_within(&self, volume: &mut [f32], shape: [usize; 3], region: &Region, scratch: &mut Vec<f32>) {
         debug_assert_eq!(volume.len(), shape.iter().product::<usize>());
-        if region.shape == shape {
-            return self.apply(volume, shape, scratch);
-        }
         let size = region.len();
+        let boxed_len = if region.shape == shape { 0 } else { size };
         scratch.clear();
-        scratch.resize(2 * size + region.shape[0] + 2 * self.radii()[0], 0.0);
-        let (boxed, rest) = scratch.split_at_mut(size);
+        scratch.resize(boxed_len + size + region.shape[0] + 2 * self.radii()[0], 0.0);
+        let (boxed, rest) = scratch.split_at_mut(boxed_len);
         let (other, line) = rest.split_at_mut(size);
+        if boxed_len == 0 {
+            return self.filter_region(volume, region, other, line);
+        }
         region.copy_rows(shape, |dst, src| boxed[dst].copy_from_slice(&volume[src]));
-        boxed.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
-        self.passes(boxed, region.shape, other, line);
+        self.filter_region(boxed, region, other, line);
         region.copy_rows(shape, |dst, src| volume[src].copy_from_slice(&boxed[dst]));
+    }
+
+    /// [`apply_within`](Self::apply_within) on `data` holding only the region's box (x
+    /// fastest, `region.shape`), as cut from the grid.
+    pub fn apply_boxed(&self, data: &mut [f32], region: &Region, scratch: &mut Vec<f32>) {
+        let size = region.len();
+        debug_assert_eq!(data.len(), size);
+        scratch.clear();
+        scratch.resize(size + region.shape[0] + 2 * self.radii()[0], 0.0);
+        let (other, line) = scratch.split_at_mut(size);
+        self.filter_region(data, region, other, line);
+    }
+
+    /// Filters `data`, the region's box, exact at the region's voxels.
+    fn filter_region(&self, data: &mut [f32], region: &Region, other: &mut [f32], line: &mut [f32]) {
+        data.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
+        match &region.targets {
+            Some(t) => self.passes_at(data, region.shape, t, other, line),
+            None => self.passes(data, region.shape, other, line),
+        }
     }
 
     /// The region of a grid of `shape` that [`apply_within`](Self::apply_within) filters to
@@ -125,10 +145,14 @@ impl Gaussian3d {
     /// along x. So the voxels' bounding box grown by the radius on each side holds every value
     /// they read, and no tap of theirs ever reflects at a side that was cut. Where the grown box
     /// reaches the grid's side it is clipped there, and the reflection is the grid's own.
-    /// The sums run over the same values in the same order, so they are equal bit for bit.
+    /// Inside the box, the z pass is computed at the voxels only, the y pass on the x-rows
+    /// those read, the x pass on the x-rows the y pass reads. Every value the voxels need is
+    /// summed over the same values in the same order as in [`apply`](Self::apply), so they are
+    /// equal bit for bit.
     pub fn region(&self, shape: [usize; 3], voxels: impl IntoIterator<Item = usize>) -> Region {
+        let voxels: Vec<usize> = voxels.into_iter().collect();
         let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-        for l in voxels {
+        for &l in &voxels {
             let ijk = [l % shape[0], l / shape[0] % shape[1], l / (shape[0] * shape[1])];
             for a in 0..3 {
                 lo[a] = lo[a].min(ijk[a]);
@@ -136,12 +160,78 @@ impl Gaussian3d {
             }
         }
         if lo[0] == usize::MAX {
-            return Region { lo: [0; 3], shape };
+            return Region { lo: [0; 3], shape, targets: None };
         }
         let r = self.radii();
         let lo: [usize; 3] = std::array::from_fn(|a| lo[a].saturating_sub(r[a]));
         let region_shape = std::array::from_fn(|a| (hi[a] + r[a]).min(shape[a]) - lo[a]);
-        Region { lo, shape: region_shape }
+        let mut region = Region { lo, shape: region_shape, targets: None };
+        if self.kernels.iter().all(|k| !k.is_empty()) {
+            let local: Vec<usize> = voxels.iter().map(|&l| region.local(shape, l)).collect();
+            region.targets = Some(self.targets(region_shape, local));
+        }
+        region
+    }
+
+    /// The x-rows each of the first two passes must fill for exact values at `voxels`.
+    fn targets(&self, shape: [usize; 3], voxels: Vec<usize>) -> Targets {
+        let [nx, ny, nz] = shape;
+        let [_, ry, rz] = self.radii().map(|r| r as isize);
+        let mut y_rows = vec![false; ny * nz];
+        for &l in &voxels {
+            let (y, z) = (l / nx % ny, (l / (nx * ny)) as isize);
+            for d in -rz..=rz {
+                y_rows[y + ny * reflect(z + d, nz)] = true;
+            }
+        }
+        let mut x_rows = vec![false; ny * nz];
+        for row in (0..ny * nz).filter(|&row| y_rows[row]) {
+            let (y, z) = ((row % ny) as isize, row / ny);
+            for d in -ry..=ry {
+                x_rows[reflect(y + d, ny) + ny * z] = true;
+            }
+        }
+        Targets { voxels, rows: [x_rows, y_rows] }
+    }
+
+    /// [`passes`](Self::passes) computing only what `targets` needs (every kernel present):
+    /// the x pass on rows\[0\] into `other`, the y pass on rows\[1\] back into `data`, the z
+    /// pass at the voxels (one sum each, in tap order as [`weighted_sum`] sums every lane).
+    fn passes_at(&self, data: &mut [f32], shape: [usize; 3], targets: &Targets, other: &mut [f32], line: &mut [f32]) {
+        let [nx, ny, nz] = shape;
+        let [wx, wy, wz] = &self.kernels;
+        let padded_index = |n: usize, w: &[f32]| -> Vec<usize> {
+            let r = (w.len() / 2) as isize;
+            (-r..n as isize + r).map(|k| reflect(k, n)).collect()
+        };
+        let ix = padded_index(nx, wx);
+        for row in (0..ny * nz).filter(|&row| targets.rows[0][row]) {
+            let src = &data[row * nx..(row + 1) * nx];
+            let padded = &mut line[..ix.len()];
+            padded.iter_mut().zip(&ix).for_each(|(p, &i)| *p = src[i]);
+            weighted_sum(&mut other[row * nx..(row + 1) * nx], wx, |t| &padded[t..t + nx]);
+        }
+        let iy = padded_index(ny, wy);
+        for row in (0..ny * nz).filter(|&row| targets.rows[1][row]) {
+            let (y, z) = (row % ny, row / ny);
+            let taps = &iy[y..y + wy.len()];
+            let other = &*other;
+            weighted_sum(&mut data[row * nx..(row + 1) * nx], wy, |t| {
+                let at = (taps[t] + ny * z) * nx;
+                &other[at..at + nx]
+            });
+        }
+        let iz = padded_index(nz, wz);
+        let plane = nx * ny;
+        for &l in &targets.voxels {
+            let (xy, z) = (l % plane, l / plane);
+            let mut acc = 0f32;
+            for (&w, &k) in wz.iter().zip(&iz[z..z + wz.len()]) {
+                acc += w * data[xy + plane * k];
+            }
+            other[l] = acc;
+        }
+        targets.voxels.iter().for_each(|&l| data[l] = other[l]);
     }
 
     /// The three passes on `data` (shape `shape`), alternating with `other`.
@@ -168,10 +258,20 @@ impl Gaussian3d {
 
 /// A box of a grid, `lo` its first corner and `shape` its size: what
 /// [`Gaussian3d::apply_within`] filters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Region {
     lo: [usize; 3],
     pub shape: [usize; 3],
+    /// What the voxels read, when every axis has a kernel (else the box is filtered whole).
+    targets: Option<Targets>,
+}
+
+/// The voxels (linear in a region's box) and the x-rows (y + ny·z) the x pass (rows\[0\])
+/// and the y pass (rows\[1\]) must fill for them.
+#[derive(Debug, Clone, PartialEq)]
+struct Targets {
+    voxels: Vec<usize>,
+    rows: [Vec<bool>; 2],
 }
 
 impl Region {
@@ -237,17 +337,20 @@ fn weighted_sum<'a>(out: &mut [f32], w: &[f32], row: impl Fn(usize) -> &'a [f32]
         // SAFETY: the CPU has AVX2 (checked just above).
         return unsafe { weighted_sum_avx2(out, w, row) };
     }
-    weighted_sum_body(out, w, row)
+    weighted_sum_body::<CHUNK>(out, w, row)
 }
 
+/// 64 lanes: 8 registers of 8, enough independent sums to hide the adds' latency.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn weighted_sum_avx2<'a>(out: &mut [f32], w: &[f32], row: impl Fn(usize) -> &'a [f32]) {
-    weighted_sum_body(out, w, row)
+    weighted_sum_body::<64>(out, w, row)
 }
 
+/// Each output lane is 0 + w[0]·x[0] + w[1]·x[1] + … in tap order, however many lanes are
+/// summed at once: the width `CHUNK` changes the speed, not the bits.
 #[inline(always)]
-fn weighted_sum_body<'a>(out: &mut [f32], w: &[f32], row: impl Fn(usize) -> &'a [f32]) {
+fn weighted_sum_body<'a, const CHUNK: usize>(out: &mut [f32], w: &[f32], row: impl Fn(usize) -> &'a [f32]) {
     let whole = out.len() / CHUNK * CHUNK;
     for (c, o) in out[..whole].chunks_exact_mut(CHUNK).enumerate() {
         let mut acc = [0f32; CHUNK];
@@ -333,6 +436,18 @@ mod tests {
             g.apply_within(&mut part, shape, &region, &mut Vec::new());
             for &l in &voxels {
                 assert_eq!(part[l].to_bits(), whole[l].to_bits(), "case {case}: voxel {l}");
+            }
+            // Values at the voxels only (zero elsewhere), the box alone held: the surrogates' case.
+            let mut sparse = vec![0f32; size];
+            let mut boxed = vec![0f32; region.len()];
+            for &l in &voxels {
+                sparse[l] = rng.random_range(-3.0..3.0);
+                boxed[region.local(shape, l)] = sparse[l];
+            }
+            g.apply(&mut sparse, shape, &mut Vec::new());
+            g.apply_boxed(&mut boxed, &region, &mut Vec::new());
+            for &l in &voxels {
+                assert_eq!(boxed[region.local(shape, l)].to_bits(), sparse[l].to_bits(), "case {case}: boxed voxel {l}");
             }
         }
     }

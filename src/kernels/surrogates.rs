@@ -157,7 +157,7 @@ impl SpatialNull {
         for (&i, &v) in sm.local.iter().zip(&scratch.perm) {
             scratch.volume[i] = (v - mean) as f32;
         }
-        sm.gaussian.apply(&mut scratch.volume, sm.region.shape, &mut scratch.smooth);
+        sm.gaussian.apply_boxed(&mut scratch.volume, &sm.region, &mut scratch.smooth);
         sm.local.iter().zip(&sm.sd).map(|(&i, &sd)| (scratch.volume[i] / sd) as f64).collect()
     }
 
