@@ -64,9 +64,13 @@ pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job], wave: usize) -> 
         (input, fits, probe)
     });
     let peers = worker.peers();
+    let started = std::time::Instant::now();
     let fed = encoding::feed_jobs(plan, jobs, &mut input, dealt(worker.index(), wave, peers), peers);
     input.close();
+    let reduced = started.elapsed().as_secs_f64();
     worker.step_or_park_while(None, || !probe.done());
+    let fitted = started.elapsed().as_secs_f64() - reduced;
+    tracing::info!(wave, worker = worker.index(), reduce_seconds = reduced, fit_seconds = fitted, "wave: runs read and reduced, subjects fitted");
     fed.map(|()| fits.take())
 }
 
@@ -120,7 +124,9 @@ impl Writer {
                     }
                 }
                 written.extend(subjects.iter().cloned().zip(write_fits(&mut store, fits, &subjects)?));
-                busy += started.elapsed().as_secs_f64();
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(subjects = %subjects.join(","), seconds, "subjects' maps written");
+                busy += seconds;
             }
             if aborted.load(Ordering::SeqCst) {
                 bail!("stopped: another worker failed before the group was written; see its error");

@@ -13,7 +13,7 @@
 //! runs with it.
 
 use faer::{Mat, Side};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView2};
 
 use super::ridge_stats::RunStats;
 
@@ -65,8 +65,8 @@ impl RidgePath {
     }
 
     /// Vᵀ·C (p × V) into `s.vtc`, what every α starts from.
-    fn project(&self, xty: &Array2<f64>, s: &mut CvScratch) {
-        mul_into(&self.v.t(), &xty.view(), &mut s.vtc);
+    fn project(&self, xty: &ArrayView2<f64>, s: &mut CvScratch) {
+        mul_into(&self.v.t(), xty, &mut s.vtc);
     }
 
     /// β_α into `s.beta`, from [`project`](Self::project)'s Vᵀ·C.
@@ -124,6 +124,15 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
     }
 }
 
+/// Voxels per pass over the α grid: a few p × block buffers that stay in cache, so the cost
+/// is linear in V. A fit of at most this many voxels (the engine's blocks) is one block.
+const CV_BLOCK: usize = crate::operators::BLOCK_VOXELS;
+
+/// Consecutive column ranges of at most [`CV_BLOCK`] voxels.
+fn voxel_blocks(v: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..v).step_by(CV_BLOCK).map(move |c| c..(c + CV_BLOCK).min(v))
+}
+
 /// Buffers of [`ridge_cv_in`] (a few p × V arrays), reused across α, folds and blocks.
 #[derive(Default)]
 pub struct CvScratch {
@@ -173,26 +182,29 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
         let mut train = total.clone();
         train.subtract(held);
         let path = RidgePath::new(&train.gram)?;
-        path.project(&train.xty, s);
         let n = held.n as f64;
         for j in 0..v {
             ss_y[j] += held.sum_y2[j] - held.sum_y[j] * held.sum_y[j] / n;
         }
-        for (ai, &alpha) in alphas.iter().enumerate() {
-            path.beta(alpha, s);
-            mul_into(&held.gram.view(), &s.beta.view(), &mut s.gb);
-            let [yhat_y, yhat2, yhat] = &mut dots;
-            column_dots(&s.beta, held.xty.view(), yhat_y);
-            column_dots(&s.beta, s.gb.view(), yhat2);
-            weighted_rows(&held.sum_x, &s.beta, yhat);
-            for j in 0..v {
-                let (yhat_y, yhat2, yhat) = (yhat_y[j], yhat2[j], yhat[j]);
-                let fold_rss = held.sum_y2[j] - 2.0 * yhat_y + yhat2;
-                rss[[ai, j]] += fold_rss;
-                mse[[ai, j]] += fold_rss / n;
-                // Run-wise centred cross and squared sums for Pearson r.
-                sh[[ai, j]] += yhat2 - yhat * yhat / n;
-                shy[[ai, j]] += yhat_y - yhat * held.sum_y[j] / n;
+        for cols in voxel_blocks(v) {
+            path.project(&train.xty.slice(s![.., cols.clone()]), s);
+            let held_xty = held.xty.slice(s![.., cols.clone()]);
+            for (ai, &alpha) in alphas.iter().enumerate() {
+                path.beta(alpha, s);
+                mul_into(&held.gram.view(), &s.beta.view(), &mut s.gb);
+                let [yhat_y, yhat2, yhat] = &mut dots;
+                column_dots(&s.beta, held_xty, yhat_y);
+                column_dots(&s.beta, s.gb.view(), yhat2);
+                weighted_rows(&held.sum_x, &s.beta, yhat);
+                for (c, j) in cols.clone().enumerate() {
+                    let (yhat_y, yhat2, yhat) = (yhat_y[c], yhat2[c], yhat[c]);
+                    let fold_rss = held.sum_y2[j] - 2.0 * yhat_y + yhat2;
+                    rss[[ai, j]] += fold_rss;
+                    mse[[ai, j]] += fold_rss / n;
+                    // Run-wise centred cross and squared sums for Pearson r.
+                    sh[[ai, j]] += yhat2 - yhat * yhat / n;
+                    shy[[ai, j]] += yhat_y - yhat * held.sum_y[j] / n;
+                }
             }
         }
     }
@@ -224,15 +236,15 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
     });
     // The refit on all runs: each voxel's column of β at its α.
     let path = RidgePath::new(&total.gram)?;
-    path.project(&total.xty, s);
     let mut beta = Array2::<f64>::zeros((total.xty.nrows(), v));
-    for ai in 0..na {
-        if !best_idx.contains(&ai) {
-            continue;
-        }
-        path.beta(alphas[ai], s);
-        for (j, _) in best_idx.iter().enumerate().filter(|(_, &b)| b == ai) {
-            beta.column_mut(j).assign(&s.beta.column(j));
+    for cols in voxel_blocks(v) {
+        path.project(&total.xty.slice(s![.., cols.clone()]), s);
+        let best = &best_idx[cols.clone()];
+        for ai in (0..na).filter(|ai| best.contains(ai)) {
+            path.beta(alphas[ai], s);
+            for (c, _) in best.iter().enumerate().filter(|(_, &b)| b == ai) {
+                beta.column_mut(cols.start + c).assign(&s.beta.column(c));
+            }
         }
     }
     Ok(RidgeCvFit {
@@ -386,6 +398,32 @@ mod tests {
             let (reused, fresh) = (ridge_cv_in(&runs, &alphas, &mut s).unwrap(), ridge_cv(&runs, &alphas).unwrap());
             assert_eq!(reused.beta.mapv(f64::to_bits), fresh.beta.mapv(f64::to_bits));
             assert_eq!(reused.cv_r.mapv(f64::to_bits), fresh.cv_r.mapv(f64::to_bits));
+        }
+    }
+
+    /// More voxels than one pass holds: each voxel's α and β are those of a fit of its own
+    /// block alone (voxels do not interact).
+    #[test]
+    fn voxels_beyond_one_block_are_fitted_as_their_block() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let v = CV_BLOCK + 3;
+        let runs: Vec<RunStats> = (0..2)
+            .map(|_| {
+                let x = Array2::from_shape_simple_fn((30, 4), || rng.random_range(-1.0..1.0));
+                let y = Array2::from_shape_simple_fn((30, v), || rng.random_range(-1.0..1.0));
+                RunStats::from_block(x.view(), y.view())
+            })
+            .collect();
+        let alphas = alpha_grid(-2.0, 3.0, 6);
+        let all = ridge_cv(&runs, &alphas).unwrap();
+        let tail: Vec<RunStats> = runs.iter().map(|r| r.select(&(CV_BLOCK..v).collect::<Vec<_>>())).collect();
+        let part = ridge_cv(&tail, &alphas).unwrap();
+        for c in 0..3 {
+            assert_eq!(all.alpha[CV_BLOCK + c], part.alpha[c]);
+            for i in 0..4 {
+                assert!((all.beta[[i, CV_BLOCK + c]] - part.beta[[i, c]]).abs() < 1e-12);
+            }
+            assert!((all.cv_r[CV_BLOCK + c] - part.cv_r[c]).abs() < 1e-12);
         }
     }
 }

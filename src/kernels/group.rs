@@ -181,9 +181,12 @@ impl GroupSums {
         }
     }
 
-    /// The t test of every cell.
+    /// The t test of every cell, one atom's map per task in parallel (each cell on its own,
+    /// so the values do not depend on the threads).
     pub fn test(&self) -> GroupTest {
+        use rayon::prelude::*;
         let shape = (self.atoms, self.voxels);
+        let scale = (FRAC_BITS as f64).exp2();
         let mut out = GroupTest {
             n: Array2::from_shape_vec(shape, self.n.clone()).expect("atoms × voxels"),
             mean: Array2::zeros(shape),
@@ -192,30 +195,26 @@ impl GroupSums {
             z: Array2::zeros(shape),
             null_max: None,
         };
-        // Cells of one map mostly share n: the t distribution's constants are kept for the
-        // last n seen.
-        let mut dist: Option<(u32, TwoSided)> = None;
-        for (i, ((&n, &s), &ss)) in self.n.iter().zip(&self.sum).zip(&self.sum_sq).enumerate() {
-            let cell = (i / self.voxels, i % self.voxels);
-            let scale = (FRAC_BITS as f64).exp2();
-            out.mean[cell] = if n > 0 {
-                s as f64 / scale / n as f64
-            } else {
-                f64::NAN
-            };
-            let t = t_statistic(n, s, ss);
-            let p = match dist {
-                Some((m, d)) if m == n => d.p(t),
-                _ => {
-                    let d = TwoSided::new(n as f64 - 1.0);
-                    dist = Some((n, d));
-                    d.p(t)
-                }
-            };
-            out.t[cell] = t;
-            out.p[cell] = p;
-            out.z[cell] = signed_z(t, p);
-        }
+        let rows = out.mean.outer_iter_mut().zip(out.t.outer_iter_mut()).zip(out.p.outer_iter_mut()).zip(out.z.outer_iter_mut());
+        let rows: Vec<_> = rows.enumerate().collect();
+        rows.into_par_iter().for_each(|(a, (((mut mean, mut t), mut p), mut z))| {
+            let cells = a * self.voxels..(a + 1) * self.voxels;
+            // Cells of one map mostly share n: the t distribution's constants are kept for
+            // the last n seen.
+            let mut dist: Option<(u32, TwoSided)> = None;
+            for (j, ((&n, &s), &ss)) in self.n[cells.clone()].iter().zip(&self.sum[cells.clone()]).zip(&self.sum_sq[cells]).enumerate() {
+                mean[j] = if n > 0 { s as f64 / scale / n as f64 } else { f64::NAN };
+                let tv = t_statistic(n, s, ss);
+                let d = match dist {
+                    Some((m, d)) if m == n => d,
+                    _ => dist.insert((n, TwoSided::new(n as f64 - 1.0))).1,
+                };
+                let pv = d.p(tv);
+                t[j] = tv;
+                p[j] = pv;
+                z[j] = signed_z(tv, pv);
+            }
+        });
         out
     }
 }
