@@ -120,7 +120,7 @@ fn reduce_against(
     confounds: Option<Confounds>,
 ) -> Result<(RunStats, usize, Vec<bool>)> {
     let c = clean_against(plan, bold, mask_path, atoms, confounds)?;
-    Ok((RunStats::from_block(c.xr.view(), c.yr.view()), c.absorbed, c.valid))
+    Ok((RunStats::from_f64(c.xr.view(), c.yr.view()), c.absorbed, c.valid))
 }
 
 /// The cleaning behind [`reduce_against`] (the run read, smoothed, censored and its

@@ -27,13 +27,21 @@ impl RunStats {
     /// Statistics of design `x` (T × p) and BOLD `y` (T × V; f32 as read, or f64).
     pub fn from_block<F: Copy + Into<f64>>(x: ArrayView2<f64>, y: ArrayView2<F>) -> Self {
         assert_eq!(x.nrows(), y.nrows(), "design and BOLD need the same scans");
-        let y = y.mapv(Into::into);
+        Self::from_f64(x, y.mapv(Into::into).view())
+    }
+
+    /// [`from_block`](Self::from_block) of BOLD already in f64, read where it lies: a run's
+    /// T × V residual is not copied (nor squared into another T × V array).
+    pub fn from_f64(x: ArrayView2<f64>, y: ArrayView2<f64>) -> Self {
+        assert_eq!(x.nrows(), y.nrows(), "design and BOLD need the same scans");
+        let standard = y.as_standard_layout();
+        let y = standard.view();
         RunStats {
             gram: x.t().dot(&x),
             xty: xt_y(x, &y),
             sum_x: x.sum_axis(Axis(0)),
             sum_y: y.sum_axis(Axis(0)),
-            sum_y2: y.mapv(|v| v * v).sum_axis(Axis(0)),
+            sum_y2: sum_of_squares(&y),
             n: x.nrows(),
         }
     }
@@ -84,7 +92,21 @@ impl RunStats {
 }
 
 /// Xᵀ·Y with faer's parallel matrix product (the dominant cost: p·T·V multiply-adds).
-fn xt_y(x: ArrayView2<f64>, y: &Array2<f64>) -> Array2<f64> {
+/// Σ_t y_t² per column, as `y.mapv(|v| v * v).sum_axis(Axis(0))` sums it (for more than one
+/// row and column, ndarray adds the rows in order from zero; otherwise it is left to ndarray),
+/// without the squared copy.
+fn sum_of_squares(y: &ArrayView2<f64>) -> Array1<f64> {
+    if y.nrows() < 2 || y.ncols() < 2 {
+        return y.mapv(|v| v * v).sum_axis(Axis(0));
+    }
+    let mut out = Array1::<f64>::zeros(y.ncols());
+    for row in y.rows() {
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o = *o + v * v);
+    }
+    out
+}
+
+fn xt_y(x: ArrayView2<f64>, y: &ArrayView2<f64>) -> Array2<f64> {
     let (t, p) = x.dim();
     let v = y.ncols();
     let xs = x.as_standard_layout();

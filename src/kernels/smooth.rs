@@ -191,12 +191,23 @@ impl Gaussian3d {
                 x_rows[reflect(y + d, ny) + ny * z] = true;
             }
         }
-        Targets { voxels, rows: [x_rows, y_rows] }
+        // Runs of consecutive voxels along x (sorted first: any order of voxels is taken).
+        let mut sorted = voxels;
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for l in sorted {
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == l && l % nx != 0 => *len += 1,
+                _ => runs.push((l, 1)),
+            }
+        }
+        Targets { runs, rows: [x_rows, y_rows] }
     }
 
     /// [`passes`](Self::passes) computing only what `targets` needs (every kernel present):
     /// the x pass on rows\[0\] into `other`, the y pass on rows\[1\] back into `data`, the z
-    /// pass at the voxels (one sum each, in tap order as [`weighted_sum`] sums every lane).
+    /// pass on the voxels' runs along x (each lane summed in tap order, as everywhere).
     fn passes_at(&self, data: &mut [f32], shape: [usize; 3], targets: &Targets, other: &mut [f32], line: &mut [f32]) {
         let [nx, ny, nz] = shape;
         let [wx, wy, wz] = &self.kernels;
@@ -223,15 +234,18 @@ impl Gaussian3d {
         }
         let iz = padded_index(nz, wz);
         let plane = nx * ny;
-        for &l in &targets.voxels {
-            let (xy, z) = (l % plane, l / plane);
-            let mut acc = 0f32;
-            for (&w, &k) in wz.iter().zip(&iz[z..z + wz.len()]) {
-                acc += w * data[xy + plane * k];
-            }
-            other[l] = acc;
+        for &(start, len) in &targets.runs {
+            let (xy, z) = (start % plane, start / plane);
+            let taps = &iz[z..z + wz.len()];
+            let data = &*data;
+            weighted_sum(&mut other[start..start + len], wz, |t| {
+                let at = xy + plane * taps[t];
+                &data[at..at + len]
+            });
         }
-        targets.voxels.iter().for_each(|&l| data[l] = other[l]);
+        for &(start, len) in &targets.runs {
+            data[start..start + len].copy_from_slice(&other[start..start + len]);
+        }
     }
 
     /// The three passes on `data` (shape `shape`), alternating with `other`.
@@ -266,11 +280,12 @@ pub struct Region {
     targets: Option<Targets>,
 }
 
-/// The voxels (linear in a region's box) and the x-rows (y + ny·z) the x pass (rows\[0\])
+/// The voxels (linear in a region's box, in runs along x) and the x-rows (y + ny·z) the x pass (rows\[0\])
 /// and the y pass (rows\[1\]) must fill for them.
 #[derive(Debug, Clone, PartialEq)]
 struct Targets {
-    voxels: Vec<usize>,
+    /// The voxels as runs (first voxel, length) along x rows.
+    runs: Vec<(usize, usize)>,
     rows: [Vec<bool>; 2],
 }
 

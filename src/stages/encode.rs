@@ -120,7 +120,7 @@ pub fn reduce_run(
     let b = read_smoothed(path, mask, smoothing_fwhm)?;
     let c = clean_data(path, b.data, dm, k, keep, zscore)?;
     Ok(Reduced {
-        stats: RunStats::from_block(c.xr.view(), c.yr.view()),
+        stats: RunStats::from_f64(c.xr.view(), c.yr.view()),
         absorbed: c.absorbed,
         valid: c.valid,
     })
