@@ -10,9 +10,10 @@ use cortexflow::engine::cluster::Cluster;
 /// of process 0 writes the results. (`-h` is the hostfile here: help is `--help`.)
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {
-    /// Worker threads per process.
-    #[arg(short = 'w', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub workers: u32,
+    /// Worker threads per process [default: this machine's cores, shared among the
+    /// processes of -n that run on it].
+    #[arg(short = 'w', long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
     /// Number of processes.
     #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub processes: u32,
@@ -41,10 +42,10 @@ impl ClusterArgs {
         // Each worker is a thread and each process a connection: a typo such as
         // -w 1000000 would exhaust the machine before any work.
         const MOST: u32 = 1024;
-        if self.workers > MOST || self.processes > MOST {
+        let workers = self.workers.unwrap_or(1);
+        if workers > MOST || self.processes > MOST {
             anyhow::bail!(
-                "-w {} / -n {}: at most {MOST} workers per process and {MOST} processes",
-                self.workers,
+                "-w {workers} / -n {}: at most {MOST} workers per process and {MOST} processes",
                 self.processes
             );
         }
@@ -55,8 +56,8 @@ impl ClusterArgs {
                 self.processes
             );
         }
-        Ok(Cluster {
-            workers: self.workers as usize,
+        let mut cluster = Cluster {
+            workers: workers as usize,
             processes: self.processes as usize,
             process: self.process as usize,
             hostfile: self.hostfile.clone(),
@@ -65,6 +66,10 @@ impl ClusterArgs {
                 Some(text) => budget::parse_size(text)?,
                 None => budget::default_limit(),
             },
-        })
+        };
+        if self.workers.is_none() {
+            cluster.workers = cluster.workers_for_cores()?;
+        }
+        Ok(cluster)
     }
 }

@@ -76,6 +76,24 @@ fn cluster_options_are_timelys_and_help_is_long_only() {
     assert_eq!((c.workers, c.processes, c.process), (2, 3, 1));
     assert_eq!(c.hostfile, Some("hosts.txt".into()));
     assert_eq!(c.connect_timeout.as_secs(), 60);
+    // Without -w: the cores, shared by the processes on this host (all of them here).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (n, want) in [(1, cores), (2, (cores / 2).max(1)), (cores * 2, 1)] {
+        let Command::Ingest(a) = parse(&["ingest", "S", "-n", &n.to_string(), "--bold", "x"]) else {
+            unreachable!()
+        };
+        assert_eq!(a.cluster.cluster().unwrap().workers, want, "-n {n}");
+    }
+    // With a hostfile: only the processes on this process's host share its cores.
+    let hosts = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(hosts.path(), "10.0.0.1:2101\n10.0.0.2:2101\n10.0.0.2:2102\n").unwrap();
+    for (p, want) in [(0, cores), (2, (cores / 2).max(1))] {
+        let h = hosts.path().to_str().unwrap();
+        let Command::Ingest(a) = parse(&["ingest", "S", "-n", "3", "-p", &p.to_string(), "-h", h, "--bold", "x"]) else {
+            unreachable!()
+        };
+        assert_eq!(a.cluster.cluster().unwrap().workers, want, "-p {p}");
+    }
     let Command::Ingest(a) = parse(&["ingest", "S", "-p", "2", "-n", "2"]) else {
         unreachable!()
     };

@@ -73,6 +73,18 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Workers that keep this machine's cores busy without oversubscribing them: its cores
+    /// shared among the processes of the cluster that run on its host (every one without a
+    /// hostfile; those whose line names this process's host with one), at least 1.
+    pub fn workers_for_cores(&self) -> Result<usize> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let addresses = self.addresses()?;
+        let host = |a: &str| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string();
+        let mine = addresses.get(self.process).map(|a| host(a));
+        let here = addresses.iter().filter(|a| Some(host(a)) == mine).count().max(1);
+        Ok((cores / here).max(1))
+    }
+
     fn config(&self) -> Result<timely::Config> {
         let communication = if self.processes > 1 {
             timely::CommunicationConfig::Cluster {
