@@ -220,14 +220,23 @@ impl SpatialNull {
             .iter()
             .map(|&x| fit.beta.abs().sqrt() * x + fit.alpha.abs().sqrt() * rng.sample::<f64, _>(StandardNormal))
             .collect();
-        let mut order: Vec<usize> = (0..field.len()).collect();
-        order.sort_by(|&a, &b| field[a].total_cmp(&field[b]));
+        // The voxels in the field's order (ties by voxel, as a stable sort keeps them): each
+        // value a key that orders as f64::total_cmp does, sorted with its voxel at once.
+        let mut order: Vec<(i64, u32)> = field.iter().enumerate().map(|(v, &x)| (total_order_key(x), v as u32)).collect();
+        order.sort_unstable();
         let mut out = vec![0.0; field.len()];
-        for (rank, &v) in order.iter().enumerate() {
-            out[v] = fit.sorted[rank];
+        for (rank, &(_, v)) in order.iter().enumerate() {
+            out[v as usize] = fit.sorted[rank];
         }
         out
     }
+}
+
+/// An integer that orders as `f64::total_cmp` orders `x` (its own definition: the bits as
+/// a signed integer, the magnitude bits flipped for negative values).
+fn total_order_key(x: f64) -> i64 {
+    let bits = x.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64) >> 1) as i64
 }
 
 /// Caller-owned buffers of the surrogates (a volume and a permutation).
@@ -330,5 +339,19 @@ mod tests {
         assert_eq!(p_value(0.5, &[0.1, 0.6, 0.5]), 3.0 / 4.0);
         assert_eq!(p_value(0.9, &[0.1; 99]), 0.01);
         assert!(p_value(f64::NAN, &[0.1; 9]).is_nan());
+    }
+
+    /// Sorting by the key gives the stable `total_cmp` order, ties and special values included.
+    #[test]
+    fn the_order_key_sorts_as_total_cmp() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut x: Vec<f64> = (0..2000).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+        x.extend([0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, -f64::NAN, 5e-324, -5e-324, 1.0, 1.0, -2.5, -2.5]);
+        x.extend_from_within(..300);
+        let mut want: Vec<usize> = (0..x.len()).collect();
+        want.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+        let mut got: Vec<(i64, u32)> = x.iter().enumerate().map(|(v, &a)| (total_order_key(a), v as u32)).collect();
+        got.sort_unstable();
+        assert_eq!(got.iter().map(|g| g.1 as usize).collect::<Vec<_>>(), want);
     }
 }
