@@ -170,6 +170,26 @@ impl Gaussian3d {
         region
     }
 
+    /// [`region`](Self::region) for input that is zero outside `voxels` (a map on a mask, as
+    /// the surrogates smooth it): rows that read only zeros are filled, not summed.
+    pub fn region_zero_outside(&self, shape: [usize; 3], voxels: impl IntoIterator<Item = usize>) -> Region {
+        let mut region = self.region(shape, voxels);
+        let [nx, ny, nz] = region.shape;
+        let ry = self.radii()[1] as isize;
+        if let Some(t) = &mut region.targets {
+            let mut x_zero = vec![true; ny * nz];
+            t.runs.iter().for_each(|&(start, _)| x_zero[start / nx] = false);
+            let y_zero = (0..ny * nz)
+                .map(|row| {
+                    let (y, z) = ((row % ny) as isize, row / ny);
+                    (-ry..=ry).all(|d| x_zero[reflect(y + d, ny) + ny * z])
+                })
+                .collect();
+            t.zero = Some([x_zero, y_zero]);
+        }
+        region
+    }
+
     /// The x-rows each of the first two passes must fill for exact values at `voxels`.
     fn targets(&self, shape: [usize; 3], voxels: Vec<usize>) -> Targets {
         let [nx, ny, nz] = shape;
@@ -199,7 +219,7 @@ impl Gaussian3d {
                 _ => runs.push((l, 1)),
             }
         }
-        Targets { runs, rows: [x_rows, y_rows] }
+        Targets { runs, rows: [x_rows, y_rows], zero: None }
     }
 
     /// [`passes`](Self::passes) computing only what `targets` needs (every kernel present):
@@ -213,7 +233,12 @@ impl Gaussian3d {
             (-r..n as isize + r).map(|k| reflect(k, n)).collect()
         };
         let ix = padded_index(nx, wx);
+        let zero = |pass: usize, row: usize| targets.zero.as_ref().is_some_and(|z| z[pass][row]);
         for row in (0..ny * nz).filter(|&row| targets.rows[0][row]) {
+            if zero(0, row) {
+                other[row * nx..(row + 1) * nx].fill(0.0);
+                continue;
+            }
             let src = &data[row * nx..(row + 1) * nx];
             let padded = &mut line[..ix.len()];
             padded.iter_mut().zip(&ix).for_each(|(p, &i)| *p = src[i]);
@@ -221,6 +246,10 @@ impl Gaussian3d {
         }
         let iy = padded_index(ny, wy);
         for row in (0..ny * nz).filter(|&row| targets.rows[1][row]) {
+            if zero(1, row) {
+                data[row * nx..(row + 1) * nx].fill(0.0);
+                continue;
+            }
             let (y, z) = (row % ny, row / ny);
             let taps = &iy[y..y + wy.len()];
             let other = &*other;
@@ -283,6 +312,9 @@ pub struct Region {
 struct Targets {
     /// The voxels as runs (first voxel, length) along x rows.
     runs: Vec<(usize, usize)>,
+    /// For input that is zero outside the voxels: per pass, the rows whose sums read only
+    /// zeros, filled with +0 (what those sums give) instead of summed.
+    zero: Option<[Vec<bool>; 2]>,
     rows: [Vec<bool>; 2],
 }
 
@@ -466,6 +498,7 @@ mod tests {
                 assert_eq!(part[l].to_bits(), whole[l].to_bits(), "case {case}: voxel {l}");
             }
             // Values at the voxels only (zero elsewhere), the box alone held: the surrogates' case.
+            let region = g.region_zero_outside(shape, voxels.iter().copied());
             let mut sparse = vec![0f32; size];
             let mut boxed = vec![0f32; region.len()];
             for &l in &voxels {

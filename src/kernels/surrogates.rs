@@ -109,7 +109,7 @@ impl SpatialNull {
             .filter(|&&w| fits(w))
             .map(|&w| {
                 let gaussian = Gaussian3d::new(w, linear);
-                let region = gaussian.region(shape, index.iter().copied());
+                let region = gaussian.region_zero_outside(shape, index.iter().copied());
                 let local: Vec<usize> = index.iter().map(|&i| region.local(shape, i)).collect();
                 // The half-width Gaussian reaches less far: the same region holds what it reads.
                 let mut m = vec![0f32; region.len()];
