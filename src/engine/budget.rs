@@ -93,8 +93,8 @@ impl Footprint {
     }
 
     /// The subjects to fit at once under `limit`: as many as fit, at most `most` (more
-    /// brings no speed: one per worker keeps every worker busy); an error when not even
-    /// one fits, naming what the update needs.
+    /// brings no speed once every worker has a run to reduce); an error when not even one
+    /// fits, naming what the update needs.
     pub fn subjects_per_wave(&self, limit: u64, most: usize, shape: Shape) -> Result<usize> {
         let room = limit.saturating_sub(self.fixed);
         let fit = (room / self.per_subject.max(1)) as usize;

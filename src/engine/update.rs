@@ -127,7 +127,10 @@ pub fn run_update(
         lines.append(&mut outcome.lines);
         outcome.lines = lines;
         // Every process sizes the waves under its own limit; all take the smallest.
-        let sized = Footprint::of(shape).subjects_per_wave(limit, worker.peers(), shape);
+        // A wave of ⌈workers / runs a subject⌉ subjects gives every worker a run to reduce
+        // (and their blocks are fitted on every worker): more subjects add memory, not speed.
+        let most = worker.peers().div_ceil(shape.runs_per_subject.max(1) as usize);
+        let sized = Footprint::of(shape).subjects_per_wave(limit, most, shape);
         let per_wave = least(worker, sized.as_ref().map_or(0, |&n| n as u64)) as usize;
         if per_wave == 0 {
             return Err(sized.err().unwrap_or_else(|| err!("stopped: another process's --memory-limit cannot hold one subject; see its error")));
