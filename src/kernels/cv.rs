@@ -107,7 +107,7 @@ fn column_dots(a: &Array2<f64>, b: ArrayView2<f64>, out: &mut Vec<f64>) {
     }
     out.resize(a.ncols(), 0.0);
     for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
-        out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o = *o + x * y);
+        out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o += x * y);
     }
 }
 
@@ -120,7 +120,7 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
     }
     out.resize(a.ncols(), 0.0);
     for (&w, row) in x.iter().zip(a.rows()) {
-        out.iter_mut().zip(row).for_each(|(o, &v)| *o = *o + w * v);
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o += w * v);
     }
 }
 
@@ -378,12 +378,13 @@ mod tests {
             mul_into(&g.t(), &a.view(), &mut s.vtc);
             assert_eq!(s.vtc.mapv(f64::to_bits), g.t().dot(&a).mapv(f64::to_bits));
             column_dots(&a, b.view(), &mut out);
-            for j in 0..v {
-                assert_eq!(out[j].to_bits(), a.column(j).dot(&b.column(j)).to_bits(), "p {p} v {v}");
+            for (j, o) in out.iter().enumerate() {
+                assert_eq!(o.to_bits(), a.column(j).dot(&b.column(j)).to_bits(), "p {p} v {v}");
             }
             weighted_rows(&x, &a, &mut out);
-            for j in 0..v {
-                assert_eq!(out[j].to_bits(), x.dot(&a.column(j)).to_bits(), "p {p} v {v}");
+            assert_eq!(out.len(), v);
+            for (j, o) in out.iter().enumerate() {
+                assert_eq!(o.to_bits(), x.dot(&a.column(j)).to_bits(), "p {p} v {v}");
             }
         }
         let alphas = alpha_grid(-2.0, 3.0, 6);

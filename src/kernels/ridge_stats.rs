@@ -101,7 +101,7 @@ fn sum_of_squares(y: &ArrayView2<f64>) -> Array1<f64> {
     }
     let mut out = Array1::<f64>::zeros(y.ncols());
     for row in y.rows() {
-        out.iter_mut().zip(row).for_each(|(o, &v)| *o = *o + v * v);
+        out.iter_mut().zip(row).for_each(|(o, &v)| *o += v * v);
     }
     out
 }
