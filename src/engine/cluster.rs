@@ -78,6 +78,9 @@ impl Cluster {
     /// hostfile; those whose line names this process's host with one), at least 1.
     pub fn workers_for_cores(&self) -> Result<usize> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.processes <= 1 {
+            return Ok(cores);
+        }
         let addresses = self.addresses()?;
         let host = |a: &str| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string();
         let mine = addresses.get(self.process).map(|a| host(a));

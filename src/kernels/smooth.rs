@@ -228,10 +228,6 @@ impl Gaussian3d {
     fn passes_at(&self, data: &mut [f32], shape: [usize; 3], targets: &Targets, other: &mut [f32], line: &mut [f32]) {
         let [nx, ny, nz] = shape;
         let [wx, wy, wz] = &self.kernels;
-        let padded_index = |n: usize, w: &[f32]| -> Vec<usize> {
-            let r = (w.len() / 2) as isize;
-            (-r..n as isize + r).map(|k| reflect(k, n)).collect()
-        };
         let ix = padded_index(nx, wx);
         let zero = |pass: usize, row: usize| targets.zero.as_ref().is_some_and(|z| z[pass][row]);
         for row in (0..ny * nz).filter(|&row| targets.rows[0][row]) {
@@ -239,10 +235,7 @@ impl Gaussian3d {
                 other[row * nx..(row + 1) * nx].fill(0.0);
                 continue;
             }
-            let src = &data[row * nx..(row + 1) * nx];
-            let padded = &mut line[..ix.len()];
-            padded.iter_mut().zip(&ix).for_each(|(p, &i)| *p = src[i]);
-            weighted_sum(&mut other[row * nx..(row + 1) * nx], wx, |t| &padded[t..t + nx]);
+            filter_line(wx, &ix, &data[row * nx..(row + 1) * nx], &mut other[row * nx..(row + 1) * nx], line);
         }
         let iy = padded_index(ny, wy);
         for row in (0..ny * nz).filter(|&row| targets.rows[1][row]) {
@@ -362,18 +355,30 @@ fn zero_non_finite(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = if v.is_finite() { *v } else { 0.0 });
 }
 
+/// The source index of each padded position along an axis of length `n` for kernel `w`:
+/// r reflected values on each side.
+fn padded_index(n: usize, w: &[f32]) -> Vec<usize> {
+    let r = (w.len() / 2) as isize;
+    (-r..n as isize + r).map(|k| reflect(k, n)).collect()
+}
+
+/// One x-line filtered: `src` copied once with its reflected ends into `line` (`idx` from
+/// [`padded_index`]), then summed tap by tap into `out`.
+fn filter_line(w: &[f32], idx: &[usize], src: &[f32], out: &mut [f32], line: &mut [f32]) {
+    let n = src.len();
+    let padded = &mut line[..idx.len()];
+    padded.iter_mut().zip(idx).for_each(|(p, &i)| *p = src[i]);
+    weighted_sum(out, w, |t| &padded[t..t + n]);
+}
+
 /// One axis of [`Gaussian3d::apply`]: `dst` = `src` correlated with `w` along the axis of
 /// length `n` and memory stride `stride`; `line` holds a padded x-line (stride 1).
 fn correlate(w: &[f32], n: usize, stride: usize, src: &[f32], dst: &mut [f32], line: &mut [f32]) {
-    let r = (w.len() / 2) as isize;
-    // The source index of each padded position: r reflected values on each side.
-    let idx: Vec<usize> = (-r..n as isize + r).map(|k| reflect(k, n)).collect();
+    let idx = padded_index(n, w);
     let block = n * stride;
     for (src, out) in src.chunks(block).zip(dst.chunks_mut(block)) {
         if stride == 1 {
-            let padded = &mut line[..idx.len()];
-            padded.iter_mut().zip(&idx).for_each(|(p, &i)| *p = src[i]);
-            weighted_sum(out, w, |t| &padded[t..t + n]);
+            filter_line(w, &idx, src, out, line);
             continue;
         }
         for (k, o) in out.chunks_mut(stride).enumerate() {
