@@ -227,6 +227,11 @@ fn main() {
         }
         let out = d.join(name);
         let mut args = vec!["run", r.as_str(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-ceiling"];
+        // The tables name their layout: one worker unless a row says otherwise (the default
+        // is every core).
+        if !extra.contains(&"-w") {
+            args.extend(["-w", "1"]);
+        }
         args.extend(extra);
         let m = measure(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
         (m, out)
@@ -270,7 +275,7 @@ fn main() {
         .arg(&script)
         .args(["2", "--"])
         .arg(BIN)
-        .args(["run", &r, "--data", &s(&data), "--out", &s(&p_dir), "--no-ceiling"])
+        .args(["run", &r, "--data", &s(&data), "--out", &s(&p_dir), "--no-ceiling", "-w", "1"])
         .env("CORTEXFLOW_LOG", "info")
         .output()
         .unwrap();
