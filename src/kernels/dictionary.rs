@@ -16,7 +16,7 @@
 //! About 350 lines of algorithm and 200 of unit tests (closed forms, shard equality,
 //! errors), kept beside the code they check.
 
-use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut1, ShapeBuilder};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -92,10 +92,7 @@ pub fn block_stats(
     x: ArrayView2<f64>,
     lasso: &LassoOptions,
 ) -> (PartialStats, Array2<f64>) {
-    let codes = encode_with_gram(gram, dict.t().dot(&x).view(), lasso);
-    let resid = &x - &dict.dot(&codes);
-    let loss = 0.5 * resid.iter().map(|v| v * v).sum::<f64>()
-        + lasso.lambda * codes.iter().map(|v| v.abs()).sum::<f64>();
+    let (codes, loss) = code_block(dict, gram, x, lasso);
     let stats = PartialStats {
         aa: codes.dot(&codes.t()),
         xa: x.dot(&codes.t()),
@@ -103,6 +100,20 @@ pub fn block_stats(
         n: x.ncols(),
     };
     (stats, codes)
+}
+
+/// The codes (K × n) of a block of samples and their loss Σ ½‖x − D·a‖² + λ‖a‖₁.
+fn code_block(
+    dict: ArrayView2<f64>,
+    gram: ArrayView2<f64>,
+    x: ArrayView2<f64>,
+    lasso: &LassoOptions,
+) -> (Array2<f64>, f64) {
+    let codes = encode_with_gram(gram, dict.t().dot(&x).view(), lasso);
+    let resid = &x - &dict.dot(&codes);
+    let loss = 0.5 * resid.iter().map(|v| v * v).sum::<f64>()
+        + lasso.lambda * codes.iter().map(|v| v.abs()).sum::<f64>();
+    (codes, loss)
 }
 
 /// A fitted dictionary.
@@ -132,11 +143,13 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<OdlFit> {
     let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
     // Initial atoms: K distinct samples drawn at random.
     let init = rand::seq::index::sample(&mut rng, n, k);
-    let mut dict = Array2::zeros((t, k));
+    // Column-major: the atom updates read and write whole atoms.
+    let mut dict = Array2::zeros((t, k).f());
     for (j, i) in init.iter().enumerate() {
         dict.column_mut(j).assign(&x.column(i));
     }
     normalise_atoms(&mut dict);
+    let mut scratch = vec![0.0; t];
     let lasso = LassoOptions {
         lambda: opt.lambda,
         positive: opt.positive_codes,
@@ -158,7 +171,7 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<OdlFit> {
         }
         let mut epoch_loss = 0.0;
         for batch in order.chunks(b) {
-            let xb = x.select(Axis(1), batch);
+            let xb = gather_columns(x, batch);
             let gram = dict.t().dot(&dict);
             let mut stats = PartialStats::zeros(t, k);
             let shard_len = batch.len().div_ceil(opt.shards.max(1));
@@ -181,7 +194,7 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<OdlFit> {
             let beta = (theta + 1.0 - bs) / (theta + 1.0);
             s_aa = s_aa * beta + stats.aa / bs;
             s_xa = s_xa * beta + stats.xa / bs;
-            update_atoms(&mut dict, &s_aa, &s_xa, &xb, &mut rng);
+            update_atoms(&mut dict, &s_aa, &s_xa, &xb, &mut rng, &mut scratch);
             step += 1;
         }
         let mean = epoch_loss / n as f64;
@@ -194,7 +207,7 @@ pub fn fit(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<OdlFit> {
         }
     }
     Ok(OdlFit {
-        atoms: dict,
+        atoms: dict.as_standard_layout().into_owned(),
         stats_aa: s_aa,
         stats_xa: s_xa,
         objective_trace: trace,
@@ -247,13 +260,15 @@ fn check_options(x: ArrayView2<f64>, opt: &OdlOptions) -> crate::Result<()> {
     Ok(())
 }
 
-/// One block-coordinate pass over the atoms (Mairal 2010, Algorithm 2).
+/// One block-coordinate pass over the atoms (Mairal 2010, Algorithm 2), on a column-major
+/// dictionary; `ds` is scratch of length T.
 fn update_atoms(
     dict: &mut Array2<f64>,
     s_aa: &Array2<f64>,
     s_xa: &Array2<f64>,
     batch: &Array2<f64>,
     rng: &mut ChaCha8Rng,
+    ds: &mut [f64],
 ) {
     let k = dict.ncols();
     for j in 0..k {
@@ -262,24 +277,59 @@ fn update_atoms(
             let pick = rng.random_range(0..batch.ncols());
             dict.column_mut(j).assign(&batch.column(pick));
         } else {
-            let u: Array1<f64> = (&s_xa.column(j) - &dict.dot(&s_aa.column(j))) / ajj;
+            // ds = D·S_A[:, j], each row's sum taken in atom order (as ndarray's dot of a
+            // row with a strided column), atom by atom so it runs down contiguous columns.
+            ds.fill(0.0);
+            for (m, d) in dict.columns().into_iter().enumerate() {
+                let w = s_aa[[m, j]];
+                for (y, &d) in ds.iter_mut().zip(d.as_slice().expect("column-major atoms")) {
+                    *y = *y + d * w;
+                }
+            }
             let mut col = dict.column_mut(j);
-            col += &u;
+            for ((d, &b), &y) in col.iter_mut().zip(s_xa.column(j)).zip(ds.iter()) {
+                *d += (b - y) / ajj;
+            }
         }
-        let norm = dict.column(j).dot(&dict.column(j)).sqrt();
-        if norm > 0.0 {
-            dict.column_mut(j).mapv_inplace(|v| v / norm);
-        }
+        normalise(dict.column_mut(j));
     }
 }
 
 fn normalise_atoms(dict: &mut Array2<f64>) {
-    for mut col in dict.columns_mut() {
-        let norm = col.dot(&col).sqrt();
-        if norm > 0.0 {
-            col.mapv_inplace(|v| v / norm);
+    for col in dict.columns_mut() {
+        normalise(col);
+    }
+}
+
+/// Scales a vector to unit ℓ2 norm (left as is when zero); the squares are summed in
+/// order, so the norm does not depend on the vector's layout.
+fn normalise(mut v: ArrayViewMut1<f64>) {
+    let norm = v.iter().fold(0.0, |s, &x| s + x * x).sqrt();
+    if norm > 0.0 {
+        v.mapv_inplace(|x| x / norm);
+    }
+}
+
+/// The columns `idx` of `x`: whole columns when `x` is column-major (each sample
+/// contiguous, as the `basis` stage lays its matrix out), else row by row so that the copy
+/// still writes contiguously.
+pub fn gather_columns(x: ArrayView2<f64>, idx: &[usize]) -> Array2<f64> {
+    let t = x.nrows();
+    if let Some(xs) = x.t().as_slice() {
+        let mut out = Array2::zeros((t, idx.len()).f());
+        let o = out.as_slice_memory_order_mut().expect("fresh array");
+        for (o, &i) in o.chunks_exact_mut(t.max(1)).zip(idx) {
+            o.copy_from_slice(&xs[i * t..(i + 1) * t]);
+        }
+        return out;
+    }
+    let mut out = Array2::zeros((t, idx.len()));
+    for (mut o, r) in out.rows_mut().into_iter().zip(x.rows()) {
+        for (o, &i) in o.iter_mut().zip(idx) {
+            *o = r[i];
         }
     }
+    out
 }
 
 /// Why a sample (column) was left out.
@@ -289,7 +339,8 @@ pub enum SkipReason {
     Constant,
 }
 
-/// Centres each column and scales it to unit ℓ2 norm, in place. Columns with a NaN or
+/// Centres each column and scales it to unit ℓ2 norm, in place, summing in order so the
+/// result does not depend on the matrix's layout. Columns with a NaN or
 /// infinity, or with no variance, cannot be normalised: they are set to zero and reported
 /// as (column, reason).
 pub fn normalise_columns(x: &mut Array2<f64>) -> Vec<(usize, SkipReason)> {
@@ -300,9 +351,10 @@ pub fn normalise_columns(x: &mut Array2<f64>) -> Vec<(usize, SkipReason)> {
             skipped.push((j, SkipReason::NonFinite));
             continue;
         }
-        let mean = col.mean().unwrap_or(0.0);
+        // 0 + Σ: ndarray's mean of a strided column, bit for bit.
+        let mean = (0.0 + col.iter().fold(0.0, |s, &v| s + v)) / col.len() as f64;
         col.mapv_inplace(|v| v - mean);
-        let norm = col.dot(&col).sqrt();
+        let norm = col.iter().fold(0.0, |s, &v| s + v * v).sqrt();
         if norm <= 1e-12 * (1.0 + mean.abs()) * (col.len() as f64).sqrt() {
             col.fill(0.0);
             skipped.push((j, SkipReason::Constant));
@@ -321,8 +373,8 @@ pub fn objective(
     lasso: &LassoOptions,
 ) -> (f64, Array2<f64>) {
     let gram = dict.t().dot(&dict);
-    let (stats, codes) = block_stats(dict, gram.view(), x, lasso);
-    (stats.loss, codes)
+    let (codes, loss) = code_block(dict, gram.view(), x, lasso);
+    (loss, codes)
 }
 
 /// Extends every atom to a new story with the codes held fixed: the least-squares atoms
@@ -438,6 +490,42 @@ mod tests {
                 .fold(0.0f64, |m, v| m.max(v.abs()));
             assert!(diff <= 1e-6, "{shards} shards: {diff}");
         }
+    }
+
+    /// `basis` lays its matrix out column-major (each sample contiguous) so that batches
+    /// are gathered by memcpy; the fit and the normalisation must give the same bits as on
+    /// a row-major matrix, whose summation orders the golden record pins.
+    #[test]
+    fn the_layout_of_the_samples_changes_no_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let raw = Array2::from_shape_simple_fn((40, 500), || rng.sample::<f64, _>(StandardNormal));
+        let mut rows = raw.clone();
+        let mut cols = Array2::zeros(raw.dim().f());
+        cols.assign(&raw);
+        normalise_columns(&mut rows);
+        normalise_columns(&mut cols);
+        assert!(rows.iter().zip(cols.iter()).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let opt = OdlOptions {
+            atoms: 8,
+            batch: 64,
+            max_epochs: 2,
+            ..Default::default()
+        };
+        let (a, b) = (fit(rows.view(), &opt).unwrap(), fit(cols.view(), &opt).unwrap());
+        let bits = |f: &OdlFit| {
+            f.atoms
+                .iter()
+                .chain(&f.stats_aa)
+                .chain(&f.stats_xa)
+                .chain(&f.objective_trace)
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&a), bits(&b));
+        let picked = [499, 3, 250, 3];
+        let (gr, gc) = (gather_columns(rows.view(), &picked), gather_columns(cols.view(), &picked));
+        assert_eq!(gr, rows.select(ndarray::Axis(1), &picked));
+        assert_eq!(gc, gr);
     }
 
     /// Noise-free new scans generated by known atoms with the fitted codes are recovered

@@ -10,7 +10,7 @@
 //! code crosses zero (it leaves). The Gram matrix is computed once per dictionary and shared
 //! by all signals; each signal is independent, so results do not depend on the thread count.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
 /// Settings of the lasso solver.
@@ -53,22 +53,44 @@ fn shrink(v: f64, lambda: f64, positive: bool) -> f64 {
     }
 }
 
-/// Solves one lasso in place: `a` holds the warm start and receives the solution; `ga` is
-/// scratch of length K. `gram` = DᵀD, `c` = Dᵀx. Returns the number of sweeps.
-pub fn lasso_gram(
-    gram: ArrayView2<f64>,
-    c: ArrayView1<f64>,
-    mut a: ArrayViewMut1<f64>,
-    mut ga: ArrayViewMut1<f64>,
-    opt: &LassoOptions,
-) -> usize {
-    let k = c.len();
-    // ga = G·a, kept current as coordinates change.
-    ga.assign(&gram.dot(&a));
+/// The Gram matrix G = DᵀD as the coordinate descent reads it: column j contiguous (the
+/// update of G·a after coordinate j changes reads all of it) and the diagonal. Built once
+/// per dictionary and shared by every signal.
+pub struct GramColumns {
+    k: usize,
+    cols: Vec<f64>,
+    diag: Vec<f64>,
+}
+
+impl GramColumns {
+    pub fn new(gram: ArrayView2<f64>) -> Self {
+        let k = gram.nrows();
+        GramColumns {
+            k,
+            cols: gram.t().iter().copied().collect(),
+            diag: gram.diag().to_vec(),
+        }
+    }
+
+    fn column(&self, j: usize) -> &[f64] {
+        &self.cols[j * self.k..(j + 1) * self.k]
+    }
+}
+
+/// Solves one lasso in place by cyclic coordinate descent: `a` holds the warm start and
+/// receives the solution; `ga` is scratch of length K; `c` = Dᵀx. Returns the number of
+/// sweeps. Stops when the largest change of a sweep is ≤ tol·max|a|.
+pub fn lasso_cd(g: &GramColumns, c: &[f64], a: &mut [f64], ga: &mut [f64], opt: &LassoOptions) -> usize {
+    let k = g.k;
+    // ga = G·a, kept current as coordinates change (zero for a cold start).
+    ga.fill(0.0);
+    for (j, &aj) in a.iter().enumerate().filter(|(_, &aj)| aj != 0.0) {
+        axpy(ga, g.column(j), aj);
+    }
     for sweep in 1..=opt.max_sweeps {
         let (mut max_change, mut max_coef) = (0.0f64, 0.0f64);
         for j in 0..k {
-            let gjj = gram[[j, j]];
+            let gjj = g.diag[j];
             if gjj <= 0.0 {
                 continue;
             }
@@ -77,9 +99,7 @@ pub fn lasso_gram(
             let new = shrink(rho, opt.lambda, opt.positive) / gjj;
             if new != old {
                 let delta = new - old;
-                Zip::from(&mut ga)
-                    .and(gram.column(j))
-                    .for_each(|g, &gj| *g += gj * delta);
+                axpy(ga, g.column(j), delta);
                 a[j] = new;
                 max_change = max_change.max(delta.abs());
             }
@@ -90,6 +110,13 @@ pub fn lasso_gram(
         }
     }
     opt.max_sweeps
+}
+
+/// y ← y + x·s on contiguous slices (a product then a sum, never fused).
+fn axpy(y: &mut [f64], x: &[f64], s: f64) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += x * s;
+    }
 }
 
 /// LARS-lasso for one signal from G = DᵀD and c = Dᵀx (see the module docs). Returns the
@@ -185,7 +212,8 @@ pub fn sparse_encode(dict: ArrayView2<f64>, x: ArrayView2<f64>, opt: &LassoOptio
     encode_with_gram(gram.view(), c.view(), opt)
 }
 
-/// Codes from a precomputed Gram matrix (K × K) and correlations c = Dᵀx (K × N).
+/// Codes from a precomputed Gram matrix (K × K) and correlations c = Dᵀx (K × N), by the
+/// solver `opt.algorithm` names. Cold starts; parallel over signals.
 pub fn encode_with_gram(
     gram: ArrayView2<f64>,
     c: ArrayView2<f64>,
@@ -193,18 +221,27 @@ pub fn encode_with_gram(
 ) -> Array2<f64> {
     let (k, n) = c.dim();
     let mut codes = vec![0.0; n * k]; // row i = code of signal i
-    codes.par_chunks_mut(k.max(1)).enumerate().for_each_init(
-        || Array1::<f64>::zeros(k),
-        |ga, (i, a)| {
-            lasso_gram(
-                gram,
-                c.column(i),
-                ArrayViewMut1::from(a),
-                ga.view_mut(),
-                opt,
-            );
-        },
-    );
+    let ct = c.t().as_standard_layout().into_owned(); // row i = Dᵀx_i
+    match opt.algorithm {
+        LassoAlgorithm::CoordinateDescent => {
+            let g = GramColumns::new(gram);
+            codes
+                .par_chunks_mut(k.max(1))
+                .zip(ct.as_slice().expect("standard layout").par_chunks(k.max(1)))
+                .for_each_init(
+                    || vec![0.0; k],
+                    |ga, (a, ci)| {
+                        lasso_cd(&g, ci, a, ga, opt);
+                    },
+                );
+        }
+        LassoAlgorithm::Lars => {
+            codes.par_chunks_mut(k.max(1)).enumerate().for_each(|(i, a)| {
+                let code = lasso_lars(gram, ct.row(i), opt.lambda, opt.positive);
+                a.copy_from_slice(code.as_slice().expect("contiguous"));
+            });
+        }
+    }
     Array2::from_shape_vec((n, k), codes)
         .expect("n × k codes")
         .reversed_axes()

@@ -14,7 +14,7 @@ use crate::io::atomic::write_file_atomically;
 use crate::kernels::dictionary::{self, normalise_columns, OdlOptions, SkipReason};
 use crate::kernels::ipca::Ipca;
 use crate::kernels::lasso::LassoOptions;
-use ndarray::{concatenate, s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
 
 /// The basis method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +72,15 @@ fn read_stories(inputs: &[PathBuf]) -> Result<(Vec<Story>, Vec<u64>, Array2<f64>
     let Some((_, an_ids)) = ids else {
         bail!("--responses: give at least one responses file");
     };
-    let x = concatenate(
-        Axis(0),
-        &blocks.iter().map(|b| b.view()).collect::<Vec<_>>(),
-    )?;
+    // Column-major (each AN's series contiguous), as the dictionary fit gathers its
+    // mini-batches by AN.
+    let scans: usize = blocks.iter().map(|b| b.nrows()).sum();
+    let mut x = Array2::zeros((scans, an_ids.len()).f());
+    let mut row = 0;
+    for b in &blocks {
+        x.slice_mut(s![row..row + b.nrows(), ..]).assign(b);
+        row += b.nrows();
+    }
     Ok((stories, an_ids, x))
 }
 
@@ -280,7 +285,7 @@ pub fn run(inputs: &[PathBuf], opt: &BasisOptions, out: &Path) -> Result<BasisSu
     if k > keep.len() {
         bail!("--atoms {k} is larger than the {} usable AN time series ({constant} constant and {non_finite} non-finite left out)", keep.len());
     }
-    let xs = x.select(Axis(1), &keep);
+    let xs = dictionary::gather_columns(x.view(), &keep);
     drop(x);
     let start = Instant::now();
     let fitted = fit(xs.view(), opt, out, &stories)?;
