@@ -21,6 +21,10 @@ use cortexflow::kernels::dictionary::{fit, normalise_columns, objective, OdlOpti
 use cortexflow::kernels::lasso::LassoOptions;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
+
+/// The same allocator as the `cortexflow` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use rand_distr::StandardNormal;
 
 const T: usize = 300;
@@ -121,7 +125,9 @@ fn main() {
                 .env("OPENBLAS_NUM_THREADS", "2"),
         )
     };
-    let o = ours();
+    // SPAMS and ours take well under a second and vary by ±20% from run to run on these
+    // machines: each side's median of 5 runs (scikit-learn, a minute a run, runs once).
+    let o = common::median((0..5).map(|_| ours()).collect());
     let what = format!("basis: {T} × {N}, K = {K}, λ = {LAMBDA}, {EPOCHS} passes");
     for (name, module, script) in [
         ("scikit-learn", "sklearn", "basis.py"),
@@ -131,7 +137,8 @@ fn main() {
             println!("basis: cortexflow {:.2} s, peak {:.1} MiB, objective {:.3}; {name} anchor not run ({module} not found)", o.seconds, o.peak_mib, o.result[2]);
             continue;
         }
-        let a = anchor(script);
+        let runs = if module == "spams" { 5 } else { 1 };
+        let a = common::median((0..runs).map(|_| anchor(script)).collect());
         println!(
             "basis: objective cortexflow {:.3}, {name} {:.3} (ratio {:.4})",
             o.result[2],

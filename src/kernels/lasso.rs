@@ -13,6 +13,8 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
+use super::simd::axpy;
+
 /// Settings of the lasso solver.
 #[derive(Debug, Clone, Copy)]
 pub struct LassoOptions {
@@ -75,49 +77,61 @@ impl GramColumns {
     fn column(&self, j: usize) -> &[f64] {
         &self.cols[j * self.k..(j + 1) * self.k]
     }
+
+    /// out = G·a, from the columns of a's non-zeros.
+    fn product(&self, a: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+        for (j, &aj) in a.iter().enumerate().filter(|(_, &aj)| aj != 0.0) {
+            axpy(out, self.column(j), aj);
+        }
+    }
 }
 
 /// Solves one lasso in place by cyclic coordinate descent: `a` holds the warm start and
-/// receives the solution; `ga` is scratch of length K; `c` = Dᵀx. Returns the number of
-/// sweeps. Stops when the largest change of a sweep is ≤ tol·max|a|.
-pub fn lasso_cd(g: &GramColumns, c: &[f64], a: &mut [f64], ga: &mut [f64], opt: &LassoOptions) -> usize {
-    let k = g.k;
-    // ga = G·a, kept current as coordinates change (zero for a cold start).
-    ga.fill(0.0);
-    for (j, &aj) in a.iter().enumerate().filter(|(_, &aj)| aj != 0.0) {
-        axpy(ga, g.column(j), aj);
-    }
+/// receives the solution, `c` = Dᵀx; on return `ga` = G·a (scratch of length K). Stops when a
+/// sweep changes no code by more than tol·max|a|; returns the number of sweeps. (An active
+/// set, sweeping only the non-zeros between full sweeps, was measured slower here: at
+/// K = 64 the first sweeps, which every coordinate takes part in, hold most of the work.)
+pub fn lasso_cd(g: &GramColumns, c: &[f64], a: &mut [f64], ga: &mut Vec<f64>, opt: &LassoOptions) -> usize {
+    ga.resize(g.k, 0.0);
+    g.product(a, ga);
     for sweep in 1..=opt.max_sweeps {
-        let (mut max_change, mut max_coef) = (0.0f64, 0.0f64);
-        for j in 0..k {
-            let gjj = g.diag[j];
-            if gjj <= 0.0 {
-                continue;
-            }
-            let old = a[j];
-            let rho = c[j] - ga[j] + gjj * old;
-            let new = shrink(rho, opt.lambda, opt.positive) / gjj;
-            if new != old {
-                let delta = new - old;
-                axpy(ga, g.column(j), delta);
-                a[j] = new;
-                max_change = max_change.max(delta.abs());
-            }
-            max_coef = max_coef.max(new.abs());
-        }
-        if max_change <= opt.tol * max_coef.max(f64::MIN_POSITIVE) {
+        if cd_sweep(g, c, a, ga, opt) {
             return sweep;
         }
     }
     opt.max_sweeps
 }
 
-/// y ← y + x·s on contiguous slices (a product then a sum, never fused).
-fn axpy(y: &mut [f64], x: &[f64], s: f64) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += x * s;
+/// One pass of coordinate updates, G·a kept current. True when no code changed by more
+/// than tol·max|a|.
+fn cd_sweep(g: &GramColumns, c: &[f64], a: &mut [f64], ga: &mut [f64], opt: &LassoOptions) -> bool {
+    let (mut max_change, mut max_coef) = (0.0f64, 0.0f64);
+    for j in 0..g.k {
+        let gjj = g.diag[j];
+        if gjj <= 0.0 {
+            continue;
+        }
+        let old = a[j];
+        let rho = c[j] - ga[j] + gjj * old;
+        // A zero code the threshold keeps at zero: nothing changes, and most codes are
+        // such, so the division is skipped for them.
+        let stays_zero = if opt.positive { rho <= opt.lambda } else { rho.abs() <= opt.lambda };
+        if old == 0.0 && stays_zero {
+            continue;
+        }
+        let new = shrink(rho, opt.lambda, opt.positive) / gjj;
+        if new != old {
+            let delta = new - old;
+            axpy(ga, g.column(j), delta);
+            a[j] = new;
+            max_change = max_change.max(delta.abs());
+        }
+        max_coef = max_coef.max(new.abs());
     }
+    max_change <= opt.tol * max_coef.max(f64::MIN_POSITIVE)
 }
+
 
 /// LARS-lasso for one signal from G = DᵀD and c = Dᵀx (see the module docs). Returns the
 /// codes at `lambda`.
@@ -219,32 +233,43 @@ pub fn encode_with_gram(
     c: ArrayView2<f64>,
     opt: &LassoOptions,
 ) -> Array2<f64> {
+    encode_with_fit(gram, c, opt).0
+}
+
+/// [`encode_with_gram`], and for each signal ½aᵀGa − aᵀc: with ½‖x‖² and λ‖a‖₁ added, its
+/// objective ½‖x − D·a‖² + λ‖a‖₁, without forming D·a (G·a is what the solver keeps).
+pub fn encode_with_fit(
+    gram: ArrayView2<f64>,
+    c: ArrayView2<f64>,
+    opt: &LassoOptions,
+) -> (Array2<f64>, Vec<f64>) {
     let (k, n) = c.dim();
+    let g = GramColumns::new(gram);
     let mut codes = vec![0.0; n * k]; // row i = code of signal i
+    let mut quad = vec![0.0; n];
     let ct = c.t().as_standard_layout().into_owned(); // row i = Dᵀx_i
-    match opt.algorithm {
-        LassoAlgorithm::CoordinateDescent => {
-            let g = GramColumns::new(gram);
-            codes
-                .par_chunks_mut(k.max(1))
-                .zip(ct.as_slice().expect("standard layout").par_chunks(k.max(1)))
-                .for_each_init(
-                    || vec![0.0; k],
-                    |ga, (a, ci)| {
-                        lasso_cd(&g, ci, a, ga, opt);
-                    },
-                );
-        }
-        LassoAlgorithm::Lars => {
-            codes.par_chunks_mut(k.max(1)).enumerate().for_each(|(i, a)| {
-                let code = lasso_lars(gram, ct.row(i), opt.lambda, opt.positive);
-                a.copy_from_slice(code.as_slice().expect("contiguous"));
-            });
-        }
-    }
-    Array2::from_shape_vec((n, k), codes)
+    codes
+        .par_chunks_mut(k.max(1))
+        .zip(ct.as_slice().expect("standard layout").par_chunks(k.max(1)))
+        .zip(quad.par_iter_mut())
+        .for_each_init(Vec::new, |ga, ((a, ci), q)| {
+            match opt.algorithm {
+                LassoAlgorithm::CoordinateDescent => {
+                    lasso_cd(&g, ci, a, ga, opt);
+                }
+                LassoAlgorithm::Lars => {
+                    let code = lasso_lars(gram, ArrayView1::from(ci), opt.lambda, opt.positive);
+                    a.copy_from_slice(code.as_slice().expect("contiguous"));
+                    ga.resize(k, 0.0);
+                    g.product(a, ga);
+                }
+            }
+            *q = a.iter().zip(ga.iter()).zip(ci).map(|((&a, &ga), &c)| a * (0.5 * ga - c)).sum();
+        });
+    let codes = Array2::from_shape_vec((n, k), codes)
         .expect("n × k codes")
-        .reversed_axes()
+        .reversed_axes();
+    (codes, quad)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod organisation;
 pub mod overlap;
 pub mod permutation;
 pub mod ridge_stats;
+pub mod simd;
 pub mod smooth;
 pub mod surrogates;
 pub mod tdist;
