@@ -36,15 +36,12 @@ const EPOCHS: usize = 3;
 /// The T × N matrix, transposed: N × T, row i the series of AN i.
 fn read_matrix(path: &Path) -> Array2<f64> {
     let bytes = std::fs::read(path).expect("matrix");
-    let v: Vec<f64> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-        .collect();
-    Array2::from_shape_vec((T, N), v)
-        .expect("T × N")
-        .reversed_axes()
-        .as_standard_layout()
-        .into_owned()
+    let at = |t: usize, i: usize| {
+        let o = 4 * (t * N + i);
+        f32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as f64
+    };
+    // Read straight into N × T (no T × N copy beside it).
+    Array2::from_shape_fn((N, T), |(i, t)| at(t, i))
 }
 
 fn main() {

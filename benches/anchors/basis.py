@@ -13,7 +13,8 @@ start = time.perf_counter()
 m = MiniBatchDictionaryLearning(n_components=k, alpha=lam, batch_size=256, max_iter=epochs, tol=0.0, max_no_improvement=None, random_state=0)
 m.fit(x.T)
 secs = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # before the objective's dense residual
 codes = sparse_encode(x.T, m.components_, algorithm="lasso_cd", alpha=lam, max_iter=1000)
 obj = 0.5 * float(((x.T - codes @ m.components_) ** 2).sum()) + lam * float(np.abs(codes).sum())
 print(t, k, obj)
-print(secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+print(secs, peak)

@@ -16,7 +16,8 @@ start = time.perf_counter()
 d = spams.trainDL(x, K=k, lambda1=lam, iter=-(-epochs * n // 256), batchsize=256, mode=2, numThreads=2, verbose=False)
 codes = spams.lasso(x, D=np.asfortranarray(d), lambda1=lam, mode=2, numThreads=2)
 secs = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # before the objective's dense residual
 codes = codes.toarray()
 obj = 0.5 * float(((x - d @ codes) ** 2).sum()) + lam * float(np.abs(codes).sum())
 print(t, k, obj)
-print(secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+print(secs, peak)

@@ -78,8 +78,7 @@ pub fn an_atom_stats(x: ArrayView2<f64>, atoms: ArrayView2<f64>, lengths: &[usiz
             if half == h && n > 0 {
                 let block = x.slice(s![start..start + n, ..]);
                 for (acc, col) in ss.iter_mut().zip(block.columns()) {
-                    // Summed in order: the same bits for either layout of x.
-                    let mean = (0.0 + col.iter().fold(0.0, |s, &v| s + v)) / n as f64;
+                    let mean = col.sum() / n as f64;
                     *acc += col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>();
                 }
             }
