@@ -133,7 +133,7 @@ fn code_block(
     let half_norms: f64 = x
         .columns()
         .into_iter()
-        .map(|c| 0.5 * c.iter().fold(0.0, |s, &v| s + v * v))
+        .map(|c| 0.5 * squared_norm(c))
         .sum();
     let loss = half_norms
         + quad.iter().sum::<f64>()
@@ -327,10 +327,15 @@ fn normalise_atoms(dict: &mut Array2<f64>) {
     }
 }
 
-/// Scales a vector to unit ℓ2 norm (left as is when zero); the squares are summed in
-/// order, so the norm does not depend on the vector's layout.
+/// Σ v², summed in order: the same bits for any layout (ndarray's `dot` of a strided
+/// vector with itself, bit for bit; a contiguous one it would sum in 8 lanes).
+fn squared_norm(v: ndarray::ArrayView1<f64>) -> f64 {
+    v.iter().fold(0.0, |s, &x| s + x * x)
+}
+
+/// Scales a vector to unit ℓ2 norm (left as is when zero).
 fn normalise(mut v: ArrayViewMut1<f64>) {
-    let norm = v.iter().fold(0.0, |s, &x| s + x * x).sqrt();
+    let norm = squared_norm(v.view()).sqrt();
     if norm > 0.0 {
         v.mapv_inplace(|x| x / norm);
     }
@@ -382,7 +387,7 @@ pub fn normalise_columns(x: &mut Array2<f64>) -> Vec<(usize, SkipReason)> {
         // 0 + Σ: ndarray's mean of a strided column, bit for bit.
         let mean = (0.0 + col.iter().fold(0.0, |s, &v| s + v)) / col.len() as f64;
         col.mapv_inplace(|v| v - mean);
-        let norm = col.iter().fold(0.0, |s, &v| s + v * v).sqrt();
+        let norm = squared_norm(col.view()).sqrt();
         if norm <= 1e-12 * (1.0 + mean.abs()) * (col.len() as f64).sqrt() {
             col.fill(0.0);
             skipped.push((j, SkipReason::Constant));
