@@ -102,26 +102,28 @@ pub fn ols_absorbed(stats: &RunStats, absorbed: usize) -> Result<OlsFit, GlmErro
 }
 
 impl OlsFit {
-    /// Two-sided p values of the t statistics (Student's t, n − p dof), in parallel: the
-    /// incomplete beta function dominates the cost of a whole-brain fit.
+    /// Two-sided p values of the t statistics (Student's t, n − p dof; NaN for a non-finite
+    /// t), in parallel: the incomplete beta function dominates the cost of a whole-brain fit.
     pub fn p_values(&self) -> Array2<f64> {
-        self.map_t(|t, p| p(t))
+        let dist = super::tdist::TwoSided::new(self.dof as f64);
+        self.map_t(self.t.nrows(), |t| if t.is_finite() { dist.p(t) } else { f64::NAN })
     }
 
-    /// z with the same two-sided p as each t, signed as t (the p values are not kept).
-    pub fn z_values(&self) -> Array2<f64> {
-        self.map_t(|t, p| super::tdist::signed_z(t, p(t)))
+    /// z with the same two-sided p as the t of the first `rows` regressors, signed as t, as
+    /// a float32 map stores it: each value is `signed_z(t, p) as f32` bit for bit, widened
+    /// back to f64 (computed at table speed by [`super::t_to_z::TToZ`]).
+    pub fn z_map(&self, rows: usize) -> Array2<f64> {
+        let z = super::t_to_z::TToZ::new(self.dof as f64);
+        self.map_t(rows, |t| f64::from(z.z_f32(t)))
     }
 
-    /// `f(t, p)` of every t in parallel, p(t) its two-sided p (NaN for a non-finite t).
-    fn map_t(&self, f: impl Fn(f64, &dyn Fn(f64) -> f64) -> f64 + Sync) -> Array2<f64> {
+    /// `f(t)` of every t of the first `rows` regressors, in parallel.
+    fn map_t(&self, rows: usize, f: impl Fn(f64) -> f64 + Sync) -> Array2<f64> {
         use rayon::prelude::*;
-        let dof = self.dof as f64;
-        let dist = super::tdist::TwoSided::new(dof);
-        let p = |t: f64| if t.is_finite() { dist.p(t) } else { f64::NAN };
-        let t = self.t.as_standard_layout();
-        let values: Vec<f64> = t.as_slice().expect("standard layout").par_iter().map(|&t| f(t, &p)).collect();
-        Array2::from_shape_vec(self.t.dim(), values).expect("same shape")
+        let t = self.t.slice(ndarray::s![..rows, ..]);
+        let t = t.as_standard_layout();
+        let values: Vec<f64> = t.as_slice().expect("standard layout").par_iter().map(|&t| f(t)).collect();
+        Array2::from_shape_vec(t.dim(), values).expect("same shape")
     }
 }
 

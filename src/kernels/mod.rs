@@ -24,6 +24,7 @@ pub mod ridge_stats;
 pub mod simd;
 pub mod smooth;
 pub mod surrogates;
+pub mod t_to_z;
 pub mod tdist;
 
 /// Brute-force Pearson r: the reference of the kernels' unit tests.

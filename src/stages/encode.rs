@@ -244,7 +244,7 @@ pub fn write_subject_maps(
     group: Option<(&str, &Array2<f64>)>,
 ) -> Result<SubjectMaps> {
     use rayon::prelude::*;
-    let z = fit.z_values();
+    let z = fit.z_map(k);
     let (alpha, cv_r, cv_r2) = match ridge {
         Some(f) => (f.alpha, f.cv_r, f.cv_r2),
         None => {
