@@ -9,6 +9,7 @@ pub mod schema;
 pub mod stimulus;
 pub mod atomic;
 pub mod embedded;
+pub mod gzip;
 pub mod inspect;
 pub mod name;
 pub mod confounds;
