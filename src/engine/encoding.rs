@@ -204,9 +204,7 @@ pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, V
     let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
     let confounds = recipe_confounds(plan, &run.bold)?;
     let (stats, absorbed, valid) = reduce_against(plan, &run.bold, &paths.mask(), atoms, confounds)?;
-    let mut bytes = Vec::new();
-    encode_stats(&stats, absorbed, &valid, &mut bytes);
-    write_file_atomically(&paths.stats(&run.key()), |w| w.write_all(&bytes))?;
+    write_file_atomically(&paths.stats(&run.key()), |w| encode_stats(&stats, absorbed, &valid, w))?;
     Ok((stats, absorbed, valid))
 }
 
