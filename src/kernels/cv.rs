@@ -140,6 +140,7 @@ pub struct CvScratch {
     scaled: Array2<f64>,
     beta: Array2<f64>,
     gb: Array2<f64>,
+    train_xty: Array2<f64>,
     dots: [Vec<f64>; 3],
 }
 
@@ -150,9 +151,11 @@ pub fn ridge_cv(runs: &[RunStats], alphas: &[f64]) -> crate::Result<RidgeCvFit> 
     ridge_cv_in(runs, alphas, &mut CvScratch::default())
 }
 
-/// [`ridge_cv`] with the caller's buffers.
-/// (Longer than ~80 lines on purpose: The folds, the α path and the per-voxel choice share the eigendecompositions; one function keeps them in scope.)
+/// [`ridge_cv`] with the caller's buffers. Passes of more than one block run side by side
+/// on rayon's threads (each with its own buffers); voxels do not interact, so the values
+/// are those of the passes one after another.
 pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crate::Result<RidgeCvFit> {
+    use rayon::prelude::*;
     if runs.len() < 2 {
         return Err(crate::Error::Invalid(format!(
             "leave-one-run-out cross-validation needs at least 2 runs, got {}",
@@ -166,29 +169,74 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
     }
     let mut total = runs[0].clone();
     runs[1..].iter().for_each(|r| total.add(r));
-    let v = total.xty.ncols();
-    let na = alphas.len();
-    // Per α and voxel, summed over folds: RSS, and the run-centred Σŷ² and Σŷy; with the
-    // run-centred Σy² of the data.
-    let (mut rss, mut sh, mut shy) = (
-        Array2::<f64>::zeros((na, v)),
-        Array2::<f64>::zeros((na, v)),
-        Array2::<f64>::zeros((na, v)),
-    );
-    let mut mse = Array2::<f64>::zeros((na, v)); // Σ_f RSS_f / n_f
-    let mut ss_y = Array1::<f64>::zeros(v);
-    let mut dots = std::mem::take(&mut s.dots);
-    for held in runs {
-        let mut train = total.clone();
-        train.subtract(held);
-        let path = RidgePath::new(&train.gram)?;
-        let n = held.n as f64;
-        for j in 0..v {
-            ss_y[j] += held.sum_y2[j] - held.sum_y[j] * held.sum_y[j] / n;
-        }
-        for cols in voxel_blocks(v) {
-            path.project(&train.xty.slice(s![.., cols.clone()]), s);
+    // One eigendecomposition per training set (fold f: the total minus run f), and one of
+    // the total for the refit, shared by every pass.
+    let folds = runs
+        .iter()
+        .map(|held| RidgePath::new(&(&total.gram - &held.gram)))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let refit = RidgePath::new(&total.gram)?;
+    let cv = Cv { runs, total: &total, folds: &folds, refit: &refit, alphas };
+    let blocks: Vec<_> = voxel_blocks(total.xty.ncols()).collect();
+    let passes: Vec<Pass> = if blocks.len() == 1 {
+        vec![cv.pass(blocks[0].clone(), s)]
+    } else {
+        blocks.into_par_iter().map_init(CvScratch::default, |s, cols| cv.pass(cols, s)).collect()
+    };
+    let cat1 = |f: fn(&Pass) -> &Array1<f64>| ndarray::concatenate(ndarray::Axis(0), &passes.iter().map(|p| f(p).view()).collect::<Vec<_>>()).expect("passes of one length");
+    let cat2 = |f: fn(&Pass) -> &Array2<f64>| ndarray::concatenate(ndarray::Axis(1), &passes.iter().map(|p| f(p).view()).collect::<Vec<_>>()).expect("passes of one height");
+    Ok(RidgeCvFit {
+        alpha: cat1(|p| &p.alpha),
+        cv_r2: cat1(|p| &p.cv_r2),
+        cv_r: cat1(|p| &p.cv_r),
+        beta: cat2(|p| &p.beta),
+        r2_per_alpha: cat2(|p| &p.r2_per_alpha),
+    })
+}
+
+/// What every pass shares: the runs, their total, and the eigendecompositions.
+struct Cv<'a> {
+    runs: &'a [RunStats],
+    total: &'a RunStats,
+    folds: &'a [RidgePath],
+    refit: &'a RidgePath,
+    alphas: &'a [f64],
+}
+
+/// One pass's results, for its voxels.
+struct Pass {
+    alpha: Array1<f64>,
+    cv_r2: Array1<f64>,
+    cv_r: Array1<f64>,
+    beta: Array2<f64>,
+    r2_per_alpha: Array2<f64>,
+}
+
+impl Cv<'_> {
+    /// The folds, the α path and the choice for the voxels `cols`.
+    fn pass(&self, cols: std::ops::Range<usize>, s: &mut CvScratch) -> Pass {
+        let (v, na, alphas) = (cols.len(), self.alphas.len(), self.alphas);
+        // Per α and voxel, summed over folds: RSS, and the run-centred Σŷ² and Σŷy; with the
+        // run-centred Σy² of the data.
+        let (mut rss, mut sh, mut shy) = (Array2::<f64>::zeros((na, v)), Array2::<f64>::zeros((na, v)), Array2::<f64>::zeros((na, v)));
+        let mut mse = Array2::<f64>::zeros((na, v)); // Σ_f RSS_f / n_f
+        let mut ss_y = Array1::<f64>::zeros(v);
+        let mut dots = std::mem::take(&mut s.dots);
+        let mut train_xty = std::mem::take(&mut s.train_xty);
+        for (held, path) in self.runs.iter().zip(self.folds) {
+            let n = held.n as f64;
+            for (c, j) in cols.clone().enumerate() {
+                ss_y[c] += held.sum_y2[j] - held.sum_y[j] * held.sum_y[j] / n;
+            }
             let held_xty = held.xty.slice(s![.., cols.clone()]);
+            // C_train = C_total − C_f, element by element as the whole training set's.
+            let total_xty = self.total.xty.slice(s![.., cols.clone()]);
+            if train_xty.dim() != total_xty.dim() {
+                train_xty = Array2::zeros(total_xty.dim());
+            }
+            train_xty.assign(&total_xty);
+            train_xty -= &held_xty;
+            path.project(&train_xty.view(), s);
             for (ai, &alpha) in alphas.iter().enumerate() {
                 path.beta(alpha, s);
                 mul_into(&held.gram.view(), &s.beta.view(), &mut s.gb);
@@ -199,61 +247,45 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
                 for (c, j) in cols.clone().enumerate() {
                     let (yhat_y, yhat2, yhat) = (yhat_y[c], yhat2[c], yhat[c]);
                     let fold_rss = held.sum_y2[j] - 2.0 * yhat_y + yhat2;
-                    rss[[ai, j]] += fold_rss;
-                    mse[[ai, j]] += fold_rss / n;
+                    rss[[ai, c]] += fold_rss;
+                    mse[[ai, c]] += fold_rss / n;
                     // Run-wise centred cross and squared sums for Pearson r.
-                    sh[[ai, j]] += yhat2 - yhat * yhat / n;
-                    shy[[ai, j]] += yhat_y - yhat * held.sum_y[j] / n;
+                    sh[[ai, c]] += yhat2 - yhat * yhat / n;
+                    shy[[ai, c]] += yhat_y - yhat * held.sum_y[j] / n;
                 }
             }
         }
-    }
-    s.dots = dots;
-    let r2_per_alpha = Array2::from_shape_fn((na, v), |(a, j)| {
-        if ss_y[j] > 0.0 {
-            1.0 - rss[[a, j]] / ss_y[j]
-        } else {
-            f64::NAN
-        }
-    });
-    let mut alpha = Array1::<f64>::zeros(v);
-    let mut best_idx = vec![0usize; v];
-    for j in 0..v {
+        s.dots = dots;
+        s.train_xty = train_xty;
+        let r2_per_alpha = Array2::from_shape_fn((na, v), |(a, j)| if ss_y[j] > 0.0 { 1.0 - rss[[a, j]] / ss_y[j] } else { f64::NAN });
         // The first (smallest) α among ties, as an argmin does.
-        let best = (0..na).fold(0, |b, a| if mse[[a, j]] < mse[[b, j]] { a } else { b });
-        best_idx[j] = best;
-        alpha[j] = alphas[best];
-    }
-    let cv_r2 = Array1::from_shape_fn(v, |j| r2_per_alpha[[best_idx[j], j]]);
-    let cv_r = Array1::from_shape_fn(v, |j| {
-        let a = best_idx[j];
-        let d = (sh[[a, j]] * ss_y[j]).sqrt();
-        if d > 0.0 {
-            shy[[a, j]] / d
-        } else {
-            f64::NAN
-        }
-    });
-    // The refit on all runs: each voxel's column of β at its α.
-    let path = RidgePath::new(&total.gram)?;
-    let mut beta = Array2::<f64>::zeros((total.xty.nrows(), v));
-    for cols in voxel_blocks(v) {
-        path.project(&total.xty.slice(s![.., cols.clone()]), s);
-        let best = &best_idx[cols.clone()];
+        let best: Vec<usize> = (0..v).map(|j| (0..na).fold(0, |b, a| if mse[[a, j]] < mse[[b, j]] { a } else { b })).collect();
+        let cv_r = Array1::from_shape_fn(v, |j| {
+            let a = best[j];
+            let d = (sh[[a, j]] * ss_y[j]).sqrt();
+            if d > 0.0 {
+                shy[[a, j]] / d
+            } else {
+                f64::NAN
+            }
+        });
+        // The refit on all runs: each voxel's column of β at its α.
+        let mut beta = Array2::<f64>::zeros((self.total.xty.nrows(), v));
+        self.refit.project(&self.total.xty.slice(s![.., cols]), s);
         for ai in (0..na).filter(|ai| best.contains(ai)) {
-            path.beta(alphas[ai], s);
+            self.refit.beta(alphas[ai], s);
             for (c, _) in best.iter().enumerate().filter(|(_, &b)| b == ai) {
-                beta.column_mut(cols.start + c).assign(&s.beta.column(c));
+                beta.column_mut(c).assign(&s.beta.column(c));
             }
         }
+        Pass {
+            alpha: best.iter().map(|&a| alphas[a]).collect(),
+            cv_r2: Array1::from_shape_fn(v, |j| r2_per_alpha[[best[j], j]]),
+            cv_r,
+            beta,
+            r2_per_alpha,
+        }
     }
-    Ok(RidgeCvFit {
-        alpha,
-        cv_r2,
-        cv_r,
-        beta,
-        r2_per_alpha,
-    })
 }
 
 #[cfg(test)]
@@ -402,13 +434,13 @@ mod tests {
         }
     }
 
-    /// More voxels than one pass holds: each voxel's α and β are those of a fit of its own
-    /// block alone (voxels do not interact).
+    /// More voxels than one pass holds (three passes, the last of one voxel, run side by
+    /// side): every value equals, by its bits, that of a fit of its own block alone.
     #[test]
     fn voxels_beyond_one_block_are_fitted_as_their_block() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-        let v = CV_BLOCK + 3;
-        let runs: Vec<RunStats> = (0..2)
+        let v = 2 * CV_BLOCK + 1;
+        let runs: Vec<RunStats> = (0..3)
             .map(|_| {
                 let x = Array2::from_shape_simple_fn((30, 4), || rng.random_range(-1.0..1.0));
                 let y = Array2::from_shape_simple_fn((30, v), || rng.random_range(-1.0..1.0));
@@ -417,14 +449,18 @@ mod tests {
             .collect();
         let alphas = alpha_grid(-2.0, 3.0, 6);
         let all = ridge_cv(&runs, &alphas).unwrap();
-        let tail: Vec<RunStats> = runs.iter().map(|r| r.select(&(CV_BLOCK..v).collect::<Vec<_>>())).collect();
-        let part = ridge_cv(&tail, &alphas).unwrap();
-        for c in 0..3 {
-            assert_eq!(all.alpha[CV_BLOCK + c], part.alpha[c]);
-            for i in 0..4 {
-                assert!((all.beta[[i, CV_BLOCK + c]] - part.beta[[i, c]]).abs() < 1e-12);
+        let bits = |a: ndarray::ArrayView1<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for start in (0..v).step_by(CV_BLOCK) {
+            let cols: Vec<usize> = (start..(start + CV_BLOCK).min(v)).collect();
+            let part = ridge_cv(&runs.iter().map(|r| r.select(&cols)).collect::<Vec<_>>(), &alphas).unwrap();
+            let range = s![cols[0]..cols[0] + cols.len()];
+            assert_eq!(bits(all.alpha.slice(range)), bits(part.alpha.view()));
+            assert_eq!(bits(all.cv_r.slice(range)), bits(part.cv_r.view()));
+            assert_eq!(bits(all.cv_r2.slice(range)), bits(part.cv_r2.view()));
+            for (c, &j) in cols.iter().enumerate() {
+                assert_eq!(bits(all.beta.column(j)), bits(part.beta.column(c)), "β of voxel {j}");
+                assert_eq!(bits(all.r2_per_alpha.column(j)), bits(part.r2_per_alpha.column(c)));
             }
-            assert!((all.cv_r[CV_BLOCK + c] - part.cv_r[c]).abs() < 1e-12);
         }
     }
 }
