@@ -73,7 +73,10 @@ fn main() {
         let t = Instant::now();
         let x = read(Path::new(&args[2]), P).mapv(f64::from);
         let y = read(Path::new(&args[3]), v);
+        // Runs reduced side by side, as `run`'s workers reduce them.
+        use rayon::prelude::*;
         let runs: Vec<RunStats> = (0..RUNS)
+            .into_par_iter()
             .map(|r| {
                 RunStats::from_block(
                     x.slice(s![r * SCANS..(r + 1) * SCANS, ..]),

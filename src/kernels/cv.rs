@@ -128,9 +128,11 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
 /// is linear in V. A fit of at most this many voxels (the engine's blocks) is one block.
 const CV_BLOCK: usize = crate::operators::BLOCK_VOXELS;
 
-/// Consecutive column ranges of at most [`CV_BLOCK`] voxels.
+/// Consecutive column ranges of at most [`CV_BLOCK`] voxels, as even as they can be (so
+/// that passes run side by side finish together).
 fn voxel_blocks(v: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    (0..v).step_by(CV_BLOCK).map(move |c| c..(c + CV_BLOCK).min(v))
+    let size = v.div_ceil(v.div_ceil(CV_BLOCK).max(1)).max(1);
+    (0..v).step_by(size).map(move |c| c..(c + size).min(v))
 }
 
 /// Buffers of [`ridge_cv_in`] (a few p × V arrays), reused across α, folds and blocks.
@@ -178,7 +180,10 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
     let refit = RidgePath::new(&total.gram)?;
     let cv = Cv { runs, total: &total, folds: &folds, refit: &refit, alphas };
     let blocks: Vec<_> = voxel_blocks(total.xty.ncols()).collect();
-    let passes: Vec<Pass> = if blocks.len() == 1 {
+    let passes: Vec<Pass> = if blocks.is_empty() {
+        let (p, na) = (total.xty.nrows(), alphas.len());
+        return Ok(RidgeCvFit { alpha: Array1::zeros(0), cv_r2: Array1::zeros(0), cv_r: Array1::zeros(0), beta: Array2::zeros((p, 0)), r2_per_alpha: Array2::zeros((na, 0)) });
+    } else if blocks.len() == 1 {
         vec![cv.pass(blocks[0].clone(), s)]
     } else {
         blocks.into_par_iter().map_init(CvScratch::default, |s, cols| cv.pass(cols, s)).collect()
@@ -434,8 +439,8 @@ mod tests {
         }
     }
 
-    /// More voxels than one pass holds (three passes, the last of one voxel, run side by
-    /// side): every value equals, by its bits, that of a fit of its own block alone.
+    /// More voxels than one pass holds (three even passes run side by side): every value
+    /// equals, by its bits, that of a fit of its own block alone; no voxels, no values.
     #[test]
     fn voxels_beyond_one_block_are_fitted_as_their_block() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
@@ -448,10 +453,13 @@ mod tests {
             })
             .collect();
         let alphas = alpha_grid(-2.0, 3.0, 6);
+        let none = ridge_cv(&runs.iter().map(|r| r.select(&[])).collect::<Vec<_>>(), &alphas).unwrap();
+        assert_eq!((none.alpha.len(), none.beta.dim(), none.r2_per_alpha.dim()), (0, (4, 0), (6, 0)));
         let all = ridge_cv(&runs, &alphas).unwrap();
         let bits = |a: ndarray::ArrayView1<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for start in (0..v).step_by(CV_BLOCK) {
-            let cols: Vec<usize> = (start..(start + CV_BLOCK).min(v)).collect();
+        assert_eq!(voxel_blocks(v).map(|b| b.len()).collect::<Vec<_>>(), [2731, 2731, 2731]);
+        for block in voxel_blocks(v) {
+            let cols: Vec<usize> = block.collect();
             let part = ridge_cv(&runs.iter().map(|r| r.select(&cols)).collect::<Vec<_>>(), &alphas).unwrap();
             let range = s![cols[0]..cols[0] + cols.len()];
             assert_eq!(bits(all.alpha.slice(range)), bits(part.alpha.view()));
