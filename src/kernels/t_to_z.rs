@@ -166,6 +166,23 @@ mod tests {
         assert!(TToZ::new(MAX_DOF + 1.0).coefficients.is_empty());
     }
 
+    /// Random t (a normal mix of null and strong effects, |t| to ~40) at 300 random dofs,
+    /// fractional too, log-uniform from 1 to 10⁴: the f32 equals the exact path's by its bits.
+    #[test]
+    fn random_t_and_dof_equal_the_exact_path() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(18);
+        for _ in 0..300 {
+            let dof = 10f64.powf(rng.random_range(0.0..4.0));
+            let table = TToZ::new(dof);
+            for _ in 0..1000 {
+                let scale = [1.0, 4.0, 15.0][rng.random_range(0..3)];
+                let t: f64 = rng.sample::<f64, _>(rand_distr::StandardNormal) * scale;
+                assert_eq!(table.z_f32(t).to_bits(), (table.exact(t) as f32).to_bits(), "dof {dof}, t {t}");
+            }
+        }
+    }
+
     /// Special values take the exact path: NaN, ±∞ (NaN, as the maps have always had),
     /// ±0, beyond the table, and a dof below 1 (NaN).
     #[test]
