@@ -25,8 +25,10 @@ pub struct GzWriter<W: Write> {
 }
 
 impl<W: Write> GzWriter<W> {
-    /// A run-length gzip stream at `level` (1–9; with this strategy every level writes
-    /// the same bytes, 0 would store).
+    /// A run-length gzip stream at `level` (1–9: with this strategy they make the same
+    /// deflate stream, only level 9 marks the header's XFL byte; 0 would store). Dropped
+    /// without [`finish`](Self::finish), the stream has no trailer (the crate's writes
+    /// are atomic, so such a file never takes a map's place).
     pub fn new(inner: W, level: i32) -> GzWriter<W> {
         let config = DeflateConfig { level, method: Method::Deflated, window_bits: GZIP_WINDOW, mem_level: 8, strategy: Strategy::Rle };
         GzWriter { inner, deflate: zlib_rs::Deflate::new_with_config(config), out: vec![0; OUT_CHUNK] }

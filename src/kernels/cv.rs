@@ -128,11 +128,11 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
 /// is linear in V. A fit of at most this many voxels (the engine's blocks) is one block.
 const CV_BLOCK: usize = crate::operators::BLOCK_VOXELS;
 
-/// Consecutive column ranges of at most [`CV_BLOCK`] voxels, as even as they can be (so
-/// that passes run side by side finish together).
+/// Consecutive column ranges of at most [`CV_BLOCK`] voxels, as few as can be and of
+/// sizes that differ by at most one (so that passes run side by side finish together).
 fn voxel_blocks(v: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let size = v.div_ceil(v.div_ceil(CV_BLOCK).max(1)).max(1);
-    (0..v).step_by(size).map(move |c| c..(c + size).min(v))
+    let n = v.div_ceil(CV_BLOCK);
+    (0..n).map(move |i| i * v / n..(i + 1) * v / n)
 }
 
 /// Buffers of [`ridge_cv_in`] (a few p × V arrays), reused across α, folds and blocks.
@@ -179,24 +179,27 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
         .collect::<crate::Result<Vec<_>>>()?;
     let refit = RidgePath::new(&total.gram)?;
     let cv = Cv { runs, total: &total, folds: &folds, refit: &refit, alphas };
-    let blocks: Vec<_> = voxel_blocks(total.xty.ncols()).collect();
-    let passes: Vec<Pass> = if blocks.is_empty() {
-        let (p, na) = (total.xty.nrows(), alphas.len());
-        return Ok(RidgeCvFit { alpha: Array1::zeros(0), cv_r2: Array1::zeros(0), cv_r: Array1::zeros(0), beta: Array2::zeros((p, 0)), r2_per_alpha: Array2::zeros((na, 0)) });
-    } else if blocks.len() == 1 {
-        vec![cv.pass(blocks[0].clone(), s)]
-    } else {
-        blocks.into_par_iter().map_init(CvScratch::default, |s, cols| cv.pass(cols, s)).collect()
+    let (p, na, v) = (total.xty.nrows(), alphas.len(), total.xty.ncols());
+    let blocks: Vec<_> = voxel_blocks(v).collect();
+    if let [cols] = &blocks[..] {
+        return Ok(cv.pass(cols.clone(), s));
+    }
+    let passes: Vec<Pass> = blocks.par_iter().map_init(CvScratch::default, |s, cols| cv.pass(cols.clone(), s)).collect();
+    let mut fit = RidgeCvFit {
+        alpha: Array1::zeros(v),
+        cv_r2: Array1::zeros(v),
+        cv_r: Array1::zeros(v),
+        beta: Array2::zeros((p, v)),
+        r2_per_alpha: Array2::zeros((na, v)),
     };
-    let cat1 = |f: fn(&Pass) -> &Array1<f64>| ndarray::concatenate(ndarray::Axis(0), &passes.iter().map(|p| f(p).view()).collect::<Vec<_>>()).expect("passes of one length");
-    let cat2 = |f: fn(&Pass) -> &Array2<f64>| ndarray::concatenate(ndarray::Axis(1), &passes.iter().map(|p| f(p).view()).collect::<Vec<_>>()).expect("passes of one height");
-    Ok(RidgeCvFit {
-        alpha: cat1(|p| &p.alpha),
-        cv_r2: cat1(|p| &p.cv_r2),
-        cv_r: cat1(|p| &p.cv_r),
-        beta: cat2(|p| &p.beta),
-        r2_per_alpha: cat2(|p| &p.r2_per_alpha),
-    })
+    for (cols, pass) in blocks.into_iter().zip(passes) {
+        fit.alpha.slice_mut(s![cols.clone()]).assign(&pass.alpha);
+        fit.cv_r2.slice_mut(s![cols.clone()]).assign(&pass.cv_r2);
+        fit.cv_r.slice_mut(s![cols.clone()]).assign(&pass.cv_r);
+        fit.beta.slice_mut(s![.., cols.clone()]).assign(&pass.beta);
+        fit.r2_per_alpha.slice_mut(s![.., cols]).assign(&pass.r2_per_alpha);
+    }
+    Ok(fit)
 }
 
 /// What every pass shares: the runs, their total, and the eigendecompositions.
@@ -209,13 +212,7 @@ struct Cv<'a> {
 }
 
 /// One pass's results, for its voxels.
-struct Pass {
-    alpha: Array1<f64>,
-    cv_r2: Array1<f64>,
-    cv_r: Array1<f64>,
-    beta: Array2<f64>,
-    r2_per_alpha: Array2<f64>,
-}
+type Pass = RidgeCvFit;
 
 impl Cv<'_> {
     /// The folds, the α path and the choice for the voxels `cols`.
@@ -458,6 +455,12 @@ mod tests {
         let all = ridge_cv(&runs, &alphas).unwrap();
         let bits = |a: ndarray::ArrayView1<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(voxel_blocks(v).map(|b| b.len()).collect::<Vec<_>>(), [2731, 2731, 2731]);
+        for v in [1, CV_BLOCK, CV_BLOCK + 1, 3 * CV_BLOCK + 1, CV_BLOCK * CV_BLOCK + 1] {
+            let sizes: Vec<usize> = voxel_blocks(v).map(|b| b.len()).collect();
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(sizes.iter().sum::<usize>() == v && *hi <= CV_BLOCK && hi - lo <= 1 && sizes.len() == v.div_ceil(CV_BLOCK), "{v}: {lo}..{hi}");
+        }
+        assert_eq!(voxel_blocks(0).count(), 0);
         for block in voxel_blocks(v) {
             let cols: Vec<usize> = block.collect();
             let part = ridge_cv(&runs.iter().map(|r| r.select(&cols)).collect::<Vec<_>>(), &alphas).unwrap();

@@ -125,7 +125,8 @@ mod tests {
     use super::*;
 
     /// A dense grid of t (every node, its neighbours and 16 points inside every interval,
-    /// both signs) at dof from 1 to 10⁵: the f32 equals the exact path's by its bits, the
+    /// both signs) at dof from 1 to 10⁴ (above, the table is empty): the f32 equals the
+    /// exact path's by its bits, the
     /// interpolant is within TOLERANCE/100 of the exact z above t_min, and the
     /// exact path is taken for under 5% of a map's typical |t| ≤ 8.
     #[test]

@@ -87,7 +87,11 @@ pub fn fit_block(runs: &[&StatsBlock], settings: &FitSettings) -> BlockFit {
     let mut ridge_beta = None;
     if settings.cv && runs.len() >= 2 {
         let folds: Vec<RunStats> = per_run.iter().map(|r| r.select(&voxels)).collect();
-        let fitted = CV_SCRATCH.with_borrow_mut(|s| ridge_cv_in(&folds, &settings.alphas, s));
+        // Taken out for the call, not borrowed through it: a fit of several passes runs them
+        // on rayon, whose thread may meanwhile fit another block.
+        let mut scratch = CV_SCRATCH.take();
+        let fitted = ridge_cv_in(&folds, &settings.alphas, &mut scratch);
+        CV_SCRATCH.set(scratch);
         match fitted {
             Ok(r) => {
                 out.ridge = Some((

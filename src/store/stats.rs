@@ -27,7 +27,11 @@ pub fn encode_stats(s: &RunStats, absorbed: usize, valid: &[bool], out: &mut dyn
         chunk.extend(floats.by_ref().take(1024).flat_map(|x| x.to_le_bytes()));
         out.write_all(&chunk)?;
     }
-    valid.chunks(8 * 1024).try_for_each(|c| out.write_all(&c.iter().map(|&b| b as u8).collect::<Vec<u8>>()))
+    valid.chunks(8 * 1024).try_for_each(|c| {
+        chunk.clear();
+        chunk.extend(c.iter().map(|&b| b as u8));
+        out.write_all(&chunk)
+    })
 }
 
 pub fn decode_stats(path: &Path) -> Result<(RunStats, usize, Vec<bool>)> {
