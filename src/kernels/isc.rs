@@ -42,20 +42,21 @@ impl StorySums {
     pub fn add(&mut self, y: ArrayView2<f64>, valid: &[bool]) -> usize {
         assert_eq!(y.dim(), self.sum.dim(), "a run of the story's scans and voxels");
         assert_eq!(valid.len(), self.n.len());
-        let t = y.nrows() as f64;
+        let stats = super::column_stats::ColumnStats::of(y);
+        let keep: Vec<bool> = (0..self.n.len())
+            .map(|v| valid[v] && stats.sd[v].is_finite() && stats.sd[v] > 1e-12 * stats.max_abs[v].max(f64::MIN_POSITIVE))
+            .collect();
+        // Row by row (the series is scans × voxels): each element as (x − mean) / sd.
+        for (mut acc, row) in self.sum.rows_mut().into_iter().zip(y.rows()) {
+            for (v, (a, &x)) in acc.iter_mut().zip(row).enumerate() {
+                if keep[v] {
+                    *a += (x - stats.mean[v]) / stats.sd[v];
+                }
+            }
+        }
         let mut added = 0;
-        for (v, (col, mut acc)) in y.columns().into_iter().zip(self.sum.columns_mut()).enumerate() {
-            if !valid[v] {
-                continue;
-            }
-            let mean = col.sum() / t;
-            let sd = (col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / t).sqrt();
-            let scale = col.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-            if !(sd.is_finite() && sd > 1e-12 * scale.max(f64::MIN_POSITIVE)) {
-                continue;
-            }
-            acc.zip_mut_with(&col, |a, &x| *a += (x - mean) / sd);
-            self.n[v] += 1;
+        for (n, _) in self.n.iter_mut().zip(&keep).filter(|(_, &k)| k) {
+            *n += 1;
             added += 1;
         }
         added

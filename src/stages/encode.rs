@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{bail, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
+use crate::kernels::column_stats::ColumnStats;
 use crate::kernels::cv::RidgeCvFit;
 use crate::kernels::design::{nuisance_basis, project_out, project_out_in_place};
 use crate::kernels::estimators::Estimator;
@@ -169,31 +170,35 @@ pub fn clean_data(
             dm.ncols()
         );
     }
+    // Column by column in effect, row by row in memory (the series is scans × voxels).
     let mut valid = vec![true; y.ncols()];
-    for (v, mut c) in y.columns_mut().into_iter().enumerate() {
-        if !(c.iter().all(|x| x.is_finite()) && c.iter().any(|&x| x != c[0])) {
-            valid[v] = false;
-            c.fill(0.0);
+    let mut varies = vec![false; y.ncols()];
+    let first = y.row(0).to_owned();
+    for row in y.rows() {
+        for (((ok, var), &x), &x0) in valid.iter_mut().zip(&mut varies).zip(row).zip(&first) {
+            *ok &= x.is_finite();
+            *var |= x != x0;
         }
+    }
+    valid.iter_mut().zip(&varies).for_each(|(ok, &var)| *ok &= var);
+    for mut row in y.rows_mut() {
+        row.iter_mut().zip(&valid).filter(|(_, &ok)| !ok).for_each(|(x, _)| *x = 0.0);
     }
     let q = nuisance_basis(&dm.slice(s![.., k..]).to_owned());
     let xr = project_out(&q, &dm.slice(s![.., ..k]).to_owned());
     // A voxel the nuisance explains entirely keeps only round-off: not a signal to scale up.
-    let scale: Vec<f64> = y.columns().into_iter().map(|c| c.iter().map(|x| x.abs()).fold(0.0, f64::max)).collect();
+    let scale = ColumnStats::of(y.view()).max_abs;
     // The run's one T × V copy becomes its residual.
     let mut yr = y;
     project_out_in_place(&q, &mut yr);
     if zscore {
         // Standardised after the nuisance is removed, as nilearn's `signal.clean` orders it:
         // a voxel's scale is that of what the atoms can explain, not of its motion or drift.
-        for (v, mut c) in yr.columns_mut().into_iter().enumerate() {
-            let m = c.mean().unwrap_or(0.0);
-            let sd = (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
-            if valid[v] && sd > 1e-9 * scale[v] {
-                c.mapv_inplace(|x| (x - m) / sd);
-            } else {
-                valid[v] = false;
-                c.fill(0.0);
+        let ColumnStats { mean, sd, .. } = ColumnStats::of(yr.view());
+        valid.iter_mut().enumerate().for_each(|(v, ok)| *ok &= sd[v] > 1e-9 * scale[v]);
+        for mut row in yr.rows_mut() {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = if valid[v] { (*x - mean[v]) / sd[v] } else { 0.0 };
             }
         }
     }
