@@ -15,6 +15,7 @@
 use faer::{Mat, Side};
 use ndarray::{s, Array1, Array2, ArrayView2};
 
+use super::column_stats::column_dots;
 use super::ridge_stats::RunStats;
 
 /// Cross-validated ridge results for V voxels.
@@ -93,22 +94,6 @@ fn mul_into(a: &ArrayView2<f64>, b: &ArrayView2<f64>, c: &mut Array2<f64>) {
         *c = Array2::zeros((m, n));
     }
     ndarray::linalg::general_mat_mul(1.0, a, b, 0.0, c);
-}
-
-/// out[j] = Σ_i a[i, j]·b[i, j], as ndarray's `dot` of the two columns gives it: a strided
-/// column is summed in i order from 0, which a sweep over whole rows reproduces for every
-/// column at once (vectorised across columns). Contiguous columns (a one-column matrix) go
-/// through ndarray's unrolled dot, which sums in 8 lanes: that case is left to it.
-fn column_dots(a: &Array2<f64>, b: ArrayView2<f64>, out: &mut Vec<f64>) {
-    out.clear();
-    if a.column(0).as_slice().is_some() && b.column(0).as_slice().is_some() {
-        out.extend((0..a.ncols()).map(|j| a.column(j).dot(&b.column(j))));
-        return;
-    }
-    out.resize(a.ncols(), 0.0);
-    for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
-        out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o += x * y);
-    }
 }
 
 /// out[j] = Σ_i x[i]·a[i, j], as `x.dot(&a.column(j))` gives it (see [`column_dots`]).
@@ -243,8 +228,8 @@ impl Cv<'_> {
                 path.beta(alpha, s);
                 mul_into(&held.gram.view(), &s.beta.view(), &mut s.gb);
                 let [yhat_y, yhat2, yhat] = &mut dots;
-                column_dots(&s.beta, held_xty, yhat_y);
-                column_dots(&s.beta, s.gb.view(), yhat2);
+                column_dots(s.beta.view(), held_xty, yhat_y);
+                column_dots(s.beta.view(), s.gb.view(), yhat2);
                 weighted_rows(&held.sum_x, &s.beta, yhat);
                 for (c, j) in cols.clone().enumerate() {
                     let (yhat_y, yhat2, yhat) = (yhat_y[c], yhat2[c], yhat[c]);
@@ -411,7 +396,7 @@ mod tests {
             assert_eq!(s.gb.mapv(f64::to_bits), g.dot(&a).mapv(f64::to_bits));
             mul_into(&g.t(), &a.view(), &mut s.vtc);
             assert_eq!(s.vtc.mapv(f64::to_bits), g.t().dot(&a).mapv(f64::to_bits));
-            column_dots(&a, b.view(), &mut out);
+            column_dots(a.view(), b.view(), &mut out);
             for (j, o) in out.iter().enumerate() {
                 assert_eq!(o.to_bits(), a.column(j).dot(&b.column(j)).to_bits(), "p {p} v {v}");
             }

@@ -84,13 +84,17 @@ impl Isc {
     /// Adds one story's pairs (voxels with fewer than 2 subjects add nothing).
     pub fn add_story(&mut self, story: &StorySums) {
         let t = story.sum.nrows() as f64;
-        for (v, col) in story.sum.columns().into_iter().enumerate() {
+        let mut squares = Vec::new();
+        if story.sum.ncols() > 0 {
+            super::column_stats::column_dots(story.sum.view(), story.sum.view(), &mut squares);
+        }
+        for (v, &square) in squares.iter().enumerate() {
             let n = story.n[v];
             if n < 2 {
                 continue;
             }
             let n = f64::from(n);
-            self.numerator[v] += col.dot(&col) - n * t;
+            self.numerator[v] += square - n * t;
             self.denominator[v] += n * (n - 1.0) * t;
             self.subjects[v] = self.subjects[v].max(story.n[v]);
         }

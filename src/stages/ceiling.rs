@@ -203,7 +203,12 @@ fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, Run
         let Some(rows) = common.iter().map(|t| kept.binary_search(t).ok()).collect::<Option<Vec<usize>>>() else {
             bail!("run {key}: its confounds changed while the noise ceiling read them; run `cortexflow ceiling` again");
         };
-        sessions.add(cleaned.yr.select(Axis(0), &rows).view(), &cleaned.valid);
+        // Every scan common (no run of the story censored one): the series as it is.
+        if rows.iter().copied().eq(0..cleaned.yr.nrows()) {
+            sessions.add(cleaned.yr.view(), &cleaned.valid);
+        } else {
+            sessions.add(cleaned.yr.select(Axis(0), &rows).view(), &cleaned.valid);
+        }
         bar.inc(1);
     }
     let (sum, n) = sessions.into_parts();
