@@ -22,19 +22,15 @@ impl ColumnStats {
         if rows < 2 || v < 2 || y.strides()[1] != 1 {
             let mean: Vec<f64> = y.columns().into_iter().map(|c| c.sum() / t).collect();
             let sd = y.columns().into_iter().zip(&mean).map(|(c, &m)| (c.iter().map(|x| (x - m).powi(2)).sum::<f64>() / t).sqrt()).collect();
-            let max_abs = y.columns().into_iter().map(|c| c.iter().fold(0.0f64, |m, x| m.max(x.abs()))).collect();
-            return ColumnStats { mean, sd, max_abs };
+            return ColumnStats { mean, sd, max_abs: max_abs(y) };
         }
         // ndarray's sum of a strided column: a fold from +0 in row order (its final `0 +`
         // changes nothing: such a fold never ends at −0).
         let mut sum = vec![0.0; v];
-        let mut max_abs = vec![0.0f64; v];
         for row in y.rows() {
-            for ((s, m), &x) in sum.iter_mut().zip(&mut max_abs).zip(row) {
-                *s += x;
-                *m = m.max(x.abs());
-            }
+            sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x);
         }
+        let max_abs = max_abs(y);
         let mean: Vec<f64> = sum.iter().map(|s| s / t).collect();
         // The iterator sum starts from the standard library's neutral element.
         let mut squares = vec![std::iter::empty::<f64>().sum::<f64>(); v];
@@ -46,6 +42,15 @@ impl ColumnStats {
         let sd = squares.iter().map(|s| (s / t).sqrt()).collect();
         ColumnStats { mean, sd, max_abs }
     }
+}
+
+/// Each column's largest |x| (a fold from 0; the order does not change a maximum).
+pub fn max_abs(y: ArrayView2<f64>) -> Vec<f64> {
+    let mut out = vec![0.0f64; y.ncols()];
+    for row in y.rows() {
+        out.iter_mut().zip(row).for_each(|(m, &x)| *m = m.max(x.abs()));
+    }
+    out
 }
 
 /// out[j] = Σ_i a[i, j]·b[i, j], as ndarray's `dot` of the two columns gives it: a strided

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{bail, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_atoms, write_table, Column};
-use crate::kernels::column_stats::ColumnStats;
+use crate::kernels::column_stats::{self, ColumnStats};
 use crate::kernels::cv::RidgeCvFit;
 use crate::kernels::design::{nuisance_basis, project_out, project_out_in_place};
 use crate::kernels::estimators::Estimator;
@@ -187,7 +187,7 @@ pub fn clean_data(
     let q = nuisance_basis(&dm.slice(s![.., k..]).to_owned());
     let xr = project_out(&q, &dm.slice(s![.., ..k]).to_owned());
     // A voxel the nuisance explains entirely keeps only round-off: not a signal to scale up.
-    let scale = ColumnStats::of(y.view()).max_abs;
+    let scale = column_stats::max_abs(y.view());
     // The run's one T × V copy becomes its residual.
     let mut yr = y;
     project_out_in_place(&q, &mut yr);
