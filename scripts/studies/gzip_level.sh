@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The study behind nifti::write::LEVEL and io::gzip: deflate time, size and inflate time of
-# one map (its raw bytes, fed as the writer feeds them, a 2 mm volume at a time) with
-# flate2's miniz_oxide and zlib-rs backends at levels 1–3, and with zlib-rs's run-length
-# strategy (Z_RLE, what io::gzip::GzWriter writes). One core, no store involved.
+# The study behind io::gzip (table in src/io/nifti/write.rs): deflate time, size and inflate
+# time of one map (its raw bytes, fed as the writer feeds them, a 2 mm volume at a time)
+# with flate2's miniz_oxide and zlib-rs backends at levels 1–3, and with zlib-rs's
+# run-length strategy (Z_RLE, the previous writer). One core, no store involved. The
+# writer itself is measured against nibabel by `cargo bench --bench map_write`.
 #
 #   scripts/studies/gzip_level.sh STORE/subjects/sub-01/beta.nii.gz
 set -euo pipefail
