@@ -35,10 +35,13 @@ const ZERO_CRC_RUN: usize = 1 << 12;
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 3];
 
 /// Deflates what is written into gzip on `W`; [`finish`](Self::finish) writes the trailer.
+/// After an error of the inner writer the stream is broken (input may have been taken
+/// but not written): the caller discards it, as the crate's atomic writes do.
 pub struct GzWriter<W: Write> {
     inner: W,
     bits: Bits,
-    /// The block being gathered.
+    /// The block being gathered (up to 2·BLOCK_TOKENS − 1 tokens: a piece of literals
+    /// on top of a nearly full block).
     tokens: Vec<Token>,
     crc: u32,
     /// Bytes written so far.
@@ -53,7 +56,7 @@ impl<W: Write> GzWriter<W> {
     pub fn new(inner: W) -> GzWriter<W> {
         let mut bits = Bits::new();
         bits.align_and_append(&HEADER);
-        GzWriter { inner, bits, tokens: Vec::with_capacity(BLOCK_TOKENS + MAX_MATCH), crc: 0, len: 0, tail: [0; 4] }
+        GzWriter { inner, bits, tokens: Vec::with_capacity(2 * BLOCK_TOKENS), crc: 0, len: 0, tail: [0; 4] }
     }
 
     /// Ends the block and the stream (the gzip trailer: CRC-32 and length mod 2³²) and
@@ -65,6 +68,7 @@ impl<W: Write> GzWriter<W> {
         trailer[4..].copy_from_slice(&(self.len as u32).to_le_bytes());
         self.bits.align_and_append(&trailer);
         self.inner.write_all(self.bits.whole())?;
+        self.inner.flush()?;
         Ok(self.inner)
     }
 
@@ -206,23 +210,24 @@ fn period4_run(buf: &[u8], i: usize, tail: &[u8; 4]) -> usize {
 
 impl<W: Write> Write for GzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // In pieces, so that a block holds about BLOCK_TOKENS tokens.
+        // In pieces, so that a block holds about BLOCK_TOKENS tokens and the output
+        // buffered stays near OUT_CHUNK whatever the size of `buf`.
         for piece in buf.chunks(BLOCK_TOKENS) {
             self.encode(piece);
             if self.tokens.len() >= BLOCK_TOKENS {
                 block::write(&self.tokens, false, &mut self.bits);
                 self.tokens.clear();
             }
-        }
-        if self.bits.whole().len() >= OUT_CHUNK {
-            self.inner.write_all(self.bits.whole())?;
-            self.bits.clear_whole();
+            if self.bits.whole().len() >= OUT_CHUNK {
+                self.inner.write_all(self.bits.whole())?;
+                self.bits.clear_whole();
+            }
         }
         Ok(buf.len())
     }
 
-    /// Writes out the whole bytes coded so far (the stream stays open: deflate has no
-    /// byte boundary mid-block without an extra block the files do not need).
+    /// Writes out the whole bytes coded so far. Not a sync flush: a reader cannot decode
+    /// up to here (that would take an extra block the files do not need).
     fn flush(&mut self) -> io::Result<()> {
         self.inner.write_all(self.bits.whole())?;
         self.bits.clear_whole();

@@ -66,7 +66,7 @@ impl Bits {
         }
     }
 
-    /// Appends the low `len` (≤ 56) bits of `bits`; room reserved.
+    /// Appends the low `len` (≤ 32) bits of `bits`; room reserved.
     #[inline]
     pub fn put(&mut self, bits: u32, len: u32) {
         self.acc |= u64::from(bits) << self.n;
