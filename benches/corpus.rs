@@ -275,7 +275,8 @@ fn main() {
         .arg(&script)
         .args(["2", "--"])
         .arg(BIN)
-        .args(["run", &r, "--data", &s(&data), "--out", &s(&p_dir), "--no-ceiling", "-w", "1"])
+        // One worker a process: the script passes `-w` (1 unless told otherwise).
+        .args(["run", &r, "--data", &s(&data), "--out", &s(&p_dir), "--no-ceiling"])
         .env("CORTEXFLOW_LOG", "info")
         .output()
         .unwrap();
