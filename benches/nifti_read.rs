@@ -24,7 +24,7 @@ fn main() {
         let t = Instant::now();
         let mask = nifti::read_mask(mask_path).expect("mask");
         let fwhm = args.get(4).map(|f| f.parse::<f64>().expect("a FWHM"));
-        let data = read_smoothed(bold, (mask_path, &mask), fwhm).expect("bold");
+        let data = read_smoothed::<f32>(bold, (mask_path, &mask), fwhm).expect("bold");
         let secs = t.elapsed().as_secs_f64();
         let sum: f64 = data.data.iter().map(|&v| v as f64).sum();
         println!("{} {} {sum}", data.data.dim().0, data.data.dim().1);

@@ -8,9 +8,9 @@
 //!   f64 maps for the whole group, p and z for each half): 68·k·V. Each block's sums are
 //!   dropped once tested (their encoded copy, for the store, is ~55% of them), and the
 //!   joined maps replace the blocks as they are copied, so 140·k·V bounds the group phase;
-//! - a run being reduced, one per worker: its masked scans in f32 while they become f64,
-//!   12·T·V (the residual is made in place), and its statistics, 8·k·V, held twice (the
-//!   run's and its blocks');
+//! - a run being reduced, one per worker: its masked scans, read straight into f64,
+//!   8·T·V (censored scans dropped and the residual made in place), and its statistics,
+//!   8·k·V, held twice (the run's and its blocks');
 //! - a subject in flight: its runs' statistics in the fitting operator (8·k·V a run) and
 //!   its fit (β, t and the group's β, 8·3k·V, plus per-voxel scores) four times: in the
 //!   operator's output, gathered at worker 0, handed to the writer, joined over the mask
@@ -82,7 +82,7 @@ pub fn runs_by_subject<'a>(labels: impl Iterator<Item = &'a str>) -> BTreeMap<&'
 impl Footprint {
     pub fn of(s: Shape) -> Footprint {
         let kv = s.atoms * s.voxels;
-        let reading = s.workers * (12 * s.scans * s.voxels + 16 * kv);
+        let reading = s.workers * (8 * s.scans * s.voxels + 16 * kv);
         let kept = if s.keep_betas { 8 * kv * s.subjects } else { 0 };
         let threads = rayon::current_num_threads() as u64;
         let writer = threads * (4 * s.grid + 8 * kv);

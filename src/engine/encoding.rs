@@ -158,7 +158,7 @@ fn clean_against(
     let r = match (region_run, &plan.regions) {
         (Some(run), Some(regions)) => {
             regions::check_recipe(&plan.recipe).with_context(|| bold.display().to_string())?;
-            encode::clean_data(bold, run.in_order(regions)?, dm, k, keep, zscore)?
+            encode::clean_data(bold, run.in_order(regions)?.mapv(f64::from), dm, k, keep, zscore)?
         }
         (Some(_), None) => bail!(
             "{}: a run of region time series, but the store holds images: make a store from a dataset of region time series (with its {})",
@@ -171,7 +171,7 @@ fn clean_against(
         ),
         (None, None) => {
             let mask = plan.mask.as_ref().expect("read for jobs");
-            let b = encode::read_smoothed(bold, (mask_path, mask), fwhm)?;
+            let b = encode::read_smoothed::<f64>(bold, (mask_path, mask), fwhm)?;
             encode::clean_data(bold, b.data, dm, k, keep, zscore)?
         }
     };

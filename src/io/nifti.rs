@@ -111,16 +111,23 @@ pub struct Mask {
     pub linear: Vec<usize>,
 }
 
-/// BOLD time series inside a mask: `data` is T × V (scans × masked voxels), f32.
+/// BOLD time series inside a mask: `data` is T × V (scans × masked voxels), f32 as
+/// stored, or f64 for a caller that computes in f64 (read straight into it: no f32 copy
+/// of the run beside the f64 one).
 #[derive(Debug, Clone)]
-pub struct MaskedBold {
+pub struct MaskedBold<T = f32> {
     pub header: ImageHeader,
-    pub data: Array2<f32>,
+    pub data: Array2<T>,
 }
 
-impl MaskedBold {
+/// What a run's values are read into: f32, or f64 (every f32 exactly).
+pub trait BoldValue: Copy + Send + From<f32> {}
+impl BoldValue for f32 {}
+impl BoldValue for f64 {}
+
+impl<T> MaskedBold<T> {
     /// Consecutive voxel blocks of at most `size` columns (the unit the encoders stream over).
-    pub fn blocks(&self, size: usize) -> impl Iterator<Item = (usize, ArrayView2<'_, f32>)> {
+    pub fn blocks(&self, size: usize) -> impl Iterator<Item = (usize, ArrayView2<'_, T>)> {
         let size = size.max(1);
         self.data
             .axis_chunks_iter(Axis(1), size)
@@ -768,7 +775,7 @@ pub fn read_map_rows(path: &Path, mask: &Mask) -> Result<Array2<f64>> {
 /// Reads a 4D BOLD run inside `mask` (all voxels when `None`), one volume at a time.
 /// The mask must lie on the run's grid.
 pub fn read_bold(path: &Path, mask: Option<(&Path, &Mask)>) -> Result<MaskedBold> {
-    read_volumes(path, mask, None::<&fn(&mut [f32], &mut Vec<f32>)>)
+    read_bold_as(path, mask, None::<&fn(&mut [f32], &mut Vec<f32>)>)
 }
 
 /// Volumes of a run being filtered at once (each with its scratch): what a filter adds to
@@ -788,14 +795,15 @@ pub fn read_bold_each(
     mask: Option<(&Path, &Mask)>,
     each: impl Fn(&mut [f32], &mut Vec<f32>) + Sync,
 ) -> Result<MaskedBold> {
-    read_volumes(path, mask, Some(&each))
+    read_bold_as(path, mask, Some(&each))
 }
 
-fn read_volumes<F: Fn(&mut [f32], &mut Vec<f32>) + Sync>(
+/// [`read_bold`] (`each`: None) or [`read_bold_each`], into values of type `T`.
+pub fn read_bold_as<T: BoldValue, F: Fn(&mut [f32], &mut Vec<f32>) + Sync>(
     path: &Path,
     mask: Option<(&Path, &Mask)>,
     each: Option<&F>,
-) -> Result<MaskedBold> {
+) -> Result<MaskedBold<T>> {
     let header = read_header(path)?;
     header.ensure_bold()?;
     // Said here, where the TR matters (maps of statistics carry none).
@@ -816,19 +824,20 @@ fn read_volumes<F: Fn(&mut [f32], &mut Vec<f32>) + Sync>(
     let voxels = header.grid.n_voxels() as u128;
     // With a filter: a volume and its scratch per slot.
     let slots = if each.is_some() { 2 * FILTERED_IN_FLIGHT as u128 } else { 1 };
-    let need = 4 * (header.n_vols as u128 * mask.len() as u128 + slots * voxels) + header.volume_bytes() as u128;
+    let value = std::mem::size_of::<T>() as u128;
+    let need = value * header.n_vols as u128 * mask.len() as u128 + 4 * slots * voxels + header.volume_bytes() as u128;
     ensure_affordable(path, "reading the run", need)?;
-    let mut data = Array2::<f32>::zeros((header.n_vols, mask.len()));
+    let mut data = Array2::<T>::from_elem((header.n_vols, mask.len()), T::from(0.0));
     let mut reader = VolumeReader::open(header.clone())?;
     let n = header.grid.n_voxels();
-    let masked = |row: ArrayViewMut1<f32>, buf: &[f32]| {
-        row.into_iter().zip(&mask.linear).for_each(|(dst, &l)| *dst = buf[l]);
+    let masked = |row: ArrayViewMut1<T>, buf: &[f32]| {
+        row.into_iter().zip(&mask.linear).for_each(|(dst, &l)| *dst = T::from(buf[l]));
     };
     let helped = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     match each {
         Some(each) if helped => {
             let slots = (0..FILTERED_IN_FLIGHT).map(|_| (vec![0f32; n], Vec::new()));
-            let filter = |(row, (mut buf, mut scratch)): (ArrayViewMut1<f32>, Slot)| {
+            let filter = |(row, (mut buf, mut scratch)): (ArrayViewMut1<T>, Slot)| {
                 each(&mut buf, &mut scratch);
                 masked(row, &buf);
                 (buf, scratch)
@@ -855,11 +864,11 @@ type Slot = (Vec<f32>, Vec<f32>);
 /// Decodes each volume of `reader` into a free slot and hands it with its row to `filter`,
 /// run by a helper thread or, when every slot is waiting, by this one. A slot is free again
 /// once `filter` returns it.
-fn read_beside_helper<'r>(
+fn read_beside_helper<'r, T: Send + 'r>(
     reader: &mut VolumeReader,
-    rows: impl Iterator<Item = ArrayViewMut1<'r, f32>>,
+    rows: impl Iterator<Item = ArrayViewMut1<'r, T>>,
     slots: impl Iterator<Item = Slot>,
-    filter: &(impl Fn((ArrayViewMut1<'r, f32>, Slot)) -> Slot + Sync),
+    filter: &(impl Fn((ArrayViewMut1<'r, T>, Slot)) -> Slot + Sync),
 ) -> Result<()> {
     let (free_tx, free) = crossbeam_channel::unbounded();
     slots.for_each(|s| free_tx.send(s).expect("the receiver is here"));

@@ -81,9 +81,9 @@ pub struct Reduced {
 
 /// A run's masked BOLD, each volume first smoothed by a Gaussian of `fwhm` mm when given
 /// (nilearn's `smooth_img`, see [`Gaussian3d`]).
-pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Result<nifti::MaskedBold> {
+pub fn read_smoothed<T: nifti::BoldValue>(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Result<nifti::MaskedBold<T>> {
     let Some(fwhm) = fwhm else {
-        return nifti::read_bold(path, Some(mask));
+        return nifti::read_bold_as(path, Some(mask), None::<&fn(&mut [f32], &mut Vec<f32>)>);
     };
     let linear = mask.1.grid.affine.linear();
     let shape = mask.1.grid.shape;
@@ -102,7 +102,7 @@ pub fn read_smoothed(path: &Path, mask: (&Path, &Mask), fwhm: Option<f64>) -> Re
     let gaussian = Gaussian3d::new(fwhm, linear);
     // Only the part of the grid around the mask is filtered: the mask's values are the same.
     let region = gaussian.region(shape, mask.1.linear.iter().copied());
-    nifti::read_bold_each(path, Some(mask), |buf, scratch| gaussian.apply_within(buf, shape, &region, scratch))
+    nifti::read_bold_as(path, Some(mask), Some(&|buf: &mut [f32], scratch: &mut Vec<f32>| gaussian.apply_within(buf, shape, &region, scratch)))
 }
 
 /// Reads one BOLD run inside `mask` and reduces it against its design `dm` (atoms in the
@@ -118,7 +118,7 @@ pub fn reduce_run(
     zscore: bool,
     smoothing_fwhm: Option<f64>,
 ) -> Result<Reduced> {
-    let b = read_smoothed(path, mask, smoothing_fwhm)?;
+    let b = read_smoothed::<f64>(path, mask, smoothing_fwhm)?;
     let c = clean_data(path, b.data, dm, k, keep, zscore)?;
     Ok(Reduced {
         stats: RunStats::from_f64(c.xr.view(), c.yr.view()),
@@ -139,10 +139,10 @@ pub struct Cleaned {
 }
 
 /// The cleaning of [`reduce_run`] on a run already read (`data`: scans × voxels, or
-/// regions, of `path`), its series kept.
+/// regions, of `path`, its f32 values in f64), its series kept.
 pub fn clean_data(
     path: &Path,
-    data: Array2<f32>,
+    data: Array2<f64>,
     dm: &Array2<f64>,
     k: usize,
     keep: Option<&[usize]>,
@@ -158,10 +158,9 @@ pub fn clean_data(
     }
     // Censored scans leave the run entirely: it is a run with fewer rows.
     let (mut y, dm) = match keep {
-        Some(rows) => (data.select(Axis(0), rows).mapv(f64::from), Cow::Owned(dm.select(Axis(0), rows))),
-        None => (data.mapv(f64::from), Cow::Borrowed(dm)),
+        Some(rows) => (keep_rows(data, rows), Cow::Owned(dm.select(Axis(0), rows))),
+        None => (data, Cow::Borrowed(dm)),
     };
-    drop(data);
     if dm.nrows() <= dm.ncols() {
         bail!(
             "{}: {} scans left after censoring, not more than the design's {} columns",
@@ -208,6 +207,25 @@ pub fn clean_data(
         absorbed: q.ncols(),
         valid,
     })
+}
+
+/// `data.select(Axis(0), rows)`, in place when `rows` rise (as kept scans do): each kept
+/// row moved up over the dropped ones, so a censored run needs no second T × V array.
+fn keep_rows(data: Array2<f64>, rows: &[usize]) -> Array2<f64> {
+    let (t, v) = data.dim();
+    let rising = rows.windows(2).all(|w| w[0] < w[1]) && rows.last().is_none_or(|&r| r < t);
+    if !rising || !data.is_standard_layout() {
+        return data.select(Axis(0), rows);
+    }
+    let (mut raw, offset) = data.into_raw_vec_and_offset();
+    debug_assert_eq!(offset.unwrap_or(0), 0, "an owned standard-layout array starts its buffer");
+    for (i, &r) in rows.iter().enumerate() {
+        if r != i {
+            raw.copy_within(r * v..(r + 1) * v, i * v);
+        }
+    }
+    raw.truncate(rows.len() * v);
+    Array2::from_shape_vec((rows.len(), v), raw).expect("rows × voxels")
 }
 
 /// What [`write_subject_maps`] wrote, and the ridge results per fitted voxel.
@@ -327,4 +345,22 @@ pub fn write_voxel_fits(path: &Path, mask: &Mask, fits: &[FittedVoxels]) -> Resu
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_rows;
+    use ndarray::{Array2, Axis};
+
+    /// In place or not, the rows `select` gives: rising rows (first, last, none, all),
+    /// and rows out of order or repeated (which take `select` itself).
+    #[test]
+    fn keep_rows_is_select() {
+        let data = Array2::from_shape_fn((7, 5), |(t, v)| (t * 10 + v) as f64 + 0.25);
+        let cases: [&[usize]; 7] = [&[0, 2, 3, 6], &[1, 2, 3, 4, 5, 6], &[0, 1, 2, 3, 4, 5, 6], &[], &[6], &[3, 1], &[2, 2]];
+        for rows in cases {
+            let want = data.select(Axis(0), rows);
+            assert_eq!(keep_rows(data.clone(), rows), want, "rows {rows:?}");
+        }
+    }
 }

@@ -27,7 +27,7 @@ fn smoothing_equals_nilearn_smooth_img() {
         let fwhm = case["fwhm"].as_f64().unwrap();
         let header = nifti::read_header(&path).unwrap();
         let mask = Mask::full(&header.grid);
-        let bold = read_smoothed(&path, (Path::new(&path), &mask), Some(fwhm)).unwrap().data;
+        let bold = read_smoothed::<f32>(&path, (Path::new(&path), &mask), Some(fwhm)).unwrap().data;
         let (t, v) = bold.dim();
         // File order: x fastest, volume slowest.
         let flat: Vec<f64> = (0..t).flat_map(|ti| bold.row(ti).iter().map(|&x| x as f64).collect::<Vec<_>>()).collect();
