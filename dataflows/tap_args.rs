@@ -35,6 +35,11 @@ pub struct TapArgs {
     /// How a word's activation is made from its tokens'.
     #[arg(long, value_enum, default_value_t = defaults().pooling)]
     pub pooling: PoolingSetting,
+    /// In-memory dtype of the weights: `stored` keeps f16/bf16 safetensors in their mapped
+    /// files (memory ≈ the checkpoint's size); `f32` copies every weight to f32 at load
+    /// (twice a half checkpoint's size; for parity work).
+    #[arg(long, default_value = "stored")]
+    pub dtype: String,
 }
 
 impl TapArgs {
@@ -57,6 +62,7 @@ impl TapArgs {
             context: self.context,
             batch: self.batch,
             pooling: self.pooling.into(),
+            dtype: self.dtype.parse()?,
         })
     }
 }

@@ -22,6 +22,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::dense::Dense;
 use super::llama::{Config, Llama, Part, Proj, RopeLayout, RopeScaling, WeightSource};
+use super::stored::Embedding;
 use crate::error::{tensor_message, Error, Result};
 
 /// Dequantised models up to this many bytes of f32 weights run in f32.
@@ -405,7 +406,7 @@ impl WeightSource for GgufSource<'_> {
         ensure_finite(&full, &t)?;
         Ok(t)
     }
-    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor> {
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embedding> {
         let t = self.tensor("token_embd.weight")?.dequantize(&Device::Cpu)?;
         if t.dims() != [vocab, hidden] {
             candle_core::bail!(
@@ -414,6 +415,6 @@ impl WeightSource for GgufSource<'_> {
             );
         }
         ensure_finite("token_embd.weight", &t)?;
-        Ok(t)
+        Ok(Embedding::F32(t))
     }
 }

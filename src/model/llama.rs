@@ -9,15 +9,18 @@
 //! precedence) beside the layers that use them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::QMatMul;
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{RmsNorm, VarBuilder};
+use candle_nn::RmsNorm;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::attention::attention;
-use super::dense::{dense_no_bias, Dense};
+use super::dense::Dense;
+use super::stored::{Embedding, StoredMatrix, WeightDtype};
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
     LanguageModel, ModelDims, TapOutput, TapRequest,
@@ -359,8 +362,8 @@ pub trait WeightSource {
     ) -> candle_core::Result<Proj>;
     /// Norm weight vector of `part` in `layer`.
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor>;
-    /// The token embedding matrix (vocab × hidden), f32.
-    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor>;
+    /// The token embedding matrix (vocab × hidden).
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embedding>;
 }
 
 /// Weight order of rotary pairs: Hugging Face checkpoints rotate (x_i, x_{i+d/2});
@@ -481,17 +484,39 @@ pub struct Llama {
     pub(crate) name: String,
     pub(crate) path: PathBuf,
     pub(crate) cfg: Config,
-    pub(crate) embedding: Tensor,
+    pub(crate) embedding: Embedding,
     pub(crate) blocks: Vec<Block>,
     pub(crate) rope: Rope,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) prefix: Vec<u32>,
 }
 
-/// Hugging Face tensor names.
-struct SafetensorsSource<'a>(VarBuilder<'a>);
+/// Hugging Face tensor names, in memory-mapped safetensors files.
+struct SafetensorsSource {
+    files: Arc<MmapedSafetensors>,
+    dtype: WeightDtype,
+}
 
-impl WeightSource for SafetensorsSource<'_> {
+impl SafetensorsSource {
+    /// A tensor converted to an f32 copy, checked against the shape the config implies.
+    fn f32_tensor(&self, name: &str, shape: &[usize]) -> candle_core::Result<Tensor> {
+        let t = self.files.load(name, &Device::Cpu)?;
+        if t.dims() != shape {
+            candle_core::bail!("tensor '{name}' has shape {:?}, expected {shape:?}", t.dims());
+        }
+        t.to_dtype(DType::F32)
+    }
+
+    /// A (rows × cols) matrix kept as stored when it is f16/bf16 and the dtype allows.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> candle_core::Result<Option<StoredMatrix>> {
+        match self.dtype {
+            WeightDtype::Stored => StoredMatrix::find(&self.files, name, rows, cols),
+            WeightDtype::F32 => Ok(None),
+        }
+    }
+}
+
+impl WeightSource for SafetensorsSource {
     fn proj(
         &self,
         layer: usize,
@@ -509,29 +534,33 @@ impl WeightSource for SafetensorsSource<'_> {
             Part::Down => "mlp.down_proj",
             Part::AttnNorm | Part::FfnNorm => candle_core::bail!("{part:?} is a norm"),
         };
-        Ok(Proj::Dense(dense_no_bias(
-            in_dim,
-            out_dim,
-            self.0.pp(format!("model.layers.{layer}.{name}")),
-        )?))
+        let full = format!("model.layers.{layer}.{name}.weight");
+        Ok(Proj::Dense(match self.matrix(&full, out_dim, in_dim)? {
+            Some(stored) => Dense::stored(stored),
+            None => Dense::new(&self.f32_tensor(&full, &[out_dim, in_dim])?, None)?,
+        }))
     }
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor> {
         let name = match part {
             Part::AttnNorm => "input_layernorm",
             _ => "post_attention_layernorm",
         };
-        self.0
-            .get(dim, &format!("model.layers.{layer}.{name}.weight"))
+        self.f32_tensor(&format!("model.layers.{layer}.{name}.weight"), &[dim])
     }
-    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Tensor> {
-        self.0.get((vocab, hidden), "model.embed_tokens.weight")
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embedding> {
+        let name = "model.embed_tokens.weight";
+        Ok(match self.matrix(name, vocab, hidden)? {
+            Some(stored) => Embedding::Stored(stored),
+            None => Embedding::F32(self.f32_tensor(name, &[vocab, hidden])?),
+        })
     }
 }
 
 impl Llama {
     /// Loads a Hugging Face Llama folder (config.json text already read as `config`).
-    /// f16 and bf16 weights are converted to f32 as they are read.
-    pub fn load(dir: &Path, config: &str) -> Result<Self> {
+    /// f16 and bf16 matrices stay in the mapped files unless `dtype` is `F32`; the norms
+    /// (and f32 checkpoints) are copied to f32.
+    pub fn load(dir: &Path, config: &str, dtype: WeightDtype) -> Result<Self> {
         let config_path = dir.join("config.json");
         let cfg: Config = serde_json::from_str(config)
             .map_err(|e| Error::format(&config_path, format!("not a Llama config: {e}")))?;
@@ -539,8 +568,7 @@ impl Llama {
         let tokenizer = folder_tokenizer(dir)?;
         let files = safetensors_files(dir)?;
         // SAFETY: the weights are memory-mapped read-only; the files must not change while loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }
-            .map_err(candle_err(&files[0]))?;
+        let files = unsafe { MmapedSafetensors::multi(&files) }.map_err(candle_err(&files[0]))?;
         let prefix = tokenizer
             .encode("", true)
             .map(|e| e.get_ids().to_vec())
@@ -552,7 +580,10 @@ impl Llama {
             name,
             dir,
             cfg,
-            &SafetensorsSource(vb),
+            &SafetensorsSource {
+                files: Arc::new(files),
+                dtype,
+            },
             RopeLayout::Halves,
             tokenizer,
             prefix,
@@ -624,9 +655,10 @@ impl LanguageModel for Llama {
             &self.name,
         )?;
         let (b, t) = input.dims2().map_err(&err)?;
+        let ids: Vec<u32> = batch.iter().flatten().copied().collect();
         let x = self
             .embedding
-            .index_select(&input.flatten_all().map_err(&err)?, 0)
+            .lookup(&ids)
             .and_then(|e| e.reshape((b, t, self.cfg.hidden_size)))
             .map_err(&err)?;
         run_layers(&self.blocks, request, x, |block, x| {
@@ -640,7 +672,6 @@ impl LanguageModel for Llama {
 mod tests {
     use super::super::Tap;
     use super::*;
-    use candle_nn::VarBuilder;
     use std::collections::HashMap;
 
     fn tiny_config() -> Config {
@@ -704,13 +735,20 @@ mod tests {
     }
 
     fn build(cfg: &Config, weights: HashMap<String, Tensor>, layout: RopeLayout) -> Llama {
-        let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+        // Through a file, as a checkpoint is read (the mapping outlives the file's name).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        candle_core::safetensors::save(&weights, &path).unwrap();
+        let files = unsafe { MmapedSafetensors::new(&path) }.unwrap();
         let tok = Tokenizer::new(tokenizers::models::wordlevel::WordLevel::default());
         Llama::build(
             "tiny".into(),
             Path::new("tiny"),
             cfg.clone(),
-            &SafetensorsSource(vb),
+            &SafetensorsSource {
+                files: Arc::new(files),
+                dtype: WeightDtype::Stored,
+            },
             layout,
             tok,
             vec![],

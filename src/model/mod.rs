@@ -17,6 +17,7 @@ pub mod extract;
 pub mod gguf;
 pub mod llama;
 mod ops;
+pub mod stored;
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ use candle_core::Tensor;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
+use stored::WeightDtype;
 
 /// A tap point inside a transformer layer's feed-forward block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -188,8 +190,14 @@ pub trait LanguageModel {
 }
 
 /// Loads a model: a folder with `config.json` (`model_type` bert or llama),
-/// `tokenizer.json` and `*.safetensors`, or a `.gguf` file (architecture llama).
+/// `tokenizer.json` and `*.safetensors`, or a `.gguf` file (architecture llama); f16/bf16
+/// Llama weights stay in their mapped files ([`stored`]).
 pub fn load(path: &Path) -> Result<Box<dyn LanguageModel>> {
+    load_as(path, WeightDtype::Stored)
+}
+
+/// [`load`] with the weights' in-memory dtype chosen (`F32`: every weight copied to f32).
+pub fn load_as(path: &Path, dtype: WeightDtype) -> Result<Box<dyn LanguageModel>> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
@@ -208,7 +216,7 @@ pub fn load(path: &Path) -> Result<Box<dyn LanguageModel>> {
         .map_err(|e| Error::format(&config_path, format!("invalid JSON: {e}")))?;
     match value.get("model_type").and_then(|v| v.as_str()) {
         Some("bert") => Ok(Box::new(bert::Bert::load(path, &text)?)),
-        Some("llama") => Ok(Box::new(llama::Llama::load(path, &text)?)),
+        Some("llama") => Ok(Box::new(llama::Llama::load(path, &text, dtype)?)),
         Some(other) => Err(Error::format(&config_path, format!("model_type '{other}' is not supported (supported: bert, llama; or a llama GGUF file)"))),
         None => Err(Error::format(&config_path, "no model_type field")),
     }

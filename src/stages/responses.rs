@@ -12,6 +12,7 @@ use crate::io::stimulus::{read_stimulus, Stimulus};
 use crate::kernels::hrf::{frame_times, EventDesign, HrfModel, RegressorOptions};
 use crate::model::align::tokenize_words;
 use crate::model::extract::{run_story, word_activations, NeuronLayout, Pooling, RunOptions};
+use crate::model::stored::WeightDtype;
 use crate::model::{self, LanguageModel, Tap, TapRequest};
 use ndarray::{s, Array2};
 
@@ -30,6 +31,8 @@ pub struct TapOptions {
     pub context: usize,
     pub batch: usize,
     pub pooling: Pooling,
+    /// Whether f16/bf16 weights stay as stored or are copied to f32 at load.
+    pub dtype: WeightDtype,
 }
 
 impl TapOptions {
@@ -37,7 +40,7 @@ impl TapOptions {
     pub const BATCH: usize = 4;
 
     pub fn load(&self) -> Result<(Box<dyn LanguageModel>, RunOptions, NeuronLayout)> {
-        let m = model::load(&self.model)?;
+        let m = model::load_as(&self.model, self.dtype)?;
         let layers = self
             .layers
             .clone()

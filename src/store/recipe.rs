@@ -483,6 +483,7 @@ impl ModelSection {
             context: self.context,
             batch: TapOptions::BATCH,
             pooling: self.pooling.into(),
+            dtype: Default::default(),
         })
     }
 }

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use cortexflow::model::align::plan_windows;
 use cortexflow::model::extract::{word_activations, NeuronLayout, Pooling, RunOptions};
+use cortexflow::model::stored::WeightDtype;
 use cortexflow::model::{self, Direction, Tap, TapRequest};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -59,18 +60,33 @@ fn seeded(tensors: Vec<(String, Vec<usize>)>, seed: u64) -> Weights {
 }
 
 fn save(dir: &Path, config: serde_json::Value, weights: &Weights) {
+    save_as(dir, config, weights, DType::F32);
+}
+
+/// Writes the checkpoint with every tensor in `dtype`.
+fn save_as(dir: &Path, config: serde_json::Value, weights: &Weights, dtype: DType) {
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     write_tokenizer(dir);
     let map: HashMap<String, Tensor> = weights
         .iter()
         .map(|(n, (s, v))| {
-            (
-                n.clone(),
-                Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap(),
-            )
+            let t = Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap();
+            (n.clone(), t.to_dtype(dtype).unwrap())
         })
         .collect();
     candle_core::safetensors::save(&map, dir.join("model.safetensors")).unwrap();
+}
+
+/// The weights as `dtype` holds them (rounded to nearest), back in f32.
+fn rounded(weights: &Weights, dtype: DType) -> Weights {
+    weights
+        .iter()
+        .map(|(n, (s, v))| {
+            let t = Tensor::from_vec(v.clone(), v.len(), &Device::Cpu).unwrap();
+            let back = t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+            (n.clone(), (s.clone(), back.to_vec1().unwrap()))
+        })
+        .collect()
 }
 
 fn tiny_bert(dir: &Path) -> Weights {
@@ -111,6 +127,11 @@ fn tiny_bert(dir: &Path) -> Weights {
 /// to itself and the tokens before it whatever the rotary angles, and the reference needs
 /// no RoPE (checked in src/model/llama.rs against the GGUF layout).
 fn tiny_llama(dir: &Path) -> Weights {
+    tiny_llama_as(dir, DType::F32)
+}
+
+/// The tiny Llama written in `dtype`; returns the weights as written (rounded to it).
+fn tiny_llama_as(dir: &Path, dtype: DType) -> Weights {
     let (h, f, v, hd) = (8, 12, WORDS.len(), 2);
     let mut t = vec![("model.embed_tokens.weight".into(), vec![v, h])];
     for l in 0..3 {
@@ -138,8 +159,8 @@ fn tiny_llama(dir: &Path) -> Weights {
             values.fill(0.0);
         }
     }
-    save(dir, cfg, &w);
-    w
+    save_as(dir, cfg, &w, dtype);
+    rounded(&w, dtype)
 }
 
 /// Per layer: (ffn.out rows, ffn.inner rows), one row per token.
@@ -442,6 +463,27 @@ fn tiny_llama_loads_and_runs() {
         Direction::Decoder
     );
     run_tiny(dir.path(), 12, |ids| llama_reference(&w, ids));
+}
+
+/// bf16 and f16 checkpoints, their matrices kept as stored (the default): the taps equal
+/// the float64 forward of the rounded weights within the f32 tolerance, and equal by bits
+/// the taps of the same checkpoint copied to f32 at load (`--dtype f32`): half → f32 is
+/// exact, and a matrix this small is one chunk, so the products are the same.
+#[test]
+fn tiny_llama_in_half_precision() {
+    for dtype in [DType::BF16, DType::F16] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = tiny_llama_as(dir.path(), dtype);
+        run_tiny(dir.path(), 12, |ids| llama_reference(&w, ids));
+        let ids: Vec<u32> = (1..WORDS.len() as u32).collect();
+        let all = TapRequest::new(vec![0, 1, 2], Tap::ALL.to_vec());
+        let taps = |d: WeightDtype| -> Vec<Vec<Vec<f32>>> {
+            let m = model::load_as(dir.path(), d).unwrap();
+            let out = m.forward_taps(&ids, &all).unwrap();
+            out.iter().map(|o| o.values.to_vec2().unwrap()).collect()
+        };
+        assert_eq!(taps(WeightDtype::Stored), taps(WeightDtype::F32), "{dtype:?}");
+    }
 }
 
 mod bad_input {

@@ -1,0 +1,203 @@
+//! Weights kept in the dtype and the pages of their checkpoint file.
+//!
+//! Why: converting a 7B model's f16/bf16 safetensors to f32 as they are read doubles its
+//! 13.5 GB to 27 GB, more than a 24 GB machine. A [`StoredMatrix`] is a name in the
+//! memory-mapped files; its rows are converted to f32 only into a caller's scratch, a chunk
+//! at a time, just before a product needs them. Resident memory is then the checkpoint's
+//! pages the forward has touched (file-backed: the kernel may drop and re-read them under
+//! pressure) plus one chunk of f32 rows per call.
+//!
+//! bf16 → f32 and f16 → f32 are exact (every half value is an f32 value), so a product over
+//! converted rows equals the product over an f32 copy up to the GEMM's summation order.
+
+use std::sync::Arc;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+/// The half-precision formats kept as stored; f32 checkpoints are copied as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    Bf16,
+    F16,
+}
+
+impl Half {
+    /// Converts little-endian half values (`bytes.len() == 2 · out.len()`) to f32.
+    pub fn to_f32(self, bytes: &[u8], out: &mut [f32]) {
+        debug_assert_eq!(bytes.len(), 2 * out.len());
+        let pairs = bytes.chunks_exact(2).zip(out.iter_mut());
+        match self {
+            // bf16 is the top half of an f32: a shift, which the compiler vectorises.
+            Half::Bf16 => pairs.for_each(|(b, o)| {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
+            }),
+            Half::F16 => pairs.for_each(|(b, o)| {
+                *o = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+            }),
+        }
+    }
+
+    fn of(dtype: DType) -> Option<Self> {
+        match dtype {
+            DType::BF16 => Some(Half::Bf16),
+            DType::F16 => Some(Half::F16),
+            _ => None,
+        }
+    }
+}
+
+/// What dtype the weights of a loaded model live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightDtype {
+    /// f16/bf16 weights stay in the mapped file and are converted a chunk at a time.
+    #[default]
+    Stored,
+    /// Every weight is converted to f32 in memory at load (twice a half checkpoint's
+    /// size; for parity work and small models).
+    F32,
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s {
+            "stored" => Ok(WeightDtype::Stored),
+            "f32" => Ok(WeightDtype::F32),
+            other => Err(crate::error::Error::Invalid(format!(
+                "unknown weight dtype '{other}': expected stored or f32"
+            ))),
+        }
+    }
+}
+
+/// A (rows × cols) half-precision matrix inside memory-mapped safetensors files.
+#[derive(Clone)]
+pub struct StoredMatrix {
+    files: Arc<MmapedSafetensors>,
+    name: String,
+    rows: usize,
+    cols: usize,
+    half: Half,
+}
+
+impl StoredMatrix {
+    /// The tensor `name` when it is a (rows × cols) f16/bf16 matrix; `None` for other
+    /// dtypes (which the caller copies to f32); an error when absent or of another shape.
+    pub fn find(
+        files: &Arc<MmapedSafetensors>,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> candle_core::Result<Option<Self>> {
+        let view = files.get(name)?;
+        if view.shape() != [rows, cols] {
+            candle_core::bail!(
+                "tensor '{name}' has shape {:?}, expected [{rows}, {cols}]",
+                view.shape()
+            );
+        }
+        let Some(half) = DType::try_from(view.dtype()).ok().and_then(Half::of) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredMatrix {
+            files: Arc::clone(files),
+            name: name.to_string(),
+            rows,
+            cols,
+            half,
+        }))
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The stored bytes of the whole matrix (row-major, 2 bytes a value).
+    fn bytes(&self) -> &[u8] {
+        // `find` checked the name and shape, and the files do not change while mapped.
+        let view = self
+            .files
+            .get(&self.name)
+            .expect("a StoredMatrix names a tensor of its files");
+        view.data()
+    }
+
+    /// Rows `first..first + out.len() / cols` converted to f32 into `out`.
+    pub fn rows_to_f32(&self, first: usize, out: &mut [f32]) {
+        let start = 2 * first * self.cols;
+        self.half
+            .to_f32(&self.bytes()[start..start + 2 * out.len()], out);
+    }
+
+    /// The rows `ids` as an (ids × cols) f32 tensor: an embedding lookup that never makes
+    /// an f32 copy of the table.
+    pub fn gather(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
+            candle_core::bail!("row {bad} outside the {} rows of '{}'", self.rows, self.name);
+        }
+        let bytes = self.bytes();
+        let mut out = vec![0f32; ids.len() * self.cols];
+        for (&id, row) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
+            let start = 2 * id as usize * self.cols;
+            self.half.to_f32(&bytes[start..start + 2 * self.cols], row);
+        }
+        Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)
+    }
+
+    /// The whole matrix in f32 (for `WeightDtype::F32`).
+    pub fn to_tensor(&self) -> candle_core::Result<Tensor> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        self.rows_to_f32(0, &mut out);
+        Tensor::from_vec(out, (self.rows, self.cols), &Device::Cpu)
+    }
+}
+
+/// A token embedding table: f32 in memory, or rows gathered from a stored half table.
+pub enum Embedding {
+    F32(Tensor),
+    Stored(StoredMatrix),
+}
+
+impl Embedding {
+    /// The rows of `ids` (flattened), as an (ids × hidden) f32 tensor.
+    pub fn lookup(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        match self {
+            Embedding::F32(table) => {
+                let index = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
+                table.index_select(&index, 0)
+            }
+            Embedding::Stored(m) => m.gather(ids),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every one of the 65,536 bit patterns against `half`'s own conversion (bf16 → f32
+    /// and f16 → f32 are exact, so equality is by bits; NaNs stay NaN).
+    #[test]
+    fn conversion_is_exact_for_every_pattern() {
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+        let mut out = vec![0f32; 1 << 16];
+        for (kind, reference) in [
+            (Half::Bf16, (|b| half::bf16::from_bits(b).to_f32()) as fn(u16) -> f32),
+            (Half::F16, |b| half::f16::from_bits(b).to_f32()),
+        ] {
+            kind.to_f32(&bytes, &mut out);
+            for (bits, &got) in (0..=u16::MAX).zip(&out) {
+                let want = reference(bits);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{kind:?} {bits:#06x}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
