@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cortexflow::model::stored::WeightDtype;
 use cortexflow::stages::responses::{parse_layers, TapOptions};
 use cortexflow::store::recipe::{ModelSection, PoolingSetting};
 
@@ -38,8 +39,8 @@ pub struct TapArgs {
     /// In-memory dtype of the weights: `stored` keeps f16/bf16 safetensors in their mapped
     /// files (memory ≈ the checkpoint's size); `f32` copies every weight to f32 at load
     /// (twice a half checkpoint's size; for parity work).
-    #[arg(long, default_value = "stored")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value_t = WeightDtype::Stored)]
+    pub dtype: WeightDtype,
 }
 
 impl TapArgs {
@@ -62,7 +63,7 @@ impl TapArgs {
             context: self.context,
             batch: self.batch,
             pooling: self.pooling.into(),
-            dtype: self.dtype.parse()?,
+            dtype: self.dtype,
         })
     }
 }

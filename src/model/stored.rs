@@ -48,7 +48,7 @@ impl Half {
 }
 
 /// What dtype the weights of a loaded model live in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WeightDtype {
     /// f16/bf16 weights stay in the mapped file and are converted a chunk at a time.
     #[default]
@@ -56,19 +56,6 @@ pub enum WeightDtype {
     /// Every weight is converted to f32 in memory at load (twice a half checkpoint's
     /// size; for parity work and small models).
     F32,
-}
-
-impl std::str::FromStr for WeightDtype {
-    type Err = crate::error::Error;
-    fn from_str(s: &str) -> crate::error::Result<Self> {
-        match s {
-            "stored" => Ok(WeightDtype::Stored),
-            "f32" => Ok(WeightDtype::F32),
-            other => Err(crate::error::Error::Invalid(format!(
-                "unknown weight dtype '{other}': expected stored or f32"
-            ))),
-        }
-    }
 }
 
 /// A (rows × cols) half-precision matrix inside memory-mapped safetensors files.
