@@ -13,17 +13,13 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::dense::Dense;
 use super::llama::{Config, Llama, Part, Proj, RopeLayout, RopeScaling, WeightSource};
 use super::stored::Embedding;
 use crate::error::{tensor_message, Error, Result};
+
+mod tokenizer;
 
 /// Dequantised models up to this many bytes of f32 weights run in f32.
 const DEQUANTIZE_LIMIT: usize = 4 << 30;
@@ -70,7 +66,7 @@ pub fn load(path: &Path) -> Result<Llama> {
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
     };
     cfg.validate(path)?;
-    let tokenizer = tokenizer_from_metadata(&meta)?;
+    let tokenizer = tokenizer::from_metadata(&meta)?;
     let add_bos = meta
         .map
         .get("tokenizer.ggml.add_bos_token")
@@ -266,82 +262,6 @@ impl Meta<'_> {
             .map(|v| self.typed(key, v.to_string().cloned()))
             .collect()
     }
-}
-
-/// Rebuilds a byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = gpt2`, as used by
-/// Llama 3, SmolLM and most BPE models) from the vocabulary, merges and pre-tokenizer
-/// type stored in the metadata; control tokens become special tokens.
-fn tokenizer_from_metadata(meta: &Meta) -> Result<Tokenizer> {
-    let model = meta.string("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(Error::format(meta.path, format!("GGUF tokenizer model '{model}' is not supported (gpt2 byte-level BPE); use the Hugging Face folder of this model")));
-    }
-    let tokens = meta.strings("tokenizer.ggml.tokens")?;
-    let merges: Vec<(String, String)> = meta
-        .strings("tokenizer.ggml.merges")?
-        .into_iter()
-        .map(|m| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| Error::format(meta.path, format!("malformed merge '{m}'")))
-        })
-        .collect::<Result<_>>()?;
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .map_err(|e| Error::format(meta.path, format!("cannot build the BPE tokenizer: {e}")))?;
-    let mut tok = Tokenizer::new(bpe);
-    let byte_level = ByteLevel::new(false, true, true);
-    let pre = meta
-        .map
-        .get("tokenizer.ggml.pre")
-        .and_then(|v| v.to_string().ok())
-        .map_or("gpt2", |s| s.as_str());
-    let err = |e: tokenizers::Error| Error::format(meta.path, e.to_string());
-    match pre {
-        // llama.cpp splits digits one by one before the GPT-2 pattern for these.
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" => {
-            tok.with_pre_tokenizer(Some(Sequence::new(vec![
-                Digits::new(true).into(),
-                byte_level.into(),
-            ])));
-        }
-        "llama-bpe" | "llama3" => {
-            const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-            let split = Split::new(
-                SplitPattern::Regex(LLAMA3.into()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(err)?;
-            tok.with_pre_tokenizer(Some(Sequence::new(vec![
-                split.into(),
-                ByteLevel::new(false, true, false).into(),
-            ])));
-        }
-        _ => {
-            tok.with_pre_tokenizer(Some(byte_level));
-        }
-    }
-    tok.with_decoder(Some(ByteLevel::default()));
-    if let Ok(types) = meta
-        .get("tokenizer.ggml.token_type")
-        .and_then(|v| meta.typed("tokenizer.ggml.token_type", v.to_vec()))
-    {
-        let specials: Vec<AddedToken> = types
-            .iter()
-            .zip(&tokens)
-            .filter(|(t, _)| t.to_i32().is_ok_and(|t| t == 3))
-            .map(|(_, s)| AddedToken::from(s.clone(), true))
-            .collect();
-        tok.add_special_tokens(specials).map_err(err)?;
-    }
-    Ok(tok)
 }
 
 /// GGUF tensor names (`blk.N.attn_q.weight`, …).

@@ -21,6 +21,7 @@ mod rope;
 mod simulate;
 mod regions;
 mod smooth;
+mod spm;
 mod stimulus;
 mod store;
 mod store_safety;
