@@ -13,14 +13,37 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use faer::{Accum, Mat, MatRef, Par};
 use rayon::prelude::*;
 
-/// softmax(q·kᵀ/√d [+ causal mask])·v for q (b, heads, t, d) and k, v (b, kv_heads, t, d),
-/// any strides; returns (b, t, heads·d).
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
-    q.apply_op3_no_bwd(k, v, &Attention { causal })
+/// Which keys a query sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    /// Every key (encoders).
+    Full,
+    /// Keys up to the query's own position (decoders).
+    Causal,
+    /// The last `w` keys up to the query's own position (Mistral's sliding window, as
+    /// transformers' `sliding_window_overlay`: key j is seen by query i when i − w < j ≤ i).
+    Sliding(usize),
+}
+
+impl Mask {
+    /// The keys query `i` of `t` sees.
+    fn keys(self, i: usize, t: usize) -> std::ops::Range<usize> {
+        match self {
+            Mask::Full => 0..t,
+            Mask::Causal => 0..i + 1,
+            Mask::Sliding(w) => (i + 1).saturating_sub(w)..i + 1,
+        }
+    }
+}
+
+/// softmax(q·kᵀ/√d + mask)·v for q (b, heads, t, d) and k, v (b, kv_heads, t, d), any
+/// strides; returns (b, t, heads·d).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask) -> candle_core::Result<Tensor> {
+    q.apply_op3_no_bwd(k, v, &Attention { mask })
 }
 
 struct Attention {
-    causal: bool,
+    mask: Mask,
 }
 
 /// A strided 4-D f32 view (b, heads, t, d) of a storage buffer.
@@ -129,7 +152,7 @@ impl CustomOp3 for Attention {
                         scale,
                         Par::Seq,
                     );
-                    super::ops::vectorized(SoftmaxColumns(st, self.causal));
+                    super::ops::vectorized(SoftmaxColumns(st, self.mask));
                     let mut ctx = Mat::<f32>::zeros(t, d);
                     faer::linalg::matmul::matmul(
                         ctx.as_mut(),
@@ -159,25 +182,27 @@ impl CustomOp3 for Attention {
 }
 
 /// Softmax of every column of sᵀ (one query's scores each), as a vectorised body.
-struct SoftmaxColumns<'a>(&'a mut Mat<f32>, bool);
+struct SoftmaxColumns<'a>(&'a mut Mat<f32>, Mask);
 
 impl pulp::WithSimd for SoftmaxColumns<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        let SoftmaxColumns(st, causal) = self;
+        let SoftmaxColumns(st, mask) = self;
         let t = st.ncols();
         for i in 0..t {
-            softmax_in_place(st.col_as_slice_mut(i), if causal { i + 1 } else { t });
+            softmax_in_place(st.col_as_slice_mut(i), mask.keys(i, t));
         }
     }
 }
 
-/// Softmax over the first `keys` entries (max-subtracted, as PyTorch); the rest (masked
-/// future positions) get weight 0.
+/// Softmax over the entries `keys` (max-subtracted, as PyTorch); the rest (masked
+/// positions) get weight 0.
 #[inline(always)]
-fn softmax_in_place(col: &mut [f32], keys: usize) {
-    let (live, masked) = col.split_at_mut(keys);
+fn softmax_in_place(col: &mut [f32], keys: std::ops::Range<usize>) {
+    let (before, rest) = col.split_at_mut(keys.start);
+    let (live, masked) = rest.split_at_mut(keys.len());
+    before.fill(0.0);
     let max = lanes(live, f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
     live.iter_mut().for_each(|x| *x = super::ops::exp(*x - max));
     let scale = 1.0 / lanes(live, 0.0, |s, x| s + x);
@@ -210,7 +235,7 @@ mod tests {
     use candle_core::{Device, D};
 
     /// The unfused formula written with candle's own ops, repeated kv heads and all.
-    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Tensor {
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask) -> Tensor {
         let (b, heads, t, d) = q.dims4().unwrap();
         let rep = heads / k.dim(1).unwrap();
         let expand = |x: &Tensor| {
@@ -224,9 +249,13 @@ mod tests {
         };
         let (k, v) = (expand(k), expand(v));
         let mut s = (q.matmul(&k.t().unwrap()).unwrap() / (d as f64).sqrt()).unwrap();
-        if causal {
+        if mask != Mask::Full {
+            let seen = move |i: usize, j: usize| match mask {
+                Mask::Sliding(w) => j <= i && i < j + w,
+                _ => j <= i,
+            };
             let m: Vec<f32> = (0..t)
-                .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+                .flat_map(|i| (0..t).map(move |j| if seen(i, j) { 0.0 } else { f32::NEG_INFINITY }))
                 .collect();
             let m = Tensor::from_vec(m, (t, t), &Device::Cpu).unwrap();
             s = s.broadcast_add(&m).unwrap();
@@ -240,8 +269,9 @@ mod tests {
             .unwrap()
     }
 
-    /// Both masks, grouped-query heads, and a strided (transposed, non-contiguous) q;
-    /// f32 sums over ≤ 16 keys in another order: a few ulps of the unit-scale output.
+    /// Every mask (sliding windows of 1, 5 and past the sequence), grouped-query heads, and a
+    /// strided (transposed, non-contiguous) q; f32 sums over ≤ 16 keys in another order: a
+    /// few ulps of the unit-scale output.
     #[test]
     fn equals_the_unfused_formula() {
         let dev = Device::Cpu;
@@ -251,11 +281,17 @@ mod tests {
             .unwrap();
         let k = Tensor::randn(0f32, 1.0, (2, 2, 16, 8), &dev).unwrap();
         let v = Tensor::randn(0f32, 1.0, (2, 2, 16, 8), &dev).unwrap();
-        for causal in [false, true] {
-            let ours = attention(&q, &k, &v, causal).unwrap();
-            let theirs = reference(&q.contiguous().unwrap(), &k, &v, causal);
+        for mask in [
+            Mask::Full,
+            Mask::Causal,
+            Mask::Sliding(1),
+            Mask::Sliding(5),
+            Mask::Sliding(40),
+        ] {
+            let ours = attention(&q, &k, &v, mask).unwrap();
+            let theirs = reference(&q.contiguous().unwrap(), &k, &v, mask);
             let worst = super::super::max_abs_diff(&ours, &theirs);
-            assert!(worst < 1e-5, "causal {causal}: {worst}");
+            assert!(worst < 1e-5, "{mask:?}: {worst}");
         }
     }
 
@@ -264,6 +300,6 @@ mod tests {
         let dev = Device::Cpu;
         let q = Tensor::zeros((1, 3, 4, 8), candle_core::DType::F32, &dev).unwrap();
         let k = Tensor::zeros((1, 2, 4, 8), candle_core::DType::F32, &dev).unwrap();
-        assert!(attention(&q, &k, &k, false).is_err());
+        assert!(attention(&q, &k, &k, Mask::Full).is_err());
     }
 }

@@ -10,7 +10,7 @@ use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::attention::attention;
+use super::attention::{attention, Mask};
 use super::dense::{dense, Dense};
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
@@ -128,7 +128,7 @@ impl Layer {
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
-        let ctx = attention(&q, &k, &v, false)?;
+        let ctx = attention(&q, &k, &v, Mask::Full)?;
         let x = self
             .attn_norm
             .forward(&(self.attn_out.forward(&ctx)? + x)?)?;

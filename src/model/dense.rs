@@ -54,14 +54,20 @@ impl Dense {
         })
     }
 
-    /// Half-precision weights left in their file (no bias: the Llama line has none).
-    pub fn stored(weight: StoredMatrix) -> Self {
-        Dense {
+    /// Half-precision weights left in their file, and an optional bias.
+    pub fn stored(weight: StoredMatrix, bias: Option<&Tensor>) -> candle_core::Result<Self> {
+        let bias = bias
+            .map(|b| b.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1())
+            .transpose()?;
+        if bias.as_ref().is_some_and(|b| b.len() != weight.rows()) {
+            candle_core::bail!("bias length differs from the weight's {} rows", weight.rows());
+        }
+        Ok(Dense {
             in_dim: weight.cols(),
             out_dim: weight.rows(),
             weight: Weight::Stored(weight),
-            bias: None,
-        }
+            bias,
+        })
     }
 }
 
@@ -183,7 +189,7 @@ mod tests {
             .unwrap()
             .expect("bf16 is kept as stored");
         let x = Tensor::randn(0f32, 1.0, (3, 5, in_dim), &dev).unwrap();
-        let ours = Dense::stored(stored).forward(&x).unwrap();
+        let ours = Dense::stored(stored, None).unwrap().forward(&x).unwrap();
         let copy = w.to_dtype(candle_core::DType::F32).unwrap();
         let theirs = Dense::new(&copy, None).unwrap().forward(&x).unwrap();
         assert_eq!(ours.dims(), [3, 5, out_dim]);

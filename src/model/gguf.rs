@@ -64,6 +64,9 @@ pub fn load(path: &Path) -> Result<Llama> {
         max_position_embeddings: meta.usize_or("llama.context_length", 2048)?,
         hidden_act: "silu".into(),
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        qkv_bias: false,
+        o_bias: false,
+        sliding_window: None,
     };
     cfg.validate(path)?;
     let tokenizer = tokenizer::from_metadata(&meta)?;
@@ -285,7 +288,11 @@ impl WeightSource for GgufSource<'_> {
         part: Part,
         in_dim: usize,
         out_dim: usize,
+        bias: bool,
     ) -> candle_core::Result<Proj> {
+        if bias {
+            candle_core::bail!("projection biases are not read from GGUF files");
+        }
         let name = match part {
             Part::Q => "attn_q",
             Part::K => "attn_k",

@@ -1,6 +1,9 @@
-//! Llama-family decoders (Llama 1, 2, 3, SmolLM, …): RMSNorm, rotary position embeddings
-//! (with Llama 3 / linear scaling), grouped-query attention, and the SwiGLU feed-forward
-//! block down(SiLU(gate(x)) ⊙ up(x)), whose input is ffn.inner and output ffn.out.
+//! Llama-line decoders (Llama 1, 2, 3, SmolLM, TinyLlama; Mistral; Qwen2): RMSNorm, rotary
+//! position embeddings (with Llama 3 / linear scaling), grouped-query attention, and the
+//! SwiGLU feed-forward block down(SiLU(gate(x)) ⊙ up(x)), whose input is ffn.inner and
+//! output ffn.out. The three `model_type`s differ only where their config.json says so:
+//! Mistral's attention sees a sliding window of `sliding_window` keys; Qwen2's q, k and v
+//! projections have biases (as Llama's four do with `attention_bias`).
 //! The same blocks are built from a Hugging Face folder (this file) or a GGUF file
 //! ([`super::gguf`]) through a [`WeightSource`].
 //!
@@ -18,7 +21,7 @@ use candle_nn::RmsNorm;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::attention::attention;
+use super::attention::{attention, Mask};
 use super::dense::Dense;
 use super::stored::{Embedding, StoredMatrix, WeightDtype};
 use super::{
@@ -50,6 +53,12 @@ pub struct Config {
     pub max_position_embeddings: usize,
     pub hidden_act: String,
     pub tie_word_embeddings: bool,
+    /// Biases on the q, k, v projections (Qwen2; Llama's `attention_bias`).
+    pub qkv_bias: bool,
+    /// A bias on the output projection (Llama's `attention_bias`).
+    pub o_bias: bool,
+    /// Mistral: each query sees this many keys, itself included.
+    pub sliding_window: Option<usize>,
 }
 
 /// `config.json` as written: the rotary settings may sit in `rope_scaling` beside a
@@ -83,6 +92,17 @@ struct RawConfig {
     hidden_act: String,
     #[serde(default)]
     tie_word_embeddings: bool,
+    #[serde(default = "default_model_type")]
+    model_type: String,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+    #[serde(default)]
+    sliding_window: Option<usize>,
+    /// Qwen2: sliding attention on the layers from `max_window_layers` on, when true.
+    #[serde(default)]
+    use_sliding_window: bool,
 }
 
 /// One `rope_scaling` / `rope_parameters` dict as written.
@@ -116,6 +136,9 @@ fn default_positions() -> usize {
 }
 fn default_act() -> String {
     "silu".into()
+}
+fn default_model_type() -> String {
+    "llama".into()
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -155,6 +178,21 @@ impl TryFrom<RawConfig> for Config {
         } else {
             rope.original_max_position_embeddings
         };
+        if raw.mlp_bias {
+            return Err("mlp_bias = true is not supported (no Llama-line release uses it)".into());
+        }
+        let (qkv_bias, o_bias, sliding_window) = match raw.model_type.as_str() {
+            "llama" => (raw.attention_bias, raw.attention_bias, None),
+            "mistral" => (false, false, raw.sliding_window),
+            "qwen2" if raw.use_sliding_window => {
+                return Err("use_sliding_window = true is not supported (Qwen2 releases leave it false)".into())
+            }
+            "qwen2" => (true, false, None),
+            other => return Err(format!("model_type '{other}' is not of the Llama line")),
+        };
+        if sliding_window == Some(0) {
+            return Err("sliding_window = 0: a query must see at least itself".into());
+        }
         let rope_scaling = (rope_type != "default").then(|| RopeScaling {
             rope_type,
             factor: rope.factor,
@@ -180,6 +218,9 @@ impl TryFrom<RawConfig> for Config {
             max_position_embeddings: raw.max_position_embeddings,
             hidden_act: raw.hidden_act,
             tie_word_embeddings: raw.tie_word_embeddings,
+            qkv_bias,
+            o_bias,
+            sliding_window,
         })
     }
 }
@@ -352,13 +393,14 @@ pub enum Part {
 
 /// Where weights come from: a safetensors folder or a GGUF file.
 pub trait WeightSource {
-    /// Projection of `part` in `layer`, mapping `in_dim` → `out_dim`.
+    /// Projection of `part` in `layer`, mapping `in_dim` → `out_dim`, with a bias or not.
     fn proj(
         &self,
         layer: usize,
         part: Part,
         in_dim: usize,
         out_dim: usize,
+        bias: bool,
     ) -> candle_core::Result<Proj>;
     /// Norm weight vector of `part` in `layer`.
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor>;
@@ -388,6 +430,7 @@ pub(crate) struct Block {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    mask: Mask,
 }
 
 impl Block {
@@ -400,17 +443,18 @@ impl Block {
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
         Ok(Block {
             attn_norm: RmsNorm::new(src.norm(layer, Part::AttnNorm, h)?, cfg.rms_norm_eps),
-            q: src.proj(layer, Part::Q, h, nh * hd)?,
-            k: src.proj(layer, Part::K, h, nkv * hd)?,
-            v: src.proj(layer, Part::V, h, nkv * hd)?,
-            o: src.proj(layer, Part::O, nh * hd, h)?,
+            q: src.proj(layer, Part::Q, h, nh * hd, cfg.qkv_bias)?,
+            k: src.proj(layer, Part::K, h, nkv * hd, cfg.qkv_bias)?,
+            v: src.proj(layer, Part::V, h, nkv * hd, cfg.qkv_bias)?,
+            o: src.proj(layer, Part::O, nh * hd, h, cfg.o_bias)?,
             ffn_norm: RmsNorm::new(src.norm(layer, Part::FfnNorm, h)?, cfg.rms_norm_eps),
-            gate: src.proj(layer, Part::Gate, h, f)?,
-            up: src.proj(layer, Part::Up, h, f)?,
-            down: src.proj(layer, Part::Down, f, h)?,
+            gate: src.proj(layer, Part::Gate, h, f, false)?,
+            up: src.proj(layer, Part::Up, h, f, false)?,
+            down: src.proj(layer, Part::Down, f, h, false)?,
             heads: nh,
             kv_heads: nkv,
             head_dim: hd,
+            mask: cfg.sliding_window.map_or(Mask::Causal, Mask::Sliding),
         })
     }
 
@@ -431,7 +475,7 @@ impl Block {
             .forward(&n)?
             .reshape((b, t, self.kv_heads, self.head_dim))?
             .transpose(1, 2)?;
-        let ctx = attention(&q, &k, &v, true)?;
+        let ctx = attention(&q, &k, &v, self.mask)?;
         let x = (x + self.o.forward(&ctx)?)?;
         let n = self.ffn_norm.forward(&x)?;
         let inner = super::ops::swiglu(&self.gate.forward(&n)?, &self.up.forward(&n)?)?;
@@ -523,6 +567,7 @@ impl WeightSource for SafetensorsSource {
         part: Part,
         in_dim: usize,
         out_dim: usize,
+        bias: bool,
     ) -> candle_core::Result<Proj> {
         let name = match part {
             Part::Q => "self_attn.q_proj",
@@ -534,10 +579,14 @@ impl WeightSource for SafetensorsSource {
             Part::Down => "mlp.down_proj",
             Part::AttnNorm | Part::FfnNorm => candle_core::bail!("{part:?} is a norm"),
         };
-        let full = format!("model.layers.{layer}.{name}.weight");
-        Ok(Proj::Dense(match self.matrix(&full, out_dim, in_dim)? {
-            Some(stored) => Dense::stored(stored),
-            None => Dense::new(&self.f32_tensor(&full, &[out_dim, in_dim])?, None)?,
+        let full = format!("model.layers.{layer}.{name}");
+        let bias = bias
+            .then(|| self.f32_tensor(&format!("{full}.bias"), &[out_dim]))
+            .transpose()?;
+        let weight = format!("{full}.weight");
+        Ok(Proj::Dense(match self.matrix(&weight, out_dim, in_dim)? {
+            Some(stored) => Dense::stored(stored, bias.as_ref())?,
+            None => Dense::new(&self.f32_tensor(&weight, &[out_dim, in_dim])?, bias.as_ref())?,
         }))
     }
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor> {

@@ -216,8 +216,8 @@ pub fn load_as(path: &Path, dtype: WeightDtype) -> Result<Box<dyn LanguageModel>
         .map_err(|e| Error::format(&config_path, format!("invalid JSON: {e}")))?;
     match value.get("model_type").and_then(|v| v.as_str()) {
         Some("bert") => Ok(Box::new(bert::Bert::load(path, &text)?)),
-        Some("llama") => Ok(Box::new(llama::Llama::load(path, &text, dtype)?)),
-        Some(other) => Err(Error::format(&config_path, format!("model_type '{other}' is not supported (supported: bert, llama; or a llama GGUF file)"))),
+        Some("llama" | "mistral" | "qwen2") => Ok(Box::new(llama::Llama::load(path, &text, dtype)?)),
+        Some(other) => Err(Error::format(&config_path, format!("model_type '{other}' is not supported (supported: bert, llama, mistral, qwen2; or a llama GGUF file)"))),
         None => Err(Error::format(&config_path, "no model_type field")),
     }
 }

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cortexflow::model::{Tap, TapRequest};
+
 /// The project's real test data, vendored under `tests/data` with each source's
 /// licence note (`ATTRIBUTION.md` beside the files), in the layout of the team's shared
 /// data folder: `stimuli/`, `atlases/`, `fmri/`.
@@ -277,4 +279,65 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
     let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
     sxy / (sxx * syy).sqrt()
+}
+
+/// The worst |ours − transformers| / RMS over every layer, tap, token and unit of the
+/// tap fixture `dir/name.{json,f32}` (the layout of make_rope_fixtures.py), running the
+/// checkpoint in `folder` (the fixture's own, or an altered copy).
+pub fn tap_error(dir: &Path, name: &str, folder: &Path) -> f64 {
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    let blob = read_f32(&dir.join(format!("{name}.f32")));
+    let ids = json_ids(&fx["ids"]);
+    let layers = fx["layers"].as_u64().unwrap() as usize;
+    let m = cortexflow::model::load(folder).unwrap();
+    assert_eq!(m.n_layers(), layers);
+    let request = TapRequest::new((0..layers).collect(), Tap::ALL.to_vec());
+    let outputs = m.forward_taps(&ids, &request).unwrap();
+    let mut offset = 0;
+    let mut worst: f64 = 0.0;
+    for layer in 0..layers {
+        for tap in [Tap::FfnOut, Tap::FfnInner] {
+            let width = m.tap_width(tap);
+            let n = ids.len() * width;
+            let theirs = &blob[offset..offset + n];
+            offset += n;
+            let rms = (theirs.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64).sqrt();
+            let ours: Vec<f32> = outputs
+                .iter()
+                .find(|o| o.layer == layer && o.tap == tap)
+                .unwrap()
+                .values
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(ours.len(), n, "{name} layer {layer} {tap:?}: shape");
+            let err = ours
+                .iter()
+                .zip(theirs)
+                .map(|(&a, &b)| (a as f64 - b as f64).abs())
+                .fold(0.0, f64::max)
+                / rms;
+            worst = worst.max(err);
+        }
+    }
+    assert_eq!(offset, blob.len(), "{name}: fixture fully compared");
+    worst
+}
+
+/// A copy of the checkpoint folder `src` (model.safetensors, tokenizer.json) whose
+/// config.json is changed by `edit`.
+pub fn altered_checkpoint(src: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
 }

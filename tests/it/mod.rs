@@ -7,6 +7,7 @@ mod common;
 mod confounds;
 mod encode;
 mod encoding;
+mod families;
 mod fmriprep;
 mod golden;
 mod group_map;

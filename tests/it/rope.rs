@@ -17,9 +17,9 @@
 use std::path::{Path, PathBuf};
 
 use cortexflow::model::llama::Config;
-use cortexflow::model::{self, Tap, TapRequest};
+use cortexflow::model;
 
-use super::common::{fixture_json, fixtures, json_ids, read_f32};
+use super::common::{altered_checkpoint, fixture_json, fixtures, tap_error};
 
 /// |ours − transformers| ≤ TOL × RMS of the transformers tap, for every value.
 const TOL: f64 = 2e-5;
@@ -29,47 +29,10 @@ fn rope_dir() -> PathBuf {
 }
 
 
-/// The worst |ours − transformers| / RMS over every layer, tap, token and unit of the
-/// fixture `name`, running the checkpoint in `folder` (the fixture's own, or an altered copy).
+/// The worst |ours − transformers| / RMS of the rope fixture `name` (see
+/// [`tap_error`]), running the checkpoint in `folder`.
 fn worst_error(name: &str, folder: &Path) -> f64 {
-    let fx = fixture_json(&format!("rope/{name}.json"));
-    let blob = read_f32(&rope_dir().join(format!("{name}.f32")));
-    let ids = json_ids(&fx["ids"]);
-    let layers = fx["layers"].as_u64().unwrap() as usize;
-    let m = model::load(folder).unwrap();
-    assert_eq!(m.n_layers(), layers);
-    let request = TapRequest::new((0..layers).collect(), Tap::ALL.to_vec());
-    let outputs = m.forward_taps(&ids, &request).unwrap();
-    let mut offset = 0;
-    let mut worst: f64 = 0.0;
-    for layer in 0..layers {
-        for tap in [Tap::FfnOut, Tap::FfnInner] {
-            let width = m.tap_width(tap);
-            let n = ids.len() * width;
-            let theirs = &blob[offset..offset + n];
-            offset += n;
-            let rms = (theirs.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n as f64).sqrt();
-            let ours: Vec<f32> = outputs
-                .iter()
-                .find(|o| o.layer == layer && o.tap == tap)
-                .unwrap()
-                .values
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            assert_eq!(ours.len(), n, "{name} layer {layer} {tap:?}: shape");
-            let err = ours
-                .iter()
-                .zip(theirs)
-                .map(|(&a, &b)| (a as f64 - b as f64).abs())
-                .fold(0.0, f64::max)
-                / rms;
-            worst = worst.max(err);
-        }
-    }
-    assert_eq!(offset, blob.len(), "{name}: fixture fully compared");
-    worst
+    tap_error(&rope_dir(), name, folder)
 }
 
 fn check_taps(name: &str) {
@@ -151,16 +114,9 @@ fn inverse_frequencies_match_transformers() {
 
 /// A copy of fixture checkpoint `name` whose config.json has `rope_parameters` replaced.
 fn altered(name: &str, rope_parameters: serde_json::Value) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = rope_dir().join(name);
-    for f in ["model.safetensors", "tokenizer.json"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
-    }
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    config["rope_parameters"] = rope_parameters;
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    dir
+    altered_checkpoint(&rope_dir().join(name), |config| {
+        config["rope_parameters"] = rope_parameters
+    })
 }
 
 /// The comparison is not blind to the rotary embedding (as a comparison of two cortexflow
