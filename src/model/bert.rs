@@ -1,7 +1,11 @@
-//! BERT encoders (BERT, MiniLM, …) from a Hugging Face folder, written on `candle_nn`
-//! layers with the checkpoint's tensor names so the FFN internals can be tapped:
+//! BERT encoders (BERT, MiniLM, …; RoBERTa) from a Hugging Face folder, written on
+//! `candle_nn` layers with the checkpoint's tensor names so the FFN internals can be tapped:
 //! `encoder.layer.N.intermediate.dense` → GELU (erf) = ffn.inner,
 //! `encoder.layer.N.output.dense` = ffn.out.
+//!
+//! RoBERTa is BERT with `<s>`/`</s>` around a window and positions counted from
+//! `pad_token_id + 1`, a pad token keeping position `pad_token_id` (transformers'
+//! `create_position_ids_from_input_ids`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +39,24 @@ pub struct Config {
     pub layer_norm_eps: f64,
     #[serde(default = "default_position")]
     pub position_embedding_type: String,
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+}
+
+impl Config {
+    /// RoBERTa's padding index, from which its positions count; None for BERT.
+    fn padding_idx(&self) -> Option<u32> {
+        (self.model_type == "roberta").then(|| self.pad_token_id.unwrap_or(1))
+    }
+
+    /// The most tokens a window may have: RoBERTa's first pad_token_id + 1 positions are
+    /// not used by text.
+    fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.padding_idx().map_or(0, |p| p as usize + 1))
+    }
 }
 
 fn default_act() -> String {
@@ -49,12 +71,16 @@ fn default_eps() -> f64 {
 fn default_position() -> String {
     "absolute".into()
 }
+fn default_model_type() -> String {
+    "bert".into()
+}
 
 struct Embeddings {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
     norm: LayerNorm,
+    padding_idx: Option<u32>,
 }
 
 impl Embeddings {
@@ -72,17 +98,42 @@ impl Embeddings {
                 vb.pp("token_type_embeddings"),
             )?,
             norm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
+            padding_idx: cfg.padding_idx(),
         })
     }
 
+    /// Position ids of a (b, t) batch: 0..t for BERT; for RoBERTa p + (count of non-pad
+    /// tokens up to and including this one) for a non-pad token, p for a pad token.
+    fn positions(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let Some(p) = self.padding_idx else {
+            return Tensor::arange(0u32, t as u32, ids.device())?
+                .unsqueeze(0)?
+                .repeat((b, 1));
+        };
+        let rows: Vec<Vec<u32>> = ids.to_vec2()?;
+        let positions: Vec<u32> = rows
+            .iter()
+            .flat_map(|row| {
+                row.iter().scan(0u32, move |seen, &id| {
+                    Some(if id == p {
+                        p
+                    } else {
+                        *seen += 1;
+                        p + *seen
+                    })
+                })
+            })
+            .collect();
+        Tensor::from_vec(positions, (b, t), ids.device())
+    }
+
     fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        let t = ids.dim(1)?;
-        let positions = Tensor::arange(0u32, t as u32, ids.device())?.unsqueeze(0)?;
         let types = ids.zeros_like()?;
         let x = self
             .word
             .forward(ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
+            .add(&self.position.forward(&self.positions(ids)?)?)?
             .add(&self.token_type.forward(&types)?)?;
         self.norm.forward(&x)
     }
@@ -156,6 +207,9 @@ impl Bert {
         let config_path = dir.join("config.json");
         let cfg: Config = serde_json::from_str(config)
             .map_err(|e| Error::format(&config_path, format!("not a BERT config: {e}")))?;
+        if cfg.padding_idx().is_some_and(|p| p as usize >= cfg.max_position_embeddings) {
+            return Err(Error::format(&config_path, "pad_token_id must be below max_position_embeddings"));
+        }
         if cfg.hidden_act != "gelu" {
             return Err(Error::format(
                 &config_path,
@@ -182,9 +236,11 @@ impl Bert {
         // SAFETY: the weights are memory-mapped read-only; the files must not change while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }
             .map_err(candle_err(&files[0]))?;
-        // Checkpoints saved from BertModel have bare names; BertFor* ones prefix "bert.".
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
+        // Checkpoints saved from BertModel have bare names; BertFor* ones prefix "bert."
+        // (RobertaFor*: "roberta.").
+        let prefix = cfg.model_type.as_str();
+        let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+            vb.pp(prefix)
         } else {
             vb
         };
@@ -199,7 +255,10 @@ impl Bert {
                 .token_to_id(t)
                 .ok_or_else(|| Error::format(dir.join("tokenizer.json"), format!("no {t} token")))
         };
-        let cls_sep = (id("[CLS]")?, id("[SEP]")?);
+        let cls_sep = match cfg.padding_idx() {
+            Some(_) => (id("<s>")?, id("</s>")?),
+            None => (id("[CLS]")?, id("[SEP]")?),
+        };
         let name = dir
             .file_name()
             .map_or("bert".into(), |n| n.to_string_lossy().into_owned());
@@ -224,7 +283,7 @@ impl LanguageModel for Bert {
             layers: self.cfg.num_hidden_layers,
             hidden: self.cfg.hidden_size,
             ffn: self.cfg.intermediate_size,
-            max_positions: self.cfg.max_position_embeddings,
+            max_positions: self.cfg.max_tokens(),
         }
     }
     fn direction(&self) -> Direction {
@@ -242,12 +301,7 @@ impl LanguageModel for Bert {
         if request.last_layer().is_none() {
             return Ok(Vec::new());
         }
-        let input = batch_tensor(
-            batch,
-            self.cfg.vocab_size,
-            self.cfg.max_position_embeddings,
-            &self.name,
-        )?;
+        let input = batch_tensor(batch, self.cfg.vocab_size, self.cfg.max_tokens(), &self.name)?;
         let x = self.embeddings.forward(&input).map_err(&err)?;
         run_layers(&self.layers, request, x, |block, x| block.forward(x)).map_err(&err)
     }

@@ -67,6 +67,7 @@ pub fn load(path: &Path) -> Result<Llama> {
         qkv_bias: false,
         o_bias: false,
         sliding_window: None,
+        gemma: false,
     };
     cfg.validate(path)?;
     let tokenizer = tokenizer::from_metadata(&meta)?;

@@ -1,9 +1,10 @@
-//! Llama-line decoders (Llama 1, 2, 3, SmolLM, TinyLlama; Mistral; Qwen2): RMSNorm, rotary
-//! position embeddings (with Llama 3 / linear scaling), grouped-query attention, and the
-//! SwiGLU feed-forward block down(SiLU(gate(x)) ⊙ up(x)), whose input is ffn.inner and
-//! output ffn.out. The three `model_type`s differ only where their config.json says so:
+//! Llama-line decoders (Llama 1, 2, 3, SmolLM, TinyLlama; Mistral; Qwen2; Gemma): RMSNorm,
+//! rotary position embeddings (with Llama 3 / linear scaling), grouped-query attention,
+//! and the gated feed-forward block down(act(gate(x)) ⊙ up(x)), whose input is ffn.inner
+//! and output ffn.out. The `model_type`s differ only where their config.json says so:
 //! Mistral's attention sees a sliding window of `sliding_window` keys; Qwen2's q, k and v
-//! projections have biases (as Llama's four do with `attention_bias`).
+//! projections have biases (as Llama's four do with `attention_bias`); Gemma scales the
+//! embeddings by √hidden, multiplies its norms by (1 + w) and gates with GELU (tanh form).
 //! The same blocks are built from a Hugging Face folder (this file) or a GGUF file
 //! ([`super::gguf`]) through a [`WeightSource`].
 //!
@@ -59,6 +60,8 @@ pub struct Config {
     pub o_bias: bool,
     /// Mistral: each query sees this many keys, itself included.
     pub sliding_window: Option<usize>,
+    /// Gemma: RMSNorm multiplies by (1 + w), and the embeddings by √hidden_size.
+    pub gemma: bool,
 }
 
 /// `config.json` as written: the rotary settings may sit in `rope_scaling` beside a
@@ -103,6 +106,9 @@ struct RawConfig {
     /// Qwen2: sliding attention on the layers from `max_window_layers` on, when true.
     #[serde(default)]
     use_sliding_window: bool,
+    /// Gemma: bidirectional attention is not a decoder's.
+    #[serde(default)]
+    use_bidirectional_attention: Option<bool>,
 }
 
 /// One `rope_scaling` / `rope_parameters` dict as written.
@@ -188,7 +194,17 @@ impl TryFrom<RawConfig> for Config {
                 return Err("use_sliding_window = true is not supported (Qwen2 releases leave it false)".into())
             }
             "qwen2" => (true, false, None),
+            "gemma" if raw.use_bidirectional_attention == Some(true) => {
+                return Err("use_bidirectional_attention = true is not supported (a decoder)".into())
+            }
+            "gemma" => (raw.attention_bias, raw.attention_bias, None),
             other => return Err(format!("model_type '{other}' is not of the Llama line")),
+        };
+        let gemma = raw.model_type == "gemma";
+        // transformers' GemmaConfig reads the legacy "gelu" of the first releases as the tanh form.
+        let hidden_act = match raw.hidden_act.as_str() {
+            "gelu" if gemma => "gelu_pytorch_tanh".to_string(),
+            _ => raw.hidden_act,
         };
         if sliding_window == Some(0) {
             return Err("sliding_window = 0: a query must see at least itself".into());
@@ -216,8 +232,9 @@ impl TryFrom<RawConfig> for Config {
             rope_scaling,
             rope_freq_factors: None,
             max_position_embeddings: raw.max_position_embeddings,
-            hidden_act: raw.hidden_act,
+            hidden_act,
             tie_word_embeddings: raw.tie_word_embeddings,
+            gemma,
             qkv_bias,
             o_bias,
             sliding_window,
@@ -253,9 +270,9 @@ impl Config {
     /// Errors for configurations this implementation does not compute faithfully.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |m: String| Err(Error::format(path, m));
-        if self.hidden_act != "silu" {
+        if self.hidden_act != "silu" && self.hidden_act != "gelu_pytorch_tanh" {
             return bad(format!(
-                "hidden_act '{}' is not supported (silu)",
+                "hidden_act '{}' is not supported (silu, gelu_pytorch_tanh)",
                 self.hidden_act
             ));
         }
@@ -431,6 +448,7 @@ pub(crate) struct Block {
     kv_heads: usize,
     head_dim: usize,
     mask: Mask,
+    gelu_gate: bool,
 }
 
 impl Block {
@@ -441,13 +459,19 @@ impl Block {
     ) -> candle_core::Result<Self> {
         let (h, f, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        // Gemma's (1 + w), added in f32 as transformers adds it before multiplying.
+        let norm = |part: Part| -> candle_core::Result<RmsNorm> {
+            let w = src.norm(layer, part, h)?;
+            let w = if cfg.gemma { (w + 1.0)? } else { w };
+            Ok(RmsNorm::new(w, cfg.rms_norm_eps))
+        };
         Ok(Block {
-            attn_norm: RmsNorm::new(src.norm(layer, Part::AttnNorm, h)?, cfg.rms_norm_eps),
+            attn_norm: norm(Part::AttnNorm)?,
             q: src.proj(layer, Part::Q, h, nh * hd, cfg.qkv_bias)?,
             k: src.proj(layer, Part::K, h, nkv * hd, cfg.qkv_bias)?,
             v: src.proj(layer, Part::V, h, nkv * hd, cfg.qkv_bias)?,
             o: src.proj(layer, Part::O, nh * hd, h, cfg.o_bias)?,
-            ffn_norm: RmsNorm::new(src.norm(layer, Part::FfnNorm, h)?, cfg.rms_norm_eps),
+            ffn_norm: norm(Part::FfnNorm)?,
             gate: src.proj(layer, Part::Gate, h, f, false)?,
             up: src.proj(layer, Part::Up, h, f, false)?,
             down: src.proj(layer, Part::Down, f, h, false)?,
@@ -455,6 +479,7 @@ impl Block {
             kv_heads: nkv,
             head_dim: hd,
             mask: cfg.sliding_window.map_or(Mask::Causal, Mask::Sliding),
+            gelu_gate: cfg.hidden_act == "gelu_pytorch_tanh",
         })
     }
 
@@ -478,7 +503,12 @@ impl Block {
         let ctx = attention(&q, &k, &v, self.mask)?;
         let x = (x + self.o.forward(&ctx)?)?;
         let n = self.ffn_norm.forward(&x)?;
-        let inner = super::ops::swiglu(&self.gate.forward(&n)?, &self.up.forward(&n)?)?;
+        let (gate, up) = (self.gate.forward(&n)?, self.up.forward(&n)?);
+        let inner = if self.gelu_gate {
+            (super::ops::gelu_tanh(&gate)? * up)?
+        } else {
+            super::ops::swiglu(&gate, &up)?
+        };
         let out = self.down.forward(&inner)?;
         let next = (&x + &out)?;
         Ok((next, inner, out))
@@ -709,6 +739,11 @@ impl LanguageModel for Llama {
             .embedding
             .lookup(&ids)
             .and_then(|e| e.reshape((b, t, self.cfg.hidden_size)))
+            .and_then(|e| match self.cfg.gemma {
+                // √hidden rounded to f32, as transformers' embed_scale buffer holds it.
+                true => e * f64::from((self.cfg.hidden_size as f64).sqrt() as f32),
+                false => Ok(e),
+            })
             .map_err(&err)?;
         run_layers(&self.blocks, request, x, |block, x| {
             block.forward(x, &self.rope)

@@ -1,6 +1,6 @@
-//! Language models with artificial-neuron taps, one file per family: [`bert`] (encoders,
-//! safetensors), [`llama`] (Llama 1–3 decoders, safetensors) and [`gguf`] (the same Llama
-//! from a llama.cpp GGUF file). Each exposes a forward pass that returns, per requested
+//! Language models with artificial-neuron taps, one file per family: [`bert`] (BERT and
+//! RoBERTa encoders, safetensors), [`gpt2`] (GPT-2 decoders), [`llama`] (the Llama line:
+//! Llama 1–3, Mistral, Qwen2, Gemma; safetensors) and [`gguf`] (Llama from a llama.cpp GGUF file). Each exposes a forward pass that returns, per requested
 //! layer, the feed-forward taps:
 //!
 //! - `ffn.out`: the output of the FFN's second linear layer (before the residual add);
@@ -15,6 +15,7 @@ pub mod bert;
 mod dense;
 pub mod extract;
 pub mod gguf;
+pub mod gpt2;
 pub mod llama;
 mod ops;
 pub mod stored;
@@ -215,9 +216,10 @@ pub fn load_as(path: &Path, dtype: WeightDtype) -> Result<Box<dyn LanguageModel>
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::format(&config_path, format!("invalid JSON: {e}")))?;
     match value.get("model_type").and_then(|v| v.as_str()) {
-        Some("bert") => Ok(Box::new(bert::Bert::load(path, &text)?)),
-        Some("llama" | "mistral" | "qwen2") => Ok(Box::new(llama::Llama::load(path, &text, dtype)?)),
-        Some(other) => Err(Error::format(&config_path, format!("model_type '{other}' is not supported (supported: bert, llama, mistral, qwen2; or a llama GGUF file)"))),
+        Some("bert" | "roberta") => Ok(Box::new(bert::Bert::load(path, &text)?)),
+        Some("gpt2") => Ok(Box::new(gpt2::Gpt2::load(path, &text)?)),
+        Some("llama" | "mistral" | "qwen2" | "gemma") => Ok(Box::new(llama::Llama::load(path, &text, dtype)?)),
+        Some(other) => Err(Error::format(&config_path, format!("model_type '{other}' is not supported (supported: bert, roberta, gpt2, llama, mistral, qwen2, gemma; or a llama GGUF file)"))),
         None => Err(Error::format(&config_path, "no model_type field")),
     }
 }

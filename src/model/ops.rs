@@ -63,6 +63,20 @@ pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     }))
 }
 
+/// GELU's tanh approximation, ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): GPT-2's
+/// "gelu_new" and Gemma's "gelu_pytorch_tanh"; tanh(u) = 1 − 2/(e^{2u} + 1), which is ±1
+/// where e^{2u} leaves f32's range and within an ulp of 1 (absolute) elsewhere.
+pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.apply_op1_no_bwd(&Map("gelu-tanh", gelu_tanh_scalar))
+}
+
+#[inline(always)]
+fn gelu_tanh_scalar(v: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+    0.5 * v * (2.0 - 2.0 / (exp(2.0 * u) + 1.0))
+}
+
 /// SiLU(gate)⊙up = gate/(1 + e^−gate)·up, Llama's feed-forward activation, in one pass.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     gate.apply_op2_no_bwd(up, &Map("swiglu", |g: f32, u: f32| g / (1.0 + exp(-g)) * u))
@@ -199,8 +213,9 @@ mod tests {
         }
     }
 
-    /// GELU and SwiGLU against candle's own (scalar libm) ops; the bound follows from the
-    /// erf bound: |ΔGELU| ≤ ½|x|·6.3e-7 plus an ulp of the output.
+    /// Both GELUs and SwiGLU against candle's own (scalar libm) ops; the bound follows from
+    /// the erf bound, |ΔGELU| ≤ ½|x|·6.3e-7 plus an ulp of the output, and for the tanh
+    /// form from tanh's absolute error of an ulp of 1 (½|x|·1.2e-7).
     #[test]
     fn activations_equal_candle_ops() {
         let x = Tensor::randn(0f32, 3.0, (3, 50_000), &Device::Cpu).unwrap();
@@ -209,6 +224,7 @@ mod tests {
         let xs = flat(x.clone());
         let cases = [
             (gelu_erf(&x).unwrap(), x.gelu_erf().unwrap()),
+            (gelu_tanh(&x).unwrap(), x.gelu().unwrap()),
             (
                 swiglu(&x, &y).unwrap(),
                 (candle_nn::ops::silu(&x).unwrap() * &y).unwrap(),

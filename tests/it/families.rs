@@ -1,12 +1,15 @@
-//! The Llama line's other families against transformers (fixtures from
-//! scripts/fixtures/make_family_fixtures.py): tiny Mistral (sliding window 8 over 40 tokens)
-//! and Qwen2 (q, k, v biases) checkpoints saved by transformers, whose taps cortexflow must
-//! reproduce, every layer and both taps.
+//! Model families besides BERT and Llama against transformers (fixtures from
+//! scripts/fixtures/make_family_fixtures.py): tiny Mistral (sliding window 8 over 40
+//! tokens), Qwen2 (q, k, v biases), Gemma (scaled embeddings, (1 + w) norms, GELU gate),
+//! RoBERTa (positions from the pad id + 1, a pad token in the ids) and GPT-2 (Conv1D
+//! weights, learned positions, gelu_new) checkpoints saved by transformers, whose taps
+//! cortexflow must reproduce, every layer and both taps.
 //!
-//! Tolerance: as tests/it/rope.rs (same sizes, weight scales and sharp attention), 2e-5 of
-//! each tap's RMS, about four times float32's own error here (transformers float32 against
-//! float64: 4.5e-6 and 4.8e-6, printed by the fixture script); dropping the family's own
-//! feature (the window, the biases) moves the taps by far more, which the tests check.
+//! Tolerance: as tests/it/rope.rs (same sizes and sharp attention), 2e-5 of each tap's
+//! RMS, 2–10 times float32's own error here (transformers float32 against float64: 1.9e-6
+//! to 1.1e-5, Gemma the largest, printed by the fixture script; measured here 2.4e-6 to
+//! 7.7e-6); dropping a family's own feature (the window, the biases, the position offset,
+//! Gemma's scalings) moves the taps by 5–9 × RMS, which the tests check.
 
 use std::path::PathBuf;
 
@@ -43,4 +46,22 @@ fn qwen2_taps_match_transformers() {
     check("qwen2");
     // Read as a Llama: the q, k, v biases are left out.
     check_sensitive("qwen2", "its biases dropped", |c| c["model_type"] = "llama".into());
+}
+
+#[test]
+fn gemma_taps_match_transformers() {
+    check("gemma");
+    // Read as a Llama with Gemma's gate: no embedding scale, no (1 + w).
+    check_sensitive("gemma", "read as a Llama", |c| c["model_type"] = "llama".into());
+}
+
+#[test]
+fn roberta_taps_match_transformers() {
+    check("roberta");
+    check_sensitive("roberta", "positions counted from 1", |c| c["pad_token_id"] = 0.into());
+}
+
+#[test]
+fn gpt2_taps_match_transformers() {
+    check("gpt2");
 }

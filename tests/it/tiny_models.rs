@@ -527,10 +527,10 @@ mod bad_input {
         tiny_bert(dir.path());
         std::fs::write(
             dir.path().join("config.json"),
-            r#"{"model_type": "gpt2", "n_layer": 2}"#,
+            r#"{"model_type": "t5", "num_layers": 2}"#,
         )
         .unwrap();
-        assert!(load_error(dir.path()).contains("model_type 'gpt2' is not supported"));
+        assert!(load_error(dir.path()).contains("model_type 't5' is not supported"));
         std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
         assert!(load_error(dir.path()).contains("invalid JSON"));
         tiny_llama(dir.path());
