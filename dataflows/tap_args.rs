@@ -12,7 +12,8 @@ fn defaults() -> ModelSection {
 
 #[derive(Debug, clap::Args)]
 pub struct TapArgs {
-    /// Model: a Hugging Face folder (config.json with model_type bert or llama,
+    /// Model: a Hugging Face folder (config.json with model_type bert, roberta, gpt2,
+    /// llama, mistral, qwen2 or gemma,
     /// tokenizer.json, *.safetensors) or a llama GGUF file. scripts/fetch-models puts
     /// MiniLM-L6 and SmolLM2-135M in models/.
     #[arg(long)]

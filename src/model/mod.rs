@@ -190,7 +190,8 @@ pub trait LanguageModel {
     }
 }
 
-/// Loads a model: a folder with `config.json` (`model_type` bert or llama),
+/// Loads a model: a folder with `config.json` (`model_type` bert, roberta, gpt2, llama,
+/// mistral, qwen2 or gemma),
 /// `tokenizer.json` and `*.safetensors`, or a `.gguf` file (architecture llama); f16/bf16
 /// Llama weights stay in their mapped files ([`stored`]).
 pub fn load(path: &Path) -> Result<Box<dyn LanguageModel>> {
