@@ -69,7 +69,7 @@ fn write_weights(path: &Path) -> std::io::Result<u64> {
         offset += bytes;
     }
     let mut text = serde_json::Value::Object(header).to_string();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);

@@ -68,7 +68,7 @@ impl Config {
         if !self.scale_attn_weights || self.scale_attn_by_inverse_layer_idx || self.add_cross_attention {
             return bad("only GPT-2's own attention is supported (scale_attn_weights true, scale_attn_by_inverse_layer_idx and add_cross_attention false)".into());
         }
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return bad("n_embd must be a multiple of n_head".into());
         }
         Ok(())
