@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 
 use super::dense::Dense;
 use super::llama::{Config, Llama, Part, Proj, RopeLayout, RopeScaling, WeightSource};
-use super::stored::Embedding;
+use super::stored::{Embedding, WeightDtype};
 use crate::error::{tensor_message, Error, Result};
 
 mod tokenizer;
@@ -24,8 +24,9 @@ mod tokenizer;
 /// Dequantised models up to this many bytes of f32 weights run in f32.
 const DEQUANTIZE_LIMIT: usize = 4 << 30;
 
-/// Loads a Llama-architecture GGUF file.
-pub fn load(path: &Path) -> Result<Llama> {
+/// Loads a Llama-architecture GGUF file, its quantised weights dequantised or not as
+/// `dtype` says.
+pub fn load(path: &Path, dtype: WeightDtype) -> Result<Llama> {
     let file_len = crate::io::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::new(file);
@@ -85,7 +86,11 @@ pub fn load(path: &Path) -> Result<Llama> {
         .values()
         .map(|t| t.shape.elem_count() * 4)
         .sum();
-    let dequantize = f32_bytes <= DEQUANTIZE_LIMIT;
+    let dequantize = match dtype {
+        WeightDtype::Auto => f32_bytes <= DEQUANTIZE_LIMIT,
+        WeightDtype::Stored => false,
+        WeightDtype::F32 => true,
+    };
     tracing::info!(
         "{}: {} weights",
         path.display(),

@@ -584,7 +584,7 @@ impl SafetensorsSource {
     /// A (rows × cols) matrix kept as stored when it is f16/bf16 and the dtype allows.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> candle_core::Result<Option<StoredMatrix>> {
         match self.dtype {
-            WeightDtype::Stored => StoredMatrix::find(&self.files, name, rows, cols),
+            WeightDtype::Auto | WeightDtype::Stored => StoredMatrix::find(&self.files, name, rows, cols),
             WeightDtype::F32 => Ok(None),
         }
     }

@@ -195,7 +195,7 @@ pub trait LanguageModel {
 /// `tokenizer.json` and `*.safetensors`, or a `.gguf` file (architecture llama); f16/bf16
 /// Llama weights stay in their mapped files ([`stored`]).
 pub fn load(path: &Path) -> Result<Box<dyn LanguageModel>> {
-    load_as(path, WeightDtype::Stored)
+    load_as(path, WeightDtype::Auto)
 }
 
 /// [`load`] with the weights' in-memory dtype chosen (`F32`: every weight copied to f32).
@@ -204,7 +204,7 @@ pub fn load_as(path: &Path, dtype: WeightDtype) -> Result<Box<dyn LanguageModel>
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     {
-        return Ok(Box::new(gguf::load(path)?));
+        return Ok(Box::new(gguf::load(path, dtype)?));
     }
     if !path.is_dir() {
         return Err(Error::format(

@@ -50,11 +50,15 @@ impl Half {
 /// What dtype the weights of a loaded model live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum WeightDtype {
-    /// f16/bf16 weights stay in the mapped file and are converted a chunk at a time.
+    /// f16/bf16 safetensors weights stay in their mapped files; quantised GGUF weights are
+    /// dequantised to f32 when the whole model then fits in 4 GiB, else kept quantised.
     #[default]
+    Auto,
+    /// Every weight stays in its stored dtype: half safetensors as above, GGUF quantised
+    /// (candle's quantised matmul) whatever its size.
     Stored,
-    /// Every weight is converted to f32 in memory at load (twice a half checkpoint's
-    /// size; for parity work and small models).
+    /// Every weight is copied to f32 at load (twice a half checkpoint's size; for parity
+    /// work).
     F32,
 }
 
