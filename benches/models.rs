@@ -11,8 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{anchor_script, compare, peak_mib, python_has, run_child};
-use cortexflow::io::stimulus::read_stimulus;
-use cortexflow::model::{self, align, Tap, TapRequest};
+use cortexflow::model::{self, Tap, TapRequest};
 
 /// The same allocator as the `cortexflow` binary.
 #[global_allocator]
@@ -22,25 +21,8 @@ const TOKENS: usize = 1024;
 const WINDOW: usize = 256;
 const THREADS: &str = "2";
 
-fn story_ids(m: &dyn model::LanguageModel) -> Vec<u32> {
-    let stim = read_stimulus(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/stimuli/lpp-en/lppEN_section1.TextGrid"),
-        None,
-    )
-    .unwrap();
-    let words: Vec<String> = stim.words.into_iter().map(|w| w.text).collect();
-    let mut ids = align::tokenize_words(m.tokenizer(), &words).unwrap().ids;
-    ids.truncate(TOKENS);
-    ids
-}
-
-/// The windows as the model sees them (specials included).
 fn windows(m: &dyn model::LanguageModel) -> Vec<Vec<u32>> {
-    let (pre, post) = m.window_specials();
-    story_ids(m)
-        .chunks(WINDOW)
-        .map(|c| [pre.clone(), c.to_vec(), post.clone()].concat())
-        .collect()
+    common::story::windows(m, TOKENS, WINDOW)
 }
 
 fn child(path: &Path) {

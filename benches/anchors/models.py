@@ -1,7 +1,8 @@
 """Anchor for benches/models.rs: transformers forward with hooks on the FFN's second linear
 layer (its input = ffn.inner, its output = ffn.out), every layer, copied to numpy.
-Usage: models.py bert|gguf PATH IDS.json THREADS. Prints `windows values Σ|v|`, then
-`seconds peak_mib`."""
+Usage: models.py bert|gguf PATH IDS.json THREADS [TAPS.f32]. Prints `windows values Σ|v|`,
+then `seconds peak_mib`; with TAPS.f32, also writes every tap there (little-endian float32,
+per layer ffn.inner then ffn.out, each windows × tokens × width), for benches/quantized.rs."""
 import json
 import pathlib
 import resource
@@ -13,6 +14,7 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM
 
 kind, path, ids_path, threads = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+dump = sys.argv[5] if len(sys.argv) > 5 else None
 torch.set_num_threads(threads)
 windows = json.load(open(ids_path))
 if kind == "bert":
@@ -33,4 +35,6 @@ with torch.no_grad():  # the windows as one batch, as on the cortexflow side
     model(torch.tensor(windows))
 secs = time.perf_counter() - t
 print(len(windows), sum(a.size for a in captured), sum(float(np.abs(a).astype(np.float64).sum()) for a in captured))
+if dump:
+    np.concatenate([a.ravel() for a in captured]).astype("<f4").tofile(dump)
 print(secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)

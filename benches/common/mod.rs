@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+pub mod story;
+
 /// One measurement: wall seconds of the timed section, peak RSS of the whole process in MiB.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {

@@ -1,8 +1,9 @@
 //! Llama from a llama.cpp GGUF file: configuration and tokenizer from the metadata, weights
-//! from the tensors. Quantised weights are dequantised to f32 when the whole model then
-//! fits in 4 GiB (so the taps equal a float32 forward of the same weights, as transformers
-//! computes it); larger models keep candle's quantised matmul, which also quantises the
-//! activations and so drifts by ~1e-2 from a float32 forward.
+//! from the tensors. Quantised weights are dequantised to f32 at load when the whole model
+//! then fits in 4 GiB; larger models (or `--dtype stored`) keep their blocks and dequantise
+//! a chunk of rows before each product ([`super::stored::QuantizedMatrix`]). Either way the
+//! products see the same f32 weights, so the taps equal a float32 forward of the
+//! dequantised file, as transformers computes it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,12 +12,11 @@ use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
 
 use super::dense::Dense;
-use super::llama::{Config, Llama, Part, Proj, RopeLayout, RopeScaling, WeightSource};
-use super::stored::{Embedding, WeightDtype};
+use super::llama::{Config, Llama, Part, RopeLayout, RopeScaling, WeightSource};
+use super::stored::{Embedding, QuantizedMatrix, WeightDtype};
 use crate::error::{tensor_message, Error, Result};
 
 mod tokenizer;
@@ -295,7 +295,7 @@ impl WeightSource for GgufSource<'_> {
         in_dim: usize,
         out_dim: usize,
         bias: bool,
-    ) -> candle_core::Result<Proj> {
+    ) -> candle_core::Result<Dense> {
         if bias {
             candle_core::bail!("projection biases are not read from GGUF files");
         }
@@ -319,12 +319,12 @@ impl WeightSource for GgufSource<'_> {
         }
         let dense = q.dequantize(&Device::Cpu)?;
         ensure_finite(&full, &dense)?;
-        Ok(if self.dequantize {
-            Proj::Dense(Dense::new(&dense, None)?)
+        if self.dequantize {
+            Dense::new(&dense, None)
         } else {
             drop(dense);
-            Proj::Quantized(QMatMul::from_qtensor(q)?)
-        })
+            Dense::from_rows(Box::new(QuantizedMatrix::new(q)?), None)
+        }
     }
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor> {
         let name = match part {

@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::QMatMul;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::RmsNorm;
@@ -379,21 +378,6 @@ impl Config {
     }
 }
 
-/// A projection y = x·Wᵀ with dense or quantised weights.
-pub enum Proj {
-    Dense(Dense),
-    Quantized(QMatMul),
-}
-
-impl Module for Proj {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Proj::Dense(l) => l.forward(x),
-            Proj::Quantized(q) => q.forward(x),
-        }
-    }
-}
-
 /// The parts of a Llama block, named independently of the file format.
 #[derive(Debug, Clone, Copy)]
 pub enum Part {
@@ -418,7 +402,7 @@ pub trait WeightSource {
         in_dim: usize,
         out_dim: usize,
         bias: bool,
-    ) -> candle_core::Result<Proj>;
+    ) -> candle_core::Result<Dense>;
     /// Norm weight vector of `part` in `layer`.
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor>;
     /// The token embedding matrix (vocab × hidden).
@@ -436,14 +420,14 @@ pub enum RopeLayout {
 
 pub(crate) struct Block {
     attn_norm: RmsNorm,
-    q: Proj,
-    k: Proj,
-    v: Proj,
-    o: Proj,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    o: Dense,
     ffn_norm: RmsNorm,
-    gate: Proj,
-    up: Proj,
-    down: Proj,
+    gate: Dense,
+    up: Dense,
+    down: Dense,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -598,7 +582,7 @@ impl WeightSource for SafetensorsSource {
         in_dim: usize,
         out_dim: usize,
         bias: bool,
-    ) -> candle_core::Result<Proj> {
+    ) -> candle_core::Result<Dense> {
         let name = match part {
             Part::Q => "self_attn.q_proj",
             Part::K => "self_attn.k_proj",
@@ -614,10 +598,10 @@ impl WeightSource for SafetensorsSource {
             .then(|| self.f32_tensor(&format!("{full}.bias"), &[out_dim]))
             .transpose()?;
         let weight = format!("{full}.weight");
-        Ok(Proj::Dense(match self.matrix(&weight, out_dim, in_dim)? {
-            Some(stored) => Dense::stored(stored, bias.as_ref())?,
-            None => Dense::new(&self.f32_tensor(&weight, &[out_dim, in_dim])?, bias.as_ref())?,
-        }))
+        match self.matrix(&weight, out_dim, in_dim)? {
+            Some(stored) => Dense::from_rows(Box::new(stored), bias.as_ref()),
+            None => Dense::new(&self.f32_tensor(&weight, &[out_dim, in_dim])?, bias.as_ref()),
+        }
     }
     fn norm(&self, layer: usize, part: Part, dim: usize) -> candle_core::Result<Tensor> {
         let name = match part {

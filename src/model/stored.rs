@@ -1,19 +1,34 @@
-//! Weights kept in the dtype and the pages of their checkpoint file.
+//! Weights kept in their stored dtype: f16/bf16 in the pages of their checkpoint file, or
+//! GGUF quantisation blocks.
 //!
 //! Why: converting a 7B model's f16/bf16 safetensors to f32 as they are read doubles its
 //! 13.5 GB to 27 GB, more than a 24 GB machine. A [`StoredMatrix`] is a name in the
-//! memory-mapped files; its rows are converted to f32 only into a caller's scratch, a chunk
-//! at a time, just before a product needs them. Resident memory is then the checkpoint's
-//! pages the forward has touched (file-backed: the kernel may drop and re-read them under
-//! pressure) plus one chunk of f32 rows per call.
+//! memory-mapped files, a [`QuantizedMatrix`] a GGUF tensor's blocks; either's rows are
+//! converted to f32 only into a caller's scratch, a chunk at a time, just before a product
+//! needs them ([`RowSource`]). Resident memory is then the stored weights (for mapped files,
+//! the pages the forward has touched, which the kernel may drop and re-read under pressure)
+//! plus one chunk of f32 rows per call.
 //!
-//! bf16 → f32 and f16 → f32 are exact (every half value is an f32 value), so a product over
-//! converted rows equals the product over an f32 copy up to the GEMM's summation order.
+//! bf16 → f32 and f16 → f32 are exact (every half value is an f32 value), and a quantised
+//! row dequantises to the same f32 values whether alone or with its tensor, so a product
+//! over converted rows equals the product over an f32 copy up to the GEMM's summation
+//! order. (candle's quantised matmul instead rounds the activations to 8 bits: on SmolLM2
+//! it drifted by 5–7% of a tap's RMS and ran 4–25× slower; `benches/quantized.rs`.)
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use candle_core::quantized::{QStorage, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
+
+/// A (rows × cols) matrix whose rows can be converted to f32 a range at a time.
+pub trait RowSource: Send + Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Rows `first..first + out.len() / cols` in f32 into `out`.
+    fn rows_to_f32(&self, first: usize, out: &mut [f32]) -> candle_core::Result<()>;
+}
 
 /// The half-precision formats kept as stored; f32 checkpoints are copied as before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +115,6 @@ impl StoredMatrix {
         }))
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
     /// The stored bytes of the whole matrix (row-major, 2 bytes a value).
     fn bytes(&self) -> &[u8] {
         // `find` checked the name and shape, and the files do not change while mapped.
@@ -118,12 +125,6 @@ impl StoredMatrix {
         view.data()
     }
 
-    /// Rows `first..first + out.len() / cols` converted to f32 into `out`.
-    pub fn rows_to_f32(&self, first: usize, out: &mut [f32]) {
-        let start = 2 * first * self.cols;
-        self.half
-            .to_f32(&self.bytes()[start..start + 2 * out.len()], out);
-    }
 
     /// The rows `ids` as an (ids × cols) f32 tensor: an embedding lookup that never makes
     /// an f32 copy of the table.
@@ -140,11 +141,67 @@ impl StoredMatrix {
         Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)
     }
 
-    /// The whole matrix in f32 (for `WeightDtype::F32`).
-    pub fn to_tensor(&self) -> candle_core::Result<Tensor> {
-        let mut out = vec![0f32; self.rows * self.cols];
-        self.rows_to_f32(0, &mut out);
-        Tensor::from_vec(out, (self.rows, self.cols), &Device::Cpu)
+}
+
+impl RowSource for StoredMatrix {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn rows_to_f32(&self, first: usize, out: &mut [f32]) -> candle_core::Result<()> {
+        let start = 2 * first * self.cols;
+        self.half
+            .to_f32(&self.bytes()[start..start + 2 * out.len()], out);
+        Ok(())
+    }
+}
+
+/// A (rows × cols) GGUF tensor kept in its quantisation blocks; a row is `cols / block`
+/// whole blocks, so any range of rows dequantises on its own.
+pub struct QuantizedMatrix {
+    tensor: QTensor,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+}
+
+impl QuantizedMatrix {
+    /// `tensor` must be 2-D, its rows a whole number of blocks (as GGUF requires).
+    pub fn new(tensor: QTensor) -> candle_core::Result<Self> {
+        let (rows, cols) = tensor.shape().dims2()?;
+        let dtype = tensor.dtype();
+        if cols % dtype.block_size() != 0 {
+            candle_core::bail!("rows of {cols} values are not whole {dtype:?} blocks");
+        }
+        let row_bytes = cols / dtype.block_size() * dtype.type_size();
+        Ok(QuantizedMatrix {
+            tensor,
+            rows,
+            cols,
+            row_bytes,
+        })
+    }
+}
+
+impl RowSource for QuantizedMatrix {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn rows_to_f32(&self, first: usize, out: &mut [f32]) -> candle_core::Result<()> {
+        let n = out.len() / self.cols;
+        let data = self.tensor.data()?;
+        let bytes = &data[first * self.row_bytes..(first + n) * self.row_bytes];
+        let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, self.tensor.dtype())?;
+        let rows = QTensor::new(storage, (n, self.cols))?.dequantize(&Device::Cpu)?;
+        let values = rows.flatten_all()?;
+        let values = values.to_vec1::<f32>()?;
+        out.copy_from_slice(&values);
+        Ok(())
     }
 }
 
