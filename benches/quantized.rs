@@ -220,7 +220,7 @@ fn main() {
         let tps = |s: &Sample| TOKENS as f64 / s.seconds;
         let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
         println!(
-            "| {label} | {direct} / {fell_back} | {mb:.0} | {q_rms:.1e}, {q_max:.2} | {f_rms:.1e}, {f_max:.1e} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
+            "| {label} | {direct} / {fell_back} | {mb:.0} | {q_rms:.1e}, {q_max:.1e} | {f_rms:.1e}, {f_max:.1e} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
             tps(&quantised),
             tps(&dequantised),
             tps(&torch),

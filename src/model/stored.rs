@@ -15,10 +15,9 @@
 //! order. (candle's quantised matmul instead rounds the activations to 8 bits: on SmolLM2
 //! it drifted by 5–7% of a tap's RMS and ran 4–25× slower; `benches/quantized.rs`.)
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{QStorage, QTensor};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
@@ -196,12 +195,44 @@ impl RowSource for QuantizedMatrix {
         let n = out.len() / self.cols;
         let data = self.tensor.data()?;
         let bytes = &data[first * self.row_bytes..(first + n) * self.row_bytes];
-        let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, self.tensor.dtype())?;
-        let rows = QTensor::new(storage, (n, self.cols))?.dequantize(&Device::Cpu)?;
-        let values = rows.flatten_all()?;
-        let values = values.to_vec1::<f32>()?;
-        out.copy_from_slice(&values);
+        dequantize_into(self.tensor.dtype(), bytes, out)
+    }
+}
+
+/// The blocks in `bytes` (whole blocks of `dtype`) dequantised into `out`, with candle's
+/// own per-format `to_float`, without copying the blocks.
+fn dequantize_into(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> candle_core::Result<()> {
+    use candle_core::quantized::k_quants::*;
+    fn blocks<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> candle_core::Result<()> {
+        let size = std::mem::size_of::<T>();
+        if bytes.len() % size != 0 || out.len() != bytes.len() / size * T::BLCK_SIZE {
+            candle_core::bail!("{} bytes are not whole blocks for {} values", bytes.len(), out.len());
+        }
+        if bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
+            candle_core::bail!("quantised blocks are not aligned in memory");
+        }
+        // SAFETY: `bytes` holds whole blocks of `T` (checked above), aligned for `T`; the
+        // block types are plain data (candle reads GGUF files into them the same way).
+        let xs = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) };
+        T::to_float(xs, out);
         Ok(())
+    }
+    match dtype {
+        GgmlDType::F32 => blocks::<f32>(bytes, out),
+        GgmlDType::F16 => blocks::<half::f16>(bytes, out),
+        GgmlDType::BF16 => blocks::<half::bf16>(bytes, out),
+        GgmlDType::Q4_0 => blocks::<BlockQ4_0>(bytes, out),
+        GgmlDType::Q4_1 => blocks::<BlockQ4_1>(bytes, out),
+        GgmlDType::Q5_0 => blocks::<BlockQ5_0>(bytes, out),
+        GgmlDType::Q5_1 => blocks::<BlockQ5_1>(bytes, out),
+        GgmlDType::Q8_0 => blocks::<BlockQ8_0>(bytes, out),
+        GgmlDType::Q8_1 => blocks::<BlockQ8_1>(bytes, out),
+        GgmlDType::Q2K => blocks::<BlockQ2K>(bytes, out),
+        GgmlDType::Q3K => blocks::<BlockQ3K>(bytes, out),
+        GgmlDType::Q4K => blocks::<BlockQ4K>(bytes, out),
+        GgmlDType::Q5K => blocks::<BlockQ5K>(bytes, out),
+        GgmlDType::Q6K => blocks::<BlockQ6K>(bytes, out),
+        GgmlDType::Q8K => blocks::<BlockQ8K>(bytes, out),
     }
 }
 
