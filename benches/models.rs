@@ -1,7 +1,9 @@
 //! Forward passes with FFN taps (every layer, both taps, copied out to host memory) on the
 //! same 1,024 tokens of Le Petit Prince in 4 windows of 256, run as one batch: MiniLM-L6 (BERT, float32
 //! safetensors) and SmolLM2-135M (GGUF, dequantised to float32) against PyTorch CPU
-//! (transformers with forward hooks) at the same thread count, each in its own process.
+//! (transformers with forward hooks) and ONNX Runtime (the same model exported with every
+//! tap as a graph output, all graph optimisations) at the same thread count, each in its
+//! own process.
 //! Needs scripts/fetch-models.
 
 mod common;
@@ -129,6 +131,27 @@ fn main() {
         println!(
             "  cortexflow throughput {:.0} tokens/s",
             TOKENS as f64 / s.seconds
+        );
+        if !python_has("onnxruntime, onnx") {
+            println!("  onnxruntime not found (pip install onnxruntime onnx); its row not run");
+            continue;
+        }
+        // ONNX Runtime on the same model exported with every tap as a graph output.
+        let ort = || {
+            run_child(
+                Command::new("python3")
+                    .arg(anchor_script("models_ort.py"))
+                    .args([kind, path.to_str().unwrap(), ids_file.path().to_str().unwrap(), THREADS])
+                    .env("OMP_NUM_THREADS", THREADS),
+            )
+        };
+        compare(
+            &format!("models: {name} against ONNX Runtime (taps as graph outputs)"),
+            3,
+            1e-4,
+            ours,
+            "onnxruntime",
+            ort,
         );
     }
 }

@@ -1,4 +1,5 @@
-"""ONNX Runtime anchor for benches/models.rs: the transformers model exported to ONNX with
+"""ONNX Runtime anchor for benches/models.rs: the transformers model (eager attention, which
+the exporter can convert for grouped-query heads) exported to ONNX with
 every FFN tap as a graph output (hooks on the FFN's second linear layer: its input =
 ffn.inner, its output = ffn.out, every layer), then run by onnxruntime on the CPU with the
 same threads. Usage: models_ort.py bert|gguf PATH IDS.json THREADS. Prints
@@ -20,10 +21,11 @@ kind, path, ids_path, threads = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv
 torch.set_num_threads(threads)
 windows = json.load(open(ids_path))
 if kind == "bert":
-    model = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
     ffn = [layer.output.dense for layer in model.encoder.layer]
 else:
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
     model = model.model  # the decoder stack; the LM head is not part of the taps
     ffn = [layer.mlp.down_proj for layer in model.layers]
 
