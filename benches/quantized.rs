@@ -58,7 +58,7 @@ fn requantize(src: &Path, out: &Path, format: GgmlDType, fallback: GgmlDType) {
                 return (name.clone(), q);
             }
             let w = q.dequantize(&Device::Cpu).unwrap();
-            let fits = w.dims()[1] % format.block_size() == 0;
+            let fits = w.dims()[1].is_multiple_of(format.block_size());
             let to = if fits { format } else { fallback };
             (name.clone(), QTensor::quantize(&w, to).unwrap())
         })

@@ -171,7 +171,7 @@ impl QuantizedMatrix {
     pub fn new(tensor: QTensor) -> candle_core::Result<Self> {
         let (rows, cols) = tensor.shape().dims2()?;
         let dtype = tensor.dtype();
-        if cols % dtype.block_size() != 0 {
+        if !cols.is_multiple_of(dtype.block_size()) {
             candle_core::bail!("rows of {cols} values are not whole {dtype:?} blocks");
         }
         let row_bytes = cols / dtype.block_size() * dtype.type_size();
@@ -205,7 +205,7 @@ fn dequantize_into(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> candle_co
     use candle_core::quantized::k_quants::*;
     fn blocks<T: GgmlType>(bytes: &[u8], out: &mut [f32]) -> candle_core::Result<()> {
         let size = std::mem::size_of::<T>();
-        if bytes.len() % size != 0 || out.len() != bytes.len() / size * T::BLCK_SIZE {
+        if !bytes.len().is_multiple_of(size) || out.len() != bytes.len() / size * T::BLCK_SIZE {
             candle_core::bail!("{} bytes are not whole blocks for {} values", bytes.len(), out.len());
         }
         if bytes.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
