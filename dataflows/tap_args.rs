@@ -37,10 +37,11 @@ pub struct TapArgs {
     /// How a word's activation is made from its tokens'.
     #[arg(long, value_enum, default_value_t = defaults().pooling)]
     pub pooling: PoolingSetting,
-    /// In-memory dtype of the weights: `auto` keeps f16/bf16 safetensors in their mapped
-    /// files (memory ≈ the checkpoint's size) and dequantises a GGUF to f32 when it fits in
-    /// 4 GiB; `stored` also keeps GGUF weights quantised; `f32` copies every weight to f32
-    /// at load (for parity work).
+    /// In-memory dtype of the Llama line's weights: `auto` keeps f16/bf16 safetensors in
+    /// their mapped files (memory ≈ the checkpoint's size) and dequantises a GGUF to f32
+    /// when it fits in 4 GiB; `stored` also keeps GGUF weights quantised; `f32` copies
+    /// every weight to f32 at load (for parity work). BERT, RoBERTa and GPT-2 are always
+    /// copied to f32.
     #[arg(long, value_enum, default_value_t = WeightDtype::Auto)]
     pub dtype: WeightDtype,
 }

@@ -102,6 +102,9 @@ impl CustomOp1 for Dense {
             candle_core::bail!("dense: contiguous input only")
         };
         let dims = layout.dims();
+        if self.in_dim == 0 || self.out_dim == 0 {
+            candle_core::bail!("dense: a {} × {} weight has no values", self.out_dim, self.in_dim);
+        }
         if dims.last() != Some(&self.in_dim) {
             candle_core::bail!("dense: input {dims:?} does not end in {}", self.in_dim);
         }

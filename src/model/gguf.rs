@@ -340,7 +340,8 @@ impl WeightSource for GgufSource<'_> {
         Ok(t)
     }
     fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embedding> {
-        let t = self.tensor("token_embd.weight")?.dequantize(&Device::Cpu)?;
+        let q = self.tensor("token_embd.weight")?;
+        let t = q.dequantize(&Device::Cpu)?;
         if t.dims() != [vocab, hidden] {
             candle_core::bail!(
                 "token_embd.weight has shape {:?}, expected [{vocab}, {hidden}]",
@@ -348,6 +349,11 @@ impl WeightSource for GgufSource<'_> {
             );
         }
         ensure_finite("token_embd.weight", &t)?;
-        Ok(Embedding::F32(t))
+        if self.dequantize {
+            Ok(Embedding::F32(t))
+        } else {
+            drop(t);
+            Ok(Embedding::Rows(Box::new(QuantizedMatrix::new(q)?)))
+        }
     }
 }

@@ -90,8 +90,9 @@ struct RawConfig {
     original_max_position_embeddings: Option<usize>,
     #[serde(default = "default_positions")]
     max_position_embeddings: usize,
-    #[serde(default = "default_act")]
-    hidden_act: String,
+    /// Absent: the family's default (silu; Gemma gelu_pytorch_tanh).
+    #[serde(default)]
+    hidden_act: Option<String>,
     #[serde(default)]
     tie_word_embeddings: bool,
     #[serde(default = "default_model_type")]
@@ -100,8 +101,9 @@ struct RawConfig {
     attention_bias: bool,
     #[serde(default)]
     mlp_bias: bool,
-    #[serde(default)]
-    sliding_window: Option<usize>,
+    /// Absent: Mistral's default of 4096 keys; null: no window.
+    #[serde(default, deserialize_with = "present")]
+    sliding_window: Option<Option<usize>>,
     /// Qwen2: sliding attention on the layers from `max_window_layers` on, when true.
     #[serde(default)]
     use_sliding_window: bool,
@@ -139,8 +141,10 @@ fn default_theta() -> f64 {
 fn default_positions() -> usize {
     2048
 }
-fn default_act() -> String {
-    "silu".into()
+/// Some(value) for a key that is present, null included (serde's plain Option<Option<_>>
+/// reads null as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<usize>>, D::Error> {
+    Option::<usize>::deserialize(d).map(Some)
 }
 fn default_model_type() -> String {
     "llama".into()
@@ -183,12 +187,14 @@ impl TryFrom<RawConfig> for Config {
         } else {
             rope.original_max_position_embeddings
         };
-        if raw.mlp_bias {
-            return Err("mlp_bias = true is not supported (no Llama-line release uses it)".into());
+        // Only Llama's MLP reads mlp_bias (transformers' Mistral, Qwen2 and Gemma ignore it).
+        if raw.mlp_bias && raw.model_type == "llama" {
+            return Err("mlp_bias = true is not supported (no Llama release uses it)".into());
         }
         let (qkv_bias, o_bias, sliding_window) = match raw.model_type.as_str() {
             "llama" => (raw.attention_bias, raw.attention_bias, None),
-            "mistral" => (false, false, raw.sliding_window),
+            // transformers' MistralConfig: 4096 when the key is absent, none when null.
+            "mistral" => (false, false, raw.sliding_window.unwrap_or(Some(4096))),
             "qwen2" if raw.use_sliding_window => {
                 return Err("use_sliding_window = true is not supported (Qwen2 releases leave it false)".into())
             }
@@ -201,9 +207,10 @@ impl TryFrom<RawConfig> for Config {
         };
         let gemma = raw.model_type == "gemma";
         // transformers' GemmaConfig reads the legacy "gelu" of the first releases as the tanh form.
-        let hidden_act = match raw.hidden_act.as_str() {
-            "gelu" if gemma => "gelu_pytorch_tanh".to_string(),
-            _ => raw.hidden_act,
+        let hidden_act = match raw.hidden_act.as_deref() {
+            None | Some("gelu") if gemma => "gelu_pytorch_tanh".to_string(),
+            None => "silu".to_string(),
+            Some(act) => act.to_string(),
         };
         if sliding_window == Some(0) {
             return Err("sliding_window = 0: a query must see at least itself".into());
@@ -269,6 +276,12 @@ impl Config {
     /// Errors for configurations this implementation does not compute faithfully.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |m: String| Err(Error::format(path, m));
+        if self.vocab_size == 0 || self.hidden_size == 0 || self.intermediate_size == 0 {
+            return bad(format!(
+                "vocab_size {}, hidden_size {} and intermediate_size {} must all be positive",
+                self.vocab_size, self.hidden_size, self.intermediate_size
+            ));
+        }
         if self.hidden_act != "silu" && self.hidden_act != "gelu_pytorch_tanh" {
             return bad(format!(
                 "hidden_act '{}' is not supported (silu, gelu_pytorch_tanh)",
@@ -613,7 +626,7 @@ impl WeightSource for SafetensorsSource {
     fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embedding> {
         let name = "model.embed_tokens.weight";
         Ok(match self.matrix(name, vocab, hidden)? {
-            Some(stored) => Embedding::Stored(stored),
+            Some(stored) => Embedding::Rows(Box::new(stored)),
             None => Embedding::F32(self.f32_tensor(name, &[vocab, hidden])?),
         })
     }
@@ -884,6 +897,31 @@ mod tests {
     /// Closed form of the Llama 3 rule with original context 8: θ₀ = 1 has wavelength 2π,
     /// between 8/4 and 8/1, so it is blended with s = (8/2π − 1)/(4 − 1); θ₁ = 500000^(−1/2)
     /// has wavelength ≈ 4443 > 8, so it is divided by the factor 8.
+    /// transformers' defaults for keys a config.json leaves out: Mistral's window is 4096
+    /// when `sliding_window` is absent and none when it is null; Gemma gates with the tanh
+    /// GELU when `hidden_act` is absent; a zero width is refused.
+    #[test]
+    fn family_defaults_follow_transformers() {
+        let base = serde_json::json!({"vocab_size": 32, "hidden_size": 16, "intermediate_size": 24,
+            "num_hidden_layers": 2, "num_attention_heads": 4});
+        let with = |extra: serde_json::Value| -> Config {
+            let mut c = base.clone();
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(c).unwrap()
+        };
+        let mistral = serde_json::json!({"model_type": "mistral"});
+        assert_eq!(with(mistral).sliding_window, Some(4096));
+        let no_window = serde_json::json!({"model_type": "mistral", "sliding_window": null});
+        assert_eq!(with(no_window).sliding_window, None);
+        let window = serde_json::json!({"model_type": "mistral", "sliding_window": 8});
+        assert_eq!(with(window).sliding_window, Some(8));
+        assert_eq!(with(serde_json::json!({"model_type": "gemma"})).hidden_act, "gelu_pytorch_tanh");
+        assert_eq!(with(serde_json::json!({})).hidden_act, "silu");
+        let empty = with(serde_json::json!({"intermediate_size": 0}));
+        let e = empty.validate(Path::new("config.json")).unwrap_err().to_string();
+        assert!(e.contains("intermediate_size 0"), "{e}");
+    }
+
     #[test]
     fn llama3_frequency_scaling() {
         let f = tiny_config().inv_freq();

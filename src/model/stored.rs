@@ -68,11 +68,11 @@ pub enum WeightDtype {
     /// dequantised to f32 when the whole model then fits in 4 GiB, else kept quantised.
     #[default]
     Auto,
-    /// Every weight stays in its stored dtype: half safetensors as above, GGUF quantised
-    /// (candle's quantised matmul) whatever its size.
+    /// Every weight stays in its stored dtype: half safetensors as above, GGUF weights and
+    /// token embedding in their quantisation blocks whatever the model's size.
     Stored,
     /// Every weight is copied to f32 at load (twice a half checkpoint's size; for parity
-    /// work).
+    /// work). BERT, RoBERTa and GPT-2 checkpoints are always copied to f32.
     F32,
 }
 
@@ -125,21 +125,19 @@ impl StoredMatrix {
     }
 
 
-    /// The rows `ids` as an (ids × cols) f32 tensor: an embedding lookup that never makes
-    /// an f32 copy of the table.
-    pub fn gather(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
-            candle_core::bail!("row {bad} outside the {} rows of '{}'", self.rows, self.name);
-        }
-        let bytes = self.bytes();
-        let mut out = vec![0f32; ids.len() * self.cols];
-        for (&id, row) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
-            let start = 2 * id as usize * self.cols;
-            self.half.to_f32(&bytes[start..start + 2 * self.cols], row);
-        }
-        Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)
-    }
+}
 
+/// The rows `ids` of `m` as an (ids × cols) f32 tensor: an embedding lookup that never
+/// makes an f32 copy of the table.
+fn gather(m: &dyn RowSource, ids: &[u32]) -> candle_core::Result<Tensor> {
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= m.rows()) {
+        candle_core::bail!("token id {bad} outside the {} rows of the embedding", m.rows());
+    }
+    let mut out = vec![0f32; ids.len() * m.cols()];
+    for (&id, row) in ids.iter().zip(out.chunks_exact_mut(m.cols().max(1))) {
+        m.rows_to_f32(id as usize, row)?;
+    }
+    Tensor::from_vec(out, (ids.len(), m.cols()), &Device::Cpu)
 }
 
 impl RowSource for StoredMatrix {
@@ -236,10 +234,10 @@ fn dequantize_into(dtype: GgmlDType, bytes: &[u8], out: &mut [f32]) -> candle_co
     }
 }
 
-/// A token embedding table: f32 in memory, or rows gathered from a stored half table.
+/// A token embedding table: f32 in memory, or rows gathered from a stored table.
 pub enum Embedding {
     F32(Tensor),
-    Stored(StoredMatrix),
+    Rows(Box<dyn RowSource>),
 }
 
 impl Embedding {
@@ -250,7 +248,7 @@ impl Embedding {
                 let index = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
                 table.index_select(&index, 0)
             }
-            Embedding::Stored(m) => m.gather(ids),
+            Embedding::Rows(m) => gather(m.as_ref(), ids),
         }
     }
 }

@@ -193,10 +193,11 @@ fn sentencepiece(meta: &Meta, tokens: Vec<String>) -> Result<Tokenizer> {
     // "<unk>" in the text is that one token.
     if let Some(v) = meta.map.get("tokenizer.ggml.unknown_token_id") {
         let id = meta.typed("tokenizer.ggml.unknown_token_id", v.to_u32())? as usize;
-        if let Some(unk) = tokens.get(id) {
-            tok.add_special_tokens([AddedToken::from(unk.clone(), true).normalized(false)])
-                .map_err(tok_err(meta))?;
-        }
+        let unk = tokens.get(id).ok_or_else(|| {
+            Error::format(meta.path, format!("tokenizer.ggml.unknown_token_id {id} is outside the {} tokens", tokens.len()))
+        })?;
+        tok.add_special_tokens([AddedToken::from(unk.clone(), true).normalized(false)])
+            .map_err(tok_err(meta))?;
     }
     add_typed_tokens(meta, &mut tok, &tokens, true)?;
     // `encode(text, true)` puts BOS first when the file asks for it (the default for
