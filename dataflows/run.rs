@@ -1,8 +1,10 @@
-//! `cortexflow run`: the whole analysis of a dataset into a new store.
+//! `cortexflow run`: the whole analysis of a dataset into a new store; with several
+//! recipes, a store a recipe (model) from one pass over the BOLD, and their comparison.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use cortexflow::engine::update;
+use cortexflow::engine::{many, update};
+use cortexflow::report::compare::write_comparison;
 use cortexflow::stages::ceiling;
 use cortexflow::store::Recipe;
 
@@ -10,8 +12,12 @@ use crate::cluster_args::ClusterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Recipe file.
-    pub recipe: PathBuf,
+    /// Recipe file; several to compare models on the dataset: a store each, named by the
+    /// recipe's file stem under --out, each BOLD run read once for all, and
+    /// OUT/compare/ (as `cortexflow compare`). Their cleaning settings (encoding.high_pass,
+    /// zscore_bold, smoothing_fwhm, [confounds]) must agree.
+    #[arg(required = true)]
+    pub recipes: Vec<PathBuf>,
     /// Dataset root: BIDS-like (sub-*/func/*_bold.nii.gz, as `simulate` writes), fMRIPrep
     /// derivatives (at the root or under derivatives/fmriprep), or region time series
     /// (sub-*/func/*_timeseries.tsv with a .json TR beside each, regions.tsv at the top).
@@ -30,7 +36,7 @@ pub struct Args {
     /// brain masks (nilearn's intersect_masks).
     #[arg(long, default_value_t = cortexflow::stages::group_mask::DEFAULT_THRESHOLD)]
     pub mask_threshold: f64,
-    /// Store directory.
+    /// Store directory (with several recipes: the folder of their stores).
     #[arg(long)]
     pub out: PathBuf,
     /// Skip the noise ceiling (`cortexflow ceiling`), which reads every run's BOLD again.
@@ -42,18 +48,59 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
-    let recipe = Recipe::load(&a.recipe)?;
     let req = update::RunRequest {
-        data: a.data,
-        space: a.space,
-        responses: a.responses,
+        data: a.data.clone(),
+        space: a.space.clone(),
+        responses: a.responses.clone(),
         mask_threshold: a.mask_threshold,
     };
-    crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
+    if let [one] = a.recipes.as_slice() {
+        let recipe = Recipe::load(one)?;
+        crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
+        ceiling_of(&a, &cluster, &[a.out.clone()])?;
+        return Ok(reads_said());
+    }
+    let recipes = a
+        .recipes
+        .iter()
+        .map(|p| Ok((stem(p)?, Recipe::load(p)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let done = many::run_many(&recipes, &req, &a.out, &cluster)?;
+    crate::print_lines(done.lines);
+    ceiling_of(&a, &cluster, &done.stores)?;
+    if cluster.is_writer() {
+        let compare = a.out.join("compare");
+        std::fs::create_dir_all(&compare)?;
+        let (files, table) = write_comparison(&done.stores, &compare)?;
+        print!("{table}");
+        files.iter().for_each(|f| println!("wrote {}", f.display()));
+    }
+    Ok(reads_said())
+}
+
+/// The BOLD runs this process read (to reduce them and for the noise ceiling), in the log:
+/// what `benches/many_models.rs` counts.
+fn reads_said() {
+    tracing::info!(bold_reads = cortexflow::engine::encoding::bold_reads(), "BOLD runs read by this process");
+}
+
+/// The noise ceiling of the stores (one read of each run for all), unless --no-ceiling.
+fn ceiling_of(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, stores: &[PathBuf]) -> anyhow::Result<()> {
     if cluster.is_writer() && !a.no_ceiling {
-        let lines = ceiling::run(&a.out, None)
-            .map_err(|e| anyhow::anyhow!("the store is complete, but its noise ceiling failed: {e}"))?;
+        let what = match stores.len() {
+            1 => "the store is complete, but its noise ceiling failed",
+            _ => "the stores are complete, but their noise ceiling failed",
+        };
+        let lines = ceiling::run_shared(stores, None).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
         crate::print_lines(lines);
     }
     Ok(())
+}
+
+/// A recipe's name: its file stem, which names its store under --out.
+fn stem(path: &Path) -> anyhow::Result<String> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("{}: a recipe file needs a name (its stem names its store)", path.display()))
 }

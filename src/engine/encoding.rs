@@ -8,6 +8,7 @@
 //! `encode` and `group` commands run it too, on runs or β maps given outside a store.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use differential_dataflow::input::{Input, InputSession};
 use indicatif::ProgressBar;
@@ -31,7 +32,7 @@ use crate::stages::confounds::{self, Confounds};
 use crate::stages::encode;
 use crate::store::stats::{decode_stats, encode_stats};
 use crate::store::sums::{verify_file, Sums};
-use crate::store::{Layout, Recipe};
+use crate::store::{Layout, Recipe, Store};
 
 /// One piece of input work: reduce a new run into the store, reduce a run given with its
 /// own atoms and confounds (the `encode` command: nothing is stored), or load a stored
@@ -39,6 +40,9 @@ use crate::store::{Layout, Recipe};
 #[derive(Debug, Clone)]
 pub enum Job {
     Reduce { run: Run, story: String },
+    /// A new run whose statistics are in the store already, not yet listed (written by a
+    /// pass that read it once for several stores).
+    Reduced { run: Run, story: String },
     Given(GivenRun),
     Load { key: String, subject: String },
 }
@@ -58,14 +62,14 @@ pub struct GivenRun {
 impl Job {
     pub fn key(&self) -> String {
         match self {
-            Job::Reduce { run, .. } => run.key(),
+            Job::Reduce { run, .. } | Job::Reduced { run, .. } => run.key(),
             Job::Given(g) => g.key.clone(),
             Job::Load { key, .. } => key.clone(),
         }
     }
     pub fn subject(&self) -> &str {
         match self {
-            Job::Reduce { run, .. } => &run.subject,
+            Job::Reduce { run, .. } | Job::Reduced { run, .. } => &run.subject,
             Job::Given(g) => &g.subject,
             Job::Load { subject, .. } => subject,
         }
@@ -91,6 +95,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of `store` with no work yet: its recipe, mask, regions and checksums.
+    pub fn of_store(store: &Store, bar: &ProgressBar) -> Result<Plan> {
+        let mask = match store.paths().mask().is_file() {
+            true => Some(store.read_mask()?),
+            false => None,
+        };
+        Ok(Plan {
+            dir: store.dir.clone(),
+            recipe: store.recipe.clone(),
+            mask,
+            regions: store.regions()?,
+            jobs: Vec::new(),
+            stored: Vec::new(),
+            sums: Some(store.manifest.files.clone()),
+            bar: bar.clone(),
+        })
+    }
+
     /// Checks a stored file against the store's checksums before it is read.
     fn verified<'a>(&self, path: &'a Path) -> Result<&'a Path> {
         if let Some(sums) = &self.sums {
@@ -119,19 +141,24 @@ fn reduce_against(
     atoms: Array2<f64>,
     confounds: Option<Confounds>,
 ) -> Result<(RunStats, usize, Vec<bool>)> {
-    let c = clean_against(plan, bold, mask_path, atoms, confounds)?;
-    Ok((RunStats::from_f64(c.xr.view(), c.yr.view()), c.absorbed, c.valid))
+    let r = clean_run(plan, bold, mask_path, confounds)?.reduce(atoms)?;
+    Ok((r.stats, r.absorbed, r.valid))
 }
 
-/// The cleaning behind [`reduce_against`] (the run read, smoothed, censored and its
-/// nuisance projected out), its series kept: what the noise ceiling correlates.
-fn clean_against(
-    plan: &Plan,
-    bold: &Path,
-    mask_path: &Path,
-    atoms: Array2<f64>,
-    confounds: Option<Confounds>,
-) -> Result<encode::Cleaned> {
+/// BOLD runs read since the process started: what a comparison of models counts to show
+/// that it reads each run once.
+static BOLD_READS: AtomicU64 = AtomicU64::new(0);
+
+/// How many BOLD runs (images or region time series) this process has read for reduction
+/// or the noise ceiling.
+pub fn bold_reads() -> u64 {
+    BOLD_READS.load(Ordering::Relaxed)
+}
+
+/// A run read (smoothed when the recipe says so), censored and cleaned of its own
+/// confounds, cosine drift and intercept: the one read any number of models' atoms are
+/// then reduced against ([`encode::CleanSeries::reduce`]).
+pub fn clean_run(plan: &Plan, bold: &Path, mask_path: &Path, confounds: Option<Confounds>) -> Result<encode::CleanSeries> {
     let region_run = match regions::is_region_run(bold) {
         true => Some(regions::read_run(bold)?),
         false => None,
@@ -143,22 +170,21 @@ fn clean_against(
             (header.n_vols, header.bold_tr()?)
         }
     };
-    let k = atoms.ncols();
     let inputs = [RunInputs {
-        regressors: atoms,
+        regressors: Array2::zeros((n, 0)),
         confounds: confounds.as_ref().map_or_else(|| Array2::zeros((n, 0)), |c| c.matrix(n)),
         tr,
     }];
     let hp = plan.recipe.encoding.high_pass;
-    let (designs, _) = design::build(&inputs, (hp > 0.0).then_some(hp))?;
-    let dm = &designs[0];
+    let (mut designs, _) = design::build(&inputs, (hp > 0.0).then_some(hp))?;
+    let nuisance = designs.pop().expect("one run, one design");
     let keep = confounds.as_ref().and_then(|c| c.keep.as_deref());
     let zscore = plan.recipe.encoding.zscore_bold;
     let fwhm = plan.recipe.encoding.smoothing_fwhm;
     let r = match (region_run, &plan.regions) {
         (Some(run), Some(regions)) => {
             regions::check_recipe(&plan.recipe).with_context(|| bold.display().to_string())?;
-            encode::clean_data(bold, run.in_order(regions)?.mapv(f64::from), dm, k, keep, zscore)?
+            encode::clean_series(bold, run.in_order(regions)?.mapv(f64::from), nuisance, keep, zscore)?
         }
         (Some(_), None) => bail!(
             "{}: a run of region time series, but the store holds images: make a store from a dataset of region time series (with its {})",
@@ -172,9 +198,10 @@ fn clean_against(
         (None, None) => {
             let mask = plan.mask.as_ref().expect("read for jobs");
             let b = encode::read_smoothed::<f64>(bold, (mask_path, mask), fwhm)?;
-            encode::clean_data(bold, b.data, dm, k, keep, zscore)?
+            encode::clean_series(bold, b.data, nuisance, keep, zscore)?
         }
     };
+    BOLD_READS.fetch_add(1, Ordering::Relaxed);
     Ok(r)
 }
 
@@ -183,13 +210,12 @@ pub fn kept_scans(plan: &Plan, bold: &Path) -> Result<Option<Vec<usize>>> {
     Ok(recipe_confounds(plan, bold)?.and_then(|c| c.keep))
 }
 
-/// A stored run's cleaned series, as it was reduced at ingest (its story's atoms and the
-/// recipe's confounds): what the noise ceiling correlates across subjects.
-pub fn clean_stored(plan: &Plan, bold: &Path, story: &str) -> Result<encode::Cleaned> {
+/// A stored run's cleaned series, as it was reduced at ingest (the recipe's smoothing,
+/// confounds, drift and intercept): what the noise ceiling correlates across subjects.
+pub fn clean_stored(plan: &Plan, bold: &Path) -> Result<encode::CleanSeries> {
     let paths = Layout::new(&plan.dir);
-    let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
     let confounds = recipe_confounds(plan, bold)?;
-    clean_against(plan, bold, &paths.mask(), atoms, confounds)
+    clean_run(plan, bold, &paths.mask(), confounds)
 }
 
 /// The run's confounds under the recipe's strategy (its fMRIPrep table beside it).
@@ -200,12 +226,34 @@ fn recipe_confounds(plan: &Plan, bold: &Path) -> Result<Option<Confounds>> {
 
 /// A new run against its story's atoms in the store; its statistics are written there.
 pub fn reduce(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
-    let paths = Layout::new(&plan.dir);
-    let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
-    let confounds = recipe_confounds(plan, &run.bold)?;
-    let (stats, absorbed, valid) = reduce_against(plan, &run.bold, &paths.mask(), atoms, confounds)?;
-    write_file_atomically(&paths.stats(&run.key()), |w| encode_stats(&stats, absorbed, &valid, w))?;
-    Ok((stats, absorbed, valid))
+    let mut each = reduce_into(&[plan], run, story)?;
+    Ok(each.pop().expect("one store, one reduction"))
+}
+
+/// A new run against its story's atoms in each of the stores of `plans`, which clean
+/// runs alike (one mask, smoothing, confounds and drift: see
+/// [`crate::engine::many::check_same_cleaning`]): read and cleaned once, then reduced
+/// against each store's atoms, its statistics written in each.
+pub fn reduce_into(plans: &[&Plan], run: &Run, story: &str) -> Result<Vec<(RunStats, usize, Vec<bool>)>> {
+    let Some(first) = plans.first() else {
+        return Ok(Vec::new());
+    };
+    let atoms = plans
+        .iter()
+        .map(|plan| Ok(read_atoms(plan.verified(&Layout::new(&plan.dir).atoms(story))?)?.1))
+        .collect::<Result<Vec<_>>>()?;
+    let confounds = recipe_confounds(first, &run.bold)?;
+    let series = clean_run(first, &run.bold, &Layout::new(&first.dir).mask(), confounds)?;
+    plans
+        .iter()
+        .zip(atoms)
+        .map(|(plan, atoms)| {
+            let r = series.reduce(atoms)?;
+            let path = Layout::new(&plan.dir).stats(&run.key());
+            write_file_atomically(&path, |w| encode_stats(&r.stats, r.absorbed, &r.valid, w))?;
+            Ok((r.stats, r.absorbed, r.valid))
+        })
+        .collect()
 }
 
 /// A run given with its atoms (and confounds: every column of the file given, or else the
@@ -230,8 +278,10 @@ pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
         Job::Reduce { run, story } => reduce(plan, run, story)?,
         Job::Given(g) => reduce_given(plan, g)?,
         Job::Load { key, .. } => decode_stats(plan.verified(&Layout::new(&plan.dir).stats(key))?)?,
+        // Not in the store's checksums until the update lists it.
+        Job::Reduced { run, .. } => decode_stats(&Layout::new(&plan.dir).stats(&run.key()))?,
     };
-    let what = if matches!(job, Job::Load { .. }) { "stored statistics read" } else { "run read and reduced" };
+    let what = if matches!(job, Job::Load { .. } | Job::Reduced { .. }) { "stored statistics read" } else { "run read and reduced" };
     tracing::info!(run = %job.key(), seconds = started.elapsed().as_secs_f64(), "{what}");
     if valid.len() != mask.len() {
         bail!(

@@ -6,6 +6,7 @@
 //! - [`group`]: the `group` command's maps through the same group operator;
 //! - [`stories`]: new stories through the recipe's model, dealt over every worker;
 //! - [`update`]: one store command as one dataflow: plan, feed, gather, finish;
+//! - [`many`]: several recipes' stores from one dataset, each BOLD run read once;
 //! - [`watch`]: a long-lived dataflow that follows a folder;
 //! - [`demo`]: the main job end to end.
 
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod encode;
 pub mod encoding;
 pub mod group;
+pub mod many;
 pub mod stories;
 pub mod update;
 pub mod watch;

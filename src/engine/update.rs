@@ -38,10 +38,10 @@ pub struct Outcome {
 
 /// Every worker's plan, from the store as the writer left it and the BOLD files given; and
 /// the subjects of the group once the update is done (label order).
-fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar, workers: usize) -> Result<(Plan, Outcome, Vec<String>, Shape)> {
+fn plan(dir: &Path, bold: &[PathBuf], reduced: bool, bar: &ProgressBar, workers: usize) -> Result<(Plan, Outcome, Vec<String>, Shape)> {
     let store = Store::open_reader(dir)?;
     let (new, lines) = store.new_runs(bold)?;
-    let (jobs, refit) = jobs(&store, &new);
+    let (jobs, refit) = jobs(&store, &new, reduced);
     let group: Vec<String> = store.group_subjects_with(new.iter().map(|(r, _)| r.subject.as_str())).into_iter().collect();
     // With nothing to refit and the results fresh, the group is not rebuilt.
     let rebuild = !refit.is_empty() || store.manifest.results_epoch != store.manifest.epoch;
@@ -53,20 +53,7 @@ fn plan(dir: &Path, bold: &[PathBuf], bar: &ProgressBar, workers: usize) -> Resu
             (s.clone(), beta)
         })
         .collect();
-    let mask = match store.paths().mask().is_file() {
-        true => Some(store.read_mask()?),
-        false => None,
-    };
-    let plan = Plan {
-        dir: store.dir.clone(),
-        recipe: store.recipe.clone(),
-        mask,
-        regions: store.regions()?,
-        jobs,
-        stored,
-        sums: Some(store.manifest.files.clone()),
-        bar: bar.clone(),
-    };
+    let plan = Plan { jobs, stored, ..Plan::of_store(&store, bar)? };
     let runs = budget::runs_by_subject(store.manifest.runs.values().map(|r| r.subject.as_str()).chain(new.iter().map(|(r, _)| r.subject.as_str())));
     let shape = Shape::new(
         &store.recipe,
@@ -90,6 +77,24 @@ pub fn run_update(
     dir: &Path,
     stimuli: Option<StimulusSpec>,
     bold: Vec<PathBuf>,
+    prepare: Prepare,
+) -> Result<Vec<String>> {
+    update(cluster, dir, stimuli, bold, false, prepare)
+}
+
+/// [`run_update`] of new runs whose statistics are already in the store (written, not yet
+/// listed, by [`crate::engine::many::reduce_for_stores`], which read each run once for
+/// several stores): they are read from there instead of from their BOLD.
+pub fn run_update_reduced(cluster: &Cluster, dir: &Path, bold: Vec<PathBuf>) -> Result<Vec<String>> {
+    update(cluster, dir, None, bold, true, Box::new(|| Ok(Vec::new())))
+}
+
+fn update(
+    cluster: &Cluster,
+    dir: &Path,
+    stimuli: Option<StimulusSpec>,
+    bold: Vec<PathBuf>,
+    reduced: bool,
     prepare: Prepare,
 ) -> Result<Vec<String>> {
     let prepare = Mutex::new(Some(prepare));
@@ -117,7 +122,7 @@ pub fn run_update(
         if let Some(spec) = &stimuli {
             lines.extend(stories::ingest(worker, &dir_w, spec)?);
         }
-        let planned = plan(&dir_w, &bold, &bar_w, workers);
+        let planned = plan(&dir_w, &bold, reduced, &bar_w, workers);
         if !agree(worker, planned.is_ok()) {
             return Err(planned.err().unwrap_or_else(|| {
                 err!("stopped: another worker could not read the store (every process needs the same store directory)")
@@ -181,16 +186,20 @@ pub fn run_update(
     }))
 }
 
-/// The input work of an update: reduce the new runs, load the stored runs of every
-/// subject to refit (theirs and the dirty ones); and those subjects.
-pub fn jobs(store: &Store, new: &[(Run, String)]) -> (Vec<Job>, BTreeSet<String>) {
+/// The input work of an update: reduce the new runs (or, when `reduced`, read the
+/// statistics a shared pass wrote for them), load the stored runs of every subject to
+/// refit (theirs and the dirty ones); and those subjects.
+pub fn jobs(store: &Store, new: &[(Run, String)], reduced: bool) -> (Vec<Job>, BTreeSet<String>) {
     let mut refit: BTreeSet<String> = store.manifest.dirty.clone();
     refit.extend(new.iter().map(|(r, _)| r.subject.clone()));
     let mut jobs: Vec<Job> = new
         .iter()
-        .map(|(run, story)| Job::Reduce {
-            run: run.clone(),
-            story: story.clone(),
+        .map(|(run, story)| {
+            let (run, story) = (run.clone(), story.clone());
+            match reduced {
+                true => Job::Reduced { run, story },
+                false => Job::Reduce { run, story },
+            }
         })
         .collect();
     jobs.extend(
@@ -287,42 +296,74 @@ pub struct RunRequest {
 /// `run`: a store from a whole dataset (BIDS-like or fMRIPrep derivatives): the mask, the
 /// stories and every run.
 pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<Vec<String>> {
-    let ds = bids::discover(&req.data, req.space.as_deref())?;
-    if ds.runs.is_empty() {
-        bail!("{}: no BOLD runs ({})", req.data.display(), ds.missing.join("; "));
-    }
-    let (mask, mask_line, regions) = dataset_mask(&ds, req.mask_threshold)?;
-    if regions.is_some() {
-        regions::check_recipe(recipe)?;
-    }
-    check_budget(recipe, &ds, mask.path(), cluster)?;
-    let bold: Vec<PathBuf> = ds.runs.iter().map(|r| r.bold.clone()).collect();
-    let simulated = req.data.join("truth/responses");
-    let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
-        (Some(dir), _) => (Some(dir.clone()), None),
-        (None, Some(_)) => (None, Some(dataset_stimuli(&ds)?)),
-        (None, None) if simulated.is_dir() => (Some(simulated), None),
-        (None, None) => bail!(
-            "the recipe names no model (model.path) to read the dataset's stimuli: set one, or give --responses with precomputed tables"
-        ),
-    };
-    let (tables, neurons) = match &responses {
-        Some(dir) => (list(dir, ".parquet")?, dir.parent().map(|p| p.join("neurons.parquet")).filter(|p| p.is_file())),
-        None => (Vec::new(), None),
-    };
-    let (recipe, dir) = (recipe.clone(), out.to_path_buf());
-    let prepare: Prepare = Box::new(move || {
-        let mut store = Store::init(&dir, &recipe, Some(mask.path()))?;
-        if let Some(r) = &regions {
-            store.set_regions(r)?;
+    let dataset = DatasetRun::open(req)?;
+    dataset.check(recipe, cluster)?;
+    let (stimuli, prepare) = dataset.new_store(recipe, req, out)?;
+    run_update(cluster, out, stimuli, dataset.bold.clone(), prepare)
+}
+
+/// A dataset opened for `run`: its runs, its analysis mask (kept while the command runs)
+/// and, for region time series, its regions.
+pub struct DatasetRun {
+    ds: bids::Dataset,
+    mask: MaskFile,
+    mask_line: Option<String>,
+    regions: Option<Regions>,
+    pub bold: Vec<PathBuf>,
+}
+
+impl DatasetRun {
+    pub fn open(req: &RunRequest) -> Result<DatasetRun> {
+        let ds = bids::discover(&req.data, req.space.as_deref())?;
+        if ds.runs.is_empty() {
+            bail!("{}: no BOLD runs ({})", req.data.display(), ds.missing.join("; "));
         }
-        let mut lines: Vec<String> = mask_line.into_iter().collect();
-        if !tables.is_empty() {
-            lines.extend(store.ingest_responses(&tables, neurons.as_deref())?);
+        let (mask, mask_line, regions) = dataset_mask(&ds, req.mask_threshold)?;
+        let bold = ds.runs.iter().map(|r| r.bold.clone()).collect();
+        Ok(DatasetRun { ds, mask, mask_line, regions, bold })
+    }
+
+    /// Refuses a recipe that cannot analyse these runs (image settings on region time
+    /// series) or whose update cannot fit the memory limit even a subject at a time.
+    pub fn check(&self, recipe: &Recipe, cluster: &Cluster) -> Result<()> {
+        if self.regions.is_some() {
+            regions::check_recipe(recipe)?;
         }
-        Ok(lines)
-    });
-    run_update(cluster, out, stimuli, bold, prepare)
+        check_budget(recipe, &self.ds, self.mask.path(), cluster)
+    }
+
+    /// The stories of a new store of `recipe` at `dir` (stimuli through its model, or
+    /// `responses` tables) and the writer's preparation of it: the store made with the
+    /// mask and regions, the tables ingested.
+    pub fn new_store(&self, recipe: &Recipe, req: &RunRequest, dir: &Path) -> Result<(Option<StimulusSpec>, Prepare)> {
+        let simulated = req.data.join("truth/responses");
+        let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
+            (Some(dir), _) => (Some(dir.clone()), None),
+            (None, Some(_)) => (None, Some(dataset_stimuli(&self.ds)?)),
+            (None, None) if simulated.is_dir() => (Some(simulated), None),
+            (None, None) => bail!(
+                "the recipe names no model (model.path) to read the dataset's stimuli: set one, or give --responses with precomputed tables"
+            ),
+        };
+        let (tables, neurons) = match &responses {
+            Some(dir) => (list(dir, ".parquet")?, dir.parent().map(|p| p.join("neurons.parquet")).filter(|p| p.is_file())),
+            None => (Vec::new(), None),
+        };
+        let (recipe, dir, mask) = (recipe.clone(), dir.to_path_buf(), self.mask.path().to_path_buf());
+        let (regions, mask_line) = (self.regions.clone(), self.mask_line.clone());
+        let prepare: Prepare = Box::new(move || {
+            let mut store = Store::init(&dir, &recipe, Some(&mask))?;
+            if let Some(r) = &regions {
+                store.set_regions(r)?;
+            }
+            let mut lines: Vec<String> = mask_line.into_iter().collect();
+            if !tables.is_empty() {
+                lines.extend(store.ingest_responses(&tables, neurons.as_deref())?);
+            }
+            Ok(lines)
+        });
+        Ok((stimuli, prepare))
+    }
 }
 
 /// Refuses, before any work, a dataset whose update cannot fit in the memory limit even one

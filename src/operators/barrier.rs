@@ -1,4 +1,4 @@
-//! `agree` and `least`: a barrier at which every worker says whether its part went well, and all learn
+//! `agree`, `least` and `total`: a barrier at which every worker says whether its part went well, and all learn
 //! whether every part did. Workers that build later dataflows only when all agree cannot
 //! leave a peer waiting on a dataflow that one of them never built.
 
@@ -38,15 +38,36 @@ pub fn agree(worker: &mut Worker, ok: bool) -> bool {
 /// assert!(least.into_iter().all(|l| l == Ok(10)));
 /// ```
 pub fn least(worker: &mut Worker, value: u64) -> u64 {
-    let seen = Rc::new(Cell::new((0usize, u64::MAX)));
+    all_reduce(worker, value, u64::MAX, u64::min)
+}
+
+/// Waits for every worker's `value` and returns their sum (0 if a worker's value did not
+/// arrive): what every process counted, in every process.
+///
+/// ```
+/// let total = timely::execute(timely::Config::process(3), |worker| {
+///     cortexflow::operators::total(worker, worker.index() as u64 + 1)
+/// })
+/// .unwrap()
+/// .join();
+/// assert!(total.into_iter().all(|t| t == Ok(6)));
+/// ```
+pub fn total(worker: &mut Worker, value: u64) -> u64 {
+    all_reduce(worker, value, 0, u64::saturating_add)
+}
+
+/// Every worker's `value` folded by `f` from `start`, in every worker; 0 unless every
+/// worker's arrived.
+fn all_reduce(worker: &mut Worker, value: u64, start: u64, f: fn(u64, u64) -> u64) -> u64 {
+    let seen = Rc::new(Cell::new((0usize, start)));
     let s = seen.clone();
     let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
         let (input, stream) = scope.new_input::<Vec<u64>>();
         let (probe, _) = stream
             .broadcast()
             .inspect(move |&v| {
-                let (count, low) = s.get();
-                s.set((count + 1, low.min(v)));
+                let (count, acc) = s.get();
+                s.set((count + 1, f(acc, v)));
             })
             .probe();
         (input, probe)
@@ -57,7 +78,7 @@ pub fn least(worker: &mut Worker, value: u64) -> u64 {
     // its peers leaves its core to them instead of spinning.
     worker.step_or_park_while(None, || !probe.done());
     match seen.get() {
-        (count, low) if count == worker.peers() => low,
+        (count, acc) if count == worker.peers() => acc,
         _ => 0,
     }
 }

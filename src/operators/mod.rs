@@ -23,7 +23,7 @@ mod gather;
 mod group_blocks;
 mod pool_words;
 
-pub use barrier::{agree, least};
+pub use barrier::{agree, least, total};
 pub use fit_blocks::{fit_block, BlockFit, FitBlocks, FitSettings};
 pub use gather::{Gather, Gathered};
 pub use group_blocks::{block_null, group_block, BlockSums, BlockTest, GroupBlock, GroupBlocks, Permutations, SubjectBeta};

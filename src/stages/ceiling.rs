@@ -196,7 +196,7 @@ fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, Run
         let hint = || format!("run {key} (the noise ceiling reads its BOLD again: restore the file, or retract the run)");
         check_clock(&run.bold, story, &clock).with_context(hint)?;
         let kept = &kept[key];
-        let cleaned = clean_stored(plan, &run.bold, story).with_context(hint)?;
+        let cleaned = clean_stored(plan, &run.bold).with_context(hint)?;
         if cleaned.yr.dim() != (kept.len(), voxels) {
             bail!("run {key}: cleaned to {} scans × {} voxels, expected {} × {voxels}", cleaned.yr.nrows(), cleaned.yr.ncols(), kept.len());
         }
@@ -219,6 +219,24 @@ fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, Run
 /// The ceiling of the store's runs as they are now (`plan`: the store's, with no jobs);
 /// the summary's cut is `min_isc`, or [`default_min_isc`] of the data.
 pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, bar: &ProgressBar) -> Result<Ceiling> {
+    shared_isc(store, plan, mask, bar)?.of_store(store, mask, min_isc)
+}
+
+/// The part of a ceiling that depends only on the runs and how they are cleaned, not on
+/// the atoms: stores of several models over the same runs share it.
+pub struct SharedIsc {
+    isc: Vec<f64>,
+    subjects: Vec<u32>,
+    stories: BTreeMap<String, Vec<String>>,
+    left_out: BTreeMap<String, String>,
+    /// Subjects in the ceiling (whose cv_r it averages).
+    used: BTreeSet<String>,
+    /// Subjects × scans of each story, for the default cut.
+    sizes: Vec<(usize, usize)>,
+}
+
+/// Reads and cleans every run of a story heard by two or more subjects, once.
+pub fn shared_isc(store: &Store, plan: &Plan, mask: &Mask, bar: &ProgressBar) -> Result<SharedIsc> {
     let (mut by_story, mut left_out) = story_runs(store);
     bar.set_length(by_story.values().map(|r| r.len() as u64).sum());
     let mut isc = Isc::new(mask.len());
@@ -252,19 +270,27 @@ pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, ba
         sizes.push((by_subject.len(), common.len()));
         stories.insert(story.clone(), runs.iter().map(|(k, _)| k.clone()).collect());
     }
-    let mut out = Ceiling {
-        isc: isc.isc(),
-        subjects: isc.subjects,
-        cv_r: mean_cv_r(store, mask, &used)?,
-        info: CeilingInfo {
-            epoch: store.manifest.epoch,
-            stories,
-            left_out,
-            ..CeilingInfo::default()
-        },
-    };
-    out.summarise(min_isc.unwrap_or_else(|| default_min_isc(pair_scans(&sizes))));
-    Ok(out)
+    Ok(SharedIsc { isc: isc.isc(), subjects: isc.subjects, stories, left_out, used, sizes })
+}
+
+impl SharedIsc {
+    /// The ceiling of `store` (whose runs these are): its subjects' held-out r against the
+    /// shared ISC.
+    pub fn of_store(&self, store: &Store, mask: &Mask, min_isc: Option<f64>) -> Result<Ceiling> {
+        let mut out = Ceiling {
+            isc: self.isc.clone(),
+            subjects: self.subjects.clone(),
+            cv_r: mean_cv_r(store, mask, &self.used)?,
+            info: CeilingInfo {
+                epoch: store.manifest.epoch,
+                stories: self.stories.clone(),
+                left_out: self.left_out.clone(),
+                ..CeilingInfo::default()
+            },
+        };
+        out.summarise(min_isc.unwrap_or_else(|| default_min_isc(pair_scans(&self.sizes))));
+        Ok(out)
+    }
 }
 
 /// The mean over the `subjects` in the ceiling of their held-out r (each subject's `cv_r`
@@ -347,50 +373,85 @@ pub fn read_info(dir: &Path) -> Result<Option<CeilingInfo>> {
 /// (a second writer is refused), and writes it under `STORE/ceiling/`. Returns the lines
 /// to print.
 pub fn run(dir: &Path, min_isc: Option<f64>) -> Result<Vec<String>> {
+    run_shared(&[dir.to_path_buf()], min_isc)
+}
+
+/// The noise ceilings of stores that hold the same runs cleaned the same way (one store a
+/// model, as `run` makes when it compares models): each run is read once for all of them.
+/// Each store is locked as its writer for the whole command. Returns the lines to print,
+/// each store's under its name when there are several.
+pub fn run_shared(dirs: &[PathBuf], min_isc: Option<f64>) -> Result<Vec<String>> {
     if let Some(m) = min_isc.filter(|m| !(m.is_finite() && (-1.0..1.0).contains(m))) {
         bail!("--min-isc {m}: expected a correlation in [-1, 1)");
     }
-    let _lock = crate::store::WriteLock::acquire(dir)?;
-    let mut store = Store::open(dir)?;
-    if !store.paths().mask().is_file() {
-        bail!("{}: the store has no mask yet: ingest BOLD runs first", dir.display());
+    let mut locks = Vec::new();
+    let mut stores = Vec::new();
+    for dir in dirs {
+        locks.push(crate::store::WriteLock::acquire(dir)?);
+        let store = Store::open(dir)?;
+        if !store.paths().mask().is_file() {
+            bail!("{}: the store has no mask yet: ingest BOLD runs first", dir.display());
+        }
+        let m = &store.manifest;
+        if !m.dirty.is_empty() || m.results_epoch != m.epoch {
+            // The fraction is of the current fits or none.
+            bail!("{}: its results are stale (an interrupted command): run `cortexflow status --refresh STORE` first", dir.display());
+        }
+        stores.push(store);
     }
-    let m = &store.manifest;
-    if !m.dirty.is_empty() || m.results_epoch != m.epoch {
-        // The fraction is of the current fits or none.
-        bail!("{}: its results are stale (an interrupted command): run `cortexflow status --refresh STORE` first", dir.display());
+    let Some(first) = stores.first() else {
+        return Ok(Vec::new());
+    };
+    for other in &stores[1..] {
+        same_runs(first, other)?;
     }
-    let out = store.paths().ceiling();
-    let (shared, left_out) = story_runs(&store);
+    let (shared, left_out) = story_runs(first);
+    let mut lines = Vec::new();
+    let several = stores.len() > 1;
     if shared.is_empty() {
         // No ceiling rather than a stale one.
-        store.rewrite(&out, |_| Ok(Vec::new()))?;
-        let mut lines = vec![format!("noise ceiling: none (no story was heard by 2 or more subjects; {} runs)", store.manifest.runs.len())];
+        for store in &mut stores {
+            let out = store.paths().ceiling();
+            store.rewrite(&out, |_| Ok(Vec::new()))?;
+            let name = several.then(|| format!("{}: ", store.dir.display())).unwrap_or_default();
+            lines.push(format!("{name}noise ceiling: none (no story was heard by 2 or more subjects; {} runs)", store.manifest.runs.len()));
+        }
         lines.extend(left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
         return Ok(lines);
     }
-    let mask = store.read_mask()?;
+    let mask = first.read_mask()?;
     let bar = crate::progress::bar(0, "noise ceiling");
-    let plan = Plan {
-        dir: store.dir.clone(),
-        recipe: store.recipe.clone(),
-        mask: Some(mask.clone()),
-        regions: store.regions()?,
-        jobs: Vec::new(),
-        stored: Vec::new(),
-        sums: Some(store.manifest.files.clone()),
-        bar: bar.clone(),
-    };
+    let plan = Plan::of_store(first, &bar)?;
     let started = std::time::Instant::now();
-    let c = compute(&store, &plan, &mask, min_isc, &bar)?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "noise ceiling computed");
+    let isc = shared_isc(first, &plan, &mask, &bar)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), stores = stores.len(), "noise ceiling computed");
     bar.finish_and_clear();
-    let files = store.rewrite(&out, |_| write(&c, &mask, &out))?;
-    let mut lines = vec![c.headline()];
-    lines.extend(c.info.left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
-    if plan.regions.is_some() {
-        lines = lines.iter().map(|l| l.replace(" voxels", " regions")).collect();
+    for store in &mut stores {
+        let c = isc.of_store(store, &mask, min_isc)?;
+        let out = store.paths().ceiling();
+        let files = store.rewrite(&out, |_| write(&c, &mask, &out))?;
+        let name = several.then(|| format!("{}: ", store.dir.display())).unwrap_or_default();
+        let mut store_lines = vec![format!("{name}{}", c.headline())];
+        store_lines.extend(c.info.left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
+        if plan.regions.is_some() {
+            store_lines = store_lines.iter().map(|l| l.replace(" voxels", " regions")).collect();
+        }
+        store_lines.extend(files.iter().map(|f| format!("wrote {}", f.display())));
+        lines.extend(store_lines);
     }
-    lines.extend(files.iter().map(|f| format!("wrote {}", f.display())));
     Ok(lines)
+}
+
+/// Refuses to share one ceiling between stores whose runs, mask or cleaning differ.
+fn same_runs(a: &Store, b: &Store) -> Result<()> {
+    let keys = |s: &Store| s.manifest.runs.iter().map(|(k, r)| (k.clone(), r.bold.clone())).collect::<Vec<_>>();
+    let cleaning = |s: &Store| (s.recipe.encoding.high_pass, s.recipe.encoding.zscore_bold, s.recipe.encoding.smoothing_fwhm, s.recipe.confounds.clone());
+    if keys(a) != keys(b) || cleaning(a) != cleaning(b) || a.read_mask()?.linear != b.read_mask()?.linear {
+        bail!(
+            "{} and {}: one noise ceiling is shared only by stores of the same runs, mask and cleaning; run `cortexflow ceiling` on each",
+            a.dir.display(),
+            b.dir.display()
+        );
+    }
+    Ok(())
 }

@@ -5,7 +5,6 @@
 //! chosen by leave-one-run-out cross-validation) run in the encoding dataflow
 //! (`engine::encoding`), and the maps and voxel_fits table are written here.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -148,43 +147,68 @@ pub fn clean_data(
     keep: Option<&[usize]>,
     zscore: bool,
 ) -> Result<Cleaned> {
-    if data.nrows() != dm.nrows() {
+    let series = clean_series(path, data, dm.slice(s![.., k..]).to_owned(), keep, zscore)?;
+    let xr = series.atoms(dm.slice(s![.., ..k]).to_owned())?;
+    Ok(series.into_cleaned(xr))
+}
+
+/// A run's BOLD with its nuisance projected out, and the basis of that nuisance: what the
+/// atoms of any number of models are then reduced against, so that comparing models reads
+/// and cleans each run once ([`CleanSeries::atoms`]).
+pub struct CleanSeries {
+    path: PathBuf,
+    /// Orthonormal basis of the kept scans' nuisance columns (kept scans × rank).
+    q: Array2<f64>,
+    /// The run's scans before censoring, and those kept.
+    scans: usize,
+    keep: Option<Vec<usize>>,
+    /// Columns of the nuisance design (before its rank is taken).
+    nuisance_columns: usize,
+    pub yr: Array2<f64>,
+    pub valid: Vec<bool>,
+}
+
+/// The BOLD half of [`clean_data`]: `data` (scans × voxels of `path`) cleaned of the
+/// nuisance design `nuisance` (confounds, drift, intercept; one row a scan), censored to
+/// `keep`. Constant or non-finite voxels are zeroed and marked invalid.
+pub fn clean_series(
+    path: &Path,
+    data: Array2<f64>,
+    nuisance: Array2<f64>,
+    keep: Option<&[usize]>,
+    zscore: bool,
+) -> Result<CleanSeries> {
+    if data.nrows() != nuisance.nrows() {
         bail!(
             "{}: {} scans, but the regressors have {}",
             path.display(),
             data.nrows(),
-            dm.nrows()
+            nuisance.nrows()
         );
     }
+    let scans = data.nrows();
     // Censored scans leave the run entirely: it is a run with fewer rows.
-    let (mut y, dm) = match keep {
-        Some(rows) => (keep_rows(data, rows), Cow::Owned(dm.select(Axis(0), rows))),
-        None => (data, Cow::Borrowed(dm)),
+    let (mut y, nuisance) = match keep {
+        Some(rows) => (keep_rows(data, rows), nuisance.select(Axis(0), rows)),
+        None => (data, nuisance),
     };
-    if dm.nrows() <= dm.ncols() {
-        bail!(
-            "{}: {} scans left after censoring, not more than the design's {} columns",
-            path.display(),
-            dm.nrows(),
-            dm.ncols()
-        );
-    }
     // Column by column in effect, row by row in memory (the series is scans × voxels).
     let mut valid = vec![true; y.ncols()];
     let mut varies = vec![false; y.ncols()];
-    let first = y.row(0).to_owned();
-    for row in y.rows() {
-        for (((ok, var), &x), &x0) in valid.iter_mut().zip(&mut varies).zip(row).zip(&first) {
-            *ok &= x.is_finite();
-            *var |= x != x0;
+    if y.nrows() > 0 {
+        let first = y.row(0).to_owned();
+        for row in y.rows() {
+            for (((ok, var), &x), &x0) in valid.iter_mut().zip(&mut varies).zip(row).zip(&first) {
+                *ok &= x.is_finite();
+                *var |= x != x0;
+            }
         }
     }
     valid.iter_mut().zip(&varies).for_each(|(ok, &var)| *ok &= var);
     for mut row in y.rows_mut() {
         row.iter_mut().zip(&valid).filter(|(_, &ok)| !ok).for_each(|(x, _)| *x = 0.0);
     }
-    let q = nuisance_basis(&dm.slice(s![.., k..]).to_owned());
-    let xr = project_out(&q, &dm.slice(s![.., ..k]).to_owned());
+    let q = nuisance_basis(&nuisance);
     // A voxel the nuisance explains entirely keeps only round-off: not a signal to scale up.
     let scale = column_stats::max_abs(y.view());
     // The run's one T × V copy becomes its residual.
@@ -201,12 +225,68 @@ pub fn clean_data(
             }
         }
     }
-    Ok(Cleaned {
-        xr,
+    Ok(CleanSeries {
+        path: path.to_path_buf(),
+        q,
+        scans,
+        keep: keep.map(<[usize]>::to_vec),
+        nuisance_columns: nuisance.ncols(),
         yr,
-        absorbed: q.ncols(),
         valid,
     })
+}
+
+impl CleanSeries {
+    /// `atoms` (one row a scan of the run) censored as the run was and with its nuisance
+    /// projected out (Frisch–Waugh–Lovell: the atoms' OLS coefficients against the cleaned
+    /// BOLD are those of the full design [atoms | nuisance]).
+    pub fn atoms(&self, atoms: Array2<f64>) -> Result<Array2<f64>> {
+        if atoms.nrows() != self.scans {
+            bail!(
+                "{}: {} scans, but the regressors have {}",
+                self.path.display(),
+                self.scans,
+                atoms.nrows()
+            );
+        }
+        let atoms = match &self.keep {
+            Some(rows) => atoms.select(Axis(0), rows),
+            None => atoms,
+        };
+        let columns = atoms.ncols() + self.nuisance_columns;
+        if atoms.nrows() <= columns {
+            bail!(
+                "{}: {} scans left after censoring, not more than the design's {columns} columns",
+                self.path.display(),
+                atoms.nrows()
+            );
+        }
+        Ok(project_out(&self.q, &atoms))
+    }
+
+    /// The nuisance columns absorbed (the rank of the run's nuisance).
+    pub fn absorbed(&self) -> usize {
+        self.q.ncols()
+    }
+
+    /// The statistics of `atoms` against this run: what a store keeps of it.
+    pub fn reduce(&self, atoms: Array2<f64>) -> Result<Reduced> {
+        let xr = self.atoms(atoms)?;
+        Ok(Reduced {
+            stats: RunStats::from_f64(xr.view(), self.yr.view()),
+            absorbed: self.absorbed(),
+            valid: self.valid.clone(),
+        })
+    }
+
+    pub fn into_cleaned(self, xr: Array2<f64>) -> Cleaned {
+        Cleaned {
+            xr,
+            absorbed: self.q.ncols(),
+            yr: self.yr,
+            valid: self.valid,
+        }
+    }
 }
 
 /// `data.select(Axis(0), rows)`, in place when `rows` rise (as kept scans do): each kept

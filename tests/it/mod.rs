@@ -13,6 +13,7 @@ mod golden;
 mod group_map;
 mod group_mask;
 mod hrf;
+mod many;
 mod models;
 mod nifti;
 mod parcels;
