@@ -146,17 +146,11 @@ pub fn check_same_cleaning(recipes: &[(String, Recipe)]) -> Result<()> {
     Ok(())
 }
 
-/// Store names (the recipes' file stems) become folders under OUT: plain, distinct names.
+/// Store names (the recipes' file stems) become folders under OUT: safe, distinct names.
 fn check_names(recipes: &[(String, Recipe)]) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for (name, _) in recipes {
-        let plain = !name.is_empty()
-            && name.len() <= 100
-            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !plain {
-            bail!("recipe name '{name}': expected letters, digits, '.', '_' or '-' (it names the store's folder under --out), starting with a letter or digit");
-        }
+        crate::io::name::check("recipe", name).map_err(|e| err!("{e} (it names the recipe's store under --out)"))?;
         if !seen.insert(name.as_str()) {
             bail!("two recipes are named '{name}': each names its store's folder under --out, so rename one file");
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::error::{bail, err, Error, Result};
+use crate::io::activation_cache::{ActivationCache, CachedStory, StoryKey};
 use crate::io::stimulus::Stimulus;
 use crate::model::align::{tokenize_words, StoryTokens};
 use crate::model::extract::{batches, forward_windows, NeuronLayout, RunOptions};
@@ -63,7 +64,8 @@ fn settings(recipe: &Recipe, dir: &Path, tr: f64) -> Result<(TapOptions, Respons
     Ok((taps, ro))
 }
 
-/// What every worker prepares: the model, the checked stimuli and their tokens.
+/// What every worker prepares: the model, the checked stimuli and their tokens, and each
+/// story's activation-cache key when the cache is on.
 struct Loaded {
     model: Box<dyn LanguageModel>,
     run: RunOptions,
@@ -72,6 +74,7 @@ struct Loaded {
     stimuli: Vec<Stimulus>,
     tokens: Vec<StoryTokens>,
     ro: ResponseOptions,
+    cache: Option<(ActivationCache, Vec<StoryKey>)>,
 }
 
 fn load(dir: &Path, spec: &StimulusSpec) -> Result<Loaded> {
@@ -80,13 +83,20 @@ fn load(dir: &Path, spec: &StimulusSpec) -> Result<Loaded> {
     let specs = spec.runs()?;
     let stimuli = responses::check_all(&specs, &ro)?;
     let (model, run, layout) = taps.load()?;
-    let tokens = stimuli
-        .iter()
-        .map(|s| {
-            let words: Vec<String> = s.words.iter().map(|w| w.text.clone()).collect();
-            tokenize_words(model.tokenizer(), &words)
-        })
-        .collect::<Result<_>>()?;
+    let words: Vec<Vec<String>> = stimuli.iter().map(|s| s.words.iter().map(|w| w.text.clone()).collect()).collect();
+    let tokens = words.iter().map(|w| tokenize_words(model.tokenizer(), w)).collect::<Result<_>>()?;
+    let cache = match ActivationCache::from_env()? {
+        Some(cache) => {
+            // Everything but the model's path, which the key spells by its files.
+            let settings = format!(
+                "taps {:?} layers {:?} context {} batch {} pooling {:?} dtype {:?}",
+                taps.taps, layout.blocks, taps.context, taps.batch, taps.pooling, taps.dtype
+            );
+            let keys = words.iter().map(|w| StoryKey::new(&taps.model, &settings, w)).collect::<Result<_>>()?;
+            Some((cache, keys))
+        }
+        None => None,
+    };
     Ok(Loaded {
         model,
         run,
@@ -95,6 +105,7 @@ fn load(dir: &Path, spec: &StimulusSpec) -> Result<Loaded> {
         stimuli,
         tokens,
         ro,
+        cache,
     })
 }
 
@@ -135,10 +146,22 @@ pub fn ingest(
         (input, probe)
     });
     let (index, peers) = (worker.index(), worker.peers());
-    let total: usize = l.tokens.iter().map(|t| t.ids.len()).sum();
+    // Stories the writer found in the activation cache skip the forward pass on every
+    // worker (each says yes but the writer, whose cache decides).
+    let hits: Vec<Option<CachedStory>> = (0..l.tokens.len())
+        .map(|s| match (&l.cache, index) {
+            (Some((cache, keys)), 0) => cache.get(&keys[s], l.tokens[s].n_words, l.layout.n_columns),
+            _ => None,
+        })
+        .collect();
+    let cached: Vec<bool> = hits.iter().map(|h| agree(worker, index != 0 || h.is_some())).collect();
+    let total: usize = l.tokens.iter().zip(&cached).filter(|(_, &c)| !c).map(|(t, _)| t.ids.len()).sum();
     let bar = progress::bar(total as u64, "tokens (all workers)");
     let mut fed: Result<()> = Ok(());
     for (s, story) in l.tokens.iter().enumerate() {
+        if cached[s] {
+            continue;
+        }
         let mut run = || -> Result<()> {
             let all = batches(l.model.as_ref(), story, &l.run)?;
             for chunk in all.iter().skip(index).step_by(peers) {
@@ -163,9 +186,14 @@ pub fn ingest(
     input.close();
     worker.step_or_park_while(None, || !probe.done());
     bar.finish_and_clear();
+    for (s, hit) in hits.into_iter().enumerate() {
+        if let Some(h) = hit {
+            pooled.borrow_mut().push((s as u64, h.values, h.empty));
+        }
+    }
     let written = match (fed, index) {
         (Err(e), _) => Err(e),
-        (Ok(()), 0) => write(dir, &l, &pooled.borrow()),
+        (Ok(()), 0) => write(dir, &l, &pooled.borrow(), &cached),
         (Ok(()), _) => Ok(Vec::new()),
     };
     if !agree(worker, written.is_ok()) {
@@ -176,8 +204,9 @@ pub fn ingest(
     Ok(written.expect("agreed"))
 }
 
-/// At worker 0: the responses tables of the pooled stories, then the store's basis.
-fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords]) -> Result<Vec<String>> {
+/// At worker 0: the responses tables of the pooled stories (those computed kept in the
+/// activation cache when it is on), then the store's basis.
+fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords], cached: &[bool]) -> Result<Vec<String>> {
     let work = Layout::new(dir).incoming();
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
@@ -196,17 +225,27 @@ fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords]) -> Result<Vec<String>> {
                 spec.stimulus.display()
             );
         }
+        if let (Some((cache, keys)), false) = (&l.cache, cached[s]) {
+            let story = CachedStory { values: acts.clone(), empty: *empty };
+            cache.put(&keys[s], &story, stim.words.len(), l.layout.n_columns)?;
+        }
         let acts = Array2::from_shape_vec((stim.words.len(), l.layout.n_columns), acts.clone())?;
         tables.push(responses::write_story(
             &work, spec, stim, &acts, &l.layout, &l.ro,
         )?);
     }
     let neurons = responses::write_neurons(&work, l.model.name(), &l.layout)?;
+    let through = |c: bool| l.tokens.iter().zip(cached).filter(move |(_, &h)| h == c);
+    let hits = through(true).count();
+    let from_cache = match hits {
+        0 => String::new(),
+        n => format!(" ({n} from the activation cache)"),
+    };
     let mut lines = vec![format!(
-        "{}: {} stories, {} tokens through the model",
+        "{}: {} stories, {} tokens through the model{from_cache}",
         l.model.name(),
         l.tokens.len(),
-        l.tokens.iter().map(|t| t.ids.len()).sum::<usize>()
+        through(false).map(|(t, _)| t.ids.len()).sum::<usize>()
     )];
     lines.extend(Store::open(dir)?.ingest_responses(&tables, Some(&neurons))?);
     std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;

@@ -1,5 +1,6 @@
 //! Readers and writers: leaves of the dependency graph, no numerics beyond decoding.
 
+pub mod activation_cache;
 pub mod affine;
 pub mod atlas;
 pub mod bids;

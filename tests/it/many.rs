@@ -105,9 +105,66 @@ fn recipes_that_clean_differently_or_cannot_name_a_folder_are_refused() {
     std::fs::copy(&paths[0], twin.join("odl4.toml")).unwrap();
     let e = cortexflow_fails(&["run", &s(&paths[0]), &s(&twin.join("odl4.toml")), "--data", &s(&sim), "--out", &out]);
     assert!(e.contains("two recipes are named 'odl4'"), "{e}");
-    let odd = d.join("-x.toml");
+    let odd = d.join("a b.toml");
     std::fs::copy(&paths[0], &odd).unwrap();
     let e = cortexflow_fails(&["run", &s(&paths[0]), &s(&odd), "--data", &s(&sim), "--out", &out]);
-    assert!(e.contains("recipe name '-x'"), "{e}");
+    assert!(e.contains("recipe name 'a b' is not a safe file name"), "{e}");
     assert!(!d.join("out").exists(), "nothing written");
+}
+
+/// The activation cache (CORTEXFLOW_ACTIVATION_CACHE): a second `run` of a real model on
+/// the same stories takes every story from the cache (no token through the model) and
+/// writes the bytes of a run without the cache; another layer set misses; a damaged
+/// entry is a miss that is computed and written anew.
+#[test]
+fn the_activation_cache_skips_the_forward_pass_and_changes_no_byte() {
+    use super::common::model_recipe;
+    use super::models::model_path;
+    let Some(minilm) = model_path("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = d.join("sim");
+    simulate(&sim);
+    let recipe = model_recipe(d, &minilm);
+    let cache = d.join("cache");
+    let run = |recipe: &Path, out: &str, cached: bool| -> String {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cortexflow"));
+        c.args(["run", recipe.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--no-ceiling", "--out", d.join(out).to_str().unwrap()]);
+        match cached {
+            true => c.env("CORTEXFLOW_ACTIVATION_CACHE", &cache),
+            false => c.env_remove("CORTEXFLOW_ACTIVATION_CACHE"),
+        };
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let plain = run(&recipe, "plain", false);
+    assert!(!plain.contains("activation cache"), "{plain}");
+    let first = run(&recipe, "first", true);
+    assert!(!first.contains("activation cache"), "{first}");
+    let entries = || std::fs::read_dir(&cache).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "acts")).count();
+    assert_eq!(entries(), 2, "one entry a story");
+    let second = run(&recipe, "second", true);
+    assert!(second.contains("2 stories, 0 tokens through the model (2 from the activation cache)"), "{second}");
+    assert_same(&d.join("plain"), &d.join("first"));
+    assert_same(&d.join("plain"), &d.join("second"));
+    // Another layer set is another key.
+    let other = d.join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(&recipe).unwrap().replace("layers = \"4-5\"", "layers = \"3-5\"")).unwrap();
+    let third = run(&other, "third", true);
+    assert!(!third.contains("activation cache"), "{third}");
+    assert_eq!(entries(), 4);
+    // One damaged entry: that story is computed again, the other read; same bytes.
+    let victim = std::fs::read_dir(&cache).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "acts")).unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+    let (fourth, fifth) = (run(&recipe, "fourth", true), run(&other, "fifth", true));
+    let hits = [&fourth, &fifth].iter().filter(|o| o.contains("(1 from the activation cache)")).count();
+    assert_eq!(hits, 1, "{fourth}\n{fifth}");
+    assert_same(&d.join("plain"), &d.join("fourth"));
+    assert_same(&d.join("third"), &d.join("fifth"));
 }
