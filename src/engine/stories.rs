@@ -165,7 +165,7 @@ pub fn ingest(
         let mut run = || -> Result<()> {
             let all = batches(l.model.as_ref(), story, &l.run)?;
             for chunk in all.iter().skip(index).step_by(peers) {
-                let rows = forward_windows(l.model.as_ref(), story, chunk, &l.run, &l.layout)?;
+                let rows = progress::with_layers(&bar, || forward_windows(l.model.as_ref(), story, chunk, &l.run, &l.layout))?;
                 for (window, rows) in chunk.iter().zip(rows) {
                     for (r, t) in window.keep.clone().enumerate() {
                         input.send((t as u32, rows.row(r).to_vec()));

@@ -293,6 +293,7 @@ pub(crate) fn run_layers<B>(
             }
         }
         x = next;
+        crate::progress::layer_done(layer + 1, last + 1);
     }
     Ok(out)
 }

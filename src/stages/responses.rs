@@ -144,7 +144,7 @@ pub fn activations(
     }
     let bar = progress::bar(story.ids.len() as u64, "tokens");
     let start = Instant::now();
-    run_story(
+    progress::with_layers(&bar, || run_story(
         m.as_ref(),
         &story,
         &run,
@@ -181,7 +181,7 @@ pub fn activations(
             Ok(())
         },
         |done| bar.set_position(done as u64),
-    )?;
+    ))?;
     bar.finish_and_clear();
     report_throughput(m.name(), story.ids.len(), start);
     writers
@@ -264,8 +264,8 @@ pub fn responses(
         let n_tokens = tokenize_words(m.tokenizer(), &words)?.ids.len();
         let bar = progress::bar(n_tokens as u64, &story);
         let start = Instant::now();
-        let (acts, empty) = word_activations(m.as_ref(), &words, &run, &layout, |done| {
-            bar.set_position(done as u64)
+        let (acts, empty) = progress::with_layers(&bar, || {
+            word_activations(m.as_ref(), &words, &run, &layout, |done| bar.set_position(done as u64))
         })?;
         bar.finish_and_clear();
         report_throughput(m.name(), n_tokens, start);
