@@ -57,8 +57,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let [one] = a.recipes.as_slice() {
         let recipe = Recipe::load(one)?;
         crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
-        ceiling_of(&a, &cluster, &[a.out.clone()])?;
-        return Ok(reads_said());
+        ceiling_of(&a, &cluster, std::slice::from_ref(&a.out))?;
+        reads_said();
+        return Ok(());
     }
     let recipes = a
         .recipes
@@ -75,7 +76,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         print!("{table}");
         files.iter().for_each(|f| println!("wrote {}", f.display()));
     }
-    Ok(reads_said())
+    reads_said();
+    Ok(())
 }
 
 /// The BOLD runs this process read (to reduce them and for the noise ceiling), in the log:

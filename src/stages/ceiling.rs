@@ -408,13 +408,13 @@ pub fn run_shared(dirs: &[PathBuf], min_isc: Option<f64>) -> Result<Vec<String>>
     let (shared, left_out) = story_runs(first);
     let mut lines = Vec::new();
     let several = stores.len() > 1;
+    let name = |s: &Store| if several { format!("{}: ", s.dir.display()) } else { String::new() };
     if shared.is_empty() {
         // No ceiling rather than a stale one.
         for store in &mut stores {
             let out = store.paths().ceiling();
             store.rewrite(&out, |_| Ok(Vec::new()))?;
-            let name = several.then(|| format!("{}: ", store.dir.display())).unwrap_or_default();
-            lines.push(format!("{name}noise ceiling: none (no story was heard by 2 or more subjects; {} runs)", store.manifest.runs.len()));
+            lines.push(format!("{}noise ceiling: none (no story was heard by 2 or more subjects; {} runs)", name(store), store.manifest.runs.len()));
         }
         lines.extend(left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
         return Ok(lines);
@@ -430,8 +430,7 @@ pub fn run_shared(dirs: &[PathBuf], min_isc: Option<f64>) -> Result<Vec<String>>
         let c = isc.of_store(store, &mask, min_isc)?;
         let out = store.paths().ceiling();
         let files = store.rewrite(&out, |_| write(&c, &mask, &out))?;
-        let name = several.then(|| format!("{}: ", store.dir.display())).unwrap_or_default();
-        let mut store_lines = vec![format!("{name}{}", c.headline())];
+        let mut store_lines = vec![format!("{}{}", name(store), c.headline())];
         store_lines.extend(c.info.left_out.iter().map(|(k, why)| format!("{k}: left out ({why})")));
         if plan.regions.is_some() {
             store_lines = store_lines.iter().map(|l| l.replace(" voxels", " regions")).collect();

@@ -28,22 +28,41 @@ fn simulate(out: &Path) {
     ok(&["simulate", "--out", o, "--subjects", "3", "--runs", "2", "--scans", "100", "--seed", "5", "--jitter", "0"]);
 }
 
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// A simulated dataset (DIR/sim) and the three recipes, in a temporary folder.
+fn setup() -> (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    simulate(&sim);
+    let paths = recipes(dir.path());
+    (dir, sim, paths)
+}
+
+/// `run` of every recipe of `paths` on `sim` into `out`, then `extra`.
+fn run_args(paths: &[PathBuf], sim: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["run".to_string()];
+    args.extend(paths.iter().map(|p| s(p)));
+    args.extend(["--data".into(), s(sim), "--out".into(), s(out)]);
+    args.extend(extra.iter().map(|e| e.to_string()));
+    args
+}
+
+fn ok_args(args: &[String]) -> String {
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 #[test]
 fn three_recipes_in_one_pass_write_the_stores_of_three_runs() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, sim, paths) = setup();
     let d = dir.path();
-    let sim = d.join("sim");
-    simulate(&sim);
-    let paths = recipes(d);
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     for r in &paths {
         let name = r.file_stem().unwrap().to_str().unwrap();
         ok(&["run", &s(r), "--data", &s(&sim), "--out", &s(&d.join("alone").join(name))]);
     }
-    let mut args = vec!["run".to_string()];
-    args.extend(paths.iter().map(|p| s(p)));
-    args.extend(["--data".into(), s(&sim), "--out".into(), s(&d.join("together"))]);
-    let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = ok_args(&run_args(&paths, &sim, &d.join("together"), &[]));
     // 3 subjects × 2 runs: 6 reads for the statistics of all three stores.
     assert!(out.contains("6 BOLD runs read and cleaned once each for 3 models (6 reads)"), "{out}");
     assert_eq!(out.matches("noise ceiling: 1 stories").count() + out.matches("noise ceiling: 2 stories").count(), 3, "{out}");
@@ -61,20 +80,11 @@ fn three_recipes_in_one_pass_write_the_stores_of_three_runs() {
 /// the same command again: it ends with the stores of an uninterrupted run.
 #[test]
 fn a_killed_comparison_resumes_to_the_same_stores() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, sim, paths) = setup();
     let d = dir.path();
-    let sim = d.join("sim");
-    simulate(&sim);
-    let paths = recipes(d);
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let run = |out: &Path| {
-        let mut args = vec!["run".to_string()];
-        args.extend(paths.iter().map(|p| s(p)));
-        args.extend(["--data".into(), s(&sim), "--out".into(), s(out), "--no-ceiling".into()]);
-        args
-    };
+    let run = |out: &Path| run_args(&paths, &sim, out, &["--no-ceiling"]);
     let reference = d.join("reference");
-    ok(&run(&reference).iter().map(String::as_str).collect::<Vec<_>>());
+    ok_args(&run(&reference));
     let resumed = d.join("resumed");
     let started = std::time::Instant::now();
     kill_until_done(&run(&d.join("timing")), 1, 0, 0, || {});
@@ -89,12 +99,8 @@ fn a_killed_comparison_resumes_to_the_same_stores() {
 
 #[test]
 fn recipes_that_clean_differently_or_cannot_name_a_folder_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, sim, paths) = setup();
     let d = dir.path();
-    let sim = d.join("sim");
-    simulate(&sim);
-    let paths = recipes(d);
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     let other = d.join("raw.toml");
     std::fs::write(&other, "[basis]\natoms = 4\n").unwrap();
     let out = s(&d.join("out"));
@@ -123,10 +129,8 @@ fn the_activation_cache_skips_the_forward_pass_and_changes_no_byte() {
     let Some(minilm) = model_path("all-MiniLM-L6-v2") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, sim, _) = setup();
     let d = dir.path();
-    let sim = d.join("sim");
-    simulate(&sim);
     let recipe = model_recipe(d, &minilm);
     let cache = d.join("cache");
     let run = |recipe: &Path, out: &str, cached: bool| -> String {
