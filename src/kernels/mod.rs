@@ -2,6 +2,7 @@
 //! and the reference it is tested against.
 
 pub mod cluster;
+pub mod clusters_table;
 pub mod column_stats;
 pub mod courses;
 pub mod cv;

@@ -4,6 +4,7 @@ mod ceiling;
 mod cli;
 mod cluster;
 mod common;
+mod clusters;
 mod confounds;
 mod encode;
 mod encoding;
