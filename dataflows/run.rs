@@ -70,7 +70,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     crate::print_lines(done.lines);
     ceiling_of(&a, &cluster, &done.stores)?;
     if cluster.is_writer() {
-        let compare = a.out.join("compare");
+        let compare = a.out.join(many::COMPARE);
         std::fs::create_dir_all(&compare)?;
         let (files, table) = write_comparison(&done.stores, &compare)?;
         print!("{table}");

@@ -256,6 +256,23 @@ pub fn reduce_into(plans: &[&Plan], run: &Run, story: &str) -> Result<Vec<(RunSt
         .collect()
 }
 
+/// The statistics a shared pass wrote for a new run (not in the store's checksums until
+/// the update lists it), checked against the store's atoms of its story.
+fn reduced_stats(plan: &Plan, run: &Run, story: &str) -> Result<(RunStats, usize, Vec<bool>)> {
+    let paths = Layout::new(&plan.dir);
+    let stats = decode_stats(&paths.stats(&run.key()))?;
+    let (_, atoms) = read_atoms(plan.verified(&paths.atoms(story))?)?;
+    if stats.0.gram.nrows() != atoms.ncols() {
+        bail!(
+            "{}: statistics of {} atoms, but the store's atoms of story '{story}' are {}: written for another store? run the command again",
+            paths.stats(&run.key()).display(),
+            stats.0.gram.nrows(),
+            atoms.ncols()
+        );
+    }
+    Ok(stats)
+}
+
 /// A run given with its atoms (and confounds: every column of the file given, or else the
 /// recipe's strategy): reduced, not stored.
 fn reduce_given(plan: &Plan, g: &GivenRun) -> Result<(RunStats, usize, Vec<bool>)> {
@@ -278,8 +295,7 @@ pub fn job_blocks(plan: &Plan, job: &Job) -> Result<Vec<(BlockKey, RunBlock)>> {
         Job::Reduce { run, story } => reduce(plan, run, story)?,
         Job::Given(g) => reduce_given(plan, g)?,
         Job::Load { key, .. } => decode_stats(plan.verified(&Layout::new(&plan.dir).stats(key))?)?,
-        // Not in the store's checksums until the update lists it.
-        Job::Reduced { run, .. } => decode_stats(&Layout::new(&plan.dir).stats(&run.key()))?,
+        Job::Reduced { run, story } => reduced_stats(plan, run, story)?,
     };
     let what = if matches!(job, Job::Load { .. } | Job::Reduced { .. }) { "stored statistics read" } else { "run read and reduced" };
     tracing::info!(run = %job.key(), seconds = started.elapsed().as_secs_f64(), "{what}");

@@ -19,7 +19,7 @@ use crate::error::{bail, err, Result};
 use crate::io::bids::Run;
 use crate::operators::{agree, total};
 use crate::progress;
-use crate::store::{Recipe, Store, WriteLock};
+use crate::store::{Layout, Recipe, Store, WriteLock};
 
 /// What a run of several recipes did: the lines to print, the stores (one a recipe, in
 /// order) and the BOLD runs read to reduce them (all processes together).
@@ -29,15 +29,36 @@ pub struct ManyRun {
     pub bold_reads: u64,
 }
 
-/// `run` of several named recipes on one dataset: `OUT/<name>/` a store each.
+/// `run` of several named recipes on one dataset: `OUT/<name>/` a store each. Every
+/// recipe, model path and existing store is checked before any store is touched, and the
+/// writer holds every store's lock from the first store made to the last fit.
 pub fn run_many(recipes: &[(String, Recipe)], req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<ManyRun> {
     check_names(recipes)?;
     check_same_cleaning(recipes)?;
-    let dataset = DatasetRun::open(req)?;
-    for (name, recipe) in recipes {
-        dataset.check(recipe, cluster).map_err(|e| err!("recipe '{name}': {e}"))?;
+    if Layout::new(out).manifest().is_file() {
+        bail!("--out {}: a store; with several recipes --out is the folder of their stores (OUT/<recipe>/)", out.display());
     }
+    if req.responses.is_some() {
+        if let Some((name, _)) = recipes.iter().find(|(_, r)| r.model.path.is_some()) {
+            bail!("--responses gives every recipe the same responses, but recipe '{name}' names a model (model.path): leave out --responses so that each model reads the dataset's stimuli");
+        }
+    }
+    let dataset = DatasetRun::open(req)?;
     let stores: Vec<PathBuf> = recipes.iter().map(|(name, _)| out.join(name)).collect();
+    for ((name, recipe), dir) in recipes.iter().zip(&stores) {
+        let said = |e: crate::error::Error| err!("recipe '{name}': {e}");
+        dataset.check(recipe, cluster).map_err(said)?;
+        if let Some(model) = recipe.model.path.as_ref().filter(|p| !p.exists()) {
+            bail!("recipe '{name}': model.path {}: no such file or folder", model.display());
+        }
+        if Layout::new(dir).manifest().is_file() && Store::open_reader(dir).map_err(said)?.manifest.recipe != recipe.fingerprint() {
+            bail!("recipe '{name}': {} is a store made with another recipe; use a new --out", dir.display());
+        }
+    }
+    let _held = match cluster.is_writer() {
+        true => stores.iter().map(|d| WriteLock::acquire(d)).collect::<Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
     let mut lines = Vec::new();
     for ((name, recipe), dir) in recipes.iter().zip(&stores) {
         // The store, its mask and its stories (through its model), with no runs yet.
@@ -45,12 +66,8 @@ pub fn run_many(recipes: &[(String, Recipe)], req: &RunRequest, out: &Path, clus
         let made = update::run_update(cluster, dir, stimuli, Vec::new(), prepare).map_err(|e| err!("recipe '{name}': {e}"))?;
         lines.extend(made.into_iter().map(|l| format!("{name}: {l}")));
     }
-    let bold_reads = reduce_for_stores(cluster, &stores, &dataset.bold)?;
-    lines.push(format!(
-        "{} BOLD runs read and cleaned once each for {} models ({bold_reads} reads)",
-        dataset.bold.len(),
-        stores.len()
-    ));
+    let (new, bold_reads) = reduce_for_stores(cluster, &stores, &dataset.bold)?;
+    lines.push(format!("{new} new BOLD runs read and cleaned once each for {} models ({bold_reads} reads)", stores.len()));
     for ((name, _), dir) in recipes.iter().zip(&stores) {
         let fitted = update::run_update_reduced(cluster, dir, dataset.bold.clone()).map_err(|e| err!("recipe '{name}': {e}"))?;
         lines.extend(fitted.into_iter().map(|l| format!("{name}: {l}")));
@@ -61,28 +78,33 @@ pub fn run_many(recipes: &[(String, Recipe)], req: &RunRequest, out: &Path, clus
 /// Reads and cleans each of `bold` that is new to the stores once, reduces it against
 /// each store's atoms of its story and writes the statistics into each store (not listed
 /// yet: [`update::run_update_reduced`] lists and fits them), each run into the stores it
-/// is new to. The runs are dealt over every
-/// worker of every process; each store is locked by the writer while they are. Returns
-/// the BOLD reads of all processes.
-pub fn reduce_for_stores(cluster: &Cluster, stores: &[PathBuf], bold: &[PathBuf]) -> Result<u64> {
+/// is new to. The runs are dealt over every worker of every process, once the writer
+/// holds every store's lock. Returns the runs new to any store and the BOLD reads of all
+/// processes.
+pub fn reduce_for_stores(cluster: &Cluster, stores: &[PathBuf], bold: &[PathBuf]) -> Result<(u64, u64)> {
     let bar = progress::bar(0, &format!("reading runs for {} models", stores.len()));
     let (stores_w, bold_w, bar_w) = (stores.to_vec(), bold.to_vec(), bar.clone());
     // The count is the process's: its first worker says it once all of them are done.
     let (before, local) = (bold_reads(), cluster.workers);
-    let results = cluster.execute(move |worker| -> Result<u64> {
+    let results = cluster.execute(move |worker| -> Result<(u64, u64)> {
         let locks = match worker.index() {
-            0 => stores_w.iter().map(|d| WriteLock::acquire(d)).collect::<Result<Vec<_>>>().map(Some),
-            _ => Ok(None),
+            0 => stores_w.iter().map(|d| WriteLock::acquire(d)).collect::<Result<Vec<_>>>(),
+            _ => Ok(Vec::new()),
         };
-        let planned = locks.and_then(|held| {
+        // Nobody reads the stores before the writer holds them.
+        if !agree(worker, locks.is_ok()) {
+            return Err(locks.err().unwrap_or_else(|| err!("stopped: the writer (process 0) could not lock the stores; see its error")));
+        }
+        let _held = locks.expect("agreed");
+        let planned = (|| {
             let opened = stores_w.iter().map(|d| Store::open_reader(d)).collect::<Result<Vec<_>>>()?;
             let plans = opened.iter().map(|s| Plan::of_store(s, &bar_w)).collect::<Result<Vec<_>>>()?;
-            Ok((plans, new_to_each(&opened, &bold_w)?, held))
-        });
+            Ok((plans, new_to_each(&opened, &bold_w)?))
+        })();
         if !agree(worker, planned.is_ok()) {
             return Err(planned.err().unwrap_or_else(|| err!("stopped: another worker could not open the stores")));
         }
-        let (plans, new, _held) = planned.expect("agreed");
+        let (plans, new) = planned.expect("agreed");
         let (index, peers) = (worker.index(), worker.peers());
         let mine: Vec<_> = new.iter().skip(index).step_by(peers).collect();
         bar_w.inc_length(mine.len() as u64);
@@ -102,14 +124,14 @@ pub fn reduce_for_stores(cluster: &Cluster, stores: &[PathBuf], bold: &[PathBuf]
             0 => bold_reads() - before,
             _ => 0,
         };
-        Ok(total(worker, read))
+        Ok((new.len() as u64, total(worker, read)))
     })?;
     bar.finish_and_clear();
     let (failed, done): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_err);
     if let Some(e) = failed.into_iter().filter_map(Result::err).min_by_key(|e| e.to_string().starts_with("stopped:")) {
         return Err(e);
     }
-    Ok(done.into_iter().filter_map(Result::ok).next().unwrap_or(0))
+    Ok(done.into_iter().filter_map(Result::ok).next().unwrap_or((0, 0)))
 }
 
 /// Each run of `bold` new to one or more of the stores, with its story and those stores
@@ -146,11 +168,17 @@ pub fn check_same_cleaning(recipes: &[(String, Recipe)]) -> Result<()> {
     Ok(())
 }
 
+/// The folder under OUT of the stores' comparison.
+pub const COMPARE: &str = "compare";
+
 /// Store names (the recipes' file stems) become folders under OUT: safe, distinct names.
 fn check_names(recipes: &[(String, Recipe)]) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for (name, _) in recipes {
         crate::io::name::check("recipe", name).map_err(|e| err!("{e} (it names the recipe's store under --out)"))?;
+        if name == COMPARE {
+            bail!("recipe name '{COMPARE}': OUT/{COMPARE}/ holds the comparison of the stores; rename the recipe file");
+        }
         if !seen.insert(name.as_str()) {
             bail!("two recipes are named '{name}': each names its store's folder under --out, so rename one file");
         }

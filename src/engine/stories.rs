@@ -159,9 +159,6 @@ pub fn ingest(
     let bar = progress::bar(total as u64, "tokens (all workers)");
     let mut fed: Result<()> = Ok(());
     for (s, story) in l.tokens.iter().enumerate() {
-        if cached[s] {
-            continue;
-        }
         let mut run = || -> Result<()> {
             let all = batches(l.model.as_ref(), story, &l.run)?;
             for chunk in all.iter().skip(index).step_by(peers) {
@@ -175,7 +172,8 @@ pub fn ingest(
             }
             Ok(())
         };
-        if fed.is_ok() {
+        // A cached story sends nothing, but its time passes like any other's.
+        if fed.is_ok() && !cached[s] {
             fed = run();
         }
         // Story s is complete here: the frontier passes it once every worker is done.
@@ -227,7 +225,10 @@ fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords], cached: &[bool]) -> Resu
         }
         if let (Some((cache, keys)), false) = (&l.cache, cached[s]) {
             let story = CachedStory { values: acts.clone(), empty: *empty };
-            cache.put(&keys[s], &story, stim.words.len(), l.layout.n_columns)?;
+            // The cache only saves time: a failure to keep an entry is said, not fatal.
+            if let Err(e) = cache.put(&keys[s], &story, stim.words.len(), l.layout.n_columns) {
+                tracing::warn!("activation cache: story '{}' not kept ({e})", spec.story);
+            }
         }
         let acts = Array2::from_shape_vec((stim.words.len(), l.layout.n_columns), acts.clone())?;
         tables.push(responses::write_story(

@@ -22,7 +22,7 @@ use crate::progress;
 use crate::io::nifti;
 use crate::io::regions::{self, Regions};
 use crate::stages::{group_mask, join};
-use crate::store::{list, ConfoundsUsed, Recipe, RunEntry, Store, WriteLock};
+use crate::store::{list, ConfoundsUsed, Layout, Recipe, RunEntry, Store, WriteLock};
 
 /// The writer's part of a command before the dataflow (creating the store, the mask,
 /// stories and basis, manifest edits).
@@ -296,6 +296,13 @@ pub struct RunRequest {
 /// `run`: a store from a whole dataset (BIDS-like or fMRIPrep derivatives): the mask, the
 /// stories and every run.
 pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<Vec<String>> {
+    let holds_stores = || -> Result<bool> {
+        let entries = std::fs::read_dir(out).map_err(|e| crate::error::Error::io(out, e))?;
+        Ok(entries.filter_map(|e| e.ok()).any(|e| Layout::new(&e.path()).manifest().is_file()))
+    };
+    if out.is_dir() && !Layout::new(out).manifest().is_file() && holds_stores()? {
+        bail!("--out {}: a folder of stores (a comparison's?), not a store: give one a store of its own", out.display());
+    }
     let dataset = DatasetRun::open(req)?;
     dataset.check(recipe, cluster)?;
     let (stimuli, prepare) = dataset.new_store(recipe, req, out)?;
@@ -339,7 +346,11 @@ impl DatasetRun {
         let simulated = req.data.join("truth/responses");
         let (responses, stimuli) = match (&req.responses, &recipe.model.path) {
             (Some(dir), _) => (Some(dir.clone()), None),
-            (None, Some(_)) => (None, Some(dataset_stimuli(&self.ds)?)),
+            (None, Some(_)) => {
+                // A bad cache setting is said before any store is made.
+                crate::io::activation_cache::ActivationCache::from_env()?;
+                (None, Some(dataset_stimuli(&self.ds)?))
+            }
             (None, None) if simulated.is_dir() => (Some(simulated), None),
             (None, None) => bail!(
                 "the recipe names no model (model.path) to read the dataset's stimuli: set one, or give --responses with precomputed tables"

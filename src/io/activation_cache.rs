@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use twox_hash::XxHash64;
 
-use crate::error::{Error, Result};
+use crate::error::{bail, err, Error, Result};
 use crate::io::atomic::write_file_atomically;
 
 /// The variable that turns the cache on and names its folder.
@@ -44,16 +44,22 @@ pub struct CachedStory {
 }
 
 impl ActivationCache {
-    /// The cache of the environment, or none.
+    /// The cache of the environment, or none; a value that cannot be a folder is an error
+    /// naming the variable.
     pub fn from_env() -> Result<Option<ActivationCache>> {
         match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
-            Some(dir) => ActivationCache::at(Path::new(&dir)).map(Some),
+            Some(dir) => ActivationCache::at(Path::new(&dir))
+                .map(Some)
+                .map_err(|e| err!("{ENV}={}: expected a folder for the activation cache ({e}); set it to one, or unset it", Path::new(&dir).display())),
             None => Ok(None),
         }
     }
 
     pub fn at(dir: &Path) -> Result<ActivationCache> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if !dir.is_dir() {
+            bail!("{}: not a folder", dir.display());
+        }
         Ok(ActivationCache { dir: dir.to_path_buf() })
     }
 
@@ -100,6 +106,9 @@ fn read_entry(path: &Path, key: &StoryKey, words: usize, columns: usize) -> std:
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(None);
     };
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
     let expected = (|| {
         let values = words.checked_mul(columns)?.checked_mul(4)?;
         (MAGIC.len() + 8 + key.0.len() + 24 + 8).checked_add(values)

@@ -97,6 +97,7 @@ figure.fig {{ display: inline-block; margin: .6em; vertical-align: top; }}
 figure.fig img {{ image-rendering: pixelated; border: 1px solid #ddd; }}
 figcaption {{ font-size: .85em; color: #555; max-width: 700px; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: .2em .8em; text-align: left; border-bottom: 1px solid #eee; }}
+table.clusters {{ font-size: .85em; margin: .4em .6em 1.2em; }} table.clusters caption {{ text-align: left; color: #555; }}
 p.note {{ background: #fff4e0; border-left: 4px solid #e69f00; padding: .5em 1em; }}
 </style></head>
 <body data-figures="pending">

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::io::nifti::{self, Mask};
+use crate::kernels::clusters_table::{clusters_table, ClusterOptions};
 use crate::io::parquet::{
     read_an_fbn,
     read_atom_fbn, read_atoms, read_metrics, read_neurons,
@@ -206,8 +207,50 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
             (None, None) => format!("atom {a}: unassigned"),
         };
         page.png(&png, &format!("group z map of atom {a}"), &caption)?;
+        cluster_table(page, &mask, &sig.row(a).to_vec(), &temps, a)?;
     }
     page.end();
+    Ok(())
+}
+
+/// The clusters of one atom's thresholded map, as nilearn's `get_clusters_table` lists
+/// them (threshold 0, both signs: every voxel that survived the group threshold), with
+/// the network of the mapping's atlas at each peak.
+fn cluster_table(page: &mut Page, mask: &Mask, thresholded: &[f64], temps: &[crate::io::atlas::Template], atom: usize) -> Result<()> {
+    let mut volume = ndarray::Array3::zeros(mask.grid.shape);
+    let mut position = std::collections::HashMap::new();
+    for (v, (ijk, &z)) in mask.ijk().zip(thresholded).enumerate() {
+        volume[ijk] = if z.is_finite() { z } else { 0.0 };
+        position.insert(ijk, v);
+    }
+    let options = ClusterOptions { threshold: 0.0, two_sided: true, ..ClusterOptions::default() };
+    let rows = clusters_table(&volume, &mask.grid.affine, &options)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let network = |ijk: [usize; 3]| {
+        let v = position.get(&ijk);
+        let names: Vec<&str> = temps.iter().filter(|t| v.is_some_and(|&v| t.voxels[v])).map(|t| t.name.as_str()).collect();
+        if names.is_empty() { "—".to_string() } else { names.join(", ") }
+    };
+    let _ = write!(
+        page.body,
+        "<table class=\"clusters\" data-atom=\"{atom}\"><caption>atom {atom}: clusters (face-connected; up to 3 subpeaks 8 mm apart)</caption><tr><th>cluster</th><th>x (mm)</th><th>y (mm)</th><th>z (mm)</th><th>peak z</th><th>size (mm³)</th><th>network at the peak</th></tr>"
+    );
+    for r in rows {
+        let size = r.size_mm3.map_or(String::new(), |s| s.to_string());
+        let _ = write!(
+            page.body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{size}</td><td>{}</td></tr>",
+            esc(&r.id),
+            r.xyz[0],
+            r.xyz[1],
+            r.xyz[2],
+            r.value,
+            esc(&network(r.ijk))
+        );
+    }
+    page.body.push_str("</table>");
     Ok(())
 }
 

@@ -64,7 +64,7 @@ fn three_recipes_in_one_pass_write_the_stores_of_three_runs() {
     }
     let out = ok_args(&run_args(&paths, &sim, &d.join("together"), &[]));
     // 3 subjects × 2 runs: 6 reads for the statistics of all three stores.
-    assert!(out.contains("6 BOLD runs read and cleaned once each for 3 models (6 reads)"), "{out}");
+    assert!(out.contains("6 new BOLD runs read and cleaned once each for 3 models (6 reads)"), "{out}");
     assert_eq!(out.matches("noise ceiling: 1 stories").count() + out.matches("noise ceiling: 2 stories").count(), 3, "{out}");
     for r in &paths {
         let name = r.file_stem().unwrap().to_str().unwrap();
@@ -115,6 +115,17 @@ fn recipes_that_clean_differently_or_cannot_name_a_folder_are_refused() {
     std::fs::copy(&paths[0], &odd).unwrap();
     let e = cortexflow_fails(&["run", &s(&paths[0]), &s(&odd), "--data", &s(&sim), "--out", &out]);
     assert!(e.contains("recipe name 'a b' is not a safe file name"), "{e}");
+    let reserved = d.join("compare.toml");
+    std::fs::copy(&paths[0], &reserved).unwrap();
+    let e = cortexflow_fails(&["run", &s(&paths[0]), &s(&reserved), "--data", &s(&sim), "--out", &out]);
+    assert!(e.contains("recipe name 'compare'"), "{e}");
+    let model = d.join("model.toml");
+    std::fs::write(&model, "[model]\npath = \"/nowhere/model\"\n[encoding]\nsmoothing_fwhm = 6.0\n").unwrap();
+    let responses = s(&sim.join("truth/responses"));
+    let e = cortexflow_fails(&["run", &s(&paths[0]), &s(&model), "--data", &s(&sim), "--responses", &responses, "--out", &out]);
+    assert!(e.contains("recipe 'model' names a model"), "{e}");
+    let e = cortexflow_fails(&["run", &s(&paths[0]), &s(&model), "--data", &s(&sim), "--out", &out]);
+    assert!(e.contains("recipe 'model': model.path /nowhere/model: no such file or folder"), "{e}");
     assert!(!d.join("out").exists(), "nothing written");
 }
 
@@ -148,8 +159,13 @@ fn the_activation_cache_skips_the_forward_pass_and_changes_no_byte() {
     assert!(!plain.contains("activation cache"), "{plain}");
     let first = run(&recipe, "first", true);
     assert!(!first.contains("activation cache"), "{first}");
-    let entries = || std::fs::read_dir(&cache).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "acts")).count();
-    assert_eq!(entries(), 2, "one entry a story");
+    let entries = || -> Vec<PathBuf> {
+        let mut list: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "acts")).collect();
+        list.sort();
+        list
+    };
+    let own = entries();
+    assert_eq!(own.len(), 2, "one entry a story");
     let second = run(&recipe, "second", true);
     assert!(second.contains("2 stories, 0 tokens through the model (2 from the activation cache)"), "{second}");
     assert_same(&d.join("plain"), &d.join("first"));
@@ -159,16 +175,33 @@ fn the_activation_cache_skips_the_forward_pass_and_changes_no_byte() {
     std::fs::write(&other, std::fs::read_to_string(&recipe).unwrap().replace("layers = \"4-5\"", "layers = \"3-5\"")).unwrap();
     let third = run(&other, "third", true);
     assert!(!third.contains("activation cache"), "{third}");
-    assert_eq!(entries(), 4);
-    // One damaged entry: that story is computed again, the other read; same bytes.
-    let victim = std::fs::read_dir(&cache).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "acts")).unwrap();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let n = bytes.len();
-    bytes[n / 2] ^= 0x40;
-    std::fs::write(&victim, bytes).unwrap();
-    let (fourth, fifth) = (run(&recipe, "fourth", true), run(&other, "fifth", true));
-    let hits = [&fourth, &fifth].iter().filter(|o| o.contains("(1 from the activation cache)")).count();
-    assert_eq!(hits, 1, "{fourth}\n{fifth}");
-    assert_same(&d.join("plain"), &d.join("fourth"));
-    assert_same(&d.join("third"), &d.join("fifth"));
+    assert_eq!(entries().len(), 4);
+    // Each of the two entries damaged in turn (so the story computed comes before or
+    // after the one read): that story is computed again, the other read; same bytes.
+    for (n, victim) in own.iter().enumerate() {
+        let mut bytes = std::fs::read(victim).unwrap();
+        let half = bytes.len() / 2;
+        bytes[half] ^= 0x40;
+        std::fs::write(victim, bytes).unwrap();
+        let out = format!("damaged{n}");
+        let again = run(&recipe, &out, true);
+        assert!(again.contains("(1 from the activation cache)"), "{again}");
+        assert_same(&d.join("plain"), &d.join(&out));
+    }
+    // A directory where an entry would go, and a cache that cannot be a folder.
+    std::fs::remove_file(&own[0]).unwrap();
+    std::fs::create_dir(&own[0]).unwrap();
+    let beside = run(&recipe, "beside", true);
+    assert!(beside.contains("(1 from the activation cache)"), "{beside}");
+    assert_same(&d.join("plain"), &d.join("beside"));
+    let file = d.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+        .args(["run", recipe.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--out", d.join("never").to_str().unwrap()])
+        .env("CORTEXFLOW_ACTIVATION_CACHE", &file)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("CORTEXFLOW_ACTIVATION_CACHE=") && e.contains("expected a folder"), "{e}");
+    assert!(!d.join("never").exists(), "nothing made");
 }
