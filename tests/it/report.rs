@@ -182,6 +182,9 @@ fn the_demo_recovers_the_planted_networks_and_its_report_renders() {
             "{section}"
         );
     }
+    // Each atom with significant voxels gets its table of clusters (tests/it/clusters.rs
+    // holds the kernel to nilearn's get_clusters_table).
+    assert!(page.contains("<table class=\"clusters\" data-atom=\"0\">"), "no cluster table");
     renders(&html, figures(&text));
 }
 
