@@ -250,3 +250,13 @@ mod lost_peer {
         LOST.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// The workers' results, or the first worker's own error: before the "stopped: …" of
+/// those that stopped because of it.
+pub fn all_ok<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
+    let (failed, done): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_err);
+    if let Some(e) = failed.into_iter().filter_map(Result::err).min_by_key(|e| e.to_string().starts_with("stopped:")) {
+        return Err(e);
+    }
+    Ok(done.into_iter().filter_map(Result::ok).collect())
+}

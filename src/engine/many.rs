@@ -127,11 +127,7 @@ pub fn reduce_for_stores(cluster: &Cluster, stores: &[PathBuf], bold: &[PathBuf]
         Ok((new.len() as u64, total(worker, read)))
     })?;
     bar.finish_and_clear();
-    let (failed, done): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_err);
-    if let Some(e) = failed.into_iter().filter_map(Result::err).min_by_key(|e| e.to_string().starts_with("stopped:")) {
-        return Err(e);
-    }
-    Ok(done.into_iter().filter_map(Result::ok).next().unwrap_or((0, 0)))
+    Ok(crate::engine::cluster::all_ok(results)?.into_iter().next().unwrap_or((0, 0)))
 }
 
 /// Each run of `bold` new to one or more of the stores, with its story and those stores

@@ -169,15 +169,7 @@ fn update(
     })?;
     bar.finish_and_clear();
     let _held = lock.lock().expect("not poisoned").take();
-    let mut out = None;
-    let (failed, done): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_err);
-    // A worker's own error before the "stopped: …" of those that stopped because of it.
-    if let Some(e) = failed.into_iter().filter_map(Result::err).min_by_key(|e| e.to_string().starts_with("stopped:")) {
-        return Err(e);
-    }
-    for lines in done.into_iter().flatten().flatten() {
-        out = Some(lines);
-    }
+    let out = crate::engine::cluster::all_ok(results)?.into_iter().flatten().next_back();
     Ok(out.unwrap_or_else(|| {
         vec![format!(
             "process {}: did its share of the work; process 0 writes the results",
