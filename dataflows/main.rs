@@ -155,7 +155,12 @@ enum Command {
     /// One self-contained HTML report of a store (figures inlined; readable offline); with
     /// several stores, their models compared.
     Report(report::Args),
-    /// The whole analysis of a dataset into a new store: init, stories, every run.
+    /// The whole analysis of a dataset into a new store: init, stories, every run; with
+    /// several recipes, a store each from one pass over the BOLD, and their comparison.
+    ///
+    /// With CORTEXFLOW_ACTIVATION_CACHE=DIR set, each story's word activations are kept in
+    /// DIR and reused while the model files, taps, layers, context, pooling and words are
+    /// unchanged (also by `ingest --stimulus` and `demo`).
     #[command(disable_help_flag = true)]
     Run(run::Args),
     /// Report the runs, stimuli and mask found in a BIDS-like dataset, and what is missing.
