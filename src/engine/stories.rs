@@ -224,9 +224,8 @@ fn write(dir: &Path, l: &Loaded, pooled: &[StoryWords], cached: &[bool]) -> Resu
             );
         }
         if let (Some((cache, keys)), false) = (&l.cache, cached[s]) {
-            let story = CachedStory { values: acts.clone(), empty: *empty };
             // The cache only saves time: a failure to keep an entry is said, not fatal.
-            if let Err(e) = cache.put(&keys[s], &story, stim.words.len(), l.layout.n_columns) {
+            if let Err(e) = cache.put(&keys[s], acts, *empty, stim.words.len(), l.layout.n_columns) {
                 tracing::warn!("activation cache: story '{}' not kept ({e})", spec.story);
             }
         }

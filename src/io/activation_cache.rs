@@ -79,27 +79,34 @@ impl ActivationCache {
         }
     }
 
-    /// Keeps a story's activations (atomically: a reader sees the old entry or the new).
-    pub fn put(&self, key: &StoryKey, story: &CachedStory, words: usize, columns: usize) -> Result<()> {
+    /// Keeps a story's activations (atomically: a reader sees the old entry or the new),
+    /// written and hashed a chunk at a time: no second copy of the story in memory.
+    pub fn put(&self, key: &StoryKey, values: &[f32], empty: usize, words: usize, columns: usize) -> Result<()> {
         let mut head = Vec::with_capacity(MAGIC.len() + key.0.len() + 32);
         head.extend_from_slice(MAGIC);
         head.extend_from_slice(&(key.0.len() as u64).to_le_bytes());
         head.extend_from_slice(key.0.as_bytes());
-        for n in [words, columns, story.empty] {
+        for n in [words, columns, empty] {
             head.extend_from_slice(&(n as u64).to_le_bytes());
         }
-        let mut hasher = XxHash64::with_seed(0);
-        std::hash::Hasher::write(&mut hasher, &head);
-        let values: Vec<u8> = story.values.iter().flat_map(|x| x.to_le_bytes()).collect();
-        std::hash::Hasher::write(&mut hasher, &values);
-        let sum = std::hash::Hasher::finish(&hasher);
         write_file_atomically(&self.path(key), |w| {
+            let mut hasher = XxHash64::with_seed(0);
+            std::hash::Hasher::write(&mut hasher, &head);
             w.write_all(&head)?;
-            w.write_all(&values)?;
-            w.write_all(&sum.to_le_bytes())
+            let mut bytes = Vec::with_capacity(4 * CHUNK);
+            for chunk in values.chunks(CHUNK) {
+                bytes.clear();
+                bytes.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
+                std::hash::Hasher::write(&mut hasher, &bytes);
+                w.write_all(&bytes)?;
+            }
+            w.write_all(&std::hash::Hasher::finish(&hasher).to_le_bytes())
         })
     }
 }
+
+/// Values a chunk of [`ActivationCache::put`] converts at a time (256 KiB).
+const CHUNK: usize = 1 << 16;
 
 /// An entry, None when there is none; an error says why one cannot be used.
 fn read_entry(path: &Path, key: &StoryKey, words: usize, columns: usize) -> std::result::Result<Option<CachedStory>, String> {
@@ -205,7 +212,7 @@ mod tests {
         let k = key(&model, &["the", "little", "prince"]);
         let story = CachedStory { values: (0..6).map(|i| i as f32 * 0.5 - 1.0).collect(), empty: 1 };
         assert_eq!(cache.get(&k, 3, 2), None);
-        cache.put(&k, &story, 3, 2).unwrap();
+        cache.put(&k, &story.values, story.empty, 3, 2).unwrap();
         assert_eq!(cache.get(&k, 3, 2), Some(story.clone()));
         // Other words, or other shapes, are not this entry.
         assert_eq!(cache.get(&key(&model, &["the", "little", "fox"]), 3, 2), None);
