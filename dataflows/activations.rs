@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cortexflow::stages::responses;
 
-use crate::tap_args::TapArgs;
+use super::tap_args::TapArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     for f in responses::activations(&a.taps.options()?, &a.text, a.tier.as_deref(), &a.out)? {
-        println!("wrote {}", f.display());
+        say!("wrote {}", f.display());
     }
     Ok(())
 }

@@ -80,9 +80,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     } else {
         basis::run(&a.responses, &a.options()?, &a.out)?
     };
-    summary.lines.iter().for_each(|l| println!("{l}"));
+    summary.lines.iter().for_each(|l| say!("{l}"));
     for f in &summary.files {
-        println!("wrote {}", f.display());
+        say!("wrote {}", f.display());
     }
     Ok(())
 }

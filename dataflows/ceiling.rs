@@ -16,6 +16,6 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    crate::print_lines(ceiling::run(&a.store, a.min_isc)?);
+    super::print_lines(ceiling::run(&a.store, a.min_isc)?);
     Ok(())
 }

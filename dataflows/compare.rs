@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let (files, table) = write_comparison(&a.dirs, &a.out)?;
-    print!("{table}");
-    files.iter().for_each(|f| println!("wrote {}", f.display()));
+    super::say_text(&table);
+    files.iter().for_each(|f| say!("wrote {}", f.display()));
     Ok(())
 }

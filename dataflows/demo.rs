@@ -35,6 +35,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         DemoModelArg::Minilm => DemoModel::Minilm,
         DemoModelArg::Smollm2 => DemoModel::Smollm2,
     };
-    println!("{}", demo::run(&a.out, model, a.subjects, a.seed)?);
+    say!("{}", demo::run(&a.out, model, a.subjects, a.seed)?);
     Ok(())
 }

@@ -15,6 +15,6 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    print!("{}", cortexflow::io::inspect::discover(&a.dir, a.space.as_deref())?);
+    super::say_text(&cortexflow::io::inspect::discover(&a.dir, a.space.as_deref())?);
     Ok(())
 }

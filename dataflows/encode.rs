@@ -84,7 +84,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &a.options()?,
         &a.out,
     )?;
-    lines.iter().for_each(|l| println!("{l}"));
-    files.iter().for_each(|f| println!("wrote {}", f.display()));
+    lines.iter().for_each(|l| say!("{l}"));
+    files.iter().for_each(|f| say!("wrote {}", f.display()));
     Ok(())
 }

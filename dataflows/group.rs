@@ -65,7 +65,7 @@ impl Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let section = a.section()?;
     let summary = cortexflow::engine::group::run(&a.encode, &a.mask, &section, &a.out)?;
-    summary.lines().iter().for_each(|l| println!("{l}"));
-    summary.files.iter().for_each(|f| println!("wrote {}", f.display()));
+    summary.lines().iter().for_each(|l| say!("{l}"));
+    summary.files.iter().for_each(|f| say!("wrote {}", f.display()));
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use cortexflow::engine::stories::StimulusSpec;
 use cortexflow::engine::update::{self, IngestRequest};
 
-use crate::cluster_args::ClusterArgs;
+use super::cluster_args::ClusterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -79,6 +79,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         mask: a.mask,
         mask_threshold: a.mask_threshold,
     };
-    crate::print_lines(update::ingest(&cluster, &a.store, req)?);
+    super::print_lines(update::ingest(&cluster, &a.store, req)?);
     Ok(())
 }

@@ -20,6 +20,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let recipe = Recipe::load(&a.recipe)?;
     let _lock = WriteLock::acquire(&a.store)?;
     let s = Store::init(&a.store, &recipe, a.mask.as_deref())?;
-    print!("{}", s.status());
+    super::say_text(&s.status());
     Ok(())
 }

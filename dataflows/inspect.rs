@@ -14,7 +14,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     for f in &a.files {
-        println!("{}", cortexflow::io::inspect::inspect(f, a.tier.as_deref())?);
+        say!("{}", cortexflow::io::inspect::inspect(f, a.tier.as_deref())?);
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let masks: Vec<&std::path::Path> = a.masks.iter().map(PathBuf::as_path).collect();
     let g = group_mask::run(&masks, a.threshold, !a.all_components, &a.out)?;
-    println!(
+    say!(
         "{}: {} voxels in more than {} of {} masks (each held {:?})",
         a.out.display(),
         g.voxels,

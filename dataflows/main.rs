@@ -1,6 +1,13 @@
 //! The `cortexflow` command line: one file per command (its clap `Args`, one library call,
 //! printing); the application is the `cortexflow` library.
 
+/// `println!` for the commands' results: to stdout, or to the Python caller (see [`say_line`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        super::say_line(format!($($arg)*))
+    };
+}
+
 mod activations;
 mod basis;
 mod ceiling;
@@ -184,6 +191,7 @@ enum Command {
     Schema(schema::Args),
 }
 
+#[allow(dead_code)] // the wheel's extension includes this file and runs `cli` instead
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so `cortexflow … | head` would panic on the next print; the
     // default action ends the process quietly, as for any Unix filter.
@@ -192,7 +200,15 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
+    ExitCode::from(cli(std::env::args_os()))
+}
+
+/// The command line on `args` (the program's name first), as the binary and the Python
+/// package's `cortexflow` command both run it: 0 when done, 1 after printing the error, 2
+/// for a usage error (clap's).
+pub fn cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    // A second call in one process (the Python package) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORTEXFLOW_LOG")
                 .unwrap_or_else(|_| "warn".into()),
@@ -202,12 +218,20 @@ fn main() -> ExitCode {
         .with_target(false)
         // Colour codes only on a terminal, not in logs and pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse().command) {
-        Ok(()) => ExitCode::SUCCESS,
+        .try_init();
+    let command = match Cli::try_parse_from(args) {
+        Ok(cli) => cli.command,
+        Err(e) => {
+            // --help and --version come here too, with exit code 0.
+            let _ = e.print();
+            return e.exit_code().clamp(0, 255) as u8;
+        }
+    };
+    match run(command) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
@@ -242,7 +266,44 @@ fn run(command: Command) -> anyhow::Result<()> {
 
 /// Prints a command's result, one line each.
 fn print_lines(lines: Vec<String>) {
-    lines.iter().for_each(|l| println!("{l}"));
+    lines.into_iter().for_each(say_line);
+}
+
+thread_local! {
+    /// The lines of a command run for the Python package, which returns them instead of
+    /// printing them (a notebook does not show the process's stdout).
+    static CAPTURED: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One line of a command's result: printed, or kept for [`captured`].
+fn say_line(line: String) {
+    CAPTURED.with_borrow_mut(|kept| match kept {
+        Some(lines) => lines.push(line),
+        None => println!("{line}"),
+    })
+}
+
+/// Text of whole lines (each ending in a newline), as [`say_line`] says them.
+fn say_text(text: &str) {
+    text.lines().map(str::to_string).for_each(say_line);
+}
+
+/// Runs a parsed command on this thread and returns the lines it would have printed.
+pub fn captured(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Vec<String>, CliError> {
+    let command = Cli::try_parse_from(args).map_err(|e| CliError::Usage(e.render().to_string()))?;
+    CAPTURED.set(Some(Vec::new()));
+    let done = run(command.command);
+    let lines = CAPTURED.take().unwrap_or_default();
+    done.map(|()| lines).map_err(|e| CliError::Failed(format!("{e:#}")))
+}
+
+/// Why a command run for the Python package did not finish.
+#[derive(Debug)]
+pub enum CliError {
+    /// The arguments (clap's message, with the usage).
+    Usage(String),
+    /// The command's own error, as one line.
+    Failed(String),
 }
 
 /// A default computed from the recipe, as clap's `default_value` takes it (made once per

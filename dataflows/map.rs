@@ -90,8 +90,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // maps against: each map is read as it is.
     let maps: Vec<SubjectMap> = a.subject_maps.iter().map(|p| SubjectMap { path: p.clone(), cache: None }).collect();
     let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), (&maps, &|_| Ok(())), &opt, &a.out)?;
-    println!("{}", s.assignment);
-    s.lines.iter().for_each(|l| println!("{l}"));
-    s.files.iter().for_each(|f| println!("wrote {}", f.display()));
+    say!("{}", s.assignment);
+    s.lines.iter().for_each(|l| say!("{l}"));
+    s.files.iter().for_each(|f| say!("wrote {}", f.display()));
     Ok(())
 }

@@ -34,7 +34,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => BTreeMap::new(),
     };
     for p in parcellate::run(&a.bold, &a.labels, &names, &a.out)? {
-        println!("{}: {} scans × {} regions", p.path.display(), p.scans, p.regions);
+        say!("{}: {} scans × {} regions", p.path.display(), p.scans, p.regions);
     }
     Ok(())
 }

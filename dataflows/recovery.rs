@@ -17,16 +17,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let scores = recovery::score(&a.data, &a.store)?;
     let wrong = recovery::false_assignments(&a.data, &a.store)?;
     for s in &scores {
-        println!("{}", s.line());
-        s.layer_lines().iter().for_each(|l| println!("  {l}"));
+        say!("{}", s.line());
+        s.layer_lines().iter().for_each(|l| say!("  {l}"));
     }
     for (atom, fbn) in &wrong {
-        println!("atom {atom}: assigned to {fbn}, where nothing was planted");
+        say!("atom {atom}: assigned to {fbn}, where nothing was planted");
     }
     let assigned = scores.iter().filter(|s| !s.atoms.is_empty()).count();
     let recovered = scores.iter().filter(|s| s.recovered()).count();
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    println!(
+    say!(
         "summary: {assigned} of {} planted networks assigned, {recovered} recovered (Dice ≥ {}), mean best Dice {:.3}, {} false assignments, mean sub-group F1 {:.3}, mean AN F1 {:.3}, min AN F1 {:.3}",
         scores.len(),
         recovery::RECOVERED_DICE,

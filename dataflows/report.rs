@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let out = a.out.unwrap_or_else(|| Layout::new(&a.stores[0]).report());
     let r = cortexflow::report::run(&a.stores, &out, a.figures.as_deref())?;
-    r.notes.iter().for_each(|n| println!("note: {n}"));
-    println!("wrote {} ({} figures)", r.path.display(), r.figures);
+    r.notes.iter().for_each(|n| say!("note: {n}"));
+    say!("wrote {} ({} figures)", r.path.display(), r.figures);
     Ok(())
 }

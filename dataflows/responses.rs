@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use cortexflow::stages::responses::{self, ResponseOptions, RunSpec};
 use cortexflow::store::recipe::{HrfSetting, ModelSection};
 
-use crate::tap_args::TapArgs;
+use super::tap_args::TapArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ModelSection::default().hrf)]
     pub hrf: HrfSetting,
     /// FIR delays in scans (with --hrf fir), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = crate::default_text(delays()))]
+    #[arg(long, value_delimiter = ',', default_value = super::default_text(delays()))]
     pub delays: Vec<usize>,
     /// z-score each regressor within its run.
     #[arg(long, default_value_t = ModelSection::default().zscore_responses)]
@@ -62,7 +62,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let section = ModelSection { stimulus_onset: a.stimulus_onset, ..ModelSection::default() };
     section.check()?;
     for f in responses::responses(&a.taps.options()?, &runs, &ro, &a.out)? {
-        println!("wrote {}", f.display());
+        say!("wrote {}", f.display());
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cortexflow::engine::update;
 
-use crate::cluster_args::ClusterArgs;
+use super::cluster_args::ClusterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +19,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
-    crate::print_lines(update::retract(&cluster, &a.store, &a.run)?);
+    super::print_lines(update::retract(&cluster, &a.store, &a.run)?);
     Ok(())
 }

@@ -8,7 +8,7 @@ use cortexflow::report::compare::write_comparison;
 use cortexflow::stages::ceiling;
 use cortexflow::store::Recipe;
 
-use crate::cluster_args::ClusterArgs;
+use super::cluster_args::ClusterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,7 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     if let [one] = a.recipes.as_slice() {
         let recipe = Recipe::load(one)?;
-        crate::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
+        super::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
         ceiling_of(&a, &cluster, std::slice::from_ref(&a.out))?;
         reads_said();
         return Ok(());
@@ -67,14 +67,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .map(|p| Ok((stem(p)?, Recipe::load(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let done = many::run_many(&recipes, &req, &a.out, &cluster)?;
-    crate::print_lines(done.lines);
+    super::print_lines(done.lines);
     ceiling_of(&a, &cluster, &done.stores)?;
     if cluster.is_writer() {
         let compare = a.out.join(many::COMPARE);
         std::fs::create_dir_all(&compare)?;
         let (files, table) = write_comparison(&done.stores, &compare)?;
-        print!("{table}");
-        files.iter().for_each(|f| println!("wrote {}", f.display()));
+        super::say_text(&table);
+        files.iter().for_each(|f| say!("wrote {}", f.display()));
     }
     reads_said();
     Ok(())
@@ -94,7 +94,7 @@ fn ceiling_of(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, stores: 
             _ => "the stores are complete, but their noise ceiling failed",
         };
         let lines = ceiling::run_shared(stores, None).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-        crate::print_lines(lines);
+        super::print_lines(lines);
     }
     Ok(())
 }

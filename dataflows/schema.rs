@@ -16,11 +16,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     for n in names {
         let t = schema::table(n)?;
-        println!("{}: {}", t.name, t.doc);
+        say!("{}: {}", t.name, t.doc);
         for c in &t.columns {
             let size = c.size.as_ref().map(|s| format!("[{s}]")).unwrap_or_default();
             let null = if c.nullable { ", nullable" } else { "" };
-            println!("  {:<14} {}{size}{null}  {}", c.name, c.ty, c.doc);
+            say!("  {:<14} {}{size}{null}  {}", c.name, c.ty, c.doc);
         }
     }
     Ok(())

@@ -61,7 +61,7 @@ pub struct Args {
     pub scans: Option<usize>,
     /// Yeo-7 labels of the planted networks, comma-separated (1 Visual, 2 Somatomotor,
     /// 3 Dorsal attention, 4 Ventral attention, 5 Limbic, 6 Frontoparietal, 7 Default).
-    #[arg(long, value_delimiter = ',', default_value = crate::default_text(networks()))]
+    #[arg(long, value_delimiter = ',', default_value = super::default_text(networks()))]
     pub networks: Vec<u16>,
     /// Number of artificial neurons in the synthetic population (without --model).
     #[arg(long, default_value_t = defaults().neurons)]
@@ -85,7 +85,7 @@ pub struct Args {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// With --model: taps whose units are the ANs, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = crate::default_text(ModelSection::default().taps.join(",")))]
+    #[arg(long, value_delimiter = ',', default_value = super::default_text(ModelSection::default().taps.join(",")))]
     pub model_taps: Vec<String>,
     /// With --model: layers (0-based), `all` or indices and ranges such as 0,3,6-11.
     #[arg(long, default_value_t = ModelSection::default().layers)]
@@ -167,7 +167,7 @@ impl Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let summary = simulate::run(&a.options()?)?;
     let scans: Vec<String> = summary.scans.iter().map(|s| s.to_string()).collect();
-    println!(
+    say!(
         "simulated {} subjects × {} runs ({} scans each, {} masked voxels) in {}",
         a.subjects,
         a.runs,
@@ -176,7 +176,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.out.display()
     );
     for f in &summary.files {
-        println!("  {}", f.strip_prefix(&a.out).unwrap_or(f).display());
+        say!("  {}", f.strip_prefix(&a.out).unwrap_or(f).display());
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use cortexflow::engine::update;
 use cortexflow::store::{check_files, FileCheck, Store};
 
-use crate::cluster_args::ClusterArgs;
+use super::cluster_args::ClusterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,20 +23,20 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cluster = a.cluster.cluster()?;
     if a.refresh {
-        crate::print_lines(update::refresh(&cluster, &a.store)?);
+        super::print_lines(update::refresh(&cluster, &a.store)?);
     }
     if !cluster.is_writer() {
         return Ok(());
     }
-    print!("{}", Store::open_reader(&a.store)?.status());
+    super::say_text(&Store::open_reader(&a.store)?.status());
     let (lines, damaged) = match check_files(&a.store, false)? {
         FileCheck::Busy(writer) => {
-            println!("files: not verified now: the store is being written by {writer}");
+            say!("files: not verified now: the store is being written by {writer}");
             return Ok(());
         }
         FileCheck::Done { lines, problems } => (lines, problems),
     };
-    print!("{lines}");
+    super::say_text(&lines);
     if damaged > 0 {
         anyhow::bail!(
             "{}: {damaged} damaged file(s) or interrupted part(s); see above for what repairs each",

@@ -20,7 +20,7 @@ pub struct TapArgs {
     pub model: PathBuf,
     /// Taps, comma-separated: ffn.out (output of the FFN's second linear layer) and/or
     /// ffn.inner (its input, after GELU or SiLU(gate)⊙up).
-    #[arg(long, value_delimiter = ',', default_value = crate::default_text(defaults().taps.join(",")))]
+    #[arg(long, value_delimiter = ',', default_value = super::default_text(defaults().taps.join(",")))]
     pub taps: Vec<String>,
     /// Layers (0-based): `all`, or indices and ranges such as 0,3,6-11.
     #[arg(long, default_value_t = defaults().layers)]

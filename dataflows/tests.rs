@@ -4,7 +4,7 @@
 use clap::Parser;
 use cortexflow::store::Recipe;
 
-use crate::{encode, group, ingest, map, responses, Cli, Command};
+use super::{encode, group, ingest, map, responses, Cli, Command};
 
 fn parse(args: &[&str]) -> Command {
     let argv = std::iter::once("cortexflow").chain(args.iter().copied());

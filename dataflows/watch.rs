@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cortexflow::engine::watch::{self, WatchOptions};
 
-use crate::cluster_args::ClusterArgs;
+use super::cluster_args::ClusterArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -161,3 +161,22 @@ fn check_subject(subject: &str, runs: &[RunFiles], regressors: usize, cv: bool) 
     }
     Ok(())
 }
+
+/// A store's voxel_fits table (the table `encode` writes), from its subjects' maps: one row
+/// per subject and fitted voxel, the voxels whose β is a number (a voxel left out of a fit,
+/// constant in some run, is NaN in every map). Returns the number of rows.
+pub fn store_voxel_fits(store: &Path, out: &Path) -> Result<usize> {
+    let store = Store::open_reader(store)?;
+    let mask = store.read_mask()?;
+    let paths = store.paths();
+    let mut fits: Vec<FittedVoxels> = Vec::new();
+    for subject in store.subjects() {
+        let read = |map: &str| nifti::read_map_rows(&paths.subject_map(&subject, map), &mask);
+        let beta = read("beta")?;
+        let valid: Vec<usize> = (0..mask.len()).filter(|&v| beta.nrows() > 0 && beta[[0, v]].is_finite()).collect();
+        let [alpha, cv_r, cv_r2] = ["alpha", "cv_r", "cv_r2"].map(|m| read(m).map(|r| valid.iter().map(|&v| r[[0, v]]).collect()));
+        fits.push((subject, valid, alpha?, cv_r?, cv_r2?));
+    }
+    encode::write_voxel_fits(out, &mask, &fits)?;
+    Ok(fits.iter().map(|f| f.1.len()).sum())
+}
