@@ -7,7 +7,7 @@
 //! order (numpy's sort leaves them unspecified). Checked against nilearn on stored maps
 //! (tests/it/clusters.rs; scripts/fixtures/make_cluster_fixtures.py).
 
-use ndarray::Array3;
+use ndarray::{s, Array3};
 
 use crate::error::{bail, Result};
 use crate::io::affine::Affine;
@@ -94,17 +94,24 @@ pub fn clusters_table(map: &Array3<f64>, affine: &Affine, o: &ClusterOptions) ->
         let peaks: Vec<f64> = peaks.iter().map(|&p| if below { p.min(0.0) } else { p.max(0.0) }).collect();
         let mut order: Vec<usize> = (0..sizes.len()).collect();
         order.sort_by(|&a, &b| peaks[b].total_cmp(&peaks[a]));
+        let boxes = bounding_boxes(&labels, sizes.len());
         for (rank, &c) in order.iter().enumerate() {
-            let mut masked = Array3::zeros(data.dim());
-            masked.zip_mut_with(&labels, |m: &mut f64, &l| {
+            // The cluster's map (zero outside it) within its bounding box and one voxel
+            // more: every window of the 3 × 3 × 3 filters over the cluster lies inside, so
+            // the maxima are those of the whole grid, at a cluster's cost, not a grid's.
+            let (lo, hi) = boxes[c];
+            let lo = lo.map(|v| v.saturating_sub(1));
+            let hi = [0, 1, 2].map(|a| (hi[a] + 2).min(data.shape()[a]));
+            let window = s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]];
+            let mut masked = Array3::zeros((hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]));
+            ndarray::Zip::from(&mut masked).and(labels.slice(window)).and(signed.slice(window)).for_each(|m, &l, &x| {
                 if l == c + 1 {
-                    *m = 1.0;
+                    *m = if below { -x } else { x };
                 }
             });
-            masked.zip_mut_with(&signed, |m, &x| *m *= if below { -x } else { x });
             let size_mm3 = (sizes[c] as f64 * zooms) as u64;
             let id = rank + offset + 1;
-            for (n, (ijk, value)) in local_maxima(&masked, affine, o.min_distance).into_iter().take(4).enumerate() {
+            for (n, (ijk, value)) in local_maxima(&masked, lo, affine, o.min_distance).into_iter().take(4).enumerate() {
                 rows.push(ClusterPeak {
                     id: match n {
                         0 => id.to_string(),
@@ -119,6 +126,21 @@ pub fn clusters_table(map: &Array3<f64>, affine: &Affine, o: &ClusterOptions) ->
         }
     }
     Ok(rows)
+}
+
+/// Each component's first and last index along each axis (components numbered from 1).
+fn bounding_boxes(labels: &Array3<usize>, n: usize) -> Vec<([usize; 3], [usize; 3])> {
+    let mut boxes = vec![([usize::MAX; 3], [0; 3]); n];
+    for ((i, j, k), &l) in labels.indexed_iter() {
+        if l > 0 {
+            let (lo, hi) = &mut boxes[l - 1];
+            for (a, v) in [i, j, k].into_iter().enumerate() {
+                lo[a] = lo[a].min(v);
+                hi[a] = hi[a].max(v);
+            }
+        }
+    }
+    boxes
 }
 
 /// Face-connected components of `on` (scipy's `label` with its default structure),
@@ -170,8 +192,10 @@ fn filter3(data: &Array3<f64>, pick: fn(f64, f64) -> f64) -> Array3<f64> {
 /// nilearn's `_local_max`: the local maxima of one cluster's map (zero outside it), each
 /// plateau reported at its value-weighted centre of mass (rounded half to even; the
 /// nearest plateau voxel when that falls outside it), sorted by value, then pared so that
-/// no peak lies within `min_distance` mm of the last kept one before it.
-fn local_maxima(data: &Array3<f64>, affine: &Affine, min_distance: f64) -> Vec<([usize; 3], f64)> {
+/// no peak lies within `min_distance` mm of the last kept one before it. `data` is a box
+/// of the grid whose first voxel is `origin`; the peaks are grid indices (a centre is
+/// rounded in grid indices: half to even depends on the index's parity).
+fn local_maxima(data: &Array3<f64>, origin: [usize; 3], affine: &Affine, min_distance: f64) -> Vec<([usize; 3], f64)> {
     let high = filter3(data, f64::max);
     let nonzero = data.iter().filter(|&&x| x != 0.0);
     let (lo, hi) = nonzero.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
@@ -188,7 +212,7 @@ fn local_maxima(data: &Array3<f64>, affine: &Affine, min_distance: f64) -> Vec<(
         if l > 0 {
             let x = data[[i, j, k]];
             weight[l - 1] += x;
-            for (m, v) in moment[l - 1].iter_mut().zip([i, j, k]) {
+            for (m, v) in moment[l - 1].iter_mut().zip([i + origin[0], j + origin[1], k + origin[2]]) {
                 *m += x * v as f64;
             }
         }
@@ -196,13 +220,18 @@ fn local_maxima(data: &Array3<f64>, affine: &Affine, min_distance: f64) -> Vec<(
     let mut peaks: Vec<([usize; 3], f64)> = (0..sizes.len())
         .map(|l| {
             let centre = moment[l].map(|m| (m / weight[l]).round_ties_even());
-            let inside = centre.iter().zip([data.dim().0, data.dim().1, data.dim().2]).all(|(&c, n)| c >= 0.0 && (c as usize) < n);
-            let ijk = centre.map(|c| c as usize);
-            let ijk = match inside && labels[ijk] == l + 1 {
-                true => ijk,
-                false => nearest_voxel(&labels, l + 1, moment[l].map(|m| (m / weight[l]).round_ties_even())),
+            // The centre in the box's indices, when it falls in the box.
+            let local: Option<[usize; 3]> = (0..3)
+                .map(|a| centre[a] - origin[a] as f64)
+                .zip(data.shape().iter().copied())
+                .map(|(c, n)| (c >= 0.0 && (c as usize) < n).then_some(c as usize))
+                .collect::<Option<Vec<usize>>>()
+                .map(|v| [v[0], v[1], v[2]]);
+            let ijk = match local {
+                Some(ijk) if labels[ijk] == l + 1 => ijk,
+                _ => nearest_voxel(&labels, l + 1, centre, origin),
             };
-            (ijk, data[ijk])
+            ([0, 1, 2].map(|a| ijk[a] + origin[a]), data[ijk])
         })
         .collect();
     peaks.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -221,13 +250,13 @@ fn local_maxima(data: &Array3<f64>, affine: &Affine, min_distance: f64) -> Vec<(
     peaks.into_iter().zip(keep).filter(|(_, k)| *k).map(|(p, _)| p).collect()
 }
 
-/// The voxel of component `l` nearest `point` (index space), the first in [i, j, k]
-/// order among equals.
-fn nearest_voxel(labels: &Array3<usize>, l: usize, point: [f64; 3]) -> [usize; 3] {
+/// The voxel of component `l` nearest `point` (grid indices; `labels` is the box from
+/// `origin`), in the box's indices: the first in [i, j, k] order among equals.
+fn nearest_voxel(labels: &Array3<usize>, l: usize, point: [f64; 3], origin: [usize; 3]) -> [usize; 3] {
     let mut best = ([0; 3], f64::INFINITY);
     for ((i, j, k), &m) in labels.indexed_iter() {
         if m == l {
-            let d = [i, j, k].iter().zip(point).map(|(&v, p)| (v as f64 - p).powi(2)).sum::<f64>();
+            let d = [i + origin[0], j + origin[1], k + origin[2]].iter().zip(point).map(|(&v, p)| (v as f64 - p).powi(2)).sum::<f64>();
             if d < best.1 {
                 best = ([i, j, k], d);
             }
