@@ -40,6 +40,8 @@ pub struct Roi {
     pub centre: [f64; 3],
     pub radius_mm: f64,
     pub network: String,
+    /// The region's own name, from a `name` column (Dosenbach's "vmPFC", "dACC", …).
+    pub name: Option<String>,
 }
 
 /// Reads `label,name` lines (a header or label 0 is skipped); labels must be integers.
@@ -164,6 +166,7 @@ pub fn read_coordinates(path: &Path, text: &str, default_radius_mm: f64) -> Resu
     let z = need("z", find(&|c| c == "z"))?;
     let net = need("network", find(&|c| c == "network" || c == "netname"))?;
     let radius = find(&|c| c.starts_with("radius"));
+    let name = find(&|c| c == "name");
     let mut rois = Vec::new();
     for (n, line) in lines {
         let f = split(line);
@@ -200,6 +203,7 @@ pub fn read_coordinates(path: &Path, text: &str, default_radius_mm: f64) -> Resu
             centre,
             radius_mm,
             network,
+            name: name.and_then(|i| f.get(i)).filter(|s| !s.is_empty()).cloned(),
         });
     }
     if rois.is_empty() {
@@ -247,6 +251,7 @@ mod tests {
         assert_eq!(rois.len(), 2);
         assert_eq!(rois[1].centre, [29.0, 57.0, 18.0]);
         assert_eq!(rois[0].radius_mm, 5.0);
+        assert_eq!(rois[1].name.as_deref(), Some("aPFC"));
         let txt = "x y z radius(mm) netWorkbenchLabel netName\n-56.16 -44.76 -24.23 5 0 unassigned\n1 2 3 4 1 Visual\n";
         let rois = read_coordinates(p, txt, 9.0).unwrap();
         assert_eq!(
@@ -254,7 +259,8 @@ mod tests {
             vec![Roi {
                 centre: [1.0, 2.0, 3.0],
                 radius_mm: 4.0,
-                network: "Visual".into()
+                network: "Visual".into(),
+                name: None
             }]
         );
         let bad = "x,y,z,network\n1,2,3,a\n4,five,6,b\n";

@@ -14,6 +14,7 @@ pub mod page;
 pub mod regions;
 pub mod sections;
 pub mod slices;
+pub mod viewer;
 
 use std::path::{Path, PathBuf};
 

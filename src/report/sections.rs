@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::error::Result;
+use crate::io::atlas::{read_coordinates, Roi};
+use crate::io::embedded::{self, BuiltinAtlas};
 use crate::io::nifti::{self, Mask};
 use crate::kernels::clusters_table::{clusters_table, ClusterOptions};
 use crate::io::parquet::{
@@ -14,7 +16,8 @@ use crate::io::parquet::{
 
 use crate::report::figures;
 use crate::report::page::{esc, Page};
-use crate::report::slices::{self, Picture, Volume};
+use crate::report::slices::{self, Volume};
+use crate::report::viewer::{MapView, Viewers};
 use crate::store::{list, Store};
 use crate::stages::compare::{comparison as compare_analyses, FIGURE_TITLE, FIGURE_Y};
 use crate::stages::mapping as map;
@@ -162,6 +165,8 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
         .filter(|v| v.is_finite())
         .fold(3.0f64, f64::max)
         .min(12.0) as f32;
+    let viewers = Viewers::new(page, &mask, &bg, &temps);
+    let regions = named_regions()?;
     for a in 0..sig.nrows() {
         let overlay = Volume::from_masked(&mask, &sig.row(a).to_vec());
         let peak_of = if overlay.data.iter().any(|v| v.is_finite() && *v != 0.0) {
@@ -171,23 +176,6 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
         };
         let mine: Vec<_> = rows.iter().filter(|r| r.atom as usize == a).collect();
         let assigned = mine.iter().find(|r| r.assigned);
-        let outline: Option<Vec<bool>> = assigned.and_then(|r| {
-            temps.iter().find(|t| t.name == r.fbn).map(|t| {
-                let mut full = vec![false; mask.grid.n_voxels()];
-                for (&l, &inside) in mask.linear.iter().zip(&t.voxels) {
-                    full[l] = inside;
-                }
-                full
-            })
-        });
-        let picture = Picture {
-            background: &bg,
-            overlay: &overlay,
-            vmax,
-            outline: outline.as_deref(),
-            cut: peak_of,
-        };
-        let png = slices::orthogonal_png(&mask.grid, &picture)?;
         let count = sig
             .row(a)
             .iter()
@@ -206,17 +194,46 @@ pub fn group_maps(page: &mut Page, store: &Store) -> Result<()> {
             ),
             (None, None) => format!("atom {a}: unassigned"),
         };
-        page.png(&png, &format!("group z map of atom {a}"), &caption)?;
-        cluster_table(page, &mask, &sig.row(a).to_vec(), &temps, a)?;
+        let surviving = sig.row(a).iter().filter(|v| v.is_finite() && **v != 0.0).fold(f64::INFINITY, |m, v| m.min(v.abs()));
+        let view = MapView {
+            label: "group z",
+            atom: Some(a),
+            values: &z.row(a).to_vec(),
+            threshold: if surviving.is_finite() { surviving } else { f64::from(vmax) },
+            vmax: f64::from(vmax),
+            outline: assigned.and_then(|r| temps.iter().position(|t| t.name == r.fbn)),
+            cut: peak_of,
+        };
+        viewers.figure(page, &view, &caption)?;
+        cluster_table(page, &mask, &sig.row(a).to_vec(), &temps, &regions, a)?;
     }
     page.end();
     Ok(())
 }
 
+/// The named regions that label the cluster peaks: Dosenbach et al. 2010's 160 ROIs (MNI
+/// centres named by area: "vmPFC", "dACC", "occipital", …), embedded with the atlases.
+fn named_regions() -> Result<Vec<Roi>> {
+    match embedded::atlas("dosenbach2010") {
+        Some(BuiltinAtlas::Coordinates { file, text, default_radius_mm }) => Ok(read_coordinates(std::path::Path::new(file), text, default_radius_mm)?),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The region whose centre is nearest to `xyz` (mm), with its distance: "dACC, 6 mm".
+fn nearest_region(regions: &[Roi], xyz: [f64; 3]) -> String {
+    let distance = |r: &Roi| r.centre.iter().zip(xyz).map(|(c, x)| (c - x) * (c - x)).sum::<f64>().sqrt();
+    regions
+        .iter()
+        .filter_map(|r| r.name.as_ref().map(|n| (n, distance(r))))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or_else(|| "—".to_string(), |(n, d)| format!("{n}, {d:.0} mm"))
+}
+
 /// The clusters of one atom's thresholded map, as nilearn's `get_clusters_table` lists
 /// them (threshold 0, both signs: every voxel that survived the group threshold), with
-/// the network of the mapping's atlas at each peak.
-fn cluster_table(page: &mut Page, mask: &Mask, thresholded: &[f64], temps: &[crate::io::atlas::Template], atom: usize) -> Result<()> {
+/// the network of the mapping's atlas at each peak and the nearest named region.
+fn cluster_table(page: &mut Page, mask: &Mask, thresholded: &[f64], temps: &[crate::io::atlas::Template], regions: &[Roi], atom: usize) -> Result<()> {
     let mut volume = ndarray::Array3::zeros(mask.grid.shape);
     let mut position = std::collections::HashMap::new();
     for (v, (ijk, &z)) in mask.ijk().zip(thresholded).enumerate() {
@@ -233,24 +250,32 @@ fn cluster_table(page: &mut Page, mask: &Mask, thresholded: &[f64], temps: &[cra
         let names: Vec<&str> = temps.iter().filter(|t| v.is_some_and(|&v| t.voxels[v])).map(|t| t.name.as_str()).collect();
         if names.is_empty() { "—".to_string() } else { names.join(", ") }
     };
+    const SHOWN: usize = 12;
+    let header = "<tr><th>cluster</th><th>x (mm)</th><th>y (mm)</th><th>z (mm)</th><th>peak z</th><th>size (mm³)</th><th>network at the peak</th><th>nearest region (Dosenbach 2010)</th></tr>";
     let _ = write!(
         page.body,
-        "<table class=\"clusters\" data-atom=\"{atom}\"><caption>atom {atom}: clusters (face-connected; up to 3 subpeaks 8 mm apart)</caption><tr><th>cluster</th><th>x (mm)</th><th>y (mm)</th><th>z (mm)</th><th>peak z</th><th>size (mm³)</th><th>network at the peak</th></tr>"
+        "<table class=\"clusters\" data-atom=\"{atom}\" data-rows=\"{}\"><caption>atom {atom}: clusters by peak (face-connected; up to 3 subpeaks 8 mm apart)</caption>{header}",
+        rows.len()
     );
-    for r in rows {
+    for (n, r) in rows.iter().enumerate() {
+        if n == SHOWN {
+            // The rest stays one click away: a noisy map can have hundreds of small clusters.
+            let _ = write!(page.body, "</table><details class=\"clusters\"><summary>{} more rows</summary><table class=\"clusters\">{header}", rows.len() - SHOWN);
+        }
         let size = r.size_mm3.map_or(String::new(), |s| s.to_string());
         let _ = write!(
             page.body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{size}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{size}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.id),
             r.xyz[0],
             r.xyz[1],
             r.xyz[2],
             r.value,
-            esc(&network(r.ijk))
+            esc(&network(r.ijk)),
+            esc(&nearest_region(regions, r.xyz))
         );
     }
-    page.body.push_str("</table>");
+    page.body.push_str(if rows.len() > SHOWN { "</table></details>" } else { "</table>" });
     Ok(())
 }
 
@@ -460,21 +485,23 @@ pub fn encoding(page: &mut Page, store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Orthogonal slices through the peak of a masked map's positive part, over the template,
-/// saturating at its largest value (at least 0.05).
-pub fn positive_slices(page: &mut Page, mask: &Mask, values: &[f64], alt: &str, what: &str) -> Result<()> {
-    let overlay = Volume::from_masked(mask, &values.iter().map(|&m| if m > 0.0 { m } else { 0.0 }).collect::<Vec<_>>());
+/// A viewer of a masked map's positive part over the template, saturating at its largest
+/// value (at least 0.05), its cross-hair at the peak.
+pub fn positive_slices(page: &mut Page, mask: &Mask, values: &[f64], label: &str, what: &str) -> Result<()> {
+    let positive: Vec<f64> = values.iter().map(|&m| if m > 0.0 { m } else { 0.0 }).collect();
     let (bg, _) = slices::background(mask)?;
-    let vmax = values.iter().copied().filter(|v| v.is_finite()).fold(0.05, f64::max) as f32;
-    let picture = Picture {
-        background: &bg,
-        overlay: &overlay,
+    let vmax = values.iter().copied().filter(|v| v.is_finite()).fold(0.05, f64::max);
+    let viewers = Viewers::new(page, mask, &bg, &[]);
+    let view = MapView {
+        label,
+        atom: None,
+        values: &positive,
+        threshold: 0.0,
         vmax,
         outline: None,
-        cut: overlay.peak(),
+        cut: Volume::from_masked(mask, &positive).peak(),
     };
-    let png = slices::orthogonal_png(&mask.grid, &picture)?;
-    page.png(&png, alt, &format!("{what} (positive part; saturates at {vmax:.2})"))
+    viewers.figure(page, &view, &format!("{what} (positive part; saturates at {vmax:.2})"))
 }
 
 pub fn metrics(page: &mut Page, store: &Store) -> Result<()> {

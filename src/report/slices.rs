@@ -1,12 +1,11 @@
 //! Brain maps as pictures: three orthogonal slices (sagittal, coronal, axial) through a
-//! chosen voxel, side by side, as a PNG. The background is the MNI152 T1 template (embedded
+//! chosen voxel, side by side, as a PNG (the figures folder's copy of a viewer). The background is the MNI152 T1 template (embedded
 //! for the 4 mm and 2 mm MNI grids; other grids show the analysis mask in grey); the
 //! overlay is a signed map (warm for positive, cool for negative, transparent at zero); an
 //! optional outline marks the border of a network. Axes are shown with world coordinates
 //! increasing to the right and upwards (left hemisphere on the left).
 
 use crate::error::{Context, Result};
-use base64::Engine as _;
 use crate::io::nifti::{Grid, Mask};
 
 use crate::io::embedded;
@@ -216,12 +215,4 @@ pub fn orthogonal_png(grid: &Grid, p: &Picture) -> Result<Vec<u8>> {
         w.write_image_data(&rgb).context("PNG data")?;
     }
     Ok(out)
-}
-
-/// A PNG as a `data:` URI for an <img>.
-pub fn data_uri(png: &[u8]) -> String {
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(png)
-    )
 }

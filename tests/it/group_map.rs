@@ -342,6 +342,7 @@ fn spheres_cover_the_voxels_within_the_radius() {
         centre,
         radius_mm: r,
         network: net.into(),
+        name: None,
     };
     let t = atlas::sphere_templates(&[roi(5.0, "a"), roi(4.0, "b"), roi(5.7, "c")], &mask);
     let sizes: Vec<usize> = t.iter().map(|t| t.size()).collect();
