@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::error::{err, Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Colours of the series, in order (Okabe–Ito, distinguishable with colour blindness).
 pub const PALETTE: [RGBColor; 8] = [
@@ -23,6 +24,12 @@ pub const PALETTE: [RGBColor; 8] = [
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// Draws on a fresh white SVG of `size` and returns its text.
+/// Tick labels and axis titles: plotters' SVG backend writes a font of size s as
+/// s / 1.24 px, so these are about 13 and 14 px on the page (its defaults scale with the
+/// chart and came out at 4–10 px).
+const TICKS: (&str, u32) = ("sans-serif", 16);
+const AXES: (&str, u32) = ("sans-serif", 17);
+
 fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> Result<()>) -> Result<String> {
     let mut text = String::new();
     {
@@ -90,6 +97,8 @@ pub fn bars(
         // Ask for a key point every half category and label only the centres.
         chart
             .configure_mesh()
+            .label_style(TICKS)
+            .axis_desc_style(AXES)
             .disable_x_mesh()
             .x_labels(2 * n + 1)
             .x_label_formatter(&|x| centre_label(&labels, *x))
@@ -128,6 +137,7 @@ pub fn bars(
         if series.len() > 1 {
             chart
                 .configure_series_labels()
+                .label_font(TICKS)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw()
@@ -181,7 +191,7 @@ pub fn panels(title: &str, x_label: &str, series: &[(String, Vec<f64>)]) -> Resu
                 .build_cartesian_2d(0f64..values.len().max(2) as f64 - 1.0, lo - pad..hi + pad)
                 .map_err(fail)?;
             let mut mesh = chart.configure_mesh();
-            mesh.disable_mesh().y_labels(2).y_desc(name.as_str());
+            mesh.disable_mesh().y_labels(2).y_desc(name.as_str()).label_style(TICKS).axis_desc_style(AXES);
             if last {
                 mesh.x_desc(x_label);
             }
@@ -220,6 +230,8 @@ pub fn heatmap(
         let (rl, cl) = (rows.to_vec(), cols.to_vec());
         chart
             .configure_mesh()
+            .label_style(TICKS)
+            .axis_desc_style(AXES)
             .disable_mesh()
             .x_labels(2 * nc + 1)
             .y_labels(2 * nr + 1)
@@ -253,8 +265,8 @@ pub fn heatmap(
             chart
                 .draw_series(std::iter::once(Text::new(
                     format!("{v:.2}"),
-                    (x + 0.3, y + 0.65),
-                    ("sans-serif", 12).into_font().color(&ink),
+                    (x + 0.5, y + 0.5),
+                    ("sans-serif", 15).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center)),
                 )))
                 .map_err(fail)?;
         }
@@ -291,6 +303,8 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Res
             .map_err(fail)?;
         chart
             .configure_mesh()
+            .label_style(TICKS)
+            .axis_desc_style(AXES)
             .disable_x_mesh()
             .x_desc(x_label)
             .y_desc("voxels")
