@@ -227,7 +227,7 @@ pub fn cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             return e.exit_code().clamp(0, 255) as u8;
         }
     };
-    match run(command) {
+    match run(command).and_then(|()| unwritten()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -273,14 +273,31 @@ thread_local! {
     /// The lines of a command run for the Python package, which returns them instead of
     /// printing them (a notebook does not show the process's stdout).
     static CAPTURED: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+    /// The first failed write to stdout (a full disk), reported when the command ends.
+    static UNWRITTEN: std::cell::RefCell<Option<std::io::Error>> = const { std::cell::RefCell::new(None) };
 }
 
 /// One line of a command's result: printed, or kept for [`captured`].
 fn say_line(line: String) {
+    use std::io::Write as _;
     CAPTURED.with_borrow_mut(|kept| match kept {
         Some(lines) => lines.push(line),
-        None => println!("{line}"),
+        None => {
+            if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+                UNWRITTEN.with_borrow_mut(|first| {
+                    first.get_or_insert(e);
+                });
+            }
+        }
     })
+}
+
+/// The first write to stdout that failed, as an error.
+fn unwritten() -> anyhow::Result<()> {
+    match UNWRITTEN.take() {
+        Some(e) => Err(anyhow::anyhow!("writing the results to stdout: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// Text of whole lines (each ending in a newline), as [`say_line`] says them.
@@ -288,22 +305,39 @@ fn say_text(text: &str) {
     text.lines().map(str::to_string).for_each(say_line);
 }
 
-/// Runs a parsed command on this thread and returns the lines it would have printed.
+/// Runs a parsed command on this thread and returns the lines it would have printed
+/// (`--help` and `--version` return their text).
 pub fn captured(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Vec<String>, CliError> {
-    let command = Cli::try_parse_from(args).map_err(|e| CliError::Usage(e.render().to_string()))?;
+    use clap::error::ErrorKind;
+    let command = match Cli::try_parse_from(args) {
+        Ok(cli) => cli.command,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            return Ok(e.render().to_string().lines().map(str::to_string).collect());
+        }
+        // clap's first paragraph (what is wrong, with the arguments it names), one line.
+        Err(e) => {
+            let text = e.render().to_string();
+            let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            return Err(CliError::Usage(first.join(" ").trim_start_matches("error: ").to_string()));
+        }
+    };
     CAPTURED.set(Some(Vec::new()));
-    let done = run(command.command);
+    let done = run(command);
     let lines = CAPTURED.take().unwrap_or_default();
-    done.map(|()| lines).map_err(|e| CliError::Failed(format!("{e:#}")))
+    match done {
+        Ok(()) => Ok(lines),
+        Err(e) => Err(CliError::Failed(format!("{e:#}"), lines)),
+    }
 }
 
 /// Why a command run for the Python package did not finish.
 #[derive(Debug)]
 pub enum CliError {
-    /// The arguments (clap's message, with the usage).
+    /// The arguments: clap's message, one line.
     Usage(String),
-    /// The command's own error, as one line.
-    Failed(String),
+    /// The command's own error, as one line, and the lines it said before it failed (what
+    /// `status` found damaged, say).
+    Failed(String, Vec<String>),
 }
 
 /// A default computed from the recipe, as clap's `default_value` takes it (made once per

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import TYPE_CHECKING, Any, Iterable, Union
 
 from . import _native
+
+if TYPE_CHECKING:
+    from ._store import Store
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def text(value: Any) -> str:
+    """An argument as the command line reads it (a path, a Store, a number)."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+
+
 def flags(options: dict[str, Any]) -> list[str]:
-    """``--name value`` for each option that is set: ``True`` is a bare flag, ``False`` and
-    ``None`` leave the option out (its default), a list is comma-separated."""
+    """``--name=value`` for each option that is set (so a value may start with ``-``):
+    ``True`` is a bare flag, ``False`` and ``None`` leave the option out (its default), a
+    list is comma-separated."""
     out: list[str] = []
     for name, value in options.items():
         if value is None or value is False:
@@ -22,16 +31,16 @@ def flags(options: dict[str, Any]) -> list[str]:
         if value is True:
             out.append(flag)
         elif isinstance(value, (list, tuple)):
-            out += [flag, ",".join(str(v) for v in value)]
+            out.append(f"{flag}={','.join(text(v) for v in value)}")
         else:
-            out += [flag, str(value)]
+            out.append(f"{flag}={text(value)}")
     return out
 
 
 def command(name: str, *args: PathLike, **options: Any) -> list[str]:
     """Runs ``cortexflow <name> <args> <options>`` in this process and returns the lines it
     prints. Any command of ``cortexflow --help``; e.g. ``command("status", "store")``."""
-    return _native.command([name, *(str(a) for a in args), *flags(options)])
+    return _native.command([name, *(text(a) for a in args), *flags(options)])
 
 
 def simulate(out: PathLike, **options: Any) -> list[str]:
@@ -41,7 +50,7 @@ def simulate(out: PathLike, **options: Any) -> list[str]:
     return command("simulate", out=out, **options)
 
 
-def demo(out: PathLike = "cortexflow-demo", *, model: str = "minilm", subjects: int | None = None, seed: int | None = None, quiet: bool = False):
+def demo(out: PathLike = "cortexflow-demo", *, model: str = "minilm", subjects: int | None = None, seed: int | None = None, quiet: bool = False) -> "Store":
     """The main job on the embedded default (``cortexflow demo``): simulate, analyse,
     report (``out/report.html``) and score against the planted truth. Prints its summary
     unless ``quiet`` and returns the :class:`Store` (``out/store``)."""

@@ -30,31 +30,46 @@ create_exception!(
     cortexflow,
     UsageError,
     PyValueError,
-    "Options a command does not take, or values it refuses (clap's message, with the usage)."
+    "Options a command does not take, or values it refuses (clap's message, one line)."
 );
 
 /// Runs the command line on ``argv`` (the program's name first) and returns its exit
 /// status: 0 done, 1 failed (the error printed on stderr), 2 a usage error.
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
-    py.detach(|| cli::cli(argv.into_iter().map(OsString::from)))
+    py.detach(|| {
+        let _one = ONE_COMMAND.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cli::cli(argv.into_iter().map(OsString::from))
+    })
 }
 
 /// Runs one command (``argv`` without the program's name) and returns the lines it would
-/// print. Raises CortexflowError with the command's message, UsageError for bad options.
+/// print. Raises CortexflowError with the command's message (and ``.lines``, what it said
+/// before failing), UsageError for bad options. Commands of one process run one at a time.
 #[pyfunction]
 fn command(py: Python<'_>, argv: Vec<String>) -> PyResult<Vec<String>> {
     let args = std::iter::once(OsString::from("cortexflow")).chain(argv.into_iter().map(OsString::from));
     let args: Vec<OsString> = args.collect();
-    py.detach(|| cli::captured(args)).map_err(|e| match e {
-        // clap's first line, without its "error: " (the rest is a pointer to --help).
-        cli::CliError::Usage(text) => {
-            let first = text.lines().next().unwrap_or_default();
-            UsageError::new_err(first.trim_start_matches("error: ").to_string())
+    // One command at a time in a process: the store's lock is held per process (a
+    // command's own workers re-enter it), so threads must not write side by side.
+    let done = py.detach(|| {
+        let _one = ONE_COMMAND.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cli::captured(args)
+    });
+    done.map_err(|e| match e {
+        cli::CliError::Usage(text) => UsageError::new_err(text),
+        cli::CliError::Failed(text, lines) => {
+            let err = CortexflowError::new_err(text);
+            // What the command said before it failed (`status`: each damaged file).
+            if let Err(e) = err.value(py).setattr("lines", lines) {
+                return e;
+            }
+            err
         }
-        cli::CliError::Failed(text) => CortexflowError::new_err(text),
     })
 }
+
+static ONE_COMMAND: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The files of a store that the readers open, after its manifest is read and checked:
 /// ``{"neurons", "codes", "subgroups", "an_fbn", "atom_fbn", "metrics", "mask", "group":

@@ -40,8 +40,15 @@ def test_errors_are_exceptions_with_the_command_lines_message(tmp_path):
         cortexflow.simulate(tmp_path / "sim", subjects="many")
     with pytest.raises(cortexflow.UsageError, match="unexpected argument '--colour'"):
         cortexflow.simulate(tmp_path / "sim", colour="blue")
+    with pytest.raises(cortexflow.UsageError, match=r"^the following required arguments were not provided: --data <DATA>$"):
+        cortexflow.Store(tmp_path / "s").run("recipe.toml", data=None)
+    with pytest.raises(cortexflow.UsageError, match="-1"):
+        cortexflow.Store(tmp_path / "s").status(workers=-1)
+    assert cortexflow.command("--version") == [f"cortexflow {cortexflow.__version__}"]
     with pytest.raises(cortexflow.CortexflowError, match="not a cortexflow store"):
         cortexflow.Store(tmp_path).neurons()
+    with pytest.raises(TypeError, match="a subject label"):
+        cortexflow.Store(tmp_path).subject_map(1)
     with pytest.raises(ValueError, match="letters, digits and _ only"):
         cortexflow.Store(tmp_path).group_map("../../etc/passwd")
 
@@ -101,7 +108,72 @@ def test_retract_then_ingest_restores_the_results(analysis, store_copy):
     assert "6 runs of 3 subjects" in store_copy.status()
 
 
+def test_a_damaged_store_says_which_file_and_what_repairs_it(store_copy):
+    (store_copy.path / "map" / "atom_fbn.parquet").unlink()
+    with pytest.raises(cortexflow.CortexflowError) as failed:
+        store_copy.status()
+    message = str(failed.value)
+    assert "1 damaged file(s)" in message and "map/atom_fbn.parquet: missing" in message, message
+    assert any("map/atom_fbn.parquet" in line for line in failed.value.lines)
+    store_copy.status(refresh=True)
+    assert len(store_copy.atom_fbn()) > 0
+    (store_copy.path / "group" / "z.nii.gz").write_bytes(b"not a NIfTI")
+    with pytest.raises(cortexflow.CortexflowError, match="z.nii.gz: not a readable NIfTI image"):
+        store_copy.group_map("z")
+
+
+def test_threads_run_commands_one_at_a_time(store_copy):
+    """The store's lock is per process: two threads retracting at once must not both write."""
+    import threading
+
+    errors = []
+
+    def retract(run):
+        try:
+            store_copy.retract(run)
+        except cortexflow.CortexflowError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=retract, args=(f"sub-0{s}/task-lpp/run-2",)) for s in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    assert "3 runs of 3 subjects" in store_copy.status()
+
+
 def test_report_of_a_store(store_copy):
     path = store_copy.report()
     assert path == store_copy.path / "report.html"
     assert path.stat().st_size > 10_000
+
+
+def test_the_gil_is_released_while_rust_computes(tmp_path):
+    """Another Python thread keeps running during a command: it would stop for the whole
+    call if the extension held the GIL."""
+    import threading
+    import time
+
+    done = threading.Event()
+    ticks = 0
+
+    def count():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    started = time.perf_counter()
+    try:
+        cortexflow.simulate(tmp_path / "sim", subjects=2, runs=1, scans=200)
+    finally:
+        done.set()
+        counter.join()
+    seconds = time.perf_counter() - started
+    # At most one tick a millisecond (~500 a second here, with the command on the other
+    # core); with the GIL held, none during the call.
+    print(f"{ticks} ticks in {seconds:.2f} s")
+    assert seconds > 0.2 and ticks > 50 * seconds, (ticks, seconds)

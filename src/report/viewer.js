@@ -19,7 +19,7 @@
     g.bg = bytes(g.background);
     g.index = new Int32Array(nx * ny * nz).fill(-1);
     new Uint32Array(bytes(g.mask).buffer).forEach((l, v) => (g.index[l] = v));
-    g.net = bytes(g.network);
+    g.net = new Uint16Array(bytes(g.network).buffer);
     g.flip = [0, 1, 2].map((r) => g.affine[r * 4 + r] < 0);
     g.scale = Math.max(2, Math.floor(220 / Math.max(nx, ny, nz)));
     return (grids[id] = g);
@@ -68,9 +68,10 @@
       canvas.height = g.shape[p.v] * s;
       canvas.addEventListener("click", (e) => {
         const r = canvas.getBoundingClientRect();
-        const pu = Math.floor(((e.clientX - r.left) * canvas.width) / r.width / s);
-        const pv = g.shape[p.v] - 1 - Math.floor(((e.clientY - r.top) * canvas.height) / r.height / s);
-        if (pu < 0 || pv < 0 || pu >= g.shape[p.u] || pv >= g.shape[p.v]) return;
+        // Clamped: the canvas's edge may sit at a fractional pixel of the page.
+        const clamp = (x, n) => Math.min(n - 1, Math.max(0, x));
+        const pu = clamp(Math.floor(((e.clientX - r.left) * canvas.width) / r.width / s), g.shape[p.u]);
+        const pv = clamp(g.shape[p.v] - 1 - Math.floor(((e.clientY - r.top) * canvas.height) / r.height / s), g.shape[p.v]);
         state.cut[p.u] = shown(g, p.u, pu);
         state.cut[p.v] = shown(g, p.v, pv);
         draw();
@@ -84,7 +85,7 @@
     const controls = element("div", "vcontrols", box);
     const label = element("label", "", controls, `threshold |${quantity}| ≥ `);
     const slider = element("input", "threshold", label);
-    Object.assign(slider, { type: "range", min: 0, max: vmax, step: 0.05, value: state.thr });
+    Object.assign(slider, { type: "range", min: 0, max: vmax, step: "any", value: state.thr });
     const thrText = element("span", "thr", label);
     const count = element("span", "count", controls);
     slider.addEventListener("input", () => {
@@ -254,7 +255,7 @@
       const [x, y, w] = world(g, state.cut);
       const l = linear(g, state.cut);
       const v = g.index[l];
-      const network = g.networks.length ? ` · network ${g.net[v] === 255 ? "none" : g.networks[g.net[v]]}` : "";
+      const network = g.networks.length ? ` · network ${g.net[v] === 65535 ? "none" : g.networks[g.net[v]]}` : "";
       const what = v < 0 ? "outside the mask" : `${quantity} ${value(l).toFixed(3)}${network}`;
       readout.textContent = `MNI (x, y, z) = (${x.toFixed(1)}, ${y.toFixed(1)}, ${w.toFixed(1)}) mm · voxel [${state.cut.join(", ")}] · ${what}`;
     }
@@ -267,7 +268,15 @@
     try {
       viewer(fig);
     } catch (e) {
+      // Said in the figure and to the console; the page's figure check reports it broken.
       fig.dataset.drawn = "error: " + e;
+      const note = document.createElement("p");
+      note.className = "note";
+      note.textContent = "This map could not be drawn: " + e;
+      fig.insertBefore(note, fig.firstChild);
+      setTimeout(() => {
+        throw e;
+      });
     }
   });
 })();

@@ -60,21 +60,22 @@ impl<'a> Viewers<'a> {
         let affine: Vec<f64> = mask.grid.affine.0.iter().flatten().copied().collect();
         let bg: Vec<u8> = background.data.iter().map(|v| (v.clamp(0.0, 1.0) * 235.0) as u8).collect();
         let linear: Vec<u8> = mask.linear.iter().flat_map(|&l| (l as u32).to_le_bytes()).collect();
-        // The first network that holds each voxel (255: none); Yeo's are disjoint.
+        // The first network that holds each voxel (u16; 65535: none); Yeo's are disjoint.
         let network: Vec<u8> = (0..mask.len())
-            .map(|v| temps.iter().position(|t| t.voxels[v]).map_or(255, |t| t.min(254) as u8))
+            .flat_map(|v| (temps.iter().position(|t| t.voxels[v]).map_or(u16::MAX, |t| t.min(65534) as u16)).to_le_bytes())
             .collect();
-        let names: Vec<String> = temps.iter().map(|t| format!("\"{}\"", t.name.replace(['"', '\\', '<'], "_"))).collect();
-        let _ = write!(
-            page.body,
-            "<script type=\"application/json\" id=\"{id}\">{{\"shape\":{:?},\"affine\":{:?},\"background\":\"{}\",\"mask\":\"{}\",\"network\":\"{}\",\"networks\":[{}]}}</script>",
-            mask.grid.shape,
-            affine,
-            b64(&bg),
-            b64(&linear),
-            b64(&network),
-            names.join(",")
-        );
+        let names: Vec<&str> = temps.iter().map(|t| t.name.as_str()).collect();
+        let grid = serde_json::json!({
+            "shape": mask.grid.shape,
+            "affine": affine,
+            "background": b64(&bg),
+            "mask": b64(&linear),
+            "network": b64(&network),
+            "networks": names,
+        });
+        // JSON inside <script>: "<" escaped, so no name can close the element.
+        let text = grid.to_string().replace('<', "\\u003c");
+        let _ = write!(page.body, "<script type=\"application/json\" id=\"{id}\">{text}</script>");
         Viewers { id, mask, background, temps }
     }
 
