@@ -184,7 +184,10 @@ fn the_demo_recovers_the_planted_networks_and_its_report_renders() {
     }
     // Each atom with significant voxels gets its table of clusters (tests/it/clusters.rs
     // holds the kernel to nilearn's get_clusters_table).
-    assert!(page.contains("<table class=\"clusters\" data-atom=\"0\">"), "no cluster table");
+    assert!(page.contains("<table class=\"clusters\" data-atom=\"0\" data-rows=\""), "no cluster table");
+    // Each atom's group map is a viewer (drawn by the page's script; the browser check
+    // below counts it drawn, python/tests/test_viewer.py clicks in it).
+    assert!(page.contains("<figure class=\"fig viewer\" id=\"fig2\" data-grid=\""), "no viewer");
     renders(&html, figures(&text));
 }
 
