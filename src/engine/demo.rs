@@ -181,6 +181,8 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
     let note = choose_model(model, &mut sim)?;
     let found = note.is_none();
     sim.out = out.join("data");
+    // Options are checked before the first step is announced.
+    simulate::validate(&sim)?;
     stage(
         1,
         &format!(

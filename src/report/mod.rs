@@ -44,6 +44,7 @@ pub fn run(stores: &[PathBuf], out: &Path, figures: Option<&Path>) -> Result<Rep
     let mut page = Page {
         body: String::new(),
         figures: 0,
+        grids: 0,
         notes: Vec::new(),
         files: figures.map(Path::to_path_buf),
     };

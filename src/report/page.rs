@@ -12,6 +12,8 @@ use crate::store::Store;
 pub struct Page {
     pub body: String,
     pub figures: usize,
+    /// Grids written for viewers (each one's element id).
+    pub grids: usize,
     pub notes: Vec<String>,
     /// Also write each figure here as figNN.svg / figNN.png.
     pub files: Option<PathBuf>,

@@ -56,7 +56,8 @@ impl<'a> Viewers<'a> {
     /// Writes the grid: shape, affine, the anatomical background, the mask's voxels and the
     /// network of each among `temps` (the readout's names; none for a map without an atlas).
     pub fn new(page: &mut Page, mask: &'a Mask, background: &'a Volume, temps: &'a [Template]) -> Viewers<'a> {
-        let id = format!("cf-grid-{}", page.figures);
+        page.grids += 1;
+        let id = format!("cf-grid-{}", page.grids);
         let affine: Vec<f64> = mask.grid.affine.0.iter().flatten().copied().collect();
         let bg: Vec<u8> = background.data.iter().map(|v| (v.clamp(0.0, 1.0) * 235.0) as u8).collect();
         let linear: Vec<u8> = mask.linear.iter().flat_map(|&l| (l as u32).to_le_bytes()).collect();

@@ -569,7 +569,7 @@ fn memory_needed(opt: &SimulateOptions, scans: usize) -> u128 {
 
 /// (Longer than ~50 lines on purpose: every option's rule in one place, in the order of
 /// the help, so a command line fails on its first bad option.)
-fn validate(opt: &SimulateOptions) -> Result<()> {
+pub(crate) fn validate(opt: &SimulateOptions) -> Result<()> {
     if opt.subjects == 0 || opt.runs == 0 {
         bail!("--subjects and --runs must be at least 1");
     }
