@@ -28,6 +28,8 @@ fn windows(m: &dyn model::LanguageModel) -> Vec<Vec<u32>> {
 }
 
 fn child(path: &Path) {
+    // As the `cortexflow` binary runs every command.
+    let _pages = cortexflow::io::pages::small_pages();
     let m = model::load(path).expect("model");
     let wins = windows(m.as_ref());
     let request = TapRequest::new((0..m.n_layers()).collect(), Tap::ALL.to_vec());

@@ -237,6 +237,8 @@ pub fn cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
+    // Small pages while the command runs (io::pages says why, with the measurements).
+    let _pages = cortexflow::io::pages::small_pages();
     match command {
         Command::Simulate(a) => simulate::run(a),
         Command::IntersectMasks(a) => intersect_masks::run(a),

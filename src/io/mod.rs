@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod gzip;
 pub mod inspect;
 pub mod name;
+pub mod pages;
 pub mod confounds;
 pub mod regions;
 pub mod table;
