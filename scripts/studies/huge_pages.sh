@@ -38,9 +38,8 @@ if [ -z "${TABLE:-}" ]; then
     for setting in small huge; do
       pages=CORTEXFLOW_HUGE_PAGES=$([ $setting = huge ] && echo 1 || echo 0)
       echo "== rep $rep, $setting pages" >&2
-      for model in SmolLM2-135M-Instruct.Q4_1.gguf all-MiniLM-L6-v2; do
-        measure "forward_${model%%-*}" $setting "$rep" $pages RAYON_NUM_THREADS=2 "$BENCH" --child "models/$model"
-      done
+      measure forward_SmolLM2 $setting "$rep" $pages RAYON_NUM_THREADS=2 "$BENCH" --child models/SmolLM2-135M-Instruct.Q4_1.gguf
+      measure forward_MiniLM $setting "$rep" $pages RAYON_NUM_THREADS=2 "$BENCH" --child models/all-MiniLM-L6-v2
       rm -rf "$OUT/store"
       measure run_2mm $setting "$rep" $pages "$BIN" run "$OUT/paper0.toml" --data "$OUT/sim" \
         --responses "$OUT/sim/truth/responses" --out "$OUT/store"

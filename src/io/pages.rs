@@ -2,13 +2,16 @@
 //! transparent huge pages (THP) while a command runs.
 //!
 //! Why: the forward passes and the main path allocate and free buffers of megabytes at a
-//! high rate. mimalloc asks the kernel for huge pages (`madvise(MADV_HUGEPAGE)`), and a
-//! huge page is zeroed whole, 2 MiB at a time, on its first touch and again after every
-//! purge. On the 2-core reference machine (AMD EPYC, THP "madvise") a SmolLM2-135M forward
-//! of 1,024 tokens took 2.37–2.62 s with huge pages and 1.79–1.98 s without, and `run` on
-//! the 2 mm simulation 14.3–14.6 s against 12.8–13.6 s, its system time halved (the
-//! README's table, `scripts/studies/huge_pages.sh`). `CORTEXFLOW_HUGE_PAGES=1` keeps the
-//! system's setting.
+//! high rate. mimalloc asks the kernel for huge pages (`madvise(MADV_HUGEPAGE)`) and purges
+//! freed memory at 4 KiB granularity, which splits them; a huge page is zeroed whole, 2 MiB
+//! at a time, on every first touch after that. perf put 18–23% of a SmolLM2-135M forward in
+//! that zeroing. Measured on the 2-core reference machine (AMD EPYC, THP "madvise"; medians
+//! of 5 alternated runs, `scripts/studies/huge_pages.sh`, the README's table): the SmolLM2
+//! forward of 1,024 tokens 1.90 s with small pages against 2.40 s with huge ones (system
+//! time 0.68 s against 2.86 s); MiniLM-L6, a 200 MiB process, 0.238 s against 0.197 s (it
+//! faults 4 KiB pages one by one); `run` on the 2 mm simulation 14.1 s against 14.0 s.
+//! Small pages are the default for the larger models the project targets (and the total of
+//! the three cases); `CORTEXFLOW_HUGE_PAGES=1` keeps the system's setting.
 
 /// Restores the process's previous THP setting when dropped (the Python package runs
 /// commands inside a long-lived interpreter whose other work is not ours to change).
