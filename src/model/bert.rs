@@ -183,7 +183,8 @@ impl Layer {
         let x = self
             .attn_norm
             .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let inner = super::ops::gelu_erf(&self.intermediate.forward(&x)?)?;
+        let inner = self.intermediate.forward(&x)?;
+        super::ops::gelu_erf_in_place(&inner)?;
         let out = self.output.forward(&inner)?;
         let next = self.out_norm.forward(&(&out + &x)?)?;
         Ok((next, inner, out))

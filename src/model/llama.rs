@@ -504,7 +504,8 @@ impl Block {
         let inner = if self.gelu_gate {
             (super::ops::gelu_tanh(&gate)? * up)?
         } else {
-            super::ops::swiglu(&gate, &up)?
+            super::ops::swiglu_into_up(&gate, &up)?;
+            up
         };
         let out = self.down.forward(&inner)?;
         let next = (&x + &out)?;

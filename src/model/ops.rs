@@ -6,7 +6,7 @@
 //! use the same kind of polynomial approximations (its vectorised `erf` is the
 //! Abramowitz–Stegun formula used here).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// e^x for f32, relative error ≤ 2 ulp on [−87, 88]; x is clamped to that range first
@@ -57,10 +57,15 @@ pub(crate) fn erf(x: f32) -> f32 {
 }
 
 /// Exact GELU, x·Φ(x) = ½·x·(1 + erf(x/√2)), as BERT's "gelu".
+/// (Out of place: the in-place form's reference in the tests.)
+#[cfg(test)]
 pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.apply_op1_no_bwd(&Map("gelu-erf", |v: f32| {
-        0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
-    }))
+    x.apply_op1_no_bwd(&Map("gelu-erf", gelu_erf_scalar))
+}
+
+#[inline(always)]
+fn gelu_erf_scalar(v: f32) -> f32 {
+    0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// GELU's tanh approximation, ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): GPT-2's
@@ -78,8 +83,27 @@ fn gelu_tanh_scalar(v: f32) -> f32 {
 }
 
 /// SiLU(gate)⊙up = gate/(1 + e^−gate)·up, Llama's feed-forward activation, in one pass.
+/// (Out of place: the in-place form's reference in the tests.)
+#[cfg(test)]
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
-    gate.apply_op2_no_bwd(up, &Map("swiglu", |g: f32, u: f32| g / (1.0 + exp(-g)) * u))
+    gate.apply_op2_no_bwd(up, &Map("swiglu", swiglu_scalar))
+}
+
+#[inline(always)]
+fn swiglu_scalar(g: f32, u: f32) -> f32 {
+    g / (1.0 + exp(-g)) * u
+}
+
+/// GELU (exact) in place: for a projection's fresh output, which then is `ffn.inner`
+/// itself, with no second buffer of its size. The same bits as the out-of-place `gelu_erf`.
+pub fn gelu_erf_in_place(x: &Tensor) -> candle_core::Result<()> {
+    x.inplace_op1(&Map("gelu-erf", gelu_erf_scalar))
+}
+
+/// SwiGLU written over `up` (a projection's fresh output): up ← SiLU(gate)⊙up, the same
+/// bits as the out-of-place `swiglu`.
+pub fn swiglu_into_up(gate: &Tensor, up: &Tensor) -> candle_core::Result<()> {
+    up.inplace_op2(gate, &Map("swiglu", |u: f32, g: f32| swiglu_scalar(g, u)))
 }
 
 /// Runs `body` compiled for the widest SIMD level this CPU has (AVX-512 or AVX2 on
@@ -120,6 +144,34 @@ impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for Binary<'_, F> {
     }
 }
 
+/// x[i] = f(x[i]) over one chunk, as a [`vectorized`] body.
+struct UnaryInPlace<'a, F>(&'a mut [f32], &'a F);
+
+impl<F: Fn(f32) -> f32> pulp::WithSimd for UnaryInPlace<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let UnaryInPlace(x, f) = self;
+        for v in x.iter_mut() {
+            *v = f(*v);
+        }
+    }
+}
+
+/// x[i] = f(x[i], b[i]) over one chunk, as a [`vectorized`] body.
+struct BinaryInPlace<'a, F>(&'a mut [f32], &'a [f32], &'a F);
+
+impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for BinaryInPlace<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let BinaryInPlace(x, b, f) = self;
+        for (v, &y) in x.iter_mut().zip(b) {
+            *v = f(*v, y);
+        }
+    }
+}
+
 /// An element-wise map `f` named for candle's error messages.
 struct Map<F>(&'static str, F);
 
@@ -135,6 +187,49 @@ fn f32_slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result
         candle_core::bail!("{op}: contiguous input only")
     };
     Ok(&data[start..end])
+}
+
+/// The contiguous f32 slice behind a layout, to be written in place.
+fn f32_slice_mut<'a>(op: &str, s: &'a mut CpuStorage, l: &Layout) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = s else {
+        candle_core::bail!("{op}: f32 only")
+    };
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("{op}: contiguous input only")
+    };
+    Ok(&mut data[start..end])
+}
+
+impl<F: Fn(f32) -> f32 + Send + Sync> InplaceOp1 for Map<F> {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        f32_slice_mut(self.0, s, l)?
+            .par_chunks_mut(CHUNK)
+            .for_each(|x| vectorized(UnaryInPlace(x, &self.1)));
+        Ok(())
+    }
+}
+
+/// s1[i] = f(s1[i], s2[i]).
+impl<F: Fn(f32, f32) -> f32 + Send + Sync> InplaceOp2 for Map<F> {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("{}: shapes {:?} and {:?} differ", self.0, l1.dims(), l2.dims())
+        }
+        let b = f32_slice(self.0, s2, l2)?;
+        f32_slice_mut(self.0, s1, l1)?
+            .par_chunks_mut(CHUNK)
+            .zip(b.par_chunks(CHUNK))
+            .for_each(|(x, b)| vectorized(BinaryInPlace(x, b, &self.1)));
+        Ok(())
+    }
 }
 
 impl<F: Fn(f32) -> f32 + Send + Sync> CustomOp1 for Map<F> {
@@ -185,6 +280,24 @@ impl<F: Fn(f32, f32) -> f32 + Send + Sync> CustomOp2 for Map<F> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The in-place forms write the bits of the out-of-place ones.
+    #[test]
+    fn in_place_activations_equal_their_out_of_place_forms() {
+        let dev = Device::Cpu;
+        let gate = Tensor::randn(0f32, 3.0, (3, 5000), &dev).unwrap();
+        let up = Tensor::randn(0f32, 3.0, (3, 5000), &dev).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> { t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect() };
+        let want = bits(&gelu_erf(&gate).unwrap());
+        let x = gate.copy().unwrap();
+        gelu_erf_in_place(&x).unwrap();
+        assert_eq!(bits(&x), want);
+        let (want, gate_before) = (bits(&swiglu(&gate, &up).unwrap()), bits(&gate));
+        let u = up.copy().unwrap();
+        swiglu_into_up(&gate, &u).unwrap();
+        assert_eq!(bits(&u), want);
+        assert_eq!(bits(&gate), gate_before, "the gate is read, not written");
+    }
 
     /// Every 997th f32 bit pattern of |x| in [0, 88], both signs, against f64 `exp`.
     #[test]
