@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::attention::{attention, Mask};
-use super::dense::{dense, Dense};
+use super::dense::{dense, Dense, Stacked};
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
     LanguageModel, ModelDims, TapOutput, TapRequest,
@@ -140,9 +140,8 @@ impl Embeddings {
 }
 
 struct Layer {
-    query: Dense,
-    key: Dense,
-    value: Dense,
+    /// query, key and value.
+    qkv: Stacked,
     attn_out: Dense,
     attn_norm: LayerNorm,
     intermediate: Dense,
@@ -156,9 +155,11 @@ impl Layer {
         let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
         let att = vb.pp("attention");
         Ok(Layer {
-            query: dense(h, h, att.pp("self.query"))?,
-            key: dense(h, h, att.pp("self.key"))?,
-            value: dense(h, h, att.pp("self.value"))?,
+            qkv: Stacked::new(vec![
+                dense(h, h, att.pp("self.query"))?,
+                dense(h, h, att.pp("self.key"))?,
+                dense(h, h, att.pp("self.value"))?,
+            ])?,
             attn_out: dense(h, h, att.pp("output.dense"))?,
             attn_norm: layer_norm(h, cfg.layer_norm_eps, att.pp("output.LayerNorm"))?,
             intermediate: dense(h, f, vb.pp("intermediate.dense"))?,
@@ -170,15 +171,9 @@ impl Layer {
 
     /// Returns (next hidden state, ffn.inner, ffn.out), each (1, t, ·).
     fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let (b, t, h) = x.dims3()?;
-        // (b, t, h) → a (b, heads, t, d) view; the fused attention reads it strided.
-        let split = |y: Tensor| {
-            y.reshape((b, t, self.heads, h / self.heads))?
-                .transpose(1, 2)
-        };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
+        // (b, heads, t, d) views; the fused attention reads them strided.
+        let [q, k, v] = <[Tensor; 3]>::try_from(self.qkv.heads(x, x.dim(2)? / self.heads)?)
+            .map_err(|_| candle_core::Error::Msg("query, key, value: three projections".into()))?;
         let ctx = attention(&q, &k, &v, Mask::Full)?;
         let x = self
             .attn_norm

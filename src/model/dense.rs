@@ -72,6 +72,67 @@ impl Dense {
     }
 }
 
+/// Projections of one input into attention heads (q, k, v), as one GEMM over their
+/// stacked weights when every one is an f32 copy: one product with n = Σ out instead of
+/// several narrow ones, each a sync of both cores. Weights kept as stored stay separate.
+pub enum Stacked {
+    One { dense: Dense, outs: Vec<usize> },
+    Each(Vec<Dense>),
+}
+
+impl Stacked {
+    pub fn new(parts: Vec<Dense>) -> candle_core::Result<Self> {
+        let in_dim = parts.first().map_or(0, |d| d.in_dim);
+        let f32_copies = parts
+            .iter()
+            .all(|d| matches!(d.weight, Weight::F32(_)) && d.in_dim == in_dim);
+        if !f32_copies {
+            return Ok(Stacked::Each(parts));
+        }
+        let outs: Vec<usize> = parts.iter().map(|d| d.out_dim).collect();
+        let any_bias = parts.iter().any(|d| d.bias.is_some());
+        let (mut weight, mut bias) = (Vec::new(), Vec::new());
+        for d in parts {
+            let Weight::F32(w) = d.weight else { unreachable!("checked above") };
+            weight.extend(w);
+            if any_bias {
+                bias.extend(d.bias.unwrap_or_else(|| vec![0.0; d.out_dim]));
+            }
+        }
+        let dense = Dense {
+            weight: Weight::F32(weight),
+            bias: any_bias.then_some(bias),
+            in_dim,
+            out_dim: outs.iter().sum(),
+        };
+        Ok(Stacked::One { dense, outs })
+    }
+
+    /// Each projection of x (b, t, in) as a (b, out / head_dim, t, head_dim) view, the
+    /// layout the fused attention reads (strided).
+    pub fn heads(&self, x: &Tensor, head_dim: usize) -> candle_core::Result<Vec<Tensor>> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, n: usize| y.reshape((b, t, n / head_dim, head_dim));
+        match self {
+            Stacked::Each(parts) => parts
+                .iter()
+                .map(|d| split(d.forward(x)?, d.out_dim)?.transpose(1, 2))
+                .collect(),
+            Stacked::One { dense, outs } => {
+                let all = split(dense.forward(x)?, dense.out_dim)?;
+                let mut first = 0;
+                outs.iter()
+                    .map(|&n| {
+                        let part = all.narrow(2, first / head_dim, n / head_dim)?.transpose(1, 2);
+                        first += n;
+                        part
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 /// `weight` (out × in) and `bias` (out) from `vb`, as `candle_nn::linear` reads them.
 pub fn dense(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Dense> {
     let weight = vb.get((out_dim, in_dim), "weight")?;
@@ -169,6 +230,34 @@ mod tests {
             let worst = super::super::max_abs_diff(&ours, &theirs);
             assert!(worst < 1e-4, "{worst}");
         }
+    }
+
+    /// q, k, v (12, 4, 4 outputs, one without a bias) stacked into one product give each
+    /// projection's heads as three separate products do: the same sums of 16 products,
+    /// bound as above.
+    #[test]
+    fn stacked_projections_equal_separate_ones() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 16), &dev).unwrap();
+        let weight = |n: usize| Tensor::randn(0f32, 1.0, (n, 16), &dev).unwrap();
+        let (wq, wk, wv) = (weight(12), weight(4), weight(4));
+        let (bq, bv) = (Tensor::randn(0f32, 1.0, 12, &dev).unwrap(), Tensor::randn(0f32, 1.0, 4, &dev).unwrap());
+        let parts = || {
+            vec![
+                Dense::new(&wq, Some(&bq)).unwrap(),
+                Dense::new(&wk, None).unwrap(),
+                Dense::new(&wv, Some(&bv)).unwrap(),
+            ]
+        };
+        let stacked = Stacked::new(parts()).unwrap();
+        assert!(matches!(stacked, Stacked::One { .. }));
+        let ours = stacked.heads(&x, 2).unwrap();
+        let theirs = Stacked::Each(parts()).heads(&x, 2).unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a.dims(), b.dims());
+            assert!(super::super::max_abs_diff(a, b) < 1e-4);
+        }
+        assert_eq!(ours[0].dims(), [2, 6, 5, 2]);
     }
 
     /// A bf16 matrix left in its file, 700 × 4,096 so that it runs as two chunks (512 rows

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::attention::{attention, Mask};
-use super::dense::Dense;
+use super::dense::{Dense, Stacked};
 use super::stored::{Embedding, StoredMatrix, WeightDtype};
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
@@ -433,16 +433,13 @@ pub enum RopeLayout {
 
 pub(crate) struct Block {
     attn_norm: RmsNorm,
-    q: Dense,
-    k: Dense,
-    v: Dense,
+    /// q, k and v.
+    qkv: Stacked,
     o: Dense,
     ffn_norm: RmsNorm,
     gate: Dense,
     up: Dense,
     down: Dense,
-    heads: usize,
-    kv_heads: usize,
     head_dim: usize,
     mask: Mask,
     gelu_gate: bool,
@@ -464,16 +461,16 @@ impl Block {
         };
         Ok(Block {
             attn_norm: norm(Part::AttnNorm)?,
-            q: src.proj(layer, Part::Q, h, nh * hd, cfg.qkv_bias)?,
-            k: src.proj(layer, Part::K, h, nkv * hd, cfg.qkv_bias)?,
-            v: src.proj(layer, Part::V, h, nkv * hd, cfg.qkv_bias)?,
+            qkv: Stacked::new(vec![
+                src.proj(layer, Part::Q, h, nh * hd, cfg.qkv_bias)?,
+                src.proj(layer, Part::K, h, nkv * hd, cfg.qkv_bias)?,
+                src.proj(layer, Part::V, h, nkv * hd, cfg.qkv_bias)?,
+            ])?,
             o: src.proj(layer, Part::O, nh * hd, h, cfg.o_bias)?,
             ffn_norm: norm(Part::FfnNorm)?,
             gate: src.proj(layer, Part::Gate, h, f, false)?,
             up: src.proj(layer, Part::Up, h, f, false)?,
             down: src.proj(layer, Part::Down, f, h, false)?,
-            heads: nh,
-            kv_heads: nkv,
             head_dim: hd,
             mask: cfg.sliding_window.map_or(Mask::Causal, Mask::Sliding),
             gelu_gate: cfg.hidden_act == "gelu_pytorch_tanh",
@@ -482,21 +479,11 @@ impl Block {
 
     /// Returns (next hidden state, ffn.inner, ffn.out).
     fn forward(&self, x: &Tensor, rope: &Rope) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let (b, t, _) = x.dims3()?;
         let n = self.attn_norm.forward(x)?;
-        // (b, t, nh·d) → (b, nh, t, d); candle's rotary kernels want it contiguous.
-        let heads = |y: Tensor, nh: usize| {
-            y.reshape((b, t, nh, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = rope.apply(&heads(self.q.forward(&n)?, self.heads)?)?;
-        let k = rope.apply(&heads(self.k.forward(&n)?, self.kv_heads)?)?;
-        let v = self
-            .v
-            .forward(&n)?
-            .reshape((b, t, self.kv_heads, self.head_dim))?
-            .transpose(1, 2)?;
+        // (b, heads, t, d) views; candle's rotary kernels want q and k contiguous.
+        let [q, k, v] = <[Tensor; 3]>::try_from(self.qkv.heads(&n, self.head_dim)?)
+            .map_err(|_| candle_core::Error::Msg("q, k, v: three projections".into()))?;
+        let (q, k) = (rope.apply(&q.contiguous()?)?, rope.apply(&k.contiguous()?)?);
         let ctx = attention(&q, &k, &v, self.mask)?;
         let x = (x + self.o.forward(&ctx)?)?;
         let n = self.ffn_norm.forward(&x)?;
