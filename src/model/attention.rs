@@ -4,10 +4,10 @@
 //! Why fused: candle computes the (heads × t × t) score tensor with a batched GEMM whose
 //! inner dimension (the head size, 32 in MiniLM) is too small for its kernel to be
 //! efficient, then scales, masks and normalises it in separate passes, some on one thread.
-//! Here each task keeps its t × t scores in cache-sized scratch. Grouped-query attention
-//! reads key/value head `h / (heads / kv_heads)` instead of materialising repeated heads,
-//! and the context comes out already as (batch, t, heads·d), the layout the output
-//! projection wants.
+//! Here each task keeps its keys × 64 scores and d × 64 context in cache-sized scratch.
+//! Grouped-query attention reads key/value head `h / (heads / kv_heads)` instead of
+//! materialising repeated heads, and the context comes out already as (batch, t, heads·d),
+//! the layout the output projection wants.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use faer::{Accum, Mat, MatRef, Par};
@@ -185,8 +185,8 @@ impl CustomOp3 for Attention {
 }
 
 /// Queries a task attends at once: causal attention skips the keys after the block's last
-/// query (56% of the products of full attention at 256 tokens), and b × t / 64 tasks keep
-/// both cores busy even for one window.
+/// query (62.5% of the products of full attention at 256 tokens, 56% at 512), and
+/// b × t / 64 tasks keep both cores busy even for one window.
 const QUERY_BLOCK: usize = 64;
 
 /// Softmax of the first `queries` columns of sᵀ (one query's scores each, over `keys`

@@ -172,8 +172,7 @@ impl Layer {
     /// Returns (next hidden state, ffn.inner, ffn.out), each (1, t, ·).
     fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         // (b, heads, t, d) views; the fused attention reads them strided.
-        let [q, k, v] = <[Tensor; 3]>::try_from(self.qkv.heads(x, x.dim(2)? / self.heads)?)
-            .map_err(|_| candle_core::Error::Msg("query, key, value: three projections".into()))?;
+        let [q, k, v] = self.qkv.heads(x, x.dim(2)? / self.heads)?;
         let ctx = attention(&q, &k, &v, Mask::Full)?;
         let x = self
             .attn_norm

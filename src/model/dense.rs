@@ -90,8 +90,10 @@ impl Stacked {
             return Ok(Stacked::Each(parts));
         }
         let outs: Vec<usize> = parts.iter().map(|d| d.out_dim).collect();
+        let out_dim = outs.iter().sum::<usize>();
         let any_bias = parts.iter().any(|d| d.bias.is_some());
-        let (mut weight, mut bias) = (Vec::new(), Vec::new());
+        let mut weight = Vec::with_capacity(out_dim * in_dim);
+        let mut bias = Vec::with_capacity(if any_bias { out_dim } else { 0 });
         for d in parts {
             let Weight::F32(w) = d.weight else { unreachable!("checked above") };
             weight.extend(w);
@@ -103,21 +105,28 @@ impl Stacked {
             weight: Weight::F32(weight),
             bias: any_bias.then_some(bias),
             in_dim,
-            out_dim: outs.iter().sum(),
+            out_dim,
         };
         Ok(Stacked::One { dense, outs })
     }
 
-    /// Each projection of x (b, t, in) as a (b, out / head_dim, t, head_dim) view, the
-    /// layout the fused attention reads (strided).
-    pub fn heads(&self, x: &Tensor, head_dim: usize) -> candle_core::Result<Vec<Tensor>> {
+    /// Each of the N projections of x (b, t, in) as a (b, out / head_dim, t, head_dim)
+    /// view, the layout the fused attention reads (strided).
+    pub fn heads<const N: usize>(&self, x: &Tensor, head_dim: usize) -> candle_core::Result<[Tensor; N]> {
         let (b, t, _) = x.dims3()?;
+        let outs: Vec<usize> = match self {
+            Stacked::One { outs, .. } => outs.clone(),
+            Stacked::Each(parts) => parts.iter().map(|d| d.out_dim).collect(),
+        };
+        if outs.len() != N || head_dim == 0 || outs.iter().any(|n| n % head_dim != 0) {
+            candle_core::bail!("projections of widths {outs:?} are not {N} sets of {head_dim}-wide heads")
+        }
         let split = |y: Tensor, n: usize| y.reshape((b, t, n / head_dim, head_dim));
-        match self {
+        let heads: Vec<Tensor> = match self {
             Stacked::Each(parts) => parts
                 .iter()
                 .map(|d| split(d.forward(x)?, d.out_dim)?.transpose(1, 2))
-                .collect(),
+                .collect::<candle_core::Result<_>>()?,
             Stacked::One { dense, outs } => {
                 let all = split(dense.forward(x)?, dense.out_dim)?;
                 let mut first = 0;
@@ -127,9 +136,10 @@ impl Stacked {
                         first += n;
                         part
                     })
-                    .collect()
+                    .collect::<candle_core::Result<_>>()?
             }
-        }
+        };
+        Ok(heads.try_into().expect("N widths checked above"))
     }
 }
 
@@ -251,8 +261,10 @@ mod tests {
         };
         let stacked = Stacked::new(parts()).unwrap();
         assert!(matches!(stacked, Stacked::One { .. }));
-        let ours = stacked.heads(&x, 2).unwrap();
-        let theirs = Stacked::Each(parts()).heads(&x, 2).unwrap();
+        let ours: [Tensor; 3] = stacked.heads(&x, 2).unwrap();
+        let theirs: [Tensor; 3] = Stacked::Each(parts()).heads(&x, 2).unwrap();
+        assert!(stacked.heads::<3>(&x, 3).is_err(), "widths 12, 4, 4 are not 3-wide heads");
+        assert!(stacked.heads::<2>(&x, 2).is_err(), "three projections, not two");
         for (a, b) in ours.iter().zip(&theirs) {
             assert_eq!(a.dims(), b.dims());
             assert!(super::super::max_abs_diff(a, b) < 1e-4);

@@ -481,8 +481,7 @@ impl Block {
     fn forward(&self, x: &Tensor, rope: &Rope) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let n = self.attn_norm.forward(x)?;
         // (b, heads, t, d) views; candle's rotary kernels want q and k contiguous.
-        let [q, k, v] = <[Tensor; 3]>::try_from(self.qkv.heads(&n, self.head_dim)?)
-            .map_err(|_| candle_core::Error::Msg("q, k, v: three projections".into()))?;
+        let [q, k, v] = self.qkv.heads(&n, self.head_dim)?;
         let (q, k) = (rope.apply(&q.contiguous()?)?, rope.apply(&k.contiguous()?)?);
         let ctx = attention(&q, &k, &v, self.mask)?;
         let x = (x + self.o.forward(&ctx)?)?;
