@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cortexflow::engine::{many, update};
+use cortexflow::engine::{cleaned, many, update};
 use cortexflow::report::compare::write_comparison;
 use cortexflow::stages::ceiling;
 use cortexflow::store::Recipe;
@@ -56,8 +56,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     if let [one] = a.recipes.as_slice() {
         let recipe = Recipe::load(one)?;
+        let keeping = keep_cleaned(&a, &cluster, &a.out)?;
         super::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
         ceiling_of(&a, &cluster, std::slice::from_ref(&a.out))?;
+        drop(keeping);
         reads_said();
         return Ok(());
     }
@@ -66,9 +68,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .iter()
         .map(|p| Ok((stem(p)?, Recipe::load(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let keeping = keep_cleaned(&a, &cluster, &a.out.join(&recipes[0].0))?;
     let done = many::run_many(&recipes, &req, &a.out, &cluster)?;
     super::print_lines(done.lines);
     ceiling_of(&a, &cluster, &done.stores)?;
+    drop(keeping);
     if cluster.is_writer() {
         let compare = a.out.join(many::COMPARE);
         std::fs::create_dir_all(&compare)?;
@@ -84,6 +88,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 /// what `benches/many_models.rs` counts.
 fn reads_said() {
     tracing::info!(bold_reads = cortexflow::engine::encoding::bold_reads(), "BOLD runs read by this process");
+}
+
+/// The writer keeps the runs it cleans for the noise ceiling (in the store its reduce pass
+/// names first: the only one, or the first recipe's), unless --no-ceiling.
+fn keep_cleaned(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, store: &Path) -> anyhow::Result<Option<cleaned::Keeping>> {
+    Ok(match cluster.is_writer() && !a.no_ceiling {
+        true => Some(cleaned::keep_for_ceiling(store)?),
+        false => None,
+    })
 }
 
 /// The noise ceiling of the stores (one read of each run for all), unless --no-ceiling.

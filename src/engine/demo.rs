@@ -202,12 +202,15 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
             "the basis, then every run"
         },
     );
+    // The ceiling reads back the runs the analysis cleaned.
+    let keeping = super::cleaned::keep_for_ceiling(&store_dir)?;
     analyse(&store_dir, &sim, &simulated.scans)?;
     let assignment = mapping::Assignment::of_table(
         &read_atom_fbn(&Layout::new(&store_dir).map().join("atom_fbn.parquet"))?,
         &recipe.map.options(),
     );
     let ceiling = crate::stages::ceiling::run(&store_dir, None)?.remove(0);
+    drop(keeping);
     stage(4, "writing the report");
     let report = report::run(std::slice::from_ref(&store_dir), &out.join("report.html"), None)?;
     stage(5, "scoring against the planted truth");

@@ -244,6 +244,7 @@ pub fn reduce_into(plans: &[&Plan], run: &Run, story: &str) -> Result<Vec<(RunSt
         .collect::<Result<Vec<_>>>()?;
     let confounds = recipe_confounds(first, &run.bold)?;
     let series = clean_run(first, &run.bold, &Layout::new(&first.dir).mask(), confounds)?;
+    super::cleaned::keep(first, &run.bold, &series);
     plans
         .iter()
         .zip(atoms)

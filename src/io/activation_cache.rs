@@ -6,9 +6,8 @@
 //! same model, then skips the forward pass. Off unless the variable is set: entries are
 //! words × ANs × 4 bytes (SmolLM2 `ffn.out`, all layers: 69 KB a word).
 //!
-//! An entry is `<xxh64 of its key>.acts`: a magic line, the key in full (compared on
-//! read, so a hash collision is a miss), words, columns and tokenless words (u64 LE), the
-//! values (f32 LE) and the xxh64 of everything before it. A damaged, truncated or foreign
+//! An entry is `<xxh64 of its key>.acts`, a [`keyed`] file: the key in full (so a hash
+//! collision is a miss), words, columns and tokenless words, and the values (f32). A damaged, truncated or foreign
 //! entry is a miss (said in the log) and is written anew; sizes are checked against the
 //! file's length before anything is allocated.
 
@@ -17,7 +16,8 @@ use std::path::{Path, PathBuf};
 use twox_hash::XxHash64;
 
 use crate::error::{bail, err, Error, Result};
-use crate::io::atomic::write_file_atomically;
+use crate::io::atomic::Durability;
+use crate::io::keyed;
 
 /// The variable that turns the cache on and names its folder.
 pub const ENV: &str = "CORTEXFLOW_ACTIVATION_CACHE";
@@ -79,72 +79,23 @@ impl ActivationCache {
         }
     }
 
-    /// Keeps a story's activations (atomically: a reader sees the old entry or the new),
-    /// written and hashed a chunk at a time: no second copy of the story in memory.
+    /// Keeps a story's activations (atomically: a reader sees the old entry or the new).
     pub fn put(&self, key: &StoryKey, values: &[f32], empty: usize, words: usize, columns: usize) -> Result<()> {
-        let mut head = Vec::with_capacity(MAGIC.len() + key.0.len() + 32);
-        head.extend_from_slice(MAGIC);
-        head.extend_from_slice(&(key.0.len() as u64).to_le_bytes());
-        head.extend_from_slice(key.0.as_bytes());
-        for n in [words, columns, empty] {
-            head.extend_from_slice(&(n as u64).to_le_bytes());
-        }
-        write_file_atomically(&self.path(key), |w| {
-            let mut hasher = XxHash64::with_seed(0);
-            std::hash::Hasher::write(&mut hasher, &head);
-            w.write_all(&head)?;
-            let mut bytes = Vec::with_capacity(4 * CHUNK);
-            for chunk in values.chunks(CHUNK) {
-                bytes.clear();
-                bytes.extend(chunk.iter().flat_map(|x| x.to_le_bytes()));
-                std::hash::Hasher::write(&mut hasher, &bytes);
-                w.write_all(&bytes)?;
-            }
-            w.write_all(&std::hash::Hasher::finish(&hasher).to_le_bytes())
-        })
+        keyed::write(&self.path(key), Durability::Disk, (MAGIC, &key.0), &[words as u64, columns as u64, empty as u64], &[values])
     }
 }
 
-/// Values a chunk of [`ActivationCache::put`] converts at a time (256 KiB).
-const CHUNK: usize = 1 << 16;
-
 /// An entry, None when there is none; an error says why one cannot be used.
 fn read_entry(path: &Path, key: &StoryKey, words: usize, columns: usize) -> std::result::Result<Option<CachedStory>, String> {
-    let Ok(meta) = std::fs::metadata(path) else {
+    let values = words.checked_mul(columns).ok_or("the story's size overflows")?;
+    let Some(entry) = keyed::read::<f32>(path, MAGIC, &key.0, 3, values).map_err(|e| format!("{e}, for {words} words × {columns} ANs"))? else {
         return Ok(None);
     };
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let expected = (|| {
-        let values = words.checked_mul(columns)?.checked_mul(4)?;
-        (MAGIC.len() + 8 + key.0.len() + 24 + 8).checked_add(values)
-    })()
-    .ok_or("the story's size overflows")?;
-    if meta.len() != expected as u64 {
-        return Err(format!("{} bytes, expected {expected} for {words} words × {columns} ANs", meta.len()));
-    }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let (body, sum) = bytes.split_at(bytes.len() - 8);
-    if XxHash64::oneshot(0, body).to_le_bytes() != sum {
-        return Err("its checksum does not match (damaged)".into());
-    }
-    let key_len = MAGIC.len() + 8;
-    let stored_key = &body[key_len..key_len + key.0.len()];
-    if &body[..MAGIC.len()] != MAGIC || u64::from_le_bytes(body[MAGIC.len()..key_len].try_into().expect("8 bytes")) != key.0.len() as u64 || stored_key != key.0.as_bytes() {
-        // Another story whose key hashes alike (or another format): not this one.
-        return Ok(None);
-    }
-    let counts = &body[key_len + key.0.len()..key_len + key.0.len() + 24];
-    let count = |i: usize| u64::from_le_bytes(counts[8 * i..8 * i + 8].try_into().expect("8 bytes")) as usize;
+    let count = |i: usize| entry.counts[i] as usize;
     if count(0) != words || count(1) != columns || count(2) > words {
         return Err("its counts do not match the story".into());
     }
-    let values = body[key_len + key.0.len() + 24..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
-    Ok(Some(CachedStory { values, empty: count(2) }))
+    Ok(Some(CachedStory { values: entry.values, empty: count(2) }))
 }
 
 impl StoryKey {

@@ -24,14 +24,31 @@ pub fn write_atomically<F>(dest: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&Path) -> Result<()>,
 {
+    via_temporary(dest, Durability::Disk, write)
+}
+
+/// Whether an atomic write waits for the disk before its rename: outputs do; scratch that
+/// a crash may lose (and whose checksum tells a torn file) need not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Disk,
+    PageCache,
+}
+
+fn via_temporary<F>(dest: &Path, durability: Durability, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let tmp = temp_sibling(dest);
     let outcome = write(&tmp).and_then(|()| {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&tmp, e))?;
+        if durability == Durability::Disk {
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&tmp, e))?;
+        }
         fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
     });
     if outcome.is_err() {
@@ -45,7 +62,15 @@ pub fn write_file_atomically<F>(dest: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    write_atomically(dest, |tmp| {
+    write_file_with(dest, Durability::Disk, fill)
+}
+
+/// [`write_file_atomically`], synced to the disk or not.
+pub fn write_file_with<F>(dest: &Path, durability: Durability, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    via_temporary(dest, durability, |tmp| {
         let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
         let mut out = BufWriter::new(file);
         fill(&mut out)

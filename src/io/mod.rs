@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod embedded;
 pub mod gzip;
 pub mod inspect;
+pub mod keyed;
 pub mod name;
 pub mod pages;
 pub mod confounds;

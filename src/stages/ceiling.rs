@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use ndarray::Axis;
 use rayon::prelude::*;
 
+use crate::engine::cleaned;
 use crate::engine::encoding::{clean_stored, kept_scans, Plan};
 use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Mask};
@@ -196,18 +197,22 @@ fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, Run
         let hint = || format!("run {key} (the noise ceiling reads its BOLD again: restore the file, or retract the run)");
         check_clock(&run.bold, story, &clock).with_context(hint)?;
         let kept = &kept[key];
-        let cleaned = clean_stored(plan, &run.bold).with_context(hint)?;
-        if cleaned.yr.dim() != (kept.len(), voxels) {
-            bail!("run {key}: cleaned to {} scans × {} voxels, expected {} × {voxels}", cleaned.yr.nrows(), cleaned.yr.ncols(), kept.len());
+        // What `run`'s reduce pass kept of it, else the run read and cleaned again.
+        let (yr, valid) = match cleaned::take(plan, &run.bold, kept.len(), voxels) {
+            Some(kept) => kept,
+            None => clean_stored(plan, &run.bold).map(|c| (c.yr, c.valid)).with_context(hint)?,
+        };
+        if yr.dim() != (kept.len(), voxels) {
+            bail!("run {key}: cleaned to {} scans × {} voxels, expected {} × {voxels}", yr.nrows(), yr.ncols(), kept.len());
         }
         let Some(rows) = common.iter().map(|t| kept.binary_search(t).ok()).collect::<Option<Vec<usize>>>() else {
             bail!("run {key}: its confounds changed while the noise ceiling read them; run `cortexflow ceiling` again");
         };
         // Every scan common (no run of the story censored one): the series as it is.
-        if rows.iter().copied().eq(0..cleaned.yr.nrows()) {
-            sessions.add(cleaned.yr.view(), &cleaned.valid);
+        if rows.iter().copied().eq(0..yr.nrows()) {
+            sessions.add(yr.view(), &valid);
         } else {
-            sessions.add(cleaned.yr.select(Axis(0), &rows).view(), &cleaned.valid);
+            sessions.add(yr.select(Axis(0), &rows).view(), &valid);
         }
         bar.inc(1);
     }

@@ -94,6 +94,11 @@ impl Layout {
     pub fn incoming(&self) -> PathBuf {
         self.dir.join(".incoming")
     }
+    /// Cleaned runs `run` keeps for its noise ceiling while it runs (hidden: not a store
+    /// file; see [`crate::engine::cleaned`]).
+    pub fn cleaned(&self) -> PathBuf {
+        self.dir.join(".cleaned")
+    }
     /// The noise ceiling (`cortexflow ceiling`): ISC, ceiling and cv_r / ceiling.
     pub fn ceiling(&self) -> PathBuf {
         self.dir.join(crate::store::CEILING)

@@ -71,7 +71,7 @@ fn key_of(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
 impl WriteLock {
     /// Takes the store's write lock (creating the directory), or fails at once when
     /// another process holds it. The first taker in this process deletes the temporary
-    /// files (`.tmp-*`) a killed writer left.
+    /// files (`.tmp-*`) and cleaned runs (`.cleaned/`) a killed writer left.
     pub fn acquire(dir: &Path) -> Result<WriteLock> {
         let (key, created) = key_of(dir)?;
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,6 +120,7 @@ impl WriteLock {
         // home folder must not delete other programs' `.tmp-*` files.
         if key.join("manifest.json").is_file() {
             remove_temporaries(&key)?;
+            crate::engine::cleaned::remove(&super::Layout::new(&key).cleaned())?;
         }
         let h = Held {
             _file: file,
@@ -251,6 +252,27 @@ mod tests {
         f.try_lock().unwrap();
         let e = WriteLock::acquire(dir.path()).unwrap_err().to_string();
         assert!(e.contains("is being written by process"), "{e}");
+    }
+
+    /// What a killed writer left goes when the next one takes the lock: its temporaries
+    /// and cleaned runs, never through a symlink.
+    #[test]
+    fn the_first_taker_removes_what_a_killed_writer_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, outside) = (dir.path().join("s"), dir.path().join("outside"));
+        let cleaned = super::super::Layout::new(&store).cleaned();
+        std::fs::create_dir_all(&cleaned).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(store.join("manifest.json"), "{}").unwrap();
+        std::fs::write(cleaned.join("00ff.f64"), "a run").unwrap();
+        std::fs::write(store.join(".tmp-1-a.bin"), "partial").unwrap();
+        std::fs::write(outside.join("keep.f64"), "not the store's").unwrap();
+        drop(WriteLock::acquire(&store).unwrap());
+        assert!(!cleaned.exists() && !store.join(".tmp-1-a.bin").exists());
+        std::os::unix::fs::symlink(&outside, &cleaned).unwrap();
+        drop(WriteLock::acquire(&store).unwrap());
+        assert!(cleaned.symlink_metadata().is_err(), "the link goes");
+        assert!(outside.join("keep.f64").is_file(), "what it pointed to stays");
     }
 
     #[test]

@@ -107,6 +107,37 @@ fn ceiling_equals_pairwise_r_of_the_bold() {
     assert!(checked > mask.len() / 2, "{checked} voxels checked of {}", mask.len());
 }
 
+/// `run` keeps the runs its reduce pass cleans for its noise ceiling: each BOLD run is read
+/// once (the process's own count), the ceiling is the same bytes as `cortexflow ceiling`
+/// makes by reading and cleaning every run again, and no cleaned run is left behind.
+#[test]
+fn run_reads_each_run_once_for_its_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, bold) = dataset(d);
+    let run = |out: &Path, extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_cortexflow"))
+            .args(["run", recipe.to_str().unwrap(), "--data", sim.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(extra)
+            .env("CORTEXFLOW_LOG", "info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        assert!(!out.join(".cleaned").exists(), "cleaned runs left in {}", out.display());
+        stderr
+    };
+    let reads = |log: &str| log.lines().find_map(|l| l.split("bold_reads=").nth(1).map(str::to_string)).unwrap();
+    let (kept, again) = (d.join("kept"), d.join("again"));
+    assert_eq!(reads(&run(&kept, &[])), bold.len().to_string());
+    assert_eq!(reads(&run(&again, &["--no-ceiling"])), bold.len().to_string());
+    super::common::ok(&["ceiling", again.to_str().unwrap()]);
+    for name in ["isc.nii.gz", "ceiling.nii.gz", "fraction.nii.gz", "voxels.parquet", "ceiling.json"] {
+        let read = |store: &Path| std::fs::read(store.join("ceiling").join(name)).unwrap();
+        assert!(read(&kept) == read(&again), "ceiling/{name} differs");
+    }
+}
+
 /// The ceiling depends only on the runs in the store: after a retraction it is the one of
 /// a store that never had the run, byte for byte (ceiling.json differs only in its epoch);
 /// a story left with one subject is left out, and says so. A stale ceiling is reported by
