@@ -19,7 +19,8 @@ use crate::io::atomic::{write_file_with, Durability};
 /// A number stored little-endian.
 pub trait Value: Copy + Default {
     const SIZE: usize;
-    fn put(self, out: &mut Vec<u8>);
+    /// Writes the value into `SIZE` bytes.
+    fn put(self, out: &mut [u8]);
     fn get(bytes: &[u8]) -> Self;
 }
 
@@ -27,8 +28,8 @@ macro_rules! value {
     ($t:ty) => {
         impl Value for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
-            fn put(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
+            fn put(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
             }
             fn get(bytes: &[u8]) -> Self {
                 <$t>::from_le_bytes(bytes.try_into().expect("a value's bytes"))
@@ -58,12 +59,12 @@ pub fn write<T: Value>(path: &Path, durability: Durability, (magic, key): (&[u8;
         let mut hasher = XxHash64::with_seed(0);
         hasher.write(&head);
         w.write_all(&head)?;
-        let mut bytes = Vec::with_capacity(T::SIZE * CHUNK);
+        let mut buffer = vec![0u8; T::SIZE * CHUNK];
         for chunk in parts.iter().flat_map(|p| p.chunks(CHUNK)) {
-            bytes.clear();
-            chunk.iter().for_each(|x| x.put(&mut bytes));
-            hasher.write(&bytes);
-            w.write_all(&bytes)?;
+            let bytes = &mut buffer[..T::SIZE * chunk.len()];
+            bytes.chunks_exact_mut(T::SIZE).zip(chunk).for_each(|(b, x)| x.put(b));
+            hasher.write(bytes);
+            w.write_all(bytes)?;
         }
         w.write_all(&hasher.finish().to_le_bytes())
     })

@@ -199,21 +199,20 @@ impl GroupSums {
         let rows: Vec<_> = rows.enumerate().collect();
         rows.into_par_iter().for_each(|(a, (((mut mean, mut t), mut p), mut z))| {
             let cells = a * self.voxels..(a + 1) * self.voxels;
-            // Cells of one map mostly share n: the t distribution's constants are kept for
-            // the last n seen.
-            let mut dist: Option<(u32, TwoSided)> = None;
-            for (j, ((&n, &s), &ss)) in self.n[cells.clone()].iter().zip(&self.sum[cells.clone()]).zip(&self.sum_sq[cells]).enumerate() {
+            let n = &self.n[cells.clone()];
+            for (j, ((&n, &s), &ss)) in n.iter().zip(&self.sum[cells.clone()]).zip(&self.sum_sq[cells]).enumerate() {
                 mean[j] = if n > 0 { s as f64 / scale / n as f64 } else { f64::NAN };
-                let tv = t_statistic(n, s, ss);
-                let d = match dist {
-                    Some((m, d)) if m == n => d,
-                    _ => dist.insert((n, TwoSided::new(n as f64 - 1.0))).1,
-                };
-                let pv = d.p(tv);
-                t[j] = tv;
-                p[j] = pv;
-                z[j] = signed_z(tv, pv);
+                t[j] = t_statistic(n, s, ss);
             }
+            // Cells of one map mostly share n: p of each stretch of equal n at once.
+            let (t, p) = (t.as_slice().expect("a row"), p.as_slice_mut().expect("a row"));
+            let mut start = 0;
+            while start < n.len() {
+                let end = start + n[start..].iter().take_while(|&&m| m == n[start]).count();
+                TwoSided::new(n[start] as f64 - 1.0).p_many(&t[start..end], &mut p[start..end]);
+                start = end;
+            }
+            z.iter_mut().zip(t).zip(&*p).for_each(|((z, &t), &p)| *z = signed_z(t, p));
         });
         out
     }
