@@ -56,7 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     if let [one] = a.recipes.as_slice() {
         let recipe = Recipe::load(one)?;
-        let keeping = keep_cleaned(&a, &cluster, &a.out)?;
+        let keeping = keep_cleaned(&a, &cluster, &a.out);
         super::print_lines(update::run_all(&recipe, &req, &a.out, &cluster)?);
         ceiling_of(&a, &cluster, std::slice::from_ref(&a.out))?;
         drop(keeping);
@@ -68,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .iter()
         .map(|p| Ok((stem(p)?, Recipe::load(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let keeping = keep_cleaned(&a, &cluster, &a.out.join(&recipes[0].0))?;
+    let keeping = keep_cleaned(&a, &cluster, &a.out.join(&recipes[0].0));
     let done = many::run_many(&recipes, &req, &a.out, &cluster)?;
     super::print_lines(done.lines);
     ceiling_of(&a, &cluster, &done.stores)?;
@@ -92,11 +92,8 @@ fn reads_said() {
 
 /// The writer keeps the runs it cleans for the noise ceiling (in the store its reduce pass
 /// names first: the only one, or the first recipe's), unless --no-ceiling.
-fn keep_cleaned(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, store: &Path) -> anyhow::Result<Option<cleaned::Keeping>> {
-    Ok(match cluster.is_writer() && !a.no_ceiling {
-        true => Some(cleaned::keep_for_ceiling(store)?),
-        false => None,
-    })
+fn keep_cleaned(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, store: &Path) -> Option<cleaned::Keeping> {
+    (cluster.is_writer() && !a.no_ceiling).then(|| cleaned::keep_for_ceiling(store)).flatten()
 }
 
 /// The noise ceiling of the stores (one read of each run for all), unless --no-ceiling.

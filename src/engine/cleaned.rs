@@ -9,12 +9,17 @@
 //! the ceiling reads it back instead of cleaning the run again. The values are the ones
 //! the ceiling would compute, so its outputs are the same bytes.
 //!
-//! A file's key holds the BOLD file's path, size and modification time, and the cleaning
-//! (high-pass, z-scoring, smoothing, confounds, the mask): a run changed meanwhile is
-//! cleaned again. A damaged or missing file is cleaned again too (said in the log).
-//! Disk, not memory: runs are kept while they fit in half the space that was free when
-//! keeping began, and the folder is removed when `run` ends, however it ends; after a
-//! kill, the next writer to take the lock removes it.
+//! A file's key holds the BOLD file's path (as given: two links to one file are two runs),
+//! size and modification time, the run's confounds (every value and the kept scans) and
+//! the cleaning (high-pass, z-scoring, smoothing, the confound strategy, the mask): a run
+//! changed meanwhile is cleaned again. A damaged or missing file is cleaned again too
+//! (said in the log). Keeping only saves time, so nothing about it fails a command.
+//!
+//! Disk, not memory: nothing is kept on a file system in memory (tmpfs, ramfs), and a run
+//! is kept only while the disk keeps, after it, half the space that was free when keeping
+//! began and at least [`RESERVE`] — the store's own outputs, and other commands, need the
+//! rest. The folder is removed when the command ends; after a kill or Ctrl-C, when the
+//! next writer takes the store's lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,16 +31,20 @@ use crate::engine::encoding::Plan;
 use crate::error::{Context, Error, Result};
 use crate::io::atomic::Durability;
 use crate::io::keyed;
+use crate::stages::confounds::Confounds;
 use crate::stages::encode::CleanSeries;
 use crate::store::{Layout, WriteLock};
 
 const MAGIC: &[u8; 8] = b"CFCLEAN1";
 
-/// Where keeping is on, and the bytes it may still write.
+/// Where keeping is on, and the free bytes a kept file may not go below.
 struct Keeper {
     dir: PathBuf,
-    left: u64,
+    floor: u64,
 }
+
+/// Free space keeping never goes below: 1 GiB.
+pub const RESERVE: u64 = 1 << 30;
 
 static KEEPER: Mutex<Option<Keeper>> = Mutex::new(None);
 
@@ -48,18 +57,39 @@ pub struct Keeping {
 }
 
 /// Takes the write lock of the store at `store` (re-entrant in this process: the commands
-/// within take it again) and turns keeping on for it until the returned guard is dropped.
-/// Files left by a killed command are removed first.
-pub fn keep_for_ceiling(store: &Path) -> Result<Keeping> {
-    let lock = WriteLock::acquire(store)?;
-    let dir = Layout::new(store).cleaned();
-    remove(&dir)?;
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
-    let left = free_bytes(&dir)? / 2;
-    tracing::debug!(dir = %dir.display(), budget_mb = left / 1_000_000, "keeping cleaned runs for the noise ceiling");
-    *KEEPER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Keeper { dir: dir.clone(), left });
-    Ok(Keeping { dir, _lock: lock })
+/// within take it again) and turns keeping on for it until the returned guard is dropped;
+/// files left by a killed command are removed first. None, said in the log, where keeping
+/// cannot start: the lock is held elsewhere (the command's own locking then says so, in
+/// every process of a cluster), the folder is in memory, or `.cleaned` is there in a
+/// folder that is not a store (not ours to remove).
+pub fn keep_for_ceiling(store: &Path) -> Option<Keeping> {
+    let started = || -> Result<Option<Keeping>> {
+        let lock = WriteLock::acquire(store)?;
+        let dir = Layout::new(store).cleaned();
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            if !Layout::new(store).manifest().is_file() {
+                tracing::info!("{}: not a store's, left alone; the noise ceiling cleans every run again", dir.display());
+                return Ok(None);
+            }
+            remove(&dir)?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
+        let keeping = Keeping { dir: dir.clone(), _lock: lock };
+        let (free, in_memory) = free_bytes(&dir)?;
+        if in_memory {
+            tracing::info!("{}: a file system in memory; the noise ceiling cleans every run again", dir.display());
+            return Ok(None);
+        }
+        let floor = (free / 2).max(RESERVE);
+        tracing::debug!(dir = %dir.display(), floor_mb = floor / 1_000_000, "keeping cleaned runs for the noise ceiling");
+        *KEEPER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Keeper { dir, floor });
+        Ok(Some(keeping))
+    };
+    started().unwrap_or_else(|e| {
+        tracing::info!("cleaned runs not kept ({e}); the noise ceiling cleans every run again");
+        None
+    })
 }
 
 impl Drop for Keeping {
@@ -80,20 +110,27 @@ pub fn remove(dir: &Path) -> Result<()> {
     }
 }
 
-/// Bytes an unprivileged process may still write on the file system of `dir`.
-fn free_bytes(dir: &Path) -> Result<u64> {
+/// Bytes an unprivileged process may still write on the file system of `dir`, and whether
+/// that file system lives in memory (tmpfs, ramfs).
+fn free_bytes(dir: &Path) -> Result<(u64, bool)> {
     use std::os::unix::ffi::OsStrExt;
+    const TMPFS: i64 = 0x0102_1994;
+    const RAMFS: i64 = 0x8584_58f6;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::format(dir, "a path with a NUL byte"))?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated and `s` a statvfs the call fills.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
+    // SAFETY: all-zero bytes are a valid statfs, which the call then fills; `path` is
+    // NUL-terminated.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut s) } != 0 {
         return Err(Error::io(dir, std::io::Error::last_os_error()));
     }
-    Ok((s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    let (kind, free) = (s.f_type as i64, (s.f_bavail as u64).saturating_mul(s.f_bsize as u64));
+    Ok((free, kind == TMPFS || kind == RAMFS))
 }
 
-/// What a run's cleaned series depends on, in words.
-fn key(plan: &Plan, bold: &Path) -> Option<String> {
+/// What a run's cleaned series depends on, in words (`confounds`: the run's, under the
+/// recipe's strategy).
+fn key(plan: &Plan, bold: &Path, confounds: Option<&Confounds>) -> Option<String> {
     let meta = std::fs::metadata(bold).ok()?;
     let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
     let e = &plan.recipe.encoding;
@@ -102,15 +139,25 @@ fn key(plan: &Plan, bold: &Path) -> Option<String> {
         XxHash64::oneshot(0, &bytes)
     });
     let regions = plan.regions.as_ref().map(|r| r.names.join("\t"));
+    let confounds = confounds.map(|c| {
+        let bits: Vec<u8> = c.columns.iter().flatten().flat_map(|x| x.to_bits().to_le_bytes()).collect();
+        (c.names.join("\t"), XxHash64::oneshot(0, &bits), c.keep.clone())
+    });
     Some(format!(
-        "bold {}\nsize {}\nmodified {modified}\nhigh_pass {:?} zscore_bold {:?} smoothing_fwhm {:?}\nconfounds {:?}\nmask {mask:?}\nregions {regions:?}\n",
-        bold.canonicalize().ok()?.display(),
+        "bold {}\nsize {}\nmodified {modified}\nhigh_pass {:?} zscore_bold {:?} smoothing_fwhm {:?}\nstrategy {:?}\nconfounds {confounds:?}\nmask {mask:?}\nregions {regions:?}\n",
+        std::path::absolute(bold).ok()?.display(),
         meta.len(),
         e.high_pass,
         e.zscore_bold,
         e.smoothing_fwhm,
         plan.recipe.confounds,
     ))
+}
+
+/// Whether keeping is on for the store at `store` (checked before a key is made).
+fn keeping_for(store: &Path) -> bool {
+    let on = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|k| k.dir.clone());
+    on.is_some_and(|dir| Layout::new(store).cleaned().canonicalize().is_ok_and(|d| d == dir))
 }
 
 /// The file of `key` when keeping is on for the store at `store`.
@@ -125,33 +172,38 @@ fn size(scans: usize, voxels: usize) -> u64 {
     (scans as u64 * voxels as u64 + voxels as u64) * 8 + 4096
 }
 
-/// Keeps the cleaned series of the run at `bold` when keeping is on for `plan`'s store and
-/// it fits the budget. Never fails the command: a file that cannot be written is said in
-/// the log, and the ceiling cleans that run again.
-pub fn keep(plan: &Plan, bold: &Path, series: &CleanSeries) {
-    if let Some(key) = key(plan, bold) {
+/// Keeps the cleaned series of the run at `bold` (cleaned with `confounds`) when keeping
+/// is on for `plan`'s store and the disk has room. Never fails the command: a file that
+/// cannot be written is said in the log, and the ceiling cleans that run again.
+pub fn keep(plan: &Plan, bold: &Path, confounds: Option<&Confounds>, series: &CleanSeries) {
+    if !keeping_for(&plan.dir) {
+        return;
+    }
+    if let Some(key) = key(plan, bold, confounds) {
         put(&plan.dir, &key, &series.yr, &series.valid);
     }
 }
 
-/// The cleaned series (`scans` × `voxels`) and valid voxels of the run at `bold`, when
-/// `plan`'s store kept it; the file is removed once read. None when there is none, or it
-/// cannot be used (said in the log): the caller cleans the run again.
-pub fn take(plan: &Plan, bold: &Path, scans: usize, voxels: usize) -> Option<(Array2<f64>, Vec<bool>)> {
-    get(&plan.dir, &key(plan, bold)?, scans, voxels)
+/// The cleaned series (`scans` × `voxels`) and valid voxels of the run at `bold` (with
+/// `confounds`), when `plan`'s store kept it; the file is removed once read. None when
+/// there is none, or it cannot be used (said in the log): the caller cleans the run again.
+pub fn take(plan: &Plan, bold: &Path, confounds: Option<&Confounds>, scans: usize, voxels: usize) -> Option<(Array2<f64>, Vec<bool>)> {
+    if !keeping_for(&plan.dir) {
+        return None;
+    }
+    get(&plan.dir, &key(plan, bold, confounds)?, scans, voxels)
 }
 
 fn put(store: &Path, key: &str, yr: &Array2<f64>, valid: &[bool]) {
     let Some(path) = file_of(store, key) else { return };
     let (scans, voxels) = yr.dim();
-    {
-        let mut keeper = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(k) = keeper.as_mut() else { return };
-        let Some(left) = k.left.checked_sub(size(scans, voxels)) else {
-            tracing::debug!(file = %path.display(), "cleaned run not kept: over half the disk space free when the command began");
-            return;
-        };
-        k.left = left;
+    let floor = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|k| k.floor);
+    // Several workers may pass this check at once: each kept file is a small part of the
+    // floor, which is at least half of what was free.
+    let room = free_bytes(&path.with_file_name("")).ok().zip(floor).is_some_and(|((free, _), floor)| free.saturating_sub(size(scans, voxels)) >= floor);
+    if !room {
+        tracing::debug!(file = %path.display(), "cleaned run not kept: the disk would keep less than half the space free when the command began");
+        return;
     }
     let yr = yr.as_standard_layout();
     let valid: Vec<f64> = valid.iter().map(|&v| f64::from(u8::from(v))).collect();
@@ -187,6 +239,41 @@ fn get(store: &Path, key: &str, scans: usize, voxels: usize) -> Option<(Array2<f
 mod tests {
     use super::*;
 
+    /// A key names one run cleaned one way: two links to one BOLD file are two runs (their
+    /// confounds tables may differ), and other confounds or another recipe's cleaning are
+    /// another key.
+    #[test]
+    fn keys_tell_links_confounds_and_cleaning_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let bold = dir.path().join("a_bold.nii.gz");
+        std::fs::write(&bold, b"scans").unwrap();
+        let link = dir.path().join("b_bold.nii.gz");
+        std::os::unix::fs::symlink(&bold, &link).unwrap();
+        let mut plan = Plan {
+            dir: dir.path().to_path_buf(),
+            recipe: crate::store::Recipe::default(),
+            mask: None,
+            regions: None,
+            jobs: Vec::new(),
+            stored: Vec::new(),
+            sums: None,
+            bar: indicatif::ProgressBar::hidden(),
+        };
+        let confounds = Confounds { names: vec!["x".into()], columns: vec![vec![0.5, 1.0]], keep: None };
+        let mut other = confounds.clone();
+        other.columns[0][1] = 1.5;
+        let base = key(&plan, &bold, Some(&confounds)).unwrap();
+        assert_eq!(base, key(&plan, &bold, Some(&confounds)).unwrap());
+        assert_ne!(base, key(&plan, &link, Some(&confounds)).unwrap(), "a link is its own run");
+        assert_ne!(base, key(&plan, &bold, Some(&other)).unwrap(), "other confound values");
+        assert_ne!(base, key(&plan, &bold, None).unwrap(), "no confounds");
+        other = confounds.clone();
+        other.keep = Some(vec![0]);
+        assert_ne!(base, key(&plan, &bold, Some(&other)).unwrap(), "other scans kept");
+        plan.recipe.encoding.smoothing_fwhm = Some(6.0);
+        assert_ne!(base, key(&plan, &bold, Some(&confounds)).unwrap(), "other smoothing");
+    }
+
     /// The one test that turns keeping on (it is process-wide): a series reads back bit
     /// for bit once, and every file that cannot be used is a miss, never an error.
     #[test]
@@ -200,6 +287,7 @@ mod tests {
         put(&store, "run a", &yr, &valid);
         assert!(get(&store, "run a", 7, 5).is_none(), "keeping is off");
         std::fs::create_dir_all(Layout::new(&store).cleaned().join("left")).unwrap();
+        std::fs::write(store.join("manifest.json"), "{}").unwrap();
         let keeping = keep_for_ceiling(&store).unwrap();
         let folder = Layout::new(&store).cleaned();
         assert!(!folder.join("left").exists(), "a killed command's files go first");
@@ -218,11 +306,15 @@ mod tests {
         bytes[100] ^= 4;
         std::fs::write(&file, bytes).unwrap();
         assert!(get(&store, "run a", 7, 5).is_none(), "damaged");
-        KEEPER.lock().unwrap().as_mut().unwrap().left = size(7, 5) - 1;
+        KEEPER.lock().unwrap().as_mut().unwrap().floor = u64::MAX;
         put(&store, "run a", &yr, &valid);
-        assert!(!file.exists(), "over the budget: not kept");
+        assert!(!file.exists(), "no room: not kept");
         drop(keeping);
         assert!(!folder.exists(), "removed when keeping ends");
-        assert!(!store.join(".lock").exists(), "and the lock of a store never made goes with it");
+        // In a folder that is not a store, a `.cleaned` is someone else's: left alone.
+        std::fs::create_dir_all(other.join(".cleaned")).unwrap();
+        std::fs::write(other.join(".cleaned/notes.txt"), "mine").unwrap();
+        assert!(keep_for_ceiling(&other).is_none());
+        assert!(other.join(".cleaned/notes.txt").is_file());
     }
 }

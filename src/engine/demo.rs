@@ -203,7 +203,7 @@ pub fn run(out: &Path, model: DemoModel, subjects: usize, seed: u64) -> Result<D
         },
     );
     // The ceiling reads back the runs the analysis cleaned.
-    let keeping = super::cleaned::keep_for_ceiling(&store_dir)?;
+    let keeping = super::cleaned::keep_for_ceiling(&store_dir);
     analyse(&store_dir, &sim, &simulated.scans)?;
     let assignment = mapping::Assignment::of_table(
         &read_atom_fbn(&Layout::new(&store_dir).map().join("atom_fbn.parquet"))?,

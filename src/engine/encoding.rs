@@ -211,15 +211,14 @@ pub fn kept_scans(plan: &Plan, bold: &Path) -> Result<Option<Vec<usize>>> {
 }
 
 /// A stored run's cleaned series, as it was reduced at ingest (the recipe's smoothing,
-/// confounds, drift and intercept): what the noise ceiling correlates across subjects.
-pub fn clean_stored(plan: &Plan, bold: &Path) -> Result<encode::CleanSeries> {
-    let paths = Layout::new(&plan.dir);
-    let confounds = recipe_confounds(plan, bold)?;
-    clean_run(plan, bold, &paths.mask(), confounds)
+/// `confounds` — the run's under its strategy —, drift and intercept): what the noise
+/// ceiling correlates across subjects.
+pub fn clean_stored(plan: &Plan, bold: &Path, confounds: Option<Confounds>) -> Result<encode::CleanSeries> {
+    clean_run(plan, bold, &Layout::new(&plan.dir).mask(), confounds)
 }
 
 /// The run's confounds under the recipe's strategy (its fMRIPrep table beside it).
-fn recipe_confounds(plan: &Plan, bold: &Path) -> Result<Option<Confounds>> {
+pub fn recipe_confounds(plan: &Plan, bold: &Path) -> Result<Option<Confounds>> {
     let (scans, _) = crate::io::run_clock(bold)?;
     confounds::of_run(&plan.recipe.confounds, bold, scans)
 }
@@ -243,8 +242,8 @@ pub fn reduce_into(plans: &[&Plan], run: &Run, story: &str) -> Result<Vec<(RunSt
         .map(|plan| Ok(read_atoms(plan.verified(&Layout::new(&plan.dir).atoms(story))?)?.1))
         .collect::<Result<Vec<_>>>()?;
     let confounds = recipe_confounds(first, &run.bold)?;
-    let series = clean_run(first, &run.bold, &Layout::new(&first.dir).mask(), confounds)?;
-    super::cleaned::keep(first, &run.bold, &series);
+    let series = clean_run(first, &run.bold, &Layout::new(&first.dir).mask(), confounds.clone())?;
+    super::cleaned::keep(first, &run.bold, confounds.as_ref(), &series);
     plans
         .iter()
         .zip(atoms)

@@ -19,7 +19,7 @@ use ndarray::Axis;
 use rayon::prelude::*;
 
 use crate::engine::cleaned;
-use crate::engine::encoding::{clean_stored, kept_scans, Plan};
+use crate::engine::encoding::{clean_stored, kept_scans, recipe_confounds, Plan};
 use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{write_table, Column};
@@ -198,9 +198,10 @@ fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, Run
         check_clock(&run.bold, story, &clock).with_context(hint)?;
         let kept = &kept[key];
         // What `run`'s reduce pass kept of it, else the run read and cleaned again.
-        let (yr, valid) = match cleaned::take(plan, &run.bold, kept.len(), voxels) {
+        let confounds = recipe_confounds(plan, &run.bold).with_context(hint)?;
+        let (yr, valid) = match cleaned::take(plan, &run.bold, confounds.as_ref(), kept.len(), voxels) {
             Some(kept) => kept,
-            None => clean_stored(plan, &run.bold).map(|c| (c.yr, c.valid)).with_context(hint)?,
+            None => clean_stored(plan, &run.bold, confounds).map(|c| (c.yr, c.valid)).with_context(hint)?,
         };
         if yr.dim() != (kept.len(), voxels) {
             bail!("run {key}: cleaned to {} scans × {} voxels, expected {} × {voxels}", yr.nrows(), yr.ncols(), kept.len());

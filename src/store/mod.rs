@@ -1004,6 +1004,20 @@ impl Store {
             each(bytes("subjects"), subjects),
             human_bytes(u128::from(results)),
             human_bytes(u128::from(total - bytes("runs") - bytes("subjects") - results)),
+        ) + &self.leftover_line()
+    }
+
+    /// The cleaned runs an interrupted `run` left (`.cleaned/`, not a store file), if any.
+    fn leftover_line(&self) -> String {
+        let files = sums::files_in(&self.paths().cleaned());
+        if files.is_empty() {
+            return String::new();
+        }
+        let bytes: u64 = files.iter().filter_map(|f| std::fs::symlink_metadata(f).ok()).map(|m| m.len()).sum();
+        format!(
+            "left by an interrupted run: {} of cleaned runs in {} (not part of the store; the next command that writes the store removes them)\n",
+            crate::io::human_bytes(u128::from(bytes)),
+            self.paths().cleaned().display()
         )
     }
 

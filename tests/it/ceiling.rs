@@ -136,6 +136,14 @@ fn run_reads_each_run_once_for_its_ceiling() {
         let read = |store: &Path| std::fs::read(store.join("ceiling").join(name)).unwrap();
         assert!(read(&kept) == read(&again), "ceiling/{name} differs");
     }
+    // What a killed `run` leaves is said by `status` (not a store file: no damage) and goes
+    // when the next writer takes the lock.
+    std::fs::create_dir(kept.join(".cleaned")).unwrap();
+    std::fs::write(kept.join(".cleaned/0123456789abcdef.f64"), vec![0u8; 3000]).unwrap();
+    let status = super::common::ok(&["status", kept.to_str().unwrap()]);
+    assert!(status.contains("left by an interrupted run: 3.0 kB of cleaned runs"), "{status}");
+    super::common::ok(&["status", "--refresh", kept.to_str().unwrap()]);
+    assert!(!kept.join(".cleaned").exists());
 }
 
 /// The ceiling depends only on the runs in the store: after a retraction it is the one of
