@@ -154,17 +154,20 @@ fn key(plan: &Plan, bold: &Path, confounds: Option<&Confounds>) -> Option<String
     ))
 }
 
+/// The folder of the cleaned runs when keeping is on for the store at `store`.
+fn folder_of(store: &Path) -> Option<PathBuf> {
+    let on = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|k| k.dir.clone())?;
+    (Layout::new(store).cleaned().canonicalize().ok()? == on).then_some(on)
+}
+
 /// Whether keeping is on for the store at `store` (checked before a key is made).
 fn keeping_for(store: &Path) -> bool {
-    let on = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|k| k.dir.clone());
-    on.is_some_and(|dir| Layout::new(store).cleaned().canonicalize().is_ok_and(|d| d == dir))
+    folder_of(store).is_some()
 }
 
 /// The file of `key` when keeping is on for the store at `store`.
 fn file_of(store: &Path, key: &str) -> Option<PathBuf> {
-    let keeper = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = &keeper.as_ref()?.dir;
-    (Layout::new(store).cleaned().canonicalize().ok()? == *dir).then(|| dir.join(format!("{:016x}.f64", XxHash64::oneshot(0, key.as_bytes()))))
+    Some(folder_of(store)?.join(format!("{:016x}.f64", XxHash64::oneshot(0, key.as_bytes()))))
 }
 
 /// Bytes of a cleaned file of `scans` × `voxels`.
