@@ -3,13 +3,15 @@
 //!
 //! A map on the grid is mostly the zeros around the brain and, inside it, float32 values
 //! whose low bytes no match finder shortens. So only two kinds of match are looked for:
-//! a byte repeated (distance 1: the zeros, which a u64 compare skips 8 at a time) and a
-//! float repeated (distance 4: a count map's equal values); everything else is a literal.
-//! There are no hash chains, and the CRC-32 of a long zero run is a product in GF(2)\[x\]
-//! (zlib's `crc32_combine_op`), not a pass over its bytes. A 2 mm 64-atom β map (231 MB
-//! raw) takes 0.24 s with its unmasking and byte copy, where zlib-rs's run-length
-//! strategy took 0.29 s for the deflate alone, at about its size (table in
-//! [`crate::io::nifti::write`]; `benches/map_write.rs` against nibabel).
+//! a byte repeated (distance 1: the zeros, which u64 compares skip 32 bytes at a time) and
+//! a float repeated (distance 4: a count map's equal values); everything else is a literal.
+//! Literals are kept as runs over their own bytes, counted by a byte histogram and coded
+//! three to a store. There are no hash chains, and the CRC-32 of a long zero run is a
+//! product in GF(2)\[x\] (zlib's `crc32_combine_op`), not a pass over its bytes. A 2 mm
+//! 64-atom β map (231 MB raw) takes 0.17 s with its unmasking (0.24 s with a token per
+//! literal, before), where zlib-rs's run-length strategy took 0.29 s for the deflate
+//! alone, at about its size (table in [`crate::io::nifti::write`]; `benches/map_write.rs`
+//! against nibabel).
 //!
 //! The output is one standard gzip member: gzip, zlib, Python's gzip and nibabel read it.
 
@@ -17,14 +19,14 @@ mod block;
 
 use std::io::{self, Write};
 
-use block::{match_token, Bits, Token};
+use block::{match_token, Bits, Token, LITERALS, MATCH};
 use zlib_rs::crc32::{crc32, crc32_combine_gen, crc32_combine_op};
 
 /// Output buffered before each write to the inner writer.
 const OUT_CHUNK: usize = 1 << 18;
-/// Tokens a block codes: enough that its code table (~100 bytes) costs nothing, few
-/// enough that the codes follow the data's changes.
-const BLOCK_TOKENS: usize = 1 << 16;
+/// Symbols (literals and matches) a block codes: enough that its code table (~100 bytes)
+/// costs nothing, few enough that the codes follow the data's changes.
+const BLOCK_SYMBOLS: usize = 1 << 16;
 /// The shortest and longest match deflate codes.
 const MIN_MATCH: usize = 3;
 const MAX_MATCH: usize = 258;
@@ -41,9 +43,10 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 3];
 pub struct GzWriter<W: Write> {
     inner: W,
     bits: Bits,
-    /// The block being gathered (up to 2·BLOCK_TOKENS − 1 tokens: a piece of literals
-    /// on top of a nearly full block).
+    /// The block being gathered (up to 2·BLOCK_SYMBOLS − 1 symbols: a piece on top of a
+    /// nearly full block): its tokens, and the bytes of its literal runs.
     tokens: Vec<Token>,
+    literals: Vec<u8>,
     crc: u32,
     /// Bytes written so far.
     len: u64,
@@ -57,13 +60,13 @@ impl<W: Write> GzWriter<W> {
     pub fn new(inner: W) -> GzWriter<W> {
         let mut bits = Bits::new();
         bits.align_and_append(&HEADER);
-        GzWriter { inner, bits, tokens: Vec::with_capacity(2 * BLOCK_TOKENS), crc: 0, len: 0, tail: [0; 4] }
+        GzWriter { inner, bits, tokens: Vec::new(), literals: Vec::with_capacity(2 * BLOCK_SYMBOLS), crc: 0, len: 0, tail: [0; 4] }
     }
 
     /// Ends the block and the stream (the gzip trailer: CRC-32 and length mod 2³²) and
     /// returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        block::write(&self.tokens, true, &mut self.bits);
+        block::write(&self.tokens, &self.literals, true, &mut self.bits);
         let mut trailer = [0; 8];
         trailer[..4].copy_from_slice(&self.crc.to_le_bytes());
         trailer[4..].copy_from_slice(&(self.len as u32).to_le_bytes());
@@ -82,8 +85,9 @@ impl<W: Write> GzWriter<W> {
             Some(k) => Some(buf[k]),
             None => (back - i <= have).then(|| tail[4 + i - back]),
         };
-        // Pushed to a local Vec, whose length stays in a register.
+        // Pushed to local Vecs, whose lengths stay in registers.
         let mut tokens = std::mem::take(&mut self.tokens);
+        let mut literals = std::mem::take(&mut self.literals);
         let mut i = 0;
         // The CRC has taken buf[..crc_from].
         let mut crc_from = 0;
@@ -92,10 +96,10 @@ impl<W: Write> GzWriter<W> {
             // Most bytes of a brain's floats start no 3-byte repeat of the byte before or
             // of the float before: 6 such literals at a time.
             if i >= 4 && i + 8 <= buf.len() {
-                let literals = literal_lead(buf, i);
-                if literals > 0 {
-                    tokens.extend(buf[i..i + literals].iter().map(|&b| Token::from(b)));
-                    i += literals;
+                let lead = literal_lead(buf, i);
+                if lead > 0 {
+                    push_literals(&mut tokens, &mut literals, &buf[i..i + lead]);
+                    i += lead;
                     continue;
                 }
             }
@@ -107,7 +111,7 @@ impl<W: Write> GzWriter<W> {
                         self.crc = !crc32_combine_op(!self.crc, 0, crc32_combine_gen(run as u64));
                         crc_from = i + run;
                     }
-                    put_run(&mut tokens, &buf[i..i + run], 0);
+                    put_run(&mut tokens, &mut literals, &buf[i..i + run], 0);
                     i += run;
                     continue;
                 }
@@ -115,15 +119,16 @@ impl<W: Write> GzWriter<W> {
             if before(&self.tail, i, 4) == Some(b) {
                 let run = period4_run(buf, i, &self.tail);
                 if run >= MIN_MATCH {
-                    put_run(&mut tokens, &buf[i..i + run], 1);
+                    put_run(&mut tokens, &mut literals, &buf[i..i + run], 1);
                     i += run;
                     continue;
                 }
             }
-            tokens.push(Token::from(b));
+            push_literals(&mut tokens, &mut literals, &buf[i..i + 1]);
             i += 1;
         }
         self.tokens = tokens;
+        self.literals = literals;
         self.crc = crc32(self.crc, &buf[crc_from..]);
         self.len += buf.len() as u64;
         // The new tail: the last 4 bytes of tail ‖ buf.
@@ -142,7 +147,7 @@ impl<W: Write> GzWriter<W> {
 
 /// Codes `run`, bytes that repeat those 1 (`d` 0) or 4 (`d` 1) before them, as
 /// matches: 258 at a time, the last one at least 3 long, a rest under 3 as literals.
-fn put_run(tokens: &mut Vec<Token>, run_bytes: &[u8], d: usize) {
+fn put_run(tokens: &mut Vec<Token>, literals: &mut Vec<u8>, run_bytes: &[u8], d: usize) {
     let (mut run, mut at) = (run_bytes.len(), 0);
     while run >= MIN_MATCH {
         let len = if run > MAX_MATCH { MAX_MATCH.min(run - MIN_MATCH) } else { run };
@@ -150,7 +155,21 @@ fn put_run(tokens: &mut Vec<Token>, run_bytes: &[u8], d: usize) {
         run -= len;
         at += len;
     }
-    tokens.extend(run_bytes[at..].iter().map(|&b| Token::from(b)));
+    push_literals(tokens, literals, &run_bytes[at..]);
+}
+
+/// Appends `bytes` as literals: to the block's literal bytes, and to the literal run that
+/// ends the tokens or a new one.
+fn push_literals(tokens: &mut Vec<Token>, literals: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    literals.extend_from_slice(bytes);
+    // A block holds under 2·BLOCK_SYMBOLS literals, far below a run's limit.
+    match tokens.last_mut() {
+        Some(t) if *t & (MATCH | LITERALS) == LITERALS => *t += bytes.len() as Token,
+        _ => tokens.push(LITERALS | bytes.len() as Token),
+    }
 }
 
 /// How many of the bytes buf\[i..i + 6\] (i ≥ 4, i + 8 ≤ len) come before the first
@@ -170,12 +189,20 @@ fn literal_lead(buf: &[u8], i: usize) -> usize {
     }
 }
 
-/// How many bytes at the start of `rest` equal `b`, 8 at a time.
+/// How many bytes at the start of `rest` equal `b`: 32 at a time while all do (a map's
+/// background is long zero runs), then 8 at a time.
 fn repeat_run(rest: &[u8], b: u8) -> usize {
     let splat = u64::from_le_bytes([b; 8]);
+    let differ = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ splat;
     let mut n = 0;
-    for chunk in rest.chunks_exact(8) {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ splat;
+    for chunk in rest.chunks_exact(32) {
+        if differ(&chunk[..8]) | differ(&chunk[8..16]) | differ(&chunk[16..24]) | differ(&chunk[24..]) != 0 {
+            break;
+        }
+        n += 32;
+    }
+    for chunk in rest[n..].chunks_exact(8) {
+        let x = differ(chunk);
         if x != 0 {
             return n + (x.trailing_zeros() / 8) as usize;
         }
@@ -211,13 +238,14 @@ fn period4_run(buf: &[u8], i: usize, tail: &[u8; 4]) -> usize {
 
 impl<W: Write> Write for GzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // In pieces, so that a block holds about BLOCK_TOKENS tokens and the output
+        // In pieces, so that a block holds about BLOCK_SYMBOLS symbols and the output
         // buffered stays near OUT_CHUNK whatever the size of `buf`.
-        for piece in buf.chunks(BLOCK_TOKENS) {
+        for piece in buf.chunks(BLOCK_SYMBOLS) {
             self.encode(piece);
-            if self.tokens.len() >= BLOCK_TOKENS {
-                block::write(&self.tokens, false, &mut self.bits);
+            if self.tokens.len() + self.literals.len() >= BLOCK_SYMBOLS {
+                block::write(&self.tokens, &self.literals, false, &mut self.bits);
                 self.tokens.clear();
+                self.literals.clear();
             }
             if self.bits.whole().len() >= OUT_CHUNK {
                 self.inner.write_all(self.bits.whole())?;

@@ -13,7 +13,7 @@
 //! correlation of the shared part with that data, √ρ. (Leave-one-subject-out ISC, r with
 //! the others' mean, falls short of √ρ with few subjects; the pairwise form does not.)
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// One story's sums over the subjects who heard it.
 #[derive(Debug, Clone)]
@@ -38,22 +38,16 @@ impl StorySums {
     }
 
     /// Adds one subject's cleaned series `y` (T × V); a voxel not `valid` (or constant in
-    /// `y`) is left out for this subject. Returns the voxels added.
+    /// `y`) is left out for this subject. Returns the voxels added. Ranges of voxels go
+    /// side by side: each voxel's sums run over the scans in the same order whatever the
+    /// range, so the bits do not depend on the split.
     pub fn add(&mut self, y: ArrayView2<f64>, valid: &[bool]) -> usize {
+        use rayon::prelude::*;
         assert_eq!(y.dim(), self.sum.dim(), "a run of the story's scans and voxels");
         assert_eq!(valid.len(), self.n.len());
-        let stats = super::column_stats::ColumnStats::of(y);
-        let keep: Vec<bool> = (0..self.n.len())
-            .map(|v| valid[v] && stats.sd[v].is_finite() && stats.sd[v] > 1e-12 * stats.max_abs[v].max(f64::MIN_POSITIVE))
-            .collect();
-        // Row by row (the series is scans × voxels): each element as (x − mean) / sd.
-        for (mut acc, row) in self.sum.rows_mut().into_iter().zip(y.rows()) {
-            for (v, (a, &x)) in acc.iter_mut().zip(row).enumerate() {
-                if keep[v] {
-                    *a += (x - stats.mean[v]) / stats.sd[v];
-                }
-            }
-        }
+        let width = range_width(self.n.len());
+        let ranges: Vec<_> = self.sum.axis_chunks_iter_mut(Axis(1), width).zip(y.axis_chunks_iter(Axis(1), width)).zip(valid.chunks(width)).collect();
+        let keep: Vec<bool> = ranges.into_par_iter().flat_map_iter(|((sum, y), valid)| add_range(sum, y, valid)).collect();
         let mut added = 0;
         for (n, _) in self.n.iter_mut().zip(&keep).filter(|(_, &k)| k) {
             *n += 1;
@@ -61,6 +55,32 @@ impl StorySums {
         }
         added
     }
+}
+
+/// Voxels a range of [`StorySums::add`] takes: about 2,048, never leaving a range of one
+/// (a one-column view would take ColumnStats off its row sweep).
+fn range_width(voxels: usize) -> usize {
+    match voxels {
+        0..=2048 => voxels.max(1),
+        _ => (2048..).find(|w| voxels % w != 1).expect("a width"),
+    }
+}
+
+/// [`StorySums::add`] on one range of voxels; which of them were added.
+fn add_range(mut sum: ArrayViewMut2<f64>, y: ArrayView2<f64>, valid: &[bool]) -> Vec<bool> {
+    let stats = super::column_stats::ColumnStats::of(y);
+    let keep: Vec<bool> = (0..valid.len())
+        .map(|v| valid[v] && stats.sd[v].is_finite() && stats.sd[v] > 1e-12 * stats.max_abs[v].max(f64::MIN_POSITIVE))
+        .collect();
+    // Row by row (the series is scans × voxels): each element as (x − mean) / sd.
+    for (mut acc, row) in sum.rows_mut().into_iter().zip(y.rows()) {
+        for (v, (a, &x)) in acc.iter_mut().zip(row).enumerate() {
+            if keep[v] {
+                *a += (x - stats.mean[v]) / stats.sd[v];
+            }
+        }
+    }
+    keep
 }
 
 /// Pooled ISC over stories: per voxel Σ (‖S‖² − nT) and Σ n(n − 1)T.
@@ -182,6 +202,29 @@ mod tests {
             assert!((got - want).abs() < 1e-12, "voxel {v}: {got} vs {want}");
         }
         assert_eq!(isc.subjects, vec![4, 4, 3, 4]);
+    }
+
+    /// Ranges side by side give the bits of one range over every voxel (widths that leave
+    /// a last range of 2 and of 2,049 voxels, and one range only), with invalid and
+    /// constant voxels among them.
+    #[test]
+    fn ranges_side_by_side_are_one_range_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for voxels in [100, 2048 * 2 + 2, 2048 * 3 + 2049 + 7, 2048 + 1] {
+            let mut sums = StorySums::new(23, voxels);
+            let mut whole = Array2::<f64>::zeros((23, voxels));
+            let mut keeps = Vec::new();
+            for _ in 0..3 {
+                let mut y = Array2::from_shape_fn((23, voxels), |_| rng.random::<f64>() * 3.0 - 1.0);
+                y.column_mut(voxels / 2).fill(4.0);
+                let valid: Vec<bool> = (0..voxels).map(|v| v % 97 != 5).collect();
+                sums.add(y.view(), &valid);
+                keeps.push(add_range(whole.view_mut(), y.view(), &valid));
+            }
+            assert!(sums.sum.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()), "{voxels} voxels");
+            let n: Vec<u32> = (0..voxels).map(|v| keeps.iter().filter(|k| k[v]).count() as u32).collect();
+            assert_eq!(sums.n, n);
+        }
     }
 
     /// Closed form: with a shared part of variance ρ, the ISC estimates ρ and the ceiling

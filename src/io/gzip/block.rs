@@ -2,9 +2,14 @@
 //! the codes are built from the block's own symbol counts, so a map's float bytes cost
 //! what their distribution says (the exponent bytes cluster) rather than the fixed 8–9 bits.
 
-/// A literal byte (< 256) or a match: `MATCH | distance code << 16 | length`.
+/// A run of literals (`LITERALS | count`, the bytes kept apart in order) or a match
+/// (`MATCH | distance code << 16 | length`). Literals come in runs because a map's floats
+/// are mostly literals: they are counted and coded straight from their bytes.
 pub type Token = u32;
 pub const MATCH: Token = 1 << 31;
+pub const LITERALS: Token = 1 << 30;
+/// The most literals one token counts.
+pub const MAX_LITERALS: u32 = LITERALS - 1;
 /// End of block, in the literal/length alphabet.
 const END: usize = 256;
 const LITLEN_SYMBOLS: usize = 286;
@@ -76,6 +81,29 @@ impl Bits {
         self.len += whole as usize;
         self.acc = self.acc.checked_shr(8 * whole).unwrap_or(0);
         self.n -= 8 * whole;
+    }
+
+    /// Appends the codes of `bytes` from `table` (code | length << 16, lengths ≤ 15),
+    /// three to a store: 7 + 3 · 15 bits fit the accumulator. Room reserved.
+    #[inline]
+    fn put_literals(&mut self, bytes: &[u8], table: &[u32; 256]) {
+        let mut triples = bytes.chunks_exact(3);
+        for t in &mut triples {
+            for &x in t {
+                let e = table[x as usize];
+                self.acc |= u64::from(e & 0xffff) << self.n;
+                self.n += e >> 16;
+            }
+            self.out[self.len..self.len + 8].copy_from_slice(&self.acc.to_le_bytes());
+            let whole = self.n / 8;
+            self.len += whole as usize;
+            self.acc >>= 8 * whole;
+            self.n -= 8 * whole;
+        }
+        for &x in triples.remainder() {
+            let e = table[x as usize];
+            self.put(e & 0xffff, e >> 16);
+        }
     }
 
     /// Pads to a whole byte (the partial byte is already stored) and appends `bytes`.
@@ -203,16 +231,28 @@ fn run_length(lengths: &[u32]) -> Vec<(u32, u32)> {
     out
 }
 
-/// Writes `tokens` as one dynamic-code block (`last`: the stream's final block).
-pub fn write(tokens: &[Token], last: bool, bits: &mut Bits) {
-    let (mut litlen, mut dist) = ([0u32; LITLEN_SYMBOLS], [0u32; DIST_SYMBOLS]);
-    for &t in tokens {
-        if t & MATCH == 0 {
-            litlen[t as u8 as usize] += 1;
-        } else {
-            litlen[length_symbol(t & 0x1ff).0 as usize] += 1;
-            dist[(t >> 16 & 0x1f) as usize] += 1;
+/// How often each byte occurs (four tables, so that equal bytes close together do not
+/// wait on each other's increments).
+fn byte_counts(bytes: &[u8]) -> [u32; 256] {
+    let mut tables = [[0u32; 256]; 4];
+    let mut quads = bytes.chunks_exact(4);
+    for q in &mut quads {
+        for (table, &b) in tables.iter_mut().zip(q) {
+            table[b as usize] += 1;
         }
+    }
+    quads.remainder().iter().for_each(|&b| tables[0][b as usize] += 1);
+    std::array::from_fn(|b| tables.iter().map(|t| t[b]).sum())
+}
+
+/// Writes `tokens` as one dynamic-code block (`last`: the stream's final block); its
+/// literal runs take their bytes from `literals`, in order.
+pub fn write(tokens: &[Token], literals: &[u8], last: bool, bits: &mut Bits) {
+    let (mut litlen, mut dist) = ([0u32; LITLEN_SYMBOLS], [0u32; DIST_SYMBOLS]);
+    litlen[..256].copy_from_slice(&byte_counts(literals));
+    for &t in tokens.iter().filter(|&&t| t & MATCH != 0) {
+        litlen[length_symbol(t & 0x1ff).0 as usize] += 1;
+        dist[(t >> 16 & 0x1f) as usize] += 1;
     }
     litlen[END] = 1;
     let (ll_len, d_len) = (code_lengths(&mut litlen, MAX_BITS), code_lengths(&mut dist, MAX_BITS));
@@ -242,18 +282,18 @@ pub fn write(tokens: &[Token], last: bool, bits: &mut Bits) {
         }
     }
     let (ll_code, d_code) = (canonical(&ll_len), canonical(&d_len));
-    let mut literal = [(0u32, 0u32); 256];
-    for (b, slot) in literal.iter_mut().enumerate() {
-        *slot = (ll_code[b], ll_len[b]);
-    }
-    // At most 15 + 5 + 15 bits a token; the hot loop on a copy of the bit state, so that
-    // it stays in registers.
-    bits.reserve(tokens.len() * 5 + 8);
+    // A literal's code (≤ 15 bits) and, above it, its length.
+    let literal: [u32; 256] = std::array::from_fn(|b| ll_code[b] | ll_len[b] << 16);
+    // At most 15 bits a literal (under 2 bytes) and 15 + 5 + 15 a match; the hot loop on
+    // a copy of the bit state, so that it stays in registers.
+    bits.reserve(literals.len() * 2 + tokens.len() * 5 + 8);
     let mut b = Bits { out: std::mem::take(&mut bits.out), ..*bits };
+    let mut at = 0;
     for &t in tokens {
         if t & MATCH == 0 {
-            let (code, len) = literal[t as u8 as usize];
-            b.put(code, len);
+            let n = (t & MAX_LITERALS) as usize;
+            b.put_literals(&literals[at..at + n], &literal);
+            at += n;
         } else {
             let (symbol, extra, value) = length_symbol(t & 0x1ff);
             b.put(ll_code[symbol as usize] | value << ll_len[symbol as usize], ll_len[symbol as usize] + extra);
@@ -261,6 +301,7 @@ pub fn write(tokens: &[Token], last: bool, bits: &mut Bits) {
             b.put(d_code[d], d_len[d]);
         }
     }
+    debug_assert_eq!(at, literals.len(), "the literal runs cover the block's literals");
     b.put(ll_code[END], ll_len[END]);
     *bits = b;
 }
