@@ -94,6 +94,8 @@ pub fn keep_for_ceiling(store: &Path) -> Option<Keeping> {
 
 impl Drop for Keeping {
     fn drop(&mut self) {
+        // A ceiling computed ahead still reading the files finishes first.
+        crate::stages::ceiling::forget_ahead();
         *KEEPER.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Err(e) = remove(&self.dir) {
             tracing::warn!("{e}");
@@ -161,7 +163,7 @@ fn folder_of(store: &Path) -> Option<PathBuf> {
 }
 
 /// Whether keeping is on for the store at `store` (checked before a key is made).
-fn keeping_for(store: &Path) -> bool {
+pub fn is_keeping(store: &Path) -> bool {
     folder_of(store).is_some()
 }
 
@@ -179,7 +181,7 @@ fn size(scans: usize, voxels: usize) -> u64 {
 /// is on for `plan`'s store and the disk has room. Never fails the command: a file that
 /// cannot be written is said in the log, and the ceiling cleans that run again.
 pub fn keep(plan: &Plan, bold: &Path, confounds: Option<&Confounds>, series: &CleanSeries) {
-    if !keeping_for(&plan.dir) {
+    if !is_keeping(&plan.dir) {
         return;
     }
     if let Some(key) = key(plan, bold, confounds) {
@@ -191,7 +193,7 @@ pub fn keep(plan: &Plan, bold: &Path, confounds: Option<&Confounds>, series: &Cl
 /// `confounds`), when `plan`'s store kept it; the file is removed once read. None when
 /// there is none, or it cannot be used (said in the log): the caller cleans the run again.
 pub fn take(plan: &Plan, bold: &Path, confounds: Option<&Confounds>, scans: usize, voxels: usize) -> Option<(Array2<f64>, Vec<bool>)> {
-    if !keeping_for(&plan.dir) {
+    if !is_keeping(&plan.dir) {
         return None;
     }
     get(&plan.dir, &key(plan, bold, confounds)?, scans, voxels)

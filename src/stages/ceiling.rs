@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -24,7 +26,7 @@ use crate::error::{bail, Context, Result};
 use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{write_table, Column};
 use crate::kernels::isc::{ceiling, Isc, StorySums};
-use crate::store::{check_clock, RunEntry, Store};
+use crate::store::{check_clock, RunEntry, Store, StoryEntry};
 
 /// Voxels whose ISC is above the cut are the "reliable" ones the summary speaks of. The
 /// cut is 0.05 at the size of the study that chose it (`scripts/studies/ceiling_null.sh`:
@@ -225,7 +227,81 @@ fn subject_series(plan: &Plan, store: &Store, story: &str, runs: &[&(String, Run
 /// The ceiling of the store's runs as they are now (`plan`: the store's, with no jobs);
 /// the summary's cut is `min_isc`, or [`default_min_isc`] of the data.
 pub fn compute(store: &Store, plan: &Plan, mask: &Mask, min_isc: Option<f64>, bar: &ProgressBar) -> Result<Ceiling> {
-    shared_isc(store, plan, mask, bar)?.of_store(store, mask, min_isc)
+    isc_of(store, plan, mask, bar)?.of_store(store, mask, min_isc)
+}
+
+/// The shared ISC of `store`: the one computed ahead for it ([`start_ahead`]) when its
+/// runs and stories are still those it was computed from, else computed now.
+fn isc_of(store: &Store, plan: &Plan, mask: &Mask, bar: &ProgressBar) -> Result<SharedIsc> {
+    match take_ahead(store) {
+        Some(isc) => Ok(isc),
+        None => shared_isc(store, plan, mask, bar),
+    }
+}
+
+/// The runs and stories a shared ISC was computed from.
+type Snapshot = (BTreeMap<String, RunEntry>, BTreeMap<String, StoryEntry>);
+
+/// A shared ISC being computed ahead, for the store at `dir`.
+struct Ahead {
+    dir: PathBuf,
+    thread: JoinHandle<Result<(Snapshot, SharedIsc)>>,
+}
+
+static AHEAD: Mutex<Option<Ahead>> = Mutex::new(None);
+
+/// Starts computing the shared ISC of the store at `dir` on a thread of its own, when
+/// `run` keeps its cleaned runs (nothing otherwise). `run`'s writer calls it once every
+/// run is listed, so the ISC, which reads the kept runs back, goes on beside the group
+/// test and maps (whose single-threaded steps leave a core idle) instead of after them.
+/// The ceiling then takes it ([`take_ahead`]); the values are the same.
+pub fn start_ahead(dir: &Path) {
+    if !cleaned::is_keeping(dir) {
+        return;
+    }
+    forget_ahead();
+    let owned = dir.to_path_buf();
+    let thread = std::thread::spawn(move || -> Result<(Snapshot, SharedIsc)> {
+        let store = Store::open_reader(&owned)?;
+        let hidden = ProgressBar::hidden();
+        let plan = Plan::of_store(&store, &hidden)?;
+        let isc = shared_isc(&store, &plan, &store.read_mask()?, &hidden)?;
+        Ok(((store.manifest.runs, store.manifest.stories), isc))
+    });
+    *AHEAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ahead { dir: dir.to_path_buf(), thread });
+}
+
+/// Waits for a shared ISC computed ahead and drops it (the command ends without its
+/// ceiling, or starts another): its thread never outlives the cleaned runs it reads.
+pub fn forget_ahead() {
+    let ahead = AHEAD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(a) = ahead {
+        let _ = a.thread.join();
+    }
+}
+
+/// The shared ISC computed ahead for `store`, if any, and only while the store has the
+/// runs and stories it was computed from; otherwise None (said in the log) and the caller
+/// computes it.
+fn take_ahead(store: &Store) -> Option<SharedIsc> {
+    let ahead = AHEAD.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+    let done = ahead.thread.join();
+    if !same(&ahead.dir, &store.dir) {
+        return None;
+    }
+    match done {
+        Ok(Ok(((runs, stories), isc))) if runs == store.manifest.runs && stories == store.manifest.stories => Some(isc),
+        Ok(Ok(_)) => {
+            tracing::info!("the store's runs changed after the noise ceiling began ahead; computed again");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::info!("the noise ceiling computed ahead failed ({e}); computed again");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The part of a ceiling that depends only on the runs and how they are cleaned, not on
@@ -429,7 +505,7 @@ pub fn run_shared(dirs: &[PathBuf], min_isc: Option<f64>) -> Result<Vec<String>>
     let bar = crate::progress::bar(0, "noise ceiling");
     let plan = Plan::of_store(first, &bar)?;
     let started = std::time::Instant::now();
-    let isc = shared_isc(first, &plan, &mask, &bar)?;
+    let isc = isc_of(first, &plan, &mask, &bar)?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), stores = stores.len(), "noise ceiling computed");
     bar.finish_and_clear();
     for store in &mut stores {

@@ -146,6 +146,35 @@ fn run_reads_each_run_once_for_its_ceiling() {
     assert!(!kept.join(".cleaned").exists());
 }
 
+/// A noise ceiling begun ahead (by `run`'s writer, once every run is listed, beside the
+/// group) serves only the runs it was begun on: when the store's runs differ by the time
+/// the ceiling is written, it is computed again, to the bytes of a ceiling computed afresh.
+#[test]
+fn a_ceiling_begun_ahead_serves_only_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sim, recipe, _) = dataset(d);
+    let r = Recipe::load(&recipe).unwrap();
+    let store = d.join("store");
+    let keeping = cortexflow::engine::cleaned::keep_for_ceiling(&store).expect("keeping on");
+    update::run_all(&r, &run_request(&sim), &store, &Cluster::default()).unwrap();
+    // A run taken out of the manifest behind the computation's back.
+    let manifest = store.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["runs"].as_object_mut().unwrap().remove("sub-03/task-lpp/run-2").unwrap();
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let lines = ceiling::run(&store, None).unwrap();
+    drop(keeping);
+    assert!(lines[0].contains("(5 runs)"), "{lines:?}");
+    let files = ["isc.nii.gz", "ceiling.nii.gz", "fraction.nii.gz", "voxels.parquet", "ceiling.json"];
+    let read = || files.map(|f| std::fs::read(store.join("ceiling").join(f)).unwrap());
+    let ahead = read();
+    ceiling::run(&store, None).unwrap();
+    for (f, (a, b)) in files.iter().zip(ahead.iter().zip(read())) {
+        assert!(*a == b, "ceiling/{f} differs from the one computed afresh");
+    }
+}
+
 /// The ceiling depends only on the runs in the store: after a retraction it is the one of
 /// a store that never had the run, byte for byte (ceiling.json differs only in its epoch);
 /// a story left with one subject is left out, and says so. A stale ceiling is reported by
