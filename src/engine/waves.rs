@@ -136,8 +136,11 @@ impl Writer {
             let fitted: BTreeSet<&str> = plan.jobs.iter().map(|j| j.subject()).collect();
             let empty: Vec<String> = outcome.refit.iter().filter(|s| !fitted.contains(s.as_str())).cloned().collect();
             written.extend(empty.iter().cloned().zip(write_fits(&mut store, Vec::new(), &empty)?));
-            // Every run is listed: `run`'s noise ceiling can begin beside the group.
-            crate::stages::ceiling::start_ahead(&plan.dir);
+            // Every run is listed: `run`'s noise ceiling can begin beside the group (not
+            // after an update that reduced nothing, whose runs were not kept).
+            if count > 0 {
+                crate::stages::ceiling::start_ahead(&plan.dir);
+            }
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
             lines.extend(written.into_values());

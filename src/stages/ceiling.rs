@@ -284,14 +284,20 @@ pub fn forget_ahead() {
 /// runs and stories it was computed from; otherwise None (said in the log) and the caller
 /// computes it.
 fn take_ahead(store: &Store) -> Option<SharedIsc> {
-    let ahead = AHEAD.lock().unwrap_or_else(|e| e.into_inner()).take()?;
     let same = |a: &Path, b: &Path| a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b);
-    let done = ahead.thread.join();
-    if !same(&ahead.dir, &store.dir) {
-        return None;
-    }
-    match done {
-        Ok(Ok(((runs, stories), isc))) if runs == store.manifest.runs && stories == store.manifest.stories => Some(isc),
+    // Another store's stays where it is, for its own ceiling.
+    let ahead = {
+        let mut slot = AHEAD.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(a) if same(&a.dir, &store.dir) => slot.take()?,
+            _ => return None,
+        }
+    };
+    match ahead.thread.join() {
+        Ok(Ok(((runs, stories), isc))) if runs == store.manifest.runs && stories == store.manifest.stories => {
+            tracing::info!("noise ceiling: the one begun beside the group is used");
+            Some(isc)
+        }
         Ok(Ok(_)) => {
             tracing::info!("the store's runs changed after the noise ceiling began ahead; computed again");
             None

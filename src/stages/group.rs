@@ -57,20 +57,12 @@ pub fn subject_maps(encode_dir: &Path, estimator: Estimator) -> Result<Vec<(Stri
 
 /// Thresholded maps of every atom (atoms × voxels).
 fn thresholded(test: &GroupTest, opt: &GroupOptions, ijk: &[[usize; 3]]) -> Array2<bool> {
+    use rayon::prelude::*;
     let p = test.p_for(opt.threshold);
-    let rows: Vec<Vec<bool>> = test
-        .z
-        .axis_iter(Axis(0))
-        .zip(p.axis_iter(Axis(0)))
-        .map(|(z, p)| {
-            significant(
-                &z.to_vec(),
-                &p.to_vec(),
-                opt.threshold,
-                ijk,
-                opt.min_cluster,
-            )
-        })
+    // Atoms side by side: each is thresholded on its own (FDR sorts its p values).
+    let rows: Vec<Vec<bool>> = (0..test.z.nrows())
+        .into_par_iter()
+        .map(|a| significant(&test.z.row(a).to_vec(), &p.row(a).to_vec(), opt.threshold, ijk, opt.min_cluster))
         .collect();
     Array2::from_shape_fn(test.z.dim(), |(a, v)| rows[a][v])
 }

@@ -129,7 +129,9 @@ fn run_reads_each_run_once_for_its_ceiling() {
     };
     let reads = |log: &str| log.lines().find_map(|l| l.split("bold_reads=").nth(1).map(str::to_string)).unwrap();
     let (kept, again) = (d.join("kept"), d.join("again"));
-    assert_eq!(reads(&run(&kept, &[])), bold.len().to_string());
+    let log = run(&kept, &[]);
+    assert_eq!(reads(&log), bold.len().to_string());
+    assert!(log.contains("noise ceiling: the one begun beside the group is used"), "{log}");
     assert_eq!(reads(&run(&again, &["--no-ceiling"])), bold.len().to_string());
     super::common::ok(&["ceiling", again.to_str().unwrap()]);
     for name in ["isc.nii.gz", "ceiling.nii.gz", "fraction.nii.gz", "voxels.parquet", "ceiling.json"] {
