@@ -277,27 +277,27 @@ fn t_statistic(n: u32, s: i128, ss: i128) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
     /// Through i64 the same integer as straight to i128, over the whole range the sums
     /// take (±2¹⁶, its ends, halves that round, −0, the smallest steps).
     #[test]
     fn quantise_through_i64_is_the_i128_conversion() {
-        let scale = (super::FRAC_BITS as f64).exp2();
-        let mut values = vec![0.0, -0.0, super::MAX_ABS_BETA, -super::MAX_ABS_BETA, 0.5 / scale, -0.5 / scale, 1.5 / scale, 1e-300, 2.5e-12, -7.25e-13];
+        let scale = (FRAC_BITS as f64).exp2();
+        let mut values = vec![0.0, -0.0, MAX_ABS_BETA, -MAX_ABS_BETA, 0.5 / scale, -0.5 / scale, 1.5 / scale, 1e-300, 2.5e-12, -7.25e-13];
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..100_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
-            values.push((unit * 2.0 - 1.0) * super::MAX_ABS_BETA * (unit * 40.0 - 36.0).exp2().min(1.0));
+            values.push((unit * 2.0 - 1.0) * MAX_ABS_BETA * (unit * 40.0 - 36.0).exp2().min(1.0));
         }
         for v in values {
-            assert_eq!(super::quantise(v), (v * scale).round() as i128, "{v}");
+            assert_eq!(quantise(v), (v * scale).round() as i128, "{v}");
         }
     }
-
-    use super::*;
-    use rand::{Rng, SeedableRng};
 
     fn maps(seed: u64, subjects: usize) -> Vec<Array2<f64>> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
