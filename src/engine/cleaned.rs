@@ -22,7 +22,7 @@
 //! next writer takes the store's lock.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use ndarray::Array2;
 use twox_hash::XxHash64;
@@ -46,7 +46,10 @@ struct Keeper {
 /// Free space keeping never goes below: 1 GiB.
 pub const RESERVE: u64 = 1 << 30;
 
-static KEEPER: Mutex<Option<Keeper>> = Mutex::new(None);
+/// Read-held by a kept file's whole write, so turning keeping off (the write lock) waits
+/// for the files being written before it removes their folder: a command stopped by an
+/// error (a lost peer) never has a worker write into a removed folder.
+static KEEPER: RwLock<Option<Keeper>> = RwLock::new(None);
 
 /// Keeping turned on for one store, whose write lock it holds; dropping it turns keeping
 /// off, removes the files, then lets the lock go.
@@ -83,7 +86,7 @@ pub fn keep_for_ceiling(store: &Path) -> Option<Keeping> {
         }
         let floor = (free / 2).max(RESERVE);
         tracing::debug!(dir = %dir.display(), floor_mb = floor / 1_000_000, "keeping cleaned runs for the noise ceiling");
-        *KEEPER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Keeper { dir, floor });
+        *KEEPER.write().unwrap_or_else(|e| e.into_inner()) = Some(Keeper { dir, floor });
         Ok(Some(keeping))
     };
     started().unwrap_or_else(|e| {
@@ -96,7 +99,7 @@ impl Drop for Keeping {
     fn drop(&mut self) {
         // A ceiling computed ahead still reading the files finishes first.
         crate::stages::ceiling::forget_ahead();
-        *KEEPER.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *KEEPER.write().unwrap_or_else(|e| e.into_inner()) = None;
         if let Err(e) = remove(&self.dir) {
             tracing::warn!("{e}");
         }
@@ -158,8 +161,13 @@ fn key(plan: &Plan, bold: &Path, confounds: Option<&Confounds>) -> Option<String
 
 /// The folder of the cleaned runs when keeping is on for the store at `store`.
 fn folder_of(store: &Path) -> Option<PathBuf> {
-    let on = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|k| k.dir.clone())?;
-    (Layout::new(store).cleaned().canonicalize().ok()? == on).then_some(on)
+    keeper_of(&KEEPER.read().unwrap_or_else(|e| e.into_inner()), store).map(|k| k.dir.clone())
+}
+
+/// `keeper` when it keeps the runs of the store at `store`.
+fn keeper_of<'a>(keeper: &'a Option<Keeper>, store: &Path) -> Option<&'a Keeper> {
+    let on = keeper.as_ref()?;
+    (Layout::new(store).cleaned().canonicalize().ok()? == on.dir).then_some(on)
 }
 
 /// Whether keeping is on for the store at `store` (checked before a key is made).
@@ -169,7 +177,12 @@ pub fn is_keeping(store: &Path) -> bool {
 
 /// The file of `key` when keeping is on for the store at `store`.
 fn file_of(store: &Path, key: &str) -> Option<PathBuf> {
-    Some(folder_of(store)?.join(format!("{:016x}.f64", XxHash64::oneshot(0, key.as_bytes()))))
+    Some(folder_of(store)?.join(file_name(key)))
+}
+
+/// The name of the cleaned file of `key`.
+fn file_name(key: &str) -> String {
+    format!("{:016x}.f64", XxHash64::oneshot(0, key.as_bytes()))
 }
 
 /// Bytes of a cleaned file of `scans` × `voxels`.
@@ -200,12 +213,14 @@ pub fn take(plan: &Plan, bold: &Path, confounds: Option<&Confounds>, scans: usiz
 }
 
 fn put(store: &Path, key: &str, yr: &Array2<f64>, valid: &[bool]) {
-    let Some(path) = file_of(store, key) else { return };
+    // Held until the file is written ([`KEEPER`] says why).
+    let keeper = KEEPER.read().unwrap_or_else(|e| e.into_inner());
+    let Some(&Keeper { ref dir, floor }) = keeper_of(&keeper, store) else { return };
+    let path = dir.join(file_name(key));
     let (scans, voxels) = yr.dim();
-    let floor = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|k| k.floor);
     // Several workers may pass this check at once: each kept file is a small part of the
     // floor, which is at least half of what was free.
-    let room = free_bytes(&path.with_file_name("")).ok().zip(floor).is_some_and(|((free, _), floor)| free.saturating_sub(size(scans, voxels)) >= floor);
+    let room = free_bytes(dir).is_ok_and(|(free, _)| free.saturating_sub(size(scans, voxels)) >= floor);
     if !room {
         tracing::debug!(file = %path.display(), "cleaned run not kept: the disk would keep less than half the space free when the command began");
         return;
@@ -311,10 +326,16 @@ mod tests {
         bytes[100] ^= 4;
         std::fs::write(&file, bytes).unwrap();
         assert!(get(&store, "run a", 7, 5).is_none(), "damaged");
-        KEEPER.lock().unwrap().as_mut().unwrap().floor = u64::MAX;
+        KEEPER.write().unwrap().as_mut().unwrap().floor = u64::MAX;
         put(&store, "run a", &yr, &valid);
         assert!(!file.exists(), "no room: not kept");
-        drop(keeping);
+        // A file still being written (the read guard a put holds) holds the folder.
+        let writing = KEEPER.read().unwrap();
+        let ending = std::thread::spawn(move || drop(keeping));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(folder.exists(), "the folder waits for the file being written");
+        drop(writing);
+        ending.join().unwrap();
         assert!(!folder.exists(), "removed when keeping ends");
         // In a folder that is not a store, a `.cleaned` is someone else's: left alone.
         std::fs::create_dir_all(other.join(".cleaned")).unwrap();

@@ -190,6 +190,17 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// A writer dropped unfinished (its worker unwound: a lost peer makes timely's threads
+    /// panic) stops like [`Writer::abort`]: the waves it took stay written, and the group,
+    /// maps and noise ceiling of a partial update are not begun.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The group sums for the store, encoded, one per voxel block.
 type Packed = Vec<Vec<u8>>;
 

@@ -297,6 +297,7 @@ fn a_lost_peer_stops_the_survivor_with_one_line_and_the_run_resumes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("group tested"), "a partial update tests no group: {err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
         last.contains(&format!("lost process 1 at {}", addresses[1])) && last.contains("run the same command again"),
