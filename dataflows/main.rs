@@ -200,13 +200,34 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    ExitCode::from(cli(std::env::args_os()))
+    match command_line(std::env::args_os()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // The error is the last line: printed with stderr held, and the process ends
+            // holding it, so a thread still running (a worker finishing its run when a
+            // peer was lost) cannot log after it. Every destructor of the command has run.
+            use std::io::Write as _;
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {e:#}");
+            std::process::exit(1)
+        }
+    }
 }
 
-/// The command line on `args` (the program's name first), as the binary and the Python
-/// package's `cortexflow` command both run it: 0 when done, 1 after printing the error, 2
-/// for a usage error (clap's).
+/// The command line on `args` (the program's name first), as the Python package's
+/// `cortexflow` command runs it: 0 when done, 1 after printing the error, 2 for a usage
+/// error (clap's).
+#[allow(dead_code)] // the binary's `main` prints its error itself
 pub fn cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    command_line(args).unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        1
+    })
+}
+
+/// Runs the command line on `args`: its exit status (0, or clap's for usage, help and
+/// version, which clap has printed), or the command's error, not yet printed.
+fn command_line(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Result<u8> {
     // A second call in one process (the Python package) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -224,16 +245,10 @@ pub fn cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
         Err(e) => {
             // --help and --version come here too, with exit code 0.
             let _ = e.print();
-            return e.exit_code().clamp(0, 255) as u8;
+            return Ok(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    match run(command).and_then(|()| unwritten()) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
-    }
+    run(command).and_then(|()| unwritten()).map(|()| 0)
 }
 
 fn run(command: Command) -> anyhow::Result<()> {

@@ -256,10 +256,13 @@ static AHEAD: Mutex<Option<Ahead>> = Mutex::new(None);
 /// test and maps (whose single-threaded steps leave a core idle) instead of after them.
 /// The ceiling then takes it ([`take_ahead`]); the values are the same.
 pub fn start_ahead(dir: &Path) {
+    forget_ahead();
+    // Checked and stored under the slot's lock: keeping that ends meanwhile (its
+    // `forget_ahead` waits for the lock) finds this thread and waits for it.
+    let mut slot = AHEAD.lock().unwrap_or_else(|e| e.into_inner());
     if !cleaned::is_keeping(dir) {
         return;
     }
-    forget_ahead();
     let owned = dir.to_path_buf();
     let thread = std::thread::spawn(move || -> Result<(Snapshot, SharedIsc)> {
         let store = Store::open_reader(&owned)?;
@@ -268,7 +271,7 @@ pub fn start_ahead(dir: &Path) {
         let isc = shared_isc(&store, &plan, &store.read_mask()?, &hidden)?;
         Ok(((store.manifest.runs, store.manifest.stories), isc))
     });
-    *AHEAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ahead { dir: dir.to_path_buf(), thread });
+    *slot = Some(Ahead { dir: dir.to_path_buf(), thread });
 }
 
 /// Waits for a shared ISC computed ahead and drops it (the command ends without its
