@@ -256,12 +256,15 @@ static AHEAD: Mutex<Option<Ahead>> = Mutex::new(None);
 /// test and maps (whose single-threaded steps leave a core idle) instead of after them.
 /// The ceiling then takes it ([`take_ahead`]); the values are the same.
 pub fn start_ahead(dir: &Path) {
-    forget_ahead();
     // Checked and stored under the slot's lock: keeping that ends meanwhile (its
     // `forget_ahead` waits for the lock) finds this thread and waits for it.
     let mut slot = AHEAD.lock().unwrap_or_else(|e| e.into_inner());
     if !cleaned::is_keeping(dir) {
         return;
+    }
+    // One at a time: an earlier one (its thread never takes the slot) ends first.
+    if let Some(earlier) = slot.take() {
+        let _ = earlier.thread.join();
     }
     let owned = dir.to_path_buf();
     let thread = std::thread::spawn(move || -> Result<(Snapshot, SharedIsc)> {
