@@ -80,8 +80,25 @@ pub fn median(mut runs: Vec<Sample>) -> Sample {
     runs[runs.len() / 2]
 }
 
-/// Ours against the anchor, `repeats` times each, then one line with the ratio; returns
-/// our median sample.
+/// How many times `compare` runs each side: `BENCH_REPEATS` if set (at least 1), else
+/// `default`. On a busy shared machine more repeats narrow the medians.
+pub fn repeats(default: usize) -> usize {
+    std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(default, |n| n.max(1))
+}
+
+/// The fastest and slowest times of some samples.
+fn range(runs: &[Sample]) -> (f64, f64) {
+    let times = runs.iter().map(|s| s.seconds);
+    (times.clone().fold(f64::INFINITY, f64::min), times.fold(0.0, f64::max))
+}
+
+/// Ours against the anchor, `repeats` times each (or `BENCH_REPEATS`), the two sides
+/// alternated so that a machine getting slower or faster meanwhile weighs on both alike;
+/// then the medians, their ranges and one line with the ratio of the medians. Returns our
+/// median sample.
 pub fn compare(
     what: &str,
     repeats: usize,
@@ -90,8 +107,13 @@ pub fn compare(
     anchor_name: &str,
     anchor: impl Fn() -> Sample,
 ) -> Sample {
-    let o = median((0..repeats).map(|_| ours()).collect());
-    let a = median((0..repeats).map(|_| anchor()).collect());
+    let (mut os, mut anchors) = (Vec::new(), Vec::new());
+    for _ in 0..self::repeats(repeats) {
+        os.push(ours());
+        anchors.push(anchor());
+    }
+    let (o_range, a_range) = (range(&os), range(&anchors));
+    let (o, a) = (median(os), median(anchors));
     let same_sum = (o.result[2] - a.result[2]).abs() <= rel_tol * a.result[2].abs().max(1.0);
     assert!(
         o.result[..2] == a.result[..2] && same_sum,
@@ -101,12 +123,12 @@ pub fn compare(
     );
     println!("{what}");
     println!(
-        "  cortexflow   {:>9.3} s  peak {:>8.1} MiB",
-        o.seconds, o.peak_mib
+        "  cortexflow   {:>9.3} s  peak {:>8.1} MiB  (runs {:.3}–{:.3} s)",
+        o.seconds, o.peak_mib, o_range.0, o_range.1
     );
     println!(
-        "  {anchor_name:<12} {:>9.3} s  peak {:>8.1} MiB",
-        a.seconds, a.peak_mib
+        "  {anchor_name:<12} {:>9.3} s  peak {:>8.1} MiB  (runs {:.3}–{:.3} s)",
+        a.seconds, a.peak_mib, a_range.0, a_range.1
     );
     println!(
         "  ratio        {:>9.2}× faster, {:.2}× the anchor's peak memory",
