@@ -576,6 +576,7 @@ fn spatial_null_p_values_are_uniform_under_h0() {
     use cortexflow::stages::mapping::{templates, MapOptions, Score};
     use rand::seq::SliceRandom;
     use rand::Rng;
+    use rayon::prelude::*;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let sim = d.join("sim");
@@ -603,36 +604,42 @@ fn spatial_null_p_values_are_uniform_under_h0() {
         order[..size].iter().for_each(|&v| top[v] = true);
         OverlapSums::over(map, &top, &temps[network].voxels).measures().iou
     };
-    let (mut smash, mut shuffled, mut truth) = (Vec::new(), Vec::new(), Vec::new());
-    let mut scratch = Scratch::default();
-    for field in 0..70u64 {
-        let mut rng = rng_for(99, field);
-        let mut vol: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
-        smooth.apply(&mut vol, shape, &mut Vec::new());
-        let map: Vec<f64> = ijk.iter().map(|p| vol[p[0] + shape[0] * (p[1] + shape[1] * p[2])] as f64).collect();
-        let network = field as usize % temps.len();
-        let observed = iou(&map, network);
-        let fit = null.fit(&map, &mut rng, &mut scratch);
-        let surrogates: Vec<f64> = (0..opt.surrogates).map(|_| iou(&null.surrogate(&fit, &map, &mut rng, &mut scratch), network)).collect();
-        smash.push(p_value(observed, &surrogates));
-        let permuted: Vec<f64> = (0..opt.surrogates)
-            .map(|_| {
-                let mut m = map.clone();
-                m.shuffle(&mut rng);
-                iou(&m, network)
-            })
-            .collect();
-        shuffled.push(p_value(observed, &permuted));
-        let fresh: Vec<f64> = (0..opt.surrogates)
-            .map(|_| {
-                let mut vol: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
-                smooth.apply(&mut vol, shape, &mut Vec::new());
-                let m: Vec<f64> = ijk.iter().map(|p| vol[p[0] + shape[0] * (p[1] + shape[1] * p[2])] as f64).collect();
-                iou(&m, network)
-            })
-            .collect();
-        truth.push(p_value(observed, &fresh));
-    }
+    // The fields are independent (each draws from its own seeded stream), so they go side
+    // by side on rayon's threads with the same p values as one after the other.
+    let p_values: Vec<[f64; 3]> = (0..70u64)
+        .into_par_iter()
+        .map(|field| {
+            let mut scratch = Scratch::default();
+            let mut rng = rng_for(99, field);
+            let mut vol: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+            smooth.apply(&mut vol, shape, &mut Vec::new());
+            let map: Vec<f64> = ijk.iter().map(|p| vol[p[0] + shape[0] * (p[1] + shape[1] * p[2])] as f64).collect();
+            let network = field as usize % temps.len();
+            let observed = iou(&map, network);
+            let fit = null.fit(&map, &mut rng, &mut scratch);
+            let surrogates: Vec<f64> = (0..opt.surrogates).map(|_| iou(&null.surrogate(&fit, &map, &mut rng, &mut scratch), network)).collect();
+            let smash = p_value(observed, &surrogates);
+            let permuted: Vec<f64> = (0..opt.surrogates)
+                .map(|_| {
+                    let mut m = map.clone();
+                    m.shuffle(&mut rng);
+                    iou(&m, network)
+                })
+                .collect();
+            let shuffled = p_value(observed, &permuted);
+            let fresh: Vec<f64> = (0..opt.surrogates)
+                .map(|_| {
+                    let mut vol: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+                    smooth.apply(&mut vol, shape, &mut Vec::new());
+                    let m: Vec<f64> = ijk.iter().map(|p| vol[p[0] + shape[0] * (p[1] + shape[1] * p[2])] as f64).collect();
+                    iou(&m, network)
+                })
+                .collect();
+            [smash, shuffled, p_value(observed, &fresh)]
+        })
+        .collect();
+    let column = |i: usize| -> Vec<f64> { p_values.iter().map(|p| p[i]).collect() };
+    let (mut smash, mut shuffled, mut truth) = (column(0), column(1), column(2));
     let ks = |p: &mut Vec<f64>| -> f64 {
         p.sort_by(f64::total_cmp);
         let n = p.len() as f64;
