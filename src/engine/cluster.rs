@@ -185,10 +185,10 @@ impl Cluster {
             .enumerate()
             .filter(|(i, _)| *i != self.process)
             .filter(|(_, a)| {
-                !a.to_socket_addrs()
+                a.to_socket_addrs()
                     .ok()
                     .and_then(|mut s| s.next())
-                    .is_some_and(|s| TcpStream::connect_timeout(&s, Duration::from_secs(2)).is_ok())
+                    .is_none_or(|s| TcpStream::connect_timeout(&s, Duration::from_secs(2)).is_err())
             })
             .map(|(i, a)| format!("process {i} at {a}"))
             .collect();

@@ -176,7 +176,7 @@ impl EventDesign {
             + 1.0;
         let kernels = opt.model.kernels(tr, opt.oversampling);
         let shift = kernels.iter().map(|k| k.shift).max().unwrap_or(0);
-        if !(n_hr_f.round() >= (2 + shift) as f64) {
+        if n_hr_f.is_nan() || n_hr_f.round() < (2 + shift) as f64 {
             return Err(Invalid(format!(
                 "the fine time grid from {} s to {} s has {n_hr_f:.0} points, fewer than the {} \
                  the model needs (is min_onset = {} s after the last scan?)",

@@ -8,7 +8,7 @@ use rand_distr::StandardNormal;
 /// started from its stationary distribution, so every sample has unit variance. Rejects ρ
 /// outside (−1, 1) (no stationary process; NaN included) without drawing from `rng`.
 pub fn ar1<R: Rng>(rng: &mut R, rho: f64, out: &mut [f64]) -> crate::Result<()> {
-    if !(rho.abs() < 1.0) {
+    if rho.is_nan() || rho.abs() >= 1.0 {
         return Err(crate::Error::Invalid(format!(
             "the AR(1) coefficient ρ must lie strictly between -1 and 1 for a stationary process, got {rho}"
         )));

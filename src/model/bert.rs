@@ -220,7 +220,7 @@ impl Bert {
                 ),
             ));
         }
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(Error::format(
                 &config_path,
                 "hidden_size must be a multiple of num_attention_heads",

@@ -215,7 +215,7 @@ impl TryFrom<RawConfig> for Config {
         if sliding_window == Some(0) {
             return Err("sliding_window = 0: a query must see at least itself".into());
         }
-        let rope_scaling = (rope_type != "default").then(|| RopeScaling {
+        let rope_scaling = (rope_type != "default").then_some(RopeScaling {
             rope_type,
             factor: rope.factor,
             low_freq_factor: rope.low_freq_factor,
@@ -290,7 +290,7 @@ impl Config {
         }
         if self.num_attention_heads == 0
             || self.kv_heads() == 0
-            || self.num_attention_heads % self.kv_heads() != 0
+            || !self.num_attention_heads.is_multiple_of(self.kv_heads())
         {
             return bad(format!(
                 "{} attention heads are not a multiple of {} key/value heads",

@@ -50,6 +50,9 @@ impl<'s> PoolWords<'s> for Stream<'s, u64, Vec<TokenRow>> {
             Exchange::new(|_: &TokenRow| 0),
             "PoolWords",
             move |_, _| {
+                // Keyed by capability, timely's idiom for work held per time: its hash and
+                // order are its time's, which never change while it is a key.
+                #[allow(clippy::mutable_key_type)]
                 let mut pending = HashMap::new();
                 move |(input, frontier), output| {
                     input.for_each_stamp(|cap, data| {

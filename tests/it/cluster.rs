@@ -323,8 +323,7 @@ fn a_lost_peer_stops_the_survivor_with_one_line_and_the_run_resumes() {
 fn assigned(log: &str) -> usize {
     let line = log
         .lines()
-        .filter(|l| l.ends_with(" assigned"))
-        .last()
+        .rfind(|l| l.ends_with(" assigned"))
         .expect("a map summary");
     line.rsplit(' ').nth(1).unwrap().parse().unwrap()
 }

@@ -310,14 +310,14 @@ fn llama_reference(w: &Weights, ids: &[u32]) -> Taps {
             })
             .collect();
         let (mut outs, mut inners, mut next) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..x.len() {
+        for (i, xi) in x.iter().enumerate() {
             let ctx: Vec<f64> = (0..4 * hd)
                 .map(|c| {
                     let kv = (c / hd) / 2 * hd + c % hd;
                     (0..=i).map(|j| v[j][kv]).sum::<f64>() / (i + 1) as f64
                 })
                 .collect();
-            let x1 = add(&x[i], &linear(w, &p("self_attn.o_proj"), &ctx, false));
+            let x1 = add(xi, &linear(w, &p("self_attn.o_proj"), &ctx, false));
             let n = rms_norm(w, &p("post_attention_layernorm"), &x1);
             let (g, u) = (
                 linear(w, &p("mlp.gate_proj"), &n, false),
