@@ -201,10 +201,10 @@ struct SoftmaxColumns<'a> {
     queries: usize,
 }
 
-impl pulp::WithSimd for SoftmaxColumns<'_> {
+impl super::ops::Kernel for SoftmaxColumns<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn run(self) {
         let SoftmaxColumns { st, keys, first, k0, t, mask, queries } = self;
         for i in 0..queries {
             let seen = mask.keys(first + i, t);

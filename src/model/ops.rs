@@ -106,23 +106,54 @@ pub fn swiglu_into_up(gate: &Tensor, up: &Tensor) -> candle_core::Result<()> {
     up.inplace_op2(gate, &Map("swiglu", |u: f32, g: f32| swiglu_scalar(g, u)))
 }
 
-/// Runs `body` compiled for the widest SIMD level this CPU has (AVX-512 or AVX2 on
+/// A loop body for [`vectorized`]: a struct with an `#[inline(always)]` `run`, not a
+/// closure, whose body is not reliably inlined into the target-feature function.
+pub(crate) trait Kernel {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `body` compiled for the widest SIMD level this CPU has (AVX-512F, else AVX2, on
 /// x86-64), so its loops over the inline functions above vectorise to it rather than to
 /// the SSE2 baseline. Results do not depend on the level: no fused multiply-add is formed
-/// without fast-math, and every lane computes the same scalar formula. (A `WithSimd`
-/// struct with an `#[inline(always)]` body, not a closure: a closure body is not reliably
-/// inlined into the target-feature function.)
-pub(crate) fn vectorized<B: pulp::WithSimd>(body: B) -> B::Output {
-    pulp::Arch::new().dispatch(body)
+/// without fast-math, and every lane computes the same scalar formula (reductions keep
+/// their lanes explicit, as attention's `lanes`); a test compares each level's bits.
+/// (`pulp`'s dispatch, used before, stops at AVX2 unless its `x86-v4` feature is on, which
+/// would also move faer's own kernels, on the same `pulp`, to AVX-512.)
+pub(crate) fn vectorized<K: Kernel>(body: K) -> K::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { on_avx512(body) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { on_avx2(body) };
+        }
+    }
+    body.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn on_avx512<K: Kernel>(body: K) -> K::Output {
+    body.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn on_avx2<K: Kernel>(body: K) -> K::Output {
+    body.run()
 }
 
 /// out[i] = f(a[i]) (unary) over one chunk, as a [`vectorized`] body.
 struct Unary<'a, F>(&'a mut [f32], &'a [f32], &'a F);
 
-impl<F: Fn(f32) -> f32> pulp::WithSimd for Unary<'_, F> {
+impl<F: Fn(f32) -> f32> Kernel for Unary<'_, F> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn run(self) {
         let Unary(out, a, f) = self;
         for (o, &x) in out.iter_mut().zip(a) {
             *o = f(x);
@@ -133,10 +164,10 @@ impl<F: Fn(f32) -> f32> pulp::WithSimd for Unary<'_, F> {
 /// out[i] = f(a[i], b[i]) over one chunk, as a [`vectorized`] body.
 struct Binary<'a, F>(&'a mut [f32], &'a [f32], &'a [f32], &'a F);
 
-impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for Binary<'_, F> {
+impl<F: Fn(f32, f32) -> f32> Kernel for Binary<'_, F> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn run(self) {
         let Binary(out, a, b, f) = self;
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = f(x, y);
@@ -147,10 +178,10 @@ impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for Binary<'_, F> {
 /// x[i] = f(x[i]) over one chunk, as a [`vectorized`] body.
 struct UnaryInPlace<'a, F>(&'a mut [f32], &'a F);
 
-impl<F: Fn(f32) -> f32> pulp::WithSimd for UnaryInPlace<'_, F> {
+impl<F: Fn(f32) -> f32> Kernel for UnaryInPlace<'_, F> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn run(self) {
         let UnaryInPlace(x, f) = self;
         for v in x.iter_mut() {
             *v = f(*v);
@@ -161,10 +192,10 @@ impl<F: Fn(f32) -> f32> pulp::WithSimd for UnaryInPlace<'_, F> {
 /// x[i] = f(x[i], b[i]) over one chunk, as a [`vectorized`] body.
 struct BinaryInPlace<'a, F>(&'a mut [f32], &'a [f32], &'a F);
 
-impl<F: Fn(f32, f32) -> f32> pulp::WithSimd for BinaryInPlace<'_, F> {
+impl<F: Fn(f32, f32) -> f32> Kernel for BinaryInPlace<'_, F> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn run(self) {
         let BinaryInPlace(x, b, f) = self;
         for (v, &y) in x.iter_mut().zip(b) {
             *v = f(*v, y);
@@ -297,6 +328,52 @@ mod tests {
         swiglu_into_up(&gate, &u).unwrap();
         assert_eq!(bits(&u), want);
         assert_eq!(bits(&gate), gate_before, "the gate is read, not written");
+    }
+
+    /// Each SIMD level this CPU has writes the bits of the plain scalar loop (the SSE2
+    /// baseline): GELU (erf and tanh forms) and SwiGLU over values that reach exp's clamp
+    /// and erf's tails, on lengths around the vector widths.
+    #[test]
+    fn every_simd_level_writes_the_scalar_bits() {
+        let xs: Vec<f32> = (0..4133).map(|i| ((i as f32) * 0.731).sin() * (1.0 + (i % 97) as f32)).collect();
+        let ys: Vec<f32> = xs.iter().map(|x| (x * 1.7).cos() * 3.0).collect();
+        let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
+        for n in [0, 1, 7, 8, 15, 16, 17, 33, 4133] {
+            let (x, y) = (&xs[..n], &ys[..n]);
+            for f in [gelu_erf_scalar as fn(f32) -> f32, gelu_tanh_scalar] {
+                let want: Vec<f32> = x.iter().map(|&v| f(v)).collect();
+                let mut levels: Vec<Vec<f32>> = Vec::new();
+                let mut out = vec![0f32; n];
+                vectorized(Unary(&mut out, x, &f));
+                levels.push(out);
+                let mut inplace = x.to_vec();
+                #[cfg(target_arch = "x86_64")]
+                for level in [1, 2] {
+                    let has = [std::arch::is_x86_feature_detected!("avx2"), std::arch::is_x86_feature_detected!("avx512f")];
+                    if !has[level - 1] {
+                        continue;
+                    }
+                    let mut out = vec![0f32; n];
+                    // SAFETY: the CPU has the level's features (checked just above).
+                    unsafe {
+                        match level {
+                            1 => on_avx2(Unary(&mut out, x, &f)),
+                            _ => on_avx512(Unary(&mut out, x, &f)),
+                        }
+                    }
+                    levels.push(out);
+                }
+                vectorized(UnaryInPlace(&mut inplace, &f));
+                levels.push(inplace);
+                for got in &levels {
+                    assert_eq!(bits(got), bits(&want), "n = {n}");
+                }
+            }
+            let want: Vec<f32> = x.iter().zip(y).map(|(&g, &u)| swiglu_scalar(g, u)).collect();
+            let mut out = vec![0f32; n];
+            vectorized(Binary(&mut out, x, y, &swiglu_scalar));
+            assert_eq!(bits(&out), bits(&want), "swiglu, n = {n}");
+        }
     }
 
     /// Every 997th f32 bit pattern of |x| in [0, 88], both signs, against f64 `exp`.
