@@ -33,8 +33,26 @@ fn env_or(name: &str, default: &str) -> String {
 /// One command's wall seconds, peak RSS (MiB) and its log's stage seconds.
 struct Measured {
     seconds: f64,
+    /// User + system CPU seconds of the command (every thread).
+    cpu_seconds: f64,
     peak_mib: f64,
     log: String,
+}
+
+/// User + system seconds of a `rusage`.
+fn cpu_seconds(u: &libc::rusage) -> f64 {
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// User + system seconds of this process's reaped children so far (grandchildren included
+/// once their parents have waited for them).
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_CHILDREN with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    cpu_seconds(&usage)
 }
 
 impl Measured {
@@ -79,7 +97,7 @@ fn measure(args: &[&str]) -> Measured {
     let seconds = t.elapsed().as_secs_f64();
     let log = std::fs::read_to_string(log.path()).unwrap_or_default();
     assert!(pid > 0 && status == 0, "{args:?} failed:\n{log}");
-    Measured { seconds, peak_mib: usage.ru_maxrss as f64 / 1024.0, log }
+    Measured { seconds, cpu_seconds: cpu_seconds(&usage), peak_mib: usage.ru_maxrss as f64 / 1024.0, log }
 }
 
 /// `watch` on a folder that starts with 2 subjects (a `run` made the store from it), each
@@ -270,6 +288,7 @@ fn main() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-local");
     let data = d.join(format!("data{speedup_n}"));
     let p_dir = d.join("x21");
+    let cpu_before = children_cpu_seconds();
     let t = std::time::Instant::now();
     let out = Command::new("bash")
         .arg(&script)
@@ -281,17 +300,32 @@ fn main() {
         .output()
         .unwrap();
     let two_p = t.elapsed().as_secs_f64();
+    let two_p_cpu = children_cpu_seconds() - cpu_before;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let p_log = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let p_log: String = p_log.lines().filter(|l| l.starts_with("[process 0]")).collect::<Vec<_>>().join("\n");
-    let p_fit = Measured { seconds: two_p, peak_mib: f64::NAN, log: p_log }.stage("dataflow done");
-    println!("| layout | wall s | speed-up | reduce + fit s | speed-up | same bytes as 1×1 |");
-    println!("|---|---|---|---|---|---|");
+    let p_fit = Measured { seconds: two_p, cpu_seconds: two_p_cpu, peak_mib: f64::NAN, log: p_log }.stage("dataflow done");
+    // Cores busy = CPU seconds / wall seconds. One worker is not one core: rayon runs the
+    // statistics, the fits and the maps on every core, and the writer thread overlaps the
+    // next wave. So 1 × 1 already keeps `busy` cores working, and on `cores` cores no
+    // layout can finish more than cores / busy times sooner (that bound assumes no work is
+    // saved, only spread).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy = |m: &Measured| m.cpu_seconds / m.seconds;
+    println!("| layout | wall s | speed-up | cores busy | reduce + fit s | speed-up | same bytes as 1×1 |");
+    println!("|---|---|---|---|---|---|---|");
     let f1 = one.stage("dataflow done");
     let f2 = two_w.stage("dataflow done") / 2.0;
-    println!("| 1 process × 1 worker | {:.1} | 1.00 | {f1:.1} | 1.00 | — |", one.seconds);
-    println!("| 1 process × 2 workers | {:.1} | {:.2} | {f2:.1} | {:.2} | {} |", two_w.seconds, one.seconds / two_w.seconds, f1 / f2, same(&one_dir, &w_dir));
-    println!("| 2 processes × 1 worker | {two_p:.1} | {:.2} | {p_fit:.1} | {:.2} | {} |", one.seconds / two_p, f1 / p_fit, same(&one_dir, &p_dir));
+    println!("| 1 process × 1 worker | {:.1} | 1.00 | {:.2} | {f1:.1} | 1.00 | — |", one.seconds, busy(&one));
+    println!("| 1 process × 2 workers | {:.1} | {:.2} | {:.2} | {f2:.1} | {:.2} | {} |", two_w.seconds, one.seconds / two_w.seconds, busy(&two_w), f1 / f2, same(&one_dir, &w_dir));
+    println!("| 2 processes × 1 worker | {two_p:.1} | {:.2} | {:.2} | {p_fit:.1} | {:.2} | {} |", one.seconds / two_p, two_p_cpu / two_p, f1 / p_fit, same(&one_dir, &p_dir));
+    println!(
+        "\n1 × 1 kept {:.2} of this machine's {cores:.0} cores busy ({:.1} CPU s in {:.1} s), so no layout here can be more than {:.2}× faster than it without doing less work",
+        busy(&one),
+        one.cpu_seconds,
+        one.seconds,
+        cores / busy(&one)
+    );
 
     println!("\n## one run's update in a store of {} subjects\n", counts.last().unwrap());
     let big = d.join(format!("s{}", counts.last().unwrap()));
