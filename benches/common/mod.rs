@@ -81,8 +81,12 @@ pub fn median(mut runs: Vec<Sample>) -> Sample {
 }
 
 /// How many times `compare` runs each side: `BENCH_REPEATS` if set (at least 1), else
-/// `default`. On a busy shared machine more repeats narrow the medians.
+/// `default`; a bench that asks for one run (its samples measured beforehand) keeps it.
+/// On a busy shared machine more repeats narrow the medians.
 pub fn repeats(default: usize) -> usize {
+    if default <= 1 {
+        return default;
+    }
     std::env::var("BENCH_REPEATS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -96,9 +100,9 @@ fn range(runs: &[Sample]) -> (f64, f64) {
 }
 
 /// Ours against the anchor, `repeats` times each (or `BENCH_REPEATS`), the two sides
-/// alternated so that a machine getting slower or faster meanwhile weighs on both alike;
-/// then the medians, their ranges and one line with the ratio of the medians. Returns our
-/// median sample.
+/// alternated and each going first in every other round (ABBA), so that a machine getting
+/// slower or faster meanwhile weighs on both alike; then the medians, their ranges and one
+/// line with the ratio of the medians. Returns our median sample.
 pub fn compare(
     what: &str,
     repeats: usize,
@@ -108,9 +112,14 @@ pub fn compare(
     anchor: impl Fn() -> Sample,
 ) -> Sample {
     let (mut os, mut anchors) = (Vec::new(), Vec::new());
-    for _ in 0..self::repeats(repeats) {
-        os.push(ours());
-        anchors.push(anchor());
+    for round in 0..self::repeats(repeats) {
+        if round % 2 == 0 {
+            os.push(ours());
+            anchors.push(anchor());
+        } else {
+            anchors.push(anchor());
+            os.push(ours());
+        }
     }
     let (o_range, a_range) = (range(&os), range(&anchors));
     let (o, a) = (median(os), median(anchors));

@@ -335,4 +335,29 @@ mod tests {
         let k = Tensor::zeros((1, 2, 4, 8), candle_core::DType::F32, &dev).unwrap();
         assert!(attention(&q, &k, &k, Mask::Full).is_err());
     }
+
+    /// The softmax writes the same bits at every SIMD level this CPU has as at the baseline
+    /// (its max and sum keep 8 explicit lanes, so no level reassociates them), for each
+    /// mask, on key counts around the vector widths.
+    #[test]
+    fn softmax_is_the_same_bits_at_every_simd_level() {
+        use super::super::ops::Level;
+        for (t, first) in [(1, 0), (17, 0), (100, 0), (256, 64), (300, 128)] {
+            for mask in [Mask::Full, Mask::Causal, Mask::Sliding(5)] {
+                let queries = (t - first).min(QUERY_BLOCK);
+                let (k0, k1) = (mask.keys(first, t).start, mask.keys(first + queries - 1, t).end);
+                let keys = k1 - k0;
+                let scores = Mat::<f32>::from_fn(t, QUERY_BLOCK, |i, j| ((i * 31 + j * 7) as f32 * 0.37).sin() * 20.0);
+                let softmax = |level: Level| -> Vec<u32> {
+                    let mut st = scores.clone();
+                    level.run(SoftmaxColumns { st: &mut st, keys, first, k0, t, mask, queries });
+                    (0..queries).flat_map(|j| st.col_as_slice(j)[..keys].to_vec()).map(f32::to_bits).collect()
+                };
+                let base = softmax(Level::Baseline);
+                for level in Level::available() {
+                    assert_eq!(softmax(level), base, "{mask:?}, t = {t}, first = {first}, at {level:?}");
+                }
+            }
+        }
+    }
 }

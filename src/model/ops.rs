@@ -121,18 +121,58 @@ pub(crate) trait Kernel {
 /// (`pulp`'s dispatch, used before, stops at AVX2 unless its `x86-v4` feature is on, which
 /// would also move faer's own kernels, on the same `pulp`, to AVX-512.)
 pub(crate) fn vectorized<K: Kernel>(body: K) -> K::Output {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { on_avx512(body) };
+    Level::widest().run(body)
+}
+
+/// A SIMD level [`vectorized`] compiles its bodies for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Level {
+    /// The x86-64 baseline (SSE2), or another architecture's.
+    Baseline,
+    Avx2,
+    /// AVX-512F, which rustc takes to imply AVX2, FMA and F16C: all four are checked.
+    Avx512,
+}
+
+impl Level {
+    /// The widest level this CPU has.
+    pub(crate) fn widest() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx2") && has!("fma") && has!("f16c") {
+                return Level::Avx512;
+            }
+            if has!("avx2") {
+                return Level::Avx2;
+            }
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { on_avx2(body) };
+        Level::Baseline
+    }
+
+    /// Every level this CPU has, the baseline first.
+    #[cfg(test)]
+    pub(crate) fn available() -> Vec<Level> {
+        let widest = Level::widest();
+        match widest {
+            Level::Baseline => vec![Level::Baseline],
+            Level::Avx2 => vec![Level::Baseline, Level::Avx2],
+            Level::Avx512 => vec![Level::Baseline, Level::Avx2, Level::Avx512],
         }
     }
-    body.run()
+
+    /// Runs `body` compiled for this level; a level the CPU lacks runs the baseline.
+    pub(crate) fn run<K: Kernel>(self, body: K) -> K::Output {
+        #[cfg(target_arch = "x86_64")]
+        match self {
+            // SAFETY: `widest` found these features on this CPU (AVX-512 implies AVX2).
+            Level::Avx512 if Level::widest() == Level::Avx512 => return unsafe { on_avx512(body) },
+            // SAFETY: as above, AVX2 is present at either level.
+            Level::Avx2 if Level::widest() != Level::Baseline => return unsafe { on_avx2(body) },
+            _ => {}
+        }
+        body.run()
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -330,50 +370,67 @@ mod tests {
         assert_eq!(bits(&gate), gate_before, "the gate is read, not written");
     }
 
-    /// Each SIMD level this CPU has writes the bits of the plain scalar loop (the SSE2
-    /// baseline): GELU (erf and tanh forms) and SwiGLU over values that reach exp's clamp
-    /// and erf's tails, on lengths around the vector widths.
-    #[test]
-    fn every_simd_level_writes_the_scalar_bits() {
-        let xs: Vec<f32> = (0..4133).map(|i| ((i as f32) * 0.731).sin() * (1.0 + (i % 97) as f32)).collect();
-        let ys: Vec<f32> = xs.iter().map(|x| (x * 1.7).cos() * 3.0).collect();
-        let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
-        for n in [0, 1, 7, 8, 15, 16, 17, 33, 4133] {
-            let (x, y) = (&xs[..n], &ys[..n]);
-            for f in [gelu_erf_scalar as fn(f32) -> f32, gelu_tanh_scalar] {
-                let want: Vec<f32> = x.iter().map(|&v| f(v)).collect();
-                let mut levels: Vec<Vec<f32>> = Vec::new();
+    /// Values that reach exp's clamp and erf's tails, with a second operand.
+    fn operands(n: usize) -> (Vec<f32>, Vec<f32>) {
+        let xs: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.731).sin() * (1.0 + (i % 97) as f32)).collect();
+        let ys = xs.iter().map(|x| (x * 1.7).cos() * 3.0).collect();
+        (xs, ys)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The unary forms at every level against the plain loop at the baseline. `f` is a
+    /// function item or closure (its own type, inlined where it is called), as the ops
+    /// pass it: a function pointer would be called out of line, at the baseline, at every
+    /// level, and the comparison would test nothing.
+    fn check_unary<F: Fn(f32) -> f32>(f: F, what: &str) {
+        for n in [1, 7, 8, 15, 16, 17, 33, 64, 100, 4133] {
+            let (x, _) = operands(n);
+            let mut base = vec![0f32; n];
+            Level::Baseline.run(Unary(&mut base, &x, &f));
+            for level in Level::available() {
                 let mut out = vec![0f32; n];
-                vectorized(Unary(&mut out, x, &f));
-                levels.push(out);
-                let mut inplace = x.to_vec();
-                #[cfg(target_arch = "x86_64")]
-                for level in [1, 2] {
-                    let has = [std::arch::is_x86_feature_detected!("avx2"), std::arch::is_x86_feature_detected!("avx512f")];
-                    if !has[level - 1] {
-                        continue;
-                    }
-                    let mut out = vec![0f32; n];
-                    // SAFETY: the CPU has the level's features (checked just above).
-                    unsafe {
-                        match level {
-                            1 => on_avx2(Unary(&mut out, x, &f)),
-                            _ => on_avx512(Unary(&mut out, x, &f)),
-                        }
-                    }
-                    levels.push(out);
-                }
-                vectorized(UnaryInPlace(&mut inplace, &f));
-                levels.push(inplace);
-                for got in &levels {
-                    assert_eq!(bits(got), bits(&want), "n = {n}");
-                }
+                level.run(Unary(&mut out, &x, &f));
+                assert_eq!(bits(&out), bits(&base), "{what} at {level:?}, n = {n}");
+                let mut inplace = x.clone();
+                level.run(UnaryInPlace(&mut inplace, &f));
+                assert_eq!(bits(&inplace), bits(&base), "{what} in place at {level:?}, n = {n}");
             }
-            let want: Vec<f32> = x.iter().zip(y).map(|(&g, &u)| swiglu_scalar(g, u)).collect();
-            let mut out = vec![0f32; n];
-            vectorized(Binary(&mut out, x, y, &swiglu_scalar));
-            assert_eq!(bits(&out), bits(&want), "swiglu, n = {n}");
         }
+    }
+
+    /// The binary forms likewise.
+    fn check_binary<F: Fn(f32, f32) -> f32>(f: F, what: &str) {
+        for n in [1, 7, 8, 15, 16, 17, 33, 64, 100, 4133] {
+            let (x, y) = operands(n);
+            let mut base = vec![0f32; n];
+            Level::Baseline.run(Binary(&mut base, &x, &y, &f));
+            for level in Level::available() {
+                let mut out = vec![0f32; n];
+                level.run(Binary(&mut out, &x, &y, &f));
+                assert_eq!(bits(&out), bits(&base), "{what} at {level:?}, n = {n}");
+                let mut inplace = x.clone();
+                level.run(BinaryInPlace(&mut inplace, &y, &f));
+                assert_eq!(bits(&inplace), bits(&base), "{what} in place at {level:?}, n = {n}");
+            }
+        }
+    }
+
+    /// Each SIMD level this CPU has writes the bits of the baseline (SSE2) for every
+    /// activation, out of place and in place, on lengths around the vector widths.
+    #[test]
+    fn every_simd_level_writes_the_baseline_bits() {
+        check_unary(gelu_erf_scalar, "gelu (erf)");
+        check_unary(gelu_tanh_scalar, "gelu (tanh)");
+        check_unary(exp, "exp");
+        check_binary(swiglu_scalar, "swiglu");
+        // As `swiglu_into_up` passes it: a closure over the operands swapped.
+        check_binary(|u: f32, g: f32| swiglu_scalar(g, u), "swiglu into up");
+        let levels = Level::available();
+        assert_eq!(levels[0], Level::Baseline);
+        assert!(levels.contains(&Level::widest()));
     }
 
     /// Every 997th f32 bit pattern of |x| in [0, 88], both signs, against f64 `exp`.
