@@ -24,7 +24,7 @@ pub fn write_atomically<F>(dest: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&Path) -> Result<()>,
 {
-    via_temporary(dest, Durability::Disk, write)
+    unsynced(dest, write)?.finish()
 }
 
 /// Whether an atomic write waits for the disk before its rename: outputs do; scratch that
@@ -35,26 +35,54 @@ pub enum Durability {
     PageCache,
 }
 
-fn via_temporary<F>(dest: &Path, durability: Durability, write: F) -> Result<()>
+/// A file written to the temporary sibling of its destination, not yet synced nor renamed:
+/// [`Unsynced::finish`] does both, as [`write_atomically`] does at once, so that the wait
+/// for the disk can overlap other work. Dropped unfinished, the temporary is removed.
+#[must_use = "the file is not in place until finished"]
+pub struct Unsynced {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Unsynced {
+    /// Waits for the disk, then renames the file over its destination.
+    pub fn finish(self) -> Result<()> {
+        self.finish_with(Durability::Disk)
+    }
+
+    fn finish_with(mut self, durability: Durability) -> Result<()> {
+        if durability == Durability::Disk {
+            File::open(&self.tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&self.tmp, e))?;
+        }
+        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        // In place: nothing left for drop to remove.
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for Unsynced {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Runs `write` against the temporary sibling of `dest`; the file is in place once
+/// [`Unsynced::finish`]ed. The temporary file is removed if `write` fails.
+pub fn unsynced<F>(dest: &Path, write: F) -> Result<Unsynced>
 where
     F: FnOnce(&Path) -> Result<()>,
 {
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let tmp = temp_sibling(dest);
-    let outcome = write(&tmp).and_then(|()| {
-        if durability == Durability::Disk {
-            File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&tmp, e))?;
-        }
-        fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))
-    });
-    if outcome.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    outcome
+    let file = Unsynced { tmp: temp_sibling(dest), dest: dest.to_path_buf() };
+    write(&file.tmp)?;
+    Ok(file)
 }
 
 /// Atomically writes bytes produced by `fill` through a buffered writer.
@@ -70,7 +98,15 @@ pub fn write_file_with<F>(dest: &Path, durability: Durability, fill: F) -> Resul
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    via_temporary(dest, durability, |tmp| {
+    write_file_unsynced(dest, fill)?.finish_with(durability)
+}
+
+/// The bytes `fill` produces, through a buffered writer, in an [`Unsynced`] file.
+pub fn write_file_unsynced<F>(dest: &Path, fill: F) -> Result<Unsynced>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    unsynced(dest, |tmp| {
         let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
         let mut out = BufWriter::new(file);
         fill(&mut out)
@@ -96,5 +132,21 @@ mod tests {
         assert_eq!(fs::read(&dest).unwrap(), b"old");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary file must be cleaned up");
+    }
+
+    /// An unsynced file is not at its destination until finished, and one dropped
+    /// unfinished leaves only the old file.
+    #[test]
+    fn unsynced_files_land_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sums.bin");
+        write_file_atomically(&dest, |w| w.write_all(b"old")).unwrap();
+        let pending = write_file_unsynced(&dest, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+        pending.finish().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        drop(write_file_unsynced(&dest, |w| w.write_all(b"lost")).unwrap());
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the temporary of a dropped file is removed");
     }
 }
