@@ -216,6 +216,20 @@ enum Change {
     Move(usize, usize),
 }
 
+/// Stored subject maps read at once: one per rayon thread.
+fn maps_at_once() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// The stored group maps of `changes`' subjects, block by block, read side by side.
+fn read_maps(store: &Store, plan: &Plan, changes: &[(String, Change)]) -> Result<Vec<Vec<(u32, SubjectBeta)>>> {
+    use rayon::prelude::*;
+    changes
+        .par_iter()
+        .map(|(subject, _)| encoding::stored_beta(plan, subject, &store.paths().subject_map(subject, store.group_map())))
+        .collect()
+}
+
 /// The group's running sums, block by block, over the subjects of the group after the
 /// update (their positions in label order say which half each is in); with permutations,
 /// each block also keeps its subjects' β, which the sign flips need.
@@ -250,10 +264,17 @@ impl GroupSums {
         if let Some(index) = self.perm.is_none().then(|| store.trusted_group_sums(voxels)).flatten() {
             let changes = self.changes(&index.subjects, plan, refit);
             let used = match changes.len() < plan.stored.len() {
-                true => store.group_sums_blocks(&index).and_then(|blocks| {
-                    self.blocks = blocks.into_iter().map(Some).collect();
-                    self.apply(store, plan, &changes)
-                }),
+                true => {
+                    // The sums and the first maps to apply are read side by side: neither
+                    // needs the other, and an update waits for both.
+                    let first = &changes[..changes.len().min(maps_at_once())];
+                    let (blocks, maps) = rayon::join(|| store.group_sums_blocks(&index), || read_maps(store, plan, first));
+                    blocks.and_then(|blocks| {
+                        self.blocks = blocks.into_iter().map(Some).collect();
+                        self.apply_read(first, maps?)?;
+                        self.apply(store, plan, &changes[first.len()..])
+                    })
+                }
                 false => Err(err!("they would need {} map(s) read, {} without them", changes.len(), plan.stored.len())),
             };
             match used {
@@ -292,19 +313,21 @@ impl GroupSums {
     /// Reads the stored maps of `changes` (as many at once as rayon has threads) and
     /// applies each. Taking out or moving a map that the sums do not hold is an error.
     fn apply(&mut self, store: &Store, plan: &Plan, changes: &[(String, Change)]) -> Result<()> {
-        use rayon::prelude::*;
-        for chunk in changes.chunks(rayon::current_num_threads().max(1)) {
-            let read: Vec<_> = chunk
-                .par_iter()
-                .map(|(subject, _)| encoding::stored_beta(plan, subject, &store.paths().subject_map(subject, store.group_map())))
-                .collect::<Result<_>>()?;
-            for ((_, change), blocks) in chunk.iter().zip(read) {
-                for (block, beta) in blocks {
-                    match *change {
-                        Change::Add(_) => self.add(block, beta)?,
-                        Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("group/sums.bin: {}", e.0))?,
-                        Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("group/sums.bin: {}", e.0))?,
-                    }
+        for chunk in changes.chunks(maps_at_once()) {
+            let read = read_maps(store, plan, chunk)?;
+            self.apply_read(chunk, read)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `changes` with their maps' β, as [`read_maps`] gives them.
+    fn apply_read(&mut self, changes: &[(String, Change)], read: Vec<Vec<(u32, SubjectBeta)>>) -> Result<()> {
+        for ((_, change), blocks) in changes.iter().zip(read) {
+            for (block, beta) in blocks {
+                match *change {
+                    Change::Add(_) => self.add(block, beta)?,
+                    Change::Remove(at) => self.block(block, &beta)?.remove(at, &beta).map_err(|e| err!("group/sums.bin: {}", e.0))?,
+                    Change::Move(from, to) => self.block(block, &beta)?.move_half(from, to, &beta).map_err(|e| err!("group/sums.bin: {}", e.0))?,
                 }
             }
         }

@@ -711,6 +711,9 @@ impl Store {
         // Written afresh, as a subject's folder is.
         remove_all(&group_dir)?;
         remove_all(&map_dir)?;
+        // The group's sums wait for the disk beside the maps, and are in place before the
+        // group is sealed.
+        let mut sums_behind = None;
         if subjects.len() >= 2 {
             let started = std::time::Instant::now();
             let opt = self.recipe.group.options();
@@ -725,7 +728,7 @@ impl Store {
                 && group.iter().all(|(_, r)| r.as_ref().is_ok_and(|g| g.subjects as usize == labels.len()));
             if let (Some(members), true) = (sums, complete) {
                 let atoms = group.iter().find_map(|(_, r)| r.as_ref().ok().map(|g| g.atoms as usize));
-                self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?;
+                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?.map(group_sums::Pending::finish_behind);
             }
             let (n, test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
@@ -800,6 +803,7 @@ impl Store {
             // The group and the mapping count voxels; here each is a region.
             lines = lines.iter().map(|l| l.replace(" voxels", " regions").replace(" voxel", " region")).collect();
         }
+        sums_behind.map_or(Ok(()), group_sums::Behind::wait)?;
         self.seal(&group_dir)?;
         self.seal(&map_dir)?;
         self.manifest.results_epoch = self.manifest.epoch;
@@ -810,14 +814,14 @@ impl Store {
     /// Keeps the group's sums under group/ with the checksum of each subject's map as it
     /// entered them (sealed with the group). Skipped (the next update adds every subject
     /// again) when a subject's map has no checksum.
-    fn write_group_sums(&mut self, subjects: &[String], atoms: usize, voxels: usize, members: &[Vec<u8>]) -> Result<()> {
+    fn write_group_sums(&mut self, subjects: &[String], atoms: usize, voxels: usize, members: &[Vec<u8>]) -> Result<Option<group_sums::Pending>> {
         let map = self.group_map();
         let sums: Option<Vec<(String, String)>> = subjects.iter().map(|s| self.group_map_checksum(s).map(|x| (s.clone(), x.to_string()))).collect();
         let Some(sums) = sums else {
-            return Ok(());
+            return Ok(None);
         };
         let index = group_sums::SumsIndex::new(map, atoms, voxels, sums);
-        group_sums::write(&self.paths().group(), &index, members).map(drop)
+        group_sums::write(&self.paths().group(), &index, members).map(Some)
     }
 
     /// The index of the group's sums as the last update left them, when they can be
