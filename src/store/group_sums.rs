@@ -113,27 +113,42 @@ impl Pending {
 
     /// [`finish`](Self::finish) on a thread of its own; the handle waits for it when
     /// dropped, so no early return leaves the thread behind.
-    pub fn finish_behind(self) -> Behind {
-        Behind(Some(std::thread::spawn(move || self.finish())))
+    pub fn finish_behind(self) -> Result<Behind> {
+        std::thread::Builder::new()
+            .name("group sums".into())
+            .spawn(move || self.finish())
+            .map(|t| Behind(Some(t)))
+            .map_err(|e| Error::Invalid(format!("no thread to write the group's sums: {e}")))
     }
 }
 
 /// The sums being put in place by [`Pending::finish_behind`].
+#[must_use = "the sums' error is known only from Behind::wait"]
 pub struct Behind(Option<std::thread::JoinHandle<Result<()>>>);
 
 impl Behind {
     /// Waits for the sums to be in place.
     pub fn wait(mut self) -> Result<()> {
-        self.0.take().map_or(Ok(()), |t| t.join().map_err(|_| Error::Invalid("the thread writing the group's sums stopped unexpectedly".into()))?)
+        self.0.take().map_or(Ok(()), join)
     }
 }
 
 impl Drop for Behind {
+    /// Dropped unwaited (the update failed elsewhere, and reports that error): the thread
+    /// is waited for, and its own error only logged.
     fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            let _ = t.join();
+        if let Some(Err(e)) = self.0.take().map(join) {
+            tracing::warn!("group sums not kept: {e}");
         }
     }
+}
+
+/// The thread's result; a panic as an error that says what it said.
+fn join(thread: std::thread::JoinHandle<Result<()>>) -> Result<()> {
+    thread.join().unwrap_or_else(|panic| {
+        let said = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+        Err(Error::Invalid(format!("the thread writing the group's sums stopped unexpectedly: {said}")))
+    })
 }
 
 /// One block's bytes in sums.bin.
@@ -175,7 +190,8 @@ pub fn read_index(group: &Path) -> Result<SumsIndex> {
 /// subjects, as many subjects as the index names. The file is read in order, as many
 /// blocks at a time as rayon has threads, and those blocks are decoded and checked side
 /// by side (the decoding is most of the time: an update waits for it); the error reported
-/// is the first block's, as when reading one block after another.
+/// is the first block's, as when reading one block after another (within a block, a
+/// block cut short is reported before a bad value in it).
 pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
     use rayon::prelude::*;
     let path = data_path(group);

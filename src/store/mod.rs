@@ -728,7 +728,7 @@ impl Store {
                 && group.iter().all(|(_, r)| r.as_ref().is_ok_and(|g| g.subjects as usize == labels.len()));
             if let (Some(members), true) = (sums, complete) {
                 let atoms = group.iter().find_map(|(_, r)| r.as_ref().ok().map(|g| g.atoms as usize));
-                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?.map(group_sums::Pending::finish_behind);
+                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?.map(group_sums::Pending::finish_behind).transpose()?;
             }
             let (n, test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
@@ -737,7 +737,7 @@ impl Store {
                     subjects.len()
                 );
             }
-            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group sums stored, blocks joined");
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group sums written, blocks joined");
             let started = std::time::Instant::now();
             let summary = group::write_results(
                 &mask,
