@@ -4,7 +4,7 @@
 //! `fit_blocks` → gathered at worker 0); worker 0 hands the wave's fits to the writer
 //! thread and goes on with the next wave while the writer lists the wave's new runs, writes
 //! each subject's maps, adds its β to the group's running sums and drops it. The group test
-//! is computed from those sums at the end. So memory is set by the wave (subjects in flight
+//! is computed from those sums at the end, beside the last wave's maps. So memory is set by the wave (subjects in flight
 //! × their runs × atoms × voxels) and the group sums (atoms × voxels), never by the number
 //! of subjects or runs; the bytes are those of one dataflow over everything (the sums are
 //! exact integers, the fits are per subject).
@@ -111,29 +111,38 @@ impl Writer {
             }
             let (mut ingested, mut written) = (Vec::new(), BTreeMap::new());
             let (mut busy, mut count) = (0.0, 0);
+            let fitted: BTreeSet<String> = plan.jobs.iter().map(|j| j.subject().to_string()).collect();
+            // The last wave's maps are written beside the group test, which needs only the
+            // sums: the maps' gzip leaves a core idle that the test's atoms fill.
+            let mut last = None;
             for (subjects, fits) in receive {
+                if let Some((subjects, fits)) = last.take() {
+                    busy += write_wave(&mut store, fits, subjects, &mut written)?;
+                }
                 let started = std::time::Instant::now();
                 count += subjects.len();
                 let new: Vec<_> = outcome.new.iter().filter(|(r, _)| subjects.contains(&r.subject)).cloned().collect();
                 ingested.extend(list_runs(&mut store, new, &subjects)?);
-                let subjects: Vec<String> = subjects.into_iter().collect();
                 // Into the sums first: writing the maps then consumes the fits.
                 for ((subject, block), fit) in &fits {
                     if let Some(beta) = fit.beta_block(subject) {
                         group.add(*block, beta)?;
                     }
                 }
-                written.extend(subjects.iter().cloned().zip(write_fits(&mut store, fits, &subjects)?));
-                let seconds = started.elapsed().as_secs_f64();
-                tracing::info!(subjects = %subjects.join(","), seconds, "subjects' maps written");
-                busy += seconds;
+                busy += started.elapsed().as_secs_f64();
+                let subjects: Vec<String> = subjects.into_iter().collect();
+                match count >= fitted.len() {
+                    true => last = Some((subjects, fits)),
+                    false => busy += write_wave(&mut store, fits, subjects, &mut written)?,
+                }
             }
             if aborted.load(Ordering::SeqCst) {
+                if let Some((subjects, fits)) = last.take() {
+                    write_wave(&mut store, fits, subjects, &mut written)?;
+                }
                 bail!("stopped: another worker failed before the group was written; see its error");
             }
-            tracing::info!(subjects = count, seconds = busy, "writer: subjects written and added to the group sums");
             // Refitted subjects with no runs left (all retracted): their maps go.
-            let fitted: BTreeSet<&str> = plan.jobs.iter().map(|j| j.subject()).collect();
             let empty: Vec<String> = outcome.refit.iter().filter(|s| !fitted.contains(s.as_str())).cloned().collect();
             written.extend(empty.iter().cloned().zip(write_fits(&mut store, Vec::new(), &empty)?));
             // Every run is listed: `run`'s noise ceiling can begin beside the group (not
@@ -141,13 +150,25 @@ impl Writer {
             if count > 0 {
                 crate::stages::ceiling::start_ahead(&plan.dir);
             }
+            let test = || {
+                let started = std::time::Instant::now();
+                let tested = group.finish();
+                tracing::info!(seconds = started.elapsed().as_secs_f64(), "group tested from its sums");
+                tested
+            };
+            let (records, sums) = match last.take() {
+                Some((subjects, fits)) => std::thread::scope(|s| {
+                    let tested = s.spawn(test);
+                    busy += write_wave(&mut store, fits, subjects, &mut written)?;
+                    tested.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })?,
+                None => test()?,
+            };
+            tracing::info!(subjects = count, seconds = busy, "writer: subjects written and added to the group sums");
             let mut lines = std::mem::take(&mut outcome.lines);
             lines.extend(ingested);
             lines.extend(written.into_values());
             lines.extend(sums_line);
-            let started = std::time::Instant::now();
-            let (records, sums) = group.finish()?;
-            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group tested from its sums");
             let started = std::time::Instant::now();
             lines.extend(store.refresh_results(records, sums)?);
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps and networks written");
@@ -188,6 +209,15 @@ impl Writer {
         self.abort.store(true, Ordering::SeqCst);
         self.finish()
     }
+}
+
+/// Writes a wave's subject maps (their lines into `written`); the seconds it took.
+fn write_wave(store: &mut Store, fits: Vec<(BlockKey, BlockFit)>, subjects: Vec<String>, written: &mut BTreeMap<String, String>) -> Result<f64> {
+    let started = std::time::Instant::now();
+    written.extend(subjects.iter().cloned().zip(write_fits(store, fits, &subjects)?));
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(subjects = %subjects.join(","), seconds, "subjects' maps written");
+    Ok(seconds)
 }
 
 impl Drop for Writer {
@@ -265,10 +295,14 @@ impl GroupSums {
             let changes = self.changes(&index.subjects, plan, refit);
             let used = match changes.len() < plan.stored.len() {
                 true => {
-                    // The sums and the first maps to apply are read side by side: neither
-                    // needs the other, and an update waits for both.
+                    // The sums (here) and the first maps to apply (on a thread) are read
+                    // side by side: neither needs the other, and an update waits for both.
+                    // Should the sums fail, those maps are read again with the rest.
                     let first = &changes[..changes.len().min(maps_at_once())];
-                    let (blocks, maps) = rayon::join(|| store.group_sums_blocks(&index), || read_maps(store, plan, first));
+                    let (blocks, maps) = std::thread::scope(|s| {
+                        let maps = s.spawn(|| read_maps(store, plan, first));
+                        (store.group_sums_blocks(&index), maps.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    });
                     blocks.and_then(|blocks| {
                         self.blocks = blocks.into_iter().map(Some).collect();
                         self.apply_read(first, maps?)?;
