@@ -4,10 +4,10 @@
 //! `fit_blocks` → gathered at worker 0); worker 0 hands the wave's fits to the writer
 //! thread and goes on with the next wave while the writer lists the wave's new runs, writes
 //! each subject's maps, adds its β to the group's running sums and drops it. The group test
-//! is computed from those sums at the end, beside the last wave's maps. So memory is set by the wave (subjects in flight
-//! × their runs × atoms × voxels) and the group sums (atoms × voxels), never by the number
-//! of subjects or runs; the bytes are those of one dataflow over everything (the sums are
-//! exact integers, the fits are per subject).
+//! is computed from those sums at the end, beside the last wave's maps. So memory is set
+//! by the wave (subjects in flight × their runs × atoms × voxels) and the group sums and
+//! test (atoms × voxels), never by the number of subjects or runs; the bytes are those of
+//! one dataflow over everything (the sums are exact integers, the fits are per subject).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
