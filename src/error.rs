@@ -144,6 +144,11 @@ pub fn cut(text: &str, max: usize) -> String {
 }
 
 /// Library result type.
+/// What a panic said, when its payload is text (`panic!` with a literal or a format).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied())
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

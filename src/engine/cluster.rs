@@ -226,12 +226,7 @@ mod lost_peer {
                     .name()
                     .and_then(|n| n.strip_prefix("timely:recv-").or_else(|| n.strip_prefix("timely:send-")))
                     .and_then(|i| i.parse::<usize>().ok());
-                let message = info
-                    .payload()
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                    .unwrap_or("a network thread failed");
+                let message = crate::error::panic_text(info.payload()).unwrap_or("a network thread failed");
                 let mut lost = LOST.lock().unwrap_or_else(|e| e.into_inner());
                 match (peer, lost.is_some()) {
                     (Some(p), false) => *lost = Some((p, message.trim_start_matches("timely communication error: ").to_string())),

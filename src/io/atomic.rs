@@ -40,7 +40,8 @@ pub enum Durability {
 /// for the disk can overlap other work. Dropped unfinished, the temporary is removed.
 #[must_use = "the file is not in place until finished"]
 pub struct Unsynced {
-    tmp: PathBuf,
+    /// None once in place.
+    tmp: Option<PathBuf>,
     dest: PathBuf,
 }
 
@@ -51,22 +52,24 @@ impl Unsynced {
     }
 
     fn finish_with(mut self, durability: Durability) -> Result<()> {
-        if durability == Durability::Disk {
-            File::open(&self.tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&self.tmp, e))?;
+        if let Some(tmp) = &self.tmp {
+            if durability == Durability::Disk {
+                File::open(tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(tmp, e))?;
+            }
+            fs::rename(tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         }
-        fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         // In place: nothing left for drop to remove.
-        self.tmp = PathBuf::new();
+        self.tmp = None;
         Ok(())
     }
 }
 
 impl Drop for Unsynced {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.tmp);
+        if let Some(tmp) = &self.tmp {
+            let _ = fs::remove_file(tmp);
         }
     }
 }
@@ -80,8 +83,10 @@ where
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let file = Unsynced { tmp: temp_sibling(dest), dest: dest.to_path_buf() };
-    write(&file.tmp)?;
+    // Made first, so that its drop removes what a failed `write` leaves.
+    let tmp = temp_sibling(dest);
+    let file = Unsynced { tmp: Some(tmp.clone()), dest: dest.to_path_buf() };
+    write(&tmp)?;
     Ok(file)
 }
 

@@ -146,7 +146,7 @@ impl Drop for Behind {
 /// The thread's result; a panic as an error that says what it said.
 fn join(thread: std::thread::JoinHandle<Result<()>>) -> Result<()> {
     thread.join().unwrap_or_else(|panic| {
-        let said = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+        let said = crate::error::panic_text(&*panic).unwrap_or_default();
         Err(Error::Invalid(format!("the thread writing the group's sums stopped unexpectedly: {said}")))
     })
 }
