@@ -77,6 +77,56 @@ impl Drop for SmallPages {
     }
 }
 
+/// mimalloc's index of `mi_option_purge_delay` (the 16th entry of `mi_option_e` in
+/// mimalloc.h, v2 and v3 alike; libmimalloc-sys names no constant for it). A test checks
+/// the index by v3's default of 1,000 ms.
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// (guards alive, purge delay before the first of them).
+static HOLDERS: std::sync::Mutex<(usize, std::ffi::c_long)> = std::sync::Mutex::new((0, 0));
+
+/// Keeps freed memory in mimalloc's arenas rather than returning it to the OS while a
+/// forward pass runs (`purge_delay = -1`, restored when the last guard drops).
+///
+/// Why: a forward pass frees tens of MiB of intermediates a layer and takes as much again
+/// for the next, and a story runs batch after batch. mimalloc purges freed memory after
+/// a delay (1 s), so passes of about a second faulted their buffers in again, 4 KiB at a
+/// time, each page zeroed by the kernel. SmolLM2-135M, batches of 1,024 tokens one after
+/// another in one process (2 cores, AMD Zen 5; 3 alternated processes of 6 passes): 1.02 s
+/// median a pass with purging against 0.89 s with the guard, 337–376k page faults against
+/// 248k over five passes, peak 857 → 890 MiB; MiniLM-L6 (0.1 s a pass) unchanged. Memory
+/// freed while held is never scheduled for purging: it stays with the process for later
+/// allocations, so RSS does not fall below the pass's own peak. Not for the whole process:
+/// `run` without purging peaked at 1.6–1.7 GB against 1.33–1.37 GB, at the same speed.
+///
+/// Only mimalloc's options change; where it is not the global allocator (the Python
+/// module) the guard has no effect on memory.
+#[must_use = "freed memory is held only while the guard lives"]
+pub struct HeldPages(());
+
+/// Holds freed memory until the guard (and every other one alive) drops.
+pub fn hold_freed_pages() -> HeldPages {
+    let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+    if holders.0 == 0 {
+        // SAFETY: mimalloc's option calls take plain integers and are thread-safe.
+        holders.1 = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+    }
+    holders.0 += 1;
+    HeldPages(())
+}
+
+impl Drop for HeldPages {
+    fn drop(&mut self) {
+        let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        holders.0 -= 1;
+        if holders.0 == 0 {
+            // SAFETY: as above.
+            unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, holders.1) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +148,25 @@ mod tests {
             }
         }
         assert_eq!(huge_pages_disabled(), before);
+    }
+
+    /// Nested guards turn purging off once and give the delay back when the last drops;
+    /// the delay saved is v3's documented default, which checks the option's index. (Model
+    /// tests on other threads may hold guards too, so the states are read under the lock.)
+    #[test]
+    fn held_pages_turn_purging_off_until_the_last_guard_drops() {
+        let delay = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        let outer = hold_freed_pages();
+        let inner = hold_freed_pages();
+        {
+            let holders = HOLDERS.lock().unwrap();
+            assert_eq!(holders.1, 1000, "mimalloc v3's purge_delay default");
+            assert_eq!(delay(), -1);
+        }
+        drop(outer);
+        assert_eq!(delay(), -1, "one guard is still alive");
+        drop(inner);
+        let holders = HOLDERS.lock().unwrap();
+        assert_eq!(delay(), if holders.0 == 0 { 1000 } else { -1 });
     }
 }
