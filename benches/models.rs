@@ -33,8 +33,9 @@ fn child(path: &Path) {
     let m = model::load(path).expect("model");
     let wins = windows(m.as_ref());
     let request = TapRequest::new((0..m.n_layers()).collect(), Tap::ALL.to_vec());
-    // One untimed warm-up window on both sides (thread pools, first allocations).
-    m.forward_taps(&wins[0], &request).expect("warm-up");
+    // The same batch once, untimed, on every side (thread pools, allocators' caches): the
+    // timed pass is then one of a long story's batches, which follow one another.
+    m.forward_batch(&wins, &request).expect("warm-up");
     // Timed: the forward pass and copying every tap out to host vectors (the anchor's hooks
     // copy to numpy); the checksum is computed afterwards on both sides.
     let t = Instant::now();
