@@ -16,6 +16,7 @@ use tokenizers::Tokenizer;
 
 use super::attention::{attention, Mask};
 use super::dense::{dense, Dense, Stacked};
+use super::norm::Norm;
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
     LanguageModel, ModelDims, TapOutput, TapRequest,
@@ -143,10 +144,10 @@ struct Layer {
     /// query, key and value.
     qkv: Stacked,
     attn_out: Dense,
-    attn_norm: LayerNorm,
+    attn_norm: Norm,
     intermediate: Dense,
     output: Dense,
-    out_norm: LayerNorm,
+    out_norm: Norm,
     heads: usize,
 }
 
@@ -161,10 +162,10 @@ impl Layer {
                 dense(h, h, att.pp("self.value"))?,
             ])?,
             attn_out: dense(h, h, att.pp("output.dense"))?,
-            attn_norm: layer_norm(h, cfg.layer_norm_eps, att.pp("output.LayerNorm"))?,
+            attn_norm: Norm::layer(h, cfg.layer_norm_eps, att.pp("output.LayerNorm"))?,
             intermediate: dense(h, f, vb.pp("intermediate.dense"))?,
             output: dense(f, h, vb.pp("output.dense"))?,
-            out_norm: layer_norm(h, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
+            out_norm: Norm::layer(h, cfg.layer_norm_eps, vb.pp("output.LayerNorm"))?,
             heads: cfg.num_attention_heads,
         })
     }
@@ -174,13 +175,11 @@ impl Layer {
         // (b, heads, t, d) views; the fused attention reads them strided.
         let [q, k, v] = self.qkv.heads(x, x.dim(2)? / self.heads)?;
         let ctx = attention(&q, &k, &v, Mask::Full)?;
-        let x = self
-            .attn_norm
-            .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
+        let x = self.attn_norm.forward_of_sum(&self.attn_out.forward(&ctx)?, x)?;
         let inner = self.intermediate.forward(&x)?;
         super::ops::gelu_erf_in_place(&inner)?;
         let out = self.output.forward(&inner)?;
-        let next = self.out_norm.forward(&(&out + &x)?)?;
+        let next = self.out_norm.forward_of_sum(&out, &x)?;
         Ok((next, inner, out))
     }
 }

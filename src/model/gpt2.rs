@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+use candle_nn::{embedding, Embedding, VarBuilder};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::attention::{attention, Mask};
 use super::dense::Dense;
+use super::norm::Norm;
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
     LanguageModel, ModelDims, TapOutput, TapRequest,
@@ -82,10 +83,10 @@ fn conv1d(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<
 }
 
 struct Block {
-    ln_1: LayerNorm,
+    ln_1: Norm,
     c_attn: Dense,
     attn_proj: Dense,
-    ln_2: LayerNorm,
+    ln_2: Norm,
     c_fc: Dense,
     c_proj: Dense,
     heads: usize,
@@ -95,10 +96,10 @@ impl Block {
     fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let (h, f, eps) = (cfg.n_embd, cfg.ffn(), cfg.layer_norm_epsilon);
         Ok(Block {
-            ln_1: layer_norm(h, eps, vb.pp("ln_1"))?,
+            ln_1: Norm::layer(h, eps, vb.pp("ln_1"))?,
             c_attn: conv1d(h, 3 * h, vb.pp("attn.c_attn"))?,
             attn_proj: conv1d(h, h, vb.pp("attn.c_proj"))?,
-            ln_2: layer_norm(h, eps, vb.pp("ln_2"))?,
+            ln_2: Norm::layer(h, eps, vb.pp("ln_2"))?,
             c_fc: conv1d(h, f, vb.pp("mlp.c_fc"))?,
             c_proj: conv1d(f, h, vb.pp("mlp.c_proj"))?,
             heads: cfg.n_head,
@@ -117,10 +118,10 @@ impl Block {
                 .transpose(1, 2)
         };
         let ctx = attention(&part(0)?, &part(1)?, &part(2)?, Mask::Causal)?;
-        let x = (x + self.attn_proj.forward(&ctx)?)?;
-        let inner = super::ops::gelu_tanh(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
+        let (x, n) = self.ln_2.forward_sum(x, &self.attn_proj.forward(&ctx)?)?;
+        let inner = super::ops::gelu_tanh(&self.c_fc.forward(&n)?)?;
         let out = self.c_proj.forward(&inner)?;
-        let next = (&x + &out)?;
+        let next = super::ops::add(&x, &out)?;
         Ok((next, inner, out))
     }
 }

@@ -17,12 +17,13 @@ use std::sync::Arc;
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::RmsNorm;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::attention::{attention, Mask};
 use super::dense::{Dense, Stacked};
+use super::norm::Norm;
+use super::rope::Rope;
 use super::stored::{Embedding, StoredMatrix, WeightDtype};
 use super::{
     batch_tensor, candle_err, folder_tokenizer, run_layers, safetensors_files, Direction,
@@ -432,11 +433,11 @@ pub enum RopeLayout {
 }
 
 pub(crate) struct Block {
-    attn_norm: RmsNorm,
+    attn_norm: Norm,
     /// q, k and v.
     qkv: Stacked,
     o: Dense,
-    ffn_norm: RmsNorm,
+    ffn_norm: Norm,
     gate: Dense,
     up: Dense,
     down: Dense,
@@ -454,10 +455,10 @@ impl Block {
         let (h, f, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
         // Gemma's (1 + w), added in f32 as transformers adds it before multiplying.
-        let norm = |part: Part| -> candle_core::Result<RmsNorm> {
+        let norm = |part: Part| -> candle_core::Result<Norm> {
             let w = src.norm(layer, part, h)?;
             let w = if cfg.gemma { (w + 1.0)? } else { w };
-            Ok(RmsNorm::new(w, cfg.rms_norm_eps))
+            Norm::rms(&w, cfg.rms_norm_eps)
         };
         Ok(Block {
             attn_norm: norm(Part::AttnNorm)?,
@@ -480,12 +481,11 @@ impl Block {
     /// Returns (next hidden state, ffn.inner, ffn.out).
     fn forward(&self, x: &Tensor, rope: &Rope) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let n = self.attn_norm.forward(x)?;
-        // (b, heads, t, d) views; candle's rotary kernels want q and k contiguous.
+        // (b, heads, t, d) views of the projections' output; q and k rotated where they lie.
         let [q, k, v] = self.qkv.heads(&n, self.head_dim)?;
-        let (q, k) = (rope.apply(&q.contiguous()?)?, rope.apply(&k.contiguous()?)?);
+        let (q, k) = (rope.apply(&q)?, rope.apply(&k)?);
         let ctx = attention(&q, &k, &v, self.mask)?;
-        let x = (x + self.o.forward(&ctx)?)?;
-        let n = self.ffn_norm.forward(&x)?;
+        let (x, n) = self.ffn_norm.forward_sum(x, &self.o.forward(&ctx)?)?;
         let (gate, up) = (self.gate.forward(&n)?, self.up.forward(&n)?);
         let inner = if self.gelu_gate {
             (super::ops::gelu_tanh(&gate)? * up)?
@@ -494,46 +494,8 @@ impl Block {
             up
         };
         let out = self.down.forward(&inner)?;
-        let next = (&x + &out)?;
+        let next = super::ops::add(&x, &out)?;
         Ok((next, inner, out))
-    }
-}
-
-/// Rotary tables for positions 0..max: cos and sin of p·θ_i, (max × d/2). As in
-/// transformers' LlamaRotaryEmbedding.forward, θ_i is held in float32 and p·θ_i is a
-/// float32 product, so that far positions get transformers' angles: a product in f64
-/// rounded afterwards differs from it by up to 2e-6 rad at position 40 and 5e-4 rad at
-/// position 8191 (|p·θ| up to 8191 has a float32 spacing of 5e-4).
-pub(crate) struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-    layout: RopeLayout,
-}
-
-impl Rope {
-    pub(crate) fn new(
-        inv_freq: &[f64],
-        max: usize,
-        layout: RopeLayout,
-    ) -> candle_core::Result<Self> {
-        let angles: Vec<f32> = (0..max)
-            .flat_map(|p| inv_freq.iter().map(move |&f| p as f32 * f as f32))
-            .collect();
-        let angles = Tensor::from_vec(angles, (max, inv_freq.len()), &Device::Cpu)?;
-        Ok(Rope {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
-            layout,
-        })
-    }
-
-    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let t = x.dim(2)?;
-        let (cos, sin) = (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?);
-        match self.layout {
-            RopeLayout::Halves => candle_nn::rotary_emb::rope(x, &cos, &sin),
-            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
-        }
     }
 }
 

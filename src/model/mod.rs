@@ -17,7 +17,9 @@ pub mod extract;
 pub mod gguf;
 pub mod gpt2;
 pub mod llama;
+mod norm;
 mod ops;
+mod rope;
 pub mod stored;
 
 use std::path::Path;

@@ -106,6 +106,12 @@ pub fn swiglu_into_up(gate: &Tensor, up: &Tensor) -> candle_core::Result<()> {
     up.inplace_op2(gate, &Map("swiglu", |u: f32, g: f32| swiglu_scalar(g, u)))
 }
 
+/// a + b element-wise on rayon's threads (candle's add runs on its own pool, whose worker
+/// then spins beside rayon's); the same bits.
+pub fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    a.apply_op2_no_bwd(b, &Map("add", |x: f32, y: f32| x + y))
+}
+
 /// A loop body for [`vectorized`]: a struct with an `#[inline(always)]` `run`, not a
 /// closure, whose body is not reliably inlined into the target-feature function.
 pub(crate) trait Kernel {
