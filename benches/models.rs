@@ -33,6 +33,8 @@ fn child(path: &Path) {
     let m = model::load(path).expect("model");
     let wins = windows(m.as_ref());
     let request = TapRequest::new((0..m.n_layers()).collect(), Tap::ALL.to_vec());
+    // A story's batches run under this guard (model::extract, engine/stories.rs).
+    let _held = cortexflow::io::pages::hold_freed_pages();
     // The same batch once, untimed, on every side (thread pools, allocators' caches): the
     // timed pass is then one of a long story's batches, which follow one another.
     m.forward_batch(&wins, &request).expect("warm-up");

@@ -85,32 +85,43 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// (guards alive, purge delay before the first of them).
 static HOLDERS: std::sync::Mutex<(usize, std::ffi::c_long)> = std::sync::Mutex::new((0, 0));
 
-/// Keeps freed memory in mimalloc's arenas rather than returning it to the OS while a
-/// forward pass runs (`purge_delay = -1`, restored when the last guard drops).
+/// The purge delay while a forward pass runs.
+const HELD_DELAY_MS: std::ffi::c_long = 10_000;
+
+/// Lengthens mimalloc's purge delay (1 s → [`HELD_DELAY_MS`]) while a story's forward
+/// passes run. The setting is process-wide while any guard lives; when the last drops
+/// the delay is restored and what was held is returned at once (`mi_collect(true)`),
+/// since the arenas' next purge was set 10 s ahead.
 ///
 /// Why: a forward pass frees tens of MiB of intermediates a layer and takes as much again
-/// for the next, and a story runs batch after batch. mimalloc purges freed memory after
-/// a delay (1 s), so passes of about a second faulted their buffers in again, 4 KiB at a
-/// time, each page zeroed by the kernel. SmolLM2-135M, batches of 1,024 tokens one after
-/// another in one process (2 cores, AMD Zen 5; 3 alternated processes of 6 passes): 1.02 s
-/// median a pass with purging against 0.89 s with the guard, 337–376k page faults against
-/// 248k over five passes, peak 857 → 890 MiB; MiniLM-L6 (0.1 s a pass) unchanged. Memory
-/// freed while held is never scheduled for purging: it stays with the process for later
-/// allocations, so RSS does not fall below the pass's own peak. Not for the whole process:
-/// `run` without purging peaked at 1.6–1.7 GB against 1.33–1.37 GB, at the same speed.
+/// for the next, and a story runs batch after batch. mimalloc (v3, arena.c) marks freed
+/// memory for purging and, once an arena's delay has passed since the first mark, returns
+/// *every* marked range still free to the OS, however recently it was freed. With 1 s,
+/// passes of about a second faulted most of their buffers in again, 4 KiB at a time, each
+/// page zeroed by the kernel. With 10 s that happens once every ten passes of that size,
+/// and memory left unused is still returned. SmolLM2-135M, batches of 1,024 tokens one
+/// after another in one process (2 cores, AMD Zen 5; 3 alternated processes of 7 passes):
+/// 0.86–0.92 s median a pass against 0.90–1.05 s without the guard, 237–246k page faults
+/// against 438–571k, peak +2 MiB (874 MiB); MiniLM-L6 (0.1 s a pass) unchanged. Purging
+/// turned off instead (`-1`) gave the same speed-up with 33 MiB more peak, and `run` with
+/// purging off for its whole length peaked at 1.6–1.7 GB against 1.33–1.37 GB: hence a
+/// finite delay, only while models run, and the held memory returned when they stop (once
+/// a story, not once a batch: collecting after each MiniLM batch made the next one fault
+/// its buffers in again, 0.10 → 0.13 s).
 ///
 /// Only mimalloc's options change; where it is not the global allocator (the Python
 /// module) the guard has no effect on memory.
-#[must_use = "freed memory is held only while the guard lives"]
+#[must_use = "freed memory is held longer only while the guard lives"]
 pub struct HeldPages(());
 
-/// Holds freed memory until the guard (and every other one alive) drops.
+/// Holds freed memory longer until the guard (and every other one alive) drops.
 pub fn hold_freed_pages() -> HeldPages {
     let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
     if holders.0 == 0 {
-        // SAFETY: mimalloc's option calls take plain integers and are thread-safe.
+        // SAFETY: the option calls take plain integers. The set is a word-sized store that
+        // mimalloc's threads read without synchronisation: benign, they see either value.
         holders.1 = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, HELD_DELAY_MS) };
     }
     holders.0 += 1;
     HeldPages(())
@@ -121,8 +132,11 @@ impl Drop for HeldPages {
         let mut holders = HOLDERS.lock().unwrap_or_else(|e| e.into_inner());
         holders.0 -= 1;
         if holders.0 == 0 {
-            // SAFETY: as above.
-            unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, holders.1) };
+            // SAFETY: as above; `mi_collect(true)` purges free memory on any thread.
+            unsafe {
+                libmimalloc_sys::mi_option_set(PURGE_DELAY, holders.1);
+                libmimalloc_sys::mi_collect(true);
+            }
         }
     }
 }
@@ -150,23 +164,27 @@ mod tests {
         assert_eq!(huge_pages_disabled(), before);
     }
 
-    /// Nested guards turn purging off once and give the delay back when the last drops;
-    /// the delay saved is v3's documented default, which checks the option's index. (Model
-    /// tests on other threads may hold guards too, so the states are read under the lock.)
+    /// Nested guards lengthen the delay once and give it back when the last drops; the
+    /// delay saved is v3's documented default (unless the environment sets one), which
+    /// checks the option's index. (Model tests on other threads may hold guards too, so
+    /// the states are read under the lock.)
     #[test]
-    fn held_pages_turn_purging_off_until_the_last_guard_drops() {
+    fn held_pages_lengthen_the_purge_delay_until_the_last_guard_drops() {
         let delay = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
         let outer = hold_freed_pages();
         let inner = hold_freed_pages();
-        {
+        let saved = {
             let holders = HOLDERS.lock().unwrap();
-            assert_eq!(holders.1, 1000, "mimalloc v3's purge_delay default");
-            assert_eq!(delay(), -1);
-        }
+            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+                assert_eq!(holders.1, 1000, "mimalloc v3's purge_delay default");
+            }
+            assert_eq!(delay(), HELD_DELAY_MS);
+            holders.1
+        };
         drop(outer);
-        assert_eq!(delay(), -1, "one guard is still alive");
+        assert_eq!(delay(), HELD_DELAY_MS, "one guard is still alive");
         drop(inner);
         let holders = HOLDERS.lock().unwrap();
-        assert_eq!(delay(), if holders.0 == 0 { 1000 } else { -1 });
+        assert_eq!(delay(), if holders.0 == 0 { saved } else { HELD_DELAY_MS });
     }
 }

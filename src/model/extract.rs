@@ -156,6 +156,8 @@ pub fn run_story(
     mut visit: impl FnMut(&Window, Array2<f32>) -> Result<()>,
     mut progress: impl FnMut(usize),
 ) -> Result<()> {
+    // Each batch's freed buffers are the next one's (io::pages).
+    let _held = crate::io::pages::hold_freed_pages();
     for chunk in batches(model, story, opt)? {
         for (window, rows) in chunk
             .iter()

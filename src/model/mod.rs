@@ -279,8 +279,6 @@ pub(crate) fn run_layers<B>(
     let Some(last) = request.last_layer() else {
         return Ok(out);
     };
-    // Each layer's freed intermediates are the next one's buffers.
-    let _held = crate::io::pages::hold_freed_pages();
     for (layer, block) in blocks.iter().enumerate().take(last + 1) {
         let (next, inner, ffn_out) = forward(block, &x)?;
         if request.wants(layer) {

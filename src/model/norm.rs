@@ -36,26 +36,26 @@ pub struct Norm {
 impl Norm {
     /// RMSNorm with weight `w` (n), as `candle_nn::RmsNorm::new(w, eps)`.
     pub fn rms(w: &Tensor, eps: f64) -> candle_core::Result<Self> {
-        Ok(Norm {
-            weight: w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?,
-            kind: Kind::Rms,
-            eps: eps as f32,
-        })
+        let weight = w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+        Norm::checked(weight, Kind::Rms, eps)
+    }
+
+    /// A norm over rows of weight.len() values: none is an error, not empty tasks.
+    fn checked(weight: Vec<f32>, kind: Kind, eps: f64) -> candle_core::Result<Self> {
+        if weight.is_empty() {
+            candle_core::bail!("norm: a weight of no values (hidden size 0)")
+        }
+        Ok(Norm { weight, kind, eps: eps as f32 })
     }
 
     /// LayerNorm with `weight` and `bias` (n each) from `vb`, as `candle_nn::layer_norm`.
     pub fn layer(n: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
         let norm = candle_nn::layer_norm(n, eps, vb)?;
         let flat = |t: &Tensor| t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>();
-        let bias = match norm.bias() {
-            Some(b) => flat(b)?,
-            None => vec![0.0; n],
+        let Some(bias) = norm.bias() else {
+            candle_core::bail!("norm: a LayerNorm without a bias")
         };
-        Ok(Norm {
-            weight: flat(norm.weight())?,
-            kind: Kind::Layer { bias },
-            eps: eps as f32,
-        })
+        Norm::checked(flat(norm.weight())?, Kind::Layer { bias: flat(bias)? }, eps)
     }
 
     /// norm(x).
@@ -268,5 +268,7 @@ mod tests {
         let y = Tensor::ones((3, 8), candle_core::DType::F32, &dev).unwrap();
         let z = Tensor::ones((2, 8), candle_core::DType::F32, &dev).unwrap();
         assert!(rms.forward_sum(&y, &z).unwrap_err().to_string().contains("differ"));
+        let none = Tensor::zeros(0, candle_core::DType::F32, &dev).unwrap();
+        assert!(Norm::rms(&none, 1e-6).err().unwrap().to_string().contains("no values"));
     }
 }

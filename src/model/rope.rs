@@ -45,8 +45,9 @@ impl Rope {
         })
     }
 
-    /// x (b, heads, t, d) rotated by position: in place when x is a view of a
-    /// projection's token-major output (the usual case), else into a new tensor.
+    /// x (b, heads, t, d) rotated by position. When x's layout is token-major (a view of a
+    /// projection's (b, t, ·) output, the usual case) x's own storage is rotated and a
+    /// handle to it returned: the caller's buffer changes. Otherwise into a new tensor.
     pub(crate) fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
         if d % 2 != 0 || d / 2 * t > self.cos_values.len() || d / 2 != self.cos.dim(1)? {
@@ -135,7 +136,8 @@ mod tests {
 
     /// q and k rotated in place inside a stacked (b, t, q|k|v heads, d) output equal
     /// candle's kernels on contiguous copies, bit for bit, in both pair layouts; v is
-    /// untouched; a contiguous (b, heads, t, d) tensor takes candle's path.
+    /// untouched; so do a projection of its own, and one position with one head; a
+    /// contiguous (b, heads, t, d) tensor takes candle's path.
     #[test]
     fn in_place_rotation_writes_candles_bits() {
         let dev = Device::Cpu;
@@ -159,6 +161,21 @@ mod tests {
             assert_eq!(bits(&q), bits(&want_q), "{layout:?}: q");
             assert_eq!(bits(&k), bits(&want_k), "{layout:?}: k");
             assert_eq!(bits(&view(nq + nkv, nkv)), v_before, "{layout:?}: v untouched");
+            // One projection of its own (weights kept as stored): rows exactly h·d wide.
+            let alone = Tensor::randn(0f32, 1.0, (b, t, nq * d), &dev).unwrap();
+            let heads = alone.reshape((b, t, nq, d)).unwrap().transpose(1, 2).unwrap();
+            let want = theirs(&heads);
+            assert_eq!(bits(&rope.apply(&heads).unwrap()), bits(&want), "{layout:?}: one projection");
+            // One position, and one key/value head.
+            let one = Tensor::randn(0f32, 1.0, (1, 1, nq + 2, d), &dev).unwrap();
+            let k1 = one.narrow(2, nq, 1).unwrap().transpose(1, 2).unwrap();
+            let (c1, s1) = (rope.cos.narrow(0, 0, 1).unwrap(), rope.sin.narrow(0, 0, 1).unwrap());
+            let want = match layout {
+                RopeLayout::Halves => candle_nn::rotary_emb::rope(&k1.contiguous().unwrap(), &c1, &s1),
+                RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&k1.contiguous().unwrap(), &c1, &s1),
+            }
+            .unwrap();
+            assert_eq!(bits(&rope.apply(&k1).unwrap()), bits(&want), "{layout:?}: t = 1, one head");
             let plain = Tensor::randn(0f32, 1.0, (b, nq, t, d), &dev).unwrap();
             assert!(token_major(plain.layout()).is_none() || t == 1);
             assert_eq!(bits(&rope.apply(&plain).unwrap()), bits(&theirs(&plain)), "{layout:?}: copy path");
