@@ -338,3 +338,14 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .and_then(|d| d.to_scalar())
         .expect("same shapes")
 }
+
+/// The bit patterns of a tensor's f32 values (for the model ops' bit-for-bit tests).
+#[cfg(test)]
+fn tensor_bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32 values")
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}

@@ -207,12 +207,9 @@ impl Norm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tensor_bits as bits;
     use candle_core::Module;
     use std::collections::HashMap;
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
-    }
 
     /// candle's kernels (its add, then candle_nn's RmsNorm and LayerNorm) and ours on the
     /// same values: whole blocks of 8 rows and a remainder (3 × 7 = 21 rows), widths

@@ -57,8 +57,14 @@ impl Rope {
             x.inplace_op1(&InPlace(self))?;
             return Ok(x.clone());
         }
-        let x = x.contiguous()?;
+        self.with_candle(x)
+    }
+
+    /// x rotated by candle's kernels, on a contiguous copy.
+    fn with_candle(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(2)?;
         let (cos, sin) = (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?);
+        let x = x.contiguous()?;
         match self.layout {
             RopeLayout::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin),
             RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin),
@@ -129,10 +135,7 @@ impl InplaceOp1 for InPlace<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
-    }
+    use crate::model::tensor_bits as bits;
 
     /// q and k rotated in place inside a stacked (b, t, q|k|v heads, d) output equal
     /// candle's kernels on contiguous copies, bit for bit, in both pair layouts; v is
@@ -147,14 +150,7 @@ mod tests {
             let rope = Rope::new(&inv_freq, 16, layout).unwrap();
             let all = Tensor::randn(0f32, 1.0, (b, t, nq + 2 * nkv, d), &dev).unwrap();
             let view = |first: usize, n: usize| all.narrow(2, first, n).unwrap().transpose(1, 2).unwrap();
-            let (t_cos, t_sin) = (rope.cos.narrow(0, 0, t).unwrap(), rope.sin.narrow(0, 0, t).unwrap());
-            let theirs = |x: &Tensor| {
-                let x = x.contiguous().unwrap();
-                match layout {
-                    RopeLayout::Halves => candle_nn::rotary_emb::rope(&x, &t_cos, &t_sin).unwrap(),
-                    RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, &t_cos, &t_sin).unwrap(),
-                }
-            };
+            let theirs = |x: &Tensor| rope.with_candle(x).unwrap();
             let (want_q, want_k) = (theirs(&view(0, nq)), theirs(&view(nq, nkv)));
             let v_before = bits(&view(nq + nkv, nkv));
             let (q, k) = (rope.apply(&view(0, nq)).unwrap(), rope.apply(&view(nq, nkv)).unwrap());
@@ -169,12 +165,7 @@ mod tests {
             // One position, and one key/value head.
             let one = Tensor::randn(0f32, 1.0, (1, 1, nq + 2, d), &dev).unwrap();
             let k1 = one.narrow(2, nq, 1).unwrap().transpose(1, 2).unwrap();
-            let (c1, s1) = (rope.cos.narrow(0, 0, 1).unwrap(), rope.sin.narrow(0, 0, 1).unwrap());
-            let want = match layout {
-                RopeLayout::Halves => candle_nn::rotary_emb::rope(&k1.contiguous().unwrap(), &c1, &s1),
-                RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&k1.contiguous().unwrap(), &c1, &s1),
-            }
-            .unwrap();
+            let want = theirs(&k1);
             assert_eq!(bits(&rope.apply(&k1).unwrap()), bits(&want), "{layout:?}: t = 1, one head");
             let plain = Tensor::randn(0f32, 1.0, (b, nq, t, d), &dev).unwrap();
             assert!(token_major(plain.layout()).is_none() || t == 1);
