@@ -109,26 +109,62 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
     }
 }
 
-/// Voxels per pass over the α grid: a few p × block buffers that stay in cache, so the cost
-/// is linear in V. A fit of at most this many voxels (the engine's blocks) is one block.
+/// Voxels per pass: a fit of at most this many voxels (the engine's blocks) is one pass,
+/// on the caller's thread; a larger fit runs its passes side by side on rayon's threads.
 const CV_BLOCK: usize = crate::operators::BLOCK_VOXELS;
+
+/// Voxels a pass takes through the α grid at once, so that its p × voxels buffers stay in
+/// a core's L2 (at p = 64: 64 KiB each, where a whole 4,096-voxel block's are 2 MiB).
+/// `benches/ridge_pieces.rs` (results in `scripts/studies/results/ridge_pieces.md`): at
+/// p = 16, 64 and 128 pieces of 128 or 256 voxels fitted a block 1.16–1.35× faster than
+/// the whole block at once, 64 a little slower again (per-piece set-up).
+const CACHE_VOXELS: usize = 128;
 
 /// Consecutive column ranges of at most [`CV_BLOCK`] voxels, as few as can be and of
 /// sizes that differ by at most one (so that passes run side by side finish together).
 fn voxel_blocks(v: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let n = v.div_ceil(CV_BLOCK);
+    even_ranges(v, CV_BLOCK)
+}
+
+/// 0..v cut into the fewest consecutive ranges of at most `most`, sizes within one.
+fn even_ranges(v: usize, most: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let n = v.div_ceil(most);
     (0..n).map(move |i| i * v / n..(i + 1) * v / n)
 }
 
-/// Buffers of [`ridge_cv_in`] (a few p × V arrays), reused across α, folds and blocks.
-#[derive(Default)]
+/// Buffers of [`ridge_cv_in`] (a few p × piece arrays), reused across α, folds and blocks,
+/// and the piece they are sized for.
 pub struct CvScratch {
+    /// Voxels taken through the α grid at once ([`CACHE_VOXELS`] by default).
+    piece: usize,
     vtc: Array2<f64>,
     scaled: Array2<f64>,
     beta: Array2<f64>,
     gb: Array2<f64>,
     train_xty: Array2<f64>,
     dots: [Vec<f64>; 3],
+}
+
+impl Default for CvScratch {
+    fn default() -> Self {
+        CvScratch::with_piece(CACHE_VOXELS)
+    }
+}
+
+impl CvScratch {
+    /// Buffers for pieces of `voxels` voxels (at least 1): the working set of a fit, a
+    /// speed setting only (every value is the same whatever the piece).
+    pub fn with_piece(voxels: usize) -> CvScratch {
+        CvScratch {
+            piece: voxels.max(1),
+            vtc: Array2::zeros((0, 0)),
+            scaled: Array2::zeros((0, 0)),
+            beta: Array2::zeros((0, 0)),
+            gb: Array2::zeros((0, 0)),
+            train_xty: Array2::zeros((0, 0)),
+            dots: Default::default(),
+        }
+    }
 }
 
 /// Leave-one-run-out ridge over `runs` (statistics of the same voxels, ≥ 2 runs).
@@ -169,7 +205,13 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
     if let [cols] = &blocks[..] {
         return Ok(cv.pass(cols.clone(), s));
     }
-    let passes: Vec<Pass> = blocks.par_iter().map_init(CvScratch::default, |s, cols| cv.pass(cols.clone(), s)).collect();
+    let piece = s.piece;
+    let passes: Vec<Pass> = blocks.par_iter().map_init(|| CvScratch::with_piece(piece), |s, cols| cv.pass(cols.clone(), s)).collect();
+    Ok(assemble(p, na, v, blocks.into_iter().zip(passes)))
+}
+
+/// One fit of V voxels from the fits of consecutive column ranges that cover them.
+fn assemble(p: usize, na: usize, v: usize, parts: impl IntoIterator<Item = (std::ops::Range<usize>, Pass)>) -> RidgeCvFit {
     let mut fit = RidgeCvFit {
         alpha: Array1::zeros(v),
         cv_r2: Array1::zeros(v),
@@ -177,14 +219,14 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
         beta: Array2::zeros((p, v)),
         r2_per_alpha: Array2::zeros((na, v)),
     };
-    for (cols, pass) in blocks.into_iter().zip(passes) {
+    for (cols, pass) in parts {
         fit.alpha.slice_mut(s![cols.clone()]).assign(&pass.alpha);
         fit.cv_r2.slice_mut(s![cols.clone()]).assign(&pass.cv_r2);
         fit.cv_r.slice_mut(s![cols.clone()]).assign(&pass.cv_r);
         fit.beta.slice_mut(s![.., cols.clone()]).assign(&pass.beta);
         fit.r2_per_alpha.slice_mut(s![.., cols]).assign(&pass.r2_per_alpha);
     }
-    Ok(fit)
+    fit
 }
 
 /// What every pass shares: the runs, their total, and the eigendecompositions.
@@ -200,8 +242,20 @@ struct Cv<'a> {
 type Pass = RidgeCvFit;
 
 impl Cv<'_> {
-    /// The folds, the α path and the choice for the voxels `cols`.
+    /// The fit of the voxels `cols`, in pieces of at most `s.piece` voxels one after
+    /// another. Voxels do not interact, so each value is that of the whole range at once.
     fn pass(&self, cols: std::ops::Range<usize>, s: &mut CvScratch) -> Pass {
+        let (p, na) = (self.total.xty.nrows(), self.alphas.len());
+        if cols.len() <= s.piece {
+            return self.piece(cols, s);
+        }
+        let start = cols.start;
+        let pieces = even_ranges(cols.len(), s.piece).map(|r| (r.clone(), self.piece(r.start + start..r.end + start, s)));
+        assemble(p, na, cols.len(), pieces)
+    }
+
+    /// The folds, the α path and the choice for the voxels `cols`.
+    fn piece(&self, cols: std::ops::Range<usize>, s: &mut CvScratch) -> Pass {
         let (v, na, alphas) = (cols.len(), self.alphas.len(), self.alphas);
         // Per α and voxel, summed over folds: RSS, and the run-centred Σŷ² and Σŷy; with the
         // run-centred Σy² of the data.
@@ -419,6 +473,33 @@ mod tests {
             assert_eq!(reused.beta.mapv(f64::to_bits), fresh.beta.mapv(f64::to_bits));
             assert_eq!(reused.cv_r.mapv(f64::to_bits), fresh.cv_r.mapv(f64::to_bits));
         }
+    }
+
+    /// However many voxels a piece takes through the α grid (one, a few, uneven, all at
+    /// once), every value is the same by its bits.
+    #[test]
+    fn the_piece_size_changes_no_value() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let v = 2 * CACHE_VOXELS + 3;
+        let runs: Vec<RunStats> = (0..3)
+            .map(|_| {
+                let x = Array2::from_shape_simple_fn((25, 5), || rng.random_range(-1.0..1.0));
+                let y = Array2::from_shape_simple_fn((25, v), || rng.random_range(-1.0..1.0));
+                RunStats::from_block(x.view(), y.view())
+            })
+            .collect();
+        let alphas = alpha_grid(-2.0, 3.0, 6);
+        let whole = ridge_cv_in(&runs, &alphas, &mut CvScratch::with_piece(usize::MAX)).unwrap();
+        let bits = |f: &RidgeCvFit| {
+            let mut b: Vec<u64> = f.alpha.iter().chain(&f.cv_r).chain(&f.cv_r2).map(|x| x.to_bits()).collect();
+            b.extend(f.beta.iter().chain(&f.r2_per_alpha).map(|x| x.to_bits()));
+            b
+        };
+        for piece in [0, 1, 7, 1000, CACHE_VOXELS, v - 1] {
+            let fit = ridge_cv_in(&runs, &alphas, &mut CvScratch::with_piece(piece)).unwrap();
+            assert_eq!(bits(&fit), bits(&whole), "pieces of {piece}");
+        }
+        assert_eq!(bits(&ridge_cv(&runs, &alphas).unwrap()), bits(&whole));
     }
 
     /// More voxels than one pass holds (three even passes run side by side): every value
