@@ -5,6 +5,8 @@
 
 use ndarray::ArrayView2;
 
+use super::simd;
+
 /// Each column's mean, SD (√(Σ(x − mean)² / T)) and max |x|.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnStats {
@@ -28,15 +30,19 @@ impl ColumnStats {
         // changes nothing: such a fold never ends at −0).
         let mut sum = vec![0.0; v];
         for row in y.rows() {
-            sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x);
+            match row.as_slice() {
+                Some(row) => simd::add(&mut sum, row),
+                None => sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x),
+            }
         }
         let max_abs = max_abs(y);
         let mean: Vec<f64> = sum.iter().map(|s| s / t).collect();
         // The iterator sum starts from the standard library's neutral element.
         let mut squares = vec![std::iter::empty::<f64>().sum::<f64>(); v];
         for row in y.rows() {
-            for ((s, &m), &x) in squares.iter_mut().zip(&mean).zip(row) {
-                *s += (x - m).powi(2);
+            match row.as_slice() {
+                Some(row) => simd::add_squared_deviations(&mut squares, row, &mean),
+                None => squares.iter_mut().zip(&mean).zip(row).for_each(|((s, &m), &x)| *s += (x - m).powi(2)),
             }
         }
         let sd = squares.iter().map(|s| (s / t).sqrt()).collect();
@@ -65,7 +71,10 @@ pub fn column_dots(a: ArrayView2<f64>, b: ArrayView2<f64>, out: &mut Vec<f64>) {
     }
     out.resize(a.ncols(), 0.0);
     for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
-        out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o += x * y);
+        match (ra.as_slice(), rb.as_slice()) {
+            (Some(ra), Some(rb)) => simd::add_products(out, ra, rb),
+            _ => out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o += x * y),
+        }
     }
 }
 

@@ -13,9 +13,10 @@
 //! runs with it.
 
 use faer::{Mat, Side};
-use ndarray::{s, Array1, Array2, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView2, CowArray, Ix2};
 
 use super::column_stats::column_dots;
+use super::simd;
 use super::ridge_stats::RunStats;
 
 /// Cross-validated ridge results for V voxels.
@@ -73,8 +74,23 @@ impl RidgePath {
     /// β_α into `s.beta`, from [`project`](Self::project)'s Vᵀ·C.
     fn beta(&self, alpha: f64, s: &mut CvScratch) {
         s.scaled.clone_from(&s.vtc);
-        for (i, mut row) in s.scaled.rows_mut().into_iter().enumerate() {
-            row /= self.lambda[i].max(0.0) + alpha;
+        // Row i divided by λ_i + α: along rows when they are contiguous, else down the
+        // columns (Vᵀ·C of column-major statistics is column-major), each value the same
+        // quotient either way.
+        s.divisors.clear();
+        s.divisors.extend(self.lambda.iter().map(|l| l.max(0.0) + alpha));
+        if s.scaled.is_standard_layout() {
+            for (mut row, &d) in s.scaled.rows_mut().into_iter().zip(&s.divisors) {
+                simd::div_assign(row.as_slice_mut().expect("a standard-layout row"), d);
+            }
+        } else if s.scaled.t().is_standard_layout() {
+            for mut column in s.scaled.columns_mut() {
+                simd::div_elementwise(column.as_slice_mut().expect("a column-major column"), &s.divisors);
+            }
+        } else {
+            for (mut row, &d) in s.scaled.rows_mut().into_iter().zip(&s.divisors) {
+                row /= d;
+            }
         }
         mul_into(&self.v.view(), &s.scaled.view(), &mut s.beta);
     }
@@ -105,7 +121,11 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
     }
     out.resize(a.ncols(), 0.0);
     for (&w, row) in x.iter().zip(a.rows()) {
-        out.iter_mut().zip(row).for_each(|(o, &v)| *o += w * v);
+        // o + w·v and o + v·w are the same float (the product commutes exactly).
+        match row.as_slice() {
+            Some(row) => simd::axpy(out, row, w),
+            None => out.iter_mut().zip(row).for_each(|(o, &v)| *o += w * v),
+        }
     }
 }
 
@@ -142,6 +162,7 @@ pub struct CvScratch {
     beta: Array2<f64>,
     gb: Array2<f64>,
     train_xty: Array2<f64>,
+    divisors: Vec<f64>,
     dots: [Vec<f64>; 3],
 }
 
@@ -162,6 +183,7 @@ impl CvScratch {
             beta: Array2::zeros((0, 0)),
             gb: Array2::zeros((0, 0)),
             train_xty: Array2::zeros((0, 0)),
+            divisors: Vec::new(),
             dots: Default::default(),
         }
     }
@@ -199,7 +221,12 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
         .map(|held| RidgePath::new(&(&total.gram - &held.gram)))
         .collect::<crate::Result<Vec<_>>>()?;
     let refit = RidgePath::new(&total.gram)?;
-    let cv = Cv { runs, total: &total, folds: &folds, refit: &refit, alphas };
+    // The fold loop sweeps C_f and C_total row by row; statistics gathered by `select`
+    // hold them column by column, so it takes row-major copies (the refit keeps the
+    // originals, whose layout its product's bits follow).
+    let held_rows: Vec<CowArray<f64, Ix2>> = runs.iter().map(|r| r.xty.as_standard_layout()).collect();
+    let total_rows = total.xty.as_standard_layout();
+    let cv = Cv { runs, total: &total, held_rows: &held_rows, total_rows: total_rows.view(), folds: &folds, refit: &refit, alphas };
     let (p, na, v) = (total.xty.nrows(), alphas.len(), total.xty.ncols());
     let blocks: Vec<_> = voxel_blocks(v).collect();
     if let [cols] = &blocks[..] {
@@ -233,6 +260,9 @@ fn assemble(p: usize, na: usize, v: usize, parts: impl IntoIterator<Item = (std:
 struct Cv<'a> {
     runs: &'a [RunStats],
     total: &'a RunStats,
+    /// Each run's C_f and the total's C, row-major.
+    held_rows: &'a [CowArray<'a, f64, Ix2>],
+    total_rows: ArrayView2<'a, f64>,
     folds: &'a [RidgePath],
     refit: &'a RidgePath,
     alphas: &'a [f64],
@@ -264,19 +294,23 @@ impl Cv<'_> {
         let mut ss_y = Array1::<f64>::zeros(v);
         let mut dots = std::mem::take(&mut s.dots);
         let mut train_xty = std::mem::take(&mut s.train_xty);
-        for (held, path) in self.runs.iter().zip(self.folds) {
+        for ((held, held_rows), path) in self.runs.iter().zip(self.held_rows).zip(self.folds) {
             let n = held.n as f64;
             for (c, j) in cols.clone().enumerate() {
                 ss_y[c] += held.sum_y2[j] - held.sum_y[j] * held.sum_y[j] / n;
             }
-            let held_xty = held.xty.slice(s![.., cols.clone()]);
+            let held_xty = held_rows.slice(s![.., cols.clone()]);
             // C_train = C_total − C_f, element by element as the whole training set's.
-            let total_xty = self.total.xty.slice(s![.., cols.clone()]);
+            let total_xty = self.total_rows.slice(s![.., cols.clone()]);
             if train_xty.dim() != total_xty.dim() {
                 train_xty = Array2::zeros(total_xty.dim());
             }
-            train_xty.assign(&total_xty);
-            train_xty -= &held_xty;
+            for ((mut train, total), held) in train_xty.rows_mut().into_iter().zip(total_xty.rows()).zip(held_xty.rows()) {
+                match (train.as_slice_mut(), total.as_slice(), held.as_slice()) {
+                    (Some(train), Some(total), Some(held)) => simd::difference(train, total, held),
+                    (_, _, _) => train.iter_mut().zip(total).zip(held).for_each(|((t, &a), &b)| *t = a - b),
+                }
+            }
             path.project(&train_xty.view(), s);
             for (ai, &alpha) in alphas.iter().enumerate() {
                 path.beta(alpha, s);

@@ -4,7 +4,9 @@
 //! the caller fixes the order in which they are added, so results are reproducible.
 //! Every fit of the encoding stage (OLS, ridge, cross-validation) reads only these.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis, ShapeBuilder};
+
+use super::column_stats::column_dots;
 
 /// Sufficient statistics of one or more runs for a block of voxels.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +72,7 @@ impl RunStats {
     pub fn select(&self, voxels: &[usize]) -> RunStats {
         RunStats {
             gram: self.gram.clone(),
-            xty: self.xty.select(Axis(1), voxels),
+            xty: select_columns(&self.xty, voxels),
             sum_x: self.sum_x.clone(),
             sum_y: self.sum_y.select(Axis(0), voxels),
             sum_y2: self.sum_y2.select(Axis(0), voxels),
@@ -82,13 +84,32 @@ impl RunStats {
     /// ‖y − Xβ‖² = Σy² − 2βᵀXᵀy + βᵀXᵀXβ, from the statistics alone.
     pub fn rss(&self, beta: ArrayView2<f64>) -> Array1<f64> {
         let gb = self.gram.dot(&beta);
+        // βᵀGβ and βᵀC per voxel as ndarray's column `dot` gives them (column_dots).
+        let (mut bg, mut bc) = (Vec::new(), Vec::new());
+        column_dots(beta, gb.view(), &mut bg);
+        column_dots(beta, self.xty.view(), &mut bc);
         let mut out = self.sum_y2.clone();
-        for (v, o) in out.iter_mut().enumerate() {
-            let (b, c, g) = (beta.column(v), self.xty.column(v), gb.column(v));
-            *o += b.dot(&g) - 2.0 * b.dot(&c);
+        for ((o, bg), bc) in out.iter_mut().zip(bg).zip(bc) {
+            *o += bg - 2.0 * bc;
         }
         out
     }
+}
+
+/// `a.select(Axis(1), cols)`, the same values in the same memory order (column-major, as
+/// its concatenation of columns lays them out), gathered column by column instead of
+/// appended one column view at a time. Shapes with a single row or column, whose strides
+/// ndarray chooses otherwise, are left to `select`.
+pub fn select_columns(a: &Array2<f64>, cols: &[usize]) -> Array2<f64> {
+    let k = a.nrows();
+    if k < 2 || cols.len() < 2 {
+        return a.select(Axis(1), cols);
+    }
+    let mut data = Vec::with_capacity(k * cols.len());
+    for &c in cols {
+        data.extend(a.column(c).iter().copied());
+    }
+    Array2::from_shape_vec((k, cols.len()).f(), data).expect("k × columns")
 }
 
 /// Xᵀ·Y with faer's parallel matrix product (the dominant cost: p·T·V multiply-adds).
@@ -209,6 +230,44 @@ mod tests {
             s
         };
         assert!(rel(&removed.xty, &two.xty) < 1e-10 && removed.n == two.n);
+    }
+
+    /// `select_columns` is `select` on Axis(1): values and strides, from row- and
+    /// column-major sources, for repeated, reordered, single and no columns.
+    #[test]
+    fn select_columns_is_selects_array() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for (k, n) in [(5, 9), (1, 6), (6, 1), (2, 2), (64, 300)] {
+            let c = Array2::from_shape_simple_fn((k, n), || rng.random_range(-1.0..1.0));
+            let f = c.t().as_standard_layout().t().to_owned();
+            for a in [&c, &f] {
+                for cols in [vec![], vec![0], (0..n).collect(), (0..n).rev().step_by(2).collect(), vec![n - 1, 0, n - 1]] {
+                    let (got, want) = (select_columns(a, &cols), a.select(Axis(1), &cols));
+                    assert_eq!(got.dim(), want.dim(), "{k}×{n} {cols:?}");
+                    assert_eq!(got.strides(), want.strides(), "{k}×{n} {cols:?}");
+                    assert_eq!(got.as_slice_memory_order().unwrap(), want.as_slice_memory_order().unwrap());
+                }
+            }
+        }
+    }
+
+    /// The residual sums of squares are those of the per-column `dot` formula, bit for bit,
+    /// for row- and column-major statistics and one voxel.
+    #[test]
+    fn rss_is_the_column_dot_formula_bit_for_bit() {
+        for (p, v) in [(3, 6), (1, 4), (4, 1), (7, 40)] {
+            let (x, y) = data(30, p, v, 5);
+            let s = RunStats::from_block(x.view(), y.view());
+            let beta = Array2::from_shape_fn((p, v), |(i, j)| ((i * 7 + j * 3) % 5) as f64 * 0.37 - 0.5);
+            for stats in [s.clone(), s.select(&(0..v).collect::<Vec<_>>())] {
+                let gb = stats.gram.dot(&beta);
+                let want: Vec<u64> = (0..v)
+                    .map(|j| (stats.sum_y2[j] + (beta.column(j).dot(&gb.column(j)) - 2.0 * beta.column(j).dot(&stats.xty.column(j)))).to_bits())
+                    .collect();
+                let got: Vec<u64> = stats.rss(beta.view()).iter().map(|r| r.to_bits()).collect();
+                assert_eq!(got, want, "{p}×{v}, strides {:?}", stats.xty.strides());
+            }
+        }
     }
 
     /// The residual sum of squares from the statistics equals ‖y − Xβ‖² computed directly.

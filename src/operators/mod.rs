@@ -29,7 +29,7 @@ pub use gather::{Gather, Gathered};
 pub use group_blocks::{block_null, group_block, BlockSums, BlockTest, GroupBlock, GroupBlocks, Permutations, SubjectBeta};
 pub use pool_words::{PoolWords, StoryShape, StoryWords, TokenRow};
 
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::ridge_stats::RunStats;
@@ -141,7 +141,11 @@ impl StatsBlock {
 
 /// Columns `cols` of a row-major `rows × n` matrix, as a row-major `rows × cols.len()`.
 pub fn columns(a: &Array2<f64>, cols: &[usize]) -> Vec<f64> {
-    a.select(Axis(1), cols).iter().copied().collect()
+    let mut out = Vec::with_capacity(a.nrows() * cols.len());
+    for row in a.rows() {
+        out.extend(cols.iter().map(|&c| row[c]));
+    }
+    out
 }
 
 #[cfg(test)]
