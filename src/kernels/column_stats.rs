@@ -54,7 +54,10 @@ impl ColumnStats {
 pub fn max_abs(y: ArrayView2<f64>) -> Vec<f64> {
     let mut out = vec![0.0f64; y.ncols()];
     for row in y.rows() {
-        out.iter_mut().zip(row).for_each(|(m, &x)| *m = m.max(x.abs()));
+        match row.as_slice() {
+            Some(row) => simd::max_abs_into(&mut out, row),
+            None => out.iter_mut().zip(row).for_each(|(m, &x)| *m = m.max(x.abs())),
+        }
     }
     out
 }

@@ -123,6 +123,15 @@ element_wise! {
 }
 
 element_wise! {
+    /// y ← max(y, |x|), element by element (lengths must match), with `f64::max`'s rule for
+    /// NaN (the other operand wins).
+    pub fn max_abs_into / max_abs_into_at(y: &mut [f64], x: &[f64]) {
+        debug_assert_eq!(y.len(), x.len());
+        y.iter_mut().zip(x).for_each(|(y, &x)| *y = y.max(x.abs()));
+    }
+}
+
+element_wise! {
     /// y ← y + x, element by element (lengths must match).
     pub fn add / add_at(y: &mut [f64], x: &[f64]) {
         debug_assert_eq!(y.len(), x.len());
@@ -181,6 +190,7 @@ mod tests {
                 assert_eq!(run(&|y| add_products_at(level, y, &a, &b)), pairs(&|y, a, b| y + a * b), "products {at}");
                 assert_eq!(run(&|y| difference_at(level, y, &a, &b)), pairs(&|_, a, b| a - b), "difference {at}");
                 assert_eq!(run(&|y| add_at(level, y, &a)), pairs(&|y, a, _| y + a), "add {at}");
+                assert_eq!(run(&|y| max_abs_into_at(level, y, &a)), pairs(&|y, a, _| y.max(a.abs())), "max |x| {at}");
                 assert_eq!(run(&|y| add_squared_deviations_at(level, y, &a, &b)), pairs(&|y, a, b| y + (a - b).powi(2)), "squares {at}");
                 assert_eq!(run(&|y| div_elementwise_at(level, y, &a)), pairs(&|y, a, _| y / a), "element-wise division {at}");
                 for d in [3.0, 1.0 / 7.0, 1e300, -2.5e-310, 0.0, f64::NAN, 12_345.678_9] {
