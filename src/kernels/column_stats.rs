@@ -30,20 +30,14 @@ impl ColumnStats {
         // changes nothing: such a fold never ends at −0).
         let mut sum = vec![0.0; v];
         for row in y.rows() {
-            match row.as_slice() {
-                Some(row) => simd::add(&mut sum, row),
-                None => sum.iter_mut().zip(row).for_each(|(s, &x)| *s += x),
-            }
+            simd::add(&mut sum, row.as_slice().expect("rows of unit stride"));
         }
         let max_abs = max_abs(y);
         let mean: Vec<f64> = sum.iter().map(|s| s / t).collect();
         // The iterator sum starts from the standard library's neutral element.
         let mut squares = vec![std::iter::empty::<f64>().sum::<f64>(); v];
         for row in y.rows() {
-            match row.as_slice() {
-                Some(row) => simd::add_squared_deviations(&mut squares, row, &mean),
-                None => squares.iter_mut().zip(&mean).zip(row).for_each(|((s, &m), &x)| *s += (x - m).powi(2)),
-            }
+            simd::add_squared_deviations(&mut squares, row.as_slice().expect("rows of unit stride"), &mean);
         }
         let sd = squares.iter().map(|s| (s / t).sqrt()).collect();
         ColumnStats { mean, sd, max_abs }
@@ -68,6 +62,9 @@ pub fn max_abs(y: ArrayView2<f64>) -> Vec<f64> {
 /// through ndarray's unrolled dot, which sums in 8 lanes: that case is left to it.
 pub fn column_dots(a: ArrayView2<f64>, b: ArrayView2<f64>, out: &mut Vec<f64>) {
     out.clear();
+    if a.ncols() == 0 {
+        return;
+    }
     if a.column(0).as_slice().is_some() && b.column(0).as_slice().is_some() {
         out.extend((0..a.ncols()).map(|j| a.column(j).dot(&b.column(j))));
         return;

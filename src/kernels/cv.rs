@@ -121,7 +121,8 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
     }
     out.resize(a.ncols(), 0.0);
     for (&w, row) in x.iter().zip(a.rows()) {
-        // o + w·v and o + v·w are the same float (the product commutes exactly).
+        // o + w·v and o + v·w are the same float: the product commutes exactly (only a NaN
+        // times a NaN could keep the other's payload, and Σx is finite).
         match row.as_slice() {
             Some(row) => simd::axpy(out, row, w),
             None => out.iter_mut().zip(row).for_each(|(o, &v)| *o += w * v),
@@ -156,7 +157,7 @@ fn even_ranges(v: usize, most: usize) -> impl Iterator<Item = std::ops::Range<us
 /// and the piece they are sized for.
 pub struct CvScratch {
     /// Voxels taken through the α grid at once ([`CACHE_VOXELS`] by default).
-    piece: usize,
+    piece_voxels: usize,
     vtc: Array2<f64>,
     scaled: Array2<f64>,
     beta: Array2<f64>,
@@ -173,11 +174,13 @@ impl Default for CvScratch {
 }
 
 impl CvScratch {
-    /// Buffers for pieces of `voxels` voxels (at least 1): the working set of a fit, a
-    /// speed setting only (every value is the same whatever the piece).
+    /// Buffers for pieces of about `voxels` voxels: the working set of a fit, a speed
+    /// setting only (every value is the same whatever the piece). At least 3, so that no
+    /// piece of a wider range is one column, whose sums ndarray takes in another order
+    /// (a p × 1 matrix has contiguous columns: its unrolled dot).
     pub fn with_piece(voxels: usize) -> CvScratch {
         CvScratch {
-            piece: voxels.max(1),
+            piece_voxels: voxels.max(3),
             vtc: Array2::zeros((0, 0)),
             scaled: Array2::zeros((0, 0)),
             beta: Array2::zeros((0, 0)),
@@ -232,7 +235,7 @@ pub fn ridge_cv_in(runs: &[RunStats], alphas: &[f64], s: &mut CvScratch) -> crat
     if let [cols] = &blocks[..] {
         return Ok(cv.pass(cols.clone(), s));
     }
-    let piece = s.piece;
+    let piece = s.piece_voxels;
     let passes: Vec<Pass> = blocks.par_iter().map_init(|| CvScratch::with_piece(piece), |s, cols| cv.pass(cols.clone(), s)).collect();
     Ok(assemble(p, na, v, blocks.into_iter().zip(passes)))
 }
@@ -272,15 +275,16 @@ struct Cv<'a> {
 type Pass = RidgeCvFit;
 
 impl Cv<'_> {
-    /// The fit of the voxels `cols`, in pieces of at most `s.piece` voxels one after
-    /// another. Voxels do not interact, so each value is that of the whole range at once.
+    /// The fit of the voxels `cols`, in pieces of at most `s.piece_voxels` voxels (and at
+    /// least 2: see [`CvScratch::with_piece`]) one after another. Voxels do not interact,
+    /// so each value is that of the whole range at once.
     fn pass(&self, cols: std::ops::Range<usize>, s: &mut CvScratch) -> Pass {
         let (p, na) = (self.total.xty.nrows(), self.alphas.len());
-        if cols.len() <= s.piece {
+        if cols.len() <= s.piece_voxels {
             return self.piece(cols, s);
         }
         let start = cols.start;
-        let pieces = even_ranges(cols.len(), s.piece).map(|r| (r.clone(), self.piece(r.start + start..r.end + start, s)));
+        let pieces = even_ranges(cols.len(), s.piece_voxels).map(|r| (r.clone(), self.piece(r.start + start..r.end + start, s)));
         assemble(p, na, cols.len(), pieces)
     }
 
@@ -368,6 +372,18 @@ mod tests {
     use super::*;
     use ndarray::{s, Axis};
     use rand::{Rng, SeedableRng};
+
+    /// Statistics of 3 runs of `scans(r)` scans, `p` regressors and `v` voxels, uniform on
+    /// [−1, 1) (the design, then the data, run by run).
+    fn random_runs(rng: &mut rand_chacha::ChaCha8Rng, scans: impl Fn(usize) -> usize, p: usize, v: usize) -> Vec<RunStats> {
+        (0..3)
+            .map(|r| {
+                let x = Array2::from_shape_simple_fn((scans(r), p), || rng.random_range(-1.0..1.0));
+                let y = Array2::from_shape_simple_fn((scans(r), v), || rng.random_range(-1.0..1.0));
+                RunStats::from_block(x.view(), y.view())
+            })
+            .collect()
+    }
 
     /// Brute force: for each fold, ridge solved directly on the raw training scans
     /// ((XᵀX + αI)β = Xᵀy), predictions on the held-out scans, scores from the
@@ -496,32 +512,21 @@ mod tests {
         }
         let alphas = alpha_grid(-2.0, 3.0, 6);
         for v in [9, 1, 4] {
-            let runs: Vec<RunStats> = (0..3)
-                .map(|r| {
-                    let x = Array2::from_shape_simple_fn((40 + r, 6), || rng.random_range(-1.0..1.0));
-                    let y = Array2::from_shape_simple_fn((40 + r, v), || rng.random_range(-1.0..1.0));
-                    RunStats::from_block(x.view(), y.view())
-                })
-                .collect();
+            let runs = random_runs(&mut rng, |r| 40 + r, 6, v);
             let (reused, fresh) = (ridge_cv_in(&runs, &alphas, &mut s).unwrap(), ridge_cv(&runs, &alphas).unwrap());
             assert_eq!(reused.beta.mapv(f64::to_bits), fresh.beta.mapv(f64::to_bits));
             assert_eq!(reused.cv_r.mapv(f64::to_bits), fresh.cv_r.mapv(f64::to_bits));
         }
     }
 
-    /// However many voxels a piece takes through the α grid (one, a few, uneven, all at
-    /// once), every value is the same by its bits.
+    /// However many voxels a piece takes through the α grid (the fewest allowed, a few,
+    /// uneven, all at once), every value is the same by its bits; with 9 regressors, more
+    /// than the 8 lanes of ndarray's unrolled dot, which a one-column piece would take.
     #[test]
     fn the_piece_size_changes_no_value() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
         let v = 2 * CACHE_VOXELS + 3;
-        let runs: Vec<RunStats> = (0..3)
-            .map(|_| {
-                let x = Array2::from_shape_simple_fn((25, 5), || rng.random_range(-1.0..1.0));
-                let y = Array2::from_shape_simple_fn((25, v), || rng.random_range(-1.0..1.0));
-                RunStats::from_block(x.view(), y.view())
-            })
-            .collect();
+        let runs = random_runs(&mut rng, |_| 25, 9, v);
         let alphas = alpha_grid(-2.0, 3.0, 6);
         let whole = ridge_cv_in(&runs, &alphas, &mut CvScratch::with_piece(usize::MAX)).unwrap();
         let bits = |f: &RidgeCvFit| {
@@ -529,7 +534,7 @@ mod tests {
             b.extend(f.beta.iter().chain(&f.r2_per_alpha).map(|x| x.to_bits()));
             b
         };
-        for piece in [0, 1, 7, 1000, CACHE_VOXELS, v - 1] {
+        for piece in [0, 1, 2, 3, 4, 7, 1000, CACHE_VOXELS, v - 1] {
             let fit = ridge_cv_in(&runs, &alphas, &mut CvScratch::with_piece(piece)).unwrap();
             assert_eq!(bits(&fit), bits(&whole), "pieces of {piece}");
         }
@@ -542,13 +547,7 @@ mod tests {
     fn voxels_beyond_one_block_are_fitted_as_their_block() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
         let v = 2 * CV_BLOCK + 1;
-        let runs: Vec<RunStats> = (0..3)
-            .map(|_| {
-                let x = Array2::from_shape_simple_fn((30, 4), || rng.random_range(-1.0..1.0));
-                let y = Array2::from_shape_simple_fn((30, v), || rng.random_range(-1.0..1.0));
-                RunStats::from_block(x.view(), y.view())
-            })
-            .collect();
+        let runs = random_runs(&mut rng, |_| 30, 4, v);
         let alphas = alpha_grid(-2.0, 3.0, 6);
         let none = ridge_cv(&runs.iter().map(|r| r.select(&[])).collect::<Vec<_>>(), &alphas).unwrap();
         assert_eq!((none.alpha.len(), none.beta.dim(), none.r2_per_alpha.dim()), (0, (4, 0), (6, 0)));

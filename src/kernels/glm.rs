@@ -221,6 +221,14 @@ mod tests {
     /// A Gram matrix with a NaN or infinite entry has no condition number: +∞, and OLS
     /// refuses it with that number. (The eigen-solver's failure on it used to become an
     /// empty eigenvalue list and a condition of 0, which the guard let through.)
+    /// A block none of whose voxels is valid in every run is fitted as no voxels: empty
+    /// maps, not a panic.
+    #[test]
+    fn no_voxels_give_an_empty_fit() {
+        let fit = ols(&posed().select(&[])).unwrap();
+        assert_eq!((fit.beta.dim(), fit.t.dim(), fit.sigma2.len()), ((3, 0), (3, 0), 0));
+    }
+
     #[test]
     fn non_finite_gram_is_refused_as_ill_conditioned() {
         assert!(ols(&posed()).is_ok());

@@ -96,15 +96,11 @@ impl RunStats {
     }
 }
 
-/// `a.select(Axis(1), cols)`, the same values in the same memory order (column-major, as
-/// its concatenation of columns lays them out), gathered column by column instead of
-/// appended one column view at a time. Shapes with a single row or column, whose strides
-/// ndarray chooses otherwise, are left to `select`.
-pub fn select_columns(a: &Array2<f64>, cols: &[usize]) -> Array2<f64> {
+/// `a.select(Axis(1), cols)`, the same values in the same memory order and strides
+/// (column-major, as its concatenation of columns lays them out; tested for every shape),
+/// gathered column by column instead of appended one column view at a time.
+pub(crate) fn select_columns(a: &Array2<f64>, cols: &[usize]) -> Array2<f64> {
     let k = a.nrows();
-    if k < 2 || cols.len() < 2 {
-        return a.select(Axis(1), cols);
-    }
     let mut data = Vec::with_capacity(k * cols.len());
     for &c in cols {
         data.extend(a.column(c).iter().copied());
@@ -237,7 +233,7 @@ mod tests {
     #[test]
     fn select_columns_is_selects_array() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        for (k, n) in [(5, 9), (1, 6), (6, 1), (2, 2), (64, 300)] {
+        for (k, n) in [(5, 9), (1, 6), (6, 1), (1, 1), (2, 2), (64, 300)] {
             let c = Array2::from_shape_simple_fn((k, n), || rng.random_range(-1.0..1.0));
             let f = c.t().as_standard_layout().t().to_owned();
             for a in [&c, &f] {
@@ -255,7 +251,7 @@ mod tests {
     /// for row- and column-major statistics and one voxel.
     #[test]
     fn rss_is_the_column_dot_formula_bit_for_bit() {
-        for (p, v) in [(3, 6), (1, 4), (4, 1), (7, 40)] {
+        for (p, v) in [(3, 6), (1, 4), (4, 1), (7, 40), (9, 0)] {
             let (x, y) = data(30, p, v, 5);
             let s = RunStats::from_block(x.view(), y.view());
             let beta = Array2::from_shape_fn((p, v), |(i, j)| ((i * 7 + j * 3) % 5) as f64 * 0.37 - 0.5);
