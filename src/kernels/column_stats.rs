@@ -47,11 +47,9 @@ impl ColumnStats {
 /// Each column's largest |x| (a fold from 0; the order does not change a maximum).
 pub fn max_abs(y: ArrayView2<f64>) -> Vec<f64> {
     let mut out = vec![0.0f64; y.ncols()];
+    let mut buf = Vec::new();
     for row in y.rows() {
-        match row.as_slice() {
-            Some(row) => simd::max_abs_into(&mut out, row),
-            None => out.iter_mut().zip(row).for_each(|(m, &x)| *m = m.max(x.abs())),
-        }
+        simd::max_abs_into(&mut out, simd::contiguous(row, &mut buf));
     }
     out
 }
@@ -70,11 +68,9 @@ pub fn column_dots(a: ArrayView2<f64>, b: ArrayView2<f64>, out: &mut Vec<f64>) {
         return;
     }
     out.resize(a.ncols(), 0.0);
+    let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
     for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
-        match (ra.as_slice(), rb.as_slice()) {
-            (Some(ra), Some(rb)) => simd::add_products(out, ra, rb),
-            _ => out.iter_mut().zip(ra).zip(rb).for_each(|((o, &x), &y)| *o += x * y),
-        }
+        simd::add_products(out, simd::contiguous(ra, &mut buf_a), simd::contiguous(rb, &mut buf_b));
     }
 }
 

@@ -79,17 +79,17 @@ impl RidgePath {
         // quotient either way.
         s.divisors.clear();
         s.divisors.extend(self.lambda.iter().map(|l| l.max(0.0) + alpha));
-        if s.scaled.is_standard_layout() {
-            for (mut row, &d) in s.scaled.rows_mut().into_iter().zip(&s.divisors) {
-                simd::div_assign(row.as_slice_mut().expect("a standard-layout row"), d);
+        if !s.scaled.t().is_standard_layout() {
+            // (Products are stored in one of the two orders; any other is made row-major.)
+            if !s.scaled.is_standard_layout() {
+                s.scaled = s.scaled.as_standard_layout().into_owned();
             }
-        } else if s.scaled.t().is_standard_layout() {
-            for mut column in s.scaled.columns_mut() {
-                simd::div_elementwise(column.as_slice_mut().expect("a column-major column"), &s.divisors);
+            for (mut row, &d) in s.scaled.rows_mut().into_iter().zip(&s.divisors) {
+                simd::div_assign(row.as_slice_mut().expect("a row-major row"), d);
             }
         } else {
-            for (mut row, &d) in s.scaled.rows_mut().into_iter().zip(&s.divisors) {
-                row /= d;
+            for mut column in s.scaled.columns_mut() {
+                simd::div_elementwise(column.as_slice_mut().expect("a column-major column"), &s.divisors);
             }
         }
         mul_into(&self.v.view(), &s.scaled.view(), &mut s.beta);
@@ -120,13 +120,11 @@ fn weighted_rows(x: &Array1<f64>, a: &Array2<f64>, out: &mut Vec<f64>) {
         return;
     }
     out.resize(a.ncols(), 0.0);
+    let mut buf = Vec::new();
     for (&w, row) in x.iter().zip(a.rows()) {
         // o + w·v and o + v·w are the same float: the product commutes exactly (only a NaN
         // times a NaN could keep the other's payload, and Σx is finite).
-        match row.as_slice() {
-            Some(row) => simd::axpy(out, row, w),
-            None => out.iter_mut().zip(row).for_each(|(o, &v)| *o += w * v),
-        }
+        simd::axpy(out, simd::contiguous(row, &mut buf), w);
     }
 }
 
@@ -309,11 +307,10 @@ impl Cv<'_> {
             if train_xty.dim() != total_xty.dim() {
                 train_xty = Array2::zeros(total_xty.dim());
             }
+            // Rows of row-major arrays (this buffer, and column ranges of the copies).
             for ((mut train, total), held) in train_xty.rows_mut().into_iter().zip(total_xty.rows()).zip(held_xty.rows()) {
-                match (train.as_slice_mut(), total.as_slice(), held.as_slice()) {
-                    (Some(train), Some(total), Some(held)) => simd::difference(train, total, held),
-                    (_, _, _) => train.iter_mut().zip(total).zip(held).for_each(|((t, &a), &b)| *t = a - b),
-                }
+                let whole = "a row of a row-major array";
+                simd::difference(train.as_slice_mut().expect(whole), total.to_slice().expect(whole), held.to_slice().expect(whole));
             }
             path.project(&train_xty.view(), s);
             for (ai, &alpha) in alphas.iter().enumerate() {

@@ -48,6 +48,19 @@ impl Level {
     }
 }
 
+/// `row` as a slice: itself when its elements are contiguous, else copied into `buf`
+/// (strided rows are rare here; the formulas live only in this module's loops).
+pub fn contiguous<'a>(row: ndarray::ArrayView1<'a, f64>, buf: &'a mut Vec<f64>) -> &'a [f64] {
+    match row.to_slice() {
+        Some(slice) => slice,
+        None => {
+            buf.clear();
+            buf.extend(row.iter().copied());
+            buf
+        }
+    }
+}
+
 /// `pub fn name(args)`, running `body` compiled at the CPU's best [`Level`], and
 /// `name_at(level, args)` for a given level (which the CPU must run).
 macro_rules! element_wise {
