@@ -4,6 +4,9 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+
+use super::direct::DirectWriter;
+use super::written::{self, Summing, Written};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -24,7 +27,7 @@ pub fn write_atomically<F>(dest: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&Path) -> Result<()>,
 {
-    unsynced(dest, write)?.finish()
+    unsynced(dest, |tmp| write(tmp).map(|()| None))?.finish()
 }
 
 /// Whether an atomic write waits for the disk before its rename: outputs do; scratch that
@@ -43,6 +46,9 @@ pub struct Unsynced {
     /// None once in place.
     tmp: Option<PathBuf>,
     dest: PathBuf,
+    /// The sum of the bytes written, where the writer took it: entered in
+    /// [`written`]'s registry once the file is in place.
+    sum: Option<Written>,
 }
 
 impl Unsynced {
@@ -59,6 +65,9 @@ impl Unsynced {
                     .map_err(|e| Error::io(tmp, e))?;
             }
             fs::rename(tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+            if let Some(sum) = self.sum {
+                written::record(&self.dest, sum);
+            }
         }
         // In place: nothing left for drop to remove.
         self.tmp = None;
@@ -76,17 +85,17 @@ impl Drop for Unsynced {
 
 /// Runs `write` against the temporary sibling of `dest`; the file is in place once
 /// [`Unsynced::finish`]ed. The temporary file is removed if `write` fails.
-pub fn unsynced<F>(dest: &Path, write: F) -> Result<Unsynced>
+fn unsynced<F>(dest: &Path, write: F) -> Result<Unsynced>
 where
-    F: FnOnce(&Path) -> Result<()>,
+    F: FnOnce(&Path) -> Result<Option<Written>>,
 {
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     // Made first, so that its drop removes what a failed `write` leaves.
     let tmp = temp_sibling(dest);
-    let file = Unsynced { tmp: Some(tmp.clone()), dest: dest.to_path_buf() };
-    write(&tmp)?;
+    let mut file = Unsynced { tmp: Some(tmp.clone()), dest: dest.to_path_buf(), sum: None };
+    file.sum = write(&tmp)?;
     Ok(file)
 }
 
@@ -103,20 +112,38 @@ pub fn write_file_with<F>(dest: &Path, durability: Durability, fill: F) -> Resul
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    write_file_unsynced(dest, fill)?.finish_with(durability)
+    unsynced_file(dest, durability, fill)?.finish_with(durability)
 }
 
-/// The bytes `fill` produces, through a buffered writer, in an [`Unsynced`] file.
+/// The bytes `fill` produces in an [`Unsynced`] file, to be synced to the disk: a large
+/// one around the page cache ([`DirectWriter`]), its sum taken as written ([`written`]).
 pub fn write_file_unsynced<F>(dest: &Path, fill: F) -> Result<Unsynced>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    unsynced_file(dest, Durability::Disk, fill)
+}
+
+/// The writer of an output: files bound for the disk skip the page cache when large;
+/// scratch kept in the page cache (to be read back soon) goes through it.
+pub fn output_writer(file: File, durability: Durability) -> Box<dyn Write + Send> {
+    match durability {
+        Durability::Disk => Box::new(DirectWriter::new(file)),
+        Durability::PageCache => Box::new(BufWriter::new(file)),
+    }
+}
+
+fn unsynced_file<F>(dest: &Path, durability: Durability, fill: F) -> Result<Unsynced>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
     unsynced(dest, |tmp| {
         let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        let mut out = BufWriter::new(file);
+        let mut out = Summing::new(output_writer(file, durability));
         fill(&mut out)
             .and_then(|()| out.flush())
-            .map_err(|e| Error::io(dest, e))
+            .map_err(|e| Error::io(dest, e))?;
+        Ok(Some(out.sum()))
     })
 }
 

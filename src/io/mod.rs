@@ -16,6 +16,8 @@ pub mod keyed;
 pub mod name;
 pub mod pages;
 pub mod confounds;
+pub mod direct;
+pub mod written;
 pub mod regions;
 pub mod table;
 

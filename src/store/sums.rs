@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::Hasher;
 use std::io::Read;
+#[cfg(test)]
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -149,14 +151,20 @@ pub fn is_under(key: &str, prefix: &str) -> bool {
 }
 
 /// Records the sums of what is now at `path` (a file or a folder of the store at `dir`),
-/// replacing those recorded below it: a removed file or folder loses its entries.
+/// replacing those recorded below it: a removed file or folder loses its entries. A large
+/// file this process wrote and nothing has touched since is not read again: its sum was
+/// taken as it was written ([`crate::io::written`]).
 pub fn seal(sums: &mut Sums, dir: &Path, path: &Path) -> Result<()> {
     let prefix = key(dir, path);
     sums.retain(|k, _| !is_under(k, &prefix));
     let mut files = Vec::new();
     files_under(path, &mut files)?;
     for f in files {
-        sums.insert(key(dir, &f), sum_file(&f)?);
+        let sum = match crate::io::written::take(&f) {
+            Some(w) => FileSum { bytes: w.bytes, xxh64: format!("{:016x}", w.xxh64) },
+            None => sum_file(&f)?,
+        };
+        sums.insert(key(dir, &f), sum);
     }
     Ok(())
 }
@@ -225,5 +233,28 @@ mod tests {
         assert!(verify_file(&sums, d, &a).unwrap_err().to_string().contains("missing"));
         seal(&mut sums, d, &d.join("g")).unwrap();
         assert!(sums.is_empty(), "a removed file loses its sum");
+    }
+
+    /// A large file written atomically is sealed from the sum taken as it was written,
+    /// which equals the sum read back; one rewritten in place since is read back, so a
+    /// stale sum is never recorded.
+    #[test]
+    fn large_files_are_sealed_from_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let data: Vec<u8> = (0..3 << 20).map(|k: u32| (k % 253) as u8).collect();
+        let (a, b) = (d.join("g/a.bin"), d.join("g/b.bin"));
+        for path in [&a, &b] {
+            crate::io::atomic::write_file_atomically(path, |w| w.write_all(&data)).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut altered = data.clone();
+        altered[12345] ^= 1;
+        std::fs::OpenOptions::new().write(true).open(&b).unwrap().write_all(&altered).unwrap();
+        let mut sums = Sums::new();
+        seal(&mut sums, d, &d.join("g")).unwrap();
+        assert_eq!(sums["g/a.bin"], sum_file(&a).unwrap());
+        assert_eq!(sums["g/b.bin"], sum_file(&b).unwrap(), "b read back");
+        assert_ne!(sums["g/b.bin"], sums["g/a.bin"]);
     }
 }

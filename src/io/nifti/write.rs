@@ -33,8 +33,7 @@
 //! run-length strategy with the unmasking and copying on top, at the same size (a count
 //! map: 3.4 MB against 4.3 MB, since it also takes repeated floats).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use ndarray::{Array4, ArrayView2};
@@ -58,9 +57,8 @@ pub fn write_volumes(path: &Path, grid: &Grid, volumes: usize, tr: Option<f64>, 
     let header = header_bytes(grid, volumes, tr).map_err(|e| Error::format(path, e))?;
     let n = grid.n_voxels();
     let gz = path.extension().is_some_and(|e| e == "gz");
-    super::super::atomic::write_atomically(path, |tmp| {
-        let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        let mut volume = vec![0f32; n];
+    let mut volume = vec![0f32; n];
+    super::super::atomic::write_file_atomically(path, |out| {
         let mut body = |out: &mut dyn Write| -> std::io::Result<()> {
             out.write_all(&header)?;
             for a in 0..volumes {
@@ -69,15 +67,13 @@ pub fn write_volumes(path: &Path, grid: &Grid, volumes: usize, tr: Option<f64>, 
             }
             Ok(())
         };
-        let written = if gz {
+        if gz {
             // finish(), not flush(): a flush would add a sync block the crate's files lack.
-            let mut out = crate::io::gzip::GzWriter::new(file);
-            body(&mut out).and_then(|()| out.finish().map(drop))
+            let mut gz = crate::io::gzip::GzWriter::new(out);
+            body(&mut gz).and_then(|()| gz.finish().map(drop))
         } else {
-            let mut out = BufWriter::new(file);
-            body(&mut out).and_then(|()| out.flush())
-        };
-        written.map_err(|e| Error::io(path, e))
+            body(out)
+        }
     })
 }
 
