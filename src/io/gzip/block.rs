@@ -20,8 +20,10 @@ const MAX_CL_BITS: u32 = 7;
 /// The order the code-length code's lengths are sent in.
 const CL_ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
-/// A match token.
+/// A match token: distance code 0 (distance 1) or 3 (distance 4), the two the writer
+/// looks for and [`write`] codes.
 pub fn match_token(len: usize, dist_code: u32) -> Token {
+    debug_assert!(dist_code == 0 || dist_code == 3, "distance code {dist_code}");
     MATCH | dist_code << 16 | len as u32
 }
 
@@ -46,6 +48,19 @@ pub const fn length_symbol(len: u32) -> (u32, u32, u32) {
         extra += 1;
     }
 }
+
+/// [`length_symbol`] of every length 0–258 (0–2 unused), packed as symbol | extra bits
+/// << 16 | value << 20: a match is counted and coded by one lookup.
+const LENGTHS: [u32; 259] = {
+    let mut table = [0u32; 259];
+    let mut len = 3;
+    while len <= 258 {
+        let (symbol, extra, value) = length_symbol(len as u32);
+        table[len] = symbol | extra << 16 | value << 20;
+        len += 1;
+    }
+    table
+};
 
 /// Bits packed least significant first into `out[..len]`. Every put stores the whole
 /// 64-bit accumulator at `len` and then moves `len` by the whole bytes it holds, so there
@@ -83,13 +98,27 @@ impl Bits {
         self.n -= 8 * whole;
     }
 
-    /// Appends the codes of `bytes` from `table` (code | length << 16, lengths ≤ 15),
-    /// three to a store: 7 + 3 · 15 bits fit the accumulator. Room reserved.
+    /// Appends the low `len` (≤ 40) bits of `bits`; room reserved. (7 bits at most wait in
+    /// the accumulator, so 47 fit.)
     #[inline]
-    fn put_literals(&mut self, bytes: &[u8], table: &[u32; 256]) {
-        let mut triples = bytes.chunks_exact(3);
-        for t in &mut triples {
-            for &x in t {
+    pub fn put_wide(&mut self, bits: u64, len: u32) {
+        self.acc |= bits << self.n;
+        self.n += len;
+        self.out[self.len..self.len + 8].copy_from_slice(&self.acc.to_le_bytes());
+        let whole = self.n / 8;
+        self.len += whole as usize;
+        self.acc = self.acc.checked_shr(8 * whole).unwrap_or(0);
+        self.n -= 8 * whole;
+    }
+
+    /// Appends the codes of `bytes` from `table` (code | length << 16, lengths ≤ 15),
+    /// `K` to a store: 7 + K · (longest code) bits must fit the accumulator (K = 3 always,
+    /// K = 4 for codes of at most 14 bits). Room reserved.
+    #[inline]
+    fn put_literals<const K: usize>(&mut self, bytes: &[u8], table: &[u32; 256]) {
+        let mut groups = bytes.chunks_exact(K);
+        for g in &mut groups {
+            for &x in g {
                 let e = table[x as usize];
                 self.acc |= u64::from(e & 0xffff) << self.n;
                 self.n += e >> 16;
@@ -100,7 +129,7 @@ impl Bits {
             self.acc >>= 8 * whole;
             self.n -= 8 * whole;
         }
-        for &x in triples.remainder() {
+        for &x in groups.remainder() {
             let e = table[x as usize];
             self.put(e & 0xffff, e >> 16);
         }
@@ -251,7 +280,7 @@ pub fn write(tokens: &[Token], literals: &[u8], last: bool, bits: &mut Bits) {
     let (mut litlen, mut dist) = ([0u32; LITLEN_SYMBOLS], [0u32; DIST_SYMBOLS]);
     litlen[..256].copy_from_slice(&byte_counts(literals));
     for &t in tokens.iter().filter(|&&t| t & MATCH != 0) {
-        litlen[length_symbol(t & 0x1ff).0 as usize] += 1;
+        litlen[(LENGTHS[(t & 0x1ff) as usize] & 0xffff) as usize] += 1;
         dist[(t >> 16 & 0x1f) as usize] += 1;
     }
     litlen[END] = 1;
@@ -284,6 +313,20 @@ pub fn write(tokens: &[Token], literals: &[u8], last: bool, bits: &mut Bits) {
     let (ll_code, d_code) = (canonical(&ll_len), canonical(&d_len));
     // A literal's code (≤ 15 bits) and, above it, its length.
     let literal: [u32; 256] = std::array::from_fn(|b| ll_code[b] | ll_len[b] << 16);
+    let four = ll_len[..256].iter().all(|&l| l <= 14);
+    // A match's whole code (length code, extra bits, distance code: ≤ 15 + 5 + 15 bits),
+    // for the two distances the writer uses (codes 0 and 3), by length: built once a block.
+    let match_code = |d: usize| -> Vec<u64> {
+        (0..259)
+            .map(|len| {
+                let e = LENGTHS[len];
+                let (symbol, extra, value) = ((e & 0xffff) as usize, e >> 16 & 0xf, e >> 20);
+                let (code, bits) = (u64::from(ll_code[symbol] | value << ll_len[symbol]), ll_len[symbol] + extra);
+                (code | u64::from(d_code[d]) << bits) | u64::from(bits + d_len[d]) << 48
+            })
+            .collect()
+    };
+    let matches = [match_code(0), match_code(3)];
     // At most 15 bits a literal (under 2 bytes) and 15 + 5 + 15 a match; the hot loop on
     // a copy of the bit state, so that it stays in registers.
     bits.reserve(literals.len() * 2 + tokens.len() * 5 + 8);
@@ -292,13 +335,16 @@ pub fn write(tokens: &[Token], literals: &[u8], last: bool, bits: &mut Bits) {
     for &t in tokens {
         if t & MATCH == 0 {
             let n = (t & MAX_LITERALS) as usize;
-            b.put_literals(&literals[at..at + n], &literal);
+            let run = &literals[at..at + n];
+            if four {
+                b.put_literals::<4>(run, &literal);
+            } else {
+                b.put_literals::<3>(run, &literal);
+            }
             at += n;
         } else {
-            let (symbol, extra, value) = length_symbol(t & 0x1ff);
-            b.put(ll_code[symbol as usize] | value << ll_len[symbol as usize], ll_len[symbol as usize] + extra);
-            let d = (t >> 16 & 0x1f) as usize;
-            b.put(d_code[d], d_len[d]);
+            let code = matches[usize::from(t >> 16 & 0x1f == 3)][(t & 0x1ff) as usize];
+            b.put_wide(code & 0xffff_ffff_ffff, (code >> 48) as u32);
         }
     }
     debug_assert_eq!(at, literals.len(), "the literal runs cover the block's literals");
