@@ -59,7 +59,7 @@ impl DirectWriter {
     /// Writes the buffer's `filled` bytes: directly when they are whole blocks of a file
     /// written so far in whole blocks and `O_DIRECT` is allowed, otherwise buffered.
     fn write_out(&mut self) -> io::Result<()> {
-        let whole = self.filled % ALIGN == 0;
+        let whole = self.filled.is_multiple_of(ALIGN);
         if self.mode == Mode::Undecided && whole && self.filled == CHUNK {
             self.mode = if set_direct(&self.file, true) { Mode::Direct } else { Mode::Buffered };
         }
@@ -74,7 +74,7 @@ impl DirectWriter {
                 Ok(n) => {
                     done += n;
                     // A short direct write leaves the rest off a block.
-                    if done % ALIGN != 0 {
+                    if !done.is_multiple_of(ALIGN) {
                         self.go_buffered()?;
                     }
                 }
