@@ -64,9 +64,10 @@ impl Unsynced {
                     .and_then(|f| f.sync_all())
                     .map_err(|e| Error::io(tmp, e))?;
             }
+            let written = self.sum.and_then(|_| written::stamp(tmp));
             fs::rename(tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
-            if let Some(sum) = self.sum {
-                written::record(&self.dest, sum);
+            if let Some((sum, written)) = self.sum.zip(written) {
+                written::record(&self.dest, sum, written);
             }
         }
         // In place: nothing left for drop to remove.
@@ -124,26 +125,24 @@ where
     unsynced_file(dest, Durability::Disk, fill)
 }
 
-/// The writer of an output: files bound for the disk skip the page cache when large;
-/// scratch kept in the page cache (to be read back soon) goes through it.
-pub fn output_writer(file: File, durability: Durability) -> Box<dyn Write + Send> {
-    match durability {
-        Durability::Disk => Box::new(DirectWriter::new(file)),
-        Durability::PageCache => Box::new(BufWriter::new(file)),
-    }
-}
-
+/// Files bound for the disk skip the page cache when large ([`DirectWriter`]) and their
+/// sum is taken as written; scratch kept in the page cache (to be read back soon, never
+/// sealed) goes through it.
 fn unsynced_file<F>(dest: &Path, durability: Durability, fill: F) -> Result<Unsynced>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
     unsynced(dest, |tmp| {
         let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        let mut out = Summing::new(output_writer(file, durability));
-        fill(&mut out)
-            .and_then(|()| out.flush())
-            .map_err(|e| Error::io(dest, e))?;
-        Ok(Some(out.sum()))
+        let written = |out: &mut dyn Write| fill(out).and_then(|()| out.flush()).map_err(|e| Error::io(dest, e));
+        match durability {
+            Durability::Disk => {
+                let mut out = Summing::new(DirectWriter::new(file));
+                written(&mut out)?;
+                Ok(Some(out.sum()))
+            }
+            Durability::PageCache => written(&mut BufWriter::new(file)).map(|()| None),
+        }
     })
 }
 

@@ -29,30 +29,46 @@ pub struct Written {
 }
 
 /// What identifies one version of a file: a rewrite in place changes its length or
-/// modification time, a replacement its inode.
+/// modification time, a replacement its inode, and anything that sets the modification
+/// time back (`touch -r`, `rsync -t`) the change time. (A rewrite of the same length
+/// within one tick of the file system's clock, between a write and its seal, would go
+/// unseen: the manifest then holds the sum of what cortexflow wrote, and `status` calls
+/// the file altered; never the reverse.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
     mtime_ns: i128,
+    ctime_ns: i128,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+impl Stamp {
+    /// The same file with the same contents, whatever its change time (a rename sets it).
+    fn same_contents(&self, other: &Stamp) -> bool {
+        (self.dev, self.ino, self.len, self.mtime_ns) == (other.dev, other.ino, other.len, other.mtime_ns)
+    }
+}
+
+/// The stamp of the regular file at `path` (not following a link).
+pub fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
-    Some(Stamp { dev: m.dev(), ino: m.ino(), len: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()) })
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    Some(Stamp { dev: m.dev(), ino: m.ino(), len: m.len(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()) })
 }
 
 static REGISTRY: Mutex<Option<HashMap<PathBuf, (Stamp, Written)>>> = Mutex::new(None);
 
-/// Enters the file now at `path` as holding `sum` (what was written to it), if large;
-/// keyed by its canonical path, so any spelling of the path finds it.
-pub fn record(path: &Path, sum: Written) {
-    if sum.bytes < MIN_BYTES {
+/// Enters the file now at `path` as holding `sum` (what was written to it), if large and
+/// still the file stamped `written` before its rename (so another writer's file renamed
+/// over it meanwhile is not taken for ours); keyed by its canonical path, so any
+/// spelling of the path finds it.
+pub fn record(path: &Path, sum: Written, written: Stamp) {
+    if sum.bytes < MIN_BYTES || written.len != sum.bytes {
         return;
     }
-    let Some((key, stamp)) = std::fs::canonicalize(path).ok().zip(stamp(path).filter(|s| s.len == sum.bytes)) else {
+    let Some((key, stamp)) = std::fs::canonicalize(path).ok().zip(stamp(path).filter(|s| s.same_contents(&written))) else {
         return;
     };
     let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,26 +140,42 @@ mod tests {
 
         let path = dir.path().join("a");
         std::fs::write(&path, &data).unwrap();
-        record(&path, sum_of(&data));
+        record(&path, sum_of(&data), stamp(&path).unwrap());
         assert_eq!(take(&path), Some(sum_of(&data)));
         assert_eq!(take(&path), None, "taken once");
 
-        record(&path, sum_of(&data));
+        record(&path, sum_of(&data), stamp(&path).unwrap());
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut other = data.clone();
         other[7] = 4;
         std::fs::write(&path, &other).unwrap();
         assert_eq!(take(&path), None, "rewritten in place");
 
-        record(&path, sum_of(&other));
+        record(&path, sum_of(&other), stamp(&path).unwrap());
         let moved = dir.path().join("b");
         std::fs::write(&moved, &other).unwrap();
         std::fs::rename(&moved, &path).unwrap();
         assert_eq!(take(&path), None, "replaced by another file");
 
+        // A file renamed over ours between its write and its record is not taken for it.
+        let before = stamp(&path).unwrap();
+        std::fs::write(&moved, &other).unwrap();
+        std::fs::rename(&moved, &path).unwrap();
+        record(&path, sum_of(&other), before);
+        assert_eq!(take(&path), None, "another file renamed over it before the record");
+
+        // Setting the modification time back after an edit is seen by the change time.
+        record(&path, sum_of(&other), stamp(&path).unwrap());
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        (&f).write_all(&data).unwrap();
+        f.set_modified(mtime).unwrap();
+        assert_eq!(take(&path), None, "edited, its modification time set back");
+
         let small = dir.path().join("small");
         std::fs::write(&small, b"xy").unwrap();
-        record(&small, sum_of(b"xy"));
+        record(&small, sum_of(b"xy"), stamp(&small).unwrap());
         assert_eq!(take(&small), None, "small files are read back");
     }
 }

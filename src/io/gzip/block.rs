@@ -20,10 +20,8 @@ const MAX_CL_BITS: u32 = 7;
 /// The order the code-length code's lengths are sent in.
 const CL_ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
-/// A match token: distance code 0 (distance 1) or 3 (distance 4), the two the writer
-/// looks for and [`write`] codes.
+/// A match token (the writer looks for distance codes 0 and 3: distances 1 and 4).
 pub fn match_token(len: usize, dist_code: u32) -> Token {
-    debug_assert!(dist_code == 0 || dist_code == 3, "distance code {dist_code}");
     MATCH | dist_code << 16 | len as u32
 }
 
@@ -314,19 +312,17 @@ pub fn write(tokens: &[Token], literals: &[u8], last: bool, bits: &mut Bits) {
     // A literal's code (≤ 15 bits) and, above it, its length.
     let literal: [u32; 256] = std::array::from_fn(|b| ll_code[b] | ll_len[b] << 16);
     let four = ll_len[..256].iter().all(|&l| l <= 14);
-    // A match's whole code (length code, extra bits, distance code: ≤ 15 + 5 + 15 bits),
-    // for the two distances the writer uses (codes 0 and 3), by length: built once a block.
-    let match_code = |d: usize| -> Vec<u64> {
-        (0..259)
-            .map(|len| {
-                let e = LENGTHS[len];
-                let (symbol, extra, value) = ((e & 0xffff) as usize, e >> 16 & 0xf, e >> 20);
-                let (code, bits) = (u64::from(ll_code[symbol] | value << ll_len[symbol]), ll_len[symbol] + extra);
-                (code | u64::from(d_code[d]) << bits) | u64::from(bits + d_len[d]) << 48
-            })
-            .collect()
+    // A match's whole code (length code, extra bits, distance code: ≤ 15 + 5 + 15 bits)
+    // below bit 48, its length above; by length for the two distances the writer uses
+    // (codes 0 and 3), built once a block; any other distance coded one match at a time.
+    let match_code = |len: usize, d: usize| -> u64 {
+        let e = LENGTHS[len];
+        let (symbol, extra, value) = ((e & 0xffff) as usize, e >> 16 & 0xf, e >> 20);
+        let (code, bits) = (u64::from(ll_code[symbol] | value << ll_len[symbol]), ll_len[symbol] + extra);
+        (code | u64::from(d_code[d]) << bits) | u64::from(bits + d_len[d]) << 48
     };
-    let matches = [match_code(0), match_code(3)];
+    let table = |d: usize| -> Vec<u64> { (0..259).map(|len| match_code(len, d)).collect() };
+    let (by_length_0, by_length_3) = (table(0), table(3));
     // At most 15 bits a literal (under 2 bytes) and 15 + 5 + 15 a match; the hot loop on
     // a copy of the bit state, so that it stays in registers.
     bits.reserve(literals.len() * 2 + tokens.len() * 5 + 8);
@@ -343,7 +339,12 @@ pub fn write(tokens: &[Token], literals: &[u8], last: bool, bits: &mut Bits) {
             }
             at += n;
         } else {
-            let code = matches[usize::from(t >> 16 & 0x1f == 3)][(t & 0x1ff) as usize];
+            let len = (t & 0x1ff) as usize;
+            let code = match t >> 16 & 0x1f {
+                0 => by_length_0[len],
+                3 => by_length_3[len],
+                d => match_code(len, d as usize),
+            };
             b.put_wide(code & 0xffff_ffff_ffff, (code >> 48) as u32);
         }
     }
@@ -365,6 +366,38 @@ mod tests {
             let k = (0..29).rev().find(|&k| base[k] <= len).unwrap();
             assert_eq!(length_symbol(len), (257 + k as u32, extra[k], len - base[k]), "length {len}");
         }
+    }
+
+    /// A block whose literal counts fall geometrically (so some literal codes are 15
+    /// bits and go three to a store) with matches at distances 1, 2 and 4 (codes 0, 1, 3:
+    /// the tabled ones and one coded alone) is read back by flate2.
+    #[test]
+    fn skewed_blocks_with_long_codes_read_back() {
+        use std::io::Read;
+        let (mut tokens, mut literals, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+        let mut counts = [0u32; 256];
+        for k in 0..24u32 {
+            let n = 1usize << (20 - k).min(17);
+            let bytes: Vec<u8> = (0..n).map(|i| if i % 3 == 2 { 24 + (i % 7) as u8 } else { k as u8 }).collect();
+            bytes.iter().for_each(|&b| counts[b as usize] += 1);
+            literals.extend_from_slice(&bytes);
+            tokens.push(LITERALS | n as Token);
+            raw.extend_from_slice(&bytes);
+            for (len, d, dist) in [(3 + k as usize, 0, 1), (258, 1, 2), (40, 3, 4)] {
+                tokens.push(match_token(len, d));
+                for _ in 0..len {
+                    raw.push(raw[raw.len() - dist]);
+                }
+            }
+        }
+        let lengths = code_lengths(&mut counts.to_vec(), MAX_BITS);
+        assert_eq!(lengths.iter().max(), Some(&MAX_BITS), "some literal code is 15 bits");
+        let mut bits = Bits::new();
+        write(&tokens, &literals, true, &mut bits);
+        bits.align_and_append(&[]);
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(bits.whole()).read_to_end(&mut back).unwrap();
+        assert!(back == raw, "{} bytes back of {}", back.len(), raw.len());
     }
 
     /// Kraft's equality (a complete code) and the length limit, on skewed counts that
