@@ -87,13 +87,7 @@ impl Bits {
     /// Appends the low `len` (≤ 32) bits of `bits`; room reserved.
     #[inline]
     pub fn put(&mut self, bits: u32, len: u32) {
-        self.acc |= u64::from(bits) << self.n;
-        self.n += len;
-        self.out[self.len..self.len + 8].copy_from_slice(&self.acc.to_le_bytes());
-        let whole = self.n / 8;
-        self.len += whole as usize;
-        self.acc = self.acc.checked_shr(8 * whole).unwrap_or(0);
-        self.n -= 8 * whole;
+        self.put_wide(u64::from(bits), len);
     }
 
     /// Appends the low `len` (≤ 40) bits of `bits`; room reserved. (7 bits at most wait in
