@@ -371,7 +371,7 @@ mod tests {
         let (mut tokens, mut literals, mut raw) = (Vec::new(), Vec::new(), Vec::new());
         let mut counts = [0u32; 256];
         for k in 0..24u32 {
-            let n = 1usize << (20 - k).min(17);
+            let n = 1usize << 20u32.saturating_sub(k).min(17);
             let bytes: Vec<u8> = (0..n).map(|i| if i % 3 == 2 { 24 + (i % 7) as u8 } else { k as u8 }).collect();
             bytes.iter().for_each(|&b| counts[b as usize] += 1);
             literals.extend_from_slice(&bytes);
