@@ -336,7 +336,7 @@ impl Engine {
     /// `recipe`'s encoding and group settings; fits and group tests gathered at worker 0.
     pub fn build(worker: &mut Worker, recipe: &Recipe) -> Engine {
         let settings = fit_settings(recipe);
-        let perm = recipe.group.permutations();
+        let tests = recipe.group.block_tests();
         worker.dataflow::<u64, _, _>(|scope| {
             let (runs, run_blocks) = scope.new_collection();
             let (betas, stored) = scope.new_collection();
@@ -344,7 +344,7 @@ impl Engine {
             let fitted = fits
                 .clone()
                 .flat_map(|((subject, block), fit)| fit.beta_block(&subject).map(|b| (block, b)));
-            let (group, group_probe) = fitted.concat(stored).group_blocks(perm).gather();
+            let (group, group_probe) = fitted.concat(stored).group_blocks(tests).gather();
             let (fits, fits_probe) = fits.gather();
             Engine {
                 runs,

@@ -21,7 +21,7 @@ use timely::worker::Worker;
 use crate::engine::encoding::{self, fit_settings, GroupRecord, Job, Plan};
 use crate::engine::update::{list_runs, write_fits, Outcome};
 use crate::error::{bail, err, Result};
-use crate::operators::{block_null, BlockFit, BlockKey, BlockSums, FitBlocks, Gather, Permutations, SubjectBeta};
+use crate::operators::{block_null, BlockFit, BlockKey, BlockSums, BlockTests, FitBlocks, Gather, SubjectBeta};
 use crate::store::{group_sums, Store};
 
 /// The jobs of a few subjects, fitted together.
@@ -267,7 +267,7 @@ struct GroupSums {
     positions: BTreeMap<String, usize>,
     blocks: Vec<Option<BlockSums>>,
     errors: BTreeMap<u32, crate::operators::BlockError>,
-    perm: Option<Permutations>,
+    tests: BlockTests,
     betas: Vec<Vec<SubjectBeta>>,
 }
 
@@ -278,7 +278,7 @@ impl GroupSums {
             positions: group.into_iter().enumerate().map(|(i, s)| (s, i)).collect(),
             blocks: vec![None; blocks],
             errors: BTreeMap::new(),
-            perm: plan.recipe.group.permutations(),
+            tests: plan.recipe.group.block_tests(),
             betas: vec![Vec::new(); if plan.recipe.group.permutations().is_some() { blocks } else { 0 }],
         }
     }
@@ -291,7 +291,7 @@ impl GroupSums {
     /// group is added. Returns how many maps were read, and whether the sums were used.
     fn start(&mut self, store: &Store, plan: &Plan, refit: &BTreeSet<String>) -> Result<(usize, bool)> {
         let voxels = plan.mask.as_ref().map_or(0, |m| m.len());
-        if let Some(index) = self.perm.is_none().then(|| store.trusted_group_sums(voxels)).flatten() {
+        if let Some(index) = self.tests.perm.is_none().then(|| store.trusted_group_sums(voxels)).flatten() {
             let changes = self.changes(&index.subjects, plan, refit);
             let used = match changes.len() < plan.stored.len() {
                 true => {
@@ -389,7 +389,7 @@ impl GroupSums {
         let (atoms, len) = (beta.1 as usize, beta.2 .0.len());
         let sums = slot.get_or_insert_with(|| BlockSums::new(atoms, len / atoms.max(1)));
         match sums.add(position, &beta) {
-            Ok(()) if self.perm.is_some() => self.betas[block as usize].push(beta),
+            Ok(()) if self.tests.perm.is_some() => self.betas[block as usize].push(beta),
             Ok(()) => {}
             Err(e) => {
                 self.errors.insert(block, e);
@@ -405,8 +405,8 @@ impl GroupSums {
     /// and encoded, so the sums and all the tests are never held at once.
     fn finish(self) -> Result<(Vec<GroupRecord>, Option<Packed>)> {
         use rayon::prelude::*;
-        let GroupSums { blocks, mut errors, perm, betas, positions } = self;
-        let keep = perm.is_none() && errors.is_empty() && blocks.iter().all(Option::is_some) && positions.len() >= 2;
+        let GroupSums { blocks, mut errors, tests, betas, positions } = self;
+        let keep = tests.perm.is_none() && errors.is_empty() && blocks.iter().all(Option::is_some) && positions.len() >= 2;
         let mut betas = betas.into_iter();
         let items: Vec<_> = blocks.into_iter().enumerate().map(|(b, sums)| (b as u32, sums, errors.remove(&(b as u32)), betas.next().unwrap_or_default())).collect();
         let done: Vec<(Option<GroupRecord>, Option<Vec<u8>>)> = items
@@ -416,12 +416,12 @@ impl GroupSums {
                     return Ok((Some((b, Err(e))), None));
                 }
                 let Some(sums) = sums else { return Ok((None, None)) };
-                let null = perm.map(|p| {
+                let null = tests.perm.map(|p| {
                     betas.sort_by(|x, y| x.0.cmp(&y.0));
                     block_null(&betas.iter().collect::<Vec<_>>(), p)
                 });
                 let packed = keep.then(|| group_sums::encode(&sums));
-                Ok((Some((b, Ok(sums.test(null)))), packed))
+                Ok((Some((b, Ok(sums.test(null, tests.halves_pass)))), packed))
             })
             .collect::<Result<_>>()?;
         let (records, packed): (Vec<_>, Vec<_>) = done.into_iter().unzip();

@@ -184,6 +184,15 @@ impl GroupSums {
     /// The t test of every cell, one atom's map per task in parallel (each cell on its own,
     /// so the values do not depend on the threads).
     pub fn test(&self) -> GroupTest {
+        self.test_passing(None)
+    }
+
+    /// [`GroupSums::test`] for maps that only a threshold reads, which no cell of p above
+    /// `pass` can pass: p and z are exact wherever p can be at most `pass` (|t| from just
+    /// under the t of p = `pass`, [`TwoSided::t_screen`]) and 1 and 0 in the other cells,
+    /// whose continued fractions are the test's main cost. n, mean and t are exact
+    /// everywhere; None computes every cell.
+    pub fn test_passing(&self, pass: Option<f64>) -> GroupTest {
         use rayon::prelude::*;
         let shape = (self.atoms, self.voxels);
         let scale = (FRAC_BITS as f64).exp2();
@@ -195,6 +204,7 @@ impl GroupSums {
             z: Array2::zeros(shape),
             null_max: None,
         };
+        let screens = Screens::new(&self.n, pass);
         let rows = out.mean.outer_iter_mut().zip(out.t.outer_iter_mut()).zip(out.p.outer_iter_mut()).zip(out.z.outer_iter_mut());
         let rows: Vec<_> = rows.enumerate().collect();
         rows.into_par_iter().for_each(|(a, (((mut mean, mut t), mut p), mut z))| {
@@ -205,16 +215,62 @@ impl GroupSums {
                 t[j] = t_statistic(n, s, ss);
             }
             // Cells of one map mostly share n: p of each stretch of equal n at once.
-            let (t, p) = (t.as_slice().expect("a row"), p.as_slice_mut().expect("a row"));
+            let (t, p, z) = (t.as_slice().expect("a row"), p.as_slice_mut().expect("a row"), z.as_slice_mut().expect("a row"));
             let mut start = 0;
             while start < n.len() {
                 let end = start + n[start..].iter().take_while(|&&m| m == n[start]).count();
-                TwoSided::new(n[start] as f64 - 1.0).p_many(&t[start..end], &mut p[start..end]);
+                let (dist, screen) = screens.of(n[start]);
+                screened_p_and_z(dist, screen, &t[start..end], &mut p[start..end], &mut z[start..end]);
                 start = end;
             }
-            z.iter_mut().zip(t).zip(&*p).for_each(|((z, &t), &p)| *z = signed_z(t, p));
         });
         out
+    }
+}
+
+/// Each n's t distribution and the |t| under which its cells are not computed.
+struct Screens(Vec<(TwoSided, f64)>);
+
+impl Screens {
+    /// For every n in `n` (0 up to its largest), Student's t with n − 1 dof and its screen
+    /// at `pass` (0 without one); the bisections are done once a test, not once a map.
+    fn new(n: &[u32], pass: Option<f64>) -> Screens {
+        let mut seen = vec![false; n.iter().copied().max().map_or(0, |m| m as usize + 1)];
+        n.iter().for_each(|&m| seen[m as usize] = true);
+        Screens(
+            seen.iter()
+                .enumerate()
+                .map(|(m, &seen)| {
+                    let dist = TwoSided::new(m as f64 - 1.0);
+                    (dist, pass.filter(|_| seen).map_or(0.0, |level| dist.t_screen(level)))
+                })
+                .collect(),
+        )
+    }
+
+    fn of(&self, n: u32) -> (TwoSided, f64) {
+        self.0[n as usize]
+    }
+}
+
+/// p and z of one stretch of t at one dof, exact where |t| ≥ `screen` or t is NaN, 1 and 0
+/// elsewhere (every cell when `screen` is 0).
+fn screened_p_and_z(dist: TwoSided, screen: f64, t: &[f64], p: &mut [f64], z: &mut [f64]) {
+    let exact = |t: f64| t.is_nan() || t.abs() >= screen;
+    if screen <= 0.0 || t.iter().all(|&t| exact(t)) {
+        dist.p_many(t, p);
+        z.iter_mut().zip(t).zip(&*p).for_each(|((z, &t), &p)| *z = signed_z(t, p));
+        return;
+    }
+    let cells: Vec<usize> = (0..t.len()).filter(|&j| exact(t[j])).collect();
+    let kept: Vec<f64> = cells.iter().map(|&j| t[j]).collect();
+    let mut kept_p = vec![0.0; kept.len()];
+    dist.p_many(&kept, &mut kept_p);
+    p.fill(1.0);
+    z.fill(0.0);
+    for ((&j, &t), &pj) in cells.iter().zip(&kept).zip(&kept_p) {
+        p[j] = pj;
+        z[j] = signed_z(t, pj);
     }
 }
 
@@ -227,6 +283,21 @@ pub enum Threshold {
     ZCut(f64),
     /// Family-wise p ≤ this level, from sign-flip permutations (maximum |t| over the map).
     MaxT(f64),
+}
+
+impl Threshold {
+    /// The largest two-sided p with which a cell can pass, for rules that read the
+    /// parametric p or z: FDR's q (no adjusted p is below its p), z-cut's 2Φ(−cut). None
+    /// under max-t, whose family-wise p the parametric one does not bound, and for a cut
+    /// of 0 or less, which every cell passes.
+    pub fn passing_p(self) -> Option<f64> {
+        use statrs::distribution::{ContinuousCDF, Normal};
+        match self {
+            Threshold::Fdr(q) => Some(q),
+            Threshold::ZCut(cut) if cut > 0.0 => Some(2.0 * Normal::standard().cdf(-cut)),
+            Threshold::ZCut(_) | Threshold::MaxT(_) => None,
+        }
+    }
 }
 
 /// The significant voxels of one atom's map (either sign; `p` is the family-wise p under
@@ -371,5 +442,38 @@ mod tests {
             empty.remove(one.view()),
             Err(GroupError::Empty { .. })
         ));
+    }
+
+    /// A test computed only up to a threshold's p passes the same voxels as the whole test,
+    /// under FDR and z-cut, at a few subjects (1 and 3 dof, NaN cells, a zero-variance
+    /// cell) and many; its exact cells are the whole test's bits, and it did screen some.
+    #[test]
+    fn a_test_up_to_the_threshold_passes_the_same_voxels() {
+        let ijk: Vec<[usize; 3]> = (0..400).map(|v| [v % 10, v / 10 % 10, v / 100]).collect();
+        for (seed, subjects) in [(3, 2), (4, 4), (5, 9), (6, 30)] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut g = GroupSums::new(4, 400);
+            for s in 0..subjects {
+                // Atom a's effect grows with a, so the maps range from none to most voxels passing.
+                let m = Array2::from_shape_fn((4, 400), |(a, v)| match (s, v) {
+                    (0, 7) => f64::NAN,
+                    (_, 11) => 1.0,
+                    _ => a as f64 * 0.6 + rng.random_range(-2.0..2.0),
+                });
+                g.add(m.view()).unwrap();
+            }
+            let whole = g.test();
+            for rule in [Threshold::Fdr(0.05), Threshold::Fdr(0.3), Threshold::ZCut(2.3), Threshold::ZCut(1.2)] {
+                let part = g.test_passing(rule.passing_p());
+                assert!(part.p.iter().any(|&p| p == 1.0), "{subjects} subjects, {rule:?}: nothing screened");
+                for a in 0..4 {
+                    let row = |t: &GroupTest| significant(t.z.row(a).as_slice().unwrap(), t.p.row(a).as_slice().unwrap(), rule, &ijk, 1);
+                    assert_eq!(row(&part), row(&whole), "{subjects} subjects, {rule:?}, atom {a}");
+                }
+                for ((p, z), (wp, wz)) in part.p.iter().zip(&part.z).zip(whole.p.iter().zip(&whole.z)) {
+                    assert!(p.to_bits() == wp.to_bits() && z.to_bits() == wz.to_bits() || (*p == 1.0 && *z == 0.0 && *wp > rule.passing_p().unwrap()));
+                }
+            }
+        }
     }
 }

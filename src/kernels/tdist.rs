@@ -84,6 +84,42 @@ impl TwoSided {
         }
     }
 
+    /// A |t| below which the two-sided p is surely above `level`, so a map read only up to
+    /// `level` need not compute p there; 0 (screen nothing) for a level of ½ or more, or a
+    /// dof `p` does not take by its continued fraction.
+    ///
+    /// The t of p = `level` by bisection on [`TwoSided::p`], less a relative 10⁻⁶: there p
+    /// is at least ν·10⁻⁶ (relative; 10⁻⁸ at level ½) above its value at that t, far more
+    /// than p's own rounding, so no |t| under the screen computes to a p at or under
+    /// `level`.
+    pub fn t_screen(&self, level: f64) -> f64 {
+        if !(self.dof.is_finite() && self.dof >= 1.0 && level < 0.5) {
+            return 0.0;
+        }
+        if level.is_nan() || level <= 0.0 {
+            // Only p = 0 passes: t = ±∞.
+            return f64::MAX;
+        }
+        // p(lo) > level ≥ p(hi).
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        while self.p(hi) > level {
+            lo = hi;
+            hi *= 2.0;
+            if hi > 1e300 {
+                return 0.0;
+            }
+        }
+        while hi - lo > 1e-9 * hi {
+            let mid = 0.5 * (lo + hi);
+            if self.p(mid) > level {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo * (1.0 - 1e-6)
+    }
+
     /// statrs' `checked_beta_reg(a, b, x)` for the a, b of this dof, x ∈ (0, 1].
     fn beta_reg(&self, a: f64, b: f64, x: f64) -> f64 {
         let bt = if x == 0.0 || near_one(x) { 0.0 } else { (self.ln_beta + a * x.ln() + b * (1.0 - x).ln()).exp() };
@@ -306,5 +342,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The screen sits just under the t of p = level (Cauchy's closed form at 1 dof,
+    /// t = tan(π(1 − level)/2)), and every |t| under it, on a dense grid, computes to a p
+    /// above the level; levels of ½ and more screen nothing. (tan(π(1 − l)/2) = 1/tan(πl/2).)
+    #[test]
+    fn screen_lies_under_the_level() {
+        for dof in [1.0, 2.0, 3.0, 7.0, 31.0, 344.0] {
+            let d = TwoSided::new(dof);
+            for level in [1e-12, 1e-6, 0.001, 0.05, 0.2, 0.49] {
+                let s = d.t_screen(level);
+                assert!(s > 0.0 && d.p(s * 1.000_01) <= level, "dof {dof}, level {level}: screen {s} too low");
+                for i in 0..=20_000 {
+                    let t = s * i as f64 / 20_000.0;
+                    assert!(d.p(t) > level && d.p(-t) > level, "dof {dof}, level {level}, t {t}");
+                }
+                if dof == 1.0 {
+                    let exact = 1.0 / (std::f64::consts::FRAC_PI_2 * level).tan();
+                    assert!((s / exact - (1.0 - 1e-6)).abs() < 1e-8, "{s} against {exact}");
+                }
+            }
+            assert_eq!(d.t_screen(0.5), 0.0);
+            assert_eq!(d.t_screen(1.0), 0.0);
+            assert_eq!(d.t_screen(0.0), f64::MAX);
+        }
+        assert_eq!(TwoSided::new(f64::INFINITY).t_screen(0.05), 0.0);
     }
 }

@@ -65,6 +65,18 @@ pub struct Permutations {
     pub seed: u64,
 }
 
+/// What a block's tests compute besides the whole group's maps.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BlockTests {
+    /// Sign-flip permutations of the whole group's test.
+    pub perm: Option<Permutations>,
+    /// The largest p with which a half's cell can pass the halves' threshold
+    /// ([`Threshold::passing_p`](crate::kernels::group::Threshold::passing_p)): the halves'
+    /// p and z are exact up to it, 1 and 0 beyond (see [`GroupSums::test_passing`]). None:
+    /// exact everywhere.
+    pub halves_pass: Option<f64>,
+}
+
 /// A block's tests over all subjects and over each half.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GroupBlock {
@@ -174,28 +186,29 @@ impl BlockSums {
         })
     }
 
-    /// The block's tests, with the permutations' null maxima of the whole group if any.
-    pub fn test(&self, null: Option<Array2<f64>>) -> GroupBlock {
+    /// The block's tests, with the permutations' null maxima of the whole group if any;
+    /// the halves' p and z exact up to `halves_pass` ([`BlockTests::halves_pass`]).
+    pub fn test(&self, null: Option<Array2<f64>>, halves_pass: Option<f64>) -> GroupBlock {
         let half_b = self.all.minus(&self.half_a);
         GroupBlock {
             subjects: self.subjects,
             atoms: self.atoms as u32,
             voxels: self.voxels as u32,
             all: BlockTest::of(self.all.test(), null),
-            half_a: BlockTest::p_and_z(self.half_a.test()),
-            half_b: BlockTest::p_and_z(half_b.test()),
+            half_a: BlockTest::p_and_z(self.half_a.test_passing(halves_pass)),
+            half_b: BlockTest::p_and_z(half_b.test_passing(halves_pass)),
         }
     }
 }
 
 /// The tests of one block from its subjects' β, in label order; an error names the subject.
-pub fn group_block(betas: &[&SubjectBeta], perm: Option<Permutations>) -> Result<GroupBlock, BlockError> {
+pub fn group_block(betas: &[&SubjectBeta], tests: BlockTests) -> Result<GroupBlock, BlockError> {
     let atoms = (betas[0].1 as usize).max(1);
     let mut sums = BlockSums::new(atoms, betas[0].2 .0.len() / atoms);
     for (i, beta) in betas.iter().enumerate() {
         sums.add(i, beta)?;
     }
-    Ok(sums.test(perm.map(|p| block_null(betas, p))))
+    Ok(sums.test(tests.perm.map(|p| block_null(betas, p)), tests.halves_pass))
 }
 
 /// The block's null maxima of |t| over sign-flip permutations of the subjects (label
@@ -214,11 +227,11 @@ pub fn block_null(betas: &[&SubjectBeta], perm: Permutations) -> Array2<f64> {
 pub trait GroupBlocks<'s> {
     /// Keeps, for every block, the [`GroupBlock`] of the subjects present (or the error of
     /// the first subject whose β cannot be added), with the permutations' null maxima.
-    fn group_blocks(self, perm: Option<Permutations>) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)>;
+    fn group_blocks(self, tests: BlockTests) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)>;
 }
 
 impl<'s> GroupBlocks<'s> for VecCollection<'s, u64, (u32, SubjectBeta)> {
-    fn group_blocks(self, perm: Option<Permutations>) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)> {
+    fn group_blocks(self, tests: BlockTests) -> VecCollection<'s, u64, (u32, Result<GroupBlock, BlockError>)> {
         self.reduce_named("GroupBlocks", move |_block, subjects, out| {
             let present: Vec<&SubjectBeta> = subjects
                 .iter()
@@ -226,7 +239,7 @@ impl<'s> GroupBlocks<'s> for VecCollection<'s, u64, (u32, SubjectBeta)> {
                 .map(|(s, _)| *s)
                 .collect();
             if !present.is_empty() {
-                out.push((group_block(&present, perm), 1));
+                out.push((group_block(&present, tests), 1));
             }
         })
     }
@@ -254,7 +267,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&SubjectBeta> = maps.iter().collect();
-        let g = group_block(&refs, None).unwrap();
+        let g = group_block(&refs, BlockTests::default()).unwrap();
         let mut all = GroupSums::new(2, 3);
         let mut a = GroupSums::new(2, 3);
         for (i, m) in maps.iter().enumerate() {

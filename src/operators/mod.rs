@@ -26,7 +26,7 @@ mod pool_words;
 pub use barrier::{agree, least, total};
 pub use fit_blocks::{fit_block, BlockFit, FitBlocks, FitSettings};
 pub use gather::{Gather, Gathered};
-pub use group_blocks::{block_null, group_block, BlockSums, BlockTest, GroupBlock, GroupBlocks, Permutations, SubjectBeta};
+pub use group_blocks::{block_null, group_block, BlockSums, BlockTest, BlockTests, GroupBlock, GroupBlocks, Permutations, SubjectBeta};
 pub use pool_words::{PoolWords, StoryShape, StoryWords, TokenRow};
 
 use ndarray::{Array1, Array2};

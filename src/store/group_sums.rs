@@ -332,7 +332,7 @@ mod tests {
         let back = read_blocks(dir.path(), &index).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in blocks.iter().zip(&back) {
-            assert_eq!(a.test(None), b.test(None));
+            assert_eq!(a.test(None, None), b.test(None, None));
             assert_eq!(a.parts().1, b.parts().1);
             assert_eq!(a.parts().2, b.parts().2);
         }

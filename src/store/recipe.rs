@@ -548,6 +548,15 @@ impl GroupSection {
             seed: self.permutation_seed,
         })
     }
+
+    /// What the group operator's block tests compute: the permutations, and how far the
+    /// halves' p and z need be exact for their threshold.
+    pub fn block_tests(&self) -> crate::operators::BlockTests {
+        crate::operators::BlockTests {
+            perm: self.permutations(),
+            halves_pass: self.options().split_threshold.passing_p(),
+        }
+    }
 }
 
 impl MapSection {
