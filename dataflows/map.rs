@@ -89,7 +89,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // A standalone map has no store to keep the subjects' profiles in or to check the
     // maps against: each map is read as it is.
     let maps: Vec<SubjectMap> = a.subject_maps.iter().map(|p| SubjectMap { path: p.clone(), cache: None }).collect();
-    let s = mapping::run(&a.group, &a.codes, a.neurons.as_deref(), (&maps, &|_| Ok(())), &opt, &a.out)?;
+    let s = mapping::run(mapping::GroupMaps::read(&a.group)?, &a.codes, a.neurons.as_deref(), (&maps, &|_| Ok(())), &opt, &a.out)?;
     say!("{}", s.assignment);
     s.lines.iter().for_each(|l| say!("{l}"));
     s.files.iter().for_each(|f| say!("wrote {}", f.display()));

@@ -135,13 +135,18 @@ fn split_half_dice(
         .collect()
 }
 
-/// The group maps (one volume per atom) and the mask under `out`; with permutations, the
-/// family-wise p of each voxel too (p_fwer).
+/// The z of the significant cells, 0 elsewhere: the thresholded_z map.
+pub fn thresholded_z(test: &GroupTest, sig: &Array2<bool>) -> Array2<f64> {
+    Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 })
+}
+
+/// The group maps (one volume per atom) and the mask under `out`; with permutations,
+/// the family-wise p of each voxel too (p_fwer).
 fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> Result<Vec<PathBuf>> {
     use rayon::prelude::*;
     let fwer = test.null_max.is_some().then(|| test.p_for(Threshold::MaxT(1.0)));
     let every: Vec<usize> = (0..mask.len()).collect();
-    let signed_sig = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
+    let signed_sig = thresholded_z(test, sig);
     let n = test.n.mapv(f64::from);
     let ones = Array2::from_elem((1, mask.len()), 1.0);
     let maps: Vec<_> = [
@@ -165,21 +170,32 @@ fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> 
         .collect()
 }
 
-/// Thresholds the group test, scores split-half reproducibility, and writes the maps,
-/// atoms.tsv and group.json under `out`.
+/// The group test thresholded: which cells pass, and each atom's split-half Dice.
+#[derive(Debug, Clone)]
+pub struct Thresholded {
+    pub sig: Array2<bool>,
+    pub split_dice: Vec<f64>,
+}
+
+/// Thresholds the group test and scores the split-half reproducibility of `halves`.
+pub fn threshold(mask: &Mask, test: &GroupTest, halves: Option<&[GroupTest; 2]>, opt: &GroupOptions) -> Thresholded {
+    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
+    let (sig, split_dice) = rayon::join(|| thresholded(test, opt, &ijk), || split_half_dice(halves, opt, &ijk, test.z.nrows()));
+    Thresholded { sig, split_dice }
+}
+
+/// Writes the maps of the group test thresholded by [`threshold`], atoms.tsv and
+/// group.json under `out`.
 pub fn write_results(
     mask: &Mask,
     mask_path: &Path,
     subjects: &[String],
     test: &GroupTest,
-    halves: Option<&[GroupTest; 2]>,
+    Thresholded { sig, split_dice }: Thresholded,
     opt: &GroupOptions,
     out: &Path,
 ) -> Result<GroupSummary> {
     let atoms = test.z.nrows();
-    let ijk: Vec<[usize; 3]> = mask.ijk().collect();
-    let sig = thresholded(test, opt, &ijk);
-    let split_dice = split_half_dice(halves, opt, &ijk, atoms);
     let mut files = write_maps(mask, test, &sig, out)?;
     let rule = match opt.threshold {
         Threshold::Fdr(q) => format!("fdr {q}"),

@@ -481,22 +481,43 @@ fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptio
 /// sub-groups of `codes_path` to them, and writes atom_fbn, subgroups and metrics under
 /// `out`. `subject_maps`: each group subject's β map, whose network profiles the AN-tie
 /// stability resamples (each map checked by `verify` before it is read).
+/// What the mapping reads of the group: z, the thresholded z and the mean β inside the
+/// mask (atoms × voxels, through f32 as the files hold them) and each atom's split-half
+/// Dice.
+pub struct GroupMaps {
+    pub mask: Mask,
+    pub z: Array2<f64>,
+    pub sig: Array2<f64>,
+    pub beta: Array2<f64>,
+    pub split: Vec<f64>,
+    /// Where they are (or are being written), for messages.
+    pub dir: PathBuf,
+}
+
+impl GroupMaps {
+    /// The maps as `group` wrote them under `dir`.
+    pub fn read(dir: &Path) -> Result<GroupMaps> {
+        let mask = nifti::read_mask(&dir.join("mask.nii.gz"))?;
+        // The group maps inside the mask, a volume at a time, side by side (each is one
+        // gzip stream): never a whole grid of 64 volumes.
+        let read = |name: &str| nifti::read_map_rows(&dir.join(name), &mask);
+        let ((z, sig), beta) = rayon::join(|| rayon::join(|| read("z.nii.gz"), || read("thresholded_z.nii.gz")), || read("mean_beta.nii.gz"));
+        let (z, sig, beta) = (z?, sig?, beta?);
+        let split = split_half(dir, z.nrows())?;
+        Ok(GroupMaps { mask, z, sig, beta, split, dir: dir.to_path_buf() })
+    }
+}
+
 pub fn run(
-    group: &Path,
+    group: GroupMaps,
     codes_path: &Path,
     neurons_path: Option<&Path>,
     (subject_maps, verify): (&[SubjectMap], Verify),
     opt: &MapOptions,
     out: &Path,
 ) -> Result<MapSummary> {
-    let mask = nifti::read_mask(&group.join("mask.nii.gz"))?;
-    // The group maps inside the mask, a volume at a time, side by side (each is one gzip
-    // stream): never a whole grid of 64 volumes.
-    let read = |name: &str| nifti::read_map_rows(&group.join(name), &mask);
-    let ((z, sig), beta) = rayon::join(|| rayon::join(|| read("z.nii.gz"), || read("thresholded_z.nii.gz")), || read("mean_beta.nii.gz"));
-    let (z, sig, beta) = (z?, sig?, beta?);
+    let GroupMaps { mask, z, sig, beta, split, dir: group } = group;
     let atoms = z.nrows();
-    let split = split_half(group, atoms)?;
     // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
     if let Some(&bad) = codes.atoms.iter().find(|&&a| a as usize >= atoms) {

@@ -718,8 +718,7 @@ impl Store {
             let started = std::time::Instant::now();
             let opt = self.recipe.group.options();
             let mask = self.read_mask()?;
-            // The blocks, then the joined maps, are dropped as soon as they are written: the
-            // network mapping after them reads the maps from disk.
+            // The blocks, then the joined maps, are dropped as soon as they are written.
             let labels: Vec<String> = subjects.iter().cloned().collect();
             // The sums first (then dropped), so they are not held with the joined maps.
             // Only sums of a complete group (every block tested over every subject) are
@@ -739,57 +738,51 @@ impl Store {
             }
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group sums written, blocks joined");
             let started = std::time::Instant::now();
-            let summary = group::write_results(
-                &mask,
-                &self.mask_path(),
-                &labels,
-                &test,
-                (subjects.len() >= 4).then_some(&halves),
-                &opt,
-                &group_dir,
-            )?;
-            drop((test, halves));
-            tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
-            let started = std::time::Instant::now();
+            let group_opt = opt;
+            let thresholded = group::threshold(&mask, &test, (subjects.len() >= 4).then_some(&halves), &group_opt);
+            drop(halves);
+            let mut opt = self.recipe.map.options();
+            let regions = self.regions()?;
+            // The mapping reads z, the thresholded z and the mean β: without regions (whose
+            // tables are made from the written maps) it takes them here, as the files will
+            // hold them, and runs beside the writing of the maps.
+            let in_memory = regions.is_none().then(|| mapping::GroupMaps {
+                mask: mask.clone(),
+                z: test.z.mapv(through_f32),
+                sig: group::thresholded_z(&test, &thresholded.sig).mapv(through_f32),
+                beta: test.mean.mapv(through_f32),
+                split: thresholded.split_dice.clone(),
+                dir: group_dir.clone(),
+            });
+            let write = || {
+                let summary = group::write_results(&mask, &self.mask_path(), &labels, &test, thresholded, &group_opt, &group_dir);
+                tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
+                summary
+            };
+            let (summary, mapped) = match in_memory {
+                Some(maps) => std::thread::scope(|s| {
+                    let mapped = s.spawn(|| self.map_networks(maps, &opt, &subjects, &map_dir));
+                    let summary = write();
+                    (summary, mapped.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                }),
+                None => {
+                    let summary = write()?;
+                    let regions = regions.expect("a region store");
+                    crate::stages::region_tables::write_group(&group_dir, &regions, &mask)?;
+                    // The networks are those of the region list, as a label atlas on its line.
+                    let atlas = self.paths().region_atlas();
+                    let (image, names) = regions.network_atlas();
+                    nifti::write_map(&atlas, &regions.grid(), &image, None)?;
+                    write_text(&atlas.with_file_name("region_networks.csv"), &names)?;
+                    opt.atlas = atlas.to_string_lossy().into_owned();
+                    let mapped = mapping::GroupMaps::read(&group_dir).and_then(|maps| self.map_networks(maps, &opt, &subjects, &map_dir));
+                    (Ok(summary), mapped)
+                }
+            };
+            let (summary, s) = (summary?, mapped?);
+            drop(test);
             lines.push(summary.headline());
             lines.extend(summary.notes.iter().cloned());
-            let mut opt = self.recipe.map.options();
-            if let Some(regions) = self.regions()? {
-                crate::stages::region_tables::write_group(&group_dir, &regions, &mask)?;
-                // The networks are those of the region list, as a label atlas on its line.
-                let atlas = self.paths().region_atlas();
-                let (image, names) = regions.network_atlas();
-                nifti::write_map(&atlas, &regions.grid(), &image, None)?;
-                write_text(&atlas.with_file_name("region_networks.csv"), &names)?;
-                opt.atlas = atlas.to_string_lossy().into_owned();
-            }
-            let neurons = self.paths().neurons();
-            self.verify_file(&self.paths().codes())?;
-            let an_atom = self.paths().codes().with_file_name("an_atom.parquet");
-            if an_atom.is_file() {
-                self.verify_file(&an_atom)?;
-            }
-            if neurons.is_file() {
-                self.verify_file(&neurons)?;
-            }
-            let cache = self.paths().profile_cache();
-            let subject_maps: Vec<SubjectMap> = subjects
-                .iter()
-                .map(|s| SubjectMap {
-                    path: self.paths().subject_map(s, self.group_map()),
-                    cache: self.group_map_checksum(s).map(|sum| Cached { file: cache.join(format!("sub-{s}.json")), map_xxh64: sum.to_string() }),
-                })
-                .collect();
-            profiles::prune(&cache, &subject_maps);
-            let s = mapping::run(
-                &group_dir,
-                &self.paths().codes(),
-                neurons.is_file().then_some(neurons.as_path()),
-                (&subject_maps, &|map: &Path| self.verify_file(map)),
-                &opt,
-                &map_dir,
-            )?;
-            tracing::info!(seconds = started.elapsed().as_secs_f64(), "networks mapped");
             lines.push(s.assignment.to_string());
             lines.extend(s.lines);
         } else {
@@ -809,6 +802,40 @@ impl Store {
         self.manifest.results_epoch = self.manifest.epoch;
         self.save()?;
         Ok(lines)
+    }
+
+    /// The network mapping of the group maps `group` into `out`, with the store's basis,
+    /// neurons and subjects' maps (each checked against the manifest before it is read).
+    fn map_networks(&self, group: mapping::GroupMaps, opt: &mapping::MapOptions, subjects: &BTreeSet<String>, out: &Path) -> Result<mapping::MapSummary> {
+        let started = std::time::Instant::now();
+        let neurons = self.paths().neurons();
+        self.verify_file(&self.paths().codes())?;
+        let an_atom = self.paths().codes().with_file_name("an_atom.parquet");
+        if an_atom.is_file() {
+            self.verify_file(&an_atom)?;
+        }
+        if neurons.is_file() {
+            self.verify_file(&neurons)?;
+        }
+        let cache = self.paths().profile_cache();
+        let subject_maps: Vec<SubjectMap> = subjects
+            .iter()
+            .map(|s| SubjectMap {
+                path: self.paths().subject_map(s, self.group_map()),
+                cache: self.group_map_checksum(s).map(|sum| Cached { file: cache.join(format!("sub-{s}.json")), map_xxh64: sum.to_string() }),
+            })
+            .collect();
+        profiles::prune(&cache, &subject_maps);
+        let mapped = mapping::run(
+            group,
+            &self.paths().codes(),
+            neurons.is_file().then_some(neurons.as_path()),
+            (&subject_maps, &|map: &Path| self.verify_file(map)),
+            opt,
+            out,
+        )?;
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "networks mapped");
+        Ok(mapped)
     }
 
     /// Keeps the group's sums under group/ with the checksum of each subject's map as it
@@ -1174,4 +1201,9 @@ pub fn check_files(dir: &Path, strict: bool) -> Result<FileCheck> {
         }
     }
     Ok(FileCheck::Done { lines, problems })
+}
+
+/// A value as a map file holds it (f32) and gives it back.
+fn through_f32(v: f64) -> f64 {
+    f64::from(v as f32)
 }
