@@ -111,18 +111,20 @@ impl Pending {
         crate::io::atomic::write_file_atomically(&path, |out| out.write_all(&json))
     }
 
-    /// [`finish`](Self::finish) on a thread of its own; the handle waits for it when
-    /// dropped, so no early return leaves the thread behind.
-    pub fn finish_behind(self) -> Result<Behind> {
-        std::thread::Builder::new()
-            .name("group sums".into())
-            .spawn(move || self.finish())
-            .map(|t| Behind(Some(t)))
-            .map_err(|e| Error::Invalid(format!("no thread to write the group's sums: {e}")))
-    }
 }
 
-/// The sums being put in place by [`Pending::finish_behind`].
+/// [`write`], then [`Pending::finish`], on a thread of its own: the sums (160 MB for a
+/// 2 mm store) go to the disk beside the join and the group's maps. The handle waits for
+/// the thread when dropped, so no early return leaves it behind.
+pub fn write_behind(group: PathBuf, index: SumsIndex, members: Vec<Vec<u8>>) -> Result<Behind> {
+    std::thread::Builder::new()
+        .name("group sums".into())
+        .spawn(move || write(&group, &index, &members)?.finish())
+        .map(|t| Behind(Some(t)))
+        .map_err(|e| Error::Invalid(format!("no thread to write the group's sums: {e}")))
+}
+
+/// The sums being written and put in place by [`write_behind`].
 #[must_use = "the sums' error is known only from Behind::wait"]
 pub struct Behind(Option<std::thread::JoinHandle<Result<()>>>);
 
@@ -170,11 +172,55 @@ fn width(v: i128) -> usize {
     bits.div_ceil(8).max(1)
 }
 
-fn put_column(out: &mut Vec<u8>, values: impl Iterator<Item = i128> + Clone) {
+fn put_column(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = i128> + Clone) {
     let w = values.clone().map(width).max().unwrap_or(1);
     out.push(w as u8);
-    out.reserve(w * values.size_hint().0);
-    values.for_each(|v| out.extend_from_slice(&v.to_le_bytes()[..w]));
+    // Each value's 16 bytes are stored whole, one fixed-size store instead of a copy of w
+    // bytes; the next value overwrites the 16 − w high bytes, the last one's are cut.
+    let start = out.len();
+    out.resize(start + w * values.len() + 16, 0);
+    for (i, v) in values.enumerate() {
+        let at = start + i * w;
+        out[at..at + 16].copy_from_slice(&v.to_le_bytes());
+    }
+    out.truncate(out.len() - 16);
+}
+
+/// The values of a column of w bytes a value (1–16), sign-extended.
+fn column(w: usize, bytes: &[u8]) -> Vec<i128> {
+    // The w bytes are the low ones of a 16-byte load (as far as the column goes; the
+    // last values load what is left), shifted up and arithmetically back down.
+    let shift = 128 - 8 * w as u32;
+    let count = bytes.len() / w;
+    let whole = if bytes.len() >= 16 { (bytes.len() - 16) / w + 1 } else { 0 };
+    let mut out = Vec::with_capacity(count);
+    out.extend((0..whole.min(count)).map(|i| {
+        let load: [u8; 16] = bytes[i * w..i * w + 16].try_into().expect("16 bytes");
+        (i128::from_le_bytes(load) << shift) >> shift
+    }));
+    out.extend((whole.min(count)..count).map(|i| {
+        let mut load = [0u8; 16];
+        load[..w].copy_from_slice(&bytes[i * w..(i + 1) * w]);
+        (i128::from_le_bytes(load) << shift) >> shift
+    }));
+    out
+}
+
+/// A column of counts: each value in 0..2³² (None otherwise).
+fn counts(w: usize, bytes: &[u8]) -> Option<Vec<u32>> {
+    if w <= 4 {
+        // Sign-extended through i32: negative values fail the conversion.
+        let shift = 32 - 8 * w as u32;
+        return bytes
+            .chunks_exact(w)
+            .map(|c| {
+                let mut load = [0u8; 4];
+                load[..w].copy_from_slice(c);
+                u32::try_from((i32::from_le_bytes(load) << shift) >> shift).ok()
+            })
+            .collect();
+    }
+    column(w, bytes).into_iter().map(|v| u32::try_from(v).ok()).collect()
 }
 
 /// The index at `group`, if there is one that parses.
@@ -192,10 +238,8 @@ pub fn read_index(group: &Path) -> Result<SumsIndex> {
 /// by side (the decoding is most of the time: an update waits for it); the error reported
 /// is the first block's, as when reading one block after another (within a block, a
 /// block cut short is reported before a bad value in it).
-pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
+pub fn read_blocks(file: &mut impl Read, path: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
     use rayon::prelude::*;
-    let path = data_path(group);
-    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
     let mut input = std::io::BufReader::with_capacity(1 << 20, file);
     let mut blocks = Vec::with_capacity(index.blocks());
     let batch = rayon::current_num_threads().max(1);
@@ -203,7 +247,7 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
         let mut raw = Vec::with_capacity(batch);
         let mut failed = None;
         for b in first..(first + batch).min(index.blocks()) {
-            match RawBlock::read(&mut input, &path, index, b) {
+            match RawBlock::read(&mut input, path, index, b) {
                 Ok(r) => raw.push(r),
                 Err(e) => {
                     failed = Some(e);
@@ -211,7 +255,7 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
                 }
             }
         }
-        let decoded: Vec<Result<BlockSums>> = raw.into_par_iter().map(|r| r.decode(&path, index)).collect();
+        let decoded: Vec<Result<BlockSums>> = raw.into_par_iter().map(|r| r.decode(path, index)).collect();
         for block in decoded {
             blocks.push(block?);
         }
@@ -220,8 +264,8 @@ pub fn read_blocks(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
         }
     }
     let mut rest = [0u8; 1];
-    if input.read(&mut rest).map_err(|e| Error::io(&path, e))? != 0 {
-        return Err(Error::format(&path, format!("longer than the {} blocks its index names", index.blocks())));
+    if input.read(&mut rest).map_err(|e| Error::io(path, e))? != 0 {
+        return Err(Error::format(path, format!("longer than the {} blocks its index names", index.blocks())));
     }
     Ok(blocks)
 }
@@ -262,22 +306,12 @@ impl RawBlock {
     fn decode(self, path: &Path, index: &SumsIndex) -> Result<BlockSums> {
         let RawBlock { b, subjects, columns } = self;
         let (atoms, voxels) = (index.atoms as usize, index.block_len(b));
-        let values = |(w, bytes): &(usize, Vec<u8>)| -> Vec<i128> {
-            bytes.chunks_exact(*w).map(|c| {
-                // Sign-extend the w low bytes.
-                let fill = if c[w - 1] & 0x80 != 0 { 0xff } else { 0 };
-                let mut full = [fill; 16];
-                full[..*w].copy_from_slice(c);
-                i128::from_le_bytes(full)
-            }).collect()
-        };
         let mut sums = Vec::with_capacity(2);
         for part in columns.chunks_exact(3) {
-            let n: Option<Vec<u32>> = values(&part[0]).into_iter().map(|v| u32::try_from(v).ok()).collect();
-            let Some(n) = n else {
+            let Some(n) = counts(part[0].0, &part[0].1) else {
                 return Err(Error::format(path, format!("block {b}: a count n below 0 or above 2³²")));
             };
-            sums.push(GroupSums::from_parts(atoms, voxels, n, values(&part[1]), values(&part[2])).expect("sized above"));
+            sums.push(GroupSums::from_parts(atoms, voxels, n, column(part[1].0, &part[1].1), column(part[2].0, &part[2].1)).expect("sized above"));
         }
         let half_a = sums.pop().expect("two");
         let all = sums.pop().expect("two");
@@ -305,6 +339,12 @@ fn consistent(sums: &GroupSums) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_back(group: &Path, index: &SumsIndex) -> Result<Vec<BlockSums>> {
+        let path = data_path(group);
+        let mut file = std::fs::File::open(&path).unwrap();
+        read_blocks(&mut file, &path, index)
+    }
     use crate::operators::{Floats, SubjectBeta};
 
     fn beta(subject: &str, atoms: u32, voxels: usize, seed: usize) -> SubjectBeta {
@@ -329,7 +369,7 @@ mod tests {
             .collect();
         write(dir.path(), &index, &blocks.iter().map(encode).collect::<Vec<_>>()).unwrap().finish().unwrap();
         assert_eq!(read_index(dir.path()).unwrap(), index);
-        let back = read_blocks(dir.path(), &index).unwrap();
+        let back = read_back(dir.path(), &index).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in blocks.iter().zip(&back) {
             assert_eq!(a.test(None, None), b.test(None, None));
@@ -356,10 +396,30 @@ mod tests {
             let mut full = [fill; 16];
             full[..w].copy_from_slice(&out[1..=w]);
             assert_eq!(i128::from_le_bytes(full), v);
+            assert_eq!(column(w, &out[1..]), vec![v]);
         }
         let mut out = Vec::new();
         put_column(&mut out, [3i128, -70_000, 5].into_iter());
         assert_eq!((out[0], out.len()), (3, 1 + 3 * 3));
+        // Columns of every width, long enough for the 16-byte loads and their tails.
+        for w in 1..=16usize {
+            let top = if w == 16 { i128::MAX } else { (1i128 << (8 * w - 1)) - 1 };
+            let column_values: Vec<i128> = (0..40i128).map(|i| match i % 4 {
+                0 => top - i,
+                1 => -top - 1 + i,
+                2 => i * 37 - 700,
+                _ => 0,
+            }.clamp(-top - 1, top)).collect();
+            let mut out = Vec::new();
+            put_column(&mut out, column_values.iter().copied());
+            assert_eq!(out[0] as usize, w);
+            assert_eq!(out.len(), 1 + w * 40);
+            assert_eq!(column(w, &out[1..]), column_values, "width {w}");
+            let want: Option<Vec<u32>> = column_values.iter().map(|&v| u32::try_from(v).ok()).collect();
+            assert_eq!(counts(w, &out[1..]), want, "width {w}");
+        }
+        assert_eq!(counts(1, &[0, 7, 255]), None, "−1 is not a count");
+        assert_eq!(counts(2, &[7, 0, 255, 127]), Some(vec![7, 32767]));
     }
 
     #[test]
@@ -371,17 +431,17 @@ mod tests {
         let member = encode(&s);
         write(dir.path(), &index, std::slice::from_ref(&member)).unwrap().finish().unwrap();
         let longer = SumsIndex { voxels: 20, ..index.clone() };
-        let e = read_blocks(dir.path(), &longer).unwrap_err().to_string();
+        let e = read_back(dir.path(), &longer).unwrap_err().to_string();
         // Read with the wrong cell count, the columns misalign: an error on block 0, whichever check finds it first.
         assert!(e.contains("sums.bin") && e.contains("block 0"), "{e}");
         let index2 = SumsIndex { voxels: 2 * crate::operators::BLOCK_VOXELS as u64, ..index.clone() };
         write(dir.path(), &index2, &[member.clone(), member]).unwrap().finish().unwrap();
-        let e = read_blocks(dir.path(), &index).unwrap_err().to_string();
+        let e = read_back(dir.path(), &index).unwrap_err().to_string();
         assert!(e.contains("longer than the 1 blocks"), "{e}");
         // Counts that do not hold together (the index names two subjects, the block one).
         write(dir.path(), &index, std::slice::from_ref(&encode(&s))).unwrap().finish().unwrap();
         let two = SumsIndex { subjects: vec![("01".into(), "x".into()), ("02".into(), "y".into())], ..index.clone() };
-        let e = read_blocks(dir.path(), &two).unwrap_err().to_string();
+        let e = read_back(dir.path(), &two).unwrap_err().to_string();
         assert!(e.contains("do not hold together"), "{e}");
         // Sums their counts cannot give: Σq² made smaller than (Σq)²/n in one cell.
         let (subjects, all, half_a) = s.parts();
@@ -390,7 +450,7 @@ mod tests {
         sum_sq[cell] = sum[cell] * sum[cell] - 1;
         let bad = BlockSums::from_parts(subjects, GroupSums::from_parts(2, 10, n, sum, sum_sq).unwrap(), half_a.clone()).unwrap();
         write(dir.path(), &index, std::slice::from_ref(&encode(&bad))).unwrap().finish().unwrap();
-        let e = read_blocks(dir.path(), &index).unwrap_err().to_string();
+        let e = read_back(dir.path(), &index).unwrap_err().to_string();
         assert!(e.contains("sums.bin") && e.contains("Σq²"), "{e}");
     }
 }

@@ -300,14 +300,22 @@ impl Store {
 
     /// Checks a file of the store against its checksum before it is read.
     pub fn verify_file(&self, path: &Path) -> Result<()> {
-        if let Some(part) = self.pending_part(&sums::key(&self.dir, path)) {
-            bail!(
-                "{}: was being rewritten by a command that did not finish; {}",
-                path.display(),
-                Self::redo(part)
-            );
-        }
+        self.not_pending(path)?;
         sums::verify_file(&self.manifest.files, &self.dir, path)
+    }
+
+    /// A file of the store to read once, checked as it is read ([`sums::CheckedRead`]).
+    pub fn checked_read(&self, path: &Path) -> Result<sums::CheckedRead> {
+        self.not_pending(path)?;
+        sums::CheckedRead::open(&self.manifest.files, &self.dir, path)
+    }
+
+    /// An error when `path` is in a part of the store a command did not finish rewriting.
+    fn not_pending(&self, path: &Path) -> Result<()> {
+        match self.pending_part(&sums::key(&self.dir, path)) {
+            Some(part) => bail!("{}: was being rewritten by a command that did not finish; {}", path.display(), Self::redo(part)),
+            None => Ok(()),
+        }
     }
 
     /// The store's mask, verified.
@@ -711,8 +719,8 @@ impl Store {
         // Written afresh, as a subject's folder is.
         remove_all(&group_dir)?;
         remove_all(&map_dir)?;
-        // The group's sums wait for the disk beside the maps, and are in place before the
-        // group is sealed.
+        // The group's sums are written beside the join and the maps, and are in place
+        // before the group is sealed.
         let mut sums_behind = None;
         if subjects.len() >= 2 {
             let started = std::time::Instant::now();
@@ -727,7 +735,7 @@ impl Store {
                 && group.iter().all(|(_, r)| r.as_ref().is_ok_and(|g| g.subjects as usize == labels.len()));
             if let (Some(members), true) = (sums, complete) {
                 let atoms = group.iter().find_map(|(_, r)| r.as_ref().ok().map(|g| g.atoms as usize));
-                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?.map(group_sums::Pending::finish_behind).transpose()?;
+                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), members)?;
             }
             let (n, test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
@@ -841,14 +849,14 @@ impl Store {
     /// Keeps the group's sums under group/ with the checksum of each subject's map as it
     /// entered them (sealed with the group). Skipped (the next update adds every subject
     /// again) when a subject's map has no checksum.
-    fn write_group_sums(&mut self, subjects: &[String], atoms: usize, voxels: usize, members: &[Vec<u8>]) -> Result<Option<group_sums::Pending>> {
+    fn write_group_sums(&self, subjects: &[String], atoms: usize, voxels: usize, members: Vec<Vec<u8>>) -> Result<Option<group_sums::Behind>> {
         let map = self.group_map();
         let sums: Option<Vec<(String, String)>> = subjects.iter().map(|s| self.group_map_checksum(s).map(|x| (s.clone(), x.to_string()))).collect();
         let Some(sums) = sums else {
             return Ok(None);
         };
         let index = group_sums::SumsIndex::new(map, atoms, voxels, sums);
-        group_sums::write(&self.paths().group(), &index, members).map(Some)
+        group_sums::write_behind(self.paths().group(), index, members).map(Some)
     }
 
     /// The index of the group's sums as the last update left them, when they can be
@@ -879,11 +887,13 @@ impl Store {
         self.manifest.files.get(&key).map(|f| f.xxh64.as_str())
     }
 
-    /// The blocks of the trusted sums `index` (verified against their checksum).
+    /// The blocks of the trusted sums `index` (checked against their checksum as read).
     pub fn group_sums_blocks(&self, index: &group_sums::SumsIndex) -> Result<Vec<BlockSums>> {
-        let group = self.paths().group();
-        self.verify_file(&group_sums::data_path(&group))?;
-        group_sums::read_blocks(&group, index)
+        let path = group_sums::data_path(&self.paths().group());
+        let mut input = self.checked_read(&path)?;
+        let blocks = group_sums::read_blocks(&mut input, &path, index);
+        input.finish()?;
+        blocks
     }
 
     /// Subjects in the group test: every subject with runs, except under the ridge

@@ -87,6 +87,16 @@ pub fn sum_file(path: &Path) -> Result<FileSum> {
 
 /// How the file at `path` differs from `sum`, if it does.
 pub fn damage(path: &Path, sum: &FileSum) -> Option<Damage> {
+    size_damage(path, sum).or_else(|| match sum_file(path) {
+        Ok(s) if s == *sum => None,
+        Ok(_) => Some(Damage::Altered),
+        Err(_) => Some(Damage::Missing),
+    })
+}
+
+/// How the file at `path` differs from `sum` in what its metadata shows: missing, not a
+/// file, or of another size.
+fn size_damage(path: &Path, sum: &FileSum) -> Option<Damage> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(_) => return Some(Damage::Missing),
@@ -101,11 +111,59 @@ pub fn damage(path: &Path, sum: &FileSum) -> Option<Damage> {
     if bytes > expected {
         return Some(Damage::Grown { bytes, expected });
     }
-    match sum_file(path) {
-        Ok(s) if s == *sum => None,
-        Ok(_) => Some(Damage::Altered),
-        Err(_) => Some(Damage::Missing),
+    None
+}
+
+/// A file of the store read once, its checksum taken on the way, where
+/// [`verify_file`] then a read would read it twice. Nothing read may be trusted before
+/// [`CheckedRead::finish`] says the bytes were the ones written.
+pub struct CheckedRead {
+    file: std::fs::File,
+    hasher: XxHash64,
+    bytes: u64,
+    sum: FileSum,
+    path: PathBuf,
+}
+
+impl CheckedRead {
+    /// Opens `path` for reading against its recorded sum: the errors of [`verify_file`]
+    /// for a file the manifest does not know, or of the wrong kind or size.
+    pub fn open(sums: &Sums, dir: &Path, path: &Path) -> Result<CheckedRead> {
+        let Some(sum) = sums.get(&key(dir, path)) else {
+            return Err(Error::format(path, "not a file this store wrote (no checksum in its manifest)"));
+        };
+        if let Some(d) = size_damage(path, sum) {
+            return Err(damaged(path, d));
+        }
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(CheckedRead { file, hasher: XxHash64::with_seed(0), bytes: 0, sum: sum.clone(), path: path.to_path_buf() })
     }
+
+    /// Reads what the caller left unread, then compares the checksum: the error of
+    /// [`verify_file`] for an altered file. Call it also when the caller's reading
+    /// failed: damage is the better explanation of a failure.
+    pub fn finish(mut self) -> Result<()> {
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| Error::io(&self.path, e))?;
+        let read = FileSum { bytes: self.bytes, xxh64: format!("{:016x}", self.hasher.finish()) };
+        match read == self.sum {
+            true => Ok(()),
+            false => Err(damaged(&self.path, Damage::Altered)),
+        }
+    }
+}
+
+impl Read for CheckedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.hasher.write(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The error for a damaged file.
+fn damaged(path: &Path, d: Damage) -> Error {
+    Error::format(path, format!("{d}; `cortexflow status STORE` lists the damage and what repairs it"))
 }
 
 /// The files under `path` (itself, if a file), skipping temporaries and the lock.
@@ -192,13 +250,7 @@ pub fn verify_file(sums: &Sums, dir: &Path, path: &Path) -> Result<()> {
             "not a file this store wrote (no checksum in its manifest)",
         ));
     };
-    match damage(path, sum) {
-        None => Ok(()),
-        Some(d) => Err(Error::format(
-            path,
-            format!("{d}; `cortexflow status STORE` lists the damage and what repairs it"),
-        )),
-    }
+    damage(path, sum).map_or(Ok(()), |d| Err(damaged(path, d)))
 }
 
 #[cfg(test)]
@@ -210,6 +262,37 @@ mod tests {
         // From the xxHash specification's test suite (seed 0).
         assert_eq!(XxHash64::oneshot(0, b""), 0xef46db3751d8e999);
         assert_eq!(XxHash64::oneshot(0, b"a"), 0xd24ec4f1a98c6e5b);
+    }
+
+    /// A checked read passes the bytes through and accepts them only when they are the
+    /// ones written: whole or partly read, altered, cut, unknown to the manifest.
+    #[test]
+    fn a_checked_read_sees_what_verify_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = d.join("a.bin");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&a, &bytes).unwrap();
+        let mut sums = Sums::new();
+        seal(&mut sums, d, &a).unwrap();
+        let mut read = CheckedRead::open(&sums, d, &a).unwrap();
+        let mut back = Vec::new();
+        read.read_to_end(&mut back).unwrap();
+        assert_eq!(back, bytes);
+        read.finish().unwrap();
+        let mut part = CheckedRead::open(&sums, d, &a).unwrap();
+        part.read_exact(&mut [0u8; 1000]).unwrap();
+        part.finish().unwrap();
+        let mut altered = bytes.clone();
+        altered[2_500_000] ^= 1;
+        std::fs::write(&a, &altered).unwrap();
+        let e = CheckedRead::open(&sums, d, &a).unwrap().finish().unwrap_err().to_string();
+        assert!(e.contains("altered") && e.contains("a.bin"), "{e}");
+        std::fs::write(&a, &bytes[..10]).unwrap();
+        let e = CheckedRead::open(&sums, d, &a).err().unwrap().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let e = CheckedRead::open(&sums, d, &d.join("b.bin")).err().unwrap().to_string();
+        assert!(e.contains("no checksum in its manifest"), "{e}");
     }
 
     #[test]
