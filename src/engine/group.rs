@@ -57,7 +57,7 @@ pub fn run(
     // Halves (subjects alternately in label order) need two subjects each.
     let halves = (n >= 4).then_some(&halves);
     let thresholded = group::threshold(&mask, &test, halves, opt);
-    group::write_results(&mask, mask_path, &labels, &test, thresholded, opt, out)
+    group::write_results(&mask, mask_path, &labels, &test, &thresholded, opt, out)
 }
 
 /// Every subject's β map has the first one's number of atoms (its volumes).

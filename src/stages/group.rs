@@ -135,18 +135,12 @@ fn split_half_dice(
         .collect()
 }
 
-/// The z of the significant cells, 0 elsewhere: the thresholded_z map.
-pub fn thresholded_z(test: &GroupTest, sig: &Array2<bool>) -> Array2<f64> {
-    Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 })
-}
-
 /// The group maps (one volume per atom) and the mask under `out`; with permutations,
 /// the family-wise p of each voxel too (p_fwer).
-fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> Result<Vec<PathBuf>> {
+fn write_maps(mask: &Mask, test: &GroupTest, thresholded_z: &Array2<f64>, out: &Path) -> Result<Vec<PathBuf>> {
     use rayon::prelude::*;
     let fwer = test.null_max.is_some().then(|| test.p_for(Threshold::MaxT(1.0)));
     let every: Vec<usize> = (0..mask.len()).collect();
-    let signed_sig = thresholded_z(test, sig);
     let n = test.n.mapv(f64::from);
     let ones = Array2::from_elem((1, mask.len()), 1.0);
     let maps: Vec<_> = [
@@ -155,7 +149,7 @@ fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> 
         ("z", &test.z),
         ("p", &test.p),
         ("n", &n),
-        ("thresholded_z", &signed_sig),
+        ("thresholded_z", thresholded_z),
         ("mask", &ones),
     ]
     .into_iter()
@@ -170,10 +164,12 @@ fn write_maps(mask: &Mask, test: &GroupTest, sig: &Array2<bool>, out: &Path) -> 
         .collect()
 }
 
-/// The group test thresholded: which cells pass, and each atom's split-half Dice.
+/// The group test thresholded: which cells pass, the thresholded z map (their z, 0
+/// elsewhere) and each atom's split-half Dice.
 #[derive(Debug, Clone)]
 pub struct Thresholded {
     pub sig: Array2<bool>,
+    pub thresholded_z: Array2<f64>,
     pub split_dice: Vec<f64>,
 }
 
@@ -181,7 +177,8 @@ pub struct Thresholded {
 pub fn threshold(mask: &Mask, test: &GroupTest, halves: Option<&[GroupTest; 2]>, opt: &GroupOptions) -> Thresholded {
     let ijk: Vec<[usize; 3]> = mask.ijk().collect();
     let (sig, split_dice) = rayon::join(|| thresholded(test, opt, &ijk), || split_half_dice(halves, opt, &ijk, test.z.nrows()));
-    Thresholded { sig, split_dice }
+    let thresholded_z = Array2::from_shape_fn(test.z.dim(), |c| if sig[c] { test.z[c] } else { 0.0 });
+    Thresholded { sig, thresholded_z, split_dice }
 }
 
 /// Writes the maps of the group test thresholded by [`threshold`], atoms.tsv and
@@ -191,12 +188,12 @@ pub fn write_results(
     mask_path: &Path,
     subjects: &[String],
     test: &GroupTest,
-    Thresholded { sig, split_dice }: Thresholded,
+    Thresholded { sig, thresholded_z, split_dice }: &Thresholded,
     opt: &GroupOptions,
     out: &Path,
 ) -> Result<GroupSummary> {
     let atoms = test.z.nrows();
-    let mut files = write_maps(mask, test, &sig, out)?;
+    let mut files = write_maps(mask, test, thresholded_z, out)?;
     let rule = match opt.threshold {
         Threshold::Fdr(q) => format!("fdr {q}"),
         Threshold::ZCut(z) => format!("z-cut {z}"),
@@ -248,7 +245,7 @@ pub fn write_results(
         rule,
         min_cluster: opt.min_cluster,
         significant,
-        split_dice,
+        split_dice: split_dice.clone(),
         notes,
     })
 }

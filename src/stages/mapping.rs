@@ -11,7 +11,7 @@ use crate::io::nifti::{self, Mask};
 use crate::io::parquet::{read_an_atom, read_codes, read_neurons, write_table, Codes, Column, Neuron};
 use crate::kernels::organisation::{organisation, AnPlace, Place};
 use crate::kernels::overlap::{best, Overlap, OverlapSums};
-use ndarray::{Array2, Axis};
+use ndarray::{ArrayView2, Axis, CowArray, Ix2};
 
 use crate::io::embedded::{self, BuiltinAtlas};
 use crate::stages::profiles::{subject_profiles, SubjectMap, Verify};
@@ -228,7 +228,7 @@ struct Matches {
     best_score: Vec<f64>,
 }
 
-fn match_atoms(z: &Array2<f64>, sig: &Array2<f64>, temps: &[Template], opt: &MapOptions) -> Matches {
+fn match_atoms(z: ArrayView2<f64>, sig: ArrayView2<f64>, temps: &[Template], opt: &MapOptions) -> Matches {
     let atoms = z.nrows();
     let mut rows: Vec<(usize, usize, Overlap, bool)> = Vec::new();
     let mut assigned: Vec<Option<usize>> = vec![None; atoms];
@@ -271,7 +271,7 @@ fn match_atoms(z: &Array2<f64>, sig: &Array2<f64>, temps: &[Template], opt: &Map
 /// as the map was. An empty map, or a score that is not a number, is not tested (p NaN); q
 /// is Benjamini–Hochberg over the tested rows. Returns a note when no smoothing width fits
 /// the grid (the surrogates are then plain permutations).
-fn spatial_null(m: &mut Matches, z: &Array2<f64>, sig: &Array2<f64>, mask: &Mask, temps: &[Template], opt: &MapOptions) -> Option<String> {
+fn spatial_null(m: &mut Matches, z: ArrayView2<f64>, sig: ArrayView2<f64>, mask: &Mask, temps: &[Template], opt: &MapOptions) -> Option<String> {
     use crate::kernels::surrogates::{p_value, rng_for, Scratch, SpatialNull};
     use rayon::prelude::*;
     let all: Vec<[usize; 3]> = mask.ijk().collect();
@@ -448,7 +448,7 @@ pub fn spatial_note(p: f64, q: f64) -> String {
     }
 }
 
-fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptions) -> Vec<String> {
+fn atom_lines(sig: ArrayView2<f64>, m: &Matches, temps: &[Template], opt: &MapOptions) -> Vec<String> {
     (0..sig.nrows())
         .map(|a| {
             let size = sig
@@ -482,21 +482,21 @@ fn atom_lines(sig: &Array2<f64>, m: &Matches, temps: &[Template], opt: &MapOptio
 /// `out`. `subject_maps`: each group subject's β map, whose network profiles the AN-tie
 /// stability resamples (each map checked by `verify` before it is read).
 /// What the mapping reads of the group: z, the thresholded z and the mean β inside the
-/// mask (atoms × voxels, through f32 as the files hold them) and each atom's split-half
-/// Dice.
-pub struct GroupMaps {
+/// mask (atoms × voxels, through f32 as the files hold them), read or borrowed, and each
+/// atom's split-half Dice.
+pub struct GroupMaps<'a> {
     pub mask: Mask,
-    pub z: Array2<f64>,
-    pub sig: Array2<f64>,
-    pub beta: Array2<f64>,
+    pub z: CowArray<'a, f64, Ix2>,
+    pub sig: CowArray<'a, f64, Ix2>,
+    pub beta: CowArray<'a, f64, Ix2>,
     pub split: Vec<f64>,
     /// Where they are (or are being written), for messages.
     pub dir: PathBuf,
 }
 
-impl GroupMaps {
+impl GroupMaps<'static> {
     /// The maps as `group` wrote them under `dir`.
-    pub fn read(dir: &Path) -> Result<GroupMaps> {
+    pub fn read(dir: &Path) -> Result<GroupMaps<'static>> {
         let mask = nifti::read_mask(&dir.join("mask.nii.gz"))?;
         // The group maps inside the mask, a volume at a time, side by side (each is one
         // gzip stream): never a whole grid of 64 volumes.
@@ -504,12 +504,12 @@ impl GroupMaps {
         let ((z, sig), beta) = rayon::join(|| rayon::join(|| read("z.nii.gz"), || read("thresholded_z.nii.gz")), || read("mean_beta.nii.gz"));
         let (z, sig, beta) = (z?, sig?, beta?);
         let split = split_half(dir, z.nrows())?;
-        Ok(GroupMaps { mask, z, sig, beta, split, dir: dir.to_path_buf() })
+        Ok(GroupMaps { mask, z: z.into(), sig: sig.into(), beta: beta.into(), split, dir: dir.to_path_buf() })
     }
 }
 
 pub fn run(
-    group: GroupMaps,
+    group: GroupMaps<'_>,
     codes_path: &Path,
     neurons_path: Option<&Path>,
     (subject_maps, verify): (&[SubjectMap], Verify),
@@ -517,6 +517,7 @@ pub fn run(
     out: &Path,
 ) -> Result<MapSummary> {
     let GroupMaps { mask, z, sig, beta, split, dir: group } = group;
+    let (z, sig, beta) = (z.view(), sig.view(), beta.view());
     let atoms = z.nrows();
     // Checked before anything is written: codes of another basis are refused whole.
     let codes = read_codes(codes_path)?;
@@ -538,14 +539,14 @@ pub fn run(
     }
     let an_atom = read_an_atom_beside(codes_path, opt.ties, atoms)?;
     let temps = templates(opt, &mask, out)?;
-    let mut m = match_atoms(&z, &sig, &temps, opt);
+    let mut m = match_atoms(z, sig, &temps, opt);
     let note = match opt.surrogates > 0 {
-        true => spatial_null(&mut m, &z, &sig, &mask, &temps, opt),
+        true => spatial_null(&mut m, z, sig, &mask, &temps, opt),
         false => None,
     };
     // The ties (and the subject maps behind their stability) before any table is written.
     let dominant = dominant_atoms(&codes);
-    let mut ties = network_ties(an_atom.as_ref(), &beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)?;
+    let mut ties = network_ties(an_atom.as_ref(), beta, &temps, &m.assigned, &dominant, opt.ties, opt.tie_r)?;
     if let (Some(an_atom), TieRule::Course, true) = (&an_atom, opt.ties, subject_maps.len() >= 2 && !ties.networks.is_empty()) {
         let (profiles, read) = subject_profiles(subject_maps, &mask, &temps, &ties.networks, atoms, verify)?;
         tracing::info!(maps = read, cached = subject_maps.len() - read, "network profiles of the subjects");
@@ -608,7 +609,7 @@ pub fn run(
     Ok(MapSummary {
         files,
         assignment,
-        lines: note.into_iter().chain(atom_lines(&sig, &m, &temps, opt)).chain([tie_line]).collect(),
+        lines: note.into_iter().chain(atom_lines(sig, &m, &temps, opt)).chain([tie_line]).collect(),
     })
 }
 

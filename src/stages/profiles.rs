@@ -69,7 +69,7 @@ pub fn subject_profiles(maps: &[SubjectMap], mask: &Mask, temps: &[Template], ne
                 return Ok((profiles, false));
             }
             verify(&m.path)?;
-            let profiles = network_profiles(&read_map(&m.path, mask, atoms)?, temps, &every);
+            let profiles = network_profiles(read_map(&m.path, mask, atoms)?.view(), temps, &every);
             if let Some(c) = &m.cache {
                 // A cache that cannot be written costs the next update this read, no more.
                 if let Err(e) = write_entry(c, &key, &profiles, atoms) {

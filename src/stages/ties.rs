@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
 use crate::error::{bail, Result};
 use crate::io::atlas::Template;
@@ -56,7 +56,7 @@ pub struct Ties {
 
 /// The mean of each atom's β over each network's voxels (finite values only): K per
 /// network with an assigned atom. `beta` is K × V on the mask the templates are on.
-pub(crate) fn network_profiles(beta: &Array2<f64>, temps: &[Template], networks: &[usize]) -> Vec<Vec<f64>> {
+pub(crate) fn network_profiles(beta: ArrayView2<f64>, temps: &[Template], networks: &[usize]) -> Vec<Vec<f64>> {
     networks
         .iter()
         .map(|&t| {
@@ -80,7 +80,7 @@ pub(crate) fn network_profiles(beta: &Array2<f64>, temps: &[Template], networks:
 /// AN to its dominant atom (used by the `dominant` rule).
 pub fn network_ties(
     an_atom: Option<&AnAtom>,
-    beta: &Array2<f64>,
+    beta: ArrayView2<f64>,
     temps: &[Template],
     assigned: &[Option<usize>],
     dominant: &BTreeMap<u64, (u16, f32)>,

@@ -111,20 +111,18 @@ impl Pending {
         crate::io::atomic::write_file_atomically(&path, |out| out.write_all(&json))
     }
 
+    /// [`finish`](Self::finish) on a thread of its own; the handle waits for it when
+    /// dropped, so no early return leaves the thread behind.
+    pub fn finish_behind(self) -> Result<Behind> {
+        std::thread::Builder::new()
+            .name("group sums".into())
+            .spawn(move || self.finish())
+            .map(|t| Behind(Some(t)))
+            .map_err(|e| Error::Invalid(format!("no thread to write the group's sums: {e}")))
+    }
 }
 
-/// [`write`], then [`Pending::finish`], on a thread of its own: the sums (160 MB for a
-/// 2 mm store) go to the disk beside the join and the group's maps. The handle waits for
-/// the thread when dropped, so no early return leaves it behind.
-pub fn write_behind(group: PathBuf, index: SumsIndex, members: Vec<Vec<u8>>) -> Result<Behind> {
-    std::thread::Builder::new()
-        .name("group sums".into())
-        .spawn(move || write(&group, &index, &members)?.finish())
-        .map(|t| Behind(Some(t)))
-        .map_err(|e| Error::Invalid(format!("no thread to write the group's sums: {e}")))
-}
-
-/// The sums being written and put in place by [`write_behind`].
+/// The sums being put in place by [`Pending::finish_behind`].
 #[must_use = "the sums' error is known only from Behind::wait"]
 pub struct Behind(Option<std::thread::JoinHandle<Result<()>>>);
 

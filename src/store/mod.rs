@@ -719,8 +719,8 @@ impl Store {
         // Written afresh, as a subject's folder is.
         remove_all(&group_dir)?;
         remove_all(&map_dir)?;
-        // The group's sums are written beside the join and the maps, and are in place
-        // before the group is sealed.
+        // The group's sums wait for the disk beside the maps, and are in place before the
+        // group is sealed.
         let mut sums_behind = None;
         if subjects.len() >= 2 {
             let started = std::time::Instant::now();
@@ -735,9 +735,9 @@ impl Store {
                 && group.iter().all(|(_, r)| r.as_ref().is_ok_and(|g| g.subjects as usize == labels.len()));
             if let (Some(members), true) = (sums, complete) {
                 let atoms = group.iter().find_map(|(_, r)| r.as_ref().ok().map(|g| g.atoms as usize));
-                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), members)?;
+                sums_behind = self.write_group_sums(&labels, atoms.unwrap_or(0), mask.len(), &members)?.map(group_sums::Pending::finish_behind).transpose()?;
             }
-            let (n, test, halves) = join::join_group(group, mask.len())?;
+            let (n, mut test, halves) = join::join_group(group, mask.len())?;
             if n != subjects.len() {
                 bail!(
                     "the group test has {n} subjects, the store {} (did a worker fail?)",
@@ -747,23 +747,27 @@ impl Store {
             tracing::info!(seconds = started.elapsed().as_secs_f64(), "group sums written, blocks joined");
             let started = std::time::Instant::now();
             let group_opt = opt;
-            let thresholded = group::threshold(&mask, &test, (subjects.len() >= 4).then_some(&halves), &group_opt);
+            let mut thresholded = group::threshold(&mask, &test, (subjects.len() >= 4).then_some(&halves), &group_opt);
             drop(halves);
+            // z, the mean β and the thresholded z are written as f32: rounded here, the
+            // files are the same, and the mapping reads what they hold.
+            for map in [&mut test.z, &mut test.mean, &mut thresholded.thresholded_z] {
+                map.mapv_inplace(|v| f64::from(v as f32));
+            }
             let mut opt = self.recipe.map.options();
             let regions = self.regions()?;
-            // The mapping reads z, the thresholded z and the mean β: without regions (whose
-            // tables are made from the written maps) it takes them here, as the files will
-            // hold them, and runs beside the writing of the maps.
+            // Without regions (whose tables are made from the written maps) the mapping
+            // borrows them and runs beside their writing.
             let in_memory = regions.is_none().then(|| mapping::GroupMaps {
                 mask: mask.clone(),
-                z: test.z.mapv(through_f32),
-                sig: group::thresholded_z(&test, &thresholded.sig).mapv(through_f32),
-                beta: test.mean.mapv(through_f32),
+                z: test.z.view().into(),
+                sig: thresholded.thresholded_z.view().into(),
+                beta: test.mean.view().into(),
                 split: thresholded.split_dice.clone(),
                 dir: group_dir.clone(),
             });
             let write = || {
-                let summary = group::write_results(&mask, &self.mask_path(), &labels, &test, thresholded, &group_opt, &group_dir);
+                let summary = group::write_results(&mask, &self.mask_path(), &labels, &test, &thresholded, &group_opt, &group_dir);
                 tracing::info!(seconds = started.elapsed().as_secs_f64(), "group maps written");
                 summary
             };
@@ -849,14 +853,14 @@ impl Store {
     /// Keeps the group's sums under group/ with the checksum of each subject's map as it
     /// entered them (sealed with the group). Skipped (the next update adds every subject
     /// again) when a subject's map has no checksum.
-    fn write_group_sums(&self, subjects: &[String], atoms: usize, voxels: usize, members: Vec<Vec<u8>>) -> Result<Option<group_sums::Behind>> {
+    fn write_group_sums(&self, subjects: &[String], atoms: usize, voxels: usize, members: &[Vec<u8>]) -> Result<Option<group_sums::Pending>> {
         let map = self.group_map();
         let sums: Option<Vec<(String, String)>> = subjects.iter().map(|s| self.group_map_checksum(s).map(|x| (s.clone(), x.to_string()))).collect();
         let Some(sums) = sums else {
             return Ok(None);
         };
         let index = group_sums::SumsIndex::new(map, atoms, voxels, sums);
-        group_sums::write_behind(self.paths().group(), index, members).map(Some)
+        group_sums::write(&self.paths().group(), &index, members).map(Some)
     }
 
     /// The index of the group's sums as the last update left them, when they can be
@@ -1211,9 +1215,4 @@ pub fn check_files(dir: &Path, strict: bool) -> Result<FileCheck> {
         }
     }
     Ok(FileCheck::Done { lines, problems })
-}
-
-/// A value as a map file holds it (f32) and gives it back.
-fn through_f32(v: f64) -> f64 {
-    f64::from(v as f32)
 }
