@@ -124,17 +124,33 @@ pub fn join_group(
             null_max: None,
         }
     };
-    let mut out = [empty(true), empty(false), empty(false)];
-    let mut start = 0;
+    // The three tests are joined side by side (their maps are fresh memory, slow to
+    // fault in on one thread), each block part dropped once copied.
+    let mut columns = [Vec::new(), Vec::new(), Vec::new()];
     for (_, g) in parts {
         let width = g.voxels as usize;
-        for (test, block) in out.iter_mut().zip([g.all, g.half_a, g.half_b]) {
-            place(test, &block, atoms, start, width)?;
+        for (column, part) in columns.iter_mut().zip([g.all, g.half_a, g.half_b]) {
+            column.push((width, part));
         }
-        start += width;
     }
-    let [all, half_a, half_b] = out;
-    Ok((subjects, all, [half_a, half_b]))
+    use rayon::prelude::*;
+    let joined: Vec<Result<GroupTest>> = columns
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let mut test = empty(i == 0);
+            let mut start = 0;
+            for (width, part) in column {
+                place(&mut test, &part, atoms, start, width)?;
+                start += width;
+            }
+            Ok(test)
+        })
+        .collect();
+    let Ok([all, half_a, half_b]) = <[Result<GroupTest>; 3]>::try_from(joined) else {
+        unreachable!("three columns, three tests")
+    };
+    Ok((subjects, all?, [half_a?, half_b?]))
 }
 
 /// Copies one block's tests into columns start.. of the joined maps; its null maxima
