@@ -65,13 +65,9 @@ mod tests {
     /// few ulps either side of q, and q of 0 and 1.
     #[test]
     fn rejected_equals_the_adjusted_p_at_q() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut uniform = || rng.random::<f64>();
         for case in 0..400 {
             let q = [0.05, 0.01, 0.2, 0.0, 1.0][case % 5];
             let len = 1 + case * 7;
