@@ -85,20 +85,17 @@ impl TwoSided {
     }
 
     /// A |t| below which the two-sided p is surely above `level`, so a map read only up to
-    /// `level` need not compute p there; 0 (screen nothing) for a level of ½ or more, or a
-    /// dof `p` does not take by its continued fraction.
+    /// `level` need not compute p there; 0 (screen nothing) for a level of ½ or more, one
+    /// under 10⁻³⁰⁰ (near p's underflow, where its relative precision goes and finite t
+    /// round to p = 0), or a dof `p` does not take by its continued fraction.
     ///
     /// The t of p = `level` by bisection on [`TwoSided::p`], less a relative 10⁻⁶: there p
     /// is at least ν·10⁻⁶ (relative; 10⁻⁸ at level ½) above its value at that t, far more
     /// than p's own rounding, so no |t| under the screen computes to a p at or under
     /// `level`.
     pub fn t_screen(&self, level: f64) -> f64 {
-        if !(self.dof.is_finite() && self.dof >= 1.0 && level < 0.5) {
+        if !(self.dof.is_finite() && self.dof >= 1.0 && (1e-300..0.5).contains(&level)) {
             return 0.0;
-        }
-        if level.is_nan() || level <= 0.0 {
-            // Only p = 0 passes: t = ±∞.
-            return f64::MAX;
         }
         // p(lo) > level ≥ p(hi).
         let (mut lo, mut hi) = (0.0f64, 1.0f64);
@@ -365,7 +362,7 @@ mod tests {
             }
             assert_eq!(d.t_screen(0.5), 0.0);
             assert_eq!(d.t_screen(1.0), 0.0);
-            assert_eq!(d.t_screen(0.0), f64::MAX);
+            assert_eq!((d.t_screen(0.0), d.t_screen(1e-310), d.t_screen(f64::NAN)), (0.0, 0.0, 0.0));
         }
         assert_eq!(TwoSided::new(f64::INFINITY).t_screen(0.05), 0.0);
     }

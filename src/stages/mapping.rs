@@ -477,10 +477,6 @@ fn atom_lines(sig: ArrayView2<f64>, m: &Matches, temps: &[Template], opt: &MapOp
         .collect()
 }
 
-/// Matches the group maps under `group` to the networks of `opt.atlas`, ties the AN
-/// sub-groups of `codes_path` to them, and writes atom_fbn, subgroups and metrics under
-/// `out`. `subject_maps`: each group subject's β map, whose network profiles the AN-tie
-/// stability resamples (each map checked by `verify` before it is read).
 /// What the mapping reads of the group: z, the thresholded z and the mean β inside the
 /// mask (atoms × voxels, through f32 as the files hold them), read or borrowed, and each
 /// atom's split-half Dice.
@@ -508,6 +504,10 @@ impl GroupMaps<'static> {
     }
 }
 
+/// Matches the group maps `group` to the networks of `opt.atlas`, ties the AN
+/// sub-groups of `codes_path` to them, and writes atom_fbn, subgroups and metrics under
+/// `out`. `subject_maps`: each group subject's β map, whose network profiles the AN-tie
+/// stability resamples (each map checked by `verify` before it is read).
 pub fn run(
     group: GroupMaps<'_>,
     codes_path: &Path,

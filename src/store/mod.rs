@@ -726,7 +726,8 @@ impl Store {
             let started = std::time::Instant::now();
             let opt = self.recipe.group.options();
             let mask = self.read_mask()?;
-            // The blocks, then the joined maps, are dropped as soon as they are written.
+            // The blocks are dropped as they are joined, the joined maps once written
+            // and mapped.
             let labels: Vec<String> = subjects.iter().cloned().collect();
             // The sums first (then dropped), so they are not held with the joined maps.
             // Only sums of a complete group (every block tested over every subject) are
@@ -750,7 +751,8 @@ impl Store {
             let mut thresholded = group::threshold(&mask, &test, (subjects.len() >= 4).then_some(&halves), &group_opt);
             drop(halves);
             // z, the mean β and the thresholded z are written as f32: rounded here, the
-            // files are the same, and the mapping reads what they hold.
+            // files are the same, and the mapping reads what they hold (but for the sign
+            // of a zero, which a file read gives as +0 and nothing in the mapping reads).
             for map in [&mut test.z, &mut test.mean, &mut thresholded.thresholded_z] {
                 map.mapv_inplace(|v| f64::from(v as f32));
             }
@@ -779,6 +781,7 @@ impl Store {
                 }),
                 None => {
                     let summary = write()?;
+                    drop(test);
                     let regions = regions.expect("a region store");
                     crate::stages::region_tables::write_group(&group_dir, &regions, &mask)?;
                     // The networks are those of the region list, as a label atlas on its line.
@@ -792,7 +795,6 @@ impl Store {
                 }
             };
             let (summary, s) = (summary?, mapped?);
-            drop(test);
             lines.push(summary.headline());
             lines.extend(summary.notes.iter().cloned());
             lines.push(s.assignment.to_string());
