@@ -32,6 +32,11 @@ pub struct ClusterArgs {
     /// [default: half the machine's memory].
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
+    /// No shared file system: each process gives only the runs on its own disks (--bold,
+    /// --bids, --data), process 0 alone holds the store; the store's recipe, mask and
+    /// atoms travel to the others, and their runs' statistics back, in the dataflow.
+    #[arg(long)]
+    pub local_inputs: bool,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -66,6 +71,7 @@ impl ClusterArgs {
                 Some(text) => budget::parse_size(text)?,
                 None => budget::default_limit(),
             },
+            local_inputs: self.local_inputs,
         };
         if self.workers.is_none() {
             cluster.workers = cluster.workers_for_cores()?;

@@ -25,6 +25,9 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// The memory this process may use for an update, in bytes (see [`super::budget`]).
     pub memory_limit: u64,
+    /// No shared file system: each process holds only its own inputs, process 0 alone
+    /// holds the store (see [`super::local_inputs`]).
+    pub local_inputs: bool,
 }
 
 impl Default for Cluster {
@@ -36,6 +39,7 @@ impl Default for Cluster {
             hostfile: None,
             connect_timeout: Duration::from_secs(60),
             memory_limit: super::budget::default_limit(),
+            local_inputs: false,
         }
     }
 }

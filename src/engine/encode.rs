@@ -75,6 +75,8 @@ pub fn run(
         stored: Vec::new(),
         sums: None,
         bar: bar.clone(),
+
+        held: None,
     };
     let (fits, _) = run_once(plan)?;
     bar.finish_and_clear();

@@ -92,6 +92,8 @@ pub struct Plan {
     /// runs and maps given outside a store).
     pub sums: Option<Sums>,
     pub bar: ProgressBar,
+    /// Without a shared file system: which process holds each new run.
+    pub held: Option<crate::engine::local_inputs::Held>,
 }
 
 impl Plan {
@@ -110,7 +112,30 @@ impl Plan {
             stored: Vec::new(),
             sums: Some(store.manifest.files.clone()),
             bar: bar.clone(),
+            held: None,
         })
+    }
+
+    /// The jobs worker `index` of `peers` takes in wave `wave`. On a shared file system, the
+    /// positions ≡ index + wave (mod peers): each wave starts its dealing one worker
+    /// further, so worker 0 (which also gathers the fits) does not always take the most.
+    /// Without one ([`Plan::held`]), each job goes to the workers of the process that
+    /// holds its files, dealt among them alike.
+    pub fn dealt<'a>(&self, jobs: &'a [Job], wave: usize, index: usize, peers: usize) -> Vec<&'a Job> {
+        let Some(held) = &self.held else {
+            return jobs.iter().skip((index + wave) % peers.max(1)).step_by(peers.max(1)).collect();
+        };
+        let w = held.workers.max(1);
+        let mut seen = vec![0usize; peers.div_ceil(w)];
+        jobs.iter()
+            .filter(|job| {
+                let owner = held.owner(job);
+                let Some(at) = seen.get_mut(owner) else { return false };
+                let position = *at;
+                *at += 1;
+                owner * w + (position + wave) % w == index
+            })
+            .collect()
     }
 
     /// Checks a stored file against the store's checksums before it is read.
@@ -360,8 +385,9 @@ impl Engine {
     /// statistics, then the stored β of the subjects that are not refitted. An error stops
     /// the feeding but not the dataflow, so no worker is left waiting.
     pub fn feed(&mut self, plan: &Plan, index: usize, peers: usize) -> Result<()> {
-        plan.bar.inc_length(plan.jobs.iter().skip(index).step_by(peers).count() as u64);
-        feed_jobs(plan, &plan.jobs, &mut self.runs, index, peers)?;
+        let mine = plan.dealt(&plan.jobs, 0, index, peers);
+        plan.bar.inc_length(mine.len() as u64);
+        feed_jobs(plan, &mine, &mut self.runs)?;
         for (subject, beta) in plan.stored.iter().skip(index).step_by(peers) {
             for record in stored_beta(plan, subject, beta)? {
                 self.betas.insert(record);
@@ -386,17 +412,11 @@ impl Engine {
     }
 }
 
-/// Feeds this worker's share of `jobs` (positions ≡ its index mod peers), each run's
-/// statistics cut into blocks, counting them on the plan's progress bar as they are done
-/// (the caller sets its length).
-pub fn feed_jobs(
-    plan: &Plan,
-    jobs: &[Job],
-    input: &mut InputSession<u64, (BlockKey, RunBlock), isize>,
-    index: usize,
-    peers: usize,
-) -> Result<()> {
-    for job in jobs.iter().skip(index).step_by(peers) {
+/// Feeds this worker's share of the jobs ([`Plan::dealt`]), each run's statistics cut
+/// into blocks, counting them on the plan's progress bar as they are done (the caller sets
+/// its length).
+pub fn feed_jobs(plan: &Plan, mine: &[&Job], input: &mut InputSession<u64, (BlockKey, RunBlock), isize>) -> Result<()> {
+    for job in mine {
         for record in job_blocks(plan, job)? {
             input.insert(record);
         }

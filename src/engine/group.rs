@@ -47,6 +47,8 @@ pub fn run(
         stored: maps.clone(),
         sums: None,
         bar: indicatif::ProgressBar::hidden(),
+
+        held: None,
     };
     let (_, blocks) = run_once(plan)?;
     let (n, test, halves) = join::join_group(blocks, mask.len())?;

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod encode;
 pub mod encoding;
 pub mod group;
+pub mod local_inputs;
 pub mod many;
 pub mod stories;
 pub mod update;

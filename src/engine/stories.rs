@@ -13,7 +13,7 @@ use crate::io::stimulus::Stimulus;
 use crate::model::align::{tokenize_words, StoryTokens};
 use crate::model::extract::{batches, forward_windows, NeuronLayout, RunOptions};
 use crate::model::LanguageModel;
-use crate::operators::{agree, PoolWords, StoryShape, StoryWords, TokenRow};
+use crate::operators::{agree, least, PoolWords, StoryShape, StoryWords, TokenRow};
 use ndarray::Array2;
 use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::worker::Worker;
@@ -111,11 +111,13 @@ fn load(dir: &Path, spec: &StimulusSpec) -> Result<Loaded> {
 
 /// Streams the stories of `spec` through the model on this worker; worker 0 then writes
 /// their responses and ingests them (basis). Every worker returns once all agree; worker
-/// 0's lines come back.
+/// 0's lines come back. `only`: the batches go to the first `only` workers (process 0's,
+/// in a cluster without a shared file system, where the others [`take_part`]).
 pub fn ingest(
     worker: &mut Worker,
     dir: &Path,
     spec: &StimulusSpec,
+    only: Option<usize>,
 ) -> Result<Vec<String>> {
     let loaded = load(dir, spec);
     if !agree(worker, loaded.is_ok()) {
@@ -124,6 +126,8 @@ pub fn ingest(
         }));
     }
     let l = loaded.expect("agreed");
+    // Workers that take part without the stories learn how many there are.
+    least(worker, l.tokens.len() as u64);
     let shapes: Rc<Vec<StoryShape>> = Rc::new(
         l.tokens
             .iter()
@@ -145,7 +149,7 @@ pub fn ingest(
             .probe();
         (input, probe)
     });
-    let (index, peers) = (worker.index(), worker.peers());
+    let (index, peers) = (worker.index(), only.unwrap_or(worker.peers()).min(worker.peers()));
     // Stories the writer found in the activation cache skip the forward pass on every
     // worker (each says yes but the writer, whose cache decides).
     let hits: Vec<Option<CachedStory>> = (0..l.tokens.len())
@@ -200,6 +204,30 @@ pub fn ingest(
             .unwrap_or_else(|| err!("stopped: another worker failed on the stories")));
     }
     Ok(written.expect("agreed"))
+}
+
+/// A worker's part in [`ingest`] where it has neither the store nor the stimuli (a
+/// process other than 0 without a shared file system): the same barriers and dataflow,
+/// no batches.
+pub fn take_part(worker: &mut Worker) -> Result<()> {
+    if !agree(worker, true) {
+        return Err(err!("stopped: another worker could not load the model or the stimuli"));
+    }
+    let stories = least(worker, u64::MAX);
+    let (input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (input, rows) = scope.new_input::<Vec<TokenRow>>();
+        let (probe, _) = rows.pool_words(Rc::new(Vec::new()), crate::model::extract::Pooling::Mean).inspect(|_| {}).probe();
+        (input, probe)
+    });
+    for _ in 0..stories {
+        agree(worker, true);
+    }
+    drop(input);
+    worker.step_or_park_while(None, || !probe.done());
+    match agree(worker, true) {
+        true => Ok(()),
+        false => Err(err!("stopped: another worker failed on the stories")),
+    }
 }
 
 /// At worker 0: the responses tables of the pooled stories (those computed kept in the

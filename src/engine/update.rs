@@ -4,7 +4,7 @@
 //! tests are gathered at worker 0 of process 0, and the writer finishes: it lists the new
 //! runs, writes each refitted subject, then the group maps and the network mapping.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -12,12 +12,13 @@ use indicatif::ProgressBar;
 
 use crate::engine::cluster::Cluster;
 use crate::engine::encoding::{Job, Plan};
+use crate::engine::local_inputs::{self, NewRuns};
 use crate::engine::budget::{self, Footprint, Shape};
 use crate::engine::waves;
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
-use crate::operators::{agree, least, BlockFit, BlockKey};
+use crate::operators::{agree, least, total, BlockFit, BlockKey};
 use crate::progress;
 use crate::io::nifti;
 use crate::io::regions::{self, Regions};
@@ -34,13 +35,24 @@ pub struct Outcome {
     pub lines: Vec<String>,
     pub new: Vec<(Run, String)>,
     pub refit: BTreeSet<String>,
+    /// The listings of new runs read by the processes that hold them (none on a shared
+    /// file system: the writer reads them).
+    pub listings: BTreeMap<String, Listing>,
 }
 
-/// Every worker's plan, from the store as the writer left it and the BOLD files given; and
-/// the subjects of the group once the update is done (label order).
-fn plan(dir: &Path, bold: &[PathBuf], reduced: bool, bar: &ProgressBar, workers: usize) -> Result<(Plan, Outcome, Vec<String>, Shape)> {
+/// Every worker's plan, from the store as the writer left it (or this process's copy of
+/// it) and the BOLD files given, or the new runs every process gave (`found`, without a
+/// shared file system); and the subjects of the group once the update is done (label
+/// order).
+fn plan(dir: &Path, bold: &[PathBuf], found: Option<NewRuns>, reduced: bool, bar: &ProgressBar, workers: usize) -> Result<(Plan, Outcome, Vec<String>, Shape)> {
     let store = Store::open_reader(dir)?;
-    let (new, lines) = store.new_runs(bold)?;
+    let (new, lines, listings, held) = match found {
+        Some(f) => (f.new, f.lines, f.listings, f.held),
+        None => {
+            let (new, lines) = store.new_runs(bold)?;
+            (new, lines, BTreeMap::new(), None)
+        }
+    };
     let (jobs, refit) = jobs(&store, &new, reduced);
     let group: Vec<String> = store.group_subjects_with(new.iter().map(|(r, _)| r.subject.as_str())).into_iter().collect();
     // With nothing to refit and the results fresh, the group is not rebuilt.
@@ -53,7 +65,7 @@ fn plan(dir: &Path, bold: &[PathBuf], reduced: bool, bar: &ProgressBar, workers:
             (s.clone(), beta)
         })
         .collect();
-    let plan = Plan { jobs, stored, ..Plan::of_store(&store, bar)? };
+    let plan = Plan { jobs, stored, held, ..Plan::of_store(&store, bar)? };
     let runs = budget::runs_by_subject(store.manifest.runs.values().map(|r| r.subject.as_str()).chain(new.iter().map(|(r, _)| r.subject.as_str())));
     let shape = Shape::new(
         &store.recipe,
@@ -63,7 +75,7 @@ fn plan(dir: &Path, bold: &[PathBuf], reduced: bool, bar: &ProgressBar, workers:
         group.len(),
         workers,
     );
-    let outcome = Outcome { lines, new, refit };
+    let outcome = Outcome { lines, new, refit, listings };
     Ok((plan, outcome, group, shape))
 }
 
@@ -103,9 +115,14 @@ fn update(
     let lock: Arc<Mutex<Option<WriteLock>>> = Arc::default();
     let bar = progress::bar(0, "reducing runs");
     let (dir_w, bar_w, lock_w) = (dir.to_path_buf(), bar.clone(), lock.clone());
-    let (limit, workers) = (cluster.memory_limit, cluster.workers);
+    let (limit, workers, local) = (cluster.memory_limit, cluster.workers, cluster.local_inputs);
     let results = cluster.execute(move |worker| -> Result<Option<Vec<String>>> {
         let first = worker.index() == 0;
+        // Every process must run the same mode: their dataflows differ.
+        let locals = total(worker, local as u64);
+        if locals != 0 && locals != worker.peers() as u64 {
+            bail!("--local-inputs is given to some processes and not to others: give it to all or none");
+        }
         let prepared = match first {
             true => WriteLock::acquire(&dir_w).and_then(|held| {
                 *lock_w.lock().expect("not poisoned") = Some(held);
@@ -119,13 +136,35 @@ fn update(
             }));
         }
         let mut lines = prepared.expect("agreed");
-        if let Some(spec) = &stimuli {
-            lines.extend(stories::ingest(worker, &dir_w, spec)?);
+        // Without a shared file system only process 0 has the stories' stimuli (and the
+        // store): the others take part in the forward passes' dataflow without batches.
+        let stories = match local {
+            true => total(worker, stimuli.is_some() as u64) > 0,
+            false => stimuli.is_some(),
+        };
+        let in_store = !local || worker.index() < workers;
+        match (&stimuli, stories) {
+            (Some(spec), true) if in_store => lines.extend(stories::ingest(worker, &dir_w, spec, local.then_some(workers))?),
+            (_, true) => stories::take_part(worker)?,
+            (_, false) => {}
         }
-        let planned = plan(&dir_w, &bold, reduced, &bar_w, workers);
+        let replica = match local {
+            true => Some(local_inputs::replicate(worker, &dir_w, workers)?),
+            false => None,
+        };
+        let dir_r = replica.as_ref().map_or(dir_w.as_path(), |r| r.dir.as_path());
+        let found = match local {
+            true => Some(local_inputs::gather_new_runs(worker, dir_r, &bold, workers)?),
+            false => None,
+        };
+        let planned = plan(dir_r, &bold, found, reduced, &bar_w, workers);
         if !agree(worker, planned.is_ok()) {
             return Err(planned.err().unwrap_or_else(|| {
-                err!("stopped: another worker could not read the store (every process needs the same store directory)")
+                let needs = match local {
+                    true => "see its error",
+                    false => "every process needs the same store directory, or give --local-inputs",
+                };
+                err!("stopped: another worker could not read the store ({needs})")
             }));
         }
         let (plan, mut outcome, group, shape) = planned.expect("agreed");
@@ -144,7 +183,7 @@ fn update(
         let started = std::time::Instant::now();
         let waves = waves::waves(&plan.jobs, per_wave);
         let peers = worker.peers();
-        let mine: usize = waves.iter().enumerate().map(|(i, w)| w.jobs.iter().skip(waves::dealt(worker.index(), i, peers)).step_by(peers).count()).sum();
+        let mine: usize = waves.iter().enumerate().map(|(i, w)| plan.dealt(&w.jobs, i, worker.index(), peers).len()).sum();
         plan.bar.inc_length(mine as u64);
         let writer = first.then(|| waves::Writer::spawn(plan.clone(), outcome, group));
         for (i, wave) in waves.into_iter().enumerate() {
@@ -161,7 +200,8 @@ fn update(
             }
             if let Some(w) = &writer {
                 // A writer that stopped says why at the next wave, or when it is finished.
-                w.write(wave.subjects, fitted.expect("agreed"));
+                let (fits, shipped) = fitted.expect("agreed");
+                w.write(wave.subjects, fits, shipped);
             }
         }
         tracing::info!(worker = worker.index(), seconds = started.elapsed().as_secs_f64(), "dataflow done: runs reduced, subjects fitted");
@@ -209,9 +249,36 @@ pub fn jobs(store: &Store, new: &[(Run, String)], reduced: bool) -> (Vec<Job>, B
 
 
 
+/// What the manifest lists of a new run beside its name and story: its scans and the
+/// confounds it was reduced with. Read where the run's files are (another process's, in a
+/// cluster without a shared file system).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Listing {
+    pub scans: usize,
+    pub confounds: Option<ConfoundsUsed>,
+}
+
+impl Listing {
+    /// The listing of `run` under `recipe` (its header, and its confounds table beside it).
+    pub fn of(recipe: &Recipe, run: &Run) -> Result<Listing> {
+        let (scans, _) = crate::io::run_clock(&run.bold)?;
+        let confounds = crate::stages::confounds::of_run(&recipe.confounds, &run.bold, scans)?
+            .map(|c| -> Result<ConfoundsUsed> {
+                let table = match recipe.confounds.strategy.is_empty() {
+                    true => None,
+                    false => crate::io::confounds::beside(&run.bold)?.map(|t| crate::store::absolute(&t)),
+                };
+                Ok(ConfoundsUsed { table, kept_scans: c.keep.map_or(scans, |k| k.len()) })
+            })
+            .transpose()?;
+        Ok(Listing { scans, confounds })
+    }
+}
+
 /// Lists new runs in the manifest (their statistics, written by the workers, are sealed)
-/// and marks `refit` to be refitted; one line per run.
-pub fn list_runs(store: &mut Store, new: Vec<(Run, String)>, refit: &BTreeSet<String>) -> Result<Vec<String>> {
+/// and marks `refit` to be refitted; one line per run. `listed`: the listings read by the
+/// process that holds a run (the others are read here).
+pub fn list_runs(store: &mut Store, new: Vec<(Run, String)>, refit: &BTreeSet<String>, listed: &BTreeMap<String, Listing>) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for (run, story) in new {
         let key = run.key();
@@ -220,16 +287,10 @@ pub fn list_runs(store: &mut Store, new: Vec<(Run, String)>, refit: &BTreeSet<St
             bail!("{key}: its statistics were not written (did another process fail?)");
         }
         store.seal(&stats)?;
-        let (scans, _) = crate::io::run_clock(&run.bold)?;
-        let used = crate::stages::confounds::of_run(&store.recipe.confounds, &run.bold, scans)?
-            .map(|c| -> Result<ConfoundsUsed> {
-                let table = match store.recipe.confounds.strategy.is_empty() {
-                    true => None,
-                    false => crate::io::confounds::beside(&run.bold)?.map(|t| crate::store::absolute(&t)),
-                };
-                Ok(ConfoundsUsed { table, kept_scans: c.keep.map_or(scans, |k| k.len()) })
-            })
-            .transpose()?;
+        let Listing { scans, confounds: used } = match listed.get(&key) {
+            Some(l) => l.clone(),
+            None => Listing::of(&store.recipe, &run)?,
+        };
         let censored = match scans - used.as_ref().map_or(scans, |u| u.kept_scans) {
             0 => String::new(),
             n => format!(" ({n} censored)"),
@@ -288,6 +349,10 @@ pub struct RunRequest {
 /// `run`: a store from a whole dataset (BIDS-like or fMRIPrep derivatives): the mask, the
 /// stories and every run.
 pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<Vec<String>> {
+    if cluster.local_inputs && !cluster.is_writer() {
+        // This process's runs only: the store, its mask and stories are process 0's.
+        return run_update(cluster, out, None, local_runs(req)?, Box::new(|| Ok(Vec::new())));
+    }
     let holds_stores = || -> Result<bool> {
         let entries = std::fs::read_dir(out).map_err(|e| crate::error::Error::io(out, e))?;
         Ok(entries.filter_map(|e| e.ok()).any(|e| Layout::new(&e.path()).manifest().is_file()))
@@ -296,9 +361,22 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
         bail!("--out {}: a folder of stores (a comparison's?), not a store: give one a store of its own", out.display());
     }
     let dataset = DatasetRun::open(req)?;
+    if cluster.local_inputs && dataset.ds.mask.is_none() && dataset.regions.is_none() {
+        bail!(
+            "{}: no mask.nii[.gz] at the top: with --local-inputs a group mask would see only this process's brain masks; put the analysis mask there (`cortexflow intersect-masks` over every run's brain mask)",
+            req.data.display()
+        );
+    }
     dataset.check(recipe, cluster)?;
     let (stimuli, prepare) = dataset.new_store(recipe, req, out)?;
     run_update(cluster, out, stimuli, dataset.bold.clone(), prepare)
+}
+
+/// The BOLD runs of the dataset of `req` on this process's disks (a process other than 0
+/// without a shared file system).
+fn local_runs(req: &RunRequest) -> Result<Vec<PathBuf>> {
+    let ds = bids::discover(&req.data, req.space.as_deref())?;
+    Ok(ds.runs.iter().map(|r| r.bold.clone()).collect())
 }
 
 /// A dataset opened for `run`: its runs, its analysis mask (kept while the command runs)
@@ -562,6 +640,15 @@ pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<S
         mut mask,
         mask_threshold,
     } = req;
+    if cluster.local_inputs && !cluster.is_writer() {
+        if !responses.is_empty() || neurons.is_some() || stimuli.is_some() || mask.is_some() {
+            bail!("--responses, --neurons, --stimulus and --mask go to process 0, which holds the store (--local-inputs)");
+        }
+        if let Some(root) = &bids {
+            bold.extend(bids::discover(root, space.as_deref())?.runs.into_iter().map(|r| r.bold));
+        }
+        return run_update(cluster, dir, None, bold, Box::new(|| Ok(Vec::new())));
+    }
     let (mut made_mask, mut regions) = (None, None);
     if let Some(root) = &bids {
         let ds = bids::discover(root, space.as_deref())?;
@@ -579,7 +666,8 @@ pub fn ingest(cluster: &Cluster, dir: &Path, req: IngestRequest) -> Result<Vec<S
             regions::check_recipe(&store.recipe)?;
         }
     }
-    if responses.is_empty() && bold.is_empty() && stimuli.is_none() {
+    // Without a shared file system the runs may all be on the other processes.
+    if responses.is_empty() && bold.is_empty() && stimuli.is_none() && !cluster.local_inputs {
         bail!("nothing to ingest: give --stimulus, --responses, --bold or --bids");
     }
     let store_dir = dir.to_path_buf();

@@ -46,36 +46,55 @@ pub fn waves(jobs: &[Job], per_wave: usize) -> Vec<Wave> {
         .collect()
 }
 
-/// The job positions worker `index` takes in wave `wave` are those ≡ this mod `peers`: each
-/// wave starts its dealing one worker further, so worker 0 (which also gathers the fits)
-/// does not always take the most.
-pub fn dealt(index: usize, wave: usize, peers: usize) -> usize {
-    (index + wave) % peers
-}
+/// A run's statistics file sent to the writer: (run key, its bytes).
+pub type Shipped = (String, Vec<u8>);
 
 /// Wave `wave` through a fresh dataflow: this worker's share of the jobs in, the fits
 /// gathered at worker 0 out (empty elsewhere). The dataflow runs to completion even when
-/// feeding fails, so no worker is left waiting.
-pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job], wave: usize) -> Result<Vec<(BlockKey, BlockFit)>> {
+/// feeding fails, so no worker is left waiting. Without a shared file system, the
+/// statistics files of the runs reduced outside process 0 come to worker 0 too.
+pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job], wave: usize) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<Shipped>)> {
     let settings = fit_settings(&plan.recipe);
     let (mut input, fits, probe) = worker.dataflow::<u64, _, _>(|scope| {
         let (input, runs) = scope.new_collection();
         let (fits, probe) = runs.fit_blocks(settings).gather();
         (input, fits, probe)
     });
-    let peers = worker.peers();
+    let mine = plan.dealt(jobs, wave, worker.index(), worker.peers());
     let started = std::time::Instant::now();
-    let fed = encoding::feed_jobs(plan, jobs, &mut input, dealt(worker.index(), wave, peers), peers);
+    let fed = encoding::feed_jobs(plan, &mine, &mut input);
     input.close();
     let reduced = started.elapsed().as_secs_f64();
+    // Read while the blocks are fitted: the files this worker wrote into its store copy.
+    let shipping = plan.held.as_ref().filter(|h| h.process_of(worker.index()) != 0);
+    let ship = match (&fed, shipping) {
+        (Ok(()), Some(_)) => {
+            let keys: Vec<String> = mine.iter().filter(|j| matches!(j, Job::Reduce { .. })).map(|j| j.key()).collect();
+            crate::engine::local_inputs::take_stats(&plan.dir, &keys)
+        }
+        _ => Ok(Vec::new()),
+    };
     worker.step_or_park_while(None, || !probe.done());
     let fitted = started.elapsed().as_secs_f64() - reduced;
     tracing::info!(wave, worker = worker.index(), reduce_seconds = reduced, fit_seconds = fitted, "wave: runs read and reduced, subjects fitted");
-    fed.map(|()| fits.take())
+    let (ship, unread) = match ship {
+        Ok(files) => (files, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let shipped = match plan.held.is_some() {
+        true => crate::operators::send_to_first(worker, ship).into_iter().map(|(_, s)| s).collect(),
+        false => Vec::new(),
+    };
+    fed?;
+    if let Some(e) = unread {
+        return Err(e);
+    }
+    Ok((fits.take(), shipped))
 }
 
-/// A wave's subjects and their fits.
-type WaveFits = (BTreeSet<String>, Vec<(BlockKey, BlockFit)>);
+/// A wave's subjects, their fits, and the statistics files of its runs reduced in other
+/// processes.
+type WaveFits = (BTreeSet<String>, Vec<(BlockKey, BlockFit)>, Vec<Shipped>);
 
 /// The writer thread's end of a one-shot update (worker 0 of process 0).
 pub struct Writer {
@@ -115,14 +134,15 @@ impl Writer {
             // The last wave's maps are written beside the group test, which needs only the
             // sums: the maps' gzip leaves a core idle that the test's atoms fill.
             let mut last = None;
-            for (subjects, fits) in receive {
+            for (subjects, fits, shipped) in receive {
                 if let Some((subjects, fits)) = last.take() {
                     busy += write_wave(&mut store, fits, subjects, &mut written)?;
                 }
                 let started = std::time::Instant::now();
                 count += subjects.len();
                 let new: Vec<_> = outcome.new.iter().filter(|(r, _)| subjects.contains(&r.subject)).cloned().collect();
-                ingested.extend(list_runs(&mut store, new, &subjects)?);
+                write_shipped(&store, &new, shipped)?;
+                ingested.extend(list_runs(&mut store, new, &subjects, &outcome.listings)?);
                 // Into the sums first: writing the maps then consumes the fits.
                 for ((subject, block), fit) in &fits {
                     if let Some(beta) = fit.beta_block(subject) {
@@ -183,8 +203,8 @@ impl Writer {
 
     /// Hands a wave's fits to the writer once it has written the previous wave; false when
     /// the writer has stopped.
-    pub fn write(&self, subjects: BTreeSet<String>, fits: Vec<(BlockKey, BlockFit)>) -> bool {
-        self.send.as_ref().is_some_and(|s| s.send((subjects, fits)).is_ok())
+    pub fn write(&self, subjects: BTreeSet<String>, fits: Vec<(BlockKey, BlockFit)>, shipped: Vec<Shipped>) -> bool {
+        self.send.as_ref().is_some_and(|s| s.send((subjects, fits, shipped)).is_ok())
     }
 
     /// Whether the writer is still running (it stops early only on an error).
@@ -209,6 +229,19 @@ impl Writer {
         self.abort.store(true, Ordering::SeqCst);
         self.finish()
     }
+}
+
+/// Writes into the store the statistics files other processes sent for the wave's new
+/// runs `new` (each must be one of them: a key from the network never names another file).
+fn write_shipped(store: &Store, new: &[(crate::io::bids::Run, String)], shipped: Vec<Shipped>) -> Result<()> {
+    for (key, bytes) in shipped {
+        if !new.iter().any(|(r, _)| r.key() == key) {
+            bail!("another process sent statistics of run '{key}', which is not a new run of this wave");
+        }
+        let path = store.paths().stats(&key);
+        crate::io::atomic::write_file_atomically(&path, |w| w.write_all(&bytes))?;
+    }
+    Ok(())
 }
 
 /// Writes a wave's subject maps (their lines into `written`); the seconds it took.

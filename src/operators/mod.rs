@@ -22,12 +22,14 @@ mod fit_blocks;
 mod gather;
 mod group_blocks;
 mod pool_words;
+mod share;
 
 pub use barrier::{agree, least, total};
 pub use fit_blocks::{fit_block, BlockFit, FitBlocks, FitSettings};
 pub use gather::{Gather, Gathered};
 pub use group_blocks::{block_null, group_block, BlockSums, BlockTest, BlockTests, GroupBlock, GroupBlocks, Permutations, SubjectBeta};
 pub use pool_words::{PoolWords, StoryShape, StoryWords, TokenRow};
+pub use share::{send_to_first, share};
 
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,218 @@
+//! A cluster without a shared file system (`--local-inputs`): each process holds only the
+//! runs on its own disks, and process 0 alone holds the store, the only shared state.
+//!
+//! What would otherwise be read from a common store path travels in the dataflow:
+//! 1. [`replicate`]: worker 0 sends the store files an update is planned from and a run
+//!    is reduced against (manifest, recipe, mask, regions, every story's atoms) to every
+//!    worker; the other processes write them to a private folder laid out as the store,
+//!    so planning and reducing read them as they read a store, checksums included.
+//! 2. [`gather_new_runs`]: each process names its runs (read there: name, clock,
+//!    confounds) and every worker merges all processes' into the same list, with the
+//!    process that holds each run; a run given to two processes is an error.
+//! 3. Every run is reduced by a worker of the process that holds it, the stored runs'
+//!    statistics are read by process 0's workers ([`Held::owner`]); a run reduced
+//!    elsewhere sends its statistics file's bytes to the writer, which writes them into
+//!    the store before it lists the run (`waves::fit_wave`).
+//!
+//! The bytes are those of the same update on a shared file system: the same jobs reach
+//! the same fitting dataflow, and the statistics files are the same bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use timely::worker::Worker;
+
+use crate::engine::update::Listing;
+use crate::error::{bail, err, Error, Result};
+use crate::io::bids::Run;
+use crate::operators::{agree, share};
+use crate::store::{Layout, Store};
+
+/// Who holds which run: its process, and the workers a process has.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Run key → the process that holds its BOLD.
+    pub holders: Arc<BTreeMap<String, usize>>,
+    pub workers: usize,
+}
+
+impl Held {
+    /// The process whose workers do `job`: a new run's holder; process 0 (the store's) for
+    /// anything read from the store.
+    pub fn owner(&self, job: &crate::engine::encoding::Job) -> usize {
+        match job {
+            crate::engine::encoding::Job::Reduce { run, .. } => self.holders.get(&run.key()).copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The process of worker `index`.
+    pub fn process_of(&self, index: usize) -> usize {
+        index / self.workers.max(1)
+    }
+}
+
+/// The store as this worker reads it: the store itself in process 0, a private copy of
+/// the files an update needs elsewhere (removed when dropped).
+pub struct Replica {
+    pub dir: PathBuf,
+    _copy: Option<tempfile::TempDir>,
+}
+
+/// The files of the store at `dir` that a worker needs to plan an update and reduce a
+/// run, relative to the store.
+fn needed(dir: &Path) -> Result<Vec<PathBuf>> {
+    let store = Store::open_reader(dir)?;
+    let paths = store.paths();
+    let mut files = vec![paths.manifest(), paths.recipe()];
+    files.extend([paths.mask(), paths.regions()].into_iter().filter(|p| p.is_file()));
+    files.extend(store.manifest.stories.keys().map(|s| paths.atoms(s)).filter(|p| p.is_file()));
+    files
+        .iter()
+        .map(|f| match f.strip_prefix(&store.dir) {
+            Ok(rel) => Ok(rel.to_path_buf()),
+            Err(_) => Err(err!("{}: not inside the store {}", f.display(), store.dir.display())),
+        })
+        .collect()
+}
+
+/// Sends the store's files from worker 0 to every worker (collective: every worker calls
+/// it); each process but 0 writes them to a private folder. Every worker learns whether
+/// all succeeded.
+pub fn replicate(worker: &mut Worker, dir: &Path, workers: usize) -> Result<Replica> {
+    let read = match worker.index() {
+        0 => needed(dir).and_then(|files| {
+            files
+                .into_iter()
+                .map(|rel| {
+                    let path = crate::store::absolute(dir).join(&rel);
+                    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    Ok((rel.to_string_lossy().into_owned(), bytes))
+                })
+                .collect::<Result<Vec<_>>>()
+        }),
+        _ => Ok(Vec::new()),
+    };
+    if !agree(worker, read.is_ok()) {
+        return Err(read.err().unwrap_or_else(|| err!("stopped: the writer (process 0) could not read the store; see its error")));
+    }
+    let files = share(worker, read.expect("agreed"));
+    let here = match worker.index() / workers.max(1) {
+        0 => Ok(Replica { dir: dir.to_path_buf(), _copy: None }),
+        _ => write_copy(files.into_iter().map(|(_, f)| f).collect()),
+    };
+    if !agree(worker, here.is_ok()) {
+        return Err(here.err().unwrap_or_else(|| err!("stopped: another process could not copy the store's recipe, mask and atoms; see its error")));
+    }
+    here
+}
+
+/// The files sent by worker 0, written under a new temporary folder. Their names come from
+/// another process: each must stay inside the folder.
+fn write_copy(files: Vec<(String, Vec<u8>)>) -> Result<Replica> {
+    let copy = tempfile::Builder::new()
+        .prefix("cortexflow-store-copy-")
+        .tempdir()
+        .map_err(|e| err!("cannot make a temporary folder for the store's files: {e}"))?;
+    for (name, bytes) in files {
+        let rel = Path::new(&name);
+        if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            bail!("process 0 sent a store file named '{name}': not a path inside a store");
+        }
+        let path = copy.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(Replica { dir: copy.path().to_path_buf(), _copy: Some(copy) })
+}
+
+/// The new runs of an update, from every process.
+#[derive(Debug, Clone, Default)]
+pub struct NewRuns {
+    /// (run, story), in run order.
+    pub new: Vec<(Run, String)>,
+    /// Runs already in the store, one line each.
+    pub lines: Vec<String>,
+    pub listings: BTreeMap<String, Listing>,
+    pub held: Option<Held>,
+}
+
+/// A process's new runs as it sends them: (run, story, listing), and its lines.
+type Named = (Vec<(Run, String, Listing)>, Vec<String>);
+
+/// This process's runs `bold` (named, clocked and listed here, against the store copy at
+/// `dir`) and every other process's, merged alike at every worker (collective).
+pub fn gather_new_runs(worker: &mut Worker, dir: &Path, bold: &[PathBuf], workers: usize) -> Result<NewRuns> {
+    let process = worker.index() / workers.max(1);
+    let named = || -> Result<Named> {
+        let store = Store::open_reader(dir)?;
+        let (new, lines) = store.new_runs(bold)?;
+        let listed = new
+            .into_iter()
+            .map(|(run, story)| {
+                let listing = Listing::of(&store.recipe, &run)?;
+                Ok((run, story, listing))
+            })
+            .collect::<Result<_>>()?;
+        Ok((listed, lines))
+    };
+    // One worker of each process names its runs.
+    let named = match worker.index() % workers.max(1) {
+        0 => named(),
+        _ => Ok(Default::default()),
+    };
+    if !agree(worker, named.is_ok()) {
+        return Err(named.err().unwrap_or_else(|| err!("stopped: another process could not read its runs; see its error")));
+    }
+    let all = share(worker, vec![named.expect("agreed")]);
+    let merged = merge(all.into_iter().map(|(w, n)| (w / workers.max(1), n)).collect(), workers);
+    if !agree(worker, merged.is_ok()) {
+        return Err(merged.err().unwrap_or_else(|| err!("stopped: process {process} could not merge the processes' runs")));
+    }
+    merged
+}
+
+/// Every process's runs in one list, in run order; a run held by two processes is refused.
+fn merge(named: Vec<(usize, Named)>, workers: usize) -> Result<NewRuns> {
+    let mut runs: Vec<(Run, String, Listing, usize)> = Vec::new();
+    let mut lines = Vec::new();
+    for (process, (new, said)) in named {
+        runs.extend(new.into_iter().map(|(r, s, l)| (r, s, l, process)));
+        lines.extend(said);
+    }
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = runs.windows(2).find(|w| w[0].0.key() == w[1].0.key()) {
+        bail!(
+            "run {} is given to process {} ({}) and to process {} ({}): give each run to one process",
+            w[0].0.key(),
+            w[0].3,
+            w[0].0.bold.display(),
+            w[1].3,
+            w[1].0.bold.display()
+        );
+    }
+    let holders = runs.iter().map(|(r, _, _, p)| (r.key(), *p)).collect();
+    let listings = runs.iter().map(|(r, _, l, _)| (r.key(), l.clone())).collect();
+    Ok(NewRuns {
+        new: runs.into_iter().map(|(r, s, _, _)| (r, s)).collect(),
+        lines,
+        listings,
+        held: Some(Held { holders: Arc::new(holders), workers }),
+    })
+}
+
+/// The bytes of the statistics file of each run in `keys` that this worker reduced into
+/// its store copy (a process other than 0): read, then removed from the copy.
+pub fn take_stats(dir: &Path, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+    keys.iter()
+        .map(|key| {
+            let path = Layout::new(dir).stats(key);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let _ = std::fs::remove_file(&path);
+            Ok((key.clone(), bytes))
+        })
+        .collect()
+}
