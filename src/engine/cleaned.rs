@@ -278,6 +278,7 @@ mod tests {
             stored: Vec::new(),
             sums: None,
             bar: indicatif::ProgressBar::hidden(),
+            held: None,
         };
         let confounds = Confounds { names: vec!["x".into()], columns: vec![vec![0.5, 1.0]], keep: None };
         let mut other = confounds.clone();

@@ -216,3 +216,83 @@ pub fn take_stats(dir: &Path, keys: &[String]) -> Result<Vec<(String, Vec<u8>)>>
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::encoding::{Job, Plan};
+
+    fn run(subject: &str, r: &str) -> Run {
+        crate::io::bids::parse_bold_name(Path::new(&format!("/h/sub-{subject}_task-lpp_run-{r}_bold.nii.gz"))).unwrap()
+    }
+
+    fn listing() -> Listing {
+        Listing { scans: 10, confounds: None }
+    }
+
+    #[test]
+    fn names_from_another_process_stay_inside_the_copy() {
+        for bad in ["../escape", "/etc/passwd", "", "runs/../../x", "."] {
+            let e = write_copy(vec![(bad.to_string(), b"x".to_vec())]).err().map(|e| e.to_string());
+            assert!(e.as_deref().is_some_and(|e| e.contains("not a path inside a store")), "{bad}: {e:?}");
+        }
+        let ok = write_copy(vec![("basis/atoms/lpp.parquet".into(), b"atoms".to_vec())]).unwrap();
+        assert_eq!(std::fs::read(ok.dir.join("basis/atoms/lpp.parquet")).unwrap(), b"atoms");
+    }
+
+    #[test]
+    fn runs_merge_in_run_order_with_their_holders_and_a_run_held_twice_is_refused() {
+        let named = vec![
+            (0, (vec![(run("02", "1"), "s".into(), listing())], vec!["sub-01/task-lpp/run-1: already ingested (unchanged)".into()])),
+            (1, (vec![(run("03", "1"), "s".into(), listing()), (run("01", "2"), "s".into(), listing())], Vec::new())),
+        ];
+        let m = merge(named.clone(), 2).unwrap();
+        let keys: Vec<String> = m.new.iter().map(|(r, _)| r.key()).collect();
+        assert_eq!(keys, ["sub-01/task-lpp/run-2", "sub-02/task-lpp/run-1", "sub-03/task-lpp/run-1"]);
+        let held = m.held.unwrap();
+        assert_eq!(held.holders.values().copied().collect::<Vec<_>>(), [1, 0, 1]);
+        assert_eq!(m.lines.len(), 1);
+        let mut twice = named;
+        twice[0].1 .0.push((run("03", "1"), "s".into(), listing()));
+        let e = merge(twice, 2).unwrap_err().to_string();
+        assert!(e.contains("run sub-03/task-lpp/run-1 is given to process 0") && e.contains("and to process 1"), "{e}");
+    }
+
+    #[test]
+    fn each_job_goes_to_one_worker_of_the_process_that_holds_it() {
+        let jobs: Vec<Job> = (1..=7)
+            .map(|i| Job::Reduce { run: run(&format!("{i:02}"), "1"), story: "s".into() })
+            .chain((1..=3).map(|i| Job::Load { key: format!("sub-0{i}/task-lpp/run-2"), subject: format!("0{i}") }))
+            .collect();
+        let holders: BTreeMap<String, usize> = (1..=7).map(|i| (format!("sub-{i:02}/task-lpp/run-1"), i % 3)).collect();
+        let mut plan = Plan {
+            dir: PathBuf::new(),
+            recipe: crate::store::Recipe::default(),
+            mask: None,
+            regions: None,
+            jobs: Vec::new(),
+            stored: Vec::new(),
+            sums: None,
+            bar: indicatif::ProgressBar::hidden(),
+            held: None,
+        };
+        let (workers, processes) = (2, 3);
+        let peers = workers * processes;
+        for held in [false, true] {
+            plan.held = held.then(|| Held { holders: Arc::new(holders.clone()), workers });
+            for wave in 0..3 {
+                let mut taken = vec![0; jobs.len()];
+                for index in 0..peers {
+                    for job in plan.dealt(&jobs, wave, index, peers) {
+                        let at = jobs.iter().position(|j| std::ptr::eq(j, job)).unwrap();
+                        taken[at] += 1;
+                        if let Some(h) = &plan.held {
+                            assert_eq!(h.process_of(index), h.owner(job), "{job:?} at worker {index}");
+                        }
+                    }
+                }
+                assert!(taken.iter().all(|&t| t == 1), "held {held}, wave {wave}: {taken:?}");
+            }
+        }
+    }
+}

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use differential_dataflow::input::Input;
 use timely::worker::Worker;
 
-use crate::engine::encoding::{self, fit_settings, GroupRecord, Job, Plan};
+use crate::engine::encoding::{self, fit_settings, FitRecord, GroupRecord, Job, Plan};
 use crate::engine::update::{list_runs, write_fits, Outcome};
 use crate::error::{bail, err, Result};
 use crate::operators::{block_null, BlockFit, BlockKey, BlockSums, BlockTests, FitBlocks, Gather, SubjectBeta};
@@ -53,7 +53,7 @@ pub type Shipped = (String, Vec<u8>);
 /// gathered at worker 0 out (empty elsewhere). The dataflow runs to completion even when
 /// feeding fails, so no worker is left waiting. Without a shared file system, the
 /// statistics files of the runs reduced outside process 0 come to worker 0 too.
-pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job], wave: usize) -> Result<(Vec<(BlockKey, BlockFit)>, Vec<Shipped>)> {
+pub fn fit_wave(worker: &mut Worker, plan: &Plan, jobs: &[Job], wave: usize) -> Result<(Vec<FitRecord>, Vec<Shipped>)> {
     let settings = fit_settings(&plan.recipe);
     let (mut input, fits, probe) = worker.dataflow::<u64, _, _>(|scope| {
         let (input, runs) = scope.new_collection();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::common::{cortexflow, cortexflow_fails, lpp_stimuli, model_recipe, ok};
 use super::store::assert_same;
 
-fn simulate(out: &Path, subjects: &str, scans: &str, snr: &str) {
+pub(super) fn simulate(out: &Path, subjects: &str, scans: &str, snr: &str) {
     ok(&[
         "simulate",
         "--out",
@@ -33,7 +33,7 @@ fn simulate(out: &Path, subjects: &str, scans: &str, snr: &str) {
     ]);
 }
 
-fn recipe(dir: &Path, atoms: usize) -> String {
+pub(super) fn recipe(dir: &Path, atoms: usize) -> String {
     let path = dir.join("recipe.toml");
     std::fs::write(
         &path,
@@ -44,7 +44,7 @@ fn recipe(dir: &Path, atoms: usize) -> String {
 }
 
 /// Two ports nobody listens on now, next to each other.
-fn free_ports() -> u16 {
+pub(super) fn free_ports() -> u16 {
     loop {
         let a = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -428,7 +428,7 @@ fn watch_ingests_a_copied_run_and_updates_the_assignments() {
     assert_same(&d.join("batch"), &store);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let p = e.unwrap().path();

@@ -3,6 +3,7 @@ mod basis;
 mod ceiling;
 mod cli;
 mod cluster;
+mod local_inputs;
 mod common;
 mod clusters;
 mod confounds;
