@@ -6,8 +6,8 @@ use std::time::Duration;
 use cortexflow::engine::budget;
 use cortexflow::engine::cluster::Cluster;
 
-/// Workers and processes. Every process runs the same command on the same store; worker 0
-/// of process 0 writes the results. (`-h` is the hostfile here: help is `--help`.)
+/// Workers and processes. Every process runs the same command on the same store (or, with
+/// --local-inputs, on its own inputs); worker 0 of process 0 writes the results. (`-h` is the hostfile here: help is `--help`.)
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {
     /// Worker threads per process [default: this machine's cores, shared among the

@@ -54,7 +54,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         responses: a.responses.clone(),
         mask_threshold: a.mask_threshold,
     };
-    if cluster.local_inputs && a.recipes.len() > 1 {
+    if !cluster.reads_every_run() && a.recipes.len() > 1 {
         anyhow::bail!("--local-inputs takes one recipe: run the models one at a time");
     }
     if let [one] = a.recipes.as_slice() {
@@ -96,12 +96,12 @@ fn reads_said() {
 /// The writer keeps the runs it cleans for the noise ceiling (in the store its reduce pass
 /// names first: the only one, or the first recipe's), unless --no-ceiling.
 fn keep_cleaned(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, store: &Path) -> Option<cleaned::Keeping> {
-    (cluster.is_writer() && !a.no_ceiling && !cluster.local_inputs).then(|| cleaned::keep_for_ceiling(store)).flatten()
+    (cluster.is_writer() && !a.no_ceiling && cluster.reads_every_run()).then(|| cleaned::keep_for_ceiling(store)).flatten()
 }
 
 /// The noise ceiling of the stores (one read of each run for all), unless --no-ceiling.
 fn ceiling_of(a: &Args, cluster: &cortexflow::engine::cluster::Cluster, stores: &[PathBuf]) -> anyhow::Result<()> {
-    if cluster.is_writer() && cluster.local_inputs && !a.no_ceiling {
+    if cluster.is_writer() && !cluster.reads_every_run() && !a.no_ceiling {
         say!("noise ceiling: not computed (--local-inputs: it correlates every run, and the runs are on their processes' disks; `cortexflow ceiling STORE` where all are readable)");
         return Ok(());
     }

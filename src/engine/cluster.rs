@@ -4,7 +4,8 @@
 //! `-h FILE` hostfile (one `host:port` per line, the process with index i listening on
 //! line i+1). Without `-h`, processes listen on 127.0.0.1:2101+i. Every process runs the
 //! same command on the same store; inputs are sharded by position over all workers, and
-//! worker 0 (of process 0) is the one writer of results.
+//! worker 0 (of process 0) is the one writer of results. With `--local-inputs`, each
+//! process has its own inputs and only process 0 the store ([`super::local_inputs`]).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -110,6 +111,11 @@ impl Cluster {
             communication,
             worker: timely::WorkerConfig::default(),
         })
+    }
+
+    /// Whether every process can read every run (a shared file system, or one process).
+    pub fn reads_every_run(&self) -> bool {
+        !self.local_inputs || self.processes == 1
     }
 
     /// Is this the process whose worker 0 writes the results?

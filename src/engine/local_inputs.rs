@@ -295,4 +295,21 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_wave_takes_subjects_from_every_process_in_turn() {
+        let jobs: Vec<Job> = ["01", "02", "03", "04", "05"]
+            .iter()
+            .map(|s| Job::Reduce { run: run(s, "1"), story: "s".into() })
+            .chain([Job::Load { key: "sub-06/task-lpp/run-1".into(), subject: "06".into() }])
+            .collect();
+        // 01, 02, 05 and 06 (stored runs only) are process 0's; 03 and 04 process 1's.
+        let holders = [("01", 0), ("02", 0), ("03", 1), ("04", 1), ("05", 0)].map(|(s, p)| (format!("sub-{s}/task-lpp/run-1"), p));
+        let held = Held { holders: Arc::new(holders.into_iter().collect()), workers: 1 };
+        let waves = crate::engine::waves::waves(&jobs, 2, Some(&held));
+        let subjects: Vec<Vec<&str>> = waves.iter().map(|w| w.subjects.iter().map(String::as_str).collect()).collect();
+        assert_eq!(subjects, [vec!["01", "03"], vec!["02", "04"], vec!["05", "06"]]);
+        let shared = crate::engine::waves::waves(&jobs, 2, None);
+        assert_eq!(shared[0].subjects.iter().map(String::as_str).collect::<Vec<_>>(), ["01", "02"]);
+    }
 }

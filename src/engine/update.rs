@@ -173,7 +173,12 @@ fn update(
         // Every process sizes the waves under its own limit; all take the smallest.
         // A wave of ⌈workers / runs a subject⌉ subjects gives every worker a run to reduce
         // (and their blocks are fitted on every worker): more subjects add memory, not speed.
-        let most = worker.peers().div_ceil(shape.runs_per_subject.max(1) as usize);
+        // Without a shared file system a process reduces only its own subjects' runs: a
+        // wave takes that many subjects from each process.
+        let most = match &plan.held {
+            None => worker.peers().div_ceil(shape.runs_per_subject.max(1) as usize),
+            Some(h) => worker.peers().div_ceil(h.workers.max(1)) * h.workers.div_ceil(shape.runs_per_subject.max(1) as usize),
+        };
         let sized = Footprint::of(shape).subjects_per_wave(limit, most, shape);
         let per_wave = least(worker, sized.as_ref().map_or(0, |&n| n as u64)) as usize;
         if per_wave == 0 {
@@ -181,7 +186,7 @@ fn update(
         }
         tracing::info!(subjects_per_wave = per_wave, "memory budget {}", budget::human(limit));
         let started = std::time::Instant::now();
-        let waves = waves::waves(&plan.jobs, per_wave);
+        let waves = waves::waves(&plan.jobs, per_wave, plan.held.as_ref());
         let peers = worker.peers();
         let mine: usize = waves.iter().enumerate().map(|(i, w)| plan.dealt(&w.jobs, i, worker.index(), peers).len()).sum();
         plan.bar.inc_length(mine as u64);
@@ -361,7 +366,7 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
         bail!("--out {}: a folder of stores (a comparison's?), not a store: give one a store of its own", out.display());
     }
     let dataset = DatasetRun::open(req)?;
-    if cluster.local_inputs && dataset.ds.mask.is_none() && dataset.regions.is_none() {
+    if !cluster.reads_every_run() && dataset.ds.mask.is_none() && dataset.regions.is_none() {
         bail!(
             "{}: no mask.nii[.gz] at the top: with --local-inputs a group mask would see only this process's brain masks; put the analysis mask there (`cortexflow intersect-masks` over every run's brain mask)",
             req.data.display()

@@ -19,6 +19,7 @@ use differential_dataflow::input::Input;
 use timely::worker::Worker;
 
 use crate::engine::encoding::{self, fit_settings, FitRecord, GroupRecord, Job, Plan};
+use crate::engine::local_inputs::Held;
 use crate::engine::update::{list_runs, write_fits, Outcome};
 use crate::error::{bail, err, Result};
 use crate::operators::{block_null, BlockFit, BlockKey, BlockSums, BlockTests, FitBlocks, Gather, SubjectBeta};
@@ -30,13 +31,28 @@ pub struct Wave {
     pub jobs: Vec<Job>,
 }
 
-/// The plan's jobs grouped by subject (label order), `per_wave` subjects a wave.
-pub fn waves(jobs: &[Job], per_wave: usize) -> Vec<Wave> {
+/// The plan's jobs grouped by subject (label order), `per_wave` subjects a wave. Without
+/// a shared file system (`held`), the subjects are taken from each process in turn (a
+/// subject belongs to the process that holds its first new run, else to process 0), so
+/// that a wave gives every process runs to reduce. The group's sums being exact integers,
+/// the bytes do not depend on which subjects share a wave.
+pub fn waves(jobs: &[Job], per_wave: usize, held: Option<&Held>) -> Vec<Wave> {
     let mut by_subject: BTreeMap<&str, Vec<Job>> = BTreeMap::new();
     for job in jobs {
         by_subject.entry(job.subject()).or_default().push(job.clone());
     }
-    let subjects: Vec<(&str, Vec<Job>)> = by_subject.into_iter().collect();
+    let mut subjects: Vec<(&str, Vec<Job>)> = by_subject.into_iter().collect();
+    if let Some(held) = held {
+        let owner = |jobs: &[Job]| jobs.iter().find(|j| matches!(j, Job::Reduce { .. })).map_or(0, |j| held.owner(j));
+        let mut queues: BTreeMap<usize, std::collections::VecDeque<(&str, Vec<Job>)>> = BTreeMap::new();
+        for (subject, jobs) in subjects {
+            queues.entry(owner(&jobs)).or_default().push_back((subject, jobs));
+        }
+        subjects = Vec::new();
+        while queues.values().any(|q| !q.is_empty()) {
+            subjects.extend(queues.values_mut().filter_map(|q| q.pop_front()));
+        }
+    }
     subjects
         .chunks(per_wave.max(1))
         .map(|chunk| Wave {
