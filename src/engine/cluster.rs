@@ -163,6 +163,9 @@ impl Cluster {
         let results = loop {
             let received = done.recv_timeout(Duration::from_millis(100));
             if let Some(lost) = lost_peer::take() {
+                if self.local_inputs {
+                    super::local_inputs::remove_own_copies();
+                }
                 bail!("{}", self.lost(lost)?);
             }
             match received {

@@ -26,7 +26,7 @@ use timely::worker::Worker;
 use crate::engine::update::Listing;
 use crate::error::{bail, err, Error, Result};
 use crate::io::bids::Run;
-use crate::operators::{agree, share};
+use crate::operators::share;
 use crate::store::{Layout, Store};
 
 /// Who holds which run: its process, and the workers a process has.
@@ -79,7 +79,7 @@ fn needed(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Sends the store's files from worker 0 to every worker (collective: every worker calls
 /// it); each process but 0 writes them to a private folder. Every worker learns whether
-/// all succeeded.
+/// all succeeded, and a failure elsewhere in the failing process's words.
 pub fn replicate(worker: &mut Worker, dir: &Path, workers: usize) -> Result<Replica> {
     let read = match worker.index() {
         0 => needed(dir).and_then(|files| {
@@ -94,27 +94,40 @@ pub fn replicate(worker: &mut Worker, dir: &Path, workers: usize) -> Result<Repl
         }),
         _ => Ok(Vec::new()),
     };
-    if !agree(worker, read.is_ok()) {
-        return Err(read.err().unwrap_or_else(|| err!("stopped: the writer (process 0) could not read the store; see its error")));
-    }
-    let files = share(worker, read.expect("agreed"));
+    let read = agree_or_say(worker, read, workers, "could not read the store")?;
+    let files = share(worker, read);
     let here = match worker.index() / workers.max(1) {
         0 => Ok(Replica { dir: dir.to_path_buf(), _copy: None }),
-        _ => write_copy(files.into_iter().map(|(_, f)| f).collect()),
+        _ => write_copy(std::env::temp_dir().as_path(), files.into_iter().map(|(_, f)| f).collect()),
     };
-    if !agree(worker, here.is_ok()) {
-        return Err(here.err().unwrap_or_else(|| err!("stopped: another process could not copy the store's recipe, mask and atoms; see its error")));
-    }
-    here
+    agree_or_say(worker, here, workers, "could not copy the store's recipe, mask and atoms")
 }
 
-/// The files sent by worker 0, written under a new temporary folder. Their names come from
-/// another process: each must stay inside the folder.
-fn write_copy(files: Vec<(String, Vec<u8>)>) -> Result<Replica> {
+/// `result` if every worker's went well (collective). Otherwise this worker's own error,
+/// or the first failing worker's, named by its process: a process that fails alone must
+/// not leave the others (process 0's user above all) with only "see its error".
+fn agree_or_say<T>(worker: &mut Worker, result: Result<T>, workers: usize, what: &str) -> Result<T> {
+    let said = share(worker, result.as_ref().err().map(|e| e.to_string()).into_iter().collect());
+    match (result, said.into_iter().next()) {
+        (Ok(value), None) => Ok(value),
+        (Err(e), _) => Err(e),
+        (Ok(_), Some((from, text))) => Err(err!("stopped: process {} {what}: {text}", from / workers.max(1))),
+    }
+}
+
+/// Folders of store copies are named with the process that made them: a process killed,
+/// interrupted or stopped by a lost peer leaves its copy, and the next one removes it.
+const COPY_PREFIX: &str = "cortexflow-store-copy-";
+
+/// The files sent by worker 0, written under a new folder in `temp` (after removing the
+/// copies of processes that have ended). Their names come from another process: each must
+/// stay inside the folder.
+fn write_copy(temp: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Replica> {
+    remove_stale_copies(temp);
     let copy = tempfile::Builder::new()
-        .prefix("cortexflow-store-copy-")
-        .tempdir()
-        .map_err(|e| err!("cannot make a temporary folder for the store's files: {e}"))?;
+        .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
+        .tempdir_in(temp)
+        .map_err(|e| err!("{}: cannot make a temporary folder for the store's files: {e}", temp.display()))?;
     for (name, bytes) in files {
         let rel = Path::new(&name);
         if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -127,6 +140,43 @@ fn write_copy(files: Vec<(String, Vec<u8>)>) -> Result<Replica> {
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
     Ok(Replica { dir: copy.path().to_path_buf(), _copy: Some(copy) })
+}
+
+/// Removes this process's store copies: it is stopping while its workers, which own them,
+/// are stuck on a lost peer.
+pub fn remove_own_copies() {
+    let own = format!("{COPY_PREFIX}{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&own)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Removes the store copies in `temp` whose process has ended (best effort: another user's
+/// cannot be removed, and is left).
+fn remove_stale_copies(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(COPY_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok());
+        if pid.is_some_and(|pid| pid > 0 && !alive(pid)) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending; EPERM: it exists, as
+/// another user's).
+fn alive(pid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks that `pid` exists.
+    let signalled = unsafe { libc::kill(pid, 0) } == 0;
+    signalled || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// The new runs of an update, from every process.
@@ -144,12 +194,13 @@ pub struct NewRuns {
 type Named = (Vec<(Run, String, Listing)>, Vec<String>);
 
 /// This process's runs `bold` (named, clocked and listed here, against the store copy at
-/// `dir`) and every other process's, merged alike at every worker (collective).
+/// `dir`) and every other process's, merged alike at every worker (collective). Paths are
+/// made absolute where they are read, so the manifest records the holder's path.
 pub fn gather_new_runs(worker: &mut Worker, dir: &Path, bold: &[PathBuf], workers: usize) -> Result<NewRuns> {
-    let process = worker.index() / workers.max(1);
     let named = || -> Result<Named> {
         let store = Store::open_reader(dir)?;
-        let (new, lines) = store.new_runs(bold)?;
+        let bold: Vec<PathBuf> = bold.iter().map(|p| crate::store::absolute(p)).collect();
+        let (new, lines) = store.new_runs(&bold)?;
         let listed = new
             .into_iter()
             .map(|(run, story)| {
@@ -164,15 +215,10 @@ pub fn gather_new_runs(worker: &mut Worker, dir: &Path, bold: &[PathBuf], worker
         0 => named(),
         _ => Ok(Default::default()),
     };
-    if !agree(worker, named.is_ok()) {
-        return Err(named.err().unwrap_or_else(|| err!("stopped: another process could not read its runs; see its error")));
-    }
-    let all = share(worker, vec![named.expect("agreed")]);
-    let merged = merge(all.into_iter().map(|(w, n)| (w / workers.max(1), n)).collect(), workers);
-    if !agree(worker, merged.is_ok()) {
-        return Err(merged.err().unwrap_or_else(|| err!("stopped: process {process} could not merge the processes' runs")));
-    }
-    merged
+    let named = agree_or_say(worker, named, workers, "could not read its runs")?;
+    let all = share(worker, vec![named]);
+    // Every worker merges the same lists: all succeed or all fail alike.
+    merge(all.into_iter().map(|(w, n)| (w / workers.max(1), n)).collect(), workers)
 }
 
 /// Every process's runs in one list, in run order; a run held by two processes is refused.
@@ -233,11 +279,29 @@ mod tests {
     #[test]
     fn names_from_another_process_stay_inside_the_copy() {
         for bad in ["../escape", "/etc/passwd", "", "runs/../../x", "."] {
-            let e = write_copy(vec![(bad.to_string(), b"x".to_vec())]).err().map(|e| e.to_string());
+            let e = write_copy(&std::env::temp_dir(), vec![(bad.to_string(), b"x".to_vec())]).err().map(|e| e.to_string());
             assert!(e.as_deref().is_some_and(|e| e.contains("not a path inside a store")), "{bad}: {e:?}");
         }
-        let ok = write_copy(vec![("basis/atoms/lpp.parquet".into(), b"atoms".to_vec())]).unwrap();
+        let ok = write_copy(&std::env::temp_dir(), vec![("basis/atoms/lpp.parquet".into(), b"atoms".to_vec())]).unwrap();
         assert_eq!(std::fs::read(ok.dir.join("basis/atoms/lpp.parquet")).unwrap(), b"atoms");
+    }
+
+    #[test]
+    fn copies_of_ended_processes_are_removed_and_live_ones_kept() {
+        let temp = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let ended = child.id();
+        child.wait().unwrap();
+        let stale = temp.path().join(format!("{COPY_PREFIX}{ended}-abc"));
+        let live = temp.path().join(format!("{COPY_PREFIX}1-abc"));
+        let other = temp.path().join(format!("{COPY_PREFIX}{ended}"));
+        for d in [&stale, &live, &other] {
+            std::fs::create_dir_all(d.join("basis")).unwrap();
+        }
+        let made = write_copy(temp.path(), vec![("recipe.toml".into(), b"r".to_vec())]).unwrap();
+        assert!(!stale.exists(), "the copy of an ended process is left");
+        assert!(live.exists() && other.exists() && made.dir.join("recipe.toml").is_file());
+        assert!(made.dir.file_name().unwrap().to_str().unwrap().starts_with(&format!("{COPY_PREFIX}{}-", std::process::id())));
     }
 
     #[test]

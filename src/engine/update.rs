@@ -355,9 +355,26 @@ pub struct RunRequest {
 /// stories and every run.
 pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<Vec<String>> {
     if cluster.local_inputs && !cluster.is_writer() {
+        if req.responses.is_some() {
+            bail!("--responses goes to process 0, which holds the store (--local-inputs)");
+        }
         // This process's runs only: the store, its mask and stories are process 0's.
         return run_update(cluster, out, None, local_runs(req)?, Box::new(|| Ok(Vec::new())));
     }
+    // A process that stops before the cluster connects leaves the others waiting: say what
+    // a cluster without a shared file system needs.
+    let before_connecting = |e: crate::error::Error| match cluster.processes > 1 && !cluster.local_inputs {
+        true => err!("{e}\n(every process reads the whole dataset and the store; where they are not on a file system all share, give every process --local-inputs)"),
+        false => e,
+    };
+    // The dataset lives until the update ends: a mask made from its runs is a temporary file.
+    let (dataset, stimuli, prepare) = prepare_run(recipe, req, out, cluster).map_err(before_connecting)?;
+    run_update(cluster, out, stimuli, dataset.bold.clone(), prepare)
+}
+
+/// What `run` does before the processes connect: the dataset opened and checked, the
+/// store's preparation planned.
+fn prepare_run(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster) -> Result<(DatasetRun, Option<StimulusSpec>, Prepare)> {
     let holds_stores = || -> Result<bool> {
         let entries = std::fs::read_dir(out).map_err(|e| crate::error::Error::io(out, e))?;
         Ok(entries.filter_map(|e| e.ok()).any(|e| Layout::new(&e.path()).manifest().is_file()))
@@ -374,7 +391,7 @@ pub fn run_all(recipe: &Recipe, req: &RunRequest, out: &Path, cluster: &Cluster)
     }
     dataset.check(recipe, cluster)?;
     let (stimuli, prepare) = dataset.new_store(recipe, req, out)?;
-    run_update(cluster, out, stimuli, dataset.bold.clone(), prepare)
+    Ok((dataset, stimuli, prepare))
 }
 
 /// The BOLD runs of the dataset of `req` on this process's disks (a process other than 0

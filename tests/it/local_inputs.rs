@@ -74,8 +74,15 @@ impl Hosts {
         let index = host.to_string();
         let cluster = ["-n", "2", "-p", &index, "-h", hostfile.to_str().unwrap(), "-w", "1", "--local-inputs"];
         let mut c = self.wrapped(host, env!("CARGO_BIN_EXE_cortexflow"));
-        c.args(args).args(cluster).env("CORTEXFLOW_LOG", "info");
+        let temp = self.temp(host);
+        std::fs::create_dir_all(&temp).unwrap();
+        c.args(args).args(cluster).env("CORTEXFLOW_LOG", "info").env("TMPDIR", temp);
         c
+    }
+
+    /// The host's temporary folder (where process 1 copies the store's files).
+    fn temp(&self, host: usize) -> PathBuf {
+        self.dir(host).join("tmp")
     }
 
     /// Runs `p0` on host 0 and `p1` on host 1 together; their outputs (stdout + stderr).
@@ -135,6 +142,15 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
     let store = h0.join("store");
     assert_same(&reference, &store);
     assert_eq!(runs(&reference), runs(&store));
+    // Each run's BOLD as its holder names it, in its holder's folder (both gave `data`).
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join("manifest.json")).unwrap()).unwrap();
+    for (key, host) in [("sub-01/task-lpp/run-1", &h0), ("sub-03/task-lpp/run-2", &h1)] {
+        let (s, r) = (&key[..6], &key[key.len() - 1..]);
+        let bold = host.join(format!("data/{s}/func/{s}_task-lpp_run-{r}_bold.nii.gz"));
+        assert_eq!(manifest["runs"][key]["bold"].as_str(), bold.to_str(), "{key}");
+    }
+    let copies = || std::fs::read_dir(hosts.temp(1)).unwrap().count();
+    assert_eq!(copies(), 0, "process 1 leaves its copy of the store's files");
 
     // A run held by process 1 retracted (its subject refitted from the statistics process 1
     // sent at `run`, read in process 0), then ingested again from process 1.
@@ -156,8 +172,19 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
     let (a, b) = hosts.run(&["ingest", "store", "--bold", bold], &["ingest", "store", "--bold", bold]);
     let said = String::from_utf8_lossy(&a.stderr);
     assert!(!a.status.success() && !b.status.success(), "{said}");
-    assert!(said.contains(&format!("run {key} is given to process 0 ({bold}) and to process 1 ({bold}): give each run to one process")), "{said}");
+    let (b0, b1) = (h0.join(bold), h1.join(bold));
+    let both = format!("run {key} is given to process 0 ({}) and to process 1 ({}): give each run to one process", b0.display(), b1.display());
+    assert!(said.contains(&both), "{said}");
     assert_same(&retracted, &store);
+
+    // A run process 1 cannot read stops both, process 0 saying why in process 1's words.
+    let missing = "data/sub-05/func/sub-05_task-lpp_run-1_bold.nii.gz";
+    let (a, b) = hosts.run(&["ingest", "store"], &["ingest", "store", "--bold", missing]);
+    let said = String::from_utf8_lossy(&a.stderr);
+    assert!(!a.status.success() && !b.status.success(), "{said}");
+    assert!(said.contains("stopped: process 1 could not read its runs: ") && said.contains(missing), "{said}");
+    assert_same(&retracted, &store);
+    assert_eq!(copies(), 0);
 
     // --local-inputs on one process only is refused by both.
     let port = free_ports();
