@@ -72,6 +72,7 @@ impl ClusterArgs {
                 None => budget::default_limit(),
             },
             local_inputs: self.local_inputs,
+            command: String::new(),
         };
         if self.workers.is_none() {
             cluster.workers = cluster.workers_for_cores()?;

@@ -51,7 +51,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let cluster = a.cluster.cluster()?;
+    let cluster = a.cluster.cluster()?.running("ingest");
     let stimuli = match (a.stimulus.is_empty(), a.tr, a.n_scans.is_empty()) {
         (true, _, _) => None,
         (false, Some(tr), false) if !(tr.is_finite() && tr > 0.0) => {

@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let cluster = a.cluster.cluster()?;
+    let cluster = a.cluster.cluster()?.running(format!("retract --run {}", a.run));
     super::print_lines(update::retract(&cluster, &a.store, &a.run)?);
     Ok(())
 }

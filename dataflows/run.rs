@@ -47,7 +47,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let cluster = a.cluster.cluster()?;
+    let cluster = a.cluster.cluster()?.running("run");
     let req = update::RunRequest {
         data: a.data.clone(),
         space: a.space.clone(),

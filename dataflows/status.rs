@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let cluster = a.cluster.cluster()?;
+    let cluster = a.cluster.cluster()?.running("status --refresh");
     if a.refresh {
         super::print_lines(update::refresh(&cluster, &a.store)?);
     }

@@ -29,6 +29,9 @@ pub struct Cluster {
     /// No shared file system: each process holds only its own inputs, process 0 alone
     /// holds the store (see [`super::local_inputs`]).
     pub local_inputs: bool,
+    /// The command as every process must have been given it (e.g. `retract --run
+    /// sub-01/task-lpp/run-1`); empty: not compared.
+    pub command: String,
 }
 
 impl Default for Cluster {
@@ -41,6 +44,7 @@ impl Default for Cluster {
             connect_timeout: Duration::from_secs(60),
             memory_limit: super::budget::default_limit(),
             local_inputs: false,
+            command: String::new(),
         }
     }
 }
@@ -111,6 +115,12 @@ impl Cluster {
             communication,
             worker: timely::WorkerConfig::default(),
         })
+    }
+
+    /// This cluster running `command`, which every process must have been given alike.
+    pub fn running(mut self, command: impl Into<String>) -> Cluster {
+        self.command = command.into();
+        self
     }
 
     /// Whether every process can read every run (a shared file system, or one process).

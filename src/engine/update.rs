@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
+use timely::worker::Worker;
 
 use crate::engine::cluster::Cluster;
 use crate::engine::encoding::{Job, Plan};
@@ -18,7 +19,7 @@ use crate::engine::waves;
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
-use crate::operators::{agree, least, total, BlockFit, BlockKey};
+use crate::operators::{agree, least, share, total, BlockFit, BlockKey};
 use crate::progress;
 use crate::io::nifti;
 use crate::io::regions::{self, Regions};
@@ -116,6 +117,7 @@ fn update(
     let bar = progress::bar(0, "reducing runs");
     let (dir_w, bar_w, lock_w) = (dir.to_path_buf(), bar.clone(), lock.clone());
     let (limit, workers, local) = (cluster.memory_limit, cluster.workers, cluster.local_inputs);
+    let command = cluster.command.clone();
     let results = cluster.execute(move |worker| -> Result<Option<Vec<String>>> {
         let first = worker.index() == 0;
         // Every process must run the same mode: their dataflows differ.
@@ -123,6 +125,7 @@ fn update(
         if locals != 0 && locals != worker.peers() as u64 {
             bail!("--local-inputs is given to some processes and not to others: give it to all or none");
         }
+        same_command(worker, &command, workers)?;
         let prepared = match first {
             true => WriteLock::acquire(&dir_w).and_then(|held| {
                 *lock_w.lock().expect("not poisoned") = Some(held);
@@ -336,6 +339,30 @@ pub fn write_fits(store: &mut Store, fits: Vec<(BlockKey, BlockFit)>, subjects: 
         store.save()?;
     }
     Ok(lines)
+}
+
+/// Refuses processes given different commands (collective): one `retract`ing another run
+/// than process 0, or `ingest`ing while process 0 `run`s, would join a dataflow it does not
+/// mean, or its words would be dropped without a word.
+fn same_command(worker: &mut Worker, command: &str, workers: usize) -> Result<()> {
+    if worker.peers() <= workers {
+        return Ok(());
+    }
+    let mine = match worker.index() % workers.max(1) {
+        0 => vec![command.to_string()],
+        _ => Vec::new(),
+    };
+    let all = share(worker, mine);
+    let process = |w: usize| w / workers.max(1);
+    match all.iter().find(|(_, c)| *c != all[0].1) {
+        Some((w, other)) => bail!(
+            "process {} was given `{other}` and process {} `{}`: every process runs the same command",
+            process(*w),
+            process(all[0].0),
+            all[0].1
+        ),
+        None => Ok(()),
+    }
 }
 
 /// What `run` reads: the dataset, which space of its derivatives, where its stories come

@@ -186,6 +186,17 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
     assert_same(&retracted, &store);
     assert_eq!(copies(), 0);
 
+    // Processes given different commands are refused by both, and nothing changes.
+    let (a, b) = hosts.run(&["retract", "store", "--run", "sub-01/task-lpp/run-1"], &["retract", "store", "--run", "sub-03/task-lpp/run-1"]);
+    let said = String::from_utf8_lossy(&a.stderr);
+    assert!(!a.status.success() && !b.status.success(), "{said}");
+    let differ = "process 1 was given `retract --run sub-03/task-lpp/run-1` and process 0 `retract --run sub-01/task-lpp/run-1`: every process runs the same command";
+    assert!(said.contains(differ), "{said}");
+    let (a, _) = hosts.run(&["ingest", "store"], &["status", "--refresh", "store"]);
+    let said = String::from_utf8_lossy(&a.stderr);
+    assert!(said.contains("process 1 was given `status --refresh` and process 0 `ingest`"), "{said}");
+    assert_same(&retracted, &store);
+
     // --local-inputs on one process only is refused by both.
     let port = free_ports();
     let hostfile = d.join("hosts");
