@@ -218,7 +218,7 @@ impl Cluster {
         let who = if silent.is_empty() {
             "every peer answers, but not all joined (is each started with the same -n and hostfile, and its own -p?)".to_string()
         } else {
-            format!("no answer from {}", silent.join(", "))
+            format!("no answer from {} (not started, unreachable, or stopped on an error of its own before connecting: see its output)", silent.join(", "))
         };
         Ok(format!(
             "process {} of {}: the cluster did not connect within {} s: {who}",
@@ -266,6 +266,26 @@ mod lost_peer {
     /// The lost peer and why, if one was lost.
     pub fn take() -> Option<(usize, String)> {
         LOST.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Every worker's error text, if any worker has one (collective), with its process: the
+/// first that is a cause rather than a consequence ("stopped: …").
+pub fn first_error(worker: &mut Worker, mine: Option<String>, workers: usize) -> Option<(usize, String)> {
+    let said = crate::operators::share(worker, mine.into_iter().collect());
+    said.into_iter().min_by_key(|(_, text)| text.starts_with("stopped:")).map(|(w, text)| (w / workers.max(1), text))
+}
+
+/// `result` if every worker's went well (collective). Otherwise this worker's own error,
+/// or another's in its words (`stopped: process P {what}: …`): a process that fails alone
+/// must not leave the others (process 0's user above all) with only "see its error".
+pub fn agree_or_say<T>(worker: &mut Worker, result: Result<T>, workers: usize, what: &str) -> Result<T> {
+    let text = result.as_ref().err().map(|e| e.to_string());
+    match (result, first_error(worker, text, workers)) {
+        (Ok(value), None) => Ok(value),
+        (Err(e), _) => Err(e),
+        (Ok(_), Some((_, text))) if text.starts_with("stopped:") => Err(err!("{text}")),
+        (Ok(_), Some((process, text))) => Err(err!("stopped: process {process} {what}: {text}")),
     }
 }
 

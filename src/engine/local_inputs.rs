@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use timely::worker::Worker;
 
+use crate::engine::cluster::agree_or_say;
 use crate::engine::update::Listing;
 use crate::error::{bail, err, Error, Result};
 use crate::io::bids::Run;
@@ -57,7 +58,8 @@ impl Held {
 /// the files an update needs elsewhere (removed when dropped).
 pub struct Replica {
     pub dir: PathBuf,
-    _copy: Option<tempfile::TempDir>,
+    /// The copy and its maker's lock on it.
+    _copy: Option<(tempfile::TempDir, std::fs::File)>,
 }
 
 /// The files of the store at `dir` that a worker needs to plan an update and reduce a
@@ -103,34 +105,35 @@ pub fn replicate(worker: &mut Worker, dir: &Path, workers: usize) -> Result<Repl
     agree_or_say(worker, here, workers, "could not copy the store's recipe, mask and atoms")
 }
 
-/// `result` if every worker's went well (collective). Otherwise this worker's own error,
-/// or the first failing worker's, named by its process: a process that fails alone must
-/// not leave the others (process 0's user above all) with only "see its error".
-fn agree_or_say<T>(worker: &mut Worker, result: Result<T>, workers: usize, what: &str) -> Result<T> {
-    let said = share(worker, result.as_ref().err().map(|e| e.to_string()).into_iter().collect());
-    match (result, said.into_iter().next()) {
-        (Ok(value), None) => Ok(value),
-        (Err(e), _) => Err(e),
-        (Ok(_), Some((from, text))) => Err(err!("stopped: process {} {what}: {text}", from / workers.max(1))),
-    }
-}
-
-/// Folders of store copies are named with the process that made them: a process killed,
-/// interrupted or stopped by a lost peer leaves its copy, and the next one removes it.
+/// Folders of store copies are named with the process that made them (for a person
+/// reading the temporary folder) and hold its lock (`flock` on [`OWNER`], dropped by the
+/// kernel however the process ends): one left by a process killed, interrupted or stopped
+/// by a lost peer is removed by the next copy made there. A lock, not a process id,
+/// says whether its maker lives: ids repeat across PID namespaces sharing a /tmp.
 const COPY_PREFIX: &str = "cortexflow-store-copy-";
+const OWNER: &str = ".owner";
+
+/// The copies this process made, removed when it stops on a lost peer.
+static MADE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// The files sent by worker 0, written under a new folder in `temp` (after removing the
-/// copies of processes that have ended). Their names come from another process: each must
-/// stay inside the folder.
+/// copies whose makers have ended). Their names come from another process: each must stay
+/// inside the folder.
 fn write_copy(temp: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Replica> {
     remove_stale_copies(temp);
     let copy = tempfile::Builder::new()
         .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
         .tempdir_in(temp)
         .map_err(|e| err!("{}: cannot make a temporary folder for the store's files: {e}", temp.display()))?;
+    // Locked before it is named `OWNER`, so a sweep never finds it unlocked.
+    let (taking, owner) = (copy.path().join(".owner-taking"), copy.path().join(OWNER));
+    let lock = std::fs::File::create(&taking).map_err(|e| Error::io(&taking, e))?;
+    lock.try_lock().map_err(|e| err!("{}: cannot lock: {e}", taking.display()))?;
+    std::fs::rename(&taking, &owner).map_err(|e| Error::io(&owner, e))?;
+    MADE.lock().unwrap_or_else(|e| e.into_inner()).push(copy.path().to_path_buf());
     for (name, bytes) in files {
         let rel = Path::new(&name);
-        if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) || name == OWNER {
             bail!("process 0 sent a store file named '{name}': not a path inside a store");
         }
         let path = copy.path().join(rel);
@@ -139,44 +142,31 @@ fn write_copy(temp: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Replica> {
         }
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
     }
-    Ok(Replica { dir: copy.path().to_path_buf(), _copy: Some(copy) })
+    Ok(Replica { dir: copy.path().to_path_buf(), _copy: Some((copy, lock)) })
 }
 
 /// Removes this process's store copies: it is stopping while its workers, which own them,
 /// are stuck on a lost peer.
 pub fn remove_own_copies() {
-    let own = format!("{COPY_PREFIX}{}-", std::process::id());
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.filter_map(|e| e.ok()) {
-        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&own)) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    for dir in MADE.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
-/// Removes the store copies in `temp` whose process has ended (best effort: another user's
-/// cannot be removed, and is left).
+/// Removes the store copies in `temp` whose maker has ended: their lock can be taken
+/// (best effort: another user's cannot be removed, and is left).
 fn remove_stale_copies(temp: &Path) {
     let Ok(entries) = std::fs::read_dir(temp) else { return };
     for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(COPY_PREFIX))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok());
-        if pid.is_some_and(|pid| pid > 0 && !alive(pid)) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(COPY_PREFIX));
+        if !ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let ended = std::fs::File::open(entry.path().join(OWNER)).is_ok_and(|f| f.try_lock().is_ok());
+        if ended {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// Whether process `pid` exists (signal 0 checks without sending; EPERM: it exists, as
-/// another user's).
-fn alive(pid: libc::pid_t) -> bool {
-    // SAFETY: kill with signal 0 sends nothing; it only checks that `pid` exists.
-    let signalled = unsafe { libc::kill(pid, 0) } == 0;
-    signalled || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// The new runs of an update, from every process.
@@ -278,7 +268,7 @@ mod tests {
 
     #[test]
     fn names_from_another_process_stay_inside_the_copy() {
-        for bad in ["../escape", "/etc/passwd", "", "runs/../../x", "."] {
+        for bad in ["../escape", "/etc/passwd", "", "runs/../../x", ".", OWNER] {
             let e = write_copy(&std::env::temp_dir(), vec![(bad.to_string(), b"x".to_vec())]).err().map(|e| e.to_string());
             assert!(e.as_deref().is_some_and(|e| e.contains("not a path inside a store")), "{bad}: {e:?}");
         }
@@ -287,21 +277,35 @@ mod tests {
     }
 
     #[test]
-    fn copies_of_ended_processes_are_removed_and_live_ones_kept() {
+    fn copies_whose_maker_ended_are_removed_and_live_ones_kept() {
         let temp = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let ended = child.id();
-        child.wait().unwrap();
-        let stale = temp.path().join(format!("{COPY_PREFIX}{ended}-abc"));
-        let live = temp.path().join(format!("{COPY_PREFIX}1-abc"));
-        let other = temp.path().join(format!("{COPY_PREFIX}{ended}"));
-        for d in [&stale, &live, &other] {
+        let copy = |name: &str| {
+            let d = temp.path().join(format!("{COPY_PREFIX}{name}"));
             std::fs::create_dir_all(d.join("basis")).unwrap();
-        }
+            d
+        };
+        // Ended: its lock file is there, nobody holds it (whatever the id in its name).
+        let ended = copy(&format!("{}-abc", std::process::id()));
+        std::fs::write(ended.join(OWNER), b"").unwrap();
+        // Alive: another open file holds the lock (flock conflicts within a process too).
+        let alive = copy("1-abc");
+        let held = std::fs::File::create(alive.join(OWNER)).unwrap();
+        held.try_lock().unwrap();
+        // Being made (no lock file yet), and a file of the same prefix: left.
+        let unnamed = copy("2-abc");
+        std::fs::write(temp.path().join(format!("{COPY_PREFIX}3-file")), b"x").unwrap();
         let made = write_copy(temp.path(), vec![("recipe.toml".into(), b"r".to_vec())]).unwrap();
-        assert!(!stale.exists(), "the copy of an ended process is left");
-        assert!(live.exists() && other.exists() && made.dir.join("recipe.toml").is_file());
-        assert!(made.dir.file_name().unwrap().to_str().unwrap().starts_with(&format!("{COPY_PREFIX}{}-", std::process::id())));
+        assert!(!ended.exists(), "the copy of an ended process is left");
+        assert!(alive.exists() && unnamed.exists() && temp.path().join(format!("{COPY_PREFIX}3-file")).exists());
+        assert!(made.dir.join("recipe.toml").is_file());
+        // A second sweep keeps the live copy just made.
+        remove_stale_copies(temp.path());
+        assert!(made.dir.join(OWNER).is_file());
+        drop(made);
+        assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 3);
+        drop(held);
+        remove_stale_copies(temp.path());
+        assert!(!alive.exists(), "the lock is free once its holder closes it");
     }
 
     #[test]

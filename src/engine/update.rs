@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use indicatif::ProgressBar;
 use timely::worker::Worker;
 
-use crate::engine::cluster::Cluster;
+use crate::engine::cluster::{agree_or_say, first_error, Cluster};
 use crate::engine::encoding::{Job, Plan};
 use crate::engine::local_inputs::{self, NewRuns};
 use crate::engine::budget::{self, Footprint, Shape};
@@ -19,7 +19,7 @@ use crate::engine::waves;
 use crate::engine::stories::{self, StimulusSpec};
 use crate::error::{bail, err, Result};
 use crate::io::bids::{self, Run};
-use crate::operators::{agree, least, share, total, BlockFit, BlockKey};
+use crate::operators::{least, share, total, BlockFit, BlockKey};
 use crate::progress;
 use crate::io::nifti;
 use crate::io::regions::{self, Regions};
@@ -133,12 +133,7 @@ fn update(
             }),
             false => Ok(Vec::new()),
         };
-        if !agree(worker, prepared.is_ok()) {
-            return Err(prepared.err().unwrap_or_else(|| {
-                err!("stopped: the writer (process 0) failed; see its error")
-            }));
-        }
-        let mut lines = prepared.expect("agreed");
+        let mut lines = agree_or_say(worker, prepared, workers, "(the writer) failed")?;
         // Without a shared file system only process 0 has the stories' stimuli (and the
         // store): the others take part in the forward passes' dataflow without batches.
         let stories = match local {
@@ -161,16 +156,11 @@ fn update(
             false => None,
         };
         let planned = plan(dir_r, &bold, found, reduced, &bar_w, workers);
-        if !agree(worker, planned.is_ok()) {
-            return Err(planned.err().unwrap_or_else(|| {
-                let needs = match local {
-                    true => "see its error",
-                    false => "every process needs the same store directory, or give --local-inputs",
-                };
-                err!("stopped: another worker could not read the store ({needs})")
-            }));
-        }
-        let (plan, mut outcome, group, shape) = planned.expect("agreed");
+        let what = match local {
+            true => "could not plan the update",
+            false => "could not read the store (every process needs the same store directory, or give --local-inputs)",
+        };
+        let (plan, mut outcome, group, shape) = agree_or_say(worker, planned, workers, what)?;
         lines.append(&mut outcome.lines);
         outcome.lines = lines;
         // Every process sizes the waves under its own limit; all take the smallest.
@@ -198,12 +188,19 @@ fn update(
             let fitted = waves::fit_wave(worker, &plan, &wave.jobs, i);
             // All agree before the writer sees a wave, so it never gets an incomplete one.
             let healthy = writer.as_ref().is_none_or(waves::Writer::healthy);
-            if !agree(worker, fitted.is_ok() && healthy) {
+            let mine = match (&fitted, healthy) {
+                (Err(e), _) => Some(e.to_string()),
+                // The writer's own words come when it is stopped.
+                (Ok(_), false) => Some("stopped: the writer (process 0) failed; see its error".into()),
+                (Ok(_), true) => None,
+            };
+            if let Some((process, text)) = first_error(worker, mine, workers) {
                 let stopped = writer.map(waves::Writer::abort);
                 return Err(match (fitted, stopped) {
                     (Err(e), _) => e,
-                    (Ok(_), Some(Err(e))) => e,
-                    _ => err!("stopped: another worker failed; see its error"),
+                    (Ok(_), Some(Err(e))) if !e.to_string().starts_with("stopped:") => e,
+                    _ if text.starts_with("stopped:") => err!("{text}"),
+                    _ => err!("stopped: process {process} failed: {text}"),
                 });
             }
             if let Some(w) = &writer {

@@ -186,6 +186,19 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
     assert_same(&retracted, &store);
     assert_eq!(copies(), 0);
 
+    // A run process 1 cannot reduce (its data cut short) stops both, process 0 saying why
+    // in process 1's words.
+    let cut = "data/sub-05/func/sub-05_task-lpp_run-1_bold.nii.gz";
+    std::fs::create_dir_all(h1.join("data/sub-05/func")).unwrap();
+    let whole = std::fs::read(h1.join("data/sub-03/func/sub-03_task-lpp_run-1_bold.nii.gz")).unwrap();
+    std::fs::write(h1.join(cut), &whole[..whole.len() / 2]).unwrap();
+    let (a, b) = hosts.run(&["ingest", "store"], &["ingest", "store", "--bold", cut]);
+    let said = String::from_utf8_lossy(&a.stderr);
+    assert!(!a.status.success() && !b.status.success(), "{said}");
+    assert!(said.contains("stopped: process 1 failed: ") && said.contains(cut), "{said}");
+    assert_same(&retracted, &store);
+    assert_eq!(copies(), 0);
+
     // Processes given different commands are refused by both, and nothing changes.
     let (a, b) = hosts.run(&["retract", "store", "--run", "sub-01/task-lpp/run-1"], &["retract", "store", "--run", "sub-03/task-lpp/run-1"]);
     let said = String::from_utf8_lossy(&a.stderr);
