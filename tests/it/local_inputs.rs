@@ -95,6 +95,14 @@ impl Hosts {
         (first, second.wait_with_output().unwrap())
     }
 
+    /// [`Hosts::run`], both expected to fail: process 0's stderr.
+    fn refused(&self, p0: &[&str], p1: &[&str]) -> String {
+        let (a, b) = self.run(p0, p1);
+        let said = String::from_utf8_lossy(&a.stderr).into_owned();
+        assert!(!a.status.success() && !b.status.success(), "{said}");
+        said
+    }
+
     /// [`Hosts::run`], both expected to succeed: their stdout and stderr.
     fn ok(&self, p0: &[&str], p1: &[&str]) -> [String; 2] {
         let (a, b) = self.run(p0, p1);
@@ -169,9 +177,7 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
     hosts.ok(&["retract", "store", "--run", key], &["retract", "store", "--run", key]);
     std::fs::create_dir_all(h0.join("data/sub-04/func")).unwrap();
     std::fs::copy(h1.join(bold), h0.join(bold)).unwrap();
-    let (a, b) = hosts.run(&["ingest", "store", "--bold", bold], &["ingest", "store", "--bold", bold]);
-    let said = String::from_utf8_lossy(&a.stderr);
-    assert!(!a.status.success() && !b.status.success(), "{said}");
+    let said = hosts.refused(&["ingest", "store", "--bold", bold], &["ingest", "store", "--bold", bold]);
     let (b0, b1) = (h0.join(bold), h1.join(bold));
     let both = format!("run {key} is given to process 0 ({}) and to process 1 ({}): give each run to one process", b0.display(), b1.display());
     assert!(said.contains(&both), "{said}");
@@ -179,9 +185,7 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
 
     // A run process 1 cannot read stops both, process 0 saying why in process 1's words.
     let missing = "data/sub-05/func/sub-05_task-lpp_run-1_bold.nii.gz";
-    let (a, b) = hosts.run(&["ingest", "store"], &["ingest", "store", "--bold", missing]);
-    let said = String::from_utf8_lossy(&a.stderr);
-    assert!(!a.status.success() && !b.status.success(), "{said}");
+    let said = hosts.refused(&["ingest", "store"], &["ingest", "store", "--bold", missing]);
     assert!(said.contains("stopped: process 1 could not read its runs: ") && said.contains(missing), "{said}");
     assert_same(&retracted, &store);
     assert_eq!(copies(), 0);
@@ -192,21 +196,16 @@ fn without_a_shared_file_system_each_process_reads_only_its_own_runs() {
     std::fs::create_dir_all(h1.join("data/sub-05/func")).unwrap();
     let whole = std::fs::read(h1.join("data/sub-03/func/sub-03_task-lpp_run-1_bold.nii.gz")).unwrap();
     std::fs::write(h1.join(cut), &whole[..whole.len() / 2]).unwrap();
-    let (a, b) = hosts.run(&["ingest", "store"], &["ingest", "store", "--bold", cut]);
-    let said = String::from_utf8_lossy(&a.stderr);
-    assert!(!a.status.success() && !b.status.success(), "{said}");
+    let said = hosts.refused(&["ingest", "store"], &["ingest", "store", "--bold", cut]);
     assert!(said.contains("stopped: process 1 failed: ") && said.contains(cut), "{said}");
     assert_same(&retracted, &store);
     assert_eq!(copies(), 0);
 
     // Processes given different commands are refused by both, and nothing changes.
-    let (a, b) = hosts.run(&["retract", "store", "--run", "sub-01/task-lpp/run-1"], &["retract", "store", "--run", "sub-03/task-lpp/run-1"]);
-    let said = String::from_utf8_lossy(&a.stderr);
-    assert!(!a.status.success() && !b.status.success(), "{said}");
+    let said = hosts.refused(&["retract", "store", "--run", "sub-01/task-lpp/run-1"], &["retract", "store", "--run", "sub-03/task-lpp/run-1"]);
     let differ = "process 1 was given `retract --run sub-03/task-lpp/run-1` and process 0 `retract --run sub-01/task-lpp/run-1`: every process runs the same command";
     assert!(said.contains(differ), "{said}");
-    let (a, _) = hosts.run(&["ingest", "store"], &["status", "--refresh", "store"]);
-    let said = String::from_utf8_lossy(&a.stderr);
+    let said = hosts.refused(&["ingest", "store"], &["status", "--refresh", "store"]);
     assert!(said.contains("process 1 was given `status --refresh` and process 0 `ingest`"), "{said}");
     assert_same(&retracted, &store);
 
