@@ -194,8 +194,14 @@ impl Cluster {
     /// The line for a peer lost mid-computation.
     fn lost(&self, (peer, why): (usize, String)) -> Result<String> {
         let address = self.addresses()?.get(peer).cloned().unwrap_or_else(|| "an unknown address".into());
+        // Timely's network threads index their peers' workers by this process's -w: another
+        // process's other -w shows as an index out of bounds there.
+        let check = match why.contains("index out of bounds") {
+            true => " (was every process given the same -w and -n?)",
+            false => "",
+        };
         Ok(format!(
-            "process {} of {}: lost process {peer} at {address} ({why}); stopped. The store keeps what was finished: run the same command again to resume",
+            "process {} of {}: lost process {peer} at {address} ({why}){check}; stopped. The store keeps what was finished: run the same command again to resume",
             self.process, self.processes
         ))
     }
@@ -218,7 +224,10 @@ impl Cluster {
         let who = if silent.is_empty() {
             "every peer answers, but not all joined (is each started with the same -n and hostfile, and its own -p?)".to_string()
         } else {
-            format!("no answer from {} (not started, unreachable, or stopped on an error of its own before connecting: see its output)", silent.join(", "))
+            format!(
+                "no answer from {}: is it started, with the same -n, -w and hostfile? (A process that stopped on an error of its own before connecting says so in its output.)",
+                silent.join(", ")
+            )
         };
         Ok(format!(
             "process {} of {}: the cluster did not connect within {} s: {who}",

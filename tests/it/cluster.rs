@@ -137,6 +137,13 @@ fn an_unreachable_peer_is_a_clear_error_within_the_timeout() {
         )),
         "{e}"
     );
+    // Processes given different -w: the one with fewer workers says what to check.
+    let cf = env!("CARGO_BIN_EXE_cortexflow");
+    let cluster = |p: &str, w: &str| ["status", store.to_str().unwrap(), "--refresh", "-n", "2", "-p", p, "-w", w, "-h", hosts.to_str().unwrap(), "--connect-timeout", "20"].map(String::from);
+    let other = std::process::Command::new(cf).args(cluster("1", "2")).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let e = cortexflow_fails(&cluster("0", "1").iter().map(String::as_str).collect::<Vec<_>>());
+    let _ = other.wait_with_output();
+    assert!(e.contains("lost process 1") && e.contains("(was every process given the same -w and -n?)"), "{e}");
     // A hostfile with too few lines, and cluster options on a command that does not compute.
     std::fs::write(&hosts, "127.0.0.1:1\n").unwrap();
     let e = cortexflow_fails(&[
