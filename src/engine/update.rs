@@ -339,8 +339,8 @@ pub fn write_fits(store: &mut Store, fits: Vec<(BlockKey, BlockFit)>, subjects: 
 }
 
 /// Refuses processes given different commands (collective): one `retract`ing another run
-/// than process 0, or `ingest`ing while process 0 `run`s, would join a dataflow it does not
-/// mean, or its words would be dropped without a word.
+/// than process 0 would see its run dropped without a word, one `ingest`ing while process 0
+/// `run`s would join a dataflow it does not mean.
 fn same_command(worker: &mut Worker, command: &str, workers: usize) -> Result<()> {
     if worker.peers() <= workers {
         return Ok(());
